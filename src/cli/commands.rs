@@ -1,0 +1,55 @@
+//! One function per subcommand.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use super::args::{Cli, Command, Format, GlobalArgs, InfoArgs};
+
+/// Runs the parsed command line; returns the exit code.
+pub fn run(cli: Cli) -> Result<u8> {
+    match cli.command {
+        Command::Version => {
+            println!("slipway {}", env!("CARGO_PKG_VERSION"));
+            Ok(0)
+        }
+        Command::Info(args) => info(&cli.global, &args),
+    }
+}
+
+/// The store root: `--root`, `SLIPWAY_ROOT`, or the per-user default.
+pub fn store_root(global: &GlobalArgs) -> PathBuf {
+    if let Some(root) = &global.root {
+        return root.clone();
+    }
+    if rustix::process::geteuid().is_root() {
+        return PathBuf::from("/var/lib/slipway");
+    }
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    data.join("slipway")
+}
+
+fn info(global: &GlobalArgs, args: &InfoArgs) -> Result<u8> {
+    let root = store_root(global);
+    let rootless = !rustix::process::geteuid().is_root();
+    match args.format {
+        Format::Json => {
+            let v = serde_json::json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "root": root,
+                "rootless": rootless,
+            });
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        Format::Table => {
+            println!("version:   {}", env!("CARGO_PKG_VERSION"));
+            println!("root:      {}", root.display());
+            println!("rootless:  {rootless}");
+        }
+    }
+    Ok(0)
+}

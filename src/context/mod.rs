@@ -1,0 +1,1 @@
+//! The build context: walking it in place, `.dockerignore`, the stat cache.

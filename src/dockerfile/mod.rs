@@ -1,0 +1,1 @@
+//! Dockerfile text → typed instructions. PURE: no IO beyond the text it is given.

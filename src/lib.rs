@@ -1,0 +1,13 @@
+//! slipway: a daemonless container image builder and layer store.
+//!
+//! The library is split into modules walled like crates (see `ARCHITECTURE.md`):
+//! pure cores (`oci`, `dockerfile`, `graph`) that do no IO, effectful parts (`store`, `layer`,
+//! `context`, ...) and the `cli` edge, the only module that prints.
+
+pub mod cli;
+pub mod context;
+pub mod dockerfile;
+pub mod failpoint;
+pub mod layer;
+pub mod oci;
+pub mod store;

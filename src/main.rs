@@ -1,0 +1,7 @@
+//! The `slipway` binary: parse arguments, run, map the outcome to an exit code.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    slipway::cli::main()
+}

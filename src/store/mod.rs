@@ -1,0 +1,1 @@
+//! The content-addressed store under `--root`: blobs, tags, metadata.

@@ -1,0 +1,64 @@
+//! Shared helpers for integration tests: temp dirs, running the slipway binary.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Path of the slipway binary under test.
+pub fn slipway_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_slipway"))
+}
+
+/// A test's private store root and scratch space, removed on drop.
+pub struct TestContext {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestContext {
+    pub fn new() -> TestContext {
+        TestContext { dir: tempfile::Builder::new().prefix("slipway-it-").tempdir().expect("temp dir") }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    /// A `slipway` command with `--root` set to this context's store and logs kept quiet.
+    pub fn cmd(&self) -> Command {
+        let mut cmd = Command::new(slipway_bin());
+        cmd.arg("--root").arg(self.root());
+        cmd.env_remove("SLIPWAY_ROOT").env_remove("SOURCE_DATE_EPOCH").env("SLIPWAY_LOG", "warn");
+        cmd
+    }
+
+    /// Runs `slipway ARGS` and returns its output, whatever the status.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().expect("spawn slipway")
+    }
+
+    /// Runs `slipway ARGS`, panicking with its stderr unless it exits 0.
+    pub fn ok(&self, args: &[&str]) -> Output {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "slipway {args:?} failed with {:?}\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+}
+
+/// Path of the shared corpus (`../shared/corpus` beside the repository).
+pub fn shared_corpus() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let p = manifest.join("../shared/corpus");
+    assert!(p.is_dir(), "shared corpus not found at {}: the repository must sit beside shared/", p.display());
+    p
+}
