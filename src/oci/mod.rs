@@ -3,7 +3,25 @@
 //! Owns digests, media types, platforms, references, descriptors, manifests, indexes and image
 //! configs, and the one place where they are serialised (`canonical`). Knows nothing of the store,
 //! the registry or Dockerfiles.
+//!
+//! We write these types ourselves rather than use `oci-spec`'s image types: they must carry our
+//! validated newtypes (`Digest`, `DiffId`, `MediaType`) end to end and serialise in one canonical
+//! way; `oci-spec` keeps digests and media types as loosely checked strings in places.
 
+pub mod canonical;
+mod config;
 mod digest;
+mod manifest;
+mod media_type;
+mod platform;
+mod reference;
 
+pub use config::{ContainerConfig, Healthcheck, History, ImageConfig, RootFs};
 pub use digest::{DiffId, Digest, DigestError, Hasher, HashingReader, HashingWriter};
+pub use manifest::{
+    ANNOTATION_CREATED, ANNOTATION_REF_NAME, ANNOTATION_SLIPWAY_REF, Descriptor, ImageIndex, ImageManifest, OciLayout,
+    Versioned,
+};
+pub use media_type::{LayerCompression, MediaType, MediaTypeError};
+pub use platform::{Platform, PlatformError};
+pub use reference::{DEFAULT_REGISTRY, DEFAULT_TAG, Reference, ReferenceError};

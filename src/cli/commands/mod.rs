@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use super::args::{Cli, Command, Format, GlobalArgs, InfoArgs};
+mod info;
+
+use super::args::{Cli, Command, GlobalArgs};
 
 /// Runs the parsed command line; returns the exit code.
 pub fn run(cli: Cli) -> Result<u8> {
@@ -13,7 +15,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             println!("slipway {}", env!("CARGO_PKG_VERSION"));
             Ok(0)
         }
-        Command::Info(args) => info(&cli.global, &args),
+        Command::Info(args) => info::info(&cli.global, &args),
     }
 }
 
@@ -33,23 +35,3 @@ pub fn store_root(global: &GlobalArgs) -> PathBuf {
     data.join("slipway")
 }
 
-fn info(global: &GlobalArgs, args: &InfoArgs) -> Result<u8> {
-    let root = store_root(global);
-    let rootless = !rustix::process::geteuid().is_root();
-    match args.format {
-        Format::Json => {
-            let v = serde_json::json!({
-                "version": env!("CARGO_PKG_VERSION"),
-                "root": root,
-                "rootless": rootless,
-            });
-            println!("{}", serde_json::to_string_pretty(&v)?);
-        }
-        Format::Table => {
-            println!("version:   {}", env!("CARGO_PKG_VERSION"));
-            println!("root:      {}", root.display());
-            println!("rootless:  {rootless}");
-        }
-    }
-    Ok(0)
-}
