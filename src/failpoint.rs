@@ -1,17 +1,18 @@
 //! Crash-test hooks: `SLIPWAY_FAILPOINT=<site>:<action>[,<site>:<action>...]`.
 //!
 //! Compiled in only with the `failpoints` cargo feature; without it [`hit`] is an empty inline
-//! function. Actions: `panic`, `abort` (as a kill -9 would leave things: no destructors, no
-//! flush), `exit` (exit status 86), `sleep(MS)` (lets a test kill the process at that point),
-//! `error` (the site returns an injected IO error, where the site supports it).
+//! function. Actions: `kill9` (the process sends itself SIGKILL: no destructors, no flush, as a
+//! real kill -9 leaves things), `panic`, `exit` (exit status 86), `sleep(MS)` (lets a test act
+//! while the process waits there), and `enospc` / `eio` / `error` (the site returns that IO error,
+//! where the site supports it).
 
 /// What a failpoint asks the caller to do after it returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// Carry on.
     Continue,
-    /// Return an injected error.
-    Error,
+    /// Return an injected error with this errno.
+    Error(i32),
 }
 
 /// Evaluates failpoint `site`.
@@ -26,10 +27,15 @@ pub fn hit(site: &str) -> Outcome {
             continue;
         }
         match action {
+            "kill9" => {
+                // The signal is delivered before kill returns when a process signals itself.
+                let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+                std::process::abort();
+            }
             "panic" => panic!("failpoint {site} hit"),
-            "abort" => std::process::abort(),
             "exit" => std::process::exit(86),
-            "error" => return Outcome::Error,
+            "enospc" => return Outcome::Error(libc::ENOSPC),
+            "eio" | "error" => return Outcome::Error(libc::EIO),
             other => {
                 if let Some(ms) = other.strip_prefix("sleep(").and_then(|s| s.strip_suffix(')')) {
                     let ms: u64 = ms.parse().unwrap_or(1000);
@@ -52,6 +58,6 @@ pub fn hit(_site: &str) -> Outcome {
 pub fn io(site: &str) -> std::io::Result<()> {
     match hit(site) {
         Outcome::Continue => Ok(()),
-        Outcome::Error => Err(std::io::Error::other(format!("failpoint {site}: injected error"))),
+        Outcome::Error(errno) => Err(std::io::Error::from_raw_os_error(errno)),
     }
 }
