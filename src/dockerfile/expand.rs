@@ -39,10 +39,14 @@
 //!
 //! PURE: no IO, no global state.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::BuildHasher;
 
 use thiserror::Error;
+
+use self::pattern::Pattern;
+
+mod pattern;
 
 /// Where an expansion looks variables up. `None` means unset, `Some("")` set but empty.
 pub trait Lookup {
@@ -528,146 +532,169 @@ impl Lexer<'_, '_> {
     }
 }
 
-/// One element of a substitution pattern.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Token {
-    Literal(char),
-    /// `?`: any one character except a newline.
-    Any,
-    /// `*`: any run of characters without a newline.
-    Star,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// A shell glob from `${V#p}`, `${V%p}` or `${V/p/r}`, matched the way BuildKit's regular
-/// expressions match it: leftmost, and among matches at one position the one a backtracking
-/// matcher finds first (`*` as long as possible when greedy, as short as possible otherwise).
-/// Like Go's `.`, `?` and `*` never match a newline.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Pattern {
-    tokens: Vec<Token>,
-}
-
-impl Pattern {
-    /// Parses a pattern whose escapes were kept: `\*`, `\?`, `\\` are literals, `\}` and `\/`
-    /// are `}` and `/`, any other escape is an error.
-    fn parse(text: &str) -> Result<Pattern, Kind> {
-        let mut tokens = Vec::new();
-        let mut chars = text.chars().peekable();
-        while let Some(ch) = chars.next() {
-            let token = match ch {
-                '*' => Token::Star,
-                '?' => Token::Any,
-                '\\' => match chars.peek() {
-                    Some('}' | '/') => continue,
-                    Some(&c @ ('*' | '?' | '\\')) => {
-                        chars.next();
-                        Token::Literal(c)
-                    }
-                    other => {
-                        let escaped = EscapedChar(other.copied());
-                        return Err(Kind::InvalidPattern { pattern: text.to_owned(), escaped });
-                    }
-                },
-                c => Token::Literal(c),
-            };
-            // `**` matches what `*` matches, with the same preference; one star is enough.
-            if !(token == Token::Star && tokens.last() == Some(&Token::Star)) {
-                tokens.push(token);
-            }
-        }
-        Ok(Pattern { tokens })
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
     }
 
-    /// The end of the preferred match of the pattern starting at `start`, if any.
-    fn match_at(&self, text: &[char], start: usize, greedy: bool) -> Option<usize> {
-        let mut failed = HashSet::new();
-        self.match_from(0, text, start, greedy, &mut failed)
+    #[track_caller]
+    fn check(word: &str, pairs: &[(&str, &str)], want: &str) {
+        let env = env(pairs);
+        let got = Expander::new('\\', &env).expand_word(word);
+        assert_eq!(got.map(|e| e.value), Ok(want.to_owned()), "word {word:?}");
     }
 
-    fn match_from(
-        &self,
-        token: usize,
-        text: &[char],
-        at: usize,
-        greedy: bool,
-        failed: &mut HashSet<(usize, usize)>,
-    ) -> Option<usize> {
-        if failed.contains(&(token, at)) {
-            return None;
-        }
-        let found = match self.tokens.get(token) {
-            None => Some(at),
-            Some(Token::Literal(c)) if text.get(at) == Some(c) => self.match_from(token + 1, text, at + 1, greedy, failed),
-            Some(Token::Any) if text.get(at).is_some_and(|&c| c != '\n') => {
-                self.match_from(token + 1, text, at + 1, greedy, failed)
-            }
-            Some(Token::Star) => {
-                let run = text[at..].iter().take_while(|&&c| c != '\n').count();
-                let mut ends: Box<dyn Iterator<Item = usize>> =
-                    if greedy { Box::new((at..=at + run).rev()) } else { Box::new(at..=at + run) };
-                ends.find_map(|end| self.match_from(token + 1, text, end, greedy, failed))
-            }
-            Some(_) => None,
-        };
-        if found.is_none() {
-            failed.insert((token, at));
-        }
-        found
-    }
-
-    /// `${V#p}` / `${V##p}`: removes the preferred match anchored at the start.
-    fn trim_prefix(&self, value: &str, greedy: bool) -> String {
-        let chars: Vec<char> = value.chars().collect();
-        match self.match_at(&chars, 0, greedy) {
-            Some(end) => chars[end..].iter().collect(),
-            None => value.to_owned(),
+    #[track_caller]
+    fn check_err(word: &str, pairs: &[(&str, &str)]) -> ExpandErrorKind {
+        let env = env(pairs);
+        match Expander::new('\\', &env).expand_word(word) {
+            Ok(e) => panic!("word {word:?}: want an error, got {:?}", e.value),
+            Err(e) => e.kind,
         }
     }
 
-    /// `${V%p}` / `${V%%p}`: matches the reversed pattern against the reversed value, as
-    /// BuildKit does, so "shortest" and "longest" count from the end.
-    fn trim_suffix(&self, value: &str, greedy: bool) -> String {
-        let reversed = Pattern { tokens: self.tokens.iter().rev().copied().collect() };
-        let chars: Vec<char> = value.chars().rev().collect();
-        match reversed.match_at(&chars, 0, greedy) {
-            Some(end) => chars[end..].iter().rev().collect(),
-            None => value.to_owned(),
-        }
+    #[test]
+    fn defaults_and_alternatives_tell_unset_from_empty() {
+        let vars = [("FOO", "xxx"), ("BAR", "")];
+        check("${FOO-aaa} ${BAR-bbb} ${BAZ-ccc}", &vars, "xxx  ccc");
+        check("${FOO:-aaa} ${BAR:-bbb} ${BAZ:-ccc}", &vars, "xxx bbb ccc");
+        check("${FOO+aaa} ${BAR+bbb} ${BAZ+ccc}", &vars, "aaa bbb ");
+        check("${FOO:+aaa} ${BAR:+bbb} ${BAZ:+ccc}", &vars, "aaa  ");
+        check("${FOO:-}", &vars, "xxx");
+        check("${BAZ:-$FOO}", &vars, "xxx");
     }
 
-    /// The leftmost preferred match at or after `from`.
-    fn find(&self, text: &[char], from: usize) -> Option<(usize, usize)> {
-        (from..=text.len()).find_map(|start| self.match_at(text, start, true).map(|end| (start, end)))
+    #[test]
+    fn required_variables_carry_the_expanded_message() {
+        let unset = [("ARG", "x")];
+        let empty = [("VAR", ""), ("ARG", "x")];
+        let set = [("VAR", "plain"), ("ARG", "x")];
+        check("${VAR:?message here$ARG}", &set, "plain");
+        check("${VAR?message here$ARG}", &set, "plain");
+        check("${VAR?message here$ARG}", &empty, "");
+        let want = ExpandErrorKind::Required { name: "VAR".into(), message: "message herex".into() };
+        assert_eq!(check_err("${VAR:?message here$ARG}", &empty), want);
+        assert_eq!(check_err("${VAR:?message here$ARG}", &unset), want);
+        assert_eq!(check_err("${VAR?message here$ARG}", &unset), want);
+        let want = ExpandErrorKind::Required { name: "VAR".into(), message: "is not allowed to be empty".into() };
+        assert_eq!(check_err("${VAR:?}", &empty), want);
+        let env = env(&unset);
+        let err = Expander::new('\\', &env).expand_word("a${VAR?}").expect_err("VAR is unset");
+        assert_eq!(err.to_string(), r#"failed to process "a${VAR?}": VAR: is not allowed to be unset"#);
     }
 
-    /// `${V/p/r}` / `${V//p/r}`, with greedy stars. Replace-all follows Go's
-    /// `ReplaceAllString` stepping: after an empty match it moves on one character, and an
-    /// empty match right after a previous match is not replaced.
-    fn replace(&self, value: &str, replacement: &str, all: bool) -> String {
-        let text: Vec<char> = value.chars().collect();
-        if !all {
-            return match self.find(&text, 0) {
-                Some((start, end)) => {
-                    let mut out: String = text[..start].iter().collect();
-                    out.push_str(replacement);
-                    out.extend(&text[end..]);
-                    out
-                }
-                None => value.to_owned(),
-            };
-        }
-        let mut out = String::new();
-        let (mut last_end, mut search) = (0, 0);
-        while search <= text.len() {
-            let Some((start, end)) = self.find(&text, search) else { break };
-            out.extend(&text[last_end..start]);
-            if end > last_end || start == 0 {
-                out.push_str(replacement);
-            }
-            last_end = end;
-            search = if end > search { end } else { search + 1 };
-        }
-        out.extend(&text[last_end.min(text.len())..]);
-        out
+    #[test]
+    fn prefix_and_suffix_removal() {
+        let foo = [("FOO", "xxyy")];
+        check("${FOO#*x*y}", &foo, "y");
+        check("${FOO#*}", &foo, "xxyy");
+        check("${FOO##*}", &foo, "");
+        check("${FOO##*x}", &foo, "yy");
+        check("${FOO#x}", &foo, "xyy");
+        check("${FOO#}${FOO##}${FOO%}", &foo, "xxyyxxyyxxyy");
+        check("${FOO%y*}", &foo, "xxy");
+        check("${FOO%%y*}", &foo, "xx");
+        check("${FOO#$BAR}", &[("FOO", "xxyy"), ("BAR", "x")], "xyy");
+        check("${FOO%%$BAR}", &[("FOO", "xxyy"), ("BAR", "")], "xxyy");
+        check("${ABC:-.}${FOO%x}${ABC:-.}", &foo, ".xxyy.");
+        check("${FOO#?\\?}", &[("FOO", "???y")], "?y");
+        check("${FOO%%\\**}", &[("FOO", "xx**")], "xx");
+        check("${FOO%%\\**\\*}", &[("FOO", "a***yy*")], "a");
+        check(r"${FOO#()[]{\}^$.\*\?|\\}", &[("FOO", r"()[]{}^$.*?|\x")], "x");
+        check("${FILE%.tar.gz}", &[("FILE", "app.tar.gz")], "app");
+        check("${UNSET#x}", &[], "");
+    }
+
+    #[test]
+    fn replacement() {
+        let vars = [("FOO", "/foo*/*/*.txt"), ("NEEDLE", "\\*/")];
+        check("${FOO/$NEEDLE/.} - ${FOO//$NEEDLE/.}", &vars, "/foo.*/*.txt - /foo..*.txt");
+        let vars = [("FOO", "/tmp/tmp/bar.txt"), ("NEEDLE", "/tmp")];
+        check("${FOO/$NEEDLE/} - ${FOO//$NEEDLE/}", &vars, "/tmp/bar.txt - /bar.txt");
+        let vars = [("FOO", "/a/foo/b/c.txt"), ("NEEDLE", "/?/"), ("R", "/")];
+        check("${FOO/$NEEDLE/$R} - ${FOO//$NEEDLE/$R}", &vars, "/foo/b/c.txt - /foo/c.txt");
+        check("${FOO//\\//\\/}", &[("FOO", "/tmp/foo.txt")], "\\/tmp\\/foo.txt");
+        check("${FOO/$BAR/ww}", &[("FOO", "xxyy"), ("BAR", "")], "wwxxyy");
+        check("${FOO//$BAR/-}", &[("FOO", "ab"), ("BAR", "")], "-a-b-");
+        check("${FOO///}", &[("FOO", "xxyy")], "xxyy");
+        check("${FOO///}", &[], "");
+        check("${FOO/x*/z}", &[("FOO", "axbxc")], "az");
+        assert_eq!(check_err("${FOO//ww}", &[("FOO", "x")]), ExpandErrorKind::MissingSlash);
+        assert_eq!(check_err("${FOO//}", &[("FOO", "x")]), ExpandErrorKind::MissingSlash);
+    }
+
+    #[test]
+    fn bad_patterns_and_modifiers_are_errors() {
+        let foo = [("FOO", "x")];
+        let err = check_err("${FOO#\\x}", &foo);
+        assert_eq!(err, ExpandErrorKind::InvalidPattern { pattern: "\\x".into(), escaped: EscapedChar(Some('x')) });
+        assert!(matches!(check_err("${FOO=aaa}", &foo), ExpandErrorKind::UnsupportedModifier { .. }));
+        assert!(matches!(check_err("${FOO:=aaa}", &foo), ExpandErrorKind::UnsupportedModifier { .. }));
+        assert_eq!(check_err("${FOO=}", &[]), ExpandErrorKind::UnsupportedModifier { modifier: "=".into() });
+        assert_eq!(check_err("${}", &[]), ExpandErrorKind::BadSubstitution);
+        assert_eq!(check_err("${FOO", &foo), ExpandErrorKind::MissingBrace);
+        assert_eq!(check_err("${FOO:-'x}", &foo), ExpandErrorKind::MissingBrace);
+        assert_eq!(check_err("'x", &foo), ExpandErrorKind::UnterminatedSingleQuote);
+        assert_eq!(check_err("\"x", &foo), ExpandErrorKind::UnterminatedDoubleQuote);
+    }
+
+    #[test]
+    fn used_records_set_and_unset_names() {
+        let env = env(&[("FOO", "xxx"), ("BAR", "")]);
+        let ex = Expander::new('\\', &env);
+        let got = ex.expand_word("${FOO:-aaa} ${BAR:-bbb} ${BAZ:-ccc} '$QUOTED' \\$ESCAPED").expect("valid word");
+        let names = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<BTreeSet<_>>();
+        assert_eq!(got.used, names(&["BAR", "BAZ", "FOO"]));
+        assert_eq!(got.unset, names(&["BAZ"]));
+        let got = ex.expand_word("x").expect("valid word");
+        assert!(got.used.is_empty());
+        let got = ex.expand_word("${A:+$B}${FOO#$C}").expect("valid word");
+        assert_eq!(got.used, names(&["A", "B", "C", "FOO"]));
+    }
+
+    #[test]
+    fn backtick_escape() {
+        let env = env(&[("PWD", "/home")]);
+        let ex = Expander::new('`', &env);
+        let value = |w: &str| ex.expand_word(w).map(|e| e.value);
+        assert_eq!(value(r"C:\dir\$PWD"), Ok(r"C:\dir\/home".to_owned()));
+        assert_eq!(value("`$PWD"), Ok("$PWD".to_owned()));
+        assert_eq!(value("\"a`\"b\""), Ok("a\"b".to_owned()));
+        assert_eq!(value("\"a`xb\""), Ok("a`xb".to_owned()));
+        assert_eq!(value("a` b"), Ok("a b".to_owned()));
+    }
+
+    #[test]
+    fn word_splitting() {
+        let env = env(&[("SPACE", "a  b"), ("EMPTY", "")]);
+        let ex = Expander::new('\\', &env);
+        let words = |w: &str| ex.expand_words(w).map(|e| e.words).expect("valid word");
+        assert_eq!(words("80 $SPACE"), ["80", "a", "b"]);
+        assert_eq!(words("\"$SPACE\" x"), ["a  b", "x"]);
+        assert_eq!(words("a\\ b c"), ["a b", "c"]);
+        assert_eq!(words("\"\" $EMPTY"), Vec::<String>::new());
+        assert_eq!(words("${EMPTY:-\"x y\"}"), ["x", "y"]);
+    }
+
+    #[test]
+    fn raw_quotes_and_skip_unset_modes() {
+        let env = env(&[("A", "1")]);
+        let ex = Expander::new('\\', &env).raw_quotes(true);
+        assert_eq!(ex.expand_word("'$A' \"$A\"").map(|e| e.value), Ok("'$A' \"1\"".to_owned()));
+        let ex = Expander::new('\\', &env).skip_unset(true);
+        let got = ex.expand_word("$A $B ${B} ${B:-x} ${B/a/b}").expect("valid word");
+        assert_eq!(got.value, "1 $B ${B} ${B:-x} ${B/a/b}");
+        assert_eq!(got.unset.len(), 1);
+    }
+
+    #[test]
+    fn patterns_stay_linear_enough_on_hostile_input() {
+        let long = "a".repeat(2000);
+        let env = env(&[("V", long.as_str())]);
+        let got = Expander::new('\\', &env).expand_word("${V#*a*a*a*a*a*a*a*b}").expect("valid word");
+        assert_eq!(got.value.len(), 2000);
     }
 }
