@@ -35,7 +35,8 @@
 //! - A word ending inside `${NAME` reports a missing `}` (BuildKit: "unsupported modifier").
 //! - Letters and digits in names are Unicode alphabetic/numeric chars (Go: categories L/Nd).
 //!
-//! Which instructions expand which parts is listed in [`super::args::expands`].
+//! Which instructions expand which parts is listed in [`super::args::expansion_rule`]; which
+//! variables a line sees is [`super::args::ArgScope`].
 //!
 //! PURE: no IO, no global state.
 
