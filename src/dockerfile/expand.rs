@@ -67,8 +67,8 @@ impl<S: BuildHasher> Lookup for HashMap<String, String, S> {
     }
 }
 
-/// A `NAME=value` list, as in an image config's `Env`: the last entry for a name wins, and an
-/// entry without `=` sets the name to the empty string (BuildKit's `BuildEnvs`).
+/// An ordered `(name, value)` list, such as an image config's `Env` split at the first `=`:
+/// the last entry for a name wins, as in BuildKit's `BuildEnvs`.
 impl Lookup for Vec<(String, String)> {
     fn lookup(&self, name: &str) -> Option<&str> {
         self.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
