@@ -2,23 +2,10 @@
 //! (`buildkit-parser/shell/envVarTest` and `wordsTest`), read the way BuildKit's
 //! `lex_test.go` reads them. Every line runs; all failures are reported together.
 
-use std::path::PathBuf;
-
 use slipway::dockerfile::expand::Expander;
 
-/// The corpus: `support::shared_corpus()` expects `shared/` beside the repository, which
-/// holds for the main checkout but not for a worktree under `wt/`, so look in every ancestor.
-fn corpus() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest
-        .ancestors()
-        .map(|dir| dir.join("shared/corpus"))
-        .find(|p| p.is_dir())
-        .unwrap_or_else(crate::support::shared_corpus)
-}
-
 fn read_table(name: &str) -> String {
-    let path = corpus().join("buildkit-parser/shell").join(name);
+    let path = crate::support::shared_corpus().join("buildkit-parser/shell").join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
 
