@@ -35,13 +35,8 @@ pub(crate) const ADD_FLAGS: &[(&str, FlagKind)] = &[
 ];
 pub(crate) const RUN_FLAGS: &[(&str, FlagKind)] =
     &[("mount", Strings), ("network", Str), ("security", Str), ("device", Strings)];
-pub(crate) const HEALTHCHECK_FLAGS: &[(&str, FlagKind)] = &[
-    ("interval", Str),
-    ("timeout", Str),
-    ("start-period", Str),
-    ("start-interval", Str),
-    ("retries", Str),
-];
+pub(crate) const HEALTHCHECK_FLAGS: &[(&str, FlagKind)] =
+    &[("interval", Str), ("timeout", Str), ("start-period", Str), ("start-interval", Str), ("retries", Str)];
 pub(crate) const NO_FLAGS: &[(&str, FlagKind)] = &[];
 
 /// Validated flag values of one instruction.
@@ -204,7 +199,10 @@ mod tests {
         assert_eq!(flag_errors("COPY --link= a b", COPY_FLAGS), vec!["missing a value on flag: --link"]);
         assert_eq!(flag_errors("COPY --from b c", COPY_FLAGS), vec!["missing a value on flag: --from"]);
         assert_eq!(flag_errors("COPY --FROM=x b c", COPY_FLAGS), vec!["unknown flag: --FROM (did you mean `from`?)"]);
-        assert_eq!(flag_errors("COPY --link=yes a b", COPY_FLAGS), vec!["expecting boolean value for flag --link, not: yes"]);
+        assert_eq!(
+            flag_errors("COPY --link=yes a b", COPY_FLAGS),
+            vec!["expecting boolean value for flag --link, not: yes"]
+        );
         assert!(flag_errors("COPY --link=TRUE --chown=a:b a b", COPY_FLAGS).is_empty());
     }
 

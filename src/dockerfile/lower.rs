@@ -389,7 +389,12 @@ fn healthcheck(node: &Node, errors: &mut Vec<ParseError>) -> Option<Healthcheck>
 }
 
 /// A duration flag: absent or zero gives `None` (use the default); under 1ms is an error.
-fn interval(flags: &Flags, name: &'static str, span: Span, errors: &mut Vec<ParseError>) -> Option<std::time::Duration> {
+fn interval(
+    flags: &Flags,
+    name: &'static str,
+    span: Span,
+    errors: &mut Vec<ParseError>,
+) -> Option<std::time::Duration> {
     let value = flags.string(name)?;
     match parse_go_duration(&value) {
         Ok(d) if d.is_zero() => None,
@@ -406,5 +411,147 @@ fn interval(flags: &Flags, name: &'static str, span: Span, errors: &mut Vec<Pars
             errors.push(ParseError::InvalidDuration { span, flag: name, value });
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::dockerfile::{MountType, parse, parse_dockerfile};
+
+    fn errors(src: &str) -> Vec<(u32, String)> {
+        let diags = parse_dockerfile(src).expect_err("must be rejected");
+        diags.0.iter().map(|e| (e.span().start_line, e.to_string())).collect()
+    }
+
+    fn only_command(src: &str) -> Instruction {
+        let df = parse_dockerfile(src).unwrap();
+        df.stages.into_iter().last().unwrap().commands.pop().unwrap()
+    }
+
+    #[test]
+    fn stages_and_meta_args() {
+        let df = parse_dockerfile("ARG V=1\nFROM --platform=$P img:$V AS Builder\nRUN x\nfrom builder\n").unwrap();
+        assert_eq!(df.meta_args.len(), 1);
+        assert_eq!(df.stages[0].name.as_deref(), Some("builder"));
+        assert_eq!(df.stages[0].base, "img:$V");
+        assert_eq!(df.stages[0].platform.as_deref(), Some("$P"));
+        assert_eq!(df.stages[0].commands.len(), 1);
+        assert_eq!(df.stages[1].name, None);
+    }
+
+    #[test]
+    fn stage_rules() {
+        assert_eq!(errors("FROM a AS 1bad")[0].0, 1);
+        assert!(errors("FROM a b")[0].1.contains("one or three"));
+        assert!(errors("FROM a AS x\nFROM b AS X")[0].1.contains("duplicate stage name"));
+        assert!(parse_dockerfile("FROM a AS x.y_z-1").is_ok());
+    }
+
+    #[test]
+    fn only_arg_before_from() {
+        let errs = errors("ENV A=1\nARG B\nRUN x\nFROM a");
+        assert_eq!(errs.iter().map(|e| e.0).collect::<Vec<_>>(), vec![1, 3]);
+    }
+
+    #[test]
+    fn every_error_is_reported() {
+        let errs = errors("FROM a\nCOPY --bogus a b\nWORKDIR\nFOOBAR x\nSHELL sh -c\n");
+        assert_eq!(errs.iter().map(|e| e.0).collect::<Vec<_>>(), vec![2, 3, 4, 5]);
+        assert_eq!(errors("FROM a\nWORKDIT /x")[0].1, "unknown instruction: WORKDIT (did you mean `WORKDIR`?)");
+    }
+
+    #[test]
+    fn onbuild_rules() {
+        assert!(errors("FROM a\nONBUILD ONBUILD RUN x")[0].1.contains("chaining"));
+        assert!(errors("FROM a\nONBUILD FROM b")[0].1.contains("`FROM` isn't allowed"));
+        assert!(errors("FROM a\nONBUILD maintainer me")[0].1.contains("`MAINTAINER` isn't allowed"));
+        let Instruction::Onbuild(o) = only_command("FROM a\nonbuild  COPY <<F /f\nhi\nF\n") else { panic!() };
+        assert_eq!(o.expression, "COPY <<F /f\nhi\nF");
+        assert_eq!(o.trigger.cmd, "copy");
+    }
+
+    #[test]
+    fn copy_sources_and_heredocs() {
+        let Instruction::Copy(c) = only_command("FROM a\nCOPY --link --from=b <<-X src /d/\n\tbody\nX\n") else {
+            panic!()
+        };
+        assert_eq!(c.dest, "/d/");
+        assert!(c.link);
+        assert_eq!(c.from.as_deref(), Some("b"));
+        assert_eq!(c.sources[0], Source::Inline { name: "X".into(), content: "body\n".into(), expand: true });
+        assert_eq!(c.sources[1], Source::Path("src".into()));
+        assert!(errors("FROM a\nCOPY src <<X\nx\nX")[0].1.contains("heredoc as a destination"));
+        assert!(errors("FROM a\nCOPY src")[0].1.contains("at least two"));
+    }
+
+    #[test]
+    fn run_flags() {
+        let Instruction::Run(r) =
+            only_command("FROM a\nRUN --mount=type=cache,target=/c --mount=type=secret,id=s --network=none ls")
+        else {
+            panic!()
+        };
+        assert_eq!(r.mounts.iter().map(|m| m.kind).collect::<Vec<_>>(), vec![MountType::Cache, MountType::Secret]);
+        assert_eq!(r.network, Some(NetworkMode::None));
+        assert_eq!(r.command, CommandLine::Shell("ls".into()));
+        assert!(errors("FROM a\nRUN --mount=type=bogus x")[0].1.contains("unsupported mount type"));
+        assert!(errors("FROM a\nRUN --network=weird x")[0].1.contains("network mode"));
+    }
+
+    #[test]
+    fn healthcheck_rules() {
+        let Instruction::Healthcheck(h) =
+            only_command("FROM a\nHEALTHCHECK --interval=1m30s --retries=3 CMD curl -f x")
+        else {
+            panic!()
+        };
+        let Healthcheck::Cmd { test, interval, retries, timeout, .. } = h.check else { panic!() };
+        assert_eq!(test, vec!["CMD-SHELL", "curl -f x"]);
+        assert_eq!((interval, retries, timeout), (Some(Duration::from_secs(90)), Some(3), None));
+        let Instruction::Healthcheck(h) = only_command("FROM a\nHEALTHCHECK --timeout=0s CMD [\"a\"]") else {
+            panic!()
+        };
+        assert!(matches!(h.check, Healthcheck::Cmd { ref test, timeout: None, .. } if test == &["CMD", "a"]));
+        // BuildKit ignores the flags of HEALTHCHECK NONE.
+        let Instruction::Healthcheck(h) = only_command("FROM a\nHEALTHCHECK --bogus NONE") else { panic!() };
+        assert_eq!(h.check, Healthcheck::None);
+        for bad in [
+            "HEALTHCHECK",
+            "HEALTHCHECK CMD",
+            "HEALTHCHECK NONE x",
+            "HEALTHCHECK CONNECT x",
+            "HEALTHCHECK --interval=500us CMD x",
+            "HEALTHCHECK --interval=5 CMD x",
+            "HEALTHCHECK --retries=-1 CMD x",
+        ] {
+            assert_eq!(errors(&format!("FROM a\n{bad}")).len(), 1, "{bad}");
+        }
+    }
+
+    #[test]
+    fn quirks_and_forms() {
+        // ARG and STOPSIGNAL never validate their flags.
+        assert!(parse_dockerfile("FROM a\nARG --x=1 A\nSTOPSIGNAL --y SIGTERM").is_ok());
+        let Instruction::Workdir(w) = only_command("FROM a\nWORKDIR /a b") else { panic!() };
+        assert_eq!(w.path, "/a b");
+        let Instruction::Env(e) = only_command("FROM a\nENV A b c") else { panic!() };
+        assert_eq!(e.vars, vec![KeyValue { key: "A".into(), value: "b c".into(), legacy: true }]);
+        let Instruction::Arg(a) = only_command("FROM a\nARG A B=2") else { panic!() };
+        assert_eq!(a.args[1], ArgDecl { name: "B".into(), default: Some("2".into()) });
+        assert!(errors("FROM a\nARG =x")[0].1.contains("blank"));
+        let Instruction::Cmd(c) = only_command("FROM a\nCMD []") else { panic!() };
+        assert_eq!(c.command, CommandLine::Exec(vec![]));
+        assert!(errors("FROM a\nSHELL sh")[0].1.contains("json form"));
+    }
+
+    #[test]
+    fn lower_node_single() {
+        let ast = parse("FROM a\nUSER me").unwrap();
+        let mut errs = Vec::new();
+        let user = lower_node(&ast.nodes[1], &mut errs).unwrap();
+        assert_eq!((user.keyword(), user.original(), user.span().start_line), ("USER", "USER me", 2));
     }
 }

@@ -258,7 +258,9 @@ pub fn parse_mount(value: &str) -> Result<Mount, MountError> {
                 m.size = Some(if val.contains('$') {
                     Deferred::Unexpanded(val.to_string())
                 } else {
-                    Deferred::Value(parse_size(val).ok_or_else(|| MountError::InvalidValue { key, value: val.to_string() })?)
+                    Deferred::Value(
+                        parse_size(val).ok_or_else(|| MountError::InvalidValue { key, value: val.to_string() })?,
+                    )
                 });
             }
             "size" => return Err(MountError::KeyNotForType { key, kind: m.kind.as_str() }),
@@ -340,7 +342,10 @@ mod tests {
         assert_eq!(m.mode, Some(Deferred::Value(0o400)));
         assert_eq!(m.uid, Some(Deferred::Value(1000)));
         assert_eq!(parse_mount("type=tmpfs,target=/t,size=64m").unwrap().size, Some(Deferred::Value(64 << 20)));
-        assert_eq!(parse_mount("type=cache,target=/c,uid=$UID").unwrap().uid, Some(Deferred::Unexpanded("$UID".into())));
+        assert_eq!(
+            parse_mount("type=cache,target=/c,uid=$UID").unwrap().uid,
+            Some(Deferred::Unexpanded("$UID".into()))
+        );
         assert!(parse_mount("type=bind,target=/x,required").is_err());
         assert!(parse_mount("type=bind,target=/x,sharing=locked").is_err());
         assert!(parse_mount("type=tmpfs,target=/x,mode=0700").is_err());

@@ -132,7 +132,8 @@ impl<'a> Parser<'a> {
             let column = u32::try_from(indent + 1).unwrap_or(u32::MAX);
             let mut span = Span::new(start_line, line_no(self.idx), column);
             if empty_continuation {
-                self.warnings.push(Warning { kind: WarningKind::EmptyContinuationLine { original: line.clone() }, span });
+                self.warnings
+                    .push(Warning { kind: WarningKind::EmptyContinuationLine { original: line.clone() }, span });
             }
             let comments = std::mem::take(&mut self.comments);
             let mut node = match node_from_line(&line, self.escape, span) {
@@ -225,10 +226,12 @@ pub(crate) fn node_from_line(line: &str, escape: char, span: Span) -> Result<Nod
     };
     match &node.cmd[..] {
         "run" | "cmd" | "entrypoint" | "shell" => {
-            (node.args, node.json) = maybe_json(rest).map_err(|()| ParseError::JsonNotStrings { span: column_of_rest() })?;
+            (node.args, node.json) =
+                maybe_json(rest).map_err(|()| ParseError::JsonNotStrings { span: column_of_rest() })?;
         }
         "copy" | "add" | "volume" => {
-            (node.args, node.json) = maybe_json_to_list(rest).map_err(|()| ParseError::JsonNotStrings { span: column_of_rest() })?;
+            (node.args, node.json) =
+                maybe_json_to_list(rest).map_err(|()| ParseError::JsonNotStrings { span: column_of_rest() })?;
         }
         "from" | "expose" => node.args = whitespace_list(rest),
         "arg" => node.args = parse_words(rest, escape),
@@ -391,7 +394,10 @@ mod tests {
     fn onbuild_nests() {
         let n = one("ONBUILD RUN --mount=type=cache,target=/x echo");
         let sub = n.sub.unwrap();
-        assert_eq!((sub.cmd.as_str(), sub.flags.len(), sub.original.as_str()), ("run", 1, "RUN --mount=type=cache,target=/x echo"));
+        assert_eq!(
+            (sub.cmd.as_str(), sub.flags.len(), sub.original.as_str()),
+            ("run", 1, "RUN --mount=type=cache,target=/x echo")
+        );
     }
 
     #[test]

@@ -252,7 +252,10 @@ mod tests {
 
     #[test]
     fn flags_are_unquoted_and_stop_at_double_dash() {
-        assert_eq!(extract_flags(r#"--chown="a b" --link src dst"#, '\\'), ("src dst", vec!["--chown=a b".into(), "--link".into()]));
+        assert_eq!(
+            extract_flags(r#"--chown="a b" --link src dst"#, '\\'),
+            ("src dst", vec!["--chown=a b".into(), "--link".into()])
+        );
         assert_eq!(extract_flags("--doit=true -- foo /tmp/", '\\'), (" foo /tmp/", vec!["--doit=true".into()]));
         assert_eq!(extract_flags("-- foo", '\\'), (" foo", vec![]));
         assert_eq!(extract_flags("--x", '\\'), ("", vec!["--x".into()]));

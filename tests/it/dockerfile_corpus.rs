@@ -67,9 +67,7 @@ fn has_error_on(diags: &Diagnostics, line: Option<u32>) -> Result<(), String> {
 }
 
 fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| a.iter().map(|s| s.as_str().unwrap_or_default().to_string()).collect())
-        .unwrap_or_default()
+    v.as_array().map(|a| a.iter().map(|s| s.as_str().unwrap_or_default().to_string()).collect()).unwrap_or_default()
 }
 
 fn diff<T: PartialEq + std::fmt::Debug>(path: &str, field: &str, expected: T, ours: T) -> Result<(), String> {
