@@ -69,6 +69,57 @@ pub struct Heredoc {
     pub content: String,
 }
 
+impl Ast {
+    /// BuildKit's `Node.Dump()` of the whole file: one `(keyword ["--flag"] "arg" ...)`
+    /// line per instruction. Used to compare with BuildKit's golden `result` files.
+    pub fn dump(&self) -> String {
+        self.nodes.iter().map(|n| format!("({})\n", n.dump())).collect()
+    }
+}
+
+impl Node {
+    /// This node in BuildKit's dump format, without the outer parentheses.
+    pub fn dump(&self) -> String {
+        let mut out = self.cmd.clone();
+        if !self.flags.is_empty() {
+            let flags: Vec<String> = self.flags.iter().map(|f| go_quote(f)).collect();
+            out.push_str(&format!(" [{}]", flags.join(" ")));
+        }
+        for arg in &self.args {
+            out.push(' ');
+            out.push_str(&go_quote(arg));
+        }
+        if let Some(sub) = &self.sub {
+            out.push_str(&format!(" ({})", sub.dump()));
+        }
+        out
+    }
+}
+
+/// Quotes like Go's `strconv.Quote`: `\"`, `\\`, C escapes, `\xNN` for other controls.
+fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{07}' => out.push_str("\\a"),
+            '\u{08}' => out.push_str("\\b"),
+            '\u{0c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{0b}' => out.push_str("\\v"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if c == '\u{feff}' || ('\u{80}'..='\u{9f}').contains(&c) => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 impl Heredoc {
     /// The body as used: for `<<-`, leading tabs removed from every line.
     pub fn chomped_content(&self) -> String {
@@ -106,5 +157,19 @@ impl Warning {
                 format!("empty continuation line found in: {original}")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::dockerfile::parse;
+
+    #[test]
+    fn dump_matches_buildkit_format() {
+        let ast = parse("FROM a\nCOPY --chown=\"a b\" x y\nONBUILD RUN echo \"hi\"\tthere\nCMD []\nFOO bar\n").unwrap();
+        assert_eq!(
+            ast.dump(),
+            "(from \"a\")\n(copy [\"--chown=a b\"] \"x\" \"y\")\n(onbuild (run \"echo \\\"hi\\\"\\tthere\"))\n(cmd)\n(foo \"\")\n"
+        );
     }
 }

@@ -2,7 +2,8 @@
 //! (`shared/corpus/`, see its README): for every case with `expected.json`, our line
 //! parser must produce the same instruction list field by field, reject `parse_error`
 //! cases on the same line, and our instruction layer must reject `instruction_error` cases
-//! (on the same line when BuildKit names one). One test per corpus directory, reporting
+//! (on the same line when BuildKit names one). Where BuildKit's `result` dump exists, our
+//! dump must equal it too. One test per corpus directory, reporting
 //! every mismatching case at once.
 
 use std::path::{Path, PathBuf};
@@ -131,6 +132,15 @@ fn compare_ast(exp: &Value, ast: &Ast) -> Result<(), String> {
 }
 
 /// Checks one case; on success returns how many instructions were compared.
+/// Compares our dump with BuildKit's `result` file (its `Node.Dump()`), line by line.
+fn compare_dump(expected: &str, ours: &str) -> Result<(), String> {
+    let (exp_lines, our_lines): (Vec<&str>, Vec<&str>) = (expected.lines().collect(), ours.lines().collect());
+    for (i, (e, o)) in exp_lines.iter().zip(&our_lines).enumerate() {
+        diff("result", &format!("line {}", i + 1), *e, *o)?;
+    }
+    diff("result", "lines", exp_lines.len(), our_lines.len())
+}
+
 fn check_case(dir: &Path) -> Result<usize, String> {
     let src = std::fs::read_to_string(dir.join("Dockerfile")).map_err(|e| format!("read Dockerfile: {e}"))?;
     let text = std::fs::read_to_string(dir.join("expected.json")).map_err(|e| format!("read expected.json: {e}"))?;
@@ -148,6 +158,9 @@ fn check_case(dir: &Path) -> Result<usize, String> {
     }
     let ast = dockerfile::parse(&src).map_err(|d| format!("rejected: {}", d.render("Dockerfile", &src)))?;
     compare_ast(&exp, &ast)?;
+    if let Ok(result) = std::fs::read_to_string(dir.join("result")) {
+        compare_dump(&result, &ast.dump())?;
+    }
     let compared = ast.nodes.len();
     match (exp.get("instruction_error").and_then(Value::as_str), dockerfile::lower(&ast)) {
         (Some(msg), Ok(_)) => Err(format!("instruction layer accepted, BuildKit rejects: {msg}")),
