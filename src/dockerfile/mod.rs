@@ -31,6 +31,20 @@ pub use mount::{Deferred, Mount, MountError, MountType, Sharing};
 pub use parser::parse;
 
 /// Both layers: text → validated, typed instructions.
+///
+/// ```
+/// use slipway::dockerfile::{parse_dockerfile, Instruction};
+///
+/// let df = parse_dockerfile("ARG V=1\nFROM alpine:$V AS base\nRUN echo hi\n").unwrap();
+/// assert_eq!(df.meta_args.len(), 1);
+/// assert_eq!((df.stages[0].name.as_deref(), df.stages[0].base.as_str()), (Some("base"), "alpine:$V"));
+/// assert!(matches!(df.stages[0].commands[0], Instruction::Run(_)));
+///
+/// let src = "FROM alpine\nWORKDIT /app\nCOPY --chwon=1 a b\n";
+/// let report = parse_dockerfile(src).unwrap_err().render("Dockerfile", src);
+/// assert!(report.starts_with("Dockerfile:2:1: unknown instruction: WORKDIT (did you mean `WORKDIR`?)\n"));
+/// assert!(report.contains("Dockerfile:3:6: unknown flag: --chwon (did you mean `chown`?)\n"));
+/// ```
 pub fn parse_dockerfile(src: &str) -> Result<Dockerfile, Diagnostics> {
     lower(&parse(src)?)
 }
