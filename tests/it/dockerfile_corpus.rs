@@ -230,3 +230,24 @@ fn synthetic() {
 fn real_world() {
     run_dir("real-world");
 }
+
+/// Robustness: every prefix of every synthetic and BuildKit case (cut at each character)
+/// parses to `Ok` or `Err` without panicking, and errors render.
+#[test]
+fn truncated_inputs_never_panic() {
+    let root = corpus_root();
+    let mut n = 0;
+    for sub in ["synthetic", "buildkit-parser/testfiles", "buildkit-parser/testfiles-negative"] {
+        for case in cases(&root.join(sub)) {
+            let src = std::fs::read_to_string(case.join("Dockerfile")).expect("read Dockerfile");
+            for (i, _) in src.char_indices() {
+                let prefix = &src[..i];
+                if let Err(d) = dockerfile::parse_dockerfile(prefix) {
+                    assert!(!d.render("Dockerfile", prefix).is_empty());
+                }
+                n += 1;
+            }
+        }
+    }
+    assert!(n > 1000, "only {n} prefixes tried");
+}
