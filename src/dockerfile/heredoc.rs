@@ -14,7 +14,8 @@ pub(crate) fn heredocs_from_line(line: &str) -> Vec<Heredoc> {
     let mut i = 0;
     while i < words.len() {
         let mut word = words[i].clone();
-        // `<< EOF`: an operator word on its own takes the next word as its delimiter.
+        // `<< EOF`: a bare `<<` takes the next word as its delimiter. BuildKit does not do
+        // this for `<<- EOF` (moby/buildkit#6822 reports it as unrecognised).
         if is_bare_operator(&word) && i + 1 < words.len() {
             i += 1;
             word.push_str(&words[i]);
@@ -27,10 +28,9 @@ pub(crate) fn heredocs_from_line(line: &str) -> Vec<Heredoc> {
     docs
 }
 
-/// `<<`, `<<-`, `3<<`: the operator without a delimiter.
+/// `<<`, `3<<`: the operator without a delimiter.
 fn is_bare_operator(word: &str) -> bool {
-    let rest = word.trim_start_matches(|c: char| c.is_ascii_digit());
-    rest == "<<" || rest == "<<-"
+    word.trim_start_matches(|c: char| c.is_ascii_digit()) == "<<"
 }
 
 /// Parses one word as `[digits]<<[-]WORD` where WORD holds no `<` and lexes to one word.
@@ -74,6 +74,13 @@ mod tests {
         assert!(names("RUN echo <<<here").is_empty());
         assert!(names(r#"RUN echo "<<X""#).is_empty());
         assert!(names("RUN <<'EOF").is_empty());
+        assert_eq!(names("RUN <<  EOF  > foo"), vec![("EOF".into(), 0, true, false)]);
+        assert!(names("RUN cat <<- EOF > /x").is_empty(), "no merge after `<<-`");
+        assert_eq!(names("RUN <<'one two'"), vec![("one two".into(), 0, false, false)]);
+        assert_eq!(names("RUN <<$EOF"), vec![("$EOF".into(), 0, true, false)]);
+        assert_eq!(names(r"RUN <<'e'o\'f"), vec![("eo'f".into(), 0, false, false)]);
+        assert!(names("RUN <<EOF sh").len() == 1 && parse_heredoc("<<EOF sh").is_none());
+        assert!(parse_heredoc("<<-").is_none() && parse_heredoc("<<").is_none());
     }
 
     #[test]
