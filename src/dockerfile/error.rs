@@ -124,9 +124,9 @@ pub enum ParseError {
     /// An instruction other than `ARG` before the first `FROM`.
     #[error("no build stage in current context: `{keyword}` before the first `FROM` (only `ARG` may come first)")]
     NoBuildStage { span: Span, keyword: String },
-    /// `ARG =x`.
-    #[error("`ARG` names can not be blank")]
-    BlankArgName { span: Span },
+    /// `ARG =x`, `ENV =x`, `LABEL =x`.
+    #[error("`{keyword}` names can not be blank")]
+    BlankName { span: Span, keyword: &'static str },
     /// `VOLUME ""`-like empty entry.
     #[error("`VOLUME` specified can not be an empty string")]
     EmptyVolume { span: Span },
@@ -188,7 +188,7 @@ impl ParseError {
             | OnbuildTrigger { span, .. }
             | NotJson { span, .. }
             | NoBuildStage { span, .. }
-            | BlankArgName { span }
+            | BlankName { span, .. }
             | EmptyVolume { span }
             | HealthcheckNoneArgs { span }
             | HealthcheckMissingCommand { span }

@@ -168,6 +168,9 @@ fn lower_inner(node: &Node, errors: &mut Vec<ParseError>) -> Option<Instruction>
                     legacy: c.get(2).is_some_and(String::is_empty),
                 })
                 .collect();
+            if pairs.iter().any(|p| p.key.is_empty()) {
+                errors.push(ParseError::BlankName { span, keyword });
+            }
             if keyword == "ENV" {
                 Instruction::Env(EnvInstruction { vars: pairs, span, original })
             } else {
@@ -242,7 +245,7 @@ fn lower_inner(node: &Node, errors: &mut Vec<ParseError>) -> Option<Instruction>
             for arg in args {
                 let decl = match arg.split_once('=') {
                     Some(("", _)) => {
-                        errors.push(ParseError::BlankArgName { span });
+                        errors.push(ParseError::BlankName { span, keyword: "ARG" });
                         continue;
                     }
                     Some((name, value)) => ArgDecl { name: name.into(), default: Some(value.into()) },
@@ -542,6 +545,8 @@ mod tests {
         let Instruction::Arg(a) = only_command("FROM a\nARG A B=2") else { panic!() };
         assert_eq!(a.args[1], ArgDecl { name: "B".into(), default: Some("2".into()) });
         assert!(errors("FROM a\nARG =x")[0].1.contains("blank"));
+        assert!(errors("FROM a\nENV =x")[0].1.contains("`ENV` names can not be blank"));
+        assert!(errors("FROM a\nLABEL a=1 =x")[0].1.contains("blank"));
         let Instruction::Cmd(c) = only_command("FROM a\nCMD []") else { panic!() };
         assert_eq!(c.command, CommandLine::Exec(vec![]));
         assert!(errors("FROM a\nSHELL sh")[0].1.contains("json form"));
