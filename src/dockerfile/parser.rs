@@ -408,6 +408,30 @@ mod tests {
     }
 
     #[test]
+    fn empty_continuation_warnings_only_for_blank_lines() {
+        let src = "FROM a\nRUN something \\\n\n    following \\\n\n    more\nRUN another \\\n\n    thing\n\
+                   RUN non-indented \\\n# a comment\n   after\nRUN indented \\\n    # indented comment\n    comment\n";
+        let ast = parse(src).unwrap();
+        let warnings: Vec<String> = ast.warnings.iter().map(|w| w.message()).collect();
+        assert_eq!(
+            warnings,
+            vec![
+                "empty continuation line found in: RUN something     following     more",
+                "empty continuation line found in: RUN another     thing"
+            ]
+        );
+        assert_eq!(ast.nodes[3].args, vec!["non-indented    after"]);
+        assert_eq!(ast.nodes[4].args, vec!["indented     comment"]);
+    }
+
+    #[test]
+    fn long_lines_are_rejected() {
+        let src = format!("FROM a\nLABEL x={}\n", "a".repeat(MAX_LINE));
+        assert!(matches!(parse(&src).unwrap_err().0[0], ParseError::LineTooLong { .. }));
+        assert!(parse(&format!("FROM a\nLABEL x={}\n", "a".repeat(100))).is_ok());
+    }
+
+    #[test]
     fn no_instructions() {
         assert!(matches!(parse("").unwrap_err().0[0], ParseError::NoInstructions { .. }));
         assert!(matches!(parse("# a\n# b\n").unwrap_err().0[0], ParseError::NoInstructions { .. }));
