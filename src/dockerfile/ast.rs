@@ -70,6 +70,11 @@ pub struct Heredoc {
 }
 
 impl Ast {
+    /// The directive `name` (lower-case), if the file has it.
+    pub fn directive(&self, name: &str) -> Option<&Directive> {
+        self.directives.iter().find(|d| d.name == name)
+    }
+
     /// BuildKit's `Node.Dump()` of the whole file: one `(keyword ["--flag"] "arg" ...)`
     /// line per instruction. Used to compare with BuildKit's golden `result` files.
     pub fn dump(&self) -> String {

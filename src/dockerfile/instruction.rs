@@ -249,7 +249,8 @@ pub struct ArgInstruction {
 pub struct OnbuildInstruction {
     /// The trigger text without `ONBUILD`, heredoc bodies and terminators appended.
     pub expression: String,
-    /// The trigger as parsed by the line layer (validated when it runs).
+    /// The trigger as parsed by the line layer, with its heredoc bodies (validated only
+    /// when it runs: see `lower_trigger`).
     pub trigger: Box<Node>,
     pub span: Span,
     pub original: String,

@@ -51,6 +51,17 @@ pub fn lower(ast: &Ast) -> Result<Dockerfile, Diagnostics> {
     Ok(Dockerfile { meta_args, stages })
 }
 
+impl OnbuildInstruction {
+    /// Validates and types the trigger, as a child build would when it runs it.
+    pub fn lower_trigger(&self) -> Result<Instruction, Diagnostics> {
+        let mut errors = Vec::new();
+        match lower_node(&self.trigger, &mut errors) {
+            Some(instruction) => Ok(instruction),
+            None => Err(Diagnostics(errors)),
+        }
+    }
+}
+
 /// Lowers one node; errors go to `errors` (all of them), `None` when any was found.
 pub fn lower_node(node: &Node, errors: &mut Vec<ParseError>) -> Option<Instruction> {
     let before = errors.len();
@@ -339,9 +350,12 @@ fn lower_onbuild(node: &Node, errors: &mut Vec<ParseError>) -> Option<Instructio
         expression.push_str(&doc.content);
         expression.push_str(&doc.name);
     }
+    // The line parser keeps heredoc bodies on the ONBUILD node; the trigger needs them.
+    let mut trigger = sub.clone();
+    trigger.heredocs = node.heredocs.clone();
     Some(Instruction::Onbuild(OnbuildInstruction {
         expression,
-        trigger: sub.clone(),
+        trigger,
         span,
         original: node.original.clone(),
     }))
@@ -474,6 +488,10 @@ mod tests {
         let Instruction::Onbuild(o) = only_command("FROM a\nonbuild  COPY <<F /f\nhi\nF\n") else { panic!() };
         assert_eq!(o.expression, "COPY <<F /f\nhi\nF");
         assert_eq!(o.trigger.cmd, "copy");
+        let Ok(Instruction::Copy(c)) = o.lower_trigger() else { panic!() };
+        assert_eq!(c.sources, vec![Source::Inline { name: "F".into(), content: "hi\n".into(), expand: true }]);
+        let Instruction::Onbuild(o) = only_command("FROM a\nONBUILD COPY --bogus a b") else { panic!() };
+        assert!(o.lower_trigger().is_err(), "the trigger is validated only when it runs");
     }
 
     #[test]
