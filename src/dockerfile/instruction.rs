@@ -23,6 +23,8 @@ pub struct Dockerfile {
 pub struct Stage {
     /// Stage name from `AS name`, lower-cased.
     pub name: Option<String>,
+    /// Description from a comment above the `FROM` that starts with the stage name.
+    pub doc_comment: Option<String>,
     /// Base image or stage reference, raw (unexpanded).
     pub base: String,
     /// `--platform` value, raw.
@@ -62,6 +64,8 @@ pub struct ArgDecl {
     pub name: String,
     /// Default value, raw.
     pub default: Option<String>,
+    /// Description from a comment above it that starts with the name (`# NAME does x`).
+    pub doc_comment: Option<String>,
 }
 
 /// A source of `COPY`/`ADD`.

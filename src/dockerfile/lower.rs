@@ -29,7 +29,9 @@ pub fn lower(ast: &Ast) -> Result<Dockerfile, Diagnostics> {
                         errors.push(ParseError::DuplicateStageName { span: from.span, name: name.clone() });
                     }
                 }
+                let doc_comment = from.stage_name.as_deref().and_then(|n| doc_comment(&node.comments, n));
                 stages.push(Stage {
+                    doc_comment,
                     name: from.stage_name,
                     base: from.image,
                     platform: from.platform,
@@ -259,9 +261,12 @@ fn lower_inner(node: &Node, errors: &mut Vec<ParseError>) -> Option<Instruction>
                         errors.push(ParseError::BlankName { span, keyword: "ARG" });
                         continue;
                     }
-                    Some((name, value)) => ArgDecl { name: name.into(), default: Some(value.into()) },
-                    None => ArgDecl { name: arg.clone(), default: None },
+                    Some((name, value)) => {
+                        ArgDecl { name: name.into(), default: Some(value.into()), doc_comment: None }
+                    }
+                    None => ArgDecl { name: arg.clone(), default: None, doc_comment: None },
                 };
+                let decl = ArgDecl { doc_comment: doc_comment(&node.comments, &decl.name), ..decl };
                 decls.push(decl);
             }
             Instruction::Arg(ArgInstruction { args: decls, span, original })
@@ -281,6 +286,11 @@ fn lower_inner(node: &Node, errors: &mut Vec<ParseError>) -> Option<Instruction>
             return None;
         }
     })
+}
+
+/// The text after `name ` in the first comment line starting with `name` as a word.
+fn doc_comment(comments: &[String], name: &str) -> Option<String> {
+    comments.iter().find_map(|c| c.strip_prefix(name)?.strip_prefix(' ').map(|rest| rest.trim().to_string()))
 }
 
 /// `^[a-z][a-z0-9-_.]*$` (on the lower-cased name).
@@ -353,12 +363,7 @@ fn lower_onbuild(node: &Node, errors: &mut Vec<ParseError>) -> Option<Instructio
     // The line parser keeps heredoc bodies on the ONBUILD node; the trigger needs them.
     let mut trigger = sub.clone();
     trigger.heredocs = node.heredocs.clone();
-    Some(Instruction::Onbuild(OnbuildInstruction {
-        expression,
-        trigger,
-        span,
-        original: node.original.clone(),
-    }))
+    Some(Instruction::Onbuild(OnbuildInstruction { expression, trigger, span, original: node.original.clone() }))
 }
 
 fn healthcheck(node: &Node, errors: &mut Vec<ParseError>) -> Option<Healthcheck> {
@@ -457,6 +462,24 @@ mod tests {
         assert_eq!(df.stages[0].platform.as_deref(), Some("$P"));
         assert_eq!(df.stages[0].commands.len(), 1);
         assert_eq!(df.stages[1].name, None);
+    }
+
+    #[test]
+    fn doc_comments() {
+        let src = "# foo sets foo\nARG foo=bar\n\n# base defines first stage\nFROM busybox AS base\n\
+                   # this is irrelevant\nARG foo\n# bar defines bar\n# baz is something else\nARG bar baz=123\n";
+        let df = parse_dockerfile(src).unwrap();
+        assert_eq!(df.stages[0].doc_comment.as_deref(), Some("defines first stage"));
+        assert_eq!(df.meta_args[0].args[0].doc_comment.as_deref(), Some("sets foo"));
+        let docs: Vec<Option<&str>> = df.stages[0]
+            .commands
+            .iter()
+            .flat_map(|c| match c {
+                Instruction::Arg(a) => a.args.iter().map(|d| d.doc_comment.as_deref()).collect(),
+                _ => vec![],
+            })
+            .collect();
+        assert_eq!(docs, vec![None, Some("defines bar"), Some("is something else")]);
     }
 
     #[test]
@@ -561,7 +584,7 @@ mod tests {
         let Instruction::Env(e) = only_command("FROM a\nENV A b c") else { panic!() };
         assert_eq!(e.vars, vec![KeyValue { key: "A".into(), value: "b c".into(), legacy: true }]);
         let Instruction::Arg(a) = only_command("FROM a\nARG A B=2") else { panic!() };
-        assert_eq!(a.args[1], ArgDecl { name: "B".into(), default: Some("2".into()) });
+        assert_eq!(a.args[1], ArgDecl { name: "B".into(), default: Some("2".into()), doc_comment: None });
         assert!(errors("FROM a\nARG =x")[0].1.contains("blank"));
         assert!(errors("FROM a\nENV =x")[0].1.contains("`ENV` names can not be blank"));
         assert!(errors("FROM a\nLABEL a=1 =x")[0].1.contains("blank"));
