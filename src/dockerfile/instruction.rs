@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::ast::{Heredoc, Node};
 use super::error::Span;
-use super::mount::Mount;
+use super::mount::RunMount;
 
 /// A Dockerfile after instruction-level validation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,7 +118,8 @@ pub struct FromInstruction {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunInstruction {
     pub command: CommandLine,
-    pub mounts: Vec<Mount>,
+    /// `--mount` values, validated; typed now unless they hold variables.
+    pub mounts: Vec<RunMount>,
     pub network: Option<NetworkMode>,
     pub security: Option<SecurityMode>,
     pub devices: Vec<String>,

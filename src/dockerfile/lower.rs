@@ -10,7 +10,7 @@ use super::error::{Diagnostics, ParseError, Span, suggest};
 use super::flags::{self, Flags, parse_flags, parse_go_duration};
 use super::heredoc::parse_heredoc;
 use super::instruction::*;
-use super::mount::parse_mount;
+use super::mount::RunMount;
 
 /// Validates the AST and groups it into stages, or returns every error found.
 pub fn lower(ast: &Ast) -> Result<Dockerfile, Diagnostics> {
@@ -119,7 +119,7 @@ fn lower_inner(node: &Node, errors: &mut Vec<ParseError>) -> Option<Instruction>
             let flags = parse_flags(node, flags::RUN_FLAGS, errors);
             let mut mounts = Vec::new();
             for value in flags.strings("mount") {
-                match parse_mount(&value) {
+                match RunMount::new(&value) {
                     Ok(m) => mounts.push(m),
                     Err(reason) => errors.push(ParseError::Mount { span, value, reason }),
                 }
@@ -538,7 +538,8 @@ mod tests {
         else {
             panic!()
         };
-        assert_eq!(r.mounts.iter().map(|m| m.kind).collect::<Vec<_>>(), vec![MountType::Cache, MountType::Secret]);
+        let kinds: Vec<MountType> = r.mounts.iter().filter_map(|m| m.parsed.as_ref()).map(|m| m.kind).collect();
+        assert_eq!(kinds, vec![MountType::Cache, MountType::Secret]);
         assert_eq!(r.network, Some(NetworkMode::None));
         assert_eq!(r.command, CommandLine::Shell("ls".into()));
         assert!(errors("FROM a\nRUN --mount=type=bogus x")[0].1.contains("unsupported mount type"));

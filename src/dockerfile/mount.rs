@@ -1,7 +1,7 @@
 //! `RUN --mount=...` values: CSV fields parsed into a typed [`Mount`] with BuildKit's rules
 //! (types bind/cache/tmpfs/secret/ssh, option aliases, per-type options, defaults).
-//! Values stay raw: a numeric option holding a variable is kept as [`Deferred::Unexpanded`]
-//! for the builder to parse after expansion.
+//! Values may hold variables: [`RunMount`] keeps the raw text, typed right away when it
+//! has no `$`, otherwise typed by [`RunMount::resolve`] once the builder can expand them.
 
 use thiserror::Error;
 
@@ -46,16 +46,7 @@ pub enum Sharing {
     Locked,
 }
 
-/// A value parsed now, or raw text holding a variable to parse after expansion.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Deferred<T> {
-    /// Parsed.
-    Value(T),
-    /// Holds `$`: the builder expands, then parses it.
-    Unexpanded(String),
-}
-
-/// One parsed `--mount`. String values are raw (unexpanded).
+/// One parsed `--mount`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mount {
     /// Mount type (default bind).
@@ -73,17 +64,45 @@ pub struct Mount {
     /// `sharing=` (cache only; defaults to shared for caches).
     pub sharing: Option<Sharing>,
     /// `mode=` (octal; cache, secret, ssh).
-    pub mode: Option<Deferred<u32>>,
+    pub mode: Option<u32>,
     /// `uid=` (cache, secret, ssh).
-    pub uid: Option<Deferred<u32>>,
+    pub uid: Option<u32>,
     /// `gid=` (cache, secret, ssh).
-    pub gid: Option<Deferred<u32>>,
+    pub gid: Option<u32>,
     /// `required` (secret, ssh).
     pub required: bool,
     /// `env=`: expose a secret as this environment variable.
     pub env: Option<String>,
     /// `size=` in bytes (tmpfs).
-    pub size: Option<Deferred<u64>>,
+    pub size: Option<u64>,
+}
+
+/// A `--mount` flag of a `RUN`: its raw value, typed when it holds no variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunMount {
+    /// The flag value as written (after flag unquoting), unexpanded.
+    pub raw: String,
+    /// The typed mount, when `raw` has no `$` (nothing to expand).
+    pub parsed: Option<Mount>,
+}
+
+impl RunMount {
+    /// Validates a raw value as far as possible before expansion: the CSV, the keys, every
+    /// value without a variable, `from` without a variable.
+    pub fn new(raw: &str) -> Result<RunMount, MountError> {
+        if raw.contains('$') {
+            parse(raw, None)?;
+            return Ok(RunMount { raw: raw.to_string(), parsed: None });
+        }
+        let mount = parse(raw, Some(&mut |v: &str| Ok(v.to_string())))?;
+        Ok(RunMount { raw: raw.to_string(), parsed: Some(mount) })
+    }
+
+    /// The typed mount, expanding each value with `expand` first (as BuildKit does at
+    /// build time).
+    pub fn resolve(&self, expand: &mut dyn FnMut(&str) -> Result<String, String>) -> Result<Mount, MountError> {
+        parse(&self.raw, Some(expand))
+    }
 }
 
 /// Why a `--mount` value was rejected.
@@ -113,9 +132,15 @@ pub enum MountError {
     /// mode/uid/gid on a bind or tmpfs mount.
     #[error("{key} not allowed for {kind:?} type mounts")]
     FileInfoNotAllowed { key: &'static str, kind: &'static str },
+    /// `sharing=` on something other than a cache.
+    #[error("invalid cache sharing set for {0:?} mount")]
+    SharingNotCache(&'static str),
     /// Inconsistent secret options.
     #[error("invalid secret mount: {0}")]
     Secret(&'static str),
+    /// The expander failed on a value.
+    #[error("expanding {value:?}: {reason}")]
+    Expand { value: String, reason: String },
 }
 
 /// Splits one CSV record (RFC 4180 quoting: `"a,b"`, `""` inside quotes).
@@ -170,12 +195,8 @@ fn parse_bool(key: &str, value: &str) -> Result<bool, MountError> {
     }
 }
 
-fn deferred_u32(key: &str, value: &str, radix: u32) -> Result<Deferred<u32>, MountError> {
-    if value.contains('$') {
-        return Ok(Deferred::Unexpanded(value.to_string()));
-    }
+fn parse_u32(key: &str, value: &str, radix: u32) -> Result<u32, MountError> {
     u32::from_str_radix(value, radix)
-        .map(Deferred::Value)
         .map_err(|_| MountError::InvalidValue { key: key.to_string(), value: value.to_string() })
 }
 
@@ -185,7 +206,9 @@ fn parse_size(value: &str) -> Option<u64> {
     let num_len = lower.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(lower.len());
     let (num, unit) = lower.split_at(num_len);
     let num: f64 = num.parse().ok()?;
-    let unit = unit.trim_end_matches("ib").trim_end_matches('b');
+    let unit = unit.strip_prefix(' ').unwrap_or(unit);
+    let unit = unit.strip_suffix('b').unwrap_or(unit);
+    let unit = unit.strip_suffix('i').unwrap_or(unit);
     let mult: f64 = match unit {
         "" => 1.0,
         "k" => 1024.0,
@@ -199,8 +222,13 @@ fn parse_size(value: &str) -> Option<u64> {
     Some((num * mult) as u64)
 }
 
-/// Parses one `--mount` value (raw, unexpanded).
-pub fn parse_mount(value: &str) -> Result<Mount, MountError> {
+/// An expander for mount values.
+type Expand<'a> = &'a mut dyn FnMut(&str) -> Result<String, String>;
+
+/// Parses one `--mount` value. With an expander every value is expanded, then parsed.
+/// Without one (validation before expansion) values holding `$` are not interpreted, and
+/// when the type itself is a variable the type-dependent checks are skipped.
+fn parse(value: &str, mut expand: Option<Expand<'_>>) -> Result<Mount, MountError> {
     let mut m = Mount {
         kind: MountType::Bind,
         from: None,
@@ -217,21 +245,42 @@ pub fn parse_mount(value: &str) -> Result<Mount, MountError> {
         size: None,
     };
     let mut ro_auto = true;
+    let mut type_unknown = false;
     for field in csv_fields(value)? {
-        let field = field.trim();
-        let (key, val) = match field.split_once('=') {
+        let (key, raw_val) = match field.split_once('=') {
             Some((k, v)) => (k.to_ascii_lowercase(), Some(v)),
             None => (field.to_ascii_lowercase(), None),
         };
-        let Some(val) = val else {
+        let Some(raw_val) = raw_val else {
             match key.as_str() {
                 "readonly" | "ro" => (m.read_only, ro_auto) = (true, false),
                 "readwrite" | "rw" => (m.read_only, ro_auto) = (false, false),
-                "required" if matches!(m.kind, MountType::Secret | MountType::Ssh) => m.required = true,
+                "required" if matches!(m.kind, MountType::Secret | MountType::Ssh) || type_unknown => m.required = true,
                 "required" => return Err(MountError::KeyNotForType { key, kind: m.kind.as_str() }),
-                _ => return Err(MountError::NotKeyValue(field.to_string())),
+                _ => return Err(MountError::NotKeyValue(field.clone())),
             }
             continue;
+        };
+        if key == "from" && raw_val.find('$').is_some_and(|i| i + 1 < raw_val.len()) {
+            return Err(MountError::FromVariable);
+        }
+        let expanded;
+        let val = match expand.as_mut() {
+            Some(f) => {
+                expanded = f(raw_val).map_err(|reason| MountError::Expand { value: raw_val.to_string(), reason })?;
+                expanded.as_str()
+            }
+            None if raw_val.contains('$') => {
+                if !KEYS.contains(&key.as_str()) {
+                    return Err(MountError::UnknownKey { key, field: field.clone() });
+                }
+                type_unknown |= key == "type";
+                if matches!(key.as_str(), "readonly" | "ro" | "readwrite" | "rw") {
+                    ro_auto = false;
+                }
+                continue;
+            }
+            None => raw_val,
         };
         match key.as_str() {
             "type" => {
@@ -242,33 +291,21 @@ pub fn parse_mount(value: &str) -> Result<Mount, MountError> {
                     .map(|(_, t)| *t)
                     .ok_or_else(|| MountError::UnknownType(val.to_string()))?;
             }
-            "from" => {
-                if val.find('$').is_some_and(|i| i != val.len() - 1) {
-                    return Err(MountError::FromVariable);
-                }
-                m.from = Some(val.to_string());
-            }
+            "from" => m.from = Some(val.to_string()),
             "source" | "src" => m.source = Some(val.to_string()),
             "target" | "dst" | "destination" => m.target = Some(val.to_string()),
             "readonly" | "ro" => (m.read_only, ro_auto) = (parse_bool(&key, val)?, false),
             "readwrite" | "rw" => (m.read_only, ro_auto) = (!parse_bool(&key, val)?, false),
-            "required" if matches!(m.kind, MountType::Secret | MountType::Ssh) => m.required = parse_bool(&key, val)?,
+            "required" if matches!(m.kind, MountType::Secret | MountType::Ssh) || type_unknown => {
+                m.required = parse_bool(&key, val)?
+            }
             "required" => return Err(MountError::KeyNotForType { key, kind: m.kind.as_str() }),
-            "size" if m.kind == MountType::Tmpfs => {
-                m.size = Some(if val.contains('$') {
-                    Deferred::Unexpanded(val.to_string())
-                } else {
-                    Deferred::Value(
-                        parse_size(val).ok_or_else(|| MountError::InvalidValue { key, value: val.to_string() })?,
-                    )
-                });
+            "size" if m.kind == MountType::Tmpfs || type_unknown => {
+                m.size = Some(parse_size(val).ok_or_else(|| MountError::InvalidValue { key, value: val.to_string() })?);
             }
             "size" => return Err(MountError::KeyNotForType { key, kind: m.kind.as_str() }),
             "id" => m.id = Some(val.to_string()),
             "sharing" => {
-                if m.kind != MountType::Cache {
-                    return Err(MountError::KeyNotForType { key, kind: m.kind.as_str() });
-                }
                 m.sharing = Some(match val.to_ascii_lowercase().as_str() {
                     "shared" => Sharing::Shared,
                     "private" => Sharing::Private,
@@ -276,13 +313,44 @@ pub fn parse_mount(value: &str) -> Result<Mount, MountError> {
                     _ => return Err(MountError::InvalidValue { key, value: val.to_string() }),
                 });
             }
-            "mode" => m.mode = Some(deferred_u32(&key, val, 8)?),
-            "uid" => m.uid = Some(deferred_u32(&key, val, 10)?),
-            "gid" => m.gid = Some(deferred_u32(&key, val, 10)?),
+            "mode" => m.mode = Some(parse_u32(&key, val, 8)?),
+            "uid" => m.uid = Some(parse_u32(&key, val, 10)?),
+            "gid" => m.gid = Some(parse_u32(&key, val, 10)?),
             "env" => m.env = Some(val.to_string()),
-            _ => return Err(MountError::UnknownKey { key, field: field.to_string() }),
+            _ => return Err(MountError::UnknownKey { key, field: field.clone() }),
         }
     }
+    if type_unknown {
+        return Ok(m);
+    }
+    validate(m, ro_auto)
+}
+
+/// Keys a mount accepts.
+const KEYS: [&str; 19] = [
+    "type",
+    "from",
+    "source",
+    "src",
+    "target",
+    "dst",
+    "destination",
+    "readonly",
+    "ro",
+    "readwrite",
+    "rw",
+    "required",
+    "size",
+    "id",
+    "sharing",
+    "mode",
+    "uid",
+    "gid",
+    "env",
+];
+
+/// Type-dependent rules and defaults, once every field is read.
+fn validate(mut m: Mount, ro_auto: bool) -> Result<Mount, MountError> {
     let file_info_allowed = matches!(m.kind, MountType::Secret | MountType::Ssh | MountType::Cache);
     if !file_info_allowed {
         for (key, set) in [("mode", m.mode.is_some()), ("uid", m.uid.is_some()), ("gid", m.gid.is_some())] {
@@ -294,12 +362,12 @@ pub fn parse_mount(value: &str) -> Result<Mount, MountError> {
     if ro_auto {
         m.read_only = !matches!(m.kind, MountType::Cache | MountType::Tmpfs);
     }
-    if m.sharing.is_some() && m.kind != MountType::Cache {
-        return Err(MountError::KeyNotForType { key: "sharing".into(), kind: m.kind.as_str() });
-    }
     if m.kind == MountType::Secret {
         if m.from.is_some() {
             return Err(MountError::Secret("secret mount should not have a from"));
+        }
+        if m.sharing.is_some() {
+            return Err(MountError::Secret("secret mount should not define sharing"));
         }
         if m.source.is_none() && m.target.is_none() && m.id.is_none() {
             return Err(MountError::Secret("one of source, target required"));
@@ -307,6 +375,9 @@ pub fn parse_mount(value: &str) -> Result<Mount, MountError> {
         if m.source.is_some() && m.id.is_some() {
             return Err(MountError::Secret("both source and id can't be set"));
         }
+    }
+    if m.sharing.is_some() && m.kind != MountType::Cache {
+        return Err(MountError::SharingNotCache(m.kind.as_str()));
     }
     if m.kind == MountType::Cache && m.sharing.is_none() {
         m.sharing = Some(Sharing::Shared);
@@ -318,12 +389,14 @@ pub fn parse_mount(value: &str) -> Result<Mount, MountError> {
 mod tests {
     use super::*;
 
+    fn parse_mount(raw: &str) -> Result<Mount, MountError> {
+        RunMount::new(raw).map(|m| m.parsed.expect("no variable in the test value"))
+    }
+
     #[test]
     fn cache_mount_defaults() {
-        let m = parse_mount("type=cache,target=/root/.cache,id=x-$TARGETPLATFORM").unwrap();
-        assert_eq!(m.kind, MountType::Cache);
-        assert_eq!(m.target.as_deref(), Some("/root/.cache"));
-        assert_eq!(m.id.as_deref(), Some("x-$TARGETPLATFORM"));
+        let m = parse_mount("type=cache,target=/root/.cache,id=x").unwrap();
+        assert_eq!((m.kind, m.target.as_deref(), m.id.as_deref()), (MountType::Cache, Some("/root/.cache"), Some("x")));
         assert!(!m.read_only);
         assert_eq!(m.sharing, Some(Sharing::Shared));
     }
@@ -339,21 +412,44 @@ mod tests {
     fn options_per_type() {
         let m = parse_mount("type=secret,id=tok,env=TOKEN,required,mode=0400,uid=1000").unwrap();
         assert!(m.required);
-        assert_eq!(m.mode, Some(Deferred::Value(0o400)));
-        assert_eq!(m.uid, Some(Deferred::Value(1000)));
-        assert_eq!(parse_mount("type=tmpfs,target=/t,size=64m").unwrap().size, Some(Deferred::Value(64 << 20)));
-        assert_eq!(
-            parse_mount("type=cache,target=/c,uid=$UID").unwrap().uid,
-            Some(Deferred::Unexpanded("$UID".into()))
-        );
-        assert!(parse_mount("type=bind,target=/x,required").is_err());
-        assert!(parse_mount("type=bind,target=/x,sharing=locked").is_err());
-        assert!(parse_mount("type=tmpfs,target=/x,mode=0700").is_err());
-        assert!(parse_mount("type=nope").is_err());
-        assert!(parse_mount("type=cache,bogus=1").is_err());
-        assert!(parse_mount("type=cache,target").is_err());
-        assert!(parse_mount("type=secret,from=x,id=y").is_err());
-        assert!(parse_mount("type=bind,from=$X-y,target=/x").is_err());
+        assert_eq!((m.mode, m.uid, m.env.as_deref()), (Some(0o400), Some(1000), Some("TOKEN")));
+        for size in ["64m", "64M", "64mb", "64MiB", "64 m", "67108864"] {
+            assert_eq!(
+                parse_mount(&format!("type=tmpfs,target=/t,size={size}")).unwrap().size,
+                Some(64 << 20),
+                "{size}"
+            );
+        }
+        // `sharing` is checked against the type once all fields are read.
+        assert_eq!(parse_mount("sharing=locked,type=cache,target=/c").unwrap().sharing, Some(Sharing::Locked));
         assert_eq!(parse_mount(r#""target=/a,b",type=cache"#).unwrap().target.as_deref(), Some("/a,b"));
+        for bad in [
+            "type=bind,target=/x,required",
+            "type=bind,target=/x,sharing=locked",
+            "type=tmpfs,target=/x,mode=0700",
+            "type=nope",
+            "type=cache,bogus=1",
+            "type=cache,target",
+            "type=secret,from=x,id=y",
+            "type=secret,src=a,id=y",
+            "type=secret",
+            "type=cache,mode=9",
+            "target=/a,\"x",
+        ] {
+            assert!(RunMount::new(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn variables_wait_for_expansion() {
+        let m = RunMount::new("type=cache,target=/c,id=x-$TARGETPLATFORM,uid=$UID").unwrap();
+        assert_eq!(m.parsed, None);
+        let mut expand = |v: &str| Ok(v.replace("$TARGETPLATFORM", "linux/amd64").replace("$UID", "1000"));
+        let resolved = m.resolve(&mut expand).unwrap();
+        assert_eq!((resolved.id.as_deref(), resolved.uid), (Some("x-linux/amd64"), Some(1000)));
+        assert!(RunMount::new("type=$T,sharing=locked,target=/x").is_ok(), "type unknown until expanded");
+        assert!(RunMount::new("type=bind,from=$X-y,target=/x").is_err());
+        assert!(RunMount::new("type=cache,bogus=$X").is_err());
+        assert!(RunMount::new("type=cache,mode=$M,uid=abc").is_err(), "literal values are still checked");
     }
 }
