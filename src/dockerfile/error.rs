@@ -154,6 +154,9 @@ pub enum ParseError {
     /// `RUN --security=` with an unknown mode.
     #[error("unsupported security mode {value:?}")]
     SecurityMode { span: Span, value: String },
+    /// A `RUN --device` value that does not parse.
+    #[error("invalid --device={value}: {reason}")]
+    Device { span: Span, value: String, reason: MountError },
     /// A `RUN --mount` value that does not parse.
     #[error("invalid --mount={value}: {reason}")]
     Mount { span: Span, value: String, reason: MountError },
@@ -198,6 +201,7 @@ impl ParseError {
             | InvalidRetries { span, .. }
             | NetworkMode { span, .. }
             | SecurityMode { span, .. }
+            | Device { span, .. }
             | Mount { span, .. } => *span,
         }
     }

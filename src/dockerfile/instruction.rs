@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::ast::{Heredoc, Node};
 use super::error::Span;
-use super::mount::RunMount;
+use super::mount::{Device, RunMount};
 
 /// A Dockerfile after instruction-level validation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,7 +122,7 @@ pub struct RunInstruction {
     pub mounts: Vec<RunMount>,
     pub network: Option<NetworkMode>,
     pub security: Option<SecurityMode>,
-    pub devices: Vec<String>,
+    pub devices: Vec<Device>,
     /// Heredoc bodies (raw), for the builder to turn into scripts or shell input.
     pub heredocs: Vec<Heredoc>,
     pub span: Span,

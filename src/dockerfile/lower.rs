@@ -10,7 +10,7 @@ use super::error::{Diagnostics, ParseError, Span, suggest};
 use super::flags::{self, Flags, parse_flags, parse_go_duration};
 use super::heredoc::parse_heredoc;
 use super::instruction::*;
-use super::mount::RunMount;
+use super::mount::{RunMount, parse_device};
 
 /// Validates the AST and groups it into stages, or returns every error found.
 pub fn lower(ast: &Ast) -> Result<Dockerfile, Diagnostics> {
@@ -125,7 +125,7 @@ fn lower_inner(node: &Node, errors: &mut Vec<ParseError>) -> Option<Instruction>
                 }
             }
             let network = flags.string("network").and_then(|v| match v.as_str() {
-                "default" | "" => Some(NetworkMode::Default),
+                "default" => Some(NetworkMode::Default),
                 "none" => Some(NetworkMode::None),
                 "host" => Some(NetworkMode::Host),
                 _ => {
@@ -141,12 +141,19 @@ fn lower_inner(node: &Node, errors: &mut Vec<ParseError>) -> Option<Instruction>
                     None
                 }
             });
+            let mut devices = Vec::new();
+            for value in flags.strings("device") {
+                match parse_device(&value) {
+                    Ok(d) => devices.push(d),
+                    Err(reason) => errors.push(ParseError::Device { span, value, reason }),
+                }
+            }
             Instruction::Run(RunInstruction {
                 command: command_line(node),
                 mounts,
                 network,
                 security,
-                devices: flags.strings("device"),
+                devices,
                 heredocs: node.heredocs.clone(),
                 span,
                 original,

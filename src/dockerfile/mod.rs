@@ -27,7 +27,7 @@ pub use error::{Diagnostics, ParseError, Span, Suggestion};
 pub use heredoc::parse_heredoc;
 pub use instruction::*;
 pub use lower::{lower, lower_node};
-pub use mount::{Mount, MountError, MountType, RunMount, Sharing};
+pub use mount::{Device, Mount, MountError, MountType, RunMount, Sharing, parse_device};
 pub use parser::parse;
 
 /// Both layers: text → validated, typed instructions.

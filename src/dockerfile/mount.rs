@@ -1,7 +1,8 @@
-//! `RUN --mount=...` values: CSV fields parsed into a typed [`Mount`] with BuildKit's rules
-//! (types bind/cache/tmpfs/secret/ssh, option aliases, per-type options, defaults).
-//! Values may hold variables: [`RunMount`] keeps the raw text, typed right away when it
-//! has no `$`, otherwise typed by [`RunMount::resolve`] once the builder can expand them.
+//! `RUN --mount=...` and `RUN --device=...` values: CSV fields parsed into a typed
+//! [`Mount`] / [`Device`] with BuildKit's rules (mount types bind/cache/tmpfs/secret/ssh,
+//! option aliases, per-type options, defaults). Values may hold variables: [`RunMount`]
+//! keeps the raw text, typed right away when it has no `$`, otherwise typed by
+//! [`RunMount::resolve`] once the builder can expand them.
 
 use thiserror::Error;
 
@@ -138,6 +139,9 @@ pub enum MountError {
     /// Inconsistent secret options.
     #[error("invalid secret mount: {0}")]
     Secret(&'static str),
+    /// `--device` naming the device twice.
+    #[error("device name already set to {0:?}")]
+    DeviceName(String),
     /// The expander failed on a value.
     #[error("expanding {value:?}: {reason}")]
     Expand { value: String, reason: String },
@@ -220,6 +224,36 @@ fn parse_size(value: &str) -> Option<u64> {
     };
     // Sizes are whole bytes; the fraction of a byte is dropped as BuildKit does.
     Some((num * mult) as u64)
+}
+
+/// A `RUN --device=` value: `name[,required[=bool]]` or `name=NAME,...`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// Device name (a CDI name or a path).
+    pub name: String,
+    /// Fail when the device is not available.
+    pub required: bool,
+}
+
+/// Parses a `--device` value.
+pub fn parse_device(value: &str) -> Result<Device, MountError> {
+    let mut device = Device { name: String::new(), required: false };
+    for field in csv_fields(value)? {
+        let (key, val) = match field.split_once('=') {
+            Some((k, v)) => (k.to_ascii_lowercase(), Some(v)),
+            None => (field.to_ascii_lowercase(), None),
+        };
+        match (key.as_str(), val) {
+            ("required", None) => device.required = true,
+            ("required", Some(v)) => device.required = parse_bool(&key, v)?,
+            ("name", Some(v)) if device.name.is_empty() => device.name = v.to_string(),
+            ("name", Some(_)) => return Err(MountError::DeviceName(device.name)),
+            _ if device.name.is_empty() => device.name = field.clone(),
+            (_, None) => return Err(MountError::NotKeyValue(field.clone())),
+            (_, Some(_)) => return Err(MountError::UnknownKey { key, field: field.clone() }),
+        }
+    }
+    Ok(device)
 }
 
 /// An expander for mount values.
@@ -438,6 +472,18 @@ mod tests {
         ] {
             assert!(RunMount::new(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn devices() {
+        assert_eq!(
+            parse_device("vendor.com/gpu=all").unwrap(),
+            Device { name: "vendor.com/gpu=all".into(), required: false }
+        );
+        assert_eq!(parse_device("/dev/fuse,required").unwrap(), Device { name: "/dev/fuse".into(), required: true });
+        assert_eq!(parse_device("name=/dev/kvm,required=false").unwrap().name, "/dev/kvm");
+        assert!(parse_device("/dev/a,name=/dev/b").is_err());
+        assert!(parse_device("/dev/a,bogus").is_err());
     }
 
     #[test]
