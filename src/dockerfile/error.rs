@@ -242,7 +242,8 @@ impl Diagnostics {
             let number = span.start_line.to_string();
             let pad = " ".repeat(number.len());
             out.push_str(&format!("{number} | {text}\n"));
-            // Keep tabs so the caret lines up with the source as displayed.
+            // Keep tabs so the caret lines up with the source as displayed; a column past
+            // the end of the line (the error sits on a continuation line) points at its end.
             let before: String = text
                 .chars()
                 .take(span.column.saturating_sub(1) as usize)
@@ -298,6 +299,17 @@ mod tests {
         assert_eq!(suggest("WORKDIT", kw).0.as_deref(), Some("WORKDIR"));
         assert_eq!(suggest("form", kw).0.as_deref(), Some("FROM"));
         assert_eq!(suggest("FOOBAR", kw).0, None);
+    }
+
+    #[test]
+    fn render_lists_every_error() {
+        let src = "FROM a\nCOPY --bogus x y\nWORKDIR\n";
+        let out = crate::dockerfile::parse_dockerfile(src).unwrap_err().render("Dockerfile", src);
+        assert_eq!(
+            out,
+            "Dockerfile:2:6: unknown flag: --bogus\n2 | COPY --bogus x y\n  |      ^\n\
+             Dockerfile:3:1: `WORKDIR` requires exactly one argument\n3 | WORKDIR\n  | ^\n"
+        );
     }
 
     #[test]
