@@ -169,11 +169,14 @@ fn lower_inner(node: &Node, errors: &mut Vec<ParseError>) -> Option<Instruction>
         }
         "shell" => {
             parse_flags(node, flags::NO_FLAGS, errors);
+            if args.is_empty() {
+                errors.push(ParseError::AtLeastOneArgument { span, keyword: "SHELL" });
+                return None;
+            }
             if !node.json {
                 errors.push(ParseError::NotJson { span, keyword: "SHELL" });
                 return None;
             }
-            at_least_one(errors, "SHELL");
             Instruction::Shell(ShellInstruction { shell: args.clone(), span, original })
         }
         "env" | "label" => {
@@ -246,7 +249,8 @@ fn lower_inner(node: &Node, errors: &mut Vec<ParseError>) -> Option<Instruction>
             if args.iter().any(|a| a.trim().is_empty()) {
                 errors.push(ParseError::EmptyVolume { span });
             }
-            Instruction::Volume(VolumeInstruction { paths: args.clone(), span, original })
+            let paths = args.iter().map(|a| a.trim().to_string()).collect();
+            Instruction::Volume(VolumeInstruction { paths, span, original })
         }
         "user" => {
             parse_flags(node, flags::NO_FLAGS, errors);
@@ -599,6 +603,8 @@ mod tests {
         let Instruction::Cmd(c) = only_command("FROM a\nCMD []") else { panic!() };
         assert_eq!(c.command, CommandLine::Exec(vec![]));
         assert!(errors("FROM a\nSHELL sh")[0].1.contains("json form"));
+        assert!(errors("FROM a\nSHELL []")[0].1.contains("at least one"));
+        assert!(errors("FROM a\nVOLUME [\" \"]")[0].1.contains("empty string"));
     }
 
     #[test]
