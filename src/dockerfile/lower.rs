@@ -18,7 +18,11 @@ pub fn lower(ast: &Ast) -> Result<Dockerfile, Diagnostics> {
     let mut meta_args = Vec::new();
     let mut stages: Vec<Stage> = Vec::new();
     let mut names = HashSet::new();
+    // Set by any FROM, even a rejected one, so its stage's instructions are not also
+    // reported as coming before the first FROM.
+    let mut seen_from = false;
     for node in &ast.nodes {
+        seen_from |= node.cmd == "from";
         let Some(instruction) = lower_node(node, &mut errors) else {
             continue;
         };
@@ -40,9 +44,10 @@ pub fn lower(ast: &Ast) -> Result<Dockerfile, Diagnostics> {
                     original: from.original,
                 });
             }
-            Instruction::Arg(arg) if stages.is_empty() => meta_args.push(arg),
+            Instruction::Arg(arg) if !seen_from => meta_args.push(arg),
             other => match stages.last_mut() {
                 Some(stage) => stage.commands.push(other),
+                None if seen_from => {} // the FROM was rejected and reported
                 None => errors.push(ParseError::NoBuildStage { span: other.span(), keyword: other.keyword().into() }),
             },
         }
@@ -499,6 +504,11 @@ mod tests {
         assert!(errors("FROM a b")[0].1.contains("one or three"));
         assert!(errors("FROM a AS x\nFROM b AS X")[0].1.contains("duplicate stage name"));
         assert!(parse_dockerfile("FROM a AS x.y_z-1").is_ok());
+    }
+
+    #[test]
+    fn a_rejected_from_still_opens_a_stage() {
+        assert_eq!(errors("FROM a AS 1bad\nRUN x\nARG y"), vec![(1, errors("FROM a AS 1bad")[0].1.clone())]);
     }
 
     #[test]
