@@ -28,7 +28,7 @@ mod heredoc;
 mod instruction;
 mod lexer;
 mod lower;
-pub mod mount;
+mod mount;
 mod parser;
 mod words;
 
