@@ -1,4 +1,5 @@
 //! The one integration-test binary, split by feature.
 
+mod dockerfile_corpus;
 mod support;
 mod dockerfile_shell;
