@@ -298,7 +298,7 @@ fn check_rel(rel: &Path) -> Result<&[u8], LayerError> {
 /// Extended attributes of `path` (not followed), sorted by name, `trusted.overlay.*` left out.
 fn read_xattrs(path: &Path) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let names = loop {
-        let len = match rustix::fs::llistxattr(path, &mut [0u8; 0][..]) {
+        let len = match rustix::fs::llistxattr_query(path) {
             Ok(len) => len,
             Err(e) if e == rustix::io::Errno::OPNOTSUPP => return Ok(Vec::new()),
             Err(e) => return Err(e.into()),
@@ -323,7 +323,7 @@ fn read_xattrs(path: &Path) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
         }
         let cname = std::ffi::OsStr::from_bytes(name);
         let value = loop {
-            let len = match rustix::fs::lgetxattr(path, cname, &mut [0u8; 0][..]) {
+            let len = match rustix::fs::lgetxattr_query(path, cname) {
                 Ok(len) => len,
                 Err(e) if e == rustix::io::Errno::NODATA => break None,
                 Err(e) => return Err(e.into()),
@@ -399,4 +399,18 @@ fn sorted_children(dir: &Path, rel_dir: &[u8]) -> Result<Vec<(Vec<u8>, bool)>, L
     children.sort_by_cached_key(key);
     children.reverse();
     Ok(children)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xattrs_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f");
+        fs::write(&f, b"x").unwrap();
+        rustix::fs::lsetxattr(&f, "user.a", b"b", rustix::fs::XattrFlags::empty()).unwrap();
+        assert_eq!(read_xattrs(&f).unwrap(), vec![(b"user.a".to_vec(), b"b".to_vec())]);
+    }
 }

@@ -62,3 +62,6 @@ pub fn shared_corpus() -> PathBuf {
     assert!(p.is_dir(), "shared corpus not found at {}: the repository must sit beside shared/", p.display());
     p
 }
+
+pub mod rawtar;
+pub mod tree;
