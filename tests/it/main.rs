@@ -2,3 +2,4 @@
 
 mod support;
 mod layer;
+mod layer_adversarial;
