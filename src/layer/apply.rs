@@ -403,3 +403,66 @@ fn set_dir_time(root: &Root, path: &[u8], mtime: i64) -> Result<(), LayerError> 
     rustix::fs::futimens(&fd, &fsops::timestamps(mtime))
         .map_err(|e| LayerError::Apply { entry: display_bytes(path), op: "set times", source: e.into() })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(path: &[u8]) -> Entry {
+        Entry {
+            path: path.to_vec(),
+            kind: EntryKind::Regular,
+            link: Vec::new(),
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            size: 0,
+            devmajor: 0,
+            devminor: 0,
+            xattrs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn clean_clamps_at_the_root() {
+        let cases: [(&[u8], &[&[u8]]); 6] = [
+            (b"./a/b/", &[b"a", b"b"]),
+            (b"/etc/passwd", &[b"etc", b"passwd"]),
+            (b"/dummy/../etc", &[b"etc"]),
+            (b"../../../x", &[b"x"]),
+            (b"a/./b//c/..", &[b"a", b"b"]),
+            (b"./", &[]),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(clean(raw, &entry(raw)).unwrap(), want, "{}", display_bytes(raw));
+        }
+        let long = vec![b'x'; 256];
+        assert!(clean(&long, &entry(&long)).is_err());
+    }
+
+    #[test]
+    fn whiteout_names_are_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = ApplyOptions::default();
+        for bad in [&b".wh."[..], b".wh..", b".wh...", b"a/.wh..", b".wh.a/b"] {
+            let mut t = Vec::new();
+            let h = super::super::tarfmt::encode_header(&super::super::tarfmt::UstarFields {
+                name: bad,
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                size: 0,
+                mtime: 0,
+                typeflag: b'0',
+                linkname: b"",
+                devmajor: 0,
+                devminor: 0,
+            });
+            t.extend_from_slice(&h);
+            t.extend_from_slice(&[0u8; 1024]);
+            let err = apply(&t[..], dir.path(), &opts).unwrap_err();
+            assert!(matches!(err, LayerError::InvalidWhiteout { .. }), "{}: {err}", display_bytes(bad));
+        }
+    }
+}

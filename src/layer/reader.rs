@@ -465,7 +465,98 @@ fn parse_time(v: &[u8]) -> Option<i64> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tarfmt::{UstarFields, encode_header};
     use super::*;
+
+    const LIMITS: ReadLimits = ReadLimits { max_bytes: 1 << 30, max_entries: 1000 };
+
+    fn header(name: &[u8], typeflag: u8, size: u64) -> [u8; BLOCK] {
+        encode_header(&UstarFields {
+            name,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            size,
+            mtime: 0,
+            typeflag,
+            linkname: b"",
+            devmajor: 0,
+            devminor: 0,
+        })
+    }
+
+    fn with_data(out: &mut Vec<u8>, h: [u8; BLOCK], data: &[u8]) {
+        out.extend_from_slice(&h);
+        out.extend_from_slice(data);
+        out.resize(out.len() + tarfmt::padding(data.len() as u64) as usize, 0);
+    }
+
+    fn entries(bytes: &[u8]) -> Result<Vec<Entry>, LayerError> {
+        let mut r = TarReader::new(bytes, LIMITS);
+        let mut out = Vec::new();
+        while let Some(e) = r.next_entry()? {
+            out.push(e);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn gnu_long_name_applies_to_the_next_entry() {
+        let long = vec![b'n'; 300];
+        let mut t = Vec::new();
+        let mut data = long.clone();
+        data.push(0);
+        with_data(&mut t, header(b"././@LongLink", flag::GNU_LONGNAME, data.len() as u64), &data);
+        with_data(&mut t, header(b"short", flag::REGULAR, 2), b"hi");
+        t.extend_from_slice(&[0u8; 1024]);
+        let e = entries(&t).unwrap();
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].path, long);
+        assert_eq!(e[0].size, 2);
+    }
+
+    #[test]
+    fn rejects_ambiguous_extension_sequences() {
+        let mut t = Vec::new();
+        for _ in 0..2 {
+            with_data(&mut t, header(b"././@LongLink", flag::GNU_LONGNAME, 2), b"a\0");
+        }
+        with_data(&mut t, header(b"x", flag::REGULAR, 0), b"");
+        assert!(matches!(entries(&t), Err(LayerError::Malformed { .. })));
+
+        let mut t = Vec::new();
+        with_data(&mut t, header(b"././@LongLink", flag::GNU_LONGNAME, 2), b"a\0");
+        t.extend_from_slice(&[0u8; 1024]);
+        assert!(matches!(entries(&t), Err(LayerError::Malformed { .. })), "dangling long name");
+    }
+
+    #[test]
+    fn rejects_data_after_the_end_marker_and_data_on_directories() {
+        let mut t = Vec::new();
+        with_data(&mut t, header(b"a", flag::REGULAR, 1), b"a");
+        t.extend_from_slice(&[0u8; 1024]);
+        with_data(&mut t, header(b"hidden", flag::REGULAR, 1), b"h");
+        assert!(matches!(entries(&t), Err(LayerError::Malformed { .. })));
+
+        let mut t = Vec::new();
+        with_data(&mut t, header(b"d/", flag::DIR, 1), b"x");
+        assert!(matches!(entries(&t), Err(LayerError::InvalidEntry { .. })));
+    }
+
+    #[test]
+    fn enforces_limits() {
+        let mut t = Vec::new();
+        for i in 0..5u8 {
+            with_data(&mut t, header(&[b'f', b'0' + i], flag::REGULAR, 600), &[1u8; 600]);
+        }
+        t.extend_from_slice(&[0u8; 1024]);
+        let mut r = TarReader::new(&t[..], ReadLimits { max_bytes: 1 << 20, max_entries: 3 });
+        let err = std::iter::from_fn(|| r.next_entry().transpose()).find_map(Result::err).unwrap();
+        assert!(matches!(err, LayerError::LimitExceeded { limit: Limit::Entries, max: 3 }));
+        let mut r = TarReader::new(&t[..], ReadLimits { max_bytes: 3000, max_entries: 100 });
+        let err = std::iter::from_fn(|| r.next_entry().transpose()).find_map(Result::err).unwrap();
+        assert!(matches!(err, LayerError::LimitExceeded { limit: Limit::Bytes, max: 3000 }));
+    }
 
     #[test]
     fn pax_time_floors() {
