@@ -87,6 +87,8 @@ impl<W: Write> TarWriter<W> {
         if !mtime_fits {
             tarfmt::pax_record(&mut pax, b"mtime", m.mtime.to_string().as_bytes());
         }
+        // Non-UTF-8 `path`/`linkpath` values are written as raw bytes without `hdrcharset`:
+        // GNU tar warns about that keyword yet keeps raw values byte-exact anyway.
         for (name, value) in m.xattrs {
             let mut key = b"SCHILY.xattr.".to_vec();
             key.extend_from_slice(name);

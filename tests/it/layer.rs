@@ -3,7 +3,7 @@
 
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{PermissionsExt, lchown};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -33,6 +33,13 @@ fn set_mtime(path: &Path, secs: i64) {
 
 fn non_utf8_name() -> &'static std::ffi::OsStr {
     std::ffi::OsStr::from_bytes(b"caf\xe9-\xff")
+}
+
+/// A 150-byte non-UTF-8 name: needs a PAX `path` record carrying raw bytes.
+fn long_non_utf8_name() -> std::ffi::OsString {
+    let mut name = b"raw-".to_vec();
+    name.extend(std::iter::repeat_n(0xfe_u8, 146));
+    std::ffi::OsString::from_vec(name)
 }
 
 /// Builds the fixture tree: every kind of object `write_dir` must carry.
@@ -74,6 +81,7 @@ fn build_fixture(root: &Path, sparse: u64) {
     fs::create_dir_all(&deep).unwrap();
     fs::write(deep.join("f"), b"deep").unwrap();
     fs::write(root.join(non_utf8_name()), b"bytes").unwrap();
+    fs::write(root.join(long_non_utf8_name()), b"long bytes").unwrap();
     // Sparse file with a little data in the middle and at the end.
     let f = File::create(root.join("big/sparse")).unwrap();
     f.set_len(sparse).unwrap();
@@ -148,6 +156,7 @@ fn write_dir_then_apply_round_trips_the_tree() {
     assert_eq!(after[&b"etc/empty"[..]].mtime, 10_000_000_000);
     assert_eq!(after[&b"dev/loop9"[..]].kind, "block");
     assert!(after.contains_key(non_utf8_name().as_bytes()));
+    assert!(after.contains_key(long_non_utf8_name().as_bytes()));
     assert!(after.contains_key("x".repeat(LONG_NAME_LEN).as_bytes()));
     // The applied sparse file is sparse again (zero runs became holes).
     let md = fs::metadata(dst.join("big/sparse")).unwrap();
