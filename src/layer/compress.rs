@@ -26,6 +26,8 @@ pub const GZIP_BLOCK: usize = 1 << 20;
 pub const ZSTD_LEVEL: i32 = 3;
 /// Largest zstd window accepted on decompression: 2^27 = 128 MiB.
 pub const ZSTD_WINDOW_LOG_MAX: u32 = 27;
+/// Memory the xz decoder may use (its dictionary is bounded by this): 128 MiB, like zstd.
+pub const XZ_MEMLIMIT: u64 = 128 << 20;
 
 /// How a layer blob is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,9 +105,9 @@ pub fn compress(input: impl Read, c: Compression, out: impl Write + Send) -> Res
     Ok(CompressInfo { diff_id: DiffId(diff), uncompressed_size, digest, size })
 }
 
-/// Wraps `input` in the decompressor its magic bytes call for (gzip, zstd, or none for a plain
-/// tar). zstd frames asking for a window over 128 MiB are refused while reading.
-/// bzip2 and xz are recognised and refused (not supported yet).
+/// Wraps `input` in the decompressor its magic bytes call for: gzip, zstd, bzip2, xz (the last
+/// two for `ADD` archives), or none for a plain tar. zstd frames asking for a window over
+/// 128 MiB, and xz streams needing more than 128 MiB of decoder memory, fail while reading.
 pub fn decompress(mut input: impl Read + 'static) -> Result<Box<dyn Read>, LayerError> {
     let mut magic = [0u8; 6];
     let mut got = 0;
@@ -131,10 +133,12 @@ pub fn decompress(mut input: impl Read + 'static) -> Result<Box<dyn Read>, Layer
         return Ok(Box::new(dec));
     }
     if head.starts_with(b"BZh") {
-        return Err(LayerError::UnsupportedCompression { format: "bzip2" });
+        return Ok(Box::new(bzip2::read::MultiBzDecoder::new(whole)));
     }
     if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        return Err(LayerError::UnsupportedCompression { format: "xz" });
+        let stream = xz2::stream::Stream::new_stream_decoder(XZ_MEMLIMIT, xz2::stream::CONCATENATED)
+            .map_err(|e| LayerError::Compress { op: "start xz decoder", source: io::Error::other(e) })?;
+        return Ok(Box::new(xz2::read::XzDecoder::new_stream(whole, stream)));
     }
     Ok(Box::new(whole))
 }
@@ -190,11 +194,16 @@ mod tests {
     }
 
     #[test]
-    fn refuses_bzip2_and_xz() {
-        assert!(matches!(
-            decompress(io::Cursor::new(b"BZh91AY&SY".to_vec())),
-            Err(LayerError::UnsupportedCompression { format: "bzip2" })
-        ));
-        assert!(decompress(io::Cursor::new(vec![0xfd, b'7', b'z', b'X', b'Z', 0, 0])).is_err());
+    fn decompresses_bzip2_and_xz() {
+        let data = sample();
+        let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+        bz.write_all(&data).unwrap();
+        let mut xz = xz2::write::XzEncoder::new(Vec::new(), 1);
+        xz.write_all(&data).unwrap();
+        for blob in [bz.finish().unwrap(), xz.finish().unwrap()] {
+            let mut back = Vec::new();
+            decompress(io::Cursor::new(blob)).unwrap().read_to_end(&mut back).unwrap();
+            assert!(back == data);
+        }
     }
 }

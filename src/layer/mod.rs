@@ -7,7 +7,8 @@
 //!   hold, numeric ids, hardlinks as links, xattrs as `SCHILY.xattr.*`, mtimes clamped to
 //!   `SOURCE_DATE_EPOCH` when asked).
 //! * [`compress`] / [`decompress`] stream gzip (parallel, deterministic) and zstd (multi-threaded,
-//!   deterministic) while computing the DiffID and the blob digest in one pass.
+//!   deterministic) while computing the DiffID and the blob digest in one pass; `decompress`
+//!   also reads bzip2 and xz (for `ADD` archives), with zstd window and xz memory capped.
 //! * [`apply`] unpacks an uncompressed layer onto a root directory with fd-relative syscalls
 //!   only (`openat2(RESOLVE_IN_ROOT)` for parents, `O_NOFOLLOW` / `AT_SYMLINK_NOFOLLOW` for
 //!   leaves), handling OCI whiteouts and opaque directories.
@@ -34,6 +35,18 @@
 //!   back into holes. GNU sparse entries (`S`, `GNU.sparse.*`) are rejected.
 //! * Xattrs `trusted.overlay.*` are never written nor applied; `security.selinux` is never
 //!   applied (it belongs to the host's policy).
+//! * **`s -> ..` then `s/exploit/foo/bar` (catalogue C5)**: the catalogue expects an error; we
+//!   land it at `<root>/exploit/foo/bar` instead, consistently with C1/C2 (`..` in a symlink is
+//!   clamped at the root by `RESOLVE_IN_ROOT`) and with creating missing parents. Nothing is
+//!   ever created outside the root. A parent that is a symlink to a *missing* directory is an
+//!   error (we never create a directory at a symlink's target).
+//! * Hardlink entries take no metadata of their own (mode, owner and times belong to the
+//!   inode they link to), so a hardlink to a planted symlink cannot chmod anything (C4).
+//! * Whiteouts and opaque markers only remove content this layer did not create (every created
+//!   path and its ancestors are remembered for the duration of one `apply`), so an opaque marker
+//!   at the end of the tar behaves as if it came first (C9). A `.wh.` prefix on a *parent*
+//!   component, `.wh.`, `.wh..` and `.wh...` are invalid (C8); other `.wh..wh.*` names (aufs
+//!   bookkeeping) are ignored.
 
 mod apply;
 mod compress;
@@ -134,9 +147,6 @@ pub enum LayerError {
         #[source]
         source: io::Error,
     },
-    /// The input is compressed with something we cannot decompress.
-    #[error("unsupported compression {format}")]
-    UnsupportedCompression { format: &'static str },
 }
 
 /// Renders raw path bytes for an error message (lossy, non-UTF-8 bytes escaped).
