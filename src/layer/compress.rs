@@ -69,6 +69,17 @@ fn pump(input: &mut impl Read, out: &mut impl Write) -> Result<(), LayerError> {
 
 /// Compresses `input` into `out` in one streaming pass, measuring both sides.
 pub fn compress(input: impl Read, c: Compression, out: impl Write + Send) -> Result<CompressInfo, LayerError> {
+    compress_with(input, c, out, workers())
+}
+
+/// [`compress`] with an explicit number of compression threads (the output does not depend on
+/// it; tests prove that).
+fn compress_with(
+    input: impl Read,
+    c: Compression,
+    out: impl Write + Send,
+    n_workers: usize,
+) -> Result<CompressInfo, LayerError> {
     let mut reader = HashingReader::new(input);
     let mut hashed_out = HashingWriter::new(out);
     match c {
@@ -77,7 +88,7 @@ pub fn compress(input: impl Read, c: Compression, out: impl Write + Send) -> Res
             let gz_err = |op| move |e: gzp::GzpError| LayerError::Compress { op, source: io::Error::other(e) };
             std::thread::scope(|scope| {
                 let mut z = ParCompressBuilder::<Gzip>::new()
-                    .num_threads(workers())
+                    .num_threads(n_workers)
                     .map_err(gz_err("configure gzip"))?
                     .buffer_size(GZIP_BLOCK)
                     .map_err(gz_err("configure gzip"))?
@@ -93,7 +104,7 @@ pub fn compress(input: impl Read, c: Compression, out: impl Write + Send) -> Res
         Compression::Zstd => {
             let zerr = |op| move |source| LayerError::Compress { op, source };
             let mut enc = zstd::stream::write::Encoder::new(&mut hashed_out, ZSTD_LEVEL).map_err(zerr("start zstd"))?;
-            enc.multithread(workers() as u32).map_err(zerr("configure zstd"))?;
+            enc.multithread(n_workers as u32).map_err(zerr("configure zstd"))?;
             enc.include_checksum(true).map_err(zerr("configure zstd"))?;
             pump(&mut reader, &mut enc)?;
             enc.finish().map_err(zerr("finish zstd stream"))?;
@@ -177,6 +188,23 @@ mod tests {
             compress(&data[..], c, &mut a).unwrap();
             compress(&data[..], c, &mut b).unwrap();
             assert_eq!(a, b, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn output_does_not_depend_on_the_thread_count() {
+        // Several zstd jobs (level 3 cuts ~8 MiB jobs) and many gzip blocks.
+        let data: Vec<u8> = sample().repeat(7);
+        for c in [Compression::Gzip, Compression::Zstd] {
+            let blobs: Vec<Vec<u8>> = [1, 2, 4]
+                .into_iter()
+                .map(|n| {
+                    let mut blob = Vec::new();
+                    compress_with(&data[..], c, &mut blob, n).unwrap();
+                    blob
+                })
+                .collect();
+            assert!(blobs[0] == blobs[1] && blobs[1] == blobs[2], "{c:?} output depends on the thread count");
         }
     }
 
