@@ -67,8 +67,8 @@ struct State<'o> {
     /// Every path this layer created, with all its ancestors: whiteouts and opaque markers
     /// only remove what is not in here (lower content).
     created: HashSet<Vec<u8>>,
-    /// Directory entries whose mtime is set after all content is in place.
-    dir_times: Vec<(Vec<u8>, i64)>,
+    /// Directory entries whose exact mode and mtime are set after all content is in place.
+    dir_times: Vec<(Vec<u8>, u32, i64)>,
     report: ApplyReport,
 }
 
@@ -96,8 +96,9 @@ pub fn apply(layer: impl Read, target: &Path, opts: &ApplyOptions) -> Result<App
         state.report.entries += 1;
         apply_entry(&root, &mut reader, &entry, &mut state, &mut buf)?;
     }
-    for (path, mtime) in std::mem::take(&mut state.dir_times) {
-        set_dir_time(&root, &path, mtime)?;
+    // Deepest first: a parent made read-only must not stop us from reaching its children.
+    for (path, mode, mtime) in std::mem::take(&mut state.dir_times).into_iter().rev() {
+        finish_dir(&root, &path, mode, mtime)?;
     }
     state.report.bytes = reader.offset();
     Ok(state.report)
@@ -221,7 +222,7 @@ fn apply_entry<R: Read>(
             .map_err(op_err(entry, "create file"))?;
             let mut file = File::from(fd);
             write_data(reader, &mut file, entry, buf)?;
-            finish_fd(file.as_fd(), entry, state)?;
+            finish_fd(file.as_fd(), entry, entry.mode, state)?;
             rustix::fs::futimens(&file, &fsops::timestamps(entry.mtime)).map_err(op_err(entry, "set times"))?;
         }
         EntryKind::Directory => {
@@ -230,8 +231,9 @@ fn apply_entry<R: Read>(
                     .map_err(op_err(entry, "create directory"))?;
             }
             let dfd = fsops::open_child_dir(pfd, name).map_err(op_err(entry, "open directory"))?;
-            finish_fd(dfd.as_fd(), entry, state)?;
-            state.dir_times.push((fsops::join(&comps), entry.mtime));
+            // Owner-writable until the second pass, so an unprivileged apply can fill it.
+            finish_fd(dfd.as_fd(), entry, entry.mode | 0o700, state)?;
+            state.dir_times.push((fsops::join(&comps), entry.mode, entry.mtime));
         }
         EntryKind::Symlink => {
             rustix::fs::symlinkat(fsops::os_name(&entry.link), pfd, os_name)
@@ -301,11 +303,11 @@ fn write_data<R: Read>(
 
 /// Owner, mode and xattrs through an open fd, in that order (chown clears setuid bits and
 /// `security.capability`).
-fn finish_fd(fd: BorrowedFd<'_>, entry: &Entry, state: &mut State<'_>) -> Result<(), LayerError> {
+fn finish_fd(fd: BorrowedFd<'_>, entry: &Entry, mode: u32, state: &mut State<'_>) -> Result<(), LayerError> {
     if state.opts.same_owner {
         fsops::fchown(fd, entry.uid as u32, entry.gid as u32).map_err(op_err(entry, "change owner"))?;
     }
-    rustix::fs::fchmod(fd, Mode::from_raw_mode(entry.mode)).map_err(op_err(entry, "change mode"))?;
+    rustix::fs::fchmod(fd, Mode::from_raw_mode(mode)).map_err(op_err(entry, "change mode"))?;
     set_xattrs(entry, state, |k, v| fsops::fsetxattr(fd, k, v))
 }
 
@@ -386,9 +388,9 @@ fn clear_lower(dfd: OwnedFd, key: &[u8], created: &HashSet<Vec<u8>>) -> Result<(
     Ok(())
 }
 
-/// Second pass: a directory's mtime once nothing more is created in it. A directory replaced
-/// later in the layer (by a file or a symlink) is skipped.
-fn set_dir_time(root: &Root, path: &[u8], mtime: i64) -> Result<(), LayerError> {
+/// Second pass: a directory's exact mode and mtime once nothing more is created in it. A
+/// directory replaced later in the layer (by a file or a symlink) is skipped.
+fn finish_dir(root: &Root, path: &[u8], mode: u32, mtime: i64) -> Result<(), LayerError> {
     let comps: Vec<&[u8]> = path.split(|&b| b == b'/').collect();
     let Some((&leaf, parent)) = comps.split_last() else {
         return Ok(());
@@ -400,8 +402,9 @@ fn set_dir_time(root: &Root, path: &[u8], mtime: i64) -> Result<(), LayerError> 
             return Err(LayerError::Apply { entry: display_bytes(path), op: "open directory", source: e.into() });
         }
     };
-    rustix::fs::futimens(&fd, &fsops::timestamps(mtime))
-        .map_err(|e| LayerError::Apply { entry: display_bytes(path), op: "set times", source: e.into() })
+    let err = |op| move |e: Errno| LayerError::Apply { entry: display_bytes(path), op, source: e.into() };
+    rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(err("change mode"))?;
+    rustix::fs::futimens(&fd, &fsops::timestamps(mtime)).map_err(err("set times"))
 }
 
 #[cfg(test)]
