@@ -375,6 +375,28 @@ fn c10_bombs_stop_at_limits() {
     // What did land is sparse.
     assert!(fs::metadata(a.inside("z0")).unwrap().blocks() < 16);
 
+    // The same through the ADD-archive formats: xz and bzip2.
+    let files = || {
+        (0..24 * scale).map(|i| {
+            let mut h = Hdr::new(format!("x{i}").as_bytes(), b'0');
+            h.size = 1 << 20;
+            let mut v = h.encode().to_vec();
+            v.resize(512 + (1 << 20), 0);
+            v
+        })
+    };
+    let mut xz = xz2::write::XzEncoder::new(Vec::new(), 0);
+    let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+    for chunk in files() {
+        xz.write_all(&chunk).unwrap();
+        bz.write_all(&chunk).unwrap();
+    }
+    for blob in [xz.finish().unwrap(), bz.finish().unwrap()] {
+        let err = layer::apply(layer::decompress(std::io::Cursor::new(blob)).unwrap(), &a.rootfs, &small).unwrap_err();
+        a.check_outside();
+        assert!(matches!(err, LayerError::LimitExceeded { limit: Limit::Bytes, .. }), "{err}");
+    }
+
     // gzip of pure zeros: an end marker followed by a flood of padding.
     let blob = gzip((0..64 * scale).map(|_| vec![0u8; 1 << 20]));
     let err = layer::apply(layer::decompress(std::io::Cursor::new(blob)).unwrap(), &a.rootfs, &ApplyOptions::default())
