@@ -350,3 +350,70 @@ fn whiteouts_and_opaque_directories_hide_lower_content_only() {
     let a: Vec<PathBuf> = fs::read_dir(target.join("a")).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(a, vec![target.join("a/new")]);
 }
+
+const NOBODY: u32 = 65534;
+const ROOTLESS_ENV: &str = "SLIPWAY_TEST_ROOTLESS_DIR";
+
+/// Unprivileged apply: this test re-runs the test binary as `nobody` (via `setpriv`) on
+/// `rootless_apply_child`, which applies a layer with default options; then it inspects the
+/// result as root. Devices are skipped, ownership is the applier's, `security.capability` is
+/// refused by the kernel and counted, read-only directories still get their content.
+#[test]
+fn unprivileged_apply_skips_devices_and_keeps_going() {
+    let ctx = crate::support::TestContext::new();
+    fs::set_permissions(ctx.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let work = ctx.path().join("rootless");
+    let stage = ctx.path().join("stage");
+    fs::create_dir_all(work.join("rootfs")).unwrap();
+    lchown(&work, Some(NOBODY), Some(NOBODY)).unwrap();
+    lchown(work.join("rootfs"), Some(NOBODY), Some(NOBODY)).unwrap();
+    fs::create_dir_all(stage.join("ro")).unwrap();
+    fs::create_dir_all(stage.join("dev")).unwrap();
+    fs::write(stage.join("ro/file"), b"inside a read-only dir").unwrap();
+    fs::set_permissions(stage.join("ro"), fs::Permissions::from_mode(0o555)).unwrap();
+    fs::write(stage.join("ping"), b"ping").unwrap();
+    rustix::fs::lsetxattr(stage.join("ping"), "security.capability", &CAP_NET_RAW, XattrFlags::empty()).unwrap();
+    rustix::fs::lsetxattr(stage.join("ping"), "user.note", b"kept", XattrFlags::empty()).unwrap();
+    rustix::fs::mknodat(CWD, stage.join("dev/null"), FileType::CharacterDevice, Mode::from_raw_mode(0o666), rustix::fs::makedev(1, 3))
+        .unwrap();
+    rustix::fs::mknodat(CWD, stage.join("fifo"), FileType::Fifo, Mode::from_raw_mode(0o644), 0).unwrap();
+    let (tar, _, _) = write_dir(&stage, &WriteOptions::default(), Vec::new()).unwrap();
+    fs::write(work.join("layer.tar"), &tar).unwrap();
+
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["layer::rootless_apply_child", "--exact", "--nocapture", "--test-threads=1"])
+        .env(ROOTLESS_ENV, &work)
+        .output()
+        .expect("setpriv (util-linux) is installed");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "child failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("1 passed"), "the child test did not run:\n{stdout}");
+
+    let root = work.join("rootfs");
+    let t = tree::snapshot(&root);
+    assert!(!t.contains_key(&b"dev/null"[..]), "device created without privileges");
+    assert_eq!(t[&b"fifo"[..]].kind, "fifo");
+    assert_eq!(t[&b"ro"[..]].mode, 0o555);
+    assert_eq!(fs::read(root.join("ro/file")).unwrap(), b"inside a read-only dir");
+    assert!(t.values().all(|n| n.uid == NOBODY), "ownership must be the applier's");
+    let ping = &t[&b"ping"[..]];
+    assert_eq!(ping.xattrs.get(&b"user.note"[..]).map(Vec::as_slice), Some(&b"kept"[..]));
+    assert!(!ping.xattrs.contains_key(&b"security.capability"[..]));
+    let report = fs::read_to_string(work.join("report.txt")).unwrap();
+    assert!(report.contains("devices_skipped: 1") && report.contains("xattrs_skipped: 1"), "{report}");
+}
+
+/// The unprivileged half of the test above; does nothing unless started by it.
+#[test]
+fn rootless_apply_child() {
+    let Some(work) = std::env::var_os(ROOTLESS_ENV).map(PathBuf::from) else {
+        return;
+    };
+    assert!(!rustix::process::geteuid().is_root());
+    let opts = ApplyOptions::default();
+    assert!(!opts.same_owner && opts.skip_devices);
+    let report = layer::apply(File::open(work.join("layer.tar")).unwrap(), &work.join("rootfs"), &opts).unwrap();
+    fs::write(work.join("report.txt"), format!("{report:?}")).unwrap();
+}
