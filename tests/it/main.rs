@@ -1,5 +1,7 @@
 //! The one integration-test binary, split by feature.
 
 mod dockerfile_corpus;
-mod support;
 mod dockerfile_shell;
+mod layer;
+mod layer_adversarial;
+mod support;

@@ -63,3 +63,6 @@ pub fn shared_corpus() -> PathBuf {
         panic!("shared/corpus not found beside {} or its parents: clone the repository beside shared/", manifest.display())
     })
 }
+
+pub mod rawtar;
+pub mod tree;
