@@ -125,7 +125,13 @@ fn sidecar(path: &Path, suffix: &str) -> PathBuf {
 
 /// Moves the database (and its WAL and shm files) to `<name>.corrupt-<ts>`; warns once.
 fn move_aside(path: &Path, why: &str) -> Result<(), StoreError> {
-    let aside = sidecar(path, &format!(".corrupt-{}", unix_now()));
+    let ts = unix_now();
+    let mut aside = sidecar(path, &format!(".corrupt-{ts}"));
+    let mut n = 1;
+    while fs::symlink_metadata(&aside).is_ok() {
+        aside = sidecar(path, &format!(".corrupt-{ts}.{n}"));
+        n += 1;
+    }
     fs::rename(path, &aside).map_err(|e| StoreError::io("move aside", path, e))?;
     for suffix in ["-wal", "-shm"] {
         let from = sidecar(path, suffix);
@@ -333,7 +339,7 @@ mod tests {
                     .starts_with("metadata.db.corrupt-")
             })
             .count();
-        assert!(aside >= 1, "nothing moved aside");
+        assert_eq!(aside, 2, "each damaged database is kept aside");
     }
 
     #[test]
