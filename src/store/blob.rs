@@ -228,6 +228,8 @@ impl Ingest {
             Ok(meta) if meta.file_type().is_file() && meta.len() == size => {
                 tracing::debug!(%digest, "blob already exists; discarding the new copy");
                 drop(path);
+                // Its writer may still be between its rename and its directory fsync.
+                fsync_dir(&inner.paths.blobs)?;
             }
             existing => {
                 if existing.is_ok() {

@@ -36,9 +36,9 @@ use crate::oci::canonical::{self, DecodeError};
 use crate::oci::{Digest, OciLayout};
 
 pub use blob::Ingest;
-pub use fsck::{CorruptBlob, FsckReport, MissingBlob, OrphanBlob, PermViolation};
+pub use fsck::{CorruptBlob, FsckReport, MissingBlob, OrphanBlob, PermViolation, TempResidue};
 pub use gc::PruneReport;
-pub use lease::{Lease, LeaseInfo};
+pub use lease::{LEASE_TTL_SECS, Lease, LeaseInfo};
 pub use tags::Tag;
 
 /// Owner prefix of GC roots registered by the build cache; `prune --all` drops them.

@@ -150,6 +150,17 @@ fn child_entry() {
             }
         }
         "enospc" => enospc_child(&root),
+        "slow_leased_commit" => {
+            let store = Store::open(&root).expect("open store");
+            let lease = store.lease("slow").expect("lease");
+            let mut ingest = store.ingest().expect("ingest");
+            ingest.write_all(b"committed while prune waits").expect("write");
+            let (d, _) = ingest.commit(None, Some(&lease)).expect("commit");
+            // Give the parent's prune time to run after our critical section.
+            std::thread::sleep(Duration::from_millis(1500));
+            assert!(store.has_blob(&d), "leased blob {d} was swept");
+            println!("DIGEST={d}");
+        }
         "lease_writer" => lease_writer_child(&root, arg.parse().expect("seconds")),
         other => panic!("unknown child op {other}"),
     }
@@ -502,6 +513,34 @@ fn f3_prune_in_a_loop_never_sweeps_leased_blobs() {
     assert!(blob_names(&ctx.root()).is_empty());
     assert!(ingest_entries(&ctx.root()).is_empty());
     assert!(store.leases().unwrap().is_empty());
+    assert_fsck_clean(&ctx, 0);
+}
+
+/// N5, deterministically: a prune that starts while a leased commit sits between its rename and
+/// its lease record waits for the commit, then keeps the blob.
+#[test]
+fn f3_prune_waits_for_a_commit_between_rename_and_lease_record() {
+    let ctx = TestContext::new();
+    Store::open(&ctx.root()).unwrap();
+    let committer = child(&ctx, "slow_leased_commit", "", Some("blob.after_rename:sleep(1500)"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while blob_names(&ctx.root()).is_empty() {
+        assert!(Instant::now() < deadline, "child never renamed its blob");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The blob is visible but not yet leased; prune must wait for the shared lock.
+    let started = Instant::now();
+    let out = ctx.ok(&["prune", "--all"]);
+    assert!(started.elapsed() > Duration::from_millis(500), "prune did not wait for the commit");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("total: 0 blobs deleted"), "{}", describe(&out));
+    let out = committer.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    ctx.ok(&["prune", "--all"]);
+    assert!(blob_names(&ctx.root()).is_empty());
     assert_fsck_clean(&ctx, 0);
 }
 
