@@ -37,10 +37,7 @@ pub struct Ingest {
 
 impl std::fmt::Debug for Ingest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ingest")
-            .field("path", &self.path)
-            .field("len", &self.hasher.len())
-            .finish()
+        f.debug_struct("Ingest").field("path", &self.path).field("len", &self.hasher.len()).finish()
     }
 }
 
@@ -58,11 +55,7 @@ impl Store {
             .map_err(|e| StoreError::io("create temp file in", ingest_dir, e))?;
         let (file, path) = tmp.into_parts();
         if !try_lock_file(&file) {
-            return Err(StoreError::io(
-                "lock",
-                &*path,
-                io::Error::from(io::ErrorKind::WouldBlock),
-            ));
+            return Err(StoreError::io("lock", &*path, io::Error::from(io::ErrorKind::WouldBlock)));
         }
         Ok(Ingest {
             inner: Arc::clone(&self.inner),
@@ -92,9 +85,7 @@ impl Store {
     /// The size of blob `digest`.
     pub fn blob_size(&self, digest: &Digest) -> Result<u64, StoreError> {
         let file = self.open_blob(digest)?;
-        let meta = file
-            .metadata()
-            .map_err(|e| StoreError::io("stat", self.blob_path(digest), e))?;
+        let meta = file.metadata().map_err(|e| StoreError::io("stat", self.blob_path(digest), e))?;
         Ok(meta.len())
     }
 
@@ -107,22 +98,14 @@ impl Store {
             Ok(fd) => fd,
             Err(Errno::NOENT) => return Err(StoreError::NotFound { digest: *digest }),
             Err(Errno::LOOP) => {
-                return Err(StoreError::NotRegular {
-                    digest: *digest,
-                    path,
-                });
+                return Err(StoreError::NotRegular { digest: *digest, path });
             }
             Err(e) => return Err(StoreError::io("open", path, e.into())),
         };
         let file = File::from(fd);
-        let meta = file
-            .metadata()
-            .map_err(|e| StoreError::io("stat", &path, e))?;
+        let meta = file.metadata().map_err(|e| StoreError::io("stat", &path, e))?;
         if !meta.file_type().is_file() {
-            return Err(StoreError::NotRegular {
-                digest: *digest,
-                path,
-            });
+            return Err(StoreError::NotRegular { digest: *digest, path });
         }
         Ok(file)
     }
@@ -131,34 +114,18 @@ impl Store {
     pub fn read_blob(&self, digest: &Digest, max_len: u64) -> Result<Vec<u8>, StoreError> {
         let file = self.open_blob(digest)?;
         let path = self.blob_path(digest);
-        let size = file
-            .metadata()
-            .map_err(|e| StoreError::io("stat", &path, e))?
-            .len();
+        let size = file.metadata().map_err(|e| StoreError::io("stat", &path, e))?.len();
         if size > max_len {
-            return Err(StoreError::TooLarge {
-                digest: *digest,
-                size,
-                max: max_len,
-            });
+            return Err(StoreError::TooLarge { digest: *digest, size, max: max_len });
         }
         let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-        file.take(max_len.saturating_add(1))
-            .read_to_end(&mut bytes)
-            .map_err(|e| StoreError::io("read", &path, e))?;
+        file.take(max_len.saturating_add(1)).read_to_end(&mut bytes).map_err(|e| StoreError::io("read", &path, e))?;
         if bytes.len() as u64 > max_len {
-            return Err(StoreError::TooLarge {
-                digest: *digest,
-                size: bytes.len() as u64,
-                max: max_len,
-            });
+            return Err(StoreError::TooLarge { digest: *digest, size: bytes.len() as u64, max: max_len });
         }
         let actual = Digest::of(&bytes);
         if actual != *digest {
-            return Err(StoreError::Corrupt {
-                digest: *digest,
-                actual,
-            });
+            return Err(StoreError::Corrupt { digest: *digest, actual });
         }
         Ok(bytes)
     }
@@ -184,37 +151,18 @@ impl Ingest {
     /// digest, and records it in `lease` in the same critical section (shared store lock) as the
     /// rename. A blob that already exists is success: the temp file is discarded. On any error
     /// the temp file is removed and nothing appears under `blobs/`.
-    pub fn commit(
-        self,
-        expected: Option<(Digest, u64)>,
-        lease: Option<&Lease>,
-    ) -> Result<(Digest, u64), StoreError> {
-        let Ingest {
-            inner,
-            file,
-            path,
-            hasher,
-            ..
-        } = self;
-        let file = file
-            .into_inner()
-            .map_err(|e| StoreError::io("write", &*path, e.into_error()))?;
-        file.sync_all()
-            .map_err(|e| StoreError::io("fsync", &*path, e))?;
+    pub fn commit(self, expected: Option<(Digest, u64)>, lease: Option<&Lease>) -> Result<(Digest, u64), StoreError> {
+        let Ingest { inner, file, path, hasher, .. } = self;
+        let file = file.into_inner().map_err(|e| StoreError::io("write", &*path, e.into_error()))?;
+        file.sync_all().map_err(|e| StoreError::io("fsync", &*path, e))?;
         let size = hasher.len();
         let digest = hasher.finish();
         if let Some((expected_digest, expected_size)) = expected {
             if expected_size != size {
-                return Err(StoreError::SizeMismatch {
-                    expected: expected_size,
-                    actual: size,
-                });
+                return Err(StoreError::SizeMismatch { expected: expected_size, actual: size });
             }
             if expected_digest != digest {
-                return Err(StoreError::DigestMismatch {
-                    expected: expected_digest,
-                    actual: digest,
-                });
+                return Err(StoreError::DigestMismatch { expected: expected_digest, actual: digest });
             }
         }
         file.set_permissions(fs::Permissions::from_mode(BLOB_MODE))
@@ -222,8 +170,7 @@ impl Ingest {
         let target = inner.paths.blob(&digest);
 
         let _lock = StoreLock::shared(&inner.paths.lock)?;
-        failpoint::io("blob.before_rename")
-            .map_err(|e| StoreError::io("rename into place", &target, e))?;
+        failpoint::io("blob.before_rename").map_err(|e| StoreError::io("rename into place", &target, e))?;
         match fs::symlink_metadata(&target) {
             Ok(meta) if meta.file_type().is_file() && meta.len() == size => {
                 tracing::debug!(%digest, "blob already exists; discarding the new copy");
@@ -235,8 +182,7 @@ impl Ingest {
                 if existing.is_ok() {
                     // A truncated blob or a symlink where a blob should be: replace it.
                     tracing::warn!(%digest, path = %target.display(), "replacing a damaged blob");
-                    fs::rename(&path, &target)
-                        .map_err(|e| StoreError::io("rename into place", &target, e))?;
+                    fs::rename(&path, &target).map_err(|e| StoreError::io("rename into place", &target, e))?;
                 } else {
                     rename_noreplace(&path, &target)?;
                 }
@@ -247,8 +193,7 @@ impl Ingest {
                     // Disarm the temp path: the file now lives under its digest.
                     let _ = path.keep();
                 }
-                failpoint::io("blob.after_rename")
-                    .map_err(|e| StoreError::io("rename into place", &target, e))?;
+                failpoint::io("blob.after_rename").map_err(|e| StoreError::io("rename into place", &target, e))?;
                 fsync_dir(&inner.paths.blobs)?;
             }
         }
@@ -264,13 +209,7 @@ impl Ingest {
 /// Renames without replacing; an existing target (a concurrent writer won) is success and the
 /// source stays for the caller to drop.
 fn rename_noreplace(from: &Path, to: &Path) -> Result<(), StoreError> {
-    match rustix::fs::renameat_with(
-        rustix::fs::CWD,
-        from,
-        rustix::fs::CWD,
-        to,
-        RenameFlags::NOREPLACE,
-    ) {
+    match rustix::fs::renameat_with(rustix::fs::CWD, from, rustix::fs::CWD, to, RenameFlags::NOREPLACE) {
         Ok(()) | Err(Errno::EXIST) => Ok(()),
         // Filesystems without RENAME_NOREPLACE: identical content, so replacing is harmless.
         Err(Errno::INVAL | Errno::NOSYS) => {
@@ -303,10 +242,7 @@ pub(super) fn list_blob_dir(blobs: &Path) -> Result<Vec<(String, PathBuf)>, Stor
     let entries = fs::read_dir(blobs).map_err(|e| StoreError::io("list", blobs, e))?;
     for entry in entries {
         let entry = entry.map_err(|e| StoreError::io("list", blobs, e))?;
-        out.push((
-            entry.file_name().to_string_lossy().into_owned(),
-            entry.path(),
-        ));
+        out.push((entry.file_name().to_string_lossy().into_owned(), entry.path()));
     }
     out.sort();
     Ok(out)
@@ -339,10 +275,7 @@ mod tests {
         let mode = fs::metadata(s.blob_path(&d)).unwrap().permissions().mode() & 0o7777;
         assert_eq!(mode, 0o444);
         assert_eq!(ingest_entries(&s), 0);
-        assert!(matches!(
-            s.read_blob(&d, 4),
-            Err(StoreError::TooLarge { .. })
-        ));
+        assert!(matches!(s.read_blob(&d, 4), Err(StoreError::TooLarge { .. })));
     }
 
     #[test]
@@ -359,10 +292,7 @@ mod tests {
         i.write_all(b"hello").unwrap();
         assert!(matches!(
             i.commit(Some((Digest::of(b"hello"), 6)), None),
-            Err(StoreError::SizeMismatch {
-                expected: 6,
-                actual: 5
-            })
+            Err(StoreError::SizeMismatch { expected: 6, actual: 5 })
         ));
         assert!(!s.has_blob(&wrong));
         assert!(!s.has_blob(&Digest::of(b"hello")));
@@ -393,21 +323,13 @@ mod tests {
         fs::write(&canary, b"content").unwrap();
         std::os::unix::fs::symlink(&canary, &p).unwrap();
         let err = s.read_blob(&d, 100).unwrap_err();
-        assert!(
-            matches!(err, StoreError::NotRegular { digest, .. } if digest == d),
-            "{err:?}"
-        );
+        assert!(matches!(err, StoreError::NotRegular { digest, .. } if digest == d), "{err:?}");
         assert!(err.to_string().contains(&d.to_string()));
         assert!(!s.has_blob(&d));
         fs::remove_file(&p).unwrap();
         fs::write(&p, b"tampered").unwrap();
-        assert!(
-            matches!(s.read_blob(&d, 100), Err(StoreError::Corrupt { digest, .. }) if digest == d)
-        );
-        assert!(matches!(
-            s.open_blob(&Digest::of(b"absent")),
-            Err(StoreError::NotFound { .. })
-        ));
+        assert!(matches!(s.read_blob(&d, 100), Err(StoreError::Corrupt { digest, .. }) if digest == d));
+        assert!(matches!(s.open_blob(&Digest::of(b"absent")), Err(StoreError::NotFound { .. })));
         // Committing the right content again repairs the damaged blob.
         s.write_blob(b"content", None).unwrap();
         assert_eq!(s.read_blob(&d, 100).unwrap(), b"content");

@@ -66,41 +66,25 @@ pub(super) fn open(path: &Path) -> Result<Connection, StoreError> {
 }
 
 fn open_checked(path: &Path) -> Result<Connection, StoreError> {
-    let db_err = |source| StoreError::Db {
-        path: path.to_path_buf(),
-        source,
-    };
+    let db_err = |source| StoreError::Db { path: path.to_path_buf(), source };
     let conn = Connection::open(path).map_err(db_err)?;
     conn.busy_timeout(Duration::from_secs(30)).map_err(db_err)?;
-    let check: String = conn
-        .query_row("PRAGMA quick_check", [], |r| r.get(0))
-        .map_err(db_err)?;
+    let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(db_err)?;
     if check != "ok" {
         return Err(db_err(rusqlite::Error::SqliteFailure(
             rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
             Some(check),
         )));
     }
-    let _mode: String = conn
-        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-        .map_err(db_err)?;
-    conn.execute_batch("PRAGMA foreign_keys=ON; PRAGMA synchronous=FULL;")
-        .map_err(db_err)?;
-    let version: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(db_err)?;
+    let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(db_err)?;
+    conn.execute_batch("PRAGMA foreign_keys=ON; PRAGMA synchronous=FULL;").map_err(db_err)?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db_err)?;
     if version > SCHEMA_VERSION {
-        return Err(StoreError::SchemaTooNew {
-            path: path.to_path_buf(),
-            found: version,
-            supported: SCHEMA_VERSION,
-        });
+        return Err(StoreError::SchemaTooNew { path: path.to_path_buf(), found: version, supported: SCHEMA_VERSION });
     }
     if version < SCHEMA_VERSION {
-        conn.execute_batch(&format!(
-            "BEGIN; {SCHEMA_V1} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-        ))
-        .map_err(db_err)?;
+        conn.execute_batch(&format!("BEGIN; {SCHEMA_V1} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))
+            .map_err(db_err)?;
     }
     Ok(conn)
 }
@@ -111,10 +95,7 @@ fn is_zero_length(path: &Path) -> bool {
 }
 
 fn is_corruption(err: &rusqlite::Error) -> bool {
-    matches!(
-        err.sqlite_error_code(),
-        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt)
-    )
+    matches!(err.sqlite_error_code(), Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt))
 }
 
 fn sidecar(path: &Path, suffix: &str) -> PathBuf {
@@ -151,10 +132,7 @@ fn move_aside(path: &Path, why: &str) -> Result<(), StoreError> {
 
 impl Store {
     /// Runs `f` on the database connection.
-    pub(super) fn with_db<T>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
-    ) -> Result<T, StoreError> {
+    pub(super) fn with_db<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
         with_db(&self.inner, f)
     }
 
@@ -204,25 +182,18 @@ impl Store {
     /// Drops every GC root whose owner starts with `owner_prefix`; returns how many went.
     pub fn remove_roots(&self, owner_prefix: &str) -> Result<usize, StoreError> {
         self.with_db(|db| {
-            db.execute(
-                "DELETE FROM gc_roots WHERE substr(owner, 1, length(?1)) = ?1",
-                params![owner_prefix],
-            )
+            db.execute("DELETE FROM gc_roots WHERE substr(owner, 1, length(?1)) = ?1", params![owner_prefix])
         })
     }
 
     /// Every GC-root digest with its owner.
     pub(super) fn roots(&self) -> Result<Vec<(String, Digest)>, StoreError> {
         let rows: Vec<(String, String)> = self.with_db(|db| {
-            let mut stmt =
-                db.prepare("SELECT owner, digest FROM gc_roots ORDER BY owner, digest")?;
+            let mut stmt = db.prepare("SELECT owner, digest FROM gc_roots ORDER BY owner, digest")?;
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect()
         })?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(o, d)| parse_digest_row(&d).map(|d| (o, d)))
-            .collect())
+        Ok(rows.into_iter().filter_map(|(o, d)| parse_digest_row(&d).map(|d| (o, d))).collect())
     }
 
     /// Every `(diff_id digest, variant digest)` link.
@@ -232,10 +203,7 @@ impl Store {
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect()
         })?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(a, b)| Some((parse_digest_row(&a)?, parse_digest_row(&b)?)))
-            .collect())
+        Ok(rows.into_iter().filter_map(|(a, b)| Some((parse_digest_row(&a)?, parse_digest_row(&b)?))).collect())
     }
 
     /// Forgets layer variant rows that name a removed blob.
@@ -243,8 +211,7 @@ impl Store {
         self.with_db(|db| {
             let tx = db.transaction()?;
             {
-                let mut stmt =
-                    tx.prepare("DELETE FROM layer_blobs WHERE digest = ?1 OR diff_id = ?1")?;
+                let mut stmt = tx.prepare("DELETE FROM layer_blobs WHERE digest = ?1 OR diff_id = ?1")?;
                 for d in removed {
                     stmt.execute([d.to_string()])?;
                 }
@@ -259,14 +226,8 @@ pub(super) fn with_db<T>(
     inner: &super::Inner,
     f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
 ) -> Result<T, StoreError> {
-    let mut conn = inner
-        .db
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    f(&mut conn).map_err(|source| StoreError::Db {
-        path: inner.paths.db.clone(),
-        source,
-    })
+    let mut conn = inner.db.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    f(&mut conn).map_err(|source| StoreError::Db { path: inner.paths.db.clone(), source })
 }
 
 /// Parses a digest column, warning on a malformed row instead of failing the whole query.
@@ -299,11 +260,7 @@ mod tests {
         s.record_layer_blob(diff, &gz).unwrap();
         s.record_layer_blob(diff, &gz).unwrap();
         assert_eq!(s.layer_blobs(diff).unwrap(), vec![gz]);
-        assert!(
-            s.layer_blobs(DiffId(Digest::of(b"other")))
-                .unwrap()
-                .is_empty()
-        );
+        assert!(s.layer_blobs(DiffId(Digest::of(b"other"))).unwrap().is_empty());
     }
 
     #[test]
@@ -331,13 +288,7 @@ mod tests {
         }
         let aside = fs::read_dir(&root)
             .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .starts_with("metadata.db.corrupt-")
-            })
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("metadata.db.corrupt-"))
             .count();
         assert_eq!(aside, 2, "each damaged database is kept aside");
     }
@@ -350,9 +301,6 @@ mod tests {
         let c = Connection::open(root.join("metadata.db")).unwrap();
         c.execute_batch("PRAGMA user_version = 99").unwrap();
         drop(c);
-        assert!(matches!(
-            Store::open(&root),
-            Err(StoreError::SchemaTooNew { found: 99, .. })
-        ));
+        assert!(matches!(Store::open(&root), Err(StoreError::SchemaTooNew { found: 99, .. })));
     }
 }

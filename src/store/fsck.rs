@@ -84,9 +84,7 @@ impl FsckReport {
         if !self.corrupt.is_empty() || !self.missing.is_empty() {
             return true;
         }
-        strict
-            && (self.temp_residue.iter().any(|t| !t.removed)
-                || self.perm_violations.iter().any(|p| !p.repaired))
+        strict && (self.temp_residue.iter().any(|t| !t.removed) || self.perm_violations.iter().any(|p| !p.repaired))
     }
 
     /// Whether nothing at all was found, orphans included.
@@ -102,11 +100,7 @@ impl Store {
     /// Checks the store; with `repair`, fixes what can be fixed without losing data.
     pub fn fsck(&self, repair: bool) -> Result<FsckReport, StoreError> {
         let paths = &self.inner.paths;
-        let _lock = if repair {
-            StoreLock::exclusive(&paths.lock)?
-        } else {
-            StoreLock::shared(&paths.lock)?
-        };
+        let _lock = if repair { StoreLock::exclusive(&paths.lock)? } else { StoreLock::shared(&paths.lock)? };
         let mut report = FsckReport::default();
         check_mode(&paths.root, ROOT_MODE, repair, &mut report)?;
 
@@ -114,25 +108,13 @@ impl Store {
         let blobs_parent = paths.root.join("blobs");
         for (name, path) in list_blob_dir(&blobs_parent)? {
             if name != "sha256" || !fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
-                self.corrupt(
-                    &mut report,
-                    path,
-                    None,
-                    "unexpected entry under blobs/".to_string(),
-                    repair,
-                )?;
+                self.corrupt(&mut report, path, None, "unexpected entry under blobs/".to_string(), repair)?;
             }
         }
         let mut valid: BTreeSet<(Digest, u64)> = BTreeSet::new();
         for (name, path) in list_blob_dir(&paths.blobs)? {
             let Ok(digest) = Digest::from_hex(&name) else {
-                self.corrupt(
-                    &mut report,
-                    path,
-                    None,
-                    "name is not a sha256 digest".to_string(),
-                    repair,
-                )?;
+                self.corrupt(&mut report, path, None, "name is not a sha256 digest".to_string(), repair)?;
                 continue;
             };
             let meta = fs::symlink_metadata(&path).map_err(|e| StoreError::io("stat", &path, e))?;
@@ -150,13 +132,7 @@ impl Store {
                     continue;
                 }
                 Err(e) => {
-                    self.corrupt(
-                        &mut report,
-                        path,
-                        Some(digest),
-                        format!("unreadable: {e}"),
-                        repair,
-                    )?;
+                    self.corrupt(&mut report, path, Some(digest), format!("unreadable: {e}"), repair)?;
                     continue;
                 }
             }
@@ -167,12 +143,8 @@ impl Store {
         let closure = walk(self, self.root_visits(unix_now())?)?;
         report.missing = closure.missing;
         // A quarantined blob that something references is now missing as well.
-        let quarantined: BTreeSet<Digest> = report
-            .corrupt
-            .iter()
-            .filter(|c| c.quarantined_to.is_some())
-            .filter_map(|c| c.digest)
-            .collect();
+        let quarantined: BTreeSet<Digest> =
+            report.corrupt.iter().filter(|c| c.quarantined_to.is_some()).filter_map(|c| c.digest).collect();
         for digest in quarantined.iter().filter(|d| closure.reachable.contains(d)) {
             if !report.missing.iter().any(|m| m.digest == *digest) {
                 report.missing.push(MissingBlob {
@@ -189,8 +161,7 @@ impl Store {
             .collect();
 
         for path in self.temp_residue()? {
-            let removed =
-                repair && remove_any(&path).map_err(|e| StoreError::io("remove", &path, e))?;
+            let removed = repair && remove_any(&path).map_err(|e| StoreError::io("remove", &path, e))?;
             report.temp_residue.push(TempResidue { path, removed });
         }
         Ok(report)
@@ -226,10 +197,7 @@ impl Store {
         if repair {
             let q = &self.inner.paths.quarantine;
             fs::create_dir_all(q).map_err(|e| StoreError::io("create directory", q, e))?;
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let mut target = q.join(format!("{name}.{}", unix_now()));
             let mut n = 1;
             while fs::symlink_metadata(&target).is_ok() {
@@ -240,23 +208,13 @@ impl Store {
             tracing::warn!(path = %path.display(), to = %target.display(), reason, "quarantined corrupt blob");
             quarantined_to = Some(target);
         }
-        report.corrupt.push(CorruptBlob {
-            path,
-            digest,
-            reason,
-            quarantined_to,
-        });
+        report.corrupt.push(CorruptBlob { path, digest, reason, quarantined_to });
         Ok(())
     }
 }
 
 /// Checks (and with `repair`, restores) the permission bits of `path`.
-fn check_mode(
-    path: &Path,
-    expected: u32,
-    repair: bool,
-    report: &mut FsckReport,
-) -> Result<(), StoreError> {
+fn check_mode(path: &Path, expected: u32, repair: bool, report: &mut FsckReport) -> Result<(), StoreError> {
     let meta = fs::symlink_metadata(path).map_err(|e| StoreError::io("stat", path, e))?;
     let mode = meta.permissions().mode() & 0o7777;
     if mode == expected {
@@ -266,12 +224,7 @@ fn check_mode(
         fs::set_permissions(path, fs::Permissions::from_mode(expected))
             .map_err(|e| StoreError::io("set permissions of", path, e))?;
     }
-    report.perm_violations.push(PermViolation {
-        path: path.to_path_buf(),
-        mode,
-        expected,
-        repaired: repair,
-    });
+    report.perm_violations.push(PermViolation { path: path.to_path_buf(), mode, expected, repaired: repair });
     Ok(())
 }
 
@@ -322,13 +275,7 @@ mod tests {
         assert_eq!(r.corrupt.len(), 3, "{r:#?}");
         assert_eq!(r.missing.len(), 1, "{r:#?}");
         assert_eq!(r.missing[0].digest, Digest::of(b"tagged layer"));
-        assert_eq!(
-            r.orphans,
-            vec![OrphanBlob {
-                digest: orphan,
-                size: 6
-            }]
-        );
+        assert_eq!(r.orphans, vec![OrphanBlob { digest: orphan, size: 6 }]);
         assert_eq!(r.temp_residue.len(), 1);
         assert_eq!(r.perm_violations.len(), 1);
         assert!(r.is_damaged(false));
@@ -339,14 +286,8 @@ mod tests {
         assert!(r.temp_residue.iter().all(|t| t.removed));
         assert!(s.has_blob(&orphan), "repair must leave orphans to prune");
         let r = s.fsck(false).unwrap();
-        assert!(
-            r.corrupt.is_empty() && r.temp_residue.is_empty() && r.perm_violations.is_empty(),
-            "{r:#?}"
-        );
+        assert!(r.corrupt.is_empty() && r.temp_residue.is_empty() && r.perm_violations.is_empty(), "{r:#?}");
         assert_eq!(r.missing.len(), 1);
-        assert_eq!(
-            fs::read_dir(s.root().join("quarantine")).unwrap().count(),
-            3
-        );
+        assert_eq!(fs::read_dir(s.root().join("quarantine")).unwrap().count(), 3);
     }
 }

@@ -77,27 +77,15 @@ impl Store {
         report.leases_expired = self.expire_leases(now)?;
         let closure = walk(self, self.root_visits(now)?)?;
         if let Some((digest, source)) = closure.unreadable.into_iter().next() {
-            return Err(StoreError::PruneUnsafe {
-                digest,
-                source: Box::new(source),
-            });
+            return Err(StoreError::PruneUnsafe { digest, source: Box::new(source) });
         }
-        if let Some(m) = closure.missing.iter().find(|m| {
-            m.media_type
-                .as_ref()
-                .is_some_and(|t| t.is_manifest() || t.is_index())
-        }) {
-            let source = StoreError::MissingBlob {
-                digest: m.digest,
-                referenced_by: m.referenced_by.clone(),
-            };
-            return Err(StoreError::PruneUnsafe {
-                digest: m.digest,
-                source: Box::new(source),
-            });
+        if let Some(m) =
+            closure.missing.iter().find(|m| m.media_type.as_ref().is_some_and(|t| t.is_manifest() || t.is_index()))
+        {
+            let source = StoreError::MissingBlob { digest: m.digest, referenced_by: m.referenced_by.clone() };
+            return Err(StoreError::PruneUnsafe { digest: m.digest, source: Box::new(source) });
         }
-        failpoint::io("gc.before_sweep")
-            .map_err(|e| StoreError::io("sweep", &self.inner.paths.blobs, e))?;
+        failpoint::io("gc.before_sweep").map_err(|e| StoreError::io("sweep", &self.inner.paths.blobs, e))?;
         for (name, path) in list_blob_dir(&self.inner.paths.blobs)? {
             let Ok(digest) = Digest::from_hex(&name) else {
                 continue; // not a blob name: fsck reports it, prune never guesses
@@ -129,12 +117,7 @@ impl Store {
                 .annotation(crate::oci::ANNOTATION_SLIPWAY_REF)
                 .or_else(|| entry.annotation(crate::oci::ANNOTATION_REF_NAME))
                 .map_or_else(|| "index.json".to_string(), |r| format!("tag {r}"));
-            visits.push((
-                entry.digest,
-                Some(entry.media_type.clone()),
-                by,
-                Requirement::Required,
-            ));
+            visits.push((entry.digest, Some(entry.media_type.clone()), by, Requirement::Required));
         }
         for (owner, digest) in self.roots()? {
             visits.push((digest, None, format!("root {owner}"), Requirement::Required));
@@ -199,22 +182,13 @@ pub(super) fn walk(store: &Store, roots: Vec<Visit>) -> Result<Closure, StoreErr
         }
         if fs::symlink_metadata(store.blob_path(&digest)).is_err() {
             if requirement == Requirement::Required {
-                closure.missing.push(MissingBlob {
-                    digest,
-                    referenced_by,
-                    media_type,
-                });
+                closure.missing.push(MissingBlob { digest, referenced_by, media_type });
             }
             continue;
         }
         let parent = format!("{digest}");
         for linked in variants.get(&digest).into_iter().flatten() {
-            stack.push((
-                *linked,
-                None,
-                format!("layer variant of {parent}"),
-                Requirement::Optional,
-            ));
+            stack.push((*linked, None, format!("layer variant of {parent}"), Requirement::Optional));
         }
         let kind = match &media_type {
             Some(t) if t.is_index() => Kind::Index,
@@ -230,12 +204,7 @@ pub(super) fn walk(store: &Store, roots: Vec<Visit>) -> Result<Closure, StoreErr
             }
         };
         for (child, child_type) in children {
-            stack.push((
-                child,
-                Some(child_type),
-                parent.clone(),
-                Requirement::Required,
-            ));
+            stack.push((child, Some(child_type), parent.clone(), Requirement::Required));
         }
     }
     Ok(closure)
@@ -264,11 +233,7 @@ fn sniff(store: &Store, digest: &Digest) -> Kind {
         return Kind::Leaf;
     };
     match canonical::from_bytes::<Versioned>("manifest", &bytes) {
-        Ok(v)
-            if v.media_type.as_ref().is_some_and(MediaType::is_index) || v.manifests.is_some() =>
-        {
-            Kind::Index
-        }
+        Ok(v) if v.media_type.as_ref().is_some_and(MediaType::is_index) || v.manifests.is_some() => Kind::Index,
         Ok(v)
             if v.media_type.as_ref().is_some_and(MediaType::is_manifest)
                 || (v.layers.is_some() && v.config.is_some()) =>
@@ -280,36 +245,19 @@ fn sniff(store: &Store, digest: &Digest) -> Kind {
 }
 
 /// The children of a manifest or index.
-fn read_children(
-    store: &Store,
-    digest: &Digest,
-    kind: Kind,
-) -> Result<Vec<(Digest, MediaType)>, StoreError> {
+fn read_children(store: &Store, digest: &Digest, kind: Kind) -> Result<Vec<(Digest, MediaType)>, StoreError> {
     if kind == Kind::Leaf {
         return Ok(Vec::new());
     }
     let bytes = store.read_blob(digest, MAX_MANIFEST_LEN)?;
-    let decode_err = |source| StoreError::Decode {
-        digest: *digest,
-        source,
-    };
+    let decode_err = |source| StoreError::Decode { digest: *digest, source };
     if kind == Kind::Index {
         let index: ImageIndex = canonical::from_bytes("image index", &bytes).map_err(decode_err)?;
-        return Ok(index
-            .manifests
-            .into_iter()
-            .map(|d| (d.digest, d.media_type))
-            .collect());
+        return Ok(index.manifests.into_iter().map(|d| (d.digest, d.media_type)).collect());
     }
-    let manifest: ImageManifest =
-        canonical::from_bytes("image manifest", &bytes).map_err(decode_err)?;
+    let manifest: ImageManifest = canonical::from_bytes("image manifest", &bytes).map_err(decode_err)?;
     let mut children = vec![(manifest.config.digest, manifest.config.media_type)];
-    children.extend(
-        manifest
-            .layers
-            .into_iter()
-            .map(|d| (d.digest, d.media_type)),
-    );
+    children.extend(manifest.layers.into_iter().map(|d| (d.digest, d.media_type)));
     Ok(children)
 }
 
@@ -324,19 +272,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("r")).unwrap();
         let tagged = image(&s, b"tagged-layer");
-        s.set_tag(&Reference::parse("keep").unwrap(), tagged.clone())
-            .unwrap();
+        s.set_tag(&Reference::parse("keep").unwrap(), tagged.clone()).unwrap();
         // The tagged layer's uncompressed form and another variant survive through the DB.
         let uncompressed = s.write_blob(b"uncompressed", None).unwrap();
         let zstd = s.write_blob(b"zstd variant", None).unwrap();
         let diff = DiffId(uncompressed);
-        s.record_layer_blob(
-            diff,
-            &Descriptor::new(MediaType::OciLayer, Digest::of(b"tagged-layer"), 12),
-        )
-        .unwrap();
-        s.record_layer_blob(diff, &Descriptor::new(MediaType::OciLayerZstd, zstd, 12))
-            .unwrap();
+        s.record_layer_blob(diff, &Descriptor::new(MediaType::OciLayer, Digest::of(b"tagged-layer"), 12)).unwrap();
+        s.record_layer_blob(diff, &Descriptor::new(MediaType::OciLayerZstd, zstd, 12)).unwrap();
         let cached = s.write_blob(b"cache layer", None).unwrap();
         s.add_root("cache:k1", &cached).unwrap();
         let lease = s.lease("build").unwrap();
@@ -366,10 +308,7 @@ mod tests {
         assert_eq!(removed, expected);
         s.remove_tag(&Reference::parse("keep").unwrap()).unwrap();
         s.prune(true).unwrap();
-        assert_eq!(
-            fs::read_dir(s.root().join("blobs/sha256")).unwrap().count(),
-            0
-        );
+        assert_eq!(fs::read_dir(s.root().join("blobs/sha256")).unwrap().count(), 0);
         assert!(s.layer_blobs(diff).unwrap().is_empty());
     }
 
@@ -378,15 +317,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("r")).unwrap();
         let tagged = image(&s, b"layer");
-        s.set_tag(&Reference::parse("t").unwrap(), tagged.clone())
-            .unwrap();
+        s.set_tag(&Reference::parse("t").unwrap(), tagged.clone()).unwrap();
         let p = s.blob_path(&tagged.digest);
         fs::remove_file(&p).unwrap();
         fs::write(&p, b"{garbage").unwrap();
-        assert!(matches!(
-            s.prune(false),
-            Err(StoreError::PruneUnsafe { .. })
-        ));
+        assert!(matches!(s.prune(false), Err(StoreError::PruneUnsafe { .. })));
         assert!(s.has_blob(&Digest::of(b"layer")));
     }
 

@@ -52,11 +52,7 @@ impl Store {
             Ok(db.last_insert_rowid())
         })?;
         tracing::debug!(id, label, "lease taken");
-        Ok(Lease {
-            inner: Arc::clone(&self.inner),
-            id,
-            label: label.to_string(),
-        })
+        Ok(Lease { inner: Arc::clone(&self.inner), id, label: label.to_string() })
     }
 
     /// The leases in the database, expired ones included.
@@ -95,8 +91,7 @@ impl Store {
 
     /// Deletes leases expired at `now`; returns how many.
     pub(super) fn expire_leases(&self, now: i64) -> Result<usize, StoreError> {
-        let n =
-            self.with_db(|db| db.execute("DELETE FROM leases WHERE expires_at <= ?1", [now]))?;
+        let n = self.with_db(|db| db.execute("DELETE FROM leases WHERE expires_at <= ?1", [now]))?;
         if n > 0 {
             tracing::info!(count = n, "expired leases removed");
         }
@@ -141,9 +136,7 @@ fn record(db: &Connection, lease_id: i64, digest: &Digest) -> rusqlite::Result<(
 impl Drop for Lease {
     fn drop(&mut self) {
         let id = self.id;
-        if let Err(e) = with_db(&self.inner, |db| {
-            db.execute("DELETE FROM leases WHERE id = ?1", [id])
-        }) {
+        if let Err(e) = with_db(&self.inner, |db| db.execute("DELETE FROM leases WHERE id = ?1", [id])) {
             tracing::warn!(id, error = %e, "could not release lease; it expires on its own");
         } else {
             tracing::debug!(id, label = %self.label, "lease released");

@@ -62,10 +62,8 @@ pub(super) fn try_lock_file(file: &File) -> bool {
 /// Whether a temp file is still held by a live writer (its flock cannot be taken). A file that
 /// cannot be opened counts as not held.
 pub(super) fn is_held(path: &Path) -> bool {
-    let opened = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path);
+    let opened =
+        OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC).open(path);
     match opened {
         Ok(f) => !try_lock_file(&f),
         Err(_) => false,

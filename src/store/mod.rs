@@ -64,10 +64,7 @@ pub enum StoreError {
     #[error("blob {digest} not found")]
     NotFound { digest: Digest },
     #[error("blob {digest} referenced by {referenced_by} is missing")]
-    MissingBlob {
-        digest: Digest,
-        referenced_by: String,
-    },
+    MissingBlob { digest: Digest, referenced_by: String },
     #[error("blob {digest} is not a regular file (symlink or special file at {path})")]
     NotRegular { digest: Digest, path: PathBuf },
     #[error("digest mismatch: expected {expected}, got {actual}")]
@@ -104,24 +101,14 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
-    #[error(
-        "metadata database {path} has schema version {found}, newer than the {supported} this slipway knows"
-    )]
-    SchemaTooNew {
-        path: PathBuf,
-        found: i64,
-        supported: i64,
-    },
+    #[error("metadata database {path} has schema version {found}, newer than the {supported} this slipway knows")]
+    SchemaTooNew { path: PathBuf, found: i64, supported: i64 },
 }
 
 impl StoreError {
     /// An IO error with the path it happened on.
     fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> StoreError {
-        StoreError::Io {
-            action,
-            path: path.into(),
-            source,
-        }
+        StoreError::Io { action, path: path.into(), source }
     }
 
     /// The OS errno behind this error, if it is an IO error (tests and the CLI branch on ENOSPC).
@@ -193,20 +180,11 @@ impl Store {
             write_file_atomic(&paths, &layout, &canonical::to_bytes(&OciLayout::default()))?;
         }
         if !paths.index.exists() {
-            write_file_atomic(
-                &paths,
-                &paths.index,
-                &canonical::to_bytes(&crate::oci::ImageIndex::new()),
-            )?;
+            write_file_atomic(&paths, &paths.index, &canonical::to_bytes(&crate::oci::ImageIndex::new()))?;
         }
         let conn = db::open(&paths.db)?;
         drop(lock);
-        Ok(Store {
-            inner: Arc::new(Inner {
-                paths,
-                db: Mutex::new(conn),
-            }),
-        })
+        Ok(Store { inner: Arc::new(Inner { paths, db: Mutex::new(conn) }) })
     }
 
     /// The store root.
@@ -225,17 +203,11 @@ fn create_root(root: &Path) -> Result<(), StoreError> {
     match fs::metadata(root) {
         Ok(meta) if meta.is_dir() => {
             if is_read_only(root) {
-                return Err(StoreError::ReadOnly {
-                    path: root.to_path_buf(),
-                });
+                return Err(StoreError::ReadOnly { path: root.to_path_buf() });
             }
             Ok(())
         }
-        Ok(_) => Err(StoreError::io(
-            "open store root",
-            root,
-            io::Error::from(io::ErrorKind::NotADirectory),
-        )),
+        Ok(_) => Err(StoreError::io("open store root", root, io::Error::from(io::ErrorKind::NotADirectory))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
                 fs::create_dir_all(parent).map_err(|e| map_create_error(parent, e))?;
@@ -255,9 +227,7 @@ fn create_root(root: &Path) -> Result<(), StoreError> {
 
 fn map_create_error(path: &Path, e: io::Error) -> StoreError {
     if e.raw_os_error() == Some(libc::EROFS) {
-        return StoreError::ReadOnly {
-            path: path.to_path_buf(),
-        };
+        return StoreError::ReadOnly { path: path.to_path_buf() };
     }
     StoreError::io("create directory", path, e)
 }
@@ -280,13 +250,10 @@ fn write_file_atomic(paths: &Paths, target: &Path, bytes: &[u8]) -> Result<(), S
         .tempfile_in(&paths.ingest)
         .map_err(|e| StoreError::io("create temp file in", &paths.ingest, e))?;
     io::Write::write_all(&mut tmp, bytes).map_err(|e| StoreError::io("write", tmp.path(), e))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| StoreError::io("fsync", tmp.path(), e))?;
+    tmp.as_file().sync_all().map_err(|e| StoreError::io("fsync", tmp.path(), e))?;
     fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o644))
         .map_err(|e| StoreError::io("set permissions of", tmp.path(), e))?;
-    tmp.persist(target)
-        .map_err(|e| StoreError::io("rename into place", target, e.error))?;
+    tmp.persist(target).map_err(|e| StoreError::io("rename into place", target, e.error))?;
     let dir = target.parent().unwrap_or(&paths.root);
     fsync_dir(dir)
 }
@@ -294,8 +261,7 @@ fn write_file_atomic(paths: &Paths, target: &Path, bytes: &[u8]) -> Result<(), S
 /// fsyncs a directory so a rename in it is durable.
 fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
     let f = fs::File::open(dir).map_err(|e| StoreError::io("open directory", dir, e))?;
-    f.sync_all()
-        .map_err(|e| StoreError::io("fsync directory", dir, e))
+    f.sync_all().map_err(|e| StoreError::io("fsync directory", dir, e))
 }
 
 /// Seconds since the Unix epoch.
@@ -315,14 +281,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("r");
         let store = Store::open(&root).unwrap();
-        for p in [
-            "oci-layout",
-            "index.json",
-            "blobs/sha256",
-            "ingest",
-            "metadata.db",
-            "lock",
-        ] {
+        for p in ["oci-layout", "index.json", "blobs/sha256", "ingest", "metadata.db", "lock"] {
             assert!(root.join(p).exists(), "{p} missing");
         }
         let mode = fs::metadata(&root).unwrap().permissions().mode() & 0o7777;

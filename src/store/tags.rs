@@ -44,12 +44,7 @@ impl Store {
     pub fn get_tag(&self, reference: &Reference) -> Result<Option<Descriptor>, StoreError> {
         let index = read_index(&self.inner.paths)?;
         let wanted = reference.to_string();
-        Ok(index
-            .manifests
-            .iter()
-            .filter_map(tag_of)
-            .find(|t| t.reference.to_string() == wanted)
-            .map(|t| t.descriptor))
+        Ok(index.manifests.iter().filter_map(tag_of).find(|t| t.reference.to_string() == wanted).map(|t| t.descriptor))
     }
 
     /// Points `reference` at `descriptor`. Every blob of the descriptor's closure must already be
@@ -59,34 +54,22 @@ impl Store {
         let referenced_by = format!("tag {reference}");
         let closure = walk(
             self,
-            vec![(
-                descriptor.digest,
-                Some(descriptor.media_type.clone()),
-                referenced_by,
-                Requirement::Required,
-            )],
+            vec![(descriptor.digest, Some(descriptor.media_type.clone()), referenced_by, Requirement::Required)],
         )?;
         if let Some(missing) = closure.missing.into_iter().next() {
-            return Err(StoreError::MissingBlob {
-                digest: missing.digest,
-                referenced_by: missing.referenced_by,
-            });
+            return Err(StoreError::MissingBlob { digest: missing.digest, referenced_by: missing.referenced_by });
         }
         if let Some((_, err)) = closure.unreadable.into_iter().next() {
             return Err(err);
         }
         let mut index = read_index(&self.inner.paths)?;
         let name = reference.to_string();
-        index
-            .manifests
-            .retain(|d| ref_of(d).as_deref() != Some(name.as_str()));
+        index.manifests.retain(|d| ref_of(d).as_deref() != Some(name.as_str()));
         let mut stored = descriptor;
         stored.set_annotation(ANNOTATION_REF_NAME, &name);
         stored.set_annotation(ANNOTATION_SLIPWAY_REF, &name);
         index.manifests.push(stored);
-        index
-            .manifests
-            .sort_by_key(|d| ref_of(d).unwrap_or_default());
+        index.manifests.sort_by_key(|d| ref_of(d).unwrap_or_default());
         write_index(&self.inner.paths, &index)?;
         tracing::debug!(reference = %name, "tag set");
         Ok(())
@@ -97,11 +80,7 @@ impl Store {
         let _lock = StoreLock::exclusive(&self.inner.paths.lock)?;
         let mut index = read_index(&self.inner.paths)?;
         let name = reference.to_string();
-        let Some(pos) = index
-            .manifests
-            .iter()
-            .position(|d| ref_of(d).as_deref() == Some(name.as_str()))
-        else {
+        let Some(pos) = index.manifests.iter().position(|d| ref_of(d).as_deref() == Some(name.as_str())) else {
             return Ok(None);
         };
         let removed = index.manifests.remove(pos);
@@ -112,9 +91,7 @@ impl Store {
 
 /// The reference string an index entry carries.
 fn ref_of(d: &Descriptor) -> Option<String> {
-    d.annotation(ANNOTATION_SLIPWAY_REF)
-        .or_else(|| d.annotation(ANNOTATION_REF_NAME))
-        .map(str::to_string)
+    d.annotation(ANNOTATION_SLIPWAY_REF).or_else(|| d.annotation(ANNOTATION_REF_NAME)).map(str::to_string)
 }
 
 /// The tag an index entry stands for, with our reference annotations stripped.
@@ -135,10 +112,7 @@ fn tag_of(d: &Descriptor) -> Option<Tag> {
             descriptor.annotations = None;
         }
     }
-    Some(Tag {
-        reference,
-        descriptor,
-    })
+    Some(Tag { reference, descriptor })
 }
 
 /// Reads `index.json`; a missing file is an empty index.
@@ -154,10 +128,7 @@ pub(super) fn read_index(paths: &Paths) -> Result<ImageIndex, StoreError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(ImageIndex::new()),
         Err(e) => return Err(StoreError::io("open", path, e)),
     };
-    canonical::from_bytes("image index", &bytes).map_err(|source| StoreError::Index {
-        path: path.clone(),
-        source,
-    })
+    canonical::from_bytes("image index", &bytes).map_err(|source| StoreError::Index { path: path.clone(), source })
 }
 
 /// Replaces `index.json` atomically. Failpoints: `index.write` (half written),
@@ -179,17 +150,14 @@ fn write_index(paths: &Paths, index: &ImageIndex) -> Result<(), StoreError> {
     file.flush().map_err(write_err)?;
     failpoint::io("index.write").map_err(write_err)?;
     file.write_all(second).map_err(write_err)?;
-    file.sync_all()
-        .map_err(|e| StoreError::io("fsync", &*tmp_path, e))?;
+    file.sync_all().map_err(|e| StoreError::io("fsync", &*tmp_path, e))?;
     file.set_permissions(fs::Permissions::from_mode(0o644))
         .map_err(|e| StoreError::io("set permissions of", &*tmp_path, e))?;
     let target: &Path = &paths.index;
-    failpoint::io("index.before_rename")
-        .map_err(|e| StoreError::io("rename into place", target, e))?;
+    failpoint::io("index.before_rename").map_err(|e| StoreError::io("rename into place", target, e))?;
     fs::rename(&tmp_path, target).map_err(|e| StoreError::io("rename into place", target, e))?;
     let _ = tmp_path.keep();
-    failpoint::io("index.before_dir_fsync")
-        .map_err(|e| StoreError::io("fsync directory", &paths.root, e))?;
+    failpoint::io("index.before_dir_fsync").map_err(|e| StoreError::io("fsync directory", &paths.root, e))?;
     fsync_dir(&paths.root)?;
     drop(file);
     Ok(())
@@ -206,11 +174,7 @@ pub(super) mod tests {
         let config = s.write_blob(b"{}", None).unwrap();
         let m = ImageManifest::oci(
             Descriptor::new(MediaType::OciConfig, config, 2),
-            vec![Descriptor::new(
-                MediaType::OciLayer,
-                layer,
-                seed.len() as u64,
-            )],
+            vec![Descriptor::new(MediaType::OciLayer, layer, seed.len() as u64)],
         );
         let bytes = canonical::to_bytes(&m);
         let d = s.write_blob(&bytes, None).unwrap();
@@ -225,24 +189,10 @@ pub(super) mod tests {
         let desc = image(&s, b"layer");
         s.set_tag(&r, desc.clone()).unwrap();
         assert_eq!(s.get_tag(&r).unwrap(), Some(desc.clone()));
-        assert_eq!(
-            s.tags().unwrap(),
-            vec![Tag {
-                reference: r.clone(),
-                descriptor: desc.clone()
-            }]
-        );
+        assert_eq!(s.tags().unwrap(), vec![Tag { reference: r.clone(), descriptor: desc.clone() }]);
         let raw = fs::read_to_string(dir.path().join("r/index.json")).unwrap();
-        assert!(
-            raw.contains(
-                "\"org.opencontainers.image.ref.name\":\"docker.io/library/busybox:latest\""
-            ),
-            "{raw}"
-        );
-        assert!(
-            raw.contains("\"io.slipway.ref\":\"docker.io/library/busybox:latest\""),
-            "{raw}"
-        );
+        assert!(raw.contains("\"org.opencontainers.image.ref.name\":\"docker.io/library/busybox:latest\""), "{raw}");
+        assert!(raw.contains("\"io.slipway.ref\":\"docker.io/library/busybox:latest\""), "{raw}");
         // Re-pointing replaces, not duplicates.
         let desc2 = image(&s, b"layer2");
         s.set_tag(&r, desc2.clone()).unwrap();
@@ -250,10 +200,7 @@ pub(super) mod tests {
         assert_eq!(s.remove_tag(&r).unwrap(), Some(desc2));
         assert_eq!(s.remove_tag(&r).unwrap(), None);
         assert!(s.tags().unwrap().is_empty());
-        assert_eq!(
-            fs::read_dir(dir.path().join("r/ingest")).unwrap().count(),
-            0
-        );
+        assert_eq!(fs::read_dir(dir.path().join("r/ingest")).unwrap().count(), 0);
     }
 
     #[test]
@@ -262,10 +209,7 @@ pub(super) mod tests {
         let s = Store::open(&dir.path().join("r")).unwrap();
         let r = Reference::parse("x").unwrap();
         let absent = Descriptor::new(MediaType::OciManifest, Digest::of(b"nope"), 4);
-        assert!(matches!(
-            s.set_tag(&r, absent),
-            Err(StoreError::MissingBlob { .. })
-        ));
+        assert!(matches!(s.set_tag(&r, absent), Err(StoreError::MissingBlob { .. })));
         let desc = image(&s, b"layer-to-delete");
         fs::remove_file(s.blob_path(&Digest::of(b"layer-to-delete"))).unwrap();
         let err = s.set_tag(&r, desc).unwrap_err();

@@ -189,9 +189,8 @@ fn blob_contract_through_two_processes() {
     let ctx = TestContext::new();
     Store::open(&ctx.root()).unwrap();
     // Two processes ingest the same 8 MiB at once: both succeed, one blob, no temp.
-    let spawn = || {
-        child(&ctx, "ingest", "7,8", None).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn")
-    };
+    let spawn =
+        || child(&ctx, "ingest", "7,8", None).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
     let (a, b) = (spawn(), spawn());
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     assert!(a.status.success() && b.status.success(), "{}\n{}", describe(&a), describe(&b));
@@ -416,11 +415,12 @@ fn e8_killed_lock_holder_does_not_block_the_next_run() {
     let layer = store.write_blob(b"e8 layer", None).unwrap();
     let m = write_image(&store, "e8", &[layer]);
     // The child sleeps inside the exclusive lock (tag write, before the rename).
-    let mut holder = child(&ctx, "set_tag", &format!("e8/app:1,{},{}", m.digest, m.size), Some("index.before_rename:sleep(60000)"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut holder =
+        child(&ctx, "set_tag", &format!("e8/app:1,{},{}", m.digest, m.size), Some("index.before_rename:sleep(60000)"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !ingest_entries(&ctx.root()).iter().any(|p| p.to_string_lossy().contains("index-")) {
         assert!(Instant::now() < deadline, "child never reached the failpoint");
@@ -460,7 +460,15 @@ fn e8_killed_lock_holder_does_not_block_the_next_run() {
     let root = ctx.root();
     let before = blob_names(&root);
     let out = Command::new("unshare")
-        .args(["-m", "--propagation", "private", "sh", "-c", r#"mount --bind -o ro "$1" "$1" && shift && exec "$@""#, "sh"])
+        .args([
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            r#"mount --bind -o ro "$1" "$1" && shift && exec "$@""#,
+            "sh",
+        ])
         .arg(&root)
         .arg(slipway_bin())
         .arg("--root")
@@ -575,7 +583,10 @@ fn lease_writer_child(root: &Path, secs: u64) {
     let bytes = canonical::to_bytes(&m);
     let md = store.write_blob(&bytes, Some(&lease)).expect("manifest");
     store
-        .set_tag(&Reference::parse("f3/app:1").unwrap(), Descriptor::new(MediaType::OciManifest, md, bytes.len() as u64))
+        .set_tag(
+            &Reference::parse("f3/app:1").unwrap(),
+            Descriptor::new(MediaType::OciManifest, md, bytes.len() as u64),
+        )
         .expect("tag");
     drop(lease);
     println!("COMMITTED={}", committed.len());

@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use super::prune::human_size;
 use super::store_root;
 use crate::cli::EXIT_FAILURE;
-use crate::cli::args::{FsckArgs, Format, GlobalArgs};
+use crate::cli::args::{Format, FsckArgs, GlobalArgs};
 use crate::store::{FsckReport, Store};
 
 /// Checks the store, prints the report; exit 1 on damage (see `FsckArgs` help for the rule).
