@@ -62,8 +62,9 @@ Exit status:
   1  damage: a corrupt blob (content does not match its name, a symlink or special file, a bad
      name under blobs/) or a missing blob (referenced by a tag, a cache root or a manifest);
      with --strict also temp residue (ingest files no live process holds) and permission
-     violations (root not 0700, blob not 0444). After --repair, what was repaired (residue
-     removed, modes restored) no longer counts; corrupt and missing blobs always do.
+     violations (root not 0700, blob not 0444). After --repair, what was repaired no longer
+     counts (residue removed, modes restored, corrupt blobs quarantined), except that a
+     quarantined blob something references is then missing, which always counts.
   2  fsck itself failed";
 
 #[derive(Debug, Args)]

@@ -72,16 +72,17 @@ pub struct FsckReport {
     pub orphans: Vec<OrphanBlob>,
     pub temp_residue: Vec<TempResidue>,
     pub perm_violations: Vec<PermViolation>,
-    /// Blobs whose content was verified.
+    /// Entries examined under `blobs/sha256/`.
     pub blobs_checked: u64,
 }
 
 impl FsckReport {
-    /// Whether the store is damaged. Default: a corrupt or missing blob (quarantined blobs count:
-    /// their content is gone). `strict`: also unremoved temp residue and unrepaired permission
-    /// violations; orphans never count (prune's business).
+    /// Whether the store is damaged. Default: a corrupt blob still in `blobs/`, or a missing
+    /// blob (a quarantined blob that something references is listed as missing too). `strict`:
+    /// also temp residue not removed and permission violations not repaired. Orphans never
+    /// count (they are prune's business).
     pub fn is_damaged(&self, strict: bool) -> bool {
-        if !self.corrupt.is_empty() || !self.missing.is_empty() {
+        if self.corrupt.iter().any(|c| c.quarantined_to.is_none()) || !self.missing.is_empty() {
             return true;
         }
         strict && (self.temp_residue.iter().any(|t| !t.removed) || self.perm_violations.iter().any(|p| !p.repaired))
@@ -113,6 +114,7 @@ impl Store {
         }
         let mut valid: BTreeSet<(Digest, u64)> = BTreeSet::new();
         for (name, path) in list_blob_dir(&paths.blobs)? {
+            report.blobs_checked += 1;
             let Ok(digest) = Digest::from_hex(&name) else {
                 self.corrupt(&mut report, path, None, "name is not a sha256 digest".to_string(), repair)?;
                 continue;
@@ -123,7 +125,6 @@ impl Store {
                 self.corrupt(&mut report, path, Some(digest), reason, repair)?;
                 continue;
             }
-            report.blobs_checked += 1;
             match self.hash_blob(&digest) {
                 Ok(actual) if actual == digest => {}
                 Ok(actual) => {
@@ -285,9 +286,26 @@ mod tests {
         assert!(r.corrupt.iter().all(|c| c.quarantined_to.is_some()));
         assert!(r.temp_residue.iter().all(|t| t.removed));
         assert!(s.has_blob(&orphan), "repair must leave orphans to prune");
+        assert!(r.is_damaged(false), "the missing layer still counts after repair");
         let r = s.fsck(false).unwrap();
         assert!(r.corrupt.is_empty() && r.temp_residue.is_empty() && r.perm_violations.is_empty(), "{r:#?}");
         assert_eq!(r.missing.len(), 1);
         assert_eq!(fs::read_dir(s.root().join("quarantine")).unwrap().count(), 3);
+    }
+
+    #[test]
+    fn quarantining_an_unreferenced_corrupt_blob_repairs_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("r")).unwrap();
+        let d = s.write_blob(b"bits", None).unwrap();
+        let p = s.blob_path(&d);
+        fs::remove_file(&p).unwrap();
+        fs::write(&p, b"bitz").unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o444)).unwrap();
+        assert!(s.fsck(false).unwrap().is_damaged(false));
+        let r = s.fsck(true).unwrap();
+        assert_eq!(r.corrupt.len(), 1);
+        assert!(!r.is_damaged(true), "{r:#?}");
+        assert!(s.fsck(false).unwrap().is_clean());
     }
 }
