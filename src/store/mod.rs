@@ -277,6 +277,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn handles_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Store>();
+        send_sync::<Lease>();
+        fn send<T: Send>() {}
+        send::<Ingest>();
+    }
+
+    #[test]
     fn open_creates_layout_with_owner_only_root() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("r");

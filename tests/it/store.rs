@@ -134,6 +134,14 @@ fn child_entry() {
             let (d, _) = ingest_stream(&store, seed.parse().unwrap(), mib.parse().unwrap()).expect("ingest");
             println!("DIGEST={d}");
         }
+        "ingest_fails" => {
+            // arg: seed,mib,errno
+            let parts: Vec<u64> = arg.split(',').map(|p| p.parse().unwrap()).collect();
+            let store = Store::open(&root).expect("open store");
+            let err = ingest_stream(&store, parts[0], parts[1]).expect_err("an injected error must surface");
+            assert!(err.contains(&format!("errno Some({})", parts[2])), "{err}");
+            println!("ERROR={err}");
+        }
         "set_tag" => {
             // arg: reference,digest,size[,expected errno]
             let parts: Vec<&str> = arg.split(',').collect();
@@ -260,6 +268,25 @@ fn e1_kill_during_blob_write_leaves_only_reapable_temp() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("total: 1 blob deleted"), "{}", describe(&out));
     assert!(ingest_entries(&ctx.root()).is_empty() && blob_names(&ctx.root()).is_empty());
     assert_fsck_clean(&ctx, 0);
+}
+
+/// ENOSPC/EIO injected at each blob site: the error surfaces; no temp is left; a blob appears
+/// only when the failure came after its rename (an orphan, which prune removes).
+#[test]
+fn e1_injected_errors_at_blob_sites_surface_and_leave_no_temp() {
+    let ctx = TestContext::new();
+    Store::open(&ctx.root()).unwrap();
+    for site in ["blob.write", "blob.before_rename", "blob.after_rename"] {
+        for (action, errno) in [("enospc", libc::ENOSPC), ("eio", libc::EIO)] {
+            let out = run_child(&ctx, "ingest_fails", &format!("12,3,{errno}"), Some(&format!("{site}:{action}")));
+            assert!(out.status.success(), "{site}:{action}: {}", describe(&out));
+            assert!(ingest_entries(&ctx.root()).is_empty(), "{site}:{action}: temp left");
+            let orphans = usize::from(site == "blob.after_rename");
+            assert_eq!(blob_names(&ctx.root()).len(), orphans, "{site}:{action}");
+            assert_fsck_clean(&ctx, orphans);
+            ctx.ok(&["prune"]);
+        }
+    }
 }
 
 /// E2: kill -9 right after the rename: an unreferenced blob only; reuse and prune both work.
