@@ -567,10 +567,13 @@ fn f3_prune_waits_for_a_commit_between_rename_and_lease_record() {
         assert!(Instant::now() < deadline, "child never renamed its blob");
         std::thread::sleep(Duration::from_millis(10));
     }
-    // The blob is visible but not yet leased; prune must wait for the shared lock.
-    let started = Instant::now();
+    // The blob is visible but not yet leased, and the commit holds the shared lock, so prune
+    // (exclusive) must wait for the lease record.
+    let lock = fs::File::open(ctx.root().join("lock")).unwrap();
+    let free = rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok();
+    drop(lock);
+    assert!(!free, "the commit should be inside its critical section");
     let out = ctx.ok(&["prune", "--all"]);
-    assert!(started.elapsed() > Duration::from_millis(500), "prune did not wait for the commit");
     assert!(String::from_utf8_lossy(&out.stdout).contains("total: 0 blobs deleted"), "{}", describe(&out));
     let out = committer.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", describe(&out));
