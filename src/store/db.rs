@@ -48,6 +48,19 @@ CREATE TABLE IF NOT EXISTS gc_roots (
 );
 ";
 
+/// Opens an existing, healthy database without repairing anything (safe under the shared store
+/// lock); `None` when it is absent, empty or corrupt and [`open`] must run under the exclusive one.
+pub(super) fn open_existing(path: &Path) -> Result<Option<Connection>, StoreError> {
+    if !fs::metadata(path).is_ok_and(|m| m.len() > 0) {
+        return Ok(None);
+    }
+    match open_checked(path) {
+        Ok(conn) => Ok(Some(conn)),
+        Err(StoreError::Db { source, .. }) if is_corruption(&source) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Opens (creating or migrating) the database; a corrupt or zero-length file is moved aside.
 /// Called under the exclusive store lock, so no other process is mid-creation.
 pub(super) fn open(path: &Path) -> Result<Connection, StoreError> {

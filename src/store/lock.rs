@@ -1,8 +1,9 @@
 //! The store-wide `<root>/lock` flock and per-file flocks on ingest temp files.
 //!
-//! Shared mode is held by a blob commit from its existence check to its lease record, and by a
-//! read-only fsck; exclusive mode by GC (mark + sweep), tag writes, `fsck --repair` and
-//! [`Store::open`](super::Store::open)'s layout set-up. Every acquisition opens its own file
+//! Shared mode is held by a blob commit from its existence check to its lease record, by the
+//! creation of an ingest temp file until its flock is taken, by `Lease::add`, by a read-only
+//! fsck and by [`Store::open`](super::Store::open)'s health check; exclusive mode by GC (mark +
+//! sweep), tag writes, `fsck --repair` and `Store::open`'s set-up or database repair. Every acquisition opens its own file
 //! description, so threads of one process exclude each other exactly as processes do, and the
 //! kernel drops the lock when a holder dies (kill -9 never leaves a stale lock: catalogue E8).
 //! Knows nothing of what the lock protects.

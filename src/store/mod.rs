@@ -171,7 +171,18 @@ impl Store {
     pub fn open(root: &Path) -> Result<Store, StoreError> {
         let paths = Paths::new(root);
         create_root(&paths.root)?;
-        let lock = lock::StoreLock::exclusive(&paths.lock)?;
+        // Fast path under the shared lock, so a long fsck or a running build never blocks an
+        // open: the layout is complete and the database healthy.
+        {
+            let _lock = lock::StoreLock::shared(&paths.lock)?;
+            if layout_complete(&paths) {
+                if let Some(conn) = db::open_existing(&paths.db)? {
+                    return Ok(Store { inner: Arc::new(Inner { paths, db: Mutex::new(conn) }) });
+                }
+            }
+        }
+        // Set-up or repair under the exclusive lock: nobody else is creating or using the parts.
+        let _lock = lock::StoreLock::exclusive(&paths.lock)?;
         for dir in [&paths.blobs, &paths.ingest] {
             fs::create_dir_all(dir).map_err(|e| StoreError::io("create directory", dir, e))?;
         }
@@ -183,7 +194,6 @@ impl Store {
             write_file_atomic(&paths, &paths.index, &canonical::to_bytes(&crate::oci::ImageIndex::new()))?;
         }
         let conn = db::open(&paths.db)?;
-        drop(lock);
         Ok(Store { inner: Arc::new(Inner { paths, db: Mutex::new(conn) }) })
     }
 
@@ -196,6 +206,11 @@ impl Store {
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
         self.inner.paths.blob(digest)
     }
+}
+
+/// Whether every part of the layout but the database exists.
+fn layout_complete(paths: &Paths) -> bool {
+    [&paths.blobs, &paths.ingest, &paths.index, &paths.root.join("oci-layout")].iter().all(|p| p.exists())
 }
 
 /// Creates the root (mode 0700) or checks an existing one is writable.
@@ -296,8 +311,10 @@ mod tests {
         let mode = fs::metadata(&root).unwrap().permissions().mode() & 0o7777;
         assert_eq!(mode, 0o700);
         assert_eq!(store.root(), root);
-        // Reopening an existing store works.
+        // Reopening an existing store works, even while someone holds the shared lock (a long
+        // fsck, a commit): the healthy path never needs the exclusive lock.
         drop(store);
+        let _held = lock::StoreLock::shared(&root.join("lock")).unwrap();
         Store::open(&root).unwrap();
     }
 }
