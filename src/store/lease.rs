@@ -4,8 +4,11 @@
 //! A lease is a row in `leases` plus its digests in `lease_blobs`. Take it BEFORE the first write;
 //! [`Ingest::commit`](super::Ingest::commit) records the blob in it under the shared store lock, in
 //! the same critical section as the rename, so GC (exclusive lock) can never sweep a blob between
-//! its commit and its pin. Dropping the [`Lease`] deletes the row; a crashed process leaves a row
-//! that expires after [`LEASE_TTL_SECS`]. Knows nothing of what the pinned blobs contain.
+//! its commit and its pin. Dropping the [`Lease`] deletes the row. A live lease also holds an OFD
+//! lock on byte `id` of `<root>/lock` (`lock::LeasePin`): a lease whose holder died (kill -9)
+//! pins nothing and prune deletes it, so a crashed build never keeps blobs alive; a lease row
+//! also expires after [`LEASE_TTL_SECS`] whatever its pin says. Knows nothing of what the pinned
+//! blobs contain.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -13,7 +16,7 @@ use std::sync::Arc;
 use rusqlite::{Connection, params};
 
 use super::db::{parse_digest_row, with_db};
-use super::lock::StoreLock;
+use super::lock::{LeasePin, LeaseProbe, StoreLock};
 use super::{Inner, Store, StoreError, unix_now};
 use crate::oci::Digest;
 
@@ -26,6 +29,8 @@ pub struct Lease {
     inner: Arc<Inner>,
     id: i64,
     label: String,
+    /// Dropped after the row is deleted (fields drop after `Drop::drop`).
+    _pin: LeasePin,
 }
 
 /// A lease as listed by [`Store::leases`].
@@ -37,6 +42,8 @@ pub struct LeaseInfo {
     pub created_at: i64,
     pub expires_at: i64,
     pub blobs: u64,
+    /// Whether its holder is alive (holds the lease's pin).
+    pub alive: bool,
 }
 
 impl Store {
@@ -44,6 +51,9 @@ impl Store {
     pub fn lease(&self, label: &str) -> Result<Lease, StoreError> {
         let now = unix_now();
         let pid = i64::from(std::process::id());
+        // Row and pin appear together under the shared lock: prune (exclusive) never sees a row
+        // without its pin and mistakes it for a dead holder's.
+        let _lock = StoreLock::shared(&self.inner.paths.lock)?;
         let id = self.with_db(|db| {
             db.execute(
                 "INSERT INTO leases (label, pid, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
@@ -51,13 +61,21 @@ impl Store {
             )?;
             Ok(db.last_insert_rowid())
         })?;
+        let pin = match LeasePin::take(&self.inner.paths.lock, id) {
+            Ok(pin) => pin,
+            Err(e) => {
+                let _ = self.with_db(|db| db.execute("DELETE FROM leases WHERE id = ?1", [id]));
+                return Err(e);
+            }
+        };
         tracing::debug!(id, label, "lease taken");
-        Ok(Lease { inner: Arc::clone(&self.inner), id, label: label.to_string() })
+        Ok(Lease { inner: Arc::clone(&self.inner), id, label: label.to_string(), _pin: pin })
     }
 
-    /// The leases in the database, expired ones included.
+    /// The leases in the database, expired and dead ones included.
     pub fn leases(&self) -> Result<Vec<LeaseInfo>, StoreError> {
-        self.with_db(|db| {
+        let probe = LeaseProbe::open(&self.inner.paths.lock)?;
+        let mut leases = self.with_db(|db| {
             let mut stmt = db.prepare(
                 "SELECT l.id, l.label, l.pid, l.created_at, l.expires_at,
                         (SELECT count(*) FROM lease_blobs b WHERE b.lease_id = l.id)
@@ -71,31 +89,71 @@ impl Store {
                     created_at: r.get(3)?,
                     expires_at: r.get(4)?,
                     blobs: r.get::<_, i64>(5)?.try_into().unwrap_or(0),
+                    alive: false,
                 })
             })?;
-            rows.collect()
-        })
+            rows.collect::<rusqlite::Result<Vec<LeaseInfo>>>()
+        })?;
+        for lease in &mut leases {
+            lease.alive = probe.is_held(lease.id)?;
+        }
+        Ok(leases)
     }
 
-    /// Digests pinned by leases that have not expired at `now`.
+    /// Digests pinned by leases that are alive and have not expired at `now`.
     pub(super) fn leased_digests(&self, now: i64) -> Result<BTreeSet<Digest>, StoreError> {
-        let rows: Vec<String> = self.with_db(|db| {
+        let probe = LeaseProbe::open(&self.inner.paths.lock)?;
+        let rows: Vec<(i64, String)> = self.with_db(|db| {
             let mut stmt = db.prepare(
-                "SELECT DISTINCT b.digest FROM lease_blobs b JOIN leases l ON l.id = b.lease_id WHERE l.expires_at > ?1",
+                "SELECT b.lease_id, b.digest FROM lease_blobs b JOIN leases l ON l.id = b.lease_id
+                 WHERE l.expires_at > ?1",
             )?;
-            let rows = stmt.query_map([now], |r| r.get(0))?;
+            let rows = stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect()
         })?;
-        Ok(rows.iter().filter_map(|d| parse_digest_row(d)).collect())
+        let mut live = std::collections::BTreeMap::new();
+        let mut out = BTreeSet::new();
+        for (id, digest) in rows {
+            let alive = match live.get(&id) {
+                Some(alive) => *alive,
+                None => *live.entry(id).or_insert(probe.is_held(id)?),
+            };
+            if alive {
+                out.extend(parse_digest_row(&digest));
+            }
+        }
+        Ok(out)
     }
 
-    /// Deletes leases expired at `now`; returns how many.
+    /// Deletes leases expired at `now` or whose holder is gone; returns how many. Called under
+    /// the exclusive store lock (lease creation holds the shared one).
     pub(super) fn expire_leases(&self, now: i64) -> Result<usize, StoreError> {
-        let n = self.with_db(|db| db.execute("DELETE FROM leases WHERE expires_at <= ?1", [now]))?;
-        if n > 0 {
-            tracing::info!(count = n, "expired leases removed");
+        let probe = LeaseProbe::open(&self.inner.paths.lock)?;
+        let ids: Vec<(i64, i64)> = self.with_db(|db| {
+            let mut stmt = db.prepare("SELECT id, expires_at FROM leases")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })?;
+        let mut dead = Vec::new();
+        for (id, expires_at) in ids {
+            if expires_at <= now || !probe.is_held(id)? {
+                dead.push(id);
+            }
         }
-        Ok(n)
+        self.with_db(|db| {
+            let tx = db.transaction()?;
+            {
+                let mut stmt = tx.prepare("DELETE FROM leases WHERE id = ?1")?;
+                for id in &dead {
+                    stmt.execute([id])?;
+                }
+            }
+            tx.commit()
+        })?;
+        if !dead.is_empty() {
+            tracing::info!(count = dead.len(), "expired or abandoned leases removed");
+        }
+        Ok(dead.len())
     }
 }
 
@@ -160,6 +218,7 @@ mod tests {
         assert_eq!(infos.len(), 1);
         assert_eq!(infos[0].blobs, 1);
         assert_eq!(infos[0].label, "test");
+        assert!(infos[0].alive);
         drop(lease);
         assert!(s.leases().unwrap().is_empty());
         assert!(s.leased_digests(unix_now()).unwrap().is_empty());
@@ -176,5 +235,30 @@ mod tests {
         assert!(s.leased_digests(later).unwrap().is_empty());
         assert_eq!(s.expire_leases(later).unwrap(), 1);
         assert!(s.leases().unwrap().is_empty());
+        drop(lease);
+    }
+
+    #[test]
+    fn a_lease_whose_holder_is_gone_pins_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("r")).unwrap();
+        let live = s.lease("live").unwrap();
+        let (a, b) = (Digest::of(b"a"), Digest::of(b"b"));
+        live.add(&a).unwrap();
+        // What a kill -9 leaves: the row and its blobs, without the pin.
+        s.with_db(|db| {
+            db.execute(
+                "INSERT INTO leases (label, pid, created_at, expires_at) VALUES ('crashed', 1, 0, ?1)",
+                [unix_now() + 100],
+            )?;
+            let id = db.last_insert_rowid();
+            record(db, id, &b)
+        })
+        .unwrap();
+        let pinned = s.leased_digests(unix_now()).unwrap();
+        assert!(pinned.contains(&a) && !pinned.contains(&b), "{pinned:?}");
+        assert_eq!(s.leases().unwrap().iter().map(|l| l.alive).collect::<Vec<_>>(), vec![true, false]);
+        assert_eq!(s.expire_leases(unix_now()).unwrap(), 1);
+        assert_eq!(s.leases().unwrap().len(), 1);
     }
 }

@@ -34,15 +34,7 @@ impl StoreLock {
     }
 
     fn acquire(path: &Path, op: FlockOperation) -> Result<StoreLock, StoreError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(path)
-            .map_err(|e| StoreError::io("open lock file", path, e))?;
+        let file = open_rw(path)?;
         loop {
             match flock(&file, op) {
                 Ok(()) => break,
@@ -69,4 +61,80 @@ pub(super) fn is_held(path: &Path) -> bool {
         Ok(f) => !try_lock_file(&f),
         Err(_) => false,
     }
+}
+
+/// A lease's liveness pin: an open-file-description (OFD) write lock on byte `id` of
+/// `<root>/lock`. OFD locks are independent of the flock on the same file, belong to the open
+/// file description (so threads and processes conflict alike) and die with their holder, so a
+/// lease whose process was killed is seen as dead at once instead of pinning for its whole TTL.
+#[derive(Debug)]
+pub(super) struct LeasePin {
+    _file: File,
+}
+
+impl LeasePin {
+    /// Takes the pin for lease `id`.
+    pub(super) fn take(path: &Path, id: i64) -> Result<LeasePin, StoreError> {
+        let file = open_rw(path)?;
+        let mut fl = byte_lock(id, libc::F_WRLCK);
+        loop {
+            // SAFETY: `file` is an open descriptor for the duration of the call and `fl` is a live,
+            // fully initialised `struct flock` the kernel reads and writes only during the call.
+            let rc = unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&file), libc::F_OFD_SETLK, &mut fl) };
+            if rc == 0 {
+                return Ok(LeasePin { _file: file });
+            }
+            let err = std::io::Error::last_os_error();
+            if err.kind() != std::io::ErrorKind::Interrupted {
+                return Err(StoreError::io("pin lease in", path, err));
+            }
+        }
+    }
+}
+
+/// Tells live lease pins from dead ones.
+#[derive(Debug)]
+pub(super) struct LeaseProbe {
+    file: File,
+    path: std::path::PathBuf,
+}
+
+impl LeaseProbe {
+    pub(super) fn open(path: &Path) -> Result<LeaseProbe, StoreError> {
+        Ok(LeaseProbe { file: open_rw(path)?, path: path.to_path_buf() })
+    }
+
+    /// Whether some open file description holds the pin of lease `id`.
+    pub(super) fn is_held(&self, id: i64) -> Result<bool, StoreError> {
+        let mut fl = byte_lock(id, libc::F_WRLCK);
+        // SAFETY: as in `LeasePin::take`; F_OFD_GETLK only fills in `fl`.
+        let rc = unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&self.file), libc::F_OFD_GETLK, &mut fl) };
+        if rc != 0 {
+            return Err(StoreError::io("probe lease pins in", &self.path, std::io::Error::last_os_error()));
+        }
+        Ok(i32::from(fl.l_type) != libc::F_UNLCK)
+    }
+}
+
+/// A one-byte lock request at offset `id` (pid 0, as OFD locks require).
+fn byte_lock(id: i64, kind: i32) -> libc::flock {
+    // SAFETY: `struct flock` is plain old data; all-zero is a valid value (and l_pid must be 0).
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = kind as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = id;
+    fl.l_len = 1;
+    fl
+}
+
+fn open_rw(path: &Path) -> Result<File, StoreError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| StoreError::io("open lock file", path, e))
 }

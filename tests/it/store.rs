@@ -158,6 +158,15 @@ fn child_entry() {
             }
         }
         "enospc" => enospc_child(&root),
+        "lease_and_hang" => {
+            let store = Store::open(&root).expect("open store");
+            let lease = store.lease("hangs").expect("lease");
+            let d = store.write_blob(b"pinned by a process about to die", Some(&lease)).expect("blob");
+            println!("DIGEST={d}");
+            std::io::stdout().flush().unwrap();
+            std::thread::sleep(Duration::from_secs(60));
+            drop(lease);
+        }
         "slow_leased_commit" => {
             let store = Store::open(&root).expect("open store");
             let lease = store.lease("slow").expect("lease");
@@ -579,6 +588,34 @@ fn f3_prune_waits_for_a_commit_between_rename_and_lease_record() {
     assert!(out.status.success(), "{}", describe(&out));
     ctx.ok(&["prune", "--all"]);
     assert!(blob_names(&ctx.root()).is_empty());
+    assert_fsck_clean(&ctx, 0);
+}
+
+/// A lease whose holder was killed pins nothing: the next prune removes the lease and its blobs
+/// (N10 after a crash), without waiting for the 24 h expiry.
+#[test]
+fn f3_a_killed_lease_holder_pins_nothing() {
+    let ctx = TestContext::new();
+    Store::open(&ctx.root()).unwrap();
+    let mut holder =
+        child(&ctx, "lease_and_hang", "", None).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut line = String::new();
+    let mut stdout = std::io::BufReader::new(holder.stdout.take().unwrap());
+    while !line.starts_with("DIGEST=") {
+        line.clear();
+        assert!(std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() > 0, "child ended early");
+    }
+    // While it lives, its blob survives prune --all.
+    ctx.ok(&["prune", "--all"]);
+    assert_eq!(blob_names(&ctx.root()).len(), 1);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let store = Store::open(&ctx.root()).unwrap();
+    assert_eq!(store.leases().unwrap().iter().map(|l| l.alive).collect::<Vec<_>>(), vec![false]);
+    let out = ctx.ok(&["prune", "--all"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("total: 1 blob deleted"), "{}", describe(&out));
+    assert!(blob_names(&ctx.root()).is_empty());
+    assert!(store.leases().unwrap().is_empty());
     assert_fsck_clean(&ctx, 0);
 }
 
