@@ -72,7 +72,7 @@ pub struct FsckArgs {
     /// Also exit 1 on temp residue and permission violations (anything but orphans)
     #[arg(long)]
     pub strict: bool,
-    /// Remove temp residue, restore modes, move corrupt blobs to <root>/quarantine/ (never deletes a referenced blob; orphans are left to prune)
+    /// Remove temp residue, restore modes, move corrupt blobs to the store's quarantine/ directory (never deletes a referenced blob; orphans are left to prune)
     #[arg(long)]
     pub repair: bool,
     /// Output format

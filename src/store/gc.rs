@@ -59,7 +59,7 @@ pub struct PruneReport {
     pub temp_removed: Vec<PathBuf>,
     /// GC roots dropped (`prune --all` drops the cache's).
     pub roots_dropped: usize,
-    /// Expired leases deleted.
+    /// Leases deleted because they expired or their holder died.
     pub leases_expired: usize,
 }
 
