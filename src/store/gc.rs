@@ -93,7 +93,11 @@ impl Store {
             if closure.reachable.contains(&digest) {
                 continue;
             }
-            let size = fs::symlink_metadata(&path).map(|m| m.len()).unwrap_or(0);
+            let size = match fs::symlink_metadata(&path) {
+                Ok(m) if m.is_dir() => continue, // damage for fsck to report and quarantine
+                Ok(m) => m.len(),
+                Err(_) => continue,
+            };
             match fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -289,8 +293,13 @@ mod tests {
         let crashed = s.root().join("ingest/blob-crashed.tmp"); // no flock: its writer is gone
         fs::write(&crashed, b"partial").unwrap();
 
+        let odd_dir = s.blob_path(&Digest::of(b"a directory"));
+        fs::create_dir(&odd_dir).unwrap();
+
         let report = s.prune(false).unwrap();
         assert_eq!(report.removed, vec![(orphan, 6)]);
+        assert!(odd_dir.is_dir(), "prune only removes files; fsck handles the rest");
+        fs::remove_dir(&odd_dir).unwrap();
         assert_eq!(report.bytes_freed, 6);
         assert_eq!(report.temp_removed, vec![crashed.clone()]);
         assert!(live.path().exists(), "a live ingest was reaped");
