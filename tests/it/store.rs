@@ -404,6 +404,46 @@ fn enospc_child(root: &Path) {
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 orphans"), "{}", describe(&out));
 }
 
+/// E5 (store side): a flipped byte, a truncated blob and a symlink to a canary are each named by
+/// digest; reads refuse them; `--repair` quarantines them without touching the canary.
+#[test]
+fn e5_fsck_names_each_damaged_blob() {
+    let ctx = TestContext::new();
+    let store = Store::open(&ctx.root()).unwrap();
+    let canary = ctx.path().join("canary");
+    fs::write(&canary, b"canary").unwrap();
+    let blobs: Vec<Digest> =
+        ["flipped", "truncated", "symlinked"].iter().map(|s| store.write_blob(s.as_bytes(), None).unwrap()).collect();
+    let m = write_image(&store, "e5", &blobs);
+    store.set_tag(&Reference::parse("e5/app:1").unwrap(), m).unwrap();
+    let replace = |d: &Digest, f: &dyn Fn(&Path)| {
+        let p = store.blob_path(d);
+        fs::remove_file(&p).unwrap();
+        f(&p);
+    };
+    replace(&blobs[0], &|p| fs::write(p, b"flipPed").unwrap());
+    replace(&blobs[1], &|p| fs::write(p, b"trunc").unwrap());
+    replace(&blobs[2], &|p| std::os::unix::fs::symlink(&canary, p).unwrap());
+    let (code, r) = fsck(&ctx, &[]);
+    assert_eq!(code, 1, "{r:#}");
+    let named: Vec<String> = r["corrupt"].as_array().unwrap().iter().map(|c| c["digest"].to_string()).collect();
+    for d in &blobs {
+        assert!(named.iter().any(|n| n.contains(&d.to_string())), "{d} not named in {r:#}");
+        let err = store.read_blob(d, 1 << 20).unwrap_err();
+        assert!(err.to_string().contains(&d.to_string()), "{err}");
+    }
+    let (code, r) = fsck(&ctx, &["--repair"]);
+    assert_eq!(code, 1, "referenced blobs are now missing: {r:#}");
+    assert_eq!(count(&r, "missing"), 3, "{r:#}");
+    assert_eq!(fs::read(&canary).unwrap(), b"canary");
+    assert_eq!(fs::read_dir(ctx.root().join("quarantine")).unwrap().count(), 3);
+    // Writing the right content again heals the store.
+    for s in ["flipped", "truncated", "symlinked"] {
+        store.write_blob(s.as_bytes(), None).unwrap();
+    }
+    assert_fsck_clean(&ctx, 0);
+}
+
 /// E7: a metadata DB of random bytes or zero length is moved aside once; tags survive.
 #[test]
 fn e7_corrupt_metadata_db_is_moved_aside_and_tags_survive() {
