@@ -41,6 +41,43 @@ pub enum Command {
     Version,
     /// Show the store root and the parts slipway uses on this machine
     Info(InfoArgs),
+    /// Remove blobs nothing references (tags, build-cache roots, live leases) and stale temp files
+    Prune(PruneArgs),
+    /// Check the store for corrupt, missing and orphaned blobs, temp residue and bad permissions
+    #[command(after_help = FSCK_EXIT_HELP)]
+    Fsck(FsckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Also drop the build cache's roots first, so only tagged images (and live builds) stay
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// The exit-status rule of `slipway fsck`, shown by `--help`.
+const FSCK_EXIT_HELP: &str = "\
+Exit status:
+  0  no damage (orphans are never damage: `slipway prune` removes them)
+  1  damage: a corrupt blob (content does not match its name, a symlink or special file, a bad
+     name under blobs/) or a missing blob (referenced by a tag, a cache root or a manifest);
+     with --strict also temp residue (ingest files no live process holds) and permission
+     violations (root not 0700, blob not 0444). After --repair, what was repaired no longer
+     counts (residue removed, modes restored, corrupt blobs quarantined), except that a
+     quarantined blob something references is then missing, which always counts.
+  2  fsck itself failed";
+
+#[derive(Debug, Args)]
+pub struct FsckArgs {
+    /// Also exit 1 on temp residue and permission violations (anything but orphans)
+    #[arg(long)]
+    pub strict: bool,
+    /// Remove temp residue, restore modes, move corrupt blobs to the store's quarantine/ directory (never deletes a referenced blob; orphans are left to prune)
+    #[arg(long)]
+    pub repair: bool,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
 }
 
 #[derive(Debug, Args)]

@@ -5,3 +5,4 @@ mod dockerfile_shell;
 mod layer;
 mod layer_adversarial;
 mod support;
+mod store;

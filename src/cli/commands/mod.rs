@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
+mod fsck;
 mod info;
+mod prune;
 
 use super::args::{Cli, Command, GlobalArgs};
 
@@ -16,6 +18,8 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Info(args) => info::info(&cli.global, &args),
+        Command::Prune(args) => prune::prune(&cli.global, &args),
+        Command::Fsck(args) => fsck::fsck(&cli.global, &args),
     }
 }
 

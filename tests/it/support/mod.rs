@@ -64,5 +64,37 @@ pub fn shared_corpus() -> PathBuf {
     })
 }
 
+/// A command re-running this test binary so that it executes only `test` (its exact name), for
+/// crash tests that need a process to kill. The child learns what to do from env vars the caller
+/// sets; `SLIPWAY_FAILPOINT` is cleared unless the caller sets it again.
+pub fn self_child(test: &str) -> Command {
+    let exe = std::env::current_exe().expect("path of the running test binary");
+    let mut cmd = Command::new(exe);
+    cmd.args(["--exact", test, "--nocapture", "--test-threads=1", "-q"]);
+    cmd.env_remove("SLIPWAY_FAILPOINT").env("RUST_BACKTRACE", "0");
+    cmd
+}
+
+/// `KEY=value` lines a child printed on stdout.
+pub fn child_value(out: &Output, key: &str) -> Option<String> {
+    let prefix = format!("{key}=");
+    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| l.strip_prefix(&prefix).map(str::to_string))
+}
+
+/// The signal that killed a process, if any.
+pub fn killed_by(status: &std::process::ExitStatus) -> Option<i32> {
+    std::os::unix::process::ExitStatusExt::signal(status)
+}
+
+/// Formats a child's output for assertion messages.
+pub fn describe(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 pub mod rawtar;
 pub mod tree;
