@@ -2,6 +2,9 @@
 
 #![allow(dead_code)]
 
+pub mod rootfs;
+pub mod tree;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
