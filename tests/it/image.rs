@@ -6,7 +6,7 @@ use std::process::Command;
 
 use crate::support::TestContext;
 use crate::support::rootfs::busybox_rootfs;
-use crate::support::tree::snapshot;
+use crate::support::tree::{assert_same, snapshot};
 
 fn oracle(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
@@ -49,7 +49,7 @@ fn oci_dir_is_read_by_skopeo_and_unpacked_by_umoci_into_the_same_tree() {
 
     let bundle = ctx.path().join("bundle");
     oracle(Command::new("umoci").arg("unpack").arg("--image").arg(format!("{}:1", layout.display())).arg(&bundle));
-    assert_eq!(snapshot(&bundle.join("rootfs")), snapshot(&rootfs));
+    assert_same(&snapshot(&bundle.join("rootfs")), &snapshot(&rootfs));
 }
 
 #[test]
@@ -72,7 +72,7 @@ fn zstd_save_is_copied_by_skopeo_and_read_by_gnu_tar() {
     let out = ctx.path().join("untar");
     std::fs::create_dir(&out).unwrap();
     oracle(Command::new("tar").arg("--zstd").arg("--same-owner").arg("-xpf").arg(&blob).arg("-C").arg(&out));
-    assert_eq!(snapshot(&out), snapshot(&rootfs));
+    assert_same(&snapshot(&out), &snapshot(&rootfs));
 }
 
 #[test]

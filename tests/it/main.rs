@@ -1,4 +1,8 @@
 //! The one integration-test binary, split by feature.
 
-mod support;
+mod dockerfile_corpus;
+mod dockerfile_shell;
 mod image;
+mod layer;
+mod layer_adversarial;
+mod support;

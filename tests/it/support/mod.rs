@@ -2,8 +2,6 @@
 
 #![allow(dead_code)]
 
-pub mod rootfs;
-pub mod tree;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -58,10 +56,15 @@ impl TestContext {
     }
 }
 
-/// Path of the shared corpus (`../shared/corpus` beside the repository).
+/// Path of the shared corpus: `shared/corpus` beside the repository (or beside any ancestor,
+/// so that git worktrees nested under the workspace find it too).
 pub fn shared_corpus() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let p = manifest.join("../shared/corpus");
-    assert!(p.is_dir(), "shared corpus not found at {}: the repository must sit beside shared/", p.display());
-    p
+    manifest.ancestors().skip(1).map(|dir| dir.join("shared/corpus")).find(|p| p.is_dir()).unwrap_or_else(|| {
+        panic!("shared/corpus not found beside {} or its parents: clone the repository beside shared/", manifest.display())
+    })
 }
+
+pub mod rawtar;
+pub mod rootfs;
+pub mod tree;
