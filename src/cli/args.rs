@@ -41,6 +41,20 @@ pub enum Command {
     Version,
     /// Show the store root and the parts slipway uses on this machine
     Info(InfoArgs),
+    /// Create a one-layer image from a root filesystem (like `docker import`)
+    Import(ImportArgs),
+    /// List images
+    Images(ImagesArgs),
+    /// Give an image another name
+    Tag(TagArgs),
+    /// Remove image names
+    Rmi(RmiArgs),
+    /// Print an image's manifest and config as JSON
+    Inspect(InspectArgs),
+    /// Write images to an OCI layout or archive, or a docker archive
+    Save(SaveArgs),
+    /// Read images from an OCI layout or archive, or a docker archive
+    Load(LoadArgs),
     /// Remove blobs nothing references (tags, build-cache roots, live leases) and stale temp files
     Prune(PruneArgs),
     /// Check the store for corrupt, missing and orphaned blobs, temp residue and bad permissions
@@ -92,4 +106,95 @@ pub struct InfoArgs {
 pub enum Format {
     Table,
     Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// A root filesystem: a directory, or a tar archive (plain, gzip or zstd; `-` = stdin)
+    pub source: String,
+    /// Name of the new image
+    pub name: String,
+    /// Clamp layer mtimes and the creation time to this Unix time (also from SOURCE_DATE_EPOCH)
+    #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]
+    pub source_date_epoch: Option<i64>,
+    /// Platform written into the image config (default: this machine's)
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Show only image ids
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// An image name or id
+    pub source: String,
+    /// The new name
+    pub target: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RmiArgs {
+    /// Image names or ids; an id removes every name of that image
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// An image name or id
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+/// Archive formats of `save`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SaveFormatArg {
+    /// An OCI image layout directory
+    OciDir,
+    /// An OCI image layout as a tar archive
+    OciArchive,
+    /// What `docker load` reads (uncompressed layers)
+    DockerArchive,
+}
+
+/// Layer compression of `save`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompressionArg {
+    Gzip,
+    Zstd,
+    Uncompressed,
+}
+
+#[derive(Debug, Args)]
+pub struct SaveArgs {
+    /// Image names or ids
+    #[arg(required = true)]
+    pub images: Vec<String>,
+    /// Output path (a directory for oci-dir; `-` = stdout for the archive formats)
+    #[arg(short, long, value_name = "PATH")]
+    pub output: String,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = SaveFormatArg::DockerArchive)]
+    pub format: SaveFormatArg,
+    /// Layer compression of the OCI formats
+    #[arg(long, value_enum, default_value_t = CompressionArg::Gzip)]
+    pub compression: CompressionArg,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Input: an OCI layout directory, or an archive of any `save` format, plain or compressed (`-` = stdin)
+    #[arg(short, long, value_name = "PATH", default_value = "-")]
+    pub input: String,
+    /// Print only the loaded image ids
+    #[arg(short, long)]
+    pub quiet: bool,
 }

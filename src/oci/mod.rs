@@ -15,6 +15,7 @@ mod manifest;
 mod media_type;
 mod platform;
 mod reference;
+pub mod time;
 
 pub use config::{ContainerConfig, Healthcheck, History, ImageConfig, RootFs};
 pub use digest::{DiffId, Digest, DigestError, Hasher, HashingReader, HashingWriter};

@@ -199,11 +199,13 @@ impl Store {
         })
     }
 
-    /// Every GC-root digest with its owner.
-    pub(super) fn roots(&self) -> Result<Vec<(String, Digest)>, StoreError> {
+    /// The GC roots whose owner starts with `owner_prefix` (`""` = all), as (owner, digest).
+    pub fn roots(&self, owner_prefix: &str) -> Result<Vec<(String, Digest)>, StoreError> {
         let rows: Vec<(String, String)> = self.with_db(|db| {
-            let mut stmt = db.prepare("SELECT owner, digest FROM gc_roots ORDER BY owner, digest")?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let mut stmt = db.prepare(
+                "SELECT owner, digest FROM gc_roots WHERE substr(owner, 1, length(?1)) = ?1 ORDER BY owner, digest",
+            )?;
+            let rows = stmt.query_map(params![owner_prefix], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect()
         })?;
         Ok(rows.into_iter().filter_map(|(o, d)| parse_digest_row(&d).map(|d| (o, d))).collect())
@@ -283,7 +285,7 @@ mod tests {
         s.add_root("cache:b", &Digest::of(b"2")).unwrap();
         s.add_root("cach%", &Digest::of(b"3")).unwrap();
         assert_eq!(s.remove_roots("cache:").unwrap(), 2);
-        assert_eq!(s.roots().unwrap().len(), 1);
+        assert_eq!(s.roots("").unwrap().len(), 1);
     }
 
     #[test]

@@ -123,7 +123,7 @@ impl Store {
                 .map_or_else(|| "index.json".to_string(), |r| format!("tag {r}"));
             visits.push((entry.digest, Some(entry.media_type.clone()), by, Requirement::Required));
         }
-        for (owner, digest) in self.roots()? {
+        for (owner, digest) in self.roots("")? {
             visits.push((digest, None, format!("root {owner}"), Requirement::Required));
         }
         for digest in self.leased_digests(now)? {

@@ -24,6 +24,7 @@ mod fsck;
 mod gc;
 mod lease;
 mod lock;
+mod scratch;
 mod tags;
 
 use std::fs;
@@ -39,6 +40,7 @@ pub use blob::Ingest;
 pub use fsck::{CorruptBlob, FsckReport, MissingBlob, OrphanBlob, PermViolation, TempResidue};
 pub use gc::PruneReport;
 pub use lease::{LEASE_TTL_SECS, Lease, LeaseInfo};
+pub use scratch::ScratchDir;
 pub use tags::Tag;
 
 /// Owner prefix of GC roots registered by the build cache; `prune --all` drops them.

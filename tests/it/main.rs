@@ -2,6 +2,7 @@
 
 mod dockerfile_corpus;
 mod dockerfile_shell;
+mod image;
 mod layer;
 mod layer_adversarial;
 mod support;

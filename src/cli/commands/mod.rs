@@ -2,8 +2,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
+mod archive;
+mod images;
 mod fsck;
 mod info;
 mod prune;
@@ -18,6 +20,13 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Info(args) => info::info(&cli.global, &args),
+        Command::Import(args) => images::import(&cli.global, &args),
+        Command::Images(args) => images::images(&cli.global, &args),
+        Command::Tag(args) => images::tag(&cli.global, &args),
+        Command::Rmi(args) => images::rmi(&cli.global, &args),
+        Command::Inspect(args) => images::inspect(&cli.global, &args),
+        Command::Save(args) => archive::save(&cli.global, &args),
+        Command::Load(args) => archive::load(&cli.global, &args),
         Command::Prune(args) => prune::prune(&cli.global, &args),
         Command::Fsck(args) => fsck::fsck(&cli.global, &args),
     }
@@ -39,3 +48,9 @@ pub fn store_root(global: &GlobalArgs) -> PathBuf {
     data.join("slipway")
 }
 
+
+/// Opens the store at the configured root.
+pub fn open_store(global: &GlobalArgs) -> Result<crate::store::Store> {
+    let root = store_root(global);
+    crate::store::Store::open(&root).with_context(|| format!("opening the store at {}", root.display()))
+}

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -97,4 +98,5 @@ pub fn describe(out: &Output) -> String {
 }
 
 pub mod rawtar;
+pub mod rootfs;
 pub mod tree;

@@ -1,0 +1,186 @@
+//! `import`, `images`, `tag`, `rmi`, `inspect`: naming and reading images in the store.
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+
+use super::open_store;
+use crate::cli::args::{Format, GlobalArgs, ImagesArgs, ImportArgs, InspectArgs, RmiArgs, TagArgs};
+use crate::image::{self, ImportOptions, ImportSource};
+use crate::oci::{Platform, Reference};
+
+pub fn import(global: &GlobalArgs, args: &ImportArgs) -> Result<u8> {
+    let store = open_store(global)?;
+    let name = image::parse_name(&args.name)?;
+    let platform = match &args.platform {
+        Some(p) => p.parse::<Platform>()?,
+        None => Platform::host(),
+    };
+    let opts = ImportOptions { source_date_epoch: args.source_date_epoch, platform };
+    let source = if args.source == "-" {
+        if std::io::stdin().is_terminal() {
+            bail!("refusing to read a root filesystem archive from a terminal: pipe one in or give a path");
+        }
+        ImportSource::Tar(Box::new(std::io::stdin().lock()), "-".to_string())
+    } else {
+        let path = Path::new(&args.source);
+        let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+        if meta.is_dir() {
+            ImportSource::Dir(path)
+        } else {
+            let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+            let label = path.file_name().map_or_else(|| args.source.clone(), |n| n.to_string_lossy().into_owned());
+            ImportSource::Tar(Box::new(file), label)
+        }
+    };
+    let image = image::import(&store, source, &name, &opts)
+        .with_context(|| format!("importing {} as {}", args.source, name.familiar()))?;
+    println!("{}", image.id());
+    Ok(0)
+}
+
+pub fn images(global: &GlobalArgs, args: &ImagesArgs) -> Result<u8> {
+    let store = open_store(global)?;
+    let rows = image::list(&store)?;
+    if args.quiet {
+        let mut seen = std::collections::BTreeSet::new();
+        for row in &rows {
+            if seen.insert(row.id) {
+                println!("{}", row.id.short());
+            }
+        }
+        return Ok(0);
+    }
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        Format::Table => {
+            let now = image::timestamp(None);
+            let table: Vec<[String; 5]> = rows
+                .iter()
+                .map(|r| {
+                    [
+                        r.repository.clone(),
+                        r.tag.clone(),
+                        r.id.short(),
+                        r.created.map_or_else(|| "N/A".to_string(), |c| ago(now - c)),
+                        human_size(r.size),
+                    ]
+                })
+                .collect();
+            print_table(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], &table);
+        }
+    }
+    Ok(0)
+}
+
+pub fn tag(global: &GlobalArgs, args: &TagArgs) -> Result<u8> {
+    let store = open_store(global)?;
+    let image = image::resolve(&store, &args.source)?;
+    let target = image::parse_name(&args.target)?;
+    store.set_tag(&target, image.manifest_descriptor.clone())?;
+    Ok(0)
+}
+
+pub fn rmi(global: &GlobalArgs, args: &RmiArgs) -> Result<u8> {
+    let store = open_store(global)?;
+    for spec in &args.images {
+        if let Ok(reference) = Reference::parse(spec) {
+            if store.remove_tag(&reference)?.is_some() {
+                println!("Untagged: {}", reference.familiar());
+                continue;
+            }
+        }
+        let image = image::resolve(&store, spec)?;
+        for name in &image.names {
+            store.remove_tag(name)?;
+            println!("Untagged: {}", name.familiar());
+        }
+        store.remove_roots(&format!("untagged:{}", image.manifest_descriptor.digest.hex()))?;
+        println!("Deleted: {}", image.id());
+    }
+    Ok(0)
+}
+
+pub fn inspect(global: &GlobalArgs, args: &InspectArgs) -> Result<u8> {
+    let store = open_store(global)?;
+    let mut out = Vec::new();
+    for spec in &args.images {
+        let image = image::resolve(&store, spec)?;
+        out.push(serde_json::json!({
+            "Id": image.id(),
+            "RepoTags": image.names.iter().map(Reference::familiar).collect::<Vec<_>>(),
+            "Descriptor": image.manifest_descriptor,
+            "Manifest": image.manifest,
+            "Config": image.config,
+        }));
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(0)
+}
+
+fn print_table<const N: usize>(headers: &[&str; N], rows: &[[String; N]]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == N {
+                s.push_str(cell);
+            } else {
+                s.push_str(&format!("{cell:<w$}   "));
+            }
+        }
+        println!("{}", s.trim_end());
+    };
+    line(headers.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
+
+/// `3 minutes ago`, as `docker images` shows times.
+fn ago(secs: i64) -> String {
+    let secs = secs.max(0);
+    let (n, unit) = match secs {
+        s if s < 60 => return "Less than a minute ago".to_string(),
+        s if s < 3600 => (s / 60, "minute"),
+        s if s < 86_400 => (s / 3600, "hour"),
+        s if s < 86_400 * 14 => (s / 86_400, "day"),
+        s if s < 86_400 * 60 => (s / (86_400 * 7), "week"),
+        s if s < 86_400 * 730 => (s / (86_400 * 30), "month"),
+        s => (s / (86_400 * 365), "year"),
+    };
+    if n == 1 { format!("1 {unit} ago") } else { format!("{n} {unit}s ago") }
+}
+
+/// `1.2MB`, in decimal units as Docker shows sizes.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i + 1 < UNITS.len() {
+        v /= 1000.0;
+        i += 1;
+    }
+    if i == 0 { format!("{bytes}B") } else { format!("{v:.3}").trim_end_matches('0').trim_end_matches('.').to_string() + UNITS[i] }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_ages() {
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(1_234_567), "1.235MB");
+        assert_eq!(human_size(4_000_000_000), "4GB");
+        assert_eq!(ago(5), "Less than a minute ago");
+        assert_eq!(ago(3600), "1 hour ago");
+        assert_eq!(ago(3 * 86_400), "3 days ago");
+    }
+}

@@ -1,0 +1,347 @@
+//! `load`: images into the store from an OCI directory, an OCI archive or a docker archive
+//! (the Docker 25+ layout and the older `<id>/layer.tar` one), plain or compressed.
+//!
+//! Every blob is ingested with its expected digest and size, so bytes that do not match their
+//! name never become visible under any digest (catalogue C12), and malformed digests are
+//! rejected before any path is built (C14). Each layer's content is checked against the
+//! config's `rootfs.diff_ids` before the image gets a name.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Component, Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::resolve::{UNTAGGED_ROOT, load_image};
+use super::{ImageError, MAX_JSON_BLOB};
+use crate::layer;
+use crate::oci::{
+    ANNOTATION_REF_NAME, DiffId, Descriptor, Digest, ImageConfig, ImageIndex, ImageManifest, LayerCompression,
+    MediaType, Platform, Reference, canonical,
+};
+use crate::store::{Lease, Store};
+
+use super::save::ANNOTATION_IMAGE_NAME;
+
+/// One image a `load` brought in.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LoadedImage {
+    pub names: Vec<String>,
+    pub id: Digest,
+    pub manifest_digest: Digest,
+}
+
+/// What a `load` did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct LoadReport {
+    pub images: Vec<LoadedImage>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DockerManifestEntry {
+    config: String,
+    #[serde(default)]
+    repo_tags: Option<Vec<String>>,
+    layers: Vec<String>,
+}
+
+/// Files of the archive: small metadata kept in memory, blobs already in the store.
+#[derive(Default)]
+struct Collected {
+    json: BTreeMap<String, Vec<u8>>,
+    blobs: BTreeMap<String, Digest>,
+    links: BTreeMap<String, String>,
+}
+
+impl Collected {
+    /// The digest of the blob at `path`, following the links legacy archives use for layers.
+    fn digest(&self, path: &str) -> Result<Digest, ImageError> {
+        let mut path = clean(path).ok_or_else(|| ImageError::MissingEntry { path: path.to_string() })?;
+        for _ in 0..16 {
+            if let Some(d) = self.blobs.get(&path) {
+                return Ok(*d);
+            }
+            match self.links.get(&path) {
+                Some(target) => path = target.clone(),
+                None => break,
+            }
+        }
+        Err(ImageError::MissingEntry { path })
+    }
+}
+
+/// Normalises an archive path (`./a/../b` → `b`); `None` for paths that leave the archive.
+fn clean(path: &str) -> Option<String> {
+    let mut parts: Vec<String> = Vec::new();
+    for c in Path::new(path).components() {
+        match c {
+            Component::Normal(s) => parts.push(s.to_str()?.to_string()),
+            Component::CurDir | Component::RootDir => {}
+            Component::ParentDir => {
+                parts.pop()?;
+            }
+            Component::Prefix(_) => return None,
+        }
+    }
+    Some(parts.join("/"))
+}
+
+/// Loads every image of an archive stream or a layout directory.
+pub fn load(store: &Store, input: LoadInput) -> Result<LoadReport, ImageError> {
+    let lease = store.lease("load")?;
+    let mut collected = Collected::default();
+    match input {
+        LoadInput::Dir(dir) => collect_dir(store, &dir, &lease, &mut collected)?,
+        LoadInput::Stream(reader) => {
+            let plain = layer::decompress(reader)?;
+            collect_tar(store, plain, &lease, &mut collected)?;
+        }
+    }
+    let report = if let Some(bytes) = collected.json.get("index.json") {
+        let index: ImageIndex = decode("index.json", bytes)?;
+        load_oci(store, &index, &lease)?
+    } else if let Some(bytes) = collected.json.get("manifest.json") {
+        let entries: Vec<DockerManifestEntry> = decode("manifest.json", bytes)?;
+        load_docker(store, &collected, &entries, &lease)?
+    } else {
+        return Err(ImageError::EmptyArchive);
+    };
+    Ok(report)
+}
+
+/// What `load` reads.
+pub enum LoadInput {
+    Dir(PathBuf),
+    Stream(Box<dyn Read>),
+}
+
+fn decode<T: serde::de::DeserializeOwned>(entry: &str, bytes: &[u8]) -> Result<T, ImageError> {
+    serde_json::from_slice(bytes).map_err(|e| ImageError::Archive { entry: entry.to_string(), reason: e.to_string() })
+}
+
+/// Handles one regular file of the archive.
+fn on_file(
+    store: &Store,
+    path: &str,
+    size: u64,
+    reader: &mut dyn Read,
+    lease: &Lease,
+    collected: &mut Collected,
+) -> Result<(), ImageError> {
+    let file_name = path.rsplit('/').next().unwrap_or(path);
+    if let Some(hex) = path.strip_prefix("blobs/sha256/") {
+        let digest = Digest::from_hex(hex)
+            .map_err(|e| ImageError::Archive { entry: path.to_string(), reason: e.to_string() })?;
+        ingest(store, reader, Some((digest, size)), lease)?;
+        collected.blobs.insert(path.to_string(), digest);
+    } else if matches!(path, "index.json" | "manifest.json" | "oci-layout" | "repositories") {
+        if size > MAX_JSON_BLOB {
+            return Err(ImageError::Archive { entry: path.to_string(), reason: format!("{size} bytes is too large") });
+        }
+        let mut bytes = Vec::with_capacity(size as usize);
+        reader.take(MAX_JSON_BLOB).read_to_end(&mut bytes).map_err(ImageError::io(path))?;
+        collected.json.insert(path.to_string(), bytes);
+    } else if !path.contains('/') && file_name.len() == 69 && file_name.ends_with(".json") {
+        // Legacy docker archive: the config is `<config digest hex>.json`.
+        let digest = Digest::from_hex(&file_name[..64])
+            .map_err(|e| ImageError::Archive { entry: path.to_string(), reason: e.to_string() })?;
+        ingest(store, reader, Some((digest, size)), lease)?;
+        collected.blobs.insert(path.to_string(), digest);
+    } else if file_name.ends_with(".tar") {
+        // Docker archives name layer files by v1 ids (`<id>/layer.tar`) or by digest
+        // (`<hex>.tar`, as skopeo writes them); either way each layer is checked against the
+        // config's diff ids before the image is named.
+        let digest = ingest(store, reader, None, lease)?;
+        collected.blobs.insert(path.to_string(), digest);
+    }
+    Ok(())
+}
+
+fn ingest(store: &Store, reader: &mut dyn Read, expected: Option<(Digest, u64)>, lease: &Lease) -> Result<Digest, ImageError> {
+    let mut ingest = store.ingest()?;
+    io::copy(reader, &mut ingest).map_err(ImageError::io("archive blob"))?;
+    let (digest, _) = ingest.commit(expected, Some(lease))?;
+    Ok(digest)
+}
+
+fn collect_tar(store: &Store, reader: Box<dyn Read>, lease: &Lease, collected: &mut Collected) -> Result<(), ImageError> {
+    let mut archive = tar::Archive::new(reader);
+    let entries = archive.entries().map_err(ImageError::io("archive"))?;
+    for entry in entries {
+        let mut entry = entry.map_err(ImageError::io("archive"))?;
+        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let Some(path) = clean(&raw) else {
+            return Err(ImageError::Archive { entry: raw, reason: "path leaves the archive".to_string() });
+        };
+        let kind = entry.header().entry_type();
+        if kind.is_file() {
+            let size = entry.header().size().map_err(ImageError::io(&raw))?;
+            on_file(store, &path, size, &mut entry, lease, collected)?;
+        } else if kind.is_symlink() || kind.is_hard_link() {
+            let target = entry.link_name_bytes().map(|t| String::from_utf8_lossy(&t).into_owned()).unwrap_or_default();
+            let joined = if kind.is_symlink() && !target.starts_with('/') {
+                let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+                format!("{dir}/{target}")
+            } else {
+                target
+            };
+            if let Some(target) = clean(&joined) {
+                collected.links.insert(path, target);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn collect_dir(store: &Store, dir: &Path, lease: &Lease, collected: &mut Collected) -> Result<(), ImageError> {
+    for entry in walkdir::WalkDir::new(dir).sort_by_file_name().follow_links(false) {
+        let entry = entry.map_err(|e| ImageError::Io {
+            path: e.path().map_or_else(|| dir.to_path_buf(), Path::to_path_buf),
+            source: e.into_io_error().unwrap_or_else(|| io::Error::other("filesystem loop")),
+        })?;
+        let rel = entry.path().strip_prefix(dir).expect("walkdir yields paths under its root");
+        let Some(path) = rel.to_str().and_then(clean) else { continue };
+        if entry.file_type().is_file() {
+            let mut file = fs::File::open(entry.path()).map_err(ImageError::io(entry.path()))?;
+            let size = file.metadata().map_err(ImageError::io(entry.path()))?.len();
+            on_file(store, &path, size, &mut file, lease, collected)?;
+        }
+    }
+    Ok(())
+}
+
+fn load_oci(store: &Store, index: &ImageIndex, lease: &Lease) -> Result<LoadReport, ImageError> {
+    let platform = Platform::host();
+    let mut report = LoadReport::default();
+    for descriptor in &index.manifests {
+        if !store.has_blob(&descriptor.digest) {
+            return Err(ImageError::MissingEntry { path: format!("blobs/sha256/{}", descriptor.digest.hex()) });
+        }
+        let image = load_image(store, descriptor, &platform, Vec::new())?;
+        verify_layers(store, &image.manifest, &image.config, lease)?;
+        let names = oci_names(descriptor);
+        finish_image(store, descriptor, &names, image.id(), &mut report)?;
+    }
+    Ok(report)
+}
+
+/// The names an OCI index entry carries: the full name annotation, or a `ref.name` that is a
+/// full reference (a bare tag names no repository).
+fn oci_names(descriptor: &Descriptor) -> Vec<Reference> {
+    if let Some(name) = descriptor.annotation(ANNOTATION_IMAGE_NAME) {
+        if let Ok(r) = Reference::parse(name) {
+            return vec![r];
+        }
+    }
+    match descriptor.annotation(ANNOTATION_REF_NAME) {
+        Some(name) if name.contains(['/', ':']) => Reference::parse(name).map(|r| vec![r]).unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+fn load_docker(
+    store: &Store,
+    collected: &Collected,
+    entries: &[DockerManifestEntry],
+    lease: &Lease,
+) -> Result<LoadReport, ImageError> {
+    let mut report = LoadReport::default();
+    for entry in entries {
+        let config_digest = collected.digest(&entry.config)?;
+        let config_bytes = store.read_blob(&config_digest, MAX_JSON_BLOB)?;
+        let config: ImageConfig = canonical::from_bytes("config", &config_bytes)
+            .map_err(|source| ImageError::Decode { what: "config", digest: config_digest, source })?;
+        let mut layers = Vec::new();
+        for path in &entry.layers {
+            let digest = collected.digest(path)?;
+            let compression = sniff(store, &digest)?;
+            let size = store.blob_size(&digest)?;
+            layers.push(Descriptor::new(MediaType::oci_layer(compression), digest, size));
+        }
+        let manifest = ImageManifest::oci(
+            Descriptor::new(MediaType::OciConfig, config_digest, config_bytes.len() as u64),
+            layers,
+        );
+        verify_layers(store, &manifest, &config, lease)?;
+        let bytes = canonical::to_bytes(&manifest);
+        let digest = store.write_blob(&bytes, Some(lease))?;
+        let descriptor = Descriptor::new(MediaType::OciManifest, digest, bytes.len() as u64);
+        let mut names = Vec::new();
+        for tag in entry.repo_tags.iter().flatten() {
+            names.push(super::parse_name(tag)?);
+        }
+        finish_image(store, &descriptor, &names, config_digest, &mut report)?;
+    }
+    Ok(report)
+}
+
+/// Names the image (or keeps it as untagged) once everything under it is verified.
+fn finish_image(
+    store: &Store,
+    descriptor: &Descriptor,
+    names: &[Reference],
+    id: Digest,
+    report: &mut LoadReport,
+) -> Result<(), ImageError> {
+    if names.is_empty() {
+        store.add_root(&format!("{UNTAGGED_ROOT}{}", descriptor.digest.hex()), &descriptor.digest)?;
+    }
+    for name in names {
+        store.set_tag(name, descriptor.clone())?;
+    }
+    report.images.push(LoadedImage {
+        names: names.iter().map(Reference::familiar).collect(),
+        id,
+        manifest_digest: descriptor.digest,
+    });
+    Ok(())
+}
+
+/// The compression of a layer blob, from its first bytes.
+fn sniff(store: &Store, digest: &Digest) -> Result<LayerCompression, ImageError> {
+    let mut magic = [0u8; 4];
+    let mut file = store.open_blob(digest)?;
+    let n = file.read(&mut magic).map_err(ImageError::io(format!("blob {digest}")))?;
+    Ok(match &magic[..n] {
+        [0x1f, 0x8b, ..] => LayerCompression::Gzip,
+        [0x28, 0xb5, 0x2f, 0xfd] => LayerCompression::Zstd,
+        _ => LayerCompression::None,
+    })
+}
+
+/// Checks each layer's content against the config's diff ids (C12) and records the blobs.
+fn verify_layers(store: &Store, manifest: &ImageManifest, config: &ImageConfig, lease: &Lease) -> Result<(), ImageError> {
+    let diff_ids = &config.rootfs.diff_ids;
+    if diff_ids.len() != manifest.layers.len() {
+        return Err(ImageError::LayerCount {
+            config: manifest.config.digest,
+            layers: manifest.layers.len(),
+            diff_ids: diff_ids.len(),
+        });
+    }
+    for (i, (layer_desc, diff_id)) in manifest.layers.iter().zip(diff_ids).enumerate() {
+        if !store.has_blob(&layer_desc.digest) {
+            return Err(ImageError::MissingEntry { path: format!("blobs/sha256/{}", layer_desc.digest.hex()) });
+        }
+        if store.layer_blobs(*diff_id)?.iter().any(|d| d.digest == layer_desc.digest) {
+            continue;
+        }
+        let actual = match layer_desc.media_type.layer_compression() {
+            Some(LayerCompression::None) => DiffId(layer_desc.digest),
+            _ => {
+                let plain = layer::decompress(Box::new(store.open_blob(&layer_desc.digest)?))?;
+                let mut hashing = crate::oci::HashingReader::new(plain);
+                io::copy(&mut hashing, &mut io::sink()).map_err(ImageError::io(format!("layer {}", layer_desc.digest)))?;
+                DiffId(hashing.finish().1)
+            }
+        };
+        if actual != *diff_id {
+            return Err(ImageError::DiffIdMismatch { config: manifest.config.digest, index: i, expected: *diff_id, actual });
+        }
+        store.record_layer_blob(*diff_id, layer_desc)?;
+        lease.add(&layer_desc.digest)?;
+    }
+    Ok(())
+}

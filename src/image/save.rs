@@ -1,0 +1,198 @@
+//! `save`: images out of the store as an OCI directory, an OCI archive or a docker archive.
+//!
+//! OCI formats carry each layer compressed as asked (gzip by default); a compressed blob is made
+//! once, kept in the store and reused. `docker-archive` writes the layout `docker save` writes
+//! since Docker 25 — an OCI layout plus `manifest.json` — with uncompressed layers, which every
+//! version of `docker load` and `skopeo` reads.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::archive::{DirSink, LayoutSink, TarSink, blob_path};
+use super::resolve::{Image, resolve};
+use super::ImageError;
+use crate::layer::{self, Compression};
+use crate::oci::{
+    ANNOTATION_REF_NAME, DiffId, Descriptor, ImageIndex, ImageManifest, LayerCompression, MediaType, OciLayout,
+    Reference, canonical,
+};
+use crate::store::{Lease, Store};
+
+/// Annotation containerd and Docker use for an image's full name in an OCI layout.
+pub const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";
+
+/// Output formats of `save`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveFormat {
+    OciDir,
+    OciArchive,
+    DockerArchive,
+}
+
+/// Options of `save`.
+#[derive(Debug, Clone)]
+pub struct SaveOptions {
+    pub format: SaveFormat,
+    /// Layer compression of the OCI formats (docker archives are always uncompressed).
+    pub compression: LayerCompression,
+    /// Tar header mtime of archive entries.
+    pub mtime: u64,
+}
+
+/// Where `save` writes.
+pub enum SaveTarget {
+    Dir(PathBuf),
+    Stream(Box<dyn Write>),
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct DockerManifestEntry {
+    config: String,
+    repo_tags: Vec<String>,
+    layers: Vec<String>,
+}
+
+/// Writes the images named by `specs` (names or ids) to `target`.
+pub fn save(store: &Store, specs: &[String], opts: &SaveOptions, target: SaveTarget) -> Result<(), ImageError> {
+    let lease = store.lease("save")?;
+    let mut images = Vec::new();
+    for spec in specs {
+        let image = resolve(store, spec)?;
+        // A name saves that name; an id saves the image without names, as `docker save` does.
+        let names: Vec<Reference> = match Reference::parse(spec) {
+            Ok(r) if image.names.contains(&r) => vec![r],
+            _ => Vec::new(),
+        };
+        images.push((image, names));
+    }
+    let mut sink: Box<dyn LayoutSink> = match (target, opts.format) {
+        (SaveTarget::Dir(dir), SaveFormat::OciDir) => Box::new(DirSink::new(&dir)?),
+        (SaveTarget::Stream(w), SaveFormat::OciArchive | SaveFormat::DockerArchive) => {
+            Box::new(TarSink::new(w, opts.mtime))
+        }
+        (SaveTarget::Dir(dir), _) => Box::new(TarSink::new(
+            std::fs::File::create(&dir).map_err(ImageError::io(&dir))?,
+            opts.mtime,
+        )),
+        (SaveTarget::Stream(_), SaveFormat::OciDir) => {
+            return Err(ImageError::Archive {
+                entry: "-".to_string(),
+                reason: "the oci-dir format needs a directory, not standard output".to_string(),
+            });
+        }
+    };
+    let compression = match opts.format {
+        SaveFormat::DockerArchive => LayerCompression::None,
+        _ => opts.compression,
+    };
+    let mut index = ImageIndex::new();
+    let mut docker_manifest = Vec::new();
+    for (image, names) in &images {
+        let (manifest_descriptor, layers) = write_image(store, &mut *sink, image, compression, &lease)?;
+        if names.is_empty() {
+            index.manifests.push(manifest_descriptor.clone());
+        }
+        for name in names {
+            let mut d = manifest_descriptor.clone();
+            d.set_annotation(ANNOTATION_IMAGE_NAME, &name.to_string());
+            if let Some(tag) = name.tag() {
+                d.set_annotation(ANNOTATION_REF_NAME, tag);
+            }
+            index.manifests.push(d);
+        }
+        docker_manifest.push(DockerManifestEntry {
+            config: blob_path(&image.manifest.config.digest),
+            repo_tags: names.iter().map(Reference::familiar).collect(),
+            layers: layers.iter().map(|l| blob_path(&l.digest)).collect(),
+        });
+    }
+    sink.add_file("oci-layout", &canonical::to_bytes(&OciLayout::default()))?;
+    sink.add_file("index.json", &canonical::to_bytes(&index))?;
+    if opts.format == SaveFormat::DockerArchive {
+        sink.add_file("manifest.json", &canonical::to_bytes(&docker_manifest))?;
+    }
+    sink.finish()
+}
+
+/// Writes one image's blobs; returns its (possibly re-compressed) manifest descriptor and layers.
+fn write_image(
+    store: &Store,
+    sink: &mut dyn LayoutSink,
+    image: &Image,
+    compression: LayerCompression,
+    lease: &Lease,
+) -> Result<(Descriptor, Vec<Descriptor>), ImageError> {
+    let diff_ids = &image.config.rootfs.diff_ids;
+    if diff_ids.len() != image.manifest.layers.len() {
+        return Err(ImageError::LayerCount {
+            config: image.id(),
+            layers: image.manifest.layers.len(),
+            diff_ids: diff_ids.len(),
+        });
+    }
+    let mut layers = Vec::new();
+    for (i, (diff_id, source)) in diff_ids.iter().zip(&image.manifest.layers).enumerate() {
+        let blob = layer_blob(store, image, i, *diff_id, source, compression, lease)?;
+        copy_blob(store, sink, &blob)?;
+        layers.push(blob);
+    }
+    let config = Descriptor::new(MediaType::OciConfig, image.manifest.config.digest, image.manifest.config.size);
+    copy_blob(store, sink, &config)?;
+    let manifest = ImageManifest::oci(config, layers.clone());
+    let bytes = canonical::to_bytes(&manifest);
+    let descriptor = Descriptor::new(MediaType::OciManifest, crate::oci::Digest::of(&bytes), bytes.len() as u64);
+    sink.add_blob(&descriptor.digest, descriptor.size, &mut &bytes[..])?;
+    Ok((descriptor, layers))
+}
+
+fn copy_blob(store: &Store, sink: &mut dyn LayoutSink, d: &Descriptor) -> Result<(), ImageError> {
+    if sink.has_blob(&d.digest) {
+        return Ok(());
+    }
+    let mut file = store.open_blob(&d.digest)?;
+    sink.add_blob(&d.digest, d.size, &mut file)
+}
+
+/// The blob of layer `diff_id` in `compression`: the manifest's own blob when it already has that
+/// compression, a variant made earlier, or a new one made now and kept.
+pub(crate) fn layer_blob(
+    store: &Store,
+    image: &Image,
+    index: usize,
+    diff_id: DiffId,
+    source: &Descriptor,
+    compression: LayerCompression,
+    lease: &Lease,
+) -> Result<Descriptor, ImageError> {
+    if source.media_type.layer_compression() == Some(compression) && store.has_blob(&source.digest) {
+        return Ok(source.clone());
+    }
+    for known in store.layer_blobs(diff_id)? {
+        if known.media_type.layer_compression() == Some(compression) && store.has_blob(&known.digest) {
+            lease.add(&known.digest)?;
+            return Ok(known);
+        }
+    }
+    let uncompressed: Box<dyn Read> = if store.has_blob(&diff_id.digest()) {
+        Box::new(store.open_blob(&diff_id.digest())?)
+    } else {
+        layer::decompress(Box::new(store.open_blob(&source.digest)?))?
+    };
+    let algorithm = match compression {
+        LayerCompression::None => Compression::None,
+        LayerCompression::Gzip => Compression::Gzip,
+        LayerCompression::Zstd => Compression::Zstd,
+    };
+    let mut ingest = store.ingest()?;
+    let info = layer::compress(uncompressed, algorithm, &mut ingest)?;
+    if info.diff_id != diff_id {
+        return Err(ImageError::DiffIdMismatch { config: image.id(), index, expected: diff_id, actual: info.diff_id });
+    }
+    let (digest, size) = ingest.commit(Some((info.digest, info.size)), Some(lease))?;
+    let descriptor = Descriptor::new(MediaType::oci_layer(compression), digest, size);
+    store.record_layer_blob(diff_id, &descriptor)?;
+    Ok(descriptor)
+}
