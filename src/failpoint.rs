@@ -22,7 +22,9 @@ pub fn hit(site: &str) -> Outcome {
         return Outcome::Continue;
     };
     for item in spec.split(',') {
-        let Some((name, action)) = item.split_once(':') else { continue };
+        let Some((name, action)) = item.split_once(':') else {
+            continue;
+        };
         if name != site {
             continue;
         }

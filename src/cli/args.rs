@@ -20,19 +20,6 @@ pub struct GlobalArgs {
     /// Store root (default: /var/lib/slipway as root, $XDG_DATA_HOME/slipway otherwise)
     #[arg(long, global = true, env = "SLIPWAY_ROOT", value_name = "DIR")]
     pub root: Option<PathBuf>,
-    /// Progress output on stderr: auto = tty when stderr is a terminal and CI is unset, else plain
-    #[arg(long, global = true, value_enum, default_value_t = ProgressMode::Auto)]
-    pub progress: ProgressMode,
-}
-
-/// How progress is shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ProgressMode {
-    Auto,
-    Tty,
-    Plain,
-    Rawjson,
-    Quiet,
 }
 
 #[derive(Debug, Subcommand)]

@@ -20,7 +20,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-pub use args::{Cli, Command, GlobalArgs, ProgressMode};
+pub use args::{Cli, Command, GlobalArgs};
 
 /// Exit status of a failed check or build (a Dockerfile error, damage found by fsck).
 pub const EXIT_FAILURE: u8 = 1;

@@ -351,7 +351,10 @@ mod tests {
                 reason: SyntaxError::UnterminatedClass,
             }
         );
-        assert_eq!(err.to_string(), "app.Dockerfile.dockerignore:3: invalid pattern \"bad[\": unterminated character class");
+        assert_eq!(
+            err.to_string(),
+            "app.Dockerfile.dockerignore:3: invalid pattern \"bad[\": unterminated character class"
+        );
         let err = IgnoreFile::parse(".dockerignore", "a\n  !  \n").expect_err("lone !");
         assert_eq!(err, IgnoreError::EmptyException { file: ".dockerignore".into(), line: 2 });
         assert!(IgnoreFile::parse("f", "a\\").is_err());

@@ -130,7 +130,8 @@ pub struct ArgScope {
 impl ArgScope {
     /// The global scope of a build: no ARG declared yet, the platform ARGs visible.
     pub fn global(build_args: BTreeMap<String, String>, platform: BTreeMap<String, String>) -> ArgScope {
-        let vars = platform.iter().map(|(n, v)| Var { name: n.clone(), value: v.clone(), origin: Origin::Arg }).collect();
+        let vars =
+            platform.iter().map(|(n, v)| Var { name: n.clone(), value: v.clone(), origin: Origin::Arg }).collect();
         ArgScope { build_args, fallback: platform, vars, declared: Vec::new(), consumed: BTreeSet::new() }
     }
 
@@ -190,7 +191,9 @@ impl ArgScope {
         escape: char,
     ) -> Result<Option<String>, ExpandError> {
         let default = match raw_default {
-            Some(raw) if !self.build_args.contains_key(name) => Some(Expander::new(escape, self).expand_word(raw)?.value),
+            Some(raw) if !self.build_args.contains_key(name) => {
+                Some(Expander::new(escape, self).expand_word(raw)?.value)
+            }
             _ => None,
         };
         Ok(self.declare(name, default).map(str::to_owned))
@@ -256,11 +259,7 @@ pub fn unconsumed_build_args<'s>(
     scopes: impl IntoIterator<Item = &'s ArgScope>,
 ) -> Vec<String> {
     let consumed: BTreeSet<&String> = scopes.into_iter().flat_map(|s| s.consumed.iter()).collect();
-    build_args
-        .keys()
-        .filter(|k| !consumed.contains(k) && !is_proxy_arg(k) && !is_platform_arg(k))
-        .cloned()
-        .collect()
+    build_args.keys().filter(|k| !consumed.contains(k) && !is_proxy_arg(k) && !is_platform_arg(k)).cloned().collect()
 }
 
 /// How an instruction's arguments are expanded.
@@ -429,7 +428,10 @@ mod tests {
         assert_eq!(s.lookup("HTTP_PROXY"), None, "not a variable of the Dockerfile words");
         assert_eq!(
             s.proxy_env(),
-            vec![("HTTP_PROXY".to_owned(), "http://p:3128".to_owned()), ("no_proxy".to_owned(), "localhost".to_owned())]
+            vec![
+                ("HTTP_PROXY".to_owned(), "http://p:3128".to_owned()),
+                ("no_proxy".to_owned(), "localhost".to_owned())
+            ]
         );
         s.declare("USED", None);
         s.declare("no_proxy", None);
@@ -440,7 +442,9 @@ mod tests {
 
     #[test]
     fn expansion_table() {
-        for keyword in ["ADD", "copy", "ENV", "EXPOSE", "FROM", "LABEL", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR", "ARG"] {
+        for keyword in
+            ["ADD", "copy", "ENV", "EXPOSE", "FROM", "LABEL", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR", "ARG"]
+        {
             assert!(expands(keyword), "{keyword} expands");
         }
         for keyword in ["CMD", "ENTRYPOINT", "SHELL", "HEALTHCHECK", "MAINTAINER", "ONBUILD", "bogus"] {

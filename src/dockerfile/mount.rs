@@ -250,7 +250,9 @@ pub fn parse_device(value: &str) -> Result<Device, MountError> {
             ("name", Some(_)) => return Err(MountError::DeviceName(device.name)),
             _ if device.name.is_empty() => device.name = field.clone(),
             (_, None) => return Err(MountError::NotKeyValue(field.clone())),
-            (_, Some(_)) => return Err(MountError::UnknownKey { key, field: field.clone() }),
+            (_, Some(_)) => {
+                return Err(MountError::UnknownKey { key, field: field.clone() });
+            }
         }
     }
     Ok(device)
@@ -290,7 +292,9 @@ fn parse(value: &str, mut expand: Option<Expand<'_>>) -> Result<Mount, MountErro
                 "readonly" | "ro" => (m.read_only, ro_auto) = (true, false),
                 "readwrite" | "rw" => (m.read_only, ro_auto) = (false, false),
                 "required" if matches!(m.kind, MountType::Secret | MountType::Ssh) || type_unknown => m.required = true,
-                "required" => return Err(MountError::KeyNotForType { key, kind: m.kind.as_str() }),
+                "required" => {
+                    return Err(MountError::KeyNotForType { key, kind: m.kind.as_str() });
+                }
                 _ => return Err(MountError::NotKeyValue(field.clone())),
             }
             continue;
@@ -333,25 +337,33 @@ fn parse(value: &str, mut expand: Option<Expand<'_>>) -> Result<Mount, MountErro
             "required" if matches!(m.kind, MountType::Secret | MountType::Ssh) || type_unknown => {
                 m.required = parse_bool(&key, val)?
             }
-            "required" => return Err(MountError::KeyNotForType { key, kind: m.kind.as_str() }),
+            "required" => {
+                return Err(MountError::KeyNotForType { key, kind: m.kind.as_str() });
+            }
             "size" if m.kind == MountType::Tmpfs || type_unknown => {
                 m.size = Some(parse_size(val).ok_or_else(|| MountError::InvalidValue { key, value: val.to_string() })?);
             }
-            "size" => return Err(MountError::KeyNotForType { key, kind: m.kind.as_str() }),
+            "size" => {
+                return Err(MountError::KeyNotForType { key, kind: m.kind.as_str() });
+            }
             "id" => m.id = Some(val.to_string()),
             "sharing" => {
                 m.sharing = Some(match val.to_ascii_lowercase().as_str() {
                     "shared" => Sharing::Shared,
                     "private" => Sharing::Private,
                     "locked" => Sharing::Locked,
-                    _ => return Err(MountError::InvalidValue { key, value: val.to_string() }),
+                    _ => {
+                        return Err(MountError::InvalidValue { key, value: val.to_string() });
+                    }
                 });
             }
             "mode" => m.mode = Some(parse_u32(&key, val, 8)?),
             "uid" => m.uid = Some(parse_u32(&key, val, 10)?),
             "gid" => m.gid = Some(parse_u32(&key, val, 10)?),
             "env" => m.env = Some(val.to_string()),
-            _ => return Err(MountError::UnknownKey { key, field: field.clone() }),
+            _ => {
+                return Err(MountError::UnknownKey { key, field: field.clone() });
+            }
         }
     }
     if type_unknown {

@@ -8,8 +8,8 @@
 use std::io::Read;
 use std::path::Path;
 
-use super::resolve::{Image, load_image};
 use super::ImageError;
+use super::resolve::{Image, load_image};
 use crate::layer;
 use crate::oci::{
     ContainerConfig, Descriptor, History, ImageConfig, ImageManifest, MediaType, Platform, Reference, RootFs,
@@ -34,9 +34,14 @@ pub enum ImportSource<'a> {
 }
 
 /// Imports a root filesystem as the image `name`; returns the new image.
-pub fn import(store: &Store, source: ImportSource<'_>, name: &Reference, opts: &ImportOptions) -> Result<Image, ImageError> {
+pub fn import(
+    store: &Store,
+    source: ImportSource<'_>,
+    name: &Reference,
+    opts: &ImportOptions,
+) -> Result<Image, ImageError> {
     let lease = store.lease("import")?;
-    let write_opts = layer::WriteOptions { source_date_epoch: opts.source_date_epoch, ..Default::default() };
+    let write_opts = layer::WriteOptions { source_date_epoch: opts.source_date_epoch };
     let (ingest, label) = match source {
         ImportSource::Dir(dir) => {
             let label = dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned());

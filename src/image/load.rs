@@ -17,7 +17,7 @@ use super::resolve::{UNTAGGED_ROOT, load_image};
 use super::{ImageError, MAX_JSON_BLOB};
 use crate::layer;
 use crate::oci::{
-    ANNOTATION_REF_NAME, DiffId, Descriptor, Digest, ImageConfig, ImageIndex, ImageManifest, LayerCompression,
+    ANNOTATION_REF_NAME, Descriptor, DiffId, Digest, ImageConfig, ImageIndex, ImageManifest, LayerCompression,
     MediaType, Platform, Reference, canonical,
 };
 use crate::store::{Lease, Store};
@@ -159,14 +159,24 @@ fn on_file(
     Ok(())
 }
 
-fn ingest(store: &Store, reader: &mut dyn Read, expected: Option<(Digest, u64)>, lease: &Lease) -> Result<Digest, ImageError> {
+fn ingest(
+    store: &Store,
+    reader: &mut dyn Read,
+    expected: Option<(Digest, u64)>,
+    lease: &Lease,
+) -> Result<Digest, ImageError> {
     let mut ingest = store.ingest()?;
     io::copy(reader, &mut ingest).map_err(ImageError::io("archive blob"))?;
     let (digest, _) = ingest.commit(expected, Some(lease))?;
     Ok(digest)
 }
 
-fn collect_tar(store: &Store, reader: Box<dyn Read>, lease: &Lease, collected: &mut Collected) -> Result<(), ImageError> {
+fn collect_tar(
+    store: &Store,
+    reader: Box<dyn Read>,
+    lease: &Lease,
+    collected: &mut Collected,
+) -> Result<(), ImageError> {
     let mut archive = tar::Archive::new(reader);
     let entries = archive.entries().map_err(ImageError::io("archive"))?;
     for entry in entries {
@@ -202,7 +212,9 @@ fn collect_dir(store: &Store, dir: &Path, lease: &Lease, collected: &mut Collect
             source: e.into_io_error().unwrap_or_else(|| io::Error::other("filesystem loop")),
         })?;
         let rel = entry.path().strip_prefix(dir).expect("walkdir yields paths under its root");
-        let Some(path) = rel.to_str().and_then(clean) else { continue };
+        let Some(path) = rel.to_str().and_then(clean) else {
+            continue;
+        };
         if entry.file_type().is_file() {
             let mut file = fs::File::open(entry.path()).map_err(ImageError::io(entry.path()))?;
             let size = file.metadata().map_err(ImageError::io(entry.path()))?.len();
@@ -260,10 +272,8 @@ fn load_docker(
             let size = store.blob_size(&digest)?;
             layers.push(Descriptor::new(MediaType::oci_layer(compression), digest, size));
         }
-        let manifest = ImageManifest::oci(
-            Descriptor::new(MediaType::OciConfig, config_digest, config_bytes.len() as u64),
-            layers,
-        );
+        let manifest =
+            ImageManifest::oci(Descriptor::new(MediaType::OciConfig, config_digest, config_bytes.len() as u64), layers);
         verify_layers(store, &manifest, &config, lease)?;
         let bytes = canonical::to_bytes(&manifest);
         let digest = store.write_blob(&bytes, Some(lease))?;
@@ -312,7 +322,12 @@ fn sniff(store: &Store, digest: &Digest) -> Result<LayerCompression, ImageError>
 }
 
 /// Checks each layer's content against the config's diff ids (C12) and records the blobs.
-fn verify_layers(store: &Store, manifest: &ImageManifest, config: &ImageConfig, lease: &Lease) -> Result<(), ImageError> {
+fn verify_layers(
+    store: &Store,
+    manifest: &ImageManifest,
+    config: &ImageConfig,
+    lease: &Lease,
+) -> Result<(), ImageError> {
     let diff_ids = &config.rootfs.diff_ids;
     if diff_ids.len() != manifest.layers.len() {
         return Err(ImageError::LayerCount {
@@ -333,12 +348,18 @@ fn verify_layers(store: &Store, manifest: &ImageManifest, config: &ImageConfig, 
             _ => {
                 let plain = layer::decompress(Box::new(store.open_blob(&layer_desc.digest)?))?;
                 let mut hashing = crate::oci::HashingReader::new(plain);
-                io::copy(&mut hashing, &mut io::sink()).map_err(ImageError::io(format!("layer {}", layer_desc.digest)))?;
+                io::copy(&mut hashing, &mut io::sink())
+                    .map_err(ImageError::io(format!("layer {}", layer_desc.digest)))?;
                 DiffId(hashing.finish().1)
             }
         };
         if actual != *diff_id {
-            return Err(ImageError::DiffIdMismatch { config: manifest.config.digest, index: i, expected: *diff_id, actual });
+            return Err(ImageError::DiffIdMismatch {
+                config: manifest.config.digest,
+                index: i,
+                expected: *diff_id,
+                actual,
+            });
         }
         store.record_layer_blob(*diff_id, layer_desc)?;
         lease.add(&layer_desc.digest)?;

@@ -83,9 +83,6 @@ pub fn parse_name(name: &str) -> Result<Reference, ImageError> {
 /// Seconds since the epoch for `created` fields: `SOURCE_DATE_EPOCH` when given, else now.
 pub fn timestamp(source_date_epoch: Option<i64>) -> i64 {
     source_date_epoch.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0)
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
     })
 }

@@ -10,12 +10,12 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use super::ImageError;
 use super::archive::{DirSink, LayoutSink, TarSink, blob_path};
 use super::resolve::{Image, resolve};
-use super::ImageError;
 use crate::layer::{self, Compression};
 use crate::oci::{
-    ANNOTATION_REF_NAME, DiffId, Descriptor, ImageIndex, ImageManifest, LayerCompression, MediaType, OciLayout,
+    ANNOTATION_REF_NAME, Descriptor, DiffId, ImageIndex, ImageManifest, LayerCompression, MediaType, OciLayout,
     Reference, canonical,
 };
 use crate::store::{Lease, Store};
@@ -73,10 +73,9 @@ pub fn save(store: &Store, specs: &[String], opts: &SaveOptions, target: SaveTar
         (SaveTarget::Stream(w), SaveFormat::OciArchive | SaveFormat::DockerArchive) => {
             Box::new(TarSink::new(w, opts.mtime))
         }
-        (SaveTarget::Dir(dir), _) => Box::new(TarSink::new(
-            std::fs::File::create(&dir).map_err(ImageError::io(&dir))?,
-            opts.mtime,
-        )),
+        (SaveTarget::Dir(dir), _) => {
+            Box::new(TarSink::new(std::fs::File::create(&dir).map_err(ImageError::io(&dir))?, opts.mtime))
+        }
         (SaveTarget::Stream(_), SaveFormat::OciDir) => {
             return Err(ImageError::Archive {
                 entry: "-".to_string(),

@@ -86,10 +86,8 @@ impl State<'_> {
 /// leaves `target` partially updated: callers apply into a fresh snapshot and discard it on
 /// error.
 pub fn apply(layer: impl Read, target: &Path, opts: &ApplyOptions) -> Result<ApplyReport, LayerError> {
-    let root = Root::open(target)
-        .map_err(|e| LayerError::OpenRoot { path: target.to_path_buf(), source: e.into() })?;
-    let mut reader =
-        TarReader::new(layer, ReadLimits { max_bytes: opts.max_bytes, max_entries: opts.max_entries });
+    let root = Root::open(target).map_err(|e| LayerError::OpenRoot { path: target.to_path_buf(), source: e.into() })?;
+    let mut reader = TarReader::new(layer, ReadLimits { max_bytes: opts.max_bytes, max_entries: opts.max_entries });
     let mut state = State { opts, created: HashSet::new(), dir_times: Vec::new(), report: ApplyReport::default() };
     let mut buf = vec![0u8; ZEROS.len()];
     while let Some(entry) = reader.next_entry()? {
@@ -126,7 +124,10 @@ fn clean<'a>(raw: &'a [u8], entry: &Entry) -> Result<Vec<&'a [u8]>, LayerError> 
                 comps.pop();
             }
             c if c.len() > MAX_NAME => {
-                return Err(LayerError::InvalidEntry { entry: entry.display_path(), reason: "path component too long" });
+                return Err(LayerError::InvalidEntry {
+                    entry: entry.display_path(),
+                    reason: "path component too long",
+                });
             }
             c => comps.push(c),
         }

@@ -391,7 +391,10 @@ impl<R: Read> TarReader<R> {
             }
         };
         if kind != EntryKind::Regular && size != 0 {
-            return Err(LayerError::InvalidEntry { entry: entry_name(&path), reason: "non-regular entry carries data" });
+            return Err(LayerError::InvalidEntry {
+                entry: entry_name(&path),
+                reason: "non-regular entry carries data",
+            });
         }
         if matches!(kind, EntryKind::Link | EntryKind::Symlink) && link.is_empty() {
             return Err(LayerError::InvalidEntry { entry: entry_name(&path), reason: "link with an empty target" });
@@ -410,19 +413,7 @@ impl<R: Read> TarReader<R> {
         } else {
             (0, 0)
         };
-        Ok(Entry {
-            path,
-            kind,
-            link,
-            mode: (mode & 0o7777) as u32,
-            uid,
-            gid,
-            mtime,
-            size,
-            devmajor,
-            devminor,
-            xattrs,
-        })
+        Ok(Entry { path, kind, link, mode: (mode & 0o7777) as u32, uid, gid, mtime, size, devmajor, devminor, xattrs })
     }
 }
 

@@ -197,11 +197,8 @@ impl<W: Write> TarWriter<W> {
             return self.write_header(&meta);
         }
         // Regular file: open without following (it may have been swapped for a link since lstat).
-        let mut file = File::options()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(abs)
-            .map_err(read_err)?;
+        let mut file =
+            File::options().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(abs).map_err(read_err)?;
         meta.size = md.len();
         self.write_header(&meta)?;
         self.copy_exact(&mut file, md.len(), abs)?;
@@ -217,7 +214,9 @@ impl<W: Write> TarWriter<W> {
                 let n = match file.read(&mut buf[..want]) {
                     Ok(n) => n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(source) => return Err(LayerError::ReadSource { path: abs.to_path_buf(), source }),
+                    Err(source) => {
+                        return Err(LayerError::ReadSource { path: abs.to_path_buf(), source });
+                    }
                 };
                 if n == 0 {
                     return Err(LayerError::SourceChanged { path: abs.to_path_buf() });

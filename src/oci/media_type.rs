@@ -113,9 +113,7 @@ impl FromStr for MediaType {
         }
         // RFC 6838: type "/" subtype, restricted-name characters.
         let ok_name = |p: &str| {
-            !p.is_empty()
-                && p.len() <= 127
-                && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+            !p.is_empty() && p.len() <= 127 && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
         };
         match s.split_once('/') {
             Some((ty, sub)) if ok_name(ty) && ok_name(sub) => Ok(MediaType::Other(s.to_string())),

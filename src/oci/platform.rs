@@ -74,8 +74,7 @@ impl FromStr for Platform {
     fn from_str(s: &str) -> Result<Platform, PlatformError> {
         let err = || PlatformError { input: s.to_string() };
         let parts: Vec<&str> = s.split('/').collect();
-        if parts.iter().any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)))
-        {
+        if parts.iter().any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))) {
             return Err(err());
         }
         match parts.as_slice() {

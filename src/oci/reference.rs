@@ -86,7 +86,9 @@ impl Reference {
         }
         let (mut registry, mut repository) = match name.split_once('/') {
             Some((first, rest))
-                if first.contains(['.', ':']) || first == "localhost" || first.bytes().any(|b| b.is_ascii_uppercase()) =>
+                if first.contains(['.', ':'])
+                    || first == "localhost"
+                    || first.bytes().any(|b| b.is_ascii_uppercase()) =>
             {
                 (first.to_string(), rest.to_string())
             }
@@ -204,7 +206,9 @@ fn valid_component(c: &str) -> bool {
 fn valid_registry(r: &str) -> bool {
     let (host, port) = if let Some(rest) = r.strip_prefix('[') {
         // [ipv6]:port
-        let Some((h, after)) = rest.split_once(']') else { return false };
+        let Some((h, after)) = rest.split_once(']') else {
+            return false;
+        };
         if !h.bytes().all(|b| b.is_ascii_hexdigit() || b == b':') {
             return false;
         }

@@ -1,7 +1,6 @@
 //! `import`, `images`, `tag`, `rmi`, `inspect`, `save`, `load`, checked with skopeo, umoci and
 //! GNU tar as oracles.
 
-use std::path::Path;
 use std::process::Command;
 
 use crate::support::TestContext;
@@ -43,7 +42,9 @@ fn oci_dir_is_read_by_skopeo_and_unpacked_by_umoci_into_the_same_tree() {
     let inspect = oracle(Command::new("skopeo").arg("inspect").arg(format!("oci:{}:1", layout.display())));
     let v: serde_json::Value = serde_json::from_str(&inspect).unwrap();
     assert_eq!(v["Layers"].as_array().unwrap().len(), 1);
-    let config = oracle(Command::new("skopeo").arg("inspect").arg("--raw").arg("--config").arg(format!("oci:{}:1", layout.display())));
+    let config = oracle(
+        Command::new("skopeo").arg("inspect").arg("--raw").arg("--config").arg(format!("oci:{}:1", layout.display())),
+    );
     let config_digest = format!("sha256:{}", sha256_hex(config.as_bytes()));
     assert_eq!(config_digest, id, "skopeo's config is not the image id");
 
@@ -56,17 +57,31 @@ fn oci_dir_is_read_by_skopeo_and_unpacked_by_umoci_into_the_same_tree() {
 fn zstd_save_is_copied_by_skopeo_and_read_by_gnu_tar() {
     let (ctx, rootfs, _) = imported();
     let layout = ctx.path().join("layout");
-    ctx.ok(&["save", "example/busybox:1", "--format", "oci-dir", "--compression", "zstd", "-o", layout.to_str().unwrap()]);
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let manifest_digest = index["manifests"][0]["digest"].as_str().unwrap().strip_prefix("sha256:").unwrap().to_string();
+    ctx.ok(&[
+        "save",
+        "example/busybox:1",
+        "--format",
+        "oci-dir",
+        "--compression",
+        "zstd",
+        "-o",
+        layout.to_str().unwrap(),
+    ]);
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let manifest_digest =
+        index["manifests"][0]["digest"].as_str().unwrap().strip_prefix("sha256:").unwrap().to_string();
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(&manifest_digest)).unwrap()).unwrap();
     let layer = &manifest["layers"][0];
     assert_eq!(layer["mediaType"], "application/vnd.oci.image.layer.v1.tar+zstd");
 
     let copy = ctx.path().join("copy");
-    oracle(Command::new("skopeo").arg("copy").arg(format!("oci:{}:1", layout.display())).arg(format!("oci:{}:1", copy.display())));
+    oracle(
+        Command::new("skopeo")
+            .arg("copy")
+            .arg(format!("oci:{}:1", layout.display()))
+            .arg(format!("oci:{}:1", copy.display())),
+    );
 
     let blob = layout.join("blobs/sha256").join(layer["digest"].as_str().unwrap().strip_prefix("sha256:").unwrap());
     let out = ctx.path().join("untar");
@@ -80,7 +95,13 @@ fn docker_archive_is_read_by_skopeo() {
     let (ctx, _, id) = imported();
     let archive = ctx.path().join("img.tar");
     ctx.ok(&["save", "example/busybox:1", "--format", "docker-archive", "-o", archive.to_str().unwrap()]);
-    let inspect = oracle(Command::new("skopeo").arg("inspect").arg("--raw").arg("--config").arg(format!("docker-archive:{}", archive.display())));
+    let inspect = oracle(
+        Command::new("skopeo")
+            .arg("inspect")
+            .arg("--raw")
+            .arg("--config")
+            .arg(format!("docker-archive:{}", archive.display())),
+    );
     assert_eq!(format!("sha256:{}", sha256_hex(inspect.as_bytes())), id);
     let listing = oracle(Command::new("tar").arg("-tf").arg(&archive));
     assert!(listing.lines().any(|l| l == "manifest.json"), "{listing}");
@@ -89,13 +110,25 @@ fn docker_archive_is_read_by_skopeo() {
 #[test]
 fn load_round_trips_every_format_to_the_same_image_id() {
     let (ctx, _, id) = imported();
-    for (format, compression) in [("oci-dir", "gzip"), ("oci-archive", "gzip"), ("oci-archive", "zstd"), ("docker-archive", "gzip")] {
+    for (format, compression) in
+        [("oci-dir", "gzip"), ("oci-archive", "gzip"), ("oci-archive", "zstd"), ("docker-archive", "gzip")]
+    {
         let out = ctx.path().join(format!("{format}-{compression}"));
-        ctx.ok(&["save", "example/busybox:1", "--format", format, "--compression", compression, "-o", out.to_str().unwrap()]);
+        ctx.ok(&[
+            "save",
+            "example/busybox:1",
+            "--format",
+            format,
+            "--compression",
+            compression,
+            "-o",
+            out.to_str().unwrap(),
+        ]);
         let other = TestContext::new();
         let loaded = other.ok(&["load", "-i", out.to_str().unwrap()]);
         assert!(stdout(&loaded).contains("example/busybox:1"), "{format}: {}", stdout(&loaded));
-        let inspect: serde_json::Value = serde_json::from_slice(&other.ok(&["inspect", "example/busybox:1"]).stdout).unwrap();
+        let inspect: serde_json::Value =
+            serde_json::from_slice(&other.ok(&["inspect", "example/busybox:1"]).stdout).unwrap();
         assert_eq!(inspect[0]["Id"], id.as_str(), "{format}/{compression}");
         other.ok(&["fsck", "--strict"]);
     }
@@ -164,11 +197,21 @@ fn import_is_reproducible_with_source_date_epoch() {
     let ctx = TestContext::new();
     let rootfs = ctx.path().join("rootfs");
     busybox_rootfs(&rootfs);
-    let a = ctx.cmd().args(["import", rootfs.to_str().unwrap(), "a:1"]).env("SOURCE_DATE_EPOCH", "1700000000").output().unwrap();
+    let a = ctx
+        .cmd()
+        .args(["import", rootfs.to_str().unwrap(), "a:1"])
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .output()
+        .unwrap();
     // Touch every file: clamping must hide the new mtimes.
     oracle(Command::new("find").arg(&rootfs).args(["-exec", "touch", "-h", "{}", "+"]));
     let other = TestContext::new();
-    let b = other.cmd().args(["import", rootfs.to_str().unwrap(), "a:1"]).env("SOURCE_DATE_EPOCH", "1700000000").output().unwrap();
+    let b = other
+        .cmd()
+        .args(["import", rootfs.to_str().unwrap(), "a:1"])
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .output()
+        .unwrap();
     assert!(a.status.success() && b.status.success());
     assert_eq!(stdout(&a), stdout(&b));
 }
@@ -201,7 +244,11 @@ fn bad_names_and_missing_images_are_clear_errors() {
     let dir = ctx.path().join("empty");
     std::fs::create_dir(&dir).unwrap();
     let out = ctx.run(&["import", dir.to_str().unwrap(), "Bad/Name"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("must be lowercase"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("must be lowercase"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = ctx.run(&["save", "nothere:1", "-o", ctx.path().join("x.tar").to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
     assert!(!ctx.path().join("x.tar").exists(), "a failed save left its output behind");
@@ -210,4 +257,3 @@ fn bad_names_and_missing_images_are_clear_errors() {
 fn sha256_hex(bytes: &[u8]) -> String {
     slipway::oci::Digest::of(bytes).hex()
 }
-

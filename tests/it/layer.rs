@@ -67,10 +67,22 @@ fn build_fixture(root: &Path, sparse: u64) {
     let long_target = "t/".repeat(80);
     std::os::unix::fs::symlink(&long_target, root.join("lib/longtarget")).unwrap();
     // Devices and a FIFO (we are root).
-    rustix::fs::mknodat(CWD, root.join("dev/null"), FileType::CharacterDevice, Mode::from_raw_mode(0o666), rustix::fs::makedev(1, 3))
-        .unwrap();
-    rustix::fs::mknodat(CWD, root.join("dev/loop9"), FileType::BlockDevice, Mode::from_raw_mode(0o660), rustix::fs::makedev(7, 9))
-        .unwrap();
+    rustix::fs::mknodat(
+        CWD,
+        root.join("dev/null"),
+        FileType::CharacterDevice,
+        Mode::from_raw_mode(0o666),
+        rustix::fs::makedev(1, 3),
+    )
+    .unwrap();
+    rustix::fs::mknodat(
+        CWD,
+        root.join("dev/loop9"),
+        FileType::BlockDevice,
+        Mode::from_raw_mode(0o660),
+        rustix::fs::makedev(7, 9),
+    )
+    .unwrap();
     rustix::fs::mknodat(CWD, root.join("run/fifo"), FileType::Fifo, Mode::from_raw_mode(0o620), 0).unwrap();
     fs::set_permissions(root.join("dev/null"), fs::Permissions::from_mode(0o666)).unwrap();
     fs::set_permissions(root.join("run/fifo"), fs::Permissions::from_mode(0o620)).unwrap();
@@ -237,7 +249,10 @@ fn gnu_tar_reads_what_we_write() {
         gnu_tree[&b"bin/ping"[..]].xattrs.get(&b"security.capability"[..]).map(Vec::as_slice),
         Some(&CAP_NET_RAW[..])
     );
-    assert_eq!(gnu_tree[&b"bin/ping"[..]].xattrs.get(&b"user.comment"[..]).map(Vec::as_slice), Some(&b"pings\0binary"[..]));
+    assert_eq!(
+        gnu_tree[&b"bin/ping"[..]].xattrs.get(&b"user.comment"[..]).map(Vec::as_slice),
+        Some(&b"pings\0binary"[..])
+    );
     assert_eq!(gnu_tree[&b"etc/empty"[..]].mtime, 10_000_000_000);
 }
 
@@ -302,7 +317,16 @@ fn whiteouts_and_opaque_directories_hide_lower_content_only() {
     for d in ["a/b/c", "keep", "gone/deeper", "opq/sub", "opq/lowerdir"] {
         fs::create_dir_all(target.join(d)).unwrap();
     }
-    for f in ["a/b/c/bar", "keep/x", "gone/y", "gone/deeper/z", "file_gone", "opq/lower1", "opq/sub/lower2", "opq/lowerdir/l"] {
+    for f in [
+        "a/b/c/bar",
+        "keep/x",
+        "gone/y",
+        "gone/deeper/z",
+        "file_gone",
+        "opq/lower1",
+        "opq/sub/lower2",
+        "opq/lowerdir/l",
+    ] {
         fs::write(target.join(f), f.as_bytes()).unwrap();
     }
     fs::create_dir_all(stage.join("opq/sub")).unwrap();
@@ -328,11 +352,9 @@ fn whiteouts_and_opaque_directories_hide_lower_content_only() {
 
     let report = layer::apply(&bytes[..], &target, &ApplyOptions::default()).unwrap();
     assert_eq!(report.whiteouts, 5);
-    let got: Vec<String> =
-        tree::snapshot(&target).keys().map(|k| String::from_utf8_lossy(k).into_owned()).collect();
-    let want = [
-        "a", "a/b", "a/b/c", "a/b/c/bar", "keep", "keep/x", "keep2", "opq", "opq/new", "opq/sub", "opq/sub/fresh",
-    ];
+    let got: Vec<String> = tree::snapshot(&target).keys().map(|k| String::from_utf8_lossy(k).into_owned()).collect();
+    let want =
+        ["a", "a/b", "a/b/c", "a/b/c/bar", "keep", "keep/x", "keep2", "opq", "opq/new", "opq/sub", "opq/sub/fresh"];
     assert_eq!(got, want);
     assert_eq!(fs::read(target.join("opq/sub/fresh")).unwrap(), b"fresh");
 
@@ -374,8 +396,14 @@ fn unprivileged_apply_skips_devices_and_keeps_going() {
     fs::write(stage.join("ping"), b"ping").unwrap();
     rustix::fs::lsetxattr(stage.join("ping"), "security.capability", &CAP_NET_RAW, XattrFlags::empty()).unwrap();
     rustix::fs::lsetxattr(stage.join("ping"), "user.note", b"kept", XattrFlags::empty()).unwrap();
-    rustix::fs::mknodat(CWD, stage.join("dev/null"), FileType::CharacterDevice, Mode::from_raw_mode(0o666), rustix::fs::makedev(1, 3))
-        .unwrap();
+    rustix::fs::mknodat(
+        CWD,
+        stage.join("dev/null"),
+        FileType::CharacterDevice,
+        Mode::from_raw_mode(0o666),
+        rustix::fs::makedev(1, 3),
+    )
+    .unwrap();
     rustix::fs::mknodat(CWD, stage.join("fifo"), FileType::Fifo, Mode::from_raw_mode(0o644), 0).unwrap();
     let (tar, _, _) = write_dir(&stage, &WriteOptions::default(), Vec::new()).unwrap();
     fs::write(work.join("layer.tar"), &tar).unwrap();

@@ -324,7 +324,8 @@ fn c9_opaque_marker_applies_first_wherever_it_sits() {
     let a = Arena::new();
     let l1 = RawTar::new().dir("a/").dir("a/b/").dir("a/b/c/").file("a/b/c/bar", b"bar").end();
     a.apply(&l1).unwrap();
-    let l2 = RawTar::new().dir("a/").dir("a/b/").dir("a/b/c/").file("a/b/c/foo", b"foo").file("a/.wh..wh..opq", b"").end();
+    let l2 =
+        RawTar::new().dir("a/").dir("a/b/").dir("a/b/c/").file("a/b/c/foo", b"foo").file("a/.wh..wh..opq", b"").end();
     a.apply(&l2).unwrap();
     assert!(a.inside("a/b/c/foo").is_file());
     assert!(!a.inside("a/b/c/bar").exists());

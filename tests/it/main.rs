@@ -3,7 +3,8 @@
 mod dockerfile_corpus;
 mod dockerfile_shell;
 mod image;
+mod image_adversarial;
 mod layer;
 mod layer_adversarial;
-mod support;
 mod store;
+mod support;

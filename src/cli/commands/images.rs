@@ -167,7 +167,11 @@ pub fn human_size(bytes: u64) -> String {
         v /= 1000.0;
         i += 1;
     }
-    if i == 0 { format!("{bytes}B") } else { format!("{v:.3}").trim_end_matches('0').trim_end_matches('.').to_string() + UNITS[i] }
+    if i == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{v:.3}").trim_end_matches('0').trim_end_matches('.').to_string() + UNITS[i]
+    }
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 
 mod archive;
-mod images;
 mod fsck;
+mod images;
 mod info;
 mod prune;
 
@@ -47,7 +47,6 @@ pub fn store_root(global: &GlobalArgs) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."));
     data.join("slipway")
 }
-
 
 /// Opens the store at the configured root.
 pub fn open_store(global: &GlobalArgs) -> Result<crate::store::Store> {

@@ -49,7 +49,10 @@ enum Token {
     /// `*`
     Star,
     /// `[...]`
-    Class { negated: bool, ranges: Vec<(char, char)> },
+    Class {
+        negated: bool,
+        ranges: Vec<(char, char)>,
+    },
     /// `**/` or an inner `**`: nothing, or anything ending in `/`.
     AnyDirs,
     /// A trailing `**` after other wildcards: anything.
@@ -113,7 +116,9 @@ fn class_char(chars: &[char], mut i: usize) -> Result<(char, usize), SyntaxError
         Some('\\') => i += 1,
         Some(_) => {}
     }
-    let Some(&c) = chars.get(i) else { return Err(SyntaxError::UnterminatedClass) };
+    let Some(&c) = chars.get(i) else {
+        return Err(SyntaxError::UnterminatedClass);
+    };
     if i + 1 >= chars.len() {
         return Err(SyntaxError::UnterminatedClass);
     }
@@ -247,7 +252,9 @@ fn full_match(tokens: &[Token], text: &[char], tok: usize, at: usize, failed: &m
             full_match(tokens, text, tok + 1, at, failed)
                 || (at..text.len()).any(|j| text[j] == '/' && full_match(tokens, text, tok + 1, j + 1, failed))
         }
-        Some(token) => text.get(at).is_some_and(|&c| token_eats(token, c)) && full_match(tokens, text, tok + 1, at + 1, failed),
+        Some(token) => {
+            text.get(at).is_some_and(|&c| token_eats(token, c)) && full_match(tokens, text, tok + 1, at + 1, failed)
+        }
     };
     if !ok {
         failed[slot] = true;

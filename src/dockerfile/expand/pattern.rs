@@ -142,7 +142,9 @@ impl Pattern {
         let mut out = String::new();
         let (mut last_end, mut from) = (0, 0);
         while from <= text.len() {
-            let Some((start, end)) = self.find(&mut search, from) else { break };
+            let Some((start, end)) = self.find(&mut search, from) else {
+                break;
+            };
             out.extend(&text[last_end..start]);
             if end > last_end || start == 0 {
                 out.push_str(replacement);

@@ -2,7 +2,6 @@
 
 #![allow(dead_code)]
 
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -61,7 +60,10 @@ impl TestContext {
 pub fn shared_corpus() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     manifest.ancestors().skip(1).map(|dir| dir.join("shared/corpus")).find(|p| p.is_dir()).unwrap_or_else(|| {
-        panic!("shared/corpus not found beside {} or its parents: clone the repository beside shared/", manifest.display())
+        panic!(
+            "shared/corpus not found beside {} or its parents: clone the repository beside shared/",
+            manifest.display()
+        )
     })
 }
 

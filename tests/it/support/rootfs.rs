@@ -24,8 +24,8 @@ pub fn busybox_rootfs(dir: &Path) {
     std::fs::write(dir.join("etc/group"), "root:x:0:\nuser:x:1000:\n").unwrap();
     std::fs::set_permissions(dir.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
     std::fs::write(dir.join("home/user/notes.txt"), "hello\n").unwrap();
-    rustix::fs::chown(&dir.join("home/user/notes.txt"), Some(uid(1000)), Some(gid(1000))).unwrap();
-    rustix::fs::chown(&dir.join("home/user"), Some(uid(1000)), Some(gid(1000))).unwrap();
+    rustix::fs::chown(dir.join("home/user/notes.txt"), Some(uid(1000)), Some(gid(1000))).unwrap();
+    rustix::fs::chown(dir.join("home/user"), Some(uid(1000)), Some(gid(1000))).unwrap();
     std::fs::set_permissions(dir.join("home/user/notes.txt"), std::fs::Permissions::from_mode(0o640)).unwrap();
 }
 
