@@ -11,8 +11,10 @@
 //! Words stay raw: variable expansion is a later step of the builder. This module knows
 //! nothing about images, stages' contents or the filesystem.
 
+pub mod args;
 mod ast;
 mod error;
+pub mod expand;
 mod flags;
 mod heredoc;
 mod instruction;

@@ -1,3 +1,4 @@
 //! The one integration-test binary, split by feature.
 
 mod support;
+mod dockerfile_shell;
