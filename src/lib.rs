@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod context;
 pub mod dockerfile;
+pub mod graph;
 pub mod failpoint;
 pub mod layer;
 pub mod oci;
