@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
+mod check;
 mod info;
 
 use super::args::{Cli, Command, GlobalArgs};
@@ -16,6 +17,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Info(args) => info::info(&cli.global, &args),
+        Command::Check(args) => check::check(&args),
     }
 }
 
