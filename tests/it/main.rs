@@ -2,3 +2,4 @@
 
 mod support;
 mod dockerfile_shell;
+mod check;
