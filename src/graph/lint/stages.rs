@@ -58,15 +58,13 @@ pub(super) fn check(dockerfile: &Dockerfile, ignored: Option<&dyn Fn(&str) -> bo
                     }
                 }
                 Instruction::Env(env) => {
+                    legacy(&mut findings, "ENV", env.vars.iter().any(|kv| kv.legacy), env.span);
                     for kv in &env.vars {
-                        legacy(&mut findings, "ENV", kv.legacy, env.span);
                         secret(&mut findings, "ENV", &kv.key, env.span);
                     }
                 }
                 Instruction::Label(label) => {
-                    for kv in &label.labels {
-                        legacy(&mut findings, "LABEL", kv.legacy, label.span);
-                    }
+                    legacy(&mut findings, "LABEL", label.labels.iter().any(|kv| kv.legacy), label.span);
                 }
                 Instruction::Arg(arg) => {
                     for decl in &arg.args {
