@@ -30,7 +30,8 @@ fn bench(c: &mut Criterion) {
     let files = corpus();
     let bytes: u64 = files.iter().map(|f| f.len() as u64).sum();
     let mut group = c.benchmark_group("real-world");
-    for (unit, throughput) in [("files", Throughput::Elements(files.len() as u64)), ("bytes", Throughput::Bytes(bytes))] {
+    for (unit, throughput) in [("files", Throughput::Elements(files.len() as u64)), ("bytes", Throughput::Bytes(bytes))]
+    {
         group.throughput(throughput);
         group.bench_function(format!("parse/{unit}"), |b| {
             b.iter(|| files.iter().map(|f| parse(black_box(f)).is_ok() as usize).sum::<usize>())

@@ -171,15 +171,10 @@ pub(super) fn resolve_inputs(
 /// The `--from` words of one step with their kind.
 fn step_inputs(step: &Step) -> Vec<(String, Span, EdgeKind)> {
     match &step.instruction {
-        Instruction::Copy(copy) => {
-            copy.from.iter().map(|f| (f.clone(), step.span, EdgeKind::CopyFrom)).collect()
+        Instruction::Copy(copy) => copy.from.iter().map(|f| (f.clone(), step.span, EdgeKind::CopyFrom)).collect(),
+        Instruction::Run(run) => {
+            run.mounts.iter().filter_map(|m| m.from.clone()).map(|f| (f, step.span, EdgeKind::MountFrom)).collect()
         }
-        Instruction::Run(run) => run
-            .mounts
-            .iter()
-            .filter_map(|m| m.from.clone())
-            .map(|f| (f, step.span, EdgeKind::MountFrom))
-            .collect(),
         _ => Vec::new(),
     }
 }

@@ -164,12 +164,7 @@ pub struct GraphOptions {
 
 impl Default for GraphOptions {
     fn default() -> GraphOptions {
-        GraphOptions {
-            build_args: BTreeMap::new(),
-            target: None,
-            platform: "linux/amd64".to_owned(),
-            escape: '\\',
-        }
+        GraphOptions { build_args: BTreeMap::new(), target: None, platform: "linux/amd64".to_owned(), escape: '\\' }
     }
 }
 

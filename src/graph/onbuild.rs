@@ -51,10 +51,9 @@ impl BuildGraph {
                     continue;
                 };
                 let origin = StepOrigin::Onbuild { trigger: trigger.clone() };
-                match analyse_step(instruction, origin, span, &mut scope, self.escape) {
-                    Ok(step) => steps.push(step),
-                    Err((_, errs)) => errors.extend(errs),
-                }
+                let (step, errs) = analyse_step(instruction, origin, span, &mut scope, self.escape);
+                steps.push(step);
+                errors.extend(errs);
             }
         }
         if !errors.is_empty() {

@@ -55,26 +55,22 @@ pub(super) fn analyse_steps(
     let mut steps = Vec::with_capacity(commands.len());
     let mut errors = Vec::new();
     for instruction in commands {
-        let step = analyse_step(instruction.clone(), StepOrigin::Dockerfile, instruction.span(), scope, escape);
-        match step {
-            Ok(step) => steps.push(step),
-            Err((step, errs)) => {
-                steps.push(step);
-                errors.extend(errs);
-            }
-        }
+        let (step, errs) = analyse_step(instruction.clone(), StepOrigin::Dockerfile, instruction.span(), scope, escape);
+        steps.push(step);
+        errors.extend(errs);
     }
     (steps, errors)
 }
 
-/// One step: its lookups, and its effect on `scope` (`ARG`, `ENV`).
+/// One step: its lookups, its effect on `scope` (`ARG`, `ENV`), and the expansion errors
+/// found (the step is complete either way).
 pub(super) fn analyse_step(
     instruction: Instruction,
     origin: StepOrigin,
     span: Span,
     scope: &mut ArgScope,
     escape: char,
-) -> Result<Step, (Step, Vec<GraphError>)> {
+) -> (Step, Vec<GraphError>) {
     let mut l = Lookups::default();
     match &instruction {
         Instruction::Arg(arg) => {
@@ -156,11 +152,7 @@ pub(super) fn analyse_step(
         | Instruction::Maintainer(_)
         | Instruction::Onbuild(_) => {}
     }
-    let step = Step { instruction, span, origin, used: l.used, unset: l.unset };
-    if l.errors.is_empty() {
-        return Ok(step);
-    }
-    Err((step, l.errors))
+    (Step { instruction, span, origin, used: l.used, unset: l.unset }, l.errors)
 }
 
 /// Sources and destination of `COPY`/`ADD`: paths expand, heredoc bodies expand with quotes

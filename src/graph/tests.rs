@@ -41,8 +41,8 @@ fn bases_scratch_stage_and_image() {
 fn from_expands_global_args_and_build_args() {
     let src = "ARG BASE=debian\nARG TAG\nFROM $BASE:${TAG:-12}\n";
     assert_eq!(graph(src).stages[0].base, Base::Image("debian:12".into()));
-    let mut options = GraphOptions::default();
-    options.build_args = BTreeMap::from([("BASE".into(), "ubuntu".into()), ("TAG".into(), "24.04".into())]);
+    let build_args = BTreeMap::from([("BASE".into(), "ubuntu".into()), ("TAG".into(), "24.04".into())]);
+    let options = GraphOptions { build_args, ..GraphOptions::default() };
     assert_eq!(graph_with(src, &options).expect("graph").stages[0].base, Base::Image("ubuntu:24.04".into()));
 }
 
@@ -85,8 +85,7 @@ fn run_mount_from_is_an_edge() {
 #[test]
 fn target_prunes_unused_stages() {
     let src = "FROM alpine AS a\nFROM alpine AS b\nFROM a AS c\nFROM scratch AS d\nCOPY --from=b /x /x\n";
-    let mut options = GraphOptions::default();
-    options.target = Some("C".into());
+    let options = GraphOptions { target: Some("C".into()), ..GraphOptions::default() };
     let g = graph_with(src, &options).expect("graph");
     assert_eq!(g.target, StageId(2));
     assert_eq!(g.needed(), ids(&[0, 2]));
@@ -97,8 +96,7 @@ fn target_prunes_unused_stages() {
 
 #[test]
 fn unknown_target_lists_the_stages() {
-    let mut options = GraphOptions::default();
-    options.target = Some("prod".into());
+    let options = GraphOptions { target: Some("prod".into()), ..GraphOptions::default() };
     assert_eq!(
         errors("FROM alpine AS build\nFROM alpine AS test\n", &options),
         vec![r#"target stage "prod" could not be found; stages are: build, test"#]
@@ -138,7 +136,8 @@ fn blank_base_is_an_error() {
 
 #[test]
 fn steps_record_the_variables_they_use() {
-    let src = "FROM alpine\nARG VERSION=1\nENV DIR=/opt/$VERSION\nWORKDIR $DIR\nCOPY $MISSING /x\nRUN echo\nCMD $IGNORED\n";
+    let src =
+        "FROM alpine\nARG VERSION=1\nENV DIR=/opt/$VERSION\nWORKDIR $DIR\nCOPY $MISSING /x\nRUN echo\nCMD $IGNORED\n";
     let g = graph(src);
     let steps = &g.stages[0].instructions;
     let used = |i: usize| steps[i].used.iter().cloned().collect::<Vec<_>>();

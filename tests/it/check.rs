@@ -112,10 +112,24 @@ fn file_and_context_arguments() {
     let fixture = fixtures().join("CopyIgnoredFile");
     let ctx = TestContext::new();
     let dockerfile = fixture.join("Dockerfile");
-    let out = ctx.run(&["check", "--format", "json", "-f", dockerfile.to_str().expect("utf-8"), fixture.to_str().expect("utf-8")]);
+    let out = ctx.run(&[
+        "check",
+        "--format",
+        "json",
+        "-f",
+        dockerfile.to_str().expect("utf-8"),
+        fixture.to_str().expect("utf-8"),
+    ]);
     assert_eq!(reported(&String::from_utf8_lossy(&out.stdout)), vec!["CopyIgnoredFile"]);
     // Without the context, the .dockerignore is not found: nothing to report.
-    let out = ctx.run(&["check", "--format", "json", "-f", dockerfile.to_str().expect("utf-8"), ctx.path().to_str().expect("utf-8")]);
+    let out = ctx.run(&[
+        "check",
+        "--format",
+        "json",
+        "-f",
+        dockerfile.to_str().expect("utf-8"),
+        ctx.path().to_str().expect("utf-8"),
+    ]);
     assert_eq!(reported(&String::from_utf8_lossy(&out.stdout)), Vec::<String>::new());
 }
 
@@ -145,7 +159,8 @@ exit: 1
 
 #[test]
 fn check_directive_skips_rules() {
-    let src = "# check=skip=JSONArgsRecommended,MaintainerDeprecated\nFROM alpine\nMAINTAINER me\nCMD run\nWORKDIR app\n";
+    let src =
+        "# check=skip=JSONArgsRecommended,MaintainerDeprecated\nFROM alpine\nMAINTAINER me\nCMD run\nWORKDIR app\n";
     let out = check_output(Some(src), &["--format", "json"]);
     assert!(out.starts_with("exit: 0\n"), "{out}");
     assert_eq!(reported(&out["exit: 0\n".len()..]), vec!["WorkdirRelativePath"]);

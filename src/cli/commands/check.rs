@@ -46,7 +46,9 @@ pub fn check(args: &CheckArgs) -> Result<u8> {
     let mut dockerfile: Option<Dockerfile> = None;
     let mut graph: Option<BuildGraph> = None;
     match parse(&src) {
-        Err(diagnostics) => entries.extend(diagnostics.0.iter().map(|e| error_entry("parse", e.to_string(), Some(e.span())))),
+        Err(diagnostics) => {
+            entries.extend(diagnostics.0.iter().map(|e| error_entry("parse", e.to_string(), Some(e.span()))))
+        }
         Ok(parsed) => {
             match lower(&parsed) {
                 Err(diagnostics) => {

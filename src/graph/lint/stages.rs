@@ -53,7 +53,9 @@ pub(super) fn check(dockerfile: &Dockerfile, ignored: Option<&dyn Fn(&str) -> bo
                         findings.push(Finding::new(
                             Rule::WorkdirRelativePath,
                             w.span,
-                            format!("relative workdir \"{path}\" can have unexpected results if the base image changes"),
+                            format!(
+                                "relative workdir \"{path}\" can have unexpected results if the base image changes"
+                            ),
                         ));
                     }
                 }

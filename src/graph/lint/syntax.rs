@@ -60,11 +60,9 @@ pub(super) fn check(ast: &Ast) -> Vec<Finding> {
     }
     for warning in &ast.warnings {
         match &warning.kind {
-            WarningKind::EmptyContinuationLine { .. } => findings.push(Finding::new(
-                Rule::NoEmptyContinuation,
-                warning.span,
-                "empty continuation line",
-            )),
+            WarningKind::EmptyContinuationLine { .. } => {
+                findings.push(Finding::new(Rule::NoEmptyContinuation, warning.span, "empty continuation line"))
+            }
         }
     }
     findings

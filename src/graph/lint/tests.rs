@@ -15,7 +15,13 @@ fn run(src: &str, ignored: Option<&dyn Fn(&str) -> bool>) -> Vec<(&'static str, 
     let options = GraphOptions { escape: ast.escape, ..GraphOptions::default() };
     let graph = dockerfile.as_ref().and_then(|d| build(d, &options).ok());
     let build_args = BTreeMap::new();
-    let input = LintInput { ast: &ast, dockerfile: dockerfile.as_ref(), graph: graph.as_ref(), build_args: &build_args, ignored };
+    let input = LintInput {
+        ast: &ast,
+        dockerfile: dockerfile.as_ref(),
+        graph: graph.as_ref(),
+        build_args: &build_args,
+        ignored,
+    };
     lint(&input, &CheckConfig::from_ast(&ast))
         .into_iter()
         .map(|f| (f.rule.name(), f.span.start_line, f.message))
@@ -65,7 +71,11 @@ fn copy_ignored_file() {
         found,
         vec![
             ("CopyIgnoredFile", 2, "attempting to copy file \"secret.txt\" that is excluded by .dockerignore".into()),
-            ("CopyIgnoredFile", 3, "attempting to add file \"node_modules/x\" that is excluded by .dockerignore".into()),
+            (
+                "CopyIgnoredFile",
+                3,
+                "attempting to add file \"node_modules/x\" that is excluded by .dockerignore".into()
+            ),
         ]
     );
 }
@@ -85,7 +95,10 @@ fn casing_follows_the_majority() {
 #[test]
 fn undefined_var_suggests_and_respects_declarations() {
     let found = run("FROM alpine\nARG VERSION\nENV V=$VERSION\nENV W=$VERSOIN\nENV X=$PATH:/bin\n", None);
-    assert_eq!(found, vec![("UndefinedVar", 4, "usage of undefined variable '$VERSOIN' (did you mean $VERSION?)".into())]);
+    assert_eq!(
+        found,
+        vec![("UndefinedVar", 4, "usage of undefined variable '$VERSOIN' (did you mean $VERSION?)".into())]
+    );
     // From scratch nothing is known to define PATH.
     assert_eq!(rules("FROM scratch\nENV X=$PATH\n"), vec!["UndefinedVar"]);
 }
@@ -95,7 +108,10 @@ fn from_args() {
     assert_eq!(rules("ARG TAG\nFROM alpine:${TAG:-3}\n"), Vec::<&str>::new());
     assert_eq!(rules("ARG VARIANT\nFROM busybox:stable${VARIANT}\n"), Vec::<&str>::new());
     assert_eq!(rules("FROM --platform=$BUILDPLATFORM alpine\n"), Vec::<&str>::new());
-    assert_eq!(run("FROM --platform=$BUILDPLATFROM alpine\n", None)[0].2, "FROM argument 'BUILDPLATFROM' is not declared (did you mean BUILDPLATFORM?)");
+    assert_eq!(
+        run("FROM --platform=$BUILDPLATFROM alpine\n", None)[0].2,
+        "FROM argument 'BUILDPLATFROM' is not declared (did you mean BUILDPLATFORM?)"
+    );
 }
 
 #[test]
