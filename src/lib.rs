@@ -8,6 +8,7 @@ pub mod cli;
 pub mod context;
 pub mod dockerfile;
 pub mod failpoint;
+pub mod graph;
 pub mod image;
 pub mod layer;
 pub mod oci;

@@ -47,6 +47,8 @@ pub enum Command {
     /// Check the store for corrupt, missing and orphaned blobs, temp residue and bad permissions
     #[command(after_help = FSCK_EXIT_HELP)]
     Fsck(FsckArgs),
+    /// Parse a Dockerfile, resolve its stages and run the lint rules
+    Check(CheckArgs),
 }
 
 #[derive(Debug, Args)]
@@ -79,6 +81,43 @@ pub struct FsckArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The Dockerfile (default: CONTEXT/Dockerfile)
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// A build-time variable; `KEY` alone takes the value from the environment
+    #[arg(long = "build-arg", value_name = "KEY=VALUE", value_parser = parse_build_arg)]
+    pub build_args: Vec<(String, Option<String>)>,
+    /// The stage to build (default: the last one)
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+    pub format: CheckFormat,
+    /// The build context directory
+    #[arg(default_value = ".", value_name = "CONTEXT")]
+    pub context: PathBuf,
+}
+
+/// Output format of `check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckFormat {
+    Text,
+    Json,
+}
+
+fn parse_build_arg(value: &str) -> Result<(String, Option<String>), String> {
+    let (key, val) = match value.split_once('=') {
+        Some((k, v)) => (k, Some(v.to_owned())),
+        None => (value, None),
+    };
+    if key.is_empty() {
+        return Err(format!("invalid build-arg {value:?}: the name is empty"));
+    }
+    Ok((key.to_owned(), val))
 }
 
 #[derive(Debug, Args)]

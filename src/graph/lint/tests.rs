@@ -1,0 +1,134 @@
+//! Unit tests of the lint rules: one positive and one negative case per rule, the `check=`
+//! directive.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::dockerfile::{lower, parse};
+use crate::graph::{GraphOptions, build};
+
+/// Runs every rule on `src`; returns `(rule, line, message)`.
+#[track_caller]
+fn run(src: &str, ignored: Option<&dyn Fn(&str) -> bool>) -> Vec<(&'static str, u32, String)> {
+    let ast = parse(src).expect("parses");
+    let dockerfile = lower(&ast).ok();
+    let options = GraphOptions { escape: ast.escape, ..GraphOptions::default() };
+    let graph = dockerfile.as_ref().and_then(|d| build(d, &options).ok());
+    let build_args = BTreeMap::new();
+    let input = LintInput {
+        ast: &ast,
+        dockerfile: dockerfile.as_ref(),
+        graph: graph.as_ref(),
+        build_args: &build_args,
+        ignored,
+    };
+    lint(&input, &CheckConfig::from_ast(&ast))
+        .into_iter()
+        .map(|f| (f.rule.name(), f.span.start_line, f.message))
+        .collect()
+}
+
+#[track_caller]
+fn rules(src: &str) -> Vec<&'static str> {
+    run(src, None).into_iter().map(|(r, _, _)| r).collect()
+}
+
+#[test]
+fn clean_file_has_no_findings() {
+    let src = "ARG TAG=3.20\nFROM alpine:${TAG} AS build\nWORKDIR /src\nENV A=1\nCOPY . .\nRUN make\nFROM scratch\nCOPY --from=build /src/out /out\nCMD [\"/out\"]\n";
+    assert_eq!(run(src, None), vec![]);
+}
+
+#[test]
+fn each_rule_fires() {
+    let cases: [(&str, &str); 14] = [
+        ("JSONArgsRecommended", "FROM alpine\nCMD echo hi\n"),
+        ("StageNameCasing", "FROM alpine AS Build\n"),
+        ("FromAsCasing", "FROM alpine as build\n"),
+        ("UndefinedVar", "FROM alpine\nENV A=$NOPE\n"),
+        ("UndefinedArgInFrom", "FROM alpine:$TAG\n"),
+        ("DuplicateStageName", "FROM alpine AS a\nFROM alpine AS a\n"),
+        ("MaintainerDeprecated", "FROM alpine\nMAINTAINER me\n"),
+        ("WorkdirRelativePath", "FROM alpine\nWORKDIR app\n"),
+        ("ConsistentInstructionCasing", "FROM alpine\nRUN a\nrun b\n"),
+        ("SecretsUsedInArgOrEnv", "FROM alpine\nARG GITHUB_TOKEN\n"),
+        ("InvalidDefaultArgInFrom", "ARG TAG\nFROM busybox:${TAG}\n"),
+        ("MultipleInstructionsDisallowed", "FROM alpine\nCMD [\"a\"]\nCMD [\"b\"]\n"),
+        ("LegacyKeyValueFormat", "FROM alpine\nENV A 1\n"),
+        ("NoEmptyContinuation", "FROM alpine\nRUN a \\\n\n  b\n"),
+    ];
+    for (rule, src) in cases {
+        assert_eq!(rules(src), vec![rule], "{src:?}");
+    }
+}
+
+#[test]
+fn copy_ignored_file() {
+    let ignored = |p: &str| p == "secret.txt" || p.starts_with("node_modules");
+    let src = "FROM alpine\nCOPY ./secret.txt app.js /app/\nADD node_modules/x /x\nCOPY --from=alpine secret.txt /s\n";
+    let found = run(src, Some(&ignored));
+    assert_eq!(
+        found,
+        vec![
+            ("CopyIgnoredFile", 2, "attempting to copy file \"secret.txt\" that is excluded by .dockerignore".into()),
+            (
+                "CopyIgnoredFile",
+                3,
+                "attempting to add file \"node_modules/x\" that is excluded by .dockerignore".into()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn casing_follows_the_majority() {
+    let found = run("from alpine\nrun a\nRUN b\nEntryPoint [\"x\"]\n", None);
+    assert_eq!(
+        found.iter().map(|(_, l, m)| (*l, m.as_str())).collect::<Vec<_>>(),
+        vec![
+            (3, "command 'RUN' should match the case of the command majority (lowercase)"),
+            (4, "command 'EntryPoint' should be consistently cased"),
+        ]
+    );
+}
+
+#[test]
+fn undefined_var_suggests_and_respects_declarations() {
+    let found = run("FROM alpine\nARG VERSION\nENV V=$VERSION\nENV W=$VERSOIN\nENV X=$PATH:/bin\n", None);
+    assert_eq!(
+        found,
+        vec![("UndefinedVar", 4, "usage of undefined variable '$VERSOIN' (did you mean $VERSION?)".into())]
+    );
+    // From scratch nothing is known to define PATH.
+    assert_eq!(rules("FROM scratch\nENV X=$PATH\n"), vec!["UndefinedVar"]);
+}
+
+#[test]
+fn from_args() {
+    assert_eq!(rules("ARG TAG\nFROM alpine:${TAG:-3}\n"), Vec::<&str>::new());
+    assert_eq!(rules("ARG VARIANT\nFROM busybox:stable${VARIANT}\n"), Vec::<&str>::new());
+    assert_eq!(rules("FROM --platform=$BUILDPLATFORM alpine\n"), Vec::<&str>::new());
+    assert_eq!(
+        run("FROM --platform=$BUILDPLATFROM alpine\n", None)[0].2,
+        "FROM argument 'BUILDPLATFROM' is not declared (did you mean BUILDPLATFORM?)"
+    );
+}
+
+#[test]
+fn negatives() {
+    assert!(rules("FROM alpine\nSHELL [\"/bin/bash\", \"-c\"]\nCMD echo hi\n").is_empty(), "SHELL set");
+    assert!(rules("FROM alpine AS base\nWORKDIR /app\nFROM base\nWORKDIR sub\n").is_empty(), "inherited workdir");
+    assert!(rules("FROM alpine\nARG PUBLIC_KEY\nENV KEYBOARD=us\n").is_empty(), "public key, keyboard");
+    assert!(rules("FROM alpine\nCMD [\"a\"]\nFROM alpine\nCMD [\"b\"]\n").is_empty(), "one CMD per stage");
+}
+
+#[test]
+fn check_directive() {
+    let config = CheckConfig::parse("skip=JSONArgsRecommended, stagenamecasing;error=true");
+    assert!(config.error);
+    assert!(!config.enabled(Rule::JsonArgsRecommended));
+    assert!(!config.enabled(Rule::StageNameCasing));
+    assert!(config.enabled(Rule::UndefinedVar));
+    assert!(!CheckConfig::parse("skip=all").enabled(Rule::UndefinedVar));
+    assert!(rules("# check=skip=JSONArgsRecommended\nFROM alpine\nCMD echo\n").is_empty());
+}
