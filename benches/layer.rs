@@ -1,15 +1,21 @@
-//! Layer throughput: tar of a generated tree, gzip and zstd compression, sha256.
+//! Layer throughput: tar of a generated tree, gzip and zstd compression, sha256, and ingest of
+//! the tar into a store (hash + write + fsync + rename).
 //!
-//! Tree size: `SLIPWAY_BENCH_TREE_MB` (default 64). Run quickly with
+//! Tree size: `SLIPWAY_BENCH_TREE_MB` (default 64). With `SLIPWAY_BENCH_TREE_DIR` set the tree
+//! is generated there (once) and kept, so `scripts/bench-layer` can run `sha256sum`,
+//! `tar | pigz` and `tar | zstd -T0` on the same data. Run quickly with
 //! `cargo bench --bench layer -- --quick`.
 
 use std::fs;
 use std::hint::black_box;
 use std::path::Path;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use std::io::Write;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use slipway::layer::{Compression, WriteOptions, compress, write_dir};
 use slipway::oci::Digest;
+use slipway::store::Store;
 
 fn tree_mb() -> usize {
     std::env::var("SLIPWAY_BENCH_TREE_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(64)
@@ -41,19 +47,42 @@ fn generate(root: &Path, total: usize) {
 }
 
 fn benches(c: &mut Criterion) {
-    let dir = tempfile::tempdir().unwrap();
-    generate(dir.path(), tree_mb() << 20);
-    let (tar, _, len) = write_dir(dir.path(), &WriteOptions::default(), Vec::new()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = match std::env::var_os("SLIPWAY_BENCH_TREE_DIR") {
+        Some(d) => std::path::PathBuf::from(d),
+        None => tmp.path().to_path_buf(),
+    };
+    fs::create_dir_all(&root).unwrap();
+    if fs::read_dir(&root).unwrap().next().is_none() {
+        generate(&root, tree_mb() << 20);
+    }
+    let dir = &root;
+    let (tar, _, len) = write_dir(dir, &WriteOptions::default(), Vec::new()).unwrap();
 
     let mut g = c.benchmark_group("layer");
     g.sample_size(10);
     g.throughput(Throughput::Bytes(len));
     g.bench_function("tar_write_dir", |b| {
-        b.iter(|| write_dir(dir.path(), &WriteOptions::default(), std::io::sink()).unwrap())
+        b.iter(|| write_dir(dir, &WriteOptions::default(), std::io::sink()).unwrap())
     });
     g.bench_function("gzip", |b| b.iter(|| compress(&tar[..], Compression::Gzip, std::io::sink()).unwrap()));
     g.bench_function("zstd", |b| b.iter(|| compress(&tar[..], Compression::Zstd, std::io::sink()).unwrap()));
     g.bench_function("sha256", |b| b.iter(|| Digest::of(black_box(&tar))));
+    g.bench_function("ingest_sha256", |b| {
+        b.iter_batched(
+            || {
+                let store_dir = tempfile::tempdir_in(tmp.path()).unwrap();
+                let store = Store::open(&store_dir.path().join("root")).unwrap();
+                (store_dir, store)
+            },
+            |(_store_dir, store)| {
+                let mut ingest = store.ingest().unwrap();
+                ingest.write_all(&tar).unwrap();
+                ingest.commit(None, None).unwrap()
+            },
+            BatchSize::PerIteration,
+        )
+    });
     g.finish();
 }
 
