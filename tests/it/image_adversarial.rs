@@ -1,13 +1,14 @@
 //! Hostile input through the commands users run: malicious root filesystem archives through
-//! `import` (catalogue C1, C3, C8 — the rest of C1–C10 is exercised on `layer::apply` itself in
-//! `layer_adversarial`, the same code `import` runs), and tampered archives through `load`
+//! `import` (catalogue C1, C3–C8, C10 — every case is also exercised on `layer::apply` itself in
+//! `layer_adversarial`, the same code `import` runs, with a lower layer where the case needs
+//! one: C2 and C9), and tampered archives through `load`
 //! (C12: bytes that do not match their digest or diff id; C14: malformed digests).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use crate::support::TestContext;
-use crate::support::rawtar::RawTar;
+use crate::support::rawtar::{Hdr, RawTar};
 
 /// A canary directory outside every rootfs, with one file.
 fn canary(ctx: &TestContext) -> std::path::PathBuf {
@@ -83,6 +84,69 @@ fn c8_invalid_whiteouts_through_import_are_rejected() {
         assert!(!out.status.success(), "{name} was accepted");
         assert_eq!(ctx.run(&["inspect", "hostile:1"]).status.code(), Some(2));
     }
+}
+
+#[test]
+fn c4_directory_over_a_symlink_never_chmods_the_target_through_import() {
+    let ctx = TestContext::new();
+    let canary = canary(&ctx);
+    let mut h = Hdr::new(b"foo/", b'5');
+    h.mode = 0o777;
+    let mut tar = RawTar::new();
+    tar.symlink("foo", canary.to_str().unwrap()).raw(&h, &[]);
+    let _ = import_tar(&ctx, &tar.end());
+    assert_canary_intact(&canary);
+    assert_eq!(std::fs::metadata(&canary).unwrap().mode() & 0o7777, 0o755, "the canary directory was chmodded");
+}
+
+#[test]
+fn c5_dotdot_symlink_parents_never_reach_outside_through_import() {
+    let ctx = TestContext::new();
+    let canary = canary(&ctx);
+    let tar = RawTar::new().symlink("s", "..").file("s/exploit/foo/bar", b"x").end();
+    let _ = import_tar(&ctx, &tar);
+    assert_canary_intact(&canary);
+    for dir in [ctx.path(), &ctx.root(), &ctx.root().join("ingest")] {
+        assert!(!dir.join("exploit").exists(), "exploit/ created in {}", dir.display());
+    }
+}
+
+#[test]
+fn c6_duplicate_paths_never_write_through_an_earlier_symlink_through_import() {
+    let ctx = TestContext::new();
+    let canary = canary(&ctx);
+    let target = canary.join("file");
+    let tar = RawTar::new().symlink("x", target.to_str().unwrap()).file("x", b"overwritten?").end();
+    let out = import_tar(&ctx, &tar);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_canary_intact(&canary);
+}
+
+#[test]
+fn c7_desynchronised_pax_headers_are_rejected_through_import() {
+    let ctx = TestContext::new();
+    let mut tar = RawTar::new();
+    tar.pax(b'x', &[("size", b"0")]);
+    let mut h = Hdr::new(b"file_a", b'0');
+    h.size = 512;
+    tar.raw(&h, &[b'A'; 512]);
+    let out = import_tar(&ctx, &tar.end());
+    assert!(!out.status.success(), "a ustar/PAX size conflict was accepted");
+    assert_eq!(ctx.run(&["inspect", "hostile:1"]).status.code(), Some(2));
+}
+
+#[test]
+fn c10_an_entry_claiming_100_gib_is_refused_through_import_from_its_header() {
+    let ctx = TestContext::new();
+    let mut h = Hdr::new(b"huge", b'0');
+    h.size = 100 << 30;
+    let mut tar = RawTar::new();
+    tar.bytes.extend_from_slice(&h.encode());
+    let out = import_tar(&ctx, &tar.bytes);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exceeds"), "{}", String::from_utf8_lossy(&out.stderr));
+    let fsck = ctx.run(&["fsck", "--strict"]);
+    assert!(fsck.status.success(), "{}", String::from_utf8_lossy(&fsck.stdout));
 }
 
 /// A saved OCI layout of a one-file image, and its manifest as JSON.
