@@ -14,6 +14,7 @@
 
 mod args;
 mod commands;
+pub mod progress;
 mod report;
 
 use std::process::ExitCode;
