@@ -9,8 +9,9 @@ use super::open_store;
 use crate::cli::args::{CompressionArg, GlobalArgs, LoadArgs, SaveArgs, SaveFormatArg};
 use crate::image::{self, LoadInput, SaveFormat, SaveOptions, SaveTarget};
 use crate::oci::LayerCompression;
+use crate::progress::Reporter;
 
-pub fn save(global: &GlobalArgs, args: &SaveArgs) -> Result<u8> {
+pub fn save(global: &GlobalArgs, args: &SaveArgs, progress: &Reporter) -> Result<u8> {
     let store = open_store(global)?;
     let format = match args.format {
         SaveFormatArg::OciDir => SaveFormat::OciDir,
@@ -23,7 +24,7 @@ pub fn save(global: &GlobalArgs, args: &SaveArgs) -> Result<u8> {
         CompressionArg::Uncompressed => LayerCompression::None,
     };
     let mtime = std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
-    let opts = SaveOptions { format, compression, mtime };
+    let opts = SaveOptions { format, compression, mtime, progress: progress.clone() };
     match (format, args.output.as_str()) {
         (SaveFormat::OciDir, "-") => bail!("--format oci-dir writes a directory: give -o DIR"),
         (SaveFormat::OciDir, dir) => {
@@ -58,7 +59,7 @@ fn save_file(store: &crate::store::Store, images: &[String], opts: &SaveOptions,
     Ok(())
 }
 
-pub fn load(global: &GlobalArgs, args: &LoadArgs) -> Result<u8> {
+pub fn load(global: &GlobalArgs, args: &LoadArgs, progress: &Reporter) -> Result<u8> {
     let store = open_store(global)?;
     let input = if args.input == "-" {
         if std::io::stdin().is_terminal() {
@@ -75,7 +76,7 @@ pub fn load(global: &GlobalArgs, args: &LoadArgs) -> Result<u8> {
             LoadInput::Stream(Box::new(std::io::BufReader::new(file)))
         }
     };
-    let report = image::load(&store, input).with_context(|| format!("loading {}", args.input))?;
+    let report = image::load(&store, input, progress).with_context(|| format!("loading {}", args.input))?;
     for loaded in &report.images {
         if args.quiet {
             println!("{}", loaded.id);
