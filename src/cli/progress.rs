@@ -280,6 +280,13 @@ impl Tty {
         ProgressStyle::with_template(template).expect("the templates are valid").progress_chars("=> ")
     }
 
+    /// Prints a finished line above the live ones (which are redrawn below it).
+    fn print(&self, line: &str) {
+        if !self.multi.is_hidden() {
+            self.multi.suspend(|| eprintln!("{line}"));
+        }
+    }
+
     /// Number of tasks with a live line, for tests.
     pub fn running(&self) -> usize {
         self.tasks.lock().unwrap_or_else(|p| p.into_inner()).len()
@@ -292,27 +299,28 @@ impl Sink for Tty {
         let id = event.id();
         match event {
             Event::TaskStarted { name, .. } => {
-                let bar = self.multi.add(ProgressBar::no_length());
-                bar.set_style(Tty::style("{spinner} #{prefix} {wide_msg} {elapsed:>4}"));
-                bar.set_prefix(id.to_string());
-                bar.set_message(name.clone());
+                let bar = ProgressBar::no_length()
+                    .with_style(Tty::style("{spinner} #{prefix} {wide_msg} {elapsed:>4}"))
+                    .with_prefix(id.to_string())
+                    .with_message(name.clone());
+                let bar = self.multi.add(bar);
                 bar.enable_steady_tick(Duration::from_millis(100));
                 tasks.insert(id, TtyTask { bar, name: name.clone() });
             }
             Event::TaskProgress { current, total, unit, .. } => {
                 if let Some(task) = tasks.get(&id) {
                     let counts = match unit {
-                        Unit::Bytes => "{bytes}/{total_bytes}",
+                        Unit::Bytes => "{decimal_bytes}/{decimal_total_bytes}",
                         Unit::Items => "{pos}/{len}",
                     };
                     let template = match total {
                         Some(t) => {
                             task.bar.set_length(*t);
-                            format!("{{spinner}} #{{prefix}} {{msg}} [{{bar:25}}] {counts} {{elapsed:>4}}")
+                            format!("{{spinner}} #{{prefix}} {{wide_msg}} [{{bar:25}}] {counts} {{elapsed:>4}}")
                         }
                         None => {
-                            let counts = if *unit == Unit::Bytes { "{bytes}" } else { "{pos}" };
-                            format!("{{spinner}} #{{prefix}} {{msg}} {counts} {{elapsed:>4}}")
+                            let counts = if *unit == Unit::Bytes { "{decimal_bytes}" } else { "{pos}" };
+                            format!("{{spinner}} #{{prefix}} {{wide_msg}} {counts} {{elapsed:>4}}")
                         }
                     };
                     task.bar.set_style(Tty::style(&template));
@@ -320,7 +328,7 @@ impl Sink for Tty {
                 }
             }
             Event::TaskLog { line, .. } => {
-                let _ = self.multi.println(format!("#{id} {line}"));
+                self.print(&format!("#{id} {line}"));
             }
             Event::TaskCache { status, .. } => {
                 if let Some(task) = tasks.get(&id) {
@@ -339,7 +347,7 @@ impl Sink for Tty {
                         Event::TaskFailed { error, .. } => format!("#{id} {} ERROR: {error}", task.name),
                         _ => format!("#{id} {} DONE {}", task.name, secs(*duration)),
                     };
-                    let _ = self.multi.println(line);
+                    self.print(&line);
                 }
             }
         }
