@@ -179,3 +179,42 @@ fn an_unknown_mode_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("fancy"), "{}", describe(&out));
 }
+
+#[test]
+fn rawjson_reports_a_failed_task_before_the_error() {
+    let (ctx, rootfs) = with_rootfs();
+    ctx.ok(&["--progress", "quiet", "import", &rootfs, "example/busybox:1"]);
+    let layout = ctx.path().join("layout");
+    ctx.ok(&[
+        "--progress",
+        "quiet",
+        "save",
+        "example/busybox:1",
+        "--format",
+        "oci-dir",
+        "-o",
+        layout.to_str().unwrap(),
+    ]);
+    // Truncate the layer blob: its ingest must fail the digest check.
+    let layer = layer_size(&ctx, "example/busybox:1");
+    let blobs = layout.join("blobs/sha256");
+    let victim = std::fs::read_dir(&blobs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| std::fs::metadata(p).unwrap().len() > 10_000)
+        .expect("the layer blob");
+    assert!(layer > 10_000);
+    std::fs::write(&victim, b"not the layer").unwrap();
+
+    let other = TestContext::new();
+    let out = other.run(&["--progress", "rawjson", "load", "-i", layout.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let err = stderr(&out);
+    let (json, report): (Vec<&str>, Vec<&str>) = err.lines().partition(|l| l.starts_with('{'));
+    assert!(report.first().is_some_and(|l| l.starts_with("error: ")), "{err}");
+    let events: Vec<Value> = json.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let failed = events.iter().find(|e| e["type"] == "task_failed").unwrap_or_else(|| panic!("{err}"));
+    assert!(failed["error"].as_str().is_some_and(|e| !e.is_empty()), "{failed}");
+    let started = events.iter().find(|e| e["type"] == "task_started" && e["id"] == failed["id"]).unwrap();
+    assert!(started["name"].as_str().unwrap().starts_with("ingest blobs/sha256/"), "{started}");
+}
