@@ -40,8 +40,6 @@ pub struct SaveOptions {
     pub compression: LayerCompression,
     /// Tar header mtime of archive entries.
     pub mtime: u64,
-    /// Where each blob copied or compressed is reported.
-    pub progress: Reporter,
 }
 
 /// Where `save` writes.
@@ -58,8 +56,15 @@ struct DockerManifestEntry {
     layers: Vec<String>,
 }
 
-/// Writes the images named by `specs` (names or ids) to `target`.
-pub fn save(store: &Store, specs: &[String], opts: &SaveOptions, target: SaveTarget) -> Result<(), ImageError> {
+/// Writes the images named by `specs` (names or ids) to `target`; each layer compressed and each
+/// blob copied is a task reported to `progress`.
+pub fn save(
+    store: &Store,
+    specs: &[String],
+    opts: &SaveOptions,
+    target: SaveTarget,
+    progress: &Reporter,
+) -> Result<(), ImageError> {
     let lease = store.lease("save")?;
     let mut images = Vec::new();
     for spec in specs {
@@ -93,7 +98,7 @@ pub fn save(store: &Store, specs: &[String], opts: &SaveOptions, target: SaveTar
     let mut index = ImageIndex::new();
     let mut docker_manifest = Vec::new();
     for (image, names) in &images {
-        let (manifest_descriptor, layers) = write_image(store, &mut *sink, image, compression, &lease, &opts.progress)?;
+        let (manifest_descriptor, layers) = write_image(store, &mut *sink, image, compression, &lease, progress)?;
         if names.is_empty() {
             index.manifests.push(manifest_descriptor.clone());
         }

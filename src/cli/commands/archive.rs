@@ -24,11 +24,11 @@ pub fn save(global: &GlobalArgs, args: &SaveArgs, progress: &Reporter) -> Result
         CompressionArg::Uncompressed => LayerCompression::None,
     };
     let mtime = std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
-    let opts = SaveOptions { format, compression, mtime, progress: progress.clone() };
+    let opts = SaveOptions { format, compression, mtime };
     match (format, args.output.as_str()) {
         (SaveFormat::OciDir, "-") => bail!("--format oci-dir writes a directory: give -o DIR"),
         (SaveFormat::OciDir, dir) => {
-            image::save(&store, &args.images, &opts, SaveTarget::Dir(PathBuf::from(dir)))
+            image::save(&store, &args.images, &opts, SaveTarget::Dir(PathBuf::from(dir)), progress)
                 .with_context(|| format!("saving to {dir}"))?;
         }
         (_, "-") => {
@@ -36,23 +36,29 @@ pub fn save(global: &GlobalArgs, args: &SaveArgs, progress: &Reporter) -> Result
                 bail!("refusing to write an archive to a terminal: use -o FILE or a pipe");
             }
             let out = std::io::BufWriter::new(std::io::stdout().lock());
-            image::save(&store, &args.images, &opts, SaveTarget::Stream(Box::new(out)))?;
+            image::save(&store, &args.images, &opts, SaveTarget::Stream(Box::new(out)), progress)?;
         }
-        (_, file) => save_file(&store, &args.images, &opts, Path::new(file))?,
+        (_, file) => save_file(&store, &args.images, &opts, Path::new(file), progress)?,
     }
     Ok(0)
 }
 
 /// Writes an archive to a temporary file beside `path` and renames it into place, so a failed
 /// save never leaves a partial archive under the requested name.
-fn save_file(store: &crate::store::Store, images: &[String], opts: &SaveOptions, path: &Path) -> Result<()> {
+fn save_file(
+    store: &crate::store::Store,
+    images: &[String],
+    opts: &SaveOptions,
+    path: &Path,
+    progress: &Reporter,
+) -> Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
     let tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
     let writer = std::io::BufWriter::new(tmp.reopen().with_context(|| format!("cannot write {}", path.display()))?);
-    image::save(store, images, opts, SaveTarget::Stream(Box::new(writer)))
+    image::save(store, images, opts, SaveTarget::Stream(Box::new(writer)), progress)
         .with_context(|| format!("saving to {}", path.display()))?;
     tmp.as_file().sync_all().with_context(|| format!("cannot write {}", path.display()))?;
     tmp.persist(path).with_context(|| format!("cannot write {}", path.display()))?;
