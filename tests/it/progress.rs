@@ -218,3 +218,21 @@ fn rawjson_reports_a_failed_task_before_the_error() {
     let started = events.iter().find(|e| e["type"] == "task_started" && e["id"] == failed["id"]).unwrap();
     assert!(started["name"].as_str().unwrap().starts_with("ingest blobs/sha256/"), "{started}");
 }
+
+#[test]
+fn rawjson_import_of_a_tar_reports_the_unpack_then_the_layer() {
+    let (ctx, rootfs) = with_rootfs();
+    let tar = ctx.path().join("rootfs.tar");
+    let status = std::process::Command::new("tar").arg("-cf").arg(&tar).arg("-C").arg(&rootfs).arg(".").status();
+    assert!(status.expect("GNU tar").success());
+    let out = ctx.ok(&["--progress", "rawjson", "import", tar.to_str().unwrap(), "example/busybox:1"]);
+    let events = parse_events(&out);
+    let read = finished_task(&events, "unpack rootfs.tar").expect("unpack reported its bytes");
+    let tar_size = std::fs::metadata(&tar).unwrap().len();
+    // The reader stops at the end-of-archive blocks; GNU tar pads the file past them.
+    assert!(read > tar_size / 2 && read <= tar_size, "read {read} of {tar_size}");
+    assert_eq!(finished_task(&events, "write layer"), Some(layer_size(&ctx, "example/busybox:1")));
+    let order: Vec<&str> =
+        events.iter().filter(|e| e["type"] == "task_started").map(|e| e["name"].as_str().unwrap()).collect();
+    assert_eq!(order, ["unpack rootfs.tar", "write layer"]);
+}
