@@ -12,4 +12,5 @@ pub mod graph;
 pub mod image;
 pub mod layer;
 pub mod oci;
+pub mod progress;
 pub mod store;

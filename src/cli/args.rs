@@ -20,6 +20,19 @@ pub struct GlobalArgs {
     /// Store root (default: /var/lib/slipway as root, $XDG_DATA_HOME/slipway otherwise)
     #[arg(long, global = true, env = "SLIPWAY_ROOT", value_name = "DIR")]
     pub root: Option<PathBuf>,
+    /// Progress on stderr: auto = tty on a terminal when CI is unset, else plain; quiet = errors only
+    #[arg(long, global = true, value_enum, default_value_t = ProgressArg::Auto, value_name = "MODE")]
+    pub progress: ProgressArg,
+}
+
+/// `--progress` modes (rendered by `cli::progress`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressArg {
+    Auto,
+    Tty,
+    Plain,
+    Rawjson,
+    Quiet,
 }
 
 #[derive(Debug, Subcommand)]

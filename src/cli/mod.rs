@@ -1,6 +1,7 @@
 //! The command line: the ONLY module that prints or picks exit codes.
 //!
-//! Raw clap structs live in `args`; each subcommand is a function in `commands`. Library
+//! Raw clap structs live in `args`; each subcommand is a function in `commands`; `progress`
+//! renders the library's progress events as `--progress` asks. Library
 //! errors arrive as typed errors wrapped in `anyhow` with context; `report` renders them.
 //!
 //! Exit codes (documented in README.md):
@@ -14,6 +15,7 @@
 
 mod args;
 mod commands;
+pub mod progress;
 mod report;
 
 use std::process::ExitCode;

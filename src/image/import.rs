@@ -15,7 +15,8 @@ use crate::oci::{
     ContainerConfig, Descriptor, History, ImageConfig, ImageManifest, MediaType, Platform, Reference, RootFs,
     canonical, time,
 };
-use crate::store::Store;
+use crate::progress::{MeteredReader, MeteredWriter, Reporter, Unit};
+use crate::store::{Ingest, Store};
 
 /// Options of `import`.
 #[derive(Debug, Clone)]
@@ -39,21 +40,23 @@ pub fn import(
     source: ImportSource<'_>,
     name: &Reference,
     opts: &ImportOptions,
+    progress: &Reporter,
 ) -> Result<Image, ImageError> {
     let lease = store.lease("import")?;
     let write_opts = layer::WriteOptions { source_date_epoch: opts.source_date_epoch };
     let (ingest, label) = match source {
         ImportSource::Dir(dir) => {
             let label = dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned());
-            let (ingest, _, _) = layer::write_dir(dir, &write_opts, store.ingest()?)?;
-            (ingest, label)
+            (write_layer(store, dir, &write_opts, progress)?, label)
         }
         ImportSource::Tar(reader, label) => {
             let scratch = store.scratch_dir("import")?;
-            let plain = layer::decompress(reader)?;
-            layer::apply(plain, scratch.path(), &layer::ApplyOptions::default())?;
-            let (ingest, _, _) = layer::write_dir(scratch.path(), &write_opts, store.ingest()?)?;
-            (ingest, label)
+            let unpack = progress.start(|| format!("unpack {label}"));
+            let counted = MeteredReader::new(reader, unpack.meter(None, Unit::Bytes));
+            let applied = layer::decompress(Box::new(counted))
+                .and_then(|plain| layer::apply(plain, scratch.path(), &layer::ApplyOptions::default()));
+            unpack.finish(applied)?;
+            (write_layer(store, scratch.path(), &write_opts, progress)?, label)
         }
     };
     let (digest, size) = ingest.commit(None, Some(&lease))?;
@@ -87,4 +90,20 @@ pub fn import(
     let descriptor = Descriptor::new(MediaType::OciManifest, manifest_digest, manifest_bytes.len() as u64);
     store.set_tag(name, descriptor.clone())?;
     load_image(store, &descriptor, &opts.platform, vec![name.clone()])
+}
+
+/// Writes `dir` as a layer into a new ingest, reporting the layer's bytes as they are written.
+fn write_layer(
+    store: &Store,
+    dir: &Path,
+    opts: &layer::WriteOptions,
+    progress: &Reporter,
+) -> Result<Ingest, ImageError> {
+    let task = progress.start(|| "write layer".to_string());
+    let written = store.ingest().map_err(ImageError::from).and_then(|ingest| {
+        let out = MeteredWriter::new(ingest, task.meter(None, Unit::Bytes));
+        let (out, _, _) = layer::write_dir(dir, opts, out)?;
+        Ok(out.into_inner())
+    });
+    task.finish(written)
 }

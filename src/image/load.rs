@@ -20,6 +20,7 @@ use crate::oci::{
     ANNOTATION_REF_NAME, Descriptor, DiffId, Digest, ImageConfig, ImageIndex, ImageManifest, LayerCompression,
     MediaType, Platform, Reference, canonical,
 };
+use crate::progress::{MeteredReader, Reporter, Unit};
 use crate::store::{Lease, Store};
 
 use super::save::ANNOTATION_IMAGE_NAME;
@@ -89,22 +90,23 @@ fn clean(path: &str) -> Option<String> {
 }
 
 /// Loads every image of an archive stream or a layout directory.
-pub fn load(store: &Store, input: LoadInput) -> Result<LoadReport, ImageError> {
+/// Each blob ingested and each layer verified is a task reported to `progress`.
+pub fn load(store: &Store, input: LoadInput, progress: &Reporter) -> Result<LoadReport, ImageError> {
     let lease = store.lease("load")?;
     let mut collected = Collected::default();
     match input {
-        LoadInput::Dir(dir) => collect_dir(store, &dir, &lease, &mut collected)?,
+        LoadInput::Dir(dir) => collect_dir(store, &dir, &lease, &mut collected, progress)?,
         LoadInput::Stream(reader) => {
             let plain = layer::decompress(reader)?;
-            collect_tar(store, plain, &lease, &mut collected)?;
+            collect_tar(store, plain, &lease, &mut collected, progress)?;
         }
     }
     let report = if let Some(bytes) = collected.json.get("index.json") {
         let index: ImageIndex = decode("index.json", bytes)?;
-        load_oci(store, &index, &lease)?
+        load_oci(store, &index, &lease, progress)?
     } else if let Some(bytes) = collected.json.get("manifest.json") {
         let entries: Vec<DockerManifestEntry> = decode("manifest.json", bytes)?;
-        load_docker(store, &collected, &entries, &lease)?
+        load_docker(store, &collected, &entries, &lease, progress)?
     } else {
         return Err(ImageError::EmptyArchive);
     };
@@ -129,12 +131,13 @@ fn on_file(
     reader: &mut dyn Read,
     lease: &Lease,
     collected: &mut Collected,
+    progress: &Reporter,
 ) -> Result<(), ImageError> {
     let file_name = path.rsplit('/').next().unwrap_or(path);
     if let Some(hex) = path.strip_prefix("blobs/sha256/") {
         let digest = Digest::from_hex(hex)
             .map_err(|e| ImageError::Archive { entry: path.to_string(), reason: e.to_string() })?;
-        ingest(store, reader, Some((digest, size)), lease)?;
+        ingest(store, path, reader, Some((digest, size)), lease, progress)?;
         collected.blobs.insert(path.to_string(), digest);
     } else if matches!(path, "index.json" | "manifest.json" | "oci-layout" | "repositories") {
         if size > MAX_JSON_BLOB {
@@ -147,13 +150,13 @@ fn on_file(
         // Legacy docker archive: the config is `<config digest hex>.json`.
         let digest = Digest::from_hex(&file_name[..64])
             .map_err(|e| ImageError::Archive { entry: path.to_string(), reason: e.to_string() })?;
-        ingest(store, reader, Some((digest, size)), lease)?;
+        ingest(store, path, reader, Some((digest, size)), lease, progress)?;
         collected.blobs.insert(path.to_string(), digest);
     } else if file_name.ends_with(".tar") {
         // Docker archives name layer files by v1 ids (`<id>/layer.tar`) or by digest
         // (`<hex>.tar`, as skopeo writes them); either way each layer is checked against the
         // config's diff ids before the image is named.
-        let digest = ingest(store, reader, None, lease)?;
+        let digest = ingest(store, path, reader, None, lease, progress)?;
         collected.blobs.insert(path.to_string(), digest);
     }
     Ok(())
@@ -161,14 +164,22 @@ fn on_file(
 
 fn ingest(
     store: &Store,
+    path: &str,
     reader: &mut dyn Read,
     expected: Option<(Digest, u64)>,
     lease: &Lease,
+    progress: &Reporter,
 ) -> Result<Digest, ImageError> {
-    let mut ingest = store.ingest()?;
-    io::copy(reader, &mut ingest).map_err(ImageError::io("archive blob"))?;
-    let (digest, _) = ingest.commit(expected, Some(lease))?;
-    Ok(digest)
+    let task = progress.start(|| format!("ingest {path}"));
+    let ingested = (|| {
+        let mut ingest = store.ingest()?;
+        let mut counted = MeteredReader::new(reader, task.meter(expected.map(|(_, size)| size), Unit::Bytes));
+        io::copy(&mut counted, &mut ingest).map_err(ImageError::io("archive blob"))?;
+        drop(counted);
+        let (digest, _) = ingest.commit(expected, Some(lease))?;
+        Ok(digest)
+    })();
+    task.finish(ingested)
 }
 
 fn collect_tar(
@@ -176,6 +187,7 @@ fn collect_tar(
     reader: Box<dyn Read>,
     lease: &Lease,
     collected: &mut Collected,
+    progress: &Reporter,
 ) -> Result<(), ImageError> {
     let mut archive = tar::Archive::new(reader);
     let entries = archive.entries().map_err(ImageError::io("archive"))?;
@@ -188,7 +200,7 @@ fn collect_tar(
         let kind = entry.header().entry_type();
         if kind.is_file() {
             let size = entry.header().size().map_err(ImageError::io(&raw))?;
-            on_file(store, &path, size, &mut entry, lease, collected)?;
+            on_file(store, &path, size, &mut entry, lease, collected, progress)?;
         } else if kind.is_symlink() || kind.is_hard_link() {
             let target = entry.link_name_bytes().map(|t| String::from_utf8_lossy(&t).into_owned()).unwrap_or_default();
             let joined = if kind.is_symlink() && !target.starts_with('/') {
@@ -205,7 +217,13 @@ fn collect_tar(
     Ok(())
 }
 
-fn collect_dir(store: &Store, dir: &Path, lease: &Lease, collected: &mut Collected) -> Result<(), ImageError> {
+fn collect_dir(
+    store: &Store,
+    dir: &Path,
+    lease: &Lease,
+    collected: &mut Collected,
+    progress: &Reporter,
+) -> Result<(), ImageError> {
     for entry in walkdir::WalkDir::new(dir).sort_by_file_name().follow_links(false) {
         let entry = entry.map_err(|e| ImageError::Io {
             path: e.path().map_or_else(|| dir.to_path_buf(), Path::to_path_buf),
@@ -218,13 +236,13 @@ fn collect_dir(store: &Store, dir: &Path, lease: &Lease, collected: &mut Collect
         if entry.file_type().is_file() {
             let mut file = fs::File::open(entry.path()).map_err(ImageError::io(entry.path()))?;
             let size = file.metadata().map_err(ImageError::io(entry.path()))?.len();
-            on_file(store, &path, size, &mut file, lease, collected)?;
+            on_file(store, &path, size, &mut file, lease, collected, progress)?;
         }
     }
     Ok(())
 }
 
-fn load_oci(store: &Store, index: &ImageIndex, lease: &Lease) -> Result<LoadReport, ImageError> {
+fn load_oci(store: &Store, index: &ImageIndex, lease: &Lease, progress: &Reporter) -> Result<LoadReport, ImageError> {
     let platform = Platform::host();
     let mut report = LoadReport::default();
     for descriptor in &index.manifests {
@@ -232,7 +250,7 @@ fn load_oci(store: &Store, index: &ImageIndex, lease: &Lease) -> Result<LoadRepo
             return Err(ImageError::MissingEntry { path: format!("blobs/sha256/{}", descriptor.digest.hex()) });
         }
         let image = load_image(store, descriptor, &platform, Vec::new())?;
-        verify_layers(store, &image.manifest, &image.config, lease)?;
+        verify_layers(store, &image.manifest, &image.config, lease, progress)?;
         let names = oci_names(descriptor);
         finish_image(store, descriptor, &names, image.id(), &mut report)?;
     }
@@ -258,6 +276,7 @@ fn load_docker(
     collected: &Collected,
     entries: &[DockerManifestEntry],
     lease: &Lease,
+    progress: &Reporter,
 ) -> Result<LoadReport, ImageError> {
     let mut report = LoadReport::default();
     for entry in entries {
@@ -274,7 +293,7 @@ fn load_docker(
         }
         let manifest =
             ImageManifest::oci(Descriptor::new(MediaType::OciConfig, config_digest, config_bytes.len() as u64), layers);
-        verify_layers(store, &manifest, &config, lease)?;
+        verify_layers(store, &manifest, &config, lease, progress)?;
         let bytes = canonical::to_bytes(&manifest);
         let digest = store.write_blob(&bytes, Some(lease))?;
         let descriptor = Descriptor::new(MediaType::OciManifest, digest, bytes.len() as u64);
@@ -327,6 +346,7 @@ fn verify_layers(
     manifest: &ImageManifest,
     config: &ImageConfig,
     lease: &Lease,
+    progress: &Reporter,
 ) -> Result<(), ImageError> {
     let diff_ids = &config.rootfs.diff_ids;
     if diff_ids.len() != manifest.layers.len() {
@@ -343,16 +363,20 @@ fn verify_layers(
         if store.layer_blobs(*diff_id)?.iter().any(|d| d.digest == layer_desc.digest) {
             continue;
         }
-        let actual = match layer_desc.media_type.layer_compression() {
-            Some(LayerCompression::None) => DiffId(layer_desc.digest),
-            _ => {
-                let plain = layer::decompress(Box::new(store.open_blob(&layer_desc.digest)?))?;
+        let task = progress.start(|| format!("verify layer sha256:{}", layer_desc.digest.short()));
+        let hashed = match layer_desc.media_type.layer_compression() {
+            Some(LayerCompression::None) => Ok(DiffId(layer_desc.digest)),
+            _ => (|| {
+                let file = store.open_blob(&layer_desc.digest)?;
+                let counted = MeteredReader::new(file, task.meter(Some(layer_desc.size), Unit::Bytes));
+                let plain = layer::decompress(Box::new(counted))?;
                 let mut hashing = crate::oci::HashingReader::new(plain);
                 io::copy(&mut hashing, &mut io::sink())
                     .map_err(ImageError::io(format!("layer {}", layer_desc.digest)))?;
-                DiffId(hashing.finish().1)
-            }
+                Ok::<_, ImageError>(DiffId(hashing.finish().1))
+            })(),
         };
+        let actual = task.finish(hashed)?;
         if actual != *diff_id {
             return Err(ImageError::DiffIdMismatch {
                 config: manifest.config.digest,

@@ -18,7 +18,8 @@ use crate::oci::{
     ANNOTATION_REF_NAME, Descriptor, DiffId, ImageIndex, ImageManifest, LayerCompression, MediaType, OciLayout,
     Reference, canonical,
 };
-use crate::store::{Lease, Store};
+use crate::progress::{MeteredReader, Reporter, Task, Unit};
+use crate::store::{Ingest, Lease, Store};
 
 /// Annotation containerd and Docker use for an image's full name in an OCI layout.
 pub const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";
@@ -55,8 +56,15 @@ struct DockerManifestEntry {
     layers: Vec<String>,
 }
 
-/// Writes the images named by `specs` (names or ids) to `target`.
-pub fn save(store: &Store, specs: &[String], opts: &SaveOptions, target: SaveTarget) -> Result<(), ImageError> {
+/// Writes the images named by `specs` (names or ids) to `target`; each layer compressed and each
+/// blob copied is a task reported to `progress`.
+pub fn save(
+    store: &Store,
+    specs: &[String],
+    opts: &SaveOptions,
+    target: SaveTarget,
+    progress: &Reporter,
+) -> Result<(), ImageError> {
     let lease = store.lease("save")?;
     let mut images = Vec::new();
     for spec in specs {
@@ -90,7 +98,7 @@ pub fn save(store: &Store, specs: &[String], opts: &SaveOptions, target: SaveTar
     let mut index = ImageIndex::new();
     let mut docker_manifest = Vec::new();
     for (image, names) in &images {
-        let (manifest_descriptor, layers) = write_image(store, &mut *sink, image, compression, &lease)?;
+        let (manifest_descriptor, layers) = write_image(store, &mut *sink, image, compression, &lease, progress)?;
         if names.is_empty() {
             index.manifests.push(manifest_descriptor.clone());
         }
@@ -123,6 +131,7 @@ fn write_image(
     image: &Image,
     compression: LayerCompression,
     lease: &Lease,
+    progress: &Reporter,
 ) -> Result<(Descriptor, Vec<Descriptor>), ImageError> {
     let diff_ids = &image.config.rootfs.diff_ids;
     if diff_ids.len() != image.manifest.layers.len() {
@@ -134,12 +143,12 @@ fn write_image(
     }
     let mut layers = Vec::new();
     for (i, (diff_id, source)) in diff_ids.iter().zip(&image.manifest.layers).enumerate() {
-        let blob = layer_blob(store, image, i, *diff_id, source, compression, lease)?;
-        copy_blob(store, sink, &blob)?;
+        let blob = layer_blob(store, image, i, *diff_id, source, compression, lease, progress)?;
+        copy_blob(store, sink, &blob, progress)?;
         layers.push(blob);
     }
     let config = Descriptor::new(MediaType::OciConfig, image.manifest.config.digest, image.manifest.config.size);
-    copy_blob(store, sink, &config)?;
+    copy_blob(store, sink, &config, progress)?;
     let manifest = ImageManifest::oci(config, layers.clone());
     let bytes = canonical::to_bytes(&manifest);
     let descriptor = Descriptor::new(MediaType::OciManifest, crate::oci::Digest::of(&bytes), bytes.len() as u64);
@@ -147,16 +156,21 @@ fn write_image(
     Ok((descriptor, layers))
 }
 
-fn copy_blob(store: &Store, sink: &mut dyn LayoutSink, d: &Descriptor) -> Result<(), ImageError> {
+fn copy_blob(store: &Store, sink: &mut dyn LayoutSink, d: &Descriptor, progress: &Reporter) -> Result<(), ImageError> {
     if sink.has_blob(&d.digest) {
         return Ok(());
     }
-    let mut file = store.open_blob(&d.digest)?;
-    sink.add_blob(&d.digest, d.size, &mut file)
+    let task = progress.start(|| format!("copy blob sha256:{}", d.digest.short()));
+    let copied = store.open_blob(&d.digest).map_err(ImageError::from).and_then(|file| {
+        let mut reader = MeteredReader::new(file, task.meter(Some(d.size), Unit::Bytes));
+        sink.add_blob(&d.digest, d.size, &mut reader)
+    });
+    task.finish(copied)
 }
 
 /// The blob of layer `diff_id` in `compression`: the manifest's own blob when it already has that
-/// compression, a variant made earlier, or a new one made now and kept.
+/// compression, a variant made earlier, or a new one made now and kept (reported to `progress`).
+#[allow(clippy::too_many_arguments)] // one call site; every argument is a distinct input
 pub(crate) fn layer_blob(
     store: &Store,
     image: &Image,
@@ -165,6 +179,7 @@ pub(crate) fn layer_blob(
     source: &Descriptor,
     compression: LayerCompression,
     lease: &Lease,
+    progress: &Reporter,
 ) -> Result<Descriptor, ImageError> {
     if source.media_type.layer_compression() == Some(compression) && store.has_blob(&source.digest) {
         return Ok(source.clone());
@@ -175,18 +190,19 @@ pub(crate) fn layer_blob(
             return Ok(known);
         }
     }
-    let uncompressed: Box<dyn Read> = if store.has_blob(&diff_id.digest()) {
-        Box::new(store.open_blob(&diff_id.digest())?)
-    } else {
-        layer::decompress(Box::new(store.open_blob(&source.digest)?))?
-    };
     let algorithm = match compression {
         LayerCompression::None => Compression::None,
         LayerCompression::Gzip => Compression::Gzip,
         LayerCompression::Zstd => Compression::Zstd,
     };
-    let mut ingest = store.ingest()?;
-    let info = layer::compress(uncompressed, algorithm, &mut ingest)?;
+    let how = match compression {
+        LayerCompression::None => "uncompressed",
+        LayerCompression::Gzip => "gzip",
+        LayerCompression::Zstd => "zstd",
+    };
+    let task = progress.start(|| format!("compress layer {} ({how})", diff_id.digest().short()));
+    let compressed = compress_layer(store, diff_id, source, algorithm, &task);
+    let (ingest, info) = task.finish(compressed)?;
     if info.diff_id != diff_id {
         return Err(ImageError::DiffIdMismatch { config: image.id(), index, expected: diff_id, actual: info.diff_id });
     }
@@ -194,4 +210,26 @@ pub(crate) fn layer_blob(
     let descriptor = Descriptor::new(MediaType::oci_layer(compression), digest, size);
     store.record_layer_blob(diff_id, &descriptor)?;
     Ok(descriptor)
+}
+
+/// Compresses layer `diff_id` (from its uncompressed blob, or by decompressing `source`) into a
+/// new ingest, counting the uncompressed bytes read for `task`.
+fn compress_layer(
+    store: &Store,
+    diff_id: DiffId,
+    source: &Descriptor,
+    algorithm: Compression,
+    task: &Task,
+) -> Result<(Ingest, layer::CompressInfo), ImageError> {
+    let uncompressed: Box<dyn Read> = if store.has_blob(&diff_id.digest()) {
+        let total = store.blob_size(&diff_id.digest())?;
+        let file = store.open_blob(&diff_id.digest())?;
+        Box::new(MeteredReader::new(file, task.meter(Some(total), Unit::Bytes)))
+    } else {
+        let plain = layer::decompress(Box::new(store.open_blob(&source.digest)?))?;
+        Box::new(MeteredReader::new(plain, task.meter(None, Unit::Bytes)))
+    };
+    let mut ingest = store.ingest()?;
+    let info = layer::compress(uncompressed, algorithm, &mut ingest)?;
+    Ok((ingest, info))
 }

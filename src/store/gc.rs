@@ -20,6 +20,7 @@ use super::{CACHE_ROOT_PREFIX, Store, StoreError, unix_now};
 use crate::failpoint;
 use crate::oci::canonical;
 use crate::oci::{Digest, ImageIndex, ImageManifest, MediaType, Versioned};
+use crate::progress::{Reporter, Unit};
 
 /// Largest manifest or index the walk reads (the registries' own limit).
 const MAX_MANIFEST_LEN: u64 = 4 << 20;
@@ -68,6 +69,11 @@ impl Store {
     /// `all` first drops the build cache's roots (`cache:*`). Refuses to sweep anything when a
     /// reachable manifest is missing or unreadable (its children would look unreachable).
     pub fn prune(&self, all: bool) -> Result<PruneReport, StoreError> {
+        self.prune_reporting(all, &Reporter::silent())
+    }
+
+    /// [`Store::prune`], reporting the mark and the sweep (blobs removed) to `progress`.
+    pub fn prune_reporting(&self, all: bool, progress: &Reporter) -> Result<PruneReport, StoreError> {
         let _lock = StoreLock::exclusive(&self.inner.paths.lock)?;
         let mut report = PruneReport::default();
         if all {
@@ -75,7 +81,8 @@ impl Store {
         }
         let now = unix_now();
         report.leases_expired = self.expire_leases(now)?;
-        let closure = walk(self, self.root_visits(now)?)?;
+        let mark = progress.start(|| "find referenced blobs".to_string());
+        let closure = mark.finish(self.root_visits(now).and_then(|visits| walk(self, visits)))?;
         if let Some((digest, source)) = closure.unreadable.into_iter().next() {
             return Err(StoreError::PruneUnsafe { digest, source: Box::new(source) });
         }
@@ -86,6 +93,8 @@ impl Store {
             return Err(StoreError::PruneUnsafe { digest: m.digest, source: Box::new(source) });
         }
         failpoint::io("gc.before_sweep").map_err(|e| StoreError::io("sweep", &self.inner.paths.blobs, e))?;
+        let sweep = progress.start(|| "remove unreferenced blobs".to_string());
+        let mut removed_count = sweep.meter(None, Unit::Items);
         for (name, path) in list_blob_dir(&self.inner.paths.blobs)? {
             let Ok(digest) = Digest::from_hex(&name) else {
                 continue; // not a blob name: fsck reports it, prune never guesses
@@ -106,7 +115,10 @@ impl Store {
             tracing::debug!(%digest, size, "pruned blob");
             report.bytes_freed += size;
             report.removed.push((digest, size));
+            removed_count.add(1);
         }
+        drop(removed_count);
+        sweep.done();
         let removed: Vec<Digest> = report.removed.iter().map(|(d, _)| *d).collect();
         self.forget_layer_blobs(&removed)?;
         report.temp_removed = self.remove_temp_residue()?;

@@ -7,5 +7,6 @@ mod image;
 mod image_adversarial;
 mod layer;
 mod layer_adversarial;
+mod progress;
 mod store;
 mod support;

@@ -9,8 +9,9 @@ use super::open_store;
 use crate::cli::args::{CompressionArg, GlobalArgs, LoadArgs, SaveArgs, SaveFormatArg};
 use crate::image::{self, LoadInput, SaveFormat, SaveOptions, SaveTarget};
 use crate::oci::LayerCompression;
+use crate::progress::Reporter;
 
-pub fn save(global: &GlobalArgs, args: &SaveArgs) -> Result<u8> {
+pub fn save(global: &GlobalArgs, args: &SaveArgs, progress: &Reporter) -> Result<u8> {
     let store = open_store(global)?;
     let format = match args.format {
         SaveFormatArg::OciDir => SaveFormat::OciDir,
@@ -27,7 +28,7 @@ pub fn save(global: &GlobalArgs, args: &SaveArgs) -> Result<u8> {
     match (format, args.output.as_str()) {
         (SaveFormat::OciDir, "-") => bail!("--format oci-dir writes a directory: give -o DIR"),
         (SaveFormat::OciDir, dir) => {
-            image::save(&store, &args.images, &opts, SaveTarget::Dir(PathBuf::from(dir)))
+            image::save(&store, &args.images, &opts, SaveTarget::Dir(PathBuf::from(dir)), progress)
                 .with_context(|| format!("saving to {dir}"))?;
         }
         (_, "-") => {
@@ -35,30 +36,36 @@ pub fn save(global: &GlobalArgs, args: &SaveArgs) -> Result<u8> {
                 bail!("refusing to write an archive to a terminal: use -o FILE or a pipe");
             }
             let out = std::io::BufWriter::new(std::io::stdout().lock());
-            image::save(&store, &args.images, &opts, SaveTarget::Stream(Box::new(out)))?;
+            image::save(&store, &args.images, &opts, SaveTarget::Stream(Box::new(out)), progress)?;
         }
-        (_, file) => save_file(&store, &args.images, &opts, Path::new(file))?,
+        (_, file) => save_file(&store, &args.images, &opts, Path::new(file), progress)?,
     }
     Ok(0)
 }
 
 /// Writes an archive to a temporary file beside `path` and renames it into place, so a failed
 /// save never leaves a partial archive under the requested name.
-fn save_file(store: &crate::store::Store, images: &[String], opts: &SaveOptions, path: &Path) -> Result<()> {
+fn save_file(
+    store: &crate::store::Store,
+    images: &[String],
+    opts: &SaveOptions,
+    path: &Path,
+    progress: &Reporter,
+) -> Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
     let tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
     let writer = std::io::BufWriter::new(tmp.reopen().with_context(|| format!("cannot write {}", path.display()))?);
-    image::save(store, images, opts, SaveTarget::Stream(Box::new(writer)))
+    image::save(store, images, opts, SaveTarget::Stream(Box::new(writer)), progress)
         .with_context(|| format!("saving to {}", path.display()))?;
     tmp.as_file().sync_all().with_context(|| format!("cannot write {}", path.display()))?;
     tmp.persist(path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 
-pub fn load(global: &GlobalArgs, args: &LoadArgs) -> Result<u8> {
+pub fn load(global: &GlobalArgs, args: &LoadArgs, progress: &Reporter) -> Result<u8> {
     let store = open_store(global)?;
     let input = if args.input == "-" {
         if std::io::stdin().is_terminal() {
@@ -75,7 +82,7 @@ pub fn load(global: &GlobalArgs, args: &LoadArgs) -> Result<u8> {
             LoadInput::Stream(Box::new(std::io::BufReader::new(file)))
         }
     };
-    let report = image::load(&store, input).with_context(|| format!("loading {}", args.input))?;
+    let report = image::load(&store, input, progress).with_context(|| format!("loading {}", args.input))?;
     for loaded in &report.images {
         if args.quiet {
             println!("{}", loaded.id);

@@ -9,8 +9,9 @@ use super::open_store;
 use crate::cli::args::{Format, GlobalArgs, ImagesArgs, ImportArgs, InspectArgs, RmiArgs, TagArgs};
 use crate::image::{self, ImportOptions, ImportSource};
 use crate::oci::{Platform, Reference};
+use crate::progress::Reporter;
 
-pub fn import(global: &GlobalArgs, args: &ImportArgs) -> Result<u8> {
+pub fn import(global: &GlobalArgs, args: &ImportArgs, progress: &Reporter) -> Result<u8> {
     let store = open_store(global)?;
     let name = image::parse_name(&args.name)?;
     let platform = match &args.platform {
@@ -34,7 +35,7 @@ pub fn import(global: &GlobalArgs, args: &ImportArgs) -> Result<u8> {
             ImportSource::Tar(Box::new(file), label)
         }
     };
-    let image = image::import(&store, source, &name, &opts)
+    let image = image::import(&store, source, &name, &opts, progress)
         .with_context(|| format!("importing {} as {}", args.source, name.familiar()))?;
     println!("{}", image.id());
     Ok(0)

@@ -15,20 +15,21 @@ use super::args::{Cli, Command, GlobalArgs};
 
 /// Runs the parsed command line; returns the exit code.
 pub fn run(cli: Cli) -> Result<u8> {
+    let progress = super::progress::reporter(cli.global.progress);
     match cli.command {
         Command::Version => {
             println!("slipway {}", env!("CARGO_PKG_VERSION"));
             Ok(0)
         }
         Command::Info(args) => info::info(&cli.global, &args),
-        Command::Import(args) => images::import(&cli.global, &args),
+        Command::Import(args) => images::import(&cli.global, &args, &progress),
         Command::Images(args) => images::images(&cli.global, &args),
         Command::Tag(args) => images::tag(&cli.global, &args),
         Command::Rmi(args) => images::rmi(&cli.global, &args),
         Command::Inspect(args) => images::inspect(&cli.global, &args),
-        Command::Save(args) => archive::save(&cli.global, &args),
-        Command::Load(args) => archive::load(&cli.global, &args),
-        Command::Prune(args) => prune::prune(&cli.global, &args),
+        Command::Save(args) => archive::save(&cli.global, &args, &progress),
+        Command::Load(args) => archive::load(&cli.global, &args, &progress),
+        Command::Prune(args) => prune::prune(&cli.global, &args, &progress),
         Command::Fsck(args) => fsck::fsck(&cli.global, &args),
         Command::Check(args) => check::check(&args),
     }
