@@ -95,10 +95,11 @@ pub fn save(
         SaveFormat::DockerArchive => LayerCompression::None,
         _ => opts.compression,
     };
+    let exporter = Exporter { store, lease: &lease, progress };
     let mut index = ImageIndex::new();
     let mut docker_manifest = Vec::new();
     for (image, names) in &images {
-        let (manifest_descriptor, layers) = write_image(store, &mut *sink, image, compression, &lease, progress)?;
+        let (manifest_descriptor, layers) = exporter.write_image(&mut *sink, image, compression)?;
         if names.is_empty() {
             index.manifests.push(manifest_descriptor.clone());
         }
@@ -124,38 +125,7 @@ pub fn save(
     sink.finish()
 }
 
-/// Writes one image's blobs; returns its (possibly re-compressed) manifest descriptor and layers.
-fn write_image(
-    store: &Store,
-    sink: &mut dyn LayoutSink,
-    image: &Image,
-    compression: LayerCompression,
-    lease: &Lease,
-    progress: &Reporter,
-) -> Result<(Descriptor, Vec<Descriptor>), ImageError> {
-    let diff_ids = &image.config.rootfs.diff_ids;
-    if diff_ids.len() != image.manifest.layers.len() {
-        return Err(ImageError::LayerCount {
-            config: image.id(),
-            layers: image.manifest.layers.len(),
-            diff_ids: diff_ids.len(),
-        });
-    }
-    let mut layers = Vec::new();
-    for (i, (diff_id, source)) in diff_ids.iter().zip(&image.manifest.layers).enumerate() {
-        let blob = layer_blob(store, image, i, *diff_id, source, compression, lease, progress)?;
-        copy_blob(store, sink, &blob, progress)?;
-        layers.push(blob);
-    }
-    let config = Descriptor::new(MediaType::OciConfig, image.manifest.config.digest, image.manifest.config.size);
-    copy_blob(store, sink, &config, progress)?;
-    let manifest = ImageManifest::oci(config, layers.clone());
-    let bytes = canonical::to_bytes(&manifest);
-    let descriptor = Descriptor::new(MediaType::OciManifest, crate::oci::Digest::of(&bytes), bytes.len() as u64);
-    sink.add_blob(&descriptor.digest, descriptor.size, &mut &bytes[..])?;
-    Ok((descriptor, layers))
-}
-
+/// Copies one blob from the store into the layout, once.
 fn copy_blob(store: &Store, sink: &mut dyn LayoutSink, d: &Descriptor, progress: &Reporter) -> Result<(), ImageError> {
     if sink.has_blob(&d.digest) {
         return Ok(());
@@ -168,48 +138,91 @@ fn copy_blob(store: &Store, sink: &mut dyn LayoutSink, d: &Descriptor, progress:
     task.finish(copied)
 }
 
-/// The blob of layer `diff_id` in `compression`: the manifest's own blob when it already has that
-/// compression, a variant made earlier, or a new one made now and kept (reported to `progress`).
-#[allow(clippy::too_many_arguments)] // one call site; every argument is a distinct input
-pub(crate) fn layer_blob(
-    store: &Store,
-    image: &Image,
-    index: usize,
-    diff_id: DiffId,
-    source: &Descriptor,
-    compression: LayerCompression,
-    lease: &Lease,
-    progress: &Reporter,
-) -> Result<Descriptor, ImageError> {
-    if source.media_type.layer_compression() == Some(compression) && store.has_blob(&source.digest) {
-        return Ok(source.clone());
-    }
-    for known in store.layer_blobs(diff_id)? {
-        if known.media_type.layer_compression() == Some(compression) && store.has_blob(&known.digest) {
-            lease.add(&known.digest)?;
-            return Ok(known);
+/// What exporting layers needs at hand: the store, the lease that keeps new blobs, progress.
+struct Exporter<'a> {
+    store: &'a Store,
+    lease: &'a Lease,
+    progress: &'a Reporter,
+}
+
+impl Exporter<'_> {
+    /// Writes one image's blobs; returns its (possibly re-compressed) manifest descriptor and layers.
+    fn write_image(
+        &self,
+        sink: &mut dyn LayoutSink,
+        image: &Image,
+        compression: LayerCompression,
+    ) -> Result<(Descriptor, Vec<Descriptor>), ImageError> {
+        let (store, progress) = (self.store, self.progress);
+        let diff_ids = &image.config.rootfs.diff_ids;
+        if diff_ids.len() != image.manifest.layers.len() {
+            return Err(ImageError::LayerCount {
+                config: image.id(),
+                layers: image.manifest.layers.len(),
+                diff_ids: diff_ids.len(),
+            });
         }
+        let mut layers = Vec::new();
+        for (i, (diff_id, source)) in diff_ids.iter().zip(&image.manifest.layers).enumerate() {
+            let blob = self.layer_blob(image, i, *diff_id, source, compression)?;
+            copy_blob(store, sink, &blob, progress)?;
+            layers.push(blob);
+        }
+        let config = Descriptor::new(MediaType::OciConfig, image.manifest.config.digest, image.manifest.config.size);
+        copy_blob(store, sink, &config, progress)?;
+        let manifest = ImageManifest::oci(config, layers.clone());
+        let bytes = canonical::to_bytes(&manifest);
+        let descriptor = Descriptor::new(MediaType::OciManifest, crate::oci::Digest::of(&bytes), bytes.len() as u64);
+        sink.add_blob(&descriptor.digest, descriptor.size, &mut &bytes[..])?;
+        Ok((descriptor, layers))
     }
-    let algorithm = match compression {
-        LayerCompression::None => Compression::None,
-        LayerCompression::Gzip => Compression::Gzip,
-        LayerCompression::Zstd => Compression::Zstd,
-    };
-    let how = match compression {
-        LayerCompression::None => "uncompressed",
-        LayerCompression::Gzip => "gzip",
-        LayerCompression::Zstd => "zstd",
-    };
-    let task = progress.start(|| format!("compress layer {} ({how})", diff_id.digest().short()));
-    let compressed = compress_layer(store, diff_id, source, algorithm, &task);
-    let (ingest, info) = task.finish(compressed)?;
-    if info.diff_id != diff_id {
-        return Err(ImageError::DiffIdMismatch { config: image.id(), index, expected: diff_id, actual: info.diff_id });
+
+    /// The blob of layer `diff_id` in `compression`: the manifest's own blob when it already has that
+    /// compression, a variant made earlier, or a new one made now and kept (reported to `progress`).
+    fn layer_blob(
+        &self,
+        image: &Image,
+        index: usize,
+        diff_id: DiffId,
+        source: &Descriptor,
+        compression: LayerCompression,
+    ) -> Result<Descriptor, ImageError> {
+        let (store, lease, progress) = (self.store, self.lease, self.progress);
+        if source.media_type.layer_compression() == Some(compression) && store.has_blob(&source.digest) {
+            return Ok(source.clone());
+        }
+        for known in store.layer_blobs(diff_id)? {
+            if known.media_type.layer_compression() == Some(compression) && store.has_blob(&known.digest) {
+                lease.add(&known.digest)?;
+                return Ok(known);
+            }
+        }
+        let algorithm = match compression {
+            LayerCompression::None => Compression::None,
+            LayerCompression::Gzip => Compression::Gzip,
+            LayerCompression::Zstd => Compression::Zstd,
+        };
+        let how = match compression {
+            LayerCompression::None => "uncompressed",
+            LayerCompression::Gzip => "gzip",
+            LayerCompression::Zstd => "zstd",
+        };
+        let task = progress.start(|| format!("compress layer {} ({how})", diff_id.digest().short()));
+        let compressed = compress_layer(store, diff_id, source, algorithm, &task);
+        let (ingest, info) = task.finish(compressed)?;
+        if info.diff_id != diff_id {
+            return Err(ImageError::DiffIdMismatch {
+                config: image.id(),
+                index,
+                expected: diff_id,
+                actual: info.diff_id,
+            });
+        }
+        let (digest, size) = ingest.commit(Some((info.digest, info.size)), Some(lease))?;
+        let descriptor = Descriptor::new(MediaType::oci_layer(compression), digest, size);
+        store.record_layer_blob(diff_id, &descriptor)?;
+        Ok(descriptor)
     }
-    let (digest, size) = ingest.commit(Some((info.digest, info.size)), Some(lease))?;
-    let descriptor = Descriptor::new(MediaType::oci_layer(compression), digest, size);
-    store.record_layer_blob(diff_id, &descriptor)?;
-    Ok(descriptor)
 }
 
 /// Compresses layer `diff_id` (from its uncompressed blob, or by decompressing `source`) into a
