@@ -7,6 +7,7 @@
 //! library's types: `Event` derives no `Serialize`, so changing it cannot silently change the
 //! schema.
 
+use super::units;
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
@@ -63,23 +64,11 @@ pub fn reporter(arg: ProgressArg) -> Reporter {
     }
 }
 
-/// `3.15MB`: decimal units, as BuildKit and Docker show sizes.
-fn size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = bytes as f64;
-    let mut i = 0;
-    while v >= 1000.0 && i + 1 < UNITS.len() {
-        v /= 1000.0;
-        i += 1;
-    }
-    if i == 0 { format!("{bytes}B") } else { format!("{v:.2}{}", UNITS[i]) }
-}
-
 /// `3.15MB / 10.00MB`, `3.15MB`, `3 / 10 items`, `3 items`.
 fn amount(current: u64, total: Option<u64>, unit: Unit) -> String {
     match (unit, total) {
-        (Unit::Bytes, Some(t)) => format!("{} / {}", size(current), size(t)),
-        (Unit::Bytes, None) => size(current),
+        (Unit::Bytes, Some(t)) => format!("{} / {}", units::size(current), units::size(t)),
+        (Unit::Bytes, None) => units::size(current),
         (Unit::Items, Some(t)) => format!("{current} / {t} items"),
         (Unit::Items, None) => format!("{current} items"),
     }
@@ -406,10 +395,10 @@ mod tests {
 #1 write layer
 #2 [2/3] RUN make
 #2 cache miss: file main.c changed
-#1 1.00MB 0.1s
-#1 3.50MB 1.2s
+#1 1MB 0.1s
+#1 3.5MB 1.2s
 #2 1.250 cc -o main main.c
-#1 4.00MB 1.3s
+#1 4MB 1.3s
 #1 DONE 1.4s
 #2 ERROR: exit code 2
 #3 [3/3] COPY . /app
@@ -484,9 +473,7 @@ mod tests {
     }
 
     #[test]
-    fn sizes() {
-        assert_eq!(size(999), "999B");
-        assert_eq!(size(3_150_000), "3.15MB");
+    fn item_amounts() {
         assert_eq!(amount(3, Some(10), Unit::Items), "3 / 10 items");
     }
 }

@@ -230,29 +230,49 @@ impl Diagnostics {
     /// Renders each error as `FILE:LINE:COL: message`, then the source line and a caret
     /// under the column.
     pub fn render(&self, file_name: &str, src: &str) -> String {
-        let src = src.strip_prefix('\u{feff}').unwrap_or(src);
-        let lines: Vec<&str> = src.split('\n').map(|l| l.trim_end_matches('\r')).collect();
-        let mut out = String::new();
-        for err in &self.0 {
-            let span = err.span();
-            out.push_str(&format!("{file_name}:{}:{}: {err}\n", span.start_line, span.column));
-            let Some(text) = (span.start_line as usize).checked_sub(1).and_then(|i| lines.get(i)) else {
-                continue;
-            };
-            let number = span.start_line.to_string();
-            let pad = " ".repeat(number.len());
-            out.push_str(&format!("{number} | {text}\n"));
-            // Keep tabs so the caret lines up with the source as displayed; a column past
-            // the end of the line (the error sits on a continuation line) points at its end.
-            let before: String = text
-                .chars()
-                .take(span.column.saturating_sub(1) as usize)
-                .map(|c| if c == '\t' { '\t' } else { ' ' })
-                .collect();
-            out.push_str(&format!("{pad} | {before}^\n"));
-        }
-        out
+        let items: Vec<Located> =
+            self.0.iter().map(|e| Located { span: Some(e.span()), message: e.to_string() }).collect();
+        render_located(file_name, src, &items)
     }
+}
+
+/// One message to render; `span: None` prints `FILE: message` alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    /// Where, if anywhere in the file.
+    pub span: Option<Span>,
+    /// The text after the location.
+    pub message: String,
+}
+
+/// The one renderer of located messages (parse errors, graph errors, lint findings).
+/// Renders `items` against `src` (the file's text) as `file_name:LINE:COL: message`, then the
+/// source line and a caret under the column.
+pub fn render_located(file_name: &str, src: &str, items: &[Located]) -> String {
+    let src = src.strip_prefix('\u{feff}').unwrap_or(src);
+    let lines: Vec<&str> = src.split('\n').map(|l| l.trim_end_matches('\r')).collect();
+    let mut out = String::new();
+    for item in items {
+        let Some(span) = item.span else {
+            out.push_str(&format!("{file_name}: {}\n", item.message));
+            continue;
+        };
+        out.push_str(&format!("{file_name}:{}:{}: {}\n", span.start_line, span.column, item.message));
+        let Some(text) = (span.start_line as usize).checked_sub(1).and_then(|i| lines.get(i)) else {
+            continue;
+        };
+        let number = span.start_line.to_string();
+        let pad = " ".repeat(number.len());
+        out.push_str(&format!("{number} | {text}\n"));
+        // Keep tabs so the caret lines up with the source as displayed.
+        let before: String = text
+            .chars()
+            .take(span.column.saturating_sub(1) as usize)
+            .map(|c| if c == '\t' { '\t' } else { ' ' })
+            .collect();
+        out.push_str(&format!("{pad} | {before}^\n"));
+    }
+    out
 }
 
 impl From<Vec<ParseError>> for Diagnostics {
@@ -324,5 +344,11 @@ mod tests {
             out,
             "Dockerfile:2:2: unknown instruction: WORKDIT (did you mean `WORKDIR`?)\n2 | \tWORKDIT /x\n  | \t^\n"
         );
+    }
+
+    #[test]
+    fn located_messages_without_a_span_print_the_file_alone() {
+        let out = render_located("Dockerfile", "", &[Located { span: None, message: "no stages".into() }]);
+        assert_eq!(out, "Dockerfile: no stages\n");
     }
 }

@@ -35,7 +35,7 @@ mod parser;
 mod words;
 
 pub use ast::{Ast, Directive, Heredoc, Node, Warning, WarningKind};
-pub use error::{Diagnostics, ParseError, Span, Suggestion};
+pub use error::{Diagnostics, Located, ParseError, Span, Suggestion, render_located};
 pub use heredoc::parse_heredoc;
 pub use instruction::*;
 pub use lower::{lower, lower_node};

@@ -24,7 +24,6 @@ mod build;
 mod error;
 pub mod lint;
 mod onbuild;
-pub mod render;
 mod steps;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -15,8 +15,8 @@ use crate::cli::EXIT_FAILURE;
 use crate::cli::args::{CheckArgs, CheckFormat};
 use crate::context::ignore::IgnoreFile;
 use crate::dockerfile::{Ast, Dockerfile, lower, parse};
+use crate::dockerfile::{Located, render_located};
 use crate::graph::lint::{CheckConfig, LintInput, lint};
-use crate::graph::render::{Located, render};
 use crate::graph::{BuildGraph, GraphOptions, build};
 
 /// One line of the report: an error of the file or a lint finding.
@@ -122,7 +122,7 @@ fn print_text(shown: &str, src: &str, entries: &[Entry]) {
             Located { span: e.span, message }
         })
         .collect();
-    print!("{}", render(shown, src, &items));
+    print!("{}", render_located(shown, src, &items));
     let errors = entries.iter().filter(|e| e.error).count();
     let warnings = entries.len() - errors;
     if entries.is_empty() {

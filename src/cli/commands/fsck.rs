@@ -2,7 +2,6 @@
 
 use anyhow::{Context, Result};
 
-use super::prune::human_size;
 use super::store_root;
 use crate::cli::EXIT_FAILURE;
 use crate::cli::args::{Format, FsckArgs, GlobalArgs};
@@ -32,7 +31,7 @@ fn print_table(r: &FsckReport) {
         println!("missing    {} (referenced by {})", m.digest, m.referenced_by);
     }
     for o in &r.orphans {
-        println!("orphan     {} {}", o.digest, human_size(o.size));
+        println!("orphan     {} {}", o.digest, crate::cli::units::size(o.size));
     }
     for t in &r.temp_residue {
         let state = if t.removed { " (removed)" } else { "" };

@@ -65,7 +65,7 @@ pub fn images(global: &GlobalArgs, args: &ImagesArgs) -> Result<u8> {
                         r.tag.clone(),
                         r.id.short(),
                         r.created.map_or_else(|| "N/A".to_string(), |c| ago(now - c)),
-                        human_size(r.size),
+                        crate::cli::units::size(r.size),
                     ]
                 })
                 .collect();
@@ -159,31 +159,12 @@ fn ago(secs: i64) -> String {
     if n == 1 { format!("1 {unit} ago") } else { format!("{n} {unit}s ago") }
 }
 
-/// `1.2MB`, in decimal units as Docker shows sizes.
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = bytes as f64;
-    let mut i = 0;
-    while v >= 1000.0 && i + 1 < UNITS.len() {
-        v /= 1000.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{bytes}B")
-    } else {
-        format!("{v:.3}").trim_end_matches('0').trim_end_matches('.').to_string() + UNITS[i]
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn sizes_and_ages() {
-        assert_eq!(human_size(999), "999B");
-        assert_eq!(human_size(1_234_567), "1.235MB");
-        assert_eq!(human_size(4_000_000_000), "4GB");
+    fn ages() {
         assert_eq!(ago(5), "Less than a minute ago");
         assert_eq!(ago(3600), "1 hour ago");
         assert_eq!(ago(3 * 86_400), "3 days ago");
