@@ -11,4 +11,5 @@ pub mod failpoint;
 pub mod image;
 pub mod layer;
 pub mod oci;
+pub mod snapshot;
 pub mod store;

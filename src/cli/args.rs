@@ -20,6 +20,16 @@ pub struct GlobalArgs {
     /// Store root (default: /var/lib/slipway as root, $XDG_DATA_HOME/slipway otherwise)
     #[arg(long, global = true, env = "SLIPWAY_ROOT", value_name = "DIR")]
     pub root: Option<PathBuf>,
+    /// Rootfs snapshotter (default: overlay where it can be mounted, else copy)
+    #[arg(long, global = true, env = "SLIPWAY_SNAPSHOTTER", value_enum, value_name = "KIND")]
+    pub snapshotter: Option<SnapshotterArg>,
+}
+
+/// The `--snapshotter` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SnapshotterArg {
+    Overlay,
+    Copy,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,0 +1,222 @@
+//! [`Mounts`]: what to mount to see a snapshot, and the mount/unmount helper.
+//!
+//! A description is plain data (paths and flags) that can be handed to another process (the
+//! executor); [`Mounts::mount`] is the in-process helper. Deep overlay stacks do not fit the
+//! one-page limit of the legacy `lowerdir=` option with absolute paths, so when they do not,
+//! the helper opens every lower directory `O_PATH` and names it `/proc/self/fd/N` (≤ 18 bytes
+//! per layer, whatever the root's length), which the kernel resolves at mount time; the fds
+//! are closed right after. That works on every kernel with overlay in user namespaces and needs
+//! no chdir (process-wide, unsafe in a multi-threaded process) and no helper process.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
+
+use super::SnapshotError;
+
+/// Room the legacy mount data has (one page, minus a margin for the other options).
+const MAX_OPTIONS: usize = 4096 - 1;
+/// Most lower layers one overlay mount takes (the kernel's `OVL_MAX_STACK`).
+pub(super) const MAX_LAYERS: usize = 500;
+
+/// How to see a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mounts {
+    /// A bind mount of a plain directory.
+    Bind { source: PathBuf, readonly: bool },
+    /// An overlay: `lowerdirs` top first; no upper directory means a read-only view.
+    Overlay {
+        lowerdirs: Vec<PathBuf>,
+        upperdir: Option<PathBuf>,
+        workdir: Option<PathBuf>,
+        /// Keep overlay metadata in `user.overlay.*` xattrs (mounts inside a user namespace).
+        userxattr: bool,
+    },
+}
+
+impl Mounts {
+    /// The directory to use as is, without mounting: a writable bind (a copy snapshot, or an
+    /// overlay snapshot without parent). Read-only binds return `None` (mount them to get the
+    /// protection).
+    pub fn plain_dir(&self) -> Option<&Path> {
+        match self {
+            Mounts::Bind { source, readonly: false } => Some(source),
+            _ => None,
+        }
+    }
+
+    /// Whether the mounts are read-only.
+    pub fn readonly(&self) -> bool {
+        match self {
+            Mounts::Bind { readonly, .. } => *readonly,
+            Mounts::Overlay { upperdir, .. } => upperdir.is_none(),
+        }
+    }
+
+    /// Mounts on the existing directory `target`. The mount is private (no propagation).
+    pub fn mount(&self, target: &Path) -> Result<Mounted, SnapshotError> {
+        match self {
+            Mounts::Bind { source, readonly } => {
+                let err = |source| SnapshotError::Mount { what: "bind", target: target.to_path_buf(), source };
+                rustix::mount::mount_bind(source, target).map_err(|e| err(e.into()))?;
+                let mounted = Mounted { target: target.to_path_buf(), live: true };
+                make_private(target)?;
+                if *readonly {
+                    let flags = MountFlags::BIND | MountFlags::RDONLY;
+                    rustix::mount::mount_remount(target, flags, "").map_err(|e| err(e.into()))?;
+                }
+                Ok(mounted)
+            }
+            Mounts::Overlay { lowerdirs, upperdir, workdir, userxattr } => {
+                mount_overlay(lowerdirs, upperdir.as_deref().zip(workdir.as_deref()), *userxattr, target)?;
+                let mounted = Mounted { target: target.to_path_buf(), live: true };
+                make_private(target)?;
+                Ok(mounted)
+            }
+        }
+    }
+}
+
+fn make_private(target: &Path) -> Result<(), SnapshotError> {
+    rustix::mount::mount_change(target, MountPropagationFlags::PRIVATE).map_err(|e| SnapshotError::Mount {
+        what: "private propagation",
+        target: target.to_path_buf(),
+        source: e.into(),
+    })
+}
+
+/// Mounts an overlay of `lowerdirs` (top first) with an optional (upper, work) pair.
+pub(super) fn mount_overlay(
+    lowerdirs: &[PathBuf],
+    upper_work: Option<(&Path, &Path)>,
+    userxattr: bool,
+    target: &Path,
+) -> Result<(), SnapshotError> {
+    let err = |source| SnapshotError::Mount { what: "overlay", target: target.to_path_buf(), source };
+    if lowerdirs.len() > MAX_LAYERS {
+        return Err(err(std::io::Error::from_raw_os_error(libc::EINVAL)));
+    }
+    let mut tail = Vec::new();
+    if let Some((upper, work)) = upper_work {
+        tail.extend_from_slice(b",upperdir=");
+        escape_into(&mut tail, upper.as_os_str().as_bytes());
+        tail.extend_from_slice(b",workdir=");
+        escape_into(&mut tail, work.as_os_str().as_bytes());
+    }
+    // Metadata-only copy-up, redirects and the inode index would put changes outside the plain
+    // upper tree the diff reads; `userxattr` mounts have them off already.
+    if userxattr {
+        tail.extend_from_slice(b",userxattr");
+    } else {
+        tail.extend_from_slice(b",index=off,redirect_dir=off,metacopy=off");
+    }
+    let mut data = b"lowerdir=".to_vec();
+    for (i, dir) in lowerdirs.iter().enumerate() {
+        if i > 0 {
+            data.push(b':');
+        }
+        escape_into(&mut data, dir.as_os_str().as_bytes());
+    }
+    let mut _fds = Vec::new();
+    if data.len() + tail.len() > MAX_OPTIONS {
+        data = b"lowerdir=".to_vec();
+        for (i, dir) in lowerdirs.iter().enumerate() {
+            let fd = File::options()
+                .read(true)
+                .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(dir)
+                .map_err(|e| SnapshotError::io("open lower directory", dir, e))?;
+            if i > 0 {
+                data.push(b':');
+            }
+            data.extend_from_slice(format!("/proc/self/fd/{}", fd.as_raw_fd()).as_bytes());
+            _fds.push(fd);
+        }
+        if data.len() + tail.len() > MAX_OPTIONS {
+            return Err(err(std::io::Error::from_raw_os_error(libc::E2BIG)));
+        }
+    }
+    data.extend_from_slice(&tail);
+    let data = std::ffi::CString::new(data).map_err(|_| err(std::io::Error::from_raw_os_error(libc::EINVAL)))?;
+    rustix::mount::mount("overlay", target, "overlay", MountFlags::empty(), data.as_c_str()).map_err(|e| err(e.into()))
+}
+
+/// Escapes `\`, `:` and `,`, which separate overlay options and layers.
+fn escape_into(out: &mut Vec<u8>, path: &[u8]) {
+    for &b in path {
+        if matches!(b, b'\\' | b':' | b',') {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
+}
+
+/// A live mount; [`Mounted::unmount`] reports errors, dropping unmounts (lazily if busy) and
+/// logs them.
+#[derive(Debug)]
+#[must_use = "dropping a Mounted unmounts it"]
+pub struct Mounted {
+    target: PathBuf,
+    live: bool,
+}
+
+impl Mounted {
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// Unmounts. A busy mount is detached lazily and reported as an error.
+    pub fn unmount(mut self) -> Result<(), SnapshotError> {
+        self.live = false;
+        unmount(&self.target)
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if self.live {
+            if let Err(e) = unmount(&self.target) {
+                tracing::warn!(target = %self.target.display(), error = %e, "unmount on drop failed");
+            }
+        }
+    }
+}
+
+fn unmount(target: &Path) -> Result<(), SnapshotError> {
+    loop {
+        match rustix::mount::unmount(target, UnmountFlags::empty()) {
+            Ok(()) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => {
+                // Never leave the mount behind: detach it, but still say the unmount failed.
+                let _ = rustix::mount::unmount(target, UnmountFlags::DETACH);
+                return Err(SnapshotError::Unmount { target: target.to_path_buf(), source: e.into() });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn separators_are_escaped() {
+        let mut out = Vec::new();
+        escape_into(&mut out, b"/a,b:c\\d");
+        assert_eq!(out, b"/a\\,b\\:c\\\\d");
+    }
+
+    #[test]
+    fn plain_dir_only_for_writable_binds() {
+        let rw = Mounts::Bind { source: "/x".into(), readonly: false };
+        let ro = Mounts::Bind { source: "/x".into(), readonly: true };
+        assert_eq!(rw.plain_dir(), Some(Path::new("/x")));
+        assert_eq!(ro.plain_dir(), None);
+        assert!(ro.readonly() && !rw.readonly());
+    }
+}
