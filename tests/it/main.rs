@@ -6,5 +6,6 @@ mod image;
 mod image_adversarial;
 mod layer;
 mod layer_adversarial;
+mod snapshot;
 mod store;
 mod support;
