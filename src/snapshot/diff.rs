@@ -31,7 +31,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use super::fscopy::read_xattrs;
+use super::fscopy::{Xattrs, read_xattrs};
 use super::{SnapshotError, Snapshotter};
 use crate::layer::{TarWriter, WriteOptions};
 use crate::oci::{DiffId, HashingWriter};
@@ -58,7 +58,7 @@ pub fn diff_and_commit(
     out: &mut dyn Write,
 ) -> Result<DiffOutput, SnapshotError> {
     let diff = sn.diff(key, opts, out)?;
-    sn.commit(name, key, Some(diff.diff_id.clone()))?;
+    sn.commit(name, key, Some(diff.diff_id))?;
     Ok(diff)
 }
 
@@ -396,7 +396,7 @@ fn write_changes(
 }
 
 /// Removes the xattrs of `path` whose names start with `prefix`; returns them.
-fn take_xattrs(path: &Path, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, SnapshotError> {
+fn take_xattrs(path: &Path, prefix: &[u8]) -> Result<Xattrs, SnapshotError> {
     let taken: Vec<_> = read_xattrs(path)?.into_iter().filter(|(n, _)| n.starts_with(prefix)).collect();
     for (name, _) in &taken {
         rustix::fs::lremovexattr(path, OsStr::from_bytes(name))
@@ -405,7 +405,7 @@ fn take_xattrs(path: &Path, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Sn
     Ok(taken)
 }
 
-fn restore_xattrs(path: &Path, xattrs: &[(Vec<u8>, Vec<u8>)]) -> Result<(), SnapshotError> {
+fn restore_xattrs(path: &Path, xattrs: &Xattrs) -> Result<(), SnapshotError> {
     for (name, value) in xattrs {
         rustix::fs::lsetxattr(path, OsStr::from_bytes(name), value, rustix::fs::XattrFlags::empty())
             .map_err(|e| SnapshotError::io("restore xattr on", path, e.into()))?;

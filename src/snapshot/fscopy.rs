@@ -18,6 +18,9 @@ use rustix::fs::{AtFlags, CWD, FileType, Mode, Timespec, Timestamps, XattrFlags}
 
 use super::SnapshotError;
 
+/// Extended attributes as (name, value) pairs, sorted by name.
+pub(super) type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// How file data was copied, for the log.
 #[derive(Debug, Default, Clone, Copy)]
 pub(super) struct CopyStats {
@@ -183,7 +186,7 @@ fn copy_metadata(from: &Path, to: &Path, md: &fs::Metadata) -> Result<(), Snapsh
 }
 
 /// Extended attributes of `path` (not followed), sorted by name.
-pub(super) fn read_xattrs(path: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>, SnapshotError> {
+pub(super) fn read_xattrs(path: &Path) -> Result<Xattrs, SnapshotError> {
     let err = |e: rustix::io::Errno| SnapshotError::io("read xattrs of", path, e.into());
     let mut names = vec![0u8; 4096];
     let n = loop {

@@ -289,7 +289,7 @@ fn scripts() -> Vec<Script> {
 fn round_trip(sn: &dyn Snapshotter, scratch: &Path, can_mount: bool, base: &[u8], script: &Script) -> Vec<u8> {
     let (name, change, ..) = script;
     let key = format!("rt-{}", name.replace(' ', "-"));
-    prepare_and_run(sn, &key, Some("base"), scratch, can_mount, |root| change(root));
+    prepare_and_run(sn, &key, Some("base"), scratch, can_mount, change);
     let active = with_mounts(&sn.mounts(&key).unwrap(), scratch, can_mount, tree::snapshot);
     let mut tar = Vec::new();
     let out = sn.diff(&key, &WriteOptions::default(), &mut tar).unwrap();
