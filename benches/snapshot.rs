@@ -55,6 +55,8 @@ fn setup(root: &Path, backend: Backend, mb: usize) -> (Box<dyn Snapshotter>, Dur
             mounted.unmount().unwrap();
         }
     }
+    // Flush the gigabyte just written, so writeback does not run during the measurements.
+    rustix::fs::sync();
     (sn, prepared)
 }
 

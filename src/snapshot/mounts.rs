@@ -3,10 +3,12 @@
 //! A description is plain data (paths and flags) that can be handed to another process (the
 //! executor); [`Mounts::mount`] is the in-process helper. Deep overlay stacks do not fit the
 //! one-page limit of the legacy `lowerdir=` option with absolute paths, so when they do not,
-//! the helper opens every lower directory `O_PATH` and names it `/proc/self/fd/N` (≤ 18 bytes
-//! per layer, whatever the root's length), which the kernel resolves at mount time; the fds
-//! are closed right after. That works on every kernel with overlay in user namespaces and needs
-//! no chdir (process-wide, unsafe in a multi-threaded process) and no helper process.
+//! the helper opens every lower directory `O_PATH` and names it `/proc/self/fd/N` (≤ 19 bytes
+//! per layer, whatever the root's length; about 200 layers), which the kernel resolves at
+//! mount time; the fds are closed right after. That works on every kernel with overlay in user
+//! namespaces and needs no chdir (process-wide, unsafe in a multi-threaded process) and no
+//! helper process. Deeper stacks (up to the kernel's 500) use the new mount API, one
+//! `fsconfig(lowerdir+)` per layer (kernel ≥ 6.8); older kernels get [`SnapshotError::TooManyLayers`].
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -121,28 +123,84 @@ pub(super) fn mount_overlay(
         }
         escape_into(&mut data, dir.as_os_str().as_bytes());
     }
-    let mut _fds = Vec::new();
-    if data.len() + tail.len() > MAX_OPTIONS {
-        data = b"lowerdir=".to_vec();
-        for (i, dir) in lowerdirs.iter().enumerate() {
-            let fd = File::options()
-                .read(true)
-                .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                .open(dir)
-                .map_err(|e| SnapshotError::io("open lower directory", dir, e))?;
-            if i > 0 {
-                data.push(b':');
-            }
-            data.extend_from_slice(format!("/proc/self/fd/{}", fd.as_raw_fd()).as_bytes());
-            _fds.push(fd);
-        }
-        if data.len() + tail.len() > MAX_OPTIONS {
-            return Err(err(std::io::Error::from_raw_os_error(libc::E2BIG)));
-        }
+    if data.len() + tail.len() <= MAX_OPTIONS {
+        data.extend_from_slice(&tail);
+        return legacy_mount(data, target);
     }
-    data.extend_from_slice(&tail);
+    // Too long for absolute paths: name each lower by an O_PATH fd.
+    let mut fds = Vec::new();
+    data = b"lowerdir=".to_vec();
+    for (i, dir) in lowerdirs.iter().enumerate() {
+        let fd = File::options()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(dir)
+            .map_err(|e| SnapshotError::io("open lower directory", dir, e))?;
+        if i > 0 {
+            data.push(b':');
+        }
+        data.extend_from_slice(format!("/proc/self/fd/{}", fd.as_raw_fd()).as_bytes());
+        fds.push(fd);
+    }
+    if data.len() + tail.len() <= MAX_OPTIONS {
+        data.extend_from_slice(&tail);
+        let mounted = legacy_mount(data, target);
+        drop(fds);
+        return mounted;
+    }
+    drop(fds);
+    // Still too long: one `lowerdir+` per layer through the new mount API (kernel >= 6.8).
+    fsconfig_mount(lowerdirs, upper_work, userxattr, target)
+}
+
+fn legacy_mount(data: Vec<u8>, target: &Path) -> Result<(), SnapshotError> {
+    let err = |source| SnapshotError::Mount { what: "overlay", target: target.to_path_buf(), source };
     let data = std::ffi::CString::new(data).map_err(|_| err(std::io::Error::from_raw_os_error(libc::EINVAL)))?;
     rustix::mount::mount("overlay", target, "overlay", MountFlags::empty(), data.as_c_str()).map_err(|e| err(e.into()))
+}
+
+/// Mounts with `fsopen`/`fsconfig`, appending each lower with `lowerdir+` (no page limit, no
+/// escaping). Older kernels reject `lowerdir+`: the stack is then too deep for this kernel.
+fn fsconfig_mount(
+    lowerdirs: &[PathBuf],
+    upper_work: Option<(&Path, &Path)>,
+    userxattr: bool,
+    target: &Path,
+) -> Result<(), SnapshotError> {
+    use rustix::mount::{
+        FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, fsconfig_create, fsconfig_set_flag,
+        fsconfig_set_string, fsmount, fsopen, move_mount,
+    };
+    let err =
+        |e: rustix::io::Errno| SnapshotError::Mount { what: "overlay", target: target.to_path_buf(), source: e.into() };
+    let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).map_err(err)?;
+    for dir in lowerdirs {
+        match fsconfig_set_string(&fs, "lowerdir+", dir.as_path()) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::INVAL) => {
+                return Err(SnapshotError::TooManyLayers {
+                    key: target.display().to_string(),
+                    layers: lowerdirs.len(),
+                    max: MAX_LAYERS.min(MAX_OPTIONS / 20),
+                });
+            }
+            Err(e) => return Err(err(e)),
+        }
+    }
+    if let Some((upper, work)) = upper_work {
+        fsconfig_set_string(&fs, "upperdir", upper).map_err(err)?;
+        fsconfig_set_string(&fs, "workdir", work).map_err(err)?;
+    }
+    if userxattr {
+        fsconfig_set_flag(&fs, "userxattr").map_err(err)?;
+    } else {
+        for key in ["index", "redirect_dir", "metacopy"] {
+            fsconfig_set_string(&fs, key, "off").map_err(err)?;
+        }
+    }
+    fsconfig_create(&fs).map_err(err)?;
+    let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty()).map_err(err)?;
+    move_mount(&mnt, "", rustix::fs::CWD, target, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH).map_err(err)
 }
 
 /// Escapes `\`, `:` and `,`, which separate overlay options and layers.

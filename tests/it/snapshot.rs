@@ -398,13 +398,14 @@ fn c9_deleted_then_recreated_dirs_stay_deleted() {
     }
 }
 
-/// A chain deeper than one page of absolute lowerdir paths, and a diff on top of it.
+/// A chain deeper than one page of absolute lowerdir paths (from ~60 layers here) and of
+/// `/proc/self/fd/N` names (from ~210), and a diff on top of it.
 #[test]
-fn overlay_chain_of_120_layers() {
+fn overlay_chain_of_260_layers() {
     let ctx = TestContext::new();
     let sn = open(&ctx.root(), Backend::Overlay);
     let mut parent: Option<String> = None;
-    for i in 0..120 {
+    for i in 0..260 {
         let key = format!("step-{i}");
         prepare_and_run(sn.as_ref(), &key, parent.as_deref(), ctx.path(), true, |root| {
             fs::write(root.join(format!("f{i:03}")), i.to_string()).unwrap();
@@ -426,8 +427,8 @@ fn overlay_chain_of_120_layers() {
     assert!(joined > 4096, "the chain must not fit one page of absolute paths ({joined} bytes)");
     with_mounts(&mounts, ctx.path(), true, |root| {
         let n = fs::read_dir(root).unwrap().count();
-        assert_eq!(n, 1 + 119, "only the last f and every kept file");
-        assert_eq!(fs::read_to_string(root.join("f119")).unwrap(), "119");
+        assert_eq!(n, 1 + 259, "only the last f and every kept file");
+        assert_eq!(fs::read_to_string(root.join("f259")).unwrap(), "259");
         fs::write(root.join("kept050"), b"changed").unwrap();
     });
     let mut tar = Vec::new();
