@@ -412,3 +412,49 @@ fn restore_xattrs(path: &Path, xattrs: &Xattrs) -> Result<(), SnapshotError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn whiteout(path: &Path) {
+        let dev = rustix::fs::FileType::CharacterDevice;
+        rustix::fs::mknodat(rustix::fs::CWD, path, dev, rustix::fs::Mode::empty(), 0).unwrap();
+    }
+
+    #[test]
+    fn tar_paths_of_changes() {
+        let mut changes = Changes::new();
+        push_whiteout(&mut changes, b"a/b");
+        push_whiteout(&mut changes, b"top");
+        push_opaque(&mut changes, b"a");
+        push_add(&mut changes, b"a", Path::new("/x/a"), true);
+        let keys: Vec<_> = changes.keys().map(|k| String::from_utf8_lossy(k).into_owned()).collect();
+        assert_eq!(keys, [".wh.top", "a/", "a/.wh..wh..opq", "a/.wh.b"]);
+    }
+
+    #[test]
+    fn lower_lookup_honours_whiteouts_and_opaque_dirs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (top, bottom) = (tmp.path().join("top"), tmp.path().join("bottom"));
+        for d in [bottom.join("w"), bottom.join("o"), bottom.join("plain"), top.join("o"), top.join("plain")] {
+            fs::create_dir_all(d).unwrap();
+        }
+        for f in ["w/f", "o/f", "plain/f", "gone"] {
+            fs::write(bottom.join(f), f).unwrap();
+        }
+        whiteout(&top.join("gone"));
+        whiteout(&top.join("w"));
+        rustix::fs::lsetxattr(top.join("o"), "user.overlay.opaque", b"y", rustix::fs::XattrFlags::empty()).unwrap();
+        let lowers = [top.clone(), bottom.clone()];
+        let found = |rel: &[u8]| lower_lookup(&lowers, rel, true).map(|(p, _)| p);
+        assert_eq!(found(b"plain/f"), Some(bottom.join("plain/f")));
+        assert_eq!(found(b"plain"), Some(top.join("plain")));
+        assert_eq!(found(b"gone"), None, "a whiteout hides the file below");
+        assert_eq!(found(b"w/f"), None, "a whiteout hides the directory below");
+        assert_eq!(found(b"o/f"), None, "an opaque directory hides what is below");
+        assert_eq!(found(b"missing"), None);
+        // The trusted flavour does not read user xattrs: `o` is not opaque there.
+        assert_eq!(lower_lookup(&lowers, b"o/f", false).map(|(p, _)| p), Some(bottom.join("o/f")));
+    }
+}

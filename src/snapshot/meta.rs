@@ -67,7 +67,10 @@ impl Meta {
         {
             let locked = meta.lock()?;
             locked.conn.execute_batch(SCHEMA).map_err(|source| SnapshotError::Db { path: db_path.clone(), source })?;
-            locked.sweep_orphans()?;
+            // A sweep that fails (another process removing the same trash) is retried next open.
+            if let Err(e) = locked.sweep_orphans() {
+                tracing::warn!(dir = %dir.display(), error = %e, "could not remove leftover snapshot directories");
+            }
         }
         Ok(meta)
     }

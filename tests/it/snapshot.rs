@@ -489,3 +489,19 @@ fn unprivileged_snapshot_child() {
     let tested: Vec<String> = tested.iter().map(ToString::to_string).collect();
     fs::write(work.join("report"), format!("auto={auto} tested={}", tested.join(","))).unwrap();
 }
+
+/// Catalogue B6: a name with the reserved `.wh.` prefix cannot become a layer entry.
+#[test]
+fn reserved_whiteout_names_fail_the_diff() {
+    for backend in BACKENDS {
+        let ctx = TestContext::new();
+        let sn = open(&ctx.root(), backend);
+        prepare_and_run(sn.as_ref(), "k", None, ctx.path(), true, |root| {
+            fs::create_dir_all(root.join("x/.wh..wh..opq")).unwrap();
+        });
+        let err = sn.diff("k", &WriteOptions::default(), &mut std::io::sink()).unwrap_err();
+        assert!(matches!(err, SnapshotError::ReservedName { .. }), "{backend}: {err:?}");
+        assert!(err.to_string().contains("reserved prefix .wh."), "{err}");
+        sn.remove("k").unwrap();
+    }
+}
