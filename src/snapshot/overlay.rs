@@ -7,6 +7,15 @@
 //! of an active snapshot. `<dir>` is `overlay` for mounts by real root (opaque markers in
 //! `trusted.overlay.*`) and `overlay-userxattr` inside a user namespace (`user.overlay.*`):
 //! layers written by one flavour are not read correctly by the other, so they never share.
+//!
+//! Mounts are made with `index=off,redirect_dir=off,metacopy=off` (implied by `userxattr`), so
+//! the upper directory is a plain tree: renaming a lower directory answers `EXDEV` and tools
+//! copy it instead, which is what the diff needs. Known limitation, as in Docker's overlay2:
+//! copying up one name of a lower hardlink group splits the group (the merged view and the
+//! layer agree on content; the other names keep the old inode).
+//!
+//! Callers unmount an active snapshot before `diff`, `commit` or `remove`: overlay leaves the
+//! result of changing an upper directory under a live mount undefined.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
