@@ -48,6 +48,8 @@ impl CopySnapshotter {
             let id = tx.insert(key, kind, parent)?;
             let dir = self.meta.snapshot_dir(id);
             super::mkdir_private(&dir.join("fs"))?;
+            crate::failpoint::io("snapshot.prepare.before_record")
+                .map_err(|e| SnapshotError::io("prepare", &dir, e))?;
             let parent_dir = chain.first().map(|p| self.fs_dir(p.id));
             Ok((tx.require(key)?, parent_dir))
         })?;
@@ -137,6 +139,7 @@ impl Snapshotter for CopySnapshotter {
             Ok(trash)
         })?;
         drop(locked);
+        crate::failpoint::io("snapshot.remove.before_delete").map_err(|e| SnapshotError::io("remove", &trash, e))?;
         fscopy::remove_tree(&trash)
     }
 

@@ -244,13 +244,19 @@ impl Drop for Mounted {
     }
 }
 
+/// Unmounts `target`, retrying while it is busy (a process forked at that moment holds our
+/// descriptors until it execs), then detaching it lazily: never leaves the mount behind.
 fn unmount(target: &Path) -> Result<(), SnapshotError> {
+    let mut busy = 0;
     loop {
         match rustix::mount::unmount(target, UnmountFlags::empty()) {
             Ok(()) => return Ok(()),
             Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::BUSY) if busy < 50 => {
+                busy += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
             Err(e) => {
-                // Never leave the mount behind: detach it, but still say the unmount failed.
                 let _ = rustix::mount::unmount(target, UnmountFlags::DETACH);
                 return Err(SnapshotError::Unmount { target: target.to_path_buf(), source: e.into() });
             }

@@ -91,6 +91,8 @@ impl OverlaySnapshotter {
             if kind == Kind::Active && !chain.is_empty() {
                 super::mkdir_private(&self.work_dir(id))?;
             }
+            crate::failpoint::io("snapshot.prepare.before_record")
+                .map_err(|e| SnapshotError::io("prepare", self.meta.snapshot_dir(id), e))?;
             let rec = tx.require(key)?;
             self.mounts_of(&rec, &chain)
         })
@@ -163,6 +165,7 @@ impl Snapshotter for OverlaySnapshotter {
             Ok(trash)
         })?;
         drop(locked);
+        crate::failpoint::io("snapshot.remove.before_delete").map_err(|e| SnapshotError::io("remove", &trash, e))?;
         fscopy::remove_tree(&trash)
     }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use rustix::fs::XattrFlags;
 use slipway::layer::{self, ApplyOptions, TarWriter, WriteOptions};
@@ -14,7 +14,7 @@ use slipway::snapshot::{self, Backend, Kind, SnapshotError, Snapshotter, diff};
 use crate::support::snapshot::{
     assert_no_mounts_under, child_work_dir, open, prepare_and_run, unprivileged_child, view_and_run, with_mounts,
 };
-use crate::support::{TestContext, describe, tree};
+use crate::support::{TestContext, child_value, describe, killed_by, self_child, tree};
 
 const BACKENDS: [Backend; 2] = [Backend::Overlay, Backend::Copy];
 
@@ -503,5 +503,113 @@ fn reserved_whiteout_names_fail_the_diff() {
         assert!(matches!(err, SnapshotError::ReservedName { .. }), "{backend}: {err:?}");
         assert!(err.to_string().contains("reserved prefix .wh."), "{err}");
         sn.remove("k").unwrap();
+    }
+}
+
+const CHILD_OP: &str = "SLIPWAY_SNAPSHOT_OP";
+const CHILD_ROOT: &str = "SLIPWAY_SNAPSHOT_ROOT";
+const CHILD_BACKEND: &str = "SLIPWAY_SNAPSHOT_BACKEND";
+
+fn op_child(root: &Path, backend: Backend, op: &str, failpoint: Option<&str>) -> Command {
+    let mut cmd = self_child("snapshot::snapshot_op_child");
+    cmd.env(CHILD_OP, op).env(CHILD_ROOT, root).env(CHILD_BACKEND, backend.to_string());
+    if let Some(fp) = failpoint {
+        cmd.env("SLIPWAY_FAILPOINT", fp);
+    }
+    cmd
+}
+
+/// kill -9 between a snapshot's directory work and its record (catalogue E, N4): the next open
+/// leaves neither a record nor a directory, and the key can be used again.
+#[test]
+fn crash_mid_prepare_or_remove_leaves_nothing() {
+    for backend in BACKENDS {
+        let ctx = TestContext::new();
+        let sn = open(&ctx.root(), backend);
+        prepare_and_run(sn.as_ref(), "a", None, ctx.path(), true, |r| fs::write(r.join("f"), b"f").unwrap());
+        sn.commit("c", "a", None).unwrap();
+        let dir = sn.dir().to_path_buf();
+        drop(sn);
+        for (op, site) in [("prepare", "snapshot.prepare.before_record"), ("remove", "snapshot.remove.before_delete")] {
+            let out = op_child(&ctx.root(), backend, op, Some(&format!("{site}:kill9"))).output().unwrap();
+            assert_eq!(killed_by(&out.status), Some(9), "{backend} {op}: {}", describe(&out));
+        }
+        let sn = open(&ctx.root(), backend);
+        assert!(sn.list().unwrap().is_empty(), "{backend}: {:?}", sn.list());
+        let left: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with("metadata.db") && n != "lock")
+            .collect();
+        assert!(left.is_empty(), "{backend}: {left:?}");
+        prepare_and_run(sn.as_ref(), "crashed", None, ctx.path(), true, |_| ());
+    }
+}
+
+/// Two processes preparing the same keys, and committing different keys to the same names, on
+/// one root: every key and every name is taken exactly once, losers get `AlreadyExists`.
+#[test]
+fn two_processes_share_a_root() {
+    for backend in BACKENDS {
+        let ctx = TestContext::new();
+        open(&ctx.root(), backend);
+        let children: Vec<_> = (0..2)
+            .map(|_| {
+                op_child(&ctx.root(), backend, "race", None)
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("spawn child")
+            })
+            .collect();
+        let (mut created, mut committed) = (0, 0);
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "{backend}: {}", describe(&out));
+            let value = |k| child_value(&out, k).unwrap_or_else(|| panic!("{backend}: {}", describe(&out)));
+            created += value("created").parse::<usize>().unwrap();
+            committed += value("committed").parse::<usize>().unwrap();
+        }
+        assert_eq!((created, committed), (20, 20), "{backend}: each key and name taken by exactly one process");
+        let sn = open(&ctx.root(), backend);
+        let all = sn.list().unwrap();
+        let kinds = |k: Kind, p: char| all.iter().filter(|i| i.kind == k && i.key.starts_with(p)).count();
+        assert_eq!((all.len(), kinds(Kind::Active, 'a'), kinds(Kind::Committed, 'c')), (40, 20, 20), "{all:?}");
+    }
+}
+
+/// The child half of the tests above; does nothing unless started by them.
+#[test]
+fn snapshot_op_child() {
+    let (Ok(op), Some(root)) = (std::env::var(CHILD_OP), std::env::var_os(CHILD_ROOT)) else {
+        return;
+    };
+    let backend = match std::env::var(CHILD_BACKEND).as_deref() {
+        Ok("overlay") => Backend::Overlay,
+        _ => Backend::Copy,
+    };
+    let sn = open(Path::new(&root), backend);
+    match op.as_str() {
+        "prepare" => drop(sn.prepare("crashed", Some("c"))),
+        "remove" => drop(sn.remove("c")),
+        "race" => {
+            // Same keys (stay active), and different keys racing for the same committed names.
+            let (mut created, mut committed) = (0, 0);
+            for i in 0..20 {
+                if sn.prepare(&format!("a{i}"), None).is_ok() {
+                    created += 1;
+                }
+                let key = format!("k{i}-{}", std::process::id());
+                sn.prepare(&key, None).unwrap();
+                match sn.commit(&format!("c{i}"), &key, None) {
+                    Ok(_) => committed += 1,
+                    Err(SnapshotError::AlreadyExists { .. }) => sn.remove(&key).unwrap(),
+                    Err(e) => panic!("commit c{i}: {e:?}"),
+                }
+            }
+            println!("created={created}");
+            println!("committed={committed}");
+        }
+        other => panic!("unknown op {other}"),
     }
 }
