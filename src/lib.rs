@@ -13,4 +13,5 @@ pub mod image;
 pub mod layer;
 pub mod oci;
 pub mod progress;
+pub mod snapshot;
 pub mod store;

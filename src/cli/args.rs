@@ -23,6 +23,9 @@ pub struct GlobalArgs {
     /// Progress on stderr: auto = tty on a terminal when CI is unset, else plain; quiet = errors only
     #[arg(long, global = true, value_enum, default_value_t = ProgressArg::Auto, value_name = "MODE")]
     pub progress: ProgressArg,
+    /// Rootfs snapshotter (default: overlay where it can be mounted, else copy)
+    #[arg(long, global = true, env = "SLIPWAY_SNAPSHOTTER", value_enum, value_name = "KIND")]
+    pub snapshotter: Option<SnapshotterArg>,
 }
 
 /// `--progress` modes (rendered by `cli::progress`).
@@ -33,6 +36,13 @@ pub enum ProgressArg {
     Plain,
     Rawjson,
     Quiet,
+}
+
+/// The `--snapshotter` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SnapshotterArg {
+    Overlay,
+    Copy,
 }
 
 #[derive(Debug, Subcommand)]

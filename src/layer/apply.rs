@@ -25,7 +25,7 @@ const MAX_NAME: usize = 255;
 const OPAQUE: &[u8] = b".wh..wh..opq";
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
 /// xattrs never taken from layer data: overlayfs internals and the host's SELinux labels.
-const FORBIDDEN_XATTRS: [&[u8]; 2] = [b"trusted.overlay.", b"security.selinux"];
+const FORBIDDEN_XATTRS: [&[u8]; 3] = [b"trusted.overlay.", b"user.overlay.", b"security.selinux"];
 
 /// How `apply` behaves.
 #[derive(Debug, Clone)]

@@ -33,8 +33,8 @@
 //!   are created (0755, owned by the applier) like containerd's `mkparent`.
 //! * **Sparse files** are written as plain data by the writer; `apply` turns runs of zero bytes
 //!   back into holes. GNU sparse entries (`S`, `GNU.sparse.*`) are rejected.
-//! * Xattrs `trusted.overlay.*` are never written nor applied; `security.selinux` is never
-//!   applied (it belongs to the host's policy).
+//! * Xattrs `trusted.overlay.*` and `user.overlay.*` (overlayfs's own) are never written nor
+//!   applied; `security.selinux` is never applied (it belongs to the host's policy).
 //! * **`s -> ..` then `s/exploit/foo/bar` (catalogue C5)**: the catalogue expects an error; we
 //!   land it at `<root>/exploit/foo/bar` instead, consistently with C1/C2 (`..` in a symlink is
 //!   clamped at the root by `RESOLVE_IN_ROOT`) and with creating missing parents. Nothing is

@@ -296,7 +296,8 @@ fn check_rel(rel: &Path) -> Result<&[u8], LayerError> {
     Ok(bytes)
 }
 
-/// Extended attributes of `path` (not followed), sorted by name, `trusted.overlay.*` left out.
+/// Extended attributes of `path` (not followed), sorted by name; overlayfs's own
+/// (`trusted.overlay.*`, and `user.overlay.*` of user-namespace mounts) left out.
 fn read_xattrs(path: &Path) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let names = loop {
         let len = match rustix::fs::llistxattr_query(path) {
@@ -319,7 +320,7 @@ fn read_xattrs(path: &Path) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     };
     let mut out = Vec::new();
     for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        if name.starts_with(b"trusted.overlay.") {
+        if name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.") {
             continue;
         }
         let cname = std::ffi::OsStr::from_bytes(name);

@@ -8,5 +8,6 @@ mod image_adversarial;
 mod layer;
 mod layer_adversarial;
 mod progress;
+mod snapshot;
 mod store;
 mod support;

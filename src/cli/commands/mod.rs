@@ -11,7 +11,7 @@ mod images;
 mod info;
 mod prune;
 
-use super::args::{Cli, Command, GlobalArgs};
+use super::args::{Cli, Command, GlobalArgs, SnapshotterArg};
 
 /// Runs the parsed command line; returns the exit code.
 pub fn run(cli: Cli) -> Result<u8> {
@@ -55,4 +55,14 @@ pub fn store_root(global: &GlobalArgs) -> PathBuf {
 pub fn open_store(global: &GlobalArgs) -> Result<crate::store::Store> {
     let root = store_root(global);
     crate::store::Store::open(&root).with_context(|| format!("opening the store at {}", root.display()))
+}
+
+/// Opens the snapshotter of the configured root (`--snapshotter` forces one; else probed).
+pub fn open_snapshotter(global: &GlobalArgs) -> Result<Box<dyn crate::snapshot::Snapshotter>> {
+    let root = store_root(global);
+    let backend = global.snapshotter.map(|arg| match arg {
+        SnapshotterArg::Overlay => crate::snapshot::Backend::Overlay,
+        SnapshotterArg::Copy => crate::snapshot::Backend::Copy,
+    });
+    crate::snapshot::open(&root, backend).with_context(|| format!("opening the snapshotter at {}", root.display()))
 }

@@ -1,0 +1,264 @@
+//! Snapshot records: `<dir>/metadata.db` (SQLite, WAL) guarded by the flock `<dir>/lock`.
+//!
+//! Every mutation runs under the exclusive flock, in one SQLite transaction that is committed
+//! after the directory work it describes, so two processes sharing a root see each other's
+//! snapshots and never interleave a check with a change. Each snapshot owns the directory
+//! `<dir>/<id>/`; ids are never reused. Knows nothing of overlay or copying.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use rustix::fs::{FlockOperation, flock};
+
+use super::{Info, Kind, SnapshotError};
+use crate::oci::DiffId;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS snapshots (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    key     TEXT NOT NULL UNIQUE,
+    kind    TEXT NOT NULL,
+    parent  TEXT,
+    diff_id TEXT,
+    created INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS snapshots_parent ON snapshots(parent);
+";
+
+/// A record with its directory id.
+#[derive(Debug, Clone)]
+pub(super) struct Record {
+    pub id: i64,
+    pub info: Info,
+}
+
+/// The metadata of one backend directory.
+#[derive(Debug)]
+pub(super) struct Meta {
+    dir: PathBuf,
+    db_path: PathBuf,
+    lock_path: PathBuf,
+    conn: std::sync::Mutex<Connection>,
+}
+
+/// The exclusive flock, held while alive.
+pub(super) struct Locked<'m> {
+    _file: File,
+    pub conn: std::sync::MutexGuard<'m, Connection>,
+    meta: &'m Meta,
+}
+
+impl Meta {
+    /// Opens (creating) the database under `dir` and removes snapshot directories no record
+    /// owns (left by a crash between directory work and the commit of its record).
+    pub fn open(dir: &Path) -> Result<Meta, SnapshotError> {
+        super::mkdir_private(dir)?;
+        let db_path = dir.join("metadata.db");
+        let db_err = |source| SnapshotError::Db { path: db_path.clone(), source };
+        let conn = Connection::open(&db_path).map_err(db_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(60)).map_err(db_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(db_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(db_err)?;
+        let meta =
+            Meta { dir: dir.to_path_buf(), lock_path: dir.join("lock"), db_path: db_path.clone(), conn: conn.into() };
+        {
+            let locked = meta.lock()?;
+            locked.conn.execute_batch(SCHEMA).map_err(|source| SnapshotError::Db { path: db_path.clone(), source })?;
+            // A sweep that fails (another process removing the same trash) is retried next open.
+            if let Err(e) = locked.sweep_orphans() {
+                tracing::warn!(dir = %dir.display(), error = %e, "could not remove leftover snapshot directories");
+            }
+        }
+        Ok(meta)
+    }
+
+    /// Takes the exclusive flock.
+    pub fn lock(&self) -> Result<Locked<'_>, SnapshotError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&self.lock_path)
+            .map_err(|e| SnapshotError::io("open lock file", &self.lock_path, e))?;
+        loop {
+            match flock(&file, FlockOperation::LockExclusive) {
+                Ok(()) => break,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(SnapshotError::io("lock", &self.lock_path, e.into())),
+            }
+        }
+        let conn = self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(Locked { _file: file, conn, meta: self })
+    }
+
+    /// Directory of snapshot `id`.
+    pub fn snapshot_dir(&self, id: i64) -> PathBuf {
+        self.dir.join(id.to_string())
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Locked<'_> {
+    fn db_err(&self) -> impl Fn(rusqlite::Error) -> SnapshotError + '_ {
+        move |source| SnapshotError::Db { path: self.meta.db_path.clone(), source }
+    }
+
+    /// The record of `key`, if any.
+    pub fn get(&self, key: &str) -> Result<Option<Record>, SnapshotError> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT id, key, kind, parent, diff_id, created FROM snapshots WHERE key = ?1",
+                params![key],
+                row_tuple,
+            )
+            .optional()
+            .map_err(self.db_err())?;
+        row.map(|r| self.record(r)).transpose()
+    }
+
+    /// The record of `key`, or `NotFound`.
+    pub fn require(&self, key: &str) -> Result<Record, SnapshotError> {
+        match self.get(key)? {
+            Some(r) => Ok(r),
+            None => Err(SnapshotError::NotFound { key: key.to_string() }),
+        }
+    }
+
+    /// The committed parent `parent` (checked) and its chain, nearest first.
+    pub fn parent_chain(&self, parent: Option<&str>) -> Result<Vec<Record>, SnapshotError> {
+        let mut chain = Vec::new();
+        let mut next = parent.map(str::to_string);
+        while let Some(key) = next {
+            let rec = self.require(&key)?;
+            if rec.info.kind != Kind::Committed {
+                return Err(SnapshotError::ParentNotCommitted { key, kind: rec.info.kind });
+            }
+            next = rec.info.parent.clone();
+            chain.push(rec);
+            if chain.len() > 10_000 {
+                return Err(SnapshotError::Corrupt { path: self.meta.db_path.clone(), reason: "parent cycle".into() });
+            }
+        }
+        Ok(chain)
+    }
+
+    /// Inserts a record; returns its id. Fails with `AlreadyExists` if the key is taken.
+    pub fn insert(&self, key: &str, kind: Kind, parent: Option<&str>) -> Result<i64, SnapshotError> {
+        if self.get(key)?.is_some() {
+            return Err(SnapshotError::AlreadyExists { key: key.to_string() });
+        }
+        self.conn
+            .execute(
+                "INSERT INTO snapshots (key, kind, parent, diff_id, created) VALUES (?1, ?2, ?3, NULL, ?4)",
+                params![key, kind.as_str(), parent, super::unix_now()],
+            )
+            .map_err(self.db_err())?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Renames `key` to the committed `name`.
+    pub fn commit(&self, id: i64, name: &str, diff_id: Option<&DiffId>) -> Result<(), SnapshotError> {
+        self.conn
+            .execute(
+                "UPDATE snapshots SET key = ?1, kind = 'committed', diff_id = ?2 WHERE id = ?3",
+                params![name, diff_id.map(ToString::to_string), id],
+            )
+            .map_err(self.db_err())?;
+        Ok(())
+    }
+
+    pub fn delete(&self, id: i64) -> Result<(), SnapshotError> {
+        self.conn.execute("DELETE FROM snapshots WHERE id = ?1", params![id]).map_err(self.db_err())?;
+        Ok(())
+    }
+
+    /// How many snapshots have `key` as their parent.
+    pub fn children(&self, key: &str) -> Result<usize, SnapshotError> {
+        let n: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM snapshots WHERE parent = ?1", params![key], |r| r.get(0))
+            .map_err(self.db_err())?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
+    /// Every record, sorted by key.
+    pub fn all(&self) -> Result<Vec<Record>, SnapshotError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, key, kind, parent, diff_id, created FROM snapshots ORDER BY key")
+            .map_err(self.db_err())?;
+        let rows = stmt.query_map([], row_tuple).map_err(self.db_err())?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(self.record(row.map_err(self.db_err())?)?);
+        }
+        Ok(out)
+    }
+
+    /// Runs `f` in a transaction that commits only if `f` succeeds.
+    pub fn transaction<T>(
+        &mut self,
+        f: impl FnOnce(&Locked<'_>) -> Result<T, SnapshotError>,
+    ) -> Result<T, SnapshotError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(self.db_err())?;
+        match f(self) {
+            Ok(v) => {
+                self.conn.execute_batch("COMMIT").map_err(self.db_err())?;
+                Ok(v)
+            }
+            Err(e) => {
+                if let Err(rollback) = self.conn.execute_batch("ROLLBACK") {
+                    tracing::warn!(error = %rollback, "snapshot metadata rollback failed");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn record(&self, (id, key, kind, parent, diff_id, created): RowTuple) -> Result<Record, SnapshotError> {
+        let corrupt = |reason: String| SnapshotError::Corrupt { path: self.meta.db_path.clone(), reason };
+        let kind = Kind::from_str(&kind).map_err(corrupt)?;
+        let diff_id = match diff_id {
+            Some(s) => Some(DiffId::from_str(&s).map_err(|e| corrupt(format!("diff id of {key}: {e}")))?),
+            None => None,
+        };
+        Ok(Record { id, info: Info { key, kind, parent, diff_id, created } })
+    }
+
+    /// Removes `<dir>/<n>` directories without a record and `trash-*` left by removals.
+    fn sweep_orphans(&self) -> Result<(), SnapshotError> {
+        let mut ids = std::collections::HashSet::new();
+        for rec in self.all()? {
+            ids.insert(rec.id.to_string());
+        }
+        let dir = &self.meta.dir;
+        let entries = std::fs::read_dir(dir).map_err(|e| SnapshotError::io("read directory", dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| SnapshotError::io("read directory", dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let orphan =
+                (name.bytes().all(|b| b.is_ascii_digit()) && !ids.contains(&name)) || name.starts_with("trash-");
+            if orphan {
+                tracing::info!(path = %entry.path().display(), "removing snapshot directory without a record");
+                super::fscopy::remove_tree(&entry.path())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+type RowTuple = (i64, String, String, Option<String>, Option<String>, i64);
+
+fn row_tuple(r: &rusqlite::Row<'_>) -> rusqlite::Result<RowTuple> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+}
