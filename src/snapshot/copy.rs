@@ -68,7 +68,8 @@ impl CopySnapshotter {
                     );
                 }
                 let marker = self.marker(rec.id);
-                std::fs::write(&marker, b"").map_err(|e| SnapshotError::io("create", &marker, e))
+                std::fs::write(&marker, b"").map_err(|e| SnapshotError::io("create", &marker, e))?;
+                settle_past(&marker)
             })();
             if let Err(e) = done {
                 if let Err(cleanup) = self.remove(key) {
@@ -177,4 +178,19 @@ impl Snapshotter for CopySnapshotter {
         let copied = std::fs::symlink_metadata(&marker).map_err(|e| SnapshotError::io("stat", &marker, e))?;
         diff::copy_diff(key, parent_dir.as_deref(), &self.fs_dir(rec.id), &copied, opts, out)
     }
+}
+
+/// Waits until the filesystem clock has certainly moved past `marker`'s timestamp, so every
+/// file created from now on has a later ctime and birth time than the marker: the diff can
+/// then tell "changed after the copy" (and "re-created after the copy") without ties. File
+/// timestamps come from a coarse kernel clock up to one tick (≤ 10 ms) behind real time.
+fn settle_past(marker: &std::path::Path) -> Result<(), SnapshotError> {
+    const TICK: std::time::Duration = std::time::Duration::from_millis(10);
+    let stamped = std::fs::symlink_metadata(marker)
+        .and_then(|m| m.modified())
+        .map_err(|e| SnapshotError::io("stat", marker, e))?;
+    if let Ok(ahead) = (stamped + TICK).duration_since(std::time::SystemTime::now()) {
+        std::thread::sleep(ahead);
+    }
+    Ok(())
 }

@@ -14,9 +14,10 @@
 //! Both emit the same entries for the same changes: a directory is written when its own
 //! metadata changed or anything under it is written (so `apply` restores its mtime after
 //! changing its content); a directory replacing a non-directory is opaque, as overlay makes it;
-//! a non-directory replacing a directory needs no whiteout (applying it replaces the tree). A
-//! directory deleted and re-created shows as opaque under overlay and as per-entry whiteouts
-//! under copy (a copy cannot tell re-creation from emptying); both apply to the same tree.
+//! a non-directory replacing a directory needs no whiteout (applying it replaces the tree); a
+//! directory deleted and re-created is opaque — overlay marks it so, and copy knows it by its
+//! birth time, later than the copy (on a filesystem without birth times copy writes
+//! whiteouts of the old entries instead: the same tree, other bytes).
 //!
 //! Entries are written through [`TarWriter`] in byte order of their tar paths, so a diff is
 //! deterministic; the DiffID is computed on the way. Names with the reserved `.wh.` prefix
@@ -320,9 +321,16 @@ fn walk_pair(
         let lower_abs = lower.map(|l| l.join(os(&name)));
         if md.is_dir() {
             let lower_dir = lower_md.as_ref().is_some_and(Metadata::is_dir);
-            let sub_lower = if lower_dir { lower_abs.as_deref() } else { None };
+            // A directory born after the copy finished was deleted and created again: like
+            // overlay, hide the whole lower directory (opaque) instead of one whiteout per entry.
+            let recreated = lower_dir && born_since(&child_abs, since);
+            let sub_lower = if lower_dir && !recreated { lower_abs.as_deref() } else { None };
             let sub = walk_pair(changes, &child_rel, sub_lower, &child_abs, since)?;
             let changed = match (&lower_md, &lower_abs) {
+                (Some(_), Some(_)) if recreated => {
+                    push_opaque(changes, &child_rel);
+                    true
+                }
                 (Some(lmd), Some(lp)) if lower_dir => !same_meta(&child_abs, &md, lp, lmd, b"trusted.overlay.")?,
                 (Some(_), _) => {
                     // A directory replacing a non-directory: opaque, as overlay makes it.
@@ -353,6 +361,19 @@ fn walk_pair(
         any = true;
     }
     Ok(any)
+}
+
+/// Whether `path` was created after `since` (its birth time, where the filesystem
+/// records one; without it the answer is no, and a re-created directory is written as
+/// whiteouts of its old entries — the same tree, other bytes).
+fn born_since(path: &Path, since: (i64, i64)) -> bool {
+    use rustix::fs::{AtFlags, CWD, StatxFlags, statx};
+    match statx(CWD, path, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::BTIME) {
+        Ok(st) if st.stx_mask & StatxFlags::BTIME.bits() != 0 => {
+            (st.stx_btime.tv_sec, i64::from(st.stx_btime.tv_nsec)) > since
+        }
+        _ => false,
+    }
 }
 
 /// Writes collected changes in tar-path order (the writer leaves overlayfs's own xattrs out).

@@ -242,7 +242,7 @@ fn scripts() -> Vec<Script> {
                 fs::write(r.join("var/lib/fresh"), b"fresh").unwrap();
             },
             false,
-            false,
+            true,
         ),
         (
             "rename",
