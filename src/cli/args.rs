@@ -47,6 +47,12 @@ pub enum Command {
     /// Check the store for corrupt, missing and orphaned blobs, temp residue and bad permissions
     #[command(after_help = FSCK_EXIT_HELP)]
     Fsck(FsckArgs),
+    /// The sandbox helper `exec` re-executes (internal)
+    #[command(name = "__exec-init", hide = true)]
+    ExecInit {
+        #[arg(long)]
+        report_fd: i32,
+    },
 }
 
 #[derive(Debug, Args)]
