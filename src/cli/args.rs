@@ -52,6 +52,8 @@ pub enum Command {
     ExecInit {
         #[arg(long)]
         report_fd: i32,
+        #[arg(long)]
+        sealed: bool,
     },
 }
 

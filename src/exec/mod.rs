@@ -50,7 +50,7 @@ pub const HELPER_SUBCOMMAND: &str = "__exec-init";
 /// removed) and return how the process ended. The rootfs is the only state that outlives the
 /// run. Cancelling `cancel` (or reaching `spec.timeout`) kills the sandbox and makes `run`
 /// return [`ExecError::Cancelled`] (or [`ExecError::TimedOut`]) promptly.
-pub trait Executor {
+pub trait Executor: Send + Sync {
     /// Runs `spec` over `rootfs`; blocks the calling thread until the sandbox is gone.
     fn run(
         &self,

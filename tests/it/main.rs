@@ -2,6 +2,7 @@
 
 mod dockerfile_corpus;
 mod dockerfile_shell;
+mod exec;
 mod image;
 mod image_adversarial;
 mod layer;
