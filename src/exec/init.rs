@@ -67,16 +67,19 @@ fn seal_and_reexec(reporter: &Reporter) -> Result<(), Failure> {
         std::fs::write("/proc/self/gid_map", format!("0 {gid} 1\n")).map_err(step("writing gid_map"))?;
     }
     sys::unshare(sys::CLONE_NEWNS).map_err(step("unsharing the mount namespace"))?;
-    sys::mount(None, Path::new("/"), None, sys::MS_REC | sys::MS_PRIVATE, None).map_err(step("making mounts private"))?;
+    sys::mount(None, Path::new("/"), None, sys::MS_REC | sys::MS_PRIVATE, None)
+        .map_err(step("making mounts private"))?;
     let exe = std::fs::read_link("/proc/self/exe").map_err(step("finding the slipway binary"))?;
     sys::mount(Some(&exe), &exe, None, sys::MS_BIND, None).map_err(step("binding the slipway binary"))?;
     let flags = sys::MS_BIND | sys::MS_REMOUNT | sys::MS_RDONLY | sys::MS_NODEV | sys::MS_NOSUID;
     sys::mount(None, &exe, None, flags, None).map_err(step("making the slipway binary read-only"))?;
-    let exe_c = CString::new(exe.as_os_str().as_encoded_bytes()).map_err(|_| Failure::setup("re-executing", &io::Error::from(io::ErrorKind::InvalidInput)))?;
-    let argv: Vec<CString> = [&exe.to_string_lossy(), super::HELPER_SUBCOMMAND, "--report-fd", &reporter.fd.to_string(), "--sealed"]
-        .iter()
-        .filter_map(|a| CString::new(*a).ok())
-        .collect();
+    let exe_c = CString::new(exe.as_os_str().as_encoded_bytes())
+        .map_err(|_| Failure::setup("re-executing", &io::Error::from(io::ErrorKind::InvalidInput)))?;
+    let argv: Vec<CString> =
+        [&exe.to_string_lossy(), super::HELPER_SUBCOMMAND, "--report-fd", &reporter.fd.to_string(), "--sealed"]
+            .iter()
+            .filter_map(|a| CString::new(*a).ok())
+            .collect();
     sys::set_cloexec(reporter.fd, false).map_err(step("keeping the report pipe"))?;
     Err(Failure::setup("re-executing the sealed helper", &sys::execve(&exe_c, &argv, &[])))
 }

@@ -29,6 +29,11 @@ pub fn setup(cfg: &HelperConfig) -> Result<(), Failure> {
     sys::mount(None, Path::new("/"), None, MS_REC | MS_PRIVATE, None).map_err(step("making mounts private"))?;
     sys::mount(Some(&cfg.rootfs), &cfg.rootfs, None, MS_BIND | MS_REC, None)
         .map_err(step("binding the rootfs onto itself"))?;
+    // nodev: CAP_MKNOD stays (Docker's set), but without a devices cgroup a node made in the
+    // rootfs must not open the host's disks; only the devices bound into /dev work.
+    let flags = sys::mount_flags(&cfg.rootfs).map_err(step("reading the rootfs mount flags"))?;
+    sys::mount(None, &cfg.rootfs, None, MS_BIND | MS_REMOUNT | MS_NODEV | flags, None)
+        .map_err(step("remounting the rootfs nodev"))?;
     let root = rustix::fs::open(
         &cfg.rootfs,
         rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
@@ -85,8 +90,14 @@ fn check_dir(fd: OwnedFd, name: &str) -> Result<OwnedFd, Failure> {
 fn setup_dev(root: &OwnedFd, rootless: bool) -> Result<(), Failure> {
     let step = |what: String| move |e: io::Error| Failure::setup(what, &e);
     let dev = mount_point(root, "dev")?;
-    sys::mount(None, &sys::fd_path(&dev), Some("tmpfs"), MS_NOSUID | sys::MS_STRICTATIME, Some("mode=755,size=65536k"))
-        .map_err(step("mounting /dev".into()))?;
+    sys::mount(
+        None,
+        &sys::fd_path(&dev),
+        Some("tmpfs"),
+        MS_NOSUID | MS_NODEV | sys::MS_STRICTATIME,
+        Some("mode=755,size=65536k"),
+    )
+    .map_err(step("mounting /dev".into()))?;
     drop(dev);
     // The tmpfs is ours and empty: plain paths through its fd are safe from here on.
     let dev = sys::open_beneath(root, "dev", true).map_err(step("opening /dev".into()))?;

@@ -419,3 +419,22 @@ pub fn write_all(fd: RawFd, mut bytes: &[u8]) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// The per-mount flags (`MS_RDONLY`, `MS_NOSUID`, `MS_NODEV`, `MS_NOEXEC`, atime flags) of the
+/// mount `path` is on, as a bind remount must repeat them (in a user namespace they are locked).
+pub fn mount_flags(path: &Path) -> io::Result<libc::c_ulong> {
+    let path = cstring(path)?;
+    // SAFETY: an all-zero statvfs is a valid out-buffer.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is NUL-terminated, `st` a valid out-pointer.
+    cvt(unsafe { libc::statvfs(path.as_ptr(), &mut st) })?;
+    let kept = libc::ST_RDONLY
+        | libc::ST_NOSUID
+        | libc::ST_NODEV
+        | libc::ST_NOEXEC
+        | libc::ST_NOATIME
+        | libc::ST_NODIRATIME
+        | libc::ST_RELATIME;
+    // The ST_* bits have the values of the matching MS_* flags.
+    Ok(st.f_flag & kept)
+}
