@@ -1,130 +1,10 @@
 //! The `Executor` contract suite, run over the embedded executor on a busybox rootfs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use slipway::exec::{CancelToken, EmbeddedExecutor, ExecError, ExecSpec, Executor, ExitStatus, Output};
+use slipway::exec::{CancelToken, ExecError, ExecSpec, Executor, ExitStatus};
 
-use crate::support::{TestContext, rootfs::busybox_rootfs_all_applets};
-
-/// What a run produced.
-pub struct Ran {
-    pub status: Result<ExitStatus, ExecError>,
-    pub stdout: Vec<u8>,
-    pub stderr: Vec<u8>,
-}
-
-impl Ran {
-    pub fn out(&self) -> String {
-        String::from_utf8_lossy(&self.stdout).into_owned()
-    }
-
-    pub fn err(&self) -> String {
-        String::from_utf8_lossy(&self.stderr).into_owned()
-    }
-
-    #[track_caller]
-    pub fn ok(&self) -> String {
-        match &self.status {
-            Ok(s) if s.success() => self.out(),
-            other => panic!("run failed: {other:?}\nstdout:\n{}\nstderr:\n{}", self.out(), self.err()),
-        }
-    }
-}
-
-pub fn embedded() -> EmbeddedExecutor {
-    EmbeddedExecutor::new(env!("CARGO_BIN_EXE_slipway"))
-}
-
-pub struct Sandbox {
-    pub ctx: TestContext,
-    pub rootfs: PathBuf,
-}
-
-impl Sandbox {
-    pub fn new() -> Sandbox {
-        let ctx = TestContext::new();
-        let rootfs = ctx.path().join("rootfs");
-        std::fs::create_dir(&rootfs).unwrap();
-        busybox_rootfs_all_applets(&rootfs);
-        Sandbox { ctx, rootfs }
-    }
-
-    pub fn run(&self, ex: &dyn Executor, spec: &ExecSpec) -> Ran {
-        self.run_cancel(ex, spec, &CancelToken::new())
-    }
-
-    pub fn run_cancel(&self, ex: &dyn Executor, spec: &ExecSpec, cancel: &CancelToken) -> Ran {
-        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-        let status = ex.run(spec, &self.rootfs, Output { stdout: &mut stdout, stderr: &mut stderr }, cancel);
-        Ran { status, stdout, stderr }
-    }
-
-    pub fn sh(&self, ex: &dyn Executor, script: &str) -> Ran {
-        self.run(ex, &sh(script))
-    }
-}
-
-pub fn sh(script: &str) -> ExecSpec {
-    ExecSpec::new(["/bin/sh", "-c", script])
-}
-
-/// Host-side leak checks run after every sandbox test: no mount of the test's directory in
-/// the host's mount table, no process whose command line carries `marker`.
-#[track_caller]
-pub fn assert_no_leaks(sb: &Sandbox, marker: Option<&str>) {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let dir = sb.ctx.path().to_string_lossy().into_owned();
-    assert!(!mountinfo.contains(&dir), "a sandbox mount leaked into the host:\n{mountinfo}");
-    if let Some(marker) = marker {
-        let leaked: Vec<String> = procs_with(marker);
-        assert!(leaked.is_empty(), "processes left behind: {leaked:?}");
-    }
-}
-
-/// Host pids whose command line contains `marker`.
-pub fn procs_with(marker: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline"))
-            && String::from_utf8_lossy(&cmdline).contains(marker)
-        {
-            found.push(format!("{name}: {}", String::from_utf8_lossy(&cmdline).replace('\0', " ")));
-        }
-    }
-    found
-}
-
-/// Canary files outside the rootfs that no sandbox may touch; checked by [`Canary::check`].
-pub struct Canary {
-    pub dir: PathBuf,
-    before: Vec<(PathBuf, Vec<u8>)>,
-}
-
-impl Canary {
-    pub fn plant(sb: &Sandbox) -> Canary {
-        let dir = sb.ctx.path().join("canary");
-        std::fs::create_dir_all(dir.join("sub")).unwrap();
-        std::fs::write(dir.join("secret"), b"host secret\n").unwrap();
-        std::fs::write(dir.join("sub/file"), b"host file\n").unwrap();
-        let before =
-            ["secret", "sub/file"].iter().map(|f| (dir.join(f), std::fs::read(dir.join(f)).unwrap())).collect();
-        Canary { dir, before }
-    }
-
-    #[track_caller]
-    pub fn check(&self, sb: &Sandbox) {
-        for (path, bytes) in &self.before {
-            assert_eq!(&std::fs::read(path).unwrap(), bytes, "{} changed", path.display());
-        }
-        let names: Vec<_> = std::fs::read_dir(&self.dir).unwrap().flatten().map(|e| e.file_name()).collect();
-        assert_eq!(names.len(), 2, "canary dir changed: {names:?}");
-        assert_no_leaks(sb, None);
-    }
-}
+use crate::support::sandbox::{Canary, Sandbox, assert_no_leaks, embedded, procs_with, sh};
 
 /// The contract every `Executor` meets; `executor_contract!` instantiates it per
 /// implementation.
@@ -694,5 +574,89 @@ mod escape {
         assert!(matches!(with_user("user").status, Err(ExecError::UserDb { .. })));
         assert!(started.elapsed() < std::time::Duration::from_secs(10), "a hostile user database blocked");
         canary.check(&sb);
+    }
+}
+
+/// The rootless subset: the same executor run by uid 65534 (a user namespace mapping the caller
+/// to root, nothing else mapped, no cgroups).
+mod rootless {
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::PathBuf;
+    use std::process::Command;
+
+    use slipway::exec::{Limits, Network};
+
+    use super::*;
+    use crate::support::rootfs::busybox_rootfs_all_applets;
+
+    const NOBODY: u32 = 65534;
+    const ROOTLESS_ENV: &str = "SLIPWAY_TEST_ROOTLESS_EXEC_DIR";
+
+    #[test]
+    fn rootless_subset() {
+        let ctx = crate::support::TestContext::new();
+        std::fs::set_permissions(ctx.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let rootfs = ctx.path().join("rootfs");
+        std::fs::create_dir(&rootfs).unwrap();
+        busybox_rootfs_all_applets(&rootfs);
+        for entry in walkdir::WalkDir::new(&rootfs) {
+            let path = entry.unwrap().into_path();
+            std::os::unix::fs::lchown(&path, Some(NOBODY), Some(NOBODY)).unwrap();
+        }
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(std::env::current_exe().unwrap())
+            .args(["exec::rootless::rootless_child", "--exact", "--nocapture", "--test-threads=1"])
+            .env(ROOTLESS_ENV, ctx.path())
+            .output()
+            .expect("setpriv (util-linux) is installed");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "child failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("1 passed"), "the child test did not run:\n{stdout}");
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!mountinfo.contains(ctx.path().to_str().unwrap()), "a rootless sandbox mount leaked");
+        assert!(!rootfs.join("etc/hosts").exists(), "stub left behind");
+    }
+
+    /// The unprivileged half of the test above; does nothing unless started by it.
+    #[test]
+    fn rootless_child() {
+        let Some(work) = std::env::var_os(ROOTLESS_ENV).map(PathBuf::from) else {
+            return;
+        };
+        assert!(!rustix::process::geteuid().is_root());
+        let sb = Sandbox { ctx: crate::support::TestContext::new(), rootfs: work.join("rootfs") };
+        let ex = embedded();
+        assert_eq!(sb.sh(&ex, "exit 3").status.unwrap(), ExitStatus::Exited(3));
+        assert_eq!(sb.run(&ex, &ExecSpec::new(["no-such-command"])).status.unwrap(), ExitStatus::Exited(127));
+        assert_eq!(sb.sh(&ex, "kill -KILL $$").status.unwrap(), ExitStatus::Signaled(9));
+        let out =
+            sb.sh(&ex, "id -u; echo $$; hostname; grep -E '^Cap(Eff|Inh)' /proc/self/status; ls /sys/class/net").ok();
+        assert_eq!(out, "0\n2\nslipway\nCapInh:\t0000000000000000\nCapEff:\t00000000a80425fb\nlo\n");
+        let mut spec = sh("ls /sys/class/net | wc -l");
+        spec.network = Network::Host;
+        let host = std::fs::read_dir("/sys/class/net").unwrap().count();
+        assert_eq!(sb.run(&ex, &spec).ok().trim(), host.to_string());
+        let mut spec = sh("pwd; cat /etc/hosts");
+        spec.cwd = "/made/here".into();
+        let out = sb.run(&ex, &spec).ok();
+        assert!(out.starts_with("/made/here\n") && out.contains("localhost slipway"), "{out}");
+        spec.user = "1000".into();
+        assert!(matches!(sb.run(&ex, &spec).status, Err(ExecError::UserNotMapped { uid: 1000, .. })));
+        spec.user = String::new();
+        spec.limits = Limits { pids: Some(10), ..Limits::default() };
+        let err = sb.run(&ex, &spec).status.unwrap_err();
+        assert!(matches!(err, ExecError::LimitUnavailable { limit: "pids", .. }), "{err:?}");
+        let ran = sb.sh(&ex, "echo 1 > /proc/sys/kernel/panic || echo denied; mount -t tmpfs t /tmp || echo denied");
+        assert_eq!(ran.ok(), "denied\ndenied\n");
+        let cancel = CancelToken::new();
+        let ran = std::thread::scope(|s| {
+            let run = s.spawn(|| sb.run_cancel(&ex, &sh("sleep 876700"), &cancel));
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            cancel.cancel();
+            run.join().unwrap()
+        });
+        assert!(matches!(ran.status, Err(ExecError::Cancelled)), "{:?}", ran.status);
+        assert!(procs_with("sleep 876700").is_empty());
     }
 }

@@ -101,4 +101,5 @@ pub fn describe(out: &Output) -> String {
 
 pub mod rawtar;
 pub mod rootfs;
+pub mod sandbox;
 pub mod tree;
