@@ -179,16 +179,16 @@ mod tests {
 
     #[test]
     fn rejects_bad_specs() {
-        let cases: Vec<Box<dyn Fn(&mut ExecSpec)>> = vec![
-            Box::new(|s| s.args.clear()),
-            Box::new(|s| s.cwd = "rel".into()),
-            Box::new(|s| s.env = vec!["NOEQUALS".into()]),
-            Box::new(|s| s.env = vec!["=x".into()]),
-            Box::new(|s| s.user = "a:b:c".into()),
-            Box::new(|s| s.hostname = "bad host".into()),
-            Box::new(|s| s.masked_paths.push("/proc/../etc".into())),
-            Box::new(|s| s.limits.pids = Some(0)),
-            Box::new(|s| s.limits.cpus = Some(f64::NAN)),
+        let cases: [fn(&mut ExecSpec); 9] = [
+            |s| s.args.clear(),
+            |s| s.cwd = "rel".into(),
+            |s| s.env = vec!["NOEQUALS".into()],
+            |s| s.env = vec!["=x".into()],
+            |s| s.user = "a:b:c".into(),
+            |s| s.hostname = "bad host".into(),
+            |s| s.masked_paths.push("/proc/../etc".into()),
+            |s| s.limits.pids = Some(0),
+            |s| s.limits.cpus = Some(f64::NAN),
         ];
         for (i, edit) in cases.iter().enumerate() {
             let mut spec = ExecSpec::new(["true"]);
