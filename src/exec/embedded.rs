@@ -56,6 +56,9 @@ impl Executor for EmbeddedExecutor {
         cancel: &CancelToken,
     ) -> Result<ExitStatus, ExecError> {
         spec.validate()?;
+        if cancel.is_cancelled() {
+            return Err(ExecError::Cancelled);
+        }
         let meta =
             std::fs::metadata(rootfs).map_err(|source| ExecError::Rootfs { path: rootfs.to_path_buf(), source })?;
         if !meta.is_dir() {

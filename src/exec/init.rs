@@ -86,6 +86,12 @@ fn seal_and_reexec(reporter: &Reporter) -> Result<(), Failure> {
 
 fn helper(reporter: &Reporter) -> Result<(), Failure> {
     let step = |what: &'static str| move |e: io::Error| Failure::setup(what, &e);
+    // Entering a user namespace (first stage, rootless) changed our credentials, which clears
+    // the parent-death signal: arm it again, then make sure the executor did not die before.
+    sys::set_pdeathsig(sys::SIGKILL).map_err(step("arming the parent-death signal"))?;
+    if sys::pipe_reader_gone(reporter.fd).map_err(step("checking the executor"))? {
+        return Err(Failure::setup("starting", &io::Error::from_raw_os_error(libc::EPIPE)));
+    }
     sys::close_fds_except(&[reporter.fd]).map_err(step("closing inherited descriptors"))?;
     sys::set_cloexec(reporter.fd, true).map_err(step("marking the report pipe close-on-exec"))?;
     let mut text = Vec::new();
@@ -288,7 +294,8 @@ fn become_user(cfg: &HelperConfig, user: &ExecUser) -> Result<(), Failure> {
     }
 }
 
-/// The payload's environment: the spec's, with `PATH` and `HOME` defaulted.
+/// The payload's environment: the spec's, with `PATH` and `HOME` defaulted (as runc does;
+/// nothing else is added, so RUN steps see only what the build gave them).
 fn environment(cfg: &HelperConfig, user: &ExecUser) -> Vec<CString> {
     let mut env: Vec<String> = cfg.spec.env.clone();
     if cfg.spec.env_var("PATH").is_none() {
@@ -296,9 +303,6 @@ fn environment(cfg: &HelperConfig, user: &ExecUser) -> Vec<CString> {
     }
     if cfg.spec.env_var("HOME").is_none() {
         env.push(format!("HOME={}", user.home));
-    }
-    if cfg.spec.env_var("HOSTNAME").is_none() {
-        env.push(format!("HOSTNAME={}", cfg.spec.hostname));
     }
     env.into_iter().filter_map(|e| CString::new(e).ok()).collect()
 }

@@ -102,3 +102,39 @@ impl Reporter {
         let _ = sys::write_all(self.fd, &line);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_are_single_json_lines() {
+        let reports = [
+            Report::Init { pid: 42 },
+            Report::Exited { code: 3 },
+            Report::Signaled { signal: 9 },
+            Report::InitDied { signal: 9 },
+            Report::Failed(Failure::UnknownUser { user: "app".into() }),
+            Report::Failed(Failure::setup("mounting /proc", &io::Error::from_raw_os_error(libc::EPERM))),
+        ];
+        for report in reports {
+            let line = serde_json::to_string(&report).unwrap();
+            assert!(!line.contains('\n'));
+            assert_eq!(serde_json::from_str::<Report>(&line).unwrap(), report);
+        }
+    }
+
+    #[test]
+    fn failures_become_typed_errors() {
+        let err: ExecError = Failure::setup("mounting /proc", &io::Error::from_raw_os_error(libc::EPERM)).into();
+        match err {
+            ExecError::Setup { step, source } => {
+                assert_eq!(step, "mounting /proc");
+                assert_eq!(source.raw_os_error(), Some(libc::EPERM));
+            }
+            other => panic!("{other:?}"),
+        }
+        let err: ExecError = Failure::UserNotMapped { uid: 1000, gid: 1000 }.into();
+        assert_eq!(err.to_string(), "user 1000:1000 is not mapped in the sandbox (rootless runs map only root)");
+    }
+}

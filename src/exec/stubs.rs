@@ -102,3 +102,40 @@ impl Drop for Stubs {
         let _ = self.remove();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stubs_are_created_when_missing_and_removed_when_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let mut stubs = Stubs::create(root).unwrap();
+        assert!(root.join("etc/hosts").is_file() && root.join("etc/resolv.conf").is_file());
+        stubs.remove().unwrap();
+        assert!(!root.join("etc").exists(), "a created /etc is removed again");
+
+        std::fs::create_dir(root.join("etc")).unwrap();
+        std::fs::write(root.join("etc/hosts"), "image's own\n").unwrap();
+        let mut stubs = Stubs::create(root).unwrap();
+        std::fs::write(root.join("etc/resolv.conf"), "written by the run\n").unwrap();
+        stubs.remove().unwrap();
+        assert_eq!(std::fs::read_to_string(root.join("etc/hosts")).unwrap(), "image's own\n");
+        assert!(root.join("etc/resolv.conf").exists(), "a stub the run filled is kept");
+    }
+
+    #[test]
+    fn cleanup_never_follows_a_swapped_etc() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, outside) = (dir.path().join("root"), dir.path().join("outside"));
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::create_dir(&outside).unwrap();
+        let mut stubs = Stubs::create(&root).unwrap();
+        std::fs::write(outside.join("hosts"), "").unwrap();
+        std::fs::rename(root.join("etc"), root.join("etc.old")).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("etc")).unwrap();
+        stubs.remove().unwrap();
+        assert!(outside.join("hosts").exists());
+    }
+}

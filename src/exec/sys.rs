@@ -346,6 +346,14 @@ pub fn pipe_hung_up(read_end: &impl AsRawFd) -> io::Result<bool> {
     Ok(pfd.revents & libc::POLLHUP != 0)
 }
 
+/// Whether every read end of the pipe `write_end` belongs to has been closed.
+pub fn pipe_reader_gone(write_end: RawFd) -> io::Result<bool> {
+    let mut pfd = libc::pollfd { fd: write_end, events: libc::POLLOUT, revents: 0 };
+    // SAFETY: one valid pollfd; zero timeout.
+    cvt(unsafe { libc::poll(&mut pfd, 1, 0) })?;
+    Ok(pfd.revents & libc::POLLERR != 0)
+}
+
 /// Brings up the loopback interface of the current network namespace.
 pub fn loopback_up() -> io::Result<()> {
     // SAFETY: socket(2) with constant arguments; the result is owned right away.

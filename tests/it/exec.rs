@@ -244,6 +244,10 @@ pub mod contract {
         assert!(started.elapsed() < std::time::Duration::from_secs(3), "cancel took {:?}", started.elapsed());
         assert_no_leaks(&sb, Some("sleep 987654"));
 
+        let started = std::time::Instant::now();
+        assert!(matches!(sb.run_cancel(ex, &sh("sleep 987656"), &cancel).status, Err(ExecError::Cancelled)));
+        assert!(started.elapsed() < std::time::Duration::from_millis(500), "an already cancelled token still ran");
+
         let mut spec = sh("sleep 987655");
         spec.timeout = Some(std::time::Duration::from_millis(200));
         let started = std::time::Instant::now();
@@ -658,5 +662,58 @@ mod rootless {
         });
         assert!(matches!(ran.status, Err(ExecError::Cancelled)), "{:?}", ran.status);
         assert!(procs_with("sleep 876700").is_empty());
+    }
+}
+
+/// A slipway process killed by SIGTERM or SIGINT (default action) takes its sandboxes with
+/// it: the helper and the sandbox's init die by their parent-death signals.
+mod killed_runner {
+    use super::*;
+
+    const RUNNER_ENV: &str = "SLIPWAY_TEST_EXEC_RUNNER_DIR";
+
+    #[test]
+    fn sigterm_and_sigint_kill_the_sandbox() {
+        for (signal, marker) in [(libc::SIGTERM, "876901"), (libc::SIGINT, "876902")] {
+            let sb = Sandbox::new();
+            let mut child = crate::support::self_child("exec::killed_runner::runner_child")
+                .env(RUNNER_ENV, &sb.rootfs)
+                .env("SLIPWAY_TEST_EXEC_MARKER", marker)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            let pattern = format!("sleep {marker}");
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while procs_with(&pattern).is_empty() {
+                assert!(std::time::Instant::now() < deadline, "the sandbox never started");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            rustix::process::kill_process(
+                rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
+                rustix::process::Signal::from_named_raw(signal).unwrap(),
+            )
+            .unwrap();
+            let status = child.wait().unwrap();
+            assert_eq!(crate::support::killed_by(&status), Some(signal));
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while !procs_with(&pattern).is_empty() {
+                assert!(std::time::Instant::now() < deadline, "left behind: {:?}", procs_with(&pattern));
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            assert_no_leaks(&sb, Some(&pattern));
+        }
+    }
+
+    /// Runs a long sandbox until killed; does nothing unless started by the test above.
+    #[test]
+    fn runner_child() {
+        let Some(rootfs) = std::env::var_os(RUNNER_ENV).map(std::path::PathBuf::from) else {
+            return;
+        };
+        let marker = std::env::var("SLIPWAY_TEST_EXEC_MARKER").unwrap();
+        let sb = Sandbox { ctx: crate::support::TestContext::new(), rootfs };
+        let _ = sb.sh(&embedded(), &format!("sleep {marker}"));
+        panic!("the sandbox ended before the runner was killed");
     }
 }
