@@ -52,8 +52,6 @@ pub enum Command {
     ExecInit {
         #[arg(long)]
         report_fd: i32,
-        #[arg(long)]
-        sealed: bool,
     },
 }
 

@@ -141,7 +141,10 @@ impl EmbeddedExecutor {
         let (report_r, report_w) =
             sys::pipe().map_err(|source| ExecError::Prepare { what: "the report pipe".to_string(), source })?;
         let report_fd = report_w.as_raw_fd();
-        let mut command = Command::new(&self.helper);
+        // The binary as the kernel will find it, so the read-only bind covers what runs.
+        let helper = std::fs::canonicalize(&self.helper)
+            .map_err(|source| ExecError::Spawn { helper: self.helper.clone(), source })?;
+        let mut command = Command::new(&helper);
         command
             .arg(HELPER_SUBCOMMAND)
             .arg("--report-fd")
@@ -150,12 +153,14 @@ impl EmbeddedExecutor {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        let seal = sys::HelperSeal::new(&helper, config.rootless)
+            .map_err(|source| ExecError::Spawn { helper: helper.clone(), source })?;
         // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
-        // calls (fcntl, prctl) on a descriptor it does not own.
+        // system calls on data prepared before the fork (no allocation, no locks).
         unsafe {
-            command.pre_exec(move || sys::prepare_helper_child(report_fd));
+            command.pre_exec(move || sys::prepare_helper_child(report_fd, &seal));
         }
-        let mut child = command.spawn().map_err(|source| ExecError::Spawn { helper: self.helper.clone(), source })?;
+        let mut child = command.spawn().map_err(|source| ExecError::Spawn { helper, source })?;
         drop(report_w);
         if let Some(mut stdin) = child.stdin.take() {
             // A helper that died early shows up in its report, not here.

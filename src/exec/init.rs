@@ -1,8 +1,8 @@
 //! The sandbox helper: the three processes on the far side of the `__exec-init` re-exec.
 //!
-//! 1. **helper** (host pid namespace): reads its [`HelperConfig`] from stdin, joins the
-//!    cgroups, unshares the user namespace (rootless only), then mount, pid, ipc, uts, cgroup
-//!    and (network `None`) net namespaces, forks the init, reports its pid, waits for it, and
+//! 1. **helper** (host pid namespace; started by the executor already inside its own mount
+//!    namespace and, rootless, user namespace): reads its [`HelperConfig`] from stdin, joins
+//!    the cgroups, unshares the pid, ipc, uts, cgroup and (network `None`) net namespaces, forks the init, reports its pid, waits for it, and
 //!    turns SIGTERM from the executor into SIGKILL for the whole sandbox.
 //! 2. **init** (pid 1 inside): builds the mount table and pivots (`mounts`), sets the
 //!    hostname, resolves the user from the sandbox's own files (`user`), creates the working
@@ -38,17 +38,13 @@ const SETUP_FAILED: i32 = 125;
 const FORWARDED: &[libc::c_int] =
     &[sys::SIGINT, sys::SIGTERM, sys::SIGHUP, sys::SIGQUIT, sys::SIGUSR1, sys::SIGUSR2, sys::SIGWINCH];
 
-/// Entry point of `slipway __exec-init --report-fd N [--sealed]`; returns the helper's exit
-/// code (0 when the outcome went through the report pipe).
-///
-/// The first stage (without `--sealed`) only seals the binary: in a new mount namespace (and
-/// the user namespace, rootless) it binds its own executable read-only over itself and
-/// re-executes from there, so that no process of the sandbox can ever reach a writable
-/// slipway binary through `/proc/<pid>/exe` (CVE-2019-5736: `#!/proc/self/exe`, then write).
-pub fn helper_main(report_fd: RawFd, sealed: bool) -> u8 {
+/// Entry point of `slipway __exec-init --report-fd N`; returns the helper's exit code (0 when
+/// the outcome went through the report pipe). The executor started it in its own mount
+/// namespace (and user namespace, rootless), from a read-only bind of the binary
+/// (`sys::prepare_helper_child`).
+pub fn helper_main(report_fd: RawFd) -> u8 {
     let reporter = Reporter { fd: report_fd };
-    let result = if sealed { helper(&reporter) } else { seal_and_reexec(&reporter) };
-    match result {
+    match helper(&reporter) {
         Ok(()) => 0,
         Err(failure) => {
             reporter.send(&Report::Failed(failure));
@@ -57,38 +53,9 @@ pub fn helper_main(report_fd: RawFd, sealed: bool) -> u8 {
     }
 }
 
-fn seal_and_reexec(reporter: &Reporter) -> Result<(), Failure> {
-    let step = |what: &'static str| move |e: io::Error| Failure::setup(what, &e);
-    if !rustix::process::geteuid().is_root() {
-        let (uid, gid) = (sys::getuid(), sys::getgid());
-        sys::unshare(sys::CLONE_NEWUSER).map_err(step("unsharing the user namespace"))?;
-        std::fs::write("/proc/self/setgroups", "deny").map_err(step("writing setgroups"))?;
-        std::fs::write("/proc/self/uid_map", format!("0 {uid} 1\n")).map_err(step("writing uid_map"))?;
-        std::fs::write("/proc/self/gid_map", format!("0 {gid} 1\n")).map_err(step("writing gid_map"))?;
-    }
-    sys::unshare(sys::CLONE_NEWNS).map_err(step("unsharing the mount namespace"))?;
-    sys::mount(None, Path::new("/"), None, sys::MS_REC | sys::MS_PRIVATE, None)
-        .map_err(step("making mounts private"))?;
-    let exe = std::fs::read_link("/proc/self/exe").map_err(step("finding the slipway binary"))?;
-    sys::mount(Some(&exe), &exe, None, sys::MS_BIND, None).map_err(step("binding the slipway binary"))?;
-    let flags = sys::MS_BIND | sys::MS_REMOUNT | sys::MS_RDONLY | sys::MS_NODEV | sys::MS_NOSUID;
-    sys::mount(None, &exe, None, flags, None).map_err(step("making the slipway binary read-only"))?;
-    let exe_c = CString::new(exe.as_os_str().as_encoded_bytes())
-        .map_err(|_| Failure::setup("re-executing", &io::Error::from(io::ErrorKind::InvalidInput)))?;
-    let argv: Vec<CString> =
-        [&exe.to_string_lossy(), super::HELPER_SUBCOMMAND, "--report-fd", &reporter.fd.to_string(), "--sealed"]
-            .iter()
-            .filter_map(|a| CString::new(*a).ok())
-            .collect();
-    sys::set_cloexec(reporter.fd, false).map_err(step("keeping the report pipe"))?;
-    Err(Failure::setup("re-executing the sealed helper", &sys::execve(&exe_c, &argv, &[])))
-}
-
 fn helper(reporter: &Reporter) -> Result<(), Failure> {
     let step = |what: &'static str| move |e: io::Error| Failure::setup(what, &e);
-    // Entering a user namespace (first stage, rootless) changed our credentials, which clears
-    // the parent-death signal: arm it again, then make sure the executor did not die before.
-    sys::set_pdeathsig(sys::SIGKILL).map_err(step("arming the parent-death signal"))?;
+    // The parent-death signal was armed before exec; make sure the executor did not die before.
     if sys::pipe_reader_gone(reporter.fd).map_err(step("checking the executor"))? {
         return Err(Failure::setup("starting", &io::Error::from_raw_os_error(libc::EPIPE)));
     }
@@ -106,7 +73,8 @@ fn helper(reporter: &Reporter) -> Result<(), Failure> {
         std::fs::write(procs, sys::getpid().to_string())
             .map_err(|e| Failure::setup(format!("joining {}", procs.display()), &e))?;
     }
-    let mut flags = sys::CLONE_NEWNS | sys::CLONE_NEWPID | sys::CLONE_NEWIPC | sys::CLONE_NEWUTS | sys::CLONE_NEWCGROUP;
+    // Already in a private mount namespace (see `helper_main`): the sandbox's mounts go there.
+    let mut flags = sys::CLONE_NEWPID | sys::CLONE_NEWIPC | sys::CLONE_NEWUTS | sys::CLONE_NEWCGROUP;
     if cfg.spec.network == Network::None {
         flags |= sys::CLONE_NEWNET;
     }

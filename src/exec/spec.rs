@@ -57,7 +57,7 @@ pub enum Network {
 pub struct Limits {
     /// Memory (and memory + swap where the kernel accounts it) in bytes.
     pub memory: Option<u64>,
-    /// Number of processes (tasks) in the sandbox, its init included.
+    /// Number of processes (tasks) in the sandbox, its init and the helper outside included.
     pub pids: Option<u64>,
     /// CPU bandwidth in CPUs (1.5 = one and a half CPUs' worth of time per period).
     pub cpus: Option<f64>,

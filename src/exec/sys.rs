@@ -24,12 +24,64 @@ fn cstring(path: &Path) -> io::Result<CString> {
     CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
 }
 
+/// What the freshly forked helper does before `exec`, prepared in the parent so that the child
+/// allocates nothing.
+pub struct HelperSeal {
+    /// The helper binary, bound read-only over itself in the child's new mount namespace.
+    pub binary: CString,
+    /// `Some((uid_map, gid_map))` when not root: unshare a user namespace with these maps.
+    pub userns: Option<(CString, CString)>,
+}
+
+impl HelperSeal {
+    pub fn new(binary: &Path, rootless: bool) -> io::Result<HelperSeal> {
+        let userns = rootless.then(|| {
+            let map = |id: u32| CString::new(format!("0 {id} 1\n")).expect("a formatted number has no NUL");
+            (map(getuid()), map(getgid()))
+        });
+        Ok(HelperSeal { binary: cstring(binary)?, userns })
+    }
+}
+
 /// In a freshly forked child of a (possibly multi-threaded) parent, before `exec`: keep
-/// `report_fd` open across exec and die with the thread that spawned us.
-/// Only async-signal-safe calls (fcntl, prctl).
-pub fn prepare_helper_child(report_fd: RawFd) -> io::Result<()> {
+/// `report_fd` open across exec, enter the user namespace (rootless) and a private mount
+/// namespace in which the helper binary is bound read-only over itself, and die with the
+/// thread that spawned us. The `exec` that follows then runs the binary from that read-only
+/// mount, so no process of the sandbox can reach a writable slipway binary through
+/// `/proc/<pid>/exe` (CVE-2019-5736). Only async-signal-safe system calls, no allocation.
+pub fn prepare_helper_child(report_fd: RawFd, seal: &HelperSeal) -> io::Result<()> {
     set_cloexec(report_fd, false)?;
+    if let Some((uid_map, gid_map)) = &seal.userns {
+        unshare(CLONE_NEWUSER)?;
+        write_proc_file(c"/proc/self/setgroups", c"deny")?;
+        write_proc_file(c"/proc/self/uid_map", uid_map)?;
+        write_proc_file(c"/proc/self/gid_map", gid_map)?;
+    }
+    unshare(CLONE_NEWNS)?;
+    let root = c"/";
+    let bin = seal.binary.as_ptr();
+    // SAFETY: every pointer is null or a NUL-terminated string alive for the calls.
+    unsafe {
+        cvt(libc::mount(std::ptr::null(), root.as_ptr(), std::ptr::null(), MS_REC | MS_PRIVATE, std::ptr::null()))?;
+        cvt(libc::mount(bin, bin, std::ptr::null(), MS_BIND, std::ptr::null()))?;
+        let flags = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV;
+        cvt(libc::mount(std::ptr::null(), bin, std::ptr::null(), flags, std::ptr::null()))?;
+    }
+    // Entering the user namespace changed our credentials, which clears the parent-death
+    // signal: arm it last.
     set_pdeathsig(SIGKILL)
+}
+
+fn write_proc_file(path: &CStr, content: &CStr) -> io::Result<()> {
+    // SAFETY: `path` is NUL-terminated; the descriptor is closed below.
+    let fd = cvt(unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) })?;
+    let bytes = content.to_bytes();
+    // SAFETY: `bytes` is valid for its length; `fd` is ours.
+    let written = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+    let result = if written == bytes.len() as isize { Ok(()) } else { Err(io::Error::last_os_error()) };
+    // SAFETY: `fd` was opened above and is not used again.
+    unsafe { libc::close(fd) };
+    result
 }
 
 pub fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {

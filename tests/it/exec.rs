@@ -392,14 +392,18 @@ mod escape {
         let ex = embedded();
         let ran = sb.sh(&ex, "echo x >> /proc/1/exe && echo WROTE; cat /proc/1/exe > /dev/null && echo READ");
         assert!(!ran.out().contains("WROTE") && !ran.out().contains("READ"), "{}", ran.out());
-        // Grab the exe of a running sandbox's init, end the run, then try to reopen it for writing.
+        // Grab the exe of a running sandbox's init, end the run, then try to reopen it for
+        // writing. A private copy of the binary, so that no other test's helper keeps it busy.
+        let private = sb.ctx.path().join("slipway-copy");
+        std::fs::copy(bin, &private).unwrap();
+        let private_ex = slipway::exec::EmbeddedExecutor::new(&private);
         let cancel = CancelToken::new();
         let held = std::thread::scope(|s| {
-            let run = s.spawn(|| sb.run_cancel(&ex, &sh("sleep 876500"), &cancel));
+            let run = s.spawn(|| sb.run_cancel(&private_ex, &sh("sleep 876500"), &cancel));
             let mut held = None;
-            for _ in 0..200 {
+            for _ in 0..500 {
                 std::thread::sleep(std::time::Duration::from_millis(10));
-                let pids = procs_with("--sealed");
+                let pids = procs_with(private.to_str().unwrap());
                 if let Some(pid) = pids.first().and_then(|p| p.split(':').next())
                     && let Ok(fd) = rustix::fs::open(
                         format!("/proc/{pid}/exe"),

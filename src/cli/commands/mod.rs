@@ -30,7 +30,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Load(args) => archive::load(&cli.global, &args),
         Command::Prune(args) => prune::prune(&cli.global, &args),
         Command::Fsck(args) => fsck::fsck(&cli.global, &args),
-        Command::ExecInit { report_fd, sealed } => Ok(exec_init::exec_init(report_fd, sealed)),
+        Command::ExecInit { report_fd } => Ok(exec_init::exec_init(report_fd)),
     }
 }
 
