@@ -27,6 +27,19 @@ const CANCEL_GRACE: Duration = Duration::from_secs(2);
 const MAX_RESOLV_BYTES: u64 = 64 << 10;
 
 /// Runs processes in namespaces built by a re-executed slipway binary.
+///
+/// ```no_run
+/// use slipway::exec::{CancelToken, EmbeddedExecutor, ExecSpec, Executor, Output};
+///
+/// let executor = EmbeddedExecutor::new(std::env::current_exe()?);
+/// let mut spec = ExecSpec::new(["/bin/sh", "-c", "echo hello from $(hostname)"]);
+/// spec.user = "nobody".to_string();
+/// let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+/// let output = Output { stdout: &mut stdout, stderr: &mut stderr };
+/// let status = executor.run(&spec, "/path/to/rootfs".as_ref(), output, &CancelToken::new())?;
+/// assert!(status.success());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct EmbeddedExecutor {
     helper: PathBuf,
