@@ -25,9 +25,9 @@ fn cgroup_err(path: &Path) -> impl FnOnce(io::Error) -> ExecError + '_ {
 }
 
 /// The caller's own cgroup path in the hierarchy whose `/proc/self/cgroup` line matches.
-fn own_path(matches: impl Fn(&str, &str) -> bool) -> PathBuf {
-    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    text.lines()
+fn own_path(self_cgroup: &str, matches: impl Fn(&str, &str) -> bool) -> PathBuf {
+    self_cgroup
+        .lines()
         .filter_map(|line| {
             let mut parts = line.splitn(3, ':');
             Some((parts.next()?, parts.next()?, parts.next()?))
@@ -36,16 +36,22 @@ fn own_path(matches: impl Fn(&str, &str) -> bool) -> PathBuf {
         .map_or_else(PathBuf::new, |(_, _, path)| PathBuf::from(path.trim_start_matches('/')))
 }
 
-fn is_v2() -> bool {
-    Path::new(ROOT).join("cgroup.controllers").exists()
-}
-
 impl RunCgroup {
     /// Creates the cgroup `slipway/<id>` under the caller's own and writes the limits. Any
     /// limit that cannot be written is an error naming it; what was created is removed again.
     pub fn create(id: &str, limits: &Limits) -> Result<RunCgroup, ExecError> {
+        let self_cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        RunCgroup::create_in(Path::new(ROOT), &self_cgroup, id, limits)
+    }
+
+    /// [`create`](Self::create) with the cgroup mount point and the `/proc/self/cgroup` text given.
+    fn create_in(root: &Path, self_cgroup: &str, id: &str, limits: &Limits) -> Result<RunCgroup, ExecError> {
         let mut cgroup = RunCgroup { dirs: Vec::new() };
-        let result = if is_v2() { cgroup.create_v2(id, limits) } else { cgroup.create_v1(id, limits) };
+        let result = if root.join("cgroup.controllers").exists() {
+            cgroup.create_v2(root, self_cgroup, id, limits)
+        } else {
+            cgroup.create_v1(root, self_cgroup, id, limits)
+        };
         match result {
             Ok(()) => Ok(cgroup),
             Err(err) => {
@@ -67,7 +73,7 @@ impl RunCgroup {
         Ok(dir)
     }
 
-    fn create_v1(&mut self, id: &str, limits: &Limits) -> Result<(), ExecError> {
+    fn create_v1(&mut self, root: &Path, self_cgroup: &str, id: &str, limits: &Limits) -> Result<(), ExecError> {
         let mut wanted: Vec<(&'static str, Vec<(&'static str, String)>)> = Vec::new();
         if let Some(bytes) = limits.memory {
             wanted.push(("memory", vec![("memory.limit_in_bytes", bytes.to_string())]));
@@ -83,14 +89,14 @@ impl RunCgroup {
             ));
         }
         for (controller, files) in wanted {
-            let mount = Path::new(ROOT).join(controller);
+            let mount = root.join(controller);
             if !mount.join("cgroup.procs").exists() {
                 return Err(ExecError::LimitUnavailable {
                     limit: controller,
                     reason: format!("the {controller} controller is not mounted at {}", mount.display()),
                 });
             }
-            let own = own_path(|_, ctrls| ctrls.split(',').any(|c| c == controller));
+            let own = own_path(self_cgroup, |_, ctrls| ctrls.split(',').any(|c| c == controller));
             let dir = self.make_dir(&mount.join(own).join("slipway"), id, controller)?;
             for (file, value) in files {
                 let path = dir.join(file);
@@ -108,8 +114,8 @@ impl RunCgroup {
         Ok(())
     }
 
-    fn create_v2(&mut self, id: &str, limits: &Limits) -> Result<(), ExecError> {
-        let parent = Path::new(ROOT).join(own_path(|id, _| id == "0")).join("slipway");
+    fn create_v2(&mut self, root: &Path, self_cgroup: &str, id: &str, limits: &Limits) -> Result<(), ExecError> {
+        let parent = root.join(own_path(self_cgroup, |id, _| id == "0")).join("slipway");
         let needed: Vec<&'static str> =
             [limits.memory.map(|_| "memory"), limits.pids.map(|_| "pids"), limits.cpus.map(|_| "cpu")]
                 .into_iter()
@@ -191,5 +197,65 @@ impl RunCgroup {
 impl Drop for RunCgroup {
     fn drop(&mut self) {
         let _ = self.remove();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(path: &Path) -> String {
+        std::fs::read_to_string(path).unwrap()
+    }
+
+    #[test]
+    fn v1_limits_nest_under_the_callers_cgroups() {
+        let root = tempfile::tempdir().unwrap();
+        for ctrl in ["memory", "pids", "cpu"] {
+            std::fs::create_dir_all(root.path().join(ctrl)).unwrap();
+            std::fs::write(root.path().join(ctrl).join("cgroup.procs"), "").unwrap();
+        }
+        let self_cgroup = "5:pids:/\n4:memory:/jobs/42\n2:cpu,cpuacct:/\n0::/\n";
+        let limits = Limits { memory: Some(64 << 20), pids: Some(32), cpus: Some(1.5) };
+        let mut cgroup = RunCgroup::create_in(root.path(), self_cgroup, "run1", &limits).unwrap();
+        let memory = root.path().join("memory/jobs/42/slipway/run1");
+        assert_eq!(read(&memory.join("memory.limit_in_bytes")), (64u64 << 20).to_string());
+        assert_eq!(read(&root.path().join("pids/slipway/run1/pids.max")), "32");
+        assert_eq!(read(&root.path().join("cpu/slipway/run1/cpu.cfs_quota_us")), "150000");
+        assert_eq!(read(&root.path().join("cpu/slipway/run1/cpu.cfs_period_us")), "100000");
+        assert_eq!(cgroup.procs_files().len(), 3);
+        // Plain files cannot be rmdir'ed: clean them, then check the directories go.
+        for dir in &cgroup.dirs {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                std::fs::remove_file(entry.unwrap().path()).unwrap();
+            }
+        }
+        cgroup.remove().unwrap();
+        assert!(!memory.exists());
+    }
+
+    #[test]
+    fn v1_missing_controller_is_a_clear_error() {
+        let root = tempfile::tempdir().unwrap();
+        let limits = Limits { pids: Some(32), ..Limits::default() };
+        let err = RunCgroup::create_in(root.path(), "", "run1", &limits).unwrap_err();
+        assert!(matches!(err, ExecError::LimitUnavailable { limit: "pids", .. }), "{err:?}");
+    }
+
+    #[test]
+    fn v2_limits_enable_controllers_and_write_files() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("cgroup.controllers"), "cpu memory pids").unwrap();
+        let limits = Limits { memory: Some(1 << 30), pids: Some(100), cpus: Some(0.5) };
+        let mut cgroup = RunCgroup::create_in(root.path(), "0::/user.slice\n", "run2", &limits).unwrap();
+        let parent = root.path().join("user.slice/slipway");
+        // A plain file keeps only the last write; the kernel file accumulates them.
+        assert_eq!(read(&parent.join("cgroup.subtree_control")), "+cpu");
+        let dir = parent.join("run2");
+        assert_eq!(read(&dir.join("memory.max")), (1u64 << 30).to_string());
+        assert_eq!(read(&dir.join("pids.max")), "100");
+        assert_eq!(read(&dir.join("cpu.max")), "50000 100000");
+        assert_eq!(cgroup.procs_files(), vec![dir.join("cgroup.procs")]);
+        cgroup.dirs.clear();
     }
 }

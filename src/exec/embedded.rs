@@ -235,7 +235,9 @@ impl EmbeddedExecutor {
                 Report::Failed(failure) => return Err(failure.into()),
                 Report::Exited { code } => result = Some(ExitStatus::Exited(code)),
                 Report::Signaled { signal } => result = Some(ExitStatus::Signaled(signal)),
-                Report::Init { .. } | Report::InitDied { .. } => {}
+                // The whole sandbox died with its init (OOM killer, a kill from the host).
+                Report::InitDied { signal } => result = result.or(Some(ExitStatus::Signaled(signal))),
+                Report::Init { pid } => tracing::debug!(pid, "sandbox init started"),
             }
         }
         let status = result.ok_or(ExecError::HelperLost { status })?;
