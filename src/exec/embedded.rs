@@ -196,15 +196,14 @@ impl EmbeddedExecutor {
                 res
             });
 
-            let timed_out = !cancel.wait_until(config.spec.timeout, || exited.load(Ordering::SeqCst))
-                && !exited.load(Ordering::SeqCst);
+            let cancelled_early = cancel.wait_until(config.spec.timeout, || exited.load(Ordering::SeqCst));
+            let timed_out = !cancelled_early && !exited.load(Ordering::SeqCst);
             let cancelled = cancel.is_cancelled() && !exited.load(Ordering::SeqCst);
             if timed_out || cancelled {
                 // The helper turns SIGTERM into SIGKILL for the sandbox's init; if it cannot
                 // within the grace period, killing the helper kills init (parent-death signal).
                 let _ = sys::kill(pid, sys::SIGTERM);
-                let grace = CancelToken::new();
-                grace.wait_until(Some(CANCEL_GRACE), || exited.load(Ordering::SeqCst));
+                cancel.wait_for(CANCEL_GRACE, || exited.load(Ordering::SeqCst));
                 if !exited.load(Ordering::SeqCst) {
                     let _ = sys::kill(pid, sys::SIGKILL);
                 }

@@ -141,11 +141,21 @@ impl CancelToken {
     /// Waits until `done()` holds (checked after every [`wake`](Self::wake)), the token is
     /// cancelled, or `timeout` passes; returns whether it was cancelled.
     fn wait_until(&self, timeout: Option<Duration>, done: impl Fn() -> bool) -> bool {
+        self.wait(timeout, true, done)
+    }
+
+    /// Waits until `done()` holds or `timeout` passes, cancelled or not (the grace period
+    /// after a cancellation).
+    fn wait_for(&self, timeout: Duration, done: impl Fn() -> bool) {
+        self.wait(Some(timeout), false, done);
+    }
+
+    fn wait(&self, timeout: Option<Duration>, stop_on_cancel: bool, done: impl Fn() -> bool) -> bool {
         let deadline = timeout.map(|t| std::time::Instant::now() + t);
         let (lock, cvar) = &*self.inner;
         let mut cancelled = lock.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            if *cancelled || done() {
+            if (stop_on_cancel && *cancelled) || done() {
                 return *cancelled;
             }
             match deadline {
@@ -153,7 +163,7 @@ impl CancelToken {
                 Some(deadline) => {
                     let now = std::time::Instant::now();
                     if now >= deadline {
-                        return false;
+                        return *cancelled;
                     }
                     cancelled = cvar.wait_timeout(cancelled, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
                 }

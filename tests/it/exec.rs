@@ -241,7 +241,7 @@ pub mod contract {
             run.join().unwrap()
         });
         assert!(matches!(ran.status, Err(ExecError::Cancelled)), "{:?}", ran.status);
-        assert!(started.elapsed() < std::time::Duration::from_secs(3), "cancel took {:?}", started.elapsed());
+        assert!(started.elapsed() < std::time::Duration::from_millis(1500), "cancel took {:?}", started.elapsed());
         assert_no_leaks(&sb, Some("sleep 987654"));
 
         let started = std::time::Instant::now();
@@ -253,7 +253,7 @@ pub mod contract {
         let started = std::time::Instant::now();
         let ran = sb.run(ex, &spec);
         assert!(matches!(ran.status, Err(ExecError::TimedOut { .. })), "{:?}", ran.status);
-        assert!(started.elapsed() < std::time::Duration::from_secs(3));
+        assert!(started.elapsed() < std::time::Duration::from_millis(1500), "timeout took {:?}", started.elapsed());
         assert_no_leaks(&sb, Some("sleep 987655"));
     }
 }
