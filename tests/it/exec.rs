@@ -39,9 +39,12 @@ pub mod contract {
         let mut spec = sh(r#"echo "$FOO|$PATH|$HOME|$EMPTY|""#);
         spec.env = vec!["FOO=bar baz".into(), "PATH=/bin:/usr/bin".into(), "EMPTY=".into()];
         assert_eq!(sb.run(ex, &spec).ok(), "bar baz|/bin:/usr/bin|/root||\n");
-        let spec = sh(r#"echo "$PATH"; env | grep -c ."#);
-        let out = sb.run(ex, &spec).ok();
-        assert!(out.starts_with(&format!("{}\n", slipway::exec::DEFAULT_PATH)), "{out}");
+        // Nothing of the host's environment leaks in; PATH and HOME are defaulted.
+        let out = sb.run(ex, &ExecSpec::new(["env"])).ok();
+        let mut keys: Vec<&str> = out.lines().filter_map(|l| l.split_once('=')).map(|(k, _)| k).collect();
+        keys.sort();
+        assert_eq!(keys, ["HOME", "PATH"], "{out}");
+        assert!(out.contains(&format!("PATH={}\n", slipway::exec::DEFAULT_PATH)), "{out}");
     }
 
     pub fn cwd(ex: &dyn Executor) {
@@ -56,6 +59,9 @@ pub mod contract {
         let meta = std::fs::metadata(sb.rootfs.join("work/deep/dir")).unwrap();
         assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), 1000, "a created workdir belongs to the user");
         assert!(sb.rootfs.join("work/deep/dir/here").exists());
+        let mut spec = sh("pwd");
+        spec.cwd = "/etc/passwd".into();
+        assert!(matches!(sb.run(ex, &spec).status, Err(ExecError::Workdir { .. })));
     }
 
     pub fn user(ex: &dyn Executor) {
@@ -93,6 +99,22 @@ pub mod contract {
         assert_eq!(ran.stdout.len(), 6 << 20);
         assert_eq!(ran.stderr.len(), 3 << 20);
         assert!(ran.stdout.chunks(10).all(|c| c == &b"abcdefghi\n"[..c.len()]));
+        // A failing sink fails the run once the process is done, without blocking it.
+        struct Broken;
+        impl std::io::Write for Broken {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::other("sink full"))
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut stderr = Vec::new();
+        let output = slipway::exec::Output { stdout: &mut Broken, stderr: &mut stderr };
+        let script = sh("yes | head -c 1048576; echo done >&2");
+        let status = ex.run(&script, &sb.rootfs, output, &CancelToken::new());
+        assert!(matches!(status, Err(ExecError::Output { .. })), "{status:?}");
+        assert_eq!(stderr, b"done\n");
     }
 
     pub fn pid_namespace(ex: &dyn Executor) {
