@@ -1,7 +1,9 @@
 //! Every raw system call of the sandbox, each a thin typed wrapper returning `io::Result`.
 //!
-//! Owns all `unsafe` of `exec`. Knows nothing of specs or sandboxes: callers (`init`,
-//! `mounts`, `caps`, `embedded`) decide what to call and in which order.
+//! Owns the `unsafe` of `exec`, except two calls whose contract only the caller can keep:
+//! [`fork`] (the helper is single-threaded) and std's `pre_exec` (the closure is
+//! [`prepare_helper_child`], async-signal-safe). Knows nothing of specs or sandboxes: callers
+//! (`init`, `mounts`, `caps`, `embedded`) decide what to call and in which order.
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -257,9 +259,8 @@ pub fn reset_signals() -> io::Result<()> {
         // with EINVAL, which is ignored.
         unsafe { libc::signal(signal, libc::SIG_DFL) };
     }
-    // SAFETY: an all-zero sigset after sigemptyset is the empty set.
     let empty = sigset(&[]);
-    // SAFETY: `empty` is initialised.
+    // SAFETY: `empty` is an initialised (empty) set; the old mask is not requested.
     cvt(unsafe { libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) })?;
     Ok(())
 }
