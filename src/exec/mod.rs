@@ -50,6 +50,10 @@ pub const HELPER_SUBCOMMAND: &str = "__exec-init";
 /// removed) and return how the process ended. The rootfs is the only state that outlives the
 /// run. Cancelling `cancel` (or reaching `spec.timeout`) kills the sandbox and makes `run`
 /// return [`ExecError::Cancelled`] (or [`ExecError::TimedOut`]) promptly.
+///
+/// Runs may proceed in parallel from several threads, each over its own rootfs; two runs over
+/// the same rootfs at once are not supported (a build never does that: each step gets its
+/// own snapshot).
 pub trait Executor: Send + Sync {
     /// Runs `spec` over `rootfs`; blocks the calling thread until the sandbox is gone.
     fn run(

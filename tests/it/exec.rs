@@ -252,6 +252,24 @@ pub mod contract {
         found
     }
 
+    pub fn concurrent_runs(ex: &dyn Executor) {
+        let sandboxes: Vec<Sandbox> = (0..4).map(|_| Sandbox::new()).collect();
+        std::thread::scope(|s| {
+            for (i, sb) in sandboxes.iter().enumerate() {
+                s.spawn(move || {
+                    for j in 0..5 {
+                        let mut spec = sh("echo $(hostname) $$");
+                        spec.hostname = format!("box{i}");
+                        assert_eq!(sb.run(ex, &spec).ok(), format!("box{i} 2\n"), "run {j}");
+                    }
+                });
+            }
+        });
+        for sb in &sandboxes {
+            assert_no_leaks(sb, None);
+        }
+    }
+
     pub fn cancellation(ex: &dyn Executor) {
         let sb = Sandbox::new();
         let cancel = CancelToken::new();
@@ -331,6 +349,10 @@ macro_rules! executor_contract {
             #[test]
             fn limits() {
                 contract::limits(&$make());
+            }
+            #[test]
+            fn concurrent_runs() {
+                contract::concurrent_runs(&$make());
             }
             #[test]
             fn cancellation() {
