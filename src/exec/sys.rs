@@ -348,13 +348,14 @@ pub fn fd_path(fd: &impl AsRawFd) -> std::path::PathBuf {
 /// `root` were `/` (never escaping it); with `no_symlinks` any symlink on the way is refused.
 pub fn open_beneath(root: &impl AsFd, path: &str, no_symlinks: bool) -> io::Result<OwnedFd> {
     let mut resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+    let mut flags = OFlags::PATH | OFlags::CLOEXEC;
     if no_symlinks {
         resolve |= ResolveFlags::NO_SYMLINKS;
+        flags |= OFlags::NOFOLLOW;
     }
     let rel = path.trim_start_matches('/');
     let rel = if rel.is_empty() { "." } else { rel };
-    rustix::fs::openat2(root, rel, OFlags::PATH | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::empty(), resolve)
-        .map_err(io::Error::from)
+    rustix::fs::openat2(root, rel, flags, Mode::empty(), resolve).map_err(io::Error::from)
 }
 
 /// Closes every descriptor from 3 up except those in `keep`.
