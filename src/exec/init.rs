@@ -2,8 +2,9 @@
 //!
 //! 1. **helper** (host pid namespace; started by the executor already inside its own mount
 //!    namespace and, rootless, user namespace): reads its [`HelperConfig`] from stdin, joins
-//!    the cgroups, unshares the pid, ipc, uts, cgroup and (network `None`) net namespaces, forks the init, reports its pid, waits for it, and
-//!    turns SIGTERM from the executor into SIGKILL for the whole sandbox.
+//!    the cgroups, unshares the pid, ipc, uts, cgroup and (network `None`) net namespaces,
+//!    forks the init, reports its pid, waits for it, and turns SIGTERM from the executor into
+//!    SIGKILL for the whole sandbox.
 //! 2. **init** (pid 1 inside): builds the mount table and pivots (`mounts`), sets the
 //!    hostname, resolves the user from the sandbox's own files (`user`), creates the working
 //!    directory, forks the payload, then reaps every process and forwards signals to the

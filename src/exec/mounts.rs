@@ -1,6 +1,6 @@
 //! The sandbox's mount table, built inside its fresh mount namespace by the init process.
 //!
-//! Order: everything private; the rootfs bound onto itself; `/proc`, a tmpfs `/dev`, a
+//! Order: everything private; the rootfs bound onto itself (nodev); `/proc`, a tmpfs `/dev`, a
 //! read-only `/sys`, the generated `/etc/hosts` and `/etc/resolv.conf`; masked and read-only
 //! paths; then `pivot_root` and the old root detached. Every target inside the rootfs is
 //! opened beneath the rootfs first (`openat2(RESOLVE_IN_ROOT)`, no symlinks at all for the
