@@ -773,3 +773,13 @@ mod killed_runner {
         panic!("the sandbox ended before the runner was killed");
     }
 }
+
+/// The helper subcommand exists but is not advertised.
+#[test]
+fn helper_subcommand_is_hidden() {
+    let ctx = crate::support::TestContext::new();
+    let help = ctx.ok(&["--help"]);
+    assert!(!String::from_utf8_lossy(&help.stdout).contains("exec-init"));
+    let out = ctx.run(&["__exec-init", "--help"]);
+    assert!(out.status.success(), "{}", crate::support::describe(&out));
+}
