@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod context;
 pub mod dockerfile;
+pub mod exec;
 pub mod failpoint;
 pub mod graph;
 pub mod image;

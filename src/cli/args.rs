@@ -72,6 +72,12 @@ pub enum Command {
     Fsck(FsckArgs),
     /// Parse a Dockerfile, resolve its stages and run the lint rules
     Check(CheckArgs),
+    /// The sandbox helper `exec` re-executes (internal)
+    #[command(name = "__exec-init", hide = true)]
+    ExecInit {
+        #[arg(long)]
+        report_fd: i32,
+    },
 }
 
 #[derive(Debug, Args)]

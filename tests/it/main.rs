@@ -3,6 +3,7 @@
 mod check;
 mod dockerfile_corpus;
 mod dockerfile_shell;
+mod exec;
 mod image;
 mod image_adversarial;
 mod layer;

@@ -21,6 +21,7 @@ pub fn info(global: &GlobalArgs, args: &InfoArgs) -> Result<u8> {
                 "root": root,
                 "rootless": rootless,
                 "snapshotter": snapshotter,
+                "executor": "embedded",
             });
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
@@ -29,6 +30,7 @@ pub fn info(global: &GlobalArgs, args: &InfoArgs) -> Result<u8> {
             println!("root:         {}", root.display());
             println!("rootless:     {rootless}");
             println!("snapshotter:  {snapshotter}");
+            println!("executor:     embedded");
         }
     }
     Ok(0)

@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 
 mod archive;
 mod check;
+mod exec_init;
 mod fsck;
 mod images;
 mod info;
@@ -32,6 +33,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Prune(args) => prune::prune(&cli.global, &args, &progress),
         Command::Fsck(args) => fsck::fsck(&cli.global, &args),
         Command::Check(args) => check::check(&args),
+        Command::ExecInit { report_fd } => Ok(exec_init::exec_init(report_fd)),
     }
 }
 

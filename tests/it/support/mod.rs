@@ -102,4 +102,5 @@ pub fn describe(out: &Output) -> String {
 pub mod rawtar;
 pub mod rootfs;
 pub mod snapshot;
+pub mod sandbox;
 pub mod tree;

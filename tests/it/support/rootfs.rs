@@ -36,3 +36,16 @@ fn uid(n: u32) -> rustix::fs::Uid {
 fn gid(n: u32) -> rustix::fs::Gid {
     rustix::fs::Gid::from_raw(n)
 }
+
+/// [`busybox_rootfs`] with every applet linked in `/bin` (sh, ps, ip, hostname, …), for
+/// tests that run shell scripts inside a sandbox.
+pub fn busybox_rootfs_all_applets(dir: &Path) {
+    busybox_rootfs(dir);
+    let list = Command::new("/bin/busybox").arg("--list").output().expect("busybox --list");
+    for applet in String::from_utf8(list.stdout).unwrap().lines() {
+        let link = dir.join("bin").join(applet);
+        if applet != "busybox" && std::fs::symlink_metadata(&link).is_err() {
+            symlink("busybox", link).unwrap();
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! [`EmbeddedExecutor`]: the sandbox built by slipway itself (no OCI runtime needed).
+//!
+//! Host side of a run: writes the generated `/etc/hosts` and `/etc/resolv.conf` into a private
+//! run directory, stubs their mount points in the rootfs, creates the cgroup, spawns the helper
+//! (`slipway __exec-init`), streams its stdout and stderr into the caller's sinks from reader
+//! threads, waits (or cancels), and undoes all of it. The calling thread may belong to a
+//! multi-threaded process: only the helper, a fresh exec, must be single-threaded.
+
+use std::io::{self, BufRead, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use super::cgroup::RunCgroup;
+use super::protocol::{HelperConfig, Report};
+use super::stubs::Stubs;
+use super::{CancelToken, ExecError, ExecSpec, Executor, ExitStatus, HELPER_SUBCOMMAND, Output, sys};
+
+/// How long a cancelled helper gets to kill its sandbox before it is killed itself.
+const CANCEL_GRACE: Duration = Duration::from_secs(2);
+
+/// Largest host `/etc/resolv.conf` copied into a sandbox.
+const MAX_RESOLV_BYTES: u64 = 64 << 10;
+
+/// Runs processes in namespaces built by a re-executed slipway binary.
+///
+/// ```no_run
+/// use slipway::exec::{CancelToken, EmbeddedExecutor, ExecSpec, Executor, Output};
+///
+/// let executor = EmbeddedExecutor::new(std::env::current_exe()?);
+/// let mut spec = ExecSpec::new(["/bin/sh", "-c", "echo hello from $(hostname)"]);
+/// spec.user = "nobody".to_string();
+/// let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+/// let output = Output { stdout: &mut stdout, stderr: &mut stderr };
+/// let status = executor.run(&spec, "/path/to/rootfs".as_ref(), output, &CancelToken::new())?;
+/// assert!(status.success());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct EmbeddedExecutor {
+    helper: PathBuf,
+    run_dir: PathBuf,
+}
+
+impl EmbeddedExecutor {
+    /// `helper` is a slipway binary (the sandbox helper is its hidden `__exec-init`
+    /// subcommand): the running one in the CLI, `env!("CARGO_BIN_EXE_slipway")` in tests.
+    pub fn new(helper: impl Into<PathBuf>) -> EmbeddedExecutor {
+        EmbeddedExecutor { helper: helper.into(), run_dir: std::env::temp_dir() }
+    }
+
+    /// Where per-run directories (generated `/etc` files) are created (default: the temp dir).
+    pub fn with_run_dir(mut self, dir: impl Into<PathBuf>) -> EmbeddedExecutor {
+        self.run_dir = dir.into();
+        self
+    }
+}
+
+impl Executor for EmbeddedExecutor {
+    fn run(
+        &self,
+        spec: &ExecSpec,
+        rootfs: &Path,
+        output: Output<'_>,
+        cancel: &CancelToken,
+    ) -> Result<ExitStatus, ExecError> {
+        spec.validate()?;
+        if cancel.is_cancelled() {
+            return Err(ExecError::Cancelled);
+        }
+        let meta =
+            std::fs::metadata(rootfs).map_err(|source| ExecError::Rootfs { path: rootfs.to_path_buf(), source })?;
+        if !meta.is_dir() {
+            let source = io::Error::from_raw_os_error(libc::ENOTDIR);
+            return Err(ExecError::Rootfs { path: rootfs.to_path_buf(), source });
+        }
+        let rootfs =
+            std::fs::canonicalize(rootfs).map_err(|source| ExecError::Rootfs { path: rootfs.to_path_buf(), source })?;
+        let run_dir = tempfile::Builder::new().prefix("slipway-exec-").tempdir_in(&self.run_dir).map_err(|source| {
+            ExecError::Prepare { what: format!("a run directory in {}", self.run_dir.display()), source }
+        })?;
+        let (hosts_file, resolv_file) = write_etc_files(run_dir.path(), spec)?;
+        let mut stubs = Stubs::create(&rootfs)?;
+        let mut cgroup = match spec.limits.is_empty() {
+            true => None,
+            false => Some(RunCgroup::create(&run_id(run_dir.path()), &spec.limits)?),
+        };
+        let config = HelperConfig {
+            spec: spec.clone(),
+            rootfs,
+            hosts_file,
+            resolv_file,
+            cgroup_procs: cgroup.as_ref().map(RunCgroup::procs_files).unwrap_or_default(),
+            rootless: !rustix::process::geteuid().is_root(),
+        };
+        let result = self.run_helper(&config, output, cancel);
+        let cleanup = [cgroup.as_mut().map_or(Ok(()), RunCgroup::remove), stubs.remove()];
+        let result = match result {
+            Ok(status) => cleanup.into_iter().find_map(Result::err).map_or(Ok(status), Err),
+            Err(err) => {
+                for e in cleanup.into_iter().filter_map(Result::err) {
+                    tracing::warn!(error = %e, "cleanup after a failed run");
+                }
+                Err(err)
+            }
+        };
+        drop(run_dir);
+        result
+    }
+}
+
+/// A unique cgroup name for the run: the run directory's random suffix.
+fn run_id(run_dir: &Path) -> String {
+    let name = run_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    format!("{}-{name}", std::process::id())
+}
+
+fn write_etc_files(dir: &Path, spec: &ExecSpec) -> Result<(PathBuf, PathBuf), ExecError> {
+    let mut hosts =
+        format!("127.0.0.1\tlocalhost {host}\n::1\tlocalhost ip6-localhost ip6-loopback\n", host = spec.hostname);
+    for (name, ip) in &spec.extra_hosts {
+        hosts.push_str(&format!("{ip}\t{name}\n"));
+    }
+    let mut resolv = Vec::new();
+    if let Ok(file) = std::fs::File::open("/etc/resolv.conf") {
+        let _ = file.take(MAX_RESOLV_BYTES).read_to_end(&mut resolv);
+    }
+    let hosts_file = dir.join("hosts");
+    let resolv_file = dir.join("resolv.conf");
+    for (path, bytes) in [(&hosts_file, hosts.as_bytes()), (&resolv_file, &resolv[..])] {
+        std::fs::write(path, bytes)
+            .map_err(|source| ExecError::Prepare { what: path.display().to_string(), source })?;
+    }
+    // The run directory is 0700; the sandbox's root (a mapped user when rootless) only needs
+    // to reach these two files through the bind mounts.
+    Ok((hosts_file, resolv_file))
+}
+
+impl EmbeddedExecutor {
+    fn run_helper(
+        &self,
+        config: &HelperConfig,
+        output: Output<'_>,
+        cancel: &CancelToken,
+    ) -> Result<ExitStatus, ExecError> {
+        let json = serde_json::to_vec(config).map_err(|e| ExecError::Prepare {
+            what: "the helper config".to_string(),
+            source: io::Error::new(io::ErrorKind::InvalidData, e),
+        })?;
+        let (report_r, report_w) =
+            sys::pipe().map_err(|source| ExecError::Prepare { what: "the report pipe".to_string(), source })?;
+        let report_fd = report_w.as_raw_fd();
+        // The binary as the kernel will find it, so the read-only bind covers what runs.
+        let helper = std::fs::canonicalize(&self.helper)
+            .map_err(|source| ExecError::Spawn { helper: self.helper.clone(), source })?;
+        let mut command = Command::new(&helper);
+        command
+            .arg(HELPER_SUBCOMMAND)
+            .arg("--report-fd")
+            .arg(report_fd.to_string())
+            .env_clear()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let seal = sys::HelperSeal::new(&helper, config.rootless)
+            .map_err(|source| ExecError::Spawn { helper: helper.clone(), source })?;
+        // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
+        // system calls on data prepared before the fork (no allocation, no locks).
+        unsafe {
+            command.pre_exec(move || sys::prepare_helper_child(report_fd, &seal));
+        }
+        let mut child = command.spawn().map_err(|source| ExecError::Spawn { helper, source })?;
+        drop(report_w);
+        if let Some(mut stdin) = child.stdin.take() {
+            // A helper that died early shows up in its report, not here.
+            let _ = stdin.write_all(&json);
+        }
+        let pid = child.id() as libc::pid_t;
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let exited = AtomicBool::new(false);
+        let reports = Mutex::new(Vec::new());
+
+        let (waited, copied) = std::thread::scope(|scope| {
+            let out_thread = scope.spawn(|| stdout.map_or(Ok(()), |s| copy_all(s, output.stdout)));
+            let err_thread = scope.spawn(|| stderr.map_or(Ok(()), |s| copy_all(s, output.stderr)));
+            let report_thread = scope.spawn(|| read_reports(report_r, &reports));
+            let waiter = scope.spawn(|| {
+                let res = sys::wait_exited_keep(pid);
+                exited.store(true, Ordering::SeqCst);
+                cancel.wake();
+                res
+            });
+
+            let cancelled_early = cancel.wait_until(config.spec.timeout, || exited.load(Ordering::SeqCst));
+            let timed_out = !cancelled_early && !exited.load(Ordering::SeqCst);
+            let cancelled = cancel.is_cancelled() && !exited.load(Ordering::SeqCst);
+            if timed_out || cancelled {
+                // The helper turns SIGTERM into SIGKILL for the sandbox's init; if it cannot
+                // within the grace period, killing the helper kills init (parent-death signal).
+                let _ = sys::kill(pid, sys::SIGTERM);
+                cancel.wait_for(CANCEL_GRACE, || exited.load(Ordering::SeqCst));
+                if !exited.load(Ordering::SeqCst) {
+                    let _ = sys::kill(pid, sys::SIGKILL);
+                }
+            }
+            let waited = waiter.join().unwrap_or_else(|_| Err(io::Error::other("waiter thread panicked")));
+            let status = child.wait();
+            let copied = [out_thread.join(), err_thread.join()]
+                .into_iter()
+                .map(|r| r.unwrap_or_else(|_| Err(io::Error::other("output thread panicked"))))
+                .find_map(Result::err);
+            let _ = report_thread.join();
+            let outcome = match (timed_out, cancelled) {
+                (true, _) => Some(ExecError::TimedOut { timeout: config.spec.timeout.unwrap_or_default() }),
+                (_, true) => Some(ExecError::Cancelled),
+                _ => None,
+            };
+            ((waited.and(status), outcome), copied)
+        });
+        let ((status, outcome), copied) = (waited, copied);
+        let status = status.map_err(|source| ExecError::Wait { source })?;
+        if let Some(err) = outcome {
+            return Err(err);
+        }
+        let reports = reports.into_inner().unwrap_or_else(|p| p.into_inner());
+        let mut result = None;
+        for report in reports {
+            match report {
+                Report::Failed(failure) => return Err(failure.into()),
+                Report::Exited { code } => result = Some(ExitStatus::Exited(code)),
+                Report::Signaled { signal } => result = Some(ExitStatus::Signaled(signal)),
+                // The whole sandbox died with its init (OOM killer, a kill from the host).
+                Report::InitDied { signal } => result = result.or(Some(ExitStatus::Signaled(signal))),
+                Report::Init { pid } => tracing::debug!(pid, "sandbox init started"),
+            }
+        }
+        let status = result.ok_or(ExecError::HelperLost { status })?;
+        if let Some(source) = copied {
+            return Err(ExecError::Output { source });
+        }
+        Ok(status)
+    }
+}
+
+/// Copies a pipe into a sink; after a sink error keeps draining (so the process never blocks
+/// on a full pipe) and returns the first error.
+fn copy_all(mut from: impl Read, to: &mut (dyn Write + Send)) -> io::Result<()> {
+    let mut buf = vec![0u8; 64 << 10];
+    let mut first_err = None;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                first_err.get_or_insert(e);
+                break;
+            }
+        };
+        if first_err.is_none()
+            && let Err(e) = to.write_all(&buf[..n])
+        {
+            first_err = Some(e);
+        }
+    }
+    if first_err.is_none()
+        && let Err(e) = to.flush()
+    {
+        first_err = Some(e);
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn read_reports(pipe: OwnedFd, reports: &Mutex<Vec<Report>>) {
+    let reader = io::BufReader::new(std::fs::File::from(pipe));
+    for line in reader.split(b'\n') {
+        let Ok(line) = line else { break };
+        match serde_json::from_slice::<Report>(&line) {
+            Ok(report) => reports.lock().unwrap_or_else(|p| p.into_inner()).push(report),
+            Err(e) => tracing::warn!(error = %e, "unreadable report from the sandbox helper"),
+        }
+    }
+}

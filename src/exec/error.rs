@@ -1,0 +1,82 @@
+//! [`ExecError`]: everything that can stop a process from running or being waited for.
+//!
+//! A process that runs and fails is not an error: its status is an [`ExitStatus`](super::ExitStatus).
+
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Why a run did not produce an exit status.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("invalid exec spec: {reason}")]
+    InvalidSpec { reason: String },
+    #[error("root filesystem {path} is not a directory")]
+    Rootfs {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("failed to prepare {what}")]
+    Prepare {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("failed to start the sandbox helper {helper}")]
+    Spawn {
+        helper: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("sandbox setup failed: {step}")]
+    Setup {
+        step: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("unable to find user {user}: no matching entries in passwd file")]
+    UnknownUser { user: String },
+    #[error("unable to find group {group}: no matching entries in group file")]
+    UnknownGroup { group: String },
+    #[error("user {uid}:{gid} is not mapped in the sandbox (rootless runs map only root)")]
+    UserNotMapped { uid: u32, gid: u32 },
+    #[error("cannot read the sandbox's {path}: {reason}")]
+    UserDb { path: String, reason: String },
+    #[error("cannot use working directory {path}")]
+    Workdir {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{limit} limit requested but cgroups cannot apply it: {reason}")]
+    LimitUnavailable { limit: &'static str, reason: String },
+    #[error("cgroup {path}")]
+    Cgroup {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("run cancelled")]
+    Cancelled,
+    #[error("run timed out after {timeout:?}")]
+    TimedOut { timeout: Duration },
+    #[error("failed to forward the process output")]
+    Output {
+        #[source]
+        source: io::Error,
+    },
+    #[error("the sandbox helper ended without reporting a status ({status})")]
+    HelperLost { status: std::process::ExitStatus },
+    #[error("failed to wait for the sandbox helper")]
+    Wait {
+        #[source]
+        source: io::Error,
+    },
+    #[error("failed to clean up after the run: {what}")]
+    Cleanup {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+}

@@ -1,0 +1,297 @@
+//! The sandbox helper: the three processes on the far side of the `__exec-init` re-exec.
+//!
+//! 1. **helper** (host pid namespace; started by the executor already inside its own mount
+//!    namespace and, rootless, user namespace): reads its [`HelperConfig`] from stdin, joins
+//!    the cgroups, unshares the pid, ipc, uts, cgroup and (network `None`) net namespaces,
+//!    forks the init, reports its pid, waits for it, and turns SIGTERM from the executor into
+//!    SIGKILL for the whole sandbox.
+//! 2. **init** (pid 1 inside): builds the mount table and pivots (`mounts`), sets the
+//!    hostname, resolves the user from the sandbox's own files (`user`), creates the working
+//!    directory, forks the payload, then reaps every process and forwards signals to the
+//!    payload. When the payload ends, init reports its status and exits, which kills whatever
+//!    the payload left behind (the pid namespace dies with its init).
+//! 3. **payload** (pid 2): drops to the user and Docker's capabilities, sets no_new_privs,
+//!    leaves only stdio open, enters the working directory and execs.
+//!
+//! The helper is single-threaded by construction (a fresh exec of the slipway binary that
+//! starts no thread), which is what makes `unshare` and `fork` sound here.
+
+use std::ffi::CString;
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Component, Path, PathBuf};
+
+use super::caps;
+use super::mounts;
+use super::protocol::{Failure, HelperConfig, Report, Reporter};
+use super::spec::{DEFAULT_PATH, Network};
+use super::sys::{self, WaitStatus};
+use super::user::{self, ExecUser};
+
+/// Largest helper configuration accepted on stdin.
+const MAX_CONFIG_BYTES: u64 = 16 << 20;
+
+/// Exit status of a helper, init or payload-to-be that failed before the payload ran.
+const SETUP_FAILED: i32 = 125;
+
+/// Signals the init passes on to the payload.
+const FORWARDED: &[libc::c_int] =
+    &[sys::SIGINT, sys::SIGTERM, sys::SIGHUP, sys::SIGQUIT, sys::SIGUSR1, sys::SIGUSR2, sys::SIGWINCH];
+
+/// Entry point of `slipway __exec-init --report-fd N`; returns the helper's exit code (0 when
+/// the outcome went through the report pipe). The executor started it in its own mount
+/// namespace (and user namespace, rootless), from a read-only bind of the binary
+/// (`sys::prepare_helper_child`).
+pub fn helper_main(report_fd: RawFd) -> u8 {
+    let reporter = Reporter { fd: report_fd };
+    match helper(&reporter) {
+        Ok(()) => 0,
+        Err(failure) => {
+            reporter.send(&Report::Failed(failure));
+            SETUP_FAILED as u8
+        }
+    }
+}
+
+fn helper(reporter: &Reporter) -> Result<(), Failure> {
+    let step = |what: &'static str| move |e: io::Error| Failure::setup(what, &e);
+    // The parent-death signal was armed before exec; make sure the executor did not die before.
+    if sys::pipe_reader_gone(reporter.fd).map_err(step("checking the executor"))? {
+        return Err(Failure::setup("starting", &io::Error::from_raw_os_error(libc::EPIPE)));
+    }
+    sys::close_fds_except(&[reporter.fd]).map_err(step("closing inherited descriptors"))?;
+    sys::set_cloexec(reporter.fd, true).map_err(step("marking the report pipe close-on-exec"))?;
+    let mut text = Vec::new();
+    io::stdin().take(MAX_CONFIG_BYTES).read_to_end(&mut text).map_err(step("reading the helper config"))?;
+    let cfg: HelperConfig = serde_json::from_slice(&text)
+        .map_err(|e| Failure::setup("parsing the helper config", &io::Error::new(io::ErrorKind::InvalidData, e)))?;
+    let null = std::fs::File::open("/dev/null").map_err(step("opening /dev/null"))?;
+    sys::dup2(null.as_raw_fd(), 0).map_err(step("replacing stdin"))?;
+    drop(null);
+
+    for procs in &cfg.cgroup_procs {
+        std::fs::write(procs, sys::getpid().to_string())
+            .map_err(|e| Failure::setup(format!("joining {}", procs.display()), &e))?;
+    }
+    // Already in a private mount namespace (see `helper_main`): the sandbox's mounts go there.
+    let mut flags = sys::CLONE_NEWPID | sys::CLONE_NEWIPC | sys::CLONE_NEWUTS | sys::CLONE_NEWCGROUP;
+    if cfg.spec.network == Network::None {
+        flags |= sys::CLONE_NEWNET;
+    }
+    sys::unshare(flags).map_err(step("unsharing namespaces"))?;
+
+    let waited = [sys::SIGCHLD, sys::SIGTERM, sys::SIGINT, sys::SIGHUP];
+    sys::block_signals(&waited).map_err(step("blocking signals"))?;
+    // While this pipe's write end is open the helper is alive: init checks it once its
+    // parent-death signal is armed, closing the window where the helper died before.
+    let (alive_r, alive_w) = sys::pipe().map_err(step("creating the liveness pipe"))?;
+    // SAFETY: the helper is single-threaded (see the module docs).
+    let init_pid = match unsafe { sys::fork() }.map_err(step("forking the sandbox init"))? {
+        None => {
+            drop(alive_w);
+            container_init(&cfg, reporter, &alive_r)
+        }
+        Some(pid) => pid,
+    };
+    drop(alive_r);
+    reporter.send(&Report::Init { pid: init_pid });
+    loop {
+        let (signal, _) = sys::sigwait(&waited).map_err(step("waiting for signals"))?;
+        if signal != sys::SIGCHLD {
+            // The executor cancels: kill the sandbox's init, which kills everything inside.
+            let _ = sys::kill(init_pid, sys::SIGKILL);
+            continue;
+        }
+        match sys::waitpid(init_pid, true).map_err(step("waiting for the sandbox init"))? {
+            None => continue,
+            Some((_, WaitStatus::Exited(_))) => return Ok(()),
+            Some((_, WaitStatus::Signaled(signal))) => {
+                reporter.send(&Report::InitDied { signal });
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Pid 1 of the sandbox. Never returns.
+fn container_init(cfg: &HelperConfig, reporter: &Reporter, alive: &impl AsRawFd) -> ! {
+    match prepare_sandbox(cfg, reporter, alive) {
+        Ok(user) => supervise(cfg, reporter, &user),
+        Err(failure) => {
+            reporter.send(&Report::Failed(failure));
+            sys::exit_now(SETUP_FAILED)
+        }
+    }
+}
+
+fn prepare_sandbox(cfg: &HelperConfig, reporter: &Reporter, alive: &impl AsRawFd) -> Result<ExecUser, Failure> {
+    let step = |what: &'static str| move |e: io::Error| Failure::setup(what, &e);
+    sys::set_pdeathsig(sys::SIGKILL).map_err(step("arming the parent-death signal"))?;
+    if sys::pipe_hung_up(alive).map_err(step("checking the helper"))? {
+        sys::exit_now(SETUP_FAILED);
+    }
+    // Not dumpable: the payload (same uid, fewer capabilities) cannot open /proc/1/fd or ptrace us.
+    sys::set_dumpable(false).map_err(step("making init non-dumpable"))?;
+    if cfg.spec.network == Network::None {
+        sys::loopback_up().map_err(step("bringing up lo"))?;
+    }
+    sys::sethostname(&cfg.spec.hostname).map_err(step("setting the hostname"))?;
+    mounts::setup(cfg)?;
+    sys::close_fds_except(&[reporter.fd]).map_err(step("closing descriptors"))?;
+
+    let passwd = user::read_db("/etc/passwd")?;
+    let group = user::read_db("/etc/group")?;
+    let user = user::resolve(&cfg.spec.user, &passwd, &group)?;
+    if cfg.rootless && (user.uid != 0 || user.gid != 0) {
+        return Err(Failure::UserNotMapped { uid: user.uid, gid: user.gid });
+    }
+    create_workdir(&cfg.spec.cwd, &user)?;
+    Ok(user)
+}
+
+/// Creates the missing components of `cwd`, owned by the user (as BuildKit's WORKDIR does).
+/// Runs after `pivot_root`, so symlinks resolve inside the sandbox.
+fn create_workdir(cwd: &str, user: &ExecUser) -> Result<(), Failure> {
+    let mut path = PathBuf::from("/");
+    for component in Path::new(cwd).components() {
+        match component {
+            Component::Normal(name) => path.push(name),
+            Component::ParentDir => {
+                path.pop();
+            }
+            _ => continue,
+        }
+        match std::fs::symlink_metadata(&path) {
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Failure::workdir(cwd, &e)),
+        }
+        match std::fs::DirBuilder::new().mode(0o755).create(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Failure::workdir(cwd, &e)),
+        }
+        std::os::unix::fs::lchown(&path, Some(user.uid), Some(user.gid)).map_err(|e| Failure::workdir(cwd, &e))?;
+    }
+    Ok(())
+}
+
+/// Init's life after setup: fork the payload, reap, forward, report. Never returns.
+fn supervise(cfg: &HelperConfig, reporter: &Reporter, user: &ExecUser) -> ! {
+    let mut waited = vec![sys::SIGCHLD];
+    waited.extend_from_slice(FORWARDED);
+    if let Err(e) = sys::block_signals(&waited) {
+        reporter.send(&Report::Failed(Failure::setup("blocking signals", &e)));
+        sys::exit_now(SETUP_FAILED);
+    }
+    // SAFETY: init is a fork of the single-threaded helper and starts no thread.
+    let payload = match unsafe { sys::fork() } {
+        Ok(None) => payload(cfg, reporter, user),
+        Ok(Some(pid)) => pid,
+        Err(e) => {
+            reporter.send(&Report::Failed(Failure::setup("forking the payload", &e)));
+            sys::exit_now(SETUP_FAILED)
+        }
+    };
+    loop {
+        let Ok((signal, _)) = sys::sigwait(&waited) else { sys::exit_now(SETUP_FAILED) };
+        if signal != sys::SIGCHLD {
+            let _ = sys::kill(payload, signal);
+            continue;
+        }
+        while let Ok(Some((pid, status))) = sys::waitpid(-1, true) {
+            if pid != payload {
+                continue;
+            }
+            reporter.send(&match status {
+                WaitStatus::Exited(code) => Report::Exited { code },
+                WaitStatus::Signaled(signal) => Report::Signaled { signal },
+            });
+            sys::exit_now(0);
+        }
+    }
+}
+
+/// The payload process: from init's fork to exec. Never returns.
+fn payload(cfg: &HelperConfig, reporter: &Reporter, user: &ExecUser) -> ! {
+    if let Err(failure) = become_user(cfg, user) {
+        reporter.send(&Report::Failed(failure));
+        sys::exit_now(SETUP_FAILED);
+    }
+    let env = environment(cfg, user);
+    let argv: Vec<CString> = cfg.spec.args.iter().filter_map(|a| CString::new(a.as_bytes()).ok()).collect();
+    let path_var =
+        env.iter().find_map(|e| e.to_bytes().strip_prefix(b"PATH=").map(|p| String::from_utf8_lossy(p).into_owned()));
+    let (program, mut code) = lookup(&cfg.spec.args[0], path_var.as_deref().unwrap_or(DEFAULT_PATH));
+    let mut detail = "executable file not found in $PATH".to_string();
+    if let Some(program) = program {
+        let err = sys::execve(&program, &argv, &env);
+        code = match err.raw_os_error() {
+            Some(libc::ENOENT) | Some(libc::ENOTDIR) => 127,
+            _ => 126,
+        };
+        detail = err.to_string();
+    }
+    let message = format!("slipway: exec {:?}: {detail}\n", cfg.spec.args[0]);
+    let _ = sys::write_all(2, message.as_bytes());
+    sys::exit_now(code)
+}
+
+fn become_user(cfg: &HelperConfig, user: &ExecUser) -> Result<(), Failure> {
+    let step = |what: &'static str| move |e: io::Error| Failure::setup(what, &e);
+    sys::reset_signals().map_err(step("resetting signals"))?;
+    caps::drop_bounding().map_err(step("dropping bounding capabilities"))?;
+    if !cfg.rootless {
+        sys::setgroups(&user.groups).map_err(step("setting supplementary groups"))?;
+    }
+    sys::setresgid(user.gid).map_err(step("setting the group id"))?;
+    sys::setresuid(user.uid).map_err(step("setting the user id"))?;
+    caps::apply(user.uid).map_err(step("setting capabilities"))?;
+    sys::set_no_new_privs().map_err(step("setting no_new_privs"))?;
+    sys::cloexec_from_3().map_err(step("closing descriptors"))?;
+    let cwd = &cfg.spec.cwd;
+    std::env::set_current_dir(cwd).map_err(|e| Failure::workdir(cwd, &e))?;
+    // CVE-2024-21626: a working directory reached through a leaked descriptor lies outside
+    // the root, and getcwd then fails or reports an unreachable path.
+    match std::env::current_dir() {
+        Ok(dir) if dir.is_absolute() => Ok(()),
+        Ok(_) => Err(Failure::workdir(cwd, &io::Error::other("working directory is outside the container"))),
+        Err(e) => {
+            Err(Failure::workdir(cwd, &io::Error::other(format!("working directory is outside the container: {e}"))))
+        }
+    }
+}
+
+/// The payload's environment: the spec's, with `PATH` and `HOME` defaulted (as runc does;
+/// nothing else is added, so RUN steps see only what the build gave them).
+fn environment(cfg: &HelperConfig, user: &ExecUser) -> Vec<CString> {
+    let mut env: Vec<String> = cfg.spec.env.clone();
+    if cfg.spec.env_var("PATH").is_none() {
+        env.push(format!("PATH={DEFAULT_PATH}"));
+    }
+    if cfg.spec.env_var("HOME").is_none() {
+        env.push(format!("HOME={}", user.home));
+    }
+    env.into_iter().filter_map(|e| CString::new(e).ok()).collect()
+}
+
+/// Finds `name` as execve would be given it: a path as is, a bare name in `path_var`.
+/// Returns the program, or the exit code to use when there is none (127 not found, 126 found
+/// but not executable).
+fn lookup(name: &str, path_var: &str) -> (Option<CString>, i32) {
+    if name.contains('/') {
+        return (CString::new(name).ok(), 127);
+    }
+    let mut code = 127;
+    for dir in path_var.split(':') {
+        let dir = if dir.is_empty() { "." } else { dir };
+        let Ok(candidate) = CString::new(format!("{dir}/{name}")) else { continue };
+        let Ok(meta) = std::fs::metadata(Path::new(dir).join(name)) else { continue };
+        if meta.is_file() && sys::executable(&candidate) {
+            return (Some(candidate), 0);
+        }
+        code = 126;
+    }
+    (None, code)
+}

@@ -1,0 +1,177 @@
+//! Running one process in a sandbox: the RUN step of a build.
+//!
+//! Owns the [`Executor`] seam and its embedded implementation, [`EmbeddedExecutor`], which
+//! builds the sandbox itself from Linux namespaces, mounts, capabilities and cgroups.
+//!
+//! Process model: the caller (possibly multi-threaded) re-executes the slipway binary as a
+//! single-threaded helper (`slipway __exec-init`, see [`helper_main`]) that unshares the
+//! namespaces, forks a tiny init that is pid 1 of the new pid namespace, and that init forks
+//! the payload (pid 2). Raw syscalls live in `sys` only.
+//!
+//! **Invariant:** `exec` never sees the store, images or Dockerfiles: it is given a root
+//! filesystem directory and an [`ExecSpec`]. **Invariant:** the rootfs' own files are read
+//! only from inside the sandbox (its `/etc/passwd` is never parsed by a host-side process
+//! following the rootfs' symlinks), and every mount lives and dies with the sandbox's mount
+//! namespace.
+
+mod caps;
+mod cgroup;
+mod embedded;
+mod error;
+mod init;
+mod mounts;
+mod protocol;
+mod spec;
+mod stubs;
+mod sys;
+mod user;
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+pub use caps::DOCKER_DEFAULT_CAPS;
+pub use embedded::EmbeddedExecutor;
+pub use error::ExecError;
+pub use init::helper_main;
+pub use spec::{
+    DEFAULT_HOSTNAME, DEFAULT_MASKED_PATHS, DEFAULT_PATH, DEFAULT_READONLY_PATHS, ExecSpec, Limits, Network,
+};
+
+/// Name of the hidden subcommand that runs the sandbox helper.
+pub const HELPER_SUBCOMMAND: &str = "__exec-init";
+
+/// Runs processes in sandboxes.
+///
+/// Lifecycle of one [`run`](Executor::run): validate the spec, build a fresh sandbox over
+/// `rootfs`, run `spec.args` in it with stdin empty, stream stdout and stderr to `output` as
+/// they come, wait, tear the sandbox down (every process in it killed, every mount gone, cgroups
+/// removed) and return how the process ended. The rootfs is the only state that outlives the
+/// run. Cancelling `cancel` (or reaching `spec.timeout`) kills the sandbox and makes `run`
+/// return [`ExecError::Cancelled`] (or [`ExecError::TimedOut`]) promptly.
+///
+/// Runs may proceed in parallel from several threads, each over its own rootfs; two runs over
+/// the same rootfs at once are not supported (a build never does that: each step gets its
+/// own snapshot).
+pub trait Executor: Send + Sync {
+    /// Runs `spec` over `rootfs`; blocks the calling thread until the sandbox is gone.
+    fn run(
+        &self,
+        spec: &ExecSpec,
+        rootfs: &Path,
+        output: Output<'_>,
+        cancel: &CancelToken,
+    ) -> Result<ExitStatus, ExecError>;
+}
+
+/// Where a process' stdout and stderr go. Written from reader threads while the process runs.
+pub struct Output<'a> {
+    pub stdout: &'a mut (dyn Write + Send),
+    pub stderr: &'a mut (dyn Write + Send),
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// It exited with this code (126: not executable, 127: not found, Docker's convention).
+    Exited(i32),
+    /// A signal killed it.
+    Signaled(i32),
+}
+
+impl ExitStatus {
+    /// Exited with 0.
+    pub fn success(self) -> bool {
+        self == ExitStatus::Exited(0)
+    }
+
+    /// The exit code, if it exited.
+    pub fn code(self) -> Option<i32> {
+        match self {
+            ExitStatus::Exited(code) => Some(code),
+            ExitStatus::Signaled(_) => None,
+        }
+    }
+
+    /// The signal that killed it, if one did.
+    pub fn signal(self) -> Option<i32> {
+        match self {
+            ExitStatus::Exited(_) => None,
+            ExitStatus::Signaled(signal) => Some(signal),
+        }
+    }
+}
+
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExitStatus::Exited(code) => write!(f, "exit code {code}"),
+            ExitStatus::Signaled(signal) => write!(f, "killed by signal {signal}"),
+        }
+    }
+}
+
+/// A cancellation flag shared between the caller and running executors; cloning shares it.
+/// Once cancelled it stays cancelled.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken {
+    inner: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl CancelToken {
+    pub fn new() -> CancelToken {
+        CancelToken::default()
+    }
+
+    /// Cancels every run using this token (now and later).
+    pub fn cancel(&self) {
+        let (lock, cvar) = &*self.inner;
+        *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        cvar.notify_all();
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        *self.inner.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wakes every thread in [`wait_until`](Self::wait_until) so it re-checks its condition.
+    fn wake(&self) {
+        let (lock, cvar) = &*self.inner;
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        cvar.notify_all();
+    }
+
+    /// Waits until `done()` holds (checked after every [`wake`](Self::wake)), the token is
+    /// cancelled, or `timeout` passes; returns whether it was cancelled.
+    fn wait_until(&self, timeout: Option<Duration>, done: impl Fn() -> bool) -> bool {
+        self.wait(timeout, true, done)
+    }
+
+    /// Waits until `done()` holds or `timeout` passes, cancelled or not (the grace period
+    /// after a cancellation).
+    fn wait_for(&self, timeout: Duration, done: impl Fn() -> bool) {
+        self.wait(Some(timeout), false, done);
+    }
+
+    fn wait(&self, timeout: Option<Duration>, stop_on_cancel: bool, done: impl Fn() -> bool) -> bool {
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        let (lock, cvar) = &*self.inner;
+        let mut cancelled = lock.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if (stop_on_cancel && *cancelled) || done() {
+                return *cancelled;
+            }
+            match deadline {
+                None => cancelled = cvar.wait(cancelled).unwrap_or_else(|p| p.into_inner()),
+                Some(deadline) => {
+                    let now = std::time::Instant::now();
+                    if now >= deadline {
+                        return *cancelled;
+                    }
+                    cancelled = cvar.wait_timeout(cancelled, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! What to run: [`ExecSpec`], a plain description of one process in one sandbox.
+//!
+//! Owns the defaults (Docker's masked and read-only paths, the default `PATH`, the hostname)
+//! and the validation every executor applies before starting anything. Knows nothing of how a
+//! sandbox is built.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::ExecError;
+
+/// The `PATH` a process gets when its environment has none (Docker's default).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The hostname a sandbox gets unless the spec names one.
+pub const DEFAULT_HOSTNAME: &str = "slipway";
+
+/// runc's default masked paths: files get `/dev/null` bound over them, directories an empty
+/// read-only tmpfs. Paths missing in the sandbox are skipped.
+pub const DEFAULT_MASKED_PATHS: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// runc's default read-only paths.
+pub const DEFAULT_READONLY_PATHS: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+
+/// The network a sandbox sees.
+///
+/// A private namespace with outbound access (slirp4netns) is later work; until then only these
+/// two modes exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    /// A private network namespace with only a loopback interface (up).
+    #[default]
+    None,
+    /// The host's network namespace.
+    Host,
+}
+
+/// Resource limits, applied through cgroups. `None` means "no limit"; asking for a limit that
+/// cannot be applied is an error, never a silent no-op.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Limits {
+    /// Memory (and memory + swap where the kernel accounts it) in bytes.
+    pub memory: Option<u64>,
+    /// Number of processes (tasks) in the sandbox, its init and the helper outside included.
+    pub pids: Option<u64>,
+    /// CPU bandwidth in CPUs (1.5 = one and a half CPUs' worth of time per period).
+    pub cpus: Option<f64>,
+}
+
+impl Limits {
+    /// Whether any limit is set.
+    pub fn is_empty(&self) -> bool {
+        self.memory.is_none() && self.pids.is_none() && self.cpus.is_none()
+    }
+}
+
+/// One process to run in a fresh sandbox.
+///
+/// Serialisable because it crosses the process boundary to the sandbox helper as JSON; it is
+/// an IPC format, not an on-disk one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecSpec {
+    /// argv; `args[0]` without a `/` is looked up in the sandbox's `PATH`.
+    pub args: Vec<String>,
+    /// `KEY=value` entries; `PATH` defaults to [`DEFAULT_PATH`] and `HOME` to the user's home.
+    pub env: Vec<String>,
+    /// Absolute working directory inside the sandbox, created (owned by the user) when missing.
+    pub cwd: String,
+    /// As Dockerfile `USER`: `name`, `uid`, `name:group`, `uid:gid`; empty means root.
+    pub user: String,
+    pub hostname: String,
+    pub network: Network,
+    /// Extra `/etc/hosts` entries (`--add-host`).
+    pub extra_hosts: Vec<(String, IpAddr)>,
+    pub limits: Limits,
+    /// Paths hidden from the process (see [`DEFAULT_MASKED_PATHS`]).
+    pub masked_paths: Vec<String>,
+    /// Paths mounted read-only (see [`DEFAULT_READONLY_PATHS`]).
+    pub readonly_paths: Vec<String>,
+    /// Kill the sandbox after this long; the run then fails with [`ExecError::TimedOut`].
+    pub timeout: Option<Duration>,
+}
+
+impl ExecSpec {
+    /// A spec with Docker's defaults: root, `/`, no network, default masks, no limits.
+    pub fn new<I, S>(args: I) -> ExecSpec
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        ExecSpec {
+            args: args.into_iter().map(Into::into).collect(),
+            env: Vec::new(),
+            cwd: "/".to_string(),
+            user: String::new(),
+            hostname: DEFAULT_HOSTNAME.to_string(),
+            network: Network::None,
+            extra_hosts: Vec::new(),
+            limits: Limits::default(),
+            masked_paths: DEFAULT_MASKED_PATHS.iter().map(|p| p.to_string()).collect(),
+            readonly_paths: DEFAULT_READONLY_PATHS.iter().map(|p| p.to_string()).collect(),
+            timeout: None,
+        }
+    }
+
+    /// Checks what can be checked before starting anything.
+    pub fn validate(&self) -> Result<(), ExecError> {
+        let invalid = |reason: String| Err(ExecError::InvalidSpec { reason });
+        if self.args.is_empty() || self.args[0].is_empty() {
+            return invalid("no command given".to_string());
+        }
+        if self.args.iter().chain(&self.env).any(|a| a.contains('\0')) {
+            return invalid("arguments and environment must not contain NUL bytes".to_string());
+        }
+        if let Some(bad) = self.env.iter().find(|e| e.find('=').is_none_or(|i| i == 0)) {
+            return invalid(format!("environment entry {bad:?} is not KEY=value"));
+        }
+        if !self.cwd.starts_with('/') || self.cwd.contains('\0') {
+            return invalid(format!("working directory {:?} is not an absolute path", self.cwd));
+        }
+        if self.user.contains(['\0', '\n']) || self.user.matches(':').count() > 1 {
+            return invalid(format!("user {:?} is not name[:group]", self.user));
+        }
+        let host_ok = |h: &str| {
+            !h.is_empty() && h.len() <= 64 && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        };
+        if !host_ok(&self.hostname) {
+            return invalid(format!("hostname {:?} is not a valid host name", self.hostname));
+        }
+        if let Some((bad, _)) = self.extra_hosts.iter().find(|(h, _)| !host_ok(h)) {
+            return invalid(format!("extra host {bad:?} is not a valid host name"));
+        }
+        for path in self.masked_paths.iter().chain(&self.readonly_paths) {
+            if !path.starts_with('/') || path.split('/').any(|c| c == "..") || path.contains('\0') {
+                return invalid(format!("masked or read-only path {path:?} is not a clean absolute path"));
+            }
+        }
+        if self.limits.pids == Some(0) || self.limits.memory == Some(0) {
+            return invalid("a limit of 0 allows nothing to run".to_string());
+        }
+        if let Some(cpus) = self.limits.cpus
+            && !(cpus.is_finite() && cpus > 0.0)
+        {
+            return invalid(format!("cpu limit {cpus} is not a positive number"));
+        }
+        Ok(())
+    }
+
+    /// The value of `key` in the environment, if set.
+    pub fn env_var(&self, key: &str) -> Option<&str> {
+        self.env.iter().rev().find_map(|e| e.strip_prefix(key)?.strip_prefix('='))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate() {
+        ExecSpec::new(["true"]).validate().unwrap();
+    }
+
+    #[test]
+    fn rejects_bad_specs() {
+        let cases: [fn(&mut ExecSpec); 9] = [
+            |s| s.args.clear(),
+            |s| s.cwd = "rel".into(),
+            |s| s.env = vec!["NOEQUALS".into()],
+            |s| s.env = vec!["=x".into()],
+            |s| s.user = "a:b:c".into(),
+            |s| s.hostname = "bad host".into(),
+            |s| s.masked_paths.push("/proc/../etc".into()),
+            |s| s.limits.pids = Some(0),
+            |s| s.limits.cpus = Some(f64::NAN),
+        ];
+        for (i, edit) in cases.iter().enumerate() {
+            let mut spec = ExecSpec::new(["true"]);
+            edit(&mut spec);
+            assert!(matches!(spec.validate(), Err(ExecError::InvalidSpec { .. })), "case {i} accepted");
+        }
+    }
+
+    #[test]
+    fn env_var_takes_the_last_entry() {
+        let mut spec = ExecSpec::new(["true"]);
+        spec.env = vec!["A=1".into(), "AB=2".into(), "A=3".into()];
+        assert_eq!(spec.env_var("A"), Some("3"));
+        assert_eq!(spec.env_var("B"), None);
+    }
+}

@@ -1,0 +1,226 @@
+//! Mount-point stubs: the files `/etc/hosts` and `/etc/resolv.conf` must exist in the rootfs
+//! for the generated ones to be bound over them. When missing they are created empty (with
+//! any missing directories), following the image's symlinks the way the sandbox will see them
+//! (a `/etc/resolv.conf -> ../run/systemd/resolve/stub-resolv.conf` gets its target
+//! created), and everything created is removed after the run if it is still an empty file or
+//! directory (BuildKit's `executor/stubs.go`). Existing files are never written: the bind
+//! hides them for the run.
+//!
+//! Every step is confined to the rootfs: symlinks are resolved by hand against the rootfs as
+//! `/`, directories are opened with `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS)`, so a
+//! rootfs that swaps `/etc` for a symlink to a host directory during the run (D4) can neither
+//! redirect the creation nor the cleanup.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+
+use super::{ExecError, sys};
+
+/// The mount points stubbed, as absolute paths in the sandbox.
+pub const STUB_FILES: &[&str] = &["/etc/hosts", "/etc/resolv.conf"];
+
+/// Symlinks followed while resolving one stub path.
+const MAX_LINKS: u32 = 16;
+
+/// What was created, to be undone.
+#[derive(Debug)]
+pub struct Stubs {
+    rootfs: PathBuf,
+    /// Paths relative to the rootfs, in creation order (parents first).
+    created: Vec<String>,
+}
+
+fn open_root(rootfs: &Path) -> io::Result<OwnedFd> {
+    rustix::fs::open(rootfs, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(io::Error::from)
+}
+
+/// A directory of the rootfs given by real components only (no symlink allowed on the way).
+fn open_dir(root: &OwnedFd, components: &[String]) -> io::Result<OwnedFd> {
+    let path = components.join("/");
+    let fd = sys::open_beneath(root, &path, true)?;
+    // O_PATH descriptors cannot be used with *at calls that create: reopen as a directory.
+    rustix::fs::openat(&fd, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(io::Error::from)
+}
+
+/// Splits `path` into normal components, resolving `.` and `..` lexically (`..` at the root
+/// stays at the root, as the kernel does).
+fn components(path: &str, mut base: Vec<String>) -> Vec<String> {
+    if path.starts_with('/') {
+        base.clear();
+    }
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                base.pop();
+            }
+            name => base.push(name.to_string()),
+        }
+    }
+    base
+}
+
+impl Stubs {
+    pub fn create(rootfs: &Path) -> Result<Stubs, ExecError> {
+        let mut stubs = Stubs { rootfs: rootfs.to_path_buf(), created: Vec::new() };
+        let root = open_root(rootfs).map_err(|source| ExecError::Rootfs { path: rootfs.to_path_buf(), source })?;
+        for path in STUB_FILES {
+            stubs
+                .ensure_file(&root, path)
+                .map_err(|source| ExecError::Prepare { what: format!("{path} in the rootfs"), source })?;
+        }
+        Ok(stubs)
+    }
+
+    /// Makes `path` resolve (within the rootfs) to an existing file, creating what is missing.
+    fn ensure_file(&mut self, root: &OwnedFd, path: &str) -> io::Result<()> {
+        let mut pending = components(path, Vec::new());
+        let mut done: Vec<String> = Vec::new();
+        let mut links = 0;
+        while !pending.is_empty() {
+            let name = pending.remove(0);
+            let last = pending.is_empty();
+            let dir = open_dir(root, &done)?;
+            let stat = match rustix::fs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(stat) => Some(FileType::from_raw_mode(stat.st_mode)),
+                Err(rustix::io::Errno::NOENT) => None,
+                Err(e) => return Err(e.into()),
+            };
+            match stat {
+                Some(FileType::Symlink) => {
+                    links += 1;
+                    if links > MAX_LINKS {
+                        return Err(io::Error::from_raw_os_error(libc::ELOOP));
+                    }
+                    let target = rustix::fs::readlinkat(&dir, name.as_str(), Vec::new())?;
+                    let target = target.to_string_lossy().into_owned();
+                    let mut resolved = components(&target, done.clone());
+                    resolved.append(&mut pending);
+                    pending = resolved;
+                    done.clear();
+                }
+                Some(FileType::Directory) if !last => done.push(name),
+                Some(_) if last => return Ok(()),
+                Some(_) => return Err(io::Error::from_raw_os_error(libc::ENOTDIR)),
+                None if last => {
+                    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                    rustix::fs::openat(&dir, name.as_str(), flags, Mode::from_raw_mode(0o644))?;
+                    done.push(name);
+                    self.created.push(done.join("/"));
+                    return Ok(());
+                }
+                None => {
+                    rustix::fs::mkdirat(&dir, name.as_str(), Mode::from_raw_mode(0o755))?;
+                    done.push(name);
+                    self.created.push(done.join("/"));
+                }
+            }
+        }
+        // The path resolved to the rootfs itself: a directory, which the sandbox will refuse.
+        Ok(())
+    }
+
+    /// Removes what [`create`](Self::create) made, newest first, where it is still an empty
+    /// file or directory. Never follows a symlink.
+    pub fn remove(&mut self) -> Result<(), ExecError> {
+        if self.created.is_empty() {
+            return Ok(());
+        }
+        let root = open_root(&self.rootfs)
+            .map_err(|source| ExecError::Cleanup { what: format!("opening {}", self.rootfs.display()), source })?;
+        while let Some(path) = self.created.pop() {
+            let mut parts: Vec<String> = path.split('/').map(str::to_string).collect();
+            let Some(name) = parts.pop() else { continue };
+            let Ok(dir) = open_dir(&root, &parts) else { continue };
+            let Ok(stat) = rustix::fs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) else { continue };
+            let result = match FileType::from_raw_mode(stat.st_mode) {
+                FileType::RegularFile if stat.st_size == 0 => {
+                    rustix::fs::unlinkat(&dir, name.as_str(), AtFlags::empty())
+                }
+                // Fails harmlessly when the run put something into it.
+                FileType::Directory => {
+                    let _ = rustix::fs::unlinkat(&dir, name.as_str(), AtFlags::REMOVEDIR);
+                    Ok(())
+                }
+                _ => Ok(()),
+            };
+            result.map_err(|e| ExecError::Cleanup { what: format!("removing the stub /{path}"), source: e.into() })?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Stubs {
+    fn drop(&mut self) {
+        let _ = self.remove();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stubs_are_created_when_missing_and_removed_when_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let mut stubs = Stubs::create(root).unwrap();
+        assert!(root.join("etc/hosts").is_file() && root.join("etc/resolv.conf").is_file());
+        stubs.remove().unwrap();
+        assert!(!root.join("etc").exists(), "a created /etc is removed again");
+
+        std::fs::create_dir(root.join("etc")).unwrap();
+        std::fs::write(root.join("etc/hosts"), "image's own\n").unwrap();
+        let mut stubs = Stubs::create(root).unwrap();
+        std::fs::write(root.join("etc/resolv.conf"), "written by the run\n").unwrap();
+        stubs.remove().unwrap();
+        assert_eq!(std::fs::read_to_string(root.join("etc/hosts")).unwrap(), "image's own\n");
+        assert!(root.join("etc/resolv.conf").exists(), "a stub the run filled is kept");
+    }
+
+    #[test]
+    fn dangling_symlinks_get_their_target_created_inside_the_rootfs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, outside) = (dir.path().join("root"), dir.path().join("outside"));
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::create_dir_all(root.join("run")).unwrap();
+        std::fs::create_dir(&outside).unwrap();
+        std::os::unix::fs::symlink("../run/systemd/resolve/stub-resolv.conf", root.join("etc/resolv.conf")).unwrap();
+        // Absolute and escaping links resolve against the rootfs, never the host.
+        let host_file = outside.join("hosts");
+        std::os::unix::fs::symlink(format!("../../..{}", host_file.display()), root.join("etc/hosts")).unwrap();
+        let mut stubs = Stubs::create(&root).unwrap();
+        assert!(root.join("run/systemd/resolve/stub-resolv.conf").is_file());
+        assert!(root.join(host_file.strip_prefix("/").unwrap()).is_file());
+        assert!(!host_file.exists(), "a stub was created outside the rootfs");
+        stubs.remove().unwrap();
+        assert!(!root.join("run/systemd").exists() && root.join("run").is_dir());
+        assert!(!root.join(dir.path().strip_prefix("/").unwrap()).exists(), "created directories are removed");
+    }
+
+    #[test]
+    fn cleanup_never_follows_a_swapped_etc() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, outside) = (dir.path().join("root"), dir.path().join("outside"));
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::create_dir(&outside).unwrap();
+        let mut stubs = Stubs::create(&root).unwrap();
+        std::fs::write(outside.join("hosts"), "").unwrap();
+        std::fs::rename(root.join("etc"), root.join("etc.old")).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("etc")).unwrap();
+        stubs.remove().unwrap();
+        assert!(outside.join("hosts").exists());
+    }
+
+    #[test]
+    fn symlink_loops_are_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("etc")).unwrap();
+        std::os::unix::fs::symlink("hosts", dir.path().join("etc/hosts")).unwrap();
+        assert!(matches!(Stubs::create(dir.path()), Err(ExecError::Prepare { .. })));
+    }
+}

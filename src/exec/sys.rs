@@ -1,0 +1,502 @@
+//! Every raw system call of the sandbox, each a thin typed wrapper returning `io::Result`.
+//!
+//! Owns the `unsafe` of `exec`, except two calls whose contract only the caller can keep:
+//! [`fork`] (the helper is single-threaded) and std's `pre_exec` (the closure is
+//! [`prepare_helper_child`], async-signal-safe). Knows nothing of specs or sandboxes: callers
+//! (`init`, `mounts`, `caps`, `embedded`) decide what to call and in which order.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+
+pub use libc::{
+    CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUSER, CLONE_NEWUTS, MS_BIND,
+    MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_REMOUNT, MS_STRICTATIME, SIGCHLD, SIGHUP, SIGINT,
+    SIGKILL, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH,
+};
+
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret == -1 { Err(io::Error::last_os_error()) } else { Ok(ret) }
+}
+
+fn cstring(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+/// What the freshly forked helper does before `exec`, prepared in the parent so that the child
+/// allocates nothing.
+pub struct HelperSeal {
+    /// The helper binary, bound read-only over itself in the child's new mount namespace.
+    pub binary: CString,
+    /// `Some((uid_map, gid_map))` when not root: unshare a user namespace with these maps.
+    pub userns: Option<(CString, CString)>,
+}
+
+impl HelperSeal {
+    pub fn new(binary: &Path, rootless: bool) -> io::Result<HelperSeal> {
+        let userns = rootless.then(|| {
+            let map = |id: u32| CString::new(format!("0 {id} 1\n")).expect("a formatted number has no NUL");
+            (map(getuid()), map(getgid()))
+        });
+        Ok(HelperSeal { binary: cstring(binary)?, userns })
+    }
+}
+
+/// In a freshly forked child of a (possibly multi-threaded) parent, before `exec`: keep
+/// `report_fd` open across exec, enter the user namespace (rootless) and a private mount
+/// namespace in which the helper binary is bound read-only over itself, and die with the
+/// thread that spawned us. The `exec` that follows then runs the binary from that read-only
+/// mount, so no process of the sandbox can reach a writable slipway binary through
+/// `/proc/<pid>/exe` (CVE-2019-5736). Only async-signal-safe system calls, no allocation.
+pub fn prepare_helper_child(report_fd: RawFd, seal: &HelperSeal) -> io::Result<()> {
+    set_cloexec(report_fd, false)?;
+    if let Some((uid_map, gid_map)) = &seal.userns {
+        unshare(CLONE_NEWUSER)?;
+        write_proc_file(c"/proc/self/setgroups", c"deny")?;
+        write_proc_file(c"/proc/self/uid_map", uid_map)?;
+        write_proc_file(c"/proc/self/gid_map", gid_map)?;
+    }
+    unshare(CLONE_NEWNS)?;
+    let root = c"/";
+    let bin = seal.binary.as_ptr();
+    // SAFETY: every pointer is null or a NUL-terminated string alive for the calls.
+    unsafe {
+        cvt(libc::mount(std::ptr::null(), root.as_ptr(), std::ptr::null(), MS_REC | MS_PRIVATE, std::ptr::null()))?;
+        cvt(libc::mount(bin, bin, std::ptr::null(), MS_BIND, std::ptr::null()))?;
+        let flags = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV;
+        cvt(libc::mount(std::ptr::null(), bin, std::ptr::null(), flags, std::ptr::null()))?;
+    }
+    // Entering the user namespace changed our credentials, which clears the parent-death
+    // signal: arm it last.
+    set_pdeathsig(SIGKILL)
+}
+
+fn write_proc_file(path: &CStr, content: &CStr) -> io::Result<()> {
+    // SAFETY: `path` is NUL-terminated; the descriptor is closed below.
+    let fd = cvt(unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) })?;
+    let bytes = content.to_bytes();
+    // SAFETY: `bytes` is valid for its length; `fd` is ours.
+    let written = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+    let result = if written == bytes.len() as isize { Ok(()) } else { Err(io::Error::last_os_error()) };
+    // SAFETY: `fd` was opened above and is not used again.
+    unsafe { libc::close(fd) };
+    result
+}
+
+pub fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
+    // SAFETY: F_GETFD/F_SETFD take an int and touch only the descriptor table.
+    let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
+    let flags = if on { flags | libc::FD_CLOEXEC } else { flags & !libc::FD_CLOEXEC };
+    // SAFETY: as above.
+    cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, flags) })?;
+    Ok(())
+}
+
+pub fn set_pdeathsig(signal: libc::c_int) -> io::Result<()> {
+    // SAFETY: PR_SET_PDEATHSIG takes a signal number; no memory is passed.
+    cvt(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong, 0, 0, 0) })?;
+    Ok(())
+}
+
+pub fn set_dumpable(on: bool) -> io::Result<()> {
+    // SAFETY: PR_SET_DUMPABLE takes 0 or 1; no memory is passed.
+    cvt(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, libc::c_ulong::from(on), 0, 0, 0) })?;
+    Ok(())
+}
+
+pub fn set_no_new_privs() -> io::Result<()> {
+    rustix::thread::set_no_new_privs(true).map_err(io::Error::from)
+}
+
+/// Drops capability `cap` from the bounding set; `Ok(false)` when the kernel does not know it.
+pub fn drop_bounding_cap(cap: u32) -> io::Result<bool> {
+    // SAFETY: PR_CAPBSET_DROP takes a capability number; no memory is passed.
+    match cvt(unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) }) {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+pub fn clear_ambient_caps() -> io::Result<()> {
+    // SAFETY: PR_CAP_AMBIENT_CLEAR_ALL takes no pointers.
+    cvt(unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0) })?;
+    Ok(())
+}
+
+/// Sets the calling thread's capability sets (bit masks of capability numbers).
+pub fn capset(effective: u64, permitted: u64, inheritable: u64) -> io::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    let mut header = Header { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
+    let word = |mask: u64, i: u32| (mask >> (32 * i)) as u32;
+    let data: [Data; 2] = [0, 1].map(|i| Data {
+        effective: word(effective, i),
+        permitted: word(permitted, i),
+        inheritable: word(inheritable, i),
+    });
+    // SAFETY: capset(2) v3 reads one header and two data structs, laid out as above and alive
+    // for the duration of the call.
+    cvt(unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut Header, data.as_ptr()) as libc::c_int })?;
+    Ok(())
+}
+
+pub fn unshare(flags: libc::c_int) -> io::Result<()> {
+    // SAFETY: unshare(2) takes flags only; the helper calling it is single-threaded.
+    cvt(unsafe { libc::unshare(flags) })?;
+    Ok(())
+}
+
+/// Forks; `Ok(None)` in the child, `Ok(Some(pid))` in the parent.
+///
+/// # Safety
+/// The caller must be single-threaded (the sandbox helper is), so that the child does not
+/// inherit locks held by other threads.
+pub unsafe fn fork() -> io::Result<Option<libc::pid_t>> {
+    // SAFETY: the caller guarantees a single-threaded process (see above).
+    let pid = cvt(unsafe { libc::fork() })?;
+    Ok(if pid == 0 { None } else { Some(pid) })
+}
+
+/// How a child ended, as `waitpid` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitStatus {
+    Exited(i32),
+    Signaled(i32),
+}
+
+/// Reaps one child (`pid` or any with -1); `Ok(None)` with `nohang` when none has ended.
+pub fn waitpid(pid: libc::pid_t, nohang: bool) -> io::Result<Option<(libc::pid_t, WaitStatus)>> {
+    let mut status = 0;
+    loop {
+        // SAFETY: `status` is a valid out-pointer for the duration of the call.
+        let ret = unsafe { libc::waitpid(pid, &mut status, if nohang { libc::WNOHANG } else { 0 }) };
+        if ret == -1 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        if ret == 0 {
+            return Ok(None);
+        }
+        if libc::WIFEXITED(status) {
+            return Ok(Some((ret, WaitStatus::Exited(libc::WEXITSTATUS(status)))));
+        }
+        if libc::WIFSIGNALED(status) {
+            return Ok(Some((ret, WaitStatus::Signaled(libc::WTERMSIG(status)))));
+        }
+    }
+}
+
+/// Blocks until child `pid` has exited, without reaping it (so its pid stays ours to signal).
+pub fn wait_exited_keep(pid: libc::pid_t) -> io::Result<()> {
+    loop {
+        // SAFETY: an all-zero siginfo_t is a valid out-buffer.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `info` is a valid out-pointer; P_PID with a child pid.
+        let ret = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT) };
+        if ret == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+pub fn kill(pid: libc::pid_t, signal: libc::c_int) -> io::Result<()> {
+    // SAFETY: kill(2) takes integers only.
+    cvt(unsafe { libc::kill(pid, signal) })?;
+    Ok(())
+}
+
+fn sigset(signals: &[libc::c_int]) -> libc::sigset_t {
+    // SAFETY: sigemptyset initialises the zeroed set; sigaddset only writes into it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &s in signals {
+            libc::sigaddset(&mut set, s);
+        }
+        set
+    }
+}
+
+/// Blocks `signals` for the (single) thread so they queue for [`sigwait`].
+pub fn block_signals(signals: &[libc::c_int]) -> io::Result<()> {
+    let set = sigset(signals);
+    // SAFETY: `set` is initialised; the old mask is not requested.
+    let ret = unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    cvt(ret)?;
+    Ok(())
+}
+
+/// Unblocks every signal and resets every disposition to its default, as a process expects
+/// to find them after exec.
+pub fn reset_signals() -> io::Result<()> {
+    for signal in 1..libc::SIGRTMAX() {
+        if signal == libc::SIGKILL || signal == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL involves no handler code; glibc-reserved signals fail
+        // with EINVAL, which is ignored.
+        unsafe { libc::signal(signal, libc::SIG_DFL) };
+    }
+    let empty = sigset(&[]);
+    // SAFETY: `empty` is an initialised (empty) set; the old mask is not requested.
+    cvt(unsafe { libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) })?;
+    Ok(())
+}
+
+/// Waits for one of `signals` (which must be blocked); returns its number and sender pid.
+pub fn sigwait(signals: &[libc::c_int]) -> io::Result<(libc::c_int, libc::pid_t)> {
+    let set = sigset(signals);
+    loop {
+        // SAFETY: an all-zero siginfo_t is a valid out-buffer.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `set` is initialised, `info` a valid out-pointer.
+        let ret = unsafe { libc::sigwaitinfo(&set, &mut info) };
+        if ret == -1 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        // SAFETY: for signals sent with kill(2) and SIGCHLD the kernel fills si_pid.
+        let pid = unsafe { info.si_pid() };
+        return Ok((ret, pid));
+    }
+}
+
+pub fn setgroups(groups: &[u32]) -> io::Result<()> {
+    // SAFETY: `groups` points at `groups.len()` gid_t values (u32 on Linux).
+    cvt(unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) as libc::c_int })?;
+    Ok(())
+}
+
+/// setresgid(2) as a raw syscall: this thread only (the process is single-threaded).
+pub fn setresgid(gid: u32) -> io::Result<()> {
+    // SAFETY: integers only.
+    cvt(unsafe { libc::syscall(libc::SYS_setresgid, gid, gid, gid) as libc::c_int })?;
+    Ok(())
+}
+
+/// setresuid(2) as a raw syscall: this thread only (the process is single-threaded).
+pub fn setresuid(uid: u32) -> io::Result<()> {
+    // SAFETY: integers only.
+    cvt(unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) as libc::c_int })?;
+    Ok(())
+}
+
+pub fn sethostname(name: &str) -> io::Result<()> {
+    rustix::system::sethostname(name.as_bytes()).map_err(io::Error::from)
+}
+
+/// mount(2). `source`, `fstype` and `data` may be absent.
+pub fn mount(
+    source: Option<&Path>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> io::Result<()> {
+    let source = source.map(cstring).transpose()?;
+    let target = cstring(target)?;
+    let fstype = fstype.map(CString::new).transpose().map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let data = data.map(CString::new).transpose().map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let ptr = |s: &Option<CString>| s.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
+    // SAFETY: every pointer is null or a NUL-terminated string alive for the call.
+    cvt(unsafe { libc::mount(ptr(&source), target.as_ptr(), ptr(&fstype), flags, ptr(&data) as *const libc::c_void) })?;
+    Ok(())
+}
+
+pub fn umount_detach(target: &Path) -> io::Result<()> {
+    let target = cstring(target)?;
+    // SAFETY: `target` is NUL-terminated and alive for the call.
+    cvt(unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) })?;
+    Ok(())
+}
+
+pub fn pivot_root(new_root: &Path, put_old: &Path) -> io::Result<()> {
+    rustix::process::pivot_root(new_root, put_old).map_err(io::Error::from)
+}
+
+/// The `/proc/self/fd/N` path of `fd`, through which mount(2) reaches exactly that inode.
+pub fn fd_path(fd: &impl AsRawFd) -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// Opens `path` beneath `root` as an `O_PATH` descriptor, resolving `..` and symlinks as if
+/// `root` were `/` (never escaping it); with `no_symlinks` any symlink on the way is refused.
+pub fn open_beneath(root: &impl AsFd, path: &str, no_symlinks: bool) -> io::Result<OwnedFd> {
+    let mut resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+    let mut flags = OFlags::PATH | OFlags::CLOEXEC;
+    if no_symlinks {
+        resolve |= ResolveFlags::NO_SYMLINKS;
+        flags |= OFlags::NOFOLLOW;
+    }
+    let rel = path.trim_start_matches('/');
+    let rel = if rel.is_empty() { "." } else { rel };
+    rustix::fs::openat2(root, rel, flags, Mode::empty(), resolve).map_err(io::Error::from)
+}
+
+/// Closes every descriptor from 3 up except those in `keep`.
+pub fn close_fds_except(keep: &[RawFd]) -> io::Result<()> {
+    let mut keep: Vec<u32> = keep.iter().filter(|&&fd| fd > 2).map(|&fd| fd as u32).collect();
+    keep.sort_unstable();
+    let mut first = 3u32;
+    for fd in keep.into_iter().chain([u32::MAX]) {
+        if fd > first {
+            // SAFETY: close_range only closes descriptors; none of them is used afterwards by
+            // this process except those in `keep`, which are outside the closed ranges.
+            cvt(unsafe { libc::close_range(first, fd - 1, 0) })?;
+        }
+        first = fd.saturating_add(1);
+    }
+    Ok(())
+}
+
+/// Marks every descriptor from 3 up close-on-exec.
+pub fn cloexec_from_3() -> io::Result<()> {
+    // SAFETY: CLOSE_RANGE_CLOEXEC only sets flags on descriptors.
+    cvt(unsafe { libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_int) })?;
+    Ok(())
+}
+
+pub fn dup2(old: RawFd, new: RawFd) -> io::Result<()> {
+    // SAFETY: dup2 only manipulates the descriptor table; `new` is a stdio slot we own.
+    cvt(unsafe { libc::dup2(old, new) })?;
+    Ok(())
+}
+
+/// A pipe whose ends are close-on-exec: (read, write).
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(io::Error::from)
+}
+
+/// Whether the write end of the pipe `read_end` belongs to has been closed everywhere.
+pub fn pipe_hung_up(read_end: &impl AsRawFd) -> io::Result<bool> {
+    let mut pfd = libc::pollfd { fd: read_end.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd; zero timeout.
+    cvt(unsafe { libc::poll(&mut pfd, 1, 0) })?;
+    Ok(pfd.revents & libc::POLLHUP != 0)
+}
+
+/// Whether every read end of the pipe `write_end` belongs to has been closed.
+pub fn pipe_reader_gone(write_end: RawFd) -> io::Result<bool> {
+    let mut pfd = libc::pollfd { fd: write_end, events: libc::POLLOUT, revents: 0 };
+    // SAFETY: one valid pollfd; zero timeout.
+    cvt(unsafe { libc::poll(&mut pfd, 1, 0) })?;
+    Ok(pfd.revents & libc::POLLERR != 0)
+}
+
+/// Brings up the loopback interface of the current network namespace.
+pub fn loopback_up() -> io::Result<()> {
+    // SAFETY: socket(2) with constant arguments; the result is owned right away.
+    let sock = cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: `sock` is a fresh descriptor nobody else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(sock) };
+    // SAFETY: an all-zero ifreq is valid; the name is copied in below.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the ifreq we own.
+    unsafe {
+        cvt(libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req))?;
+        req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        cvt(libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req))?;
+    }
+    Ok(())
+}
+
+/// Whether `path` is executable by the current (effective) user.
+pub fn executable(path: &CStr) -> bool {
+    // SAFETY: `path` is NUL-terminated.
+    unsafe { libc::faccessat(libc::AT_FDCWD, path.as_ptr(), libc::X_OK, libc::AT_EACCESS) == 0 }
+}
+
+/// execve(2); returns only on failure.
+pub fn execve(path: &CStr, argv: &[CString], envp: &[CString]) -> io::Error {
+    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+    let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
+    envp_ptrs.push(std::ptr::null());
+    // SAFETY: both arrays are NULL-terminated arrays of NUL-terminated strings that outlive
+    // the call (it does not return on success).
+    unsafe { libc::execve(path.as_ptr(), argv_ptrs.as_ptr(), envp_ptrs.as_ptr()) };
+    io::Error::last_os_error()
+}
+
+/// Exits immediately without running destructors or flushing stdio buffers (what a forked
+/// child must do).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit(2) never returns and touches no process state we care about.
+    unsafe { libc::_exit(code) }
+}
+
+pub fn getuid() -> u32 {
+    rustix::process::getuid().as_raw()
+}
+
+pub fn getgid() -> u32 {
+    rustix::process::getgid().as_raw()
+}
+
+pub fn getpid() -> libc::pid_t {
+    rustix::process::getpid().as_raw_nonzero().get()
+}
+
+/// Writes all of `bytes` to a borrowed descriptor.
+pub fn write_all(fd: RawFd, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        // SAFETY: `bytes` is a valid buffer of the given length for the call.
+        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        bytes = &bytes[n as usize..];
+    }
+    Ok(())
+}
+
+/// The per-mount flags (`MS_RDONLY`, `MS_NOSUID`, `MS_NODEV`, `MS_NOEXEC`, atime flags) of the
+/// mount `path` is on, as a bind remount must repeat them (in a user namespace they are locked).
+pub fn mount_flags(path: &Path) -> io::Result<libc::c_ulong> {
+    let path = cstring(path)?;
+    // SAFETY: an all-zero statvfs is a valid out-buffer.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is NUL-terminated, `st` a valid out-pointer.
+    cvt(unsafe { libc::statvfs(path.as_ptr(), &mut st) })?;
+    let kept = libc::ST_RDONLY
+        | libc::ST_NOSUID
+        | libc::ST_NODEV
+        | libc::ST_NOEXEC
+        | libc::ST_NOATIME
+        | libc::ST_NODIRATIME
+        | libc::ST_RELATIME;
+    // The ST_* bits have the values of the matching MS_* flags.
+    Ok(st.f_flag & kept)
+}

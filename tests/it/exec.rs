@@ -1,0 +1,785 @@
+//! The `Executor` contract suite, run over the embedded executor on a busybox rootfs.
+
+use std::path::Path;
+
+use slipway::exec::{CancelToken, ExecError, ExecSpec, Executor, ExitStatus};
+
+use crate::support::sandbox::{Canary, Sandbox, assert_no_leaks, embedded, procs_with, sh};
+
+/// The contract every `Executor` meets; `executor_contract!` instantiates it per
+/// implementation.
+pub mod contract {
+    use super::*;
+
+    pub fn exit_codes(ex: &dyn Executor) {
+        let sb = Sandbox::new();
+        assert_eq!(sb.sh(ex, "exit 0").status.unwrap(), ExitStatus::Exited(0));
+        assert_eq!(sb.sh(ex, "exit 3").status.unwrap(), ExitStatus::Exited(3));
+        let ran = sb.run(ex, &ExecSpec::new(["/etc/passwd"]));
+        assert_eq!(*ran.status.as_ref().unwrap(), ExitStatus::Exited(126), "{}", ran.err());
+        let ran = sb.run(ex, &ExecSpec::new(["no-such-command", "x"]));
+        assert_eq!(*ran.status.as_ref().unwrap(), ExitStatus::Exited(127));
+        assert!(ran.err().contains("no-such-command"), "{}", ran.err());
+        let ran = sb.run(ex, &ExecSpec::new(["/no/such/path"]));
+        assert_eq!(ran.status.unwrap(), ExitStatus::Exited(127));
+        assert_eq!(sb.run(ex, &ExecSpec::new(["true"])).status.unwrap(), ExitStatus::Exited(0));
+        assert_no_leaks(&sb, None);
+    }
+
+    pub fn signals(ex: &dyn Executor) {
+        let sb = Sandbox::new();
+        assert_eq!(sb.sh(ex, "kill -KILL $$").status.unwrap(), ExitStatus::Signaled(9));
+        assert_eq!(sb.sh(ex, "kill -TERM $$").status.unwrap(), ExitStatus::Signaled(15));
+        // SIGPIPE is back at its default: `yes` dies quietly when `head` is done.
+        assert_eq!(sb.sh(ex, "yes | head -n 1").ok(), "y\n");
+    }
+
+    pub fn env(ex: &dyn Executor) {
+        let sb = Sandbox::new();
+        let mut spec = sh(r#"echo "$FOO|$PATH|$HOME|$EMPTY|""#);
+        spec.env = vec!["FOO=bar baz".into(), "PATH=/bin:/usr/bin".into(), "EMPTY=".into()];
+        assert_eq!(sb.run(ex, &spec).ok(), "bar baz|/bin:/usr/bin|/root||\n");
+        // Nothing of the host's environment leaks in; PATH and HOME are defaulted.
+        let out = sb.run(ex, &ExecSpec::new(["env"])).ok();
+        let mut keys: Vec<&str> = out.lines().filter_map(|l| l.split_once('=')).map(|(k, _)| k).collect();
+        keys.sort();
+        assert_eq!(keys, ["HOME", "PATH"], "{out}");
+        assert!(out.contains(&format!("PATH={}\n", slipway::exec::DEFAULT_PATH)), "{out}");
+    }
+
+    pub fn cwd(ex: &dyn Executor) {
+        let sb = Sandbox::new();
+        let mut spec = sh("pwd");
+        spec.cwd = "/tmp".into();
+        assert_eq!(sb.run(ex, &spec).ok(), "/tmp\n");
+        let mut spec = sh("pwd; touch here");
+        spec.cwd = "/work/deep/dir".into();
+        spec.user = "user".into();
+        assert_eq!(sb.run(ex, &spec).ok(), "/work/deep/dir\n");
+        let meta = std::fs::metadata(sb.rootfs.join("work/deep/dir")).unwrap();
+        assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), 1000, "a created workdir belongs to the user");
+        assert!(sb.rootfs.join("work/deep/dir/here").exists());
+        let mut spec = sh("pwd");
+        spec.cwd = "/etc/passwd".into();
+        assert!(matches!(sb.run(ex, &spec).status, Err(ExecError::Workdir { .. })));
+    }
+
+    pub fn user(ex: &dyn Executor) {
+        let sb = Sandbox::new();
+        let id = |user: &str| {
+            let mut spec = sh("id -u; id -g; id -G");
+            spec.user = user.into();
+            sb.run(ex, &spec).ok().split_whitespace().collect::<Vec<_>>().join(" ")
+        };
+        assert_eq!(id(""), "0 0 0");
+        assert_eq!(id("root"), "0 0 0");
+        assert_eq!(id("1000"), "1000 1000 1000");
+        assert_eq!(id("user"), "1000 1000 1000");
+        assert_eq!(id("user:root"), "1000 0 0");
+        assert_eq!(id("4242:4243"), "4242 4243 4243");
+        let mut spec = sh("cat /home/user/notes.txt");
+        spec.user = "user".into();
+        assert_eq!(sb.run(ex, &spec).ok(), "hello\n");
+        spec.user = "nobody-here".into();
+        let err = sb.run(ex, &spec).status.unwrap_err();
+        assert!(matches!(err, ExecError::UnknownUser { .. }), "{err:?}");
+        assert_eq!(err.to_string(), "unable to find user nobody-here: no matching entries in passwd file");
+        spec.user = "user:nogroup".into();
+        assert!(matches!(sb.run(ex, &spec).status, Err(ExecError::UnknownGroup { .. })));
+    }
+
+    pub fn output(ex: &dyn Executor) {
+        let sb = Sandbox::new();
+        let ran = sb.sh(ex, "echo out; echo err >&2; echo out2");
+        assert_eq!(ran.ok(), "out\nout2\n");
+        assert_eq!(ran.err(), "err\n");
+        // Several MiB on both streams at once: nothing truncated, no deadlock.
+        let ran = sb.sh(ex, "(yes 0123456789 | head -c 3145728 >&2) & yes abcdefghi | head -c 6291456; wait");
+        ran.ok();
+        assert_eq!(ran.stdout.len(), 6 << 20);
+        assert_eq!(ran.stderr.len(), 3 << 20);
+        assert!(ran.stdout.chunks(10).all(|c| c == &b"abcdefghi\n"[..c.len()]));
+        // A failing sink fails the run once the process is done, without blocking it.
+        struct Broken;
+        impl std::io::Write for Broken {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::other("sink full"))
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut stderr = Vec::new();
+        let output = slipway::exec::Output { stdout: &mut Broken, stderr: &mut stderr };
+        let script = sh("yes | head -c 1048576; echo done >&2");
+        let status = ex.run(&script, &sb.rootfs, output, &CancelToken::new());
+        assert!(matches!(status, Err(ExecError::Output { .. })), "{status:?}");
+        assert_eq!(stderr, b"done\n");
+    }
+
+    pub fn pid_namespace(ex: &dyn Executor) {
+        let sb = Sandbox::new();
+        let out = sb.sh(ex, "echo $$; ls /proc | grep -E '^[0-9]+$' | sort -n | tr '\\n' ' '; echo; cat /proc/1/cmdline | tr '\\0' ' '").ok();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "2", "the payload is the first child of the sandbox's init");
+        let pids: Vec<u32> = lines[1].split_whitespace().map(|p| p.parse().expect(&out)).collect();
+        assert!(pids.starts_with(&[1, 2]) && pids.iter().all(|&p| p < 10), "foreign processes visible: {pids:?}");
+    }
+
+    pub fn hostname_and_hosts(ex: &dyn Executor) {
+        let sb = Sandbox::new();
+        let mut spec = sh("hostname; cat /etc/hosts; cat /etc/resolv.conf > /dev/null");
+        spec.hostname = "buildbox".into();
+        spec.extra_hosts = vec![("registry.test".into(), "10.1.2.3".parse().unwrap())];
+        let out = sb.run(ex, &spec).ok();
+        assert!(out.starts_with("buildbox\n"), "{out}");
+        assert!(out.contains("127.0.0.1\tlocalhost buildbox"), "{out}");
+        assert!(out.contains("10.1.2.3\tregistry.test"), "{out}");
+        assert!(!sb.rootfs.join("etc/hosts").exists(), "the /etc/hosts stub outlived the run");
+        assert!(!sb.rootfs.join("etc/resolv.conf").exists(), "the /etc/resolv.conf stub outlived the run");
+        // An image's own file is hidden during the run, never rewritten.
+        std::fs::write(sb.rootfs.join("etc/hosts"), "# image's own\n").unwrap();
+        let out = sb.run(ex, &sh("cat /etc/hosts; echo '1.1.1.1 x' >> /etc/hosts")).ok();
+        assert!(out.contains("localhost slipway"), "{out}");
+        assert_eq!(std::fs::read_to_string(sb.rootfs.join("etc/hosts")).unwrap(), "# image's own\n");
+        assert_ne!(std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim(), "buildbox", "host renamed");
+        // A dangling symlink (systemd images): its target is stubbed for the run, then removed.
+        std::os::unix::fs::symlink("../run/systemd/resolve/stub-resolv.conf", sb.rootfs.join("etc/resolv.conf"))
+            .unwrap();
+        let out = sb.run(ex, &sh("ls -l /etc/resolv.conf; cat /etc/resolv.conf > /dev/null && echo readable")).ok();
+        assert!(out.contains("readable"), "{out}");
+        assert!(!sb.rootfs.join("run").exists(), "the stubbed symlink target outlived the run");
+        assert!(std::fs::symlink_metadata(sb.rootfs.join("etc/resolv.conf")).unwrap().file_type().is_symlink());
+    }
+
+    pub fn network(ex: &dyn Executor) {
+        let sb = Sandbox::new();
+        let out = sb
+            .sh(ex, "ls /sys/class/net; cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '; ip link show lo")
+            .ok();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(&lines[..2], &["lo", "lo"], "network none has only lo:\n{out}");
+        assert!(out.contains("UP"), "lo is up:\n{out}");
+        let mut spec = sh("ls /sys/class/net");
+        spec.network = slipway::exec::Network::Host;
+        let mut host: Vec<String> = std::fs::read_dir("/sys/class/net")
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        host.sort();
+        let mut seen: Vec<String> = sb.run(ex, &spec).ok().lines().map(str::to_string).collect();
+        seen.sort();
+        assert_eq!(seen, host, "network host sees the host's interfaces");
+    }
+
+    pub fn capabilities(ex: &dyn Executor) {
+        let sb = Sandbox::new();
+        let status = |user: &str| {
+            let mut spec = sh("grep -E '^(Cap|NoNewPrivs)' /proc/self/status");
+            spec.user = user.into();
+            sb.run(ex, &spec).ok()
+        };
+        let root = status("");
+        for line in [
+            "CapInh:\t0000000000000000",
+            "CapPrm:\t00000000a80425fb",
+            "CapEff:\t00000000a80425fb",
+            "CapBnd:\t00000000a80425fb",
+            "CapAmb:\t0000000000000000",
+            "NoNewPrivs:\t1",
+        ] {
+            assert!(root.lines().any(|l| l == line), "missing {line:?} in\n{root}");
+        }
+        let user = status("user");
+        for line in [
+            "CapInh:\t0000000000000000",
+            "CapPrm:\t0000000000000000",
+            "CapEff:\t0000000000000000",
+            "CapBnd:\t00000000a80425fb",
+            "NoNewPrivs:\t1",
+        ] {
+            assert!(user.lines().any(|l| l == line), "missing {line:?} in\n{user}");
+        }
+    }
+
+    pub fn fds(ex: &dyn Executor) {
+        let sb = Sandbox::new();
+        // `ls` itself holds one descriptor: the directory it lists.
+        let out = sb.run(ex, &ExecSpec::new(["ls", "-l", "/proc/self/fd"])).ok();
+        let fds: Vec<(u32, String)> = out
+            .lines()
+            .filter_map(|l| l.split_once(" -> "))
+            .map(|(l, target)| (l.rsplit(' ').next().unwrap().parse().unwrap(), target.to_string()))
+            .collect();
+        let numbers: Vec<u32> = fds.iter().map(|(n, _)| *n).filter(|&n| n <= 2).collect();
+        assert_eq!(numbers, [0, 1, 2], "{out}");
+        assert!(
+            fds.iter().filter(|(n, _)| *n > 2).all(|(_, t)| t.starts_with("/proc/") && t.ends_with("/fd")),
+            "{out}"
+        );
+    }
+
+    pub fn limits(ex: &dyn Executor) {
+        let sb = Sandbox::new();
+        let own = format!("{}-", std::process::id());
+        let mut spec = sh("i=0; while [ $i -lt 200 ]; do sleep 30 & i=$((i+1)); done; wait");
+        spec.limits.pids = Some(20);
+        spec.timeout = Some(std::time::Duration::from_secs(60));
+        let ran = sb.run(ex, &spec);
+        assert!(!ran.status.as_ref().unwrap().success(), "fork bomb under a pids limit: {:?}", ran.status);
+        assert!(ran.err().contains("fork"), "the shell could not fork: {}", ran.err());
+        let mut spec = sh("cat /sys/fs/cgroup/pids/pids.max 2>/dev/null; head -c 400m /dev/zero | tail > /dev/null");
+        spec.limits.memory = Some(32 << 20);
+        spec.limits.cpus = Some(0.5);
+        let ran = sb.run(ex, &spec);
+        let status = *ran.status.as_ref().unwrap();
+        assert!(
+            status == ExitStatus::Exited(137) || status == ExitStatus::Signaled(9),
+            "400 MiB in a 32 MiB sandbox is OOM-killed: {status:?} {}",
+            ran.err()
+        );
+        for ctrl in ["pids", "memory", "cpu"] {
+            let parent = std::path::Path::new("/sys/fs/cgroup").join(ctrl);
+            let leftovers: Vec<_> = walk_slipway(&parent).into_iter().filter(|n| n.starts_with(&own)).collect();
+            assert!(leftovers.is_empty(), "cgroups left behind in {ctrl}: {leftovers:?}");
+        }
+        assert_no_leaks(&sb, Some("sleep 30"));
+    }
+
+    fn walk_slipway(root: &std::path::Path) -> Vec<String> {
+        let mut found = Vec::new();
+        for entry in walkdir::WalkDir::new(root).max_depth(6).into_iter().flatten() {
+            if entry.file_type().is_dir()
+                && entry.path().parent().and_then(|p| p.file_name()).is_some_and(|n| n == "slipway")
+            {
+                found.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        found
+    }
+
+    pub fn concurrent_runs(ex: &dyn Executor) {
+        let sandboxes: Vec<Sandbox> = (0..4).map(|_| Sandbox::new()).collect();
+        std::thread::scope(|s| {
+            for (i, sb) in sandboxes.iter().enumerate() {
+                s.spawn(move || {
+                    for j in 0..5 {
+                        let mut spec = sh("echo $(hostname) $$");
+                        spec.hostname = format!("box{i}");
+                        assert_eq!(sb.run(ex, &spec).ok(), format!("box{i} 2\n"), "run {j}");
+                    }
+                });
+            }
+        });
+        for sb in &sandboxes {
+            assert_no_leaks(sb, None);
+        }
+    }
+
+    pub fn cancellation(ex: &dyn Executor) {
+        let sb = Sandbox::new();
+        let cancel = CancelToken::new();
+        let started = std::time::Instant::now();
+        let ran = std::thread::scope(|s| {
+            let run = s.spawn(|| sb.run_cancel(ex, &sh("sleep 987654"), &cancel));
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            cancel.cancel();
+            run.join().unwrap()
+        });
+        assert!(matches!(ran.status, Err(ExecError::Cancelled)), "{:?}", ran.status);
+        assert!(started.elapsed() < std::time::Duration::from_millis(1500), "cancel took {:?}", started.elapsed());
+        assert_no_leaks(&sb, Some("sleep 987654"));
+
+        let started = std::time::Instant::now();
+        assert!(matches!(sb.run_cancel(ex, &sh("sleep 987656"), &cancel).status, Err(ExecError::Cancelled)));
+        assert!(started.elapsed() < std::time::Duration::from_millis(500), "an already cancelled token still ran");
+
+        let mut spec = sh("sleep 987655");
+        spec.timeout = Some(std::time::Duration::from_millis(200));
+        let started = std::time::Instant::now();
+        let ran = sb.run(ex, &spec);
+        assert!(matches!(ran.status, Err(ExecError::TimedOut { .. })), "{:?}", ran.status);
+        assert!(started.elapsed() < std::time::Duration::from_millis(1500), "timeout took {:?}", started.elapsed());
+        assert_no_leaks(&sb, Some("sleep 987655"));
+    }
+}
+
+macro_rules! executor_contract {
+    ($name:ident, $make:expr) => {
+        mod $name {
+            use super::contract;
+            #[test]
+            fn exit_codes() {
+                contract::exit_codes(&$make());
+            }
+            #[test]
+            fn signals() {
+                contract::signals(&$make());
+            }
+            #[test]
+            fn env() {
+                contract::env(&$make());
+            }
+            #[test]
+            fn cwd() {
+                contract::cwd(&$make());
+            }
+            #[test]
+            fn user() {
+                contract::user(&$make());
+            }
+            #[test]
+            fn output() {
+                contract::output(&$make());
+            }
+            #[test]
+            fn pid_namespace() {
+                contract::pid_namespace(&$make());
+            }
+            #[test]
+            fn hostname_and_hosts() {
+                contract::hostname_and_hosts(&$make());
+            }
+            #[test]
+            fn network() {
+                contract::network(&$make());
+            }
+            #[test]
+            fn capabilities() {
+                contract::capabilities(&$make());
+            }
+            #[test]
+            fn fds() {
+                contract::fds(&$make());
+            }
+            #[test]
+            fn limits() {
+                contract::limits(&$make());
+            }
+            #[test]
+            fn concurrent_runs() {
+                contract::concurrent_runs(&$make());
+            }
+            #[test]
+            fn cancellation() {
+                contract::cancellation(&$make());
+            }
+        }
+    };
+}
+
+executor_contract!(embedded_executor, super::embedded);
+
+/// Catalogue D (reliability.md §4.D): sandbox escape attempts, each followed by the canary
+/// and mount-table checks. D5 (cache mounts) waits for `RUN --mount`.
+mod escape {
+    use std::io::{Read, Write};
+
+    use super::*;
+
+    fn sha256(path: &Path) -> String {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
+    }
+
+    /// D1: a working directory reached through a leaked descriptor (CVE-2024-21626).
+    #[test]
+    fn d1_workdir_through_proc_self_fd() {
+        let sb = Sandbox::new();
+        let canary = Canary::plant(&sb);
+        let ex = embedded();
+        for n in 3..=20 {
+            let mut spec = sh("ls ../../../; cat ../../../etc/hostname 2>&1; pwd");
+            spec.cwd = format!("/proc/self/fd/{n}");
+            let ran = sb.run(&ex, &spec);
+            match &ran.status {
+                Err(ExecError::Workdir { .. }) => {}
+                Ok(_) => {
+                    let out = ran.out();
+                    assert!(!out.contains("canary") && !out.contains("rootfs"), "fd {n}: host visible:\n{out}");
+                }
+                Err(other) => panic!("fd {n}: unexpected {other:?}"),
+            }
+        }
+        for cwd in ["/proc/1/cwd", "/proc/1/root", "/proc/self/root/../../.."] {
+            let mut spec = sh("ls; pwd");
+            spec.cwd = cwd.into();
+            let ran = sb.run(&ex, &spec);
+            if let Ok(status) = ran.status {
+                assert!(!ran.out().contains("canary"), "{cwd}: {status:?} host visible:\n{}", ran.out());
+            }
+        }
+        canary.check(&sb);
+    }
+
+    /// D2: only stdio is open in the payload; init's descriptors are out of reach.
+    #[test]
+    fn d2_no_leaked_descriptors() {
+        let sb = Sandbox::new();
+        let canary = Canary::plant(&sb);
+        let ran = sb
+            .sh(&embedded(), "ls -l /proc/self/fd /proc/1/fd; readlink /proc/self/fd/* /proc/$$/fd/*; ls /proc/1/root");
+        let (out, err) = (ran.out(), ran.err());
+        for needle in ["socket:", "anon_inode", "slipway", "/work", "/tmp/", sb.ctx.path().to_str().unwrap()] {
+            assert!(!out.contains(needle), "{needle:?} visible through a descriptor:\n{out}");
+        }
+        assert!(err.contains("/proc/1/fd") && err.contains("ermission denied"), "init's fds readable:\n{out}\n{err}");
+        canary.check(&sb);
+    }
+
+    /// D3: `#!/proc/self/exe` and writes through `/proc/<pid>/exe` never reach the slipway
+    /// binary (CVE-2019-5736). Each run has a fresh pid namespace whose only slipway processes
+    /// are the non-dumpable init and the payload before its exec, so the attack needs a
+    /// second process inside that cannot exist; the test checks the sealing underneath: the
+    /// helper runs from a read-only bind of its binary, so even host root cannot reopen it
+    /// for writing through `/proc/<pid>/exe` once it has exited.
+    #[test]
+    fn d3_host_binary_not_writable() {
+        let sb = Sandbox::new();
+        let canary = Canary::plant(&sb);
+        let bin = Path::new(env!("CARGO_BIN_EXE_slipway"));
+        let before = sha256(bin);
+        let ex = embedded();
+        let ran = sb.sh(&ex, "echo x >> /proc/1/exe && echo WROTE; cat /proc/1/exe > /dev/null && echo READ");
+        assert!(!ran.out().contains("WROTE") && !ran.out().contains("READ"), "{}", ran.out());
+        // Grab the exe of a running sandbox's init, end the run, then try to reopen it for
+        // writing. A private copy of the binary, so that no other test's helper keeps it busy.
+        let private = sb.ctx.path().join("slipway-copy");
+        std::fs::copy(bin, &private).unwrap();
+        let private_ex = slipway::exec::EmbeddedExecutor::new(&private);
+        let cancel = CancelToken::new();
+        let held = std::thread::scope(|s| {
+            let run = s.spawn(|| sb.run_cancel(&private_ex, &sh("sleep 876500"), &cancel));
+            let mut held = None;
+            for _ in 0..500 {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                let pids = procs_with(private.to_str().unwrap());
+                if let Some(pid) = pids.first().and_then(|p| p.split(':').next())
+                    && let Ok(fd) = rustix::fs::open(
+                        format!("/proc/{pid}/exe"),
+                        rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+                        rustix::fs::Mode::empty(),
+                    )
+                {
+                    held = Some(fd);
+                    break;
+                }
+            }
+            cancel.cancel();
+            assert!(matches!(run.join().unwrap().status, Err(ExecError::Cancelled)));
+            held.expect("no sandbox helper seen")
+        });
+        let reopen = std::fs::OpenOptions::new()
+            .append(true)
+            .open(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&held)));
+        let err = reopen.expect_err("the helper binary was reopened for writing");
+        assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
+        // The image's /bin/sh becomes `#!/proc/self/exe`: a later step runs slipway's binary
+        // (which rejects the arguments), read-only.
+        let ran = sb.sh(&ex, "rm /bin/sh; printf '#!/proc/self/exe\\n' > /bin/sh; chmod +x /bin/sh");
+        ran.ok();
+        let ran = sb.sh(&ex, "echo hi");
+        assert!(!ran.status.unwrap().success());
+        assert_eq!(sha256(bin), before, "the slipway binary changed");
+        canary.check(&sb);
+    }
+
+    /// D4: mount-point stubs replaced by symlinks to host paths; cleanup never follows them.
+    #[test]
+    fn d4_stub_cleanup_does_not_follow_symlinks() {
+        let sb = Sandbox::new();
+        let canary = Canary::plant(&sb);
+        let ex = embedded();
+        // Empty host files named like the stubs: a cleanup that followed /etc would delete them.
+        let host_etc = sb.ctx.path().join("host-etc");
+        std::fs::create_dir(&host_etc).unwrap();
+        std::fs::write(host_etc.join("hosts"), "").unwrap();
+        std::fs::write(host_etc.join("resolv.conf"), "").unwrap();
+        std::fs::remove_file(sb.rootfs.join("etc/hosts")).ok();
+        let script = format!("mv /etc /etc.old && ln -s {} /etc && echo swapped", host_etc.display());
+        let ran = sb.run(&ex, &sh(&script));
+        assert_eq!(ran.ok(), "swapped\n");
+        assert!(host_etc.join("hosts").exists() && host_etc.join("resolv.conf").exists(), "cleanup followed /etc");
+        // An image whose /etc/hosts is an absolute symlink to a host file: resolved inside
+        // the rootfs (the stub is created there and removed again); the host file is untouched.
+        std::fs::remove_file(sb.rootfs.join("etc")).unwrap();
+        std::fs::rename(sb.rootfs.join("etc.old"), sb.rootfs.join("etc")).unwrap();
+        std::fs::remove_file(sb.rootfs.join("etc/hosts")).ok();
+        std::os::unix::fs::symlink(canary.dir.join("secret"), sb.rootfs.join("etc/hosts")).unwrap();
+        let out = sb.sh(&ex, "cat /etc/hosts").ok();
+        assert!(out.contains("localhost") && !out.contains("host secret"), "{out}");
+        let inside = sb.rootfs.join(canary.dir.strip_prefix("/").unwrap());
+        assert!(!inside.join("secret").exists(), "the stub outlived the run");
+        canary.check(&sb);
+    }
+
+    /// D6: procfs and sysfs hardening, no mount or namespace games, inert device nodes.
+    #[test]
+    fn d6_proc_sys_and_privileged_operations() {
+        let sb = Sandbox::new();
+        let canary = Canary::plant(&sb);
+        let ex = embedded();
+        let probes = [
+            ("kcore", "head -c 1 /proc/kcore | grep -q ."),
+            ("sysctl", "echo 1 > /proc/sys/kernel/panic"),
+            ("sysrq", "echo h > /proc/sysrq-trigger"),
+            ("mount proc", "mkdir -p /mnt && mount -t proc p /mnt"),
+            ("mount tmpfs", "mount -t tmpfs t /tmp"),
+            ("unshare", "unshare -m true"),
+            ("nsenter", "nsenter -t 1 -m true"),
+            ("sysfs", "echo 1 > /sys/kernel/profiling"),
+            ("timer_list", "grep -q . /proc/timer_list"),
+        ];
+        for (name, probe) in probes {
+            let ran = sb.sh(&ex, probe);
+            assert!(!ran.status.as_ref().unwrap().success(), "{name}: {probe:?} succeeded\n{}", ran.out());
+        }
+        let disk = std::fs::metadata("/").map(|m| std::os::unix::fs::MetadataExt::dev(&m)).unwrap();
+        let (major, minor) = (libc::major(disk), libc::minor(disk));
+        let ran = sb
+            .sh(&ex, &format!("mknod /disk b {major} {minor} && echo made; head -c 1 /disk > /dev/null && echo READ"));
+        assert!(ran.out().contains("made"), "CAP_MKNOD is in Docker's set: {}", ran.err());
+        assert!(!ran.out().contains("READ"), "a host disk is readable through mknod:\n{}", ran.out());
+        let ran = sb.sh(&ex, "grep -E '^CapInh' /proc/self/status");
+        assert_eq!(ran.ok(), "CapInh:\t0000000000000000\n");
+        // Mount points that are symlinks are refused, never followed.
+        std::fs::remove_dir_all(sb.rootfs.join("proc")).ok();
+        std::os::unix::fs::symlink("/etc", sb.rootfs.join("proc")).unwrap();
+        assert!(matches!(sb.sh(&ex, "true").status, Err(ExecError::Setup { .. })));
+        std::fs::remove_file(sb.rootfs.join("proc")).unwrap();
+        std::fs::remove_dir(sb.rootfs.join("dev")).unwrap();
+        std::os::unix::fs::symlink(canary.dir.join("sub"), sb.rootfs.join("dev")).unwrap();
+        assert!(matches!(sb.sh(&ex, "true").status, Err(ExecError::Setup { .. })));
+        std::fs::remove_file(sb.rootfs.join("dev")).unwrap();
+        assert!(sb.sh(&ex, "true").status.unwrap().success());
+        canary.check(&sb);
+    }
+
+    /// D7: the host's loopback is out of reach with `Network::None`, reachable with `Host`.
+    #[test]
+    fn d7_network_modes() {
+        let sb = Sandbox::new();
+        let canary = Canary::plant(&sb);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = conn.read(&mut buf);
+            conn.write_all(b"host-secret").unwrap();
+        });
+        let ex = embedded();
+        // (busybox wget crashes in static builds; nc is enough for a TCP connect.)
+        let fetch = format!("echo hello | nc -w 2 127.0.0.1 {port}");
+        let ran = sb.sh(&ex, &fetch);
+        assert!(!ran.status.as_ref().unwrap().success() && !ran.out().contains("host-secret"), "{}", ran.out());
+        let mut spec = sh(&fetch);
+        spec.network = slipway::exec::Network::Host;
+        assert_eq!(sb.run(&ex, &spec).ok(), "host-secret");
+        server.join().unwrap();
+        canary.check(&sb);
+    }
+
+    /// D8: background and detached processes end with the step.
+    #[test]
+    fn d8_nothing_outlives_the_step() {
+        let sb = Sandbox::new();
+        let canary = Canary::plant(&sb);
+        let ex = embedded();
+        let started = std::time::Instant::now();
+        for script in
+            ["(sleep 876541 &); exit 0", "setsid sleep 876542 & exit 0", "nohup sleep 876543 > /dev/null 2>&1 &"]
+        {
+            assert!(sb.sh(&ex, script).status.unwrap().success(), "{script}");
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        assert_no_leaks(&sb, Some("sleep 87654"));
+        canary.check(&sb);
+    }
+
+    /// D9: hostile user databases: never read from the host, never followed out of the
+    /// rootfs, never blocking, never loading rootfs code.
+    #[test]
+    fn d9_hostile_passwd_and_group() {
+        let sb = Sandbox::new();
+        let canary = Canary::plant(&sb);
+        let ex = embedded();
+        let lib = sb.rootfs.join("lib/x86_64-linux-gnu");
+        std::fs::create_dir_all(&lib).unwrap();
+        std::fs::write(lib.join("libnss_files.so.2"), b"not an ELF: loading this would crash").unwrap();
+        let with_user = |user: &str| {
+            let mut spec = sh("id -u");
+            spec.user = user.into();
+            sb.run(&ex, &spec)
+        };
+        assert_eq!(with_user("user").ok(), "1000\n");
+        // /etc/passwd pointing at a host file: resolved inside the rootfs, where it dangles.
+        std::fs::write(canary.dir.join("passwd"), "hostonly:x:4444:4444::/:/bin/sh\n").unwrap();
+        let etc = sb.rootfs.join("etc");
+        std::fs::rename(etc.join("passwd"), etc.join("passwd.real")).unwrap();
+        std::os::unix::fs::symlink(canary.dir.join("passwd"), etc.join("passwd")).unwrap();
+        assert!(matches!(with_user("hostonly").status, Err(ExecError::UnknownUser { .. })));
+        std::fs::remove_file(canary.dir.join("passwd")).unwrap();
+        // /etc/passwd -> /dev/zero and /etc/group a FIFO: prompt, clear errors.
+        std::fs::remove_file(etc.join("passwd")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", etc.join("passwd")).unwrap();
+        let started = std::time::Instant::now();
+        assert!(matches!(with_user("user").status, Err(ExecError::UserDb { .. })));
+        std::fs::remove_file(etc.join("passwd")).unwrap();
+        std::fs::rename(etc.join("passwd.real"), etc.join("passwd")).unwrap();
+        std::fs::remove_file(etc.join("group")).unwrap();
+        rustix::fs::mknodat(rustix::fs::CWD, etc.join("group"), rustix::fs::FileType::Fifo, rustix::fs::Mode::RUSR, 0)
+            .unwrap();
+        assert!(matches!(with_user("user").status, Err(ExecError::UserDb { .. })));
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "a hostile user database blocked");
+        canary.check(&sb);
+    }
+}
+
+/// The rootless subset: the same executor run by uid 65534 (a user namespace mapping the caller
+/// to root, nothing else mapped, no cgroups).
+mod rootless {
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::PathBuf;
+    use std::process::Command;
+
+    use slipway::exec::{Limits, Network};
+
+    use super::*;
+    use crate::support::rootfs::busybox_rootfs_all_applets;
+
+    const NOBODY: u32 = 65534;
+    const ROOTLESS_ENV: &str = "SLIPWAY_TEST_ROOTLESS_EXEC_DIR";
+
+    #[test]
+    fn rootless_subset() {
+        let ctx = crate::support::TestContext::new();
+        std::fs::set_permissions(ctx.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let rootfs = ctx.path().join("rootfs");
+        std::fs::create_dir(&rootfs).unwrap();
+        busybox_rootfs_all_applets(&rootfs);
+        for entry in walkdir::WalkDir::new(&rootfs) {
+            let path = entry.unwrap().into_path();
+            std::os::unix::fs::lchown(&path, Some(NOBODY), Some(NOBODY)).unwrap();
+        }
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(std::env::current_exe().unwrap())
+            .args(["exec::rootless::rootless_child", "--exact", "--nocapture", "--test-threads=1"])
+            .env(ROOTLESS_ENV, ctx.path())
+            .output()
+            .expect("setpriv (util-linux) is installed");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "child failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("1 passed"), "the child test did not run:\n{stdout}");
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!mountinfo.contains(ctx.path().to_str().unwrap()), "a rootless sandbox mount leaked");
+        assert!(!rootfs.join("etc/hosts").exists(), "stub left behind");
+    }
+
+    /// The unprivileged half of the test above; does nothing unless started by it.
+    #[test]
+    fn rootless_child() {
+        let Some(work) = std::env::var_os(ROOTLESS_ENV).map(PathBuf::from) else {
+            return;
+        };
+        assert!(!rustix::process::geteuid().is_root());
+        let sb = Sandbox { ctx: crate::support::TestContext::new(), rootfs: work.join("rootfs") };
+        let ex = embedded();
+        assert_eq!(sb.sh(&ex, "exit 3").status.unwrap(), ExitStatus::Exited(3));
+        assert_eq!(sb.run(&ex, &ExecSpec::new(["no-such-command"])).status.unwrap(), ExitStatus::Exited(127));
+        assert_eq!(sb.sh(&ex, "kill -KILL $$").status.unwrap(), ExitStatus::Signaled(9));
+        let out =
+            sb.sh(&ex, "id -u; echo $$; hostname; grep -E '^Cap(Eff|Inh)' /proc/self/status; ls /sys/class/net").ok();
+        assert_eq!(out, "0\n2\nslipway\nCapInh:\t0000000000000000\nCapEff:\t00000000a80425fb\nlo\n");
+        let mut spec = sh("ls /sys/class/net | wc -l");
+        spec.network = Network::Host;
+        let host = std::fs::read_dir("/sys/class/net").unwrap().count();
+        assert_eq!(sb.run(&ex, &spec).ok().trim(), host.to_string());
+        let mut spec = sh("pwd; cat /etc/hosts");
+        spec.cwd = "/made/here".into();
+        let out = sb.run(&ex, &spec).ok();
+        assert!(out.starts_with("/made/here\n") && out.contains("localhost slipway"), "{out}");
+        spec.user = "1000".into();
+        assert!(matches!(sb.run(&ex, &spec).status, Err(ExecError::UserNotMapped { uid: 1000, .. })));
+        spec.user = String::new();
+        spec.limits = Limits { pids: Some(10), ..Limits::default() };
+        let err = sb.run(&ex, &spec).status.unwrap_err();
+        assert!(matches!(err, ExecError::LimitUnavailable { limit: "pids", .. }), "{err:?}");
+        let ran = sb.sh(&ex, "echo 1 > /proc/sys/kernel/panic || echo denied; mount -t tmpfs t /tmp || echo denied");
+        assert_eq!(ran.ok(), "denied\ndenied\n");
+        let cancel = CancelToken::new();
+        let ran = std::thread::scope(|s| {
+            let run = s.spawn(|| sb.run_cancel(&ex, &sh("sleep 876700"), &cancel));
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            cancel.cancel();
+            run.join().unwrap()
+        });
+        assert!(matches!(ran.status, Err(ExecError::Cancelled)), "{:?}", ran.status);
+        assert!(procs_with("sleep 876700").is_empty());
+    }
+}
+
+/// A slipway process killed by SIGTERM or SIGINT (default action) takes its sandboxes with
+/// it: the helper and the sandbox's init die by their parent-death signals.
+mod killed_runner {
+    use super::*;
+
+    const RUNNER_ENV: &str = "SLIPWAY_TEST_EXEC_RUNNER_DIR";
+
+    #[test]
+    fn sigterm_and_sigint_kill_the_sandbox() {
+        for (signal, marker) in [(libc::SIGTERM, "876901"), (libc::SIGINT, "876902")] {
+            let sb = Sandbox::new();
+            let mut child = crate::support::self_child("exec::killed_runner::runner_child")
+                .env(RUNNER_ENV, &sb.rootfs)
+                .env("SLIPWAY_TEST_EXEC_MARKER", marker)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            let pattern = format!("sleep {marker}");
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while procs_with(&pattern).is_empty() {
+                assert!(std::time::Instant::now() < deadline, "the sandbox never started");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            rustix::process::kill_process(
+                rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
+                rustix::process::Signal::from_named_raw(signal).unwrap(),
+            )
+            .unwrap();
+            let status = child.wait().unwrap();
+            assert_eq!(crate::support::killed_by(&status), Some(signal));
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while !procs_with(&pattern).is_empty() {
+                assert!(std::time::Instant::now() < deadline, "left behind: {:?}", procs_with(&pattern));
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            assert_no_leaks(&sb, Some(&pattern));
+        }
+    }
+
+    /// Runs a long sandbox until killed; does nothing unless started by the test above.
+    #[test]
+    fn runner_child() {
+        let Some(rootfs) = std::env::var_os(RUNNER_ENV).map(std::path::PathBuf::from) else {
+            return;
+        };
+        let marker = std::env::var("SLIPWAY_TEST_EXEC_MARKER").unwrap();
+        let sb = Sandbox { ctx: crate::support::TestContext::new(), rootfs };
+        let _ = sb.sh(&embedded(), &format!("sleep {marker}"));
+        panic!("the sandbox ended before the runner was killed");
+    }
+}
+
+/// The helper subcommand exists but is not advertised.
+#[test]
+fn helper_subcommand_is_hidden() {
+    let ctx = crate::support::TestContext::new();
+    let help = ctx.ok(&["--help"]);
+    assert!(!String::from_utf8_lossy(&help.stdout).contains("exec-init"));
+    let out = ctx.run(&["__exec-init", "--help"]);
+    assert!(out.status.success(), "{}", crate::support::describe(&out));
+}

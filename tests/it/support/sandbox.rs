@@ -1,0 +1,130 @@
+//! Helpers for sandbox tests: a busybox rootfs per test, runs captured into [`Ran`], and the
+//! host-side checks every escape test ends with (canaries, mount table, leftover processes).
+
+use std::path::PathBuf;
+
+use slipway::exec::{CancelToken, EmbeddedExecutor, ExecError, ExecSpec, Executor, ExitStatus, Output};
+
+use super::TestContext;
+use super::rootfs::busybox_rootfs_all_applets;
+
+/// What a run produced.
+pub struct Ran {
+    pub status: Result<ExitStatus, ExecError>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl Ran {
+    pub fn out(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    pub fn err(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+
+    #[track_caller]
+    pub fn ok(&self) -> String {
+        match &self.status {
+            Ok(s) if s.success() => self.out(),
+            other => panic!("run failed: {other:?}\nstdout:\n{}\nstderr:\n{}", self.out(), self.err()),
+        }
+    }
+}
+
+pub fn embedded() -> EmbeddedExecutor {
+    EmbeddedExecutor::new(env!("CARGO_BIN_EXE_slipway"))
+}
+
+pub struct Sandbox {
+    pub ctx: TestContext,
+    pub rootfs: PathBuf,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        let ctx = TestContext::new();
+        let rootfs = ctx.path().join("rootfs");
+        std::fs::create_dir(&rootfs).unwrap();
+        busybox_rootfs_all_applets(&rootfs);
+        Sandbox { ctx, rootfs }
+    }
+
+    pub fn run(&self, ex: &dyn Executor, spec: &ExecSpec) -> Ran {
+        self.run_cancel(ex, spec, &CancelToken::new())
+    }
+
+    pub fn run_cancel(&self, ex: &dyn Executor, spec: &ExecSpec, cancel: &CancelToken) -> Ran {
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        let status = ex.run(spec, &self.rootfs, Output { stdout: &mut stdout, stderr: &mut stderr }, cancel);
+        Ran { status, stdout, stderr }
+    }
+
+    pub fn sh(&self, ex: &dyn Executor, script: &str) -> Ran {
+        self.run(ex, &sh(script))
+    }
+}
+
+pub fn sh(script: &str) -> ExecSpec {
+    ExecSpec::new(["/bin/sh", "-c", script])
+}
+
+/// Host-side leak checks run after every sandbox test: no mount of the test's directory in
+/// the host's mount table, no process whose command line carries `marker`.
+#[track_caller]
+pub fn assert_no_leaks(sb: &Sandbox, marker: Option<&str>) {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let dir = sb.ctx.path().to_string_lossy().into_owned();
+    assert!(!mountinfo.contains(&dir), "a sandbox mount leaked into the host:\n{mountinfo}");
+    if let Some(marker) = marker {
+        let leaked: Vec<String> = procs_with(marker);
+        assert!(leaked.is_empty(), "processes left behind: {leaked:?}");
+    }
+}
+
+/// Host pids whose command line contains `marker`.
+pub fn procs_with(marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(marker) && !cmdline.contains("--exact") {
+                found.push(format!("{name}: {cmdline}"));
+            }
+        }
+    }
+    found
+}
+
+/// Canary files outside the rootfs that no sandbox may touch; checked by [`Canary::check`].
+pub struct Canary {
+    pub dir: PathBuf,
+    before: Vec<(PathBuf, Vec<u8>)>,
+}
+
+impl Canary {
+    pub fn plant(sb: &Sandbox) -> Canary {
+        let dir = sb.ctx.path().join("canary");
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("secret"), b"host secret\n").unwrap();
+        std::fs::write(dir.join("sub/file"), b"host file\n").unwrap();
+        let before =
+            ["secret", "sub/file"].iter().map(|f| (dir.join(f), std::fs::read(dir.join(f)).unwrap())).collect();
+        Canary { dir, before }
+    }
+
+    #[track_caller]
+    pub fn check(&self, sb: &Sandbox) {
+        for (path, bytes) in &self.before {
+            assert_eq!(&std::fs::read(path).unwrap(), bytes, "{} changed", path.display());
+        }
+        let names: Vec<_> = std::fs::read_dir(&self.dir).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(names.len(), 2, "canary dir changed: {names:?}");
+        assert_no_leaks(sb, None);
+    }
+}
