@@ -10,6 +10,7 @@ mod fsck;
 mod images;
 mod info;
 mod prune;
+mod registry;
 
 use super::args::{Cli, Command, GlobalArgs, SnapshotterArg};
 
@@ -32,6 +33,10 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Prune(args) => prune::prune(&cli.global, &args, &progress),
         Command::Fsck(args) => fsck::fsck(&cli.global, &args),
         Command::Check(args) => check::check(&args),
+        Command::Pull(args) => registry::pull(&cli.global, &args, &progress),
+        Command::Push(args) => registry::push(&cli.global, &args, &progress),
+        Command::Login(args) => registry::login(&args),
+        Command::Logout(args) => registry::logout(&args),
     }
 }
 

@@ -100,6 +100,7 @@ pub fn describe(out: &Output) -> String {
 }
 
 pub mod rawtar;
+pub mod registry;
 pub mod rootfs;
 pub mod snapshot;
 pub mod tree;
