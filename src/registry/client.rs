@@ -402,3 +402,142 @@ fn error_detail(response: &mut Response) -> String {
     let message = first.get("message").and_then(|c| c.as_str()).unwrap_or_default();
     format!(": {code} {message}").trim_end().to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use reqwest::header::HeaderMap;
+
+    use super::*;
+
+    type Answer = Box<dyn Fn(&Request, usize) -> Response + Send + Sync>;
+
+    /// Answers requests with a function of (request, how many came before) and records
+    /// (method, url, Authorization) of each.
+    struct FakeTransport {
+        answer: Answer,
+        log: Mutex<Vec<(String, String, Option<String>)>>,
+    }
+
+    impl Transport for std::sync::Arc<FakeTransport> {
+        fn send(&self, request: &Request) -> Result<Response, reqwest::Error> {
+            let mut log = self.log.lock().unwrap();
+            let auth = request.headers.get(AUTHORIZATION).map(|v| v.to_str().unwrap().to_string());
+            log.push((request.method.to_string(), request.url.to_string(), auth));
+            let n = log.len() - 1;
+            drop(log);
+            Ok((self.answer)(request, n))
+        }
+    }
+
+    fn response(status: u16, headers: &[(&str, &str)], body: &str) -> Response {
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            map.insert(
+                reqwest::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        Response { status, headers: map, body: Box::new(std::io::Cursor::new(body.as_bytes().to_vec())) }
+    }
+
+    fn client(
+        credentials: Option<Credentials>,
+        answer: impl Fn(&Request, usize) -> Response + Send + Sync + 'static,
+    ) -> (Client, std::sync::Arc<FakeTransport>) {
+        let fake = std::sync::Arc::new(FakeTransport { answer: Box::new(answer), log: Mutex::new(Vec::new()) });
+        let options = ClientOptions {
+            insecure: false,
+            credentials,
+            retry: Some(RetryPolicy { attempts: 3, base: Duration::from_millis(1), max_wait: Duration::from_secs(5) }),
+        };
+        let base = Url::parse("https://reg.test/").unwrap();
+        (Client::with_transport("reg.test", base, Box::new(fake.clone()), &options), fake)
+    }
+
+    fn basic() -> Option<Credentials> {
+        Some(Credentials::Basic { username: "u".into(), password: "p".into() })
+    }
+
+    #[test]
+    fn redirect_to_another_host_carries_no_credentials() {
+        let (client, fake) = client(basic(), |req, _| match (req.url.host_str(), req.url.path()) {
+            (Some("reg.test"), "/v2/") if req.headers.get(AUTHORIZATION).is_none() => {
+                response(401, &[("www-authenticate", "Basic realm=\"r\"")], "")
+            }
+            (Some("reg.test"), "/v2/r/blobs/x") => {
+                response(307, &[("location", "https://storage.test/blob?sig=1")], "")
+            }
+            (Some("storage.test"), _) => response(200, &[], "data"),
+            _ => response(200, &[], ""),
+        });
+        client.ping().unwrap();
+        let url = client.url("v2/r/blobs/x").unwrap();
+        let mut resp = client.send(Request::new(Method::GET, url), "repository:r:pull").unwrap();
+        assert_eq!(resp.read_limited(10).unwrap(), b"data");
+        let log = fake.log.lock().unwrap();
+        let blob = log.iter().find(|(_, url, _)| url.ends_with("/blobs/x")).unwrap();
+        assert!(blob.2.as_deref().is_some_and(|a| a.starts_with("Basic ")), "{log:?}");
+        let storage = log.iter().find(|(_, url, _)| url.contains("storage.test")).unwrap();
+        assert_eq!(storage.2, None, "credentials went to blob storage: {log:?}");
+    }
+
+    #[test]
+    fn bearer_token_per_scope_refreshed_after_401() {
+        let challenge = "Bearer realm=\"http://127.0.0.1:1/token\",service=\"reg\"";
+        let tokens = std::sync::atomic::AtomicUsize::new(0);
+        let (client, fake) = client(basic(), move |req, _| {
+            let auth = req.headers.get(AUTHORIZATION).map(|v| v.to_str().unwrap().to_string());
+            match req.url.path() {
+                "/token" => {
+                    assert!(req.url.query().unwrap().contains("scope=repository%3Ar%3Apull"), "{}", req.url);
+                    assert!(auth.as_deref().is_some_and(|a| a.starts_with("Basic ")));
+                    let n = tokens.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                    response(200, &[], &format!("{{\"token\":\"t{n}\"}}"))
+                }
+                _ if auth.as_deref() == Some("Bearer t2") => response(200, &[], "ok"),
+                _ => response(401, &[("www-authenticate", challenge)], ""),
+            }
+        });
+        client.ping().unwrap();
+        let url = client.url("v2/r/manifests/1").unwrap();
+        let mut resp = client.send(Request::new(Method::GET, url), "repository:r:pull").unwrap();
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.read_limited(10).unwrap(), b"ok");
+        let log = fake.log.lock().unwrap();
+        assert_eq!(log.iter().filter(|(_, url, _)| url.contains("/token")).count(), 2, "{log:?}");
+    }
+
+    #[test]
+    fn retries_5xx_then_succeeds_and_fails_fast_on_long_retry_after() {
+        let (client, fake) = client(None, |_, n| if n < 2 { response(503, &[], "") } else { response(200, &[], "") });
+        let url = client.url("v2/").unwrap();
+        assert_eq!(client.send(Request::new(Method::GET, url.clone()), "").unwrap().status, 200);
+        assert_eq!(fake.log.lock().unwrap().len(), 3);
+
+        let (client, _) = client_429();
+        match client.send(Request::new(Method::GET, url), "") {
+            Err(RegistryError::RateLimited { seconds, .. }) => assert_eq!(seconds, 3600),
+            other => panic!("{:?}", other.map(|r| r.status)),
+        }
+    }
+
+    fn client_429() -> (Client, std::sync::Arc<FakeTransport>) {
+        client(None, |_, _| response(429, &[("retry-after", "3600")], ""))
+    }
+
+    #[test]
+    fn persistent_5xx_gives_up_after_the_policy_attempts() {
+        let (client, fake) =
+            client(None, |_, _| response(502, &[], "{\"errors\":[{\"code\":\"UNAVAILABLE\",\"message\":\"down\"}]}"));
+        let url = client.url("v2/").unwrap();
+        let request = Request::new(Method::GET, url);
+        let mut resp = client.send(request.clone(), "").unwrap();
+        assert_eq!(resp.status, 502);
+        assert_eq!(fake.log.lock().unwrap().len(), 3);
+        let err = client.status_error(&request, &mut resp).to_string();
+        assert!(err.contains("reg.test") && err.contains("502") && err.contains("UNAVAILABLE down"), "{err}");
+    }
+}
