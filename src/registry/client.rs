@@ -405,57 +405,8 @@ fn error_detail(response: &mut Response) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-    use std::time::Duration;
-
-    use reqwest::header::HeaderMap;
-
+    use super::super::fake::{FakeTransport, client, response};
     use super::*;
-
-    type Answer = Box<dyn Fn(&Request, usize) -> Response + Send + Sync>;
-
-    /// Answers requests with a function of (request, how many came before) and records
-    /// (method, url, Authorization) of each.
-    struct FakeTransport {
-        answer: Answer,
-        log: Mutex<Vec<(String, String, Option<String>)>>,
-    }
-
-    impl Transport for std::sync::Arc<FakeTransport> {
-        fn send(&self, request: &Request) -> Result<Response, reqwest::Error> {
-            let mut log = self.log.lock().unwrap();
-            let auth = request.headers.get(AUTHORIZATION).map(|v| v.to_str().unwrap().to_string());
-            log.push((request.method.to_string(), request.url.to_string(), auth));
-            let n = log.len() - 1;
-            drop(log);
-            Ok((self.answer)(request, n))
-        }
-    }
-
-    fn response(status: u16, headers: &[(&str, &str)], body: &str) -> Response {
-        let mut map = HeaderMap::new();
-        for (k, v) in headers {
-            map.insert(
-                reqwest::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        Response { status, headers: map, body: Box::new(std::io::Cursor::new(body.as_bytes().to_vec())) }
-    }
-
-    fn client(
-        credentials: Option<Credentials>,
-        answer: impl Fn(&Request, usize) -> Response + Send + Sync + 'static,
-    ) -> (Client, std::sync::Arc<FakeTransport>) {
-        let fake = std::sync::Arc::new(FakeTransport { answer: Box::new(answer), log: Mutex::new(Vec::new()) });
-        let options = ClientOptions {
-            insecure: false,
-            credentials,
-            retry: Some(RetryPolicy { attempts: 3, base: Duration::from_millis(1), max_wait: Duration::from_secs(5) }),
-        };
-        let base = Url::parse("https://reg.test/").unwrap();
-        (Client::with_transport("reg.test", base, Box::new(fake.clone()), &options), fake)
-    }
 
     fn basic() -> Option<Credentials> {
         Some(Credentials::Basic { username: "u".into(), password: "p".into() })

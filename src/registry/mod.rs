@@ -12,6 +12,8 @@
 mod auth;
 mod client;
 mod config;
+#[cfg(test)]
+mod fake;
 mod pull;
 mod push;
 mod retry;

@@ -426,3 +426,114 @@ fn content_range_start(response: &Response) -> Option<u64> {
     let range = value.trim().strip_prefix("bytes ")?;
     range.split('-').next()?.trim().parse().ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::super::fake::{client, response, route};
+    use super::*;
+
+    /// A body that yields `head` and then fails like a dropped connection.
+    struct Broken(std::io::Cursor<Vec<u8>>);
+
+    impl Read for Broken {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            match self.0.read(buf)? {
+                0 => Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection reset")),
+                n => Ok(n),
+            }
+        }
+    }
+
+    /// Pseudo-random bytes, so that gzip cannot shrink them to nothing.
+    pub(crate) fn noise(len: usize) -> Vec<u8> {
+        let mut x: u32 = 12345;
+        (0..len)
+            .map(|_| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                (x >> 16) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn broken_download_resumes_with_range_and_layers_are_verified() {
+        let plain = noise(200_000);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &plain).unwrap();
+        let layer = gz.finish().unwrap();
+        let layer_digest = Digest::of(&layer);
+        let diff_id = Digest::of(&plain);
+        let config =
+            format!(r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{diff_id}"]}}}}"#)
+                .into_bytes();
+        let config_desc = Descriptor::new(MediaType::OciConfig, Digest::of(&config), config.len() as u64);
+        let layer_desc =
+            Descriptor::new(MediaType::oci_layer(crate::oci::LayerCompression::Gzip), layer_digest, layer.len() as u64);
+        let manifest = canonical::to_bytes(&ImageManifest::oci(config_desc.clone(), vec![layer_desc]));
+        let half = layer.len() / 2;
+        let (client, fake) = client(None, move |req, _| {
+            let (_, path) = route(req);
+            if path.ends_with("/manifests/1") {
+                return response(
+                    200,
+                    &[("content-type", "application/vnd.oci.image.manifest.v1+json")],
+                    std::str::from_utf8(&manifest).unwrap(),
+                );
+            }
+            if path.ends_with(&config_desc.digest.to_string()) {
+                return response(200, &[], std::str::from_utf8(&config).unwrap());
+            }
+            match req.headers.get(RANGE).map(|v| v.to_str().unwrap().to_string()) {
+                None => {
+                    let mut r = response(200, &[], "");
+                    r.body = Box::new(Broken(std::io::Cursor::new(layer[..half].to_vec())));
+                    r
+                }
+                Some(range) => {
+                    assert_eq!(range, format!("bytes={half}-"));
+                    let mut r = response(
+                        206,
+                        &[("content-range", &format!("bytes {half}-{}/{}", layer.len() - 1, layer.len()))],
+                        "",
+                    );
+                    r.body = Box::new(std::io::Cursor::new(layer[half..].to_vec()));
+                    r
+                }
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("root")).unwrap();
+        let reference = Reference::parse("reg.test/r:1").unwrap();
+        let options = PullOptions { platform: Platform::new("linux", "amd64", None), parallel: 2 };
+        let report = pull(&client, &store, &reference, &options, &Reporter::silent()).unwrap();
+        assert_eq!(
+            report.id,
+            Digest::of(
+                &format!(
+                    r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{diff_id}"]}}}}"#
+                )
+                .into_bytes()
+            )
+        );
+        assert!(store.has_blob(&layer_digest));
+        assert_eq!(store.layer_blobs(DiffId(diff_id)).unwrap().len(), 1);
+        assert!(store.get_tag(&reference).unwrap().is_some());
+        let log = fake.log.lock().unwrap();
+        assert_eq!(log.iter().filter(|(_, url, _)| url.ends_with(&layer_digest.to_string())).count(), 2, "{log:?}");
+    }
+
+    #[test]
+    fn manifest_not_matching_its_pinned_digest_is_refused() {
+        let (client, _) =
+            client(None, |_, _| response(200, &[("content-type", "application/vnd.oci.image.manifest.v1+json")], "{}"));
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("root")).unwrap();
+        let wanted = Digest::of(b"something else");
+        let reference = Reference::parse(&format!("reg.test/r@{wanted}")).unwrap();
+        let err = pull(&client, &store, &reference, &PullOptions::default(), &Reporter::silent()).unwrap_err();
+        assert!(matches!(err, RegistryError::DigestMismatch { what: Checked::Manifest, .. }), "{err}");
+        assert!(!store.has_blob(&Digest::of(b"{}")));
+    }
+}

@@ -339,3 +339,115 @@ fn recoverable(err: &RegistryError) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::super::fake::{body_bytes, client, response, route};
+    use super::*;
+    use crate::oci::{ImageManifest, MediaType, canonical};
+
+    /// Blobs the fake registry completed, with their bytes.
+    type Uploads = Arc<Mutex<Vec<(Digest, Vec<u8>)>>>;
+
+    /// An image of one 20 000-byte layer and a config, in a fresh store.
+    fn image(store: &Store) -> Distributable {
+        let layer: Vec<u8> = (0..20_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let layer_digest = store.write_blob(&layer, None).unwrap();
+        let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let config_digest = store.write_blob(config, None).unwrap();
+        let config = Descriptor::new(MediaType::OciConfig, config_digest, config.len() as u64);
+        let layers = vec![Descriptor::new(MediaType::OciLayerGzip, layer_digest, layer.len() as u64)];
+        let manifest = canonical::to_bytes(&ImageManifest::oci(config.clone(), layers.clone()));
+        let manifest_descriptor = Descriptor::new(MediaType::OciManifest, Digest::of(&manifest), manifest.len() as u64);
+        Distributable { manifest, manifest_descriptor, config, layers }
+    }
+
+    /// A registry in memory: one upload session at a time, a 416 for the second chunk once.
+    fn answer(
+        claimed_digest: Option<String>,
+        uploaded: Uploads,
+    ) -> impl Fn(&Request, usize) -> super::super::Response + Send + Sync {
+        let session: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+        let chunks = Mutex::new(0);
+        move |req, _| {
+            let (method, path) = route(req);
+            let mut session = session.lock().unwrap();
+            match method.as_str() {
+                "HEAD" => response(404, &[], ""),
+                "POST" => {
+                    session.clear();
+                    response(202, &[("location", "/v2/r/blobs/uploads/u1?_state=abc")], "")
+                }
+                "PATCH" => {
+                    let mut n = chunks.lock().unwrap();
+                    *n += 1;
+                    if *n == 2 {
+                        return response(416, &[], "");
+                    }
+                    let range = req.headers.get("content-range").unwrap().to_str().unwrap().to_string();
+                    let start: usize = range.split('-').next().unwrap().parse().unwrap();
+                    assert_eq!(start, session.len(), "chunk out of order: {range}");
+                    session.extend(body_bytes(&req.body));
+                    assert!(req.url.query().unwrap().contains("_state="), "query lost: {}", req.url);
+                    let end = format!("0-{}", session.len() - 1);
+                    response(202, &[("location", "/v2/r/blobs/uploads/u1?_state=def"), ("range", &end)], "")
+                }
+                "GET" => {
+                    let end = format!("0-{}", session.len() - 1);
+                    response(204, &[("range", &end), ("location", "/v2/r/blobs/uploads/u1?_state=ghi")], "")
+                }
+                "PUT" if path.contains("/blobs/uploads/") => {
+                    session.extend(body_bytes(&req.body));
+                    let digest: Digest = req.url.query_pairs().find(|(k, _)| k == "digest").unwrap().1.parse().unwrap();
+                    assert_eq!(Digest::of(&session), digest);
+                    uploaded.lock().unwrap().push((digest, session.clone()));
+                    response(201, &[], "")
+                }
+                "PUT" => {
+                    assert_eq!(uploaded.lock().unwrap().len(), 2, "manifest before its blobs");
+                    let ours = Digest::of(&body_bytes(&req.body)).to_string();
+                    let claimed = claimed_digest.clone().unwrap_or(ours);
+                    response(201, &[("docker-content-digest", &claimed)], "")
+                }
+                other => panic!("unexpected {other} {path}"),
+            }
+        }
+    }
+
+    fn options() -> PushOptions {
+        PushOptions { parallel: 1, monolithic_limit: 1000, chunk_size: 4096 }
+    }
+
+    #[test]
+    fn chunked_upload_resumes_at_the_reported_offset_and_manifest_goes_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("root")).unwrap();
+        let image = image(&store);
+        let uploaded = Arc::new(Mutex::new(Vec::new()));
+        let (client, fake) = client(None, answer(None, uploaded.clone()));
+        let dest = Reference::parse("reg.test/r:1").unwrap();
+        let report = push(&client, &store, &image, &dest, &options(), &Reporter::silent()).unwrap();
+        assert_eq!(report.digest, image.manifest_descriptor.digest);
+        assert_eq!((report.uploaded, report.existing), (2, 0));
+        let uploaded = uploaded.lock().unwrap();
+        let layer = uploaded.iter().find(|(d, _)| *d == image.layers[0].digest).unwrap();
+        assert_eq!(layer.1, store.read_blob(&image.layers[0].digest, 1 << 20).unwrap());
+        let log = fake.log.lock().unwrap();
+        assert!(log.iter().any(|(m, _, _)| m == "GET"), "no upload status request: {log:?}");
+        assert!(log.last().unwrap().1.ends_with("/manifests/1"), "{log:?}");
+    }
+
+    #[test]
+    fn wrong_docker_content_digest_fails_the_push() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("root")).unwrap();
+        let image = image(&store);
+        let wrong = Digest::of(b"x").to_string();
+        let (client, _) = client(None, answer(Some(wrong), Arc::new(Mutex::new(Vec::new()))));
+        let dest = Reference::parse("reg.test/r:1").unwrap();
+        let err = push(&client, &store, &image, &dest, &options(), &Reporter::silent()).unwrap_err();
+        assert!(matches!(err, RegistryError::DigestMismatch { what: Checked::Manifest, .. }), "{err}");
+    }
+}
