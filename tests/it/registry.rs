@@ -5,6 +5,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use crate::support::TestContext;
+use crate::support::proxy::{Direction, FaultProxy};
 use crate::support::registry::{Registry, RegistryConfig};
 use crate::support::rootfs::busybox_rootfs;
 
@@ -206,4 +207,36 @@ fn basic_auth_over_tls_with_login_and_logout() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = std::fs::read_to_string(&authfile).unwrap();
     assert!(!text.contains(&registry.host()), "{text}");
+}
+
+#[test]
+fn push_resumes_a_chunk_cut_by_a_dropped_connection() {
+    let registry = Registry::start();
+    let proxy = FaultProxy::start(registry.port, Direction::Request, b"PATCH /v2/", 200_000, 1);
+    let (ctx, id) = imported("example/busybox:1");
+    let dest = format!("{}/example/cut:1", proxy.host());
+    let out =
+        ctx.cmd().args(["push", "example/busybox:1", &dest]).env("SLIPWAY_PUSH_CHUNK_SIZE", "524288").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(proxy.cuts_left(), 0, "the proxy cut nothing");
+    // The registry saw the upload status request of the resume.
+    assert!(registry.count_since("", "GET", "/blobs/uploads/") >= 1, "{}", registry.log());
+    let other = TestContext::new();
+    assert_eq!(stdout(&other.ok(&["pull", &format!("{}/example/cut:1", registry.host())])).trim(), id);
+}
+
+#[test]
+fn pull_resumes_a_blob_cut_by_a_dropped_connection() {
+    let registry = Registry::start();
+    let (ctx, id) = imported("example/busybox:1");
+    ctx.ok(&["push", "example/busybox:1", &format!("{}/example/cut:1", registry.host())]);
+    let proxy = FaultProxy::start(registry.port, Direction::Response, b"Accept-Ranges: bytes", 300_000, 1);
+    registry.mark("pull");
+    let other = TestContext::new();
+    let out = other.ok(&["pull", &format!("{}/example/cut:1", proxy.host())]);
+    assert_eq!(stdout(&out).trim(), id);
+    assert_eq!(proxy.cuts_left(), 0, "the proxy cut nothing");
+    // Config, layer, and the layer again from where the cut left it.
+    assert_eq!(registry.count_since("pull", "GET", "/blobs/sha256:"), 3, "{}", registry.log_since("pull"));
+    assert!(registry.log_since("pull").contains("\" 206 "), "no partial answer: {}", registry.log_since("pull"));
 }
