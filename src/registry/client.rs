@@ -14,7 +14,7 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 
 use super::auth::{Challenge, Credentials, parse_challenge, token_from_json};
 use super::retry::{RetryPolicy, parse_retry_after, retryable_status};
-use super::transport::{Body, HttpTransport, Request, Response, Transport};
+use super::transport::{Body, HttpTransport, Request, Response, Transport, TransportError};
 use super::{RegistryError, api_host, is_loopback};
 
 /// Largest error or token body we read.
@@ -242,11 +242,17 @@ impl Client {
 
     fn transport_send(&self, request: &Request) -> Result<Response, RegistryError> {
         tracing::debug!(method = %request.method, url = %request.url, "request");
-        self.transport.send(request).map_err(|source| RegistryError::Connect {
-            registry: self.registry.clone(),
-            method: request.method.to_string(),
-            url: request.url.to_string(),
-            source,
+        self.transport.send(request).map_err(|source| match source {
+            TransportError::Body { path, source } => RegistryError::Io {
+                what: format!("the body of {} {} ({})", request.method, request.url, path.display()),
+                source,
+            },
+            source => RegistryError::Connect {
+                registry: self.registry.clone(),
+                method: request.method.to_string(),
+                url: request.url.to_string(),
+                source,
+            },
         })
     }
 
@@ -405,7 +411,7 @@ fn error_detail(response: &mut Response) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fake::{FakeTransport, client, response};
+    use super::super::fake::{FakeTransport, client, client_with_failures, response};
     use super::*;
 
     fn basic() -> Option<Credentials> {
@@ -490,5 +496,30 @@ mod tests {
         assert_eq!(fake.log.lock().unwrap().len(), 3);
         let err = client.status_error(&request, &mut resp).to_string();
         assert!(err.contains("reg.test") && err.contains("502") && err.contains("UNAVAILABLE down"), "{err}");
+    }
+
+    #[test]
+    fn dropped_connections_are_retried_but_an_unreadable_body_is_not() {
+        let (client, fake) = client_with_failures(None, |_, n| {
+            if n < 2 {
+                return Err(TransportError::Connection(std::io::Error::from(std::io::ErrorKind::ConnectionReset)));
+            }
+            Ok(response(200, &[], ""))
+        });
+        let url = client.url("v2/").unwrap();
+        assert_eq!(client.send(Request::new(Method::GET, url.clone()), "").unwrap().status, 200);
+        assert_eq!(fake.log.lock().unwrap().len(), 3);
+
+        let (client, fake) = client_with_failures(None, |req, _| match &req.body {
+            Body::File { path, .. } => {
+                Err(TransportError::Body { path: path.clone(), source: std::io::ErrorKind::NotFound.into() })
+            }
+            _ => Ok(response(200, &[], "")),
+        });
+        let mut request = Request::new(Method::PUT, url);
+        request.body = Body::File { path: "/nonexistent".into(), offset: 0, len: 1 };
+        let err = client.send(request, "").unwrap_err();
+        assert!(matches!(err, RegistryError::Io { .. }), "{err}");
+        assert_eq!(fake.log.lock().unwrap().len(), 1);
     }
 }

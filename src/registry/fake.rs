@@ -10,9 +10,9 @@ use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use super::Credentials;
 use super::client::{Client, ClientOptions};
 use super::retry::RetryPolicy;
-use super::transport::{Body, Request, Response, Transport};
+use super::transport::{Body, Request, Response, Transport, TransportError};
 
-pub type Answer = Box<dyn Fn(&Request, usize) -> Response + Send + Sync>;
+pub type Answer = Box<dyn Fn(&Request, usize) -> Result<Response, TransportError> + Send + Sync>;
 
 /// Answers requests with a function of (request, how many came before) and records
 /// (method, url, Authorization) of each.
@@ -22,13 +22,13 @@ pub struct FakeTransport {
 }
 
 impl Transport for Arc<FakeTransport> {
-    fn send(&self, request: &Request) -> Result<Response, reqwest::Error> {
+    fn send(&self, request: &Request) -> Result<Response, TransportError> {
         let mut log = self.log.lock().unwrap();
         let auth = request.headers.get(AUTHORIZATION).map(|v| v.to_str().unwrap().to_string());
         log.push((request.method.to_string(), request.url.to_string(), auth));
         let n = log.len() - 1;
         drop(log);
-        Ok((self.answer)(request, n))
+        (self.answer)(request, n)
     }
 }
 
@@ -43,6 +43,14 @@ pub fn response(status: u16, headers: &[(&str, &str)], body: &str) -> Response {
 pub fn client(
     credentials: Option<Credentials>,
     answer: impl Fn(&Request, usize) -> Response + Send + Sync + 'static,
+) -> (Client, Arc<FakeTransport>) {
+    client_with_failures(credentials, move |req, n| Ok(answer(req, n)))
+}
+
+/// Like `client`, with an answer that may fail like a dropped connection.
+pub fn client_with_failures(
+    credentials: Option<Credentials>,
+    answer: impl Fn(&Request, usize) -> Result<Response, TransportError> + Send + Sync + 'static,
 ) -> (Client, Arc<FakeTransport>) {
     let fake = Arc::new(FakeTransport { answer: Box::new(answer), log: Mutex::new(Vec::new()) });
     let options = ClientOptions {

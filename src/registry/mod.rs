@@ -26,7 +26,7 @@ pub use client::{Client, ClientOptions};
 pub use config::{AuthFile, auth_file_path};
 pub use pull::{PullOptions, PullReport, pull};
 pub use push::{PushOptions, PushReport, push};
-pub use transport::{Body, HttpTransport, Request, Response, Transport};
+pub use transport::{Body, HttpTransport, Request, Response, Transport, TransportError};
 
 /// Errors talking to a registry; each names the registry and, where it applies, the repository
 /// and digest.
@@ -38,7 +38,7 @@ pub enum RegistryError {
         method: String,
         url: String,
         #[source]
-        source: reqwest::Error,
+        source: TransportError,
     },
     #[error("{method} {url}: registry {registry} answered {status}{detail}")]
     Status { registry: String, method: String, url: String, status: u16, detail: String },

@@ -63,6 +63,12 @@ pub struct Response {
     pub body: Box<dyn Read + Send>,
 }
 
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Response").field("status", &self.status).field("headers", &self.headers).finish()
+    }
+}
+
 impl Response {
     /// A header's value as text.
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -80,9 +86,27 @@ impl Response {
     }
 }
 
+/// Why a request got no response.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// Connecting, TLS, sending or receiving headers failed: worth a retry.
+    #[error(transparent)]
+    Http(#[from] reqwest::Error),
+    /// The connection failed (transports other than reqwest's): worth a retry.
+    #[error("connection failed")]
+    Connection(#[source] std::io::Error),
+    /// The request body could not be read from its file: a local problem, not retried.
+    #[error("cannot read the request body from {path}")]
+    Body {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// Sends one request; implementations follow no redirects and do not retry.
 pub trait Transport: Send + Sync {
-    fn send(&self, request: &Request) -> Result<Response, reqwest::Error>;
+    fn send(&self, request: &Request) -> Result<Response, TransportError>;
 }
 
 /// The real transport: reqwest's blocking client with redirects disabled.
@@ -125,22 +149,17 @@ impl Read for FileRange {
 }
 
 impl Transport for HttpTransport {
-    fn send(&self, request: &Request) -> Result<Response, reqwest::Error> {
+    fn send(&self, request: &Request) -> Result<Response, TransportError> {
         let mut builder =
             self.client.request(request.method.clone(), request.url.clone()).headers(request.headers.clone());
         builder = match &request.body {
             Body::Empty => builder,
             Body::Bytes(bytes) => builder.body(bytes.clone()),
             Body::File { path, offset, len } => {
-                // Errors opening the file surface as a body read error inside reqwest; open it
-                // here and fall back to an empty reader that fails the length check.
-                match File::open(path).and_then(|mut f| f.seek(SeekFrom::Start(*offset)).map(|_| f)) {
-                    Ok(file) => builder.body(reqwest::blocking::Body::sized(FileRange(file.take(*len)), *len)),
-                    Err(err) => {
-                        tracing::error!(path = %path.display(), %err, "cannot open the upload body");
-                        builder.body(reqwest::blocking::Body::sized(std::io::empty(), *len))
-                    }
-                }
+                let file = File::open(path)
+                    .and_then(|mut f| f.seek(SeekFrom::Start(*offset)).map(|_| f))
+                    .map_err(|source| TransportError::Body { path: path.clone(), source })?;
+                builder.body(reqwest::blocking::Body::sized(FileRange(file.take(*len)), *len))
             }
         };
         let response = builder.send()?;
