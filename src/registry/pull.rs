@@ -5,7 +5,8 @@
 //! pinned reference's digest and `Docker-Content-Digest` when sent). Blobs stream into
 //! `Store::ingest` with the descriptor's digest and size, several at once, resuming with `Range`
 //! after a dropped connection. Each layer's uncompressed digest is checked against the config's
-//! diff ids before the reference is tagged.
+//! diff ids before the reference is tagged. An index is stored as received, but the tag names
+//! the chosen platform's manifest: only that platform's blobs are fetched.
 
 use std::io::{Read, Write};
 use std::sync::Mutex;
@@ -48,9 +49,9 @@ impl Default for PullOptions {
 /// What `pull` did.
 #[derive(Debug, Clone)]
 pub struct PullReport {
-    /// What the reference now names in the store (an index or a manifest).
+    /// What the reference named in the registry (an index or a manifest), stored as received.
     pub descriptor: Descriptor,
-    /// The platform's manifest.
+    /// The platform's manifest, which the reference now names in the store.
     pub manifest: Descriptor,
     /// The image id (config digest).
     pub id: Digest,
@@ -161,7 +162,9 @@ pub fn pull(
     for (diff_id, layer) in config.rootfs.diff_ids.iter().zip(&manifest.layers) {
         puller.verify_layer(*diff_id, layer)?;
     }
-    store.set_tag(reference, top.clone())?;
+    // The tag names the platform's manifest, not the index: a tag must have its whole closure in
+    // the store, and the other platforms' images are not fetched.
+    store.set_tag(reference, descriptor.clone())?;
     Ok(PullReport { descriptor: top, manifest: descriptor, id: manifest.config.digest, fetched, skipped })
 }
 
@@ -535,5 +538,48 @@ mod tests {
         let err = pull(&client, &store, &reference, &PullOptions::default(), &Reporter::silent()).unwrap_err();
         assert!(matches!(err, RegistryError::DigestMismatch { what: Checked::Manifest, .. }), "{err}");
         assert!(!store.has_blob(&Digest::of(b"{}")));
+    }
+
+    #[test]
+    fn index_resolves_to_the_requested_platform() {
+        let config = br#"{"architecture":"arm64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec();
+        let config_desc = Descriptor::new(MediaType::OciConfig, Digest::of(&config), config.len() as u64);
+        let manifest = canonical::to_bytes(&ImageManifest::oci(config_desc.clone(), vec![]));
+        let mut arm = Descriptor::new(MediaType::OciManifest, Digest::of(&manifest), manifest.len() as u64);
+        arm.platform = Some(Platform::new("linux", "arm64", None));
+        let mut amd = Descriptor::new(MediaType::OciManifest, Digest::of(b"not fetched"), 11);
+        amd.platform = Some(Platform::new("linux", "amd64", None));
+        let mut index = ImageIndex::new();
+        index.manifests = vec![amd.clone(), arm.clone()];
+        let index = canonical::to_bytes(&index);
+        let arm_digest = arm.digest.to_string();
+        let (client, fake) = client(None, move |req, _| {
+            let (_, path) = route(req);
+            let text = |b: &[u8]| std::str::from_utf8(b).unwrap().to_string();
+            if path.ends_with("/manifests/1") {
+                response(200, &[("content-type", "application/vnd.oci.image.index.v1+json")], &text(&index))
+            } else if path.ends_with(&format!("/manifests/{arm_digest}")) {
+                response(200, &[("docker-content-digest", &arm_digest)], &text(&manifest))
+            } else if path.ends_with(&config_desc.digest.to_string()) {
+                response(200, &[], &text(&config))
+            } else {
+                response(404, &[], "")
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("root")).unwrap();
+        let reference = Reference::parse("reg.test/r:1").unwrap();
+        let options = PullOptions { platform: Platform::new("linux", "arm64", None), parallel: 4 };
+        let report = pull(&client, &store, &reference, &options, &Reporter::silent()).unwrap();
+        assert!(report.descriptor.media_type.is_index());
+        assert_eq!(report.manifest.digest, arm.digest);
+        assert_eq!(store.get_tag(&reference).unwrap().unwrap().digest, arm.digest);
+        assert!(store.has_blob(&report.descriptor.digest), "index bytes not stored");
+        let log = fake.log.lock().unwrap().clone();
+        assert!(!log.iter().any(|(_, url, _)| url.contains(&amd.digest.to_string())), "{log:?}");
+
+        let options = PullOptions { platform: Platform::new("linux", "s390x", None), parallel: 4 };
+        let err = pull(&client, &store, &reference, &options, &Reporter::silent()).unwrap_err();
+        assert!(matches!(err, RegistryError::NoPlatform { .. }), "{err}");
     }
 }
