@@ -189,8 +189,10 @@ impl Client {
 
     /// Like `send` but a single attempt (for uploads that recover on their own).
     pub fn send_once(&self, request: &Request, scope: &str) -> Result<Response, RegistryError> {
-        let response = self.authorized_send(request, scope)?;
-        if response.status != 401 || !self.same_origin(&request.url) {
+        let (response, answered_by) = self.authorized_send(request, scope)?;
+        // Only the registry's own 401 is answered: a challenge from a host a redirect led to
+        // must not get a token fetched with our credentials.
+        if response.status != 401 || !self.same_origin(&answered_by) {
             return Ok(response);
         }
         // A fresh challenge (the token expired, or a scope we have not asked for yet).
@@ -205,11 +207,12 @@ impl Client {
         if challenge == Challenge::Basic && self.credentials.as_ref().and_then(Credentials::basic_header).is_none() {
             return Ok(response);
         }
-        self.authorized_send(request, scope)
+        Ok(self.authorized_send(request, scope)?.0)
     }
 
-    /// One attempt with the current authentication, following redirects.
-    fn authorized_send(&self, request: &Request, scope: &str) -> Result<Response, RegistryError> {
+    /// One attempt with the current authentication, following redirects; returns the response
+    /// and the URL that gave it.
+    fn authorized_send(&self, request: &Request, scope: &str) -> Result<(Response, Url), RegistryError> {
         let mut request = request.clone();
         request.headers.remove(AUTHORIZATION);
         if let Some(value) = self.authorization(scope)? {
@@ -220,7 +223,7 @@ impl Client {
         for _ in 0..=MAX_REDIRECTS {
             let response = self.transport_send(&request)?;
             if !matches!(response.status, 301 | 302 | 303 | 307 | 308) {
-                return Ok(response);
+                return Ok((response, request.url));
             }
             let next = self.location(&request.url, &response)?;
             if !self.same_origin(&next) {
@@ -521,5 +524,31 @@ mod tests {
         let err = client.send(request, "").unwrap_err();
         assert!(matches!(err, RegistryError::Io { .. }), "{err}");
         assert_eq!(fake.log.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_401_from_a_redirect_target_is_not_answered() {
+        let (client, fake) = client(basic(), |req, _| match (req.url.host_str(), req.url.path()) {
+            (Some("reg.test"), "/v2/") if req.headers.get(AUTHORIZATION).is_none() => {
+                response(401, &[("www-authenticate", "Basic realm=\"r\"")], "")
+            }
+            (Some("reg.test"), _) => response(307, &[("location", "https://evil.test/x")], ""),
+            (Some("evil.test"), _) => {
+                response(401, &[("www-authenticate", "Bearer realm=\"https://evil.test/token\"")], "")
+            }
+            _ => response(500, &[], ""),
+        });
+        client.ping().unwrap();
+        let url = client.url("v2/r/blobs/x").unwrap();
+        let resp = client.send(Request::new(Method::GET, url), "repository:r:pull").unwrap();
+        assert_eq!(resp.status, 401);
+        let log = fake.log.lock().unwrap().clone();
+        assert!(!log.iter().any(|(_, url, _)| url.contains("/token")), "{log:?}");
+        assert!(
+            log.iter().filter(|(_, url, _)| url.contains("evil.test")).all(|(_, _, auth)| auth.is_none()),
+            "{log:?}"
+        );
+        // Our own challenge is untouched: the next request to the registry still uses Basic.
+        assert_eq!(client.lock().challenge, Some(Challenge::Basic));
     }
 }
