@@ -414,6 +414,8 @@ fn error_detail(response: &mut Response) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::super::fake::{FakeTransport, client, client_with_failures, response};
     use super::*;
 
@@ -550,5 +552,21 @@ mod tests {
         );
         // Our own challenge is untouched: the next request to the registry still uses Basic.
         assert_eq!(client.lock().challenge, Some(Challenge::Basic));
+    }
+
+    #[test]
+    fn a_short_retry_after_is_waited_for() {
+        let (client, fake) =
+            client(
+                None,
+                |_, n| {
+                    if n == 0 { response(429, &[("retry-after", "1")], "") } else { response(200, &[], "") }
+                },
+            );
+        let started = std::time::Instant::now();
+        let url = client.url("v2/").unwrap();
+        assert_eq!(client.send(Request::new(Method::GET, url), "").unwrap().status, 200);
+        assert!(started.elapsed() >= Duration::from_secs(1), "{:?}", started.elapsed());
+        assert_eq!(fake.log.lock().unwrap().len(), 2);
     }
 }

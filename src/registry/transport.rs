@@ -139,15 +139,6 @@ impl HttpTransport {
     }
 }
 
-/// A reader over part of a file, for upload bodies.
-struct FileRange(std::io::Take<File>);
-
-impl Read for FileRange {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.0.read(buf)
-    }
-}
-
 impl Transport for HttpTransport {
     fn send(&self, request: &Request) -> Result<Response, TransportError> {
         let mut builder =
@@ -159,7 +150,7 @@ impl Transport for HttpTransport {
                 let file = File::open(path)
                     .and_then(|mut f| f.seek(SeekFrom::Start(*offset)).map(|_| f))
                     .map_err(|source| TransportError::Body { path: path.clone(), source })?;
-                builder.body(reqwest::blocking::Body::sized(FileRange(file.take(*len)), *len))
+                builder.body(reqwest::blocking::Body::sized(file.take(*len), *len))
             }
         };
         let response = builder.send()?;
