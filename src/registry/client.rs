@@ -168,10 +168,49 @@ impl Client {
                 reason: format!("{} answered {} without a Location header", request_url, response.status),
             });
         };
-        request_url.join(location).map_err(|e| RegistryError::Protocol {
+        let url = request_url.join(location).map_err(|e| RegistryError::Protocol {
             registry: self.registry.clone(),
             reason: format!("invalid Location {location:?}: {e}"),
-        })
+        })?;
+        self.check_target(&url)?;
+        Ok(url)
+    }
+
+    /// Refuses a `Location` a registry should not send us to: another scheme than http(s), a
+    /// downgrade from https to http (unless insecure), or, from a registry that is not itself on
+    /// this machine, an address literal on the loopback, private or link-local networks.
+    fn check_target(&self, url: &Url) -> Result<(), RegistryError> {
+        let refuse = |why: &str| RegistryError::Protocol {
+            registry: self.registry.clone(),
+            reason: format!("refusing to follow Location {url}: {why}"),
+        };
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(refuse("not http or https"));
+        }
+        if self.same_origin(url) {
+            return Ok(());
+        }
+        if self.base.scheme() == "https" && url.scheme() == "http" && !self.insecure {
+            return Err(refuse("a downgrade to plain http"));
+        }
+        if self.base.host_str().is_some_and(is_loopback) {
+            return Ok(());
+        }
+        let internal = match url.host() {
+            Some(url::Host::Ipv4(ip)) => {
+                ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified()
+            }
+            Some(url::Host::Ipv6(ip)) => {
+                let first = ip.segments()[0];
+                ip.is_loopback() || ip.is_unspecified() || first & 0xfe00 == 0xfc00 || first & 0xffc0 == 0xfe80
+            }
+            Some(url::Host::Domain(name)) => name == "localhost",
+            None => true,
+        };
+        if internal {
+            return Err(refuse("an address on this machine or a private network"));
+        }
+        Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, AuthState> {
@@ -568,5 +607,24 @@ mod tests {
         assert_eq!(client.send(Request::new(Method::GET, url), "").unwrap().status, 200);
         assert!(started.elapsed() >= Duration::from_secs(1), "{:?}", started.elapsed());
         assert_eq!(fake.log.lock().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn locations_into_private_networks_or_downgrades_are_refused() {
+        let (client, _) = client(None, |_, _| response(200, &[], ""));
+        let base = client.url("v2/r/blobs/uploads/").unwrap();
+        for (location, ok) in [
+            ("/v2/r/blobs/uploads/u?_state=x", true),
+            ("https://storage.example/u", true),
+            ("http://storage.example/u", false),
+            ("https://127.0.0.1:5000/u", false),
+            ("https://10.1.2.3/u", false),
+            ("https://169.254.169.254/latest", false),
+            ("https://[::1]/u", false),
+            ("ftp://storage.example/u", false),
+        ] {
+            let resp = response(202, &[("location", location)], "");
+            assert_eq!(client.location(&base, &resp).is_ok(), ok, "{location}");
+        }
     }
 }
