@@ -14,5 +14,6 @@ pub mod image;
 pub mod layer;
 pub mod oci;
 pub mod progress;
+pub mod registry;
 pub mod snapshot;
 pub mod store;

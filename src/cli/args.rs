@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
 /// A daemonless container image builder and layer store.
 #[derive(Debug, Parser)]
@@ -78,6 +78,72 @@ pub enum Command {
         #[arg(long)]
         report_fd: i32,
     },
+    /// Download an image from a registry
+    Pull(PullArgs),
+    /// Upload an image to one or more registries
+    Push(PushArgs),
+    /// Store credentials for a registry in the credentials file
+    Login(LoginArgs),
+    /// Remove a registry's credentials from the credentials file
+    Logout(LogoutArgs),
+}
+
+/// Flags of every command that talks to a registry.
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// Credentials file (default: $REGISTRY_AUTH_FILE, $DOCKER_CONFIG/config.json, ~/.docker/config.json)
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+    /// Require HTTPS with a verified certificate; false accepts any certificate and allows plain HTTP (loopback registries may always fall back to HTTP). Extra CAs: SSL_CERT_FILE
+    #[arg(long, default_value_t = true, action = ArgAction::Set, value_name = "BOOL")]
+    pub tls_verify: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Platform to pick from a multi-platform image (default: this machine's)
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    /// The image reference, e.g. `127.0.0.1:5000/app:1` or `app@sha256:…`
+    pub reference: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Write the pushed manifest digest to FILE
+    #[arg(long, value_name = "FILE")]
+    pub digestfile: Option<PathBuf>,
+    /// An image name or id in the store
+    pub image: String,
+    /// Where to push (default: the image's own name); several are pushed in turn
+    pub destinations: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    #[command(flatten)]
+    pub registry_args: RegistryArgs,
+    /// User name
+    #[arg(short = 'u', long, value_name = "USER")]
+    pub username: String,
+    /// Read the password from standard input (the only way to give it)
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// The registry, e.g. `127.0.0.1:5000`
+    pub registry: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// Credentials file (default: $REGISTRY_AUTH_FILE, $DOCKER_CONFIG/config.json, ~/.docker/config.json)
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+    /// The registry, e.g. `127.0.0.1:5000`
+    pub registry: String,
 }
 
 #[derive(Debug, Args)]

@@ -17,7 +17,7 @@ use crate::oci::{DiffId, Digest, MediaType, Reference};
 pub use import::{ImportOptions, ImportSource, import};
 pub use load::{LoadInput, LoadReport, LoadedImage, load};
 pub use resolve::{Image, ImageSummary, list, load_image, resolve};
-pub use save::{SaveFormat, SaveOptions, SaveTarget, save};
+pub use save::{Distributable, SaveFormat, SaveOptions, SaveTarget, distributable, save};
 
 /// Largest manifest, index or config slipway reads (they are JSON documents, not data).
 pub const MAX_JSON_BLOB: u64 = 16 << 20;

@@ -138,6 +138,29 @@ fn copy_blob(store: &Store, sink: &mut dyn LayoutSink, d: &Descriptor, progress:
     task.finish(copied)
 }
 
+/// An image as `save` and a registry push send it.
+#[derive(Debug, Clone)]
+pub struct Distributable {
+    /// The OCI manifest's bytes (canonical JSON) and descriptor.
+    pub manifest: Vec<u8>,
+    pub manifest_descriptor: Descriptor,
+    pub config: Descriptor,
+    /// Layer blobs, in the requested compression, all in the store.
+    pub layers: Vec<Descriptor>,
+}
+
+/// The blobs and manifest of `image` with layers in `compression`; variants made on the way are
+/// kept in the store (and in `lease`), as `save` keeps them.
+pub fn distributable(
+    store: &Store,
+    image: &Image,
+    compression: LayerCompression,
+    lease: &Lease,
+    progress: &Reporter,
+) -> Result<Distributable, ImageError> {
+    Exporter { store, lease, progress }.distributable(image, compression)
+}
+
 /// What exporting layers needs at hand: the store, the lease that keeps new blobs, progress.
 struct Exporter<'a> {
     store: &'a Store,
@@ -153,7 +176,18 @@ impl Exporter<'_> {
         image: &Image,
         compression: LayerCompression,
     ) -> Result<(Descriptor, Vec<Descriptor>), ImageError> {
-        let (store, progress) = (self.store, self.progress);
+        let plan = self.distributable(image, compression)?;
+        for blob in plan.layers.iter().chain(std::iter::once(&plan.config)) {
+            copy_blob(self.store, sink, blob, self.progress)?;
+        }
+        let descriptor = plan.manifest_descriptor;
+        sink.add_blob(&descriptor.digest, descriptor.size, &mut &plan.manifest[..])?;
+        Ok((descriptor, plan.layers))
+    }
+
+    /// The image as it leaves the store: layers in `compression` (made and kept when missing),
+    /// the config, and an OCI manifest over them.
+    fn distributable(&self, image: &Image, compression: LayerCompression) -> Result<Distributable, ImageError> {
         let diff_ids = &image.config.rootfs.diff_ids;
         if diff_ids.len() != image.manifest.layers.len() {
             return Err(ImageError::LayerCount {
@@ -164,17 +198,14 @@ impl Exporter<'_> {
         }
         let mut layers = Vec::new();
         for (i, (diff_id, source)) in diff_ids.iter().zip(&image.manifest.layers).enumerate() {
-            let blob = self.layer_blob(image, i, *diff_id, source, compression)?;
-            copy_blob(store, sink, &blob, progress)?;
-            layers.push(blob);
+            layers.push(self.layer_blob(image, i, *diff_id, source, compression)?);
         }
         let config = Descriptor::new(MediaType::OciConfig, image.manifest.config.digest, image.manifest.config.size);
-        copy_blob(store, sink, &config, progress)?;
-        let manifest = ImageManifest::oci(config, layers.clone());
+        let manifest = ImageManifest::oci(config.clone(), layers.clone());
         let bytes = canonical::to_bytes(&manifest);
-        let descriptor = Descriptor::new(MediaType::OciManifest, crate::oci::Digest::of(&bytes), bytes.len() as u64);
-        sink.add_blob(&descriptor.digest, descriptor.size, &mut &bytes[..])?;
-        Ok((descriptor, layers))
+        let manifest_descriptor =
+            Descriptor::new(MediaType::OciManifest, crate::oci::Digest::of(&bytes), bytes.len() as u64);
+        Ok(Distributable { manifest: bytes, manifest_descriptor, config, layers })
     }
 
     /// The blob of layer `diff_id` in `compression`: the manifest's own blob when it already has that

@@ -9,6 +9,7 @@ mod image_adversarial;
 mod layer;
 mod layer_adversarial;
 mod progress;
+mod registry;
 mod snapshot;
 mod store;
 mod support;

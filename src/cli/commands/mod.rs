@@ -11,6 +11,7 @@ mod fsck;
 mod images;
 mod info;
 mod prune;
+mod registry;
 
 use super::args::{Cli, Command, GlobalArgs, SnapshotterArg};
 
@@ -34,6 +35,10 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Fsck(args) => fsck::fsck(&cli.global, &args),
         Command::Check(args) => check::check(&args),
         Command::ExecInit { report_fd } => Ok(exec_init::exec_init(report_fd)),
+        Command::Pull(args) => registry::pull(&cli.global, &args, &progress),
+        Command::Push(args) => registry::push(&cli.global, &args, &progress),
+        Command::Login(args) => registry::login(&args),
+        Command::Logout(args) => registry::logout(&args),
     }
 }
 

@@ -99,8 +99,10 @@ pub fn describe(out: &Output) -> String {
     )
 }
 
+pub mod proxy;
 pub mod rawtar;
+pub mod registry;
 pub mod rootfs;
-pub mod snapshot;
 pub mod sandbox;
+pub mod snapshot;
 pub mod tree;

@@ -1,0 +1,105 @@
+//! `pull`, `push`, `login` and `logout`.
+
+use std::io::Read;
+
+use anyhow::{Context, Result, bail};
+
+use super::open_store;
+use crate::cli::args::{GlobalArgs, LoginArgs, LogoutArgs, PullArgs, PushArgs, RegistryArgs};
+use crate::image;
+use crate::oci::{LayerCompression, Platform, Reference};
+use crate::progress::Reporter;
+use crate::registry::{self, AuthFile, Client, ClientOptions, PullOptions, PushOptions, auth_file_path};
+
+/// Env var overriding the `PATCH` chunk size and the single-`PUT` limit of pushes (bytes; tests).
+const CHUNK_SIZE_ENV: &str = "SLIPWAY_PUSH_CHUNK_SIZE";
+
+/// A client for `registry` with the credentials the credentials file has for it.
+fn connect(args: &RegistryArgs, registry: &str) -> Result<Client> {
+    let path = auth_file_path(args.authfile.as_deref());
+    let credentials = AuthFile::read(&path)?.credentials(registry)?;
+    let options = ClientOptions { insecure: !args.tls_verify, credentials, retry: None };
+    Client::connect(registry, options).with_context(|| format!("connecting to {registry}"))
+}
+
+pub fn pull(global: &GlobalArgs, args: &PullArgs, progress: &Reporter) -> Result<u8> {
+    let reference = image::parse_name(&args.reference)?;
+    let platform = match &args.platform {
+        Some(p) => p.parse::<Platform>()?,
+        None => Platform::host(),
+    };
+    let store = open_store(global)?;
+    let client = connect(&args.registry, reference.registry())?;
+    let options = PullOptions { platform, ..PullOptions::default() };
+    let report = registry::pull(&client, &store, &reference, &options, progress)
+        .with_context(|| format!("pulling {reference}"))?;
+    println!("{}", report.id);
+    Ok(0)
+}
+
+pub fn push(global: &GlobalArgs, args: &PushArgs, progress: &Reporter) -> Result<u8> {
+    let store = open_store(global)?;
+    let img = image::resolve(&store, &args.image)?;
+    let destinations: Vec<Reference> = if args.destinations.is_empty() {
+        match Reference::parse(&args.image) {
+            Ok(name) if img.names.contains(&name) => vec![name],
+            _ => bail!("{} is not an image name: say where to push it", args.image),
+        }
+    } else {
+        args.destinations.iter().map(|d| image::parse_name(d)).collect::<Result<_, _>>()?
+    };
+    let mut options = PushOptions::default();
+    if let Ok(value) = std::env::var(CHUNK_SIZE_ENV) {
+        let size: u64 = value.parse().with_context(|| format!("{CHUNK_SIZE_ENV}={value:?} is not a byte count"))?;
+        options.chunk_size = size.max(1);
+        options.monolithic_limit = size;
+    }
+    let lease = store.lease("push")?;
+    let plan = image::distributable(&store, &img, LayerCompression::Gzip, &lease, progress)?;
+    for destination in &destinations {
+        let client = connect(&args.registry, destination.registry())?;
+        let report = registry::push(&client, &store, &plan, destination, &options, progress)
+            .with_context(|| format!("pushing {} to {destination}", args.image))?;
+        println!("{}@{}", destination.name(), report.digest);
+    }
+    if let Some(path) = &args.digestfile {
+        std::fs::write(path, plan.manifest_descriptor.digest.to_string())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(0)
+}
+
+pub fn login(args: &LoginArgs) -> Result<u8> {
+    if !args.password_stdin {
+        bail!("give the password on standard input with --password-stdin");
+    }
+    let mut password = String::new();
+    std::io::stdin().read_to_string(&mut password).context("reading the password from standard input")?;
+    let password = password.trim_end_matches(['\n', '\r']).to_string();
+    if password.is_empty() {
+        bail!("the password on standard input is empty");
+    }
+    let credentials = registry::Credentials::Basic { username: args.username.clone(), password: password.clone() };
+    let options =
+        ClientOptions { insecure: !args.registry_args.tls_verify, credentials: Some(credentials), retry: None };
+    let client =
+        Client::connect(&args.registry, options).with_context(|| format!("connecting to {}", args.registry))?;
+    client.check_login().with_context(|| format!("logging in to {}", args.registry))?;
+    let path = auth_file_path(args.registry_args.authfile.as_deref());
+    let mut file = AuthFile::read(&path)?;
+    file.set(&args.registry, &args.username, &password);
+    file.save()?;
+    println!("Login Succeeded");
+    Ok(0)
+}
+
+pub fn logout(args: &LogoutArgs) -> Result<u8> {
+    let path = auth_file_path(args.authfile.as_deref());
+    let mut file = AuthFile::read(&path)?;
+    if !file.remove(&args.registry) {
+        bail!("not logged in to {} (in {})", args.registry, path.display());
+    }
+    file.save()?;
+    println!("Removed login credentials for {}", args.registry);
+    Ok(0)
+}

@@ -1,0 +1,219 @@
+//! Docker's credentials file (`config.json`): reading `auths`, `credHelpers` and `credsStore`,
+//! and writing entries for `login`/`logout` (0600, temp file + rename).
+//!
+//! Lookup order of the file: `--authfile` > `REGISTRY_AUTH_FILE` > `$DOCKER_CONFIG/config.json` >
+//! `~/.docker/config.json`. Insecure-registry lists are not read from any config file yet: plain
+//! HTTP is for loopback registries and `--tls-verify=false`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use base64::Engine;
+use serde_json::{Map, Value};
+
+use super::RegistryError;
+use super::auth::Credentials;
+
+/// Where the credentials file is: `explicit`, else the environment's choice.
+pub fn auth_file_path(explicit: Option<&Path>) -> PathBuf {
+    if let Some(path) = explicit {
+        return path.to_path_buf();
+    }
+    if let Some(path) = std::env::var_os("REGISTRY_AUTH_FILE").filter(|v| !v.is_empty()) {
+        return PathBuf::from(path);
+    }
+    if let Some(dir) = std::env::var_os("DOCKER_CONFIG").filter(|v| !v.is_empty()) {
+        return PathBuf::from(dir).join("config.json");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"));
+    home.join(".docker/config.json")
+}
+
+/// A parsed credentials file (absent = empty); unknown keys are kept when writing it back.
+#[derive(Debug, Clone)]
+pub struct AuthFile {
+    path: PathBuf,
+    doc: Map<String, Value>,
+}
+
+/// The keys a registry may be listed under in `auths` (Docker Hub has historic spellings).
+fn keys_for(registry: &str) -> Vec<String> {
+    let mut keys = vec![registry.to_string(), format!("https://{registry}"), format!("http://{registry}")];
+    if registry == crate::oci::DEFAULT_REGISTRY {
+        keys.insert(0, "https://index.docker.io/v1/".to_string());
+        keys.push("index.docker.io".to_string());
+        keys.push("registry-1.docker.io".to_string());
+    }
+    keys
+}
+
+impl AuthFile {
+    /// Reads the file at `path`; a missing file is an empty one.
+    pub fn read(path: &Path) -> Result<AuthFile, RegistryError> {
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(AuthFile { path: path.to_path_buf(), doc: Map::new() });
+            }
+            Err(source) => return Err(RegistryError::AuthFile { path: path.to_path_buf(), source }),
+        };
+        let doc = match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(map)) => map,
+            Ok(_) => Map::new(),
+            Err(e) => {
+                return Err(RegistryError::AuthFileFormat { path: path.to_path_buf(), reason: e.to_string() });
+            }
+        };
+        Ok(AuthFile { path: path.to_path_buf(), doc })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Credentials for `registry` (`host[:port]` as in references): a credential helper named in
+    /// `credHelpers`, else the `auths` entry, else `credsStore`. A helper that fails is an error,
+    /// never a reason to try credentials meant for another host.
+    pub fn credentials(&self, registry: &str) -> Result<Option<Credentials>, RegistryError> {
+        if let Some(helper) = self.doc.get("credHelpers").and_then(|h| h.get(registry)).and_then(Value::as_str) {
+            return helper_get(helper, registry);
+        }
+        let auths = self.doc.get("auths").and_then(Value::as_object);
+        for key in keys_for(registry) {
+            let Some(entry) = auths.and_then(|a| a.get(&key)) else { continue };
+            if let Some(auth) = entry.get("auth").and_then(Value::as_str).filter(|a| !a.is_empty()) {
+                let decoded = base64::engine::general_purpose::STANDARD.decode(auth.trim()).map_err(|e| {
+                    RegistryError::AuthFileFormat { path: self.path.clone(), reason: format!("auths.{key}.auth: {e}") }
+                })?;
+                let text = String::from_utf8_lossy(&decoded).into_owned();
+                let Some((user, pass)) = text.split_once(':') else {
+                    return Err(RegistryError::AuthFileFormat {
+                        path: self.path.clone(),
+                        reason: format!("auths.{key}.auth is not base64 of user:password"),
+                    });
+                };
+                return Ok(Some(Credentials::Basic { username: user.to_string(), password: pass.to_string() }));
+            }
+            if let Some(token) = entry.get("identitytoken").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+                return Ok(Some(Credentials::IdentityToken(token.to_string())));
+            }
+        }
+        if let Some(store) = self.doc.get("credsStore").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+            return helper_get(store, registry);
+        }
+        Ok(None)
+    }
+
+    /// Sets `auths.<registry>.auth` to base64 of `user:password`.
+    pub fn set(&mut self, registry: &str, username: &str, password: &str) {
+        let auths = self.doc.entry("auths").or_insert_with(|| Value::Object(Map::new()));
+        if !auths.is_object() {
+            *auths = Value::Object(Map::new());
+        }
+        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+        if let Some(map) = auths.as_object_mut() {
+            let mut entry = Map::new();
+            entry.insert("auth".to_string(), Value::String(encoded));
+            map.insert(registry.to_string(), Value::Object(entry));
+        }
+    }
+
+    /// Removes every `auths` entry of `registry`; returns whether one existed.
+    pub fn remove(&mut self, registry: &str) -> bool {
+        let Some(map) = self.doc.get_mut("auths").and_then(Value::as_object_mut) else { return false };
+        let mut removed = false;
+        for key in keys_for(registry) {
+            removed |= map.remove(&key).is_some();
+        }
+        removed
+    }
+
+    /// Writes the file: a 0600 temp file beside it, fsync, rename (the directory is made 0700).
+    pub fn save(&self) -> Result<(), RegistryError> {
+        let io = |source| RegistryError::AuthFile { path: self.path.clone(), source };
+        let dir = match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if !dir.exists() {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(io)?;
+        }
+        let mut tmp = tempfile::Builder::new().prefix(".config.json.").tempfile_in(&dir).map_err(io)?;
+        // NamedTempFile is created 0600 already.
+        let text = serde_json::to_string_pretty(&Value::Object(self.doc.clone()))
+            .map_err(|e| RegistryError::AuthFileFormat { path: self.path.clone(), reason: e.to_string() })?;
+        tmp.write_all(text.as_bytes()).map_err(io)?;
+        tmp.write_all(b"\n").map_err(io)?;
+        tmp.as_file().sync_all().map_err(io)?;
+        tmp.persist(&self.path).map_err(|e| io(e.error))?;
+        Ok(())
+    }
+}
+
+/// Runs `docker-credential-<helper> get` with the server URL on stdin.
+fn helper_get(helper: &str, registry: &str) -> Result<Option<Credentials>, RegistryError> {
+    let fail = |reason: String| RegistryError::CredentialHelper {
+        helper: helper.to_string(),
+        registry: registry.to_string(),
+        reason,
+    };
+    let mut child = Command::new(format!("docker-credential-{helper}"))
+        .arg("get")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| fail(format!("cannot run it: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(registry.as_bytes()).map_err(|e| fail(e.to_string()))?;
+    }
+    let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        // The protocol's answer for "nothing stored".
+        if stdout.contains("credentials not found") {
+            return Ok(None);
+        }
+        return Err(fail(format!("exited with {}: {}", out.status, stdout.trim())));
+    }
+    let value: Value = serde_json::from_slice(&out.stdout).map_err(|e| fail(format!("invalid answer: {e}")))?;
+    let user = value.get("Username").and_then(Value::as_str).unwrap_or_default();
+    let secret = value.get("Secret").and_then(Value::as_str).unwrap_or_default();
+    if secret.is_empty() {
+        return Ok(None);
+    }
+    if user == "<token>" {
+        return Ok(Some(Credentials::IdentityToken(secret.to_string())));
+    }
+    Ok(Some(Credentials::Basic { username: user.to_string(), password: secret.to_string() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_lookup() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/config.json");
+        let mut file = AuthFile::read(&path).unwrap();
+        assert!(file.credentials("127.0.0.1:5000").unwrap().is_none());
+        file.set("127.0.0.1:5000", "u", "p:w");
+        file.save().unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        let file = AuthFile::read(&path).unwrap();
+        match file.credentials("127.0.0.1:5000").unwrap() {
+            Some(Credentials::Basic { username, password }) => {
+                assert_eq!((username.as_str(), password.as_str()), ("u", "p:w"))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(file.credentials("other:5000").unwrap().is_none());
+        let mut file = file;
+        assert!(file.remove("127.0.0.1:5000"));
+        assert!(file.credentials("127.0.0.1:5000").unwrap().is_none());
+    }
+}

@@ -1,0 +1,453 @@
+//! `push`: an image's blobs, then its manifest, to a repository.
+//!
+//! Every blob is checked with `HEAD` first; missing ones are uploaded from the store file (never
+//! read into memory): one `PUT` for small blobs, `PATCH` chunks with `Content-Range` for big ones,
+//! resuming from the offset the registry reports (`GET` on the upload URL) after a dropped
+//! connection or a 416. Several blobs go at once; the manifest goes last, and the registry's
+//! `Docker-Content-Digest` must equal ours.
+
+use std::sync::Mutex;
+
+use reqwest::Method;
+use reqwest::Url;
+use reqwest::header::{CONTENT_TYPE, HeaderValue};
+
+use super::auth::repository_scope;
+use super::client::Client;
+use super::transport::{Body, Request};
+use super::{Checked, RegistryError};
+use crate::image::Distributable;
+use crate::oci::{Descriptor, Digest, Reference};
+use crate::progress::{Reporter, Unit};
+use crate::store::Store;
+
+/// Times one upload recovers (resume, or restart) before it fails.
+const RECOVERIES: u32 = 3;
+
+/// Options of `push`.
+#[derive(Debug, Clone)]
+pub struct PushOptions {
+    /// Blobs uploaded at once.
+    pub parallel: usize,
+    /// Blobs up to this size go in one `PUT`; bigger ones in `PATCH` chunks.
+    pub monolithic_limit: u64,
+    /// Size of one `PATCH` chunk.
+    pub chunk_size: u64,
+}
+
+impl Default for PushOptions {
+    fn default() -> PushOptions {
+        PushOptions { parallel: 4, monolithic_limit: 16 << 20, chunk_size: 16 << 20 }
+    }
+}
+
+/// What `push` did.
+#[derive(Debug, Clone)]
+pub struct PushReport {
+    /// The manifest's digest (as computed here and confirmed by the registry).
+    pub digest: Digest,
+    /// Blobs uploaded, and blobs the registry already had.
+    pub uploaded: usize,
+    pub existing: usize,
+}
+
+struct Pusher<'a> {
+    client: &'a Client,
+    destination: &'a Reference,
+    scope: String,
+    store: &'a Store,
+    options: &'a PushOptions,
+    progress: &'a Reporter,
+}
+
+/// Pushes `image` (see `image::distributable`) to `destination` on `client`'s registry.
+pub fn push(
+    client: &Client,
+    store: &Store,
+    image: &Distributable,
+    destination: &Reference,
+    options: &PushOptions,
+    progress: &Reporter,
+) -> Result<PushReport, RegistryError> {
+    let pusher = Pusher {
+        client,
+        destination,
+        scope: repository_scope(destination.repository(), "pull,push"),
+        store,
+        options,
+        progress,
+    };
+    let mut blobs: Vec<&Descriptor> = Vec::new();
+    for blob in image.layers.iter().chain(std::iter::once(&image.config)) {
+        if !blobs.iter().any(|b| b.digest == blob.digest) {
+            blobs.push(blob);
+        }
+    }
+    let (uploaded, existing) = pusher.push_blobs(&blobs)?;
+    pusher.put_manifest(image)?;
+    Ok(PushReport { digest: image.manifest_descriptor.digest, uploaded, existing })
+}
+
+impl Pusher<'_> {
+    fn registry(&self) -> String {
+        self.client.registry().to_string()
+    }
+
+    fn repository(&self) -> &str {
+        self.destination.repository()
+    }
+
+    fn wrap(&self, digest: Digest) -> impl FnOnce(RegistryError) -> RegistryError + '_ {
+        move |source| RegistryError::Blob {
+            registry: self.registry(),
+            repository: self.repository().to_string(),
+            digest,
+            source: Box::new(source),
+        }
+    }
+
+    /// Pushes every blob with up to `parallel` threads; returns (uploaded, existing).
+    fn push_blobs(&self, blobs: &[&Descriptor]) -> Result<(usize, usize), RegistryError> {
+        let queue = Mutex::new(blobs.iter());
+        let outcome: Mutex<(usize, usize, Option<RegistryError>)> = Mutex::new((0, 0, None));
+        std::thread::scope(|scope| {
+            for _ in 0..self.options.parallel.max(1).min(blobs.len()) {
+                scope.spawn(|| {
+                    loop {
+                        if outcome.lock().map(|o| o.2.is_some()).unwrap_or(true) {
+                            return;
+                        }
+                        let next = queue.lock().ok().and_then(|mut q| q.next().copied());
+                        let Some(blob) = next else { return };
+                        let result = self.push_blob(blob);
+                        let Ok(mut o) = outcome.lock() else { return };
+                        match result {
+                            Ok(true) => o.0 += 1,
+                            Ok(false) => o.1 += 1,
+                            Err(err) => {
+                                o.2.get_or_insert(err);
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        let (uploaded, existing, error) = outcome.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match error {
+            Some(err) => Err(err),
+            None => Ok((uploaded, existing)),
+        }
+    }
+
+    /// Uploads one blob unless the registry has it; returns whether it was uploaded.
+    fn push_blob(&self, d: &Descriptor) -> Result<bool, RegistryError> {
+        if self.exists(d).map_err(self.wrap(d.digest))? {
+            return Ok(false);
+        }
+        let task = self.progress.start(|| format!("push blob sha256:{}", d.digest.short()));
+        let result = self.upload(d, &task).map_err(self.wrap(d.digest));
+        task.finish(result).map(|()| true)
+    }
+
+    fn exists(&self, d: &Descriptor) -> Result<bool, RegistryError> {
+        let url = self.client.url(&format!("v2/{}/blobs/{}", self.repository(), d.digest))?;
+        let request = Request::new(Method::HEAD, url);
+        let mut response = self.client.send(request.clone(), &self.scope)?;
+        match response.status {
+            200 => Ok(true),
+            404 => Ok(false),
+            _ => Err(self.client.status_error(&request, &mut response)),
+        }
+    }
+
+    /// One upload session after another until one completes (at most `RECOVERIES` restarts).
+    fn upload(&self, d: &Descriptor, task: &crate::progress::Task) -> Result<(), RegistryError> {
+        let path = self.store.blob_path(&d.digest);
+        if self.store.blob_size(&d.digest)? != d.size {
+            return Err(RegistryError::Protocol {
+                registry: self.registry(),
+                reason: format!("blob {} in the store does not have size {}", d.digest, d.size),
+            });
+        }
+        let mut restarts = 0;
+        loop {
+            let location = self.start_upload()?;
+            let result = if d.size <= self.options.monolithic_limit {
+                self.put_whole(location, d, &path)
+            } else {
+                self.put_chunked(location, d, &path, task)
+            };
+            match result {
+                Err(err) if restarts < RECOVERIES && recoverable(&err) => {
+                    restarts += 1;
+                    tracing::warn!(digest = %d.digest, error = %err, "upload failed; starting it again");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// `POST /v2/<name>/blobs/uploads/` → the upload URL.
+    fn start_upload(&self) -> Result<Url, RegistryError> {
+        let url = self.client.url(&format!("v2/{}/blobs/uploads/", self.repository()))?;
+        let request = Request::new(Method::POST, url);
+        let mut response = self.client.send(request.clone(), &self.scope)?;
+        if response.status != 202 {
+            return Err(self.client.status_error(&request, &mut response));
+        }
+        self.client.location(&request.url, &response)
+    }
+
+    /// The whole blob in the closing `PUT ?digest=`.
+    fn put_whole(&self, location: Url, d: &Descriptor, path: &std::path::Path) -> Result<(), RegistryError> {
+        let body = Body::File { path: path.to_path_buf(), offset: 0, len: d.size };
+        self.finish_upload(location, d, body)
+    }
+
+    /// `PATCH` chunks, then an empty closing `PUT`; resumes at the registry's offset on failure.
+    fn put_chunked(
+        &self,
+        mut location: Url,
+        d: &Descriptor,
+        path: &std::path::Path,
+        task: &crate::progress::Task,
+    ) -> Result<(), RegistryError> {
+        let mut offset = 0;
+        let mut resumes = 0;
+        let chunk = self.options.chunk_size.max(1);
+        while offset < d.size {
+            let end = (offset + chunk).min(d.size);
+            let mut request = Request::new(Method::PATCH, location.clone());
+            request.headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+            request.headers.insert("content-range", header(&format!("{offset}-{}", end - 1))?);
+            request.body = Body::File { path: path.to_path_buf(), offset, len: end - offset };
+            let result = self.client.send_once(&request, &self.scope);
+            match result {
+                Ok(response) if response.status == 202 => {
+                    location = self.client.location(&request.url, &response)?;
+                    offset = end;
+                    task.progress(offset, Some(d.size), Unit::Bytes);
+                }
+                Ok(response) if resumes < RECOVERIES && (response.status == 416 || response.status >= 500) => {
+                    resumes += 1;
+                    (location, offset) = self.upload_status(&location)?;
+                }
+                Err(err @ RegistryError::Connect { .. }) if resumes < RECOVERIES => {
+                    resumes += 1;
+                    tracing::warn!(digest = %d.digest, offset, error = %err, "chunk failed; asking where to resume");
+                    (location, offset) = self.upload_status(&location)?;
+                }
+                Ok(mut response) => return Err(self.client.status_error(&request, &mut response)),
+                Err(err) => return Err(err),
+            }
+        }
+        self.finish_upload(location, d, Body::Empty)
+    }
+
+    /// `GET <upload-url>` → (upload URL, next offset) from its 204 `Range: 0-N`.
+    fn upload_status(&self, location: &Url) -> Result<(Url, u64), RegistryError> {
+        let request = Request::new(Method::GET, location.clone());
+        let mut response = self.client.send(request.clone(), &self.scope)?;
+        if response.status != 204 {
+            return Err(self.client.status_error(&request, &mut response));
+        }
+        let next = match response.header("range") {
+            None => 0,
+            Some(range) => {
+                let end = range
+                    .trim()
+                    .trim_start_matches("bytes=")
+                    .split('-')
+                    .nth(1)
+                    .and_then(|e| e.trim().parse::<u64>().ok());
+                match end {
+                    Some(end) => end + 1,
+                    None => {
+                        return Err(RegistryError::Protocol {
+                            registry: self.registry(),
+                            reason: format!("upload status {location}: invalid Range {range:?}"),
+                        });
+                    }
+                }
+            }
+        };
+        let next_location = match response.header("location") {
+            Some(_) => self.client.location(location, &response)?,
+            None => location.clone(),
+        };
+        Ok((next_location, next))
+    }
+
+    /// The closing `PUT <upload-url>?digest=…` (201).
+    fn finish_upload(&self, mut location: Url, d: &Descriptor, body: Body) -> Result<(), RegistryError> {
+        location.query_pairs_mut().append_pair("digest", &d.digest.to_string());
+        let mut request = Request::new(Method::PUT, location);
+        request.headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+        request.body = body;
+        let mut response = self.client.send(request.clone(), &self.scope)?;
+        if !matches!(response.status, 201 | 204) {
+            return Err(self.client.status_error(&request, &mut response));
+        }
+        Ok(())
+    }
+
+    /// `PUT /v2/<name>/manifests/<tag>` with our bytes; the registry's digest must be ours.
+    fn put_manifest(&self, image: &Distributable) -> Result<(), RegistryError> {
+        let ours = image.manifest_descriptor.digest;
+        let target = match (self.destination.tag(), self.destination.digest()) {
+            (Some(tag), _) => tag.to_string(),
+            (None, Some(digest)) => digest.to_string(),
+            (None, None) => crate::oci::DEFAULT_TAG.to_string(),
+        };
+        let url = self.client.url(&format!("v2/{}/manifests/{target}", self.repository()))?;
+        let mut request = Request::new(Method::PUT, url);
+        request.headers.insert(CONTENT_TYPE, header(image.manifest_descriptor.media_type.as_str())?);
+        request.body = Body::Bytes(image.manifest.clone());
+        let mut response = self.client.send(request.clone(), &self.scope)?;
+        if !matches!(response.status, 200 | 201) {
+            return Err(self.client.status_error(&request, &mut response));
+        }
+        if let Some(claimed) = response.header("docker-content-digest") {
+            let theirs: Digest = claimed.parse().map_err(|_| RegistryError::Protocol {
+                registry: self.registry(),
+                reason: format!("invalid Docker-Content-Digest {claimed:?}"),
+            })?;
+            if theirs != ours {
+                return Err(RegistryError::DigestMismatch {
+                    registry: self.registry(),
+                    repository: self.repository().to_string(),
+                    what: Checked::Manifest,
+                    digest: ours,
+                    actual: theirs,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn header(value: &str) -> Result<HeaderValue, RegistryError> {
+    HeaderValue::from_str(value).map_err(|e| RegistryError::Protocol { registry: String::new(), reason: e.to_string() })
+}
+
+/// Whether a failed upload session is worth starting again.
+fn recoverable(err: &RegistryError) -> bool {
+    match err {
+        RegistryError::Connect { .. } => true,
+        RegistryError::Status { status, .. } => *status == 416 || *status >= 500 || *status == 404,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::super::fake::{body_bytes, client, response, route};
+    use super::*;
+    use crate::oci::{ImageManifest, MediaType, canonical};
+
+    /// Blobs the fake registry completed, with their bytes.
+    type Uploads = Arc<Mutex<Vec<(Digest, Vec<u8>)>>>;
+
+    /// An image of one 20 000-byte layer and a config, in a fresh store.
+    fn image(store: &Store) -> Distributable {
+        let layer: Vec<u8> = (0..20_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let layer_digest = store.write_blob(&layer, None).unwrap();
+        let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let config_digest = store.write_blob(config, None).unwrap();
+        let config = Descriptor::new(MediaType::OciConfig, config_digest, config.len() as u64);
+        let layers = vec![Descriptor::new(MediaType::OciLayerGzip, layer_digest, layer.len() as u64)];
+        let manifest = canonical::to_bytes(&ImageManifest::oci(config.clone(), layers.clone()));
+        let manifest_descriptor = Descriptor::new(MediaType::OciManifest, Digest::of(&manifest), manifest.len() as u64);
+        Distributable { manifest, manifest_descriptor, config, layers }
+    }
+
+    /// A registry in memory: one upload session at a time, a 416 for the second chunk once.
+    fn answer(
+        claimed_digest: Option<String>,
+        uploaded: Uploads,
+    ) -> impl Fn(&Request, usize) -> super::super::Response + Send + Sync {
+        let session: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+        let chunks = Mutex::new(0);
+        move |req, _| {
+            let (method, path) = route(req);
+            let mut session = session.lock().unwrap();
+            match method.as_str() {
+                "HEAD" => response(404, &[], ""),
+                "POST" => {
+                    session.clear();
+                    response(202, &[("location", "/v2/r/blobs/uploads/u1?_state=abc")], "")
+                }
+                "PATCH" => {
+                    let mut n = chunks.lock().unwrap();
+                    *n += 1;
+                    if *n == 2 {
+                        return response(416, &[], "");
+                    }
+                    let range = req.headers.get("content-range").unwrap().to_str().unwrap().to_string();
+                    let start: usize = range.split('-').next().unwrap().parse().unwrap();
+                    assert_eq!(start, session.len(), "chunk out of order: {range}");
+                    session.extend(body_bytes(&req.body));
+                    assert!(req.url.query().unwrap().contains("_state="), "query lost: {}", req.url);
+                    let end = format!("0-{}", session.len() - 1);
+                    response(202, &[("location", "/v2/r/blobs/uploads/u1?_state=def"), ("range", &end)], "")
+                }
+                "GET" => {
+                    let end = format!("0-{}", session.len() - 1);
+                    response(204, &[("range", &end), ("location", "/v2/r/blobs/uploads/u1?_state=ghi")], "")
+                }
+                "PUT" if path.contains("/blobs/uploads/") => {
+                    session.extend(body_bytes(&req.body));
+                    let digest: Digest = req.url.query_pairs().find(|(k, _)| k == "digest").unwrap().1.parse().unwrap();
+                    assert_eq!(Digest::of(&session), digest);
+                    uploaded.lock().unwrap().push((digest, session.clone()));
+                    response(201, &[], "")
+                }
+                "PUT" => {
+                    assert_eq!(uploaded.lock().unwrap().len(), 2, "manifest before its blobs");
+                    let ours = Digest::of(&body_bytes(&req.body)).to_string();
+                    let claimed = claimed_digest.clone().unwrap_or(ours);
+                    response(201, &[("docker-content-digest", &claimed)], "")
+                }
+                other => panic!("unexpected {other} {path}"),
+            }
+        }
+    }
+
+    fn options() -> PushOptions {
+        PushOptions { parallel: 1, monolithic_limit: 1000, chunk_size: 4096 }
+    }
+
+    #[test]
+    fn chunked_upload_resumes_at_the_reported_offset_and_manifest_goes_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("root")).unwrap();
+        let image = image(&store);
+        let uploaded = Arc::new(Mutex::new(Vec::new()));
+        let (client, fake) = client(None, answer(None, uploaded.clone()));
+        let dest = Reference::parse("reg.test/r:1").unwrap();
+        let report = push(&client, &store, &image, &dest, &options(), &Reporter::silent()).unwrap();
+        assert_eq!(report.digest, image.manifest_descriptor.digest);
+        assert_eq!((report.uploaded, report.existing), (2, 0));
+        let uploaded = uploaded.lock().unwrap();
+        let layer = uploaded.iter().find(|(d, _)| *d == image.layers[0].digest).unwrap();
+        assert_eq!(layer.1, store.read_blob(&image.layers[0].digest, 1 << 20).unwrap());
+        let log = fake.log.lock().unwrap();
+        assert!(log.iter().any(|(m, _, _)| m == "GET"), "no upload status request: {log:?}");
+        assert!(log.last().unwrap().1.ends_with("/manifests/1"), "{log:?}");
+    }
+
+    #[test]
+    fn wrong_docker_content_digest_fails_the_push() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("root")).unwrap();
+        let image = image(&store);
+        let wrong = Digest::of(b"x").to_string();
+        let (client, _) = client(None, answer(Some(wrong), Arc::new(Mutex::new(Vec::new()))));
+        let dest = Reference::parse("reg.test/r:1").unwrap();
+        let err = push(&client, &store, &image, &dest, &options(), &Reporter::silent()).unwrap_err();
+        assert!(matches!(err, RegistryError::DigestMismatch { what: Checked::Manifest, .. }), "{err}");
+    }
+}

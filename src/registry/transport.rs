@@ -1,0 +1,163 @@
+//! The HTTP seam: one request in, one response out, no redirects followed, no retries.
+//!
+//! `HttpTransport` is the real one (reqwest, blocking, rustls). Redirects, authentication and
+//! retries are the client's business, so that the rules about where credentials may go live in
+//! one place (`client`).
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use reqwest::Method;
+use reqwest::header::HeaderMap;
+
+use super::RegistryError;
+
+/// A request body that can be sent again (retries, re-authentication).
+#[derive(Debug, Clone)]
+pub enum Body {
+    Empty,
+    Bytes(Vec<u8>),
+    /// `len` bytes of a file from `offset`: reopened for every attempt, never held in memory.
+    File {
+        path: PathBuf,
+        offset: u64,
+        len: u64,
+    },
+}
+
+impl Body {
+    pub fn len(&self) -> u64 {
+        match self {
+            Body::Empty => 0,
+            Body::Bytes(b) => b.len() as u64,
+            Body::File { len, .. } => *len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One HTTP request.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: Method,
+    pub url: reqwest::Url,
+    pub headers: HeaderMap,
+    pub body: Body,
+}
+
+impl Request {
+    pub fn new(method: Method, url: reqwest::Url) -> Request {
+        Request { method, url, headers: HeaderMap::new(), body: Body::Empty }
+    }
+}
+
+/// One HTTP response; the body is read as a stream.
+pub struct Response {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Box<dyn Read + Send>,
+}
+
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Response").field("status", &self.status).field("headers", &self.headers).finish()
+    }
+}
+
+impl Response {
+    /// A header's value as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Reads the whole body, failing beyond `limit` bytes.
+    pub fn read_limited(&mut self, limit: u64) -> std::io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        (&mut self.body).take(limit + 1).read_to_end(&mut out)?;
+        if out.len() as u64 > limit {
+            return Err(std::io::Error::other(format!("body larger than {limit} bytes")));
+        }
+        Ok(out)
+    }
+}
+
+/// Why a request got no response.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// Connecting, TLS, sending or receiving headers failed: worth a retry.
+    #[error(transparent)]
+    Http(#[from] reqwest::Error),
+    /// The connection failed (transports other than reqwest's): worth a retry.
+    #[error("connection failed")]
+    Connection(#[source] std::io::Error),
+    /// The request body could not be read from its file: a local problem, not retried.
+    #[error("cannot read the request body from {path}")]
+    Body {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Sends one request; implementations follow no redirects and do not retry.
+pub trait Transport: Send + Sync {
+    fn send(&self, request: &Request) -> Result<Response, TransportError>;
+}
+
+/// The real transport: reqwest's blocking client with redirects disabled.
+pub struct HttpTransport {
+    client: reqwest::blocking::Client,
+}
+
+impl HttpTransport {
+    /// `insecure` accepts any TLS certificate (`--tls-verify=false`). Extra CA certificates come
+    /// from the PEM bundle `SSL_CERT_FILE` names, when set.
+    pub fn new(insecure: bool) -> Result<HttpTransport, RegistryError> {
+        let mut builder = reqwest::blocking::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(30))
+            .timeout(None::<Duration>)
+            .user_agent(concat!("slipway/", env!("CARGO_PKG_VERSION")));
+        if insecure {
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        if let Some(path) = std::env::var_os("SSL_CERT_FILE").filter(|p| !p.is_empty()) {
+            let pem = std::fs::read(&path).map_err(|source| RegistryError::Io {
+                what: format!("SSL_CERT_FILE {}", path.to_string_lossy()),
+                source,
+            })?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(RegistryError::Tls)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        Ok(HttpTransport { client: builder.build().map_err(RegistryError::Tls)? })
+    }
+}
+
+impl Transport for HttpTransport {
+    fn send(&self, request: &Request) -> Result<Response, TransportError> {
+        let mut builder =
+            self.client.request(request.method.clone(), request.url.clone()).headers(request.headers.clone());
+        builder = match &request.body {
+            Body::Empty => builder,
+            Body::Bytes(bytes) => builder.body(bytes.clone()),
+            Body::File { path, offset, len } => {
+                let file = File::open(path)
+                    .and_then(|mut f| f.seek(SeekFrom::Start(*offset)).map(|_| f))
+                    .map_err(|source| TransportError::Body { path: path.clone(), source })?;
+                builder.body(reqwest::blocking::Body::sized(file.take(*len), *len))
+            }
+        };
+        let response = builder.send()?;
+        Ok(Response {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            body: Box::new(response),
+        })
+    }
+}

@@ -1,0 +1,242 @@
+//! `push`, `pull`, `login`, `logout` against the real `docker-registry` (distribution 2.8) on
+//! 127.0.0.1, cross-checked with skopeo.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use crate::support::TestContext;
+use crate::support::proxy::{Direction, FaultProxy};
+use crate::support::registry::{Registry, RegistryConfig};
+use crate::support::rootfs::busybox_rootfs;
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// A fresh store with busybox imported as `name`; returns the context and the image id.
+fn imported(name: &str) -> (TestContext, String) {
+    let ctx = TestContext::new();
+    let rootfs = ctx.path().join("rootfs");
+    busybox_rootfs(&rootfs);
+    let out = ctx.ok(&["import", rootfs.to_str().unwrap(), name]);
+    (ctx, stdout(&out).trim().to_string())
+}
+
+fn skopeo(args: &[&str]) -> std::process::Output {
+    let out = Command::new("skopeo").args(args).output().expect("spawn skopeo");
+    assert!(out.status.success(), "skopeo {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// The digest `push` printed (`name@sha256:…`).
+fn pushed_digest(out: &std::process::Output) -> String {
+    let text = stdout(out);
+    let line = text.lines().last().unwrap_or_default();
+    line.rsplit_once('@').map(|(_, d)| d.to_string()).unwrap_or_else(|| panic!("push printed {text:?}"))
+}
+
+#[test]
+fn push_is_seen_by_skopeo_and_pulls_back_to_the_same_image() {
+    let registry = Registry::start();
+    let (ctx, id) = imported("example/busybox:1");
+    let dest = format!("{}/example/busybox:1", registry.host());
+    let digestfile = ctx.path().join("digest");
+    let out = ctx.ok(&["push", "--digestfile", digestfile.to_str().unwrap(), "example/busybox:1", &dest]);
+    let digest = pushed_digest(&out);
+    assert_eq!(std::fs::read_to_string(&digestfile).unwrap(), digest);
+
+    let inspect = skopeo(&["inspect", "--tls-verify=false", &format!("docker://{dest}")]);
+    let json: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(json["Digest"], digest.as_str(), "{json}");
+
+    let layout = ctx.path().join("copied");
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{dest}"),
+        &format!("oci:{}:copied", layout.display()),
+    ]);
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    assert_eq!(index["manifests"][0]["digest"], digest.as_str(), "{index}");
+
+    let other = TestContext::new();
+    let pulled = other.ok(&["pull", &dest]);
+    assert_eq!(stdout(&pulled).trim(), id);
+    let images = other.ok(&["images", "--format", "json"]);
+    assert!(stdout(&images).contains(&id), "{}", stdout(&images));
+    // Pulling again fetches nothing and answers the same.
+    registry.mark("second pull");
+    assert_eq!(stdout(&other.ok(&["pull", &dest])).trim(), id);
+    assert_eq!(registry.count_since("second pull", "GET", "/blobs/"), 0, "{}", registry.log_since("second pull"));
+    // A pinned pull checks the manifest digest.
+    let pinned = format!("{}/example/busybox@{digest}", registry.host());
+    assert_eq!(stdout(&TestContext::new().ok(&["pull", &pinned])).trim(), id);
+}
+
+#[test]
+fn second_push_of_an_unchanged_image_uploads_no_blob() {
+    let registry = Registry::start();
+    let (ctx, _) = imported("example/busybox:1");
+    let dest = format!("{}/example/again:1", registry.host());
+    let third = format!("{}/example/third:2", registry.host());
+    // Two destinations in one run.
+    let first = pushed_digest(&ctx.ok(&["push", "example/busybox:1", &dest, &third]));
+    assert!(registry.count_since("", "PUT", "/blobs/uploads/") >= 4, "{}", registry.log());
+    registry.mark("second push");
+    let second = pushed_digest(&ctx.ok(&["push", "example/busybox:1", &dest]));
+    assert_eq!(first, second);
+    let log = registry.log_since("second push");
+    assert_eq!(registry.count_since("second push", "PUT", "/blobs/"), 0, "{log}");
+    assert_eq!(registry.count_since("second push", "PATCH", "/blobs/"), 0, "{log}");
+    assert_eq!(registry.count_since("second push", "POST", "/blobs/"), 0, "{log}");
+    assert_eq!(registry.count_since("second push", "PUT", "/manifests/"), 1, "{log}");
+    let inspect = skopeo(&["inspect", "--tls-verify=false", &format!("docker://{third}")]);
+    assert!(stdout(&inspect).contains(&first), "{}", stdout(&inspect));
+}
+
+#[test]
+fn chunked_push_with_small_chunks_round_trips() {
+    let registry = Registry::start();
+    let (ctx, id) = imported("example/busybox:1");
+    let dest = format!("{}/example/chunked:1", registry.host());
+    let out =
+        ctx.cmd().args(["push", "example/busybox:1", &dest]).env("SLIPWAY_PUSH_CHUNK_SIZE", "65536").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(registry.count_since("", "PATCH", "/blobs/uploads/") > 2, "{}", registry.log());
+    let other = TestContext::new();
+    assert_eq!(stdout(&other.ok(&["pull", &dest])).trim(), id);
+}
+
+#[test]
+fn image_pushed_by_skopeo_is_pulled() {
+    let registry = Registry::start();
+    let (ctx, id) = imported("example/busybox:1");
+    let layout = ctx.path().join("layout");
+    ctx.ok(&["save", "example/busybox:1", "--format", "oci-dir", "-o", layout.to_str().unwrap()]);
+    let dest = format!("{}/from/skopeo:latest", registry.host());
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let tag = index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"].as_str().unwrap().to_string();
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:{tag}", layout.display()),
+        &format!("docker://{dest}"),
+    ]);
+    let other = TestContext::new();
+    assert_eq!(stdout(&other.ok(&["pull", &dest])).trim(), id);
+}
+
+#[test]
+fn missing_tag_names_registry_and_repository() {
+    let registry = Registry::start();
+    let ctx = TestContext::new();
+    let dest = format!("{}/nothing/here:1", registry.host());
+    let out = ctx.run(&["pull", &dest]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&registry.host()) && err.contains("nothing/here") && err.contains("404"), "{err}");
+}
+
+#[test]
+fn basic_auth_over_tls_with_login_and_logout() {
+    let registry =
+        Registry::start_with(RegistryConfig { tls: true, htpasswd: Some(("tester".into(), "s3cret".into())) });
+    let (ctx, id) = imported("example/busybox:1");
+    let authfile = ctx.path().join("auth/config.json");
+    let cert = registry.ca();
+    let dest = format!("{}/private/busybox:1", registry.host());
+    let with_env = |cmd: &mut Command| {
+        cmd.env("SSL_CERT_FILE", &cert)
+            .env_remove("REGISTRY_AUTH_FILE")
+            .env("DOCKER_CONFIG", ctx.path().join("nodocker"));
+    };
+
+    // Without credentials the push is refused.
+    let mut cmd = ctx.cmd();
+    with_env(&mut cmd);
+    let out =
+        cmd.args(["push", "--authfile", authfile.to_str().unwrap(), "example/busybox:1", &dest]).output().unwrap();
+    assert!(!out.status.success(), "anonymous push succeeded");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // A wrong password is refused by login and nothing is written.
+    let login = |password: &str| {
+        let mut cmd = ctx.cmd();
+        with_env(&mut cmd);
+        let mut child = cmd
+            .args([
+                "login",
+                "--authfile",
+                authfile.to_str().unwrap(),
+                "-u",
+                "tester",
+                "--password-stdin",
+                &registry.host(),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    assert!(!login("wrong").status.success());
+    assert!(!authfile.exists());
+    let out = login("s3cret");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&authfile).unwrap().permissions().mode() & 0o777, 0o600);
+
+    let mut cmd = ctx.cmd();
+    with_env(&mut cmd);
+    let out =
+        cmd.args(["push", "--authfile", authfile.to_str().unwrap(), "example/busybox:1", &dest]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let other = TestContext::new();
+    let mut cmd = other.cmd();
+    with_env(&mut cmd);
+    let out = cmd.args(["pull", "--authfile", authfile.to_str().unwrap(), &dest]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout(&out).trim(), id);
+
+    let mut cmd = ctx.cmd();
+    with_env(&mut cmd);
+    let out = cmd.args(["logout", "--authfile", authfile.to_str().unwrap(), &registry.host()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&authfile).unwrap();
+    assert!(!text.contains(&registry.host()), "{text}");
+}
+
+#[test]
+fn push_resumes_a_chunk_cut_by_a_dropped_connection() {
+    let registry = Registry::start();
+    let proxy = FaultProxy::start(registry.port, Direction::Request, b"PATCH /v2/", 200_000, 1);
+    let (ctx, id) = imported("example/busybox:1");
+    let dest = format!("{}/example/cut:1", proxy.host());
+    let out =
+        ctx.cmd().args(["push", "example/busybox:1", &dest]).env("SLIPWAY_PUSH_CHUNK_SIZE", "524288").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(proxy.cuts_left(), 0, "the proxy cut nothing");
+    // The registry saw the upload status request of the resume.
+    assert!(registry.count_since("", "GET", "/blobs/uploads/") >= 1, "{}", registry.log());
+    let other = TestContext::new();
+    assert_eq!(stdout(&other.ok(&["pull", &format!("{}/example/cut:1", registry.host())])).trim(), id);
+}
+
+#[test]
+fn pull_resumes_a_blob_cut_by_a_dropped_connection() {
+    let registry = Registry::start();
+    let (ctx, id) = imported("example/busybox:1");
+    ctx.ok(&["push", "example/busybox:1", &format!("{}/example/cut:1", registry.host())]);
+    let proxy = FaultProxy::start(registry.port, Direction::Response, b"Accept-Ranges: bytes", 300_000, 1);
+    registry.mark("pull");
+    let other = TestContext::new();
+    let out = other.ok(&["pull", &format!("{}/example/cut:1", proxy.host())]);
+    assert_eq!(stdout(&out).trim(), id);
+    assert_eq!(proxy.cuts_left(), 0, "the proxy cut nothing");
+    // Config, layer, and the layer again from where the cut left it.
+    assert_eq!(registry.count_since("pull", "GET", "/blobs/sha256:"), 3, "{}", registry.log_since("pull"));
+    assert!(registry.log_since("pull").contains("\" 206 "), "no partial answer: {}", registry.log_since("pull"));
+}

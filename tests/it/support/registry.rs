@@ -1,0 +1,181 @@
+//! A real registry for tests: Debian's `docker-registry` (distribution 2.8) on 127.0.0.1, with
+//! its storage in a temp dir; optionally TLS (a self-signed cert made with `openssl`) and
+//! htpasswd Basic auth. The process is killed when the handle drops.
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The registry binary the tests run.
+pub const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
+
+/// How a test registry is set up.
+#[derive(Default)]
+pub struct RegistryConfig {
+    /// Serve HTTPS with a self-signed certificate for 127.0.0.1.
+    pub tls: bool,
+    /// Basic auth with this (user, password) in an htpasswd file (bcrypt).
+    pub htpasswd: Option<(String, String)>,
+}
+
+/// A running registry.
+pub struct Registry {
+    child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    log: PathBuf,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0").local_addr().unwrap().port()
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+impl Registry {
+    /// A plain-HTTP registry without auth.
+    pub fn start() -> Registry {
+        Registry::start_with(RegistryConfig::default())
+    }
+
+    pub fn start_with(config: RegistryConfig) -> Registry {
+        assert!(
+            Path::new(REGISTRY_BIN).exists(),
+            "{REGISTRY_BIN} missing: scripts/install-deps installs docker-registry"
+        );
+        let dir = tempfile::Builder::new().prefix("slipway-registry-").tempdir().expect("temp dir");
+        let port = free_port();
+        let mut yaml = format!(
+            "version: 0.1\nlog:\n  level: info\n  formatter: text\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        if config.tls {
+            // A CA and a leaf it signs: webpki refuses a self-signed CA as a server certificate.
+            let d = dir.path();
+            let p = |name: &str| d.join(name).to_str().unwrap().to_string();
+            let (cert, key) = (d.join("cert.pem"), d.join("key.pem"));
+            run(Command::new("openssl").args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]).args([
+                "-subj",
+                "/CN=slipway test ca",
+                "-keyout",
+                &p("ca-key.pem"),
+                "-out",
+                &p("ca.pem"),
+            ]));
+            run(Command::new("openssl")
+                .args(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1"])
+                .args(["-keyout", &p("key.pem"), "-out", &p("leaf.csr")]));
+            std::fs::write(d.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
+            run(Command::new("openssl").args(["x509", "-req", "-days", "1", "-CAcreateserial"]).args([
+                "-in",
+                &p("leaf.csr"),
+                "-CA",
+                &p("ca.pem"),
+                "-CAkey",
+                &p("ca-key.pem"),
+                "-extfile",
+                &p("ext.cnf"),
+                "-out",
+                &p("cert.pem"),
+            ]));
+            yaml.push_str(&format!("  tls:\n    certificate: {}\n    key: {}\n", cert.display(), key.display()));
+        }
+        if let Some((user, password)) = &config.htpasswd {
+            let out = Command::new("python3")
+                .args([
+                    "-W",
+                    "ignore",
+                    "-c",
+                    "import crypt,sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH)))",
+                ])
+                .arg(password)
+                .output()
+                .expect("python3 for a bcrypt hash");
+            assert!(out.status.success(), "bcrypt hash: {}", String::from_utf8_lossy(&out.stderr));
+            let hash = String::from_utf8(out.stdout).unwrap();
+            let file = dir.path().join("htpasswd");
+            std::fs::write(&file, format!("{user}:{}\n", hash.trim())).unwrap();
+            yaml.push_str(&format!("auth:\n  htpasswd:\n    realm: slipway-test\n    path: {}\n", file.display()));
+        }
+        let cfg = dir.path().join("config.yml");
+        std::fs::write(&cfg, yaml).unwrap();
+        let log = dir.path().join("registry.log");
+        // Append mode, so that `mark` lines and the registry's own lines interleave.
+        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let child = Command::new(REGISTRY_BIN)
+            .arg("serve")
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn docker-registry");
+        let mut registry = Registry { child, port, dir, log };
+        registry.wait_ready();
+        registry
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("docker-registry exited with {status}:\n{}", self.log());
+            }
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("docker-registry did not listen on {} within 20 s:\n{}", self.port, self.log());
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The CA certificate that signed a TLS registry's certificate.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// Everything the registry logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Requests with `method` whose path contains `path_part` in the access log after the last
+    /// `mark(since)`.
+    pub fn count_since(&self, since: &str, method: &str, path_part: &str) -> usize {
+        let needle = format!("\"{method} ");
+        self.log_since(since).lines().filter(|l| l.contains(&needle) && l.contains(path_part)).count()
+    }
+
+    /// Writes a line to the log (to mark phases of a test).
+    pub fn mark(&self, text: &str) {
+        let mut f = std::fs::OpenOptions::new().append(true).open(&self.log).unwrap();
+        writeln!(f, "=== {text}").unwrap();
+    }
+
+    /// The log after the last `mark(text)`.
+    pub fn log_since(&self, text: &str) -> String {
+        let log = self.log();
+        let marker = format!("=== {text}");
+        match log.rfind(&marker) {
+            Some(i) => log[i..].to_string(),
+            None => log,
+        }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
