@@ -1,0 +1,165 @@
+//! `slipway run`: a busybox image imported from a directory (its config has no CMD, so every
+//! run names its command), run in throwaway snapshots that leave the store clean.
+
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use slipway::snapshot::{self, Info, Kind};
+
+use crate::support::rootfs::busybox_rootfs_all_applets;
+use crate::support::{TestContext, describe};
+
+/// A context whose store holds the busybox image `bb`.
+fn with_image() -> TestContext {
+    let ctx = TestContext::new();
+    let rootfs = ctx.path().join("rootfs");
+    std::fs::create_dir(&rootfs).unwrap();
+    busybox_rootfs_all_applets(&rootfs);
+    ctx.ok(&["import", rootfs.to_str().unwrap(), "bb"]);
+    ctx
+}
+
+fn code(out: &Output) -> Option<i32> {
+    out.status.code()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn snapshots(ctx: &TestContext) -> Vec<Info> {
+    snapshot::open(&ctx.root(), None).unwrap().list().unwrap()
+}
+
+/// No mount under the test directory, no active snapshot or view, `fsck --strict` happy.
+#[track_caller]
+fn assert_clean(ctx: &TestContext) {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let dir = ctx.path().to_string_lossy().into_owned();
+    assert!(!mountinfo.contains(&dir), "a mount was left behind:\n{mountinfo}");
+    let left: Vec<Info> = snapshots(ctx).into_iter().filter(|i| i.kind != Kind::Committed).collect();
+    assert!(left.is_empty(), "snapshots left behind: {left:?}");
+    ctx.ok(&["fsck", "--strict"]);
+}
+
+#[test]
+fn run_echo_prints_and_exits_zero() {
+    let ctx = with_image();
+    let out = ctx.run(&["run", "bb", "echo", "hi"]);
+    assert_eq!(code(&out), Some(0), "{}", describe(&out));
+    assert_eq!(stdout(&out), "hi\n");
+    assert_clean(&ctx);
+}
+
+#[test]
+fn run_exit_status_is_the_commands() {
+    let ctx = with_image();
+    let out = ctx.run(&["run", "bb", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    assert_eq!(code(&out), Some(3), "{}", describe(&out));
+    assert_eq!(stdout(&out), "out\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("err\n"), "{}", describe(&out));
+    let out = ctx.run(&["run", "bb", "sh", "-c", "kill -KILL $$"]);
+    assert_eq!(code(&out), Some(128 + 9), "{}", describe(&out));
+    assert_clean(&ctx);
+}
+
+#[test]
+fn run_env_user_and_workdir() {
+    let ctx = with_image();
+    let script = r#"echo "$FOO|$FROM_CALLER|${NOT_IN_CALLER-unset}"; id -u; pwd"#;
+    let out = ctx
+        .cmd()
+        .env("FROM_CALLER", "caller value")
+        .env_remove("NOT_IN_CALLER")
+        .args(["run", "-e", "FOO=bar baz", "-e", "FROM_CALLER", "-e", "NOT_IN_CALLER", "-u", "1000", "-w", "/tmp"])
+        .args(["bb", "sh", "-c", script])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), Some(0), "{}", describe(&out));
+    assert_eq!(stdout(&out), "bar baz|caller value|unset\n1000\n/tmp\n");
+    // Defaults: root in /.
+    let out = ctx.ok(&["run", "bb", "sh", "-c", "id -u; pwd"]);
+    assert_eq!(stdout(&out), "0\n/\n");
+    assert_clean(&ctx);
+}
+
+#[test]
+fn run_missing_or_unexecutable_command() {
+    let ctx = with_image();
+    let out = ctx.run(&["run", "bb", "no-such-command"]);
+    assert_eq!(code(&out), Some(127), "{}", describe(&out));
+    let out = ctx.run(&["run", "bb", "/etc/passwd"]);
+    assert_eq!(code(&out), Some(126), "{}", describe(&out));
+    assert_clean(&ctx);
+}
+
+#[test]
+fn run_entrypoint_replaces_and_takes_the_command_as_arguments() {
+    let ctx = with_image();
+    let out = ctx.ok(&["run", "--entrypoint", "/bin/echo", "bb", "a", "-n", "b"]);
+    assert_eq!(stdout(&out), "a -n b\n");
+    let out = ctx.ok(&["run", "--entrypoint", "", "bb", "echo", "plain"]);
+    assert_eq!(stdout(&out), "plain\n");
+    assert_clean(&ctx);
+}
+
+#[test]
+fn run_failures_of_slipway_exit_125() {
+    let ctx = with_image();
+    let out = ctx.run(&["run", "no-such-image", "true"]);
+    assert_eq!(code(&out), Some(125), "{}", describe(&out));
+    // The imported config has no CMD: a command must be given.
+    let out = ctx.run(&["run", "bb"]);
+    assert_eq!(code(&out), Some(125), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no command"), "{}", describe(&out));
+    let out = ctx.run(&["run", "-w", "relative", "bb", "true"]);
+    assert_eq!(code(&out), Some(125), "{}", describe(&out));
+    let out = ctx.run(&["run", "--memory", "12x", "bb", "true"]);
+    assert_eq!(code(&out), Some(2), "{}", describe(&out));
+    assert_clean(&ctx);
+}
+
+#[test]
+fn run_reuses_committed_layer_snapshots() {
+    let ctx = with_image();
+    ctx.ok(&["run", "bb", "sh", "-c", "echo changed > /etc/motd"]);
+    let first = snapshots(&ctx);
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert!(first[0].key.starts_with("layer:sha256:") && first[0].kind == Kind::Committed, "{first:?}");
+    // The second run starts from the same, unchanged layer snapshot: the first run's change is gone.
+    let out = ctx.ok(&["run", "bb", "sh", "-c", "cat /etc/motd 2>/dev/null || echo fresh"]);
+    assert_eq!(stdout(&out), "fresh\n");
+    assert_eq!(snapshots(&ctx), first);
+    assert_clean(&ctx);
+}
+
+#[test]
+fn run_with_the_copy_snapshotter() {
+    let ctx = with_image();
+    let out = ctx.ok(&["--snapshotter", "copy", "run", "bb", "echo", "copied"]);
+    assert_eq!(stdout(&out), "copied\n");
+    let sn = snapshot::open(&ctx.root(), Some(snapshot::Backend::Copy)).unwrap();
+    let left: Vec<Info> = sn.list().unwrap().into_iter().filter(|i| i.kind != Kind::Committed).collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert_clean(&ctx);
+}
+
+#[test]
+fn run_interrupted_tears_down_and_cleans_up() {
+    let ctx = with_image();
+    let child =
+        ctx.cmd().args(["run", "bb", "sleep", "60"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !snapshots(&ctx).iter().any(|i| i.kind == Kind::Active) {
+        assert!(Instant::now() < deadline, "the run never prepared its snapshot");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Let the sandbox start, then interrupt slipway alone (not its process group).
+    std::thread::sleep(Duration::from_millis(500));
+    rustix::process::kill_process(rustix::process::Pid::from_child(&child), rustix::process::Signal::INT).unwrap();
+    let started = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10), "interrupt took {:?}", started.elapsed());
+    assert_eq!(code(&out), Some(130), "{}", describe(&out));
+    assert_clean(&ctx);
+}
