@@ -330,10 +330,11 @@ Stdin is not attached (the command reads end-of-file); there is no -i or -t yet.
 Exit status:
   N        the command's own exit status
   128+S    the command was killed by signal S
-  125      slipway itself failed (image not found, bad flag value, sandbox set-up)
+  125      slipway itself failed (image not found, no command, a bad -w/-u/--cpus, sandbox set-up)
   126      the command is not executable
   127      the command was not found
-  130/143  slipway was interrupted by SIGINT/SIGTERM (the container is torn down first)";
+  130/143  slipway was interrupted by SIGINT/SIGTERM (the container is torn down first)
+  2        usage error (unknown flag, a --memory it cannot read)";
 
 /// `--network` values of `run`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -358,7 +359,7 @@ pub struct RunArgs {
     /// Replace the image's ENTRYPOINT (and drop its CMD); "" runs COMMAND without one
     #[arg(long, value_name = "CMD")]
     pub entrypoint: Option<String>,
-    /// Network: none = loopback only, host = the host's network (a private network with outbound access, slirp4netns, does not exist yet)
+    /// Network: none = loopback only, host = the host's network. Docker's `default` mode (a private network with outbound access through slirp4netns) does not exist yet
     #[arg(long, value_enum, default_value_t = NetworkArg::None, value_name = "MODE")]
     pub network: NetworkArg,
     /// Memory limit, with Docker's units: b, k, m, g (e.g. 512m, 1g)

@@ -163,3 +163,30 @@ fn run_interrupted_tears_down_and_cleans_up() {
     assert_eq!(code(&out), Some(130), "{}", describe(&out));
     assert_clean(&ctx);
 }
+
+#[test]
+fn run_limits_apply() {
+    let ctx = with_image();
+    let out = ctx.run(&["run", "--memory", "32m", "--cpus", "0.5", "bb", "sh", "-c", "head -c 400m /dev/zero | tail"]);
+    assert_eq!(code(&out), Some(128 + 9), "400 MiB under --memory 32m is OOM-killed: {}", describe(&out));
+    let out = ctx.run(&["run", "--pids-limit", "20", "bb", "sh", "-c", "for i in $(seq 100); do sleep 5 & done; wait"]);
+    assert_ne!(code(&out), Some(0), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fork"), "{}", describe(&out));
+    assert_clean(&ctx);
+}
+
+#[test]
+fn run_network_none_and_host() {
+    let ctx = with_image();
+    let names = |text: &str| -> Vec<String> {
+        let mut names: Vec<String> =
+            text.lines().skip(2).filter_map(|l| l.split(':').next()).map(|n| n.trim().to_string()).collect();
+        names.sort();
+        names
+    };
+    let out = ctx.ok(&["run", "bb", "cat", "/proc/net/dev"]);
+    assert_eq!(names(&stdout(&out)), ["lo"]);
+    let out = ctx.ok(&["run", "--network", "host", "bb", "cat", "/proc/net/dev"]);
+    assert_eq!(names(&stdout(&out)), names(&std::fs::read_to_string("/proc/self/net/dev").unwrap()));
+    assert_clean(&ctx);
+}
