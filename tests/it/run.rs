@@ -190,3 +190,78 @@ fn run_network_none_and_host() {
     assert_eq!(names(&stdout(&out)), names(&std::fs::read_to_string("/proc/self/net/dev").unwrap()));
     assert_clean(&ctx);
 }
+
+/// A docker archive of the two-layer image `multi:1` (busybox, then a layer adding `/etc/motd`
+/// and deleting `/home/user/notes.txt`) whose config has `Env`, `Cmd`, `User`, `WorkingDir`.
+fn two_layer_archive(ctx: &TestContext) -> std::path::PathBuf {
+    let rootfs = ctx.path().join("rootfs");
+    std::fs::create_dir(&rootfs).unwrap();
+    busybox_rootfs_all_applets(&rootfs);
+    let mut base = tar::Builder::new(Vec::new());
+    base.follow_symlinks(false);
+    base.append_dir_all(".", &rootfs).unwrap();
+    let base = base.into_inner().unwrap();
+    let mut top = tar::Builder::new(Vec::new());
+    let mut add = |name: &str, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        top.append_data(&mut h, name, data).unwrap();
+    };
+    add("etc/motd", b"layer two\n");
+    add("home/user/.wh.notes.txt", b"");
+    let top = top.into_inner().unwrap();
+    let diff_id = |b: &[u8]| slipway::oci::Digest::of(b).to_string();
+    let arch = if cfg!(target_arch = "aarch64") { "arm64" } else { "amd64" };
+    let config = serde_json::json!({
+        "architecture": arch,
+        "os": "linux",
+        "config": {
+            "Env": ["FROM_IMAGE=image value", "PATH=/bin"],
+            "Cmd": ["sh", "-c", "echo \"$FROM_IMAGE\"; id -u; pwd; cat /etc/motd; ls /home/user"],
+            "User": "1000",
+            "WorkingDir": "/home/user",
+        },
+        "rootfs": { "type": "layers", "diff_ids": [diff_id(&base), diff_id(&top)] },
+    });
+    let config = serde_json::to_vec(&config).unwrap();
+    let config_name = format!("{}.json", slipway::oci::Digest::of(&config).hex());
+    let manifest =
+        serde_json::json!([{ "Config": config_name, "RepoTags": ["multi:1"], "Layers": ["base.tar", "top.tar"] }]);
+    let mut archive = tar::Builder::new(Vec::new());
+    for (name, data) in [
+        ("manifest.json", serde_json::to_vec(&manifest).unwrap()),
+        (config_name.as_str(), config),
+        ("base.tar", base),
+        ("top.tar", top),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        archive.append_data(&mut h, name, &data[..]).unwrap();
+    }
+    let path = ctx.path().join("multi.tar");
+    std::fs::write(&path, archive.into_inner().unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn run_two_layer_image_uses_its_config_and_a_snapshot_chain() {
+    let ctx = TestContext::new();
+    let archive = two_layer_archive(&ctx);
+    ctx.ok(&["load", "-i", archive.to_str().unwrap()]);
+    let out = ctx.ok(&["run", "multi:1"]);
+    assert_eq!(stdout(&out), "image value\n1000\n/home/user\nlayer two\n");
+    let layers = snapshots(&ctx);
+    assert_eq!(layers.len(), 2, "{layers:?}");
+    let base = layers.iter().find(|i| i.parent.is_none()).expect("a base layer snapshot");
+    let top = layers.iter().find(|i| i.parent.as_deref() == Some(base.key.as_str())).expect("a layer on top of it");
+    assert!(top.key.starts_with("layer:sha256:") && top.kind == Kind::Committed, "{layers:?}");
+    // -e overrides the image's Env; a command replaces Cmd but keeps User and WorkingDir.
+    let out = ctx.ok(&["run", "-e", "FROM_IMAGE=cli", "multi:1", "sh", "-c", "echo $FROM_IMAGE $PATH; id -u; pwd"]);
+    assert_eq!(stdout(&out), "cli /bin\n1000\n/home/user\n");
+    assert_eq!(snapshots(&ctx), layers, "the second run reuses both layer snapshots");
+    assert_clean(&ctx);
+}
