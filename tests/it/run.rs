@@ -1,6 +1,7 @@
 //! `slipway run`: a busybox image imported from a directory (its config has no CMD, so every
 //! run names its command), run in throwaway snapshots that leave the store clean.
 
+use std::os::unix::process::CommandExt;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -160,6 +161,27 @@ fn run_interrupted_tears_down_and_cleans_up() {
     let started = Instant::now();
     let out = child.wait_with_output().unwrap();
     assert!(started.elapsed() < Duration::from_secs(10), "interrupt took {:?}", started.elapsed());
+    assert_eq!(code(&out), Some(130), "{}", describe(&out));
+    assert_clean(&ctx);
+
+    // Ctrl-C on a terminal: the whole process group (slipway and its sandbox helper) gets SIGINT.
+    let child = ctx
+        .cmd()
+        .args(["run", "bb", "sleep", "60"])
+        .process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !snapshots(&ctx).iter().any(|i| i.kind == Kind::Active) {
+        assert!(Instant::now() < deadline, "the run never prepared its snapshot");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let group = rustix::process::Pid::from_child(&child);
+    rustix::process::kill_process_group(group, rustix::process::Signal::INT).unwrap();
+    let out = child.wait_with_output().unwrap();
     assert_eq!(code(&out), Some(130), "{}", describe(&out));
     assert_clean(&ctx);
 }

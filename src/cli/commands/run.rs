@@ -27,12 +27,15 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<u8> {
         err.context(Failure { code: EXIT_RUN_FAILED, message: format!("cannot run {}", args.image) })
     };
     let signals = crate::exec::cancel_on_signals(&cancel).context("watching for signals").map_err(failed)?;
-    match run_container(global, args, &cancel) {
-        Ok(status) => Ok(exit_code(status)),
-        Err(err) => match signals.received() {
-            Some(signal) if is_cancelled(&err) => Ok(128u8.saturating_add(u8::try_from(signal).unwrap_or(0))),
-            _ => Err(failed(err)),
-        },
+    let result = run_container(global, args, &cancel);
+    // A terminal's Ctrl-C also reaches the sandbox helper (same process group), which kills the
+    // sandbox: whichever side noticed first, the run ends as interrupted.
+    let interrupted = signals.received().map(|signal| 128u8.saturating_add(u8::try_from(signal).unwrap_or(0)));
+    match (result, interrupted) {
+        (Ok(_), Some(code)) => Ok(code),
+        (Ok(status), None) => Ok(exit_code(status)),
+        (Err(err), Some(code)) if is_cancelled(&err) => Ok(code),
+        (Err(err), _) => Err(failed(err)),
     }
 }
 
