@@ -72,6 +72,9 @@ pub enum Command {
     Fsck(FsckArgs),
     /// Parse a Dockerfile, resolve its stages and run the lint rules
     Check(CheckArgs),
+    /// Run a command in a throwaway container of an image
+    #[command(after_help = RUN_HELP)]
+    Run(RunArgs),
     /// The sandbox helper `exec` re-executes (internal)
     #[command(name = "__exec-init", hide = true)]
     ExecInit {
@@ -318,4 +321,59 @@ pub struct LoadArgs {
     /// Print only the loaded image ids
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+/// The exit-status rule of `slipway run`, shown by `--help`.
+const RUN_HELP: &str = "\
+Stdin is not attached (the command reads end-of-file); there is no -i or -t yet.
+
+Exit status:
+  N        the command's own exit status
+  128+S    the command was killed by signal S
+  125      slipway itself failed (image not found, no command, a bad -w/-u/--cpus, sandbox set-up)
+  126      the command is not executable
+  127      the command was not found
+  130/143  slipway was interrupted by SIGINT/SIGTERM (the container is torn down first)
+  2        usage error (unknown flag, a --memory it cannot read)";
+
+/// `--network` values of `run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NetworkArg {
+    /// A private network namespace with only loopback
+    None,
+    /// The host's network namespace
+    Host,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Set an environment variable (after the image's `Env`); `KEY` alone takes the caller's value
+    #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
+    pub env: Vec<String>,
+    /// User to run as: name, uid, name:group or uid:gid (default: the image's `User`, else root)
+    #[arg(short = 'u', long, value_name = "USER[:GROUP]")]
+    pub user: Option<String>,
+    /// Working directory, created when missing (default: the image's `WorkingDir`, else /)
+    #[arg(short = 'w', long, value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// Replace the image's ENTRYPOINT (and drop its CMD); "" runs COMMAND without one
+    #[arg(long, value_name = "CMD")]
+    pub entrypoint: Option<String>,
+    /// Network: none = loopback only, host = the host's network. Docker's `default` mode (a private network with outbound access through slirp4netns) does not exist yet
+    #[arg(long, value_enum, default_value_t = NetworkArg::None, value_name = "MODE")]
+    pub network: NetworkArg,
+    /// Memory limit, with Docker's units: b, k, m, g (e.g. 512m, 1g)
+    #[arg(short = 'm', long, value_name = "BYTES", value_parser = super::units::parse_memory)]
+    pub memory: Option<u64>,
+    /// Most processes the container may have
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub pids_limit: Option<u64>,
+    /// CPU time limit in CPUs (e.g. 1.5)
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<f64>,
+    /// An image name or id
+    pub image: String,
+    /// The command and its arguments (replace the image's CMD)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }

@@ -1,5 +1,6 @@
 //! How sizes are shown: decimal units with up to four significant digits (`999B`, `3.15MB`,
-//! `2.126MB`, `4GB`), as Docker shows them.
+//! `2.126MB`, `4GB`), as Docker shows them; and how they are read (`512m`, `1g`: binary
+//! units, as Docker reads `--memory`).
 
 /// A byte count for people.
 pub fn size(bytes: u64) -> String {
@@ -19,9 +20,51 @@ pub fn size(bytes: u64) -> String {
     format!("{text}{}", UNITS[i])
 }
 
+/// A byte count as Docker's `--memory` takes it: a number (fractions allowed) and an optional
+/// unit `b`, `k`, `m`, `g`, `t`, `p` (powers of 1024, any case, an extra `b` allowed: `512mb`).
+pub fn parse_memory(text: &str) -> Result<u64, String> {
+    let bad = || format!("invalid size {text:?}: expected a number with an optional unit b, k, m, g (e.g. 512m)");
+    let lower = text.trim().to_ascii_lowercase();
+    let digits_end = lower.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(lower.len());
+    let (number, unit) = lower.split_at(digits_end);
+    let unit = match unit.len() {
+        2 if unit.ends_with('b') && unit != "bb" => &unit[..1],
+        _ => unit,
+    };
+    let shift = match unit {
+        "" | "b" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        "p" => 50,
+        _ => return Err(bad()),
+    };
+    let value: f64 = number.parse().map_err(|_| bad())?;
+    let bytes = value * (1u64 << shift) as f64;
+    if !bytes.is_finite() || bytes < 1.0 || bytes >= u64::MAX as f64 {
+        return Err(bad());
+    }
+    Ok(bytes as u64)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::size;
+    use super::{parse_memory, size};
+
+    #[test]
+    fn memory_units() {
+        assert_eq!(parse_memory("512m"), Ok(512 << 20));
+        assert_eq!(parse_memory("1g"), Ok(1 << 30));
+        assert_eq!(parse_memory("1G"), Ok(1 << 30));
+        assert_eq!(parse_memory("64mb"), Ok(64 << 20));
+        assert_eq!(parse_memory("1.5k"), Ok(1536));
+        assert_eq!(parse_memory("4096"), Ok(4096));
+        assert_eq!(parse_memory("10b"), Ok(10));
+        for bad in ["", "m", "1x", "-1m", "0", "1bb", "1.2.3m", "1 m"] {
+            assert!(parse_memory(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 
     #[test]
     fn sizes() {

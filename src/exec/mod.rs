@@ -112,6 +112,46 @@ impl std::fmt::Display for ExitStatus {
     }
 }
 
+/// Which signal [`cancel_on_signals`] saw first, if any.
+#[derive(Debug, Clone, Default)]
+pub struct SignalWatch {
+    received: Arc<std::sync::atomic::AtomicI32>,
+}
+
+impl SignalWatch {
+    /// The first of SIGINT, SIGTERM, SIGHUP the process received since the watch started.
+    pub fn received(&self) -> Option<i32> {
+        match self.received.load(std::sync::atomic::Ordering::SeqCst) {
+            0 => None,
+            signal => Some(signal),
+        }
+    }
+}
+
+/// Turns SIGINT, SIGTERM and SIGHUP into a cancellation of `cancel` (so a run is torn down and
+/// its caller can clean up) instead of killing the process. Blocks those signals in the calling
+/// thread and starts a thread that waits for them; call it from the main thread before any
+/// other thread starts, so that every thread has them blocked. Children inherit the mask: the
+/// sandbox helper waits for them itself and the payload gets a clean one.
+pub fn cancel_on_signals(cancel: &CancelToken) -> std::io::Result<SignalWatch> {
+    const WATCHED: [libc::c_int; 3] = [sys::SIGINT, sys::SIGTERM, sys::SIGHUP];
+    sys::block_signals(&WATCHED)?;
+    let watch = SignalWatch::default();
+    let (token, seen) = (cancel.clone(), watch.clone());
+    std::thread::Builder::new().name("signals".to_string()).spawn(move || {
+        while let Ok((signal, _)) = sys::sigwait(&WATCHED) {
+            let _ = seen.received.compare_exchange(
+                0,
+                signal,
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+            );
+            token.cancel();
+        }
+    })?;
+    Ok(watch)
+}
+
 /// A cancellation flag shared between the caller and running executors; cloning shares it.
 /// Once cancelled it stays cancelled.
 #[derive(Debug, Clone, Default)]

@@ -2,13 +2,15 @@
 //! configs, and moving images in and out (`import`, `save`, `load`).
 //!
 //! Works through `store`'s blob and tag API and `layer`'s stream functions; knows nothing of
-//! Dockerfiles, snapshots or the registry. Never prints: commands in `cli` render its results.
+//! Dockerfiles or the registry, and of snapshots only in `unpack` (an image's layers as
+//! committed snapshots). Never prints: commands in `cli` render its results.
 
 mod archive;
 mod import;
 mod load;
 mod resolve;
 mod save;
+mod unpack;
 
 use std::path::PathBuf;
 
@@ -18,6 +20,7 @@ pub use import::{ImportOptions, ImportSource, import};
 pub use load::{LoadInput, LoadReport, LoadedImage, load};
 pub use resolve::{Image, ImageSummary, list, load_image, resolve};
 pub use save::{Distributable, SaveFormat, SaveOptions, SaveTarget, distributable, save};
+pub use unpack::{LAYER_SNAPSHOT_PREFIX, Unpacked, chain_ids, layer_snapshot_name, unpack};
 
 /// Largest manifest, index or config slipway reads (they are JSON documents, not data).
 pub const MAX_JSON_BLOB: u64 = 16 << 20;
@@ -66,6 +69,10 @@ pub enum ImageError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Layer(#[from] crate::layer::LayerError),
+    #[error("layer snapshot {name} {reason}")]
+    LayerSnapshot { name: String, reason: String },
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
 }
 
 impl ImageError {

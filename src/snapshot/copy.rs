@@ -48,6 +48,7 @@ impl CopySnapshotter {
             let id = tx.insert(key, kind, parent)?;
             let dir = self.meta.snapshot_dir(id);
             super::mkdir_private(&dir.join("fs"))?;
+            super::init_root(&dir.join("fs"), chain.first().map(|p| self.fs_dir(p.id)).as_deref())?;
             crate::failpoint::io("snapshot.prepare.before_record")
                 .map_err(|e| SnapshotError::io("prepare", &dir, e))?;
             let parent_dir = chain.first().map(|p| self.fs_dir(p.id));

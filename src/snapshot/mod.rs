@@ -385,6 +385,28 @@ fn mkdir_private(dir: &Path) -> Result<(), SnapshotError> {
     }
 }
 
+/// Gives a new snapshot's root directory the mode and owner of its parent's root, or 0755
+/// without a parent: a container's `/` must be searchable by every user it runs as (overlay
+/// shows the upper directory's own attributes as the root). The store's `snapshots/`
+/// directory (0700) is what keeps other users out.
+fn init_root(dir: &Path, parent: Option<&Path>) -> Result<(), SnapshotError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let (mode, owner) = match parent {
+        Some(parent) => {
+            let md = std::fs::metadata(parent).map_err(|e| SnapshotError::io("stat", parent, e))?;
+            (md.mode() & 0o7777, Some((md.uid(), md.gid())))
+        }
+        None => (0o755, None),
+    };
+    if let Some((uid, gid)) = owner {
+        let md = std::fs::metadata(dir).map_err(|e| SnapshotError::io("stat", dir, e))?;
+        if (md.uid(), md.gid()) != (uid, gid) {
+            std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(|e| SnapshotError::io("chown", dir, e))?;
+        }
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).map_err(|e| SnapshotError::io("chmod", dir, e))
+}
+
 /// A short suffix unique within this process and unlikely across processes.
 fn unique_suffix() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};

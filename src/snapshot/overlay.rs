@@ -88,6 +88,7 @@ impl OverlaySnapshotter {
             }
             let id = tx.insert(key, kind, parent)?;
             super::mkdir_private(&self.fs_dir(id))?;
+            super::init_root(&self.fs_dir(id), chain.first().map(|p| self.fs_dir(p.id)).as_deref())?;
             if kind == Kind::Active && !chain.is_empty() {
                 super::mkdir_private(&self.work_dir(id))?;
             }

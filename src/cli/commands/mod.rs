@@ -12,6 +12,7 @@ mod images;
 mod info;
 mod prune;
 mod registry;
+mod run;
 
 use super::args::{Cli, Command, GlobalArgs, SnapshotterArg};
 
@@ -34,6 +35,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Prune(args) => prune::prune(&cli.global, &args, &progress),
         Command::Fsck(args) => fsck::fsck(&cli.global, &args),
         Command::Check(args) => check::check(&args),
+        Command::Run(args) => run::run(&cli.global, &args),
         Command::ExecInit { report_fd } => Ok(exec_init::exec_init(report_fd)),
         Command::Pull(args) => registry::pull(&cli.global, &args, &progress),
         Command::Push(args) => registry::push(&cli.global, &args, &progress),

@@ -1,0 +1,116 @@
+//! Unpacking an image into committed snapshots: one per layer, named by its chain id.
+//!
+//! The one bridge between images and snapshots. Layer `i` of an image becomes the committed
+//! snapshot `layer:<chain id of layers 0..=i>` (the OCI chain id: `DiffID(L0)`, then
+//! `sha256(chain(L0..Li-1) + " " + DiffID(Li))`), whose parent is layer `i - 1`'s. Two images
+//! sharing a base share its snapshots, and a snapshot already there is reused, never
+//! extracted again. Each layer is checked against the config's diff id after extraction; a
+//! mismatching one is removed again.
+
+use super::{Image, ImageError};
+use crate::layer::ApplyOptions;
+use crate::oci::{DiffId, Digest};
+use crate::snapshot::{Kind, SnapshotError, Snapshotter};
+use crate::store::Store;
+
+/// Prefix of the names of the committed snapshots [`unpack`] creates.
+pub const LAYER_SNAPSHOT_PREFIX: &str = "layer:";
+
+/// What [`unpack`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unpacked {
+    /// Name of the committed snapshot holding the whole image (`None` for an image without
+    /// layers): the parent to prepare a rootfs on.
+    pub top: Option<String>,
+    /// Layers extracted by this call.
+    pub extracted: usize,
+    /// Layers whose snapshot was already there.
+    pub reused: usize,
+}
+
+/// The OCI chain ids of `diff_ids`: element `i` identifies layers `0..=i` stacked.
+pub fn chain_ids(diff_ids: &[DiffId]) -> Vec<Digest> {
+    let mut chain: Vec<Digest> = Vec::with_capacity(diff_ids.len());
+    for diff_id in diff_ids {
+        let next = match chain.last() {
+            None => diff_id.digest(),
+            Some(parent) => Digest::of(format!("{parent} {diff_id}").as_bytes()),
+        };
+        chain.push(next);
+    }
+    chain
+}
+
+/// Name of the committed snapshot holding the layers whose chain id is `chain_id`.
+pub fn layer_snapshot_name(chain_id: &Digest) -> String {
+    format!("{LAYER_SNAPSHOT_PREFIX}{chain_id}")
+}
+
+/// Makes sure every layer of `image` is a committed snapshot in `sn`, extracting the missing
+/// ones from the store's blobs (any compression `layer::decompress` reads).
+pub fn unpack(store: &Store, sn: &dyn Snapshotter, image: &Image) -> Result<Unpacked, ImageError> {
+    let diff_ids = &image.config.rootfs.diff_ids;
+    let layers = &image.manifest.layers;
+    if diff_ids.len() != layers.len() {
+        return Err(ImageError::LayerCount { config: image.id(), layers: layers.len(), diff_ids: diff_ids.len() });
+    }
+    let mut unpacked = Unpacked { top: None, extracted: 0, reused: 0 };
+    for (index, (chain_id, (diff_id, layer))) in chain_ids(diff_ids).iter().zip(diff_ids.iter().zip(layers)).enumerate()
+    {
+        let name = layer_snapshot_name(chain_id);
+        let parent = unpacked.top.as_deref();
+        match sn.stat(&name) {
+            Ok(info) if info.kind == Kind::Committed && info.parent.as_deref() == parent => {
+                unpacked.reused += 1;
+            }
+            Ok(info) => {
+                let reason =
+                    format!("is {} with parent {:?}, expected committed on {parent:?}", info.kind, info.parent);
+                return Err(ImageError::LayerSnapshot { name, reason });
+            }
+            Err(SnapshotError::NotFound { .. }) => {
+                let blob = store.open_blob(&layer.digest)?;
+                let reader = crate::layer::decompress(blob)?;
+                match crate::snapshot::apply_layer(sn, &name, parent, reader, &ApplyOptions::default()) {
+                    Ok(info) => {
+                        let actual = info.diff_id.unwrap_or(DiffId(Digest::from_bytes([0; 32])));
+                        if actual != *diff_id {
+                            if let Err(e) = sn.remove(&name) {
+                                tracing::warn!(name, error = %e, "failed to remove a mismatching layer snapshot");
+                            }
+                            return Err(ImageError::DiffIdMismatch {
+                                config: image.id(),
+                                index,
+                                expected: *diff_id,
+                                actual,
+                            });
+                        }
+                        unpacked.extracted += 1;
+                    }
+                    // Another process extracted it meanwhile: the name only exists once committed.
+                    Err(SnapshotError::AlreadyExists { .. }) => unpacked.reused += 1,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+        unpacked.top = Some(name);
+    }
+    Ok(unpacked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_ids_follow_the_oci_rule() {
+        let a = DiffId(Digest::of(b"a"));
+        let b = DiffId(Digest::of(b"b"));
+        let chain = chain_ids(&[a, b]);
+        assert_eq!(chain[0], a.digest());
+        assert_eq!(chain[1], Digest::of(format!("{} {}", a, b).as_bytes()));
+        assert_eq!(layer_snapshot_name(&chain[0]), format!("layer:{a}"));
+        assert!(chain_ids(&[]).is_empty());
+    }
+}
