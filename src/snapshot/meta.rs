@@ -105,6 +105,28 @@ impl Meta {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+
+    /// Removes the snapshot `key` (refused while it has children): the record goes and its
+    /// directory is moved aside in the same locked transaction, then deleted outside the lock.
+    /// A crash in between leaves a `trash-*` directory that the next `open` sweeps.
+    pub fn remove(&self, key: &str) -> Result<(), SnapshotError> {
+        let mut locked = self.lock()?;
+        let trash = locked.transaction(|tx| {
+            let rec = tx.require(key)?;
+            let children = tx.children(key)?;
+            if children > 0 {
+                return Err(SnapshotError::HasChildren { key: key.to_string(), children });
+            }
+            tx.delete(rec.id)?;
+            let dir = self.snapshot_dir(rec.id);
+            let trash = self.dir().join(format!("trash-{}", rec.id));
+            std::fs::rename(&dir, &trash).map_err(|e| SnapshotError::io("move aside", &dir, e))?;
+            Ok(trash)
+        })?;
+        drop(locked);
+        crate::failpoint::io("snapshot.remove.before_delete").map_err(|e| SnapshotError::io("remove", &trash, e))?;
+        super::fscopy::remove_tree(&trash)
+    }
 }
 
 impl Locked<'_> {

@@ -152,22 +152,7 @@ impl Snapshotter for OverlaySnapshotter {
     }
 
     fn remove(&self, key: &str) -> Result<(), SnapshotError> {
-        let mut locked = self.meta.lock()?;
-        let trash = locked.transaction(|tx| {
-            let rec = tx.require(key)?;
-            let children = tx.children(key)?;
-            if children > 0 {
-                return Err(SnapshotError::HasChildren { key: key.to_string(), children });
-            }
-            tx.delete(rec.id)?;
-            let dir = self.meta.snapshot_dir(rec.id);
-            let trash = self.meta.dir().join(format!("trash-{}", rec.id));
-            std::fs::rename(&dir, &trash).map_err(|e| SnapshotError::io("move aside", &dir, e))?;
-            Ok(trash)
-        })?;
-        drop(locked);
-        crate::failpoint::io("snapshot.remove.before_delete").map_err(|e| SnapshotError::io("remove", &trash, e))?;
-        fscopy::remove_tree(&trash)
+        self.meta.remove(key)
     }
 
     fn stat(&self, key: &str) -> Result<Info, SnapshotError> {
