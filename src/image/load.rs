@@ -139,7 +139,7 @@ fn on_file(
             .map_err(|e| ImageError::Archive { entry: path.to_string(), reason: e.to_string() })?;
         ingest(store, path, reader, Some((digest, size)), lease, progress)?;
         collected.blobs.insert(path.to_string(), digest);
-    } else if matches!(path, "index.json" | "manifest.json" | "oci-layout" | "repositories") {
+    } else if matches!(path, "index.json" | "manifest.json") {
         if size > MAX_JSON_BLOB {
             return Err(ImageError::Archive { entry: path.to_string(), reason: format!("{size} bytes is too large") });
         }

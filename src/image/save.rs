@@ -44,7 +44,9 @@ pub struct SaveOptions {
 
 /// Where `save` writes.
 pub enum SaveTarget {
+    /// For `oci-dir`.
     Dir(PathBuf),
+    /// For `oci-archive` and `docker-archive` (a file is written by the caller, atomically).
     Stream(Box<dyn Write>),
 }
 
@@ -81,13 +83,10 @@ pub fn save(
         (SaveTarget::Stream(w), SaveFormat::OciArchive | SaveFormat::DockerArchive) => {
             Box::new(TarSink::new(w, opts.mtime))
         }
-        (SaveTarget::Dir(dir), _) => {
-            Box::new(TarSink::new(std::fs::File::create(&dir).map_err(ImageError::io(&dir))?, opts.mtime))
-        }
-        (SaveTarget::Stream(_), SaveFormat::OciDir) => {
+        (SaveTarget::Dir(_), _) | (SaveTarget::Stream(_), SaveFormat::OciDir) => {
             return Err(ImageError::Archive {
                 entry: "-".to_string(),
-                reason: "the oci-dir format needs a directory, not standard output".to_string(),
+                reason: "oci-dir writes a directory; the archive formats write a stream".to_string(),
             });
         }
     };
