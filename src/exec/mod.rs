@@ -71,6 +71,13 @@ pub struct Output<'a> {
     pub stderr: &'a mut (dyn Write + Send),
 }
 
+impl<'a> Output<'a> {
+    /// Output to these two writers.
+    pub fn new(stdout: &'a mut (dyn Write + Send), stderr: &'a mut (dyn Write + Send)) -> Output<'a> {
+        Output { stdout, stderr }
+    }
+}
+
 /// How a process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitStatus {
