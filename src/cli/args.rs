@@ -70,6 +70,9 @@ pub enum Command {
     /// Check the store for corrupt, missing and orphaned blobs, temp residue and bad permissions
     #[command(after_help = FSCK_EXIT_HELP)]
     Fsck(FsckArgs),
+    /// Build an image from a Dockerfile and a context directory (or a tar on stdin)
+    #[command(after_help = BUILD_HELP)]
+    Build(BuildArgs),
     /// Parse a Dockerfile, resolve its stages and run the lint rules
     Check(CheckArgs),
     /// Run a command in a throwaway container of an image
@@ -89,6 +92,79 @@ pub enum Command {
     Login(LoginArgs),
     /// Remove a registry's credentials from the credentials file
     Logout(LogoutArgs),
+}
+
+/// Exit codes of `build`, shown by `slipway build --help`.
+const BUILD_HELP: &str = "Exit status: 0 built; 1 the Dockerfile or a step failed (nothing is tagged); 2 usage or \
+internal error; 130/143 interrupted by SIGINT/SIGTERM.";
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The Dockerfile (default: CONTEXT/Dockerfile; `-` reads it from stdin)
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Name the image NAME[:TAG] (repeatable)
+    #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
+    pub tags: Vec<String>,
+    /// A build-time variable; `KEY` alone takes the value from the environment
+    #[arg(long = "build-arg", value_name = "KEY[=VALUE]", value_parser = parse_build_arg)]
+    pub build_args: Vec<(String, Option<String>)>,
+    /// The stage to build (default: the last one)
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+    /// Run every step, taking nothing from the cache
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Run every step of this stage, taking nothing from the cache (repeatable)
+    #[arg(long = "no-cache-filter", value_name = "STAGE", value_delimiter = ',')]
+    pub no_cache_filter: Vec<String>,
+    /// Set an image label (repeatable)
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// The platform to build for (default: this machine's; RUN steps need it to match)
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    /// Network of RUN steps without --network: default (private, outbound through slirp4netns where available), none, host (needs --allow network.host)
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub network: Option<BuildNetworkArg>,
+    /// Allow an entitlement: network.host (RUN --network=host)
+    #[arg(long = "allow", value_name = "ENTITLEMENT", value_parser = ["network.host"])]
+    pub allow: Vec<String>,
+    /// Layer steps (RUN, COPY, ADD) run at once across stages (default: the number of CPUs)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub jobs: Option<u32>,
+    /// Write the image id (its config digest) to FILE
+    #[arg(long, value_name = "FILE")]
+    pub iidfile: Option<PathBuf>,
+    /// Write build metadata as JSON (buildx's keys) to FILE
+    #[arg(long, value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
+    /// Clamp timestamps (config, history, new layer mtimes) to this Unix time; also from SOURCE_DATE_EPOCH
+    #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]
+    pub source_date_epoch: Option<i64>,
+    /// Print only the image id on stdout, no progress
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// The build context directory, or `-` for a tar archive on stdin
+    #[arg(value_name = "CONTEXT")]
+    pub context: String,
+}
+
+/// `build --network` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BuildNetworkArg {
+    Default,
+    None,
+    Host,
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
 }
 
 /// Flags of every command that talks to a registry.

@@ -102,7 +102,7 @@ impl Node {
 }
 
 /// Quotes like Go's `strconv.Quote`: `\"`, `\\`, C escapes, `\xNN` for other controls.
-fn go_quote(s: &str) -> String {
+pub fn go_quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {

@@ -34,7 +34,7 @@ mod mount;
 mod parser;
 mod words;
 
-pub use ast::{Ast, Directive, Heredoc, Node, Warning, WarningKind};
+pub use ast::{Ast, Directive, Heredoc, Node, Warning, WarningKind, go_quote};
 pub use error::{Diagnostics, Located, ParseError, Span, Suggestion, render_located};
 pub use heredoc::parse_heredoc;
 pub use instruction::*;

@@ -9,7 +9,7 @@
 
 use super::{Image, ImageError};
 use crate::layer::ApplyOptions;
-use crate::oci::{DiffId, Digest};
+use crate::oci::{Descriptor, DiffId, Digest};
 use crate::snapshot::{Kind, SnapshotError, Snapshotter};
 use crate::store::Store;
 
@@ -49,10 +49,20 @@ pub fn layer_snapshot_name(chain_id: &Digest) -> String {
 /// Makes sure every layer of `image` is a committed snapshot in `sn`, extracting the missing
 /// ones from the store's blobs (any compression `layer::decompress` reads).
 pub fn unpack(store: &Store, sn: &dyn Snapshotter, image: &Image) -> Result<Unpacked, ImageError> {
-    let diff_ids = &image.config.rootfs.diff_ids;
-    let layers = &image.manifest.layers;
+    unpack_layers(store, sn, &image.id(), &image.config.rootfs.diff_ids, &image.manifest.layers)
+}
+
+/// [`unpack`] for a layer list that is not (yet) an image — a build's stage in progress.
+/// `config` names the image (or build state) in errors.
+pub fn unpack_layers(
+    store: &Store,
+    sn: &dyn Snapshotter,
+    config: &Digest,
+    diff_ids: &[DiffId],
+    layers: &[Descriptor],
+) -> Result<Unpacked, ImageError> {
     if diff_ids.len() != layers.len() {
-        return Err(ImageError::LayerCount { config: image.id(), layers: layers.len(), diff_ids: diff_ids.len() });
+        return Err(ImageError::LayerCount { config: *config, layers: layers.len(), diff_ids: diff_ids.len() });
     }
     let mut unpacked = Unpacked { top: None, extracted: 0, reused: 0 };
     for (index, (chain_id, (diff_id, layer))) in chain_ids(diff_ids).iter().zip(diff_ids.iter().zip(layers)).enumerate()
@@ -79,7 +89,7 @@ pub fn unpack(store: &Store, sn: &dyn Snapshotter, image: &Image) -> Result<Unpa
                                 tracing::warn!(name, error = %e, "failed to remove a mismatching layer snapshot");
                             }
                             return Err(ImageError::DiffIdMismatch {
-                                config: image.id(),
+                                config: *config,
                                 index,
                                 expected: *diff_id,
                                 actual,

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 
 mod archive;
+mod build;
 mod check;
 mod exec_init;
 mod fsck;
@@ -34,6 +35,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Load(args) => archive::load(&cli.global, &args, &progress),
         Command::Prune(args) => prune::prune(&cli.global, &args, &progress),
         Command::Fsck(args) => fsck::fsck(&cli.global, &args),
+        Command::Build(args) => build::build(&cli.global, &args, &progress),
         Command::Check(args) => check::check(&args),
         Command::Run(args) => run::run(&cli.global, &args),
         Command::ExecInit { report_fd } => Ok(exec_init::exec_init(report_fd)),

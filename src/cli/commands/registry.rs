@@ -15,7 +15,7 @@ use crate::registry::{self, AuthFile, Client, ClientOptions, PullOptions, PushOp
 const CHUNK_SIZE_ENV: &str = "SLIPWAY_PUSH_CHUNK_SIZE";
 
 /// A client for `registry` with the credentials the credentials file has for it.
-fn connect(args: &RegistryArgs, registry: &str) -> Result<Client> {
+pub(super) fn connect(args: &RegistryArgs, registry: &str) -> Result<Client> {
     let path = auth_file_path(args.authfile.as_deref());
     let credentials = AuthFile::read(&path)?.credentials(registry)?;
     let options = ClientOptions { insecure: !args.tls_verify, credentials, retry: None };

@@ -1,0 +1,177 @@
+//! The life of a layer step: cache lookup (hit: reuse the recorded layer, run nothing; miss:
+//! say why), a fresh active snapshot on the parent's layers, the step's work in it, the diff
+//! into the store as a layer blob, the commit as the snapshot `layer:<chain id>`, the cache
+//! record. The active snapshot and its mount are gone when this returns, whatever happened.
+
+use std::path::Path;
+
+use super::BuildError;
+use super::stage::{BuildCtx, State};
+use crate::cache::{KeyInputs, LayerRecord, MissReason, Record, Slot};
+use crate::image::{chain_ids, layer_snapshot_name, unpack_layers};
+use crate::layer::WriteOptions;
+use crate::oci::{Descriptor, DiffId, Digest, MediaType};
+use crate::progress::{CacheStatus, Task};
+use crate::snapshot::{SnapshotError, Snapshotter};
+
+/// Prefix of the GC roots that keep cached layers.
+pub(crate) const CACHE_ROOT: &str = "cache:";
+
+/// One layer step about to be looked up or run.
+pub(crate) struct LayerStep<'a> {
+    /// The step's position in its stage (for the cache slot).
+    pub index: usize,
+    pub inputs: KeyInputs,
+    /// For COPY/ADD from the context: each selected file's digest, to explain a miss.
+    pub files: Option<Vec<(String, Digest)>>,
+    pub task: &'a Task,
+}
+
+/// Whether the step was looked up and found.
+pub(crate) enum Outcome {
+    Hit(Record),
+    Miss,
+}
+
+/// Adds the parent component: the base's content for the stage's first layer step, the layers
+/// so far for later ones.
+pub(crate) fn add_parent(state: &State, inputs: &mut KeyInputs) {
+    let chain = state.chain_id().map_or_else(|| "scratch".to_string(), |c| c.to_string());
+    let name = if state.had_layer_step { "parent" } else { "base" };
+    inputs.add(name, chain);
+}
+
+fn slot(ctx: &BuildCtx<'_>, state: &State, index: usize) -> Slot {
+    Slot::new(&format!("{}\0{}\0{}\0{}", ctx.options.identity, ctx.options.dockerfile_name, state.name, index))
+}
+
+/// Looks the step up, reports the outcome on its task. A record whose layer blob is gone is
+/// forgotten and counts as a miss.
+pub(crate) fn lookup(ctx: &BuildCtx<'_>, state: &State, step: &LayerStep<'_>) -> Result<Outcome, BuildError> {
+    let cache = ctx.builder.cache;
+    let key = step.inputs.key();
+    let slot = slot(ctx, state, step.index);
+    let no_cache = ctx.options.no_cache
+        || ctx.options.no_cache_filter.iter().any(|s| s.eq_ignore_ascii_case(&state.name));
+    if !no_cache && let Some(record) = cache.lookup(&key)? {
+        let present = record.layer.as_ref().is_none_or(|l| ctx.builder.store.has_blob(&l.blob.digest));
+        if present {
+            if let Some(layer) = &record.layer {
+                ctx.lease.add(&layer.blob.digest)?;
+            }
+            cache.remember(&slot, &step.inputs, step.files.as_deref())?;
+            step.task.cache(CacheStatus::Hit);
+            return Ok(Outcome::Hit(record));
+        }
+        cache.forget(&key)?;
+    }
+    let reason = if no_cache { MissReason::NoCache } else { cache.explain(&slot, &step.inputs, step.files.as_deref())? };
+    step.task.cache(CacheStatus::Miss { reason: reason.to_string() });
+    Ok(Outcome::Miss)
+}
+
+/// Records a finished step under its key (and the slot's inputs, for the next explanation).
+pub(crate) fn record(ctx: &BuildCtx<'_>, state: &State, step: &LayerStep<'_>, record: &Record) -> Result<(), BuildError> {
+    let cache = ctx.builder.cache;
+    let key = step.inputs.key();
+    if let Some(layer) = &record.layer {
+        ctx.builder.store.add_root(&format!("{CACHE_ROOT}{key}"), &layer.blob.digest)?;
+    }
+    cache.insert(&key, record)?;
+    cache.remember(&slot(ctx, state, step.index), &step.inputs, step.files.as_deref())?;
+    Ok(())
+}
+
+/// Applies a hit or a fresh record to the stage: its layer (if any) joins the image.
+pub(crate) fn apply(state: &mut State, record: &Record) {
+    if let Some(layer) = &record.layer {
+        state.config.rootfs.diff_ids.push(layer.diff_id);
+        state.layers.push(layer.blob.clone());
+    }
+    state.had_layer_step = true;
+}
+
+/// Makes sure the stage's layers are committed snapshots; returns the top one's name.
+pub(crate) fn parent_snapshot(ctx: &BuildCtx<'_>, state: &State) -> Result<Option<String>, BuildError> {
+    let label = Digest::of(state.name.as_bytes());
+    let unpacked = unpack_layers(ctx.builder.store, ctx.builder.snapshotter, &label, state.diff_ids(), &state.layers)?;
+    Ok(unpacked.top)
+}
+
+/// Runs `work` in a fresh active snapshot on the stage's layers (mounted, or a plain directory
+/// for the copy snapshotter), then turns its changes into a layer. Returns the new record.
+pub(crate) fn run_in_snapshot(
+    ctx: &BuildCtx<'_>,
+    state: &State,
+    work: impl FnOnce(&Path) -> Result<(), BuildError>,
+) -> Result<Record, BuildError> {
+    let sn = ctx.builder.snapshotter;
+    let parent = parent_snapshot(ctx, state)?;
+    let key = format!("build-{}-{}", std::process::id(), unique_nanos());
+    let mounts = sn.prepare(&key, parent.as_deref())?;
+    let active = Active { sn, key: &key, live: true };
+    match mounts.plain_dir() {
+        Some(dir) => work(dir)?,
+        None => {
+            let target = tempfile::Builder::new()
+                .prefix("step-")
+                .tempdir_in(sn.dir())
+                .map_err(|e| BuildError::io("create a mount point in", sn.dir(), e))?;
+            let mounted = mounts.mount(target.path())?;
+            let result = work(target.path());
+            let unmounted = mounted.unmount();
+            result?;
+            unmounted?;
+        }
+    }
+    commit(ctx, state, active)
+}
+
+/// The active snapshot of a step; removed on drop unless committed.
+struct Active<'a> {
+    sn: &'a dyn Snapshotter,
+    key: &'a str,
+    live: bool,
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        if self.live
+            && let Err(e) = self.sn.remove(self.key)
+        {
+            tracing::warn!(key = self.key, error = %e, "removing a step's snapshot");
+        }
+    }
+}
+
+fn commit(ctx: &BuildCtx<'_>, state: &State, mut active: Active<'_>) -> Result<Record, BuildError> {
+    let store = ctx.builder.store;
+    let sn = ctx.builder.snapshotter;
+    let created = ctx.created();
+    let opts = WriteOptions { source_date_epoch: ctx.options.source_date_epoch };
+    let mut ingest = store.ingest()?;
+    let diff = sn.diff(active.key, &opts, &mut ingest)?;
+    if diff.entries == 0 {
+        // Nothing changed: no layer (the history entry says `empty_layer`).
+        return Ok(Record { layer: None, created });
+    }
+    let (digest, size) = ingest.commit(None, Some(ctx.lease))?;
+    let diff_id = DiffId(digest);
+    let blob = Descriptor::new(MediaType::OciLayer, digest, size);
+    store.record_layer_blob(diff_id, &blob)?;
+    let mut diff_ids = state.diff_ids().to_vec();
+    diff_ids.push(diff_id);
+    let chain = chain_ids(&diff_ids).last().copied().expect("one layer at least");
+    let name = layer_snapshot_name(&chain);
+    match sn.commit(&name, active.key, Some(diff_id)) {
+        Ok(_) => active.live = false,
+        // The same content is already a snapshot (another build, or an earlier identical step).
+        Err(SnapshotError::AlreadyExists { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(Record { layer: Some(LayerRecord { diff_id, blob }), created })
+}
+
+fn unique_nanos() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+}

@@ -1,0 +1,239 @@
+//! `RUN`: the command, its environment and its cache key; executed by the [`Executor`] in a
+//! fresh snapshot whose changes become the step's layer.
+//!
+//! [`Executor`]: crate::exec::Executor
+
+use super::BuildError;
+use super::history;
+use super::layers::{self, LayerStep, Outcome};
+use super::logs::StepLog;
+use super::stage::{BuildCtx, State};
+use crate::cache::KeyInputs;
+use crate::dockerfile::args::Origin;
+use crate::dockerfile::{CommandLine, NetworkMode, RunInstruction, SecurityMode};
+use crate::exec::{ExecSpec, Network, Output};
+use crate::graph::Step;
+use crate::progress::LogStream;
+
+/// What a RUN executes, resolved against the stage.
+struct Command {
+    argv: Vec<String>,
+    /// A script written into the rootfs before the run and removed after (a heredoc with `#!`).
+    script: Option<(String, String)>,
+    /// How the instruction is shown (task name, cache key): as written.
+    shown: String,
+    /// The history's `created_by`.
+    created_by: String,
+}
+
+/// Runs one `RUN` step (or takes it from the cache).
+pub(crate) fn run(
+    ctx: &BuildCtx<'_>,
+    state: &mut State,
+    index: usize,
+    total: usize,
+    step: &Step,
+    run: &RunInstruction,
+) -> Result<(), BuildError> {
+    let span = step.span;
+    if !run.mounts.is_empty() {
+        return Err(BuildError::Instruction {
+            span,
+            message: "RUN --mount is not supported yet: remove the flag or build with BuildKit".to_string(),
+        });
+    }
+    if !run.devices.is_empty() {
+        return Err(BuildError::Instruction { span, message: "RUN --device is not supported".to_string() });
+    }
+    if run.security == Some(SecurityMode::Insecure) {
+        return Err(BuildError::Instruction {
+            span,
+            message: "RUN --security=insecure is not supported: slipway never runs privileged steps".to_string(),
+        });
+    }
+    let network = match run.network {
+        None => ctx.options.network,
+        Some(NetworkMode::None) => Network::None,
+        Some(NetworkMode::Default) => super::default_network(),
+        Some(NetworkMode::Host) => Network::Host,
+    };
+    if network == Network::Host && !ctx.options.allow_network_host {
+        return Err(BuildError::Instruction {
+            span,
+            message: "the host network is not allowed: pass --allow network.host to the build".to_string(),
+        });
+    }
+    let command = command(state, run);
+    let container = state.container_ref();
+    let mut env: Vec<String> = state.scope.vars().iter().map(|v| format!("{}={}", v.name, v.value)).collect();
+    env.extend(state.scope.proxy_env().into_iter().map(|(k, v)| format!("{k}={v}")));
+    let user = container.user.clone().unwrap_or_default();
+    let cwd = state.workdir();
+
+    let mut inputs = KeyInputs::default();
+    layers::add_parent(state, &mut inputs);
+    inputs.add("instruction", format!("RUN {}", command.shown));
+    inputs.add("argv", serde_json::to_string(&command.argv).unwrap_or_default());
+    if let Some((path, body)) = &command.script {
+        inputs.add("script", format!("{path}\n{body}"));
+    }
+    for var in state.scope.vars().iter().filter(|v| v.origin == Origin::Arg) {
+        inputs.add(format!("arg:{}", var.name), var.value.clone());
+    }
+    inputs.add("env", container.env.clone().unwrap_or_default().join("\n"));
+    inputs.add("user", user.clone());
+    inputs.add("workdir", cwd.clone());
+    inputs.add("network", format!("{network:?}").to_lowercase());
+    inputs.add("platform", ctx.options.platform.to_string());
+
+    let title = format!("[{} {}/{}] RUN {}", state.name, index + 1, total, one_line(&command.shown));
+    let task = ctx.builder.reporter.start(|| title.clone());
+    let step_ref = LayerStep { index, inputs, files: None, task: &task };
+    let record = match layers::lookup(ctx, state, &step_ref)? {
+        Outcome::Hit(record) => {
+            state.stats.cached += 1;
+            record
+        }
+        Outcome::Miss => {
+            let (file, _) = ctx.logs.step(task.id(), &state.name, index)?;
+            let log = StepLog::new(&task, Some(file));
+            let mut spec = ExecSpec::new(command.argv.clone());
+            spec.env = env;
+            spec.user = user;
+            spec.cwd = cwd;
+            spec.network = network;
+            let result = layers::run_in_snapshot(ctx, state, |rootfs| {
+                if let Some((path, body)) = &command.script {
+                    write_script(rootfs, path, body)?;
+                }
+                let status = {
+                    let (mut out, mut err) = (log.writer(LogStream::Stdout), log.writer(LogStream::Stderr));
+                    ctx.builder.executor.run(&spec, rootfs, Output::new(&mut out, &mut err), ctx.builder.cancel)?
+                };
+                if let Some((path, _)) = &command.script {
+                    remove_script(rootfs, path)?;
+                }
+                if !status.success() {
+                    return Err(BuildError::RunFailed {
+                        span,
+                        command: command.shown.clone(),
+                        status,
+                        last_lines: log.last_lines(),
+                    });
+                }
+                Ok(())
+            });
+            let record = match result {
+                Ok(record) => record,
+                Err(e) => {
+                    task.fail(&e);
+                    return Err(e);
+                }
+            };
+            if let Some(layer) = &record.layer {
+                state.stats.bytes += layer.blob.size;
+            }
+            layers::record(ctx, state, &step_ref, &record)?;
+            state.stats.run += 1;
+            record
+        }
+    };
+    layers::apply(state, &record);
+    state.history(ctx.created(), history::layer(command.created_by.clone(), record.layer.is_none()));
+    task.done();
+    Ok(())
+}
+
+/// argv and display text of a RUN. Shell form runs `SHELL + [script]`, where the script is the
+/// command line followed by its heredoc bodies and terminators (the shell reads them itself).
+/// A command that is only a heredoc runs the body: with `#!`, as a script file; else as the
+/// shell's script.
+fn command(state: &State, run: &RunInstruction) -> Command {
+    match &run.command {
+        CommandLine::Exec(args) => Command {
+            argv: args.clone(),
+            script: None,
+            shown: serde_json::to_string(args).unwrap_or_default(),
+            created_by: format!("RUN {}", args.join(" ")),
+        },
+        CommandLine::Shell(text) => {
+            let shell = state.shell.clone();
+            if run.heredocs.len() == 1 && is_only_heredoc(text, &run.heredocs[0].name) {
+                let body = run.heredocs[0].chomped_content();
+                if body.starts_with("#!") {
+                    let path = format!("/.slipway-heredoc-{}", std::process::id());
+                    let shown = format!("{text}\n{body}{}", run.heredocs[0].name);
+                    let created_by = format!("RUN {shown}");
+                    return Command { argv: vec![path.clone()], script: Some((path, body)), shown, created_by };
+                }
+                let shown = format!("{text}\n{}{}", run.heredocs[0].content, run.heredocs[0].name);
+                let created_by = format!("RUN {} {body}", shell.join(" "));
+                let argv = shell.into_iter().chain(std::iter::once(body)).collect();
+                return Command { argv, script: None, shown, created_by };
+            }
+            let mut script = text.clone();
+            for doc in &run.heredocs {
+                script.push('\n');
+                script.push_str(&doc.content);
+                script.push_str(&doc.name);
+            }
+            let created_by = format!("RUN {} {script}", shell.join(" "));
+            let argv = shell.into_iter().chain(std::iter::once(script.clone())).collect();
+            Command { argv, script: None, shown: script, created_by }
+        }
+    }
+}
+
+/// Whether the command line is nothing but `<<NAME` (any quoting, `<<-`).
+fn is_only_heredoc(text: &str, name: &str) -> bool {
+    let t = text.trim();
+    let Some(rest) = t.strip_prefix("<<") else { return false };
+    let rest = rest.strip_prefix('-').unwrap_or(rest);
+    rest.trim_matches(|c| c == '"' || c == '\'') == name
+}
+
+/// The first line, for a task name.
+fn one_line(text: &str) -> String {
+    match text.split_once('\n') {
+        Some((first, _)) => format!("{first} …"),
+        None => text.to_string(),
+    }
+}
+
+fn write_script(rootfs: &std::path::Path, path: &str, body: &str) -> Result<(), BuildError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    // A direct child of the rootfs, created exclusively: a link planted under this name by a
+    // base layer makes the step fail instead of being followed out of the rootfs.
+    let host = rootfs.join(path.trim_start_matches('/'));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o755)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&host)
+        .map_err(|e| BuildError::io("write the heredoc script", &host, e))?;
+    file.write_all(body.as_bytes()).map_err(|e| BuildError::io("write the heredoc script", &host, e))
+}
+
+fn remove_script(rootfs: &std::path::Path, path: &str) -> Result<(), BuildError> {
+    let host = rootfs.join(path.trim_start_matches('/'));
+    match std::fs::remove_file(&host) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(BuildError::io("remove the heredoc script", &host, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_heredoc() {
+        assert!(is_only_heredoc("<<EOF", "EOF"));
+        assert!(is_only_heredoc(" <<-\"EOF\" ", "EOF"));
+        assert!(!is_only_heredoc("cat <<EOF", "EOF"));
+        assert!(!is_only_heredoc("<<EOF > x", "EOF"));
+    }
+}

@@ -1,0 +1,305 @@
+//! `slipway build`: reads the Dockerfile and opens the context (a directory read in place, or a
+//! tar on stdin), runs `build::build`, names the image, writes `--iidfile` / `--metadata-file`,
+//! and prints a closing summary — or the failing line of the Dockerfile with the step's last
+//! output.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+use serde_json::json;
+
+use super::{open_snapshotter, open_store};
+use crate::build::{BuildError, BuildOptions, BuildOutput, Builder, ImageSource, LocalImages};
+use crate::cache::CacheDb;
+use crate::cli::args::{BuildArgs, BuildNetworkArg, GlobalArgs, RegistryArgs};
+use crate::cli::{EXIT_FAILURE, units};
+use crate::context::{Context, StatCache};
+use crate::dockerfile::{Located, render_located};
+use crate::exec::{CancelToken, EmbeddedExecutor, Network};
+use crate::image::{Image, parse_name};
+use crate::oci::{Platform, Reference};
+use crate::progress::Reporter;
+use crate::store::Store;
+
+/// Largest Dockerfile read.
+const MAX_DOCKERFILE: u64 = 16 << 20;
+
+/// Runs the build; returns the exit code.
+pub fn build(global: &GlobalArgs, args: &BuildArgs, progress: &Reporter) -> Result<u8> {
+    let reporter = if args.quiet { Reporter::silent() } else { progress.clone() };
+    let cancel = CancelToken::new();
+    let signals = crate::exec::cancel_on_signals(&cancel).context("watching for signals")?;
+    if args.context == "-" && args.file.as_deref() == Some(Path::new("-")) {
+        bail!("the context and the Dockerfile cannot both come from stdin");
+    }
+    let store = open_store(global)?;
+    let sn = open_snapshotter(global)?;
+    let helper = std::env::current_exe().context("finding the slipway binary")?;
+    let executor = EmbeddedExecutor::new(helper);
+
+    // The context: a directory read in place, or a tar on stdin extracted into the store.
+    let scratch;
+    let context = if args.context == "-" {
+        scratch = store.scratch_dir("context")?;
+        Context::from_tar(std::io::stdin().lock(), scratch.path()).context("reading the context from stdin")?
+    } else {
+        let dir = Path::new(&args.context);
+        if !dir.is_dir() {
+            bail!("context {} is not a directory", dir.display());
+        }
+        let ignore = args.file.as_ref().filter(|f| f.as_os_str() != "-").map(|f| {
+            let mut beside = f.as_os_str().to_owned();
+            beside.push(".dockerignore");
+            PathBuf::from(beside)
+        });
+        Context::open_dir(dir, ignore.as_deref()).with_context(|| format!("opening the context {}", dir.display()))?
+    };
+    let (text, name, dockerfile_id) = read_dockerfile(args, &context)?;
+
+    let mut options = BuildOptions {
+        build_args: build_args(&args.build_args),
+        target: args.target.clone(),
+        no_cache: args.no_cache,
+        no_cache_filter: args.no_cache_filter.clone(),
+        labels: args.labels.iter().cloned().collect(),
+        allow_network_host: args.allow.iter().any(|a| a == "network.host"),
+        source_date_epoch: args.source_date_epoch,
+        tags: args.tags.iter().map(|t| parse_name(t)).collect::<Result<_, _>>()?,
+        dockerfile_name: name.clone(),
+        identity: identity(&args.context, &dockerfile_id),
+        ..BuildOptions::default()
+    };
+    if let Some(p) = &args.platform {
+        options.platform = p.parse::<Platform>()?;
+        if !options.platform.matches(&Platform::host()) {
+            // Steps that run nothing (FROM, COPY, metadata) work for any platform; a RUN does not.
+            tracing::debug!(platform = %options.platform, "building for another platform");
+        }
+    }
+    options.network = match args.network {
+        Some(BuildNetworkArg::None) => Network::None,
+        Some(BuildNetworkArg::Host) => Network::Host,
+        Some(BuildNetworkArg::Default) | None => crate::build::default_network(),
+    };
+    if options.network == Network::Host && !options.allow_network_host {
+        bail!("--network host needs --allow network.host");
+    }
+    if let Some(jobs) = args.jobs {
+        options.jobs = jobs as usize;
+    }
+
+    let cache_dir = store.root().join("cache");
+    std::fs::create_dir_all(&cache_dir).with_context(|| format!("creating {}", cache_dir.display()))?;
+    let cache = CacheDb::open(&cache_dir.join("cache.db")).context("opening the build cache")?;
+    let stat_cache = StatCache::open(&cache_dir.join("context-stat.db")).context("opening the context stat cache")?;
+    let images = RegistryImages { args: &args.registry, progress: &reporter };
+    let builder = Builder {
+        store: &store,
+        snapshotter: sn.as_ref(),
+        executor: &executor,
+        context: &context,
+        cache: &cache,
+        stat_cache: Some(&stat_cache),
+        images: &images,
+        reporter: &reporter,
+        cancel: &cancel,
+    };
+    let result = crate::build::build(&builder, &text, &options);
+    drop(builder);
+    let interrupted = signals.received().map(|s| 128u8.saturating_add(u8::try_from(s).unwrap_or(0)));
+    match result {
+        Ok(output) => {
+            finish(args, &options, &output)?;
+            Ok(interrupted.unwrap_or(0))
+        }
+        Err(e) => {
+            if let Some(code) = interrupted {
+                eprintln!("error: build interrupted");
+                return Ok(code);
+            }
+            eprint!("{}", render_error(&name, &text, &e));
+            Ok(EXIT_FAILURE)
+        }
+    }
+}
+
+/// The Dockerfile's text, its name in messages, and what identifies it across builds.
+fn read_dockerfile(args: &BuildArgs, context: &Context) -> Result<(String, String, String)> {
+    let bytes = match &args.file {
+        Some(f) if f.as_os_str() == "-" => {
+            let mut buf = Vec::new();
+            std::io::stdin().lock().take(MAX_DOCKERFILE + 1).read_to_end(&mut buf).context("reading the Dockerfile from stdin")?;
+            if buf.len() as u64 > MAX_DOCKERFILE {
+                bail!("the Dockerfile on stdin is larger than {}", units::size(MAX_DOCKERFILE));
+            }
+            return Ok((String::from_utf8_lossy(&buf).into_owned(), "Dockerfile".to_string(), "-".to_string()));
+        }
+        Some(f) => {
+            let meta = std::fs::metadata(f).with_context(|| format!("cannot read the Dockerfile {}", f.display()))?;
+            if meta.len() > MAX_DOCKERFILE {
+                bail!("the Dockerfile {} is larger than {}", f.display(), units::size(MAX_DOCKERFILE));
+            }
+            let bytes = std::fs::read(f).with_context(|| format!("cannot read the Dockerfile {}", f.display()))?;
+            let id = std::fs::canonicalize(f).unwrap_or_else(|_| f.clone()).display().to_string();
+            return Ok((String::from_utf8_lossy(&bytes).into_owned(), shown_path(f), id));
+        }
+        None => context.read_file("Dockerfile", MAX_DOCKERFILE).context("reading Dockerfile from the context")?,
+    };
+    Ok((String::from_utf8_lossy(&bytes).into_owned(), "Dockerfile".to_string(), "Dockerfile".to_string()))
+}
+
+fn shown_path(path: &Path) -> String {
+    path.strip_prefix(".").unwrap_or(path).display().to_string()
+}
+
+/// The context directory (canonical) and the Dockerfile: which earlier build a step compares with
+/// when it explains a miss.
+fn identity(context: &str, dockerfile: &str) -> String {
+    let dir = if context == "-" {
+        "-".to_string()
+    } else {
+        std::fs::canonicalize(context).map_or_else(|_| context.to_string(), |p| p.display().to_string())
+    };
+    format!("{dir}\0{dockerfile}")
+}
+
+fn build_args(args: &[(String, Option<String>)]) -> BTreeMap<String, String> {
+    args.iter()
+        .filter_map(|(k, v)| match v {
+            Some(v) => Some((k.clone(), v.clone())),
+            None => std::env::var(k).ok().map(|v| (k.clone(), v)),
+        })
+        .collect()
+}
+
+/// Writes `--iidfile` and `--metadata-file`, prints the summary (stderr) or the id (`-q`, stdout).
+fn finish(args: &BuildArgs, options: &BuildOptions, output: &BuildOutput) -> Result<()> {
+    let id = output.image.id();
+    if let Some(path) = &args.iidfile {
+        write_file(path, id.to_string().as_bytes())?;
+    }
+    if let Some(path) = &args.metadata_file {
+        let names: Vec<String> = options.tags.iter().map(Reference::to_string).collect();
+        let mut meta = json!({
+            "containerimage.config.digest": id.to_string(),
+            "containerimage.digest": output.manifest.digest.to_string(),
+            "containerimage.descriptor": {
+                "mediaType": output.manifest.media_type.to_string(),
+                "digest": output.manifest.digest.to_string(),
+                "size": output.manifest.size,
+            },
+        });
+        if !names.is_empty() {
+            meta["image.name"] = json!(names.join(","));
+        }
+        let mut text = serde_json::to_string_pretty(&meta)?;
+        text.push('\n');
+        write_file(path, text.as_bytes())?;
+    }
+    if args.quiet {
+        println!("{id}");
+        return Ok(());
+    }
+    let steps = output.steps_run + output.steps_cached;
+    eprintln!(
+        "built {id} in {:.1}s: {steps} layer steps ({} run, {} cached), {} of new layers",
+        output.duration.as_secs_f64(),
+        output.steps_run,
+        output.steps_cached,
+        units::size(output.bytes_written)
+    );
+    for tag in &options.tags {
+        eprintln!("named {tag}");
+    }
+    Ok(())
+}
+
+/// Writes a small output file through a temp file + rename.
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write {}", path.display()))?;
+    std::io::Write::write_all(&mut tmp, bytes).with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.persist(path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// A build error for humans: the Dockerfile line (with a caret) and, for a failed RUN, its last
+/// output lines.
+fn render_error(name: &str, src: &str, error: &BuildError) -> String {
+    match error {
+        BuildError::Parse { diagnostics } => {
+            let items: Vec<Located> = diagnostics
+                .errors()
+                .iter()
+                .map(|e| Located { span: Some(e.span()), message: format!("error: {e}") })
+                .collect();
+            render_located(name, src, &items)
+        }
+        BuildError::Graph { errors } => {
+            let items: Vec<Located> =
+                errors.errors().iter().map(|e| Located { span: e.span(), message: format!("error: {e}") }).collect();
+            render_located(name, src, &items)
+        }
+        _ => {
+            let mut chain = vec![error.to_string()];
+            let mut cause = std::error::Error::source(error);
+            while let Some(c) = cause {
+                chain.push(c.to_string());
+                cause = c.source();
+            }
+            let message = format!("error: {}", chain.join(": "));
+            let mut out = match error.span() {
+                Some(span) => render_located(name, src, &[Located { span: Some(span), message }]),
+                None => format!("{message}\n"),
+            };
+            if let Some(lines) = last_lines(error)
+                && !lines.is_empty()
+            {
+                out.push_str("last output:\n");
+                for line in lines {
+                    out.push_str(&format!("  {line}\n"));
+                }
+            }
+            out
+        }
+    }
+}
+
+fn last_lines(error: &BuildError) -> Option<&[String]> {
+    match error {
+        BuildError::RunFailed { last_lines, .. } => Some(last_lines),
+        BuildError::Step { source, .. } => last_lines(source),
+        _ => None,
+    }
+}
+
+/// Base images: the store first, then the registry the reference names (pulled into the store).
+struct RegistryImages<'a> {
+    args: &'a RegistryArgs,
+    progress: &'a Reporter,
+}
+
+impl ImageSource for RegistryImages<'_> {
+    fn image(&self, store: &Store, reference: &str, platform: &Platform) -> Result<Image, BuildError> {
+        match LocalImages.image(store, reference, platform) {
+            Err(BuildError::Image { source: crate::image::ImageError::NotFound { .. }, .. }) => {}
+            other => return other,
+        }
+        let parsed = Reference::parse(reference).map_err(|e| BuildError::Pull {
+            reference: reference.to_string(),
+            message: e.to_string(),
+        })?;
+        let pulled = (|| -> Result<(), anyhow::Error> {
+            let client = super::registry::connect(self.args, parsed.registry())?;
+            let options = crate::registry::PullOptions { platform: platform.clone(), ..Default::default() };
+            crate::registry::pull(&client, store, &parsed, &options, self.progress)?;
+            Ok(())
+        })();
+        if let Err(e) = pulled {
+            return Err(BuildError::Pull { reference: reference.to_string(), message: format!("{e:#}") });
+        }
+        LocalImages.image(store, &parsed.to_string(), platform)
+    }
+}
