@@ -12,7 +12,7 @@ use std::path::Path;
 
 use super::history;
 use super::layers::{self, LayerStep, Outcome};
-use super::stage::{BuildCtx, State, StageResult, expand, join_path};
+use super::stage::{BuildCtx, StageResult, State, expand, join_path};
 use super::{BuildError, short};
 use crate::cache::KeyInputs;
 use crate::context::{self, CopyOptions, SourceRoot};
@@ -69,7 +69,11 @@ impl<'a> CopySpec<'a> {
 enum From<'r> {
     Context,
     /// A stage or an image: its layers, mounted read-only when the step runs.
-    Layers { label: String, diff_ids: &'r [DiffId], layers: &'r [Descriptor] },
+    Layers {
+        label: String,
+        diff_ids: &'r [DiffId],
+        layers: &'r [Descriptor],
+    },
 }
 
 /// A source after expansion.
@@ -134,8 +138,7 @@ pub(crate) fn copy(
         ),
         None => None,
     };
-    let excludes: Vec<String> =
-        spec.excludes.iter().map(|e| expand(ctx, state, span, e)).collect::<Result<_, _>>()?;
+    let excludes: Vec<String> = spec.excludes.iter().map(|e| expand(ctx, state, span, e)).collect::<Result<_, _>>()?;
     let from = match spec.from {
         None => From::Context,
         Some(name) => resolve_from(ctx, done, span, name)?,
@@ -317,7 +320,10 @@ fn nanos() -> u128 {
 /// A URL or git source (ADD's remote forms).
 fn is_remote(src: &str) -> bool {
     let lower = src.to_ascii_lowercase();
-    lower.starts_with("http://") || lower.starts_with("https://") || lower.starts_with("git@") || lower.contains(".git#")
+    lower.starts_with("http://")
+        || lower.starts_with("https://")
+        || lower.starts_with("git@")
+        || lower.contains(".git#")
 }
 
 /// `COPY --chown=1:1 a b /dest/` with expanded values, for the task, history and key.

@@ -51,8 +51,8 @@ pub(crate) fn lookup(ctx: &BuildCtx<'_>, state: &State, step: &LayerStep<'_>) ->
     let cache = ctx.builder.cache;
     let key = step.inputs.key();
     let slot = slot(ctx, state, step.index);
-    let no_cache = ctx.options.no_cache
-        || ctx.options.no_cache_filter.iter().any(|s| s.eq_ignore_ascii_case(&state.name));
+    let no_cache =
+        ctx.options.no_cache || ctx.options.no_cache_filter.iter().any(|s| s.eq_ignore_ascii_case(&state.name));
     if !no_cache && let Some(record) = cache.lookup(&key)? {
         let present = record.layer.as_ref().is_none_or(|l| ctx.builder.store.has_blob(&l.blob.digest));
         if present {
@@ -65,13 +65,19 @@ pub(crate) fn lookup(ctx: &BuildCtx<'_>, state: &State, step: &LayerStep<'_>) ->
         }
         cache.forget(&key)?;
     }
-    let reason = if no_cache { MissReason::NoCache } else { cache.explain(&slot, &step.inputs, step.files.as_deref())? };
+    let reason =
+        if no_cache { MissReason::NoCache } else { cache.explain(&slot, &step.inputs, step.files.as_deref())? };
     step.task.cache(CacheStatus::Miss { reason: reason.to_string() });
     Ok(Outcome::Miss)
 }
 
 /// Records a finished step under its key (and the slot's inputs, for the next explanation).
-pub(crate) fn record(ctx: &BuildCtx<'_>, state: &State, step: &LayerStep<'_>, record: &Record) -> Result<(), BuildError> {
+pub(crate) fn record(
+    ctx: &BuildCtx<'_>,
+    state: &State,
+    step: &LayerStep<'_>,
+    record: &Record,
+) -> Result<(), BuildError> {
     let cache = ctx.builder.cache;
     let key = step.inputs.key();
     if let Some(layer) = &record.layer {

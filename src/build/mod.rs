@@ -116,7 +116,8 @@ pub struct LocalImages;
 
 impl ImageSource for LocalImages {
     fn image(&self, store: &Store, reference: &str, _platform: &Platform) -> Result<Image, BuildError> {
-        crate::image::resolve(store, reference).map_err(|source| BuildError::Image { reference: reference.to_string(), source })
+        crate::image::resolve(store, reference)
+            .map_err(|source| BuildError::Image { reference: reference.to_string(), source })
     }
 }
 

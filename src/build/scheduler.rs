@@ -77,7 +77,8 @@ pub(crate) fn run(ctx: &BuildCtx<'_>) -> Result<BTreeMap<StageId, StageResult>, 
                         if deps.iter().all(|d| progress.done.contains_key(d)) {
                             break deps.iter().map(|d| (*d, progress.done[d].clone())).collect::<BTreeMap<_, _>>();
                         }
-                        progress = cv.wait_timeout(progress, Duration::from_millis(50)).unwrap_or_else(|p| p.into_inner()).0;
+                        progress =
+                            cv.wait_timeout(progress, Duration::from_millis(50)).unwrap_or_else(|p| p.into_inner()).0;
                     }
                 };
                 let result = run_stage(ctx, id, &inputs, gate);

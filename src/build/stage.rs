@@ -346,7 +346,10 @@ fn run_step(
             for raw in &v.paths {
                 let p = expand(ctx, state, span, raw)?;
                 if p.trim().is_empty() {
-                    return Err(BuildError::Instruction { span, message: "VOLUME specified can not be an empty string".into() });
+                    return Err(BuildError::Instruction {
+                        span,
+                        message: "VOLUME specified can not be an empty string".into(),
+                    });
                 }
                 paths.push(p);
             }
@@ -466,7 +469,9 @@ fn validate_signal(signal: &str) -> Result<(), String> {
         "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ",
     ];
     let rt = name.strip_prefix("RTMIN").or_else(|| name.strip_prefix("RTMAX"));
-    if NAMES.contains(&name) || rt.is_some_and(|r| r.is_empty() || r.trim_start_matches(['+', '-']).parse::<u8>().is_ok()) {
+    if NAMES.contains(&name)
+        || rt.is_some_and(|r| r.is_empty() || r.trim_start_matches(['+', '-']).parse::<u8>().is_ok())
+    {
         Ok(())
     } else {
         Err(format!("invalid signal: {signal}"))

@@ -1,5 +1,8 @@
 //! The one integration-test binary, split by feature.
 
+mod build_meta;
+mod build_run;
+mod build_stages;
 mod check;
 mod dockerfile_corpus;
 mod dockerfile_shell;

@@ -130,7 +130,11 @@ fn read_dockerfile(args: &BuildArgs, context: &Context) -> Result<(String, Strin
     let bytes = match &args.file {
         Some(f) if f.as_os_str() == "-" => {
             let mut buf = Vec::new();
-            std::io::stdin().lock().take(MAX_DOCKERFILE + 1).read_to_end(&mut buf).context("reading the Dockerfile from stdin")?;
+            std::io::stdin()
+                .lock()
+                .take(MAX_DOCKERFILE + 1)
+                .read_to_end(&mut buf)
+                .context("reading the Dockerfile from stdin")?;
             if buf.len() as u64 > MAX_DOCKERFILE {
                 bail!("the Dockerfile on stdin is larger than {}", units::size(MAX_DOCKERFILE));
             }
@@ -287,10 +291,8 @@ impl ImageSource for RegistryImages<'_> {
             Err(BuildError::Image { source: crate::image::ImageError::NotFound { .. }, .. }) => {}
             other => return other,
         }
-        let parsed = Reference::parse(reference).map_err(|e| BuildError::Pull {
-            reference: reference.to_string(),
-            message: e.to_string(),
-        })?;
+        let parsed = Reference::parse(reference)
+            .map_err(|e| BuildError::Pull { reference: reference.to_string(), message: e.to_string() })?;
         let pulled = (|| -> Result<(), anyhow::Error> {
             let client = super::registry::connect(self.args, parsed.registry())?;
             let options = crate::registry::PullOptions { platform: platform.clone(), ..Default::default() };

@@ -99,6 +99,7 @@ pub fn describe(out: &Output) -> String {
     )
 }
 
+pub mod build;
 pub mod proxy;
 pub mod rawtar;
 pub mod registry;

@@ -1,0 +1,175 @@
+//! `build`: the metadata instructions (ENV, ARG, LABEL, EXPOSE, USER, WORKDIR, CMD, ENTRYPOINT,
+//! VOLUME, SHELL, STOPSIGNAL, HEALTHCHECK, MAINTAINER, ONBUILD) as the image config and history
+//! show them, and as `slipway run` uses them.
+
+use serde_json::json;
+
+use crate::support::build::BuildEnv;
+
+#[test]
+fn metadata_instructions_set_the_config_and_history() {
+    let env = BuildEnv::new();
+    env.dockerfile(
+        "FROM bb\n\
+         MAINTAINER someone <a@b.c>\n\
+         ENV A=1 B=\"two words\"\n\
+         ENV A=3\n\
+         LABEL org.example.x=\"y z\" other=1\n\
+         EXPOSE 80 53/udp 8000-8001\n\
+         VOLUME /data /cache\n\
+         WORKDIR /app\n\
+         WORKDIR sub\n\
+         USER user:user\n\
+         STOPSIGNAL SIGINT\n\
+         HEALTHCHECK --interval=30s --retries=3 CMD wget -q localhost || exit 1\n\
+         SHELL [\"/bin/sh\", \"-ec\"]\n\
+         ENTRYPOINT [\"/bin/echo\"]\n\
+         CMD [\"hello\"]\n",
+    );
+    env.build_ok(&["-t", "img:1", "--label", "from.cli=yes"]);
+    let config = env.config("img:1");
+    let c = &config["config"];
+    assert_eq!(
+        c["Env"],
+        json!(["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "A=3", "B=two words"])
+    );
+    assert_eq!(c["Labels"], json!({"org.example.x": "y z", "other": "1", "from.cli": "yes"}));
+    assert_eq!(c["ExposedPorts"], json!({"80/tcp": {}, "53/udp": {}, "8000/tcp": {}, "8001/tcp": {}}));
+    assert_eq!(c["Volumes"], json!({"/data": {}, "/cache": {}}));
+    assert_eq!(c["WorkingDir"], "/app/sub");
+    assert_eq!(c["User"], "user:user");
+    assert_eq!(c["StopSignal"], "SIGINT");
+    assert_eq!(c["Healthcheck"]["Test"], json!(["CMD-SHELL", "wget -q localhost || exit 1"]));
+    assert_eq!(c["Healthcheck"]["Interval"], 30_000_000_000i64);
+    assert_eq!(c["Healthcheck"]["Retries"], 3);
+    assert_eq!(c["Shell"], json!(["/bin/sh", "-ec"]));
+    assert_eq!(c["Entrypoint"], json!(["/bin/echo"]));
+    assert_eq!(c["Cmd"], json!(["hello"]));
+    assert_eq!(config["author"], "someone <a@b.c>");
+    let history: Vec<(String, bool)> = config["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .skip(1)
+        .map(|h| (h["created_by"].as_str().unwrap().to_string(), h["empty_layer"].as_bool().unwrap_or(false)))
+        .collect();
+    let by: Vec<&str> = history.iter().map(|(b, _)| b.as_str()).collect();
+    assert_eq!(
+        by,
+        [
+            "MAINTAINER someone <a@b.c>",
+            "ENV A=1 B=two words",
+            "ENV A=3",
+            "LABEL org.example.x=y z other=1",
+            "EXPOSE map[53/udp:{} 80/tcp:{} 8000/tcp:{} 8001/tcp:{}]",
+            "VOLUME [/data /cache]",
+            "WORKDIR /app",
+            "WORKDIR /app/sub",
+            "USER user:user",
+            "STOPSIGNAL SIGINT",
+            "HEALTHCHECK &{[\"CMD-SHELL\" \"wget -q localhost || exit 1\"] \"30s\" \"0s\" \"0s\" \"0s\" '\\x03'}",
+            "SHELL [/bin/sh -ec]",
+            "ENTRYPOINT [\"/bin/echo\"]",
+            "CMD [\"hello\"]",
+        ]
+    );
+    assert!(history.iter().all(|(_, empty)| *empty), "metadata makes no layer");
+    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 1);
+    assert_eq!(env.run_stdout("img:1", &[]), "hello\n");
+    assert_eq!(env.run_stdout("img:1", &["other"]), "other\n");
+}
+
+#[test]
+fn shell_form_cmd_uses_the_shell_and_entrypoint_clears_an_inherited_cmd() {
+    let env = BuildEnv::new();
+    env.dockerfile("FROM bb\nCMD echo from base\n");
+    env.build_ok(&["-t", "base:1"]);
+    assert_eq!(env.config("base:1")["config"]["Cmd"], json!(["/bin/sh", "-c", "echo from base"]));
+    assert_eq!(env.run_stdout("base:1", &[]), "from base\n");
+
+    env.dockerfile("FROM base:1\nENTRYPOINT [\"/bin/echo\", \"ep\"]\n");
+    env.build_ok(&["-t", "child:1"]);
+    let c = env.config("child:1")["config"].clone();
+    assert_eq!(c["Entrypoint"], json!(["/bin/echo", "ep"]));
+    assert!(c["Cmd"].is_null(), "inherited CMD cleared: {c}");
+
+    env.dockerfile("FROM base:1\nCMD [\"x\"]\nENTRYPOINT [\"/bin/echo\"]\n");
+    env.build_ok(&["-t", "child:2"]);
+    assert_eq!(env.run_stdout("child:2", &[]), "x\n", "a CMD of the same stage stays");
+}
+
+#[test]
+fn shell_instruction_changes_how_run_runs() {
+    let env = BuildEnv::new();
+    env.dockerfile(
+        "FROM bb\nSHELL [\"/bin/sh\", \"-c\", \"echo shell-was-used > /marker; eval \\\"$0\\\"\"]\nRUN true\n",
+    );
+    env.build_ok(&["-t", "img:1"]);
+    assert_eq!(env.run_stdout("img:1", &["cat", "/marker"]), "shell-was-used\n");
+}
+
+#[test]
+fn arg_scoping_follows_docker() {
+    let env = BuildEnv::new();
+    env.dockerfile(
+        "ARG TAG=bb\n\
+         ARG GLOBAL=g\n\
+         FROM $TAG\n\
+         ARG GLOBAL\n\
+         ARG LOCAL=l\n\
+         RUN echo \"$GLOBAL $LOCAL $TAG.\" > /args\n",
+    );
+    env.build_ok(&["-t", "img:1"]);
+    assert_eq!(env.run_stdout("img:1", &["cat", "/args"]), "g l .\n");
+    env.build_ok(&["-t", "img:2", "--build-arg", "LOCAL=over", "--build-arg", "GLOBAL=G"]);
+    assert_eq!(env.run_stdout("img:2", &["cat", "/args"]), "G over .\n");
+}
+
+#[test]
+fn onbuild_triggers_run_in_the_child_build() {
+    let env = BuildEnv::new();
+    env.dockerfile("FROM bb\nONBUILD RUN echo triggered > /onbuild\nONBUILD ENV FROM_TRIGGER=1\n");
+    env.build_ok(&["-t", "parent:1"]);
+    let c = env.config("parent:1")["config"].clone();
+    assert_eq!(c["OnBuild"], json!(["RUN echo triggered > /onbuild", "ENV FROM_TRIGGER=1"]));
+    let out = env.tc.run(&["run", "parent:1", "cat", "/onbuild"]);
+    assert!(!out.status.success(), "triggers do not run in the image that declares them");
+
+    env.dockerfile("FROM parent:1\nRUN echo $FROM_TRIGGER > /seen\n");
+    env.build_ok(&["-t", "child:1"]);
+    assert_eq!(env.run_stdout("child:1", &["cat", "/onbuild", "/seen"]), "triggered\n1\n");
+    assert!(env.config("child:1")["config"]["OnBuild"].is_null(), "triggers are consumed");
+}
+
+#[test]
+fn from_scratch_gets_a_path_and_the_platform() {
+    let env = BuildEnv::new();
+    env.dockerfile("FROM scratch\nENV X=1\n");
+    env.build_ok(&["-t", "s:1", "--platform", "linux/arm64"]);
+    let config = env.config("s:1");
+    assert_eq!(config["architecture"], "arm64");
+    assert_eq!(config["os"], "linux");
+    assert_eq!(config["rootfs"]["diff_ids"], json!([]));
+    assert_eq!(
+        config["config"]["Env"],
+        json!(["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "X=1"])
+    );
+}
+
+#[test]
+fn bad_metadata_fails_at_its_line() {
+    let env = BuildEnv::new();
+    for (file, line, needle) in [
+        ("FROM bb\nEXPOSE 80/foo\n", 2, "invalid proto"),
+        ("FROM bb\nENV A=1\nSTOPSIGNAL SIGNOPE\n", 3, "invalid signal"),
+        ("FROM nosuchimage\n", 1, "nosuchimage"),
+        ("FROM bb\nFROMM x\n", 2, "unknown instruction"),
+    ] {
+        env.dockerfile(file);
+        let out = env.build(&[]);
+        assert_eq!(out.status.code(), Some(1), "{file}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(&format!("Dockerfile:{line}:")), "{file}: {stderr}");
+        assert!(stderr.to_lowercase().contains(needle), "{file}: {stderr}");
+    }
+}

@@ -1,0 +1,140 @@
+//! `build`: RUN (shell and exec form, heredocs, the environment a step sees, networks, failures),
+//! each result checked by running the built image or unpacking it with umoci.
+
+use crate::support::build::{BuildEnv, events, steps};
+use crate::support::describe;
+
+#[test]
+fn shell_and_exec_form_make_layers_seen_by_run_and_umoci() {
+    let env = BuildEnv::new();
+    env.dockerfile("FROM bb\nRUN echo shell > /shell.txt\nRUN [\"/bin/sh\", \"-c\", \"echo exec > /exec.txt\"]\n");
+    env.build_ok(&["-t", "img:1"]);
+    assert_eq!(env.run_stdout("img:1", &["cat", "/shell.txt", "/exec.txt"]), "shell\nexec\n");
+    let rootfs = env.umoci_unpack("img:1", env.tc.path());
+    assert_eq!(std::fs::read_to_string(rootfs.join("shell.txt")).unwrap(), "shell\n");
+    assert_eq!(std::fs::read_to_string(rootfs.join("exec.txt")).unwrap(), "exec\n");
+    let config = env.config("img:1");
+    let history = config["history"].as_array().unwrap();
+    let last: Vec<&str> = history.iter().rev().take(2).map(|h| h["created_by"].as_str().unwrap()).collect();
+    assert_eq!(last, ["RUN /bin/sh -c echo exec > /exec.txt", "RUN /bin/sh -c echo shell > /shell.txt"]);
+    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 3, "base + two RUN layers");
+}
+
+#[test]
+fn heredocs_run_as_scripts_and_as_shell_input() {
+    let env = BuildEnv::new();
+    env.dockerfile(
+        "FROM bb\n\
+         RUN <<EOF\n\
+         echo one > /one\n\
+         echo two >> /one\n\
+         EOF\n\
+         RUN cat <<EOT > /two\n\
+         from cat\n\
+         EOT\n\
+         RUN <<EOF\n\
+         #!/bin/sh\n\
+         echo shebang > /three\n\
+         EOF\n",
+    );
+    env.build_ok(&["-t", "img:1"]);
+    assert_eq!(env.run_stdout("img:1", &["cat", "/one", "/two", "/three"]), "one\ntwo\nfrom cat\nshebang\n");
+    // The shebang script does not stay in the image.
+    let out = env.tc.run(&["run", "img:1", "sh", "-c", "ls -a / | grep -c slipway-heredoc"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0", "{}", describe(&out));
+}
+
+#[test]
+fn run_sees_env_args_user_and_workdir() {
+    let env = BuildEnv::new();
+    env.dockerfile(
+        "FROM bb\n\
+         ARG VERSION=1.0\n\
+         ENV GREETING=hello\n\
+         WORKDIR /work/dir\n\
+         RUN echo \"$GREETING $VERSION $(pwd)\" > /out\n\
+         USER user\n\
+         RUN id -u > /tmp/uid\n",
+    );
+    env.build_ok(&["-t", "img:1", "--build-arg", "VERSION=2.5"]);
+    assert_eq!(env.run_stdout("img:1", &["cat", "/out", "/tmp/uid"]), "hello 2.5 /work/dir\n1000\n");
+    // Build args never reach the image config or history.
+    let config = env.config("img:1").to_string();
+    assert!(!config.contains("2.5"), "{config}");
+}
+
+#[test]
+fn a_step_that_changes_nothing_adds_no_layer() {
+    let env = BuildEnv::new();
+    env.dockerfile("FROM bb\nRUN true\n");
+    env.build_ok(&["-t", "img:1"]);
+    let config = env.config("img:1");
+    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 1);
+    let last = config["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["created_by"], "RUN /bin/sh -c true");
+    assert_eq!(last["empty_layer"], true);
+}
+
+#[test]
+fn failing_run_names_the_line_exit_code_and_output_and_tags_nothing() {
+    let env = BuildEnv::new();
+    env.dockerfile("FROM bb\nRUN echo fine\nRUN echo about to fail; echo details >&2; exit 3\nRUN echo never\n");
+    let out = env.build(&["--progress", "plain", "-t", "img:1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Dockerfile:3:1: error: "), "{stderr}");
+    assert!(stderr.contains("exit code 3") || stderr.contains("exit status 3"), "{stderr}");
+    assert!(stderr.contains("3 | RUN echo about to fail"), "{stderr}");
+    assert!(stderr.contains("last output:\n  about to fail\n  details\n"), "{stderr}");
+    assert!(!stderr.contains("never"), "{stderr}");
+    let images = env.tc.ok(&["images", "--format", "json"]);
+    assert!(!String::from_utf8_lossy(&images.stdout).contains("img"), "nothing tagged");
+    crate::build_stages::assert_clean(&env);
+}
+
+#[test]
+fn output_lines_are_all_kept_in_order_and_in_the_log_file() {
+    let env = BuildEnv::new();
+    env.dockerfile("FROM bb\nRUN i=0; while [ $i -lt 500 ]; do echo line-$i; i=$((i+1)); done\n");
+    let out = env.build_ok(&["--progress", "rawjson"]);
+    let ev = events(&out);
+    let lines: Vec<String> =
+        ev.iter().filter(|e| e["type"] == "task_log").map(|e| e["line"].as_str().unwrap().to_string()).collect();
+    let expected: Vec<String> = (0..500).map(|i| format!("line-{i}")).collect();
+    assert_eq!(lines, expected);
+    let logs = env.tc.root().join("logs");
+    let build_dir = std::fs::read_dir(&logs).unwrap().next().unwrap().unwrap().path();
+    let file = std::fs::read_dir(&build_dir).unwrap().next().unwrap().unwrap().path();
+    assert_eq!(std::fs::read_to_string(file).unwrap(), expected.join("\n") + "\n");
+}
+
+#[test]
+fn host_network_needs_the_entitlement() {
+    let env = BuildEnv::new();
+    env.dockerfile("FROM bb\nRUN --network=host true\n");
+    let out = env.build(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Dockerfile:2:1") && stderr.contains("--allow network.host"), "{stderr}");
+    env.build_ok(&["--allow", "network.host"]);
+    let out = env.build(&["--network", "host"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+}
+
+#[test]
+fn network_none_has_only_loopback() {
+    let env = BuildEnv::new();
+    env.dockerfile("FROM bb\nRUN --network=none ls /sys/class/net > /ifaces\n");
+    env.build_ok(&["-t", "img:1"]);
+    assert_eq!(env.run_stdout("img:1", &["cat", "/ifaces"]), "lo\n");
+}
+
+#[test]
+fn unsupported_run_flags_fail_at_their_line() {
+    let env = BuildEnv::new();
+    env.dockerfile("FROM bb\nRUN --mount=type=cache,target=/c true\n");
+    let out = env.build(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Dockerfile:2:1: error: RUN --mount is not supported yet"));
+    let _ = steps(&[]);
+}
