@@ -185,7 +185,7 @@ pub(crate) fn copy(
     inputs.add("chmod", chmod.map(|m| format!("{m:o}")).unwrap_or_default());
     inputs.add("platform", ctx.options.platform.to_string());
 
-    let title = format!("[{} {}/{}] {shown}", state.name, index + 1, total);
+    let title = state.title(index, total, &shown);
     let task = ctx.builder.reporter.start(|| title.clone());
     let step_ref = LayerStep { index, inputs, files, task: &task };
     let record = match layers::lookup(ctx, state, &step_ref)? {

@@ -51,6 +51,16 @@ pub(crate) fn run(
             message: "RUN --security=insecure is not supported: slipway never runs privileged steps".to_string(),
         });
     }
+    let host = crate::oci::Platform::host();
+    if !ctx.options.platform.matches(&host) {
+        return Err(BuildError::Instruction {
+            span,
+            message: format!(
+                "RUN cannot execute {} programs on this {host} machine: build for {host}, or drop RUN from the {} build",
+                ctx.options.platform, ctx.options.platform
+            ),
+        });
+    }
     let network = match run.network {
         None => ctx.options.network,
         Some(NetworkMode::None) => Network::None,
@@ -86,7 +96,7 @@ pub(crate) fn run(
     inputs.add("network", format!("{network:?}").to_lowercase());
     inputs.add("platform", ctx.options.platform.to_string());
 
-    let title = format!("[{} {}/{}] RUN {}", state.name, index + 1, total, one_line(&command.shown));
+    let title = state.title(index, total, &format!("RUN {}", one_line(&command.shown)));
     let task = ctx.builder.reporter.start(|| title.clone());
     let step_ref = LayerStep { index, inputs, files: None, task: &task };
     let record = match layers::lookup(ctx, state, &step_ref)? {

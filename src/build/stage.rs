@@ -65,11 +65,20 @@ pub(crate) struct State {
     /// Whether a layer step ran (or hit) yet: the first one's parent is the base.
     pub had_layer_step: bool,
     pub stats: StageStats,
-    /// The stage's name or index, for task names and log files.
+    /// The stage's name (or `stage-N`), for task names, log files and `--no-cache-filter`.
     pub name: String,
+    /// Shown in task names: the name, or nothing when the Dockerfile has one stage (BuildKit's).
+    pub label: Option<String>,
 }
 
 impl State {
+    /// A layer step's task name as BuildKit writes it: `[build 3/5] RUN make` (the stage's `FROM`
+    /// is step 1).
+    pub(crate) fn title(&self, index: usize, total: usize, what: &str) -> String {
+        let prefix = self.label.as_ref().map(|l| format!("{l} ")).unwrap_or_default();
+        format!("[{prefix}{}/{}] {what}", index + 2, total + 1)
+    }
+
     pub(crate) fn diff_ids(&self) -> &[DiffId] {
         &self.config.rootfs.diff_ids
     }
@@ -154,7 +163,8 @@ fn base_state(
 ) -> Result<State, BuildError> {
     let graph = &ctx.plan.graph;
     let platform = &ctx.options.platform;
-    let name = node.display_name();
+    let name = node.name.clone().unwrap_or_else(|| format!("stage-{}", node.id.0));
+    let label = (graph.stages.len() > 1).then(|| name.clone());
     let (config, layers, scope, shell) = match &node.base {
         Base::Scratch => {
             let config = ImageConfig {
@@ -202,6 +212,7 @@ fn base_state(
         had_layer_step: false,
         stats: StageStats::default(),
         name,
+        label,
     };
     state.config.created = None;
     state.config.architecture = platform.architecture.clone();
