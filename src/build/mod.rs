@@ -116,8 +116,21 @@ pub struct LocalImages;
 
 impl ImageSource for LocalImages {
     fn image(&self, store: &Store, reference: &str, _platform: &Platform) -> Result<Image, BuildError> {
-        crate::image::resolve(store, reference)
-            .map_err(|source| BuildError::Image { reference: reference.to_string(), source })
+        let err = |source| BuildError::Image { reference: reference.to_string(), source };
+        let not_found = || crate::image::ImageError::NotFound { name: reference.to_string() };
+        match crate::image::resolve(store, reference) {
+            // `name@sha256:…` pins content: any stored image with that manifest digest is it.
+            Err(crate::image::ImageError::NotFound { .. }) if reference.contains('@') => {
+                let (_, digest) = reference.rsplit_once('@').expect("contains @");
+                let digest: Digest = digest.parse().map_err(|_| err(not_found()))?;
+                let image = crate::image::resolve(store, &digest.to_string()).map_err(err)?;
+                if image.manifest_descriptor.digest != digest {
+                    return Err(err(not_found()));
+                }
+                Ok(image)
+            }
+            other => other.map_err(err),
+        }
     }
 }
 

@@ -162,7 +162,7 @@ fn bad_metadata_fails_at_its_line() {
     for (file, line, needle) in [
         ("FROM bb\nEXPOSE 80/foo\n", 2, "invalid proto"),
         ("FROM bb\nENV A=1\nSTOPSIGNAL SIGNOPE\n", 3, "invalid signal"),
-        ("FROM nosuchimage\n", 1, "nosuchimage"),
+        ("FROM 127.0.0.1:9/nosuchimage\n", 1, "nosuchimage"),
         ("FROM bb\nFROMM x\n", 2, "unknown instruction"),
     ] {
         env.dockerfile(file);
@@ -172,4 +172,19 @@ fn bad_metadata_fails_at_its_line() {
         assert!(stderr.contains(&format!("Dockerfile:{line}:")), "{file}: {stderr}");
         assert!(stderr.to_lowercase().contains(needle), "{file}: {stderr}");
     }
+}
+
+#[test]
+fn from_a_digest_pin_and_from_an_earlier_stage() {
+    let env = BuildEnv::new();
+    let inspect: serde_json::Value = serde_json::from_slice(&env.tc.ok(&["inspect", "bb"]).stdout).unwrap();
+    let digest = inspect[0]["Descriptor"]["digest"].as_str().unwrap().to_string();
+    env.dockerfile(&format!("FROM bb@{digest} AS base\nRUN echo pinned > /p\nFROM base\nRUN cat /p > /q\n"));
+    env.build_ok(&["-t", "img:1"]);
+    assert_eq!(env.run_stdout("img:1", &["cat", "/q"]), "pinned\n");
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    env.dockerfile(&format!("FROM 127.0.0.1:9/bb@{wrong}\n"));
+    let out = env.build(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Dockerfile:1:1"));
 }

@@ -1,5 +1,6 @@
 //! The one integration-test binary, split by feature.
 
+mod build_cache;
 mod build_cli;
 mod build_meta;
 mod build_run;
