@@ -191,7 +191,7 @@ pub(crate) fn copy(
     let record = match layers::lookup(ctx, state, &step_ref)? {
         Outcome::Hit(record) => {
             state.stats.cached += 1;
-            record
+            *record
         }
         Outcome::Miss => {
             let mtime = ctx.options.source_date_epoch.unwrap_or_else(|| crate::image::timestamp(None));

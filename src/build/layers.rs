@@ -29,7 +29,7 @@ pub(crate) struct LayerStep<'a> {
 
 /// Whether the step was looked up and found.
 pub(crate) enum Outcome {
-    Hit(Record),
+    Hit(Box<Record>),
     Miss,
 }
 
@@ -61,7 +61,7 @@ pub(crate) fn lookup(ctx: &BuildCtx<'_>, state: &State, step: &LayerStep<'_>) ->
             }
             cache.remember(&slot, &step.inputs, step.files.as_deref())?;
             step.task.cache(CacheStatus::Hit);
-            return Ok(Outcome::Hit(record));
+            return Ok(Outcome::Hit(Box::new(record)));
         }
         cache.forget(&key)?;
     }

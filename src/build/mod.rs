@@ -116,7 +116,7 @@ pub struct LocalImages;
 
 impl ImageSource for LocalImages {
     fn image(&self, store: &Store, reference: &str, _platform: &Platform) -> Result<Image, BuildError> {
-        let err = |source| BuildError::Image { reference: reference.to_string(), source };
+        let err = |source| BuildError::Image { reference: reference.to_string(), source: Box::new(source) };
         let not_found = || crate::image::ImageError::NotFound { name: reference.to_string() };
         match crate::image::resolve(store, reference) {
             // `name@sha256:…` pins content: any stored image with that manifest digest is it.
@@ -198,7 +198,7 @@ pub enum BuildError {
     Image {
         reference: String,
         #[source]
-        source: ImageError,
+        source: Box<ImageError>,
     },
     #[error("image {reference} could not be pulled: {message}")]
     Pull { reference: String, message: String },
@@ -209,7 +209,7 @@ pub enum BuildError {
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
     #[error(transparent)]
-    Layers(#[from] ImageError),
+    Layers(Box<ImageError>),
     #[error(transparent)]
     Exec(#[from] ExecError),
     #[error(transparent)]
@@ -223,6 +223,12 @@ pub enum BuildError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl From<ImageError> for BuildError {
+    fn from(e: ImageError) -> BuildError {
+        BuildError::Layers(Box::new(e))
+    }
 }
 
 impl BuildError {

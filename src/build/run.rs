@@ -102,7 +102,7 @@ pub(crate) fn run(
     let record = match layers::lookup(ctx, state, &step_ref)? {
         Outcome::Hit(record) => {
             state.stats.cached += 1;
-            record
+            *record
         }
         Outcome::Miss => {
             let (file, _) = ctx.logs.step(task.id(), &state.name, index)?;

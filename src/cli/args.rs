@@ -145,6 +145,9 @@ pub struct BuildArgs {
     /// Print only the image id on stdout, no progress
     #[arg(short = 'q', long)]
     pub quiet: bool,
+    /// Push the image to every `-t` name after it is built (their registries)
+    #[arg(long)]
+    pub push: bool,
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// The build context directory, or `-` for a tar archive on stdin

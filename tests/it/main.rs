@@ -3,6 +3,7 @@
 mod build_cache;
 mod build_cli;
 mod build_meta;
+mod build_registry;
 mod build_run;
 mod build_stages;
 mod check;

@@ -86,6 +86,9 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs, progress: &Reporter) -> Resu
     if options.network == Network::Host && !options.allow_network_host {
         bail!("--network host needs --allow network.host");
     }
+    if args.push && options.tags.is_empty() {
+        bail!("--push needs at least one -t NAME to push to");
+    }
     if let Some(jobs) = args.jobs {
         options.jobs = jobs as usize;
     }
@@ -107,12 +110,17 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs, progress: &Reporter) -> Resu
         cancel: &cancel,
     };
     let result = crate::build::build(&builder, &text, &options);
-    drop(builder);
     let interrupted = signals.received().map(|s| 128u8.saturating_add(u8::try_from(s).unwrap_or(0)));
     match result {
         Ok(output) => {
+            if let Some(code) = interrupted {
+                return Ok(code);
+            }
+            if args.push {
+                push(&store, args, &options, &output, &reporter)?;
+            }
             finish(args, &options, &output)?;
-            Ok(interrupted.unwrap_or(0))
+            Ok(0)
         }
         Err(e) => {
             if let Some(code) = interrupted {
@@ -220,6 +228,35 @@ fn finish(args: &BuildArgs, options: &BuildOptions, output: &BuildOutput) -> Res
     Ok(())
 }
 
+/// `--push`: the image to every `-t` name, layers gzip-compressed (kept in the store for the
+/// next push), in turn.
+fn push(
+    store: &Store,
+    args: &BuildArgs,
+    options: &BuildOptions,
+    output: &BuildOutput,
+    progress: &Reporter,
+) -> Result<()> {
+    let lease = store.lease("push")?;
+    let plan = crate::image::distributable(store, &output.image, crate::oci::LayerCompression::Gzip, &lease, progress)?;
+    for destination in &options.tags {
+        let client = super::registry::connect(&args.registry, destination.registry())?;
+        let report = crate::registry::push(
+            &client,
+            store,
+            &plan,
+            destination,
+            &crate::registry::PushOptions::default(),
+            progress,
+        )
+        .with_context(|| format!("pushing the built image to {destination}"))?;
+        if !args.quiet {
+            eprintln!("pushed {}@{}", destination.name(), report.digest);
+        }
+    }
+    Ok(())
+}
+
 /// Writes a small output file through a temp file + rename.
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -288,7 +325,7 @@ struct RegistryImages<'a> {
 impl ImageSource for RegistryImages<'_> {
     fn image(&self, store: &Store, reference: &str, platform: &Platform) -> Result<Image, BuildError> {
         match LocalImages.image(store, reference, platform) {
-            Err(BuildError::Image { source: crate::image::ImageError::NotFound { .. }, .. }) => {}
+            Err(BuildError::Image { source, .. }) if matches!(*source, crate::image::ImageError::NotFound { .. }) => {}
             other => return other,
         }
         let parsed = Reference::parse(reference)
