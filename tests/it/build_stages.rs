@@ -165,3 +165,29 @@ fn source_date_epoch_makes_two_roots_agree() {
     assert_eq!(ids[0].0, ids[1].0, "same image id");
     assert_eq!(ids[0].1, ids[1].1, "same manifest digest");
 }
+
+#[test]
+fn four_builds_of_one_dockerfile_into_one_store_at_once_agree() {
+    let env = BuildEnv::with_epoch("1600000000");
+    env.dockerfile("FROM bb\nRUN echo one > /one\nRUN echo two > /two\nCMD [\"cat\", \"/one\", \"/two\"]\n");
+    let children: Vec<_> = (0..4)
+        .map(|i| {
+            env.build_cmd(&["-q", "-t", &format!("img:{i}"), "--source-date-epoch", "1700000000"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let ids: Vec<String> = children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}", describe(&out));
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        })
+        .collect();
+    assert!(ids.iter().all(|id| id == &ids[0]), "{ids:?}");
+    assert_eq!(env.run_stdout("img:3", &[]), "one\ntwo\n");
+    assert_clean(&env);
+}
