@@ -1,6 +1,7 @@
 //! The one integration-test binary, split by feature.
 
 mod check;
+mod context;
 mod dockerfile_corpus;
 mod dockerfile_shell;
 mod exec;
