@@ -1,12 +1,199 @@
-//! The build context: the directory tree `COPY` and `ADD` read from.
+//! The build context and every other source of `COPY`/`ADD`: selecting files with source
+//! patterns, hashing exactly what a copy would copy (with a persistent stat cache), and copying
+//! into a rootfs with Docker/BuildKit's rules.
 //!
-//! - Walking it in place: the context is read where it lies, never copied or tarred first.
-//! - `.dockerignore` ([`ignore`]): which paths the builder must not see, with moby's pattern
-//!   language; the walker asks it which directories it may prune.
-//! - The stat cache: file metadata gathered once per build, from which content hashes for
-//!   cache keys are derived.
+//! - [`Context`]: a directory read in place (never copied anywhere), or a tar stream extracted
+//!   through the safe `layer::apply` into a scratch directory the caller owns; its
+//!   `.dockerignore` ([`ignore`]) rules hide paths from everything below.
+//! - [`SourceRoot`]: a directory files are copied from — the context with its ignore rules, or
+//!   a stage's / image's rootfs without.
+//! - [`select`] resolves source patterns (Go `filepath.Match` per component: [`glob`]),
+//!   [`digest`] hashes the selection ([`StatCache`] avoids re-reading unchanged files),
+//!   [`copy`] / [`write_inline`] write into a rootfs, [`resolve_chown`] turns `--chown` into ids.
 //!
-//! Architecture invariant: `ignore` is pure (text in, answers out); reading files and walking
-//! directories happen in the walker, the only part of this module that does IO.
+//! Every path inside a root — the source root or the destination rootfs — is resolved by the
+//! kernel with `openat2(RESOLVE_IN_ROOT)` (`fsx`): symlinks are followed but clamped at the root
+//! (`a -> /etc` in a context means `<context>/etc`, catalogue B1), and nothing outside a root is
+//! ever opened or written. Below a selected item the walk never follows a symlink (B2).
+//!
+//! Knows nothing of snapshots, stores or builds: it is given directories.
 
+mod chown;
+mod copy;
+mod digest;
+mod error;
+mod fsx;
+mod glob;
 pub mod ignore;
+mod select;
+mod statcache;
+mod walk;
+
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rustix::io::Errno;
+
+pub use self::chown::resolve_chown;
+pub use self::copy::{CopyOptions, CopyReport, copy, write_inline};
+pub use self::digest::{SourceDigest, digest};
+pub use self::error::ContextError;
+use self::ignore::IgnoreFile;
+pub use self::select::{Selected, Selection, select};
+pub use self::statcache::StatCache;
+
+/// Largest ignore file read (1 MiB).
+const MAX_IGNORE_FILE: u64 = 1 << 20;
+
+/// A build context: a root directory and its ignore rules.
+#[derive(Debug)]
+pub struct Context {
+    root: PathBuf,
+    ignore: IgnoreFile,
+}
+
+impl Context {
+    /// Opens `dir` as the build context. `ignore_file`: a Dockerfile-specific ignore file
+    /// (`<Dockerfile>.dockerignore`, BuildKit rule) to use instead of `<dir>/.dockerignore` when it exists.
+    ///
+    /// `<dir>/.dockerignore` is resolved inside the context (a symlink pointing out of it is
+    /// clamped at the root, catalogue B1); `ignore_file` is a host path the caller chose.
+    pub fn open_dir(dir: &Path, ignore_file: Option<&Path>) -> Result<Context, ContextError> {
+        let open_err = |source: std::io::Error| ContextError::Open { path: dir.to_path_buf(), source };
+        let root = std::fs::canonicalize(dir).map_err(open_err)?;
+        let root_fd = fsx::open_root(&root).map_err(|e| open_err(e.into()))?;
+        let mut text = None;
+        let mut ignore_path = root.join(".dockerignore");
+        if let Some(path) = ignore_file {
+            match File::open(path) {
+                Ok(mut file) => {
+                    let read_err = |source| ContextError::Open { path: path.to_path_buf(), source };
+                    let bytes = fsx::read_capped(&mut file, MAX_IGNORE_FILE).map_err(read_err)?;
+                    let bytes = bytes.ok_or_else(|| ContextError::TooLarge {
+                        path: path.display().to_string(),
+                        max: MAX_IGNORE_FILE,
+                    })?;
+                    text = Some(bytes);
+                    ignore_path = path.to_path_buf();
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(ContextError::Open { path: path.to_path_buf(), source }),
+            }
+        }
+        if text.is_none() {
+            text = match fsx::read_in_root(root_fd.as_fd(), b".dockerignore", MAX_IGNORE_FILE) {
+                Ok(bytes) => bytes,
+                Err(fsx::ReadError::Io(source)) => return Err(ContextError::Open { path: ignore_path, source }),
+                Err(fsx::ReadError::NotAFile) => {
+                    return Err(ContextError::NotAFile { path: ".dockerignore".to_owned() });
+                }
+                Err(fsx::ReadError::TooLarge) => {
+                    return Err(ContextError::TooLarge { path: ".dockerignore".to_owned(), max: MAX_IGNORE_FILE });
+                }
+            };
+        }
+        let name = ignore_path.file_name().map(|n| String::from_utf8_lossy(n.as_bytes()).into_owned());
+        let name = name.unwrap_or_else(|| ".dockerignore".to_owned());
+        let text = String::from_utf8_lossy(text.as_deref().unwrap_or_default()).into_owned();
+        let ignore =
+            IgnoreFile::parse(&name, &text).map_err(|source| ContextError::Ignore { path: ignore_path, source })?;
+        Ok(Context { root, ignore })
+    }
+
+    /// Extracts a tar stream (plain, gzip, bzip2, xz or zstd — `layer::decompress`) into `scratch`
+    /// (an empty directory the caller owns and removes) through the safe `layer::apply`, then opens it.
+    pub fn from_tar(reader: impl Read, scratch: &Path) -> Result<Context, ContextError> {
+        let extract_err = |source| ContextError::Extract { path: scratch.to_path_buf(), source };
+        // `decompress` wants an owned reader; the context stream is read to its end here anyway.
+        let mut owned = Vec::new();
+        let mut reader = reader;
+        reader.read_to_end(&mut owned).map_err(|source| ContextError::Open { path: scratch.to_path_buf(), source })?;
+        let plain = crate::layer::decompress(std::io::Cursor::new(owned)).map_err(extract_err)?;
+        crate::layer::apply(plain, scratch, &crate::layer::ApplyOptions::default()).map_err(extract_err)?;
+        Context::open_dir(scratch, None)
+    }
+
+    /// The context directory (canonical).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The ignore rules in use (empty without an ignore file).
+    pub fn ignore(&self) -> &IgnoreFile {
+        &self.ignore
+    }
+
+    /// Reads a file of the context (e.g. the Dockerfile), resolved inside the root (symlinks followed only
+    /// while they stay inside: catalogue B1 `Dockerfile -> /etc/shadow`), at most `max` bytes (error beyond).
+    ///
+    /// Ignore rules do not apply (Docker reads the Dockerfile even when `.dockerignore` lists it).
+    pub fn read_file(&self, rel: &str, max: u64) -> Result<Vec<u8>, ContextError> {
+        let root =
+            fsx::open_root(&self.root).map_err(|e| ContextError::Open { path: self.root.clone(), source: e.into() })?;
+        let cleaned = ignore::clean_path(&format!("/{rel}"));
+        let rel_bytes = cleaned.trim_start_matches('/').as_bytes();
+        match fsx::read_in_root(root.as_fd(), rel_bytes, max) {
+            Ok(Some(bytes)) => Ok(bytes),
+            Ok(None) => Err(ContextError::NotFound { pattern: rel.to_owned() }),
+            Err(fsx::ReadError::Io(source)) if source.raw_os_error() == Some(Errno::LOOP.raw_os_error()) => {
+                Err(ContextError::SymlinkLoop { path: rel.to_owned() })
+            }
+            Err(fsx::ReadError::Io(source)) => Err(ContextError::Read { path: rel.to_owned(), source }),
+            Err(fsx::ReadError::NotAFile) => Err(ContextError::NotAFile { path: rel.to_owned() }),
+            Err(fsx::ReadError::TooLarge) => Err(ContextError::TooLarge { path: rel.to_owned(), max }),
+        }
+    }
+
+    /// The context as a COPY source (its root + its ignore rules).
+    pub fn source(&self) -> SourceRoot<'_> {
+        SourceRoot { dir: &self.root, ignore: Some(&self.ignore) }
+    }
+}
+
+/// A directory files are copied from: the build context (with its .dockerignore) or a stage's / image's
+/// mounted rootfs (no ignore rules).
+#[derive(Debug, Clone, Copy)]
+pub struct SourceRoot<'a> {
+    dir: &'a Path,
+    ignore: Option<&'a IgnoreFile>,
+}
+
+impl<'a> SourceRoot<'a> {
+    /// A source without ignore rules (a stage's or an image's rootfs).
+    pub fn dir(dir: &'a Path) -> SourceRoot<'a> {
+        SourceRoot { dir, ignore: None }
+    }
+
+    /// The source directory.
+    pub fn path(&self) -> &Path {
+        self.dir
+    }
+
+    /// Whether the ignore rules hide `rel` (relative to the root, `/`-separated).
+    fn ignored(&self, rel: &[u8]) -> bool {
+        match self.ignore {
+            Some(ignore) if !rel.is_empty() => ignore.matches(&String::from_utf8_lossy(rel)).is_some(),
+            _ => false,
+        }
+    }
+
+    /// Opens the root directory and its canonical path (for [`fsx::real_rel`]).
+    fn open(&self) -> Result<(std::os::fd::OwnedFd, PathBuf), ContextError> {
+        let open_err = |source: std::io::Error| ContextError::Open { path: self.dir.to_path_buf(), source };
+        let real = std::fs::canonicalize(self.dir).map_err(open_err)?;
+        let fd = fsx::open_root(&real).map_err(|e| open_err(e.into()))?;
+        Ok((fd, real))
+    }
+}
+
+/// Parses `COPY --exclude` patterns (the `.dockerignore` line syntax); `None` when there are none.
+fn compile_excludes(excludes: &[String]) -> Result<Option<IgnoreFile>, ContextError> {
+    if excludes.is_empty() {
+        return Ok(None);
+    }
+    let text = excludes.iter().map(|e| e.replace('\n', "")).collect::<Vec<_>>().join("\n");
+    IgnoreFile::parse("--exclude", &text).map(Some).map_err(|source| ContextError::Exclude { source })
+}

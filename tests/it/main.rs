@@ -7,6 +7,7 @@ mod build_registry;
 mod build_run;
 mod build_stages;
 mod check;
+mod context;
 mod dockerfile_corpus;
 mod dockerfile_shell;
 mod exec;

@@ -1,0 +1,623 @@
+//! Copying a selection into a rootfs with Docker/BuildKit's `COPY`/`ADD` rules.
+//!
+//! Destination rules (`dest` is absolute inside the rootfs, WORKDIR already joined):
+//!
+//! | source | destination | result |
+//! | --- | --- | --- |
+//! | directory | any | its *contents* go into `dest` (created when missing) |
+//! | file | ends with `/`, `dest_is_dir`, an existing directory, or several items selected | `dest/<name>` |
+//! | file | otherwise | `dest` itself (an existing file is replaced) |
+//! | local tar archive, `unpack_archives` | any | unpacked into `dest` (a directory) through `layer::apply` |
+//!
+//! Several source patterns need a directory destination (Docker's error otherwise). Missing
+//! parent directories are created 0755, owned by the `--chown` ids when given. Copied entries
+//! keep their mtime (ns) and permission bits (or take `--chmod`, files and directories alike);
+//! owners are 0:0 for context sources, the source's ids otherwise, the `--chown` ids when given.
+//! Symlinks are copied as symlinks (B2), hardlinks within one copy stay hardlinks, FIFOs are
+//! recreated, sockets are skipped and reported ([`CopyReport::skipped`]), devices are refused
+//! (B3). An existing destination directory given as `dest` keeps its own metadata; directories
+//! below it take the source's. A symlink met in the destination is followed *inside the
+//! rootfs* (merged-usr images: `/lib -> usr/lib`) — BuildKit refuses it with "cannot copy to
+//! non-directory"; following it inside the root is what the classic builder did, and is safe.
+//!
+//! Confinement: the destination root is opened once; every directory is reached with
+//! `openat2(RESOLVE_IN_ROOT)` from it and every leaf is created with `O_EXCL | O_NOFOLLOW`
+//! after unlinking what was there, so no write ever lands outside `dest_root`. Data moves with
+//! `copy_file_range` (reflinks where the filesystem offers them), falling back to read/write.
+//!
+//! `--chown` does not apply to the entries of an unpacked archive: they keep the archive's ids
+//! (as `layer::apply` gives them); BuildKit would chown them.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
+use rustix::io::Errno;
+
+use super::ignore::clean_path;
+use super::walk::{At, Kind, Node, Visitor, Walk, check_name};
+use super::{ContextError, Selection, SourceRoot, compile_excludes, fsx};
+use crate::layer::{ApplyOptions, decompress};
+
+/// How `copy` and `write_inline` behave.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CopyOptions {
+    /// `--chown` resolved to ids (None: keep 0:0 for context files — Docker's rule: files from the context are
+    /// owned by root unless --chown; from a stage/image they keep their uid/gid).
+    pub chown: Option<(u32, u32)>,
+    /// `--chmod` octal bits for files and dirs copied (BuildKit applies it to both).
+    pub chmod: Option<u32>,
+    /// ADD: a local source that is a tar archive (plain, gzip, bzip2, xz, zstd — detected by content, as Docker)
+    /// is unpacked into the destination directory through `layer::apply` (confined) instead of copied.
+    pub unpack_archives: bool,
+    /// Ownership rule: true for a source that is the build context (owner becomes 0:0 unless chown).
+    pub from_context: bool,
+    /// `COPY --exclude` patterns.
+    pub excludes: Vec<String>,
+    /// The instruction has more than one source (or the destination ends with `/`): the destination is a
+    /// directory (Docker: "When using COPY with more than one source file, the destination must be a
+    /// directory and end with a /" — an error otherwise).
+    pub dest_is_dir: bool,
+}
+
+/// What `copy` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CopyReport {
+    /// Non-directory entries written (files, links, FIFOs; entries of unpacked archives).
+    pub files: u64,
+    /// Bytes of file content written.
+    pub bytes: u64,
+    /// Sockets not copied (relative to the source root), for the caller to warn about.
+    pub skipped: Vec<String>,
+    /// Archives unpacked.
+    pub archives: u64,
+}
+
+/// The destination rootfs, opened once.
+struct Dest {
+    root: OwnedFd,
+    /// Owner of directories created on the way (`--chown`, else left to the process).
+    parent_ids: Option<(u32, u32)>,
+}
+
+fn werr<'p>(path: &'p [u8], op: &'static str) -> impl FnOnce(Errno) -> ContextError + 'p {
+    move |e| ContextError::Write { path: format!("/{}", fsx::display(path)), op, source: e.into() }
+}
+
+/// Cleans `dest` into components below the rootfs; also says whether it ends with `/`.
+fn dest_comps(dest: &str) -> (Vec<Vec<u8>>, bool) {
+    let trailing = dest.ends_with('/') || dest.ends_with("/.") || dest == ".";
+    let cleaned = clean_path(&format!("/{dest}"));
+    let comps = cleaned.split('/').filter(|c| !c.is_empty()).map(|c| c.as_bytes().to_vec()).collect();
+    (comps, trailing)
+}
+
+impl Dest {
+    fn open(dest_root: &Path, opts: &CopyOptions) -> Result<Dest, ContextError> {
+        let root = fsx::open_root(dest_root)
+            .map_err(|e| ContextError::Open { path: dest_root.to_path_buf(), source: e.into() })?;
+        Ok(Dest { root, parent_ids: opts.chown })
+    }
+
+    /// Whether `comps` resolves (inside the root) to an existing directory.
+    fn is_dir(&self, comps: &[Vec<u8>]) -> Result<bool, ContextError> {
+        let path = comps.join(&b'/');
+        match fsx::path_handle_in_root(self.root.as_fd(), &path) {
+            Ok(h) => {
+                let st = rustix::fs::fstat(&h).map_err(werr(&path, "inspect"))?;
+                Ok(fsx::file_type(&st) == FileType::Directory)
+            }
+            Err(Errno::NOENT | Errno::NOTDIR) => Ok(false),
+            Err(e) => Err(werr(&path, "inspect")(e)),
+        }
+    }
+
+    /// Opens the directory `comps`, creating what is missing (0755, owned by `parent_ids`).
+    /// Returns the fd and whether the last component was created.
+    fn open_or_create_dir(&self, comps: &[Vec<u8>]) -> Result<(OwnedFd, bool), ContextError> {
+        let path = comps.join(&b'/');
+        match fsx::open_in_root(self.root.as_fd(), &path, fsx::DIR_FLAGS) {
+            Ok(fd) => return Ok((fd, false)),
+            Err(Errno::NOENT) => {}
+            Err(Errno::NOTDIR) => {
+                return Err(ContextError::NotADirectory { path: format!("/{}", fsx::display(&path)) });
+            }
+            Err(e) => return Err(werr(&path, "open directory")(e)),
+        }
+        let mut fd = fsx::open_in_root(self.root.as_fd(), b"", fsx::DIR_FLAGS).map_err(werr(b"", "open directory"))?;
+        let mut created = false;
+        for i in 0..comps.len() {
+            let sub = comps[..=i].join(&b'/');
+            match fsx::open_in_root(self.root.as_fd(), &sub, fsx::DIR_FLAGS) {
+                Ok(next) => {
+                    fd = next;
+                    created = false;
+                }
+                Err(Errno::NOENT) => {
+                    check_name(&comps[i], &sub)?;
+                    match rustix::fs::mkdirat(&fd, fsx::os(&comps[i]), Mode::from_raw_mode(0o755)) {
+                        Ok(()) | Err(Errno::EXIST) => {}
+                        Err(e) => return Err(werr(&sub, "create directory")(e)),
+                    }
+                    let next = fsx::open_child_dir(fd.as_fd(), &comps[i]).map_err(werr(&sub, "open directory"))?;
+                    rustix::fs::fchmod(&next, Mode::from_raw_mode(0o755)).map_err(werr(&sub, "chmod"))?;
+                    if let Some((uid, gid)) = self.parent_ids {
+                        fchown(next.as_fd(), uid, gid).map_err(werr(&sub, "chown"))?;
+                    }
+                    fd = next;
+                    created = true;
+                }
+                Err(Errno::NOTDIR) => {
+                    return Err(ContextError::NotADirectory { path: format!("/{}", fsx::display(&sub)) });
+                }
+                Err(e) => return Err(werr(&sub, "open directory")(e)),
+            }
+        }
+        Ok((fd, created))
+    }
+}
+
+fn fchown(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> Result<(), Errno> {
+    let st = rustix::fs::fstat(fd)?;
+    if st.st_uid == uid && st.st_gid == gid {
+        return Ok(());
+    }
+    rustix::fs::fchown(fd, Some(rustix::fs::Uid::from_raw(uid)), Some(rustix::fs::Gid::from_raw(gid)))
+}
+
+fn lchown_at(dir: BorrowedFd<'_>, name: &[u8], uid: u32, gid: u32) -> Result<(), Errno> {
+    let (u, g) = (rustix::fs::Uid::from_raw(uid), rustix::fs::Gid::from_raw(gid));
+    match rustix::fs::chownat(dir, fsx::os(name), Some(u), Some(g), AtFlags::SYMLINK_NOFOLLOW) {
+        // Unprivileged and already the owner: nothing to change.
+        Err(Errno::PERM) if !rustix::process::geteuid().is_root() => {
+            let st = rustix::fs::statat(dir, fsx::os(name), AtFlags::SYMLINK_NOFOLLOW)?;
+            if st.st_uid == uid && st.st_gid == gid { Ok(()) } else { Err(Errno::PERM) }
+        }
+        other => other,
+    }
+}
+
+fn times(st: &rustix::fs::Stat) -> Timestamps {
+    let t = Timespec { tv_sec: st.st_mtime, tv_nsec: st.st_mtime_nsec as _ };
+    Timestamps { last_access: t, last_modification: t }
+}
+
+/// Ownership and permission rules of one copy.
+struct Rules {
+    chown: Option<(u32, u32)>,
+    chmod: Option<u32>,
+    from_context: bool,
+}
+
+impl Rules {
+    fn ids(&self, st: &rustix::fs::Stat) -> (u32, u32) {
+        match (self.chown, self.from_context) {
+            (Some(ids), _) => ids,
+            (None, true) => (0, 0),
+            (None, false) => (st.st_uid, st.st_gid),
+        }
+    }
+
+    fn mode(&self, st: &rustix::fs::Stat) -> u32 {
+        self.chmod.unwrap_or(st.st_mode & 0o7777)
+    }
+}
+
+/// Copies the selection into the rootfs at `dest_root`, destination `dest` (absolute inside the rootfs,
+/// already joined with WORKDIR by the caller), with Docker/BuildKit's rules (module doc). Every write
+/// is confined to `dest_root`.
+pub fn copy(
+    src: &SourceRoot,
+    selection: &Selection,
+    dest_root: &Path,
+    dest: &str,
+    opts: &CopyOptions,
+) -> Result<CopyReport, ContextError> {
+    let (comps, trailing) = dest_comps(dest);
+    let mut patterns: Vec<&str> = selection.items.iter().map(|i| i.pattern.as_str()).collect();
+    patterns.dedup();
+    let forced_dir = opts.dest_is_dir || trailing;
+    if patterns.len() > 1 && !forced_dir {
+        return Err(ContextError::DestNotDir { dest: dest.to_owned() });
+    }
+    for (i, c) in comps.iter().enumerate() {
+        check_name(c, &comps[..=i].join(&b'/'))?;
+    }
+    let excludes = compile_excludes(&opts.excludes)?;
+    let (root, _) = src.open()?;
+    let out = Dest::open(dest_root, opts)?;
+    let into_dir = forced_dir || selection.items.len() > 1 || comps.is_empty() || out.is_dir(&comps)?;
+    let rules = Rules { chown: opts.chown, chmod: opts.chmod, from_context: opts.from_context };
+    let mut copier = Copier {
+        dest: &out,
+        rules,
+        base: Vec::new(),
+        stack: Vec::new(),
+        links: HashMap::new(),
+        report: CopyReport::default(),
+    };
+    let walk = Walk { src, root: root.as_fd(), excludes: excludes.as_ref() };
+    for item in &selection.items {
+        if item.is_dir {
+            copier.base = comps.clone();
+            walk.run(item, &mut copier)?;
+            continue;
+        }
+        if opts.unpack_archives && is_archive(root.as_fd(), item.path.as_bytes())? {
+            unpack(root.as_fd(), &item.path, &out, &comps, &mut copier.report)?;
+            continue;
+        }
+        let mut target = comps.clone();
+        if into_dir {
+            target.push(item.name.as_bytes().to_vec());
+        }
+        copier.base = target;
+        walk.run(item, &mut copier)?;
+    }
+    Ok(copier.report)
+}
+
+/// Walk visitor writing into the destination.
+struct Copier<'d> {
+    dest: &'d Dest,
+    rules: Rules,
+    /// Destination of the current item's root ("" rel).
+    base: Vec<Vec<u8>>,
+    /// Open destination directories: (fd, source stat to apply when leaving, or None to leave alone).
+    stack: Vec<(OwnedFd, Option<rustix::fs::Stat>)>,
+    /// (dev, ino) of multiply-linked source files → their first destination path.
+    links: HashMap<(u64, u64), Vec<u8>>,
+    report: CopyReport,
+}
+
+impl Copier<'_> {
+    /// Destination path (relative to the rootfs) of an entry `rel` below the item.
+    fn target(&self, rel: &[u8]) -> Vec<u8> {
+        let base = self.base.join(&b'/');
+        fsx::join(&base, rel)
+    }
+
+    /// Parent fd and name of the destination of a leaf.
+    fn leaf_parent(&self, rel: &[u8]) -> Result<(OwnedFd, Vec<u8>, bool), ContextError> {
+        if rel.is_empty() {
+            // The item itself is a file: `base` is its full destination.
+            let (name, parent) = self.base.split_last().ok_or(ContextError::IsADirectory { path: "/".to_owned() })?;
+            let (fd, _) = self.dest.open_or_create_dir(parent)?;
+            return Ok((fd, name.clone(), true));
+        }
+        let (_, name) = rel.rsplit_once_byte();
+        let top = &self.stack.last().expect("leaves below an item come inside its directory").0;
+        let fd = rustix::io::fcntl_dupfd_cloexec(top, 0).map_err(werr(rel, "duplicate fd"))?;
+        Ok((fd, name.to_vec(), false))
+    }
+}
+
+trait SplitLast {
+    fn rsplit_once_byte(&self) -> (&[u8], &[u8]);
+}
+
+impl SplitLast for [u8] {
+    fn rsplit_once_byte(&self) -> (&[u8], &[u8]) {
+        match self.iter().rposition(|&b| b == b'/') {
+            Some(i) => (&self[..i], &self[i + 1..]),
+            None => (&[], self),
+        }
+    }
+}
+
+impl Visitor for Copier<'_> {
+    fn enter_dir(&mut self, node: &Node<'_>) -> Result<(), ContextError> {
+        let target = self.target(node.rel);
+        if node.rel.is_empty() {
+            let (fd, created) = self.dest.open_or_create_dir(&self.base)?;
+            if created {
+                let (uid, gid) = self.rules.ids(node.st);
+                fchown(fd.as_fd(), uid, gid).map_err(werr(&target, "chown"))?;
+            }
+            self.stack.push((fd, created.then_some(*node.st)));
+            return Ok(());
+        }
+        let (_, name) = node.rel.rsplit_once_byte();
+        let parent = self.stack.last().expect("entered the item's directory first").0.as_fd();
+        let existing = fsx::lstat_at(parent, name).map_err(werr(&target, "inspect"))?;
+        let (fd, meta) = match existing.as_ref().map(fsx::file_type) {
+            None => {
+                rustix::fs::mkdirat(parent, fsx::os(name), Mode::from_raw_mode(0o700))
+                    .map_err(werr(&target, "create directory"))?;
+                (fsx::open_child_dir(parent, name).map_err(werr(&target, "open directory"))?, true)
+            }
+            Some(FileType::Directory) => {
+                (fsx::open_child_dir(parent, name).map_err(werr(&target, "open directory"))?, true)
+            }
+            // A symlink in the destination: followed inside the rootfs, its target left alone.
+            Some(FileType::Symlink) => match fsx::open_in_root(self.dest.root.as_fd(), &target, fsx::DIR_FLAGS) {
+                Ok(fd) => (fd, false),
+                Err(Errno::NOENT | Errno::NOTDIR) => {
+                    return Err(ContextError::NotADirectory { path: format!("/{}", fsx::display(&target)) });
+                }
+                Err(e) => return Err(werr(&target, "open directory")(e)),
+            },
+            Some(_) => return Err(ContextError::NotADirectory { path: format!("/{}", fsx::display(&target)) }),
+        };
+        if meta {
+            let (uid, gid) = self.rules.ids(node.st);
+            fchown(fd.as_fd(), uid, gid).map_err(werr(&target, "chown"))?;
+        }
+        self.stack.push((fd, meta.then_some(*node.st)));
+        Ok(())
+    }
+
+    fn leave_dir(&mut self, node: &Node<'_>) -> Result<(), ContextError> {
+        let (fd, meta) = self.stack.pop().expect("every leave follows its enter");
+        if let Some(st) = meta {
+            let target = self.target(node.rel);
+            rustix::fs::fchmod(&fd, Mode::from_raw_mode(self.rules.mode(&st))).map_err(werr(&target, "chmod"))?;
+            rustix::fs::futimens(&fd, &times(&st)).map_err(werr(&target, "set times of"))?;
+        }
+        Ok(())
+    }
+
+    fn leaf(&mut self, node: &Node<'_>, at: At<'_>) -> Result<(), ContextError> {
+        let target = self.target(node.rel);
+        if node.kind == Kind::Socket {
+            self.report.skipped.push(fsx::display(node.src_rel));
+            return Ok(());
+        }
+        let (dir, name, _) = self.leaf_parent(node.rel)?;
+        let dir = dir.as_fd();
+        check_name(&name, &target)?;
+        match fsx::lstat_at(dir, &name).map_err(werr(&target, "inspect"))? {
+            Some(st) if fsx::file_type(&st) == FileType::Directory => {
+                return Err(ContextError::IsADirectory { path: format!("/{}", fsx::display(&target)) });
+            }
+            Some(_) => rustix::fs::unlinkat(dir, fsx::os(&name), AtFlags::empty()).map_err(werr(&target, "replace"))?,
+            None => {}
+        }
+        let st = node.st;
+        let (uid, gid) = self.rules.ids(st);
+        match node.kind {
+            Kind::File => {
+                let key = (st.st_dev, st.st_ino);
+                if st.st_nlink > 1 {
+                    if let Some(first) = self.links.get(&key) {
+                        let (fparent, fname) = first.rsplit_once_byte();
+                        let pfd = fsx::open_in_root(self.dest.root.as_fd(), fparent, fsx::DIR_FLAGS)
+                            .map_err(werr(first, "open directory"))?;
+                        rustix::fs::linkat(&pfd, fsx::os(fname), dir, fsx::os(&name), AtFlags::empty())
+                            .map_err(werr(&target, "hardlink"))?;
+                        self.report.files += 1;
+                        return Ok(());
+                    }
+                    self.links.insert(key, target.clone());
+                }
+                let mut input = at.open_file(st).map_err(|e| match e {
+                    Errno::STALE => ContextError::Changed { path: fsx::display(node.src_rel) },
+                    e => ContextError::Read { path: fsx::display(node.src_rel), source: e.into() },
+                })?;
+                let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                let out = rustix::fs::openat(dir, fsx::os(&name), flags, Mode::from_raw_mode(0o600))
+                    .map_err(werr(&target, "create"))?;
+                let mut out = File::from(out);
+                let n = copy_data(&mut input, &mut out)
+                    .map_err(|source| ContextError::Read { path: fsx::display(node.src_rel), source })?;
+                if n != st.st_size as u64 {
+                    return Err(ContextError::Changed { path: fsx::display(node.src_rel) });
+                }
+                fchown(out.as_fd(), uid, gid).map_err(werr(&target, "chown"))?;
+                rustix::fs::fchmod(&out, Mode::from_raw_mode(self.rules.mode(st))).map_err(werr(&target, "chmod"))?;
+                rustix::fs::futimens(&out, &times(st)).map_err(werr(&target, "set times of"))?;
+                self.report.bytes += n;
+            }
+            Kind::Symlink => {
+                let link = at
+                    .read_link()
+                    .map_err(|e| ContextError::Read { path: fsx::display(node.src_rel), source: e.into() })?;
+                rustix::fs::symlinkat(fsx::os(&link), dir, fsx::os(&name)).map_err(werr(&target, "create symlink"))?;
+                lchown_at(dir, &name, uid, gid).map_err(werr(&target, "chown"))?;
+                rustix::fs::utimensat(dir, fsx::os(&name), &times(st), AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(werr(&target, "set times of"))?;
+            }
+            Kind::Fifo => {
+                let mode = Mode::from_raw_mode(self.rules.mode(st));
+                rustix::fs::mknodat(dir, fsx::os(&name), FileType::Fifo, mode, 0)
+                    .map_err(werr(&target, "create fifo"))?;
+                lchown_at(dir, &name, uid, gid).map_err(werr(&target, "chown"))?;
+                rustix::fs::chmodat(dir, fsx::os(&name), mode, AtFlags::empty()).map_err(werr(&target, "chmod"))?;
+                rustix::fs::utimensat(dir, fsx::os(&name), &times(st), AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(werr(&target, "set times of"))?;
+            }
+            Kind::Dir | Kind::Socket => unreachable!("directories and sockets are handled above"),
+        }
+        self.report.files += 1;
+        Ok(())
+    }
+}
+
+/// Copies all of `input` to `out`: `copy_file_range` (in-kernel, reflinks where possible), or a
+/// read/write loop where the kernel or filesystem cannot.
+fn copy_data(input: &mut File, out: &mut File) -> std::io::Result<u64> {
+    let mut total = 0u64;
+    loop {
+        match rustix::fs::copy_file_range(&*input, None, &*out, None, 1 << 30) {
+            Ok(0) => return Ok(total),
+            Ok(n) => total += n as u64,
+            Err(Errno::INTR) => {}
+            Err(Errno::XDEV | Errno::NOSYS | Errno::INVAL | Errno::OPNOTSUPP | Errno::PERM) if total == 0 => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        out.write_all(&buf[..n])?;
+        total += n as u64;
+    }
+}
+
+/// Opens a selected regular file (by its resolved path) for reading.
+fn open_source(root: BorrowedFd<'_>, path: &[u8]) -> Result<Option<File>, ContextError> {
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY;
+    let handle = fsx::path_handle_in_root(root, path)
+        .map_err(|e| ContextError::Read { path: fsx::display(path), source: e.into() })?;
+    let st =
+        rustix::fs::fstat(&handle).map_err(|e| ContextError::Read { path: fsx::display(path), source: e.into() })?;
+    if fsx::file_type(&st) != FileType::RegularFile {
+        return Ok(None);
+    }
+    let fd = fsx::open_in_root(root, path, flags)
+        .map_err(|e| ContextError::Read { path: fsx::display(path), source: e.into() })?;
+    Ok(Some(File::from(fd)))
+}
+
+/// Whether a selected file is a tar archive, plain or compressed (Docker: it decompresses and
+/// a tar header parses). A compressed file that is not a tar inside is copied as it is.
+fn is_archive(root: BorrowedFd<'_>, path: &[u8]) -> Result<bool, ContextError> {
+    let Some(file) = open_source(root, path)? else {
+        return Ok(false);
+    };
+    let Ok(mut plain) = decompress(file) else {
+        return Ok(false);
+    };
+    let mut header = [0u8; 512];
+    let mut got = 0;
+    while got < header.len() {
+        match plain.read(&mut header[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            // Not decompressible after all (a file that only starts like gzip): not an archive.
+            Err(_) => return Ok(false),
+        }
+    }
+    Ok(got == header.len() && tar_header_valid(&header))
+}
+
+/// A tar header: its checksum field matches (ustar and old v7 headers alike) and it is not all zeros.
+fn tar_header_valid(h: &[u8; 512]) -> bool {
+    if h.iter().all(|&b| b == 0) {
+        return false;
+    }
+    let field = &h[148..156];
+    let text: String = field.iter().take_while(|&&b| b != 0 && b != b' ').map(|&b| b as char).collect();
+    let text = text.trim_start_matches(' ');
+    let Ok(want) = u32::from_str_radix(text, 8) else {
+        return false;
+    };
+    let sum: u32 =
+        h.iter().enumerate().map(|(i, &b)| if (148..156).contains(&i) { u32::from(b' ') } else { u32::from(b) }).sum();
+    sum == want
+}
+
+/// Unpacks an archive into the destination directory through the confined `layer::apply`.
+fn unpack(
+    root: BorrowedFd<'_>,
+    path: &str,
+    dest: &Dest,
+    comps: &[Vec<u8>],
+    report: &mut CopyReport,
+) -> Result<(), ContextError> {
+    let unpack_err = |source| ContextError::Unpack { path: path.to_owned(), source };
+    let file = open_source(root, path.as_bytes())?.ok_or_else(|| ContextError::NotAFile { path: path.to_owned() })?;
+    let plain = decompress(file).map_err(unpack_err)?;
+    let (dir, _) = dest.open_or_create_dir(comps)?;
+    // The kernel resolves `/proc/self/fd/N` to exactly the directory we opened inside the rootfs;
+    // `apply` confines every entry below it.
+    let applied =
+        crate::layer::apply(plain, &fsx::proc_fd(dir.as_fd()), &ApplyOptions::default()).map_err(unpack_err)?;
+    report.archives += 1;
+    report.files += applied.entries;
+    report.bytes += applied.bytes;
+    Ok(())
+}
+
+/// A heredoc source (`COPY <<EOF /x`): writes `content` as file `name` at `dest` (same dest rules; mode
+/// 0644 unless chmod, owner 0:0 unless chown, mtime = `mtime`).
+pub fn write_inline(
+    dest_root: &Path,
+    dest: &str,
+    name: &str,
+    content: &[u8],
+    mtime: i64,
+    opts: &CopyOptions,
+) -> Result<(), ContextError> {
+    let (mut comps, trailing) = dest_comps(dest);
+    let out = Dest::open(dest_root, opts)?;
+    if opts.dest_is_dir || trailing || comps.is_empty() || out.is_dir(&comps)? {
+        comps.push(name.as_bytes().to_vec());
+    }
+    for (i, c) in comps.iter().enumerate() {
+        check_name(c, &comps[..=i].join(&b'/'))?;
+    }
+    let target = comps.join(&b'/');
+    let (file_name, parent) = comps.split_last().expect("a file name was pushed or dest names one");
+    let (dir, _) = out.open_or_create_dir(parent)?;
+    match fsx::lstat_at(dir.as_fd(), file_name).map_err(werr(&target, "inspect"))? {
+        Some(st) if fsx::file_type(&st) == FileType::Directory => {
+            return Err(ContextError::IsADirectory { path: format!("/{}", fsx::display(&target)) });
+        }
+        Some(_) => {
+            rustix::fs::unlinkat(&dir, fsx::os(file_name), AtFlags::empty()).map_err(werr(&target, "replace"))?
+        }
+        None => {}
+    }
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = rustix::fs::openat(&dir, fsx::os(file_name), flags, Mode::from_raw_mode(0o600))
+        .map_err(werr(&target, "create"))?;
+    let mut file = File::from(fd);
+    file.write_all(content).map_err(|e| ContextError::Write {
+        path: format!("/{}", fsx::display(&target)),
+        op: "write",
+        source: e,
+    })?;
+    let (uid, gid) = opts.chown.unwrap_or((0, 0));
+    fchown(file.as_fd(), uid, gid).map_err(werr(&target, "chown"))?;
+    rustix::fs::fchmod(&file, Mode::from_raw_mode(opts.chmod.unwrap_or(0o644))).map_err(werr(&target, "chmod"))?;
+    let t = Timespec { tv_sec: mtime, tv_nsec: 0 };
+    rustix::fs::futimens(&file, &Timestamps { last_access: t, last_modification: t })
+        .map_err(werr(&target, "set times of"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dest_components_and_trailing_slash() {
+        let table: &[(&str, &[&str], bool)] = &[
+            ("/app", &["app"], false),
+            ("/app/", &["app"], true),
+            ("/app/.", &["app"], true),
+            ("/", &[], true),
+            ("/a/../b//c/", &["b", "c"], true),
+            ("/../../etc/passwd", &["etc", "passwd"], false),
+            ("rel/x", &["rel", "x"], false),
+        ];
+        for (dest, want, trailing) in table {
+            let (comps, t) = dest_comps(dest);
+            let comps: Vec<&str> = comps.iter().map(|c| std::str::from_utf8(c).unwrap()).collect();
+            assert_eq!((comps.as_slice(), t), (*want, *trailing), "{dest}");
+        }
+    }
+
+    #[test]
+    fn tar_header_detection() {
+        let mut h = [0u8; 512];
+        assert!(!tar_header_valid(&h), "zeros are the end marker, not an archive");
+        h[..5].copy_from_slice(b"hello");
+        h[148..156].copy_from_slice(b"0000000\0");
+        assert!(!tar_header_valid(&h), "a wrong checksum");
+        let sum: u32 =
+            h.iter().enumerate().map(|(i, &b)| if (148..156).contains(&i) { 32 } else { u32::from(b) }).sum();
+        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        assert!(tar_header_valid(&h));
+    }
+}

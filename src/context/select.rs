@@ -1,0 +1,160 @@
+//! Resolving `COPY`/`ADD` source patterns against a source root.
+//!
+//! A pattern is cleaned like Go's `filepath.Clean` and taken relative to the root (a leading
+//! `/` is the root too). A pattern whose `..` climbs above the root is refused ("outside the
+//! build context", catalogue A2) — BuildKit would clamp it, Docker's classic builder refused it;
+//! refusing tells the user their Dockerfile does not do what they think. Each component with a
+//! wildcard is matched against the directory listing (Go `filepath.Match`, hidden files
+//! included); every candidate is then resolved by the kernel inside the root, following
+//! symlinks but clamping them at the root (B1: `a -> /etc` + `a/passwd` looks for
+//! `<root>/etc/passwd`). Ignore rules and `--exclude` patterns apply to the *resolved* path, so
+//! a symlink cannot reach what `.dockerignore` hides.
+//!
+//! Missing sources, as BuildKit: a pattern without wildcards that selects nothing is an error
+//! naming it; a wildcard that matches nothing is fine as long as another source of the same
+//! instruction selects something — when all select nothing, the first pattern is named.
+
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::Path;
+
+use rustix::fs::FileType;
+use rustix::io::Errno;
+
+use super::ignore::{IgnoreFile, clean_path};
+use super::{ContextError, SourceRoot, compile_excludes, fsx, glob};
+
+/// What a list of COPY source patterns selected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selection {
+    pub items: Vec<Selected>,
+}
+
+/// One selected source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selected {
+    /// The pattern (after variable expansion) that selected it.
+    pub pattern: String,
+    /// Path relative to the source root, '/'-separated, normalised; "" = the root itself.
+    /// Symlinks on the way are resolved (inside the root): this is where the data comes from.
+    pub path: String,
+    /// A directory (its *contents* are copied) or not.
+    pub is_dir: bool,
+    /// The name the pattern gave it (its last component before symlinks were resolved; "" for
+    /// the root): a file source lands at `dest/<name>` when the destination is a directory.
+    pub name: String,
+}
+
+/// Resolves COPY/ADD source patterns. Patterns are relative to the source root (a leading `/` is the
+/// root too; `..` can never leave it); globs as Go's filepath.Match per component; symlinks in the
+/// pattern path are followed inside the root only (B1); see the module doc for missing sources.
+/// `excludes` = `COPY --exclude` patterns (same syntax as .dockerignore lines), matched against the
+/// selected path relative to the root. Paths excluded by .dockerignore are invisible here.
+pub fn select(src: &SourceRoot, patterns: &[String], excludes: &[String]) -> Result<Selection, ContextError> {
+    let excludes = compile_excludes(excludes)?;
+    let (root, root_real) = src.open()?;
+    let mut items = Vec::new();
+    let mut missing_wildcard = None;
+    for pattern in patterns {
+        let found = select_one(src, root.as_fd(), &root_real, pattern, excludes.as_ref())?;
+        if found.is_empty() && missing_wildcard.is_none() {
+            missing_wildcard = Some(pattern.clone());
+        }
+        items.extend(found);
+    }
+    if items.is_empty() {
+        let pattern = missing_wildcard.or_else(|| patterns.first().cloned()).unwrap_or_default();
+        return Err(ContextError::NotFound { pattern });
+    }
+    Ok(Selection { items })
+}
+
+fn select_one(
+    src: &SourceRoot,
+    root: BorrowedFd<'_>,
+    root_real: &Path,
+    pattern: &str,
+    excludes: Option<&IgnoreFile>,
+) -> Result<Vec<Selected>, ContextError> {
+    let cleaned = clean_path(pattern);
+    if cleaned == ".." || cleaned.starts_with("../") {
+        return Err(ContextError::Outside { pattern: pattern.to_owned() });
+    }
+    let cleaned = clean_path(&format!("/{cleaned}"));
+    let comps: Vec<&str> = cleaned.split('/').filter(|c| !c.is_empty()).collect();
+    let wild = comps.iter().any(|c| glob::has_magic(c));
+    if let Some(bad) = comps.iter().find(|c| glob::has_magic(c) && !glob::is_valid(c)) {
+        return Err(ContextError::NotFound { pattern: format!("{pattern} (invalid pattern component {bad:?})") });
+    }
+    // Expand wildcards component by component: candidates are lexical paths (unresolved).
+    let mut candidates: Vec<Vec<String>> = vec![Vec::new()];
+    for comp in &comps {
+        if !glob::has_magic(comp) {
+            for cand in &mut candidates {
+                cand.push((*comp).to_owned());
+            }
+            continue;
+        }
+        let mut next = Vec::new();
+        for cand in &candidates {
+            let lexical = cand.join("/");
+            let dir = match fsx::open_in_root(root, lexical.as_bytes(), fsx::DIR_FLAGS) {
+                Ok(dir) => dir,
+                Err(Errno::NOENT | Errno::NOTDIR) => continue,
+                Err(Errno::LOOP) => return Err(ContextError::SymlinkLoop { path: lexical }),
+                Err(e) => return Err(ContextError::Read { path: lexical, source: e.into() }),
+            };
+            let names = fsx::list_names(dir.as_fd())
+                .map_err(|e| ContextError::Read { path: lexical.clone(), source: e.into() })?;
+            for name in names {
+                let shown = String::from_utf8_lossy(&name);
+                if !glob::matches(comp, &shown) {
+                    continue;
+                }
+                let Ok(name) = String::from_utf8(name.clone()) else {
+                    return Err(ContextError::NonUtf8 { path: fsx::display(&fsx::join(lexical.as_bytes(), &name)) });
+                };
+                let mut path = cand.clone();
+                path.push(name);
+                next.push(path);
+            }
+        }
+        candidates = next;
+    }
+    let mut out = Vec::new();
+    for cand in candidates {
+        // Literal components hold no `\` (it counts as a wildcard), so they need no unescaping.
+        let lexical = cand.join("/");
+        let handle = match fsx::path_handle_in_root(root, lexical.as_bytes()) {
+            Ok(h) => h,
+            Err(Errno::NOENT | Errno::NOTDIR) if wild => continue,
+            Err(Errno::NOENT | Errno::NOTDIR) => return Err(ContextError::NotFound { pattern: pattern.to_owned() }),
+            Err(Errno::LOOP) => return Err(ContextError::SymlinkLoop { path: lexical }),
+            Err(e) => return Err(ContextError::Read { path: lexical, source: e.into() }),
+        };
+        let read_err = |e: Errno| ContextError::Read { path: lexical.clone(), source: e.into() };
+        let st = rustix::fs::fstat(&handle).map_err(read_err)?;
+        let real = fsx::real_rel(root_real, handle.as_fd()).map_err(read_err)?;
+        let Some(real) = real else {
+            return Err(ContextError::Outside { pattern: pattern.to_owned() });
+        };
+        let hidden =
+            src.ignored(&real) || excludes.is_some_and(|ex| ex.matches(&String::from_utf8_lossy(&real)).is_some());
+        if hidden {
+            if wild {
+                continue;
+            }
+            return Err(ContextError::NotFound { pattern: pattern.to_owned() });
+        }
+        let Ok(path) = String::from_utf8(real.clone()) else {
+            return Err(ContextError::NonUtf8 { path: fsx::display(&real) });
+        };
+        let name = cand.last().cloned().unwrap_or_default();
+        out.push(Selected {
+            pattern: pattern.to_owned(),
+            path,
+            is_dir: fsx::file_type(&st) == FileType::Directory,
+            name,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,212 @@
+//! The persistent stat cache: `(dev, ino, size, mtime ns, ctime ns, mode, uid, gid)` → content
+//! digest of a regular file, keyed by the canonical source root and the path relative to it,
+//! in one SQLite file (WAL, busy timeout: several builds on one machine share it).
+//!
+//! A row is used only when every stat field is unchanged; a changed file's row is replaced.
+//!
+//! Racy entries (git's "racily clean" problem): the kernel stamps mtime/ctime with a coarse
+//! clock, so a file written again within the same tick *after* we read it could keep its
+//! stat. A row therefore also records when the content was read, and a row whose ctime is not
+//! at least [`RACY_WINDOW_NS`] older than that read is not trusted (the file is read again, and
+//! the new row is trusted next time).
+//!
+//! Bounded growth: rows of deleted or moved files stay until [`StatCache::prune`] removes rows
+//! unused for a given time (every lookup refreshes `used`); the owner of the database (the
+//! builder, at the end of a build or with `slipway prune`) calls it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::ContextError;
+use crate::oci::Digest;
+
+/// A row younger than this (ctime vs. the time its content was read) is re-read.
+pub const RACY_WINDOW_NS: i64 = 50_000_000;
+
+/// The stat fields a row is valid for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct StatKey {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl StatKey {
+    pub(super) fn of(st: &rustix::fs::Stat) -> StatKey {
+        StatKey {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            size: st.st_size as u64,
+            mtime_ns: st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64,
+            ctime_ns: st.st_ctime * 1_000_000_000 + st.st_ctime_nsec as i64,
+            mode: st.st_mode,
+            uid: st.st_uid,
+            gid: st.st_gid,
+        }
+    }
+}
+
+/// Persistent (dev, ino, size, mtime, ctime, mode, uid, gid) → content digest, keyed by the canonical source
+/// root + relative path, in a SQLite file (see the module doc for racy rows and pruning).
+pub struct StatCache {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for StatCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatCache").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+}
+
+impl StatCache {
+    /// Opens (creating) the database at `path`.
+    pub fn open(path: &Path) -> Result<StatCache, ContextError> {
+        let err = |op| move |source| ContextError::StatCache { path: path.to_path_buf(), op, source };
+        let conn = Connection::open(path).map_err(err("open"))?;
+        conn.busy_timeout(Duration::from_secs(30)).map_err(err("set the busy timeout"))?;
+        let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(err("enable WAL"))?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(err("set synchronous"))?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS stat_cache (
+                root TEXT NOT NULL,
+                path BLOB NOT NULL,
+                dev INTEGER NOT NULL, ino INTEGER NOT NULL, size INTEGER NOT NULL,
+                mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL,
+                mode INTEGER NOT NULL, uid INTEGER NOT NULL, gid INTEGER NOT NULL,
+                digest BLOB NOT NULL,
+                read_ns INTEGER NOT NULL,
+                used_ns INTEGER NOT NULL,
+                PRIMARY KEY (root, path)
+            ) WITHOUT ROWID;",
+        )
+        .map_err(err("create the schema"))?;
+        Ok(StatCache { path: path.to_path_buf(), conn: Mutex::new(conn) })
+    }
+
+    fn err(&self, op: &'static str) -> impl FnOnce(rusqlite::Error) -> ContextError + '_ {
+        move |source| ContextError::StatCache { path: self.path.clone(), op, source }
+    }
+
+    /// Looks up many files of one root; `None` for a missing, stale or racy row.
+    pub(super) fn lookup(&self, root: &str, files: &[(&[u8], StatKey)]) -> Result<Vec<Option<Digest>>, ContextError> {
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn.transaction().map_err(self.err("begin a lookup"))?;
+        let now = now_ns();
+        let mut out = Vec::with_capacity(files.len());
+        {
+            let mut get = tx
+                .prepare_cached(
+                    "SELECT dev, ino, size, mtime_ns, ctime_ns, mode, uid, gid, digest, read_ns
+                     FROM stat_cache WHERE root = ?1 AND path = ?2",
+                )
+                .map_err(self.err("look up"))?;
+            let mut touch = tx
+                .prepare_cached("UPDATE stat_cache SET used_ns = ?3 WHERE root = ?1 AND path = ?2")
+                .map_err(self.err("look up"))?;
+            for (path, key) in files {
+                let row = get
+                    .query_row(params![root, path], |r| {
+                        let stored = StatKey {
+                            dev: r.get::<_, i64>(0)? as u64,
+                            ino: r.get::<_, i64>(1)? as u64,
+                            size: r.get::<_, i64>(2)? as u64,
+                            mtime_ns: r.get(3)?,
+                            ctime_ns: r.get(4)?,
+                            mode: r.get(5)?,
+                            uid: r.get(6)?,
+                            gid: r.get(7)?,
+                        };
+                        Ok((stored, r.get::<_, Vec<u8>>(8)?, r.get::<_, i64>(9)?))
+                    })
+                    .optional()
+                    .map_err(self.err("look up"))?;
+                let hit = row.and_then(|(stored, digest, read_ns)| {
+                    let fresh = stored == *key && key.ctime_ns.max(key.mtime_ns) + RACY_WINDOW_NS <= read_ns;
+                    let digest: [u8; 32] = digest.try_into().ok()?;
+                    fresh.then(|| Digest::from_bytes(digest))
+                });
+                if hit.is_some() {
+                    touch.execute(params![root, path, now]).map_err(self.err("look up"))?;
+                }
+                out.push(hit);
+            }
+        }
+        tx.commit().map_err(self.err("commit a lookup"))?;
+        Ok(out)
+    }
+
+    /// Records files whose content was read at `read_ns` (before the reads began).
+    pub(super) fn store(
+        &self,
+        root: &str,
+        files: &[(&[u8], StatKey, Digest)],
+        read_ns: i64,
+    ) -> Result<(), ContextError> {
+        if files.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn.transaction().map_err(self.err("begin an update"))?;
+        {
+            let mut put = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO stat_cache
+                     (root, path, dev, ino, size, mtime_ns, ctime_ns, mode, uid, gid, digest, read_ns, used_ns)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
+                )
+                .map_err(self.err("update"))?;
+            for (path, k, digest) in files {
+                put.execute(params![
+                    root,
+                    path,
+                    k.dev as i64,
+                    k.ino as i64,
+                    k.size as i64,
+                    k.mtime_ns,
+                    k.ctime_ns,
+                    k.mode,
+                    k.uid,
+                    k.gid,
+                    &digest.as_bytes()[..],
+                    read_ns
+                ])
+                .map_err(self.err("update"))?;
+            }
+        }
+        tx.commit().map_err(self.err("commit an update"))
+    }
+
+    /// Removes rows not used for `unused_for` (deleted files, old contexts); returns how many.
+    pub fn prune(&self, unused_for: Duration) -> Result<u64, ContextError> {
+        let cutoff = now_ns().saturating_sub(unused_for.as_nanos().min(i64::MAX as u128) as i64);
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let n =
+            conn.execute("DELETE FROM stat_cache WHERE used_ns < ?1", params![cutoff]).map_err(self.err("prune"))?;
+        Ok(n as u64)
+    }
+
+    /// Number of rows (for tests and `slipway info`-like reports).
+    pub fn len(&self) -> Result<u64, ContextError> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let n: i64 = conn.query_row("SELECT COUNT(*) FROM stat_cache", [], |r| r.get(0)).map_err(self.err("count"))?;
+        Ok(n as u64)
+    }
+
+    /// Whether the cache holds no row.
+    pub fn is_empty(&self) -> Result<bool, ContextError> {
+        Ok(self.len()? == 0)
+    }
+}
