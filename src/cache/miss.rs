@@ -87,14 +87,18 @@ impl fmt::Display for MissReason {
                 }
             }
             MissReason::Changed { component, old, new } => {
-                let (old, new) = shorten_pair(old, new);
+                let (old, new) = match (old.parse::<Digest>(), new.parse::<Digest>()) {
+                    (Ok(_), _) | (_, Ok(_)) => (base(old), base(new)),
+                    _ => shorten_pair(old, new),
+                };
                 write!(f, "{component} changed ({old} → {new})")
             }
         }
     }
 }
 
-/// A base for display: a digest as `sha256:` and 12 hex characters, anything else shortened.
+/// A base (or any digest value) for display: a digest as `sha256:` and 12 hex characters,
+/// anything else shortened.
 fn base(value: &str) -> String {
     match value.parse::<Digest>() {
         Ok(d) => format!("sha256:{}", d.short()),

@@ -301,6 +301,7 @@ fn miss_reason_texts() {
             old: "RUN apt-get update && apt-get install -y --no-install-recommends curl ca-certificates".into(),
             new: "RUN apt-get update && apt-get install -y --no-install-recommends curl ca-certificates git".into(),
         },
+        MissReason::Changed { component: "sources".into(), old: d("a").to_string(), new: d("b").to_string() },
         MissReason::Changed {
             component: "mounts".into(),
             old: "type=cache,target=/root/.cache/a-very-long-directory-name-indeed".into(),
@@ -328,6 +329,89 @@ fn miss_reason_texts() {
     instruction changed (RUN make → RUN make all)
     user changed (none → app)
     instruction changed (…curl ca-certificates → …curl ca-certificates git)
+    sources changed (sha256:ca978112ca1b → sha256:3e23e8160039)
     mounts changed (type=cache,target=/root/.cache/a-very-lo… → type=bind,target=/src)
     ");
+}
+
+/// Reliability F6: the cache can only key what the builder hands it. It imports nothing but
+/// `oci` (types), so it cannot read an image's history, labels or config to make a key or a
+/// record.
+#[test]
+fn the_cache_reads_nothing_from_images() {
+    let sources = [
+        ("mod.rs", include_str!("mod.rs")),
+        ("key.rs", include_str!("key.rs")),
+        ("miss.rs", include_str!("miss.rs")),
+        ("db.rs", include_str!("db.rs")),
+        ("files.rs", include_str!("files.rs")),
+    ];
+    for (file, text) in sources {
+        for (i, _) in text.match_indices("crate::") {
+            let path = &text[i..];
+            assert!(path.starts_with("crate::oci"), "src/cache/{file} imports {}", &path[..path.len().min(30)]);
+        }
+    }
+}
+
+/// Reliability F6: every input that changes what a step makes changes its key.
+#[test]
+fn every_output_affecting_input_changes_the_key() {
+    let names = [
+        "parent",
+        "base",
+        "instruction",
+        "arg:VERSION",
+        "env",
+        "user",
+        "workdir",
+        "shell",
+        "platform",
+        "network",
+        "mounts",
+        "sources",
+        "from",
+        "chown",
+        "chmod",
+        "healthcheck",
+        "onbuild",
+    ];
+    let all = |changed: Option<&str>| {
+        let mut k = KeyInputs::default();
+        for n in names {
+            k.add(n, if Some(n) == changed { "other" } else { "value" });
+        }
+        k.key()
+    };
+    let mut keys: Vec<CacheKey> = names.iter().map(|n| all(Some(n))).collect();
+    keys.push(all(None));
+    let count = keys.len();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), count);
+}
+
+#[test]
+fn an_unchanged_file_list_is_not_rewritten() {
+    let (d, db) = db();
+    let slot = Slot::new("copy");
+    let list = files(&[("a", "1"), ("b", "2")]);
+    db.remember(&slot, &inputs(&[("sources", "sha256:1")]), Some(&list)).unwrap();
+    let raw = rusqlite::Connection::open(d.path().join("cache/cache.db")).unwrap();
+    raw.execute("UPDATE slots SET files = x'00'", []).unwrap();
+    // Same list (in another order), new inputs: only the inputs are written.
+    let reversed: Vec<_> = list.iter().rev().cloned().collect();
+    db.remember(&slot, &inputs(&[("sources", "sha256:2")]), Some(&reversed)).unwrap();
+    let (files_blob, inputs_blob): (Vec<u8>, Vec<u8>) =
+        raw.query_row("SELECT files, inputs FROM slots", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    assert_eq!(files_blob, [0]);
+    assert_eq!(KeyInputs::decode(&inputs_blob), Some(inputs(&[("sources", "sha256:2")])));
+    // A changed list is written again, and explains the next miss.
+    db.remember(&slot, &inputs(&[("sources", "sha256:3")]), Some(&files(&[("a", "1")]))).unwrap();
+    let why = db.explain(&slot, &inputs(&[("sources", "sha256:4")]), Some(&list)).unwrap();
+    assert_eq!(why, MissReason::FilesChanged { changes: vec![FileChange::Added { path: "b".into() }], more: 0 });
+    // A list that no longer decodes explains by the component.
+    raw.execute("UPDATE slots SET files = x'00'", []).unwrap();
+    let why = db.explain(&slot, &inputs(&[("sources", "sha256:4")]), Some(&list)).unwrap();
+    assert!(matches!(why, MissReason::Changed { ref component, .. } if component == "sources"), "{why:?}");
 }
