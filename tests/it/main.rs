@@ -1,5 +1,6 @@
 //! The one integration-test binary, split by feature.
 
+mod cache;
 mod check;
 mod dockerfile_corpus;
 mod dockerfile_shell;
