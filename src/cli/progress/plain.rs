@@ -9,9 +9,10 @@
 //! of other tasks wait in memory (with the timings they had when they arrived) until the open
 //! group closes. It closes when its task ends, or early — reopened later as `#N NAME
 //! (continued)` — when a waiting task has ended, when the open task has been quiet for
-//! [`QUIET`] while another waits, or when more than [`MAX_WAITING_BYTES`] wait. Waiting tasks
-//! then get their groups in start order. Nothing is dropped: dropping the renderer (the end of
-//! the command) prints whatever still waits.
+//! [`QUIET`] while another waits, or when more than [`MAX_WAITING_BYTES`] wait (checked as each
+//! event arrives: there is no timer thread). Waiting tasks then get their groups, ended ones
+//! first, each in start order. Nothing is dropped: dropping the renderer (the end of the
+//! command) prints whatever still waits.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -70,9 +71,14 @@ struct Waiting {
     end: Option<String>,
 }
 
+/// The open group. Its first line is written only with the first line inside it, so a task that
+/// yields before printing anything leaves no empty group behind.
 struct Open {
     id: TaskId,
     last_line: SystemTime,
+    /// `#N NAME` or `#N NAME (continued)`.
+    title: String,
+    shown: bool,
 }
 
 /// The folding state: at most one open group, and the tasks waiting for theirs.
@@ -228,73 +234,114 @@ impl Folds {
             }
             Some(open) => {
                 open.last_line = now;
-                write_lines(out, &lines);
+                if !lines.is_empty() {
+                    self.show(out, now);
+                    write_lines(out, &lines);
+                }
                 if let Some(end) = end {
-                    self.close(out, now);
+                    match self.open.take_if(|o| !o.shown) {
+                        // Nothing was ever printed for the task: its title alone, no group.
+                        Some(open) => write_lines(out, &[open.title]),
+                        None => self.close(out, now),
+                    }
                     self.groups.remove(&id);
                     write_lines(out, &[end]);
                     self.drain(out, now);
                 }
             }
             None => {
-                if lines.is_empty() && end.is_some() && self.groups.contains_key(&id) {
-                    // Its group was closed early and nothing is left for it: only the end line.
-                    self.groups.remove(&id);
-                    write_lines(out, &end.into_iter().collect::<Vec<_>>());
+                if lines.is_empty() && self.groups.contains_key(&id) {
+                    // Its group was closed early and nothing is left to put in it.
+                    if let Some(end) = end {
+                        self.groups.remove(&id);
+                        write_lines(out, &[end]);
+                    }
                     return;
                 }
-                self.open(out, now, id, &name);
+                self.open(now, id, &name);
                 self.route(out, now, id, name, lines, end);
             }
         }
     }
 
-    /// Opens task `id`'s group (none may be open).
-    fn open(&mut self, out: &mut dyn Write, now: SystemTime, id: TaskId, name: &str) {
+    /// Opens task `id`'s group (none may be open); its first line waits for content.
+    fn open(&mut self, now: SystemTime, id: TaskId, name: &str) {
         let n = self.groups.entry(id).or_insert(0);
         *n += 1;
         let title = if *n > 1 { format!("#{id} {name} (continued)") } else { format!("#{id} {name}") };
-        let line = match self.kind {
-            Folding::GitHub => format!("::group::{title}"),
-            Folding::GitLab => {
-                format!("\x1b[0Ksection_start:{}:{}[collapsed=true]\r\x1b[0K{title}", unix(now), section(id, *n))
-            }
-            Folding::None => title,
-        };
-        write_lines(out, &[line]);
-        self.open = Some(Open { id, last_line: now });
+        self.open = Some(Open { id, last_line: now, title, shown: false });
     }
 
-    /// Closes the open group, if any.
+    /// Writes the open group's first line, unless it is written already.
+    fn show(&mut self, out: &mut dyn Write, now: SystemTime) {
+        let Some(open) = self.open.as_mut().filter(|o| !o.shown) else { return };
+        open.shown = true;
+        let n = self.groups.get(&open.id).copied().unwrap_or(1);
+        let line = match self.kind {
+            Folding::GitHub => format!("::group::{}", open.title),
+            Folding::GitLab => format!(
+                "\x1b[0Ksection_start:{}:{}[collapsed=true]\r\x1b[0K{}",
+                unix(now),
+                section(open.id, n),
+                open.title
+            ),
+            Folding::None => open.title.clone(),
+        };
+        write_lines(out, &[line]);
+    }
+
+    /// Closes the open group, if any; a group that never showed leaves no trace.
     fn close(&mut self, out: &mut dyn Write, now: SystemTime) {
         let Some(open) = self.open.take() else { return };
+        let n = self.groups.get(&open.id).copied().unwrap_or(1);
+        if !open.shown {
+            match n {
+                0 | 1 => self.groups.remove(&open.id),
+                _ => self.groups.insert(open.id, n - 1),
+            };
+            return;
+        }
         let line = match self.kind {
             Folding::GitHub => "::endgroup::".to_string(),
-            Folding::GitLab => {
-                let n = self.groups.get(&open.id).copied().unwrap_or(1);
-                format!("\x1b[0Ksection_end:{}:{}\r\x1b[0K", unix(now), section(open.id, n))
-            }
+            Folding::GitLab => format!("\x1b[0Ksection_end:{}:{}\r\x1b[0K", unix(now), section(open.id, n)),
             Folding::None => return,
         };
         write_lines(out, &[line]);
     }
 
-    /// Gives waiting tasks their groups, in start order, until one that is still running keeps
-    /// its group open.
+    /// Gives waiting tasks their groups — those that ended first, then the others, each in start
+    /// order — until one that is still running keeps its group open.
     fn drain(&mut self, out: &mut dyn Write, now: SystemTime) {
         while self.open.is_none() {
-            let Some((id, waiting)) = self.waiting.pop_first() else { break };
+            let ended = self.waiting.iter().find(|(_, w)| w.end.is_some()).map(|(id, _)| *id);
+            let next = match ended {
+                Some(id) => self.waiting.remove_entry(&id),
+                None => self.waiting.pop_first(),
+            };
+            let Some((id, waiting)) = next else { break };
             self.waiting_bytes = self.waiting_bytes.saturating_sub(waiting.lines.iter().map(|l| l.len() + 1).sum());
             self.route(out, now, id, waiting.name, waiting.lines, waiting.end);
         }
     }
 
+    /// Closes the open group, showing it first when its task never printed anything (so the
+    /// task's name appears at least once).
+    fn settle(&mut self, out: &mut dyn Write, now: SystemTime) {
+        if let Some(open) = &self.open
+            && !open.shown
+            && self.groups.get(&open.id) == Some(&1)
+        {
+            self.show(out, now);
+        }
+        self.close(out, now);
+    }
+
     /// Prints everything still waiting, each in its own group, and closes the last one.
     fn finish(&mut self, out: &mut dyn Write, now: SystemTime) {
-        self.close(out, now);
+        self.settle(out, now);
         while let Some((id, waiting)) = self.waiting.pop_first() {
             self.route(out, now, id, waiting.name, waiting.lines, waiting.end);
-            self.close(out, now);
+            self.settle(out, now);
         }
         self.waiting_bytes = 0;
         let _ = out.flush();
@@ -534,5 +581,37 @@ mod tests {
         // The switch came long before the end: task 1 continued afterwards.
         assert!(out[first_switch..].contains("::group::#1 a (continued)"), "{}", &out[..200]);
         assert_eq!(out.matches(&line).count(), MAX_WAITING_BYTES / 1000 + 10);
+    }
+
+    /// When a group closes, tasks that already ended get theirs before a running one takes over.
+    #[test]
+    fn finished_tasks_are_printed_before_running_ones() {
+        let events = vec![
+            (0, start(1, "a")),
+            (0, start(2, "b")),
+            (0, start(3, "c")),
+            (100, log(2, "b runs")),
+            (200, log(3, "c ran")),
+            (300, done(3, 300)),
+            (400, log(1, "a runs")),
+            (500, done(1, 500)),
+            (600, done(2, 600)),
+        ];
+        let out = render(Folding::GitHub, events.clone());
+        check_groups(&out, "::group::", "::endgroup::", &events);
+        insta::assert_snapshot!(out, @r"
+        ::group::#3 c
+        #3 0.200 c ran
+        ::endgroup::
+        #3 DONE 0.3s
+        ::group::#2 b
+        #2 0.100 b runs
+        ::endgroup::
+        ::group::#1 a
+        #1 0.400 a runs
+        ::endgroup::
+        #1 DONE 0.5s
+        #2 DONE 0.6s
+        ");
     }
 }
