@@ -46,7 +46,9 @@ impl FromStr for CacheKey {
 /// One named input of a key. Names are stable identifiers (see the module doc); values may be long.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Component {
+    /// A stable identifier: `parent`, `instruction`, `arg:NAME`, ... (the module doc lists them).
     pub name: String,
+    /// What the step saw; any length.
     pub value: String,
 }
 

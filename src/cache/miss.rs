@@ -45,8 +45,11 @@ pub enum MissReason {
 /// One file of a COPY/ADD source list that differs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileChange {
+    /// The file's content digest differs.
     Modified { path: String, old: Digest, new: Digest },
+    /// The file is selected now and was not before.
     Added { path: String },
+    /// The file was selected before and is not now.
     Removed { path: String },
 }
 

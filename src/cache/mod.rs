@@ -74,6 +74,7 @@ pub struct Record {
 /// The layer of a [`Record`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerRecord {
+    /// The digest of the layer's uncompressed tar.
     pub diff_id: DiffId,
     /// The blob holding it in the store (media type, digest, size).
     pub blob: Descriptor,

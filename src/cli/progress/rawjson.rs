@@ -21,6 +21,7 @@ pub struct RawJson<W> {
 }
 
 impl<W: Write + Send> RawJson<W> {
+    /// Writes to `out`, stamping events with `clock`.
     pub fn new(out: W, clock: Clock) -> RawJson<W> {
         RawJson { out: Mutex::new(out), clock }
     }

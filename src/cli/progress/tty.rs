@@ -48,6 +48,7 @@ pub struct Tty {
 }
 
 impl Tty {
+    /// A view drawing to `target` (stderr, or a test's in-memory terminal).
     pub fn new(target: ProgressDrawTarget, options: TtyOptions) -> Tty {
         Tty { multi: MultiProgress::with_draw_target(target), options, tasks: Mutex::new(HashMap::new()) }
     }
