@@ -6,6 +6,7 @@ mod build_meta;
 mod build_registry;
 mod build_run;
 mod build_stages;
+mod cache;
 mod check;
 mod context;
 mod dockerfile_corpus;

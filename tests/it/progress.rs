@@ -143,6 +143,39 @@ fn plain_prints_readable_lines_on_stderr_only() {
 }
 
 #[test]
+fn plain_folds_each_task_into_a_github_group() {
+    let (ctx, rootfs) = with_rootfs();
+    let out = ctx.cmd().env("GITHUB_ACTIONS", "true").args(["--progress", "plain", "import", &rootfs, "a:1"]).output();
+    let out = out.unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let err = stderr(&out);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines[0], "::group::#1 write layer", "{err}");
+    let end = lines.iter().position(|l| *l == "::endgroup::").expect("the group is closed");
+    assert!(lines[1..end].iter().all(|l| l.starts_with("#1 ")), "{err}");
+    assert!(lines[end + 1].starts_with("#1 DONE "), "the end line follows the group: {err}");
+    assert_eq!(lines.len(), end + 2, "{err}");
+}
+
+#[test]
+fn plain_folds_each_task_into_a_gitlab_section() {
+    let (ctx, rootfs) = with_rootfs();
+    let out = ctx.cmd().env("GITLAB_CI", "true").args(["--progress", "plain", "import", &rootfs, "a:1"]).output();
+    let out = out.unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let err = stderr(&out);
+    let lines: Vec<&str> = err.lines().collect();
+    let start = lines[0].strip_prefix("\x1b[0Ksection_start:").expect("a section starts");
+    let (ts, rest) = start.split_once(':').unwrap();
+    assert!(ts.parse::<u64>().is_ok_and(|t| t > 1_600_000_000), "unix seconds: {err:?}");
+    assert_eq!(rest, "slipway_1[collapsed=true]\r\x1b[0K#1 write layer", "{err:?}");
+    let end = lines.iter().position(|l| l.starts_with("\x1b[0Ksection_end:")).expect("the section ends");
+    assert!(lines[end].ends_with(":slipway_1\r\x1b[0K"), "{err:?}");
+    assert!(lines[1..end].iter().all(|l| l.starts_with("#1 ")), "{err:?}");
+    assert!(lines[end + 1].starts_with("#1 DONE "), "{err:?}");
+}
+
+#[test]
 fn quiet_prints_nothing_on_stderr_on_success() {
     let (ctx, rootfs) = with_rootfs();
     let out = ctx.ok(&["--progress", "quiet", "import", &rootfs, "example/busybox:1"]);

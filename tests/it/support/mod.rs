@@ -28,11 +28,14 @@ impl TestContext {
         self.dir.path().join("root")
     }
 
-    /// A `slipway` command with `--root` set to this context's store and logs kept quiet.
+    /// A `slipway` command with `--root` set to this context's store and logs kept quiet; the CI
+    /// markers that fold plain progress (`GITHUB_ACTIONS`, `GITLAB_CI`) are removed, so output is
+    /// the same when the suite itself runs in CI.
     pub fn cmd(&self) -> Command {
         let mut cmd = Command::new(slipway_bin());
         cmd.arg("--root").arg(self.root());
         cmd.env_remove("SLIPWAY_ROOT").env_remove("SOURCE_DATE_EPOCH").env("SLIPWAY_LOG", "warn");
+        cmd.env_remove("GITHUB_ACTIONS").env_remove("GITLAB_CI");
         cmd
     }
 

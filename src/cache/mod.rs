@@ -1,0 +1,107 @@
+//! The build cache: step cache keys, the records they name, and explained misses.
+//!
+//! Owns three things: the key computation ([`KeyInputs`] → [`CacheKey`], pure), the record store
+//! ([`CacheDb`], `<store root>/cache/cache.db`: key → the layer a step made) and the explanation
+//! of a miss ([`MissReason`], by comparing a step's inputs with what its [`Slot`] was last built
+//! from). It knows nothing of Dockerfiles, snapshots or the blob store: the builder decides what
+//! goes into a key and registers the blobs records reference as GC roots (`cache:<key>`).
+//!
+//! # Keys
+//!
+//! A key is the sha256 of a domain tag, [`KEY_VERSION`] and the step's components, each name and
+//! value length-prefixed, in the order the builder added them. Changing what a component means
+//! or how it is written bumps [`KEY_VERSION`] (a unit test pins a golden key): old records then
+//! simply never match, with no compatibility special cases. The builder adds the components
+//! most-significant first (the first one that differs explains a miss), with these names:
+//!
+//! | name | value |
+//! | --- | --- |
+//! | `parent` | chain id of the parent's layers, `scratch` when none (content, not a step id: a step re-run with the same output lets the next steps hit) |
+//! | `base` | first step of a stage only: the base image's manifest digest, `scratch` or `stage:<name>` |
+//! | `instruction` | the instruction after expansion |
+//! | `arg:NAME` | a build ARG's value, only for the ARGs the step uses |
+//! | `env` | the environment the step sees: `NAME=VALUE` entries separated by newlines (or NULs) |
+//! | `user`, `workdir`, `shell`, `platform`, `network`, `mounts` | as the step runs (mount declarations, never their contents or secrets) |
+//! | `sources` | COPY/ADD: the digest of the selected context files (`context::digest`) |
+//! | `from` | COPY --from: the source stage's chain id or the image's digest |
+//! | `chown`, `chmod` | COPY/ADD flags |
+//! | `no-cache` | anything the builder wants to make a key unique |
+//!
+//! What never enters a key: progress settings, resource limits, proxy variables, wall-clock
+//! time, absolute host paths of the context.
+//!
+//! **Invariant (reliability F6):** a key is computed only from the inputs the builder hashes here
+//! — values it computed itself from the Dockerfile, the build arguments, the context's content
+//! and digests of objects in the store. Nothing an image carries (history, labels, annotations,
+//! config fields) is ever read as a key or as a record: a record is only written by
+//! [`CacheDb::insert`] after the builder ran the step, so an imported or pulled image that mimics
+//! cache metadata cannot produce a hit.
+//!
+//! # Explained misses
+//!
+//! After each step (hit or miss) the builder calls [`CacheDb::remember`] with the step's
+//! [`Slot`] (its identity across builds: context, Dockerfile, stage, step index), its inputs and,
+//! for COPY/ADD, its source file list. On the next miss [`CacheDb::explain`] compares: the first
+//! differing component decides ([`MissReason`]: `previous step changed`, `ARG VERSION changed
+//! (1.2 → 1.3)`, `src/main.rs changed (sha256:1f2e… → 9a0b…)`, ...). File lists are stored
+//! zstd-compressed, rewritten only when they change, and compared by one walk of two sorted lists.
+
+mod db;
+mod files;
+mod key;
+mod miss;
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+
+pub use db::CacheDb;
+pub use key::{CacheKey, Component, KEY_VERSION, KeyInputs, Slot};
+pub use miss::{FileChange, MAX_FILES_SHOWN, MissReason, diff_files};
+
+use crate::oci::{Descriptor, DiffId, Digest};
+
+/// What a hit gives back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The layer the step made; `None` when the step changed no file (an `empty_layer` history
+    /// entry).
+    pub layer: Option<LayerRecord>,
+    /// Unix seconds the record was written (a cached step's history `created` is the original one).
+    pub created: i64,
+}
+
+/// The layer of a [`Record`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerRecord {
+    /// The digest of the layer's uncompressed tar.
+    pub diff_id: DiffId,
+    /// The blob holding it in the store (media type, digest, size).
+    pub blob: Descriptor,
+}
+
+/// What can go wrong in the cache.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("cache database {path}")]
+    Db {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("cache database {path} has schema version {found}; this slipway supports up to {supported}")]
+    SchemaTooNew { path: PathBuf, found: i64, supported: i64 },
+    #[error("cannot {op} {path}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot compress the file list of cache slot {slot}")]
+    Compress {
+        slot: Digest,
+        #[source]
+        source: std::io::Error,
+    },
+}
