@@ -3,8 +3,8 @@
 
 use crate::support::build::{BuildEnv, StepEvents, ran, steps};
 
-const APP: &str = "FROM bb\n\
-ARG UNUSED=1\n\
+const APP: &str = "ARG UNUSED=1\n\
+FROM bb\n\
 COPY conf/ /conf/\n\
 RUN cat /conf/a.txt > /combined\n\
 COPY src/ /src/\n\
@@ -77,7 +77,9 @@ fn changing_a_file_reruns_from_the_first_copy_that_selects_it_and_says_which() {
 #[test]
 fn an_arg_change_is_named_and_identical_output_lets_later_steps_hit() {
     let env = BuildEnv::new();
-    env.dockerfile("FROM bb\nARG V=1\nRUN echo $V > /dev/null; echo same > /same\nRUN echo after > /after\n");
+    // A RUN sees every ARG in scope, so the step after the re-run one is a COPY.
+    env.dockerfile("FROM bb\nARG V=1\nRUN echo $V > /dev/null; echo same > /same\nCOPY after /after\n");
+    env.write("after", "after\n");
     let epoch = ["--source-date-epoch", "1700000000"];
     env.build_events(&[&epoch[..], &["-t", "img:1"]].concat());
     let ev = env.build_events(&[&epoch[..], &["-t", "img:1", "--build-arg", "V=2"]].concat());
