@@ -127,6 +127,15 @@ pub(crate) fn copy(
         });
     }
     let dest_word = expand(ctx, state, span, spec.dest)?;
+    if srcs.len() > 1 && !dest_word.ends_with('/') {
+        return Err(BuildError::Instruction {
+            span,
+            message: format!(
+                "when using {} with more than one source file, the destination must be a directory and end with a /",
+                spec.keyword
+            ),
+        });
+    }
     let dest = join_path(&state.workdir(), &dest_word);
     let chown = spec.chown.map(|c| expand(ctx, state, span, c)).transpose()?.filter(|c| !c.is_empty());
     let chmod = match spec.chmod.map(|c| expand(ctx, state, span, c)).transpose()? {

@@ -329,7 +329,11 @@ fn run_step(
         }
         Instruction::Workdir(w) => {
             let value = expand(ctx, state, span, &w.path)?;
-            let dir = join_path(&state.workdir(), &value);
+            let joined = join_path(&state.workdir(), &value);
+            let dir = match joined.trim_end_matches('/') {
+                "" => "/".to_string(),
+                d => d.to_string(),
+            };
             state.container().working_dir = Some(dir.clone());
             state.history(created, history::metadata(format!("WORKDIR {dir}")));
             Ok(())
@@ -442,7 +446,8 @@ pub(crate) fn join_path(base: &str, path: &str) -> String {
         }
     }
     let mut out = format!("/{}", parts.join("/"));
-    if path.ends_with('/') && out != "/" {
+    let names_dir = path.ends_with('/') || path == "." || path == ".." || path.ends_with("/.") || path.ends_with("/..");
+    if names_dir && out != "/" {
         out.push('/');
     }
     out
@@ -501,6 +506,8 @@ mod tests {
         assert_eq!(join_path("/app", "../x/./y/"), "/x/y/");
         assert_eq!(join_path("/", "."), "/");
         assert_eq!(join_path("/a", "./"), "/a/");
+        assert_eq!(join_path("/a", "."), "/a/", "`COPY x .` copies into the workdir");
+        assert_eq!(join_path("/a/b", ".."), "/a/");
     }
 
     #[test]

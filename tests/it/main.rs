@@ -2,6 +2,7 @@
 
 mod build_cache;
 mod build_cli;
+mod build_copy;
 mod build_meta;
 mod build_registry;
 mod build_run;

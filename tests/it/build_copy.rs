@@ -1,0 +1,217 @@
+//! `build`: COPY and ADD — Docker's destination rules, ownership and modes, links, `--from` a
+//! stage and an image, heredoc sources, `.dockerignore`, ADD's archives, and paths that try to
+//! leave the context; every result read back with umoci or `slipway run`.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+
+use crate::support::build::BuildEnv;
+use crate::support::describe;
+
+#[test]
+fn copy_follows_dockers_destination_rules() {
+    let env = BuildEnv::new();
+    env.write("a.txt", "a\n");
+    env.write("b.txt", "b\n");
+    env.write("dir/x/y.txt", "y\n");
+    env.write("dir/top.txt", "top\n");
+    env.dockerfile(
+        "FROM bb\n\
+         WORKDIR /app\n\
+         COPY a.txt .\n\
+         COPY a.txt /renamed.txt\n\
+         COPY a.txt b.txt /many/\n\
+         COPY dir /contents/\n\
+         COPY dir/ relative/\n\
+         COPY *.txt /glob/\n\
+         COPY --chmod=751 a.txt /modes/a\n\
+         COPY --chown=user:user dir /owned\n\
+         COPY --chown=1234:5678 a.txt /numeric\n",
+    );
+    env.build_ok(&["-t", "img:1"]);
+    let root = env.umoci_unpack("img:1", env.tc.path());
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    assert_eq!(read("app/a.txt"), "a\n");
+    assert_eq!(read("renamed.txt"), "a\n");
+    assert_eq!(read("many/a.txt") + &read("many/b.txt"), "a\nb\n");
+    assert_eq!(read("contents/top.txt") + &read("contents/x/y.txt"), "top\ny\n");
+    assert!(!root.join("contents/dir").exists(), "a directory source copies its contents");
+    assert_eq!(read("app/relative/x/y.txt"), "y\n");
+    assert_eq!(read("glob/a.txt") + &read("glob/b.txt"), "a\nb\n");
+    let md = std::fs::metadata(root.join("modes/a")).unwrap();
+    assert_eq!(md.permissions().mode() & 0o7777, 0o751);
+    let owned = std::fs::metadata(root.join("owned/x/y.txt")).unwrap();
+    assert_eq!((owned.uid(), owned.gid()), (1000, 1000), "names resolved in the image's /etc/passwd");
+    let numeric = std::fs::metadata(root.join("numeric")).unwrap();
+    assert_eq!((numeric.uid(), numeric.gid()), (1234, 5678));
+    let plain = std::fs::metadata(root.join("renamed.txt")).unwrap();
+    assert_eq!((plain.uid(), plain.gid()), (0, 0), "context files belong to root");
+}
+
+#[test]
+fn copy_keeps_symlinks_and_a_multi_source_copy_needs_a_directory() {
+    let env = BuildEnv::new();
+    env.write("links/real.txt", "real\n");
+    env.write("real.txt", "real\n");
+    symlink("real.txt", env.ctx().join("links/link")).unwrap();
+    symlink("/etc/passwd", env.ctx().join("links/abs")).unwrap();
+    // Links inside a copied directory are copied as links, never followed (B2).
+    env.dockerfile("FROM bb\nCOPY links /d/\n");
+    env.build_ok(&["-t", "img:1"]);
+    let root = env.umoci_unpack("img:1", env.tc.path());
+    assert_eq!(std::fs::read_link(root.join("d/link")).unwrap().to_str().unwrap(), "real.txt");
+    assert_eq!(std::fs::read_link(root.join("d/abs")).unwrap().to_str().unwrap(), "/etc/passwd");
+
+    env.dockerfile("FROM bb\nCOPY real.txt links/real.txt /not-a-dir\n");
+    let out = env.build(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Dockerfile:2:1"), "{}", describe(&out));
+}
+
+#[test]
+fn copy_from_a_stage_an_index_and_an_image() {
+    let env = BuildEnv::new();
+    env.dockerfile("FROM bb\nRUN echo from-image > /in-image\n");
+    env.build_ok(&["-t", "other:1"]);
+    env.dockerfile(
+        "FROM bb AS builder\n\
+         RUN mkdir -p /out && echo built > /out/bin && chown 1000:1000 /out/bin\n\
+         FROM bb\n\
+         COPY --from=builder /out/bin /usr/bin/tool\n\
+         COPY --from=0 /out /out0\n\
+         COPY --from=other:1 /in-image /copied\n",
+    );
+    env.build_ok(&["-t", "img:1"]);
+    assert_eq!(
+        env.run_stdout("img:1", &["cat", "/usr/bin/tool", "/out0/bin", "/copied"]),
+        "built\nbuilt\nfrom-image\n"
+    );
+    let root = env.umoci_unpack("img:1", env.tc.path());
+    let md = std::fs::metadata(root.join("usr/bin/tool")).unwrap();
+    assert_eq!((md.uid(), md.gid()), (1000, 1000), "files from a stage keep their owner");
+}
+
+#[test]
+fn heredoc_sources_and_dockerignore() {
+    let env = BuildEnv::new();
+    env.write(".dockerignore", "secret.txt\n*.log\n!keep.log\n");
+    env.write("secret.txt", "s3cr3t\n");
+    env.write("a.log", "log\n");
+    env.write("keep.log", "kept\n");
+    env.write("ok.txt", "ok\n");
+    env.dockerfile(
+        "FROM bb\n\
+         ARG WHO=world\n\
+         COPY <<EOF /hello.txt\n\
+         hello $WHO\n\
+         EOF\n\
+         COPY <<'EOF' /raw.txt\n\
+         hello $WHO\n\
+         EOF\n\
+         COPY . /ctx/\n",
+    );
+    env.build_ok(&["-t", "img:1", "--build-arg", "WHO=slipway"]);
+    assert_eq!(env.run_stdout("img:1", &["cat", "/hello.txt", "/raw.txt"]), "hello slipway\nhello $WHO\n");
+    let ls = env.run_stdout("img:1", &["ls", "-a", "/ctx"]);
+    let names: Vec<&str> = ls.lines().collect();
+    assert!(names.contains(&"ok.txt") && names.contains(&"keep.log"), "{names:?}");
+    assert!(!names.contains(&"secret.txt") && !names.contains(&"a.log"), "{names:?}");
+
+    env.dockerfile("FROM bb\nCOPY secret.txt /s\n");
+    let out = env.build(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Dockerfile:2:1"), "{}", describe(&out));
+}
+
+#[test]
+fn add_unpacks_local_archives_and_copies_other_files() {
+    let env = BuildEnv::new();
+    let src = env.tc.path().join("tree");
+    std::fs::create_dir_all(src.join("inner")).unwrap();
+    std::fs::write(src.join("inner/f.txt"), "in archive\n").unwrap();
+    for (name, flag) in
+        [("t.tar", None), ("t.tar.gz", Some("-z")), ("t.tar.xz", Some("-J")), ("t.tar.zst", Some("--zstd"))]
+    {
+        let mut cmd = std::process::Command::new("tar");
+        cmd.arg("-C").arg(&src).arg("-c");
+        if let Some(f) = flag {
+            cmd.arg(f);
+        }
+        let out = cmd.arg("-f").arg(env.ctx().join(name)).arg("inner").output().unwrap();
+        assert!(out.status.success(), "{}", describe(&out));
+    }
+    env.write("plain.txt", "plain\n");
+    env.dockerfile(
+        "FROM bb\n\
+         ADD t.tar /tar/\n\
+         ADD t.tar.gz /gz/\n\
+         ADD t.tar.xz /xz/\n\
+         ADD t.tar.zst /zst/\n\
+         ADD plain.txt /plain.txt\n",
+    );
+    env.build_ok(&["-t", "img:1"]);
+    assert_eq!(
+        env.run_stdout(
+            "img:1",
+            &["cat", "/tar/inner/f.txt", "/gz/inner/f.txt", "/xz/inner/f.txt", "/zst/inner/f.txt", "/plain.txt"]
+        ),
+        "in archive\nin archive\nin archive\nin archive\nplain\n"
+    );
+}
+
+#[test]
+fn paths_outside_the_context_fail_at_their_line_and_read_nothing() {
+    let env = BuildEnv::new();
+    let outside = env.tc.path().join("outside-secret");
+    std::fs::write(&outside, "do not read\n").unwrap();
+    symlink("/etc", env.ctx().join("etc-link")).unwrap();
+    for (line, needle) in [
+        ("COPY ../outside-secret /x", "outside"),
+        ("COPY etc-link/passwd /x", "etc-link/passwd"),
+        ("ADD ../../x /", "outside"),
+    ] {
+        env.dockerfile(&format!("FROM bb\n{line}\n"));
+        let out = env.build(&[]);
+        assert_eq!(out.status.code(), Some(1), "{line}: {}", describe(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("Dockerfile:2:1"), "{line}: {stderr}");
+        assert!(stderr.contains(needle), "{line}: {stderr}");
+    }
+    // An absolute source is relative to the context root.
+    env.write("etc/passwd", "context passwd\n");
+    env.dockerfile("FROM bb\nCOPY /etc/passwd /x\n");
+    env.build_ok(&["-t", "img:1"]);
+    assert_eq!(env.run_stdout("img:1", &["cat", "/x"]), "context passwd\n");
+}
+
+#[test]
+fn unsupported_sources_fail_at_their_line() {
+    let env = BuildEnv::new();
+    env.dockerfile("FROM bb\nADD https://127.0.0.1:9/file /f\n");
+    let out = env.build(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Dockerfile:2:1: error: ADD from a URL"),
+        "{}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn the_readme_example_builds_runs_and_rebuilds_from_cache() {
+    let env = BuildEnv::new();
+    env.tc.ok(&["tag", "bb", "example/busybox:latest"]);
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello");
+    let build = |extra: &[&str]| {
+        let mut args =
+            vec!["--progress", "rawjson", "build", "-t", "example/hello:latest", "--build-arg", "GREETING=Hi"];
+        args.extend_from_slice(extra);
+        args.push(example.to_str().unwrap());
+        env.tc.ok(&args)
+    };
+    let first = crate::support::build::events(&build(&[]));
+    assert!(crate::support::build::ran(&first) >= 3);
+    assert_eq!(env.run_stdout("example/hello:latest", &[]), "Hi, world!\nbuilt by slipway\n");
+    assert_eq!(env.run_stdout("example/hello:latest", &["you"]), "Hi, you!\nbuilt by slipway\n");
+    let second = crate::support::build::events(&build(&[]));
+    assert_eq!(crate::support::build::ran(&second), 0, "a no-op rebuild runs nothing");
+}
