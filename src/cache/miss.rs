@@ -213,6 +213,8 @@ fn reason(
     let owned = |v: Option<&str>| v.unwrap_or_default().to_string();
     match name {
         "parent" => MissReason::ParentChanged,
+        // The builder varies `no-cache` only to force a miss.
+        "no-cache" => MissReason::NoCache,
         "base" => MissReason::BaseChanged { old: owned(old), new: owned(new) },
         "env" => env_change(old.unwrap_or_default(), new.unwrap_or_default()).unwrap_or_else(|| MissReason::Changed {
             component: name.into(),

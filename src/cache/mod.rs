@@ -25,7 +25,7 @@
 //! | `sources` | COPY/ADD: the digest of the selected context files (`context::digest`) |
 //! | `from` | COPY --from: the source stage's chain id or the image's digest |
 //! | `chown`, `chmod` | COPY/ADD flags |
-//! | `no-cache` | anything the builder wants to make a key unique |
+//! | `no-cache` | a value the builder changes to force a miss (explained as `--no-cache`) |
 //!
 //! What never enters a key: progress settings, resource limits, proxy variables, wall-clock
 //! time, absolute host paths of the context.

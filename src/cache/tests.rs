@@ -163,6 +163,9 @@ fn explain_names_the_first_differing_component() {
         db.explain(&slot, &fewer, None).unwrap(),
         MissReason::ArgChanged { name: "VERSION".into(), old: Some("1.2".into()), new: None }
     );
+    let mut forced = old.clone();
+    forced.add("no-cache", "1763829609");
+    assert_eq!(db.explain(&slot, &forced, None).unwrap(), MissReason::NoCache);
     // Another slot knows nothing.
     assert_eq!(db.explain(&Slot::new("other"), &instr, None).unwrap(), MissReason::NoRecord);
     // remember replaces what the slot was built from.
