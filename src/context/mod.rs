@@ -107,12 +107,35 @@ impl Context {
     /// (an empty directory the caller owns and removes) through the safe `layer::apply`, then opens it.
     pub fn from_tar(reader: impl Read, scratch: &Path) -> Result<Context, ContextError> {
         let extract_err = |source| ContextError::Extract { path: scratch.to_path_buf(), source };
-        // `decompress` wants an owned reader; the context stream is read to its end here anyway.
-        let mut owned = Vec::new();
+        let read_err = |source| ContextError::Open { path: scratch.to_path_buf(), source };
+        // `decompress` wants an owned (`'static`) reader and the caller's reader is borrowed:
+        // this thread pumps it into a pipe whose read end a scoped thread decompresses and
+        // applies, so the stream is never held in memory (nor spooled anywhere).
+        let (rx, tx) =
+            rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| read_err(std::io::Error::from(e)))?;
+        let target = scratch.to_path_buf();
         let mut reader = reader;
-        reader.read_to_end(&mut owned).map_err(|source| ContextError::Open { path: scratch.to_path_buf(), source })?;
-        let plain = crate::layer::decompress(std::io::Cursor::new(owned)).map_err(extract_err)?;
-        crate::layer::apply(plain, scratch, &crate::layer::ApplyOptions::default()).map_err(extract_err)?;
+        let (pumped, applied) = std::thread::scope(|s| {
+            let worker = s.spawn(move || {
+                let mut rx = File::from(rx);
+                let result = crate::layer::decompress(
+                    rx.try_clone().map_err(|source| crate::layer::LayerError::ReadStream { source })?,
+                )
+                .and_then(|plain| crate::layer::apply(plain, &target, &crate::layer::ApplyOptions::default()));
+                // Drain what follows the end of the archive (or an error), so the writer never
+                // meets a closed pipe.
+                let _ = std::io::copy(&mut rx, &mut std::io::sink());
+                result
+            });
+            let mut tx = File::from(tx);
+            let pumped = std::io::copy(&mut reader, &mut tx);
+            drop(tx);
+            (pumped, worker.join())
+        });
+        let applied = applied.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        // A failing reader truncates the archive: report the reader, not the truncation.
+        pumped.map_err(read_err)?;
+        applied.map_err(extract_err)?;
         Context::open_dir(scratch, None)
     }
 

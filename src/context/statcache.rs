@@ -11,8 +11,8 @@
 //! the new row is trusted next time).
 //!
 //! Bounded growth: rows of deleted or moved files stay until [`StatCache::prune`] removes rows
-//! unused for a given time (every lookup refreshes `used`); the owner of the database (the
-//! builder, at the end of a build or with `slipway prune`) calls it.
+//! unused for a given time (a lookup refreshes `used` when it is more than an hour old); the
+//! owner of the database (the builder, at the end of a build or with `slipway prune`) calls it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -25,6 +25,9 @@ use crate::oci::Digest;
 
 /// A row younger than this (ctime vs. the time its content was read) is re-read.
 pub const RACY_WINDOW_NS: i64 = 50_000_000;
+
+/// `used` is refreshed by a lookup only when older than this (one hour), so warm lookups do not write.
+const TOUCH_INTERVAL_NS: i64 = 3_600_000_000_000;
 
 /// The stat fields a row is valid for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +112,7 @@ impl StatCache {
         {
             let mut get = tx
                 .prepare_cached(
-                    "SELECT dev, ino, size, mtime_ns, ctime_ns, mode, uid, gid, digest, read_ns
+                    "SELECT dev, ino, size, mtime_ns, ctime_ns, mode, uid, gid, digest, read_ns, used_ns
                      FROM stat_cache WHERE root = ?1 AND path = ?2",
                 )
                 .map_err(self.err("look up"))?;
@@ -129,16 +132,19 @@ impl StatCache {
                             uid: r.get(6)?,
                             gid: r.get(7)?,
                         };
-                        Ok((stored, r.get::<_, Vec<u8>>(8)?, r.get::<_, i64>(9)?))
+                        Ok((stored, r.get::<_, Vec<u8>>(8)?, r.get::<_, i64>(9)?, r.get::<_, i64>(10)?))
                     })
                     .optional()
                     .map_err(self.err("look up"))?;
-                let hit = row.and_then(|(stored, digest, read_ns)| {
+                let mut stale_use = false;
+                let hit = row.and_then(|(stored, digest, read_ns, used_ns)| {
                     let fresh = stored == *key && key.ctime_ns.max(key.mtime_ns) + RACY_WINDOW_NS <= read_ns;
                     let digest: [u8; 32] = digest.try_into().ok()?;
+                    stale_use = used_ns < now - TOUCH_INTERVAL_NS;
                     fresh.then(|| Digest::from_bytes(digest))
                 });
-                if hit.is_some() {
+                // A warm lookup writes nothing unless the row's `used` is old: pruning is coarse.
+                if hit.is_some() && stale_use {
                     touch.execute(params![root, path, now]).map_err(self.err("look up"))?;
                 }
                 out.push(hit);
