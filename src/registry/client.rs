@@ -179,7 +179,7 @@ impl Client {
     /// Refuses a `Location` a registry should not send us to: another scheme than http(s), a
     /// downgrade from https to http (unless insecure), or, from a registry that is not itself on
     /// this machine, an address literal on the loopback, private or link-local networks.
-    fn check_target(&self, url: &Url) -> Result<(), RegistryError> {
+    pub(crate) fn check_target(&self, url: &Url) -> Result<(), RegistryError> {
         let refuse = |why: &str| RegistryError::Protocol {
             registry: self.registry.clone(),
             reason: format!("refusing to follow Location {url}: {why}"),
@@ -336,7 +336,7 @@ impl Client {
                 if let Some(service) = service {
                     form.append_pair("service", service);
                 }
-                if !scope.is_empty() {
+                for scope in scope.split(' ').filter(|s| !s.is_empty()) {
                     form.append_pair("scope", scope);
                 }
                 let mut request = Request::new(Method::POST, url);
@@ -350,7 +350,9 @@ impl Client {
                     if let Some(service) = service {
                         query.append_pair("service", service);
                     }
-                    if !scope.is_empty() {
+                    // Several scopes (a mount also pulls from the source repository) are
+                    // space-separated here and separate `scope` parameters on the wire.
+                    for scope in scope.split(' ').filter(|s| !s.is_empty()) {
                         query.append_pair("scope", scope);
                     }
                 }

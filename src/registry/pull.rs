@@ -165,6 +165,12 @@ pub fn pull(
     // The tag names the platform's manifest, not the index: a tag must have its whole closure in
     // the store, and the other platforms' images are not fetched.
     store.set_tag(reference, descriptor.clone())?;
+    // A hint for pushes to other repositories of this registry (cross-repository mount).
+    let mut sources: Vec<Digest> = manifest.layers.iter().map(|l| l.digest).collect();
+    sources.push(manifest.config.digest);
+    if let Err(err) = store.record_blob_sources(client.registry(), reference.repository(), &sources) {
+        tracing::warn!(error = %err, "cannot remember where the blobs came from");
+    }
     Ok(PullReport { descriptor: top, manifest: descriptor, id: manifest.config.digest, fetched, skipped })
 }
 

@@ -1,10 +1,13 @@
 //! `push`: an image's blobs, then its manifest, to a repository.
 //!
-//! Every blob is checked with `HEAD` first; missing ones are uploaded from the store file (never
-//! read into memory): one `PUT` for small blobs, `PATCH` chunks with `Content-Range` for big ones,
-//! resuming from the offset the registry reports (`GET` on the upload URL) after a dropped
-//! connection or a 416. Several blobs go at once; the manifest goes last, and the registry's
-//! `Docker-Content-Digest` must equal ours.
+//! Every blob is checked with `HEAD` first; a missing one is mounted from another repository of
+//! the same registry when the store knows one that holds it (`POST ?mount=&from=`), else uploaded
+//! from the store file (never read into memory): one `PUT` for small blobs, `PATCH` chunks with
+//! `Content-Range` for big ones, resuming from the offset the registry reports (`GET` on the
+//! upload URL) after a dropped connection or a 416. The session of a chunked upload is kept in
+//! the store after every confirmed chunk, so a run killed mid-upload is resumed by the next one.
+//! Several blobs go at once; the manifest goes last, and the registry's `Docker-Content-Digest`
+//! must equal ours.
 
 use std::sync::Mutex;
 
@@ -19,10 +22,12 @@ use super::{Checked, RegistryError};
 use crate::image::Distributable;
 use crate::oci::{Descriptor, Digest, Reference};
 use crate::progress::{Reporter, Unit};
-use crate::store::Store;
+use crate::store::{Store, UploadSession};
 
 /// Times one upload recovers (resume, or restart) before it fails.
 const RECOVERIES: u32 = 3;
+/// Repositories a cross-repository mount is tried from before a plain upload.
+const MOUNT_SOURCES: usize = 3;
 
 /// Options of `push`.
 #[derive(Debug, Clone)]
@@ -49,6 +54,31 @@ pub struct PushReport {
     /// Blobs uploaded, and blobs the registry already had.
     pub uploaded: usize,
     pub existing: usize,
+    /// Blobs the registry mounted from another of its repositories.
+    pub mounted: usize,
+}
+
+/// Blobs by what happened to them.
+#[derive(Debug, Default)]
+struct Counts {
+    uploaded: usize,
+    existing: usize,
+    mounted: usize,
+}
+
+/// What happened to one blob.
+enum Outcome {
+    Existing,
+    Mounted,
+    Uploaded,
+}
+
+/// How an upload began.
+enum Started {
+    /// The registry mounted the blob from another repository: nothing to send.
+    Mounted,
+    /// An upload session at this URL.
+    Session(Url),
 }
 
 struct Pusher<'a> {
@@ -83,9 +113,14 @@ pub fn push(
             blobs.push(blob);
         }
     }
-    let (uploaded, existing) = pusher.push_blobs(&blobs)?;
+    let counts = pusher.push_blobs(&blobs)?;
     pusher.put_manifest(image)?;
-    Ok(PushReport { digest: image.manifest_descriptor.digest, uploaded, existing })
+    Ok(PushReport {
+        digest: image.manifest_descriptor.digest,
+        uploaded: counts.uploaded,
+        existing: counts.existing,
+        mounted: counts.mounted,
+    })
 }
 
 impl Pusher<'_> {
@@ -106,15 +141,15 @@ impl Pusher<'_> {
         }
     }
 
-    /// Pushes every blob with up to `parallel` threads; returns (uploaded, existing).
-    fn push_blobs(&self, blobs: &[&Descriptor]) -> Result<(usize, usize), RegistryError> {
+    /// Pushes every blob with up to `parallel` threads; returns how many went which way.
+    fn push_blobs(&self, blobs: &[&Descriptor]) -> Result<Counts, RegistryError> {
         let queue = Mutex::new(blobs.iter());
-        let outcome: Mutex<(usize, usize, Option<RegistryError>)> = Mutex::new((0, 0, None));
+        let outcome: Mutex<(Counts, Option<RegistryError>)> = Mutex::new((Counts::default(), None));
         std::thread::scope(|scope| {
             for _ in 0..self.options.parallel.max(1).min(blobs.len()) {
                 scope.spawn(|| {
                     loop {
-                        if outcome.lock().map(|o| o.2.is_some()).unwrap_or(true) {
+                        if outcome.lock().map(|o| o.1.is_some()).unwrap_or(true) {
                             return;
                         }
                         let next = queue.lock().ok().and_then(|mut q| q.next().copied());
@@ -122,10 +157,11 @@ impl Pusher<'_> {
                         let result = self.push_blob(blob);
                         let Ok(mut o) = outcome.lock() else { return };
                         match result {
-                            Ok(true) => o.0 += 1,
-                            Ok(false) => o.1 += 1,
+                            Ok(Outcome::Uploaded) => o.0.uploaded += 1,
+                            Ok(Outcome::Existing) => o.0.existing += 1,
+                            Ok(Outcome::Mounted) => o.0.mounted += 1,
                             Err(err) => {
-                                o.2.get_or_insert(err);
+                                o.1.get_or_insert(err);
                                 return;
                             }
                         }
@@ -133,21 +169,27 @@ impl Pusher<'_> {
                 });
             }
         });
-        let (uploaded, existing, error) = outcome.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (counts, error) = outcome.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
         match error {
             Some(err) => Err(err),
-            None => Ok((uploaded, existing)),
+            None => Ok(counts),
         }
     }
 
-    /// Uploads one blob unless the registry has it; returns whether it was uploaded.
-    fn push_blob(&self, d: &Descriptor) -> Result<bool, RegistryError> {
-        if self.exists(d).map_err(self.wrap(d.digest))? {
-            return Ok(false);
+    /// Uploads (or mounts) one blob unless the registry has it.
+    fn push_blob(&self, d: &Descriptor) -> Result<Outcome, RegistryError> {
+        let outcome = if self.exists(d).map_err(self.wrap(d.digest))? {
+            Outcome::Existing
+        } else {
+            let task = self.progress.start(|| format!("push blob sha256:{}", d.digest.short()));
+            let result = self.upload(d, &task).map_err(self.wrap(d.digest));
+            task.finish(result)?
+        };
+        // A hint for later mounts into other repositories; losing it costs only an upload.
+        if let Err(err) = self.store.record_blob_sources(&self.registry(), self.repository(), &[d.digest]) {
+            tracing::warn!(digest = %d.digest, error = %err, "cannot remember where the blob was pushed");
         }
-        let task = self.progress.start(|| format!("push blob sha256:{}", d.digest.short()));
-        let result = self.upload(d, &task).map_err(self.wrap(d.digest));
-        task.finish(result).map(|()| true)
+        Ok(outcome)
     }
 
     fn exists(&self, d: &Descriptor) -> Result<bool, RegistryError> {
@@ -161,8 +203,9 @@ impl Pusher<'_> {
         }
     }
 
-    /// One upload session after another until one completes (at most `RECOVERIES` restarts).
-    fn upload(&self, d: &Descriptor, task: &crate::progress::Task) -> Result<(), RegistryError> {
+    /// A remembered session (see `resume`), a mount, or one new upload session after another
+    /// until one completes (at most `RECOVERIES` restarts).
+    fn upload(&self, d: &Descriptor, task: &crate::progress::Task) -> Result<Outcome, RegistryError> {
         let path = self.store.blob_path(&d.digest);
         if self.store.blob_size(&d.digest)? != d.size {
             return Err(RegistryError::Protocol {
@@ -170,33 +213,122 @@ impl Pusher<'_> {
                 reason: format!("blob {} in the store does not have size {}", d.digest, d.size),
             });
         }
+        let chunked = d.size > self.options.monolithic_limit;
+        let mut resumed = if chunked { self.resume(d)? } else { None };
         let mut restarts = 0;
         loop {
-            let location = self.start_upload()?;
-            let result = if d.size <= self.options.monolithic_limit {
-                self.put_whole(location, d, &path)
+            let (location, offset) = match resumed.take() {
+                Some(session) => session,
+                None => match self.start_upload(d)? {
+                    Started::Mounted => return Ok(Outcome::Mounted),
+                    Started::Session(location) => (location, 0),
+                },
+            };
+            let result = if chunked {
+                self.put_chunked(location, offset, d, &path, task)
             } else {
-                self.put_chunked(location, d, &path, task)
+                self.put_whole(location, d, &path)
             };
             match result {
                 Err(err) if restarts < RECOVERIES && recoverable(&err) => {
                     restarts += 1;
+                    self.forget_session(d);
                     tracing::warn!(digest = %d.digest, error = %err, "upload failed; starting it again");
                 }
-                other => return other,
+                Err(err) => return Err(err),
+                Ok(()) => {
+                    self.forget_session(d);
+                    return Ok(Outcome::Uploaded);
+                }
             }
         }
     }
 
+    /// The session an earlier run left (killed, or failed for good) if the registry still has
+    /// it: (upload URL, offset to continue at) from its upload status.
+    fn resume(&self, d: &Descriptor) -> Result<Option<(Url, u64)>, RegistryError> {
+        let Some(session) = self.store.upload_session(&self.registry(), self.repository(), &d.digest)? else {
+            return Ok(None);
+        };
+        let location = match Url::parse(&session.url) {
+            Ok(url) if self.client.check_target(&url).is_ok() => url,
+            _ => {
+                tracing::warn!(url = session.url, "ignoring a remembered upload URL this registry may not use");
+                self.forget_session(d);
+                return Ok(None);
+            }
+        };
+        match self.upload_status(&location) {
+            Ok((location, offset)) if offset <= d.size => {
+                tracing::info!(digest = %d.digest, offset, confirmed = session.confirmed, "resuming an earlier upload");
+                Ok(Some((location, offset)))
+            }
+            Ok((_, offset)) => {
+                tracing::warn!(digest = %d.digest, offset, "the registry holds more than the blob; starting over");
+                self.forget_session(d);
+                Ok(None)
+            }
+            Err(err) => {
+                tracing::info!(digest = %d.digest, error = %err, "the earlier upload is gone; starting over");
+                self.forget_session(d);
+                Ok(None)
+            }
+        }
+    }
+
+    fn remember_session(&self, d: &Descriptor, location: &Url, confirmed: u64) {
+        let session = UploadSession {
+            registry: self.registry(),
+            repository: self.repository().to_string(),
+            digest: d.digest,
+            url: location.to_string(),
+            confirmed,
+        };
+        if let Err(err) = self.store.record_upload(&session) {
+            tracing::warn!(digest = %d.digest, error = %err, "cannot remember the upload session");
+        }
+    }
+
+    fn forget_session(&self, d: &Descriptor) {
+        if let Err(err) = self.store.forget_upload(&self.registry(), self.repository(), &d.digest) {
+            tracing::warn!(digest = %d.digest, error = %err, "cannot forget the upload session");
+        }
+    }
+
+    /// Tries a cross-repository mount from each repository of this registry the store knows to
+    /// hold the blob; else (or when the registry answers a mount with a plain session, 202)
     /// `POST /v2/<name>/blobs/uploads/` → the upload URL.
-    fn start_upload(&self) -> Result<Url, RegistryError> {
+    fn start_upload(&self, d: &Descriptor) -> Result<Started, RegistryError> {
+        let sources = self.store.blob_sources(&self.registry(), &d.digest)?;
+        for from in sources.iter().filter(|r| r.as_str() != self.repository()).take(MOUNT_SOURCES) {
+            let mut url = self.client.url(&format!("v2/{}/blobs/uploads/", self.repository()))?;
+            url.query_pairs_mut().append_pair("mount", &d.digest.to_string()).append_pair("from", from);
+            let scope = format!("{} {}", self.scope, repository_scope(from, "pull"));
+            let request = Request::new(Method::POST, url);
+            let mut response = self.client.send(request.clone(), &scope)?;
+            match response.status {
+                201 => {
+                    tracing::debug!(digest = %d.digest, from, "mounted");
+                    return Ok(Started::Mounted);
+                }
+                // The registry could not mount (not there, or not allowed) and opened a session.
+                202 => return Ok(Started::Session(self.client.location(&request.url, &response)?)),
+                status => {
+                    tracing::debug!(digest = %d.digest, from, status, "mount refused; forgetting that source");
+                    let _ = self.client.status_error(&request, &mut response);
+                    if let Err(err) = self.store.forget_blob_source(&self.registry(), from, &d.digest) {
+                        tracing::warn!(error = %err, "cannot forget a blob source");
+                    }
+                }
+            }
+        }
         let url = self.client.url(&format!("v2/{}/blobs/uploads/", self.repository()))?;
         let request = Request::new(Method::POST, url);
         let mut response = self.client.send(request.clone(), &self.scope)?;
         if response.status != 202 {
             return Err(self.client.status_error(&request, &mut response));
         }
-        self.client.location(&request.url, &response)
+        Ok(Started::Session(self.client.location(&request.url, &response)?))
     }
 
     /// The whole blob in the closing `PUT ?digest=`.
@@ -205,17 +337,20 @@ impl Pusher<'_> {
         self.finish_upload(location, d, body)
     }
 
-    /// `PATCH` chunks, then an empty closing `PUT`; resumes at the registry's offset on failure.
+    /// `PATCH` chunks from `offset`, then an empty closing `PUT`; resumes at the registry's
+    /// offset on failure. Every confirmed chunk is remembered in the store, so that a later run
+    /// resumes too (`resume`).
     fn put_chunked(
         &self,
         mut location: Url,
+        mut offset: u64,
         d: &Descriptor,
         path: &std::path::Path,
         task: &crate::progress::Task,
     ) -> Result<(), RegistryError> {
-        let mut offset = 0;
         let mut resumes = 0;
         let chunk = self.options.chunk_size.max(1);
+        self.remember_session(d, &location, offset);
         while offset < d.size {
             let end = (offset + chunk).min(d.size);
             let mut request = Request::new(Method::PATCH, location.clone());
@@ -227,6 +362,7 @@ impl Pusher<'_> {
                 Ok(response) if response.status == 202 => {
                     location = self.client.location(&request.url, &response)?;
                     offset = end;
+                    self.remember_session(d, &location, offset);
                     task.progress(offset, Some(d.size), Unit::Bytes);
                 }
                 Ok(response) if resumes < RECOVERIES && (response.status == 416 || response.status >= 500) => {
@@ -430,7 +566,7 @@ mod tests {
         let dest = Reference::parse("reg.test/r:1").unwrap();
         let report = push(&client, &store, &image, &dest, &options(), &Reporter::silent()).unwrap();
         assert_eq!(report.digest, image.manifest_descriptor.digest);
-        assert_eq!((report.uploaded, report.existing), (2, 0));
+        assert_eq!((report.uploaded, report.existing, report.mounted), (2, 0, 0));
         let uploaded = uploaded.lock().unwrap();
         let layer = uploaded.iter().find(|(d, _)| *d == image.layers[0].digest).unwrap();
         assert_eq!(layer.1, store.read_blob(&image.layers[0].digest, 1 << 20).unwrap());

@@ -1,6 +1,6 @@
 //! A real registry for tests: Debian's `docker-registry` (distribution 2.8) on 127.0.0.1, with
 //! its storage in a temp dir; optionally TLS (a self-signed cert made with `openssl`) and
-//! htpasswd Basic auth. The process is killed when the handle drops.
+//! htpasswd Basic auth, or `silly` auth with tokens from a test proxy. The process is killed when the handle drops.
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
@@ -18,6 +18,9 @@ pub struct RegistryConfig {
     pub tls: bool,
     /// Basic auth with this (user, password) in an htpasswd file (bcrypt).
     pub htpasswd: Option<(String, String)>,
+    /// `auth: silly` with this token realm: any `Authorization` is accepted, a request without
+    /// one is challenged with `Bearer realm=…` (the test's proxy issues and checks the tokens).
+    pub silly_realm: Option<String>,
 }
 
 /// A running registry.
@@ -101,6 +104,9 @@ impl Registry {
             let file = dir.path().join("htpasswd");
             std::fs::write(&file, format!("{user}:{}\n", hash.trim())).unwrap();
             yaml.push_str(&format!("auth:\n  htpasswd:\n    realm: slipway-test\n    path: {}\n", file.display()));
+        }
+        if let Some(realm) = &config.silly_realm {
+            yaml.push_str(&format!("auth:\n  silly:\n    realm: {realm}\n    service: slipway-test\n"));
         }
         let cfg = dir.path().join("config.yml");
         std::fs::write(&cfg, yaml).unwrap();
