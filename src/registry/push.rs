@@ -289,6 +289,12 @@ impl Pusher<'_> {
         }
     }
 
+    fn forget_source(&self, repository: &str, d: &Descriptor) {
+        if let Err(err) = self.store.forget_blob_source(&self.registry(), repository, &d.digest) {
+            tracing::warn!(digest = %d.digest, error = %err, "cannot forget a blob source");
+        }
+    }
+
     fn forget_session(&self, d: &Descriptor) {
         if let Err(err) = self.store.forget_upload(&self.registry(), self.repository(), &d.digest) {
             tracing::warn!(digest = %d.digest, error = %err, "cannot forget the upload session");
@@ -305,20 +311,20 @@ impl Pusher<'_> {
             url.query_pairs_mut().append_pair("mount", &d.digest.to_string()).append_pair("from", from);
             let scope = format!("{} {}", self.scope, repository_scope(from, "pull"));
             let request = Request::new(Method::POST, url);
-            let mut response = self.client.send(request.clone(), &scope)?;
+            let response = self.client.send(request.clone(), &scope)?;
             match response.status {
                 201 => {
                     tracing::debug!(digest = %d.digest, from, "mounted");
                     return Ok(Started::Mounted);
                 }
                 // The registry could not mount (not there, or not allowed) and opened a session.
-                202 => return Ok(Started::Session(self.client.location(&request.url, &response)?)),
+                202 => {
+                    self.forget_source(from, d);
+                    return Ok(Started::Session(self.client.location(&request.url, &response)?));
+                }
                 status => {
                     tracing::debug!(digest = %d.digest, from, status, "mount refused; forgetting that source");
-                    let _ = self.client.status_error(&request, &mut response);
-                    if let Err(err) = self.store.forget_blob_source(&self.registry(), from, &d.digest) {
-                        tracing::warn!(error = %err, "cannot forget a blob source");
-                    }
+                    self.forget_source(from, d);
                 }
             }
         }
