@@ -60,6 +60,9 @@ pub struct PullReport {
     pub skipped: usize,
 }
 
+/// Largest manifest or index read from a registry (distribution refuses bigger ones on push).
+const MAX_MANIFEST: u64 = 4 << 20;
+
 /// Where a pull happens: the client, the repository, the store and the lease on new blobs.
 struct Puller<'a> {
     client: &'a Client,
@@ -207,12 +210,12 @@ impl Puller<'_> {
         if response.status != 200 {
             return Err(self.client.status_error(&request, &mut response));
         }
-        let bytes = response.read_limited(MAX_JSON_BLOB).map_err(|_| RegistryError::TooLarge {
+        let bytes = response.read_limited(MAX_MANIFEST).map_err(|_| RegistryError::TooLarge {
             registry: self.registry(),
             repository: self.repository(),
             what: "manifest",
             digest: wanted.to_string(),
-            limit: MAX_JSON_BLOB,
+            limit: MAX_MANIFEST,
         })?;
         let digest = Digest::of(&bytes);
         let claimed = response.header("docker-content-digest").map(str::to_string);

@@ -404,6 +404,10 @@ impl Pusher<'_> {
                     .nth(1)
                     .and_then(|e| e.trim().parse::<u64>().ok());
                 match end {
+                    // distribution answers `0-0` for an empty upload as well as for one byte:
+                    // take it as empty (a 1-byte chunk never happens; if it did, the registry
+                    // would answer the resent byte with a 416 and the upload restart).
+                    Some(0) => 0,
                     Some(end) => end + 1,
                     None => {
                         return Err(RegistryError::Protocol {

@@ -2,39 +2,20 @@
 //! the fault-injecting proxy of `support::proxy`, which cuts, corrupts, delays, redirects and
 //! rate-limits, issues Bearer tokens, and counts what reaches it.
 
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::support::TestContext;
 use crate::support::proxy::{Action, Proxy, Rule, respond};
-use crate::support::registry::{Registry, RegistryConfig};
-use crate::support::rootfs::busybox_rootfs;
+use crate::support::registry::{Registry, busybox, ok, push_cmd, remote_manifest, stderr, stdout};
 
 /// Size of the big layer of the resume tests (`SLIPWAY_TEST_RESUME_SIZE`, bytes; the acceptance
 /// run uses 500 MiB).
 fn resume_size() -> u64 {
     std::env::var("SLIPWAY_TEST_RESUME_SIZE").ok().and_then(|v| v.parse().ok()).unwrap_or(24 << 20)
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// A fresh store with busybox imported as `example/busybox:1`; returns it and the image id.
-fn busybox() -> (TestContext, String) {
-    let ctx = TestContext::new();
-    let rootfs = ctx.path().join("rootfs");
-    busybox_rootfs(&rootfs);
-    let out = ctx.ok(&["import", rootfs.to_str().unwrap(), "example/busybox:1"]);
-    (ctx, stdout(&out).trim().to_string())
 }
 
 /// A fresh store with an image `example/big:1` of one file of `size` incompressible bytes.
@@ -56,29 +37,6 @@ fn big_image(size: u64) -> (TestContext, String) {
     drop(file);
     let out = ctx.ok(&["import", rootfs.to_str().unwrap(), "example/big:1"]);
     (ctx, stdout(&out).trim().to_string())
-}
-
-/// The manifest of `reference` (on a plain-HTTP registry) as skopeo reads it.
-fn remote_manifest(reference: &str) -> serde_json::Value {
-    let out = Command::new("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{reference}")])
-        .output()
-        .expect("spawn skopeo");
-    assert!(out.status.success(), "skopeo inspect {reference}: {}", stderr(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// Runs `slipway push` with `chunk` as the chunk size.
-fn push_cmd(ctx: &TestContext, image: &str, dest: &str, chunk: u64) -> Command {
-    let mut cmd = ctx.cmd();
-    cmd.args(["push", image, dest]).env("SLIPWAY_PUSH_CHUNK_SIZE", chunk.to_string());
-    cmd
-}
-
-fn ok(mut cmd: Command) -> Output {
-    let out = cmd.output().expect("spawn slipway");
-    assert!(out.status.success(), "{cmd:?} failed:\n{}", stderr(&out));
-    out
 }
 
 /// G1: a `PATCH` cut at half of a big layer is resumed at the registry's offset in the same
@@ -218,4 +176,153 @@ fn refused_mounts_fall_back_to_uploads() {
     assert_eq!(plain, 2, "{}", proxy.dump());
     let other = TestContext::new();
     assert_eq!(stdout(&other.ok(&["pull", &format!("{}/solo/z:1", registry.host())])).trim(), id);
+}
+
+/// G2: one 5xx on each kind of request (HEAD, POST, PATCH, closing PUT, manifest PUT, token GET)
+/// is retried and the push completes; a persistent 503 fails after the policy's attempts.
+#[test]
+fn server_errors_once_on_every_request_are_retried() {
+    let (_registry, proxy) = crate::support::registry::token_registry(None);
+    for (method, path, status) in [
+        ("GET", "/token", 503),
+        ("HEAD", "/blobs/", 500),
+        ("POST", "/blobs/uploads/", 502),
+        ("PATCH", "/blobs/uploads/", 503),
+        ("PUT", "/blobs/uploads/", 503),
+        ("PUT", "/manifests/", 502),
+    ] {
+        proxy.rule(Rule::new(method, path, respond(status, &[], b"{\"errors\":[]}")));
+    }
+    let (ctx, id) = busybox();
+    ok(push_cmd(&ctx, "example/busybox:1", &format!("{}/example/flaky:1", proxy.host()), 256 << 10));
+    assert_eq!(proxy.rules_left(), 0, "{}", proxy.dump());
+    let other = TestContext::new();
+    assert_eq!(stdout(&other.ok(&["pull", &format!("{}/example/flaky:1", proxy.host())])).trim(), id);
+
+    proxy.rule(
+        Rule::new("PUT", "/manifests/", respond(503, &[], b"{\"errors\":[{\"code\":\"UNAVAILABLE\"}]}")).times(100),
+    );
+    let before = proxy.count("PUT", "/manifests/");
+    let out =
+        push_cmd(&ctx, "example/busybox:1", &format!("{}/example/down:1", proxy.host()), 256 << 10).output().unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("503") && err.contains("example/down"), "{err}");
+    assert_eq!(proxy.count("PUT", "/manifests/") - before, 4, "{}", proxy.dump());
+}
+
+/// An HTTP date `secs` from now (IMF-fixdate).
+fn http_date_in(secs: u64) -> String {
+    let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + secs;
+    let out =
+        Command::new("date").args(["-u", "-d", &format!("@{at}"), "+%a, %d %b %Y %H:%M:%S GMT"]).output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// G3: 429 with `Retry-After` in seconds and as an HTTP date is waited for; one far in the
+/// future fails at once, saying so.
+#[test]
+fn rate_limits_are_waited_for_or_fail_fast() {
+    let registry = Registry::start();
+    let proxy = Proxy::start(registry.port);
+    let body = b"{\"errors\":[{\"code\":\"TOOMANYREQUESTS\",\"message\":\"slow down\"}]}";
+    // The date is made now and read at the first request, a fraction of a second later.
+    proxy.rule(Rule::new("HEAD", "/blobs/", respond(429, &[("Retry-After", &http_date_in(3))], body)));
+    proxy.rule(Rule::new("PUT", "/manifests/", respond(429, &[("Retry-After", "2")], body)));
+    let (ctx, _) = busybox();
+    ok(push_cmd(&ctx, "example/busybox:1", &format!("{}/example/limited:1", proxy.host()), 16 << 20));
+    assert_eq!(proxy.rules_left(), 0);
+    let log = proxy.log();
+    let gap = |method: &str, path: &str| {
+        let first = log.iter().find(|e| e.method == method && e.target.contains(path)).unwrap();
+        let again = log.iter().filter(|e| e.method == method && e.target == first.target).nth(1).unwrap();
+        again.at.duration_since(first.at)
+    };
+    // The date has whole seconds: at least 2 of the 3 seconds are left when it is read.
+    assert!(gap("HEAD", "/blobs/") >= Duration::from_millis(1900), "{:?}", gap("HEAD", "/blobs/"));
+    assert!(gap("PUT", "/manifests/") >= Duration::from_millis(1900), "{:?}", gap("PUT", "/manifests/"));
+
+    proxy.rule(Rule::new("HEAD", "/blobs/", respond(429, &[("Retry-After", "3600")], body)).times(10));
+    let started = Instant::now();
+    let out =
+        push_cmd(&ctx, "example/busybox:1", &format!("{}/example/limited:2", proxy.host()), 16 << 20).output().unwrap();
+    assert!(!out.status.success());
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    let err = stderr(&out);
+    assert!(err.contains("rate limited") && err.contains("3600"), "{err}");
+}
+
+/// G4: a flipped byte in a blob, or a registry claiming another manifest digest, fails the pull
+/// or push with a digest mismatch and stores nothing.
+#[test]
+fn corrupted_blobs_and_wrong_digest_headers_are_refused() {
+    let registry = Registry::start();
+    let proxy = Proxy::start(registry.port);
+    let (ctx, _) = busybox();
+    let dest = format!("{}/example/corrupt:1", proxy.host());
+    ok(push_cmd(&ctx, "example/busybox:1", &dest, 16 << 20));
+    let layer = remote_manifest(&format!("{}/example/corrupt:1", registry.host()))["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    proxy.rule(Rule::new("GET", &format!("/blobs/{layer}"), Action::FlipResponseByte { at: 1000 }).times(10));
+    let other = TestContext::new();
+    let out = other.run(&["pull", &dest]);
+    assert!(!out.status.success(), "a corrupt layer was accepted");
+    let err = stderr(&out);
+    assert!(err.contains("mismatch") && err.contains(&layer), "{err}");
+    assert_eq!(stdout(&other.ok(&["images", "-q"])).trim(), "", "an image was named");
+    let blob = other.root().join("blobs/sha256").join(layer.trim_start_matches("sha256:"));
+    assert!(!blob.exists(), "the corrupt blob was stored");
+
+    let wrong = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+    proxy.rule(Rule::new(
+        "GET",
+        "/manifests/1",
+        Action::SetResponseHeader("Docker-Content-Digest".into(), wrong.into()),
+    ));
+    let third = TestContext::new();
+    let out = third.run(&["pull", &dest]);
+    assert!(!out.status.success(), "a manifest with a wrong Docker-Content-Digest was accepted");
+    assert!(stderr(&out).contains(wrong), "{}", stderr(&out));
+
+    proxy.rule(Rule::new(
+        "PUT",
+        "/manifests/",
+        Action::SetResponseHeader("Docker-Content-Digest".into(), wrong.into()),
+    ));
+    let out =
+        push_cmd(&ctx, "example/busybox:1", &format!("{}/example/claimed:1", proxy.host()), 16 << 20).output().unwrap();
+    assert!(!out.status.success(), "a push confirmed with another digest succeeded");
+    assert!(stderr(&out).contains("mismatch"), "{}", stderr(&out));
+}
+
+/// G11: a manifest, an error body or a token answer beyond the caps is refused without reading
+/// it all.
+#[test]
+fn oversized_answers_are_capped() {
+    let (_registry, proxy) = crate::support::registry::token_registry(None);
+    let (ctx, _) = busybox();
+    let dest = format!("{}/example/big:1", proxy.host());
+    ok(push_cmd(&ctx, "example/busybox:1", &dest, 16 << 20));
+
+    let huge = vec![b' '; 5 << 20];
+    let manifest_type = [("Content-Type", "application/vnd.oci.image.manifest.v1+json")];
+    proxy.rule(Rule::new("GET", "/manifests/1", respond(200, &manifest_type, &huge)));
+    let out = TestContext::new().run(&["pull", &dest]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("larger than"), "{}", stderr(&out));
+
+    let error_body = vec![b'e'; 1 << 20];
+    proxy.rule(Rule::new("GET", "/manifests/1", respond(404, &[], &error_body)));
+    let out = TestContext::new().run(&["pull", &dest]);
+    assert!(!out.status.success());
+    assert!(out.stderr.len() < 70 << 10, "{} bytes of error", out.stderr.len());
+
+    let token = format!("{{\"token\":\"{}\"}}", "t".repeat(1 << 20));
+    proxy.rule(Rule::new("GET", "/token", respond(200, &[], token.as_bytes())).times(10));
+    let out = TestContext::new().run(&["pull", &dest]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("token"), "{}", stderr(&out));
 }

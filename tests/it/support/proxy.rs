@@ -312,8 +312,9 @@ fn serve(state: &State, client: TcpStream) {
     }
 }
 
-/// Takes the first rule matching `head` (consuming one of its uses), if any.
-fn take_rule(state: &State, head: &Head) -> Option<usize> {
+/// The first rule matching `head`: its index and, unless it is a `CutRequest` (used up when it
+/// cuts), its action, taking one of its uses at once (requests arrive in parallel).
+fn take_rule(state: &State, head: &Head) -> Option<(usize, Option<Action>)> {
     let mut rules = state.rules.lock().unwrap();
     for (i, rule) in rules.iter_mut().enumerate() {
         if rule.matches(&head.method, &head.target) {
@@ -321,16 +322,14 @@ fn take_rule(state: &State, head: &Head) -> Option<usize> {
                 rule.skip -= 1;
                 continue;
             }
-            return Some(i);
+            if matches!(rule.action, Action::CutRequest { .. }) {
+                return Some((i, None));
+            }
+            rule.times -= 1;
+            return Some((i, Some(rule.action.clone())));
         }
     }
     None
-}
-
-fn consume(state: &State, index: usize) -> Action {
-    let mut rules = state.rules.lock().unwrap();
-    rules[index].times -= 1;
-    rules[index].action.clone()
 }
 
 fn log(state: &State, head: &Head, body_bytes: u64, status: u16) {
@@ -347,8 +346,7 @@ fn log(state: &State, head: &Head, body_bytes: u64, status: u16) {
 
 /// Reads the request body (Content-Length or chunked); a `CutRequest` rule may stop it early.
 /// Returns the body, or `None` when the connection is to be cut.
-fn read_body(state: &State, head: &Head, reader: &mut impl BufRead, rule: Option<usize>) -> Option<Vec<u8>> {
-    let cut = rule.filter(|&i| matches!(state.rules.lock().unwrap()[i].action, Action::CutRequest { .. }));
+fn read_body(state: &State, head: &Head, reader: &mut impl BufRead, cut: Option<usize>) -> Option<Vec<u8>> {
     let mut body = Vec::new();
     let take = |reader: &mut dyn BufRead, n: u64, body: &mut Vec<u8>| -> bool {
         let mut left = n;
@@ -366,7 +364,7 @@ fn read_body(state: &State, head: &Head, reader: &mut impl BufRead, rule: Option
                 let rule = &mut rules[i];
                 rule.seen_bytes += got as u64;
                 if let Action::CutRequest { after_total, hook } = &rule.action {
-                    if rule.seen_bytes >= *after_total {
+                    if rule.seen_bytes >= *after_total && rule.times > 0 {
                         let hook = hook.clone();
                         rule.times -= 1;
                         drop(rules);
@@ -411,14 +409,12 @@ fn read_body(state: &State, head: &Head, reader: &mut impl BufRead, rule: Option
 
 /// Handles one request; returns whether the client connection stays open.
 fn serve_one(state: &State, head: &Head, reader: &mut impl BufRead, out: &mut TcpStream) -> bool {
-    let rule = take_rule(state, head);
-    let Some(body) = read_body(state, head, reader, rule) else { return false };
-    let action = match rule {
-        Some(i) if !matches!(state.rules.lock().unwrap()[i].action, Action::CutRequest { .. }) => {
-            Some(consume(state, i))
-        }
-        _ => None,
+    let (cut, action) = match take_rule(state, head) {
+        Some((i, None)) => (Some(i), None),
+        Some((_, action)) => (None, action),
+        None => (None, None),
     };
+    let Some(body) = read_body(state, head, reader, cut) else { return false };
     if let Some(Action::Respond { status, headers, body: answer }) = &action {
         log(state, head, body.len() as u64, *status);
         return write_response(out, *status, headers, answer);

@@ -5,8 +5,11 @@
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::support::TestContext;
+use crate::support::proxy::Proxy;
 
 /// The registry binary the tests run.
 pub const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
@@ -184,4 +187,58 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Standard output as text.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Standard error as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs `cmd`, panicking with its stderr unless it exits 0.
+pub fn ok(mut cmd: Command) -> Output {
+    let out = cmd.output().expect("spawn slipway");
+    assert!(out.status.success(), "{cmd:?} failed:\n{}", stderr(&out));
+    out
+}
+
+/// A fresh store with busybox imported as `example/busybox:1`; returns it and the image id.
+pub fn busybox() -> (TestContext, String) {
+    let ctx = TestContext::new();
+    let rootfs = ctx.path().join("rootfs");
+    crate::support::rootfs::busybox_rootfs(&rootfs);
+    let out = ctx.ok(&["import", rootfs.to_str().unwrap(), "example/busybox:1"]);
+    (ctx, stdout(&out).trim().to_string())
+}
+
+/// `slipway push IMAGE DEST` with `chunk` as the chunk size (and single-`PUT` limit).
+pub fn push_cmd(ctx: &TestContext, image: &str, dest: &str, chunk: u64) -> Command {
+    let mut cmd = ctx.cmd();
+    cmd.args(["push", image, dest]).env("SLIPWAY_PUSH_CHUNK_SIZE", chunk.to_string());
+    cmd
+}
+
+/// The manifest of `reference` (on a plain-HTTP registry) as skopeo reads it.
+pub fn remote_manifest(reference: &str) -> serde_json::Value {
+    let out = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{reference}")])
+        .output()
+        .expect("spawn skopeo");
+    assert!(out.status.success(), "skopeo inspect {reference}: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A plain-HTTP registry with `auth: silly` behind a proxy that issues its Bearer tokens
+/// (valid for `ttl`, when given).
+pub fn token_registry(ttl: Option<Duration>) -> (Registry, Proxy) {
+    let proxy = Proxy::start_on("127.0.0.1");
+    proxy.issue_tokens(ttl);
+    let registry =
+        Registry::start_with(RegistryConfig { silly_realm: Some(proxy.realm()), ..RegistryConfig::default() });
+    proxy.set_upstream(registry.port);
+    (registry, proxy)
 }
