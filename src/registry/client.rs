@@ -254,7 +254,9 @@ impl Client {
     fn authorized_send(&self, request: &Request, scope: &str) -> Result<(Response, Url), RegistryError> {
         let mut request = request.clone();
         request.headers.remove(AUTHORIZATION);
-        if let Some(value) = self.authorization(scope)? {
+        // An upload `Location` may name another host (blob storage): it gets no credentials.
+        let ours = self.same_origin(&request.url);
+        if let Some(value) = if ours { self.authorization(scope)? } else { None } {
             let header = HeaderValue::from_str(&value)
                 .map_err(|e| RegistryError::Protocol { registry: self.registry.clone(), reason: e.to_string() })?;
             request.headers.insert(AUTHORIZATION, header);
@@ -567,6 +569,24 @@ mod tests {
         let err = client.send(request, "").unwrap_err();
         assert!(matches!(err, RegistryError::Io { .. }), "{err}");
         assert_eq!(fake.log.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_request_to_another_host_carries_no_credentials() {
+        let (client, fake) = client(basic(), |req, _| {
+            if req.url.host_str() == Some("reg.test") && req.headers.get(AUTHORIZATION).is_none() {
+                return response(401, &[("www-authenticate", "Basic realm=\"r\"")], "");
+            }
+            response(202, &[], "")
+        });
+        client.ping().unwrap();
+        let own = client.url("v2/r/blobs/uploads/u").unwrap();
+        client.send(Request::new(Method::PATCH, own), "repository:r:push").unwrap();
+        let storage = Url::parse("https://storage.test/v2/r/blobs/uploads/u?_state=x").unwrap();
+        client.send(Request::new(Method::PATCH, storage), "repository:r:push").unwrap();
+        let log = fake.log.lock().unwrap().clone();
+        assert!(log.iter().any(|(m, url, auth)| m == "PATCH" && url.contains("reg.test") && auth.is_some()), "{log:?}");
+        assert!(log.iter().filter(|(_, url, _)| url.contains("storage.test")).all(|(_, _, a)| a.is_none()), "{log:?}");
     }
 
     #[test]

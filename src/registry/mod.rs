@@ -23,7 +23,7 @@ use crate::oci::Digest;
 
 pub use auth::Credentials;
 pub use client::{Client, ClientOptions};
-pub use config::{AuthFile, auth_file_path};
+pub use config::{AuthFile, auth_file_path, helper_erase, helper_store};
 pub use pull::{PullOptions, PullReport, pull};
 pub use push::{PushOptions, PushReport, push};
 pub use transport::{Body, HttpTransport, Request, Response, Transport, TransportError};

@@ -10,6 +10,7 @@ mod layer;
 mod layer_adversarial;
 mod progress;
 mod registry;
+mod registry_auth;
 mod registry_faults;
 mod run;
 mod snapshot;

@@ -87,8 +87,13 @@ pub fn login(args: &LoginArgs) -> Result<u8> {
     client.check_login().with_context(|| format!("logging in to {}", args.registry))?;
     let path = auth_file_path(args.registry_args.authfile.as_deref());
     let mut file = AuthFile::read(&path)?;
-    file.set(&args.registry, &args.username, &password);
-    file.save()?;
+    if let Some(helper) = file.helper_for(&args.registry) {
+        registry::helper_store(&helper, &args.registry, &args.username, &password)?;
+    } else {
+        warn_loose(&file);
+        file.set(&args.registry, &args.username, &password);
+        file.save()?;
+    }
     println!("Login Succeeded");
     Ok(0)
 }
@@ -96,10 +101,26 @@ pub fn login(args: &LoginArgs) -> Result<u8> {
 pub fn logout(args: &LogoutArgs) -> Result<u8> {
     let path = auth_file_path(args.authfile.as_deref());
     let mut file = AuthFile::read(&path)?;
+    if let Some(helper) = file.helper_for(&args.registry) {
+        registry::helper_erase(&helper, &args.registry)?;
+        println!("Removed login credentials for {}", args.registry);
+        return Ok(0);
+    }
+    warn_loose(&file);
     if !file.remove(&args.registry) {
         bail!("not logged in to {} (in {})", args.registry, path.display());
     }
     file.save()?;
     println!("Removed login credentials for {}", args.registry);
     Ok(0)
+}
+
+/// Warns that the credentials file was readable by others (it is rewritten 0600).
+fn warn_loose(file: &AuthFile) {
+    if let Some(mode) = file.loose_mode() {
+        eprintln!(
+            "warning: credentials file {} has mode {mode:04o}, readable by others; writing it 0600",
+            file.path().display()
+        );
+    }
 }
