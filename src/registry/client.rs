@@ -31,6 +31,8 @@ pub struct ClientOptions {
     pub credentials: Option<Credentials>,
     /// Retry policy (default: 4 attempts, 0.5 s doubling, 60 s longest `Retry-After`).
     pub retry: Option<RetryPolicy>,
+    /// Extra CA certificates (PEM files) trusted for this registry (`Settings::ca_files`).
+    pub ca_files: Vec<std::path::PathBuf>,
 }
 
 #[derive(Default)]
@@ -65,7 +67,7 @@ impl Client {
     /// Connects to `registry` (`host[:port]` as in references): HTTPS, then plain HTTP for a
     /// loopback registry or with `insecure`; pings `/v2/` to learn its authentication.
     pub fn connect(registry: &str, options: ClientOptions) -> Result<Client, RegistryError> {
-        let transport = HttpTransport::new(options.insecure)?;
+        let transport = HttpTransport::new(options.insecure, &options.ca_files)?;
         let host = api_host(registry);
         let https = Url::parse(&format!("https://{host}/"))
             .map_err(|e| RegistryError::Protocol { registry: registry.to_string(), reason: e.to_string() })?;

@@ -177,6 +177,28 @@ pub fn pull(
     Ok(PullReport { descriptor: top, manifest: descriptor, id: manifest.config.digest, fetched, skipped })
 }
 
+/// Pulls `reference` from the first of `mirrors` that has it, else from its own registry.
+/// `connect` makes the client for a registry (`host[:port]`); a mirror that cannot be reached
+/// or does not have the image is passed over (logged), and the registry's own error is the one
+/// returned. The store names the image by `reference` whichever served it.
+pub fn pull_with_mirrors(
+    mirrors: &[String],
+    connect: &dyn Fn(&str) -> Result<Client, RegistryError>,
+    store: &Store,
+    reference: &Reference,
+    options: &PullOptions,
+    progress: &Reporter,
+) -> Result<PullReport, RegistryError> {
+    for mirror in mirrors {
+        match connect(mirror).and_then(|client| pull(&client, store, reference, options, progress)) {
+            Ok(report) => return Ok(report),
+            Err(err) => tracing::warn!(mirror, error = %err, "mirror failed; trying the next source"),
+        }
+    }
+    let client = connect(reference.registry())?;
+    pull(&client, store, reference, options, progress)
+}
+
 impl Puller<'_> {
     fn registry(&self) -> String {
         self.client.registry().to_string()

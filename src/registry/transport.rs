@@ -116,8 +116,8 @@ pub struct HttpTransport {
 
 impl HttpTransport {
     /// `insecure` accepts any TLS certificate (`--tls-verify=false`). Extra CA certificates come
-    /// from the PEM bundle `SSL_CERT_FILE` names, when set.
-    pub fn new(insecure: bool) -> Result<HttpTransport, RegistryError> {
+    /// from `ca_files` (PEM) and from the PEM bundle `SSL_CERT_FILE` names, when set.
+    pub fn new(insecure: bool, ca_files: &[PathBuf]) -> Result<HttpTransport, RegistryError> {
         let mut builder = reqwest::blocking::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(30))
@@ -126,11 +126,10 @@ impl HttpTransport {
         if insecure {
             builder = builder.danger_accept_invalid_certs(true);
         }
-        if let Some(path) = std::env::var_os("SSL_CERT_FILE").filter(|p| !p.is_empty()) {
-            let pem = std::fs::read(&path).map_err(|source| RegistryError::Io {
-                what: format!("SSL_CERT_FILE {}", path.to_string_lossy()),
-                source,
-            })?;
+        let env = std::env::var_os("SSL_CERT_FILE").filter(|p| !p.is_empty()).map(PathBuf::from);
+        for path in ca_files.iter().chain(env.as_ref()) {
+            let pem = std::fs::read(path)
+                .map_err(|source| RegistryError::Io { what: format!("CA certificates {}", path.display()), source })?;
             for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(RegistryError::Tls)? {
                 builder = builder.add_root_certificate(cert);
             }

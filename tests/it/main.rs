@@ -11,6 +11,7 @@ mod layer_adversarial;
 mod progress;
 mod registry;
 mod registry_auth;
+mod registry_config;
 mod registry_faults;
 mod run;
 mod snapshot;

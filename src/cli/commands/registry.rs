@@ -9,17 +9,39 @@ use crate::cli::args::{GlobalArgs, LoginArgs, LogoutArgs, PullArgs, PushArgs, Re
 use crate::image;
 use crate::oci::{LayerCompression, Platform, Reference};
 use crate::progress::Reporter;
-use crate::registry::{self, AuthFile, Client, ClientOptions, PullOptions, PushOptions, auth_file_path};
+use crate::registry::{
+    self, AuthFile, Client, ClientOptions, PullOptions, PushOptions, Settings, auth_file_path, settings_path,
+};
 
 /// Env var overriding the `PATCH` chunk size and the single-`PUT` limit of pushes (bytes; tests).
 const CHUNK_SIZE_ENV: &str = "SLIPWAY_PUSH_CHUNK_SIZE";
 
+/// slipway's registry settings (`config.toml`).
+fn settings() -> Result<Settings> {
+    Ok(Settings::load(&settings_path())?)
+}
+
+/// How to reach `registry`: `--tls-verify=false` or a configured insecure registry, and the CA
+/// certificates of the settings' `certs.d` directory.
+fn client_options(
+    args: &RegistryArgs,
+    settings: &Settings,
+    registry: &str,
+    credentials: Option<registry::Credentials>,
+) -> ClientOptions {
+    ClientOptions {
+        insecure: !args.tls_verify || settings.is_insecure(registry),
+        credentials,
+        retry: None,
+        ca_files: settings.ca_files(registry),
+    }
+}
+
 /// A client for `registry` with the credentials the credentials file has for it.
-fn connect(args: &RegistryArgs, registry: &str) -> Result<Client> {
+fn connect(args: &RegistryArgs, settings: &Settings, registry: &str) -> Result<Client, registry::RegistryError> {
     let path = auth_file_path(args.authfile.as_deref());
     let credentials = AuthFile::read(&path)?.credentials(registry)?;
-    let options = ClientOptions { insecure: !args.tls_verify, credentials, retry: None };
-    Client::connect(registry, options).with_context(|| format!("connecting to {registry}"))
+    Client::connect(registry, client_options(args, settings, registry, credentials))
 }
 
 pub fn pull(global: &GlobalArgs, args: &PullArgs, progress: &Reporter) -> Result<u8> {
@@ -29,9 +51,11 @@ pub fn pull(global: &GlobalArgs, args: &PullArgs, progress: &Reporter) -> Result
         None => Platform::host(),
     };
     let store = open_store(global)?;
-    let client = connect(&args.registry, reference.registry())?;
+    let settings = settings()?;
     let options = PullOptions { platform, ..PullOptions::default() };
-    let report = registry::pull(&client, &store, &reference, &options, progress)
+    let mirrors = settings.mirrors_for(reference.registry());
+    let connect = |registry: &str| connect(&args.registry, &settings, registry);
+    let report = registry::pull_with_mirrors(mirrors, &connect, &store, &reference, &options, progress)
         .with_context(|| format!("pulling {reference}"))?;
     println!("{}", report.id);
     Ok(0)
@@ -54,10 +78,12 @@ pub fn push(global: &GlobalArgs, args: &PushArgs, progress: &Reporter) -> Result
         options.chunk_size = size.max(1);
         options.monolithic_limit = size;
     }
+    let settings = settings()?;
     let lease = store.lease("push")?;
     let plan = image::distributable(&store, &img, LayerCompression::Gzip, &lease, progress)?;
     for destination in &destinations {
-        let client = connect(&args.registry, destination.registry())?;
+        let client = connect(&args.registry, &settings, destination.registry())
+            .with_context(|| format!("connecting to {}", destination.registry()))?;
         let report = registry::push(&client, &store, &plan, destination, &options, progress)
             .with_context(|| format!("pushing {} to {destination}", args.image))?;
         println!("{}@{}", destination.name(), report.digest);
@@ -80,8 +106,7 @@ pub fn login(args: &LoginArgs) -> Result<u8> {
         bail!("the password on standard input is empty");
     }
     let credentials = registry::Credentials::Basic { username: args.username.clone(), password: password.clone() };
-    let options =
-        ClientOptions { insecure: !args.registry_args.tls_verify, credentials: Some(credentials), retry: None };
+    let options = client_options(&args.registry_args, &settings()?, &args.registry, Some(credentials));
     let client =
         Client::connect(&args.registry, options).with_context(|| format!("connecting to {}", args.registry))?;
     client.check_login().with_context(|| format!("logging in to {}", args.registry))?;

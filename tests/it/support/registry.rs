@@ -65,16 +65,22 @@ impl Registry {
             let d = dir.path();
             let p = |name: &str| d.join(name).to_str().unwrap().to_string();
             let (cert, key) = (d.join("cert.pem"), d.join("key.pem"));
-            run(Command::new("openssl").args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]).args([
-                "-subj",
-                "/CN=slipway test ca",
-                "-keyout",
-                &p("ca-key.pem"),
-                "-out",
-                &p("ca.pem"),
-            ]));
+            // EC keys: RSA key generation costs seconds.
             run(Command::new("openssl")
-                .args(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1"])
+                .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
+                .args(["-nodes", "-days", "1"])
+                .args(["-subj", "/CN=slipway test ca", "-keyout", &p("ca-key.pem"), "-out", &p("ca.pem")]));
+            run(Command::new("openssl")
+                .args([
+                    "req",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1",
+                    "-nodes",
+                    "-subj",
+                    "/CN=127.0.0.1",
+                ])
                 .args(["-keyout", &p("key.pem"), "-out", &p("leaf.csr")]));
             std::fs::write(d.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
             run(Command::new("openssl").args(["x509", "-req", "-days", "1", "-CAcreateserial"]).args([
