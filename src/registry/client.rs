@@ -33,6 +33,8 @@ pub struct ClientOptions {
     pub retry: Option<RetryPolicy>,
     /// Extra CA certificates (PEM files) trusted for this registry (`Settings::ca_files`).
     pub ca_files: Vec<std::path::PathBuf>,
+    /// Longest wait for response headers or for more of a response body (default 60 s).
+    pub idle_timeout: Option<std::time::Duration>,
 }
 
 #[derive(Default)]
@@ -67,7 +69,8 @@ impl Client {
     /// Connects to `registry` (`host[:port]` as in references): HTTPS, then plain HTTP for a
     /// loopback registry or with `insecure`; pings `/v2/` to learn its authentication.
     pub fn connect(registry: &str, options: ClientOptions) -> Result<Client, RegistryError> {
-        let transport = HttpTransport::new(options.insecure, &options.ca_files)?;
+        let idle = options.idle_timeout.unwrap_or(super::transport::DEFAULT_IDLE_TIMEOUT);
+        let transport = HttpTransport::new(options.insecure, &options.ca_files, idle)?;
         let host = api_host(registry);
         let https = Url::parse(&format!("https://{host}/"))
             .map_err(|e| RegistryError::Protocol { registry: registry.to_string(), reason: e.to_string() })?;

@@ -109,19 +109,32 @@ pub trait Transport: Send + Sync {
     fn send(&self, request: &Request) -> Result<Response, TransportError>;
 }
 
+/// Slowest upload rate tolerated: a request body of `len` bytes may take `len / MIN_UPLOAD_RATE`
+/// seconds on top of the idle timeout before the request is given up.
+const MIN_UPLOAD_RATE: u64 = 64 << 10;
+
+/// The default idle timeout: response headers, and each read of a response body, must come
+/// within it.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// The real transport: reqwest's blocking client with redirects disabled.
 pub struct HttpTransport {
     client: reqwest::blocking::Client,
+    idle: Duration,
 }
 
 impl HttpTransport {
     /// `insecure` accepts any TLS certificate (`--tls-verify=false`). Extra CA certificates come
     /// from `ca_files` (PEM) and from the PEM bundle `SSL_CERT_FILE` names, when set.
-    pub fn new(insecure: bool, ca_files: &[PathBuf]) -> Result<HttpTransport, RegistryError> {
+    ///
+    /// `idle` bounds the wait for response headers and for each read of a response body (the
+    /// blocking client applies its timeout per read); a request with a body gets `idle` plus the
+    /// time its body takes at `MIN_UPLOAD_RATE` for the whole exchange.
+    pub fn new(insecure: bool, ca_files: &[PathBuf], idle: Duration) -> Result<HttpTransport, RegistryError> {
         let mut builder = reqwest::blocking::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(30))
-            .timeout(None::<Duration>)
+            .connect_timeout(idle.min(Duration::from_secs(30)))
+            .timeout(idle)
             .user_agent(concat!("slipway/", env!("CARGO_PKG_VERSION")));
         if insecure {
             builder = builder.danger_accept_invalid_certs(true);
@@ -134,7 +147,7 @@ impl HttpTransport {
                 builder = builder.add_root_certificate(cert);
             }
         }
-        Ok(HttpTransport { client: builder.build().map_err(RegistryError::Tls)? })
+        Ok(HttpTransport { client: builder.build().map_err(RegistryError::Tls)?, idle })
     }
 }
 
@@ -142,6 +155,9 @@ impl Transport for HttpTransport {
     fn send(&self, request: &Request) -> Result<Response, TransportError> {
         let mut builder =
             self.client.request(request.method.clone(), request.url.clone()).headers(request.headers.clone());
+        if !request.body.is_empty() {
+            builder = builder.timeout(self.idle + Duration::from_secs(request.body.len() / MIN_UPLOAD_RATE));
+        }
         builder = match &request.body {
             Body::Empty => builder,
             Body::Bytes(bytes) => builder.body(bytes.clone()),

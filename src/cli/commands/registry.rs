@@ -16,6 +16,9 @@ use crate::registry::{
 /// Env var overriding the `PATCH` chunk size and the single-`PUT` limit of pushes (bytes; tests).
 const CHUNK_SIZE_ENV: &str = "SLIPWAY_PUSH_CHUNK_SIZE";
 
+/// Env var overriding the idle timeout of registry requests (milliseconds; tests).
+const IDLE_TIMEOUT_ENV: &str = "SLIPWAY_REGISTRY_IDLE_TIMEOUT_MS";
+
 /// slipway's registry settings (`config.toml`).
 fn settings() -> Result<Settings> {
     Ok(Settings::load(&settings_path())?)
@@ -34,6 +37,10 @@ fn client_options(
         credentials,
         retry: None,
         ca_files: settings.ca_files(registry),
+        idle_timeout: std::env::var(IDLE_TIMEOUT_ENV)
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .map(std::time::Duration::from_millis),
     }
 }
 

@@ -37,6 +37,8 @@ pub enum Action {
     RelocateTo { host: String },
     /// Forward, holding the response back this long first.
     Delay(Duration),
+    /// Forward, stalling after `after` bytes of the response body for `stall`, then closing.
+    StallResponse { after: u64, stall: Duration },
 }
 
 /// One fault: `action` on requests with `method` whose target contains `path`, after skipping
@@ -538,6 +540,12 @@ fn forward(state: &State, head: &Head, body: &[u8], action: Option<Action>, out:
             Some(Action::CutResponse { after }) if sent + n as u64 >= *after => {
                 let keep = (*after - sent.min(*after)) as usize;
                 let _ = out.write_all(&chunk[..keep]);
+                return false;
+            }
+            Some(Action::StallResponse { after, stall }) if sent + n as u64 >= *after => {
+                let keep = (*after - sent.min(*after)) as usize;
+                let _ = out.write_all(&chunk[..keep]);
+                std::thread::sleep(*stall);
                 return false;
             }
             _ => {}
