@@ -7,7 +7,8 @@
 //! upload URL) after a dropped connection or a 416. The session of a chunked upload is kept in
 //! the store after every confirmed chunk, so a run killed mid-upload is resumed by the next one.
 //! Several blobs go at once; the manifest goes last, and the registry's `Docker-Content-Digest`
-//! must equal ours.
+//! must equal ours. A multi-platform image (`push_index`) sends every platform's blobs and
+//! manifest (by digest) before the index that names them.
 
 use std::sync::Mutex;
 
@@ -20,7 +21,7 @@ use super::client::Client;
 use super::transport::{Body, Request};
 use super::{Checked, RegistryError};
 use crate::image::Distributable;
-use crate::oci::{Descriptor, Digest, Reference};
+use crate::oci::{Descriptor, Digest, ImageIndex, MediaType, Reference, canonical};
 use crate::progress::{Reporter, Unit};
 use crate::store::{Store, UploadSession};
 
@@ -114,9 +115,67 @@ pub fn push(
         }
     }
     let counts = pusher.push_blobs(&blobs)?;
-    pusher.put_manifest(image)?;
+    pusher.put_manifest(&image.manifest, &image.manifest_descriptor, &pusher.target())?;
     Ok(PushReport {
         digest: image.manifest_descriptor.digest,
+        uploaded: counts.uploaded,
+        existing: counts.existing,
+        mounted: counts.mounted,
+    })
+}
+
+/// One platform's image in an index being pushed.
+#[derive(Debug, Clone)]
+pub struct IndexEntry {
+    /// The entry as the stored index has it (platform, annotations); its digest and size are
+    /// replaced by those of `image`'s manifest.
+    pub entry: Descriptor,
+    /// The image's blobs and manifest, as `image::distributable` made them.
+    pub image: Distributable,
+}
+
+/// Pushes a multi-platform image: every entry's blobs (each once), every entry's manifest by
+/// digest, then an OCI index of them to `destination`'s tag. The report's digest is the index's.
+pub fn push_index(
+    client: &Client,
+    store: &Store,
+    entries: &[IndexEntry],
+    destination: &Reference,
+    options: &PushOptions,
+    progress: &Reporter,
+) -> Result<PushReport, RegistryError> {
+    let pusher = Pusher {
+        client,
+        destination,
+        scope: repository_scope(destination.repository(), "pull,push"),
+        store,
+        options,
+        progress,
+    };
+    let mut blobs: Vec<&Descriptor> = Vec::new();
+    for entry in entries {
+        for blob in entry.image.layers.iter().chain(std::iter::once(&entry.image.config)) {
+            if !blobs.iter().any(|b| b.digest == blob.digest) {
+                blobs.push(blob);
+            }
+        }
+    }
+    let counts = pusher.push_blobs(&blobs)?;
+    let mut index = ImageIndex::new();
+    for entry in entries {
+        let manifest = &entry.image.manifest_descriptor;
+        pusher.put_manifest(&entry.image.manifest, manifest, &manifest.digest.to_string())?;
+        let mut listed = entry.entry.clone();
+        listed.media_type = manifest.media_type.clone();
+        listed.digest = manifest.digest;
+        listed.size = manifest.size;
+        index.manifests.push(listed);
+    }
+    let bytes = canonical::to_bytes(&index);
+    let descriptor = Descriptor::new(MediaType::OciIndex, Digest::of(&bytes), bytes.len() as u64);
+    pusher.put_manifest(&bytes, &descriptor, &pusher.target())?;
+    Ok(PushReport {
+        digest: descriptor.digest,
         uploaded: counts.uploaded,
         existing: counts.existing,
         mounted: counts.mounted,
@@ -438,18 +497,22 @@ impl Pusher<'_> {
         Ok(())
     }
 
-    /// `PUT /v2/<name>/manifests/<tag>` with our bytes; the registry's digest must be ours.
-    fn put_manifest(&self, image: &Distributable) -> Result<(), RegistryError> {
-        let ours = image.manifest_descriptor.digest;
-        let target = match (self.destination.tag(), self.destination.digest()) {
+    /// The tag (or digest) the destination names.
+    fn target(&self) -> String {
+        match (self.destination.tag(), self.destination.digest()) {
             (Some(tag), _) => tag.to_string(),
             (None, Some(digest)) => digest.to_string(),
             (None, None) => crate::oci::DEFAULT_TAG.to_string(),
-        };
+        }
+    }
+
+    /// `PUT /v2/<name>/manifests/<target>` with our bytes; the registry's digest must be ours.
+    fn put_manifest(&self, bytes: &[u8], descriptor: &Descriptor, target: &str) -> Result<(), RegistryError> {
+        let ours = descriptor.digest;
         let url = self.client.url(&format!("v2/{}/manifests/{target}", self.repository()))?;
         let mut request = Request::new(Method::PUT, url);
-        request.headers.insert(CONTENT_TYPE, header(image.manifest_descriptor.media_type.as_str())?);
-        request.body = Body::Bytes(image.manifest.clone());
+        request.headers.insert(CONTENT_TYPE, header(descriptor.media_type.as_str())?);
+        request.body = Body::Bytes(bytes.to_vec());
         let mut response = self.client.send(request.clone(), &self.scope)?;
         if !matches!(response.status, 200 | 201) {
             return Err(self.client.status_error(&request, &mut response));
@@ -492,7 +555,7 @@ mod tests {
 
     use super::super::fake::{body_bytes, client, response, route};
     use super::*;
-    use crate::oci::{ImageManifest, MediaType, canonical};
+    use crate::oci::ImageManifest;
 
     /// Blobs the fake registry completed, with their bytes.
     type Uploads = Arc<Mutex<Vec<(Digest, Vec<u8>)>>>;

@@ -250,3 +250,73 @@ fn pull_resumes_a_blob_cut_by_a_dropped_connection() {
     assert_eq!(registry.count_since("pull", "GET", "/blobs/sha256:"), 3, "{}", registry.log_since("pull"));
     assert!(registry.log_since("pull").contains("\" 206 "), "no partial answer: {}", registry.log_since("pull"));
 }
+
+/// A tag naming a multi-platform index (made here by `load` of a layout whose index nests one):
+/// every platform's blobs and manifest go first, then the index; skopeo copies all of it and a
+/// pull picks the asked platform.
+#[test]
+fn multi_platform_index_is_pushed_whole() {
+    let registry = Registry::start();
+    let ctx = TestContext::new();
+    let rootfs = ctx.path().join("rootfs");
+    busybox_rootfs(&rootfs);
+    let mut ids = Vec::new();
+    for platform in ["linux/amd64", "linux/arm64"] {
+        let tag = format!("example/multi:{}", platform.replace('/', "-"));
+        let out = ctx.ok(&["import", "--platform", platform, rootfs.to_str().unwrap(), &tag]);
+        ids.push(stdout(&out).trim().to_string());
+    }
+    let layout = ctx.path().join("layout");
+    ctx.ok(&[
+        "save",
+        "example/multi:linux-amd64",
+        "example/multi:linux-arm64",
+        "--format",
+        "oci-dir",
+        "-o",
+        layout.to_str().unwrap(),
+    ]);
+    let top: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let mut manifests = Vec::new();
+    for entry in top["manifests"].as_array().unwrap() {
+        let name = entry["annotations"]["org.opencontainers.image.ref.name"].as_str().unwrap_or_default().to_string();
+        let arch = if name.ends_with("arm64") { "arm64" } else { "amd64" };
+        manifests.push(serde_json::json!({
+            "mediaType": entry["mediaType"], "digest": entry["digest"], "size": entry["size"],
+            "platform": {"architecture": arch, "os": "linux"},
+        }));
+    }
+    assert_eq!(manifests.len(), 2, "{top}");
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests,
+    }))
+    .unwrap();
+    let hex = format!("{:x}", sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&index)));
+    std::fs::write(layout.join("blobs/sha256").join(&hex), &index).unwrap();
+    let top = serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.index.v1+json", "digest": format!("sha256:{hex}"), "size": index.len(),
+        "annotations": {"org.opencontainers.image.ref.name": "example/multi:1"},
+    }]});
+    std::fs::write(layout.join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
+    let loaded = TestContext::new();
+    loaded.ok(&["load", "-i", layout.to_str().unwrap()]);
+
+    let dest = format!("{}/example/multi:1", registry.host());
+    let digest = pushed_digest(&loaded.ok(&["push", "example/multi:1", &dest]));
+    let raw = skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{dest}")]);
+    let hex = format!("{:x}", sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&raw.stdout)));
+    assert_eq!(digest, format!("sha256:{hex}"));
+    let pushed: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    assert_eq!(pushed["mediaType"], "application/vnd.oci.image.index.v1+json", "{pushed}");
+    assert_eq!(pushed["manifests"].as_array().unwrap().len(), 2, "{pushed}");
+    let copied = ctx.path().join("copied");
+    skopeo(&[
+        "copy",
+        "--all",
+        "--src-tls-verify=false",
+        &format!("docker://{dest}"),
+        &format!("oci:{}:all", copied.display()),
+    ]);
+    let arm = TestContext::new();
+    assert_eq!(stdout(&arm.ok(&["pull", "--platform", "linux/arm64", &dest])).trim(), ids[1]);
+}

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use super::open_store;
 use crate::cli::args::{GlobalArgs, LoginArgs, LogoutArgs, PullArgs, PushArgs, RegistryArgs};
 use crate::image;
-use crate::oci::{LayerCompression, Platform, Reference};
+use crate::oci::{ImageIndex, LayerCompression, Platform, Reference, canonical};
 use crate::progress::Reporter;
 use crate::registry::{
     self, AuthFile, Client, ClientOptions, PullOptions, PushOptions, Settings, auth_file_path, settings_path,
@@ -68,12 +68,38 @@ pub fn pull(global: &GlobalArgs, args: &PullArgs, progress: &Reporter) -> Result
     Ok(0)
 }
 
+/// What a push sends: one image, or the images of a multi-platform index.
+enum Plan {
+    Image(image::Distributable),
+    Index(Vec<registry::IndexEntry>),
+}
+
+/// The multi-platform index `name` is tagged to, if it names one.
+fn tagged_index(store: &crate::store::Store, name: &str) -> Result<Option<ImageIndex>> {
+    let Ok(reference) = Reference::parse(name) else { return Ok(None) };
+    let Some(descriptor) = store.get_tag(&reference)? else { return Ok(None) };
+    if !descriptor.media_type.is_index() {
+        return Ok(None);
+    }
+    let bytes = store.read_blob(&descriptor.digest, image::MAX_JSON_BLOB)?;
+    let index: ImageIndex =
+        canonical::from_bytes("index", &bytes).with_context(|| format!("index {} of {name}", descriptor.digest))?;
+    Ok(Some(index))
+}
+
 pub fn push(global: &GlobalArgs, args: &PushArgs, progress: &Reporter) -> Result<u8> {
     let store = open_store(global)?;
-    let img = image::resolve(&store, &args.image)?;
+    let index = tagged_index(&store, &args.image)?;
     let destinations: Vec<Reference> = if args.destinations.is_empty() {
+        let named = match &index {
+            Some(_) => true,
+            None => {
+                let img = image::resolve(&store, &args.image)?;
+                Reference::parse(&args.image).is_ok_and(|name| img.names.contains(&name))
+            }
+        };
         match Reference::parse(&args.image) {
-            Ok(name) if img.names.contains(&name) => vec![name],
+            Ok(name) if named => vec![name],
             _ => bail!("{} is not an image name: say where to push it", args.image),
         }
     } else {
@@ -87,17 +113,47 @@ pub fn push(global: &GlobalArgs, args: &PushArgs, progress: &Reporter) -> Result
     }
     let settings = settings()?;
     let lease = store.lease("push")?;
-    let plan = image::distributable(&store, &img, LayerCompression::Gzip, &lease, progress)?;
+    let plan = match index {
+        None => {
+            let img = image::resolve(&store, &args.image)?;
+            Plan::Image(image::distributable(&store, &img, LayerCompression::Gzip, &lease, progress)?)
+        }
+        Some(index) => {
+            let mut entries = Vec::new();
+            for entry in &index.manifests {
+                let Some(platform) = &entry.platform else {
+                    bail!("{}: index entry {} names no platform", args.image, entry.digest);
+                };
+                if !entry.media_type.is_manifest() {
+                    bail!(
+                        "{}: index entry {} is a {}, not an image manifest",
+                        args.image,
+                        entry.digest,
+                        entry.media_type
+                    );
+                }
+                let img = image::load_image(&store, entry, platform, Vec::new())
+                    .with_context(|| format!("{}: the {platform} image", args.image))?;
+                let image = image::distributable(&store, &img, LayerCompression::Gzip, &lease, progress)?;
+                entries.push(registry::IndexEntry { entry: entry.clone(), image });
+            }
+            Plan::Index(entries)
+        }
+    };
+    let mut digest = None;
     for destination in &destinations {
         let client = connect(&args.registry, &settings, destination.registry())
             .with_context(|| format!("connecting to {}", destination.registry()))?;
-        let report = registry::push(&client, &store, &plan, destination, &options, progress)
-            .with_context(|| format!("pushing {} to {destination}", args.image))?;
+        let report = match &plan {
+            Plan::Image(image) => registry::push(&client, &store, image, destination, &options, progress),
+            Plan::Index(entries) => registry::push_index(&client, &store, entries, destination, &options, progress),
+        }
+        .with_context(|| format!("pushing {} to {destination}", args.image))?;
         println!("{}@{}", destination.name(), report.digest);
+        digest = Some(report.digest);
     }
-    if let Some(path) = &args.digestfile {
-        std::fs::write(path, plan.manifest_descriptor.digest.to_string())
-            .with_context(|| format!("cannot write {}", path.display()))?;
+    if let (Some(path), Some(digest)) = (&args.digestfile, digest) {
+        std::fs::write(path, digest.to_string()).with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(0)
 }
