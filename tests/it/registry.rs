@@ -320,3 +320,16 @@ fn multi_platform_index_is_pushed_whole() {
     let arm = TestContext::new();
     assert_eq!(stdout(&arm.ok(&["pull", "--platform", "linux/arm64", &dest])).trim(), ids[1]);
 }
+
+/// `--compression zstd` pushes zstd layers, which pull back to the same image.
+#[test]
+fn zstd_layers_are_pushed_and_pulled_back() {
+    let registry = Registry::start();
+    let (ctx, id) = imported("example/busybox:1");
+    let dest = format!("{}/example/zstd:1", registry.host());
+    ctx.ok(&["push", "--compression", "zstd", "example/busybox:1", &dest]);
+    let raw = skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{dest}")]);
+    let manifest: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    assert_eq!(manifest["layers"][0]["mediaType"], "application/vnd.oci.image.layer.v1.tar+zstd", "{manifest}");
+    assert_eq!(stdout(&TestContext::new().ok(&["pull", &dest])).trim(), id);
+}

@@ -5,7 +5,7 @@ use std::io::Read;
 use anyhow::{Context, Result, bail};
 
 use super::open_store;
-use crate::cli::args::{GlobalArgs, LoginArgs, LogoutArgs, PullArgs, PushArgs, RegistryArgs};
+use crate::cli::args::{CompressionArg, GlobalArgs, LoginArgs, LogoutArgs, PullArgs, PushArgs, RegistryArgs};
 use crate::image;
 use crate::oci::{ImageIndex, LayerCompression, Platform, Reference, canonical};
 use crate::progress::Reporter;
@@ -111,12 +111,17 @@ pub fn push(global: &GlobalArgs, args: &PushArgs, progress: &Reporter) -> Result
         options.chunk_size = size.max(1);
         options.monolithic_limit = size;
     }
+    let compression = match args.compression {
+        CompressionArg::Gzip => LayerCompression::Gzip,
+        CompressionArg::Zstd => LayerCompression::Zstd,
+        CompressionArg::Uncompressed => LayerCompression::None,
+    };
     let settings = settings()?;
     let lease = store.lease("push")?;
     let plan = match index {
         None => {
             let img = image::resolve(&store, &args.image)?;
-            Plan::Image(image::distributable(&store, &img, LayerCompression::Gzip, &lease, progress)?)
+            Plan::Image(image::distributable(&store, &img, compression, &lease, progress)?)
         }
         Some(index) => {
             let mut entries = Vec::new();
@@ -134,7 +139,7 @@ pub fn push(global: &GlobalArgs, args: &PushArgs, progress: &Reporter) -> Result
                 }
                 let img = image::load_image(&store, entry, platform, Vec::new())
                     .with_context(|| format!("{}: the {platform} image", args.image))?;
-                let image = image::distributable(&store, &img, LayerCompression::Gzip, &lease, progress)?;
+                let image = image::distributable(&store, &img, compression, &lease, progress)?;
                 entries.push(registry::IndexEntry { entry: entry.clone(), image });
             }
             Plan::Index(entries)
