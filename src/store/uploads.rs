@@ -51,9 +51,13 @@ pub struct UploadSession {
 }
 
 impl Store {
-    /// Remembers (or moves forward) an upload session.
+    /// Remembers (or moves forward) an upload session; sessions too old to resume are dropped.
     pub fn record_upload(&self, session: &UploadSession) -> Result<(), StoreError> {
         self.with_db(|db| {
+            db.execute(
+                "DELETE FROM upload_sessions WHERE updated_at < ?1",
+                params![unix_now() - UPLOAD_SESSION_MAX_AGE_SECS],
+            )?;
             db.execute(
                 "INSERT OR REPLACE INTO upload_sessions (registry, repository, digest, url, confirmed, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",

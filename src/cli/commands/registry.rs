@@ -70,7 +70,7 @@ pub fn pull(global: &GlobalArgs, args: &PullArgs, progress: &Reporter) -> Result
 
 /// What a push sends: one image, or the images of a multi-platform index.
 enum Plan {
-    Image(image::Distributable),
+    Image(Box<image::Distributable>),
     Index(Vec<registry::IndexEntry>),
 }
 
@@ -121,7 +121,7 @@ pub fn push(global: &GlobalArgs, args: &PushArgs, progress: &Reporter) -> Result
     let plan = match index {
         None => {
             let img = image::resolve(&store, &args.image)?;
-            Plan::Image(image::distributable(&store, &img, compression, &lease, progress)?)
+            Plan::Image(Box::new(image::distributable(&store, &img, compression, &lease, progress)?))
         }
         Some(index) => {
             let mut entries = Vec::new();

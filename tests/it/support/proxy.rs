@@ -429,8 +429,11 @@ fn serve_one(state: &State, head: &Head, reader: &mut impl BufRead, out: &mut Tc
     forward(state, head, &body, action, out)
 }
 
+/// An answer the proxy gives itself: status, headers, body.
+type Answer = (u16, Vec<(String, String)>, String);
+
 /// The token server and its expiry check: `Some(answer)` when the proxy answers itself.
-fn tokens(state: &State, head: &Head) -> Option<(u16, Vec<(String, String)>, String)> {
+fn tokens(state: &State, head: &Head) -> Option<Answer> {
     let mut guard = state.tokens.lock().unwrap();
     let tokens = guard.as_mut()?;
     if head.target.starts_with("/token") {
