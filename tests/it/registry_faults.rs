@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::TestContext;
 use crate::support::proxy::{Action, Proxy, Rule, respond};
-use crate::support::registry::{Registry, busybox, ok, push_cmd, remote_manifest, stderr, stdout};
+use crate::support::registry::{Registry, RegistryConfig, busybox, ok, push_cmd, remote_manifest, stderr, stdout};
 
 /// Size of the big layer of the resume tests (`SLIPWAY_TEST_RESUME_SIZE`, bytes; the acceptance
 /// run uses 500 MiB).
@@ -361,4 +361,25 @@ fn slow_answers_hit_the_idle_timeout_and_are_retried() {
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     assert_eq!(proxy.rules_left(), 0, "{}", proxy.dump());
     assert!(registry.log_since("pull").contains("\" 206 "), "no resumed download: {}", registry.log_since("pull"));
+}
+
+/// G5: path-only `Location`s (`relativeurls`), and a `202` without a `Location`, which is a clear
+/// error.
+#[test]
+fn relative_and_missing_locations() {
+    let registry = Registry::start_with(RegistryConfig { relative_urls: true, ..RegistryConfig::default() });
+    let (ctx, id) = busybox();
+    let dest = format!("{}/example/relative:1", registry.host());
+    ok(push_cmd(&ctx, "example/busybox:1", &dest, 256 << 10));
+    assert!(registry.count_since("", "PATCH", "/blobs/uploads/") > 1, "{}", registry.log());
+    assert_eq!(stdout(&TestContext::new().ok(&["pull", &dest])).trim(), id);
+
+    let proxy = Proxy::start(registry.port);
+    proxy.rule(Rule::new("POST", "/blobs/uploads/", respond(202, &[], b"")).times(100));
+    let out = push_cmd(&ctx, "example/busybox:1", &format!("{}/example/nowhere:1", proxy.host()), 256 << 10)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("without a Location header") && err.contains("example/nowhere"), "{err}");
 }

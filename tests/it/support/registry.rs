@@ -24,6 +24,8 @@ pub struct RegistryConfig {
     /// `auth: silly` with this token realm: any `Authorization` is accepted, a request without
     /// one is challenged with `Bearer realm=…` (the test's proxy issues and checks the tokens).
     pub silly_realm: Option<String>,
+    /// `http.relativeurls: true`: `Location` headers are path-only.
+    pub relative_urls: bool,
 }
 
 /// A running registry.
@@ -96,6 +98,10 @@ impl Registry {
                 &p("cert.pem"),
             ]));
             yaml.push_str(&format!("  tls:\n    certificate: {}\n    key: {}\n", cert.display(), key.display()));
+        }
+        // Still under `http:` (before any top-level `auth:`).
+        if config.relative_urls {
+            yaml.push_str("  relativeurls: true\n");
         }
         if let Some((user, password)) = &config.htpasswd {
             let out = Command::new("python3")
