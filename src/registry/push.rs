@@ -11,6 +11,7 @@
 //! manifest (by digest) before the index that names them.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use reqwest::Method;
 use reqwest::Url;
@@ -83,6 +84,9 @@ enum Started {
 }
 
 struct Pusher<'a> {
+    /// Whether a `HEAD` answering 200 is believed (cleared once a manifest `PUT` showed the
+    /// registry lacks a blob it claimed).
+    trust_head: AtomicBool,
     client: &'a Client,
     destination: &'a Reference,
     scope: String,
@@ -101,6 +105,7 @@ pub fn push(
     progress: &Reporter,
 ) -> Result<PushReport, RegistryError> {
     let pusher = Pusher {
+        trust_head: AtomicBool::new(true),
         client,
         destination,
         scope: repository_scope(destination.repository(), "pull,push"),
@@ -115,7 +120,7 @@ pub fn push(
         }
     }
     let counts = pusher.push_blobs(&blobs)?;
-    pusher.put_manifest(&image.manifest, &image.manifest_descriptor, &pusher.target())?;
+    pusher.checked(&blobs, || pusher.put_manifest(&image.manifest, &image.manifest_descriptor, &pusher.target()))?;
     Ok(PushReport {
         digest: image.manifest_descriptor.digest,
         uploaded: counts.uploaded,
@@ -145,6 +150,7 @@ pub fn push_index(
     progress: &Reporter,
 ) -> Result<PushReport, RegistryError> {
     let pusher = Pusher {
+        trust_head: AtomicBool::new(true),
         client,
         destination,
         scope: repository_scope(destination.repository(), "pull,push"),
@@ -164,7 +170,8 @@ pub fn push_index(
     let mut index = ImageIndex::new();
     for entry in entries {
         let manifest = &entry.image.manifest_descriptor;
-        pusher.put_manifest(&entry.image.manifest, manifest, &manifest.digest.to_string())?;
+        let target = manifest.digest.to_string();
+        pusher.checked(&blobs, || pusher.put_manifest(&entry.image.manifest, manifest, &target))?;
         let mut listed = entry.entry.clone();
         listed.media_type = manifest.media_type.clone();
         listed.digest = manifest.digest;
@@ -235,9 +242,24 @@ impl Pusher<'_> {
         }
     }
 
+    /// Runs `put` (a manifest `PUT`); if the registry refuses it for a blob it does not have
+    /// (its `HEAD` said otherwise), uploads `blobs` again without asking and runs `put` once more.
+    fn checked(&self, blobs: &[&Descriptor], put: impl Fn() -> Result<(), RegistryError>) -> Result<(), RegistryError> {
+        match put() {
+            Err(err) if blob_unknown(&err) => {
+                tracing::warn!(error = %err, "the registry lacks blobs it said it had; uploading them again");
+                self.trust_head.store(false, Ordering::SeqCst);
+                self.push_blobs(blobs)?;
+                put()
+            }
+            other => other,
+        }
+    }
+
     /// Uploads (or mounts) one blob unless the registry has it.
     fn push_blob(&self, d: &Descriptor) -> Result<Outcome, RegistryError> {
-        let outcome = if self.exists(d).map_err(self.wrap(d.digest))? {
+        let trust = self.trust_head.load(Ordering::SeqCst);
+        let outcome = if trust && self.exists(d).map_err(self.wrap(d.digest))? {
             Outcome::Existing
         } else {
             let task = self.progress.start(|| format!("push blob sha256:{}", d.digest.short()));
@@ -538,6 +560,11 @@ impl Pusher<'_> {
 
 fn header(value: &str) -> Result<HeaderValue, RegistryError> {
     HeaderValue::from_str(value).map_err(|e| RegistryError::Protocol { registry: String::new(), reason: e.to_string() })
+}
+
+/// Whether a manifest `PUT` failed for a blob the registry does not have.
+fn blob_unknown(err: &RegistryError) -> bool {
+    matches!(err, RegistryError::Status { status: 400 | 404, detail, .. } if detail.contains("BLOB_UNKNOWN"))
 }
 
 /// Whether a failed upload session is worth starting again.

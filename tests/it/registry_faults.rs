@@ -383,3 +383,29 @@ fn relative_and_missing_locations() {
     let err = stderr(&out);
     assert!(err.contains("without a Location header") && err.contains("example/nowhere"), "{err}");
 }
+
+/// G9: a `HEAD` that lies (200 for a blob the repository lacks) makes the manifest `PUT` fail
+/// with `MANIFEST_BLOB_UNKNOWN`; the blobs are uploaded again, once, and the manifest goes.
+#[test]
+fn a_lying_head_is_caught_by_the_manifest_put() {
+    let registry = Registry::start();
+    let proxy = Proxy::start(registry.port);
+    let (ctx, id) = busybox();
+    proxy.rule(Rule::new("HEAD", "/blobs/sha256:", respond(200, &[], b"")).times(2));
+    let dest = format!("{}/example/lied:1", proxy.host());
+    ok(push_cmd(&ctx, "example/busybox:1", &dest, 16 << 20));
+    let puts: Vec<u16> = proxy.log().iter().filter(|e| e.target.contains("/manifests/")).map(|e| e.status).collect();
+    assert_eq!(puts, [400, 201], "{}", proxy.dump());
+    assert_eq!(stdout(&TestContext::new().ok(&["pull", &dest])).trim(), id);
+
+    // A registry that keeps refusing gets one more try, not a loop.
+    proxy.rule(
+        Rule::new("PUT", "/manifests/", respond(400, &[], b"{\"errors\":[{\"code\":\"MANIFEST_BLOB_UNKNOWN\"}]}"))
+            .times(10),
+    );
+    let out =
+        push_cmd(&ctx, "example/busybox:1", &format!("{}/example/lied:2", proxy.host()), 16 << 20).output().unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("MANIFEST_BLOB_UNKNOWN"), "{}", stderr(&out));
+    assert_eq!(proxy.count("PUT", "/example/lied/manifests/2"), 2, "{}", proxy.dump());
+}
