@@ -101,6 +101,23 @@ impl Settings {
         self.mirrors.get(registry).map(Vec::as_slice).unwrap_or(&[])
     }
 
+    /// How to reach `registry` under these settings: insecure when `tls_verify` is false or the
+    /// registry is listed insecure, with its `certs.d` CA files; default retries and timeouts.
+    pub fn client_options(
+        &self,
+        registry: &str,
+        credentials: Option<super::Credentials>,
+        tls_verify: bool,
+    ) -> super::ClientOptions {
+        super::ClientOptions {
+            insecure: !tls_verify || self.is_insecure(registry),
+            credentials,
+            retry: None,
+            ca_files: self.ca_files(registry),
+            idle_timeout: None,
+        }
+    }
+
     /// The CA certificate files for `registry` under `certs_dir` (`<host[:port]>/*.crt`,
     /// sorted), if any.
     pub fn ca_files(&self, registry: &str) -> Vec<PathBuf> {

@@ -127,6 +127,9 @@ fn image_pushed_by_skopeo_is_pulled() {
     ]);
     let other = TestContext::new();
     assert_eq!(stdout(&other.ok(&["pull", &dest])).trim(), id);
+    // And it runs.
+    let out = other.ok(&["run", &dest, "/bin/busybox", "echo", "pulled from skopeo"]);
+    assert_eq!(stdout(&out), "pulled from skopeo\n");
 }
 
 #[test]

@@ -24,24 +24,18 @@ fn settings() -> Result<Settings> {
     Ok(Settings::load(&settings_path())?)
 }
 
-/// How to reach `registry`: `--tls-verify=false` or a configured insecure registry, and the CA
-/// certificates of the settings' `certs.d` directory.
+/// How to reach `registry`: the settings' rules (`--tls-verify=false` or a configured insecure
+/// registry, `certs.d`), with the idle timeout the environment may set (tests).
 fn client_options(
     args: &RegistryArgs,
     settings: &Settings,
     registry: &str,
     credentials: Option<registry::Credentials>,
 ) -> ClientOptions {
-    ClientOptions {
-        insecure: !args.tls_verify || settings.is_insecure(registry),
-        credentials,
-        retry: None,
-        ca_files: settings.ca_files(registry),
-        idle_timeout: std::env::var(IDLE_TIMEOUT_ENV)
-            .ok()
-            .and_then(|ms| ms.parse().ok())
-            .map(std::time::Duration::from_millis),
-    }
+    let mut options = settings.client_options(registry, credentials, args.tls_verify);
+    options.idle_timeout =
+        std::env::var(IDLE_TIMEOUT_ENV).ok().and_then(|ms| ms.parse().ok()).map(std::time::Duration::from_millis);
+    options
 }
 
 /// A client for `registry` with the credentials the credentials file has for it.
