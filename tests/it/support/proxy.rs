@@ -411,6 +411,13 @@ fn read_body(state: &State, head: &Head, reader: &mut impl BufRead, cut: Option<
 
 /// Handles one request; returns whether the client connection stays open.
 fn serve_one(state: &State, head: &Head, reader: &mut impl BufRead, out: &mut TcpStream) -> bool {
+    // An expired token is refused first, as a registry's auth would, leaving the rules for the
+    // request sent again with a fresh one.
+    if let Some((status, headers, text)) = expired(state, head) {
+        let Some(body) = read_body(state, head, reader, None) else { return false };
+        log(state, head, body.len() as u64, status);
+        return write_response(out, status, &headers, text.as_bytes());
+    }
     let (cut, action) = match take_rule(state, head) {
         Some((i, None)) => (Some(i), None),
         Some((_, action)) => (None, action),
@@ -432,17 +439,24 @@ fn serve_one(state: &State, head: &Head, reader: &mut impl BufRead, out: &mut Tc
 /// An answer the proxy gives itself: status, headers, body.
 type Answer = (u16, Vec<(String, String)>, String);
 
-/// The token server and its expiry check: `Some(answer)` when the proxy answers itself.
+/// The token server: `Some(answer)` for a request to `/token` when it serves tokens.
 fn tokens(state: &State, head: &Head) -> Option<Answer> {
     let mut guard = state.tokens.lock().unwrap();
     let tokens = guard.as_mut()?;
-    if head.target.starts_with("/token") {
-        let token = format!("token-{}", tokens.issued.len() + 1);
-        tokens.issued.insert(token.clone(), Instant::now());
-        let expires = tokens.ttl.map(|t| t.as_secs().max(1)).unwrap_or(300);
-        let json = format!("{{\"token\":\"{token}\",\"expires_in\":{expires}}}");
-        return Some((200, vec![("Content-Type".into(), "application/json".into())], json));
+    if !head.target.starts_with("/token") {
+        return None;
     }
+    let token = format!("token-{}", tokens.issued.len() + 1);
+    tokens.issued.insert(token.clone(), Instant::now());
+    let expires = tokens.ttl.map(|t| t.as_secs().max(1)).unwrap_or(300);
+    let json = format!("{{\"token\":\"{token}\",\"expires_in\":{expires}}}");
+    Some((200, vec![("Content-Type".into(), "application/json".into())], json))
+}
+
+/// The expiry check: a 401 with a fresh challenge for a Bearer token older than the TTL.
+fn expired(state: &State, head: &Head) -> Option<Answer> {
+    let guard = state.tokens.lock().unwrap();
+    let tokens = guard.as_ref()?;
     let ttl = tokens.ttl?;
     let token = head.header("authorization")?.strip_prefix("Bearer ")?;
     let expired = tokens.issued.get(token).is_none_or(|at| at.elapsed() > ttl);
