@@ -54,11 +54,12 @@ impl Store {
     /// Remembers (or moves forward) an upload session; sessions too old to resume are dropped.
     pub fn record_upload(&self, session: &UploadSession) -> Result<(), StoreError> {
         self.with_db(|db| {
-            db.execute(
+            let tx = db.transaction()?;
+            tx.execute(
                 "DELETE FROM upload_sessions WHERE updated_at < ?1",
                 params![unix_now() - UPLOAD_SESSION_MAX_AGE_SECS],
             )?;
-            db.execute(
+            tx.execute(
                 "INSERT OR REPLACE INTO upload_sessions (registry, repository, digest, url, confirmed, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
@@ -69,8 +70,8 @@ impl Store {
                     i64::try_from(session.confirmed).unwrap_or(i64::MAX),
                     unix_now()
                 ],
-            )
-            .map(|_| ())
+            )?;
+            tx.commit()
         })
     }
 
