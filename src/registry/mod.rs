@@ -51,6 +51,8 @@ pub enum RegistryError {
     Unauthorized { registry: String, repository: String, detail: String },
     #[error("registry {registry}: {reason}")]
     Protocol { registry: String, reason: String },
+    #[error("registry {registry}: upload status {url}: invalid Range {range:?}")]
+    UploadStatus { registry: String, url: String, range: String },
     #[error("registry {registry}, repository {repository}: {what} {digest}: digest mismatch (got {actual})")]
     DigestMismatch { registry: String, repository: String, what: Checked, digest: Digest, actual: Digest },
     #[error("registry {registry}, repository {repository}: {what} {digest} is larger than {limit} bytes")]

@@ -491,9 +491,10 @@ impl Pusher<'_> {
                     Some(0) => 0,
                     Some(end) => end + 1,
                     None => {
-                        return Err(RegistryError::Protocol {
+                        return Err(RegistryError::UploadStatus {
                             registry: self.registry(),
-                            reason: format!("upload status {location}: invalid Range {range:?}"),
+                            url: location.to_string(),
+                            range: range.to_string(),
                         });
                     }
                 }
@@ -570,7 +571,8 @@ fn blob_unknown(err: &RegistryError) -> bool {
 /// Whether a failed upload session is worth starting again.
 fn recoverable(err: &RegistryError) -> bool {
     match err {
-        RegistryError::Connect { .. } => true,
+        // An offset we cannot read is no offset to resume at: start over.
+        RegistryError::Connect { .. } | RegistryError::UploadStatus { .. } => true,
         RegistryError::Status { status, .. } => *status == 416 || *status >= 500 || *status == 404,
         _ => false,
     }

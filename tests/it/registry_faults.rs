@@ -112,17 +112,20 @@ fn push_killed_at_half_resumes_in_the_next_run() {
 }
 
 /// G1: a `PATCH` answered 416 and three dropped `PATCH`es are survived by asking the registry
-/// for its offset.
+/// for its offset; an upload status that is garbage starts the upload over.
 #[test]
 fn push_survives_a_416_and_repeated_drops() {
     let registry = Registry::start();
     let proxy = Proxy::start(registry.port);
     proxy.rule(Rule::new("PATCH", "/blobs/uploads/", respond(416, &[], b"")).skip(1));
+    // The first upload status is garbage: that upload starts over.
+    proxy.rule(Rule::new("GET", "/blobs/uploads/", respond(204, &[("Range", "bytes=lots")], b"")));
     proxy.rule(Rule::new("PATCH", "/blobs/uploads/", Action::CutRequest { after_total: 300_000, hook: None }).times(3));
     let (ctx, id) = busybox();
     let dest = format!("{}/example/drops:1", proxy.host());
     ok(push_cmd(&ctx, "example/busybox:1", &dest, 128 << 10));
     assert_eq!(proxy.rules_left(), 0, "{}", proxy.dump());
+    assert_eq!(proxy.count("POST", "/blobs/uploads/"), 3, "config, layer, layer again:\n{}", proxy.dump());
     let other = TestContext::new();
     assert_eq!(stdout(&other.ok(&["pull", &format!("{}/example/drops:1", registry.host())])).trim(), id);
 }
