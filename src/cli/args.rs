@@ -199,6 +199,9 @@ pub struct PushArgs {
     /// Write the pushed manifest digest to FILE
     #[arg(long, value_name = "FILE")]
     pub digestfile: Option<PathBuf>,
+    /// Layer compression of the pushed image (zstd needs a registry and clients that know OCI zstd layers)
+    #[arg(long, value_enum, default_value_t = CompressionArg::Gzip)]
+    pub compression: CompressionArg,
     /// An image name or id in the store
     pub image: String,
     /// Where to push (default: the image's own name); several are pushed in turn

@@ -31,6 +31,10 @@ pub struct ClientOptions {
     pub credentials: Option<Credentials>,
     /// Retry policy (default: 4 attempts, 0.5 s doubling, 60 s longest `Retry-After`).
     pub retry: Option<RetryPolicy>,
+    /// Extra CA certificates (PEM files) trusted for this registry (`Settings::ca_files`).
+    pub ca_files: Vec<std::path::PathBuf>,
+    /// Longest wait for response headers or for more of a response body (default 60 s).
+    pub idle_timeout: Option<std::time::Duration>,
 }
 
 #[derive(Default)]
@@ -65,7 +69,8 @@ impl Client {
     /// Connects to `registry` (`host[:port]` as in references): HTTPS, then plain HTTP for a
     /// loopback registry or with `insecure`; pings `/v2/` to learn its authentication.
     pub fn connect(registry: &str, options: ClientOptions) -> Result<Client, RegistryError> {
-        let transport = HttpTransport::new(options.insecure)?;
+        let idle = options.idle_timeout.unwrap_or(super::transport::DEFAULT_IDLE_TIMEOUT);
+        let transport = HttpTransport::new(options.insecure, &options.ca_files, idle)?;
         let host = api_host(registry);
         let https = Url::parse(&format!("https://{host}/"))
             .map_err(|e| RegistryError::Protocol { registry: registry.to_string(), reason: e.to_string() })?;
@@ -179,7 +184,7 @@ impl Client {
     /// Refuses a `Location` a registry should not send us to: another scheme than http(s), a
     /// downgrade from https to http (unless insecure), or, from a registry that is not itself on
     /// this machine, an address literal on the loopback, private or link-local networks.
-    fn check_target(&self, url: &Url) -> Result<(), RegistryError> {
+    pub(crate) fn check_target(&self, url: &Url) -> Result<(), RegistryError> {
         let refuse = |why: &str| RegistryError::Protocol {
             registry: self.registry.clone(),
             reason: format!("refusing to follow Location {url}: {why}"),
@@ -254,7 +259,9 @@ impl Client {
     fn authorized_send(&self, request: &Request, scope: &str) -> Result<(Response, Url), RegistryError> {
         let mut request = request.clone();
         request.headers.remove(AUTHORIZATION);
-        if let Some(value) = self.authorization(scope)? {
+        // An upload `Location` may name another host (blob storage): it gets no credentials.
+        let ours = self.same_origin(&request.url);
+        if let Some(value) = if ours { self.authorization(scope)? } else { None } {
             let header = HeaderValue::from_str(&value)
                 .map_err(|e| RegistryError::Protocol { registry: self.registry.clone(), reason: e.to_string() })?;
             request.headers.insert(AUTHORIZATION, header);
@@ -336,7 +343,7 @@ impl Client {
                 if let Some(service) = service {
                     form.append_pair("service", service);
                 }
-                if !scope.is_empty() {
+                for scope in scope.split(' ').filter(|s| !s.is_empty()) {
                     form.append_pair("scope", scope);
                 }
                 let mut request = Request::new(Method::POST, url);
@@ -350,7 +357,9 @@ impl Client {
                     if let Some(service) = service {
                         query.append_pair("service", service);
                     }
-                    if !scope.is_empty() {
+                    // Several scopes (a mount also pulls from the source repository) are
+                    // space-separated here and separate `scope` parameters on the wire.
+                    for scope in scope.split(' ').filter(|s| !s.is_empty()) {
                         query.append_pair("scope", scope);
                     }
                 }
@@ -565,6 +574,24 @@ mod tests {
         let err = client.send(request, "").unwrap_err();
         assert!(matches!(err, RegistryError::Io { .. }), "{err}");
         assert_eq!(fake.log.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_request_to_another_host_carries_no_credentials() {
+        let (client, fake) = client(basic(), |req, _| {
+            if req.url.host_str() == Some("reg.test") && req.headers.get(AUTHORIZATION).is_none() {
+                return response(401, &[("www-authenticate", "Basic realm=\"r\"")], "");
+            }
+            response(202, &[], "")
+        });
+        client.ping().unwrap();
+        let own = client.url("v2/r/blobs/uploads/u").unwrap();
+        client.send(Request::new(Method::PATCH, own), "repository:r:push").unwrap();
+        let storage = Url::parse("https://storage.test/v2/r/blobs/uploads/u?_state=x").unwrap();
+        client.send(Request::new(Method::PATCH, storage), "repository:r:push").unwrap();
+        let log = fake.log.lock().unwrap().clone();
+        assert!(log.iter().any(|(m, url, auth)| m == "PATCH" && url.contains("reg.test") && auth.is_some()), "{log:?}");
+        assert!(log.iter().filter(|(_, url, _)| url.contains("storage.test")).all(|(_, _, a)| a.is_none()), "{log:?}");
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //! and writing entries for `login`/`logout` (0600, temp file + rename).
 //!
 //! Lookup order of the file: `--authfile` > `REGISTRY_AUTH_FILE` > `$DOCKER_CONFIG/config.json` >
-//! `~/.docker/config.json`. Insecure-registry lists are not read from any config file yet: plain
-//! HTTP is for loopback registries and `--tls-verify=false`.
+//! `~/.docker/config.json`. A registry with a credential helper (`credHelpers`, `credsStore`)
+//! keeps its secrets there: `login` stores into it, `logout` erases from it, a failing helper is
+//! an error. Insecure registries, mirrors and CA directories come from slipway's own
+//! configuration (`settings`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -35,6 +37,8 @@ pub fn auth_file_path(explicit: Option<&Path>) -> PathBuf {
 pub struct AuthFile {
     path: PathBuf,
     doc: Map<String, Value>,
+    /// The file's mode when it was read, if group or others may read or write it.
+    loose_mode: Option<u32>,
 }
 
 /// The keys a registry may be listed under in `auths` (Docker Hub has historic spellings).
@@ -54,7 +58,7 @@ impl AuthFile {
         let bytes = match std::fs::read(path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(AuthFile { path: path.to_path_buf(), doc: Map::new() });
+                return Ok(AuthFile { path: path.to_path_buf(), doc: Map::new(), loose_mode: None });
             }
             Err(source) => return Err(RegistryError::AuthFile { path: path.to_path_buf(), source }),
         };
@@ -65,7 +69,24 @@ impl AuthFile {
                 return Err(RegistryError::AuthFileFormat { path: path.to_path_buf(), reason: e.to_string() });
             }
         };
-        Ok(AuthFile { path: path.to_path_buf(), doc })
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o777).unwrap_or(0o600);
+        let loose_mode = (mode & 0o077 != 0).then_some(mode);
+        Ok(AuthFile { path: path.to_path_buf(), doc, loose_mode })
+    }
+
+    /// The file's mode if others than its owner may read or write it (worth a warning: it
+    /// holds secrets; `save` writes it 0600).
+    pub fn loose_mode(&self) -> Option<u32> {
+        self.loose_mode
+    }
+
+    /// The credential helper that keeps `registry`'s credentials (`credHelpers`, else
+    /// `credsStore`), if the file names one.
+    pub fn helper_for(&self, registry: &str) -> Option<String> {
+        let named = self.doc.get("credHelpers").and_then(|h| h.get(registry)).and_then(Value::as_str);
+        let store = self.doc.get("credsStore").and_then(Value::as_str);
+        named.or(store).filter(|h| !h.is_empty()).map(str::to_string)
     }
 
     pub fn path(&self) -> &Path {
@@ -152,6 +173,47 @@ impl AuthFile {
     }
 }
 
+/// Runs `docker-credential-<helper> <action>` with `input` on stdin; returns its stdout.
+fn helper_run(helper: &str, registry: &str, action: &str, input: &[u8]) -> Result<String, RegistryError> {
+    let fail = |reason: String| RegistryError::CredentialHelper {
+        helper: helper.to_string(),
+        registry: registry.to_string(),
+        reason,
+    };
+    let mut child = Command::new(format!("docker-credential-{helper}"))
+        .arg(action)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| fail(format!("cannot run it: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A helper that exits without reading its input explains itself by its status and output.
+        if let Err(e) = stdin.write_all(input) {
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                return Err(fail(e.to_string()));
+            }
+        }
+    }
+    let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        return Err(fail(format!("{action} exited with {}: {}", out.status, stdout.trim())));
+    }
+    Ok(stdout)
+}
+
+/// Stores `username`/`secret` for `registry` in `docker-credential-<helper>` (`login`).
+pub fn helper_store(helper: &str, registry: &str, username: &str, secret: &str) -> Result<(), RegistryError> {
+    let input = serde_json::json!({ "ServerURL": registry, "Username": username, "Secret": secret });
+    helper_run(helper, registry, "store", input.to_string().as_bytes()).map(|_| ())
+}
+
+/// Erases `registry`'s credentials from `docker-credential-<helper>` (`logout`).
+pub fn helper_erase(helper: &str, registry: &str) -> Result<(), RegistryError> {
+    helper_run(helper, registry, "erase", registry.as_bytes()).map(|_| ())
+}
+
 /// Runs `docker-credential-<helper> get` with the server URL on stdin.
 fn helper_get(helper: &str, registry: &str) -> Result<Option<Credentials>, RegistryError> {
     let fail = |reason: String| RegistryError::CredentialHelper {
@@ -159,26 +221,15 @@ fn helper_get(helper: &str, registry: &str) -> Result<Option<Credentials>, Regis
         registry: registry.to_string(),
         reason,
     };
-    let mut child = Command::new(format!("docker-credential-{helper}"))
-        .arg("get")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| fail(format!("cannot run it: {e}")))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(registry.as_bytes()).map_err(|e| fail(e.to_string()))?;
-    }
-    let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
+    let stdout = match helper_run(helper, registry, "get", registry.as_bytes()) {
+        Ok(stdout) => stdout,
         // The protocol's answer for "nothing stored".
-        if stdout.contains("credentials not found") {
+        Err(RegistryError::CredentialHelper { reason, .. }) if reason.contains("credentials not found") => {
             return Ok(None);
         }
-        return Err(fail(format!("exited with {}: {}", out.status, stdout.trim())));
-    }
-    let value: Value = serde_json::from_slice(&out.stdout).map_err(|e| fail(format!("invalid answer: {e}")))?;
+        Err(err) => return Err(err),
+    };
+    let value: Value = serde_json::from_slice(stdout.as_bytes()).map_err(|e| fail(format!("invalid answer: {e}")))?;
     let user = value.get("Username").and_then(Value::as_str).unwrap_or_default();
     let secret = value.get("Secret").and_then(Value::as_str).unwrap_or_default();
     if secret.is_empty() {

@@ -57,6 +57,8 @@ pub fn client_with_failures(
         insecure: false,
         credentials,
         retry: Some(RetryPolicy { attempts: 3, base: Duration::from_millis(1), max_wait: Duration::from_secs(5) }),
+        ca_files: Vec::new(),
+        idle_timeout: None,
     };
     let base = Url::parse("https://reg.test/").unwrap();
     (Client::with_transport("reg.test", base, Box::new(fake.clone()), &options), fake)

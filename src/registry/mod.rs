@@ -2,7 +2,8 @@
 //!
 //! Owns talking HTTP to registries: the `Transport` seam, scheme probing, redirects (followed by
 //! our own code, never carrying credentials to another host), authentication (anonymous, Basic,
-//! Bearer tokens per scope), retries with backoff. Reads credentials from Docker's `config.json`.
+//! Bearer tokens per scope), retries with backoff. Reads credentials from Docker's `config.json`
+//! and its own settings (insecure registries, mirrors, CA directories) from `config.toml`.
 //! Knows nothing of Dockerfiles or snapshots; never prints (progress goes to a `Reporter`).
 //!
 //! Architecture invariants: every remote byte is verified (digest and size) before the store
@@ -17,15 +18,17 @@ mod fake;
 mod pull;
 mod push;
 mod retry;
+mod settings;
 mod transport;
 
 use crate::oci::Digest;
 
 pub use auth::Credentials;
 pub use client::{Client, ClientOptions};
-pub use config::{AuthFile, auth_file_path};
-pub use pull::{PullOptions, PullReport, pull};
-pub use push::{PushOptions, PushReport, push};
+pub use config::{AuthFile, auth_file_path, helper_erase, helper_store};
+pub use pull::{PullOptions, PullReport, pull, pull_with_mirrors};
+pub use push::{IndexEntry, PushOptions, PushReport, push, push_index};
+pub use settings::{Settings, settings_path};
 pub use transport::{Body, HttpTransport, Request, Response, Transport, TransportError};
 
 /// Errors talking to a registry; each names the registry and, where it applies, the repository
@@ -48,6 +51,8 @@ pub enum RegistryError {
     Unauthorized { registry: String, repository: String, detail: String },
     #[error("registry {registry}: {reason}")]
     Protocol { registry: String, reason: String },
+    #[error("registry {registry}: upload status {url}: invalid Range {range:?}")]
+    UploadStatus { registry: String, url: String, range: String },
     #[error("registry {registry}, repository {repository}: {what} {digest}: digest mismatch (got {actual})")]
     DigestMismatch { registry: String, repository: String, what: Checked, digest: Digest, actual: Digest },
     #[error("registry {registry}, repository {repository}: {what} {digest} is larger than {limit} bytes")]
@@ -89,6 +94,8 @@ pub enum RegistryError {
     },
     #[error("credentials file {path}: {reason}")]
     AuthFileFormat { path: std::path::PathBuf, reason: String },
+    #[error("configuration file {path}: {reason}")]
+    Settings { path: std::path::PathBuf, reason: String },
     #[error("credential helper docker-credential-{helper} for {registry}: {reason}")]
     CredentialHelper { helper: String, registry: String, reason: String },
     #[error("reading {what}")]

@@ -60,6 +60,9 @@ pub struct PullReport {
     pub skipped: usize,
 }
 
+/// Largest manifest or index read from a registry (distribution refuses bigger ones on push).
+const MAX_MANIFEST: u64 = 4 << 20;
+
 /// Where a pull happens: the client, the repository, the store and the lease on new blobs.
 struct Puller<'a> {
     client: &'a Client,
@@ -165,7 +168,35 @@ pub fn pull(
     // The tag names the platform's manifest, not the index: a tag must have its whole closure in
     // the store, and the other platforms' images are not fetched.
     store.set_tag(reference, descriptor.clone())?;
+    // A hint for pushes to other repositories of this registry (cross-repository mount).
+    let mut sources: Vec<Digest> = manifest.layers.iter().map(|l| l.digest).collect();
+    sources.push(manifest.config.digest);
+    if let Err(err) = store.record_blob_sources(client.registry(), reference.repository(), &sources) {
+        tracing::warn!(error = %err, "cannot remember where the blobs came from");
+    }
     Ok(PullReport { descriptor: top, manifest: descriptor, id: manifest.config.digest, fetched, skipped })
+}
+
+/// Pulls `reference` from the first of `mirrors` that has it, else from its own registry.
+/// `connect` makes the client for a registry (`host[:port]`); a mirror that cannot be reached
+/// or does not have the image is passed over (logged), and the registry's own error is the one
+/// returned. The store names the image by `reference` whichever served it.
+pub fn pull_with_mirrors(
+    mirrors: &[String],
+    connect: &dyn Fn(&str) -> Result<Client, RegistryError>,
+    store: &Store,
+    reference: &Reference,
+    options: &PullOptions,
+    progress: &Reporter,
+) -> Result<PullReport, RegistryError> {
+    for mirror in mirrors {
+        match connect(mirror).and_then(|client| pull(&client, store, reference, options, progress)) {
+            Ok(report) => return Ok(report),
+            Err(err) => tracing::warn!(mirror, error = %err, "mirror failed; trying the next source"),
+        }
+    }
+    let client = connect(reference.registry())?;
+    pull(&client, store, reference, options, progress)
 }
 
 impl Puller<'_> {
@@ -201,12 +232,12 @@ impl Puller<'_> {
         if response.status != 200 {
             return Err(self.client.status_error(&request, &mut response));
         }
-        let bytes = response.read_limited(MAX_JSON_BLOB).map_err(|_| RegistryError::TooLarge {
+        let bytes = response.read_limited(MAX_MANIFEST).map_err(|_| RegistryError::TooLarge {
             registry: self.registry(),
             repository: self.repository(),
             what: "manifest",
             digest: wanted.to_string(),
-            limit: MAX_JSON_BLOB,
+            limit: MAX_MANIFEST,
         })?;
         let digest = Digest::of(&bytes);
         let claimed = response.header("docker-content-digest").map(str::to_string);

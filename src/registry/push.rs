@@ -1,12 +1,17 @@
 //! `push`: an image's blobs, then its manifest, to a repository.
 //!
-//! Every blob is checked with `HEAD` first; missing ones are uploaded from the store file (never
-//! read into memory): one `PUT` for small blobs, `PATCH` chunks with `Content-Range` for big ones,
-//! resuming from the offset the registry reports (`GET` on the upload URL) after a dropped
-//! connection or a 416. Several blobs go at once; the manifest goes last, and the registry's
-//! `Docker-Content-Digest` must equal ours.
+//! Every blob is checked with `HEAD` first; a missing one is mounted from another repository of
+//! the same registry when the store knows one that holds it (`POST ?mount=&from=`), else uploaded
+//! from the store file (never read into memory): one `PUT` for small blobs, `PATCH` chunks with
+//! `Content-Range` for big ones, resuming from the offset the registry reports (`GET` on the
+//! upload URL) after a dropped connection or a 416. The session of a chunked upload is kept in
+//! the store after every confirmed chunk, so a run killed mid-upload is resumed by the next one.
+//! Several blobs go at once; the manifest goes last, and the registry's `Docker-Content-Digest`
+//! must equal ours. A multi-platform image (`push_index`) sends every platform's blobs and
+//! manifest (by digest) before the index that names them.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use reqwest::Method;
 use reqwest::Url;
@@ -17,12 +22,14 @@ use super::client::Client;
 use super::transport::{Body, Request};
 use super::{Checked, RegistryError};
 use crate::image::Distributable;
-use crate::oci::{Descriptor, Digest, Reference};
+use crate::oci::{Descriptor, Digest, ImageIndex, MediaType, Reference, canonical};
 use crate::progress::{Reporter, Unit};
-use crate::store::Store;
+use crate::store::{Store, UploadSession};
 
 /// Times one upload recovers (resume, or restart) before it fails.
 const RECOVERIES: u32 = 3;
+/// Repositories a cross-repository mount is tried from before a plain upload.
+const MOUNT_SOURCES: usize = 3;
 
 /// Options of `push`.
 #[derive(Debug, Clone)]
@@ -49,9 +56,37 @@ pub struct PushReport {
     /// Blobs uploaded, and blobs the registry already had.
     pub uploaded: usize,
     pub existing: usize,
+    /// Blobs the registry mounted from another of its repositories.
+    pub mounted: usize,
+}
+
+/// Blobs by what happened to them.
+#[derive(Debug, Default)]
+struct Counts {
+    uploaded: usize,
+    existing: usize,
+    mounted: usize,
+}
+
+/// What happened to one blob.
+enum Outcome {
+    Existing,
+    Mounted,
+    Uploaded,
+}
+
+/// How an upload began.
+enum Started {
+    /// The registry mounted the blob from another repository: nothing to send.
+    Mounted,
+    /// An upload session at this URL.
+    Session(Url),
 }
 
 struct Pusher<'a> {
+    /// Whether a `HEAD` answering 200 is believed (cleared once a manifest `PUT` showed the
+    /// registry lacks a blob it claimed).
+    trust_head: AtomicBool,
     client: &'a Client,
     destination: &'a Reference,
     scope: String,
@@ -70,6 +105,7 @@ pub fn push(
     progress: &Reporter,
 ) -> Result<PushReport, RegistryError> {
     let pusher = Pusher {
+        trust_head: AtomicBool::new(true),
         client,
         destination,
         scope: repository_scope(destination.repository(), "pull,push"),
@@ -83,9 +119,74 @@ pub fn push(
             blobs.push(blob);
         }
     }
-    let (uploaded, existing) = pusher.push_blobs(&blobs)?;
-    pusher.put_manifest(image)?;
-    Ok(PushReport { digest: image.manifest_descriptor.digest, uploaded, existing })
+    let counts = pusher.push_blobs(&blobs)?;
+    pusher.checked(&blobs, || pusher.put_manifest(&image.manifest, &image.manifest_descriptor, &pusher.target()))?;
+    Ok(PushReport {
+        digest: image.manifest_descriptor.digest,
+        uploaded: counts.uploaded,
+        existing: counts.existing,
+        mounted: counts.mounted,
+    })
+}
+
+/// One platform's image in an index being pushed.
+#[derive(Debug, Clone)]
+pub struct IndexEntry {
+    /// The entry as the stored index has it (platform, annotations); its digest and size are
+    /// replaced by those of `image`'s manifest.
+    pub entry: Descriptor,
+    /// The image's blobs and manifest, as `image::distributable` made them.
+    pub image: Distributable,
+}
+
+/// Pushes a multi-platform image: every entry's blobs (each once), every entry's manifest by
+/// digest, then an OCI index of them to `destination`'s tag. The report's digest is the index's.
+pub fn push_index(
+    client: &Client,
+    store: &Store,
+    entries: &[IndexEntry],
+    destination: &Reference,
+    options: &PushOptions,
+    progress: &Reporter,
+) -> Result<PushReport, RegistryError> {
+    let pusher = Pusher {
+        trust_head: AtomicBool::new(true),
+        client,
+        destination,
+        scope: repository_scope(destination.repository(), "pull,push"),
+        store,
+        options,
+        progress,
+    };
+    let mut blobs: Vec<&Descriptor> = Vec::new();
+    for entry in entries {
+        for blob in entry.image.layers.iter().chain(std::iter::once(&entry.image.config)) {
+            if !blobs.iter().any(|b| b.digest == blob.digest) {
+                blobs.push(blob);
+            }
+        }
+    }
+    let counts = pusher.push_blobs(&blobs)?;
+    let mut index = ImageIndex::new();
+    for entry in entries {
+        let manifest = &entry.image.manifest_descriptor;
+        let target = manifest.digest.to_string();
+        pusher.checked(&blobs, || pusher.put_manifest(&entry.image.manifest, manifest, &target))?;
+        let mut listed = entry.entry.clone();
+        listed.media_type = manifest.media_type.clone();
+        listed.digest = manifest.digest;
+        listed.size = manifest.size;
+        index.manifests.push(listed);
+    }
+    let bytes = canonical::to_bytes(&index);
+    let descriptor = Descriptor::new(MediaType::OciIndex, Digest::of(&bytes), bytes.len() as u64);
+    pusher.put_manifest(&bytes, &descriptor, &pusher.target())?;
+    Ok(PushReport {
+        digest: descriptor.digest,
+        uploaded: counts.uploaded,
+        existing: counts.existing,
+        mounted: counts.mounted,
+    })
 }
 
 impl Pusher<'_> {
@@ -106,15 +207,15 @@ impl Pusher<'_> {
         }
     }
 
-    /// Pushes every blob with up to `parallel` threads; returns (uploaded, existing).
-    fn push_blobs(&self, blobs: &[&Descriptor]) -> Result<(usize, usize), RegistryError> {
+    /// Pushes every blob with up to `parallel` threads; returns how many went which way.
+    fn push_blobs(&self, blobs: &[&Descriptor]) -> Result<Counts, RegistryError> {
         let queue = Mutex::new(blobs.iter());
-        let outcome: Mutex<(usize, usize, Option<RegistryError>)> = Mutex::new((0, 0, None));
+        let outcome: Mutex<(Counts, Option<RegistryError>)> = Mutex::new((Counts::default(), None));
         std::thread::scope(|scope| {
             for _ in 0..self.options.parallel.max(1).min(blobs.len()) {
                 scope.spawn(|| {
                     loop {
-                        if outcome.lock().map(|o| o.2.is_some()).unwrap_or(true) {
+                        if outcome.lock().map(|o| o.1.is_some()).unwrap_or(true) {
                             return;
                         }
                         let next = queue.lock().ok().and_then(|mut q| q.next().copied());
@@ -122,10 +223,11 @@ impl Pusher<'_> {
                         let result = self.push_blob(blob);
                         let Ok(mut o) = outcome.lock() else { return };
                         match result {
-                            Ok(true) => o.0 += 1,
-                            Ok(false) => o.1 += 1,
+                            Ok(Outcome::Uploaded) => o.0.uploaded += 1,
+                            Ok(Outcome::Existing) => o.0.existing += 1,
+                            Ok(Outcome::Mounted) => o.0.mounted += 1,
                             Err(err) => {
-                                o.2.get_or_insert(err);
+                                o.1.get_or_insert(err);
                                 return;
                             }
                         }
@@ -133,21 +235,42 @@ impl Pusher<'_> {
                 });
             }
         });
-        let (uploaded, existing, error) = outcome.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (counts, error) = outcome.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
         match error {
             Some(err) => Err(err),
-            None => Ok((uploaded, existing)),
+            None => Ok(counts),
         }
     }
 
-    /// Uploads one blob unless the registry has it; returns whether it was uploaded.
-    fn push_blob(&self, d: &Descriptor) -> Result<bool, RegistryError> {
-        if self.exists(d).map_err(self.wrap(d.digest))? {
-            return Ok(false);
+    /// Runs `put` (a manifest `PUT`); if the registry refuses it for a blob it does not have
+    /// (its `HEAD` said otherwise), uploads `blobs` again without asking and runs `put` once more.
+    fn checked(&self, blobs: &[&Descriptor], put: impl Fn() -> Result<(), RegistryError>) -> Result<(), RegistryError> {
+        match put() {
+            Err(err) if blob_unknown(&err) => {
+                tracing::warn!(error = %err, "the registry lacks blobs it said it had; uploading them again");
+                self.trust_head.store(false, Ordering::SeqCst);
+                self.push_blobs(blobs)?;
+                put()
+            }
+            other => other,
         }
-        let task = self.progress.start(|| format!("push blob sha256:{}", d.digest.short()));
-        let result = self.upload(d, &task).map_err(self.wrap(d.digest));
-        task.finish(result).map(|()| true)
+    }
+
+    /// Uploads (or mounts) one blob unless the registry has it.
+    fn push_blob(&self, d: &Descriptor) -> Result<Outcome, RegistryError> {
+        let trust = self.trust_head.load(Ordering::SeqCst);
+        let outcome = if trust && self.exists(d).map_err(self.wrap(d.digest))? {
+            Outcome::Existing
+        } else {
+            let task = self.progress.start(|| format!("push blob sha256:{}", d.digest.short()));
+            let result = self.upload(d, &task).map_err(self.wrap(d.digest));
+            task.finish(result)?
+        };
+        // A hint for later mounts into other repositories; losing it costs only an upload.
+        if let Err(err) = self.store.record_blob_sources(&self.registry(), self.repository(), &[d.digest]) {
+            tracing::warn!(digest = %d.digest, error = %err, "cannot remember where the blob was pushed");
+        }
+        Ok(outcome)
     }
 
     fn exists(&self, d: &Descriptor) -> Result<bool, RegistryError> {
@@ -161,8 +284,9 @@ impl Pusher<'_> {
         }
     }
 
-    /// One upload session after another until one completes (at most `RECOVERIES` restarts).
-    fn upload(&self, d: &Descriptor, task: &crate::progress::Task) -> Result<(), RegistryError> {
+    /// A remembered session (see `resume`), a mount, or one new upload session after another
+    /// until one completes (at most `RECOVERIES` restarts).
+    fn upload(&self, d: &Descriptor, task: &crate::progress::Task) -> Result<Outcome, RegistryError> {
         let path = self.store.blob_path(&d.digest);
         if self.store.blob_size(&d.digest)? != d.size {
             return Err(RegistryError::Protocol {
@@ -170,33 +294,128 @@ impl Pusher<'_> {
                 reason: format!("blob {} in the store does not have size {}", d.digest, d.size),
             });
         }
+        let chunked = d.size > self.options.monolithic_limit;
+        let mut resumed = if chunked { self.resume(d)? } else { None };
         let mut restarts = 0;
         loop {
-            let location = self.start_upload()?;
-            let result = if d.size <= self.options.monolithic_limit {
-                self.put_whole(location, d, &path)
+            let (location, offset) = match resumed.take() {
+                Some(session) => session,
+                None => match self.start_upload(d)? {
+                    Started::Mounted => return Ok(Outcome::Mounted),
+                    Started::Session(location) => (location, 0),
+                },
+            };
+            let result = if chunked {
+                self.put_chunked(location, offset, d, &path, task)
             } else {
-                self.put_chunked(location, d, &path, task)
+                self.put_whole(location, d, &path)
             };
             match result {
                 Err(err) if restarts < RECOVERIES && recoverable(&err) => {
                     restarts += 1;
+                    self.forget_session(d);
                     tracing::warn!(digest = %d.digest, error = %err, "upload failed; starting it again");
                 }
-                other => return other,
+                Err(err) => return Err(err),
+                Ok(()) => {
+                    self.forget_session(d);
+                    return Ok(Outcome::Uploaded);
+                }
             }
         }
     }
 
+    /// The session an earlier run left (killed, or failed for good) if the registry still has
+    /// it: (upload URL, offset to continue at) from its upload status.
+    fn resume(&self, d: &Descriptor) -> Result<Option<(Url, u64)>, RegistryError> {
+        let Some(session) = self.store.upload_session(&self.registry(), self.repository(), &d.digest)? else {
+            return Ok(None);
+        };
+        let location = match Url::parse(&session.url) {
+            Ok(url) if self.client.check_target(&url).is_ok() => url,
+            _ => {
+                tracing::warn!(url = session.url, "ignoring a remembered upload URL this registry may not use");
+                self.forget_session(d);
+                return Ok(None);
+            }
+        };
+        match self.upload_status(&location) {
+            Ok((location, offset)) if offset <= d.size => {
+                tracing::info!(digest = %d.digest, offset, confirmed = session.confirmed, "resuming an earlier upload");
+                Ok(Some((location, offset)))
+            }
+            Ok((_, offset)) => {
+                tracing::warn!(digest = %d.digest, offset, "the registry holds more than the blob; starting over");
+                self.forget_session(d);
+                Ok(None)
+            }
+            Err(err) => {
+                tracing::info!(digest = %d.digest, error = %err, "the earlier upload is gone; starting over");
+                self.forget_session(d);
+                Ok(None)
+            }
+        }
+    }
+
+    fn remember_session(&self, d: &Descriptor, location: &Url, confirmed: u64) {
+        let session = UploadSession {
+            registry: self.registry(),
+            repository: self.repository().to_string(),
+            digest: d.digest,
+            url: location.to_string(),
+            confirmed,
+        };
+        if let Err(err) = self.store.record_upload(&session) {
+            tracing::warn!(digest = %d.digest, error = %err, "cannot remember the upload session");
+        }
+    }
+
+    fn forget_source(&self, repository: &str, d: &Descriptor) {
+        if let Err(err) = self.store.forget_blob_source(&self.registry(), repository, &d.digest) {
+            tracing::warn!(digest = %d.digest, error = %err, "cannot forget a blob source");
+        }
+    }
+
+    fn forget_session(&self, d: &Descriptor) {
+        if let Err(err) = self.store.forget_upload(&self.registry(), self.repository(), &d.digest) {
+            tracing::warn!(digest = %d.digest, error = %err, "cannot forget the upload session");
+        }
+    }
+
+    /// Tries a cross-repository mount from each repository of this registry the store knows to
+    /// hold the blob; else (or when the registry answers a mount with a plain session, 202)
     /// `POST /v2/<name>/blobs/uploads/` → the upload URL.
-    fn start_upload(&self) -> Result<Url, RegistryError> {
+    fn start_upload(&self, d: &Descriptor) -> Result<Started, RegistryError> {
+        let sources = self.store.blob_sources(&self.registry(), &d.digest)?;
+        for from in sources.iter().filter(|r| r.as_str() != self.repository()).take(MOUNT_SOURCES) {
+            let mut url = self.client.url(&format!("v2/{}/blobs/uploads/", self.repository()))?;
+            url.query_pairs_mut().append_pair("mount", &d.digest.to_string()).append_pair("from", from);
+            let scope = format!("{} {}", self.scope, repository_scope(from, "pull"));
+            let request = Request::new(Method::POST, url);
+            let response = self.client.send(request.clone(), &scope)?;
+            match response.status {
+                201 => {
+                    tracing::debug!(digest = %d.digest, from, "mounted");
+                    return Ok(Started::Mounted);
+                }
+                // The registry could not mount (not there, or not allowed) and opened a session.
+                202 => {
+                    self.forget_source(from, d);
+                    return Ok(Started::Session(self.client.location(&request.url, &response)?));
+                }
+                status => {
+                    tracing::debug!(digest = %d.digest, from, status, "mount refused; forgetting that source");
+                    self.forget_source(from, d);
+                }
+            }
+        }
         let url = self.client.url(&format!("v2/{}/blobs/uploads/", self.repository()))?;
         let request = Request::new(Method::POST, url);
         let mut response = self.client.send(request.clone(), &self.scope)?;
         if response.status != 202 {
             return Err(self.client.status_error(&request, &mut response));
         }
-        self.client.location(&request.url, &response)
+        Ok(Started::Session(self.client.location(&request.url, &response)?))
     }
 
     /// The whole blob in the closing `PUT ?digest=`.
@@ -205,17 +424,20 @@ impl Pusher<'_> {
         self.finish_upload(location, d, body)
     }
 
-    /// `PATCH` chunks, then an empty closing `PUT`; resumes at the registry's offset on failure.
+    /// `PATCH` chunks from `offset`, then an empty closing `PUT`; resumes at the registry's
+    /// offset on failure. Every confirmed chunk is remembered in the store, so that a later run
+    /// resumes too (`resume`).
     fn put_chunked(
         &self,
         mut location: Url,
+        mut offset: u64,
         d: &Descriptor,
         path: &std::path::Path,
         task: &crate::progress::Task,
     ) -> Result<(), RegistryError> {
-        let mut offset = 0;
         let mut resumes = 0;
         let chunk = self.options.chunk_size.max(1);
+        self.remember_session(d, &location, offset);
         while offset < d.size {
             let end = (offset + chunk).min(d.size);
             let mut request = Request::new(Method::PATCH, location.clone());
@@ -227,6 +449,7 @@ impl Pusher<'_> {
                 Ok(response) if response.status == 202 => {
                     location = self.client.location(&request.url, &response)?;
                     offset = end;
+                    self.remember_session(d, &location, offset);
                     task.progress(offset, Some(d.size), Unit::Bytes);
                 }
                 Ok(response) if resumes < RECOVERIES && (response.status == 416 || response.status >= 500) => {
@@ -262,11 +485,16 @@ impl Pusher<'_> {
                     .nth(1)
                     .and_then(|e| e.trim().parse::<u64>().ok());
                 match end {
+                    // distribution answers `0-0` for an empty upload as well as for one byte:
+                    // take it as empty (a 1-byte chunk never happens; if it did, the registry
+                    // would answer the resent byte with a 416 and the upload restart).
+                    Some(0) => 0,
                     Some(end) => end + 1,
                     None => {
-                        return Err(RegistryError::Protocol {
+                        return Err(RegistryError::UploadStatus {
                             registry: self.registry(),
-                            reason: format!("upload status {location}: invalid Range {range:?}"),
+                            url: location.to_string(),
+                            range: range.to_string(),
                         });
                     }
                 }
@@ -292,18 +520,22 @@ impl Pusher<'_> {
         Ok(())
     }
 
-    /// `PUT /v2/<name>/manifests/<tag>` with our bytes; the registry's digest must be ours.
-    fn put_manifest(&self, image: &Distributable) -> Result<(), RegistryError> {
-        let ours = image.manifest_descriptor.digest;
-        let target = match (self.destination.tag(), self.destination.digest()) {
+    /// The tag (or digest) the destination names.
+    fn target(&self) -> String {
+        match (self.destination.tag(), self.destination.digest()) {
             (Some(tag), _) => tag.to_string(),
             (None, Some(digest)) => digest.to_string(),
             (None, None) => crate::oci::DEFAULT_TAG.to_string(),
-        };
+        }
+    }
+
+    /// `PUT /v2/<name>/manifests/<target>` with our bytes; the registry's digest must be ours.
+    fn put_manifest(&self, bytes: &[u8], descriptor: &Descriptor, target: &str) -> Result<(), RegistryError> {
+        let ours = descriptor.digest;
         let url = self.client.url(&format!("v2/{}/manifests/{target}", self.repository()))?;
         let mut request = Request::new(Method::PUT, url);
-        request.headers.insert(CONTENT_TYPE, header(image.manifest_descriptor.media_type.as_str())?);
-        request.body = Body::Bytes(image.manifest.clone());
+        request.headers.insert(CONTENT_TYPE, header(descriptor.media_type.as_str())?);
+        request.body = Body::Bytes(bytes.to_vec());
         let mut response = self.client.send(request.clone(), &self.scope)?;
         if !matches!(response.status, 200 | 201) {
             return Err(self.client.status_error(&request, &mut response));
@@ -331,10 +563,16 @@ fn header(value: &str) -> Result<HeaderValue, RegistryError> {
     HeaderValue::from_str(value).map_err(|e| RegistryError::Protocol { registry: String::new(), reason: e.to_string() })
 }
 
+/// Whether a manifest `PUT` failed for a blob the registry does not have.
+fn blob_unknown(err: &RegistryError) -> bool {
+    matches!(err, RegistryError::Status { status: 400 | 404, detail, .. } if detail.contains("BLOB_UNKNOWN"))
+}
+
 /// Whether a failed upload session is worth starting again.
 fn recoverable(err: &RegistryError) -> bool {
     match err {
-        RegistryError::Connect { .. } => true,
+        // An offset we cannot read is no offset to resume at: start over.
+        RegistryError::Connect { .. } | RegistryError::UploadStatus { .. } => true,
         RegistryError::Status { status, .. } => *status == 416 || *status >= 500 || *status == 404,
         _ => false,
     }
@@ -346,7 +584,7 @@ mod tests {
 
     use super::super::fake::{body_bytes, client, response, route};
     use super::*;
-    use crate::oci::{ImageManifest, MediaType, canonical};
+    use crate::oci::ImageManifest;
 
     /// Blobs the fake registry completed, with their bytes.
     type Uploads = Arc<Mutex<Vec<(Digest, Vec<u8>)>>>;
@@ -430,7 +668,7 @@ mod tests {
         let dest = Reference::parse("reg.test/r:1").unwrap();
         let report = push(&client, &store, &image, &dest, &options(), &Reporter::silent()).unwrap();
         assert_eq!(report.digest, image.manifest_descriptor.digest);
-        assert_eq!((report.uploaded, report.existing), (2, 0));
+        assert_eq!((report.uploaded, report.existing, report.mounted), (2, 0, 0));
         let uploaded = uploaded.lock().unwrap();
         let layer = uploaded.iter().find(|(d, _)| *d == image.layers[0].digest).unwrap();
         assert_eq!(layer.1, store.read_blob(&image.layers[0].digest, 1 << 20).unwrap());

@@ -109,33 +109,45 @@ pub trait Transport: Send + Sync {
     fn send(&self, request: &Request) -> Result<Response, TransportError>;
 }
 
+/// Slowest upload rate tolerated: a request body of `len` bytes may take `len / MIN_UPLOAD_RATE`
+/// seconds on top of the idle timeout before the request is given up.
+const MIN_UPLOAD_RATE: u64 = 64 << 10;
+
+/// The default idle timeout: response headers, and each read of a response body, must come
+/// within it.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// The real transport: reqwest's blocking client with redirects disabled.
 pub struct HttpTransport {
     client: reqwest::blocking::Client,
+    idle: Duration,
 }
 
 impl HttpTransport {
     /// `insecure` accepts any TLS certificate (`--tls-verify=false`). Extra CA certificates come
-    /// from the PEM bundle `SSL_CERT_FILE` names, when set.
-    pub fn new(insecure: bool) -> Result<HttpTransport, RegistryError> {
+    /// from `ca_files` (PEM) and from the PEM bundle `SSL_CERT_FILE` names, when set.
+    ///
+    /// `idle` bounds the wait for response headers and for each read of a response body (the
+    /// blocking client applies its timeout per read); a request with a body gets `idle` plus the
+    /// time its body takes at `MIN_UPLOAD_RATE` for the whole exchange.
+    pub fn new(insecure: bool, ca_files: &[PathBuf], idle: Duration) -> Result<HttpTransport, RegistryError> {
         let mut builder = reqwest::blocking::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(30))
-            .timeout(None::<Duration>)
+            .connect_timeout(idle.min(Duration::from_secs(30)))
+            .timeout(idle)
             .user_agent(concat!("slipway/", env!("CARGO_PKG_VERSION")));
         if insecure {
             builder = builder.danger_accept_invalid_certs(true);
         }
-        if let Some(path) = std::env::var_os("SSL_CERT_FILE").filter(|p| !p.is_empty()) {
-            let pem = std::fs::read(&path).map_err(|source| RegistryError::Io {
-                what: format!("SSL_CERT_FILE {}", path.to_string_lossy()),
-                source,
-            })?;
+        let env = std::env::var_os("SSL_CERT_FILE").filter(|p| !p.is_empty()).map(PathBuf::from);
+        for path in ca_files.iter().chain(env.as_ref()) {
+            let pem = std::fs::read(path)
+                .map_err(|source| RegistryError::Io { what: format!("CA certificates {}", path.display()), source })?;
             for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(RegistryError::Tls)? {
                 builder = builder.add_root_certificate(cert);
             }
         }
-        Ok(HttpTransport { client: builder.build().map_err(RegistryError::Tls)? })
+        Ok(HttpTransport { client: builder.build().map_err(RegistryError::Tls)?, idle })
     }
 }
 
@@ -143,6 +155,9 @@ impl Transport for HttpTransport {
     fn send(&self, request: &Request) -> Result<Response, TransportError> {
         let mut builder =
             self.client.request(request.method.clone(), request.url.clone()).headers(request.headers.clone());
+        if !request.body.is_empty() {
+            builder = builder.timeout(self.idle + Duration::from_secs(request.body.len() / MIN_UPLOAD_RATE));
+        }
         builder = match &request.body {
             Body::Empty => builder,
             Body::Bytes(bytes) => builder.body(bytes.clone()),

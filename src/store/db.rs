@@ -18,7 +18,7 @@ use crate::oci::Descriptor;
 use crate::oci::{DiffId, Digest, MediaType};
 
 /// The schema version this code writes.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS layer_blobs (
@@ -47,6 +47,9 @@ CREATE TABLE IF NOT EXISTS gc_roots (
     PRIMARY KEY (owner, digest)
 );
 ";
+
+/// Version 2: registry upload sessions and blob sources (`uploads`; derivable, losable).
+const SCHEMA_V2: &str = super::uploads::SCHEMA;
 
 /// Opens an existing, healthy database without repairing anything (safe under the shared store
 /// lock); `None` when it is absent, empty or corrupt and [`open`] must run under the exclusive one.
@@ -96,7 +99,7 @@ fn open_checked(path: &Path) -> Result<Connection, StoreError> {
         return Err(StoreError::SchemaTooNew { path: path.to_path_buf(), found: version, supported: SCHEMA_VERSION });
     }
     if version < SCHEMA_VERSION {
-        conn.execute_batch(&format!("BEGIN; {SCHEMA_V1} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))
+        conn.execute_batch(&format!("BEGIN; {SCHEMA_V1} {SCHEMA_V2} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))
             .map_err(db_err)?;
     }
     Ok(conn)

@@ -8,7 +8,7 @@
 //! | `blobs/sha256/<hex>` | `blob` | immutable content, mode 0444, name = sha256 of the bytes |
 //! | `index.json` | `tags` | OCI index; one manifest descriptor per tag, annotated with the reference |
 //! | `ingest/` | `blob`, `tags` | temp files being written, each flocked by its writer while alive |
-//! | `metadata.db` | `db` | SQLite (WAL): layer variants, leases, GC roots; derivable, never holds tags |
+//! | `metadata.db` | `db` | SQLite (WAL): layer variants, leases, GC roots, registry upload sessions and blob sources; derivable, never holds tags |
 //! | `lock` | `lock` | flock: shared for commit + lease record, exclusive for GC and tag writes |
 //! | `quarantine/` | `fsck` | corrupt blobs moved aside by `fsck --repair` |
 //!
@@ -26,6 +26,7 @@ mod lease;
 mod lock;
 mod scratch;
 mod tags;
+mod uploads;
 
 use std::fs;
 use std::io;
@@ -42,6 +43,7 @@ pub use gc::PruneReport;
 pub use lease::{LEASE_TTL_SECS, Lease, LeaseInfo};
 pub use scratch::ScratchDir;
 pub use tags::Tag;
+pub use uploads::UploadSession;
 
 /// Owner prefix of GC roots registered by the build cache; `prune --all` drops them.
 pub const CACHE_ROOT_PREFIX: &str = "cache:";

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use crate::support::TestContext;
-use crate::support::proxy::{Direction, FaultProxy};
+use crate::support::proxy::{Action, Proxy, Rule};
 use crate::support::registry::{Registry, RegistryConfig};
 use crate::support::rootfs::busybox_rootfs;
 
@@ -81,7 +81,10 @@ fn second_push_of_an_unchanged_image_uploads_no_blob() {
     let third = format!("{}/example/third:2", registry.host());
     // Two destinations in one run.
     let first = pushed_digest(&ctx.ok(&["push", "example/busybox:1", &dest, &third]));
-    assert!(registry.count_since("", "PUT", "/blobs/uploads/") >= 4, "{}", registry.log());
+    // The second destination gets the blobs by cross-repository mount from the first.
+    assert!(registry.count_since("", "PUT", "/blobs/uploads/") >= 2, "{}", registry.log());
+    assert_eq!(registry.count_since("", "POST", "/example/third/blobs/uploads/?mount="), 2, "{}", registry.log());
+    assert_eq!(registry.count_since("", "PUT", "/example/third/blobs/uploads/"), 0, "{}", registry.log());
     registry.mark("second push");
     let second = pushed_digest(&ctx.ok(&["push", "example/busybox:1", &dest]));
     assert_eq!(first, second);
@@ -124,6 +127,9 @@ fn image_pushed_by_skopeo_is_pulled() {
     ]);
     let other = TestContext::new();
     assert_eq!(stdout(&other.ok(&["pull", &dest])).trim(), id);
+    // And it runs.
+    let out = other.ok(&["run", &dest, "/bin/busybox", "echo", "pulled from skopeo"]);
+    assert_eq!(stdout(&out), "pulled from skopeo\n");
 }
 
 #[test]
@@ -139,8 +145,11 @@ fn missing_tag_names_registry_and_repository() {
 
 #[test]
 fn basic_auth_over_tls_with_login_and_logout() {
-    let registry =
-        Registry::start_with(RegistryConfig { tls: true, htpasswd: Some(("tester".into(), "s3cret".into())) });
+    let registry = Registry::start_with(RegistryConfig {
+        tls: true,
+        htpasswd: Some(("tester".into(), "s3cret".into())),
+        ..RegistryConfig::default()
+    });
     let (ctx, id) = imported("example/busybox:1");
     let authfile = ctx.path().join("auth/config.json");
     let cert = registry.ca();
@@ -212,15 +221,17 @@ fn basic_auth_over_tls_with_login_and_logout() {
 #[test]
 fn push_resumes_a_chunk_cut_by_a_dropped_connection() {
     let registry = Registry::start();
-    let proxy = FaultProxy::start(registry.port, Direction::Request, b"PATCH /v2/", 200_000, 1);
+    let proxy = Proxy::start(registry.port);
+    proxy.rule(Rule::new("PATCH", "/blobs/uploads/", Action::CutRequest { after_total: 700_000, hook: None }));
     let (ctx, id) = imported("example/busybox:1");
     let dest = format!("{}/example/cut:1", proxy.host());
     let out =
         ctx.cmd().args(["push", "example/busybox:1", &dest]).env("SLIPWAY_PUSH_CHUNK_SIZE", "524288").output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(proxy.cuts_left(), 0, "the proxy cut nothing");
-    // The registry saw the upload status request of the resume.
+    assert_eq!(proxy.rules_left(), 0, "the proxy cut nothing");
+    // The registry saw the upload status request of the resume, and no second session.
     assert!(registry.count_since("", "GET", "/blobs/uploads/") >= 1, "{}", registry.log());
+    assert_eq!(proxy.count("POST", "/blobs/uploads/"), proxy.count("HEAD", "/blobs/"), "{}", proxy.dump());
     let other = TestContext::new();
     assert_eq!(stdout(&other.ok(&["pull", &format!("{}/example/cut:1", registry.host())])).trim(), id);
 }
@@ -230,13 +241,98 @@ fn pull_resumes_a_blob_cut_by_a_dropped_connection() {
     let registry = Registry::start();
     let (ctx, id) = imported("example/busybox:1");
     ctx.ok(&["push", "example/busybox:1", &format!("{}/example/cut:1", registry.host())]);
-    let proxy = FaultProxy::start(registry.port, Direction::Response, b"Accept-Ranges: bytes", 300_000, 1);
+    let proxy = Proxy::start(registry.port);
+    // The config comes first; the layer is cut.
+    proxy.rule(Rule::new("GET", "/blobs/sha256:", Action::CutResponse { after: 300_000 }).skip(1));
     registry.mark("pull");
     let other = TestContext::new();
     let out = other.ok(&["pull", &format!("{}/example/cut:1", proxy.host())]);
     assert_eq!(stdout(&out).trim(), id);
-    assert_eq!(proxy.cuts_left(), 0, "the proxy cut nothing");
+    assert_eq!(proxy.rules_left(), 0, "the proxy cut nothing");
     // Config, layer, and the layer again from where the cut left it.
     assert_eq!(registry.count_since("pull", "GET", "/blobs/sha256:"), 3, "{}", registry.log_since("pull"));
     assert!(registry.log_since("pull").contains("\" 206 "), "no partial answer: {}", registry.log_since("pull"));
+}
+
+/// A tag naming a multi-platform index (made here by `load` of a layout whose index nests one):
+/// every platform's blobs and manifest go first, then the index; skopeo copies all of it and a
+/// pull picks the asked platform.
+#[test]
+fn multi_platform_index_is_pushed_whole() {
+    let registry = Registry::start();
+    let ctx = TestContext::new();
+    let rootfs = ctx.path().join("rootfs");
+    busybox_rootfs(&rootfs);
+    let mut ids = Vec::new();
+    for platform in ["linux/amd64", "linux/arm64"] {
+        let tag = format!("example/multi:{}", platform.replace('/', "-"));
+        let out = ctx.ok(&["import", "--platform", platform, rootfs.to_str().unwrap(), &tag]);
+        ids.push(stdout(&out).trim().to_string());
+    }
+    let layout = ctx.path().join("layout");
+    ctx.ok(&[
+        "save",
+        "example/multi:linux-amd64",
+        "example/multi:linux-arm64",
+        "--format",
+        "oci-dir",
+        "-o",
+        layout.to_str().unwrap(),
+    ]);
+    let top: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let mut manifests = Vec::new();
+    for entry in top["manifests"].as_array().unwrap() {
+        let name = entry["annotations"]["org.opencontainers.image.ref.name"].as_str().unwrap_or_default().to_string();
+        let arch = if name.ends_with("arm64") { "arm64" } else { "amd64" };
+        manifests.push(serde_json::json!({
+            "mediaType": entry["mediaType"], "digest": entry["digest"], "size": entry["size"],
+            "platform": {"architecture": arch, "os": "linux"},
+        }));
+    }
+    assert_eq!(manifests.len(), 2, "{top}");
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests,
+    }))
+    .unwrap();
+    let hex = format!("{:x}", sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&index)));
+    std::fs::write(layout.join("blobs/sha256").join(&hex), &index).unwrap();
+    let top = serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.index.v1+json", "digest": format!("sha256:{hex}"), "size": index.len(),
+        "annotations": {"org.opencontainers.image.ref.name": "example/multi:1"},
+    }]});
+    std::fs::write(layout.join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
+    let loaded = TestContext::new();
+    loaded.ok(&["load", "-i", layout.to_str().unwrap()]);
+
+    let dest = format!("{}/example/multi:1", registry.host());
+    let digest = pushed_digest(&loaded.ok(&["push", "example/multi:1", &dest]));
+    let raw = skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{dest}")]);
+    let hex = format!("{:x}", sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&raw.stdout)));
+    assert_eq!(digest, format!("sha256:{hex}"));
+    let pushed: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    assert_eq!(pushed["mediaType"], "application/vnd.oci.image.index.v1+json", "{pushed}");
+    assert_eq!(pushed["manifests"].as_array().unwrap().len(), 2, "{pushed}");
+    let copied = ctx.path().join("copied");
+    skopeo(&[
+        "copy",
+        "--all",
+        "--src-tls-verify=false",
+        &format!("docker://{dest}"),
+        &format!("oci:{}:all", copied.display()),
+    ]);
+    let arm = TestContext::new();
+    assert_eq!(stdout(&arm.ok(&["pull", "--platform", "linux/arm64", &dest])).trim(), ids[1]);
+}
+
+/// `--compression zstd` pushes zstd layers, which pull back to the same image.
+#[test]
+fn zstd_layers_are_pushed_and_pulled_back() {
+    let registry = Registry::start();
+    let (ctx, id) = imported("example/busybox:1");
+    let dest = format!("{}/example/zstd:1", registry.host());
+    ctx.ok(&["push", "--compression", "zstd", "example/busybox:1", &dest]);
+    let raw = skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{dest}")]);
+    let manifest: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    assert_eq!(manifest["layers"][0]["mediaType"], "application/vnd.oci.image.layer.v1.tar+zstd", "{manifest}");
+    assert_eq!(stdout(&TestContext::new().ok(&["pull", &dest])).trim(), id);
 }

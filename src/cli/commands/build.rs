@@ -97,7 +97,8 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs, progress: &Reporter) -> Resu
     std::fs::create_dir_all(&cache_dir).with_context(|| format!("creating {}", cache_dir.display()))?;
     let cache = CacheDb::open(&cache_dir.join("cache.db")).context("opening the build cache")?;
     let stat_cache = StatCache::open(&cache_dir.join("context-stat.db")).context("opening the context stat cache")?;
-    let images = RegistryImages { args: &args.registry, progress: &reporter };
+    let settings = super::registry::settings()?;
+    let images = RegistryImages { args: &args.registry, settings: &settings, progress: &reporter };
     let builder = Builder {
         store: &store,
         snapshotter: sn.as_ref(),
@@ -117,7 +118,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs, progress: &Reporter) -> Resu
                 return Ok(code);
             }
             if args.push {
-                push(&store, args, &options, &output, &reporter)?;
+                push(&store, args, &settings, &options, &output, &reporter)?;
             }
             finish(args, &options, &output)?;
             Ok(0)
@@ -233,6 +234,7 @@ fn finish(args: &BuildArgs, options: &BuildOptions, output: &BuildOutput) -> Res
 fn push(
     store: &Store,
     args: &BuildArgs,
+    settings: &crate::registry::Settings,
     options: &BuildOptions,
     output: &BuildOutput,
     progress: &Reporter,
@@ -240,7 +242,7 @@ fn push(
     let lease = store.lease("push")?;
     let plan = crate::image::distributable(store, &output.image, crate::oci::LayerCompression::Gzip, &lease, progress)?;
     for destination in &options.tags {
-        let client = super::registry::connect(&args.registry, destination.registry())?;
+        let client = super::registry::connect(&args.registry, settings, destination.registry())?;
         let report = crate::registry::push(
             &client,
             store,
@@ -319,6 +321,7 @@ fn last_lines(error: &BuildError) -> Option<&[String]> {
 /// Base images: the store first, then the registry the reference names (pulled into the store).
 struct RegistryImages<'a> {
     args: &'a RegistryArgs,
+    settings: &'a crate::registry::Settings,
     progress: &'a Reporter,
 }
 
@@ -330,12 +333,10 @@ impl ImageSource for RegistryImages<'_> {
         }
         let parsed = Reference::parse(reference)
             .map_err(|e| BuildError::Pull { reference: reference.to_string(), message: e.to_string() })?;
-        let pulled = (|| -> Result<(), anyhow::Error> {
-            let client = super::registry::connect(self.args, parsed.registry())?;
-            let options = crate::registry::PullOptions { platform: platform.clone(), ..Default::default() };
-            crate::registry::pull(&client, store, &parsed, &options, self.progress)?;
-            Ok(())
-        })();
+        let options = crate::registry::PullOptions { platform: platform.clone(), ..Default::default() };
+        let mirrors = self.settings.mirrors_for(parsed.registry());
+        let connect = |registry: &str| super::registry::connect(self.args, self.settings, registry);
+        let pulled = crate::registry::pull_with_mirrors(mirrors, &connect, store, &parsed, &options, self.progress);
         if let Err(e) = pulled {
             return Err(BuildError::Pull { reference: reference.to_string(), message: format!("{e:#}") });
         }

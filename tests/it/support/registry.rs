@@ -1,12 +1,15 @@
 //! A real registry for tests: Debian's `docker-registry` (distribution 2.8) on 127.0.0.1, with
 //! its storage in a temp dir; optionally TLS (a self-signed cert made with `openssl`) and
-//! htpasswd Basic auth. The process is killed when the handle drops.
+//! htpasswd Basic auth, or `silly` auth with tokens from a test proxy. The process is killed when the handle drops.
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::support::TestContext;
+use crate::support::proxy::Proxy;
 
 /// The registry binary the tests run.
 pub const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
@@ -18,6 +21,11 @@ pub struct RegistryConfig {
     pub tls: bool,
     /// Basic auth with this (user, password) in an htpasswd file (bcrypt).
     pub htpasswd: Option<(String, String)>,
+    /// `auth: silly` with this token realm: any `Authorization` is accepted, a request without
+    /// one is challenged with `Bearer realm=…` (the test's proxy issues and checks the tokens).
+    pub silly_realm: Option<String>,
+    /// `http.relativeurls: true`: `Location` headers are path-only.
+    pub relative_urls: bool,
 }
 
 /// A running registry.
@@ -59,16 +67,22 @@ impl Registry {
             let d = dir.path();
             let p = |name: &str| d.join(name).to_str().unwrap().to_string();
             let (cert, key) = (d.join("cert.pem"), d.join("key.pem"));
-            run(Command::new("openssl").args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]).args([
-                "-subj",
-                "/CN=slipway test ca",
-                "-keyout",
-                &p("ca-key.pem"),
-                "-out",
-                &p("ca.pem"),
-            ]));
+            // EC keys: RSA key generation costs seconds.
             run(Command::new("openssl")
-                .args(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1"])
+                .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
+                .args(["-nodes", "-days", "1"])
+                .args(["-subj", "/CN=slipway test ca", "-keyout", &p("ca-key.pem"), "-out", &p("ca.pem")]));
+            run(Command::new("openssl")
+                .args([
+                    "req",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1",
+                    "-nodes",
+                    "-subj",
+                    "/CN=127.0.0.1",
+                ])
                 .args(["-keyout", &p("key.pem"), "-out", &p("leaf.csr")]));
             std::fs::write(d.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
             run(Command::new("openssl").args(["x509", "-req", "-days", "1", "-CAcreateserial"]).args([
@@ -84,6 +98,10 @@ impl Registry {
                 &p("cert.pem"),
             ]));
             yaml.push_str(&format!("  tls:\n    certificate: {}\n    key: {}\n", cert.display(), key.display()));
+        }
+        // Still under `http:` (before any top-level `auth:`).
+        if config.relative_urls {
+            yaml.push_str("  relativeurls: true\n");
         }
         if let Some((user, password)) = &config.htpasswd {
             let out = Command::new("python3")
@@ -101,6 +119,9 @@ impl Registry {
             let file = dir.path().join("htpasswd");
             std::fs::write(&file, format!("{user}:{}\n", hash.trim())).unwrap();
             yaml.push_str(&format!("auth:\n  htpasswd:\n    realm: slipway-test\n    path: {}\n", file.display()));
+        }
+        if let Some(realm) = &config.silly_realm {
+            yaml.push_str(&format!("auth:\n  silly:\n    realm: {realm}\n    service: slipway-test\n"));
         }
         let cfg = dir.path().join("config.yml");
         std::fs::write(&cfg, yaml).unwrap();
@@ -178,4 +199,58 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Standard output as text.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Standard error as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs `cmd`, panicking with its stderr unless it exits 0.
+pub fn ok(mut cmd: Command) -> Output {
+    let out = cmd.output().expect("spawn slipway");
+    assert!(out.status.success(), "{cmd:?} failed:\n{}", stderr(&out));
+    out
+}
+
+/// A fresh store with busybox imported as `example/busybox:1`; returns it and the image id.
+pub fn busybox() -> (TestContext, String) {
+    let ctx = TestContext::new();
+    let rootfs = ctx.path().join("rootfs");
+    crate::support::rootfs::busybox_rootfs(&rootfs);
+    let out = ctx.ok(&["import", rootfs.to_str().unwrap(), "example/busybox:1"]);
+    (ctx, stdout(&out).trim().to_string())
+}
+
+/// `slipway push IMAGE DEST` with `chunk` as the chunk size (and single-`PUT` limit).
+pub fn push_cmd(ctx: &TestContext, image: &str, dest: &str, chunk: u64) -> Command {
+    let mut cmd = ctx.cmd();
+    cmd.args(["push", image, dest]).env("SLIPWAY_PUSH_CHUNK_SIZE", chunk.to_string());
+    cmd
+}
+
+/// The manifest of `reference` (on a plain-HTTP registry) as skopeo reads it.
+pub fn remote_manifest(reference: &str) -> serde_json::Value {
+    let out = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{reference}")])
+        .output()
+        .expect("spawn skopeo");
+    assert!(out.status.success(), "skopeo inspect {reference}: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A plain-HTTP registry with `auth: silly` behind a proxy that issues its Bearer tokens
+/// (valid for `ttl`, when given).
+pub fn token_registry(ttl: Option<Duration>) -> (Registry, Proxy) {
+    let proxy = Proxy::start_on("127.0.0.1");
+    proxy.issue_tokens(ttl);
+    let registry =
+        Registry::start_with(RegistryConfig { silly_realm: Some(proxy.realm()), ..RegistryConfig::default() });
+    proxy.set_upstream(registry.port);
+    (registry, proxy)
 }
