@@ -13,6 +13,8 @@
 //! parent directories are created 0755, owned by the `--chown` ids when given. Copied entries
 //! keep their mtime (ns) and permission bits (or take `--chmod`, files and directories alike);
 //! owners are 0:0 for context sources, the source's ids otherwise, the `--chown` ids when given.
+//! Extended attributes of files and directories are copied (not overlayfs' own nor
+//! `security.selinux`; what the destination refuses is counted in [`CopyReport::xattrs_skipped`]).
 //! Symlinks are copied as symlinks (B2), hardlinks within one copy stay hardlinks, FIFOs are
 //! recreated, sockets are skipped and reported ([`CopyReport::skipped`]), devices are refused
 //! (B3). An existing destination directory given as `dest` keeps its own metadata; directories
@@ -74,6 +76,8 @@ pub struct CopyReport {
     pub skipped: Vec<String>,
     /// Archives unpacked.
     pub archives: u64,
+    /// Extended attributes the destination refused (no support, or not permitted).
+    pub xattrs_skipped: u64,
 }
 
 /// The destination rootfs, opened once.
@@ -233,6 +237,7 @@ pub fn copy(
     let rules = Rules { chown: opts.chown, chmod: opts.chmod, from_context: opts.from_context };
     let mut copier = Copier {
         dest: &out,
+        src_root: root.as_fd(),
         rules,
         base: Vec::new(),
         stack: Vec::new(),
@@ -263,6 +268,8 @@ pub fn copy(
 /// Walk visitor writing into the destination.
 struct Copier<'d> {
     dest: &'d Dest,
+    /// The source root (to read directories' xattrs).
+    src_root: BorrowedFd<'d>,
     rules: Rules,
     /// Destination of the current item's root ("" rel).
     base: Vec<Vec<u8>>,
@@ -274,6 +281,16 @@ struct Copier<'d> {
 }
 
 impl Copier<'_> {
+    /// Copies a source directory's xattrs onto its destination (after the chown).
+    fn copy_dir_xattrs(&mut self, node: &Node<'_>, dest: BorrowedFd<'_>, target: &[u8]) -> Result<(), ContextError> {
+        let read_err = |e: Errno| ContextError::Read { path: fsx::display(node.src_rel), source: e.into() };
+        let dir =
+            fsx::open_in_root(self.src_root, node.src_rel, fsx::DIR_FLAGS | OFlags::NOFOLLOW).map_err(read_err)?;
+        let xattrs = fsx::xattrs(dir.as_fd()).map_err(read_err)?;
+        self.report.xattrs_skipped += fsx::set_xattrs(dest, &xattrs).map_err(werr(target, "set xattrs of"))?;
+        Ok(())
+    }
+
     /// Destination path (relative to the rootfs) of an entry `rel` below the item.
     fn target(&self, rel: &[u8]) -> Vec<u8> {
         let base = self.base.join(&b'/');
@@ -316,6 +333,7 @@ impl Visitor for Copier<'_> {
             if created {
                 let (uid, gid) = self.rules.ids(node.st);
                 fchown(fd.as_fd(), uid, gid).map_err(werr(&target, "chown"))?;
+                self.copy_dir_xattrs(node, fd.as_fd(), &target)?;
             }
             self.stack.push((fd, created.then_some(*node.st)));
             return Ok(());
@@ -345,6 +363,7 @@ impl Visitor for Copier<'_> {
         if meta {
             let (uid, gid) = self.rules.ids(node.st);
             fchown(fd.as_fd(), uid, gid).map_err(werr(&target, "chown"))?;
+            self.copy_dir_xattrs(node, fd.as_fd(), &target)?;
         }
         self.stack.push((fd, meta.then_some(*node.st)));
         Ok(())
@@ -406,7 +425,12 @@ impl Visitor for Copier<'_> {
                 if n != st.st_size as u64 {
                     return Err(ContextError::Changed { path: fsx::display(node.src_rel) });
                 }
+                // chown first: it clears `security.capability` and the setuid bits.
                 fchown(out.as_fd(), uid, gid).map_err(werr(&target, "chown"))?;
+                let xattrs = fsx::xattrs(input.as_fd())
+                    .map_err(|e| ContextError::Read { path: fsx::display(node.src_rel), source: e.into() })?;
+                self.report.xattrs_skipped +=
+                    fsx::set_xattrs(out.as_fd(), &xattrs).map_err(werr(&target, "set xattrs of"))?;
                 rustix::fs::fchmod(&out, Mode::from_raw_mode(self.rules.mode(st))).map_err(werr(&target, "chmod"))?;
                 rustix::fs::futimens(&out, &times(st)).map_err(werr(&target, "set times of"))?;
                 self.report.bytes += n;

@@ -324,6 +324,34 @@ fn symlinks_are_copied_as_links_and_hardlinks_kept() {
     assert!(f.meta("/followed/link").file_type().is_file());
 }
 
+/// `security.capability` v2 with `cap_net_raw` permitted and effective.
+const CAP_NET_RAW: [u8; 20] = [0, 0, 0, 2, 0, 0x20, 0, 0, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+
+#[test]
+fn xattrs_are_copied_and_hashed() {
+    use rustix::fs::XattrFlags;
+    let f = Fixture::new();
+    f.file("bin/ping", "ping");
+    rustix::fs::lsetxattr(f.ctx.join("bin/ping"), "security.capability", &CAP_NET_RAW, XattrFlags::empty()).unwrap();
+    rustix::fs::lsetxattr(f.ctx.join("bin/ping"), "user.note", b"kept", XattrFlags::empty()).unwrap();
+    rustix::fs::lsetxattr(f.ctx.join("bin"), "user.dir", b"d", XattrFlags::empty()).unwrap();
+    let before = digest_of(&f.ctx, &["."], None);
+    // --chown must not drop the capability (chown clears it, so xattrs are set after).
+    let report = f.copy(&["."], "/", CopyOptions { chown: Some((5, 6)), ..Default::default() }).unwrap();
+    assert_eq!(report.xattrs_skipped, 0);
+    let t = tree::snapshot(&f.rootfs);
+    let ping = &t[&b"bin/ping"[..]];
+    assert_eq!(ping.xattrs.get(&b"security.capability"[..]).map(Vec::as_slice), Some(&CAP_NET_RAW[..]));
+    assert_eq!(ping.xattrs.get(&b"user.note"[..]).map(Vec::as_slice), Some(&b"kept"[..]));
+    assert_eq!(t[&b"bin"[..]].xattrs.get(&b"user.dir"[..]).map(Vec::as_slice), Some(&b"d"[..]));
+    rustix::fs::lsetxattr(f.ctx.join("bin/ping"), "user.note", b"changed", XattrFlags::empty()).unwrap();
+    assert_ne!(digest_of(&f.ctx, &["."], None).digest, before.digest, "a file's xattr");
+    rustix::fs::lsetxattr(f.ctx.join("bin/ping"), "user.note", b"kept", XattrFlags::empty()).unwrap();
+    assert_eq!(digest_of(&f.ctx, &["."], None).digest, before.digest);
+    rustix::fs::lremovexattr(f.ctx.join("bin"), "user.dir").unwrap();
+    assert_ne!(digest_of(&f.ctx, &["."], None).digest, before.digest, "a directory's xattr");
+}
+
 #[test]
 fn write_inline_follows_the_dest_rules() {
     let f = Fixture::new();
