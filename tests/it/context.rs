@@ -972,3 +972,89 @@ fn context_tar_stream_errors_and_trailing_data() {
     let c = Context::from_tar(&tar[..], &scratch).unwrap();
     assert_eq!(c.read_file("a", 1 << 20).unwrap().len(), big.len());
 }
+
+/// B4: while COPY runs, a helper keeps swapping the source directory with a symlink to a host
+/// directory holding a marker (and to `/`). Each copy copies the real directory or fails; the
+/// marker never shows up in any destination.
+#[test]
+fn b4_swapping_a_source_for_a_symlink_never_escapes() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let f = Fixture::new();
+    for i in 0..20 {
+        f.file(&format!("d/f{i}"), "real");
+    }
+    let host = f.base().join("host");
+    fs::create_dir_all(&host).unwrap();
+    fs::write(host.join("hostmarker"), "host").unwrap();
+    let stop = AtomicBool::new(false);
+    let rounds = std::env::var("SLIPWAY_TEST_B4_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(40);
+    let (mut ok, mut failed) = (0, 0);
+    let mut errors = std::collections::HashMap::new();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let (d, parked) = (f.ctx.join("d"), f.ctx.join("d.r"));
+            let mut flip = false;
+            while !stop.load(Ordering::Relaxed) {
+                fs::rename(&d, &parked).unwrap();
+                let target = if flip { PathBuf::from("/") } else { host.clone() };
+                flip = !flip;
+                symlink(&target, &d).unwrap();
+                std::thread::sleep(Duration::from_micros(200));
+                fs::remove_file(&d).unwrap();
+                fs::rename(&parked, &d).unwrap();
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        for i in 0..rounds {
+            let dest = format!("/out{i}");
+            let c = Context::open_dir(&f.ctx, None).unwrap();
+            let opts = CopyOptions { from_context: true, ..Default::default() };
+            let res = select(&c.source(), &strings(&["d"]), &[])
+                .and_then(|sel| copy(&c.source(), &sel, &f.rootfs, &dest, &opts).map(|_| sel))
+                .and_then(|sel| digest(&c.source(), &sel, &[], None));
+            match res {
+                Ok(_) => ok += 1,
+                Err(e) => {
+                    failed += 1;
+                    errors.insert(std::mem::discriminant(&e), e);
+                }
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    let mut found = Vec::new();
+    for entry in walk_all(&f.rootfs) {
+        if entry.file_name().is_some_and(|n| n == "hostmarker") {
+            found.push(entry);
+        }
+    }
+    assert!(found.is_empty(), "host files copied: {found:?}");
+    // Every failure is one of the typed outcomes of a source that moved under us.
+    for e in errors.values() {
+        let moved = matches!(
+            e,
+            ContextError::NotFound { .. }
+                | ContextError::Read { .. }
+                | ContextError::Changed { .. }
+                | ContextError::SymlinkLoop { .. }
+        );
+        assert!(moved, "{e}");
+    }
+    assert_eq!(ok + failed, rounds, "every round ended");
+}
+
+/// Every path below `root` (never following symlinks).
+fn walk_all(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(entry.path());
+            }
+            out.push(entry.path());
+        }
+    }
+    out
+}
