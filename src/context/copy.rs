@@ -27,8 +27,9 @@
 //! after unlinking what was there, so no write ever lands outside `dest_root`. Data moves with
 //! `copy_file_range` (reflinks where the filesystem offers them), falling back to read/write.
 //!
-//! `--chown` does not apply to the entries of an unpacked archive: they keep the archive's ids
-//! (as `layer::apply` gives them); BuildKit would chown them.
+//! An unpacked archive's entries keep the archive's ids and modes (as `layer::apply` gives them)
+//! unless `--chown` is given, which then applies to every entry the archive holds (BuildKit's
+//! rule); `--chmod` does not apply to archive entries.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -252,7 +253,7 @@ pub fn copy(
             continue;
         }
         if opts.unpack_archives && is_archive(root.as_fd(), item.path.as_bytes())? {
-            unpack(root.as_fd(), &item.path, &out, &comps, &mut copier.report)?;
+            unpack(root.as_fd(), &item.path, &out, &comps, opts.chown, &mut copier.report)?;
             continue;
         }
         let mut target = comps.clone();
@@ -546,6 +547,7 @@ fn unpack(
     path: &str,
     dest: &Dest,
     comps: &[Vec<u8>],
+    chown: Option<(u32, u32)>,
     report: &mut CopyReport,
 ) -> Result<(), ContextError> {
     let unpack_err = |source| ContextError::Unpack { path: path.to_owned(), source };
@@ -559,6 +561,63 @@ fn unpack(
     report.archives += 1;
     report.files += applied.entries;
     report.bytes += applied.bytes;
+    if let Some(ids) = chown {
+        let file =
+            open_source(root, path.as_bytes())?.ok_or_else(|| ContextError::NotAFile { path: path.to_owned() })?;
+        let entries = crate::layer::list(decompress(file).map_err(unpack_err)?).map_err(unpack_err)?;
+        chown_entries(dir.as_fd(), &entries, ids)?;
+    }
+    Ok(())
+}
+
+/// `ADD --chown` on an unpacked archive: every entry the archive holds (resolved inside the
+/// destination directory as `apply` resolved it) gets the ids; then regular files and
+/// directories get their mode back (a chown clears setuid/setgid bits).
+fn chown_entries(
+    dir: BorrowedFd<'_>,
+    entries: &[crate::layer::EntryInfo],
+    (uid, gid): (u32, u32),
+) -> Result<(), ContextError> {
+    use crate::layer::EntryKind;
+    let mut restore = Vec::new();
+    for entry in entries {
+        let mut comps: Vec<&[u8]> = Vec::new();
+        for c in entry.path.split(|&b| b == b'/') {
+            match c {
+                b"" | b"." => {}
+                b".." => {
+                    comps.pop();
+                }
+                c => comps.push(c),
+            }
+        }
+        let Some((name, parent)) = comps.split_last() else {
+            continue;
+        };
+        if name.starts_with(b".wh.") {
+            continue; // whiteouts create nothing
+        }
+        let shown = entry.path.as_slice();
+        let parent = match fsx::open_in_root(dir, &parent.join(&b'/'), fsx::DIR_FLAGS) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => continue, // removed by a later whiteout
+            Err(e) => return Err(werr(shown, "open directory")(e)),
+        };
+        match fsx::lstat_at(parent.as_fd(), name).map_err(werr(shown, "inspect"))? {
+            Some(_) => lchown_at(parent.as_fd(), name, uid, gid).map_err(werr(shown, "chown"))?,
+            None => continue,
+        }
+        if matches!(entry.kind, EntryKind::Regular | EntryKind::Directory) && entry.mode & 0o6000 != 0 {
+            restore.push((parent, name.to_vec(), entry.mode));
+        }
+    }
+    for (parent, name, mode) in restore {
+        let st = fsx::lstat_at(parent.as_fd(), &name).map_err(werr(&name, "inspect"))?;
+        if st.is_some_and(|st| fsx::file_type(&st) != FileType::Symlink) {
+            rustix::fs::chmodat(&parent, fsx::os(&name), Mode::from_raw_mode(mode), AtFlags::empty())
+                .map_err(werr(&name, "chmod"))?;
+        }
+    }
     Ok(())
 }
 

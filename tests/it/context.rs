@@ -901,6 +901,28 @@ fn add_archive_formats_and_non_archives() {
 }
 
 #[test]
+fn add_archive_with_chown() {
+    let f = Fixture::new();
+    fs::create_dir_all(f.rootfs.join("app")).unwrap();
+    fs::write(f.rootfs.join("app/existing"), "e").unwrap();
+    let tar = RawTar::new()
+        .dir("pkg")
+        .file_mode("pkg/su", 0o4755, b"su")
+        .symlink("pkg/link", "su")
+        .hardlink("pkg/su2", "pkg/su")
+        .end();
+    fs::write(f.ctx.join("pkg.tar"), &tar).unwrap();
+    let opts = CopyOptions { unpack_archives: true, chown: Some((5, 6)), ..Default::default() };
+    f.copy(&["pkg.tar"], "/app/", opts).unwrap();
+    for p in ["/app/pkg", "/app/pkg/su", "/app/pkg/link", "/app/pkg/su2"] {
+        let m = f.meta(p);
+        assert_eq!((m.uid(), m.gid()), (5, 6), "{p}");
+    }
+    assert_eq!(f.meta("/app/pkg/su").mode() & 0o7777, 0o4755, "the setuid bit survives the chown");
+    assert_eq!(f.meta("/app/existing").uid(), 0, "what was there before is not the archive's");
+}
+
+#[test]
 fn context_from_a_tar_stream() {
     use std::io::Write;
     let t = TestContext::new();
