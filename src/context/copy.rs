@@ -13,6 +13,8 @@
 //! parent directories are created 0755, owned by the `--chown` ids when given. Copied entries
 //! keep their mtime (ns) and permission bits (or take `--chmod`, files and directories alike);
 //! owners are 0:0 for context sources, the source's ids otherwise, the `--chown` ids when given.
+//! Extended attributes of files and directories are copied (not overlayfs' own nor
+//! `security.selinux`; what the destination refuses is counted in [`CopyReport::xattrs_skipped`]).
 //! Symlinks are copied as symlinks (B2), hardlinks within one copy stay hardlinks, FIFOs are
 //! recreated, sockets are skipped and reported ([`CopyReport::skipped`]), devices are refused
 //! (B3). An existing destination directory given as `dest` keeps its own metadata; directories
@@ -25,8 +27,9 @@
 //! after unlinking what was there, so no write ever lands outside `dest_root`. Data moves with
 //! `copy_file_range` (reflinks where the filesystem offers them), falling back to read/write.
 //!
-//! `--chown` does not apply to the entries of an unpacked archive: they keep the archive's ids
-//! (as `layer::apply` gives them); BuildKit would chown them.
+//! An unpacked archive's entries keep the archive's ids and modes (as `layer::apply` gives them)
+//! unless `--chown` is given, which then applies to every entry the archive holds (BuildKit's
+//! rule); `--chmod` does not apply to archive entries.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -74,6 +77,8 @@ pub struct CopyReport {
     pub skipped: Vec<String>,
     /// Archives unpacked.
     pub archives: u64,
+    /// Extended attributes the destination refused (no support, or not permitted).
+    pub xattrs_skipped: u64,
 }
 
 /// The destination rootfs, opened once.
@@ -233,6 +238,7 @@ pub fn copy(
     let rules = Rules { chown: opts.chown, chmod: opts.chmod, from_context: opts.from_context };
     let mut copier = Copier {
         dest: &out,
+        src_root: root.as_fd(),
         rules,
         base: Vec::new(),
         stack: Vec::new(),
@@ -247,7 +253,7 @@ pub fn copy(
             continue;
         }
         if opts.unpack_archives && is_archive(root.as_fd(), item.path.as_bytes())? {
-            unpack(root.as_fd(), &item.path, &out, &comps, &mut copier.report)?;
+            unpack(root.as_fd(), &item.path, &out, &comps, opts.chown, &mut copier.report)?;
             continue;
         }
         let mut target = comps.clone();
@@ -263,6 +269,8 @@ pub fn copy(
 /// Walk visitor writing into the destination.
 struct Copier<'d> {
     dest: &'d Dest,
+    /// The source root (to read directories' xattrs).
+    src_root: BorrowedFd<'d>,
     rules: Rules,
     /// Destination of the current item's root ("" rel).
     base: Vec<Vec<u8>>,
@@ -274,6 +282,16 @@ struct Copier<'d> {
 }
 
 impl Copier<'_> {
+    /// Copies a source directory's xattrs onto its destination (after the chown).
+    fn copy_dir_xattrs(&mut self, node: &Node<'_>, dest: BorrowedFd<'_>, target: &[u8]) -> Result<(), ContextError> {
+        let read_err = |e: Errno| ContextError::Read { path: fsx::display(node.src_rel), source: e.into() };
+        let dir =
+            fsx::open_in_root(self.src_root, node.src_rel, fsx::DIR_FLAGS | OFlags::NOFOLLOW).map_err(read_err)?;
+        let xattrs = fsx::xattrs(dir.as_fd()).map_err(read_err)?;
+        self.report.xattrs_skipped += fsx::set_xattrs(dest, &xattrs).map_err(werr(target, "set xattrs of"))?;
+        Ok(())
+    }
+
     /// Destination path (relative to the rootfs) of an entry `rel` below the item.
     fn target(&self, rel: &[u8]) -> Vec<u8> {
         let base = self.base.join(&b'/');
@@ -316,6 +334,7 @@ impl Visitor for Copier<'_> {
             if created {
                 let (uid, gid) = self.rules.ids(node.st);
                 fchown(fd.as_fd(), uid, gid).map_err(werr(&target, "chown"))?;
+                self.copy_dir_xattrs(node, fd.as_fd(), &target)?;
             }
             self.stack.push((fd, created.then_some(*node.st)));
             return Ok(());
@@ -345,6 +364,7 @@ impl Visitor for Copier<'_> {
         if meta {
             let (uid, gid) = self.rules.ids(node.st);
             fchown(fd.as_fd(), uid, gid).map_err(werr(&target, "chown"))?;
+            self.copy_dir_xattrs(node, fd.as_fd(), &target)?;
         }
         self.stack.push((fd, meta.then_some(*node.st)));
         Ok(())
@@ -406,7 +426,12 @@ impl Visitor for Copier<'_> {
                 if n != st.st_size as u64 {
                     return Err(ContextError::Changed { path: fsx::display(node.src_rel) });
                 }
+                // chown first: it clears `security.capability` and the setuid bits.
                 fchown(out.as_fd(), uid, gid).map_err(werr(&target, "chown"))?;
+                let xattrs = fsx::xattrs(input.as_fd())
+                    .map_err(|e| ContextError::Read { path: fsx::display(node.src_rel), source: e.into() })?;
+                self.report.xattrs_skipped +=
+                    fsx::set_xattrs(out.as_fd(), &xattrs).map_err(werr(&target, "set xattrs of"))?;
                 rustix::fs::fchmod(&out, Mode::from_raw_mode(self.rules.mode(st))).map_err(werr(&target, "chmod"))?;
                 rustix::fs::futimens(&out, &times(st)).map_err(werr(&target, "set times of"))?;
                 self.report.bytes += n;
@@ -522,6 +547,7 @@ fn unpack(
     path: &str,
     dest: &Dest,
     comps: &[Vec<u8>],
+    chown: Option<(u32, u32)>,
     report: &mut CopyReport,
 ) -> Result<(), ContextError> {
     let unpack_err = |source| ContextError::Unpack { path: path.to_owned(), source };
@@ -535,6 +561,63 @@ fn unpack(
     report.archives += 1;
     report.files += applied.entries;
     report.bytes += applied.bytes;
+    if let Some(ids) = chown {
+        let file =
+            open_source(root, path.as_bytes())?.ok_or_else(|| ContextError::NotAFile { path: path.to_owned() })?;
+        let entries = crate::layer::list(decompress(file).map_err(unpack_err)?).map_err(unpack_err)?;
+        chown_entries(dir.as_fd(), &entries, ids)?;
+    }
+    Ok(())
+}
+
+/// `ADD --chown` on an unpacked archive: every entry the archive holds (resolved inside the
+/// destination directory as `apply` resolved it) gets the ids; then regular files and
+/// directories get their mode back (a chown clears setuid/setgid bits).
+fn chown_entries(
+    dir: BorrowedFd<'_>,
+    entries: &[crate::layer::EntryInfo],
+    (uid, gid): (u32, u32),
+) -> Result<(), ContextError> {
+    use crate::layer::EntryKind;
+    let mut restore = Vec::new();
+    for entry in entries {
+        let mut comps: Vec<&[u8]> = Vec::new();
+        for c in entry.path.split(|&b| b == b'/') {
+            match c {
+                b"" | b"." => {}
+                b".." => {
+                    comps.pop();
+                }
+                c => comps.push(c),
+            }
+        }
+        let Some((name, parent)) = comps.split_last() else {
+            continue;
+        };
+        if name.starts_with(b".wh.") {
+            continue; // whiteouts create nothing
+        }
+        let shown = entry.path.as_slice();
+        let parent = match fsx::open_in_root(dir, &parent.join(&b'/'), fsx::DIR_FLAGS) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => continue, // removed by a later whiteout
+            Err(e) => return Err(werr(shown, "open directory")(e)),
+        };
+        match fsx::lstat_at(parent.as_fd(), name).map_err(werr(shown, "inspect"))? {
+            Some(_) => lchown_at(parent.as_fd(), name, uid, gid).map_err(werr(shown, "chown"))?,
+            None => continue,
+        }
+        if matches!(entry.kind, EntryKind::Regular | EntryKind::Directory) && entry.mode & 0o6000 != 0 {
+            restore.push((parent, name.to_vec(), entry.mode));
+        }
+    }
+    for (parent, name, mode) in restore {
+        let st = fsx::lstat_at(parent.as_fd(), &name).map_err(werr(&name, "inspect"))?;
+        if st.is_some_and(|st| fsx::file_type(&st) != FileType::Symlink) {
+            rustix::fs::chmodat(&parent, fsx::os(&name), Mode::from_raw_mode(mode), AtFlags::empty())
+                .map_err(werr(&name, "chmod"))?;
+        }
+    }
     Ok(())
 }
 

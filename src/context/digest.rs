@@ -6,7 +6,8 @@
 //! selection also names the first path (copy preserves hardlinks). Entries are named relative
 //! to their selected item, and each item contributes its path and whether it is a directory,
 //! so the same tree in two directories gives the same digest and a renamed file changes it.
-//! Sockets are left out, as `copy` skips them; xattrs are not hashed (nor copied).
+//! Extended attributes of files and directories are hashed (not those of overlayfs nor
+//! `security.selinux`, which are never copied). Sockets are left out, as `copy` skips them.
 //!
 //! The walk is sequential (cheap: `getdents` + `lstat`); file contents are hashed in parallel
 //! with rayon, streaming (1 MiB buffer), after the stat cache has answered what it can.
@@ -50,13 +51,13 @@ struct Collected {
     extra: Vec<u8>,
 }
 
-#[derive(Default)]
-struct Collector {
+struct Collector<'r> {
+    root: BorrowedFd<'r>,
     entries: Vec<Collected>,
     inodes: HashMap<(u64, u64), Vec<u8>>,
 }
 
-impl Collector {
+impl Collector<'_> {
     fn push(&mut self, node: &Node<'_>, extra: Vec<u8>) {
         self.entries.push(Collected {
             rel: node.rel.to_vec(),
@@ -68,9 +69,18 @@ impl Collector {
     }
 }
 
-impl Visitor for Collector {
+impl Visitor for Collector<'_> {
     fn enter_dir(&mut self, node: &Node<'_>) -> Result<(), ContextError> {
-        self.push(node, Vec::new());
+        let read_err = |e: Errno| ContextError::Read { path: fsx::display(node.src_rel), source: e.into() };
+        let dir = fsx::open_in_root(self.root, node.src_rel, fsx::DIR_FLAGS | OFlags::NOFOLLOW).map_err(read_err)?;
+        let xattrs = fsx::xattrs(dir.as_fd()).map_err(read_err)?;
+        let mut extra = Vec::new();
+        if !xattrs.is_empty() {
+            let mut h = Hasher::new();
+            fsx::hash_xattrs(&mut h, &xattrs);
+            extra = h.finish().as_bytes().to_vec();
+        }
+        self.push(node, extra);
         Ok(())
     }
 
@@ -115,7 +125,7 @@ pub fn digest(
     let (root, root_real) = src.open()?;
     let walk = Walk { src, root: root.as_fd(), excludes: excludes.as_ref() };
     let mut per_item = Vec::with_capacity(selection.items.len());
-    let mut collector = Collector::default();
+    let mut collector = Collector { root: root.as_fd(), entries: Vec::new(), inodes: HashMap::new() };
     for item in &selection.items {
         let start = collector.entries.len();
         walk.run(item, &mut collector)?;
@@ -229,6 +239,17 @@ fn hash_file(root: BorrowedFd<'_>, e: &Collected) -> Result<(Digest, u64), Conte
                 Err(source) => return Err(ContextError::Read { path: path(), source }),
             }
         }
+        let content = h.finish();
+        // xattrs belong to the file's digest (and so to the stat cache row: setting one changes ctime).
+        let xattrs =
+            fsx::xattrs(file.as_fd()).map_err(|err| ContextError::Read { path: path(), source: err.into() })?;
+        if xattrs.is_empty() {
+            return Ok((content, n));
+        }
+        let mut h = Hasher::new();
+        h.update(b"xattrs\0");
+        h.update(content.as_bytes());
+        fsx::hash_xattrs(&mut h, &xattrs);
         Ok((h.finish(), n))
     })
 }

@@ -162,3 +162,106 @@ pub(super) enum ReadError {
     NotAFile,
     TooLarge,
 }
+
+/// xattrs never copied nor hashed: overlayfs internals and the host's SELinux labels (as
+/// `layer::apply` never applies them).
+const SKIPPED_XATTRS: [&[u8]; 3] = [b"trusted.overlay.", b"user.overlay.", b"security.selinux"];
+
+/// An entry's extended attributes, sorted by name.
+pub(super) type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// The xattrs of an open file or directory (not an `O_PATH` handle); none where the filesystem
+/// has no xattr support.
+pub(super) fn xattrs(fd: BorrowedFd<'_>) -> Result<Xattrs, Errno> {
+    let names = loop {
+        let size = match rustix::fs::flistxattr_query(fd) {
+            Ok(0) | Err(Errno::NOTSUP) => return Ok(Vec::new()),
+            Ok(n) => n,
+            Err(e) => return Err(e),
+        };
+        let mut buf = vec![0u8; size];
+        match rustix::fs::flistxattr(fd, &mut buf[..]) {
+            Ok(n) => {
+                buf.truncate(n);
+                break buf;
+            }
+            Err(Errno::RANGE) => continue, // grew in between
+            Err(e) => return Err(e),
+        }
+    };
+    let mut out = Vec::new();
+    for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        if SKIPPED_XATTRS.iter().any(|p| name.starts_with(p)) {
+            continue;
+        }
+        let value = loop {
+            let size = match rustix::fs::fgetxattr_query(fd, os(name)) {
+                Ok(n) => n,
+                Err(Errno::NODATA) => break None, // removed in between
+                Err(e) => return Err(e),
+            };
+            let mut buf = vec![0u8; size];
+            match rustix::fs::fgetxattr(fd, os(name), &mut buf[..]) {
+                Ok(n) => {
+                    buf.truncate(n);
+                    break Some(buf);
+                }
+                Err(Errno::RANGE) => continue,
+                Err(Errno::NODATA) => break None,
+                Err(e) => return Err(e),
+            }
+        };
+        if let Some(value) = value {
+            out.push((name.to_vec(), value));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Sets xattrs on an open file or directory; returns how many the filesystem or the kernel
+/// refused (no support, or not permitted for this user).
+pub(super) fn set_xattrs(fd: BorrowedFd<'_>, xattrs: &Xattrs) -> Result<u64, Errno> {
+    let mut refused = 0;
+    for (name, value) in xattrs {
+        match rustix::fs::fsetxattr(fd, os(name), value, rustix::fs::XattrFlags::empty()) {
+            Ok(()) => {}
+            Err(Errno::NOTSUP | Errno::PERM | Errno::ACCESS) => refused += 1,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(refused)
+}
+
+/// Feeds xattrs into a hash, length-prefixed.
+pub(super) fn hash_xattrs(h: &mut crate::oci::Hasher, xattrs: &Xattrs) {
+    h.update(&(xattrs.len() as u64).to_le_bytes());
+    for (name, value) in xattrs {
+        for part in [name, value] {
+            h.update(&(part.len() as u64).to_le_bytes());
+            h.update(part);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xattrs_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        std::fs::write(&a, "x").unwrap();
+        rustix::fs::setxattr(&a, "user.one", b"1", rustix::fs::XattrFlags::empty()).unwrap();
+        rustix::fs::setxattr(&a, "user.two", b"", rustix::fs::XattrFlags::empty()).unwrap();
+        let file = File::open(&a).unwrap();
+        let got = xattrs(file.as_fd()).unwrap();
+        assert_eq!(got, vec![(b"user.one".to_vec(), b"1".to_vec()), (b"user.two".to_vec(), Vec::new())]);
+        let b = dir.path().join("b");
+        std::fs::write(&b, "y").unwrap();
+        let out = std::fs::OpenOptions::new().write(true).open(&b).unwrap();
+        assert_eq!(set_xattrs(out.as_fd(), &got).unwrap(), 0);
+        assert_eq!(xattrs(File::open(&b).unwrap().as_fd()).unwrap(), got);
+    }
+}

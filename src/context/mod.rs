@@ -7,7 +7,7 @@
 //!   `.dockerignore` ([`ignore`]) rules hide paths from everything below.
 //! - [`SourceRoot`]: a directory files are copied from — the context with its ignore rules, or
 //!   a stage's / image's rootfs without.
-//! - [`select`] resolves source patterns (Go `filepath.Match` per component: [`glob`]),
+//! - [`select`] resolves source patterns (Go `filepath.Match` per component: `glob`),
 //!   [`digest`] hashes the selection ([`StatCache`] avoids re-reading unchanged files),
 //!   [`copy`] / [`write_inline`] write into a rootfs, [`resolve_chown`] turns `--chown` into ids.
 //!

@@ -216,3 +216,31 @@ impl StatCache {
         Ok(self.len()? == 0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(ctime_ns: i64) -> StatKey {
+        StatKey { dev: 1, ino: 2, size: 3, mtime_ns: ctime_ns - 10, ctime_ns, mode: 0o100644, uid: 0, gid: 0 }
+    }
+
+    #[test]
+    fn rows_answer_only_unchanged_settled_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = StatCache::open(&dir.path().join("db")).unwrap();
+        let d = Digest::of(b"content");
+        let t = 1_000_000_000_000;
+        cache.store("/ctx", &[(b"settled", key(t), d), (b"racy", key(t), d)], t + RACY_WINDOW_NS).unwrap();
+        cache.store("/ctx", &[(b"racy", key(t), d)], t + RACY_WINDOW_NS - 1).unwrap();
+        let got = cache.lookup("/ctx", &[(b"settled", key(t)), (b"racy", key(t))]).unwrap();
+        assert_eq!(got, [Some(d), None], "a row read within the racy window is not trusted");
+        let mut moved = key(t);
+        moved.ino = 9;
+        let got = cache.lookup("/ctx", &[(b"settled", moved), (b"missing", key(t))]).unwrap();
+        assert_eq!(got, [None, None], "any stat change or no row: read again");
+        assert_eq!(cache.lookup("/other", &[(b"settled", key(t))]).unwrap(), [None], "rows belong to one root");
+        assert_eq!(cache.len().unwrap(), 2);
+        assert_eq!(cache.prune(Duration::from_secs(0)).unwrap(), 2, "rows last used long ago are pruned");
+    }
+}

@@ -178,6 +178,8 @@ impl Walk<'_> {
     /// Reports the enclosing directories not reported yet (excluded ones an exception reaches into).
     fn flush(stack: &mut [Frame], v: &mut dyn Visitor) -> Result<(), ContextError> {
         for frame in stack.iter_mut().filter(|f| !f.emitted) {
+            let name = frame.rel.rsplit(|&b| b == b'/').next().unwrap_or_default();
+            check_name(name, &frame.src_rel)?;
             frame.emitted = true;
             v.enter_dir(&Node { rel: &frame.rel, src_rel: &frame.src_rel, st: &frame.st, kind: Kind::Dir })?;
         }
@@ -200,9 +202,6 @@ impl Walk<'_> {
             if fsx::file_type(&st) == FileType::Directory {
                 if excluded && self.can_skip(&child_rel, &child_src) {
                     continue;
-                }
-                if !excluded {
-                    check_name(&name, &child_src)?;
                 }
                 let sub = fsx::open_child_dir(dir.as_fd(), &name).map_err(read_err(&child_src))?;
                 stack.push(Frame { rel: child_rel, src_rel: child_src, st, emitted: false });
