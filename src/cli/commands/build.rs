@@ -111,6 +111,10 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs, progress: &Reporter) -> Resu
         cancel: &cancel,
     };
     let result = crate::build::build(&builder, &text, &options);
+    // Rows of files no build has looked at for a month go (deleted files, old checkouts).
+    if let Err(e) = stat_cache.prune(std::time::Duration::from_secs(30 * 86_400)) {
+        tracing::debug!(error = %e, "pruning the context stat cache");
+    }
     let interrupted = signals.received().map(|s| 128u8.saturating_add(u8::try_from(s).unwrap_or(0)));
     match result {
         Ok(output) => {
