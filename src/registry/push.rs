@@ -507,17 +507,27 @@ impl Pusher<'_> {
         Ok((next_location, next))
     }
 
-    /// The closing `PUT <upload-url>?digest=…` (201).
+    /// The closing `PUT <upload-url>?digest=…` (201; a 204 is checked with a `HEAD`).
     fn finish_upload(&self, mut location: Url, d: &Descriptor, body: Body) -> Result<(), RegistryError> {
         location.query_pairs_mut().append_pair("digest", &d.digest.to_string());
         let mut request = Request::new(Method::PUT, location);
         request.headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
         request.body = body;
         let mut response = self.client.send(request.clone(), &self.scope)?;
-        if !matches!(response.status, 201 | 204) {
-            return Err(self.client.status_error(&request, &mut response));
+        match response.status {
+            201 => Ok(()),
+            // Not what the spec says (201): believe it only once the blob is there (catalogue G9).
+            204 if self.exists(d)? => Ok(()),
+            204 => Err(RegistryError::Protocol {
+                registry: self.registry(),
+                reason: format!(
+                    "repository {}: the upload of {} was answered 204 but the blob is not there",
+                    self.repository(),
+                    d.digest
+                ),
+            }),
+            _ => Err(self.client.status_error(&request, &mut response)),
         }
-        Ok(())
     }
 
     /// The tag (or digest) the destination names.
@@ -687,5 +697,52 @@ mod tests {
         let dest = Reference::parse("reg.test/r:1").unwrap();
         let err = push(&client, &store, &image, &dest, &options(), &Reporter::silent()).unwrap_err();
         assert!(matches!(err, RegistryError::DigestMismatch { what: Checked::Manifest, .. }), "{err}");
+    }
+
+    /// Monolithic uploads answered 204 (not 201): believed only when a `HEAD` then finds the blob.
+    fn answer_204(keeps: bool) -> impl Fn(&Request, usize) -> super::super::Response + Send + Sync {
+        let stored: Mutex<Vec<Digest>> = Mutex::new(Vec::new());
+        move |req, _| {
+            let (method, path) = route(req);
+            let mut stored = stored.lock().unwrap();
+            match method.as_str() {
+                "HEAD" => {
+                    let found = stored.iter().any(|d| path.ends_with(&d.to_string()));
+                    response(if found { 200 } else { 404 }, &[], "")
+                }
+                "POST" => response(202, &[("location", "/v2/r/blobs/uploads/u1")], ""),
+                "PUT" if path.contains("/blobs/uploads/") => {
+                    let digest: Digest = req.url.query_pairs().find(|(k, _)| k == "digest").unwrap().1.parse().unwrap();
+                    if keeps {
+                        stored.push(digest);
+                    }
+                    response(204, &[], "")
+                }
+                "PUT" => {
+                    response(201, &[("docker-content-digest", &Digest::of(&body_bytes(&req.body)).to_string())], "")
+                }
+                other => panic!("unexpected {other} {path}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_204_to_the_closing_put_is_checked_with_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("root")).unwrap();
+        let image = image(&store);
+        let dest = Reference::parse("reg.test/r:1").unwrap();
+        let opts = PushOptions { parallel: 1, monolithic_limit: 1 << 20, chunk_size: 1 << 20 };
+        let (kept, _) = client(None, answer_204(true));
+        push(&kept, &store, &image, &dest, &opts, &Reporter::silent()).unwrap();
+        let (lost, _) = client(None, answer_204(false));
+        let err = push(&lost, &store, &image, &dest, &opts, &Reporter::silent()).unwrap_err();
+        let mut chain = err.to_string();
+        let mut source = std::error::Error::source(&err);
+        while let Some(s) = source {
+            chain.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        assert!(chain.contains("answered 204 but the blob is not there"), "{chain}");
     }
 }

@@ -333,6 +333,26 @@ fn oversized_answers_are_capped() {
     assert!(!out.status.success());
     assert!(out.stderr.len() < 70 << 10, "{} bytes of error", out.stderr.len());
 
+    // An answer that never ends: a manifest is refused at its cap, a blob at its declared size.
+    let endless = |path: &str| {
+        Rule::new(
+            "GET",
+            path,
+            Action::Endless { status: 200, headers: vec![("Content-Type".into(), manifest_type[0].1.into())] },
+        )
+    };
+    proxy.rule(endless("/manifests/1"));
+    let started = Instant::now();
+    let out = TestContext::new().run(&["pull", &dest]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("larger than"), "{}", stderr(&out));
+    assert!(started.elapsed() < Duration::from_secs(20), "an endless manifest read for {:?}", started.elapsed());
+    proxy.rule(endless("/blobs/sha256:").times(10));
+    let started = Instant::now();
+    let out = TestContext::new().run(&["pull", &dest]);
+    assert!(!out.status.success(), "an endless blob was accepted");
+    assert!(started.elapsed() < Duration::from_secs(30), "an endless blob read for {:?}", started.elapsed());
+
     let token = format!("{{\"token\":\"{}\"}}", "t".repeat(1 << 20));
     proxy.rule(Rule::new("GET", "/token", respond(200, &[], token.as_bytes())).times(10));
     let out = TestContext::new().run(&["pull", &dest]);

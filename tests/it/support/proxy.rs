@@ -39,6 +39,9 @@ pub enum Action {
     Delay(Duration),
     /// Forward, stalling after `after` bytes of the response body for `stall`, then closing.
     StallResponse { after: u64, stall: Duration },
+    /// Answer without forwarding, with a chunked body that never ends (until the client hangs
+    /// up, or 4 GiB as a safety net).
+    Endless { status: u16, headers: Vec<(String, String)> },
 }
 
 /// One fault: `action` on requests with `method` whose target contains `path`, after skipping
@@ -299,6 +302,25 @@ fn write_response(out: &mut TcpStream, status: u16, headers: &[(String, String)]
     out.write_all(head.as_bytes()).and_then(|()| out.write_all(body)).is_ok()
 }
 
+/// A chunked answer whose body never ends; returns when the client stops reading.
+fn write_endless(out: &mut TcpStream, status: u16, headers: &[(String, String)]) {
+    let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status));
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("Transfer-Encoding: chunked\r\n\r\n");
+    if out.write_all(head.as_bytes()).is_err() {
+        return;
+    }
+    let chunk = vec![b' '; 64 << 10];
+    let frame = [format!("{:x}\r\n", chunk.len()).into_bytes(), chunk, b"\r\n".to_vec()].concat();
+    for _ in 0..(4u64 << 30) / (64 << 10) {
+        if out.write_all(&frame).is_err() {
+            return;
+        }
+    }
+}
+
 /// Serves one client connection, request after request.
 fn serve(state: &State, client: TcpStream) {
     let mut reader = BufReader::new(client.try_clone().unwrap());
@@ -427,6 +449,11 @@ fn serve_one(state: &State, head: &Head, reader: &mut impl BufRead, out: &mut Tc
     if let Some(Action::Respond { status, headers, body: answer }) = &action {
         log(state, head, body.len() as u64, *status);
         return write_response(out, *status, headers, answer);
+    }
+    if let Some(Action::Endless { status, headers }) = &action {
+        log(state, head, body.len() as u64, *status);
+        write_endless(out, *status, headers);
+        return false;
     }
     if let Some(answer) = tokens(state, head) {
         let (status, headers, text) = answer;
