@@ -246,8 +246,8 @@ pub(crate) fn copy(
             record
         }
     };
-    layers::apply(state, &record);
-    state.history(ctx.created(), history::layer(shown, record.layer.is_none()));
+    layers::apply(ctx, state, &record);
+    state.history(state.last_created, history::layer(shown, record.layer.is_none()));
     task.done();
     Ok(())
 }

@@ -10,7 +10,7 @@ use crate::oci::{Descriptor, ImageManifest, MediaType, canonical};
 pub(crate) fn export(ctx: &BuildCtx<'_>, target: &StageResult) -> Result<(Image, Descriptor), BuildError> {
     let store = ctx.builder.store;
     let mut config = target.config.clone();
-    config.created = Some(crate::oci::time::rfc3339(ctx.created()));
+    config.created = Some(crate::oci::time::rfc3339(target.last_created));
     if !ctx.options.labels.is_empty() {
         let labels = config.config.get_or_insert_with(Default::default).labels.get_or_insert_with(Default::default);
         for (k, v) in &ctx.options.labels {

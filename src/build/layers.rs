@@ -89,7 +89,8 @@ pub(crate) fn record(
 }
 
 /// Applies a hit or a fresh record to the stage: its layer (if any) joins the image.
-pub(crate) fn apply(state: &mut State, record: &Record) {
+pub(crate) fn apply(ctx: &BuildCtx<'_>, state: &mut State, record: &Record) {
+    state.last_created = ctx.clamp(record.created);
     if let Some(layer) = &record.layer {
         state.config.rootfs.diff_ids.push(layer.diff_id);
         state.layers.push(layer.blob.clone());

@@ -150,8 +150,8 @@ pub(crate) fn run(
             record
         }
     };
-    layers::apply(state, &record);
-    state.history(ctx.created(), history::layer(command.created_by.clone(), record.layer.is_none()));
+    layers::apply(ctx, state, &record);
+    state.history(state.last_created, history::layer(command.created_by.clone(), record.layer.is_none()));
     task.done();
     Ok(())
 }

@@ -34,6 +34,14 @@ impl BuildCtx<'_> {
     pub(crate) fn created(&self) -> i64 {
         crate::image::timestamp(self.options.source_date_epoch)
     }
+
+    /// A recorded time as this build writes it: clamped to `SOURCE_DATE_EPOCH` when set.
+    pub(crate) fn clamp(&self, time: i64) -> i64 {
+        match self.options.source_date_epoch {
+            Some(epoch) => time.min(epoch),
+            None => time,
+        }
+    }
 }
 
 /// Counts of one stage's layer steps.
@@ -52,6 +60,8 @@ pub(crate) struct StageResult {
     pub scope: ArgScope,
     pub shell: Vec<String>,
     pub stats: StageStats,
+    /// The time of its newest layer (or of its base): see [`State::last_created`].
+    pub last_created: i64,
 }
 
 /// A stage being built.
@@ -65,6 +75,10 @@ pub(crate) struct State {
     /// Whether a layer step ran (or hit) yet: the first one's parent is the base.
     pub had_layer_step: bool,
     pub stats: StageStats,
+    /// When the newest layer was made (a cached step keeps its original time), else the base's
+    /// time: the time of every history entry written after it and of the image. A fully cached
+    /// rebuild so writes the same config, hence the same image id, as BuildKit does.
+    pub last_created: i64,
     /// The stage's name (or `stage-N`), for task names, log files and `--no-cache-filter`.
     pub name: String,
     /// Shown in task names: the name, or nothing when the Dockerfile has one stage (BuildKit's).
@@ -144,6 +158,7 @@ pub(crate) fn run_stage(
         scope: state.scope,
         shell: state.shell,
         stats: state.stats,
+        last_created: state.last_created,
     })
 }
 
@@ -165,7 +180,7 @@ fn base_state(
     let platform = &ctx.options.platform;
     let name = node.name.clone().unwrap_or_else(|| format!("stage-{}", node.id.0));
     let label = (graph.stages.len() > 1).then(|| name.clone());
-    let (config, layers, scope, shell) = match &node.base {
+    let (config, layers, scope, shell, last_created) = match &node.base {
         Base::Scratch => {
             let config = ImageConfig {
                 architecture: platform.architecture.clone(),
@@ -176,7 +191,7 @@ fn base_state(
                 ..Default::default()
             };
             let scope = ArgScope::stage(&graph.global, []);
-            (config, Vec::new(), scope, default_shell())
+            (config, Vec::new(), scope, default_shell(), ctx.created())
         }
         Base::Image(_) => {
             let image = ctx.plan.bases.get(&node.id).expect("planned bases are resolved");
@@ -191,7 +206,8 @@ fn base_state(
                 env.iter().filter_map(|e| e.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())),
             );
             let shell = config.config.as_ref().and_then(|c| c.shell.clone()).unwrap_or_else(default_shell);
-            (config, image.manifest.layers.clone(), scope, shell)
+            let created = config.created.as_deref().and_then(crate::oci::time::parse_rfc3339).unwrap_or(0);
+            (config, image.manifest.layers.clone(), scope, shell, ctx.clamp(created))
         }
         Base::Stage(parent) => {
             let parent_result = done.get(parent).ok_or(BuildError::Cancelled)?;
@@ -200,7 +216,7 @@ fn base_state(
                 c.on_build = None;
             }
             let scope = ArgScope::stage_from(&graph.global, &parent_result.scope);
-            (config, parent_result.layers.clone(), scope, parent_result.shell.clone())
+            (config, parent_result.layers.clone(), scope, parent_result.shell.clone(), parent_result.last_created)
         }
     };
     let mut state = State {
@@ -211,6 +227,7 @@ fn base_state(
         cmd_set: false,
         had_layer_step: false,
         stats: StageStats::default(),
+        last_created,
         name,
         label,
     };
@@ -251,7 +268,7 @@ fn run_step(
     gate: &super::scheduler::Gate,
 ) -> Result<(), BuildError> {
     let span = step.span;
-    let created = ctx.created();
+    let created = state.last_created;
     let total = node.instructions.len();
     match &step.instruction {
         Instruction::Run(run) => {

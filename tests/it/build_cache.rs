@@ -29,9 +29,13 @@ fn first_build_misses_with_no_record_and_a_no_op_rebuild_runs_nothing() {
     let ev = env.build_events(&["-t", "app:1"]);
     assert_eq!(ran(&ev), 4);
     assert!(steps(&ev).iter().all(|s| s.reason.as_deref() == Some("no cache record")), "{:?}", reasons(&steps(&ev)));
+    let id = |env: &BuildEnv| env.config("app:1").to_string();
+    let first = id(&env);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let ev = env.build_events(&["-t", "app:1"]);
     assert_eq!(ran(&ev), 0, "{:?}", reasons(&steps(&ev)));
     assert_eq!(steps(&ev).len(), 4);
+    assert_eq!(id(&env), first, "a fully cached rebuild writes the same config (same image id)");
 }
 
 #[test]
