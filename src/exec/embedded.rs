@@ -17,8 +17,9 @@ use std::time::Duration;
 
 use super::cgroup::RunCgroup;
 use super::protocol::{HelperConfig, Report};
+use super::slirp;
 use super::stubs::Stubs;
-use super::{CancelToken, ExecError, ExecSpec, Executor, ExitStatus, HELPER_SUBCOMMAND, Output, sys};
+use super::{CancelToken, ExecError, ExecSpec, Executor, ExitStatus, HELPER_SUBCOMMAND, Network, Output, sys};
 
 /// How long a cancelled helper gets to kill its sandbox before it is killed itself.
 const CANCEL_GRACE: Duration = Duration::from_secs(2);
@@ -83,6 +84,10 @@ impl Executor for EmbeddedExecutor {
         let run_dir = tempfile::Builder::new().prefix("slipway-exec-").tempdir_in(&self.run_dir).map_err(|source| {
             ExecError::Prepare { what: format!("a run directory in {}", self.run_dir.display()), source }
         })?;
+        let slirp = match spec.network {
+            Network::Default => Some(slirp::find()?),
+            Network::None | Network::Host => None,
+        };
         let (hosts_file, resolv_file) = write_etc_files(run_dir.path(), spec)?;
         let mut stubs = Stubs::create(&rootfs)?;
         let mut cgroup = match spec.limits.is_empty() {
@@ -96,6 +101,7 @@ impl Executor for EmbeddedExecutor {
             resolv_file,
             cgroup_procs: cgroup.as_ref().map(RunCgroup::procs_files).unwrap_or_default(),
             rootless: !rustix::process::geteuid().is_root(),
+            slirp,
         };
         let result = self.run_helper(&config, output, cancel);
         let cleanup = [cgroup.as_mut().map_or(Ok(()), RunCgroup::remove), stubs.remove()];
@@ -126,7 +132,9 @@ fn write_etc_files(dir: &Path, spec: &ExecSpec) -> Result<(PathBuf, PathBuf), Ex
         hosts.push_str(&format!("{ip}\t{name}\n"));
     }
     let mut resolv = Vec::new();
-    if let Ok(file) = std::fs::File::open("/etc/resolv.conf") {
+    if spec.network == Network::Default {
+        resolv = slirp::resolv_conf().into_bytes();
+    } else if let Ok(file) = std::fs::File::open("/etc/resolv.conf") {
         let _ = file.take(MAX_RESOLV_BYTES).read_to_end(&mut resolv);
     }
     let hosts_file = dir.join("hosts");

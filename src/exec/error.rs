@@ -57,6 +57,10 @@ pub enum ExecError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "network mode default needs slirp4netns, which is not installed: install it (apt-get install slirp4netns) or choose network none or host"
+    )]
+    SlirpMissing,
     #[error("run cancelled")]
     Cancelled,
     #[error("run timed out after {timeout:?}")]

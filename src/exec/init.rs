@@ -2,9 +2,10 @@
 //!
 //! 1. **helper** (host pid namespace; started by the executor already inside its own mount
 //!    namespace and, rootless, user namespace): reads its [`HelperConfig`] from stdin, joins
-//!    the cgroups, unshares the pid, ipc, uts, cgroup and (network `None`) net namespaces,
+//!    the cgroups, (network `Default`) starts slirp4netns on a fresh network namespace and
+//!    enters it, unshares the pid, ipc, uts, cgroup and (network `None`) net namespaces,
 //!    forks the init, reports its pid, waits for it, and turns SIGTERM from the executor into
-//!    SIGKILL for the whole sandbox.
+//!    SIGKILL for the whole sandbox; slirp4netns is stopped when the helper returns.
 //! 2. **init** (pid 1 inside): builds the mount table and pivots (`mounts`), sets the
 //!    hostname, resolves the user from the sandbox's own files (`user`), creates the working
 //!    directory, forks the payload, then reaps every process and forwards signals to the
@@ -17,7 +18,7 @@
 //! starts no thread), which is what makes `unshare` and `fork` sound here.
 
 use std::ffi::CString;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Component, Path, PathBuf};
@@ -25,6 +26,7 @@ use std::path::{Component, Path, PathBuf};
 use super::caps;
 use super::mounts;
 use super::protocol::{Failure, HelperConfig, Report, Reporter};
+use super::slirp::Slirp;
 use super::spec::{DEFAULT_PATH, Network};
 use super::sys::{self, WaitStatus};
 use super::user::{self, ExecUser};
@@ -74,6 +76,11 @@ fn helper(reporter: &Reporter) -> Result<(), Failure> {
         std::fs::write(procs, sys::getpid().to_string())
             .map_err(|e| Failure::setup(format!("joining {}", procs.display()), &e))?;
     }
+    // Held until the helper returns: dropping it stops slirp4netns.
+    let _slirp = match &cfg.slirp {
+        Some(binary) => Some(default_network(binary)?),
+        None => None,
+    };
     // Already in a private mount namespace (see `helper_main`): the sandbox's mounts go there.
     let mut flags = sys::CLONE_NEWPID | sys::CLONE_NEWIPC | sys::CLONE_NEWUTS | sys::CLONE_NEWCGROUP;
     if cfg.spec.network == Network::None {
@@ -114,6 +121,52 @@ fn helper(reporter: &Reporter) -> Result<(), Failure> {
     }
 }
 
+/// Sets up [`Network::Default`] before the pid namespace exists (so that slirp4netns is never
+/// a process of the sandbox): a fresh network namespace, slirp4netns serving it from the
+/// host's, the helper moved into it (init inherits it) and into a fresh mount namespace
+/// (init's `pivot_root` must not move slirp4netns' root).
+fn default_network(binary: &Path) -> Result<Slirp, Failure> {
+    let step = |what: &'static str| move |e: io::Error| Failure::setup(what, &e);
+    let netns = new_netns().map_err(step("creating the network namespace"))?;
+    let slirp =
+        Slirp::start(binary, &netns).map_err(|e| Failure::setup(format!("starting {}", binary.display()), &e))?;
+    sys::setns(&netns, sys::CLONE_NEWNET).map_err(step("entering the network namespace"))?;
+    sys::unshare(sys::CLONE_NEWNS).map_err(step("unsharing the mount namespace"))?;
+    Ok(slirp)
+}
+
+/// A new network namespace, made by a short-lived child (the helper itself stays in the
+/// host's, which it could not re-enter from a user namespace).
+fn new_netns() -> io::Result<std::fs::File> {
+    let (ready_r, ready_w) = sys::pipe()?;
+    let (hold_r, hold_w) = sys::pipe()?;
+    // SAFETY: the helper is single-threaded (see the module docs).
+    let pid = match unsafe { sys::fork() }? {
+        None => {
+            drop((ready_r, hold_w));
+            if sys::unshare(sys::CLONE_NEWNET).is_err() {
+                sys::exit_now(1);
+            }
+            let _ = std::fs::File::from(ready_w).write_all(b"1");
+            // Wait until the helper has opened the namespace (it closes the other end).
+            let _ = std::fs::File::from(hold_r).read(&mut [0u8; 1]);
+            sys::exit_now(0)
+        }
+        Some(pid) => pid,
+    };
+    drop((ready_w, hold_r));
+    let mut byte = [0u8; 1];
+    let ready = std::fs::File::from(ready_r).read(&mut byte);
+    let netns = match ready {
+        Ok(1) => std::fs::File::open(format!("/proc/{pid}/ns/net")),
+        Ok(_) => Err(io::Error::other("the namespace child failed to unshare")),
+        Err(e) => Err(e),
+    };
+    drop(hold_w);
+    sys::waitpid(pid, false)?;
+    netns
+}
+
 /// Pid 1 of the sandbox. Never returns.
 fn container_init(cfg: &HelperConfig, reporter: &Reporter, alive: &impl AsRawFd) -> ! {
     match prepare_sandbox(cfg, reporter, alive) {
@@ -133,7 +186,7 @@ fn prepare_sandbox(cfg: &HelperConfig, reporter: &Reporter, alive: &impl AsRawFd
     }
     // Not dumpable: the payload (same uid, fewer capabilities) cannot open /proc/1/fd or ptrace us.
     sys::set_dumpable(false).map_err(step("making init non-dumpable"))?;
-    if cfg.spec.network == Network::None {
+    if cfg.spec.network != Network::Host {
         sys::loopback_up().map_err(step("bringing up lo"))?;
     }
     sys::sethostname(&cfg.spec.hostname).map_err(step("setting the hostname"))?;

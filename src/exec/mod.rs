@@ -21,6 +21,7 @@ mod error;
 mod init;
 mod mounts;
 mod protocol;
+mod slirp;
 mod spec;
 mod stubs;
 mod sys;

@@ -25,6 +25,8 @@ pub struct HelperConfig {
     pub cgroup_procs: Vec<PathBuf>,
     /// Not root on the host: unshare a user namespace mapping the caller to root.
     pub rootless: bool,
+    /// The `slirp4netns` binary serving [`Network::Default`](super::Network::Default).
+    pub slirp: Option<PathBuf>,
 }
 
 /// One line on the report pipe.

@@ -37,16 +37,20 @@ pub const DEFAULT_MASKED_PATHS: &[&str] = &[
 /// runc's default read-only paths.
 pub const DEFAULT_READONLY_PATHS: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
 
-/// The network a sandbox sees.
+/// The network a sandbox sees (BuildKit's modes).
 ///
-/// A private namespace with outbound access (slirp4netns) is later work; until then only these
-/// two modes exist.
+/// The `Default` trait gives [`Network::None`], the safe choice for a library caller; the
+/// CLI's default is [`Network::Default`], as in Docker and BuildKit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Network {
     /// A private network namespace with only a loopback interface (up).
     #[default]
     None,
+    /// A private network namespace with outbound access through `slirp4netns` (user-mode NAT,
+    /// host loopback disabled, DNS at 10.0.2.3): the process can fetch from the network but not
+    /// reach services listening on the host's 127.0.0.1.
+    Default,
     /// The host's network namespace.
     Host,
 }

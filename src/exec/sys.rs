@@ -161,6 +161,13 @@ pub fn unshare(flags: libc::c_int) -> io::Result<()> {
     Ok(())
 }
 
+/// Moves the calling thread into the namespace `fd` refers to.
+pub fn setns(fd: &impl AsRawFd, nstype: libc::c_int) -> io::Result<()> {
+    // SAFETY: setns(2) takes a descriptor and flags; the helper calling it is single-threaded.
+    cvt(unsafe { libc::setns(fd.as_raw_fd(), nstype) })?;
+    Ok(())
+}
+
 /// Forks; `Ok(None)` in the child, `Ok(Some(pid))` in the parent.
 ///
 /// # Safety

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use slipway::exec::{CancelToken, ExecError, ExecSpec, Executor, ExitStatus};
 
-use crate::support::sandbox::{Canary, Sandbox, assert_no_leaks, embedded, procs_with, sh};
+use crate::support::sandbox::{Canary, Sandbox, TestHost, assert_no_leaks, embedded, procs_with, sh};
 
 /// The contract every `Executor` meets; `executor_contract!` instantiates it per
 /// implementation.
@@ -556,9 +556,12 @@ mod escape {
         canary.check(&sb);
     }
 
-    /// D7: the host's loopback is out of reach with `Network::None`, reachable with `Host`.
+    /// D7: the host's loopback is out of reach with `Network::None` and `Network::Default`
+    /// (slirp4netns, host loopback disabled), reachable with `Host`; `Default` reaches a host
+    /// outside the machine (a test host in its own network namespace) through slirp's NAT.
     #[test]
     fn d7_network_modes() {
+        use slipway::exec::Network;
         let sb = Sandbox::new();
         let canary = Canary::plant(&sb);
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -570,14 +573,33 @@ mod escape {
             conn.write_all(b"host-secret").unwrap();
         });
         let ex = embedded();
+        let with_network = |network: Network, script: &str| {
+            let mut spec = sh(script);
+            spec.network = network;
+            sb.run(&ex, &spec)
+        };
         // (busybox wget crashes in static builds; nc is enough for a TCP connect.)
-        let fetch = format!("echo hello | nc -w 2 127.0.0.1 {port}");
-        let ran = sb.sh(&ex, &fetch);
-        assert!(!ran.status.as_ref().unwrap().success() && !ran.out().contains("host-secret"), "{}", ran.out());
-        let mut spec = sh(&fetch);
-        spec.network = slipway::exec::Network::Host;
-        assert_eq!(sb.run(&ex, &spec).ok(), "host-secret");
+        for (network, target) in
+            [(Network::None, "127.0.0.1"), (Network::Default, "127.0.0.1"), (Network::Default, "10.0.2.2")]
+        {
+            let ran = with_network(network, &format!("echo hello | nc -w 2 {target} {port}"));
+            let reached = ran.status.as_ref().unwrap().success() || ran.out().contains("host-secret");
+            assert!(!reached, "{network:?} reached the host's {target}:{port}: {}", ran.out());
+        }
+        let ran = with_network(Network::Host, &format!("echo hello | nc -w 2 127.0.0.1 {port}"));
+        assert_eq!(ran.ok(), "host-secret");
         server.join().unwrap();
+
+        let outside = TestHost::create();
+        let (port, server) = outside.serve_once("outside-hello");
+        let fetch = format!("echo hello | nc -w 5 {} {port}", outside.addr);
+        let ran = with_network(Network::None, &fetch);
+        assert!(!ran.status.as_ref().unwrap().success(), "network none reached the test host: {}", ran.out());
+        let script = format!("cat /etc/resolv.conf; ls /sys/class/net | tr '\\n' ' '; echo; {fetch}");
+        let out = with_network(Network::Default, &script).ok();
+        assert_eq!(out, "nameserver 10.0.2.3\nlo tap0 \noutside-hello", "{out}");
+        server.join().unwrap();
+        assert!(procs_with("slirp4netns").iter().all(|p| !p.contains(&sb.rootfs.to_string_lossy().into_owned())));
         canary.check(&sb);
     }
 
