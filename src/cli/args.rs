@@ -339,6 +339,8 @@ Exit status:
 /// `--network` values of `run`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum NetworkArg {
+    /// A private network namespace with outbound access through slirp4netns (the host's loopback unreachable)
+    Default,
     /// A private network namespace with only loopback
     None,
     /// The host's network namespace
@@ -359,8 +361,8 @@ pub struct RunArgs {
     /// Replace the image's ENTRYPOINT (and drop its CMD); "" runs COMMAND without one
     #[arg(long, value_name = "CMD")]
     pub entrypoint: Option<String>,
-    /// Network: none = loopback only, host = the host's network. Docker's `default` mode (a private network with outbound access through slirp4netns) does not exist yet
-    #[arg(long, value_enum, default_value_t = NetworkArg::None, value_name = "MODE")]
+    /// Network: default = private with outbound access (slirp4netns), none = loopback only, host = the host's network
+    #[arg(long, value_enum, default_value_t = NetworkArg::Default, value_name = "MODE")]
     pub network: NetworkArg,
     /// Memory limit, with Docker's units: b, k, m, g (e.g. 512m, 1g)
     #[arg(short = 'm', long, value_name = "BYTES", value_parser = super::units::parse_memory)]

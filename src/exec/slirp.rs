@@ -28,16 +28,12 @@ const TAP: &str = "tap0";
 /// slirp4netns' largest MTU: fewer, bigger packets through the user-mode stack.
 const MTU: &str = "65520";
 
-/// Where `slirp4netns` is looked up when `PATH` does not have it.
+/// Where `slirp4netns` is looked up when `PATH` is not set.
 const FALLBACK_PATH: &str = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin";
 
-/// Finds `slirp4netns` in the caller's `PATH` (and the usual system directories).
+/// Finds `slirp4netns` in the caller's `PATH`.
 pub fn find() -> Result<PathBuf, ExecError> {
-    let mut path = std::env::var_os("PATH").unwrap_or_default();
-    if !path.is_empty() {
-        path.push(":");
-    }
-    path.push(OsString::from(FALLBACK_PATH));
+    let path = std::env::var_os("PATH").unwrap_or_else(|| OsString::from(FALLBACK_PATH));
     std::env::split_paths(&path)
         .map(|dir| dir.join("slirp4netns"))
         .find(|candidate| is_executable(candidate))

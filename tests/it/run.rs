@@ -198,7 +198,7 @@ fn run_limits_apply() {
 }
 
 #[test]
-fn run_network_none_and_host() {
+fn run_network_default_none_and_host() {
     let ctx = with_image();
     let names = |text: &str| -> Vec<String> {
         let mut names: Vec<String> =
@@ -206,8 +206,14 @@ fn run_network_none_and_host() {
         names.sort();
         names
     };
-    let out = ctx.ok(&["run", "bb", "cat", "/proc/net/dev"]);
+    let out = ctx.ok(&["run", "bb", "cat", "/proc/net/dev", "/etc/resolv.conf"]);
+    assert_eq!(names(&stdout(&out)), ["lo", "nameserver 10.0.2.3", "tap0"], "default is slirp4netns");
+    let out = ctx.ok(&["run", "--network", "none", "bb", "cat", "/proc/net/dev"]);
     assert_eq!(names(&stdout(&out)), ["lo"]);
+    let out = ctx.cmd().args(["run", "bb", "true"]).env("PATH", ctx.path()).output().unwrap();
+    assert_eq!(code(&out), Some(125), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("slirp4netns") && err.contains("install") && err.contains("network none or host"), "{err}");
     let out = ctx.ok(&["run", "--network", "host", "bb", "cat", "/proc/net/dev"]);
     assert_eq!(names(&stdout(&out)), names(&std::fs::read_to_string("/proc/self/net/dev").unwrap()));
     assert_clean(&ctx);

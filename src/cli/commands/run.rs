@@ -144,6 +144,7 @@ fn container_spec(config: &ImageConfig, args: &RunArgs) -> Result<ExecSpec> {
     spec.user = args.user.clone().or(image.user).unwrap_or_default();
     spec.cwd = args.workdir.clone().or(image.working_dir).filter(|d| !d.is_empty()).unwrap_or_else(|| "/".to_string());
     spec.network = match args.network {
+        NetworkArg::Default => Network::Default,
         NetworkArg::None => Network::None,
         NetworkArg::Host => Network::Host,
     };
