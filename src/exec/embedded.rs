@@ -125,7 +125,7 @@ fn run_id(run_dir: &Path) -> String {
     format!("{}-{name}", std::process::id())
 }
 
-fn write_etc_files(dir: &Path, spec: &ExecSpec) -> Result<(PathBuf, PathBuf), ExecError> {
+pub(super) fn write_etc_files(dir: &Path, spec: &ExecSpec) -> Result<(PathBuf, PathBuf), ExecError> {
     let mut hosts =
         format!("127.0.0.1\tlocalhost {host}\n::1\tlocalhost ip6-localhost ip6-loopback\n", host = spec.hostname);
     for (name, ip) in &spec.extra_hosts {
@@ -257,7 +257,7 @@ impl EmbeddedExecutor {
 
 /// Copies a pipe into a sink; after a sink error keeps draining (so the process never blocks
 /// on a full pipe) and returns the first error.
-fn copy_all(mut from: impl Read, to: &mut (dyn Write + Send)) -> io::Result<()> {
+pub(super) fn copy_all(mut from: impl Read, to: &mut (dyn Write + Send)) -> io::Result<()> {
     let mut buf = vec![0u8; 64 << 10];
     let mut first_err = None;
     loop {

@@ -61,6 +61,10 @@ pub enum ExecError {
         "network mode default needs slirp4netns, which is not installed: install it (apt-get install slirp4netns) or choose network none or host"
     )]
     SlirpMissing,
+    #[error("oci runtime {runtime} cannot be used: {reason}")]
+    RuntimeUnavailable { runtime: String, reason: String },
+    #[error("oci runtime {runtime} failed: {reason}")]
+    RuntimeFailed { runtime: PathBuf, reason: String },
     #[error("run cancelled")]
     Cancelled,
     #[error("run timed out after {timeout:?}")]

@@ -14,12 +14,14 @@
 //! following the rootfs' symlinks), and every mount lives and dies with the sandbox's mount
 //! namespace.
 
+mod bundle;
 mod caps;
 mod cgroup;
 mod embedded;
 mod error;
 mod init;
 mod mounts;
+mod oci_runtime;
 mod protocol;
 mod slirp;
 mod spec;
@@ -36,6 +38,7 @@ pub use caps::DOCKER_DEFAULT_CAPS;
 pub use embedded::EmbeddedExecutor;
 pub use error::ExecError;
 pub use init::helper_main;
+pub use oci_runtime::OciRuntimeExecutor;
 pub use spec::{
     DEFAULT_HOSTNAME, DEFAULT_MASKED_PATHS, DEFAULT_PATH, DEFAULT_READONLY_PATHS, ExecSpec, Limits, Network,
 };

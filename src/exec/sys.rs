@@ -365,6 +365,32 @@ pub fn open_beneath(root: &impl AsFd, path: &str, no_symlinks: bool) -> io::Resu
     rustix::fs::openat2(root, rel, flags, Mode::empty(), resolve).map_err(io::Error::from)
 }
 
+/// Opens `path` beneath `root` for reading (non-blocking, no controlling tty), resolving it
+/// as [`open_beneath`] does.
+pub fn open_read_beneath(root: &impl AsFd, path: &str) -> io::Result<OwnedFd> {
+    let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let rel = path.trim_start_matches('/');
+    let rel = if rel.is_empty() { "." } else { rel };
+    rustix::fs::openat2(root, rel, flags, Mode::empty(), resolve).map_err(io::Error::from)
+}
+
+/// A new network namespace with its loopback up, made by a short-lived thread (namespaces
+/// are per thread, so the calling process, threads and all, stays where it is).
+pub fn new_network_namespace() -> io::Result<std::fs::File> {
+    std::thread::Builder::new()
+        .name("netns".to_string())
+        .spawn(|| {
+            // SAFETY: unshare(2) of the network namespace alone moves only this thread, which
+            // ends right after.
+            cvt(unsafe { libc::unshare(CLONE_NEWNET) })?;
+            loopback_up()?;
+            std::fs::File::open("/proc/thread-self/ns/net")
+        })?
+        .join()
+        .map_err(|_| io::Error::other("the namespace thread panicked"))?
+}
+
 /// Closes every descriptor from 3 up except those in `keep`.
 pub fn close_fds_except(keep: &[RawFd]) -> io::Result<()> {
     let mut keep: Vec<u32> = keep.iter().filter(|&&fd| fd > 2).map(|&fd| fd as u32).collect();

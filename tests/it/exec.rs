@@ -4,7 +4,7 @@ use std::path::Path;
 
 use slipway::exec::{CancelToken, ExecError, ExecSpec, Executor, ExitStatus};
 
-use crate::support::sandbox::{Canary, Sandbox, TestHost, assert_no_leaks, embedded, procs_with, sh};
+use crate::support::sandbox::{Canary, Sandbox, TestHost, assert_no_leaks, crun, embedded, procs_with, runc, sh};
 
 /// The contract every `Executor` meets; `executor_contract!` instantiates it per
 /// implementation.
@@ -171,6 +171,11 @@ pub mod contract {
         let mut seen: Vec<String> = sb.run(ex, &spec).ok().lines().map(str::to_string).collect();
         seen.sort();
         assert_eq!(seen, host, "network host sees the host's interfaces");
+        let mut spec = sh("ls /sys/class/net | tr '\\n' ' '; cat /etc/resolv.conf; ip route | grep default");
+        spec.network = slipway::exec::Network::Default;
+        let out = sb.run(ex, &spec).ok();
+        assert!(out.starts_with("lo tap0 nameserver 10.0.2.3\ndefault via 10.0.2.2"), "network default:\n{out}");
+        assert_no_leaks(&sb, None);
     }
 
     pub fn capabilities(ex: &dyn Executor) {
@@ -370,6 +375,8 @@ macro_rules! executor_contract {
 }
 
 executor_contract!(embedded_executor, super::embedded);
+executor_contract!(runc_executor, super::runc);
+executor_contract!(crun_executor, super::crun);
 
 /// Catalogue D (reliability.md §4.D): sandbox escape attempts, each followed by the canary
 /// and mount-table checks. D5 (cache mounts) waits for `RUN --mount`.

@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use slipway::exec::{CancelToken, EmbeddedExecutor, ExecError, ExecSpec, Executor, ExitStatus, Output};
+use slipway::exec::{
+    CancelToken, EmbeddedExecutor, ExecError, ExecSpec, Executor, ExitStatus, OciRuntimeExecutor, Output,
+};
 
 use super::TestContext;
 use super::rootfs::busybox_rootfs_all_applets;
@@ -35,6 +37,16 @@ impl Ran {
 
 pub fn embedded() -> EmbeddedExecutor {
     EmbeddedExecutor::new(env!("CARGO_BIN_EXE_slipway"))
+}
+
+/// The oci-runtime executor driving runc (scripts/install-deps installs runc, crun and tini).
+pub fn runc() -> OciRuntimeExecutor {
+    OciRuntimeExecutor::new("runc").expect("runc and tini-static are installed")
+}
+
+/// The oci-runtime executor driving crun.
+pub fn crun() -> OciRuntimeExecutor {
+    OciRuntimeExecutor::new("crun").expect("crun and tini-static are installed")
 }
 
 pub struct Sandbox {
