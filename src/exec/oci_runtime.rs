@@ -17,6 +17,7 @@
 
 use std::io::{self, Read};
 use std::os::fd::AsFd;
+use std::os::unix::process::CommandExt;
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -40,6 +41,17 @@ pub struct OciRuntimeExecutor {
     runtime: PathBuf,
     init: PathBuf,
     run_dir: PathBuf,
+    /// Run the runtime in a mount namespace without `/sys/fs/cgroup/unified` (see
+    /// [`hybrid_cgroups`]).
+    hide_unified: bool,
+}
+
+/// Whether this host mixes cgroup v1 hierarchies with controllers on a v2 one at
+/// `/sys/fs/cgroup/unified` ("hybrid"), which crun refuses. Its commands then run in a mount
+/// namespace of their own where that mount is gone, so crun sees (and uses) plain v1.
+fn hybrid_cgroups(runtime: &Path) -> bool {
+    runtime.file_name().is_some_and(|n| n.to_string_lossy().starts_with("crun"))
+        && std::fs::read_to_string("/sys/fs/cgroup/unified/cgroup.controllers").is_ok_and(|c| !c.trim().is_empty())
 }
 
 /// Finds `name` (a bare name) in the caller's `PATH`; a path is taken as it is.
@@ -72,7 +84,8 @@ impl OciRuntimeExecutor {
             runtime: runtime.to_string(),
             reason: "no static init (tini-static) found: install it (apt-get install tini)".to_string(),
         })?;
-        Ok(OciRuntimeExecutor { runtime: resolved, init, run_dir: std::env::temp_dir() })
+        let hide_unified = hybrid_cgroups(&resolved);
+        Ok(OciRuntimeExecutor { runtime: resolved, init, run_dir: std::env::temp_dir(), hide_unified })
     }
 
     /// Where per-run bundle directories are created (default: the temp dir).
@@ -230,6 +243,13 @@ impl OciRuntimeExecutor {
     fn command(&self, state: &Path) -> Command {
         let mut command = Command::new(&self.runtime);
         command.arg("--root").arg(state);
+        if self.hide_unified {
+            // SAFETY: the closure only makes the async-signal-safe system calls of
+            // `sys::hide_unified_cgroup`, on static strings.
+            unsafe {
+                command.pre_exec(sys::hide_unified_cgroup);
+            }
+        }
         command
     }
 

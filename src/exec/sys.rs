@@ -161,6 +161,20 @@ pub fn unshare(flags: libc::c_int) -> io::Result<()> {
     Ok(())
 }
 
+/// In a freshly forked child before exec: a private mount namespace without the cgroup v2
+/// mount of a hybrid host (`/sys/fs/cgroup/unified`). Async-signal-safe, no allocation.
+pub fn hide_unified_cgroup() -> io::Result<()> {
+    unshare(CLONE_NEWNS)?;
+    let root = c"/";
+    let unified = c"/sys/fs/cgroup/unified";
+    // SAFETY: every pointer is null or a static NUL-terminated string.
+    unsafe {
+        cvt(libc::mount(std::ptr::null(), root.as_ptr(), std::ptr::null(), MS_REC | MS_PRIVATE, std::ptr::null()))?;
+        cvt(libc::umount2(unified.as_ptr(), libc::MNT_DETACH))?;
+    }
+    Ok(())
+}
+
 /// Moves the calling thread into the namespace `fd` refers to.
 pub fn setns(fd: &impl AsRawFd, nstype: libc::c_int) -> io::Result<()> {
     // SAFETY: setns(2) takes a descriptor and flags; the helper calling it is single-threaded.
