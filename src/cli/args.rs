@@ -26,6 +26,9 @@ pub struct GlobalArgs {
     /// Rootfs snapshotter (default: overlay where it can be mounted, else copy)
     #[arg(long, global = true, env = "SLIPWAY_SNAPSHOTTER", value_enum, value_name = "KIND")]
     pub snapshotter: Option<SnapshotterArg>,
+    /// Executor for RUN and `run`: embedded (namespaces built by slipway), or an OCI runtime: runc, crun or a path to one
+    #[arg(long, global = true, env = "SLIPWAY_RUNTIME", value_name = "embedded|runc|crun|PATH")]
+    pub runtime: Option<String>,
 }
 
 /// `--progress` modes (rendered by `cli::progress`).

@@ -293,3 +293,40 @@ fn run_two_layer_image_uses_its_config_and_a_snapshot_chain() {
     assert_eq!(snapshots(&ctx), layers, "the second run reuses both layer snapshots");
     assert_clean(&ctx);
 }
+
+/// `--runtime` (and `SLIPWAY_RUNTIME`) picks the executor; `info` names it; an unknown runtime
+/// fails with exit 125 and says how to install it.
+#[test]
+fn run_with_an_oci_runtime() {
+    let ctx = with_image();
+    for runtime in ["runc", "crun"] {
+        let out = ctx.run(&[
+            "--runtime",
+            runtime,
+            "run",
+            "-w",
+            "/made",
+            "-u",
+            "user",
+            "bb",
+            "sh",
+            "-c",
+            "pwd; id -u; exit 4",
+        ]);
+        assert_eq!(code(&out), Some(4), "{runtime}: {}", describe(&out));
+        assert_eq!(stdout(&out), "/made\n1000\n", "{runtime}");
+        let out =
+            ctx.cmd().env("SLIPWAY_RUNTIME", runtime).args(["run", "bb", "cat", "/etc/resolv.conf"]).output().unwrap();
+        assert_eq!(stdout(&out), "nameserver 10.0.2.3\n", "{runtime}: {}", describe(&out));
+        let info = ctx.ok(&["--runtime", runtime, "info", "--format", "json"]);
+        let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+        assert!(info["executor"].as_str().unwrap().starts_with("oci-runtime /"), "{info}");
+        assert!(info["executor"].as_str().unwrap().ends_with(runtime), "{info}");
+    }
+    let info = ctx.ok(&["info", "--format", "json"]);
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&info.stdout).unwrap()["executor"], "embedded");
+    let out = ctx.run(&["--runtime", "no-such-runtime", "run", "bb", "true"]);
+    assert_eq!(code(&out), Some(125), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("install"), "{}", describe(&out));
+    assert_clean(&ctx);
+}

@@ -2,8 +2,9 @@
 //!
 //! Unpacks the image into committed layer snapshots (`image::unpack`, reused across runs),
 //! prepares an active snapshot on top under a unique key, mounts it, runs the command there
-//! with the embedded executor, then unmounts and removes the snapshot whatever happened (an
-//! error, SIGINT, SIGTERM). Docker's rules decide the argv, environment, user and directory.
+//! with the executor `--runtime` chose (`open_executor`), then unmounts and removes the
+//! snapshot whatever happened (an error, SIGINT, SIGTERM). Docker's rules decide the argv,
+//! environment, user and directory.
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -13,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use super::{open_snapshotter, open_store};
 use crate::cli::Failure;
 use crate::cli::args::{GlobalArgs, NetworkArg, RunArgs};
-use crate::exec::{CancelToken, EmbeddedExecutor, ExecError, ExecSpec, Executor, ExitStatus, Limits, Network, Output};
+use crate::exec::{CancelToken, ExecError, ExecSpec, Executor, ExitStatus, Limits, Network, Output};
 use crate::oci::ImageConfig;
 use crate::snapshot::{Mounts, Snapshotter};
 
@@ -61,12 +62,11 @@ fn run_container(global: &GlobalArgs, args: &RunArgs, cancel: &CancelToken) -> R
     let unpacked =
         crate::image::unpack(&store, sn.as_ref(), &image).with_context(|| format!("unpacking image {}", args.image))?;
     tracing::debug!(extracted = unpacked.extracted, reused = unpacked.reused, "layers unpacked");
-    let helper = std::env::current_exe().context("finding the slipway binary")?;
-    let executor = EmbeddedExecutor::new(helper);
+    let executor = super::open_executor(global)?;
 
     let key = format!("run-{}-{}", std::process::id(), unique_nanos());
     let mounts = sn.prepare(&key, unpacked.top.as_deref()).context("preparing the container's snapshot")?;
-    let result = run_on(sn.as_ref(), &mounts, &executor, &spec, cancel);
+    let result = run_on(sn.as_ref(), &mounts, executor.as_ref(), &spec, cancel);
     let removed = sn.remove(&key).with_context(|| format!("removing the container's snapshot {key}"));
     match (result, removed) {
         (Ok(status), Ok(())) => Ok(status),
@@ -83,7 +83,7 @@ fn run_container(global: &GlobalArgs, args: &RunArgs, cancel: &CancelToken) -> R
 fn run_on(
     sn: &dyn Snapshotter,
     mounts: &Mounts,
-    executor: &EmbeddedExecutor,
+    executor: &dyn Executor,
     spec: &ExecSpec,
     cancel: &CancelToken,
 ) -> Result<ExitStatus> {
