@@ -23,7 +23,7 @@ fn rootfs(dir: &Path) {
 
 fn run_true(ex: &EmbeddedExecutor, spec: &ExecSpec, root: &Path, cancel: &CancelToken) {
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-    let status = ex.run(spec, root, Output { stdout: &mut stdout, stderr: &mut stderr }, cancel).unwrap();
+    let status = ex.run(spec, root, Output::new(&mut stdout, &mut stderr), cancel).unwrap();
     assert!(status.success(), "{status}: {}", String::from_utf8_lossy(&stderr));
 }
 

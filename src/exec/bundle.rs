@@ -144,7 +144,7 @@ pub fn config(spec: &ExecSpec, user: &ExecUser, files: &BundleFiles<'_>) -> Resu
         .version("1.0.2")
         .root(RootBuilder::default().path(files.rootfs).readonly(false).build().map_err(build_err("root"))?)
         .hostname(spec.hostname.clone())
-        .mounts(mounts(files)?)
+        .mounts(mounts(spec, files)?)
         .process(process)
         .linux(linux)
         .build()
@@ -162,8 +162,9 @@ fn mount(destination: &str, typ: &str, source: &Path, options: &[&str]) -> Resul
 }
 
 /// runc's defaults (`/proc`, a tmpfs `/dev` with `/dev/pts`, `/dev/shm`, `/dev/mqueue`, a
-/// read-only `/sys`), the generated `/etc` files and the init.
-fn mounts(files: &BundleFiles<'_>) -> Result<Vec<Mount>, ExecError> {
+/// read-only `/sys`), the generated `/etc` files, the init and the spec's binds (the runtime
+/// creates their targets beneath the rootfs).
+fn mounts(spec: &ExecSpec, files: &BundleFiles<'_>) -> Result<Vec<Mount>, ExecError> {
     let p = Path::new;
     let mut mounts = vec![
         mount("/proc", "proc", p("proc"), &["nosuid", "noexec", "nodev"])?,
@@ -181,6 +182,10 @@ fn mounts(files: &BundleFiles<'_>) -> Result<Vec<Mount>, ExecError> {
     mounts.push(mount("/etc/hosts", "bind", files.hosts, &["bind", "nosuid", "nodev", "noexec"])?);
     mounts.push(mount("/etc/resolv.conf", "bind", files.resolv, &["bind", "nosuid", "nodev", "noexec"])?);
     mounts.push(mount(INIT_PATH, "bind", files.init, &["bind", "ro", "nosuid", "nodev"])?);
+    for bind in &spec.binds {
+        let options: &[&str] = if bind.readonly { &["rbind", "ro"] } else { &["rbind"] };
+        mounts.push(mount(&bind.target, "bind", &bind.source, options)?);
+    }
     Ok(mounts)
 }
 

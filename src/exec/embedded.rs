@@ -36,7 +36,7 @@ const MAX_RESOLV_BYTES: u64 = 64 << 10;
 /// let mut spec = ExecSpec::new(["/bin/sh", "-c", "echo hello from $(hostname)"]);
 /// spec.user = "nobody".to_string();
 /// let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-/// let output = Output { stdout: &mut stdout, stderr: &mut stderr };
+/// let output = Output::new(&mut stdout, &mut stderr);
 /// let status = executor.run(&spec, "/path/to/rootfs".as_ref(), output, &CancelToken::new())?;
 /// assert!(status.success());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -102,6 +102,7 @@ impl Executor for EmbeddedExecutor {
             cgroup_procs: cgroup.as_ref().map(RunCgroup::procs_files).unwrap_or_default(),
             rootless: !rustix::process::geteuid().is_root(),
             slirp,
+            stdin: output.stdin.is_some(),
         };
         let result = self.run_helper(&config, output, cancel);
         let cleanup = [cgroup.as_mut().map_or(Ok(()), RunCgroup::remove), stubs.remove()];
@@ -184,8 +185,15 @@ impl EmbeddedExecutor {
         let mut child = command.spawn().map_err(|source| ExecError::Spawn { helper, source })?;
         drop(report_w);
         if let Some(mut stdin) = child.stdin.take() {
+            // The config, length first, then (run -i) the payload's stdin on the same pipe.
             // A helper that died early shows up in its report, not here.
-            let _ = stdin.write_all(&json);
+            let mut framed = (json.len() as u64).to_le_bytes().to_vec();
+            framed.extend_from_slice(&json);
+            if stdin.write_all(&framed).is_ok()
+                && let Some(source) = output.stdin
+            {
+                super::feed_stdin(source, stdin);
+            }
         }
         let pid = child.id() as libc::pid_t;
         let stdout = child.stdout.take();

@@ -64,13 +64,22 @@ fn helper(reporter: &Reporter) -> Result<(), Failure> {
     }
     sys::close_fds_except(&[reporter.fd]).map_err(step("closing inherited descriptors"))?;
     sys::set_cloexec(reporter.fd, true).map_err(step("marking the report pipe close-on-exec"))?;
-    let mut text = Vec::new();
-    io::stdin().take(MAX_CONFIG_BYTES).read_to_end(&mut text).map_err(step("reading the helper config"))?;
+    // Exactly the config: what follows on stdin is the payload's (unbuffered reads).
+    let mut len = [0u8; 8];
+    sys::read_exact(0, &mut len).map_err(step("reading the helper config"))?;
+    let len = u64::from_le_bytes(len);
+    if len > MAX_CONFIG_BYTES {
+        return Err(Failure::setup("reading the helper config", &io::Error::from(io::ErrorKind::InvalidData)));
+    }
+    let mut text = vec![0u8; len as usize];
+    sys::read_exact(0, &mut text).map_err(step("reading the helper config"))?;
     let cfg: HelperConfig = serde_json::from_slice(&text)
         .map_err(|e| Failure::setup("parsing the helper config", &io::Error::new(io::ErrorKind::InvalidData, e)))?;
-    let null = std::fs::File::open("/dev/null").map_err(step("opening /dev/null"))?;
-    sys::dup2(null.as_raw_fd(), 0).map_err(step("replacing stdin"))?;
-    drop(null);
+    if !cfg.stdin {
+        let null = std::fs::File::open("/dev/null").map_err(step("opening /dev/null"))?;
+        sys::dup2(null.as_raw_fd(), 0).map_err(step("replacing stdin"))?;
+        drop(null);
+    }
 
     for procs in &cfg.cgroup_procs {
         std::fs::write(procs, sys::getpid().to_string())

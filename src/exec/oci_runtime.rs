@@ -270,11 +270,14 @@ impl OciRuntimeExecutor {
             .args(["run", "--no-new-keyring", "--bundle"])
             .arg(bundle)
             .arg(id)
-            .stdin(Stdio::null())
+            .stdin(if output.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = command.spawn().map_err(|source| ExecError::Spawn { helper: self.runtime.clone(), source })?;
         let pid = child.id() as libc::pid_t;
+        if let (Some(source), Some(sink)) = (output.stdin, child.stdin.take()) {
+            super::feed_stdin(source, sink);
+        }
         let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
         let exited = AtomicBool::new(false);
         let (status, outcome, copied) = std::thread::scope(|scope| {

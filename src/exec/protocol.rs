@@ -1,6 +1,7 @@
 //! What the executor and its sandbox helper say to each other.
 //!
-//! The executor writes one [`HelperConfig`] as JSON to the helper's stdin; the helper, its init
+//! The executor writes one [`HelperConfig`] as JSON to the helper's stdin, preceded by its
+//! length (8 bytes, little-endian) so that the payload's stdin can follow on the same pipe; the helper, its init
 //! and the payload process (until it execs) write [`Report`]s, one JSON object per line, to an
 //! inherited pipe. The format is private to one build of slipway (the helper is the same
 //! binary), so it carries no version.
@@ -27,6 +28,8 @@ pub struct HelperConfig {
     pub rootless: bool,
     /// The `slirp4netns` binary serving [`Network::Default`](super::Network::Default).
     pub slirp: Option<PathBuf>,
+    /// The payload reads the rest of the helper's stdin (`run -i`); else `/dev/null`.
+    pub stdin: bool,
 }
 
 /// One line on the report pipe.

@@ -110,11 +110,74 @@ pub mod contract {
             }
         }
         let mut stderr = Vec::new();
-        let output = slipway::exec::Output { stdout: &mut Broken, stderr: &mut stderr };
+        let mut broken = Broken;
+        let output = slipway::exec::Output::new(&mut broken, &mut stderr);
         let script = sh("yes | head -c 1048576; echo done >&2");
         let status = ex.run(&script, &sb.rootfs, output, &CancelToken::new());
         assert!(matches!(status, Err(ExecError::Output { .. })), "{status:?}");
         assert_eq!(stderr, b"done\n");
+    }
+
+    pub fn stdin(ex: &dyn Executor) {
+        let sb = Sandbox::new();
+        assert_eq!(sb.sh(ex, "cat; echo end").ok(), "end\n", "stdin is empty by default");
+        let input: Vec<u8> = (0..300_000u32).flat_map(|i| format!("line {i}\n").into_bytes()).collect();
+        let expected = format!("{}\n", input.len());
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        let output =
+            slipway::exec::Output::new(&mut stdout, &mut stderr).with_stdin(Box::new(std::io::Cursor::new(input)));
+        let status = ex.run(&sh("wc -c"), &sb.rootfs, output, &CancelToken::new()).unwrap();
+        assert!(status.success(), "{status}: {}", String::from_utf8_lossy(&stderr));
+        assert_eq!(String::from_utf8_lossy(&stdout).trim_start(), expected);
+        // A source that never ends does not hold the run up once the process is done.
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        let (_keep, endless) = std::os::unix::net::UnixStream::pair().unwrap();
+        let output = slipway::exec::Output::new(&mut stdout, &mut stderr).with_stdin(Box::new(endless));
+        let started = std::time::Instant::now();
+        let status = ex.run(&sh("head -c 0; echo done"), &sb.rootfs, output, &CancelToken::new()).unwrap();
+        assert!(status.success() && stdout == b"done\n", "{status}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert_no_leaks(&sb, None);
+    }
+
+    pub fn binds(ex: &dyn Executor) {
+        use slipway::exec::Bind;
+        let sb = Sandbox::new();
+        let host = sb.ctx.path().join("host");
+        std::fs::create_dir_all(host.join("rw")).unwrap();
+        std::fs::create_dir_all(host.join("ro")).unwrap();
+        std::fs::write(host.join("ro/in.txt"), "from the host\n").unwrap();
+        std::fs::write(host.join("single"), "one file\n").unwrap();
+        // A target through a symlink that leaves the rootfs on the host resolves inside it.
+        std::os::unix::fs::symlink("/../../tmp", sb.rootfs.join("escape")).unwrap();
+        let name = format!("slipway-bind-{}", sb.ctx.path().file_name().unwrap().to_string_lossy());
+        let bind = |source: &Path, target: &str, readonly| Bind {
+            source: source.to_path_buf(),
+            target: target.into(),
+            readonly,
+        };
+        let script = format!(
+            "echo made > /data/new/out.txt && cat /ro/in.txt /etc/single.conf /escape/{name}/in.txt; \
+             echo x > /ro/no 2>/dev/null || echo ro"
+        );
+        let mut spec = sh(&script);
+        spec.binds = vec![
+            bind(&host.join("rw"), "/data/new", false),
+            bind(&host.join("ro"), "/ro", true),
+            bind(&host.join("single"), "/etc/single.conf", false),
+            bind(&host.join("ro"), &format!("/escape/{name}"), true),
+        ];
+        let ran = sb.run(ex, &spec);
+        assert_eq!(ran.ok(), "from the host\none file\nfrom the host\nro\n", "{}", ran.err());
+        assert_eq!(std::fs::read_to_string(host.join("rw/out.txt")).unwrap(), "made\n");
+        assert!(!host.join("ro/no").exists());
+        assert!(!Path::new("/tmp").join(&name).exists() && sb.rootfs.join("tmp").join(&name).is_dir());
+        let mut spec = sh("true");
+        spec.binds = vec![bind(&host.join("rw"), "/a/../../b", false)];
+        assert!(matches!(sb.run(ex, &spec).status, Err(ExecError::InvalidSpec { .. })));
+        spec.binds = vec![bind(Path::new("relative"), "/b", false)];
+        assert!(matches!(sb.run(ex, &spec).status, Err(ExecError::InvalidSpec { .. })));
+        assert_no_leaks(&sb, None);
     }
 
     pub fn pid_namespace(ex: &dyn Executor) {
@@ -337,6 +400,14 @@ macro_rules! executor_contract {
             #[test]
             fn output() {
                 contract::output(&$make());
+            }
+            #[test]
+            fn stdin() {
+                contract::stdin(&$make());
+            }
+            #[test]
+            fn binds() {
+                contract::binds(&$make());
             }
             #[test]
             fn pid_namespace() {

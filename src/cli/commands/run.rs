@@ -89,7 +89,7 @@ fn run_on(
 ) -> Result<ExitStatus> {
     let run = |rootfs: &Path| -> Result<ExitStatus> {
         let (mut stdout, mut stderr) = (Unbuffered(io::stdout()), Unbuffered(io::stderr()));
-        let output = Output { stdout: &mut stdout, stderr: &mut stderr };
+        let output = Output::new(&mut stdout, &mut stderr);
         Ok(executor.run(spec, rootfs, output, cancel)?)
     };
     if let Some(dir) = mounts.plain_dir() {

@@ -69,7 +69,7 @@ impl Sandbox {
 
     pub fn run_cancel(&self, ex: &dyn Executor, spec: &ExecSpec, cancel: &CancelToken) -> Ran {
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-        let status = ex.run(spec, &self.rootfs, Output { stdout: &mut stdout, stderr: &mut stderr }, cancel);
+        let status = ex.run(spec, &self.rootfs, Output::new(&mut stdout, &mut stderr), cancel);
         Ran { status, stdout, stderr }
     }
 
