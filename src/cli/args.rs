@@ -352,6 +352,12 @@ pub enum NetworkArg {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// Keep stdin open: pass slipway's stdin to the command
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Bind a host path into the container (absolute paths; the container side is created when missing)
+    #[arg(short = 'v', long = "volume", value_name = "HOST:CTR[:ro|rw]")]
+    pub volumes: Vec<String>,
     /// Set an environment variable (after the image's `Env`); `KEY` alone takes the caller's value
     #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
     pub env: Vec<String>,

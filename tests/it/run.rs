@@ -330,3 +330,52 @@ fn run_with_an_oci_runtime() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("install"), "{}", describe(&out));
     assert_clean(&ctx);
 }
+
+/// `-i` passes stdin through (without it the command reads nothing); `-v` binds host paths,
+/// read-only with `:ro`; malformed volumes are usage errors of the run (125).
+#[test]
+fn run_interactive_and_volumes() {
+    use std::io::Write;
+    let ctx = with_image();
+    let run_with_stdin = |args: &[&str]| {
+        let mut child = ctx
+            .cmd()
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(b"typed in\n").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = run_with_stdin(&["run", "-i", "bb", "cat"]);
+    assert_eq!(stdout(&out), "typed in\n", "{}", describe(&out));
+    let out = run_with_stdin(&["run", "bb", "cat"]);
+    assert_eq!(stdout(&out), "", "{}", describe(&out));
+
+    let host = ctx.path().join("vol");
+    std::fs::create_dir(&host).unwrap();
+    std::fs::write(host.join("in"), "host data\n").unwrap();
+    let rw = format!("{}:/mnt/vol", host.display());
+    let ro = format!("{}:/ro:ro", host.display());
+    let out = ctx.run(&[
+        "run",
+        "-v",
+        &rw,
+        "-v",
+        &ro,
+        "bb",
+        "sh",
+        "-c",
+        "cat /ro/in; echo new > /mnt/vol/out; touch /ro/x || echo denied",
+    ]);
+    assert_eq!(code(&out), Some(0), "{}", describe(&out));
+    assert_eq!(stdout(&out), "host data\ndenied\n");
+    assert_eq!(std::fs::read_to_string(host.join("out")).unwrap(), "new\n");
+    for bad in ["relative:/x", "/a/../b:/x", "/tmp:/x:rx", "/no/such/dir:/x"] {
+        let out = ctx.run(&["run", "-v", bad, "bb", "true"]);
+        assert_eq!(code(&out), Some(125), "{bad}: {}", describe(&out));
+    }
+    assert_clean(&ctx);
+}

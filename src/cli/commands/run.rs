@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use super::{open_snapshotter, open_store};
 use crate::cli::Failure;
 use crate::cli::args::{GlobalArgs, NetworkArg, RunArgs};
-use crate::exec::{CancelToken, ExecError, ExecSpec, Executor, ExitStatus, Limits, Network, Output};
+use crate::exec::{Bind, CancelToken, ExecError, ExecSpec, Executor, ExitStatus, Limits, Network, Output};
 use crate::oci::ImageConfig;
 use crate::snapshot::{Mounts, Snapshotter};
 
@@ -66,7 +66,7 @@ fn run_container(global: &GlobalArgs, args: &RunArgs, cancel: &CancelToken) -> R
 
     let key = format!("run-{}-{}", std::process::id(), unique_nanos());
     let mounts = sn.prepare(&key, unpacked.top.as_deref()).context("preparing the container's snapshot")?;
-    let result = run_on(sn.as_ref(), &mounts, executor.as_ref(), &spec, cancel);
+    let result = run_on(sn.as_ref(), &mounts, executor.as_ref(), &spec, args.interactive, cancel);
     let removed = sn.remove(&key).with_context(|| format!("removing the container's snapshot {key}"));
     match (result, removed) {
         (Ok(status), Ok(())) => Ok(status),
@@ -85,11 +85,15 @@ fn run_on(
     mounts: &Mounts,
     executor: &dyn Executor,
     spec: &ExecSpec,
+    interactive: bool,
     cancel: &CancelToken,
 ) -> Result<ExitStatus> {
     let run = |rootfs: &Path| -> Result<ExitStatus> {
         let (mut stdout, mut stderr) = (Unbuffered(io::stdout()), Unbuffered(io::stderr()));
-        let output = Output::new(&mut stdout, &mut stderr);
+        let mut output = Output::new(&mut stdout, &mut stderr);
+        if interactive {
+            output = output.with_stdin(Box::new(io::stdin()));
+        }
         Ok(executor.run(spec, rootfs, output, cancel)?)
     };
     if let Some(dir) = mounts.plain_dir() {
@@ -149,7 +153,28 @@ fn container_spec(config: &ImageConfig, args: &RunArgs) -> Result<ExecSpec> {
         NetworkArg::Host => Network::Host,
     };
     spec.limits = Limits { memory: args.memory, pids: args.pids_limit, cpus: args.cpus };
+    spec.binds = args.volumes.iter().map(|v| parse_volume(v)).collect::<Result<_>>()?;
     Ok(spec)
+}
+
+/// `HOST:CTR[:ro|rw]` with absolute paths and no `..`; the host path must exist.
+fn parse_volume(volume: &str) -> Result<Bind> {
+    let parts: Vec<&str> = volume.split(':').collect();
+    let (host, target, readonly) = match parts[..] {
+        [host, target] => (host, target, false),
+        [host, target, "ro"] => (host, target, true),
+        [host, target, "rw"] => (host, target, false),
+        _ => bail!("volume {volume:?} is not HOST:CONTAINER[:ro|rw]"),
+    };
+    for path in [host, target] {
+        if !path.starts_with('/') || path.split('/').any(|c| c == "..") {
+            bail!("volume {volume:?}: {path:?} is not an absolute path without ..");
+        }
+    }
+    if !Path::new(host).exists() {
+        bail!("volume {volume:?}: {host} does not exist");
+    }
+    Ok(Bind { source: host.into(), target: target.to_string(), readonly })
 }
 
 /// Sets `KEY=value` in `env`, replacing an entry with the same key in place.
@@ -187,6 +212,8 @@ mod tests {
 
     fn args(command: &[&str]) -> RunArgs {
         RunArgs {
+            interactive: false,
+            volumes: Vec::new(),
             env: Vec::new(),
             user: None,
             workdir: None,
