@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::cgroup::RunCgroup;
+use super::idmap::{self, SubIds};
 use super::protocol::{HelperConfig, Report};
 use super::slirp;
 use super::stubs::Stubs;
@@ -45,13 +46,19 @@ const MAX_RESOLV_BYTES: u64 = 64 << 10;
 pub struct EmbeddedExecutor {
     helper: PathBuf,
     run_dir: PathBuf,
+    /// Rootless: the subordinate ids `newuidmap`/`newgidmap` can map (probed once).
+    subids: Option<SubIds>,
 }
 
 impl EmbeddedExecutor {
     /// `helper` is a slipway binary (the sandbox helper is its hidden `__exec-init`
     /// subcommand): the running one in the CLI, `env!("CARGO_BIN_EXE_slipway")` in tests.
     pub fn new(helper: impl Into<PathBuf>) -> EmbeddedExecutor {
-        EmbeddedExecutor { helper: helper.into(), run_dir: std::env::temp_dir() }
+        let subids = match rustix::process::geteuid().is_root() {
+            true => None,
+            false => idmap::probe(sys::getuid()),
+        };
+        EmbeddedExecutor { helper: helper.into(), run_dir: std::env::temp_dir(), subids }
     }
 
     /// Where per-run directories (generated `/etc` files) are created (default: the temp dir).
@@ -101,6 +108,7 @@ impl Executor for EmbeddedExecutor {
             resolv_file,
             cgroup_procs: cgroup.as_ref().map(RunCgroup::procs_files).unwrap_or_default(),
             rootless: !rustix::process::geteuid().is_root(),
+            mapped_ids: self.subids.as_ref().map_or(1, SubIds::mapped),
             slirp,
             stdin: output.stdin.is_some(),
         };
@@ -175,14 +183,41 @@ impl EmbeddedExecutor {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let seal = sys::HelperSeal::new(&helper, config.rootless)
-            .map_err(|source| ExecError::Spawn { helper: helper.clone(), source })?;
+        let spawn_err = |source| ExecError::Spawn { helper: helper.clone(), source };
+        // Rootless with subordinate ids: a thread answers the child's handshake by mapping it.
+        let mut mapper = None;
+        let userns = match (&self.subids, config.rootless) {
+            (_, false) => None,
+            (None, true) => Some(sys::UserNs::single()),
+            (Some(ids), true) => {
+                let (ready_r, ready_w) = sys::pipe().map_err(spawn_err)?;
+                let (go_r, go_w) = sys::pipe().map_err(spawn_err)?;
+                let userns = sys::UserNs::Helpers { ready: ready_w.as_raw_fd(), go: go_r.as_raw_fd() };
+                let ids = ids.clone();
+                let (uid, gid) = (sys::getuid(), sys::getgid());
+                let thread = std::thread::spawn(move || idmap::map_child(&ids, uid, gid, ready_r, go_w));
+                mapper = Some((thread, ready_w, go_r));
+                Some(userns)
+            }
+        };
+        let seal = sys::HelperSeal::new(&helper, userns).map_err(spawn_err)?;
         // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
         // system calls on data prepared before the fork (no allocation, no locks).
         unsafe {
             command.pre_exec(move || sys::prepare_helper_child(report_fd, &seal));
         }
-        let mut child = command.spawn().map_err(|source| ExecError::Spawn { helper, source })?;
+        let spawned = command.spawn();
+        if let Some((thread, ready_w, go_r)) = mapper {
+            // Our ends closed, a child that never reached the handshake ends the thread too.
+            drop((ready_w, go_r));
+            let mapped = thread.join().unwrap_or_else(|_| Err(io::Error::other("the id mapping thread panicked")));
+            if spawned.is_err()
+                && let Err(source) = mapped
+            {
+                return Err(ExecError::IdMapping { source });
+            }
+        }
+        let mut child = spawned.map_err(|source| ExecError::Spawn { helper, source })?;
         drop(report_w);
         if let Some(mut stdin) = child.stdin.take() {
             // The config, length first, then (run -i) the payload's stdin on the same pipe.

@@ -205,7 +205,8 @@ fn prepare_sandbox(cfg: &HelperConfig, reporter: &Reporter, alive: &impl AsRawFd
     let passwd = user::read_db("/etc/passwd")?;
     let group = user::read_db("/etc/group")?;
     let user = user::resolve(&cfg.spec.user, &passwd, &group)?;
-    if cfg.rootless && (user.uid != 0 || user.gid != 0) {
+    let unmapped = |id: u32| cfg.rootless && id >= cfg.mapped_ids;
+    if unmapped(user.uid) || unmapped(user.gid) || user.groups.iter().any(|&g| unmapped(g)) {
         return Err(Failure::UserNotMapped { uid: user.uid, gid: user.gid });
     }
     create_workdir(&cfg.spec.cwd, &user)?;
@@ -304,7 +305,8 @@ fn become_user(cfg: &HelperConfig, user: &ExecUser) -> Result<(), Failure> {
     let step = |what: &'static str| move |e: io::Error| Failure::setup(what, &e);
     sys::reset_signals().map_err(step("resetting signals"))?;
     caps::drop_bounding().map_err(step("dropping bounding capabilities"))?;
-    if !cfg.rootless {
+    // A single-id rootless sandbox has setgroups denied (and no other group to set).
+    if !cfg.rootless || cfg.mapped_ids > 1 {
         sys::setgroups(&user.groups).map_err(step("setting supplementary groups"))?;
     }
     sys::setresgid(user.gid).map_err(step("setting the group id"))?;

@@ -19,6 +19,7 @@ mod caps;
 mod cgroup;
 mod embedded;
 mod error;
+mod idmap;
 mod init;
 mod mounts;
 mod oci_runtime;

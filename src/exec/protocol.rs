@@ -26,6 +26,8 @@ pub struct HelperConfig {
     pub cgroup_procs: Vec<PathBuf>,
     /// Not root on the host: unshare a user namespace mapping the caller to root.
     pub rootless: bool,
+    /// Rootless: ids 0..mapped_ids exist in the sandbox (1: only root; more with `newuidmap`).
+    pub mapped_ids: u32,
     /// The `slirp4netns` binary serving [`Network::Default`](super::Network::Default).
     pub slirp: Option<PathBuf>,
     /// The payload reads the rest of the helper's stdin (`run -i`); else `/dev/null`.
@@ -140,6 +142,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let err: ExecError = Failure::UserNotMapped { uid: 1000, gid: 1000 }.into();
-        assert_eq!(err.to_string(), "user 1000:1000 is not mapped in the sandbox (rootless runs map only root)");
+        assert!(err.to_string().starts_with("user 1000:1000 is not mapped in the sandbox: "), "{err}");
+        assert!(err.to_string().contains("apt-get install uidmap") && err.to_string().contains("/etc/subuid"));
     }
 }

@@ -31,16 +31,29 @@ fn cstring(path: &Path) -> io::Result<CString> {
 pub struct HelperSeal {
     /// The helper binary, bound read-only over itself in the child's new mount namespace.
     pub binary: CString,
-    /// `Some((uid_map, gid_map))` when not root: unshare a user namespace with these maps.
-    pub userns: Option<(CString, CString)>,
+    /// Not root: the user namespace to unshare and how it gets its maps.
+    pub userns: Option<UserNs>,
+}
+
+/// How a rootless helper's user namespace is mapped.
+pub enum UserNs {
+    /// Only the caller, as root: the child writes its own maps (`setgroups` denied).
+    Single { uid_map: CString, gid_map: CString },
+    /// The full subordinate range, written by the parent with `newuidmap`/`newgidmap`: the
+    /// child writes its pid and a newline to `ready`, then waits for one byte on `go`.
+    Helpers { ready: RawFd, go: RawFd },
+}
+
+impl UserNs {
+    /// The caller alone, mapped to root.
+    pub fn single() -> UserNs {
+        let map = |id: u32| CString::new(format!("0 {id} 1\n")).expect("a formatted number has no NUL");
+        UserNs::Single { uid_map: map(getuid()), gid_map: map(getgid()) }
+    }
 }
 
 impl HelperSeal {
-    pub fn new(binary: &Path, rootless: bool) -> io::Result<HelperSeal> {
-        let userns = rootless.then(|| {
-            let map = |id: u32| CString::new(format!("0 {id} 1\n")).expect("a formatted number has no NUL");
-            (map(getuid()), map(getgid()))
-        });
+    pub fn new(binary: &Path, userns: Option<UserNs>) -> io::Result<HelperSeal> {
         Ok(HelperSeal { binary: cstring(binary)?, userns })
     }
 }
@@ -53,11 +66,25 @@ impl HelperSeal {
 /// `/proc/<pid>/exe` (CVE-2019-5736). Only async-signal-safe system calls, no allocation.
 pub fn prepare_helper_child(report_fd: RawFd, seal: &HelperSeal) -> io::Result<()> {
     set_cloexec(report_fd, false)?;
-    if let Some((uid_map, gid_map)) = &seal.userns {
-        unshare(CLONE_NEWUSER)?;
-        write_proc_file(c"/proc/self/setgroups", c"deny")?;
-        write_proc_file(c"/proc/self/uid_map", uid_map)?;
-        write_proc_file(c"/proc/self/gid_map", gid_map)?;
+    match &seal.userns {
+        None => {}
+        Some(UserNs::Single { uid_map, gid_map }) => {
+            unshare(CLONE_NEWUSER)?;
+            write_proc_file(c"/proc/self/setgroups", c"deny")?;
+            write_proc_file(c"/proc/self/uid_map", uid_map)?;
+            write_proc_file(c"/proc/self/gid_map", gid_map)?;
+        }
+        Some(UserNs::Helpers { ready, go }) => {
+            unshare(CLONE_NEWUSER)?;
+            let mut digits = [0u8; 24];
+            let line = decimal_line(getpid() as u64, &mut digits);
+            write_all(*ready, line)?;
+            let mut byte = [0u8; 1];
+            // SAFETY: `byte` is a valid one-byte buffer; `go` is open until exec.
+            if unsafe { libc::read(*go, byte.as_mut_ptr().cast(), 1) } != 1 {
+                return Err(io::Error::from_raw_os_error(libc::EPERM));
+            }
+        }
     }
     unshare(CLONE_NEWNS)?;
     let root = c"/";
@@ -72,6 +99,21 @@ pub fn prepare_helper_child(report_fd: RawFd, seal: &HelperSeal) -> io::Result<(
     // Entering the user namespace changed our credentials, which clears the parent-death
     // signal: arm it last.
     set_pdeathsig(SIGKILL)
+}
+
+/// `n` in decimal followed by a newline, in `buf` (no allocation).
+fn decimal_line(mut n: u64, buf: &mut [u8; 24]) -> &[u8] {
+    let mut i = buf.len() - 1;
+    buf[i] = b'\n';
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &buf[i..]
 }
 
 fn write_proc_file(path: &CStr, content: &CStr) -> io::Result<()> {
