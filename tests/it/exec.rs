@@ -181,6 +181,52 @@ pub mod contract {
         assert_no_leaks(&sb, None);
     }
 
+    /// D7 for every executor: the host's loopback is out of reach with `Network::None` and
+    /// `Network::Default` (slirp4netns, host loopback disabled), reachable with `Host`;
+    /// `Default` reaches a host outside the machine (a test host in its own network namespace)
+    /// through slirp's NAT, and no slirp4netns outlives the run.
+    pub fn network_reach(ex: &dyn Executor) {
+        use slipway::exec::Network;
+        use std::io::{Read, Write};
+        let sb = Sandbox::new();
+        let canary = Canary::plant(&sb);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = conn.read(&mut buf);
+            conn.write_all(b"host-secret").unwrap();
+        });
+        let with_network = |network: Network, script: &str| {
+            let mut spec = sh(script);
+            spec.network = network;
+            sb.run(ex, &spec)
+        };
+        // (busybox wget crashes in static builds; nc is enough for a TCP connect.)
+        for (network, target) in
+            [(Network::None, "127.0.0.1"), (Network::Default, "127.0.0.1"), (Network::Default, "10.0.2.2")]
+        {
+            let ran = with_network(network, &format!("echo hello | nc -w 2 {target} {port}"));
+            let reached = ran.status.as_ref().unwrap().success() || ran.out().contains("host-secret");
+            assert!(!reached, "{network:?} reached the host's {target}:{port}: {}", ran.out());
+        }
+        let ran = with_network(Network::Host, &format!("echo hello | nc -w 2 127.0.0.1 {port}"));
+        assert_eq!(ran.ok(), "host-secret");
+        server.join().unwrap();
+
+        let outside = TestHost::create();
+        let (port, server) = outside.serve_once("outside-hello");
+        let fetch = format!("echo hello | nc -w 5 {} {port}", outside.addr);
+        let ran = with_network(Network::None, &fetch);
+        assert!(!ran.status.as_ref().unwrap().success(), "network none reached the test host: {}", ran.out());
+        let script = format!("cat /etc/resolv.conf; ls /sys/class/net | tr '\\n' ' '; echo; {fetch}");
+        let out = with_network(Network::Default, &script).ok();
+        assert_eq!(out, "nameserver 10.0.2.3\nlo tap0 \noutside-hello", "{out}");
+        server.join().unwrap();
+        canary.check(&sb);
+    }
+
     pub fn pid_namespace(ex: &dyn Executor) {
         let sb = Sandbox::new();
         let out = sb.sh(ex, "echo $PPID; ls /proc | grep -E '^[0-9]+$' | sort -n | tr '\\n' ' '; echo; cat /proc/1/cmdline | tr '\\0' ' '").ok();
@@ -409,6 +455,10 @@ macro_rules! executor_contract {
             #[test]
             fn binds() {
                 contract::binds(&$make());
+            }
+            #[test]
+            fn network_reach() {
+                contract::network_reach(&$make());
             }
             #[test]
             fn pid_namespace() {
