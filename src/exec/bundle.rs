@@ -196,3 +196,64 @@ fn nofile_limit() -> (u64, u64) {
         rustix::process::Rlimit { current, maximum } => (current.unwrap_or(1 << 20), maximum.unwrap_or(1 << 20)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::{Bind, Limits};
+
+    fn files(netns: Option<PathBuf>) -> BundleFiles<'static> {
+        BundleFiles {
+            rootfs: Path::new("/r"),
+            hosts: Path::new("/run/hosts"),
+            resolv: Path::new("/run/resolv.conf"),
+            init: Path::new("/usr/bin/tini-static"),
+            netns,
+            cgroup: "slipway/1-2".to_string(),
+        }
+    }
+
+    fn user(uid: u32) -> ExecUser {
+        ExecUser { uid, gid: uid, groups: vec![uid], home: "/home".to_string() }
+    }
+
+    #[test]
+    fn the_same_sandbox_as_the_embedded_executor() {
+        let mut spec = ExecSpec::new(["sh", "-c", "true"]);
+        spec.network = Network::Default;
+        spec.limits = Limits { memory: Some(1 << 20), pids: Some(10), cpus: Some(0.5) };
+        spec.binds = vec![Bind { source: "/src".into(), target: "/dst".into(), readonly: true }];
+        let json = serde_json::to_value(config(&spec, &user(0), &files(Some("/proc/1/fd/9".into()))).unwrap()).unwrap();
+        assert_eq!(json["process"]["args"], serde_json::json!([INIT_PATH, "--", "sh", "-c", "true"]));
+        assert_eq!(json["process"]["noNewPrivileges"], true);
+        let caps = json["process"]["capabilities"]["effective"].as_array().unwrap();
+        assert_eq!(caps.len(), DOCKER_DEFAULT_CAPS.len());
+        assert!(
+            json["process"]["env"].as_array().unwrap().contains(&serde_json::json!(format!("PATH={DEFAULT_PATH}")))
+        );
+        let namespaces: Vec<&serde_json::Value> = json["linux"]["namespaces"].as_array().unwrap().iter().collect();
+        let net = namespaces.iter().find(|n| n["type"] == "network").unwrap();
+        assert_eq!(net["path"], "/proc/1/fd/9");
+        assert_eq!(namespaces.len(), 6);
+        assert_eq!(json["linux"]["resources"]["memory"]["limit"], 1 << 20);
+        assert_eq!(json["linux"]["resources"]["pids"]["limit"], 10);
+        assert_eq!(json["linux"]["resources"]["cpu"]["quota"], 50_000);
+        assert_eq!(json["linux"]["maskedPaths"].as_array().unwrap().len(), spec.masked_paths.len());
+        let mounts = json["mounts"].as_array().unwrap();
+        let dst = mounts.iter().find(|m| m["destination"] == "/dst").unwrap();
+        assert_eq!(dst["options"], serde_json::json!(["rbind", "ro"]));
+        assert!(mounts.iter().any(|m| m["destination"] == INIT_PATH && m["source"] == "/usr/bin/tini-static"));
+    }
+
+    #[test]
+    fn other_users_get_no_capabilities_and_host_network_no_namespace() {
+        let mut spec = ExecSpec::new(["true"]);
+        spec.network = Network::Host;
+        let json = serde_json::to_value(config(&spec, &user(1000), &files(None)).unwrap()).unwrap();
+        assert_eq!(json["process"]["user"]["uid"], 1000);
+        assert_eq!(json["process"]["capabilities"]["effective"], serde_json::json!([]));
+        assert_eq!(json["process"]["capabilities"]["bounding"].as_array().unwrap().len(), DOCKER_DEFAULT_CAPS.len());
+        assert!(!json["linux"]["namespaces"].as_array().unwrap().iter().any(|n| n["type"] == "network"));
+        assert!(json["linux"]["resources"].get("memory").is_none());
+    }
+}
