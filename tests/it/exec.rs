@@ -338,7 +338,7 @@ pub mod contract {
     pub fn limits(ex: &dyn Executor) {
         let sb = Sandbox::new();
         let own = format!("{}-", std::process::id());
-        let mut spec = sh("i=0; while [ $i -lt 200 ]; do sleep 30 & i=$((i+1)); done; wait");
+        let mut spec = sh("i=0; while [ $i -lt 200 ]; do sleep 987630 & i=$((i+1)); done; wait");
         spec.limits.pids = Some(20);
         spec.timeout = Some(std::time::Duration::from_secs(60));
         let ran = sb.run(ex, &spec);
@@ -359,7 +359,7 @@ pub mod contract {
             let leftovers: Vec<_> = walk_slipway(&parent).into_iter().filter(|n| n.starts_with(&own)).collect();
             assert!(leftovers.is_empty(), "cgroups left behind in {ctrl}: {leftovers:?}");
         }
-        assert_no_leaks(&sb, Some("sleep 30"));
+        assert_no_leaks(&sb, Some("sleep 987630"));
     }
 
     fn walk_slipway(root: &std::path::Path) -> Vec<String> {
