@@ -1,9 +1,9 @@
 //! The sandbox helper: the three processes on the far side of the `__exec-init` re-exec.
 //!
 //! 1. **helper** (host pid namespace; started by the executor already inside its own mount
-//!    namespace and, rootless, user namespace): reads its [`HelperConfig`] from stdin, joins
-//!    the cgroups, (network `Default`) starts slirp4netns on a fresh network namespace and
-//!    enters it, unshares the pid, ipc, uts, cgroup and (network `None`) net namespaces,
+//!    namespace and, rootless, user namespace): reads its [`HelperConfig`] from stdin,
+//!    (network `Default`) starts slirp4netns on a fresh network namespace and enters it, joins
+//!    the cgroups, unshares the pid, ipc, uts, cgroup and (network `None`) net namespaces,
 //!    forks the init, reports its pid, waits for it, and turns SIGTERM from the executor into
 //!    SIGKILL for the whole sandbox; slirp4netns is stopped when the helper returns.
 //! 2. **init** (pid 1 inside): builds the mount table and pivots (`mounts`), sets the
@@ -81,15 +81,16 @@ fn helper(reporter: &Reporter) -> Result<(), Failure> {
         drop(null);
     }
 
-    for procs in &cfg.cgroup_procs {
-        std::fs::write(procs, sys::getpid().to_string())
-            .map_err(|e| Failure::setup(format!("joining {}", procs.display()), &e))?;
-    }
-    // Held until the helper returns: dropping it stops slirp4netns.
+    // Held until the helper returns: dropping it stops slirp4netns. Started before joining
+    // the cgroups, so that its memory and process do not count against the sandbox's limits.
     let _slirp = match &cfg.slirp {
         Some(binary) => Some(default_network(binary)?),
         None => None,
     };
+    for procs in &cfg.cgroup_procs {
+        std::fs::write(procs, sys::getpid().to_string())
+            .map_err(|e| Failure::setup(format!("joining {}", procs.display()), &e))?;
+    }
     // Already in a private mount namespace (see `helper_main`): the sandbox's mounts go there.
     let mut flags = sys::CLONE_NEWPID | sys::CLONE_NEWIPC | sys::CLONE_NEWUTS | sys::CLONE_NEWCGROUP;
     if cfg.spec.network == Network::None {
