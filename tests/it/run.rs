@@ -148,10 +148,23 @@ fn run_with_the_copy_snapshotter() {
 #[test]
 fn run_interrupted_tears_down_and_cleans_up() {
     let ctx = with_image();
-    let child =
-        ctx.cmd().args(["run", "bb", "sleep", "60"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    for (runtime, marker) in [("embedded", "876801"), ("runc", "876802"), ("crun", "876803")] {
+        interrupted(&ctx, runtime, marker);
+    }
+}
+
+/// SIGINT to slipway alone, then to its whole process group, with the executor `runtime`.
+fn interrupted(ctx: &TestContext, runtime: &str, marker: &str) {
+    let child = ctx
+        .cmd()
+        .env("SLIPWAY_RUNTIME", runtime)
+        .args(["run", "bb", "sleep", marker])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !snapshots(&ctx).iter().any(|i| i.kind == Kind::Active) {
+    while !snapshots(ctx).iter().any(|i| i.kind == Kind::Active) {
         assert!(Instant::now() < deadline, "the run never prepared its snapshot");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -161,20 +174,22 @@ fn run_interrupted_tears_down_and_cleans_up() {
     let started = Instant::now();
     let out = child.wait_with_output().unwrap();
     assert!(started.elapsed() < Duration::from_secs(10), "interrupt took {:?}", started.elapsed());
-    assert_eq!(code(&out), Some(130), "{}", describe(&out));
-    assert_clean(&ctx);
+    assert_eq!(code(&out), Some(130), "{runtime}: {}", describe(&out));
+    assert_clean(ctx);
+    assert!(crate::support::sandbox::procs_with(&format!("sleep {marker}")).is_empty(), "{runtime}: left behind");
 
     // Ctrl-C on a terminal: the whole process group (slipway and its sandbox helper) gets SIGINT.
     let child = ctx
         .cmd()
-        .args(["run", "bb", "sleep", "60"])
+        .env("SLIPWAY_RUNTIME", runtime)
+        .args(["run", "bb", "sleep", marker])
         .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !snapshots(&ctx).iter().any(|i| i.kind == Kind::Active) {
+    while !snapshots(ctx).iter().any(|i| i.kind == Kind::Active) {
         assert!(Instant::now() < deadline, "the run never prepared its snapshot");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -182,8 +197,9 @@ fn run_interrupted_tears_down_and_cleans_up() {
     let group = rustix::process::Pid::from_child(&child);
     rustix::process::kill_process_group(group, rustix::process::Signal::INT).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert_eq!(code(&out), Some(130), "{}", describe(&out));
-    assert_clean(&ctx);
+    assert_eq!(code(&out), Some(130), "{runtime}: {}", describe(&out));
+    assert_clean(ctx);
+    assert!(crate::support::sandbox::procs_with(&format!("sleep {marker}")).is_empty(), "{runtime}: left behind");
 }
 
 #[test]
