@@ -267,6 +267,7 @@ impl OciRuntimeExecutor {
         command
             .arg("--log")
             .arg(&log)
+            .arg("--log-format=json")
             .args(["run", "--no-new-keyring", "--bundle"])
             .arg(bundle)
             .arg(id)
@@ -364,12 +365,29 @@ impl OciRuntimeExecutor {
     }
 }
 
-/// The first error the runtime logged (runc and crun write JSON lines with `--log-format
-/// json`, text otherwise; both carry the message), if any.
+/// The first error the runtime logged (`--log-format json`: one object per line with `level`
+/// and `msg`), if any.
 fn runtime_error(log: &Path) -> Option<String> {
     let mut text = String::new();
     std::fs::File::open(log).ok()?.take(64 << 10).read_to_string(&mut text).ok()?;
-    let line =
-        text.lines().find(|l| l.contains("level=error") || l.contains("\"level\":\"error\"") || l.contains("error"))?;
-    Some(line.trim().to_string())
+    first_error(&text)
+}
+
+fn first_error(text: &str) -> Option<String> {
+    text.lines().filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok()).find_map(|entry| {
+        (entry["level"] == "error").then(|| entry["msg"].as_str().unwrap_or("unknown error").to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_error_entries_fail_the_run() {
+        let log = "{\"level\":\"warning\",\"msg\":\"an error that is only a warning\"}\nnot json\n\
+                   {\"level\":\"error\",\"msg\":\"mount failed\",\"time\":\"now\"}\n";
+        assert_eq!(first_error(log).as_deref(), Some("mount failed"));
+        assert_eq!(first_error("{\"level\":\"info\",\"msg\":\"error\"}\n"), None);
+    }
 }

@@ -178,6 +178,10 @@ pub mod contract {
         assert!(matches!(sb.run(ex, &spec).status, Err(ExecError::InvalidSpec { .. })));
         spec.binds = vec![bind(Path::new("relative"), "/b", false)];
         assert!(matches!(sb.run(ex, &spec).status, Err(ExecError::InvalidSpec { .. })));
+        // A directory over a file: the sandbox cannot be built, which is an error, not an exit status.
+        spec.binds = vec![bind(&host.join("rw"), "/etc/passwd", false)];
+        let status = sb.run(ex, &spec).status;
+        assert!(matches!(status, Err(ExecError::Setup { .. } | ExecError::RuntimeFailed { .. })), "{status:?}");
         assert_no_leaks(&sb, None);
     }
 
