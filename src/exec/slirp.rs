@@ -2,10 +2,11 @@
 //! namespace through `slirp4netns` (user-mode NAT, no privileges, no host interfaces).
 //!
 //! Owns finding the binary on the host side ([`find`]), starting it for a network namespace
-//! from outside the sandbox ([`Slirp::start`]) and stopping it ([`Slirp::stop`]). The sandbox
-//! sees a `tap0` interface at 10.0.2.100, its gateway at 10.0.2.2 and a DNS forwarder at
-//! [`DNS`]; the host's loopback is never reachable (`--disable-host-loopback`). slirp4netns
-//! also exits by itself when the process that started it dies (`--exit-fd`).
+//! from outside the sandbox ([`Slirp::start`]) and stopping it ([`Slirp::stop`]); both
+//! executors use it. The sandbox sees a `tap0` interface at 10.0.2.100, its gateway at
+//! 10.0.2.2 and a DNS forwarder at [`DNS`]; the host's loopback is never reachable
+//! (`--disable-host-loopback`). slirp4netns also exits by itself when the process that
+//! started it dies (`--exit-fd`).
 //!
 //! Knows nothing of mounts, users or specs.
 
@@ -54,8 +55,9 @@ pub struct Slirp {
 
 impl Slirp {
     /// Starts `binary` for the network namespace `netns` and waits until it has configured the
-    /// interface (address, route, loopback up). Called by the sandbox helper, which is still in
-    /// the host's network and pid namespaces and single-threaded; stdio goes to `/dev/null`.
+    /// interface (address, route, loopback up). The caller must be in the host's network and
+    /// pid namespaces: the embedded executor's helper before it unshares, or the oci-runtime
+    /// executor itself. stdio goes to `/dev/null`.
     pub fn start(binary: &Path, netns: &File) -> io::Result<Slirp> {
         let (ready_r, ready_w) = sys::pipe()?;
         let (exit_r, exit_w) = sys::pipe()?;
