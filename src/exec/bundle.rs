@@ -69,7 +69,9 @@ pub fn config(spec: &ExecSpec, user: &ExecUser, files: &BundleFiles<'_>) -> Resu
             .build()
             .map_err(build_err("rlimits"))?,
     ];
-    let mut args = vec![INIT_PATH.to_string(), "--".to_string()];
+    // tini dies with its parent, the runtime process (which dies with slipway): a killed
+    // slipway leaves no container running.
+    let mut args = vec![INIT_PATH.to_string(), "-p".to_string(), "SIGKILL".to_string(), "--".to_string()];
     args.extend(spec.args.iter().cloned());
     let process = ProcessBuilder::default()
         .terminal(false)
@@ -224,7 +226,7 @@ mod tests {
         spec.limits = Limits { memory: Some(1 << 20), pids: Some(10), cpus: Some(0.5) };
         spec.binds = vec![Bind { source: "/src".into(), target: "/dst".into(), readonly: true }];
         let json = serde_json::to_value(config(&spec, &user(0), &files(Some("/proc/1/fd/9".into()))).unwrap()).unwrap();
-        assert_eq!(json["process"]["args"], serde_json::json!([INIT_PATH, "--", "sh", "-c", "true"]));
+        assert_eq!(json["process"]["args"], serde_json::json!([INIT_PATH, "-p", "SIGKILL", "--", "sh", "-c", "true"]));
         assert_eq!(json["process"]["noNewPrivileges"], true);
         let caps = json["process"]["capabilities"]["effective"].as_array().unwrap();
         assert_eq!(caps.len(), DOCKER_DEFAULT_CAPS.len());

@@ -264,6 +264,11 @@ impl OciRuntimeExecutor {
     ) -> Result<ExitStatus, ExecError> {
         let log = bundle.join("runtime.log");
         let mut command = self.command(state);
+        // SAFETY: prctl(2) only, between fork and exec. The runtime dies with the thread that
+        // started it (which waits for it), and tini, pid 1 of the container, with the runtime.
+        unsafe {
+            command.pre_exec(|| sys::set_pdeathsig(sys::SIGKILL));
+        }
         command
             .arg("--log")
             .arg(&log)

@@ -512,8 +512,9 @@ mod escape;
 /// to root, nothing else mapped, no cgroups).
 mod rootless;
 
-/// A slipway process killed by SIGTERM or SIGINT (default action) takes its sandboxes with
-/// it: the helper and the sandbox's init die by their parent-death signals.
+/// A slipway process killed by SIGTERM, SIGINT (default action) or SIGKILL takes its sandboxes
+/// with it: the helper (or the OCI runtime) and the sandbox's init die by their parent-death
+/// signals.
 mod killed_runner {
     use super::*;
 
@@ -521,11 +522,18 @@ mod killed_runner {
 
     #[test]
     fn sigterm_and_sigint_kill_the_sandbox() {
-        for (signal, marker) in [(libc::SIGTERM, "876901"), (libc::SIGINT, "876902")] {
+        let cases = [
+            ("embedded", libc::SIGTERM, "876901"),
+            ("embedded", libc::SIGINT, "876902"),
+            ("runc", libc::SIGKILL, "876903"),
+            ("crun", libc::SIGKILL, "876904"),
+        ];
+        for (executor, signal, marker) in cases {
             let sb = Sandbox::new();
             let mut child = crate::support::self_child("exec::killed_runner::runner_child")
                 .env(RUNNER_ENV, &sb.rootfs)
                 .env("SLIPWAY_TEST_EXEC_MARKER", marker)
+                .env("SLIPWAY_TEST_EXEC_EXECUTOR", executor)
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
                 .spawn()
@@ -549,6 +557,14 @@ mod killed_runner {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
             assert_no_leaks(&sb, Some(&pattern));
+            // A SIGKILLed runner cannot remove the container's (now empty) cgroups: this test does.
+            for ctrl in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+                for leftover in std::fs::read_dir(ctrl.path().join("slipway")).into_iter().flatten().flatten() {
+                    if leftover.file_name().to_string_lossy().starts_with(&format!("{}-", child.id())) {
+                        std::fs::remove_dir(leftover.path()).unwrap();
+                    }
+                }
+            }
         }
     }
 
@@ -560,7 +576,13 @@ mod killed_runner {
         };
         let marker = std::env::var("SLIPWAY_TEST_EXEC_MARKER").unwrap();
         let sb = Sandbox { ctx: crate::support::TestContext::new(), rootfs };
-        let _ = sb.sh(&embedded(), &format!("sleep {marker}"));
+        let executor: Box<dyn Executor> = match std::env::var("SLIPWAY_TEST_EXEC_EXECUTOR").as_deref() {
+            // The run directory in the parent test's, which removes it.
+            Ok("runc") => Box::new(runc().with_run_dir(sb.rootfs.parent().unwrap())),
+            Ok("crun") => Box::new(crun().with_run_dir(sb.rootfs.parent().unwrap())),
+            _ => Box::new(embedded()),
+        };
+        let _ = sb.sh(executor.as_ref(), &format!("sleep {marker}"));
         panic!("the sandbox ended before the runner was killed");
     }
 }
