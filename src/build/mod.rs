@@ -92,7 +92,7 @@ impl Default for BuildOptions {
             no_cache_filter: Vec::new(),
             labels: BTreeMap::new(),
             platform: Platform::host(),
-            network: Network::None,
+            network: Network::Default,
             allow_network_host: false,
             jobs: std::thread::available_parallelism().map_or(2, usize::from),
             source_date_epoch: None,
@@ -284,7 +284,7 @@ fn ctx_stats(results: &BTreeMap<crate::graph::StageId, stage::StageResult>) -> (
 
 /// The network `default` means (BuildKit's): a private namespace with outbound access.
 pub fn default_network() -> Network {
-    Network::None
+    Network::Default
 }
 
 /// A digest shortened for messages: `sha256:1f2e3d4c5b6a`.

@@ -26,6 +26,9 @@ pub struct GlobalArgs {
     /// Rootfs snapshotter (default: overlay where it can be mounted, else copy)
     #[arg(long, global = true, env = "SLIPWAY_SNAPSHOTTER", value_enum, value_name = "KIND")]
     pub snapshotter: Option<SnapshotterArg>,
+    /// Executor for RUN and `run`: embedded (namespaces built by slipway), or an OCI runtime: runc, crun or a path to one
+    #[arg(long, global = true, env = "SLIPWAY_RUNTIME", value_name = "embedded|runc|crun|PATH")]
+    pub runtime: Option<String>,
 }
 
 /// `--progress` modes (rendered by `cli::progress`).
@@ -421,6 +424,8 @@ Exit status:
 /// `--network` values of `run`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum NetworkArg {
+    /// A private network namespace with outbound access through slirp4netns (the host's loopback unreachable)
+    Default,
     /// A private network namespace with only loopback
     None,
     /// The host's network namespace
@@ -429,6 +434,12 @@ pub enum NetworkArg {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// Keep stdin open: pass slipway's stdin to the command
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Bind a host path into the container (absolute paths; the container side is created when missing)
+    #[arg(short = 'v', long = "volume", value_name = "HOST:CTR[:ro|rw]")]
+    pub volumes: Vec<String>,
     /// Set an environment variable (after the image's `Env`); `KEY` alone takes the caller's value
     #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
     pub env: Vec<String>,
@@ -441,8 +452,8 @@ pub struct RunArgs {
     /// Replace the image's ENTRYPOINT (and drop its CMD); "" runs COMMAND without one
     #[arg(long, value_name = "CMD")]
     pub entrypoint: Option<String>,
-    /// Network: none = loopback only, host = the host's network. Docker's `default` mode (a private network with outbound access through slirp4netns) does not exist yet
-    #[arg(long, value_enum, default_value_t = NetworkArg::None, value_name = "MODE")]
+    /// Network: default = private with outbound access (slirp4netns), none = loopback only, host = the host's network
+    #[arg(long, value_enum, default_value_t = NetworkArg::Default, value_name = "MODE")]
     pub network: NetworkArg,
     /// Memory limit, with Docker's units: b, k, m, g (e.g. 512m, 1g)
     #[arg(short = 'm', long, value_name = "BYTES", value_parser = super::units::parse_memory)]

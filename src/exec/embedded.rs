@@ -16,9 +16,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::cgroup::RunCgroup;
+use super::idmap::{self, SubIds};
 use super::protocol::{HelperConfig, Report};
+use super::slirp;
 use super::stubs::Stubs;
-use super::{CancelToken, ExecError, ExecSpec, Executor, ExitStatus, HELPER_SUBCOMMAND, Output, sys};
+use super::{CancelToken, ExecError, ExecSpec, Executor, ExitStatus, HELPER_SUBCOMMAND, Network, Output, sys};
 
 /// How long a cancelled helper gets to kill its sandbox before it is killed itself.
 const CANCEL_GRACE: Duration = Duration::from_secs(2);
@@ -35,7 +37,7 @@ const MAX_RESOLV_BYTES: u64 = 64 << 10;
 /// let mut spec = ExecSpec::new(["/bin/sh", "-c", "echo hello from $(hostname)"]);
 /// spec.user = "nobody".to_string();
 /// let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-/// let output = Output { stdout: &mut stdout, stderr: &mut stderr };
+/// let output = Output::new(&mut stdout, &mut stderr);
 /// let status = executor.run(&spec, "/path/to/rootfs".as_ref(), output, &CancelToken::new())?;
 /// assert!(status.success());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -44,13 +46,19 @@ const MAX_RESOLV_BYTES: u64 = 64 << 10;
 pub struct EmbeddedExecutor {
     helper: PathBuf,
     run_dir: PathBuf,
+    /// Rootless: the subordinate ids `newuidmap`/`newgidmap` can map (probed once).
+    subids: Option<SubIds>,
 }
 
 impl EmbeddedExecutor {
     /// `helper` is a slipway binary (the sandbox helper is its hidden `__exec-init`
     /// subcommand): the running one in the CLI, `env!("CARGO_BIN_EXE_slipway")` in tests.
     pub fn new(helper: impl Into<PathBuf>) -> EmbeddedExecutor {
-        EmbeddedExecutor { helper: helper.into(), run_dir: std::env::temp_dir() }
+        let subids = match rustix::process::geteuid().is_root() {
+            true => None,
+            false => idmap::probe(sys::getuid()),
+        };
+        EmbeddedExecutor { helper: helper.into(), run_dir: std::env::temp_dir(), subids }
     }
 
     /// Where per-run directories (generated `/etc` files) are created (default: the temp dir).
@@ -83,6 +91,10 @@ impl Executor for EmbeddedExecutor {
         let run_dir = tempfile::Builder::new().prefix("slipway-exec-").tempdir_in(&self.run_dir).map_err(|source| {
             ExecError::Prepare { what: format!("a run directory in {}", self.run_dir.display()), source }
         })?;
+        let slirp = match spec.network {
+            Network::Default => Some(slirp::find()?),
+            Network::None | Network::Host => None,
+        };
         let (hosts_file, resolv_file) = write_etc_files(run_dir.path(), spec)?;
         let mut stubs = Stubs::create(&rootfs)?;
         let mut cgroup = match spec.limits.is_empty() {
@@ -96,6 +108,9 @@ impl Executor for EmbeddedExecutor {
             resolv_file,
             cgroup_procs: cgroup.as_ref().map(RunCgroup::procs_files).unwrap_or_default(),
             rootless: !rustix::process::geteuid().is_root(),
+            mapped_ids: self.subids.as_ref().map_or(1, SubIds::mapped),
+            slirp,
+            stdin: output.stdin.is_some(),
         };
         let result = self.run_helper(&config, output, cancel);
         let cleanup = [cgroup.as_mut().map_or(Ok(()), RunCgroup::remove), stubs.remove()];
@@ -119,14 +134,16 @@ fn run_id(run_dir: &Path) -> String {
     format!("{}-{name}", std::process::id())
 }
 
-fn write_etc_files(dir: &Path, spec: &ExecSpec) -> Result<(PathBuf, PathBuf), ExecError> {
+pub(super) fn write_etc_files(dir: &Path, spec: &ExecSpec) -> Result<(PathBuf, PathBuf), ExecError> {
     let mut hosts =
         format!("127.0.0.1\tlocalhost {host}\n::1\tlocalhost ip6-localhost ip6-loopback\n", host = spec.hostname);
     for (name, ip) in &spec.extra_hosts {
         hosts.push_str(&format!("{ip}\t{name}\n"));
     }
     let mut resolv = Vec::new();
-    if let Ok(file) = std::fs::File::open("/etc/resolv.conf") {
+    if spec.network == Network::Default {
+        resolv = slirp::resolv_conf().into_bytes();
+    } else if let Ok(file) = std::fs::File::open("/etc/resolv.conf") {
         let _ = file.take(MAX_RESOLV_BYTES).read_to_end(&mut resolv);
     }
     let hosts_file = dir.join("hosts");
@@ -166,18 +183,52 @@ impl EmbeddedExecutor {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let seal = sys::HelperSeal::new(&helper, config.rootless)
-            .map_err(|source| ExecError::Spawn { helper: helper.clone(), source })?;
+        let spawn_err = |source| ExecError::Spawn { helper: helper.clone(), source };
+        // Rootless with subordinate ids: a thread answers the child's handshake by mapping it.
+        let mut mapper = None;
+        let userns = match (&self.subids, config.rootless) {
+            (_, false) => None,
+            (None, true) => Some(sys::UserNs::single()),
+            (Some(ids), true) => {
+                let (ready_r, ready_w) = sys::pipe().map_err(spawn_err)?;
+                let (go_r, go_w) = sys::pipe().map_err(spawn_err)?;
+                let userns = sys::UserNs::Helpers { ready: ready_w.as_raw_fd(), go: go_r.as_raw_fd() };
+                let ids = ids.clone();
+                let (uid, gid) = (sys::getuid(), sys::getgid());
+                let thread = std::thread::spawn(move || idmap::map_child(&ids, uid, gid, ready_r, go_w));
+                mapper = Some((thread, ready_w, go_r));
+                Some(userns)
+            }
+        };
+        let seal = sys::HelperSeal::new(&helper, userns).map_err(spawn_err)?;
         // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
         // system calls on data prepared before the fork (no allocation, no locks).
         unsafe {
             command.pre_exec(move || sys::prepare_helper_child(report_fd, &seal));
         }
-        let mut child = command.spawn().map_err(|source| ExecError::Spawn { helper, source })?;
+        let spawned = command.spawn();
+        if let Some((thread, ready_w, go_r)) = mapper {
+            // Our ends closed, a child that never reached the handshake ends the thread too.
+            drop((ready_w, go_r));
+            let mapped = thread.join().unwrap_or_else(|_| Err(io::Error::other("the id mapping thread panicked")));
+            if spawned.is_err()
+                && let Err(source) = mapped
+            {
+                return Err(ExecError::IdMapping { source });
+            }
+        }
+        let mut child = spawned.map_err(|source| ExecError::Spawn { helper, source })?;
         drop(report_w);
         if let Some(mut stdin) = child.stdin.take() {
+            // The config, length first, then (run -i) the payload's stdin on the same pipe.
             // A helper that died early shows up in its report, not here.
-            let _ = stdin.write_all(&json);
+            let mut framed = (json.len() as u64).to_le_bytes().to_vec();
+            framed.extend_from_slice(&json);
+            if stdin.write_all(&framed).is_ok()
+                && let Some(source) = output.stdin
+            {
+                super::feed_stdin(source, stdin);
+            }
         }
         let pid = child.id() as libc::pid_t;
         let stdout = child.stdout.take();
@@ -249,7 +300,7 @@ impl EmbeddedExecutor {
 
 /// Copies a pipe into a sink; after a sink error keeps draining (so the process never blocks
 /// on a full pipe) and returns the first error.
-fn copy_all(mut from: impl Read, to: &mut (dyn Write + Send)) -> io::Result<()> {
+pub(super) fn copy_all(mut from: impl Read, to: &mut (dyn Write + Send)) -> io::Result<()> {
     let mut buf = vec![0u8; 64 << 10];
     let mut first_err = None;
     loop {

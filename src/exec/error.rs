@@ -39,7 +39,9 @@ pub enum ExecError {
     UnknownUser { user: String },
     #[error("unable to find group {group}: no matching entries in group file")]
     UnknownGroup { group: String },
-    #[error("user {uid}:{gid} is not mapped in the sandbox (rootless runs map only root)")]
+    #[error(
+        "user {uid}:{gid} is not mapped in the sandbox: a rootless run maps only root unless newuidmap and newgidmap are installed (apt-get install uidmap) and the user has subordinate ids in /etc/subuid and /etc/subgid"
+    )]
     UserNotMapped { uid: u32, gid: u32 },
     #[error("cannot read the sandbox's {path}: {reason}")]
     UserDb { path: String, reason: String },
@@ -54,6 +56,19 @@ pub enum ExecError {
     #[error("cgroup {path}")]
     Cgroup {
         path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "network mode default needs slirp4netns, which is not installed: install it (apt-get install slirp4netns) or choose network none or host"
+    )]
+    SlirpMissing,
+    #[error("oci runtime {runtime} cannot be used: {reason}")]
+    RuntimeUnavailable { runtime: String, reason: String },
+    #[error("oci runtime {runtime} failed: {reason}")]
+    RuntimeFailed { runtime: PathBuf, reason: String },
+    #[error("mapping the subordinate ids of the sandbox failed")]
+    IdMapping {
         #[source]
         source: io::Error,
     },

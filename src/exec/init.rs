@@ -1,10 +1,11 @@
 //! The sandbox helper: the three processes on the far side of the `__exec-init` re-exec.
 //!
 //! 1. **helper** (host pid namespace; started by the executor already inside its own mount
-//!    namespace and, rootless, user namespace): reads its [`HelperConfig`] from stdin, joins
+//!    namespace and, rootless, user namespace): reads its [`HelperConfig`] from stdin,
+//!    (network `Default`) starts slirp4netns on a fresh network namespace and enters it, joins
 //!    the cgroups, unshares the pid, ipc, uts, cgroup and (network `None`) net namespaces,
 //!    forks the init, reports its pid, waits for it, and turns SIGTERM from the executor into
-//!    SIGKILL for the whole sandbox.
+//!    SIGKILL for the whole sandbox; slirp4netns is stopped when the helper returns.
 //! 2. **init** (pid 1 inside): builds the mount table and pivots (`mounts`), sets the
 //!    hostname, resolves the user from the sandbox's own files (`user`), creates the working
 //!    directory, forks the payload, then reaps every process and forwards signals to the
@@ -17,7 +18,7 @@
 //! starts no thread), which is what makes `unshare` and `fork` sound here.
 
 use std::ffi::CString;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Component, Path, PathBuf};
@@ -25,6 +26,7 @@ use std::path::{Component, Path, PathBuf};
 use super::caps;
 use super::mounts;
 use super::protocol::{Failure, HelperConfig, Report, Reporter};
+use super::slirp::Slirp;
 use super::spec::{DEFAULT_PATH, Network};
 use super::sys::{self, WaitStatus};
 use super::user::{self, ExecUser};
@@ -62,14 +64,29 @@ fn helper(reporter: &Reporter) -> Result<(), Failure> {
     }
     sys::close_fds_except(&[reporter.fd]).map_err(step("closing inherited descriptors"))?;
     sys::set_cloexec(reporter.fd, true).map_err(step("marking the report pipe close-on-exec"))?;
-    let mut text = Vec::new();
-    io::stdin().take(MAX_CONFIG_BYTES).read_to_end(&mut text).map_err(step("reading the helper config"))?;
+    // Exactly the config: what follows on stdin is the payload's (unbuffered reads).
+    let mut len = [0u8; 8];
+    sys::read_exact(0, &mut len).map_err(step("reading the helper config"))?;
+    let len = u64::from_le_bytes(len);
+    if len > MAX_CONFIG_BYTES {
+        return Err(Failure::setup("reading the helper config", &io::Error::from(io::ErrorKind::InvalidData)));
+    }
+    let mut text = vec![0u8; len as usize];
+    sys::read_exact(0, &mut text).map_err(step("reading the helper config"))?;
     let cfg: HelperConfig = serde_json::from_slice(&text)
         .map_err(|e| Failure::setup("parsing the helper config", &io::Error::new(io::ErrorKind::InvalidData, e)))?;
-    let null = std::fs::File::open("/dev/null").map_err(step("opening /dev/null"))?;
-    sys::dup2(null.as_raw_fd(), 0).map_err(step("replacing stdin"))?;
-    drop(null);
+    if !cfg.stdin {
+        let null = std::fs::File::open("/dev/null").map_err(step("opening /dev/null"))?;
+        sys::dup2(null.as_raw_fd(), 0).map_err(step("replacing stdin"))?;
+        drop(null);
+    }
 
+    // Held until the helper returns: dropping it stops slirp4netns. Started before joining
+    // the cgroups, so that its memory and process do not count against the sandbox's limits.
+    let _slirp = match &cfg.slirp {
+        Some(binary) => Some(default_network(binary)?),
+        None => None,
+    };
     for procs in &cfg.cgroup_procs {
         std::fs::write(procs, sys::getpid().to_string())
             .map_err(|e| Failure::setup(format!("joining {}", procs.display()), &e))?;
@@ -114,6 +131,52 @@ fn helper(reporter: &Reporter) -> Result<(), Failure> {
     }
 }
 
+/// Sets up [`Network::Default`] before the pid namespace exists (so that slirp4netns is never
+/// a process of the sandbox): a fresh network namespace, slirp4netns serving it from the
+/// host's, the helper moved into it (init inherits it) and into a fresh mount namespace
+/// (init's `pivot_root` must not move slirp4netns' root).
+fn default_network(binary: &Path) -> Result<Slirp, Failure> {
+    let step = |what: &'static str| move |e: io::Error| Failure::setup(what, &e);
+    let netns = new_netns().map_err(step("creating the network namespace"))?;
+    let slirp =
+        Slirp::start(binary, &netns).map_err(|e| Failure::setup(format!("starting {}", binary.display()), &e))?;
+    sys::setns(&netns, sys::CLONE_NEWNET).map_err(step("entering the network namespace"))?;
+    sys::unshare(sys::CLONE_NEWNS).map_err(step("unsharing the mount namespace"))?;
+    Ok(slirp)
+}
+
+/// A new network namespace, made by a short-lived child (the helper itself stays in the
+/// host's, which it could not re-enter from a user namespace).
+fn new_netns() -> io::Result<std::fs::File> {
+    let (ready_r, ready_w) = sys::pipe()?;
+    let (hold_r, hold_w) = sys::pipe()?;
+    // SAFETY: the helper is single-threaded (see the module docs).
+    let pid = match unsafe { sys::fork() }? {
+        None => {
+            drop((ready_r, hold_w));
+            if sys::unshare(sys::CLONE_NEWNET).is_err() {
+                sys::exit_now(1);
+            }
+            let _ = std::fs::File::from(ready_w).write_all(b"1");
+            // Wait until the helper has opened the namespace (it closes the other end).
+            let _ = std::fs::File::from(hold_r).read(&mut [0u8; 1]);
+            sys::exit_now(0)
+        }
+        Some(pid) => pid,
+    };
+    drop((ready_w, hold_r));
+    let mut byte = [0u8; 1];
+    let ready = std::fs::File::from(ready_r).read(&mut byte);
+    let netns = match ready {
+        Ok(1) => std::fs::File::open(format!("/proc/{pid}/ns/net")),
+        Ok(_) => Err(io::Error::other("the namespace child failed to unshare")),
+        Err(e) => Err(e),
+    };
+    drop(hold_w);
+    sys::waitpid(pid, false)?;
+    netns
+}
+
 /// Pid 1 of the sandbox. Never returns.
 fn container_init(cfg: &HelperConfig, reporter: &Reporter, alive: &impl AsRawFd) -> ! {
     match prepare_sandbox(cfg, reporter, alive) {
@@ -133,7 +196,7 @@ fn prepare_sandbox(cfg: &HelperConfig, reporter: &Reporter, alive: &impl AsRawFd
     }
     // Not dumpable: the payload (same uid, fewer capabilities) cannot open /proc/1/fd or ptrace us.
     sys::set_dumpable(false).map_err(step("making init non-dumpable"))?;
-    if cfg.spec.network == Network::None {
+    if cfg.spec.network != Network::Host {
         sys::loopback_up().map_err(step("bringing up lo"))?;
     }
     sys::sethostname(&cfg.spec.hostname).map_err(step("setting the hostname"))?;
@@ -143,7 +206,8 @@ fn prepare_sandbox(cfg: &HelperConfig, reporter: &Reporter, alive: &impl AsRawFd
     let passwd = user::read_db("/etc/passwd")?;
     let group = user::read_db("/etc/group")?;
     let user = user::resolve(&cfg.spec.user, &passwd, &group)?;
-    if cfg.rootless && (user.uid != 0 || user.gid != 0) {
+    let unmapped = |id: u32| cfg.rootless && id >= cfg.mapped_ids;
+    if unmapped(user.uid) || unmapped(user.gid) || user.groups.iter().any(|&g| unmapped(g)) {
         return Err(Failure::UserNotMapped { uid: user.uid, gid: user.gid });
     }
     create_workdir(&cfg.spec.cwd, &user)?;
@@ -242,7 +306,8 @@ fn become_user(cfg: &HelperConfig, user: &ExecUser) -> Result<(), Failure> {
     let step = |what: &'static str| move |e: io::Error| Failure::setup(what, &e);
     sys::reset_signals().map_err(step("resetting signals"))?;
     caps::drop_bounding().map_err(step("dropping bounding capabilities"))?;
-    if !cfg.rootless {
+    // A single-id rootless sandbox has setgroups denied (and no other group to set).
+    if !cfg.rootless || cfg.mapped_ids > 1 {
         sys::setgroups(&user.groups).map_err(step("setting supplementary groups"))?;
     }
     sys::setresgid(user.gid).map_err(step("setting the group id"))?;

@@ -14,19 +14,23 @@
 //! following the rootfs' symlinks), and every mount lives and dies with the sandbox's mount
 //! namespace.
 
+mod bundle;
 mod caps;
 mod cgroup;
 mod embedded;
 mod error;
+mod idmap;
 mod init;
 mod mounts;
+mod oci_runtime;
 mod protocol;
+mod slirp;
 mod spec;
 mod stubs;
 mod sys;
 mod user;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -35,8 +39,9 @@ pub use caps::DOCKER_DEFAULT_CAPS;
 pub use embedded::EmbeddedExecutor;
 pub use error::ExecError;
 pub use init::helper_main;
+pub use oci_runtime::OciRuntimeExecutor;
 pub use spec::{
-    DEFAULT_HOSTNAME, DEFAULT_MASKED_PATHS, DEFAULT_PATH, DEFAULT_READONLY_PATHS, ExecSpec, Limits, Network,
+    Bind, DEFAULT_HOSTNAME, DEFAULT_MASKED_PATHS, DEFAULT_PATH, DEFAULT_READONLY_PATHS, ExecSpec, Limits, Network,
 };
 
 /// Name of the hidden subcommand that runs the sandbox helper.
@@ -45,7 +50,7 @@ pub const HELPER_SUBCOMMAND: &str = "__exec-init";
 /// Runs processes in sandboxes.
 ///
 /// Lifecycle of one [`run`](Executor::run): validate the spec, build a fresh sandbox over
-/// `rootfs`, run `spec.args` in it with stdin empty, stream stdout and stderr to `output` as
+/// `rootfs`, run `spec.args` in it with stdin empty (or `output.stdin`), stream stdout and stderr to `output` as
 /// they come, wait, tear the sandbox down (every process in it killed, every mount gone, cgroups
 /// removed) and return how the process ended. The rootfs is the only state that outlives the
 /// run. Cancelling `cancel` (or reaching `spec.timeout`) kills the sandbox and makes `run`
@@ -65,17 +70,36 @@ pub trait Executor: Send + Sync {
     ) -> Result<ExitStatus, ExecError>;
 }
 
-/// Where a process' stdout and stderr go. Written from reader threads while the process runs.
+/// Where a process' stdout and stderr go (written from reader threads while the process runs)
+/// and, optionally, what it reads on stdin (empty otherwise).
 pub struct Output<'a> {
     pub stdout: &'a mut (dyn Write + Send),
     pub stderr: &'a mut (dyn Write + Send),
+    /// Copied to the process' stdin by a detached thread, which ends at the source's end of
+    /// file or once the sandbox is gone (a terminal that stays open costs a blocked thread,
+    /// never a blocked run).
+    pub stdin: Option<Box<dyn Read + Send>>,
 }
 
 impl<'a> Output<'a> {
-    /// Output to these two writers.
+    /// Output to these two writers, stdin empty.
     pub fn new(stdout: &'a mut (dyn Write + Send), stderr: &'a mut (dyn Write + Send)) -> Output<'a> {
-        Output { stdout, stderr }
+        Output { stdout, stderr, stdin: None }
     }
+
+    /// The process reads `stdin` (`slipway run -i`).
+    pub fn with_stdin(mut self, stdin: Box<dyn Read + Send>) -> Output<'a> {
+        self.stdin = Some(stdin);
+        self
+    }
+}
+
+/// Starts the detached thread that feeds a sandbox's stdin pipe; errors (the process closed
+/// its stdin, the sandbox is gone) end it quietly.
+fn feed_stdin(mut from: Box<dyn Read + Send>, mut to: impl Write + Send + 'static) {
+    let _ = std::thread::Builder::new().name("stdin".to_string()).spawn(move || {
+        let _ = std::io::copy(&mut from, &mut to);
+    });
 }
 
 /// How a process ended.

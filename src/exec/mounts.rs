@@ -16,7 +16,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
 use super::protocol::{Failure, HelperConfig};
-use super::spec::Network;
+use super::spec::{Bind, Network};
 use super::sys::{self, MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_REMOUNT};
 
 /// Host devices bound into the sandbox's `/dev`.
@@ -48,6 +48,9 @@ pub fn setup(cfg: &HelperConfig) -> Result<(), Failure> {
     setup_sys(&root, cfg)?;
     bind_file(&root, "/etc/hosts", &cfg.hosts_file)?;
     bind_file(&root, "/etc/resolv.conf", &cfg.resolv_file)?;
+    for bind in &cfg.spec.binds {
+        bind_host_path(&root, bind)?;
+    }
     for path in &cfg.spec.masked_paths {
         mask(&root, path)?;
     }
@@ -177,6 +180,52 @@ fn bind_file(root: &OwnedFd, path: &str, source: &Path) -> Result<(), Failure> {
     }
     sys::mount(Some(source), &sys::fd_path(&target), None, MS_BIND, None)
         .map_err(|e| Failure::setup(format!("binding {path}"), &e))
+}
+
+/// Binds a host path at `bind.target` inside the rootfs, creating the missing part of the
+/// target (directories, then a directory or an empty file like the source) beneath the rootfs.
+fn bind_host_path(root: &OwnedFd, bind: &Bind) -> Result<(), Failure> {
+    let path = &bind.target;
+    let step = |e: io::Error| Failure::setup(format!("binding {} at {path}", bind.source.display()), &e);
+    let source_is_dir = std::fs::metadata(&bind.source).map_err(step)?.is_dir();
+    let target = match open_target(root, path, false)? {
+        Some(fd) => fd,
+        None => {
+            let mut parts: Vec<&str> = path.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+            let name = parts.pop().unwrap_or(".");
+            let mut dir = sys::open_beneath(root, "/", false).map_err(step)?;
+            for part in parts {
+                match rustix::fs::mkdirat(&dir, part, rustix::fs::Mode::from_raw_mode(0o755)) {
+                    Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                    Err(e) => return Err(step(e.into())),
+                }
+                dir = sys::open_beneath(&dir, part, false).map_err(step)?;
+            }
+            let created = match source_is_dir {
+                true => rustix::fs::mkdirat(&dir, name, rustix::fs::Mode::from_raw_mode(0o755)),
+                false => rustix::fs::openat(
+                    &dir,
+                    name,
+                    rustix::fs::OFlags::CREATE | rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
+                    rustix::fs::Mode::from_raw_mode(0o644),
+                )
+                .map(drop),
+            };
+            match created {
+                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                Err(e) => return Err(step(e.into())),
+            }
+            sys::open_beneath(&dir, name, false).map_err(step)?
+        }
+    };
+    sys::mount(Some(&bind.source), &sys::fd_path(&target), None, MS_BIND | MS_REC, None).map_err(step)?;
+    if bind.readonly {
+        drop(target);
+        let target = sys::open_beneath(root, path, false).map_err(step)?;
+        let flags = sys::mount_flags(&sys::fd_path(&target)).map_err(step)?;
+        sys::mount(None, &sys::fd_path(&target), None, MS_BIND | MS_REMOUNT | MS_RDONLY | flags, None).map_err(step)?;
+    }
+    Ok(())
 }
 
 fn open_target(root: &impl AsFd, path: &str, no_symlinks: bool) -> Result<Option<OwnedFd>, Failure> {

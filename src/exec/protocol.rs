@@ -1,6 +1,7 @@
 //! What the executor and its sandbox helper say to each other.
 //!
-//! The executor writes one [`HelperConfig`] as JSON to the helper's stdin; the helper, its init
+//! The executor writes one [`HelperConfig`] as JSON to the helper's stdin, preceded by its
+//! length (8 bytes, little-endian) so that the payload's stdin can follow on the same pipe; the helper, its init
 //! and the payload process (until it execs) write [`Report`]s, one JSON object per line, to an
 //! inherited pipe. The format is private to one build of slipway (the helper is the same
 //! binary), so it carries no version.
@@ -25,6 +26,12 @@ pub struct HelperConfig {
     pub cgroup_procs: Vec<PathBuf>,
     /// Not root on the host: unshare a user namespace mapping the caller to root.
     pub rootless: bool,
+    /// Rootless: ids 0..mapped_ids exist in the sandbox (1: only root; more with `newuidmap`).
+    pub mapped_ids: u32,
+    /// The `slirp4netns` binary serving [`Network::Default`](super::Network::Default).
+    pub slirp: Option<PathBuf>,
+    /// The payload reads the rest of the helper's stdin (`run -i`); else `/dev/null`.
+    pub stdin: bool,
 }
 
 /// One line on the report pipe.
@@ -135,6 +142,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let err: ExecError = Failure::UserNotMapped { uid: 1000, gid: 1000 }.into();
-        assert_eq!(err.to_string(), "user 1000:1000 is not mapped in the sandbox (rootless runs map only root)");
+        assert!(err.to_string().starts_with("user 1000:1000 is not mapped in the sandbox: "), "{err}");
+        assert!(err.to_string().contains("apt-get install uidmap") && err.to_string().contains("/etc/subuid"));
     }
 }

@@ -37,18 +37,33 @@ pub const DEFAULT_MASKED_PATHS: &[&str] = &[
 /// runc's default read-only paths.
 pub const DEFAULT_READONLY_PATHS: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
 
-/// The network a sandbox sees.
+/// The network a sandbox sees (BuildKit's modes).
 ///
-/// A private namespace with outbound access (slirp4netns) is later work; until then only these
-/// two modes exist.
+/// The `Default` trait gives [`Network::None`], the safe choice for a library caller; the
+/// CLI's default is [`Network::Default`], as in Docker and BuildKit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Network {
     /// A private network namespace with only a loopback interface (up).
     #[default]
     None,
+    /// A private network namespace with outbound access through `slirp4netns` (user-mode NAT,
+    /// host loopback disabled, DNS at 10.0.2.3): the process can fetch from the network but not
+    /// reach services listening on the host's 127.0.0.1.
+    Default,
     /// The host's network namespace.
     Host,
+}
+
+/// A host path bound into the sandbox (`-v HOST:CTR[:ro]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bind {
+    /// Absolute host path (a directory or a file); it must exist.
+    pub source: std::path::PathBuf,
+    /// Absolute path inside the sandbox, resolved within the rootfs (symlinks never leave it)
+    /// and created when missing.
+    pub target: String,
+    pub readonly: bool,
 }
 
 /// Resource limits, applied through cgroups. `None` means "no limit"; asking for a limit that
@@ -95,6 +110,8 @@ pub struct ExecSpec {
     pub readonly_paths: Vec<String>,
     /// Kill the sandbox after this long; the run then fails with [`ExecError::TimedOut`].
     pub timeout: Option<Duration>,
+    /// Host paths bound in, in order, after the sandbox's own mounts.
+    pub binds: Vec<Bind>,
 }
 
 impl ExecSpec {
@@ -116,6 +133,7 @@ impl ExecSpec {
             masked_paths: DEFAULT_MASKED_PATHS.iter().map(|p| p.to_string()).collect(),
             readonly_paths: DEFAULT_READONLY_PATHS.iter().map(|p| p.to_string()).collect(),
             timeout: None,
+            binds: Vec::new(),
         }
     }
 
@@ -149,6 +167,15 @@ impl ExecSpec {
         for path in self.masked_paths.iter().chain(&self.readonly_paths) {
             if !path.starts_with('/') || path.split('/').any(|c| c == "..") || path.contains('\0') {
                 return invalid(format!("masked or read-only path {path:?} is not a clean absolute path"));
+            }
+        }
+        let clean = |p: &str| p.starts_with('/') && !p.split('/').any(|c| c == "..") && !p.contains('\0');
+        for bind in &self.binds {
+            if !clean(&bind.source.to_string_lossy()) {
+                return invalid(format!("bind source {} is not a clean absolute path", bind.source.display()));
+            }
+            if !clean(&bind.target) || bind.target.trim_matches('/').is_empty() {
+                return invalid(format!("bind target {:?} is not a clean absolute path below /", bind.target));
             }
         }
         if self.limits.pids == Some(0) || self.limits.memory == Some(0) {

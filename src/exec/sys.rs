@@ -31,16 +31,29 @@ fn cstring(path: &Path) -> io::Result<CString> {
 pub struct HelperSeal {
     /// The helper binary, bound read-only over itself in the child's new mount namespace.
     pub binary: CString,
-    /// `Some((uid_map, gid_map))` when not root: unshare a user namespace with these maps.
-    pub userns: Option<(CString, CString)>,
+    /// Not root: the user namespace to unshare and how it gets its maps.
+    pub userns: Option<UserNs>,
+}
+
+/// How a rootless helper's user namespace is mapped.
+pub enum UserNs {
+    /// Only the caller, as root: the child writes its own maps (`setgroups` denied).
+    Single { uid_map: CString, gid_map: CString },
+    /// The full subordinate range, written by the parent with `newuidmap`/`newgidmap`: the
+    /// child writes its pid and a newline to `ready`, then waits for one byte on `go`.
+    Helpers { ready: RawFd, go: RawFd },
+}
+
+impl UserNs {
+    /// The caller alone, mapped to root.
+    pub fn single() -> UserNs {
+        let map = |id: u32| CString::new(format!("0 {id} 1\n")).expect("a formatted number has no NUL");
+        UserNs::Single { uid_map: map(getuid()), gid_map: map(getgid()) }
+    }
 }
 
 impl HelperSeal {
-    pub fn new(binary: &Path, rootless: bool) -> io::Result<HelperSeal> {
-        let userns = rootless.then(|| {
-            let map = |id: u32| CString::new(format!("0 {id} 1\n")).expect("a formatted number has no NUL");
-            (map(getuid()), map(getgid()))
-        });
+    pub fn new(binary: &Path, userns: Option<UserNs>) -> io::Result<HelperSeal> {
         Ok(HelperSeal { binary: cstring(binary)?, userns })
     }
 }
@@ -53,11 +66,25 @@ impl HelperSeal {
 /// `/proc/<pid>/exe` (CVE-2019-5736). Only async-signal-safe system calls, no allocation.
 pub fn prepare_helper_child(report_fd: RawFd, seal: &HelperSeal) -> io::Result<()> {
     set_cloexec(report_fd, false)?;
-    if let Some((uid_map, gid_map)) = &seal.userns {
-        unshare(CLONE_NEWUSER)?;
-        write_proc_file(c"/proc/self/setgroups", c"deny")?;
-        write_proc_file(c"/proc/self/uid_map", uid_map)?;
-        write_proc_file(c"/proc/self/gid_map", gid_map)?;
+    match &seal.userns {
+        None => {}
+        Some(UserNs::Single { uid_map, gid_map }) => {
+            unshare(CLONE_NEWUSER)?;
+            write_proc_file(c"/proc/self/setgroups", c"deny")?;
+            write_proc_file(c"/proc/self/uid_map", uid_map)?;
+            write_proc_file(c"/proc/self/gid_map", gid_map)?;
+        }
+        Some(UserNs::Helpers { ready, go }) => {
+            unshare(CLONE_NEWUSER)?;
+            let mut digits = [0u8; 24];
+            let line = decimal_line(getpid() as u64, &mut digits);
+            write_all(*ready, line)?;
+            let mut byte = [0u8; 1];
+            // SAFETY: `byte` is a valid one-byte buffer; `go` is open until exec.
+            if unsafe { libc::read(*go, byte.as_mut_ptr().cast(), 1) } != 1 {
+                return Err(io::Error::from_raw_os_error(libc::EPERM));
+            }
+        }
     }
     unshare(CLONE_NEWNS)?;
     let root = c"/";
@@ -72,6 +99,21 @@ pub fn prepare_helper_child(report_fd: RawFd, seal: &HelperSeal) -> io::Result<(
     // Entering the user namespace changed our credentials, which clears the parent-death
     // signal: arm it last.
     set_pdeathsig(SIGKILL)
+}
+
+/// `n` in decimal followed by a newline, in `buf` (no allocation).
+fn decimal_line(mut n: u64, buf: &mut [u8; 24]) -> &[u8] {
+    let mut i = buf.len() - 1;
+    buf[i] = b'\n';
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &buf[i..]
 }
 
 fn write_proc_file(path: &CStr, content: &CStr) -> io::Result<()> {
@@ -158,6 +200,27 @@ pub fn capset(effective: u64, permitted: u64, inheritable: u64) -> io::Result<()
 pub fn unshare(flags: libc::c_int) -> io::Result<()> {
     // SAFETY: unshare(2) takes flags only; the helper calling it is single-threaded.
     cvt(unsafe { libc::unshare(flags) })?;
+    Ok(())
+}
+
+/// In a freshly forked child before exec: a private mount namespace without the cgroup v2
+/// mount of a hybrid host (`/sys/fs/cgroup/unified`). Async-signal-safe, no allocation.
+pub fn hide_unified_cgroup() -> io::Result<()> {
+    unshare(CLONE_NEWNS)?;
+    let root = c"/";
+    let unified = c"/sys/fs/cgroup/unified";
+    // SAFETY: every pointer is null or a static NUL-terminated string.
+    unsafe {
+        cvt(libc::mount(std::ptr::null(), root.as_ptr(), std::ptr::null(), MS_REC | MS_PRIVATE, std::ptr::null()))?;
+        cvt(libc::umount2(unified.as_ptr(), libc::MNT_DETACH))?;
+    }
+    Ok(())
+}
+
+/// Moves the calling thread into the namespace `fd` refers to.
+pub fn setns(fd: &impl AsRawFd, nstype: libc::c_int) -> io::Result<()> {
+    // SAFETY: setns(2) takes a descriptor and flags; the helper calling it is single-threaded.
+    cvt(unsafe { libc::setns(fd.as_raw_fd(), nstype) })?;
     Ok(())
 }
 
@@ -358,6 +421,32 @@ pub fn open_beneath(root: &impl AsFd, path: &str, no_symlinks: bool) -> io::Resu
     rustix::fs::openat2(root, rel, flags, Mode::empty(), resolve).map_err(io::Error::from)
 }
 
+/// Opens `path` beneath `root` for reading (non-blocking, no controlling tty), resolving it
+/// as [`open_beneath`] does.
+pub fn open_read_beneath(root: &impl AsFd, path: &str) -> io::Result<OwnedFd> {
+    let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let rel = path.trim_start_matches('/');
+    let rel = if rel.is_empty() { "." } else { rel };
+    rustix::fs::openat2(root, rel, flags, Mode::empty(), resolve).map_err(io::Error::from)
+}
+
+/// A new network namespace with its loopback up, made by a short-lived thread (namespaces
+/// are per thread, so the calling process, threads and all, stays where it is).
+pub fn new_network_namespace() -> io::Result<std::fs::File> {
+    std::thread::Builder::new()
+        .name("netns".to_string())
+        .spawn(|| {
+            // SAFETY: unshare(2) of the network namespace alone moves only this thread, which
+            // ends right after.
+            cvt(unsafe { libc::unshare(CLONE_NEWNET) })?;
+            loopback_up()?;
+            std::fs::File::open("/proc/thread-self/ns/net")
+        })?
+        .join()
+        .map_err(|_| io::Error::other("the namespace thread panicked"))?
+}
+
 /// Closes every descriptor from 3 up except those in `keep`.
 pub fn close_fds_except(keep: &[RawFd]) -> io::Result<()> {
     let mut keep: Vec<u32> = keep.iter().filter(|&&fd| fd > 2).map(|&fd| fd as u32).collect();
@@ -463,6 +552,25 @@ pub fn getgid() -> u32 {
 
 pub fn getpid() -> libc::pid_t {
     rustix::process::getpid().as_raw_nonzero().get()
+}
+
+/// Fills `buf` from a borrowed descriptor, unbuffered (end of file first is an error).
+pub fn read_exact(fd: RawFd, mut buf: &mut [u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        // SAFETY: `buf` is a valid writable buffer of the given length for the call.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        match n {
+            0 => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+            n if n < 0 => {
+                let err = io::Error::last_os_error();
+                if err.kind() != io::ErrorKind::Interrupted {
+                    return Err(err);
+                }
+            }
+            n => buf = &mut buf[n as usize..],
+        }
+    }
+    Ok(())
 }
 
 /// Writes all of `bytes` to a borrowed descriptor.

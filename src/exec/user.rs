@@ -104,8 +104,19 @@ pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<ExecUser, Failur
 
 /// Reads `path` inside the sandbox: missing → empty; not a regular file or too large → error.
 pub fn read_db(path: &str) -> Result<String, Failure> {
+    let opened = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY).open(path);
+    read_opened(path, opened)
+}
+
+/// [`read_db`] from the host side: `path` resolved beneath `root` as if it were `/` (symlinks
+/// and `..` never leave it), for executors whose sandbox is built by another program.
+pub fn read_db_beneath(root: &impl std::os::fd::AsFd, path: &str) -> Result<String, Failure> {
+    read_opened(path, super::sys::open_read_beneath(root, path).map(std::fs::File::from))
+}
+
+fn read_opened(path: &str, opened: std::io::Result<std::fs::File>) -> Result<String, Failure> {
     let bad = |reason: String| Failure::UserDb { path: path.to_string(), reason };
-    let file = match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY).open(path) {
+    let file = match opened {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
         Err(e) => return Err(bad(e.to_string())),

@@ -140,3 +140,32 @@ fn unsupported_run_flags_fail_at_their_line() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("Dockerfile:2:1: error: RUN --mount is not supported yet"));
     let _ = steps(&[]);
 }
+
+#[test]
+fn default_network_is_private_and_cannot_reach_the_hosts_loopback() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let env = BuildEnv::new();
+    env.dockerfile(&format!(
+        "FROM bb\nRUN ls /sys/class/net | sort > /ifaces; (nc -w 2 127.0.0.1 {port} </dev/null && echo reached || echo unreachable) > /host\n"
+    ));
+    env.build_ok(&["-t", "img:1"]);
+    let ifaces = env.run_stdout("img:1", &["cat", "/ifaces"]);
+    assert!(ifaces.lines().count() == 2 && ifaces.contains("lo"), "lo and slirp's tap: {ifaces}");
+    assert_eq!(env.run_stdout("img:1", &["cat", "/host"]), "unreachable\n");
+    drop(listener);
+}
+
+#[test]
+fn run_steps_work_under_an_oci_runtime() {
+    for runtime in ["runc", "crun"] {
+        let env = BuildEnv::new();
+        env.dockerfile("FROM bb\nUSER user\nRUN id -u > /tmp/uid && echo via-runtime > /tmp/marker\n");
+        let mut cmd = env.build_cmd(&["-t", "img:1", "--network", "none"]);
+        cmd.env("SLIPWAY_RUNTIME", runtime);
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{runtime}: {}", describe(&out));
+        assert_eq!(env.run_stdout("img:1", &["cat", "/tmp/uid", "/tmp/marker"]), "1000\nvia-runtime\n", "{runtime}");
+        crate::build_stages::assert_clean(&env);
+    }
+}

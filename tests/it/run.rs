@@ -148,10 +148,23 @@ fn run_with_the_copy_snapshotter() {
 #[test]
 fn run_interrupted_tears_down_and_cleans_up() {
     let ctx = with_image();
-    let child =
-        ctx.cmd().args(["run", "bb", "sleep", "60"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    for (runtime, marker) in [("embedded", "876801"), ("runc", "876802"), ("crun", "876803")] {
+        interrupted(&ctx, runtime, marker);
+    }
+}
+
+/// SIGINT to slipway alone, then to its whole process group, with the executor `runtime`.
+fn interrupted(ctx: &TestContext, runtime: &str, marker: &str) {
+    let child = ctx
+        .cmd()
+        .env("SLIPWAY_RUNTIME", runtime)
+        .args(["run", "bb", "sleep", marker])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !snapshots(&ctx).iter().any(|i| i.kind == Kind::Active) {
+    while !snapshots(ctx).iter().any(|i| i.kind == Kind::Active) {
         assert!(Instant::now() < deadline, "the run never prepared its snapshot");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -161,20 +174,22 @@ fn run_interrupted_tears_down_and_cleans_up() {
     let started = Instant::now();
     let out = child.wait_with_output().unwrap();
     assert!(started.elapsed() < Duration::from_secs(10), "interrupt took {:?}", started.elapsed());
-    assert_eq!(code(&out), Some(130), "{}", describe(&out));
-    assert_clean(&ctx);
+    assert_eq!(code(&out), Some(130), "{runtime}: {}", describe(&out));
+    assert_clean(ctx);
+    assert!(crate::support::sandbox::procs_with(&format!("sleep {marker}")).is_empty(), "{runtime}: left behind");
 
     // Ctrl-C on a terminal: the whole process group (slipway and its sandbox helper) gets SIGINT.
     let child = ctx
         .cmd()
-        .args(["run", "bb", "sleep", "60"])
+        .env("SLIPWAY_RUNTIME", runtime)
+        .args(["run", "bb", "sleep", marker])
         .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !snapshots(&ctx).iter().any(|i| i.kind == Kind::Active) {
+    while !snapshots(ctx).iter().any(|i| i.kind == Kind::Active) {
         assert!(Instant::now() < deadline, "the run never prepared its snapshot");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -182,8 +197,9 @@ fn run_interrupted_tears_down_and_cleans_up() {
     let group = rustix::process::Pid::from_child(&child);
     rustix::process::kill_process_group(group, rustix::process::Signal::INT).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert_eq!(code(&out), Some(130), "{}", describe(&out));
-    assert_clean(&ctx);
+    assert_eq!(code(&out), Some(130), "{runtime}: {}", describe(&out));
+    assert_clean(ctx);
+    assert!(crate::support::sandbox::procs_with(&format!("sleep {marker}")).is_empty(), "{runtime}: left behind");
 }
 
 #[test]
@@ -198,7 +214,7 @@ fn run_limits_apply() {
 }
 
 #[test]
-fn run_network_none_and_host() {
+fn run_network_default_none_and_host() {
     let ctx = with_image();
     let names = |text: &str| -> Vec<String> {
         let mut names: Vec<String> =
@@ -206,8 +222,14 @@ fn run_network_none_and_host() {
         names.sort();
         names
     };
-    let out = ctx.ok(&["run", "bb", "cat", "/proc/net/dev"]);
+    let out = ctx.ok(&["run", "bb", "cat", "/proc/net/dev", "/etc/resolv.conf"]);
+    assert_eq!(names(&stdout(&out)), ["lo", "nameserver 10.0.2.3", "tap0"], "default is slirp4netns");
+    let out = ctx.ok(&["run", "--network", "none", "bb", "cat", "/proc/net/dev"]);
     assert_eq!(names(&stdout(&out)), ["lo"]);
+    let out = ctx.cmd().args(["run", "bb", "true"]).env("PATH", ctx.path()).output().unwrap();
+    assert_eq!(code(&out), Some(125), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("slirp4netns") && err.contains("install") && err.contains("network none or host"), "{err}");
     let out = ctx.ok(&["run", "--network", "host", "bb", "cat", "/proc/net/dev"]);
     assert_eq!(names(&stdout(&out)), names(&std::fs::read_to_string("/proc/self/net/dev").unwrap()));
     assert_clean(&ctx);
@@ -285,5 +307,91 @@ fn run_two_layer_image_uses_its_config_and_a_snapshot_chain() {
     let out = ctx.ok(&["run", "-e", "FROM_IMAGE=cli", "multi:1", "sh", "-c", "echo $FROM_IMAGE $PATH; id -u; pwd"]);
     assert_eq!(stdout(&out), "cli /bin\n1000\n/home/user\n");
     assert_eq!(snapshots(&ctx), layers, "the second run reuses both layer snapshots");
+    assert_clean(&ctx);
+}
+
+/// `--runtime` (and `SLIPWAY_RUNTIME`) picks the executor; `info` names it; an unknown runtime
+/// fails with exit 125 and says how to install it.
+#[test]
+fn run_with_an_oci_runtime() {
+    let ctx = with_image();
+    for runtime in ["runc", "crun"] {
+        let out = ctx.run(&[
+            "--runtime",
+            runtime,
+            "run",
+            "-w",
+            "/made",
+            "-u",
+            "user",
+            "bb",
+            "sh",
+            "-c",
+            "pwd; id -u; exit 4",
+        ]);
+        assert_eq!(code(&out), Some(4), "{runtime}: {}", describe(&out));
+        assert_eq!(stdout(&out), "/made\n1000\n", "{runtime}");
+        let out =
+            ctx.cmd().env("SLIPWAY_RUNTIME", runtime).args(["run", "bb", "cat", "/etc/resolv.conf"]).output().unwrap();
+        assert_eq!(stdout(&out), "nameserver 10.0.2.3\n", "{runtime}: {}", describe(&out));
+        let info = ctx.ok(&["--runtime", runtime, "info", "--format", "json"]);
+        let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+        assert!(info["executor"].as_str().unwrap().starts_with("oci-runtime /"), "{info}");
+        assert!(info["executor"].as_str().unwrap().ends_with(runtime), "{info}");
+    }
+    let info = ctx.ok(&["info", "--format", "json"]);
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&info.stdout).unwrap()["executor"], "embedded");
+    let out = ctx.run(&["--runtime", "no-such-runtime", "run", "bb", "true"]);
+    assert_eq!(code(&out), Some(125), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("install"), "{}", describe(&out));
+    assert_clean(&ctx);
+}
+
+/// `-i` passes stdin through (without it the command reads nothing); `-v` binds host paths,
+/// read-only with `:ro`; malformed volumes are usage errors of the run (125).
+#[test]
+fn run_interactive_and_volumes() {
+    use std::io::Write;
+    let ctx = with_image();
+    let run_with_stdin = |args: &[&str]| {
+        let mut child = ctx
+            .cmd()
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(b"typed in\n").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = run_with_stdin(&["run", "-i", "bb", "cat"]);
+    assert_eq!(stdout(&out), "typed in\n", "{}", describe(&out));
+    let out = run_with_stdin(&["run", "bb", "cat"]);
+    assert_eq!(stdout(&out), "", "{}", describe(&out));
+
+    let host = ctx.path().join("vol");
+    std::fs::create_dir(&host).unwrap();
+    std::fs::write(host.join("in"), "host data\n").unwrap();
+    let rw = format!("{}:/mnt/vol", host.display());
+    let ro = format!("{}:/ro:ro", host.display());
+    let out = ctx.run(&[
+        "run",
+        "-v",
+        &rw,
+        "-v",
+        &ro,
+        "bb",
+        "sh",
+        "-c",
+        "cat /ro/in; echo new > /mnt/vol/out; touch /ro/x || echo denied",
+    ]);
+    assert_eq!(code(&out), Some(0), "{}", describe(&out));
+    assert_eq!(stdout(&out), "host data\ndenied\n");
+    assert_eq!(std::fs::read_to_string(host.join("out")).unwrap(), "new\n");
+    for bad in ["relative:/x", "/a/../b:/x", "/tmp:/x:rx", "/no/such/dir:/x"] {
+        let out = ctx.run(&["run", "-v", bad, "bb", "true"]);
+        assert_eq!(code(&out), Some(125), "{bad}: {}", describe(&out));
+    }
     assert_clean(&ctx);
 }

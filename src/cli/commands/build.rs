@@ -17,7 +17,7 @@ use crate::cli::args::{BuildArgs, BuildNetworkArg, GlobalArgs, RegistryArgs};
 use crate::cli::{EXIT_FAILURE, units};
 use crate::context::{Context, StatCache};
 use crate::dockerfile::{Located, render_located};
-use crate::exec::{CancelToken, EmbeddedExecutor, Network};
+use crate::exec::{CancelToken, Network};
 use crate::image::{Image, parse_name};
 use crate::oci::{Platform, Reference};
 use crate::progress::Reporter;
@@ -36,8 +36,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs, progress: &Reporter) -> Resu
     }
     let store = open_store(global)?;
     let sn = open_snapshotter(global)?;
-    let helper = std::env::current_exe().context("finding the slipway binary")?;
-    let executor = EmbeddedExecutor::new(helper);
+    let executor = super::open_executor(global)?;
 
     // The context: a directory read in place, or a tar on stdin extracted into the store.
     let scratch;
@@ -102,7 +101,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs, progress: &Reporter) -> Resu
     let builder = Builder {
         store: &store,
         snapshotter: sn.as_ref(),
-        executor: &executor,
+        executor: executor.as_ref(),
         context: &context,
         cache: &cache,
         stat_cache: Some(&stat_cache),

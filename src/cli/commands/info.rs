@@ -14,6 +14,7 @@ pub fn info(global: &GlobalArgs, args: &InfoArgs) -> Result<u8> {
     // with its owner-only mode, then probe.
     open_store(global)?;
     let snapshotter = open_snapshotter(global)?.backend().to_string();
+    let executor = super::executor_description(global)?;
     match args.format {
         Format::Json => {
             let v = serde_json::json!({
@@ -21,7 +22,7 @@ pub fn info(global: &GlobalArgs, args: &InfoArgs) -> Result<u8> {
                 "root": root,
                 "rootless": rootless,
                 "snapshotter": snapshotter,
-                "executor": "embedded",
+                "executor": executor,
             });
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
@@ -30,7 +31,7 @@ pub fn info(global: &GlobalArgs, args: &InfoArgs) -> Result<u8> {
             println!("root:         {}", root.display());
             println!("rootless:     {rootless}");
             println!("snapshotter:  {snapshotter}");
-            println!("executor:     embedded");
+            println!("executor:     {executor}");
         }
     }
     Ok(0)

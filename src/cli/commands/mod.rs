@@ -77,3 +77,27 @@ pub fn open_snapshotter(global: &GlobalArgs) -> Result<Box<dyn crate::snapshot::
     });
     crate::snapshot::open(&root, backend).with_context(|| format!("opening the snapshotter at {}", root.display()))
 }
+
+/// The executor `--runtime` (or `SLIPWAY_RUNTIME`) names: the embedded one (default; its
+/// helper is this very binary) or the oci-runtime executor driving runc, crun or a path.
+pub fn open_executor(global: &GlobalArgs) -> Result<Box<dyn crate::exec::Executor>> {
+    match global.runtime.as_deref() {
+        None | Some("") | Some("embedded") => {
+            let helper = std::env::current_exe().context("finding the slipway binary")?;
+            Ok(Box::new(crate::exec::EmbeddedExecutor::new(helper)))
+        }
+        Some(runtime) => Ok(Box::new(oci_executor(runtime)?)),
+    }
+}
+
+fn oci_executor(runtime: &str) -> Result<crate::exec::OciRuntimeExecutor> {
+    crate::exec::OciRuntimeExecutor::new(runtime).with_context(|| format!("opening the oci runtime {runtime}"))
+}
+
+/// What `info` shows for the executor: `embedded`, or `oci-runtime <path>` (checked usable).
+pub fn executor_description(global: &GlobalArgs) -> Result<String> {
+    match global.runtime.as_deref() {
+        None | Some("") | Some("embedded") => Ok("embedded".to_string()),
+        Some(runtime) => Ok(format!("oci-runtime {}", oci_executor(runtime)?.runtime().display())),
+    }
+}

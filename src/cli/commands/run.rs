@@ -2,8 +2,9 @@
 //!
 //! Unpacks the image into committed layer snapshots (`image::unpack`, reused across runs),
 //! prepares an active snapshot on top under a unique key, mounts it, runs the command there
-//! with the embedded executor, then unmounts and removes the snapshot whatever happened (an
-//! error, SIGINT, SIGTERM). Docker's rules decide the argv, environment, user and directory.
+//! with the executor `--runtime` chose (`open_executor`), then unmounts and removes the
+//! snapshot whatever happened (an error, SIGINT, SIGTERM). Docker's rules decide the argv,
+//! environment, user and directory.
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -13,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use super::{open_snapshotter, open_store};
 use crate::cli::Failure;
 use crate::cli::args::{GlobalArgs, NetworkArg, RunArgs};
-use crate::exec::{CancelToken, EmbeddedExecutor, ExecError, ExecSpec, Executor, ExitStatus, Limits, Network, Output};
+use crate::exec::{Bind, CancelToken, ExecError, ExecSpec, Executor, ExitStatus, Limits, Network, Output};
 use crate::oci::ImageConfig;
 use crate::snapshot::{Mounts, Snapshotter};
 
@@ -61,12 +62,11 @@ fn run_container(global: &GlobalArgs, args: &RunArgs, cancel: &CancelToken) -> R
     let unpacked =
         crate::image::unpack(&store, sn.as_ref(), &image).with_context(|| format!("unpacking image {}", args.image))?;
     tracing::debug!(extracted = unpacked.extracted, reused = unpacked.reused, "layers unpacked");
-    let helper = std::env::current_exe().context("finding the slipway binary")?;
-    let executor = EmbeddedExecutor::new(helper);
+    let executor = super::open_executor(global)?;
 
     let key = format!("run-{}-{}", std::process::id(), unique_nanos());
     let mounts = sn.prepare(&key, unpacked.top.as_deref()).context("preparing the container's snapshot")?;
-    let result = run_on(sn.as_ref(), &mounts, &executor, &spec, cancel);
+    let result = run_on(sn.as_ref(), &mounts, executor.as_ref(), &spec, args.interactive, cancel);
     let removed = sn.remove(&key).with_context(|| format!("removing the container's snapshot {key}"));
     match (result, removed) {
         (Ok(status), Ok(())) => Ok(status),
@@ -83,13 +83,17 @@ fn run_container(global: &GlobalArgs, args: &RunArgs, cancel: &CancelToken) -> R
 fn run_on(
     sn: &dyn Snapshotter,
     mounts: &Mounts,
-    executor: &EmbeddedExecutor,
+    executor: &dyn Executor,
     spec: &ExecSpec,
+    interactive: bool,
     cancel: &CancelToken,
 ) -> Result<ExitStatus> {
     let run = |rootfs: &Path| -> Result<ExitStatus> {
         let (mut stdout, mut stderr) = (Unbuffered(io::stdout()), Unbuffered(io::stderr()));
-        let output = Output { stdout: &mut stdout, stderr: &mut stderr };
+        let mut output = Output::new(&mut stdout, &mut stderr);
+        if interactive {
+            output = output.with_stdin(Box::new(io::stdin()));
+        }
         Ok(executor.run(spec, rootfs, output, cancel)?)
     };
     if let Some(dir) = mounts.plain_dir() {
@@ -144,11 +148,33 @@ fn container_spec(config: &ImageConfig, args: &RunArgs) -> Result<ExecSpec> {
     spec.user = args.user.clone().or(image.user).unwrap_or_default();
     spec.cwd = args.workdir.clone().or(image.working_dir).filter(|d| !d.is_empty()).unwrap_or_else(|| "/".to_string());
     spec.network = match args.network {
+        NetworkArg::Default => Network::Default,
         NetworkArg::None => Network::None,
         NetworkArg::Host => Network::Host,
     };
     spec.limits = Limits { memory: args.memory, pids: args.pids_limit, cpus: args.cpus };
+    spec.binds = args.volumes.iter().map(|v| parse_volume(v)).collect::<Result<_>>()?;
     Ok(spec)
+}
+
+/// `HOST:CTR[:ro|rw]` with absolute paths and no `..`; the host path must exist.
+fn parse_volume(volume: &str) -> Result<Bind> {
+    let parts: Vec<&str> = volume.split(':').collect();
+    let (host, target, readonly) = match parts[..] {
+        [host, target] => (host, target, false),
+        [host, target, "ro"] => (host, target, true),
+        [host, target, "rw"] => (host, target, false),
+        _ => bail!("volume {volume:?} is not HOST:CONTAINER[:ro|rw]"),
+    };
+    for path in [host, target] {
+        if !path.starts_with('/') || path.split('/').any(|c| c == "..") {
+            bail!("volume {volume:?}: {path:?} is not an absolute path without ..");
+        }
+    }
+    if !Path::new(host).exists() {
+        bail!("volume {volume:?}: {host} does not exist");
+    }
+    Ok(Bind { source: host.into(), target: target.to_string(), readonly })
 }
 
 /// Sets `KEY=value` in `env`, replacing an entry with the same key in place.
@@ -186,6 +212,8 @@ mod tests {
 
     fn args(command: &[&str]) -> RunArgs {
         RunArgs {
+            interactive: false,
+            volumes: Vec::new(),
             env: Vec::new(),
             user: None,
             workdir: None,

@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use slipway::exec::{CancelToken, EmbeddedExecutor, ExecError, ExecSpec, Executor, ExitStatus, Output};
+use slipway::exec::{
+    CancelToken, EmbeddedExecutor, ExecError, ExecSpec, Executor, ExitStatus, OciRuntimeExecutor, Output,
+};
 
 use super::TestContext;
 use super::rootfs::busybox_rootfs_all_applets;
@@ -37,6 +39,16 @@ pub fn embedded() -> EmbeddedExecutor {
     EmbeddedExecutor::new(env!("CARGO_BIN_EXE_slipway"))
 }
 
+/// The oci-runtime executor driving runc (scripts/install-deps installs runc, crun and tini).
+pub fn runc() -> OciRuntimeExecutor {
+    OciRuntimeExecutor::new("runc").expect("runc and tini-static are installed")
+}
+
+/// The oci-runtime executor driving crun.
+pub fn crun() -> OciRuntimeExecutor {
+    OciRuntimeExecutor::new("crun").expect("crun and tini-static are installed")
+}
+
 pub struct Sandbox {
     pub ctx: TestContext,
     pub rootfs: PathBuf,
@@ -57,7 +69,7 @@ impl Sandbox {
 
     pub fn run_cancel(&self, ex: &dyn Executor, spec: &ExecSpec, cancel: &CancelToken) -> Ran {
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-        let status = ex.run(spec, &self.rootfs, Output { stdout: &mut stdout, stderr: &mut stderr }, cancel);
+        let status = ex.run(spec, &self.rootfs, Output::new(&mut stdout, &mut stderr), cancel);
         Ran { status, stdout, stderr }
     }
 
@@ -127,4 +139,67 @@ impl Canary {
         assert_eq!(names.len(), 2, "canary dir changed: {names:?}");
         assert_no_leaks(sb, None);
     }
+}
+
+/// A host outside the machine for network tests, made locally: a network namespace joined to
+/// the host by a veth pair, its end at [`addr`](TestHost::addr). Reached from the host's
+/// namespace (so through slirp4netns' NAT) but never from the internet. Dropping it deletes
+/// the namespace and with it the veth pair, also when the test fails.
+pub struct TestHost {
+    name: String,
+    pub addr: std::net::Ipv4Addr,
+}
+
+impl TestHost {
+    pub fn create() -> TestHost {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let idx = (std::process::id().wrapping_mul(16).wrapping_add(n)) % 16384;
+        let base = idx * 4;
+        let (x, y) = ((base >> 8) as u8, (base & 0xff) as u8);
+        let name = format!("slipway-t{}-{n}", std::process::id());
+        ip(&["netns", "add", &name]);
+        let host = TestHost { name, addr: std::net::Ipv4Addr::new(10, 213, x, y + 2) };
+        let (outer, inner) = (format!("swo{idx}"), format!("swi{idx}"));
+        ip(&["link", "add", &outer, "type", "veth", "peer", "name", &inner, "netns", &host.name]);
+        ip(&["addr", "add", &format!("10.213.{x}.{}/30", y + 1), "dev", &outer]);
+        ip(&["link", "set", &outer, "up"]);
+        ip(&["-n", &host.name, "addr", "add", &format!("{}/30", host.addr), "dev", &inner]);
+        ip(&["-n", &host.name, "link", "set", &inner, "up"]);
+        ip(&["-n", &host.name, "link", "set", "lo", "up"]);
+        host
+    }
+
+    /// Serves one TCP connection on the test host: reads a line, answers `reply`. Returns the
+    /// port and the server thread.
+    pub fn serve_once(&self, reply: &'static str) -> (u16, std::thread::JoinHandle<()>) {
+        use std::io::{Read, Write};
+        let netns = std::fs::File::open(format!("/run/netns/{}", self.name)).unwrap();
+        let addr = self.addr;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let server = std::thread::spawn(move || {
+            // SAFETY: setns(2) on an open namespace file; it moves only this thread.
+            let ret = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&netns), libc::CLONE_NEWNET) };
+            assert_eq!(ret, 0, "setns: {}", std::io::Error::last_os_error());
+            let listener = std::net::TcpListener::bind((addr, 0)).unwrap();
+            tx.send(listener.local_addr().unwrap().port()).unwrap();
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 256];
+            let _ = conn.read(&mut buf);
+            conn.write_all(reply.as_bytes()).unwrap();
+        });
+        (rx.recv().unwrap(), server)
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+#[track_caller]
+fn ip(args: &[&str]) {
+    let out = std::process::Command::new("ip").args(args).output().expect("ip (iproute2) is installed");
+    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }

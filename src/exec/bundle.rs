@@ -1,0 +1,261 @@
+//! The OCI runtime bundle's `config.json` for one [`ExecSpec`], built from `oci-spec`'s
+//! runtime types: the same sandbox the embedded executor builds, described for runc or crun.
+//!
+//! Owns the translation only (namespaces, Docker's capabilities, masked and read-only paths,
+//! rlimits, cgroup limits, user, environment, mounts); the caller resolves the user and
+//! prepares the files it names. Knows nothing of processes.
+
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxMemoryBuilder,
+    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, Mount, MountBuilder,
+    PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+};
+
+use super::spec::{DEFAULT_PATH, ExecSpec, Network};
+use super::user::ExecUser;
+use super::{DOCKER_DEFAULT_CAPS, ExecError};
+
+/// Where the init (tini) is bound inside the container: in the runtime's own `/dev` tmpfs,
+/// so the rootfs gets no mount point.
+pub const INIT_PATH: &str = "/dev/.slipway-init";
+
+/// What the bundle refers to besides the spec.
+pub struct BundleFiles<'a> {
+    pub rootfs: &'a Path,
+    pub hosts: &'a Path,
+    pub resolv: &'a Path,
+    /// A static init bound read-only at [`INIT_PATH`], pid 1 of the container.
+    pub init: &'a Path,
+    /// The network namespace to join (`Network::Default`: the one slirp4netns serves).
+    pub netns: Option<PathBuf>,
+    /// The cgroup path the runtime creates and removes.
+    pub cgroup: String,
+}
+
+fn build_err(what: &str) -> impl FnOnce(oci_spec::OciSpecError) -> ExecError + '_ {
+    move |e| ExecError::InvalidSpec { reason: format!("building the OCI {what}: {e}") }
+}
+
+/// The `config.json` for `spec` run as `user`.
+pub fn config(spec: &ExecSpec, user: &ExecUser, files: &BundleFiles<'_>) -> Result<Spec, ExecError> {
+    let mut env = spec.env.clone();
+    if spec.env_var("PATH").is_none() {
+        env.push(format!("PATH={DEFAULT_PATH}"));
+    }
+    if spec.env_var("HOME").is_none() {
+        env.push(format!("HOME={}", user.home));
+    }
+    let caps: std::collections::HashSet<Capability> =
+        DOCKER_DEFAULT_CAPS.iter().filter_map(|(_, name)| name.trim_start_matches("CAP_").parse().ok()).collect();
+    // Root gets Docker's set; any other user none (only the bounding set stays).
+    let none = std::collections::HashSet::<Capability>::new();
+    let granted = if user.uid == 0 { caps.clone() } else { none.clone() };
+    let capabilities = LinuxCapabilitiesBuilder::default()
+        .bounding(caps)
+        .effective(granted.clone())
+        .permitted(granted)
+        .inheritable(none.clone())
+        .ambient(none)
+        .build()
+        .map_err(build_err("capabilities"))?;
+    let (soft, hard) = nofile_limit();
+    let rlimits = vec![
+        PosixRlimitBuilder::default()
+            .typ(PosixRlimitType::RlimitNofile)
+            .soft(soft)
+            .hard(hard)
+            .build()
+            .map_err(build_err("rlimits"))?,
+    ];
+    // tini dies with its parent, the runtime process (which dies with slipway): a killed
+    // slipway leaves no container running.
+    let mut args = vec![INIT_PATH.to_string(), "-p".to_string(), "SIGKILL".to_string(), "--".to_string()];
+    args.extend(spec.args.iter().cloned());
+    let process = ProcessBuilder::default()
+        .terminal(false)
+        .user(
+            UserBuilder::default()
+                .uid(user.uid)
+                .gid(user.gid)
+                .additional_gids(user.groups.clone())
+                .build()
+                .map_err(build_err("user"))?,
+        )
+        .args(args)
+        .env(env)
+        .cwd(PathBuf::from(&spec.cwd))
+        .capabilities(capabilities)
+        .rlimits(rlimits)
+        .no_new_privileges(true)
+        .build()
+        .map_err(build_err("process"))?;
+
+    let mut namespaces = Vec::new();
+    let mut kinds = vec![LinuxNamespaceType::Pid, LinuxNamespaceType::Ipc, LinuxNamespaceType::Uts];
+    kinds.extend([LinuxNamespaceType::Mount, LinuxNamespaceType::Cgroup]);
+    for kind in kinds {
+        namespaces.push(LinuxNamespaceBuilder::default().typ(kind).build().map_err(build_err("namespaces"))?);
+    }
+    match (spec.network, &files.netns) {
+        (Network::Host, _) => {}
+        (_, Some(path)) => namespaces.push(
+            LinuxNamespaceBuilder::default()
+                .typ(LinuxNamespaceType::Network)
+                .path(path.clone())
+                .build()
+                .map_err(build_err("namespaces"))?,
+        ),
+        (_, None) => namespaces.push(
+            LinuxNamespaceBuilder::default()
+                .typ(LinuxNamespaceType::Network)
+                .build()
+                .map_err(build_err("namespaces"))?,
+        ),
+    }
+
+    let mut resources = LinuxResourcesBuilder::default().devices(vec![
+        LinuxDeviceCgroupBuilder::default().allow(false).access("rwm").build().map_err(build_err("devices"))?,
+    ]);
+    if let Some(bytes) = spec.limits.memory {
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        resources = resources
+            .memory(LinuxMemoryBuilder::default().limit(bytes).swap(bytes).build().map_err(build_err("memory"))?);
+    }
+    if let Some(pids) = spec.limits.pids {
+        let pids = i64::try_from(pids).unwrap_or(i64::MAX);
+        resources = resources.pids(LinuxPidsBuilder::default().limit(pids).build().map_err(build_err("pids"))?);
+    }
+    if let Some(cpus) = spec.limits.cpus {
+        const PERIOD: u64 = 100_000;
+        let quota = (cpus * PERIOD as f64).round().max(1000.0) as i64;
+        resources =
+            resources.cpu(LinuxCpuBuilder::default().quota(quota).period(PERIOD).build().map_err(build_err("cpu"))?);
+    }
+    let linux = LinuxBuilder::default()
+        .namespaces(namespaces)
+        .masked_paths(spec.masked_paths.clone())
+        .readonly_paths(spec.readonly_paths.clone())
+        .resources(resources.build().map_err(build_err("resources"))?)
+        .cgroups_path(PathBuf::from(&files.cgroup))
+        .build()
+        .map_err(build_err("linux section"))?;
+
+    SpecBuilder::default()
+        .version("1.0.2")
+        .root(RootBuilder::default().path(files.rootfs).readonly(false).build().map_err(build_err("root"))?)
+        .hostname(spec.hostname.clone())
+        .mounts(mounts(spec, files)?)
+        .process(process)
+        .linux(linux)
+        .build()
+        .map_err(build_err("config"))
+}
+
+fn mount(destination: &str, typ: &str, source: &Path, options: &[&str]) -> Result<Mount, ExecError> {
+    MountBuilder::default()
+        .destination(destination)
+        .typ(typ)
+        .source(source)
+        .options(options.iter().map(|o| o.to_string()).collect::<Vec<_>>())
+        .build()
+        .map_err(build_err("mounts"))
+}
+
+/// runc's defaults (`/proc`, a tmpfs `/dev` with `/dev/pts`, `/dev/shm`, `/dev/mqueue`, a
+/// read-only `/sys`), the generated `/etc` files, the init and the spec's binds (the runtime
+/// creates their targets beneath the rootfs).
+fn mounts(spec: &ExecSpec, files: &BundleFiles<'_>) -> Result<Vec<Mount>, ExecError> {
+    let p = Path::new;
+    let mut mounts = vec![
+        mount("/proc", "proc", p("proc"), &["nosuid", "noexec", "nodev"])?,
+        mount("/dev", "tmpfs", p("tmpfs"), &["nosuid", "strictatime", "mode=755", "size=65536k"])?,
+        mount(
+            "/dev/pts",
+            "devpts",
+            p("devpts"),
+            &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+        )?,
+        mount("/dev/shm", "tmpfs", p("shm"), &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"])?,
+        mount("/dev/mqueue", "mqueue", p("mqueue"), &["nosuid", "noexec", "nodev"])?,
+    ];
+    mounts.push(mount("/sys", "sysfs", p("sysfs"), &["nosuid", "noexec", "nodev", "ro"])?);
+    mounts.push(mount("/etc/hosts", "bind", files.hosts, &["bind", "nosuid", "nodev", "noexec"])?);
+    mounts.push(mount("/etc/resolv.conf", "bind", files.resolv, &["bind", "nosuid", "nodev", "noexec"])?);
+    mounts.push(mount(INIT_PATH, "bind", files.init, &["bind", "ro", "nosuid", "nodev"])?);
+    for bind in &spec.binds {
+        let options: &[&str] = if bind.readonly { &["rbind", "ro"] } else { &["rbind"] };
+        mounts.push(mount(&bind.target, "bind", &bind.source, options)?);
+    }
+    Ok(mounts)
+}
+
+/// The caller's own `RLIMIT_NOFILE` (what the embedded executor's payload inherits).
+fn nofile_limit() -> (u64, u64) {
+    match rustix::process::getrlimit(rustix::process::Resource::Nofile) {
+        rustix::process::Rlimit { current: Some(soft), maximum: Some(hard) } => (soft, hard),
+        rustix::process::Rlimit { current, maximum } => (current.unwrap_or(1 << 20), maximum.unwrap_or(1 << 20)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::{Bind, Limits};
+
+    fn files(netns: Option<PathBuf>) -> BundleFiles<'static> {
+        BundleFiles {
+            rootfs: Path::new("/r"),
+            hosts: Path::new("/run/hosts"),
+            resolv: Path::new("/run/resolv.conf"),
+            init: Path::new("/usr/bin/tini-static"),
+            netns,
+            cgroup: "slipway/1-2".to_string(),
+        }
+    }
+
+    fn user(uid: u32) -> ExecUser {
+        ExecUser { uid, gid: uid, groups: vec![uid], home: "/home".to_string() }
+    }
+
+    #[test]
+    fn the_same_sandbox_as_the_embedded_executor() {
+        let mut spec = ExecSpec::new(["sh", "-c", "true"]);
+        spec.network = Network::Default;
+        spec.limits = Limits { memory: Some(1 << 20), pids: Some(10), cpus: Some(0.5) };
+        spec.binds = vec![Bind { source: "/src".into(), target: "/dst".into(), readonly: true }];
+        let json = serde_json::to_value(config(&spec, &user(0), &files(Some("/proc/1/fd/9".into()))).unwrap()).unwrap();
+        assert_eq!(json["process"]["args"], serde_json::json!([INIT_PATH, "-p", "SIGKILL", "--", "sh", "-c", "true"]));
+        assert_eq!(json["process"]["noNewPrivileges"], true);
+        let caps = json["process"]["capabilities"]["effective"].as_array().unwrap();
+        assert_eq!(caps.len(), DOCKER_DEFAULT_CAPS.len());
+        assert!(
+            json["process"]["env"].as_array().unwrap().contains(&serde_json::json!(format!("PATH={DEFAULT_PATH}")))
+        );
+        let namespaces: Vec<&serde_json::Value> = json["linux"]["namespaces"].as_array().unwrap().iter().collect();
+        let net = namespaces.iter().find(|n| n["type"] == "network").unwrap();
+        assert_eq!(net["path"], "/proc/1/fd/9");
+        assert_eq!(namespaces.len(), 6);
+        assert_eq!(json["linux"]["resources"]["memory"]["limit"], 1 << 20);
+        assert_eq!(json["linux"]["resources"]["pids"]["limit"], 10);
+        assert_eq!(json["linux"]["resources"]["cpu"]["quota"], 50_000);
+        assert_eq!(json["linux"]["maskedPaths"].as_array().unwrap().len(), spec.masked_paths.len());
+        let mounts = json["mounts"].as_array().unwrap();
+        let dst = mounts.iter().find(|m| m["destination"] == "/dst").unwrap();
+        assert_eq!(dst["options"], serde_json::json!(["rbind", "ro"]));
+        assert!(mounts.iter().any(|m| m["destination"] == INIT_PATH && m["source"] == "/usr/bin/tini-static"));
+    }
+
+    #[test]
+    fn other_users_get_no_capabilities_and_host_network_no_namespace() {
+        let mut spec = ExecSpec::new(["true"]);
+        spec.network = Network::Host;
+        let json = serde_json::to_value(config(&spec, &user(1000), &files(None)).unwrap()).unwrap();
+        assert_eq!(json["process"]["user"]["uid"], 1000);
+        assert_eq!(json["process"]["capabilities"]["effective"], serde_json::json!([]));
+        assert_eq!(json["process"]["capabilities"]["bounding"].as_array().unwrap().len(), DOCKER_DEFAULT_CAPS.len());
+        assert!(!json["linux"]["namespaces"].as_array().unwrap().iter().any(|n| n["type"] == "network"));
+        assert!(json["linux"]["resources"].get("memory").is_none());
+    }
+}
