@@ -2,7 +2,7 @@
 //! cached (`FROM` a busybox image, `COPY . /app` of a generated context, a `RUN`), so the time is
 //! the fixed cost of a build — parsing, resolving the base, hashing the context through the warm
 //! stat cache, cache lookups, writing the config and the tag. The context has N files
-//! (`SLIPWAY_BENCH_BUILD_FILES`, default 5000, 1–8 KiB each). `scripts/bench` compares whole
+//! (`SLIPWAY_BENCH_BUILD_FILES`; default 5000, 200 when the test suite runs it once; 1–8 KiB each). `scripts/bench` compares whole
 //! builds with buildah and BuildKit; this bench tracks the no-op path alone.
 //!
 //! Root only, like the `exec` bench (the one cold build runs a RUN step). Run quickly with
@@ -15,8 +15,11 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
+/// `SLIPWAY_BENCH_BUILD_FILES`, else 5000 under `cargo bench` and 200 when the suite runs the
+/// bench once as a test (no `--bench` argument), which only checks that it works.
 fn files() -> usize {
-    std::env::var("SLIPWAY_BENCH_BUILD_FILES").ok().and_then(|v| v.parse().ok()).unwrap_or(5_000)
+    let default = if std::env::args().any(|a| a == "--bench") { 5_000 } else { 200 };
+    std::env::var("SLIPWAY_BENCH_BUILD_FILES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 /// A busybox root filesystem with the applets the Dockerfile's RUN uses.
