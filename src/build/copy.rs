@@ -31,7 +31,6 @@ pub(crate) struct CopySpec<'a> {
     chown: Option<&'a str>,
     chmod: Option<&'a str>,
     excludes: &'a [String],
-    parents: bool,
     add: Option<&'a AddInstruction>,
 }
 
@@ -45,7 +44,6 @@ impl<'a> CopySpec<'a> {
             chown: c.chown.as_deref(),
             chmod: c.chmod.as_deref(),
             excludes: &c.excludes,
-            parents: c.parents,
             add: None,
         }
     }
@@ -59,7 +57,6 @@ impl<'a> CopySpec<'a> {
             chown: a.chown.as_deref(),
             chmod: a.chmod.as_deref(),
             excludes: &a.excludes,
-            parents: false,
             add: Some(a),
         }
     }
@@ -94,9 +91,6 @@ pub(crate) fn copy(
 ) -> Result<(), BuildError> {
     let span = step.span;
     let unsupported = |what: &str| BuildError::Instruction { span, message: format!("{what} is not supported yet") };
-    if spec.parents {
-        return Err(unsupported("COPY --parents"));
-    }
     if let Some(add) = spec.add {
         if add.checksum.is_some() {
             return Err(unsupported("ADD --checksum (remote sources)"));

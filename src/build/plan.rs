@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::{BuildError, BuildOptions, Builder};
-use crate::dockerfile::{Instruction, lower, parse};
+use crate::dockerfile::{Instruction, SecurityMode, lower, parse};
 use crate::graph::{Base, BuildGraph, GraphOptions, StageId};
 use crate::image::Image;
 
@@ -74,5 +74,28 @@ pub(crate) fn plan(builder: &Builder<'_>, source: &str, options: &BuildOptions) 
             copy_images.insert(input.reference.clone(), image);
         }
     }
+    unsupported(&graph)?;
     Ok(Plan { graph, bases, copy_images })
+}
+
+/// Features the builder does not have yet fail here, at their line, before any step runs.
+fn unsupported(graph: &BuildGraph) -> Result<(), BuildError> {
+    for id in graph.needed() {
+        let Some(stage) = graph.stage(id) else { continue };
+        for step in &stage.instructions {
+            let message = match &step.instruction {
+                Instruction::Run(run) if !run.mounts.is_empty() => {
+                    "RUN --mount is not supported yet: remove the flag or build with BuildKit"
+                }
+                Instruction::Run(run) if !run.devices.is_empty() => "RUN --device is not supported",
+                Instruction::Run(run) if run.security == Some(SecurityMode::Insecure) => {
+                    "RUN --security=insecure is not supported: slipway never runs privileged steps"
+                }
+                Instruction::Copy(copy) if copy.parents => "COPY --parents is not supported yet",
+                _ => continue,
+            };
+            return Err(BuildError::Instruction { span: step.span, message: message.to_string() });
+        }
+    }
+    Ok(())
 }

@@ -10,7 +10,7 @@ use super::logs::StepLog;
 use super::stage::{BuildCtx, State};
 use crate::cache::KeyInputs;
 use crate::dockerfile::args::Origin;
-use crate::dockerfile::{CommandLine, NetworkMode, RunInstruction, SecurityMode};
+use crate::dockerfile::{CommandLine, NetworkMode, RunInstruction};
 use crate::exec::{ExecSpec, Network, Output};
 use crate::graph::Step;
 use crate::progress::LogStream;
@@ -36,21 +36,7 @@ pub(crate) fn run(
     run: &RunInstruction,
 ) -> Result<(), BuildError> {
     let span = step.span;
-    if !run.mounts.is_empty() {
-        return Err(BuildError::Instruction {
-            span,
-            message: "RUN --mount is not supported yet: remove the flag or build with BuildKit".to_string(),
-        });
-    }
-    if !run.devices.is_empty() {
-        return Err(BuildError::Instruction { span, message: "RUN --device is not supported".to_string() });
-    }
-    if run.security == Some(SecurityMode::Insecure) {
-        return Err(BuildError::Instruction {
-            span,
-            message: "RUN --security=insecure is not supported: slipway never runs privileged steps".to_string(),
-        });
-    }
+    // `--mount`, `--device` and `--security=insecure` were refused while planning.
     let host = crate::oci::Platform::host();
     if !ctx.options.platform.matches(&host) {
         return Err(BuildError::Instruction {
