@@ -10,7 +10,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::history;
 use super::layers::{self, LayerStep, Outcome};
 use super::stage::{BuildCtx, StageResult, State, expand, join_path};
 use super::{BuildError, short};
@@ -225,24 +224,16 @@ pub(crate) fn copy(
                     }),
                 }
             });
-            let record = match result {
+            match result.and_then(|made| layers::ran(ctx, state, &step_ref, made)) {
                 Ok(record) => record,
                 Err(e) => {
                     task.fail(&e);
                     return Err(e);
                 }
-            };
-            if let Some(layer) = &record.layer {
-                state.stats.bytes += layer.blob.size;
             }
-            layers::record(ctx, state, &step_ref, &record)?;
-            state.stats.run += 1;
-            record
         }
     };
-    layers::apply(ctx, state, &record);
-    state.history(state.last_created, history::layer(shown, record.layer.is_none()));
-    task.done();
+    layers::end(ctx, state, &record, shown, task);
     Ok(())
 }
 
@@ -293,31 +284,13 @@ fn with_layers(
             .map_err(|e| BuildError::io("create an empty directory in", sn.dir(), e))?;
         return f(empty.path());
     };
-    let key = format!("view-{}-{}", std::process::id(), nanos());
+    let key = format!("view-{}-{}", std::process::id(), super::layers::unique_nanos());
     let mounts = sn.view(&key, Some(&top))?;
-    let result = (|| match mounts.plain_dir() {
-        Some(dir) => f(dir),
-        None => {
-            let target = tempfile::Builder::new()
-                .prefix("from-")
-                .tempdir_in(sn.dir())
-                .map_err(|e| BuildError::io("create a mount point in", sn.dir(), e))?;
-            let mounted = mounts.mount(target.path())?;
-            let result = f(target.path());
-            let unmounted = mounted.unmount();
-            result?;
-            unmounted?;
-            Ok(())
-        }
-    })();
+    let result = super::layers::with_tree(sn, &mounts, f);
     if let Err(e) = sn.remove(&key) {
         tracing::warn!(key, error = %e, "removing a --from view");
     }
     result
-}
-
-fn nanos() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
 }
 
 /// A URL or git source (ADD's remote forms).

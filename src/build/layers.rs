@@ -12,7 +12,7 @@ use crate::image::{chain_ids, layer_snapshot_name, unpack_layers};
 use crate::layer::WriteOptions;
 use crate::oci::{Descriptor, DiffId, Digest, MediaType};
 use crate::progress::{CacheStatus, Task};
-use crate::snapshot::{SnapshotError, Snapshotter};
+use crate::snapshot::{Mounts, SnapshotError, Snapshotter};
 
 /// Prefix of the GC roots that keep cached layers.
 pub(crate) const CACHE_ROOT: &str = "cache:";
@@ -117,21 +117,53 @@ pub(crate) fn run_in_snapshot(
     let key = format!("build-{}-{}", std::process::id(), unique_nanos());
     let mounts = sn.prepare(&key, parent.as_deref())?;
     let active = Active { sn, key: &key, live: true };
-    match mounts.plain_dir() {
-        Some(dir) => work(dir)?,
-        None => {
-            let target = tempfile::Builder::new()
-                .prefix("step-")
-                .tempdir_in(sn.dir())
-                .map_err(|e| BuildError::io("create a mount point in", sn.dir(), e))?;
-            let mounted = mounts.mount(target.path())?;
-            let result = work(target.path());
-            let unmounted = mounted.unmount();
-            result?;
-            unmounted?;
-        }
-    }
+    with_tree(sn, &mounts, work)?;
     commit(ctx, state, active)
+}
+
+/// Runs `f` on a snapshot's tree: its plain directory (copy snapshotter), or a temporary mount
+/// point under the snapshotter's directory, unmounted afterwards whatever `f` returned.
+pub(crate) fn with_tree<T>(
+    sn: &dyn Snapshotter,
+    mounts: &Mounts,
+    f: impl FnOnce(&Path) -> Result<T, BuildError>,
+) -> Result<T, BuildError> {
+    if let Some(dir) = mounts.plain_dir() {
+        return f(dir);
+    }
+    let target = tempfile::Builder::new()
+        .prefix("mnt-")
+        .tempdir_in(sn.dir())
+        .map_err(|e| BuildError::io("create a mount point in", sn.dir(), e))?;
+    let mounted = mounts.mount(target.path())?;
+    let result = f(target.path());
+    let unmounted = mounted.unmount();
+    let value = result?;
+    unmounted?;
+    Ok(value)
+}
+
+/// Counts and records a step that ran (a miss), once its work succeeded.
+pub(crate) fn ran(
+    ctx: &BuildCtx<'_>,
+    state: &mut State,
+    step: &LayerStep<'_>,
+    made: Record,
+) -> Result<Record, BuildError> {
+    if let Some(layer) = &made.layer {
+        state.stats.bytes += layer.blob.size;
+    }
+    record(ctx, state, step, &made)?;
+    state.stats.run += 1;
+    Ok(made)
+}
+
+/// Ends a layer step, hit or miss: its layer joins the stage, its history entry is written, its
+/// task ends.
+pub(crate) fn end(ctx: &BuildCtx<'_>, state: &mut State, made: &Record, created_by: String, task: Task) {
+    apply(ctx, state, made);
+    state.history(state.last_created, super::history::layer(created_by, made.layer.is_none()));
+    task.done();
 }
 
 /// The active snapshot of a step; removed on drop unless committed.
@@ -179,6 +211,7 @@ fn commit(ctx: &BuildCtx<'_>, state: &State, mut active: Active<'_>) -> Result<R
     Ok(Record { layer: Some(LayerRecord { diff_id, blob }), created })
 }
 
-fn unique_nanos() -> u128 {
+/// Nanoseconds since the epoch, to make snapshot keys unique.
+pub(crate) fn unique_nanos() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
 }

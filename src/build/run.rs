@@ -4,7 +4,6 @@
 //! [`Executor`]: crate::exec::Executor
 
 use super::BuildError;
-use super::history;
 use super::layers::{self, LayerStep, Outcome};
 use super::logs::StepLog;
 use super::stage::{BuildCtx, State};
@@ -121,24 +120,16 @@ pub(crate) fn run(
                 }
                 Ok(())
             });
-            let record = match result {
+            match result.and_then(|made| layers::ran(ctx, state, &step_ref, made)) {
                 Ok(record) => record,
                 Err(e) => {
                     task.fail(&e);
                     return Err(e);
                 }
-            };
-            if let Some(layer) = &record.layer {
-                state.stats.bytes += layer.blob.size;
             }
-            layers::record(ctx, state, &step_ref, &record)?;
-            state.stats.run += 1;
-            record
         }
     };
-    layers::apply(ctx, state, &record);
-    state.history(state.last_created, history::layer(command.created_by.clone(), record.layer.is_none()));
-    task.done();
+    layers::end(ctx, state, &record, command.created_by.clone(), task);
     Ok(())
 }
 
