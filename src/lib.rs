@@ -18,4 +18,5 @@ pub mod oci;
 pub mod progress;
 pub mod registry;
 pub mod snapshot;
+pub mod sqlite;
 pub mod store;

@@ -246,7 +246,7 @@ fn open_conn(path: &Path) -> Result<Connection, CacheError> {
     let db_err = |source| CacheError::Db { path: path.to_path_buf(), source };
     let mut conn = Connection::open(path).map_err(db_err)?;
     conn.busy_timeout(Duration::from_secs(30)).map_err(db_err)?;
-    let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(db_err)?;
+    crate::sqlite::enable_wal(&conn, Duration::from_secs(30)).map_err(db_err)?;
     // Disposable data: NORMAL may lose the last transactions on power loss, never consistency.
     conn.execute_batch("PRAGMA synchronous=NORMAL;").map_err(db_err)?;
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(db_err)?;

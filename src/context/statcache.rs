@@ -80,7 +80,7 @@ impl StatCache {
         let err = |op| move |source| ContextError::StatCache { path: path.to_path_buf(), op, source };
         let conn = Connection::open(path).map_err(err("open"))?;
         conn.busy_timeout(Duration::from_secs(30)).map_err(err("set the busy timeout"))?;
-        let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(err("enable WAL"))?;
+        crate::sqlite::enable_wal(&conn, Duration::from_secs(30)).map_err(err("enable WAL"))?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(err("set synchronous"))?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS stat_cache (

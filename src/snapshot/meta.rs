@@ -60,7 +60,7 @@ impl Meta {
         let db_err = |source| SnapshotError::Db { path: db_path.clone(), source };
         let conn = Connection::open(&db_path).map_err(db_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(60)).map_err(db_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(db_err)?;
+        crate::sqlite::enable_wal(&conn, std::time::Duration::from_secs(60)).map_err(db_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(db_err)?;
         let meta =
             Meta { dir: dir.to_path_buf(), lock_path: dir.join("lock"), db_path: db_path.clone(), conn: conn.into() };

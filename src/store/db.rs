@@ -92,7 +92,7 @@ fn open_checked(path: &Path) -> Result<Connection, StoreError> {
             Some(check),
         )));
     }
-    let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(db_err)?;
+    crate::sqlite::enable_wal(&conn, std::time::Duration::from_secs(30)).map_err(db_err)?;
     conn.execute_batch("PRAGMA foreign_keys=ON; PRAGMA synchronous=FULL;").map_err(db_err)?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db_err)?;
     if version > SCHEMA_VERSION {
