@@ -21,7 +21,10 @@ pub use load::{LoadInput, LoadReport, LoadedImage, load};
 pub(crate) use resolve::UNTAGGED_ROOT;
 pub use resolve::{Image, ImageSummary, list, load_image, resolve};
 pub use save::{Distributable, SaveFormat, SaveOptions, SaveTarget, distributable, save};
-pub use unpack::{LAYER_SNAPSHOT_PREFIX, Unpacked, chain_ids, layer_snapshot_name, unpack, unpack_layers};
+pub use unpack::{
+    LAYER_SNAPSHOT_PREFIX, SnapshotPruneReport, Unpacked, chain_ids, layer_snapshot_name, prune_snapshots, unpack,
+    unpack_layers,
+};
 
 /// Largest manifest, index or config slipway reads (they are JSON documents, not data).
 pub const MAX_JSON_BLOB: u64 = 16 << 20;

@@ -86,7 +86,7 @@ pub fn load_image(
 }
 
 /// Every image root in the store: tagged names and untagged roots, by manifest digest.
-fn roots(store: &Store) -> Result<Vec<(Option<Reference>, Descriptor)>, ImageError> {
+pub(crate) fn roots(store: &Store) -> Result<Vec<(Option<Reference>, Descriptor)>, ImageError> {
     let mut out: Vec<(Option<Reference>, Descriptor)> =
         store.tags()?.into_iter().map(|t| (Some(t.reference), t.descriptor)).collect();
     for (_, digest) in store.roots(UNTAGGED_ROOT)? {

@@ -109,6 +109,85 @@ pub fn unpack_layers(
     Ok(unpacked)
 }
 
+/// What [`prune_snapshots`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SnapshotPruneReport {
+    /// Names of the layer snapshots removed.
+    pub removed: Vec<String>,
+    /// Layer snapshots kept: an image uses them, they are younger than the minimum age, or a
+    /// snapshot in use (an active step, a view) sits on them.
+    pub kept: usize,
+}
+
+/// Removes the committed layer snapshots (`layer:<chain id>`) that no image in the store uses
+/// and that were made more than `min_age` ago, children before parents. Their layers stay in
+/// the store (blobs are `Store::prune`'s business), so a later build or run extracts them again
+/// when it needs them. The age keeps what a running build has just made; a snapshot something
+/// still sits on (an active step, a view) is never removed.
+pub fn prune_snapshots(
+    store: &Store,
+    sn: &dyn Snapshotter,
+    min_age: std::time::Duration,
+) -> Result<SnapshotPruneReport, ImageError> {
+    let mut live = std::collections::BTreeSet::new();
+    for (_, root) in super::resolve::roots(store)? {
+        match chains_of(store, &root) {
+            Ok(names) => live.extend(names),
+            // Not an image (an artifact, a config of another kind): nothing of it was unpacked.
+            Err(ImageError::Decode { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let cutoff = now.saturating_sub(min_age.as_secs() as i64);
+    let all = sn.list()?;
+    let mut candidates: Vec<String> = all
+        .iter()
+        .filter(|i| i.kind == Kind::Committed && i.key.starts_with(LAYER_SNAPSHOT_PREFIX))
+        .filter(|i| !live.contains(&i.key) && i.created <= cutoff)
+        .map(|i| i.key.clone())
+        .collect();
+    let layer_snapshots = all.iter().filter(|i| i.key.starts_with(LAYER_SNAPSHOT_PREFIX)).count();
+    let mut report = SnapshotPruneReport::default();
+    // Leaves first: a pass removes what has no children now, until a pass removes nothing.
+    loop {
+        let before = report.removed.len();
+        let mut left = Vec::new();
+        for key in candidates {
+            match sn.remove(&key) {
+                Ok(()) => report.removed.push(key),
+                Err(SnapshotError::HasChildren { .. }) => left.push(key),
+                Err(SnapshotError::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        candidates = left;
+        if candidates.is_empty() || report.removed.len() == before {
+            break;
+        }
+    }
+    report.kept = layer_snapshots - report.removed.len();
+    Ok(report)
+}
+
+/// The layer snapshot names of every image `root` holds (one, or each of an index's).
+fn chains_of(store: &Store, root: &Descriptor) -> Result<Vec<String>, ImageError> {
+    let mut manifests = Vec::new();
+    if root.media_type.is_index() {
+        let index: crate::oci::ImageIndex = super::resolve::read_json(store, "index", &root.digest)?;
+        manifests.extend(index.manifests.into_iter().filter(|m| m.media_type.is_manifest()));
+    } else {
+        manifests.push(root.clone());
+    }
+    let mut names = Vec::new();
+    for m in manifests {
+        let manifest: crate::oci::ImageManifest = super::resolve::read_json(store, "manifest", &m.digest)?;
+        let config: crate::oci::ImageConfig = super::resolve::read_json(store, "config", &manifest.config.digest)?;
+        names.extend(chain_ids(&config.rootfs.diff_ids).iter().map(layer_snapshot_name));
+    }
+    Ok(names)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 //! reason of every miss).
 
 use crate::support::build::{BuildEnv, StepEvents, ran, steps};
+use crate::support::describe;
 
 const APP: &str = "ARG UNUSED=1\n\
 FROM bb\n\
@@ -131,4 +132,37 @@ fn cached_layers_survive_prune_and_a_pruned_blob_is_rebuilt() {
     env.tc.ok(&["prune", "--all"]);
     let ev = env.build_events(&["-t", "app:1"]);
     assert_eq!(ran(&ev), 4, "prune --all drops the build cache: {:?}", reasons(&steps(&ev)));
+}
+
+#[test]
+fn prune_removes_layer_snapshots_no_image_uses() {
+    let env = BuildEnv::new();
+    env.dockerfile("FROM bb\nRUN echo 1 > /1\nRUN echo 2 > /2\n");
+    env.build_ok(&["-t", "img:1"]);
+    let layer_snapshots = || {
+        slipway::snapshot::open(&env.tc.root(), None)
+            .unwrap()
+            .list()
+            .unwrap()
+            .into_iter()
+            .filter(|i| i.key.starts_with("layer:"))
+            .count()
+    };
+    assert_eq!(layer_snapshots(), 3, "the base and two RUN layers");
+    // Young snapshots are kept by default (a running build may be about to use them).
+    env.tc.ok(&["rmi", "img:1"]);
+    let out = env.tc.ok(&["prune"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("total: 0 layer snapshots deleted"), "{}", describe(&out));
+    let mut cmd = env.tc.cmd();
+    cmd.args(["prune"]).env("SLIPWAY_PRUNE_SNAPSHOT_MIN_AGE", "0");
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("total: 2 layer snapshots deleted, 1 kept"), "{stdout}");
+    assert_eq!(layer_snapshots(), 1, "bb is still tagged");
+    // The cache still has the layers: the rebuild runs nothing and extracts them again when asked.
+    let ev = env.build_events(&["-t", "img:1"]);
+    assert_eq!(ran(&ev), 0);
+    assert_eq!(env.run_stdout("img:1", &["cat", "/1", "/2"]), "1\n2\n");
+    crate::build_stages::assert_clean(&env);
 }
