@@ -226,7 +226,7 @@ fn finish(args: &BuildArgs, options: &BuildOptions, output: &BuildOutput) -> Res
         output.steps_cached,
         units::size(output.bytes_written)
     );
-    for tag in &options.tags {
+    for tag in &args.tags {
         eprintln!("named {tag}");
     }
     Ok(())
