@@ -95,6 +95,26 @@ struct Pusher<'a> {
     progress: &'a Reporter,
 }
 
+impl<'a> Pusher<'a> {
+    fn new(
+        client: &'a Client,
+        store: &'a Store,
+        destination: &'a Reference,
+        options: &'a PushOptions,
+        progress: &'a Reporter,
+    ) -> Pusher<'a> {
+        Pusher {
+            trust_head: AtomicBool::new(true),
+            client,
+            destination,
+            scope: repository_scope(destination.repository(), "pull,push"),
+            store,
+            options,
+            progress,
+        }
+    }
+}
+
 /// Pushes `image` (see `image::distributable`) to `destination` on `client`'s registry.
 pub fn push(
     client: &Client,
@@ -104,15 +124,7 @@ pub fn push(
     options: &PushOptions,
     progress: &Reporter,
 ) -> Result<PushReport, RegistryError> {
-    let pusher = Pusher {
-        trust_head: AtomicBool::new(true),
-        client,
-        destination,
-        scope: repository_scope(destination.repository(), "pull,push"),
-        store,
-        options,
-        progress,
-    };
+    let pusher = Pusher::new(client, store, destination, options, progress);
     let mut blobs: Vec<&Descriptor> = Vec::new();
     for blob in image.layers.iter().chain(std::iter::once(&image.config)) {
         if !blobs.iter().any(|b| b.digest == blob.digest) {
@@ -149,15 +161,7 @@ pub fn push_index(
     options: &PushOptions,
     progress: &Reporter,
 ) -> Result<PushReport, RegistryError> {
-    let pusher = Pusher {
-        trust_head: AtomicBool::new(true),
-        client,
-        destination,
-        scope: repository_scope(destination.repository(), "pull,push"),
-        store,
-        options,
-        progress,
-    };
+    let pusher = Pusher::new(client, store, destination, options, progress);
     let mut blobs: Vec<&Descriptor> = Vec::new();
     for entry in entries {
         for blob in entry.image.layers.iter().chain(std::iter::once(&entry.image.config)) {
