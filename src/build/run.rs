@@ -101,7 +101,6 @@ pub(crate) fn run(
                 if let Some((path, body)) = &command.script {
                     write_script(rootfs, path, body)?;
                 }
-                let tidy = Tidy::before(rootfs);
                 let status = {
                     let (mut out, mut err) = (log.writer(LogStream::Stdout), log.writer(LogStream::Stderr));
                     ctx.builder.executor.run(&spec, rootfs, Output::new(&mut out, &mut err), ctx.builder.cancel)?
@@ -109,7 +108,6 @@ pub(crate) fn run(
                 if let Some((path, _)) = &command.script {
                     remove_script(rootfs, path)?;
                 }
-                tidy.after(rootfs);
                 if !status.success() {
                     return Err(BuildError::RunFailed {
                         span,
@@ -212,64 +210,6 @@ fn remove_script(rootfs: &std::path::Path, path: &str) -> Result<(), BuildError>
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(BuildError::io("remove the heredoc script", &host, e)),
     }
-}
-
-/// Undoes what the sandbox itself leaves in the rootfs, so a step that changes nothing makes no
-/// layer (BuildKit's stub cleaning): the mount points `/proc`, `/dev`, `/sys` it had to create
-/// are removed when still empty, and when `/etc` only held the `hosts`/`resolv.conf` stubs for
-/// the run (created and removed by the executor), its modification time is put back.
-/// Runs after the sandbox is gone, on direct children of the rootfs, never following a link.
-struct Tidy {
-    missing: Vec<&'static str>,
-    /// `/etc`'s entries and times before the run, when the executor was going to stub in it.
-    etc: Option<(Vec<std::ffi::OsString>, std::fs::Metadata)>,
-}
-
-impl Tidy {
-    const MOUNT_POINTS: [&'static str; 3] = ["proc", "dev", "sys"];
-
-    fn before(rootfs: &std::path::Path) -> Tidy {
-        let missing =
-            Tidy::MOUNT_POINTS.into_iter().filter(|d| std::fs::symlink_metadata(rootfs.join(d)).is_err()).collect();
-        let etc_path = rootfs.join("etc");
-        let etc = match std::fs::symlink_metadata(&etc_path) {
-            Ok(md) if md.is_dir() => {
-                let stubbed =
-                    ["hosts", "resolv.conf"].iter().any(|f| std::fs::symlink_metadata(etc_path.join(f)).is_err());
-                stubbed.then(|| (entries(&etc_path), md))
-            }
-            _ => None,
-        };
-        Tidy { missing, etc }
-    }
-
-    fn after(self, rootfs: &std::path::Path) {
-        for dir in self.missing {
-            // Fails (and is left) when the step put something there or replaced it by a link.
-            let _ = std::fs::remove_dir(rootfs.join(dir));
-        }
-        if let Some((names, md)) = self.etc {
-            let etc_path = rootfs.join("etc");
-            let still_dir = std::fs::symlink_metadata(&etc_path).is_ok_and(|m| m.is_dir());
-            if still_dir && entries(&etc_path) == names {
-                use std::os::unix::fs::MetadataExt;
-                let ts = |s: i64, ns: i64| rustix::fs::Timespec { tv_sec: s, tv_nsec: ns as _ };
-                let times = rustix::fs::Timestamps {
-                    last_access: ts(md.atime(), md.atime_nsec()),
-                    last_modification: ts(md.mtime(), md.mtime_nsec()),
-                };
-                let _ =
-                    rustix::fs::utimensat(rustix::fs::CWD, &etc_path, &times, rustix::fs::AtFlags::SYMLINK_NOFOLLOW);
-            }
-        }
-    }
-}
-
-fn entries(dir: &std::path::Path) -> Vec<std::ffi::OsString> {
-    let mut names: Vec<_> =
-        std::fs::read_dir(dir).map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name()).collect()).unwrap_or_default();
-    names.sort();
-    names
 }
 
 #[cfg(test)]

@@ -3,8 +3,10 @@
 //! any missing directories), following the image's symlinks the way the sandbox will see them
 //! (a `/etc/resolv.conf -> ../run/systemd/resolve/stub-resolv.conf` gets its target
 //! created), and everything created is removed after the run if it is still an empty file or
-//! directory (BuildKit's `executor/stubs.go`). Existing files are never written: the bind
-//! hides them for the run.
+//! directory (BuildKit's `executor/stubs.go`). The directory mount points `/proc`, `/dev` and
+//! `/sys` are stubbed the same way, and each parent gets its times back once its stub is gone:
+//! a run that changes nothing leaves the rootfs as it found it, so a build step's diff is empty.
+//! Existing files are never written: the bind hides them for the run.
 //!
 //! Every step is confined to the rootfs: symlinks are resolved by hand against the rootfs as
 //! `/`, directories are opened with `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS)`, so a
@@ -15,12 +17,16 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timestamps};
 
 use super::{ExecError, sys};
 
 /// The mount points stubbed, as absolute paths in the sandbox.
 pub const STUB_FILES: &[&str] = &["/etc/hosts", "/etc/resolv.conf"];
+
+/// The directory mount points directly under the rootfs, created when missing (a symlink there
+/// is left for the sandbox to refuse, never followed).
+pub const STUB_DIRS: &[&str] = &["proc", "dev", "sys"];
 
 /// Symlinks followed while resolving one stub path.
 const MAX_LINKS: u32 = 16;
@@ -29,8 +35,20 @@ const MAX_LINKS: u32 = 16;
 #[derive(Debug)]
 pub struct Stubs {
     rootfs: PathBuf,
-    /// Paths relative to the rootfs, in creation order (parents first).
-    created: Vec<String>,
+    /// Paths relative to the rootfs, in creation order (parents first), each with its parent
+    /// directory's times from just before it was created.
+    created: Vec<(String, Timestamps)>,
+}
+
+/// A directory's times, to put back once a stub in it is gone: a run that changes nothing then
+/// leaves no trace in the rootfs (so its diff is empty, as BuildKit's stub cleaning ensures).
+fn times_of(dir: &OwnedFd) -> io::Result<Timestamps> {
+    let st = rustix::fs::fstat(dir)?;
+    let ts = |sec: i64, nsec: i64| rustix::fs::Timespec { tv_sec: sec, tv_nsec: nsec as _ };
+    Ok(Timestamps {
+        last_access: ts(st.st_atime as i64, st.st_atime_nsec as i64),
+        last_modification: ts(st.st_mtime as i64, st.st_mtime_nsec as i64),
+    })
 }
 
 fn open_root(rootfs: &Path) -> io::Result<OwnedFd> {
@@ -73,7 +91,27 @@ impl Stubs {
                 .ensure_file(&root, path)
                 .map_err(|source| ExecError::Prepare { what: format!("{path} in the rootfs"), source })?;
         }
+        for name in STUB_DIRS {
+            stubs
+                .ensure_dir(&root, name)
+                .map_err(|source| ExecError::Prepare { what: format!("/{name} in the rootfs"), source })?;
+        }
         Ok(stubs)
+    }
+
+    /// Creates the directory `name` directly under the rootfs when nothing has that name.
+    fn ensure_dir(&mut self, root: &OwnedFd, name: &str) -> io::Result<()> {
+        let dir = open_dir(root, &[])?;
+        match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Err(rustix::io::Errno::NOENT) => {
+                let times = times_of(&dir)?;
+                rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(0o755))?;
+                self.created.push((name.to_string(), times));
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Makes `path` resolve (within the rootfs) to an existing file, creating what is missing.
@@ -107,16 +145,18 @@ impl Stubs {
                 Some(_) if last => return Ok(()),
                 Some(_) => return Err(io::Error::from_raw_os_error(libc::ENOTDIR)),
                 None if last => {
+                    let times = times_of(&dir)?;
                     let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
                     rustix::fs::openat(&dir, name.as_str(), flags, Mode::from_raw_mode(0o644))?;
                     done.push(name);
-                    self.created.push(done.join("/"));
+                    self.created.push((done.join("/"), times));
                     return Ok(());
                 }
                 None => {
+                    let times = times_of(&dir)?;
                     rustix::fs::mkdirat(&dir, name.as_str(), Mode::from_raw_mode(0o755))?;
                     done.push(name);
-                    self.created.push(done.join("/"));
+                    self.created.push((done.join("/"), times));
                 }
             }
         }
@@ -125,30 +165,32 @@ impl Stubs {
     }
 
     /// Removes what [`create`](Self::create) made, newest first, where it is still an empty
-    /// file or directory. Never follows a symlink.
+    /// file or directory, and puts its parent's times back. Never follows a symlink.
     pub fn remove(&mut self) -> Result<(), ExecError> {
         if self.created.is_empty() {
             return Ok(());
         }
         let root = open_root(&self.rootfs)
             .map_err(|source| ExecError::Cleanup { what: format!("opening {}", self.rootfs.display()), source })?;
-        while let Some(path) = self.created.pop() {
+        while let Some((path, times)) = self.created.pop() {
             let mut parts: Vec<String> = path.split('/').map(str::to_string).collect();
             let Some(name) = parts.pop() else { continue };
             let Ok(dir) = open_dir(&root, &parts) else { continue };
             let Ok(stat) = rustix::fs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) else { continue };
-            let result = match FileType::from_raw_mode(stat.st_mode) {
+            let removed = match FileType::from_raw_mode(stat.st_mode) {
                 FileType::RegularFile if stat.st_size == 0 => {
-                    rustix::fs::unlinkat(&dir, name.as_str(), AtFlags::empty())
+                    rustix::fs::unlinkat(&dir, name.as_str(), AtFlags::empty()).map(|()| true)
                 }
                 // Fails harmlessly when the run put something into it.
-                FileType::Directory => {
-                    let _ = rustix::fs::unlinkat(&dir, name.as_str(), AtFlags::REMOVEDIR);
-                    Ok(())
-                }
-                _ => Ok(()),
+                FileType::Directory => Ok(rustix::fs::unlinkat(&dir, name.as_str(), AtFlags::REMOVEDIR).is_ok()),
+                _ => Ok(false),
             };
-            result.map_err(|e| ExecError::Cleanup { what: format!("removing the stub /{path}"), source: e.into() })?;
+            let removed = removed
+                .map_err(|e| ExecError::Cleanup { what: format!("removing the stub /{path}"), source: e.into() })?;
+            if removed {
+                // Best effort: the times only matter for a diff that would otherwise list the parent.
+                let _ = rustix::fs::futimens(&dir, &times);
+            }
         }
         Ok(())
     }
@@ -180,6 +222,23 @@ mod tests {
         stubs.remove().unwrap();
         assert_eq!(std::fs::read_to_string(root.join("etc/hosts")).unwrap(), "image's own\n");
         assert!(root.join("etc/resolv.conf").exists(), "a stub the run filled is kept");
+    }
+
+    #[test]
+    fn mount_point_dirs_are_removed_and_parent_times_put_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir(root.join("etc")).unwrap();
+        std::fs::create_dir(root.join("dev")).unwrap();
+        let before = |p: &str| std::fs::metadata(root.join(p)).unwrap().modified().unwrap();
+        let (root_time, etc_time) = (before(""), before("etc"));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let mut stubs = Stubs::create(root).unwrap();
+        assert!(root.join("proc").is_dir() && root.join("sys").is_dir() && root.join("etc/hosts").is_file());
+        stubs.remove().unwrap();
+        assert!(!root.join("proc").exists() && !root.join("sys").exists() && root.join("dev").is_dir());
+        assert!(!root.join("etc/hosts").exists());
+        assert_eq!((before(""), before("etc")), (root_time, etc_time), "a run that changed nothing leaves no trace");
     }
 
     #[test]
