@@ -189,7 +189,7 @@ pub(crate) fn copy(
 
     let title = state.title(index, total, &shown);
     let task = ctx.builder.reporter.start(|| title.clone());
-    let step_ref = LayerStep { index, inputs, files, task: &task };
+    let step_ref = LayerStep::new(index, inputs, files, &task);
     let record = match layers::lookup(ctx, state, &step_ref)? {
         Outcome::Hit(record) => {
             state.stats.cached += 1;

@@ -3,7 +3,7 @@
 //! values are never written into history (BuildKit writes `RUN |1 TOKEN=… cmd`, which leaks
 //! whatever was passed as `--build-arg`; catalogue I1).
 
-use crate::dockerfile::{CommandLine, go_quote};
+use crate::dockerfile::go_quote;
 use crate::oci::Healthcheck;
 
 /// The `comment` of every entry a Dockerfile step writes.
@@ -68,7 +68,7 @@ pub(crate) fn healthcheck(h: &Healthcheck) -> HistoryEntry {
 }
 
 /// `["a" "b"]`: Go's `%q` of a string slice (CMD, ENTRYPOINT).
-pub(crate) fn go_list(argv: &[String], _form: &CommandLine) -> String {
+pub(crate) fn go_list(argv: &[String]) -> String {
     let items: Vec<String> = argv.iter().map(|a| go_quote(a)).collect();
     format!("[{}]", items.join(" "))
 }
@@ -143,6 +143,6 @@ mod tests {
         };
         assert_eq!(healthcheck(&h).created_by, r#"HEALTHCHECK &{["CMD-SHELL" "true"] "30s" "0s" "0s" "0s" '\x03'}"#);
         let argv = vec!["/bin/sh".to_string(), "-c".to_string(), "echo \"hi\"".to_string()];
-        assert_eq!(go_list(&argv, &CommandLine::Shell(String::new())), r#"["/bin/sh" "-c" "echo \"hi\""]"#);
+        assert_eq!(go_list(&argv), r#"["/bin/sh" "-c" "echo \"hi\""]"#);
     }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::BuildError;
 use super::stage::{BuildCtx, State};
-use crate::cache::{KeyInputs, LayerRecord, MissReason, Record, Slot};
+use crate::cache::{CacheKey, KeyInputs, LayerRecord, MissReason, Record, Slot};
 use crate::image::{chain_ids, layer_snapshot_name, unpack_layers};
 use crate::layer::WriteOptions;
 use crate::oci::{Descriptor, DiffId, Digest, MediaType};
@@ -25,6 +25,15 @@ pub(crate) struct LayerStep<'a> {
     /// For COPY/ADD from the context: each selected file's digest, to explain a miss.
     pub files: Option<Vec<(String, Digest)>>,
     pub task: &'a Task,
+    /// `inputs.key()`, computed once.
+    key: CacheKey,
+}
+
+impl<'a> LayerStep<'a> {
+    pub(crate) fn new(index: usize, inputs: KeyInputs, files: Option<Vec<(String, Digest)>>, task: &'a Task) -> Self {
+        let key = inputs.key();
+        LayerStep { index, inputs, files, task, key }
+    }
 }
 
 /// Whether the step was looked up and found.
@@ -49,7 +58,7 @@ fn slot(ctx: &BuildCtx<'_>, state: &State, index: usize) -> Slot {
 /// forgotten and counts as a miss.
 pub(crate) fn lookup(ctx: &BuildCtx<'_>, state: &State, step: &LayerStep<'_>) -> Result<Outcome, BuildError> {
     let cache = ctx.builder.cache;
-    let key = step.inputs.key();
+    let key = step.key;
     let slot = slot(ctx, state, step.index);
     let no_cache =
         ctx.options.no_cache || ctx.options.no_cache_filter.iter().any(|s| s.eq_ignore_ascii_case(&state.name));
@@ -79,7 +88,7 @@ pub(crate) fn record(
     record: &Record,
 ) -> Result<(), BuildError> {
     let cache = ctx.builder.cache;
-    let key = step.inputs.key();
+    let key = step.key;
     if let Some(layer) = &record.layer {
         ctx.builder.store.add_root(&format!("{CACHE_ROOT}{key}"), &layer.blob.digest)?;
     }

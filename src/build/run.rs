@@ -83,7 +83,7 @@ pub(crate) fn run(
 
     let title = state.title(index, total, &format!("RUN {}", one_line(&command.shown)));
     let task = ctx.builder.reporter.start(|| title.clone());
-    let step_ref = LayerStep { index, inputs, files: None, task: &task };
+    let step_ref = LayerStep::new(index, inputs, None, &task);
     let record = match layers::lookup(ctx, state, &step_ref)? {
         Outcome::Hit(record) => {
             state.stats.cached += 1;

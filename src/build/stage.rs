@@ -359,7 +359,7 @@ fn run_step(
             let argv = command_argv(&state.shell, &cmd.command);
             state.container().cmd = Some(argv.clone());
             state.cmd_set = true;
-            state.history(created, history::metadata(format!("CMD {}", history::go_list(&argv, &cmd.command))));
+            state.history(created, history::metadata(format!("CMD {}", history::go_list(&argv))));
             Ok(())
         }
         Instruction::Entrypoint(ep) => {
@@ -370,7 +370,7 @@ fn run_step(
             if !cmd_set {
                 c.cmd = None;
             }
-            state.history(created, history::metadata(format!("ENTRYPOINT {}", history::go_list(&argv, &ep.command))));
+            state.history(created, history::metadata(format!("ENTRYPOINT {}", history::go_list(&argv))));
             Ok(())
         }
         Instruction::Volume(v) => {

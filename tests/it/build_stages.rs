@@ -119,6 +119,7 @@ fn sigint_and_sigterm_stop_the_build_cleanly() {
             assert!(n > 0, "stderr closed: {}", String::from_utf8_lossy(&seen));
             seen.extend_from_slice(&buf[..n]);
         }
+        // SAFETY: kill(2) on the child we spawned and have not yet waited for.
         unsafe { libc::kill(child.id() as i32, signal) };
         let started = Instant::now();
         let status = child.wait().unwrap();

@@ -3,7 +3,6 @@
 //! and prints a closing summary — or the failing line of the Dockerfile with the step's last
 //! output.
 
-use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -58,7 +57,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs, progress: &Reporter) -> Resu
     let (text, name, dockerfile_id) = read_dockerfile(args, &context)?;
 
     let mut options = BuildOptions {
-        build_args: build_args(&args.build_args),
+        build_args: super::build_args(&args.build_args),
         target: args.target.clone(),
         no_cache: args.no_cache,
         no_cache_filter: args.no_cache_filter.clone(),
@@ -179,15 +178,6 @@ fn identity(context: &str, dockerfile: &str) -> String {
         std::fs::canonicalize(context).map_or_else(|_| context.to_string(), |p| p.display().to_string())
     };
     format!("{dir}\0{dockerfile}")
-}
-
-fn build_args(args: &[(String, Option<String>)]) -> BTreeMap<String, String> {
-    args.iter()
-        .filter_map(|(k, v)| match v {
-            Some(v) => Some((k.clone(), v.clone())),
-            None => std::env::var(k).ok().map(|v| (k.clone(), v)),
-        })
-        .collect()
 }
 
 /// Writes `--iidfile` and `--metadata-file`, prints the summary (stderr) or the id (`-q`, stdout).

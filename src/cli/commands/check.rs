@@ -5,7 +5,6 @@
 //! Exit codes: 0 when the file is valid (warnings allowed), 1 on any parse or graph error,
 //! or on findings when the file says `# check=error=true`.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -40,7 +39,7 @@ pub fn check(args: &CheckArgs) -> Result<u8> {
     let bytes = std::fs::read(&path).with_context(|| format!("failed to read {}", path.display()))?;
     let src = String::from_utf8_lossy(&bytes).into_owned();
     let ignore = read_dockerignore(&path, &args.context)?;
-    let build_args = resolve_build_args(&args.build_args);
+    let build_args = super::build_args(&args.build_args);
 
     let mut entries = Vec::new();
     let mut ast: Option<Ast> = None;
@@ -154,15 +153,6 @@ fn print_json(entries: &[Entry]) -> Result<()> {
 }
 
 /// `KEY=VALUE` as given, `KEY` alone from the environment (skipped when unset).
-fn resolve_build_args(args: &[(String, Option<String>)]) -> BTreeMap<String, String> {
-    args.iter()
-        .filter_map(|(k, v)| match v {
-            Some(v) => Some((k.clone(), v.clone())),
-            None => std::env::var(k).ok().map(|v| (k.clone(), v)),
-        })
-        .collect()
-}
-
 /// The ignore file that applies: `<Dockerfile>.dockerignore` beside the Dockerfile, else
 /// `.dockerignore` at the context root (BuildKit's precedence).
 fn read_dockerignore(dockerfile: &Path, context: &Path) -> Result<Option<IgnoreFile>> {

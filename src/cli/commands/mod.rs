@@ -46,6 +46,17 @@ pub fn run(cli: Cli) -> Result<u8> {
     }
 }
 
+/// `--build-arg` values: `KEY=VALUE` as given, `KEY` alone takes the caller's environment
+/// (and is dropped when the caller has no such variable), as Docker does.
+pub fn build_args(args: &[(String, Option<String>)]) -> std::collections::BTreeMap<String, String> {
+    args.iter()
+        .filter_map(|(k, v)| match v {
+            Some(v) => Some((k.clone(), v.clone())),
+            None => std::env::var(k).ok().map(|v| (k.clone(), v)),
+        })
+        .collect()
+}
+
 /// The store root: `--root`, `SLIPWAY_ROOT`, or the per-user default.
 pub fn store_root(global: &GlobalArgs) -> PathBuf {
     if let Some(root) = &global.root {
