@@ -184,7 +184,7 @@ fn identity(context: &str, dockerfile: &str) -> String {
 fn finish(args: &BuildArgs, options: &BuildOptions, output: &BuildOutput) -> Result<()> {
     let id = output.image.id();
     if let Some(path) = &args.iidfile {
-        write_file(path, id.to_string().as_bytes())?;
+        super::write_output_file(path, id.to_string().as_bytes())?;
     }
     if let Some(path) = &args.metadata_file {
         let names: Vec<String> = options.tags.iter().map(Reference::to_string).collect();
@@ -202,7 +202,7 @@ fn finish(args: &BuildArgs, options: &BuildOptions, output: &BuildOutput) -> Res
         }
         let mut text = serde_json::to_string_pretty(&meta)?;
         text.push('\n');
-        write_file(path, text.as_bytes())?;
+        super::write_output_file(path, text.as_bytes())?;
     }
     if args.quiet {
         println!("{id}");
@@ -249,15 +249,6 @@ fn push(
             eprintln!("pushed {}@{}", destination.name(), report.digest);
         }
     }
-    Ok(())
-}
-
-/// Writes a small output file through a temp file + rename.
-fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write {}", path.display()))?;
-    std::io::Write::write_all(&mut tmp, bytes).with_context(|| format!("cannot write {}", path.display()))?;
-    tmp.persist(path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 

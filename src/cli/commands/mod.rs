@@ -57,6 +57,16 @@ pub fn build_args(args: &[(String, Option<String>)]) -> std::collections::BTreeM
         .collect()
 }
 
+/// Writes a small output file the user asked for (`--iidfile`, `--digestfile`, ...) through a
+/// temp file + rename, so a reader never sees half of it.
+pub fn write_output_file(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write {}", path.display()))?;
+    std::io::Write::write_all(&mut tmp, bytes).with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.persist(path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
 /// The store root: `--root`, `SLIPWAY_ROOT`, or the per-user default.
 pub fn store_root(global: &GlobalArgs) -> PathBuf {
     if let Some(root) = &global.root {

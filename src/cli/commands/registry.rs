@@ -156,7 +156,7 @@ pub fn push(global: &GlobalArgs, args: &PushArgs, progress: &Reporter) -> Result
         digest = Some(report.digest);
     }
     if let (Some(path), Some(digest)) = (&args.digestfile, digest) {
-        std::fs::write(path, digest.to_string()).with_context(|| format!("cannot write {}", path.display()))?;
+        super::write_output_file(path, digest.to_string().as_bytes())?;
     }
     Ok(0)
 }
