@@ -4,7 +4,7 @@
 //! pure cores (`oci`, `dockerfile`, `graph`) that do no IO, effectful parts (`store`, `layer`,
 //! `context`, ...) and the `cli` edge, the only module that prints.
 
-pub mod build;
+pub mod engine;
 pub mod cache;
 pub mod cli;
 pub mod context;

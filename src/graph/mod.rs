@@ -20,7 +20,7 @@
 //! The lint rules of `slipway check` live beside it in [`lint`]; the one renderer of located
 //! messages (errors and findings) is [`render`].
 
-mod build;
+mod assemble;
 mod error;
 pub mod lint;
 mod onbuild;
@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::dockerfile::args::ArgScope;
 use crate::dockerfile::{Instruction, Span};
 
-pub use build::build;
+pub use assemble::build;
 pub use error::{GraphError, GraphErrors};
 
 /// A stage's position in the Dockerfile (0 = first `FROM`). Stable across pruning.

@@ -6,7 +6,7 @@
 use crate::dockerfile::args::ArgScope;
 use crate::dockerfile::{lower_node, parse};
 
-use super::build::resolve_inputs;
+use super::assemble::resolve_inputs;
 use super::error::{GraphError, GraphErrors};
 use super::steps::analyse_step;
 use super::{BuildGraph, StageId, StepOrigin};

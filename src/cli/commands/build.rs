@@ -10,7 +10,7 @@ use anyhow::{Context as _, Result, bail};
 use serde_json::json;
 
 use super::{open_snapshotter, open_store};
-use crate::build::{BuildError, BuildOptions, BuildOutput, Builder, ImageSource, LocalImages};
+use crate::engine::{BuildError, BuildOptions, BuildOutput, Builder, ImageSource, LocalImages};
 use crate::cache::CacheDb;
 use crate::cli::args::{BuildArgs, BuildNetworkArg, GlobalArgs, RegistryArgs};
 use crate::cli::{EXIT_FAILURE, units};
@@ -79,7 +79,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs, progress: &Reporter) -> Resu
     options.network = match args.network {
         Some(BuildNetworkArg::None) => Network::None,
         Some(BuildNetworkArg::Host) => Network::Host,
-        Some(BuildNetworkArg::Default) | None => crate::build::default_network(),
+        Some(BuildNetworkArg::Default) | None => crate::engine::default_network(),
     };
     if options.network == Network::Host && !options.allow_network_host {
         bail!("--network host needs --allow network.host");
@@ -108,7 +108,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs, progress: &Reporter) -> Resu
         reporter: &reporter,
         cancel: &cancel,
     };
-    let result = crate::build::build(&builder, &text, &options);
+    let result = crate::engine::build(&builder, &text, &options);
     // Rows of files no build has looked at for a month go (deleted files, old checkouts).
     if let Err(e) = stat_cache.prune(std::time::Duration::from_secs(30 * 86_400)) {
         tracing::debug!(error = %e, "pruning the context stat cache");
