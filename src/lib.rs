@@ -4,11 +4,11 @@
 //! pure cores (`oci`, `dockerfile`, `graph`) that do no IO, effectful parts (`store`, `layer`,
 //! `context`, ...) and the `cli` edge, the only module that prints.
 
-pub mod engine;
 pub mod cache;
 pub mod cli;
 pub mod context;
 pub mod dockerfile;
+pub mod engine;
 pub mod exec;
 pub mod failpoint;
 pub mod graph;

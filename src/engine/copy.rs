@@ -10,14 +10,15 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::layers::{self, LayerStep, Outcome};
+use super::layers::{self, LayerStep};
 use super::stage::{BuildCtx, StageResult, State, expand, join_path};
-use super::{BuildError, short};
+use super::step::StepCtx;
+use super::{BuildError, InvalidValue, short};
 use crate::cache::KeyInputs;
 use crate::context::{self, CopyOptions, SourceRoot};
 use crate::dockerfile::expand::Expander;
 use crate::dockerfile::{AddInstruction, CopyInstruction, Source, Span};
-use crate::graph::{StageId, Step};
+use crate::graph::StageId;
 use crate::image::unpack_layers;
 use crate::oci::{Descriptor, DiffId};
 
@@ -78,95 +79,52 @@ enum Src {
     Inline { name: String, content: String },
 }
 
+/// A COPY/ADD with every word expanded and checked: what the key is made of and the copy does.
+struct Expanded {
+    srcs: Vec<Src>,
+    /// The destination as written (after expansion), for the shown instruction.
+    dest_word: String,
+    /// The destination joined with the working directory.
+    dest: String,
+    chown: Option<String>,
+    chmod: Option<u32>,
+    excludes: Vec<String>,
+}
+
+impl Expanded {
+    fn paths(&self) -> Vec<String> {
+        self.srcs.iter().filter_map(|s| if let Src::Path(p) = s { Some(p.clone()) } else { None }).collect()
+    }
+}
+
 /// Runs one COPY/ADD step (or takes it from the cache).
-pub(crate) fn copy(
-    ctx: &BuildCtx<'_>,
-    state: &mut State,
-    index: usize,
-    total: usize,
-    step: &Step,
-    spec: &CopySpec<'_>,
-    done: &BTreeMap<StageId, StageResult>,
-) -> Result<(), BuildError> {
-    let span = step.span;
-    let unsupported = |what: &str| BuildError::Instruction { span, message: format!("{what} is not supported yet") };
-    if let Some(add) = spec.add {
-        if add.checksum.is_some() {
-            return Err(unsupported("ADD --checksum (remote sources)"));
-        }
-        if add.keep_git_dir.is_some() {
-            return Err(unsupported("ADD --keep-git-dir (git sources)"));
-        }
-    }
-    let mut srcs = Vec::new();
-    for source in spec.sources {
-        srcs.push(match source {
-            Source::Path(p) => {
-                let p = expand(ctx, state, span, p)?;
-                if spec.add.is_some() && is_remote(&p) {
-                    return Err(unsupported(&format!("ADD from a URL or git repository ({p})")));
-                }
-                Src::Path(p)
-            }
-            Source::Inline { name, content, expand: true } => {
-                let value = Expander::new(ctx.plan.graph.escape, &state.scope)
-                    .raw_quotes(true)
-                    .expand_word(content)
-                    .map_err(|e| BuildError::Instruction { span, message: e.to_string() })?
-                    .value;
-                Src::Inline { name: name.clone(), content: value }
-            }
-            Source::Inline { name, content, .. } => Src::Inline { name: name.clone(), content: content.clone() },
-        });
-    }
-    let dest_word = expand(ctx, state, span, spec.dest)?;
-    if srcs.len() > 1 && !dest_word.ends_with('/') {
-        return Err(BuildError::Instruction {
-            span,
-            message: format!(
-                "when using {} with more than one source file, the destination must be a directory and end with a /",
-                spec.keyword
-            ),
-        });
-    }
-    let dest = join_path(&state.workdir(), &dest_word);
-    let chown = spec.chown.map(|c| expand(ctx, state, span, c)).transpose()?.filter(|c| !c.is_empty());
-    let chmod = match spec.chmod.map(|c| expand(ctx, state, span, c)).transpose()? {
-        Some(c) => Some(
-            u32::from_str_radix(&c, 8)
-                .ok()
-                .filter(|m| *m <= 0o7777)
-                .ok_or_else(|| BuildError::Instruction { span, message: format!("invalid chmod parameter {c:?}") })?,
-        ),
-        None => None,
-    };
-    let excludes: Vec<String> = spec.excludes.iter().map(|e| expand(ctx, state, span, e)).collect::<Result<_, _>>()?;
+pub(crate) fn copy(sc: &StepCtx<'_>, state: &mut State, spec: &CopySpec<'_>) -> Result<(), BuildError> {
+    let ctx = sc.build;
+    let x = expand_copy(sc, state, spec)?;
     let from = match spec.from {
         None => From::Context,
-        Some(name) => resolve_from(ctx, done, span, name)?,
+        Some(name) => resolve_from(ctx, sc.done, sc.span(), name)?,
     };
-    let paths: Vec<String> =
-        srcs.iter().filter_map(|s| if let Src::Path(p) = s { Some(p.clone()) } else { None }).collect();
+    let paths = x.paths();
     let opts = CopyOptions {
         chown: None,
-        chmod,
+        chmod: x.chmod,
         unpack_archives: spec.add.is_some_and(|a| a.unpack != Some(false)) && matches!(from, From::Context),
         from_context: matches!(from, From::Context),
-        excludes: excludes.clone(),
-        dest_is_dir: dest_word.ends_with('/') || srcs.len() > 1,
+        excludes: x.excludes.clone(),
+        dest_is_dir: x.dest_word.ends_with('/') || x.srcs.len() > 1,
     };
-
-    let shown = shown(spec, &srcs, &dest_word, chown.as_deref(), chmod);
+    let shown = shown(spec, &x.srcs, &x.dest_word, x.chown.as_deref(), x.chmod);
     let mut inputs = KeyInputs::default();
     layers::add_parent(state, &mut inputs);
     inputs.add("instruction", shown.clone());
-    inputs.add("dest", dest.clone());
+    inputs.add("dest", x.dest.clone());
     let mut files = None;
     let selection = match &from {
         From::Context if !paths.is_empty() => {
             let src = ctx.builder.context.source();
-            let selection = context::select(&src, &paths, &excludes)?;
-            let digest = context::digest(&src, &selection, &excludes, ctx.builder.stat_cache)?;
+            let selection = context::select(&src, &paths, &x.excludes)?;
+            let digest = context::digest(&src, &selection, &x.excludes, Some(&ctx.builder.caches.stat))?;
             inputs.add("sources", digest.digest.to_string());
             files = Some(digest.files);
             Some(selection)
@@ -178,63 +136,90 @@ pub(crate) fn copy(
             None
         }
     };
-    for s in &srcs {
+    for s in &x.srcs {
         if let Src::Inline { name, content } = s {
             inputs.add(format!("inline:{name}"), content.clone());
         }
     }
-    inputs.add("chown", chown.clone().unwrap_or_default());
-    inputs.add("chmod", chmod.map(|m| format!("{m:o}")).unwrap_or_default());
+    inputs.add("chown", x.chown.clone().unwrap_or_default());
+    inputs.add("chmod", x.chmod.map(|m| format!("{m:o}")).unwrap_or_default());
     inputs.add("platform", ctx.options.platform.to_string());
 
-    let title = state.title(index, total, &shown);
-    let task = ctx.builder.reporter.start(|| title.clone());
-    let step_ref = LayerStep::new(index, inputs, files, &task);
-    let record = match layers::lookup(ctx, state, &step_ref)? {
-        Outcome::Hit(record) => {
-            state.stats.cached += 1;
-            *record
+    let step = LayerStep { inputs, files, title: sc.title(state, &shown), created_by: shown };
+    layers::layer_step(sc, state, step, |_task, rootfs| {
+        let mut opts = opts;
+        if let Some(spec) = &x.chown {
+            opts.chown = Some(context::resolve_chown(rootfs, spec)?);
         }
-        Outcome::Miss => {
-            let mtime = ctx.options.source_date_epoch.unwrap_or_else(|| crate::image::timestamp(None));
-            let result = layers::run_in_snapshot(ctx, state, |rootfs| {
-                let mut opts = opts;
-                if let Some(spec) = &chown {
-                    opts.chown = Some(context::resolve_chown(rootfs, spec)?);
-                }
-                for s in &srcs {
-                    if let Src::Inline { name, content } = s {
-                        context::write_inline(rootfs, &dest, name, content.as_bytes(), mtime, &opts)?;
-                    }
-                }
-                if paths.is_empty() {
-                    return Ok(());
-                }
-                match &from {
-                    From::Context => {
-                        let selection = selection.as_ref().expect("selected above");
-                        context::copy(&ctx.builder.context.source(), selection, rootfs, &dest, &opts)?;
-                        Ok(())
-                    }
-                    From::Layers { diff_ids, layers, .. } => with_layers(ctx, diff_ids, layers, |root| {
-                        let src = SourceRoot::dir(root);
-                        let selection = context::select(&src, &paths, &excludes)?;
-                        context::copy(&src, &selection, rootfs, &dest, &opts)?;
-                        Ok(())
-                    }),
-                }
-            });
-            match result.and_then(|made| layers::ran(ctx, state, &step_ref, made)) {
-                Ok(record) => record,
-                Err(e) => {
-                    task.fail(&e);
-                    return Err(e);
-                }
+        let mtime = ctx.options.source_date_epoch.unwrap_or_else(|| crate::image::timestamp(None));
+        for s in &x.srcs {
+            if let Src::Inline { name, content } = s {
+                context::write_inline(rootfs, &x.dest, name, content.as_bytes(), mtime, &opts)?;
             }
         }
+        if paths.is_empty() {
+            return Ok(());
+        }
+        match &from {
+            From::Context => {
+                let selection = selection.as_ref().expect("selected above");
+                context::copy(&ctx.builder.context.source(), selection, rootfs, &x.dest, &opts)?;
+                Ok(())
+            }
+            From::Layers { diff_ids, layers, .. } => with_layers(ctx, diff_ids, layers, |root| {
+                let src = SourceRoot::dir(root);
+                let selection = context::select(&src, &paths, &x.excludes)?;
+                context::copy(&src, &selection, rootfs, &x.dest, &opts)?;
+                Ok(())
+            }),
+        }
+    })
+}
+
+/// Expands the sources, destination, `--chown`, `--chmod` and `--exclude` words against the
+/// stage, and checks them as Docker does.
+fn expand_copy(sc: &StepCtx<'_>, state: &State, spec: &CopySpec<'_>) -> Result<Expanded, BuildError> {
+    let (ctx, span) = (sc.build, sc.span());
+    let mut srcs = Vec::new();
+    for source in spec.sources {
+        srcs.push(match source {
+            Source::Path(p) => {
+                let p = expand(ctx, state, span, p)?;
+                // A URL only a variable made (`ADD $URL /x`): the plan could not see it.
+                if spec.add.is_some()
+                    && let Some(refusal) = super::refuse::remote_source(&p)
+                {
+                    return Err(BuildError::Refused { span, refusal });
+                }
+                Src::Path(p)
+            }
+            Source::Inline { name, content, expand: true } => {
+                let value = Expander::new(ctx.plan.graph.escape, &state.scope)
+                    .raw_quotes(true)
+                    .expand_word(content)
+                    .map_err(|source| BuildError::expand(span, format!("<<{name}"), source))?
+                    .value;
+                Src::Inline { name: name.clone(), content: value }
+            }
+            Source::Inline { name, content, .. } => Src::Inline { name: name.clone(), content: content.clone() },
+        });
+    }
+    let dest_word = expand(ctx, state, span, spec.dest)?;
+    if srcs.len() > 1 && !dest_word.ends_with('/') {
+        let invalid = InvalidValue::SourcesNeedDirectory { keyword: spec.keyword };
+        return Err(BuildError::Invalid { span, invalid });
+    }
+    let dest = join_path(&state.workdir(), &dest_word);
+    let chown = spec.chown.map(|c| expand(ctx, state, span, c)).transpose()?.filter(|c| !c.is_empty());
+    let chmod = match spec.chmod.map(|c| expand(ctx, state, span, c)).transpose()? {
+        Some(c) => match u32::from_str_radix(&c, 8).ok().filter(|m| *m <= 0o7777) {
+            Some(mode) => Some(mode),
+            None => return Err(BuildError::Invalid { span, invalid: InvalidValue::Chmod(c) }),
+        },
+        None => None,
     };
-    layers::end(ctx, state, &record, shown, task);
-    Ok(())
+    let excludes = spec.excludes.iter().map(|e| expand(ctx, state, span, e)).collect::<Result<_, _>>()?;
+    Ok(Expanded { srcs, dest_word, dest, chown, chmod, excludes })
 }
 
 /// `--from=NAME`: a stage by name or index, else an image the plan resolved.
@@ -262,7 +247,7 @@ fn resolve_from<'r>(
             diff_ids: &image.config.rootfs.diff_ids,
             layers: &image.manifest.layers,
         }),
-        None => Err(BuildError::Instruction { span, message: format!("--from={name}: no such stage or image") }),
+        None => Err(BuildError::UnknownFrom { span, name: name.to_string() }),
     }
 }
 
@@ -291,15 +276,6 @@ fn with_layers(
         tracing::warn!(key, error = %e, "removing a --from view");
     }
     result
-}
-
-/// A URL or git source (ADD's remote forms).
-fn is_remote(src: &str) -> bool {
-    let lower = src.to_ascii_lowercase();
-    lower.starts_with("http://")
-        || lower.starts_with("https://")
-        || lower.starts_with("git@")
-        || lower.contains(".git#")
 }
 
 /// `COPY --chown=1:1 a b /dest/` with expanded values, for the task, history and key.

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use super::BuildError;
 use super::stage::{BuildCtx, State};
+use super::step::StepCtx;
 use crate::cache::{CacheKey, KeyInputs, LayerRecord, MissReason, Record, Slot};
 use crate::image::{chain_ids, layer_snapshot_name, unpack_layers};
 use crate::layer::WriteOptions;
@@ -17,29 +18,79 @@ use crate::snapshot::{Mounts, SnapshotError, Snapshotter};
 /// Prefix of the GC roots that keep cached layers.
 pub(crate) const CACHE_ROOT: &str = "cache:";
 
-/// One layer step about to be looked up or run.
-pub(crate) struct LayerStep<'a> {
-    /// The step's position in its stage (for the cache slot).
-    pub index: usize,
+/// A layer step, ready to be looked up: what its key is made of and how it is shown.
+pub(crate) struct LayerStep {
     pub inputs: KeyInputs,
     /// For COPY/ADD from the context: each selected file's digest, to explain a miss.
     pub files: Option<Vec<(String, Digest)>>,
-    pub task: &'a Task,
-    /// `inputs.key()`, computed once.
-    key: CacheKey,
+    /// The task's name (`[stage 2/5] RUN make`).
+    pub title: String,
+    /// The history entry's `created_by`.
+    pub created_by: String,
 }
 
-impl<'a> LayerStep<'a> {
-    pub(crate) fn new(index: usize, inputs: KeyInputs, files: Option<Vec<(String, Digest)>>, task: &'a Task) -> Self {
-        let key = inputs.key();
-        LayerStep { index, inputs, files, task, key }
-    }
+/// A layer step with its key computed once, and its cache slot.
+struct Keyed {
+    inputs: KeyInputs,
+    files: Option<Vec<(String, Digest)>>,
+    key: CacheKey,
+    slot: Slot,
 }
 
 /// Whether the step was looked up and found.
-pub(crate) enum Outcome {
+enum Outcome {
     Hit(Box<Record>),
     Miss,
+}
+
+/// The whole life of a layer step, on every path: its task starts; it is looked up (a hit
+/// reuses the recorded layer and runs nothing, a miss says why); on a miss `work` runs in a
+/// fresh snapshot on the stage's layers, whose changes become the step's layer and its cache
+/// record; the layer joins the stage and its history entry is written; the task ends — failed,
+/// with the error, whatever failed on the way.
+pub(crate) fn layer_step(
+    sc: &StepCtx<'_>,
+    state: &mut State,
+    step: LayerStep,
+    work: impl FnOnce(&Task, &Path) -> Result<(), BuildError>,
+) -> Result<(), BuildError> {
+    let ctx = sc.build;
+    let task = ctx.builder.reporter.start(|| step.title.clone());
+    let key = step.inputs.key();
+    let slot = slot(ctx, state, sc.index);
+    let keyed = Keyed { inputs: step.inputs, files: step.files, key, slot };
+    match look_up_or_run(ctx, state, &keyed, &task, work) {
+        Ok(record) => {
+            apply(ctx, state, &record);
+            state.history(state.last_created, super::history::layer(step.created_by, record.layer.is_none()));
+            task.done();
+            Ok(())
+        }
+        Err(e) => {
+            task.fail(&e);
+            Err(e)
+        }
+    }
+}
+
+fn look_up_or_run(
+    ctx: &BuildCtx<'_>,
+    state: &mut State,
+    keyed: &Keyed,
+    task: &Task,
+    work: impl FnOnce(&Task, &Path) -> Result<(), BuildError>,
+) -> Result<Record, BuildError> {
+    if let Outcome::Hit(record) = lookup(ctx, state, keyed, task)? {
+        state.stats.cached += 1;
+        return Ok(*record);
+    }
+    let made = run_in_snapshot(ctx, state, |rootfs| work(task, rootfs))?;
+    if let Some(layer) = &made.layer {
+        state.stats.bytes += layer.blob.size;
+    }
+    record(ctx, keyed, &made)?;
+    state.stats.run += 1;
+    Ok(made)
 }
 
 /// Adds the parent component: the base's content for the stage's first layer step, the layers
@@ -56,49 +107,43 @@ fn slot(ctx: &BuildCtx<'_>, state: &State, index: usize) -> Slot {
 
 /// Looks the step up, reports the outcome on its task. A record whose layer blob is gone is
 /// forgotten and counts as a miss.
-pub(crate) fn lookup(ctx: &BuildCtx<'_>, state: &State, step: &LayerStep<'_>) -> Result<Outcome, BuildError> {
-    let cache = ctx.builder.cache;
-    let key = step.key;
-    let slot = slot(ctx, state, step.index);
+fn lookup(ctx: &BuildCtx<'_>, state: &State, keyed: &Keyed, task: &Task) -> Result<Outcome, BuildError> {
+    let cache = &ctx.builder.caches.records;
     let no_cache =
         ctx.options.no_cache || ctx.options.no_cache_filter.iter().any(|s| s.eq_ignore_ascii_case(&state.name));
-    if !no_cache && let Some(record) = cache.lookup(&key)? {
+    if !no_cache && let Some(record) = cache.lookup(&keyed.key)? {
         let present = record.layer.as_ref().is_none_or(|l| ctx.builder.store.has_blob(&l.blob.digest));
         if present {
             if let Some(layer) = &record.layer {
                 ctx.lease.add(&layer.blob.digest)?;
             }
-            cache.remember(&slot, &step.inputs, step.files.as_deref())?;
-            step.task.cache(CacheStatus::Hit);
+            cache.remember(&keyed.slot, &keyed.inputs, keyed.files.as_deref())?;
+            task.cache(CacheStatus::Hit);
             return Ok(Outcome::Hit(Box::new(record)));
         }
-        cache.forget(&key)?;
+        cache.forget(&keyed.key)?;
     }
-    let reason =
-        if no_cache { MissReason::NoCache } else { cache.explain(&slot, &step.inputs, step.files.as_deref())? };
-    step.task.cache(CacheStatus::Miss { reason: reason.to_string() });
+    let reason = match no_cache {
+        true => MissReason::NoCache,
+        false => cache.explain(&keyed.slot, &keyed.inputs, keyed.files.as_deref())?,
+    };
+    task.cache(CacheStatus::Miss { reason: reason.to_string() });
     Ok(Outcome::Miss)
 }
 
 /// Records a finished step under its key (and the slot's inputs, for the next explanation).
-pub(crate) fn record(
-    ctx: &BuildCtx<'_>,
-    state: &State,
-    step: &LayerStep<'_>,
-    record: &Record,
-) -> Result<(), BuildError> {
-    let cache = ctx.builder.cache;
-    let key = step.key;
+fn record(ctx: &BuildCtx<'_>, keyed: &Keyed, record: &Record) -> Result<(), BuildError> {
+    let cache = &ctx.builder.caches.records;
     if let Some(layer) = &record.layer {
-        ctx.builder.store.add_root(&format!("{CACHE_ROOT}{key}"), &layer.blob.digest)?;
+        ctx.builder.store.add_root(&format!("{CACHE_ROOT}{}", keyed.key), &layer.blob.digest)?;
     }
-    cache.insert(&key, record)?;
-    cache.remember(&slot(ctx, state, step.index), &step.inputs, step.files.as_deref())?;
+    cache.insert(&keyed.key, record)?;
+    cache.remember(&keyed.slot, &keyed.inputs, keyed.files.as_deref())?;
     Ok(())
 }
 
 /// Applies a hit or a fresh record to the stage: its layer (if any) joins the image.
-pub(crate) fn apply(ctx: &BuildCtx<'_>, state: &mut State, record: &Record) {
+fn apply(ctx: &BuildCtx<'_>, state: &mut State, record: &Record) {
     state.last_created = ctx.clamp(record.created);
     if let Some(layer) = &record.layer {
         state.config.rootfs.diff_ids.push(layer.diff_id);
@@ -116,7 +161,7 @@ pub(crate) fn parent_snapshot(ctx: &BuildCtx<'_>, state: &State) -> Result<Optio
 
 /// Runs `work` in a fresh active snapshot on the stage's layers (mounted, or a plain directory
 /// for the copy snapshotter), then turns its changes into a layer. Returns the new record.
-pub(crate) fn run_in_snapshot(
+fn run_in_snapshot(
     ctx: &BuildCtx<'_>,
     state: &State,
     work: impl FnOnce(&Path) -> Result<(), BuildError>,
@@ -150,29 +195,6 @@ pub(crate) fn with_tree<T>(
     let value = result?;
     unmounted?;
     Ok(value)
-}
-
-/// Counts and records a step that ran (a miss), once its work succeeded.
-pub(crate) fn ran(
-    ctx: &BuildCtx<'_>,
-    state: &mut State,
-    step: &LayerStep<'_>,
-    made: Record,
-) -> Result<Record, BuildError> {
-    if let Some(layer) = &made.layer {
-        state.stats.bytes += layer.blob.size;
-    }
-    record(ctx, state, step, &made)?;
-    state.stats.run += 1;
-    Ok(made)
-}
-
-/// Ends a layer step, hit or miss: its layer joins the stage, its history entry is written, its
-/// task ends.
-pub(crate) fn end(ctx: &BuildCtx<'_>, state: &mut State, made: &Record, created_by: String, task: Task) {
-    apply(ctx, state, made);
-    state.history(state.last_created, super::history::layer(created_by, made.layer.is_none()));
-    task.done();
 }
 
 /// The active snapshot of a step; removed on drop unless committed.

@@ -24,31 +24,37 @@
 //! per layer step, with every output line); nothing is tagged unless every needed stage
 //! succeeded; every snapshot and mount a step made is gone when the step ends, whatever happened.
 
+mod caches;
 mod copy;
+mod error;
 mod export;
 mod history;
+mod images;
 mod layers;
 mod logs;
+mod metadata;
 mod plan;
+mod refuse;
 mod run;
 mod scheduler;
 mod stage;
+mod step;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cache::{CacheDb, CacheError};
-use crate::context::{Context, ContextError, StatCache};
-use crate::dockerfile::{Diagnostics, Span};
-use crate::exec::{CancelToken, ExecError, Executor, ExitStatus, Network};
-use crate::graph::GraphErrors;
-use crate::image::{Image, ImageError};
+use crate::context::Context;
+use crate::exec::{CancelToken, Executor, Network};
+use crate::image::Image;
 use crate::oci::{Descriptor, Digest, Platform, Reference};
 use crate::progress::Reporter;
-use crate::snapshot::{SnapshotError, Snapshotter};
-use crate::store::{Store, StoreError};
+use crate::snapshot::Snapshotter;
+use crate::store::Store;
 
+pub use caches::BuildCaches;
+pub use error::{BuildError, InvalidValue, Refusal};
+pub use images::{ImageSource, LocalImages, RegistryImages};
 pub use logs::LOG_DIR;
 
 /// What to build, besides the Dockerfile and the context.
@@ -103,46 +109,14 @@ impl Default for BuildOptions {
     }
 }
 
-/// Where base images come from: the store, and (when given) a registry. A seam with two
-/// implementations: [`LocalImages`] and the CLI's store-then-registry source.
-pub trait ImageSource: Sync {
-    /// The image `reference` names (as written after `FROM`, expanded), for `platform`.
-    fn image(&self, store: &Store, reference: &str, platform: &Platform) -> Result<Image, BuildError>;
-}
-
-/// Images already in the store, nothing else.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct LocalImages;
-
-impl ImageSource for LocalImages {
-    fn image(&self, store: &Store, reference: &str, _platform: &Platform) -> Result<Image, BuildError> {
-        let err = |source| BuildError::Image { reference: reference.to_string(), source: Box::new(source) };
-        let not_found = || crate::image::ImageError::NotFound { name: reference.to_string() };
-        match crate::image::resolve(store, reference) {
-            // `name@sha256:…` pins content: any stored image with that manifest digest is it.
-            Err(crate::image::ImageError::NotFound { .. }) if reference.contains('@') => {
-                let (_, digest) = reference.rsplit_once('@').expect("contains @");
-                let digest: Digest = digest.parse().map_err(|_| err(not_found()))?;
-                let image = crate::image::resolve(store, &digest.to_string()).map_err(err)?;
-                if image.manifest_descriptor.digest != digest {
-                    return Err(err(not_found()));
-                }
-                Ok(image)
-            }
-            other => other.map_err(err),
-        }
-    }
-}
-
 /// What a build runs with.
 pub struct Builder<'a> {
     pub store: &'a Store,
     pub snapshotter: &'a dyn Snapshotter,
     pub executor: &'a dyn Executor,
     pub context: &'a Context,
-    pub cache: &'a CacheDb,
-    /// The persistent stat cache of context files (hashing without reading unchanged files).
-    pub stat_cache: Option<&'a StatCache>,
+    /// The step records and the context stat cache ([`BuildCaches::open`]).
+    pub caches: &'a BuildCaches,
     pub images: &'a dyn ImageSource,
     pub reporter: &'a Reporter,
     /// Cancelled by the caller (SIGINT, SIGTERM) or by the first failing step.
@@ -168,97 +142,10 @@ pub struct BuildOutput {
     pub log_dir: PathBuf,
 }
 
-/// Why a build failed. Errors of one Dockerfile line carry its span; the CLI shows the line.
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    #[error("the Dockerfile has errors")]
-    Parse { diagnostics: Diagnostics },
-    #[error("the Dockerfile has errors")]
-    Graph { errors: GraphErrors },
-    #[error("{message}")]
-    Instruction { span: Span, message: String },
-    #[error("process \"{command}\" did not complete successfully: {status}")]
-    RunFailed {
-        span: Span,
-        command: String,
-        status: ExitStatus,
-        /// The last lines the process wrote (stdout and stderr, interleaved as they came).
-        last_lines: Vec<String>,
-    },
-    #[error("{what}")]
-    Step {
-        span: Span,
-        what: String,
-        #[source]
-        source: Box<BuildError>,
-    },
-    #[error("build cancelled")]
-    Cancelled,
-    #[error("base image {reference}")]
-    Image {
-        reference: String,
-        #[source]
-        source: Box<ImageError>,
-    },
-    #[error("image {reference} could not be pulled: {message}")]
-    Pull { reference: String, message: String },
-    #[error("target stage {target:?} not found")]
-    Target { target: String },
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Snapshot(#[from] SnapshotError),
-    #[error(transparent)]
-    Layers(Box<ImageError>),
-    #[error(transparent)]
-    Exec(#[from] ExecError),
-    #[error(transparent)]
-    Context(#[from] ContextError),
-    #[error("build cache")]
-    Cache(#[from] CacheError),
-    #[error("{action} {path}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-impl From<ImageError> for BuildError {
-    fn from(e: ImageError) -> BuildError {
-        BuildError::Layers(Box::new(e))
-    }
-}
-
-impl BuildError {
-    /// The Dockerfile location this error is about, if any.
-    pub fn span(&self) -> Option<Span> {
-        match self {
-            BuildError::Instruction { span, .. }
-            | BuildError::RunFailed { span, .. }
-            | BuildError::Step { span, .. } => Some(*span),
-            _ => None,
-        }
-    }
-
-    /// Whether the build stopped because it was cancelled (a signal, or another step failed).
-    pub fn is_cancelled(&self) -> bool {
-        match self {
-            BuildError::Cancelled | BuildError::Exec(ExecError::Cancelled) => true,
-            BuildError::Step { source, .. } => source.is_cancelled(),
-            _ => false,
-        }
-    }
-
-    fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> BuildError {
-        BuildError::Io { action, path: path.into(), source }
-    }
-}
-
 /// Builds `dockerfile` (its text) with `builder` as `options` say.
 pub fn build(builder: &Builder<'_>, dockerfile: &str, options: &BuildOptions) -> Result<BuildOutput, BuildError> {
     let started = std::time::Instant::now();
+    refuse::unprivileged()?;
     let plan = plan::plan(builder, dockerfile, options)?;
     let logs = logs::LogDir::create(builder.store)?;
     let lease = builder.store.lease("build")?;

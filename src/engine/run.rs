@@ -4,14 +4,14 @@
 //! [`Executor`]: crate::exec::Executor
 
 use super::BuildError;
-use super::layers::{self, LayerStep, Outcome};
+use super::layers::{self, LayerStep};
 use super::logs::StepLog;
-use super::stage::{BuildCtx, State};
+use super::stage::State;
+use super::step::StepCtx;
 use crate::cache::KeyInputs;
 use crate::dockerfile::args::Origin;
 use crate::dockerfile::{CommandLine, NetworkMode, RunInstruction};
 use crate::exec::{ExecSpec, Network, Output};
-use crate::graph::Step;
 use crate::progress::LogStream;
 
 /// What a RUN executes, resolved against the stage.
@@ -25,46 +25,66 @@ struct Command {
     created_by: String,
 }
 
-/// Runs one `RUN` step (or takes it from the cache).
-pub(crate) fn run(
-    ctx: &BuildCtx<'_>,
-    state: &mut State,
-    index: usize,
-    total: usize,
-    step: &Step,
-    run: &RunInstruction,
-) -> Result<(), BuildError> {
-    let span = step.span;
-    // `--mount`, `--device` and `--security=insecure` were refused while planning.
-    let host = crate::oci::Platform::host();
-    if !ctx.options.platform.matches(&host) {
-        return Err(BuildError::Instruction {
-            span,
-            message: format!(
-                "RUN cannot execute {} programs on this {host} machine: build for {host}, or drop RUN from the {} build",
-                ctx.options.platform, ctx.options.platform
-            ),
-        });
-    }
+/// Runs one `RUN` step (or takes it from the cache). `--mount`, `--device`,
+/// `--security=insecure`, a foreign platform and an unallowed host network were refused while
+/// planning.
+pub(crate) fn run(sc: &StepCtx<'_>, state: &mut State, run: &RunInstruction) -> Result<(), BuildError> {
+    let ctx = sc.build;
     let network = match run.network {
         None => ctx.options.network,
         Some(NetworkMode::None) => Network::None,
         Some(NetworkMode::Default) => super::default_network(),
         Some(NetworkMode::Host) => Network::Host,
     };
-    if network == Network::Host && !ctx.options.allow_network_host {
-        return Err(BuildError::Instruction {
-            span,
-            message: "the host network is not allowed: pass --allow network.host to the build".to_string(),
-        });
-    }
     let command = command(state, run);
-    let container = state.container_ref();
+    let spec = exec_spec(state, &command, network);
+    let step = LayerStep {
+        inputs: key_inputs(sc, state, &command, &spec),
+        files: None,
+        title: sc.title(state, &format!("RUN {}", one_line(&command.shown))),
+        created_by: command.created_by.clone(),
+    };
+    let stage = state.name.clone();
+    layers::layer_step(sc, state, step, |task, rootfs| {
+        let (file, _) = ctx.logs.step(task.id(), &stage, sc.index)?;
+        let log = StepLog::new(task, Some(file));
+        if let Some((path, body)) = &command.script {
+            write_script(rootfs, path, body)?;
+        }
+        let status = {
+            let (mut out, mut err) = (log.writer(LogStream::Stdout), log.writer(LogStream::Stderr));
+            ctx.builder.executor.run(&spec, rootfs, Output::new(&mut out, &mut err), ctx.builder.cancel)?
+        };
+        if let Some((path, _)) = &command.script {
+            remove_script(rootfs, path)?;
+        }
+        if !status.success() {
+            return Err(BuildError::RunFailed {
+                span: sc.span(),
+                command: command.shown.clone(),
+                status,
+                last_lines: log.last_lines(),
+            });
+        }
+        Ok(())
+    })
+}
+
+/// What the sandbox runs: argv, the stage's ENV and ARGs (proxy build-args too), user, workdir.
+fn exec_spec(state: &State, command: &Command, network: Network) -> ExecSpec {
     let mut env: Vec<String> = state.scope.vars().iter().map(|v| format!("{}={}", v.name, v.value)).collect();
     env.extend(state.scope.proxy_env().into_iter().map(|(k, v)| format!("{k}={v}")));
-    let user = container.user.clone().unwrap_or_default();
-    let cwd = state.workdir();
+    let mut spec = ExecSpec::new(command.argv.clone());
+    spec.env = env;
+    spec.user = state.container_ref().user.unwrap_or_default();
+    spec.cwd = state.workdir();
+    spec.network = network;
+    spec
+}
 
+/// The key: the parent, the command as written and run, the ARG values and ENV it sees, user,
+/// workdir, network, platform. Proxy build-args are not part of it (BuildKit's rule).
+fn key_inputs(sc: &StepCtx<'_>, state: &State, command: &Command, spec: &ExecSpec) -> KeyInputs {
     let mut inputs = KeyInputs::default();
     layers::add_parent(state, &mut inputs);
     inputs.add("instruction", format!("RUN {}", command.shown));
@@ -75,60 +95,12 @@ pub(crate) fn run(
     for var in state.scope.vars().iter().filter(|v| v.origin == Origin::Arg) {
         inputs.add(format!("arg:{}", var.name), var.value.clone());
     }
-    inputs.add("env", container.env.clone().unwrap_or_default().join("\n"));
-    inputs.add("user", user.clone());
-    inputs.add("workdir", cwd.clone());
-    inputs.add("network", format!("{network:?}").to_lowercase());
-    inputs.add("platform", ctx.options.platform.to_string());
-
-    let title = state.title(index, total, &format!("RUN {}", one_line(&command.shown)));
-    let task = ctx.builder.reporter.start(|| title.clone());
-    let step_ref = LayerStep::new(index, inputs, None, &task);
-    let record = match layers::lookup(ctx, state, &step_ref)? {
-        Outcome::Hit(record) => {
-            state.stats.cached += 1;
-            *record
-        }
-        Outcome::Miss => {
-            let (file, _) = ctx.logs.step(task.id(), &state.name, index)?;
-            let log = StepLog::new(&task, Some(file));
-            let mut spec = ExecSpec::new(command.argv.clone());
-            spec.env = env;
-            spec.user = user;
-            spec.cwd = cwd;
-            spec.network = network;
-            let result = layers::run_in_snapshot(ctx, state, |rootfs| {
-                if let Some((path, body)) = &command.script {
-                    write_script(rootfs, path, body)?;
-                }
-                let status = {
-                    let (mut out, mut err) = (log.writer(LogStream::Stdout), log.writer(LogStream::Stderr));
-                    ctx.builder.executor.run(&spec, rootfs, Output::new(&mut out, &mut err), ctx.builder.cancel)?
-                };
-                if let Some((path, _)) = &command.script {
-                    remove_script(rootfs, path)?;
-                }
-                if !status.success() {
-                    return Err(BuildError::RunFailed {
-                        span,
-                        command: command.shown.clone(),
-                        status,
-                        last_lines: log.last_lines(),
-                    });
-                }
-                Ok(())
-            });
-            match result.and_then(|made| layers::ran(ctx, state, &step_ref, made)) {
-                Ok(record) => record,
-                Err(e) => {
-                    task.fail(&e);
-                    return Err(e);
-                }
-            }
-        }
-    };
-    layers::end(ctx, state, &record, command.created_by.clone(), task);
-    Ok(())
+    inputs.add("env", state.container_ref().env.unwrap_or_default().join("\n"));
+    inputs.add("user", spec.user.clone());
+    inputs.add("workdir", spec.cwd.clone());
+    inputs.add("network", format!("{:?}", spec.network).to_lowercase());
+    inputs.add("platform", sc.build.options.platform.to_string());
+    inputs
 }
 
 /// argv and display text of a RUN. Shell form runs `SHELL + [script]`, where the script is the

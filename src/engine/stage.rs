@@ -1,16 +1,17 @@
-//! One stage: its base, then its steps in order. Metadata instructions change the config and
-//! history here; layer steps go to [`super::run`] and [`super::copy`] through
-//! [`super::layers`].
+//! One stage: its base, then its steps in order ([`super::step`]); the state a stage's steps
+//! share and what a finished stage leaves for later stages and the export.
 
 use std::collections::BTreeMap;
 
-use super::history::{self, HistoryEntry};
+use super::history::HistoryEntry;
 use super::logs::LogDir;
 use super::plan::Plan;
+use super::scheduler::Gate;
+use super::step::{StepCtx, run_step};
 use super::{BuildError, BuildOptions, Builder};
+use crate::dockerfile::Span;
 use crate::dockerfile::args::ArgScope;
 use crate::dockerfile::expand::Expander;
-use crate::dockerfile::{CommandLine, Healthcheck, Instruction, Span};
 use crate::exec::DEFAULT_PATH;
 use crate::graph::{Base, StageId, StageNode, Step};
 use crate::image::chain_ids;
@@ -86,13 +87,6 @@ pub(crate) struct State {
 }
 
 impl State {
-    /// A layer step's task name as BuildKit writes it: `[build 3/5] RUN make` (the stage's `FROM`
-    /// is step 1).
-    pub(crate) fn title(&self, index: usize, total: usize, what: &str) -> String {
-        let prefix = self.label.as_ref().map(|l| format!("{l} ")).unwrap_or_default();
-        format!("[{prefix}{}/{}] {what}", index + 2, total + 1)
-    }
-
     pub(crate) fn diff_ids(&self) -> &[DiffId] {
         &self.config.rootfs.diff_ids
     }
@@ -127,7 +121,7 @@ impl State {
     }
 
     /// Sets `KEY=value` in the config's `Env`, replacing an entry with the same key in place.
-    fn set_env(&mut self, key: &str, value: &str) {
+    pub(crate) fn set_env(&mut self, key: &str, value: &str) {
         let entry = format!("{key}={value}");
         let env = self.container().env.get_or_insert_with(Vec::new);
         match env.iter_mut().find(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == key) {
@@ -142,7 +136,7 @@ pub(crate) fn run_stage(
     ctx: &BuildCtx<'_>,
     id: StageId,
     done: &BTreeMap<StageId, StageResult>,
-    gate: &super::scheduler::Gate,
+    gate: &Gate,
 ) -> Result<StageResult, BuildError> {
     let node = ctx.plan.graph.stage(id).expect("scheduled stages exist");
     let mut state = base_state(ctx, node, done)?;
@@ -150,7 +144,8 @@ pub(crate) fn run_stage(
         if ctx.builder.cancel.is_cancelled() {
             return Err(BuildError::Cancelled);
         }
-        run_step(ctx, node, &mut state, index, step, done, gate).map_err(|e| locate(e, step))?;
+        let sc = StepCtx { build: ctx, node, step, index, done, gate };
+        run_step(&sc, &mut state).map_err(|e| locate(e, step))?;
     }
     Ok(StageResult {
         config: state.config,
@@ -255,197 +250,7 @@ pub(crate) fn expand(ctx: &BuildCtx<'_>, state: &State, span: Span, word: &str) 
     Expander::new(ctx.plan.graph.escape, &state.scope)
         .expand_word(word)
         .map(|e| e.value)
-        .map_err(|e| BuildError::Instruction { span, message: e.to_string() })
-}
-
-fn run_step(
-    ctx: &BuildCtx<'_>,
-    node: &StageNode,
-    state: &mut State,
-    index: usize,
-    step: &Step,
-    done: &BTreeMap<StageId, StageResult>,
-    gate: &super::scheduler::Gate,
-) -> Result<(), BuildError> {
-    let span = step.span;
-    let created = state.last_created;
-    let total = node.instructions.len();
-    match &step.instruction {
-        Instruction::Run(run) => {
-            let _slot = gate.acquire(ctx.builder.cancel)?;
-            super::run::run(ctx, state, index, total, step, run)
-        }
-        Instruction::Copy(copy) => {
-            let _slot = gate.acquire(ctx.builder.cancel)?;
-            super::copy::copy(ctx, state, index, total, step, &super::copy::CopySpec::from_copy(copy), done)
-        }
-        Instruction::Add(add) => {
-            let _slot = gate.acquire(ctx.builder.cancel)?;
-            super::copy::copy(ctx, state, index, total, step, &super::copy::CopySpec::from_add(add), done)
-        }
-        Instruction::Env(env) => {
-            let mut set = Vec::new();
-            for kv in &env.vars {
-                let key = expand(ctx, state, span, &kv.key)?;
-                let value = expand(ctx, state, span, &kv.value)?;
-                set.push((key, value));
-            }
-            for (k, v) in &set {
-                state.set_env(k, v);
-                state.scope.set_env(k, v);
-            }
-            state.history(created, history::env(&set));
-            Ok(())
-        }
-        Instruction::Arg(arg) => {
-            let mut shown = Vec::new();
-            for decl in &arg.args {
-                let name = expand(ctx, state, span, &decl.name)?;
-                state
-                    .scope
-                    .declare_raw(&name, decl.default.as_deref(), ctx.plan.graph.escape)
-                    .map_err(|e| BuildError::Instruction { span, message: e.to_string() })?;
-                shown.push(match &decl.default {
-                    Some(d) => format!("{name}={d}"),
-                    None => name,
-                });
-            }
-            state.history(created, history::metadata(format!("ARG {}", shown.join(" "))));
-            Ok(())
-        }
-        Instruction::Label(label) => {
-            let mut set = Vec::new();
-            for kv in &label.labels {
-                set.push((expand(ctx, state, span, &kv.key)?, expand(ctx, state, span, &kv.value)?));
-            }
-            let labels = state.container().labels.get_or_insert_with(BTreeMap::new);
-            for (k, v) in &set {
-                labels.insert(k.clone(), v.clone());
-            }
-            state.history(created, history::label(&set));
-            Ok(())
-        }
-        Instruction::Expose(expose) => {
-            let mut ports = Vec::new();
-            for raw in &expose.ports {
-                let port = expand(ctx, state, span, raw)?;
-                ports.extend(expose_ports(&port).map_err(|message| BuildError::Instruction { span, message })?);
-            }
-            let exposed = state.container().exposed_ports.get_or_insert_with(BTreeMap::new);
-            for p in &ports {
-                exposed.insert(p.clone(), serde_json::Map::new());
-            }
-            state.history(created, history::expose(&ports));
-            Ok(())
-        }
-        Instruction::User(user) => {
-            let value = expand(ctx, state, span, &user.user)?;
-            state.container().user = Some(value.clone());
-            state.history(created, history::metadata(format!("USER {value}")));
-            Ok(())
-        }
-        Instruction::Workdir(w) => {
-            let value = expand(ctx, state, span, &w.path)?;
-            let joined = join_path(&state.workdir(), &value);
-            let dir = match joined.trim_end_matches('/') {
-                "" => "/".to_string(),
-                d => d.to_string(),
-            };
-            state.container().working_dir = Some(dir.clone());
-            state.history(created, history::metadata(format!("WORKDIR {dir}")));
-            Ok(())
-        }
-        Instruction::Cmd(cmd) => {
-            let argv = command_argv(&state.shell, &cmd.command);
-            state.container().cmd = Some(argv.clone());
-            state.cmd_set = true;
-            state.history(created, history::metadata(format!("CMD {}", history::go_list(&argv))));
-            Ok(())
-        }
-        Instruction::Entrypoint(ep) => {
-            let argv = command_argv(&state.shell, &ep.command);
-            let cmd_set = state.cmd_set;
-            let c = state.container();
-            c.entrypoint = Some(argv.clone());
-            if !cmd_set {
-                c.cmd = None;
-            }
-            state.history(created, history::metadata(format!("ENTRYPOINT {}", history::go_list(&argv))));
-            Ok(())
-        }
-        Instruction::Volume(v) => {
-            let mut paths = Vec::new();
-            for raw in &v.paths {
-                let p = expand(ctx, state, span, raw)?;
-                if p.trim().is_empty() {
-                    return Err(BuildError::Instruction {
-                        span,
-                        message: "VOLUME specified can not be an empty string".into(),
-                    });
-                }
-                paths.push(p);
-            }
-            let volumes = state.container().volumes.get_or_insert_with(BTreeMap::new);
-            for p in &paths {
-                volumes.insert(p.clone(), serde_json::Map::new());
-            }
-            state.history(created, history::metadata(format!("VOLUME [{}]", paths.join(" "))));
-            Ok(())
-        }
-        Instruction::Shell(sh) => {
-            state.shell = sh.shell.clone();
-            state.container().shell = Some(sh.shell.clone());
-            state.history(created, history::metadata(format!("SHELL [{}]", sh.shell.join(" "))));
-            Ok(())
-        }
-        Instruction::Stopsignal(s) => {
-            let signal = expand(ctx, state, span, &s.signal)?;
-            validate_signal(&signal).map_err(|message| BuildError::Instruction { span, message })?;
-            state.container().stop_signal = Some(signal.clone());
-            state.history(created, history::metadata(format!("STOPSIGNAL {signal}")));
-            Ok(())
-        }
-        Instruction::Healthcheck(h) => {
-            let check = match &h.check {
-                Healthcheck::None => {
-                    crate::oci::Healthcheck { test: Some(vec!["NONE".to_string()]), ..Default::default() }
-                }
-                Healthcheck::Cmd { test, interval, timeout, start_period, start_interval, retries } => {
-                    let nanos = |d: &Option<std::time::Duration>| d.map(|d| d.as_nanos() as i64);
-                    crate::oci::Healthcheck {
-                        test: Some(test.clone()),
-                        interval: nanos(interval),
-                        timeout: nanos(timeout),
-                        start_period: nanos(start_period),
-                        start_interval: nanos(start_interval),
-                        retries: retries.map(i64::from),
-                    }
-                }
-            };
-            state.container().healthcheck = Some(check.clone());
-            state.history(created, history::healthcheck(&check));
-            Ok(())
-        }
-        Instruction::Maintainer(m) => {
-            state.config.author = Some(m.name.clone());
-            state.history(created, history::metadata(format!("MAINTAINER {}", m.name)));
-            Ok(())
-        }
-        Instruction::Onbuild(o) => {
-            state.container().on_build.get_or_insert_with(Vec::new).push(o.expression.clone());
-            state.history(created, history::metadata(format!("ONBUILD {}", o.expression)));
-            Ok(())
-        }
-        Instruction::From(_) => Ok(()),
-    }
-}
-
-/// Exec form as written; shell form as `SHELL + [text]`.
-pub(crate) fn command_argv(shell: &[String], command: &CommandLine) -> Vec<String> {
-    match command {
-        CommandLine::Exec(args) => args.clone(),
-        CommandLine::Shell(text) => shell.iter().cloned().chain(std::iter::once(text.clone())).collect(),
-    }
+        .map_err(|source| BuildError::expand(span, word, source))
 }
 
 /// `base` joined with `path` (absolute `path` wins), cleaned like Go's `path.Clean`; a trailing
@@ -470,47 +275,6 @@ pub(crate) fn join_path(base: &str, path: &str) -> String {
     out
 }
 
-/// `80`, `80/udp`, `8000-8002/tcp` → `80/tcp`, ...
-fn expose_ports(spec: &str) -> Result<Vec<String>, String> {
-    let (range, proto) = match spec.split_once('/') {
-        Some((r, p)) => (r, p.to_ascii_lowercase()),
-        None => (spec, "tcp".to_string()),
-    };
-    if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
-        return Err(format!("invalid proto: {proto}"));
-    }
-    let port = |s: &str| s.parse::<u16>().map_err(|_| format!("invalid containerPort: {s}"));
-    let (first, last) = match range.split_once('-') {
-        Some((a, b)) => (port(a)?, port(b)?),
-        None => (port(range)?, port(range)?),
-    };
-    if last < first {
-        return Err(format!("invalid range specified for containerPort: {range}"));
-    }
-    Ok((first..=last).map(|p| format!("{p}/{proto}")).collect())
-}
-
-/// A signal name (`SIGTERM`, `TERM`) or number Docker accepts.
-fn validate_signal(signal: &str) -> Result<(), String> {
-    if signal.parse::<u32>().is_ok_and(|n| (1..=64).contains(&n)) {
-        return Ok(());
-    }
-    let name = signal.strip_prefix("SIG").unwrap_or(signal);
-    const NAMES: &[&str] = &[
-        "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT", "KILL", "PIPE", "POLL",
-        "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM", "TRAP", "TSTP", "TTIN", "TTOU", "URG", "USR1",
-        "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ",
-    ];
-    let rt = name.strip_prefix("RTMIN").or_else(|| name.strip_prefix("RTMAX"));
-    if NAMES.contains(&name)
-        || rt.is_some_and(|r| r.is_empty() || r.trim_start_matches(['+', '-']).parse::<u8>().is_ok())
-    {
-        Ok(())
-    } else {
-        Err(format!("invalid signal: {signal}"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -525,25 +289,5 @@ mod tests {
         assert_eq!(join_path("/a", "./"), "/a/");
         assert_eq!(join_path("/a", "."), "/a/", "`COPY x .` copies into the workdir");
         assert_eq!(join_path("/a/b", ".."), "/a/");
-    }
-
-    #[test]
-    fn ports_expand() {
-        assert_eq!(expose_ports("80").unwrap(), ["80/tcp"]);
-        assert_eq!(expose_ports("53/UDP").unwrap(), ["53/udp"]);
-        assert_eq!(expose_ports("8000-8002").unwrap(), ["8000/tcp", "8001/tcp", "8002/tcp"]);
-        assert!(expose_ports("x").is_err());
-        assert!(expose_ports("80/foo").is_err());
-        assert!(expose_ports("9-8").is_err());
-    }
-
-    #[test]
-    fn signals() {
-        assert!(validate_signal("SIGTERM").is_ok());
-        assert!(validate_signal("KILL").is_ok());
-        assert!(validate_signal("9").is_ok());
-        assert!(validate_signal("SIGRTMIN+3").is_ok());
-        assert!(validate_signal("SIGNOPE").is_err());
-        assert!(validate_signal("0").is_err());
     }
 }

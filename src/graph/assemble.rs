@@ -6,10 +6,11 @@
 use crate::dockerfile::args::{ArgScope, platform_args};
 use crate::dockerfile::expand::Expander;
 use crate::dockerfile::{Dockerfile, Instruction, Span};
+use crate::oci::Platform;
 
 use super::error::{GraphError, GraphErrors};
 use super::steps::analyse_steps;
-use super::{Base, BuildGraph, Edge, EdgeKind, GraphOptions, ImageInput, StageId, StageNode, Step};
+use super::{Base, BuildGraph, Edge, EdgeKind, GraphOptions, ImageInput, ImageRef, StageId, StageNode, Step};
 
 /// Lowers `dockerfile` to a build graph for `options`, or returns every error found.
 pub fn build(dockerfile: &Dockerfile, options: &GraphOptions) -> Result<BuildGraph, GraphErrors> {
@@ -17,7 +18,8 @@ pub fn build(dockerfile: &Dockerfile, options: &GraphOptions) -> Result<BuildGra
         return Err(GraphErrors(vec![GraphError::NoStages]));
     }
     let mut errors = Vec::new();
-    let platform = platform_args(&options.platform, &options.platform);
+    let target = options.platform.to_string();
+    let platform = platform_args(&target, &target);
     let mut global = ArgScope::global(options.build_args.clone(), platform);
     for arg in &dockerfile.meta_args {
         for decl in &arg.args {
@@ -42,17 +44,25 @@ pub fn build(dockerfile: &Dockerfile, options: &GraphOptions) -> Result<BuildGra
         let platform = match &stage.platform {
             None => None,
             Some(p) => match expander.expand_word(p) {
-                Ok(e) => Some(e.value),
+                // An empty value (an unset variable) means the build's platform, as in BuildKit.
+                Ok(e) if e.value.is_empty() => None,
+                Ok(e) => match e.value.parse::<Platform>() {
+                    Ok(platform) => Some(platform),
+                    Err(source) => {
+                        errors.push(GraphError::Platform { span: stage.span, source });
+                        None
+                    }
+                },
                 Err(source) => {
                     errors.push(GraphError::Expand { span: stage.span, source });
-                    Some(p.clone())
+                    None
                 }
             },
         };
         let mut edges = Vec::new();
         let base = if base_word.is_empty() {
             errors.push(GraphError::BlankBase { span: stage.span, base: stage.base.clone() });
-            Base::Image(base_word)
+            Base::Scratch
         } else if base_word == "scratch" {
             Base::Scratch
         } else {
@@ -63,11 +73,11 @@ pub fn build(dockerfile: &Dockerfile, options: &GraphOptions) -> Result<BuildGra
                 }
                 Lookup::Later => {
                     errors.push(GraphError::ForwardReference { span: stage.span, name: base_word.to_lowercase() });
-                    Base::Image(base_word)
+                    Base::Scratch
                 }
                 // A stage's own name is not defined yet on its `FROM` line: `FROM node AS node`
                 // pulls the image.
-                Lookup::Itself | Lookup::NotAStage => Base::Image(base_word),
+                Lookup::Itself | Lookup::NotAStage => Base::Image(ImageRef::parse(base_word)),
             }
         };
         let mut scope = match &base {
@@ -159,7 +169,7 @@ pub(super) fn resolve_inputs(
             Lookup::Earlier(to) => node.edges.push(Edge { to, kind, span }),
             Lookup::Itself => errors.push(GraphError::SelfReference { span, name: word.to_lowercase() }),
             Lookup::Later => errors.push(GraphError::ForwardReference { span, name: word.to_lowercase() }),
-            Lookup::NotAStage => node.images.push(ImageInput { reference: word, span }),
+            Lookup::NotAStage => node.images.push(ImageInput { image: ImageRef::parse(word), span }),
         }
     }
     let mut deps: Vec<StageId> = node.edges.iter().map(|e| e.to).collect();

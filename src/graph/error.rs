@@ -6,6 +6,7 @@ use thiserror::Error;
 
 use crate::dockerfile::expand::ExpandError;
 use crate::dockerfile::{ParseError, Span};
+use crate::oci::PlatformError;
 
 /// One reason a Dockerfile cannot become a build graph.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -20,6 +21,13 @@ pub enum GraphError {
         span: Span,
         #[source]
         source: ExpandError,
+    },
+    /// `FROM --platform=` is not a platform.
+    #[error("{source}")]
+    Platform {
+        span: Span,
+        #[source]
+        source: PlatformError,
     },
     /// `FROM $X` with `X` empty.
     #[error("base name ({base}) should not be blank")]
@@ -57,6 +65,7 @@ impl GraphError {
             NoStages | UnknownTarget { .. } => None,
             Expand { span, .. }
             | BlankBase { span, .. }
+            | Platform { span, .. }
             | ForwardReference { span, .. }
             | SelfReference { span, .. }
             | StageIndex { span, .. }

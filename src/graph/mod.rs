@@ -30,6 +30,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::dockerfile::args::ArgScope;
 use crate::dockerfile::{Instruction, Span};
+use crate::oci::{Platform, Reference, ReferenceError};
 
 pub use assemble::build;
 pub use error::{GraphError, GraphErrors};
@@ -51,8 +52,27 @@ pub enum Base {
     Scratch,
     /// `FROM <earlier stage>`.
     Stage(StageId),
-    /// An image reference, expanded, as written (normalisation is the registry's job).
-    Image(String),
+    /// An image.
+    Image(ImageRef),
+}
+
+/// An image a stage names (`FROM`, `COPY --from`): the word as written (expanded) and the
+/// reference it parses to, parsed once here. A word that is no reference is not a graph error
+/// (`slipway check` lints such files, as BuildKit does); the builder refuses it at its line
+/// before any IO.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRef {
+    pub word: String,
+    pub reference: Result<Reference, ReferenceError>,
+}
+
+impl ImageRef {
+    /// Parses `word`.
+    pub fn parse(word: impl Into<String>) -> ImageRef {
+        let word = word.into();
+        let reference = Reference::parse(&word);
+        ImageRef { word, reference }
+    }
 }
 
 /// Why one stage needs another.
@@ -80,8 +100,8 @@ pub struct Edge {
 /// An image a stage reads besides its base (`COPY --from=alpine`, `--mount=from=busybox`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageInput {
-    /// The reference as written.
-    pub reference: String,
+    /// The `--from` word as written and the reference it parses to.
+    pub image: ImageRef,
     /// The instruction that names it.
     pub span: Span,
 }
@@ -125,7 +145,7 @@ pub struct StageNode {
     /// The base after expansion.
     pub base: Base,
     /// `FROM --platform=`, expanded.
-    pub platform: Option<String>,
+    pub platform: Option<Platform>,
     /// Stages this one needs (sorted, unique, all earlier).
     pub deps: Vec<StageId>,
     /// Each dependency with its kind and span.
@@ -155,15 +175,20 @@ pub struct GraphOptions {
     pub build_args: BTreeMap<String, String>,
     /// `--target` stage name; `None` builds the last stage.
     pub target: Option<String>,
-    /// Target platform `os/arch[/variant]` (the build platform is taken to be the same).
-    pub platform: String,
+    /// Target platform (the build platform is taken to be the same).
+    pub platform: Platform,
     /// The escape character in effect (from the `# escape=` directive).
     pub escape: char,
 }
 
 impl Default for GraphOptions {
     fn default() -> GraphOptions {
-        GraphOptions { build_args: BTreeMap::new(), target: None, platform: "linux/amd64".to_owned(), escape: '\\' }
+        GraphOptions {
+            build_args: BTreeMap::new(),
+            target: None,
+            platform: Platform::new("linux", "amd64", None),
+            escape: '\\',
+        }
     }
 }
 

@@ -33,17 +33,17 @@ fn bases_scratch_stage_and_image() {
     let g = graph("FROM scratch AS a\nFROM A AS b\nFROM alpine:3.20\n");
     assert_eq!(g.stages[0].base, Base::Scratch);
     assert_eq!(g.stages[1].base, Base::Stage(StageId(0)));
-    assert_eq!(g.stages[2].base, Base::Image("alpine:3.20".into()));
+    assert_eq!(g.stages[2].base, Base::Image(image("alpine:3.20")));
     assert_eq!(g.target, StageId(2));
 }
 
 #[test]
 fn from_expands_global_args_and_build_args() {
     let src = "ARG BASE=debian\nARG TAG\nFROM $BASE:${TAG:-12}\n";
-    assert_eq!(graph(src).stages[0].base, Base::Image("debian:12".into()));
+    assert_eq!(graph(src).stages[0].base, Base::Image(image("debian:12")));
     let build_args = BTreeMap::from([("BASE".into(), "ubuntu".into()), ("TAG".into(), "24.04".into())]);
     let options = GraphOptions { build_args, ..GraphOptions::default() };
-    assert_eq!(graph_with(src, &options).expect("graph").stages[0].base, Base::Image("ubuntu:24.04".into()));
+    assert_eq!(graph_with(src, &options).expect("graph").stages[0].base, Base::Image(image("ubuntu:24.04")));
 }
 
 #[test]
@@ -56,13 +56,13 @@ fn from_can_name_a_stage_through_an_arg() {
 #[test]
 fn platform_args_are_predefined() {
     let g = graph("FROM --platform=$BUILDPLATFORM alpine\n");
-    assert_eq!(g.stages[0].platform.as_deref(), Some("linux/amd64"));
+    assert_eq!(g.stages[0].platform.as_ref().map(ToString::to_string).as_deref(), Some("linux/amd64"));
 }
 
 #[test]
 fn own_name_on_from_is_an_image() {
     let g = graph("FROM node AS node\n");
-    assert_eq!(g.stages[0].base, Base::Image("node".into()));
+    assert_eq!(g.stages[0].base, Base::Image(image("node")));
 }
 
 #[test]
@@ -72,7 +72,7 @@ fn copy_from_stage_index_and_image() {
     let last = &g.stages[2];
     assert_eq!(last.deps, ids(&[0, 1]));
     assert_eq!(last.edges.iter().map(|e| e.kind).collect::<Vec<_>>(), vec![EdgeKind::CopyFrom; 2]);
-    assert_eq!(last.images, vec![ImageInput { reference: "busybox:1".into(), span: Span::new(6, 6, 1) }]);
+    assert_eq!(last.images, vec![ImageInput { image: image("busybox:1"), span: Span::new(6, 6, 1) }]);
 }
 
 #[test]
@@ -183,3 +183,17 @@ fn no_stages() {
 }
 
 use crate::dockerfile::Dockerfile;
+
+fn image(word: &str) -> ImageRef {
+    let image = ImageRef::parse(word);
+    assert!(image.reference.is_ok(), "{word} is a reference");
+    image
+}
+
+#[test]
+fn a_word_that_is_no_reference_keeps_its_error_and_a_bad_platform_is_an_error() {
+    let g = graph("FROM Alpine\n");
+    assert!(matches!(&g.stages[0].base, Base::Image(ImageRef { word, reference: Err(_) }) if word == "Alpine"));
+    let errors = graph_with("FROM --platform=linux alpine\n", &GraphOptions::default()).expect_err("no arch");
+    assert!(matches!(errors.errors(), [super::GraphError::Platform { .. }]), "{errors:?}");
+}

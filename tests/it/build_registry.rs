@@ -44,3 +44,26 @@ fn from_pulls_a_remote_base_and_push_publishes_the_result() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--push needs"), "{}", describe(&out));
 }
+
+/// A refused feature fails at its line before any image is resolved: the `FROM` image is only
+/// in an (unused) registry, and not one request reaches it.
+#[test]
+fn a_refused_flag_fails_before_the_base_image_is_pulled() {
+    let registry = Registry::start();
+    let host = registry.host();
+    let env = BuildEnv::new();
+    env.dockerfile(&format!("FROM {host}/never/pulled:1\nRUN --security=insecure true\n"));
+    registry.mark("build");
+    let out = env.build(&["-t", "img:1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Dockerfile:2:1: error: RUN --security=insecure is not supported"), "{stderr}");
+    let requests: usize = ["GET", "HEAD", "POST", "PUT"].iter().map(|m| registry.count_since("build", m, "/v2/")).sum();
+    assert_eq!(requests, 0, "no request may reach the registry:\n{}", registry.log_since("build"));
+    // The same build without the flag does reach it (the check above can fail).
+    env.dockerfile(&format!("FROM {host}/never/pulled:1\nRUN true\n"));
+    registry.mark("control");
+    let out = env.build(&["-t", "img:1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(registry.count_since("control", "GET", "/v2/") > 0, "{}", registry.log_since("control"));
+}

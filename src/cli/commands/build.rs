@@ -10,14 +10,13 @@ use anyhow::{Context as _, Result, bail};
 use serde_json::json;
 
 use super::{open_snapshotter, open_store};
-use crate::engine::{BuildError, BuildOptions, BuildOutput, Builder, ImageSource, LocalImages};
-use crate::cache::CacheDb;
-use crate::cli::args::{BuildArgs, BuildNetworkArg, GlobalArgs, RegistryArgs};
+use crate::cli::args::{BuildArgs, BuildNetworkArg, GlobalArgs};
 use crate::cli::{EXIT_FAILURE, units};
-use crate::context::{Context, StatCache};
+use crate::context::Context;
 use crate::dockerfile::{Located, render_located};
+use crate::engine::{BuildCaches, BuildError, BuildOptions, BuildOutput, Builder, RegistryImages};
 use crate::exec::{CancelToken, Network};
-use crate::image::{Image, parse_name};
+use crate::image::parse_name;
 use crate::oci::{Platform, Reference};
 use crate::progress::Reporter;
 use crate::store::Store;
@@ -91,28 +90,22 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs, progress: &Reporter) -> Resu
         options.jobs = jobs as usize;
     }
 
-    let cache_dir = store.root().join("cache");
-    std::fs::create_dir_all(&cache_dir).with_context(|| format!("creating {}", cache_dir.display()))?;
-    let cache = CacheDb::open(&cache_dir.join("cache.db")).context("opening the build cache")?;
-    let stat_cache = StatCache::open(&cache_dir.join("context-stat.db")).context("opening the context stat cache")?;
+    let caches = BuildCaches::open(&store).context("opening the build caches")?;
     let settings = super::registry::settings()?;
-    let images = RegistryImages { args: &args.registry, settings: &settings, progress: &reporter };
+    let connect = |registry: &str| super::registry::connect(&args.registry, &settings, registry);
+    let images = RegistryImages { settings: &settings, connect: &connect, progress: &reporter };
     let builder = Builder {
         store: &store,
         snapshotter: sn.as_ref(),
         executor: executor.as_ref(),
         context: &context,
-        cache: &cache,
-        stat_cache: Some(&stat_cache),
+        caches: &caches,
         images: &images,
         reporter: &reporter,
         cancel: &cancel,
     };
     let result = crate::engine::build(&builder, &text, &options);
-    // Rows of files no build has looked at for a month go (deleted files, old checkouts).
-    if let Err(e) = stat_cache.prune(std::time::Duration::from_secs(30 * 86_400)) {
-        tracing::debug!(error = %e, "pruning the context stat cache");
-    }
+    caches.prune_stale();
     let interrupted = signals.received().map(|s| 128u8.saturating_add(u8::try_from(s).unwrap_or(0)));
     match result {
         Ok(output) => {
@@ -256,7 +249,7 @@ fn push(
 /// output lines.
 fn render_error(name: &str, src: &str, error: &BuildError) -> String {
     match error {
-        BuildError::Parse { diagnostics } => {
+        BuildError::Syntax { diagnostics } => {
             let items: Vec<Located> = diagnostics
                 .errors()
                 .iter()
@@ -264,7 +257,7 @@ fn render_error(name: &str, src: &str, error: &BuildError) -> String {
                 .collect();
             render_located(name, src, &items)
         }
-        BuildError::Graph { errors } => {
+        BuildError::Stages { errors } => {
             let items: Vec<Located> =
                 errors.errors().iter().map(|e| Located { span: e.span(), message: format!("error: {e}") }).collect();
             render_located(name, src, &items)
@@ -299,31 +292,5 @@ fn last_lines(error: &BuildError) -> Option<&[String]> {
         BuildError::RunFailed { last_lines, .. } => Some(last_lines),
         BuildError::Step { source, .. } => last_lines(source),
         _ => None,
-    }
-}
-
-/// Base images: the store first, then the registry the reference names (pulled into the store).
-struct RegistryImages<'a> {
-    args: &'a RegistryArgs,
-    settings: &'a crate::registry::Settings,
-    progress: &'a Reporter,
-}
-
-impl ImageSource for RegistryImages<'_> {
-    fn image(&self, store: &Store, reference: &str, platform: &Platform) -> Result<Image, BuildError> {
-        match LocalImages.image(store, reference, platform) {
-            Err(BuildError::Image { source, .. }) if matches!(*source, crate::image::ImageError::NotFound { .. }) => {}
-            other => return other,
-        }
-        let parsed = Reference::parse(reference)
-            .map_err(|e| BuildError::Pull { reference: reference.to_string(), message: e.to_string() })?;
-        let options = crate::registry::PullOptions { platform: platform.clone(), ..Default::default() };
-        let mirrors = self.settings.mirrors_for(parsed.registry());
-        let connect = |registry: &str| super::registry::connect(self.args, self.settings, registry);
-        let pulled = crate::registry::pull_with_mirrors(mirrors, &connect, store, &parsed, &options, self.progress);
-        if let Err(e) = pulled {
-            return Err(BuildError::Pull { reference: reference.to_string(), message: format!("{e:#}") });
-        }
-        LocalImages.image(store, &parsed.to_string(), platform)
     }
 }

@@ -1,0 +1,197 @@
+//! Why a build fails. Errors of one Dockerfile line carry its span (the CLI shows the line);
+//! every cause stays a typed `#[source]`, so the `caused by:` chain is whole.
+
+use std::path::PathBuf;
+
+use crate::cache::CacheError;
+use crate::context::ContextError;
+use crate::dockerfile::expand::ExpandError;
+use crate::dockerfile::{Diagnostics, Span};
+use crate::exec::{ExecError, ExitStatus};
+use crate::graph::GraphErrors;
+use crate::image::ImageError;
+use crate::oci::{Platform, Reference, ReferenceError};
+use crate::registry::RegistryError;
+use crate::snapshot::SnapshotError;
+use crate::store::StoreError;
+
+/// Why a build failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The text does not parse or lower into instructions (every error of the file).
+    #[error("the Dockerfile does not parse")]
+    Syntax { diagnostics: Diagnostics },
+    /// The instructions do not form a build graph (stage references, ARGs, `--target`).
+    #[error("the Dockerfile's stages do not resolve")]
+    Stages { errors: GraphErrors },
+    /// A feature the builder does not have (or never allows), refused before any IO.
+    #[error("{refusal}")]
+    Refused { span: Span, refusal: Refusal },
+    /// Run by an unprivileged user: refused before anything is read or written.
+    #[error(
+        "slipway build as an unprivileged user (uid {uid}) is not supported yet: its layers would record wrong owners; run it as root"
+    )]
+    Unprivileged { uid: u32 },
+    /// A word of an instruction does not expand.
+    #[error("cannot expand {word:?}")]
+    Expand {
+        span: Span,
+        word: String,
+        #[source]
+        source: ExpandError,
+    },
+    /// A `FROM` or `--from` word that names no stage is no image reference either.
+    #[error("{word:?} names no stage and is not a valid image reference")]
+    Reference {
+        span: Span,
+        word: String,
+        #[source]
+        source: ReferenceError,
+    },
+    /// A value of an instruction is not valid after expansion.
+    #[error("{invalid}")]
+    Invalid { span: Span, invalid: InvalidValue },
+    /// `COPY --from=NAME` names neither a stage nor an image the plan resolved.
+    #[error("--from={name}: no such stage or image")]
+    UnknownFrom { span: Span, name: String },
+    /// A RUN exited unsuccessfully.
+    #[error("process \"{command}\" did not complete successfully: {status}")]
+    RunFailed {
+        span: Span,
+        command: String,
+        status: ExitStatus,
+        /// The last lines the process wrote (stdout and stderr, interleaved as they came).
+        last_lines: Vec<String>,
+    },
+    /// A failure inside one step, located at its line.
+    #[error("{what}")]
+    Step {
+        span: Span,
+        what: String,
+        #[source]
+        source: Box<BuildError>,
+    },
+    #[error("build cancelled")]
+    Cancelled,
+    /// A `FROM` or `--from` image is not in the store (or cannot be read there).
+    #[error("base image {}", .reference.familiar())]
+    BaseImage {
+        reference: Reference,
+        #[source]
+        source: Box<ImageError>,
+    },
+    /// A `FROM` or `--from` image could not be pulled.
+    #[error("image {} could not be pulled", .reference.familiar())]
+    Pull {
+        reference: Reference,
+        #[source]
+        source: Box<RegistryError>,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    /// Reading an image or unpacking its layers into snapshots.
+    #[error(transparent)]
+    Image(Box<ImageError>),
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    #[error(transparent)]
+    Context(#[from] ContextError),
+    #[error("build cache")]
+    Cache(#[from] CacheError),
+    #[error("{action} {path}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl From<ImageError> for BuildError {
+    fn from(e: ImageError) -> BuildError {
+        BuildError::Image(Box::new(e))
+    }
+}
+
+impl BuildError {
+    /// The Dockerfile location this error is about, if any.
+    pub fn span(&self) -> Option<Span> {
+        match self {
+            BuildError::Refused { span, .. }
+            | BuildError::Expand { span, .. }
+            | BuildError::Reference { span, .. }
+            | BuildError::Invalid { span, .. }
+            | BuildError::UnknownFrom { span, .. }
+            | BuildError::RunFailed { span, .. }
+            | BuildError::Step { span, .. } => Some(*span),
+            _ => None,
+        }
+    }
+
+    /// Whether the build stopped because it was cancelled (a signal, or another step failed).
+    pub fn is_cancelled(&self) -> bool {
+        match self {
+            BuildError::Cancelled | BuildError::Exec(ExecError::Cancelled) => true,
+            BuildError::Step { source, .. } => source.is_cancelled(),
+            _ => false,
+        }
+    }
+
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> BuildError {
+        BuildError::Io { action, path: path.into(), source }
+    }
+
+    pub(crate) fn expand(span: Span, word: impl Into<String>, source: ExpandError) -> BuildError {
+        BuildError::Expand { span, word: word.into(), source }
+    }
+}
+
+/// What the builder refuses to do, found in one pure pass over the graph before any IO.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    #[error("RUN --mount is not supported yet: remove the flag or build with BuildKit")]
+    RunMount,
+    #[error("RUN --device is not supported")]
+    RunDevice,
+    #[error("RUN --security=insecure is not supported: slipway never runs privileged steps")]
+    RunInsecure,
+    #[error("the host network is not allowed: pass --allow network.host to the build")]
+    HostNetwork,
+    #[error(
+        "RUN cannot execute {platform} programs on this {host} machine: build for {host}, or drop RUN from the {platform} build"
+    )]
+    ForeignPlatform { platform: Platform, host: Platform },
+    #[error("COPY --parents is not supported yet")]
+    CopyParents,
+    #[error("ADD --checksum (remote sources) is not supported yet")]
+    AddChecksum,
+    #[error("ADD --keep-git-dir (git sources) is not supported yet")]
+    AddKeepGitDir,
+    #[error("ADD from a URL or git repository ({url}) is not supported yet")]
+    AddRemote { url: String },
+}
+
+/// A value of an instruction that is not valid (after expansion).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidValue {
+    #[error("invalid chmod parameter {0:?}")]
+    Chmod(String),
+    #[error(
+        "when using {keyword} with more than one source file, the destination must be a directory and end with a /"
+    )]
+    SourcesNeedDirectory { keyword: &'static str },
+    #[error("invalid proto: {0}")]
+    PortProtocol(String),
+    #[error("invalid containerPort: {0}")]
+    Port(String),
+    #[error("invalid range specified for containerPort: {0}")]
+    PortRange(String),
+    #[error("VOLUME specified can not be an empty string")]
+    EmptyVolume,
+    #[error("invalid signal: {0}")]
+    Signal(String),
+}

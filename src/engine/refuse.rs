@@ -1,0 +1,178 @@
+//! Refusals before any IO. What the builder cannot do (or never allows) is found here, in one
+//! pure pass over the graph, before an image is resolved or pulled and before a step runs: a
+//! refusal never costs the user a download or a partial build. The plan runs the pass again
+//! after a base image's `ONBUILD` triggers are inserted (they are only known once it is read).
+//!
+//! One refusal depends on values only a running stage knows: an `ADD` source that becomes a URL
+//! through a variable (`ADD $URL /x`) is refused by [`remote_source`] when its step expands it.
+
+use super::{BuildError, BuildOptions, Refusal};
+use crate::dockerfile::{AddInstruction, Instruction, NetworkMode, RunInstruction, SecurityMode, Source, Span};
+use crate::exec::Network;
+use crate::graph::{Base, BuildGraph, ImageRef};
+use crate::oci::{Platform, Reference};
+
+/// Building as an unprivileged user is refused until rootless builds exist: COPY could not set
+/// owners, and a RUN's files would be recorded with the caller's uid.
+pub(crate) fn unprivileged() -> Result<(), BuildError> {
+    let uid = rustix::process::geteuid();
+    match uid.is_root() {
+        true => Ok(()),
+        false => Err(BuildError::Unprivileged { uid: uid.as_raw() }),
+    }
+}
+
+/// The first image word that is no reference, or step the builder refuses, of the stages the
+/// target needs, in file order.
+pub(crate) fn check(graph: &BuildGraph, options: &BuildOptions) -> Result<(), BuildError> {
+    for id in graph.needed() {
+        let Some(stage) = graph.stage(id) else { continue };
+        if let Base::Image(image) = &stage.base {
+            reference(image, stage.span)?;
+        }
+        for input in &stage.images {
+            reference(&input.image, input.span)?;
+        }
+        for step in &stage.instructions {
+            if let Some(refusal) = refusal(&step.instruction, options) {
+                return Err(BuildError::Refused { span: step.span, refusal });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The reference an image word parsed to, or the error at its line.
+pub(crate) fn reference(image: &ImageRef, span: Span) -> Result<&Reference, BuildError> {
+    match &image.reference {
+        Ok(reference) => Ok(reference),
+        Err(source) => Err(BuildError::Reference { span, word: image.word.clone(), source: source.clone() }),
+    }
+}
+
+fn refusal(instruction: &Instruction, options: &BuildOptions) -> Option<Refusal> {
+    match instruction {
+        Instruction::Run(run) => run_refusal(run, options),
+        Instruction::Copy(copy) if copy.parents => Some(Refusal::CopyParents),
+        Instruction::Add(add) => add_refusal(add),
+        _ => None,
+    }
+}
+
+fn run_refusal(run: &RunInstruction, options: &BuildOptions) -> Option<Refusal> {
+    if !run.mounts.is_empty() {
+        return Some(Refusal::RunMount);
+    }
+    if !run.devices.is_empty() {
+        return Some(Refusal::RunDevice);
+    }
+    if run.security == Some(SecurityMode::Insecure) {
+        return Some(Refusal::RunInsecure);
+    }
+    let host = Platform::host();
+    if !options.platform.matches(&host) {
+        return Some(Refusal::ForeignPlatform { platform: options.platform.clone(), host });
+    }
+    let host_network = match run.network {
+        Some(mode) => mode == NetworkMode::Host,
+        None => options.network == Network::Host,
+    };
+    if host_network && !options.allow_network_host {
+        return Some(Refusal::HostNetwork);
+    }
+    None
+}
+
+fn add_refusal(add: &AddInstruction) -> Option<Refusal> {
+    if add.checksum.is_some() {
+        return Some(Refusal::AddChecksum);
+    }
+    if add.keep_git_dir.is_some() {
+        return Some(Refusal::AddKeepGitDir);
+    }
+    add.sources.iter().find_map(|source| match source {
+        Source::Path(word) => remote_source(word),
+        Source::Inline { .. } => None,
+    })
+}
+
+/// A URL or git source (ADD's remote forms), which the builder cannot fetch yet.
+pub(crate) fn remote_source(word: &str) -> Option<Refusal> {
+    let lower = word.to_ascii_lowercase();
+    let remote = lower.starts_with("http://")
+        || lower.starts_with("https://")
+        || lower.starts_with("git@")
+        || lower.contains(".git#");
+    remote.then(|| Refusal::AddRemote { url: word.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dockerfile::{lower, parse};
+    use crate::graph::GraphOptions;
+
+    fn refused(src: &str, options: &BuildOptions) -> Option<(u32, Refusal)> {
+        let ast = parse(src).expect("parses");
+        let dockerfile = lower(&ast).expect("lowers");
+        let graph_options = GraphOptions { platform: options.platform.clone(), ..GraphOptions::default() };
+        let graph = crate::graph::build(&dockerfile, &graph_options).expect("graph");
+        match check(&graph, options) {
+            Ok(()) => None,
+            Err(BuildError::Refused { span, refusal }) => Some((span.start_line, refusal)),
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+
+    #[test]
+    fn each_refusal_at_its_line() {
+        let o = BuildOptions::default();
+        assert_eq!(refused("FROM a\nRUN true\nCOPY x /\n", &o), None);
+        assert_eq!(
+            refused("FROM a\nRUN true\nRUN --mount=type=cache,target=/c true\n", &o),
+            Some((3, Refusal::RunMount))
+        );
+        assert_eq!(refused("FROM a\nRUN --device=/dev/fuse true\n", &o), Some((2, Refusal::RunDevice)));
+        assert_eq!(refused("FROM a\nRUN --security=insecure true\n", &o), Some((2, Refusal::RunInsecure)));
+        assert_eq!(refused("FROM a\nRUN --network=host true\n", &o), Some((2, Refusal::HostNetwork)));
+        assert_eq!(refused("FROM a\nCOPY --parents a/b /\n", &o), Some((2, Refusal::CopyParents)));
+        assert_eq!(refused("FROM a\nADD --checksum=sha256:00 x /\n", &o), Some((2, Refusal::AddChecksum)));
+        assert_eq!(
+            refused("FROM a\nADD https://example.com/x /\n", &o),
+            Some((2, Refusal::AddRemote { url: "https://example.com/x".into() }))
+        );
+    }
+
+    #[test]
+    fn options_decide_host_network_and_platform() {
+        let allowed = BuildOptions { allow_network_host: true, ..BuildOptions::default() };
+        assert_eq!(refused("FROM a\nRUN --network=host true\n", &allowed), None);
+        let host_default = BuildOptions { network: Network::Host, ..BuildOptions::default() };
+        assert_eq!(refused("FROM a\nRUN true\n", &host_default), Some((2, Refusal::HostNetwork)));
+        let foreign = if Platform::host().architecture == "arm64" { "linux/amd64" } else { "linux/arm64" };
+        let foreign = BuildOptions { platform: foreign.parse().expect("platform"), ..BuildOptions::default() };
+        assert_eq!(refused("FROM a\nCOPY x /\n", &foreign), None, "steps that run nothing work for any platform");
+        assert!(matches!(refused("FROM a\nRUN true\n", &foreign), Some((2, Refusal::ForeignPlatform { .. }))));
+    }
+
+    #[test]
+    fn an_image_word_that_is_no_reference_is_refused_at_its_line() {
+        let o = BuildOptions::default();
+        let err = |src: &str| {
+            let ast = parse(src).expect("parses");
+            let graph = crate::graph::build(&lower(&ast).expect("lowers"), &GraphOptions::default()).expect("graph");
+            match check(&graph, &o) {
+                Err(BuildError::Reference { span, word, .. }) => (span.start_line, word),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(err("ARG V\nFROM docker:${V}-dind\n"), (2, "docker:-dind".to_string()));
+        assert_eq!(err("FROM a\nCOPY --from=Bad /x /x\n"), (2, "Bad".to_string()));
+    }
+
+    #[test]
+    fn stages_the_target_does_not_need_are_not_checked() {
+        let o = BuildOptions::default();
+        assert_eq!(refused("FROM a AS unused\nRUN --mount=type=cache,target=/c true\nFROM a\nRUN true\n", &o), None);
+    }
+}
