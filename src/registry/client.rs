@@ -72,8 +72,12 @@ impl Client {
         let idle = options.idle_timeout.unwrap_or(super::transport::DEFAULT_IDLE_TIMEOUT);
         let transport = HttpTransport::new(options.insecure, &options.ca_files, idle)?;
         let host = api_host(registry);
-        let https = Url::parse(&format!("https://{host}/"))
-            .map_err(|e| RegistryError::Protocol { registry: registry.to_string(), reason: e.to_string() })?;
+        let url_error = |input: String| {
+            let registry = registry.to_string();
+            move |source| RegistryError::Url { registry, what: "registry URL", input, source }
+        };
+        let https_url = format!("https://{host}/");
+        let https = Url::parse(&https_url).map_err(url_error(https_url.clone()))?;
         let client = Client::with_transport(registry, https, Box::new(transport), &options);
         let may_fall_back = options.insecure || is_loopback(host);
         // With a fallback at hand, HTTPS gets one attempt: a plain-HTTP server will not start
@@ -83,8 +87,8 @@ impl Client {
             Ok(()) => Ok(client),
             Err(https_error @ RegistryError::Connect { .. }) if may_fall_back => {
                 let mut client = client;
-                client.base = Url::parse(&format!("http://{host}/"))
-                    .map_err(|e| RegistryError::Protocol { registry: registry.to_string(), reason: e.to_string() })?;
+                let http_url = format!("http://{host}/");
+                client.base = Url::parse(&http_url).map_err(url_error(http_url.clone()))?;
                 tracing::debug!(registry, error = %https_error, "https failed; trying plain http");
                 match client.ping() {
                     Ok(()) => Ok(client),
@@ -160,9 +164,12 @@ impl Client {
 
     /// A URL under the registry's base.
     pub fn url(&self, path: &str) -> Result<Url, RegistryError> {
-        self.base
-            .join(path)
-            .map_err(|e| RegistryError::Protocol { registry: self.registry.clone(), reason: e.to_string() })
+        self.base.join(path).map_err(|source| RegistryError::Url {
+            registry: self.registry.clone(),
+            what: "path",
+            input: path.to_string(),
+            source,
+        })
     }
 
     /// Resolves a `Location` header against the request URL (it may be relative).
@@ -173,9 +180,11 @@ impl Client {
                 reason: format!("{} answered {} without a Location header", request_url, response.status),
             });
         };
-        let url = request_url.join(location).map_err(|e| RegistryError::Protocol {
+        let url = request_url.join(location).map_err(|source| RegistryError::Url {
             registry: self.registry.clone(),
-            reason: format!("invalid Location {location:?}: {e}"),
+            what: "Location",
+            input: location.to_string(),
+            source,
         })?;
         self.check_target(&url)?;
         Ok(url)
@@ -262,8 +271,11 @@ impl Client {
         // An upload `Location` may name another host (blob storage): it gets no credentials.
         let ours = self.same_origin(&request.url);
         if let Some(value) = if ours { self.authorization(scope)? } else { None } {
-            let header = HeaderValue::from_str(&value)
-                .map_err(|e| RegistryError::Protocol { registry: self.registry.clone(), reason: e.to_string() })?;
+            let header = HeaderValue::from_str(&value).map_err(|source| RegistryError::Header {
+                registry: self.registry.clone(),
+                header: "Authorization",
+                source,
+            })?;
             request.headers.insert(AUTHORIZATION, header);
         }
         for _ in 0..=MAX_REDIRECTS {
@@ -324,9 +336,11 @@ impl Client {
 
     /// Asks the realm for a token for `scope`, with our credentials when we have some.
     fn fetch_token(&self, realm: &str, service: Option<&str>, scope: &str) -> Result<String, RegistryError> {
-        let mut url = Url::parse(realm).map_err(|e| RegistryError::Protocol {
+        let mut url = Url::parse(realm).map_err(|source| RegistryError::Url {
             registry: self.registry.clone(),
-            reason: format!("invalid token realm {realm:?}: {e}"),
+            what: "token realm",
+            input: realm.to_string(),
+            source,
         })?;
         let loopback = url.host_str().is_some_and(is_loopback);
         if url.scheme() != "https" && !(loopback || self.insecure) {
@@ -365,9 +379,10 @@ impl Client {
                 }
                 let mut request = Request::new(Method::GET, url);
                 if let Some(value) = credentials.as_ref().and_then(Credentials::basic_header) {
-                    let header = HeaderValue::from_str(&value).map_err(|e| RegistryError::Protocol {
+                    let header = HeaderValue::from_str(&value).map_err(|source| RegistryError::Header {
                         registry: self.registry.clone(),
-                        reason: e.to_string(),
+                        header: "Authorization",
+                        source,
                     })?;
                     request.headers.insert(AUTHORIZATION, header);
                 }

@@ -65,9 +65,7 @@ impl AuthFile {
         let doc = match serde_json::from_slice::<Value>(&bytes) {
             Ok(Value::Object(map)) => map,
             Ok(_) => Map::new(),
-            Err(e) => {
-                return Err(RegistryError::AuthFileFormat { path: path.to_path_buf(), reason: e.to_string() });
-            }
+            Err(source) => return Err(RegistryError::AuthFileJson { path: path.to_path_buf(), source }),
         };
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o777).unwrap_or(0o600);
@@ -104,8 +102,8 @@ impl AuthFile {
         for key in keys_for(registry) {
             let Some(entry) = auths.and_then(|a| a.get(&key)) else { continue };
             if let Some(auth) = entry.get("auth").and_then(Value::as_str).filter(|a| !a.is_empty()) {
-                let decoded = base64::engine::general_purpose::STANDARD.decode(auth.trim()).map_err(|e| {
-                    RegistryError::AuthFileFormat { path: self.path.clone(), reason: format!("auths.{key}.auth: {e}") }
+                let decoded = base64::engine::general_purpose::STANDARD.decode(auth.trim()).map_err(|source| {
+                    RegistryError::AuthFileBase64 { path: self.path.clone(), key: key.clone(), source }
                 })?;
                 let text = String::from_utf8_lossy(&decoded).into_owned();
                 let Some((user, pass)) = text.split_once(':') else {
@@ -164,7 +162,7 @@ impl AuthFile {
         let mut tmp = tempfile::Builder::new().prefix(".config.json.").tempfile_in(&dir).map_err(io)?;
         // NamedTempFile is created 0600 already.
         let text = serde_json::to_string_pretty(&Value::Object(self.doc.clone()))
-            .map_err(|e| RegistryError::AuthFileFormat { path: self.path.clone(), reason: e.to_string() })?;
+            .map_err(|source| RegistryError::AuthFileJson { path: self.path.clone(), source })?;
         tmp.write_all(text.as_bytes()).map_err(io)?;
         tmp.write_all(b"\n").map_err(io)?;
         tmp.as_file().sync_all().map_err(io)?;
@@ -180,22 +178,30 @@ fn helper_run(helper: &str, registry: &str, action: &str, input: &[u8]) -> Resul
         registry: registry.to_string(),
         reason,
     };
+    let io = |action: &'static str| {
+        move |source| RegistryError::CredentialHelperIo {
+            helper: helper.to_string(),
+            registry: registry.to_string(),
+            action,
+            source,
+        }
+    };
     let mut child = Command::new(format!("docker-credential-{helper}"))
         .arg(action)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| fail(format!("cannot run it: {e}")))?;
+        .map_err(io("run"))?;
     if let Some(mut stdin) = child.stdin.take() {
         // A helper that exits without reading its input explains itself by its status and output.
         if let Err(e) = stdin.write_all(input) {
             if e.kind() != std::io::ErrorKind::BrokenPipe {
-                return Err(fail(e.to_string()));
+                return Err(io("write to")(e));
             }
         }
     }
-    let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
+    let out = child.wait_with_output().map_err(io("read the output of"))?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() {
         return Err(fail(format!("{action} exited with {}: {}", out.status, stdout.trim())));

@@ -51,6 +51,22 @@ pub enum RegistryError {
     Unauthorized { registry: String, repository: String, detail: String },
     #[error("registry {registry}: {reason}")]
     Protocol { registry: String, reason: String },
+    #[error("registry {registry}: invalid {what} {input:?}")]
+    Url {
+        registry: String,
+        what: &'static str,
+        input: String,
+        #[source]
+        source: url::ParseError,
+    },
+    /// A header value that cannot be sent (its value is not shown: it may be a credential).
+    #[error("registry {registry}: invalid {header} header value")]
+    Header {
+        registry: String,
+        header: &'static str,
+        #[source]
+        source: reqwest::header::InvalidHeaderValue,
+    },
     #[error("registry {registry}: upload status {url}: invalid Range {range:?}")]
     UploadStatus { registry: String, url: String, range: String },
     #[error("registry {registry}, repository {repository}: {what} {digest}: digest mismatch (got {actual})")]
@@ -94,10 +110,43 @@ pub enum RegistryError {
     },
     #[error("credentials file {path}: {reason}")]
     AuthFileFormat { path: std::path::PathBuf, reason: String },
+    #[error("credentials file {path}: invalid JSON")]
+    AuthFileJson {
+        path: std::path::PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("credentials file {path}: auths.{key}.auth is not base64")]
+    AuthFileBase64 {
+        path: std::path::PathBuf,
+        key: String,
+        #[source]
+        source: base64::DecodeError,
+    },
     #[error("configuration file {path}: {reason}")]
     Settings { path: std::path::PathBuf, reason: String },
+    #[error("configuration file {path}")]
+    SettingsRead {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("configuration file {path}: invalid TOML")]
+    SettingsToml {
+        path: std::path::PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
     #[error("credential helper docker-credential-{helper} for {registry}: {reason}")]
     CredentialHelper { helper: String, registry: String, reason: String },
+    #[error("credential helper docker-credential-{helper} for {registry}: cannot {action} it")]
+    CredentialHelperIo {
+        helper: String,
+        registry: String,
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("reading {what}")]
     Io {
         what: String,

@@ -345,7 +345,7 @@ impl Puller<'_> {
             let mut request = Request::new(Method::GET, url.clone());
             if offset > 0 {
                 let range = HeaderValue::from_str(&format!("bytes={offset}-"))
-                    .map_err(|e| RegistryError::Protocol { registry: self.registry(), reason: e.to_string() })?;
+                    .map_err(|source| RegistryError::Header { registry: self.registry(), header: "Range", source })?;
                 request.headers.insert(RANGE, range);
             }
             let mut response = self.client.send(request.clone(), &self.scope)?;

@@ -446,7 +446,9 @@ impl Pusher<'_> {
             let end = (offset + chunk).min(d.size);
             let mut request = Request::new(Method::PATCH, location.clone());
             request.headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
-            request.headers.insert("content-range", header(&format!("{offset}-{}", end - 1))?);
+            request
+                .headers
+                .insert("content-range", header(&self.registry(), "Content-Range", &format!("{offset}-{}", end - 1))?);
             request.body = Body::File { path: path.to_path_buf(), offset, len: end - offset };
             let result = self.client.send_once(&request, &self.scope);
             match result {
@@ -548,7 +550,7 @@ impl Pusher<'_> {
         let ours = descriptor.digest;
         let url = self.client.url(&format!("v2/{}/manifests/{target}", self.repository()))?;
         let mut request = Request::new(Method::PUT, url);
-        request.headers.insert(CONTENT_TYPE, header(descriptor.media_type.as_str())?);
+        request.headers.insert(CONTENT_TYPE, header(&self.registry(), "Content-Type", descriptor.media_type.as_str())?);
         request.body = Body::Bytes(bytes.to_vec());
         let mut response = self.client.send(request.clone(), &self.scope)?;
         if !matches!(response.status, 200 | 201) {
@@ -573,8 +575,12 @@ impl Pusher<'_> {
     }
 }
 
-fn header(value: &str) -> Result<HeaderValue, RegistryError> {
-    HeaderValue::from_str(value).map_err(|e| RegistryError::Protocol { registry: String::new(), reason: e.to_string() })
+fn header(registry: &str, name: &'static str, value: &str) -> Result<HeaderValue, RegistryError> {
+    HeaderValue::from_str(value).map_err(|source| RegistryError::Header {
+        registry: registry.to_string(),
+        header: name,
+        source,
+    })
 }
 
 /// Whether a manifest `PUT` failed for a blob the registry does not have.

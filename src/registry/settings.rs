@@ -55,12 +55,11 @@ impl Settings {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(Settings { certs_dir: beside, ..Settings::default() });
             }
-            Err(source) => {
-                return Err(RegistryError::Settings { path: path.to_path_buf(), reason: source.to_string() });
-            }
+            Err(source) => return Err(RegistryError::SettingsRead { path: path.to_path_buf(), source }),
         };
         let bad = |reason: String| RegistryError::Settings { path: path.to_path_buf(), reason };
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| bad(e.to_string()))?;
+        let table: toml::Table =
+            text.parse().map_err(|source| RegistryError::SettingsToml { path: path.to_path_buf(), source })?;
         let mut settings = Settings { certs_dir: beside, ..Settings::default() };
         let Some(registry) = table.get("registry") else { return Ok(settings) };
         let registry = registry.as_table().ok_or_else(|| bad("[registry] is not a table".into()))?;
