@@ -34,8 +34,8 @@ pub struct BundleFiles<'a> {
     pub cgroup: String,
 }
 
-fn build_err(what: &str) -> impl FnOnce(oci_spec::OciSpecError) -> ExecError + '_ {
-    move |e| ExecError::InvalidSpec { reason: format!("building the OCI {what}: {e}") }
+fn build_err(what: &'static str) -> impl FnOnce(oci_spec::OciSpecError) -> ExecError {
+    move |source| ExecError::OciSpec { what, source }
 }
 
 /// The `config.json` for `spec` run as `user`.

@@ -62,13 +62,10 @@ impl RunCgroup {
     }
 
     fn make_dir(&mut self, parent: &Path, id: &str, limit: &'static str) -> Result<PathBuf, ExecError> {
-        let unavailable = |e: io::Error| ExecError::LimitUnavailable {
-            limit,
-            reason: format!("cannot create a cgroup under {}: {e}", parent.display()),
-        };
-        std::fs::create_dir_all(parent).map_err(unavailable)?;
+        let unavailable = |path: PathBuf| move |source: io::Error| ExecError::LimitCgroup { limit, path, source };
+        std::fs::create_dir_all(parent).map_err(unavailable(parent.to_path_buf()))?;
         let dir = parent.join(id);
-        std::fs::create_dir(&dir).map_err(unavailable)?;
+        std::fs::create_dir(&dir).map_err(unavailable(dir.clone()))?;
         self.dirs.push(dir.clone());
         Ok(dir)
     }
@@ -122,9 +119,10 @@ impl RunCgroup {
                 .flatten()
                 .collect();
         let first = needed.first().copied().unwrap_or("memory");
-        std::fs::create_dir_all(&parent).map_err(|e| ExecError::LimitUnavailable {
+        std::fs::create_dir_all(&parent).map_err(|source| ExecError::LimitCgroup {
             limit: first,
-            reason: format!("cannot create {}: {e}", parent.display()),
+            path: parent.clone(),
+            source,
         })?;
         let control = parent.join("cgroup.subtree_control");
         for controller in &needed {

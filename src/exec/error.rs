@@ -11,6 +11,12 @@ use std::time::Duration;
 pub enum ExecError {
     #[error("invalid exec spec: {reason}")]
     InvalidSpec { reason: String },
+    #[error("building the OCI {what}")]
+    OciSpec {
+        what: &'static str,
+        #[source]
+        source: oci_spec::OciSpecError,
+    },
     #[error("root filesystem {path} is not a directory")]
     Rootfs {
         path: PathBuf,
@@ -53,6 +59,13 @@ pub enum ExecError {
     },
     #[error("{limit} limit requested but cgroups cannot apply it: {reason}")]
     LimitUnavailable { limit: &'static str, reason: String },
+    #[error("{limit} limit requested but cgroups cannot apply it: cannot create {path}")]
+    LimitCgroup {
+        limit: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("cgroup {path}")]
     Cgroup {
         path: PathBuf,
