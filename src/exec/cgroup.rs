@@ -62,7 +62,13 @@ impl RunCgroup {
     }
 
     fn make_dir(&mut self, parent: &Path, id: &str, limit: &'static str) -> Result<PathBuf, ExecError> {
-        let unavailable = |path: PathBuf| move |source: io::Error| ExecError::LimitCgroup { limit, path, source };
+        let unavailable = |path: PathBuf| {
+            move |source: io::Error| ExecError::LimitUnavailable {
+                limit,
+                reason: format!("cannot create {}", path.display()),
+                source: Some(source),
+            }
+        };
         std::fs::create_dir_all(parent).map_err(unavailable(parent.to_path_buf()))?;
         let dir = parent.join(id);
         std::fs::create_dir(&dir).map_err(unavailable(dir.clone()))?;
@@ -91,6 +97,7 @@ impl RunCgroup {
                 return Err(ExecError::LimitUnavailable {
                     limit: controller,
                     reason: format!("the {controller} controller is not mounted at {}", mount.display()),
+                    source: None,
                 });
             }
             let own = own_path(self_cgroup, |_, ctrls| ctrls.split(',').any(|c| c == controller));
@@ -119,10 +126,10 @@ impl RunCgroup {
                 .flatten()
                 .collect();
         let first = needed.first().copied().unwrap_or("memory");
-        std::fs::create_dir_all(&parent).map_err(|source| ExecError::LimitCgroup {
+        std::fs::create_dir_all(&parent).map_err(|source| ExecError::LimitUnavailable {
             limit: first,
-            path: parent.clone(),
-            source,
+            reason: format!("cannot create {}", parent.display()),
+            source: Some(source),
         })?;
         let control = parent.join("cgroup.subtree_control");
         for controller in &needed {
@@ -130,6 +137,7 @@ impl RunCgroup {
                 return Err(ExecError::LimitUnavailable {
                     limit: controller,
                     reason: format!("cannot enable the {controller} controller in {}", control.display()),
+                    source: None,
                 });
             }
         }

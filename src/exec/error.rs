@@ -58,13 +58,11 @@ pub enum ExecError {
         source: io::Error,
     },
     #[error("{limit} limit requested but cgroups cannot apply it: {reason}")]
-    LimitUnavailable { limit: &'static str, reason: String },
-    #[error("{limit} limit requested but cgroups cannot apply it: cannot create {path}")]
-    LimitCgroup {
+    LimitUnavailable {
         limit: &'static str,
-        path: PathBuf,
+        reason: String,
         #[source]
-        source: io::Error,
+        source: Option<io::Error>,
     },
     #[error("cgroup {path}")]
     Cgroup {
