@@ -1,5 +1,6 @@
 //! The one integration-test binary, split by feature.
 
+mod architecture;
 mod build_cache;
 mod build_cli;
 mod build_copy;
