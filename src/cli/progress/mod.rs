@@ -19,8 +19,8 @@ use std::time::{Duration, SystemTime};
 use indicatif::ProgressDrawTarget;
 
 pub use plain::{Folding, Plain};
-pub use rawjson::{RAWJSON_VERSION, RawJson, to_json};
-pub use tty::{Tty, TtyOptions, display_line};
+pub use rawjson::RawJson;
+pub use tty::{Tty, TtyOptions};
 
 use super::args::ProgressArg;
 use super::units;
