@@ -18,6 +18,7 @@ mod image;
 mod image_adversarial;
 mod layer;
 mod layer_adversarial;
+mod logs;
 mod progress;
 mod registry;
 mod registry_auth;
