@@ -3,5 +3,5 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    slipway::cli::main()
+    slipway::cli_main()
 }

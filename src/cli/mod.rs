@@ -23,7 +23,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-pub use args::{Cli, Command, GlobalArgs};
+use args::Cli;
 
 /// Exit status of a failed check or build (a Dockerfile error, damage found by fsck).
 pub const EXIT_FAILURE: u8 = 1;

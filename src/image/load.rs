@@ -11,19 +11,15 @@ use std::fs;
 use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
 
-use serde::Deserialize;
-
 use super::resolve::{UNTAGGED_ROOT, load_image};
 use super::{ImageError, MAX_JSON_BLOB};
 use crate::layer;
 use crate::oci::{
-    ANNOTATION_REF_NAME, Descriptor, DiffId, Digest, ImageConfig, ImageIndex, ImageManifest, LayerCompression,
-    MediaType, Platform, Reference, canonical,
+    ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, Descriptor, DiffId, Digest, DockerManifestEntry, ImageConfig,
+    ImageIndex, ImageManifest, LayerCompression, MediaType, Platform, Reference, canonical,
 };
 use crate::progress::{MeteredReader, Reporter, Unit};
 use crate::store::{Lease, Store};
-
-use super::save::ANNOTATION_IMAGE_NAME;
 
 /// One image a `load` brought in.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -37,15 +33,6 @@ pub struct LoadedImage {
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct LoadReport {
     pub images: Vec<LoadedImage>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct DockerManifestEntry {
-    config: String,
-    #[serde(default)]
-    repo_tags: Option<Vec<String>>,
-    layers: Vec<String>,
 }
 
 /// Files of the archive: small metadata kept in memory, blobs already in the store.

@@ -8,21 +8,16 @@
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
-use serde::Serialize;
-
 use super::ImageError;
 use super::archive::{DirSink, LayoutSink, TarSink, blob_path};
 use super::resolve::{Image, resolve};
 use crate::layer::{self, Compression};
 use crate::oci::{
-    ANNOTATION_REF_NAME, Descriptor, DiffId, ImageIndex, ImageManifest, LayerCompression, MediaType, OciLayout,
-    Reference, canonical,
+    ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, Descriptor, DiffId, DockerManifestEntry, ImageIndex, ImageManifest,
+    LayerCompression, MediaType, OciLayout, Reference, canonical,
 };
 use crate::progress::{MeteredReader, Reporter, Task, Unit};
 use crate::store::{Ingest, Lease, Store};
-
-/// Annotation containerd and Docker use for an image's full name in an OCI layout.
-pub const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";
 
 /// Output formats of `save`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,14 +43,6 @@ pub enum SaveTarget {
     Dir(PathBuf),
     /// For `oci-archive` and `docker-archive` (a file is written by the caller, atomically).
     Stream(Box<dyn Write>),
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct DockerManifestEntry {
-    config: String,
-    repo_tags: Vec<String>,
-    layers: Vec<String>,
 }
 
 /// Writes the images named by `specs` (names or ids) to `target`; each layer compressed and each
@@ -112,7 +99,7 @@ pub fn save(
         }
         docker_manifest.push(DockerManifestEntry {
             config: blob_path(&image.manifest.config.digest),
-            repo_tags: names.iter().map(Reference::familiar).collect(),
+            repo_tags: Some(names.iter().map(Reference::familiar).collect()),
             layers: layers.iter().map(|l| blob_path(&l.digest)).collect(),
         });
     }

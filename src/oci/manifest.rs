@@ -8,6 +8,8 @@ use super::{Digest, MediaType, Platform};
 
 /// Annotation naming an image in an OCI layout's `index.json`.
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// Annotation containerd and Docker use for an image's full name in an OCI layout.
+pub const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";
 /// Annotation slipway puts on tags in its store index: the full reference.
 pub const ANNOTATION_SLIPWAY_REF: &str = "io.slipway.ref";
 /// Annotation with the image creation time.

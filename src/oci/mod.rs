@@ -1,8 +1,8 @@
 //! OCI image-spec data types. PURE: no IO.
 //!
-//! Owns digests, media types, platforms, references, descriptors, manifests, indexes and image
-//! configs, and the one place where they are serialised (`canonical`). Knows nothing of the store,
-//! the registry or Dockerfiles.
+//! Owns digests, media types, platforms, references, descriptors, manifests, indexes, image
+//! configs, the docker archive's `manifest.json`, and the one place where they are serialised
+//! (`canonical`). Knows nothing of the store, the registry or Dockerfiles.
 //!
 //! We write these types ourselves rather than use `oci-spec`'s image types: they must carry our
 //! validated newtypes (`Digest`, `DiffId`, `MediaType`) end to end and serialise in one canonical
@@ -11,6 +11,7 @@
 pub mod canonical;
 mod config;
 mod digest;
+mod docker_archive;
 mod manifest;
 mod media_type;
 mod platform;
@@ -19,9 +20,10 @@ pub mod time;
 
 pub use config::{ContainerConfig, Healthcheck, History, ImageConfig, RootFs};
 pub use digest::{DiffId, Digest, DigestError, Hasher, HashingReader, HashingWriter};
+pub use docker_archive::DockerManifestEntry;
 pub use manifest::{
-    ANNOTATION_CREATED, ANNOTATION_REF_NAME, ANNOTATION_SLIPWAY_REF, Descriptor, ImageIndex, ImageManifest, OciLayout,
-    Versioned,
+    ANNOTATION_CREATED, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, ANNOTATION_SLIPWAY_REF, Descriptor, ImageIndex,
+    ImageManifest, OciLayout, Versioned,
 };
 pub use media_type::{LayerCompression, MediaType, MediaTypeError};
 pub use platform::{Platform, PlatformError};

@@ -1,5 +1,6 @@
 //! The one integration-test binary, split by feature.
 
+mod architecture;
 mod build_cache;
 mod build_cli;
 mod build_copy;
@@ -17,6 +18,7 @@ mod image;
 mod image_adversarial;
 mod layer;
 mod layer_adversarial;
+mod logs;
 mod progress;
 mod registry;
 mod registry_auth;

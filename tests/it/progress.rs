@@ -186,6 +186,21 @@ fn quiet_prints_nothing_on_stderr_on_success() {
 }
 
 #[test]
+fn quiet_build_prints_nothing_on_stderr_and_q_still_prints_the_id() {
+    let ctx = TestContext::new();
+    let dir = ctx.path().join("ctx");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("Dockerfile"), "FROM scratch\nCOPY a /a\n").unwrap();
+    std::fs::write(dir.join("a"), "a\n").unwrap();
+    let dir = dir.to_str().unwrap();
+    let out = ctx.ok(&["--progress", "quiet", "build", "-t", "a:1", dir]);
+    assert_eq!((stdout(&out).as_str(), stderr(&out).as_str()), ("", ""), "no `built …`, no `named …`");
+    let out = ctx.ok(&["--progress", "quiet", "build", "-q", "-t", "a:2", dir]);
+    assert!(stdout(&out).starts_with("sha256:") && stdout(&out).lines().count() == 1, "{}", describe(&out));
+    assert_eq!(stderr(&out), "");
+}
+
+#[test]
 fn quiet_still_prints_errors() {
     let ctx = TestContext::new();
     let out = ctx.run(&["--progress", "quiet", "import", "/nonexistent/rootfs", "example/busybox:1"]);

@@ -115,7 +115,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs, progress: &Reporter) -> Resu
             if args.push {
                 push(&store, args, &settings, &options, &output, &reporter)?;
             }
-            finish(args, &options, &output)?;
+            finish(args, &options, &output, &reporter)?;
             Ok(0)
         }
         Err(e) => {
@@ -173,8 +173,9 @@ fn identity(context: &str, dockerfile: &str) -> String {
     format!("{dir}\0{dockerfile}")
 }
 
-/// Writes `--iidfile` and `--metadata-file`, prints the summary (stderr) or the id (`-q`, stdout).
-fn finish(args: &BuildArgs, options: &BuildOptions, output: &BuildOutput) -> Result<()> {
+/// Writes `--iidfile` and `--metadata-file`, prints the summary (stderr, none with `--progress quiet`)
+/// or the id (`-q`, stdout).
+fn finish(args: &BuildArgs, options: &BuildOptions, output: &BuildOutput, progress: &Reporter) -> Result<()> {
     let id = output.image.id();
     if let Some(path) = &args.iidfile {
         super::write_output_file(path, id.to_string().as_bytes())?;
@@ -199,6 +200,10 @@ fn finish(args: &BuildArgs, options: &BuildOptions, output: &BuildOutput) -> Res
     }
     if args.quiet {
         println!("{id}");
+        return Ok(());
+    }
+    // The closing lines are progress: `--progress quiet` shows nothing but errors.
+    if progress.is_silent() {
         return Ok(());
     }
     let steps = output.steps_run + output.steps_cached;

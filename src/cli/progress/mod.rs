@@ -19,8 +19,8 @@ use std::time::{Duration, SystemTime};
 use indicatif::ProgressDrawTarget;
 
 pub use plain::{Folding, Plain};
-pub use rawjson::{RAWJSON_VERSION, RawJson, to_json};
-pub use tty::{Tty, TtyOptions, display_line};
+pub use rawjson::RawJson;
+pub use tty::{Tty, TtyOptions};
 
 use super::args::ProgressArg;
 use super::units;
@@ -57,7 +57,11 @@ pub fn resolve(arg: ProgressArg, stderr_is_terminal: bool, ci_set: bool) -> Mode
 pub fn reporter(arg: ProgressArg) -> Reporter {
     let mode = resolve(arg, std::io::stderr().is_terminal(), std::env::var_os("CI").is_some());
     match mode {
-        Mode::Tty => Reporter::new(Tty::new(ProgressDrawTarget::stderr(), TtyOptions::default())),
+        Mode::Tty => {
+            // indicatif styles through console, whose own rule differs (any `NO_COLOR`, `CLICOLOR`).
+            console::set_colors_enabled_stderr(super::report::colour(&std::io::stderr()));
+            Reporter::new(Tty::new(ProgressDrawTarget::stderr(), TtyOptions::default()))
+        }
         Mode::Plain => {
             let folding = Folding::detect(|name| std::env::var(name).ok());
             Reporter::new(Plain::with_folding(std::io::stderr(), system_clock(), folding))

@@ -104,11 +104,6 @@ pub struct Plain<W: Write> {
 }
 
 impl<W: Write + Send> Plain<W> {
-    /// Plain lines without folding.
-    pub fn new(out: W, clock: Clock) -> Plain<W> {
-        Plain::with_folding(out, clock, Folding::None)
-    }
-
     /// Plain lines, each task folded as `folding` says.
     pub fn with_folding(out: W, clock: Clock, folding: Folding) -> Plain<W> {
         let folds =
@@ -117,6 +112,7 @@ impl<W: Write + Send> Plain<W> {
     }
 
     /// Prints what still waits, then hands the writer back (for tests).
+    #[cfg(test)]
     pub fn into_inner(self) -> W {
         let now = (self.clock)();
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());

@@ -27,6 +27,7 @@ impl<W: Write + Send> RawJson<W> {
     }
 
     /// The writer, for tests.
+    #[cfg(test)]
     pub fn into_inner(self) -> W {
         self.out.into_inner().unwrap_or_else(|p| p.into_inner())
     }

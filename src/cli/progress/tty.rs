@@ -63,6 +63,7 @@ impl Tty {
     }
 
     /// Number of tasks with a live line, for tests.
+    #[cfg(test)]
     pub fn running(&self) -> usize {
         self.tasks.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
