@@ -39,6 +39,10 @@ fn from_pulls_a_remote_base_and_push_publishes_the_result() {
     let run = fresh.ok(&["run", &also]);
     assert_eq!(String::from_utf8_lossy(&run.stdout), "built\n");
 
+    // `--progress quiet`: errors only, also when pushing.
+    let out = builder.build_ok(&["--push", "-t", &app, "--progress", "quiet"]);
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{}", describe(&out));
+
     // --push without a name says what is missing.
     let out = builder.build(&["--push"]);
     assert_eq!(out.status.code(), Some(2));

@@ -243,7 +243,7 @@ fn push(
             progress,
         )
         .with_context(|| format!("pushing the built image to {destination}"))?;
-        if !args.quiet {
+        if !progress.is_silent() {
             eprintln!("pushed {}@{}", destination.name(), report.digest);
         }
     }
