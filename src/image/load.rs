@@ -107,7 +107,7 @@ pub enum LoadInput {
 }
 
 fn decode<T: serde::de::DeserializeOwned>(entry: &str, bytes: &[u8]) -> Result<T, ImageError> {
-    serde_json::from_slice(bytes).map_err(|e| ImageError::Archive { entry: entry.to_string(), reason: e.to_string() })
+    serde_json::from_slice(bytes).map_err(|source| ImageError::ArchiveJson { entry: entry.to_string(), source })
 }
 
 /// Handles one regular file of the archive.
@@ -122,8 +122,8 @@ fn on_file(
 ) -> Result<(), ImageError> {
     let file_name = path.rsplit('/').next().unwrap_or(path);
     if let Some(hex) = path.strip_prefix("blobs/sha256/") {
-        let digest = Digest::from_hex(hex)
-            .map_err(|e| ImageError::Archive { entry: path.to_string(), reason: e.to_string() })?;
+        let digest =
+            Digest::from_hex(hex).map_err(|source| ImageError::ArchiveDigest { entry: path.to_string(), source })?;
         ingest(store, path, reader, Some((digest, size)), lease, progress)?;
         collected.blobs.insert(path.to_string(), digest);
     } else if matches!(path, "index.json" | "manifest.json") {
@@ -136,7 +136,7 @@ fn on_file(
     } else if !path.contains('/') && file_name.len() == 69 && file_name.ends_with(".json") {
         // Legacy docker archive: the config is `<config digest hex>.json`.
         let digest = Digest::from_hex(&file_name[..64])
-            .map_err(|e| ImageError::Archive { entry: path.to_string(), reason: e.to_string() })?;
+            .map_err(|source| ImageError::ArchiveDigest { entry: path.to_string(), source })?;
         ingest(store, path, reader, Some((digest, size)), lease, progress)?;
         collected.blobs.insert(path.to_string(), digest);
     } else if file_name.ends_with(".tar") {

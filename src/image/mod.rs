@@ -53,6 +53,18 @@ pub enum ImageError {
     LayerCount { config: Digest, layers: usize, diff_ids: usize },
     #[error("archive entry {entry:?}: {reason}")]
     Archive { entry: String, reason: String },
+    #[error("archive entry {entry:?}: invalid JSON")]
+    ArchiveJson {
+        entry: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("archive entry {entry:?}: not named by a digest")]
+    ArchiveDigest {
+        entry: String,
+        #[source]
+        source: crate::oci::DigestError,
+    },
     #[error("archive has no image (no index.json or manifest.json)")]
     EmptyArchive,
     #[error("archive references {path:?}, which it does not contain")]
