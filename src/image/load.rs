@@ -80,14 +80,12 @@ fn clean(path: &str) -> Option<String> {
 /// Each blob ingested and each layer verified is a task reported to `progress`.
 pub fn load(store: &Store, input: LoadInput, progress: &Reporter) -> Result<LoadReport, ImageError> {
     let lease = store.lease("load")?;
-    let mut collected = Collected::default();
+    let mut collector = Collector { store, lease: &lease, progress, collected: Collected::default() };
     match input {
-        LoadInput::Dir(dir) => collect_dir(store, &dir, &lease, &mut collected, progress)?,
-        LoadInput::Stream(reader) => {
-            let plain = layer::decompress(reader)?;
-            collect_tar(store, plain, &lease, &mut collected, progress)?;
-        }
+        LoadInput::Dir(dir) => collector.dir(&dir)?,
+        LoadInput::Stream(reader) => collector.tar(layer::decompress(reader)?)?,
     }
+    let collected = collector.collected;
     let report = if let Some(bytes) = collected.json.get("index.json") {
         let index: ImageIndex = decode("index.json", bytes)?;
         load_oci(store, &index, &lease, progress)?
@@ -110,123 +108,121 @@ fn decode<T: serde::de::DeserializeOwned>(entry: &str, bytes: &[u8]) -> Result<T
     serde_json::from_slice(bytes).map_err(|source| ImageError::ArchiveJson { entry: entry.to_string(), source })
 }
 
-/// Handles one regular file of the archive.
-fn on_file(
-    store: &Store,
-    path: &str,
-    size: u64,
-    reader: &mut dyn Read,
-    lease: &Lease,
-    collected: &mut Collected,
-    progress: &Reporter,
-) -> Result<(), ImageError> {
-    let file_name = path.rsplit('/').next().unwrap_or(path);
-    if let Some(hex) = path.strip_prefix("blobs/sha256/") {
-        let digest =
-            Digest::from_hex(hex).map_err(|source| ImageError::ArchiveDigest { entry: path.to_string(), source })?;
-        ingest(store, path, reader, Some((digest, size)), lease, progress)?;
-        collected.blobs.insert(path.to_string(), digest);
-    } else if matches!(path, "index.json" | "manifest.json") {
-        if size > MAX_JSON_BLOB {
-            return Err(ImageError::Archive { entry: path.to_string(), reason: format!("{size} bytes is too large") });
+/// Reads an archive's files into the store (blobs) and memory (the JSON entries, links).
+struct Collector<'a> {
+    store: &'a Store,
+    lease: &'a Lease,
+    progress: &'a Reporter,
+    collected: Collected,
+}
+
+impl Collector<'_> {
+    /// Handles one regular file of the archive.
+    fn file(&mut self, path: &str, size: u64, reader: &mut dyn Read) -> Result<(), ImageError> {
+        let collected = &mut self.collected;
+        let file_name = path.rsplit('/').next().unwrap_or(path);
+        if let Some(hex) = path.strip_prefix("blobs/sha256/") {
+            let digest = Digest::from_hex(hex)
+                .map_err(|source| ImageError::ArchiveDigest { entry: path.to_string(), source })?;
+            let digest = Self::ingest(self.store, self.lease, self.progress, path, reader, Some((digest, size)))?;
+            collected.blobs.insert(path.to_string(), digest);
+        } else if matches!(path, "index.json" | "manifest.json") {
+            if size > MAX_JSON_BLOB {
+                return Err(ImageError::Archive {
+                    entry: path.to_string(),
+                    reason: format!("{size} bytes is too large"),
+                });
+            }
+            let mut bytes = Vec::with_capacity(size as usize);
+            reader.take(MAX_JSON_BLOB).read_to_end(&mut bytes).map_err(ImageError::io(path))?;
+            collected.json.insert(path.to_string(), bytes);
+        } else if !path.contains('/') && file_name.len() == 69 && file_name.ends_with(".json") {
+            // Legacy docker archive: the config is `<config digest hex>.json`.
+            let digest = Digest::from_hex(&file_name[..64])
+                .map_err(|source| ImageError::ArchiveDigest { entry: path.to_string(), source })?;
+            let digest = Self::ingest(self.store, self.lease, self.progress, path, reader, Some((digest, size)))?;
+            collected.blobs.insert(path.to_string(), digest);
+        } else if file_name.ends_with(".tar") {
+            // Docker archives name layer files by v1 ids (`<id>/layer.tar`) or by digest
+            // (`<hex>.tar`, as skopeo writes them); either way each layer is checked against the
+            // config's diff ids before the image is named.
+            let digest = Self::ingest(self.store, self.lease, self.progress, path, reader, None)?;
+            collected.blobs.insert(path.to_string(), digest);
         }
-        let mut bytes = Vec::with_capacity(size as usize);
-        reader.take(MAX_JSON_BLOB).read_to_end(&mut bytes).map_err(ImageError::io(path))?;
-        collected.json.insert(path.to_string(), bytes);
-    } else if !path.contains('/') && file_name.len() == 69 && file_name.ends_with(".json") {
-        // Legacy docker archive: the config is `<config digest hex>.json`.
-        let digest = Digest::from_hex(&file_name[..64])
-            .map_err(|source| ImageError::ArchiveDigest { entry: path.to_string(), source })?;
-        ingest(store, path, reader, Some((digest, size)), lease, progress)?;
-        collected.blobs.insert(path.to_string(), digest);
-    } else if file_name.ends_with(".tar") {
-        // Docker archives name layer files by v1 ids (`<id>/layer.tar`) or by digest
-        // (`<hex>.tar`, as skopeo writes them); either way each layer is checked against the
-        // config's diff ids before the image is named.
-        let digest = ingest(store, path, reader, None, lease, progress)?;
-        collected.blobs.insert(path.to_string(), digest);
+        Ok(())
     }
-    Ok(())
-}
 
-fn ingest(
-    store: &Store,
-    path: &str,
-    reader: &mut dyn Read,
-    expected: Option<(Digest, u64)>,
-    lease: &Lease,
-    progress: &Reporter,
-) -> Result<Digest, ImageError> {
-    let task = progress.start(|| format!("ingest {path}"));
-    let ingested = (|| {
-        let mut ingest = store.ingest()?;
-        let mut counted = MeteredReader::new(reader, task.meter(expected.map(|(_, size)| size), Unit::Bytes));
-        io::copy(&mut counted, &mut ingest).map_err(ImageError::io("archive blob"))?;
-        drop(counted);
-        let (digest, _) = ingest.commit(expected, Some(lease))?;
-        Ok(digest)
-    })();
-    task.finish(ingested)
-}
+    /// One blob into the store, its digest (and size) verified when the archive names it.
+    fn ingest(
+        store: &Store,
+        lease: &Lease,
+        progress: &Reporter,
+        path: &str,
+        reader: &mut dyn Read,
+        expected: Option<(Digest, u64)>,
+    ) -> Result<Digest, ImageError> {
+        let task = progress.start(|| format!("ingest {path}"));
+        let ingested = (|| {
+            let mut ingest = store.ingest()?;
+            let mut counted = MeteredReader::new(reader, task.meter(expected.map(|(_, size)| size), Unit::Bytes));
+            io::copy(&mut counted, &mut ingest).map_err(ImageError::io("archive blob"))?;
+            drop(counted);
+            let (digest, _) = ingest.commit(expected, Some(lease))?;
+            Ok(digest)
+        })();
+        task.finish(ingested)
+    }
 
-fn collect_tar(
-    store: &Store,
-    reader: Box<dyn Read>,
-    lease: &Lease,
-    collected: &mut Collected,
-    progress: &Reporter,
-) -> Result<(), ImageError> {
-    let mut archive = tar::Archive::new(reader);
-    let entries = archive.entries().map_err(ImageError::io("archive"))?;
-    for entry in entries {
-        let mut entry = entry.map_err(ImageError::io("archive"))?;
-        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let Some(path) = clean(&raw) else {
-            return Err(ImageError::Archive { entry: raw, reason: "path leaves the archive".to_string() });
-        };
-        let kind = entry.header().entry_type();
-        if kind.is_file() {
-            let size = entry.header().size().map_err(ImageError::io(&raw))?;
-            on_file(store, &path, size, &mut entry, lease, collected, progress)?;
-        } else if kind.is_symlink() || kind.is_hard_link() {
-            let target = entry.link_name_bytes().map(|t| String::from_utf8_lossy(&t).into_owned()).unwrap_or_default();
-            let joined = if kind.is_symlink() && !target.starts_with('/') {
-                let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
-                format!("{dir}/{target}")
-            } else {
-                target
+    /// Every file and link of a tar stream.
+    fn tar(&mut self, reader: Box<dyn Read>) -> Result<(), ImageError> {
+        let mut archive = tar::Archive::new(reader);
+        let entries = archive.entries().map_err(ImageError::io("archive"))?;
+        for entry in entries {
+            let mut entry = entry.map_err(ImageError::io("archive"))?;
+            let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            let Some(path) = clean(&raw) else {
+                return Err(ImageError::Archive { entry: raw, reason: "path leaves the archive".to_string() });
             };
-            if let Some(target) = clean(&joined) {
-                collected.links.insert(path, target);
+            let kind = entry.header().entry_type();
+            if kind.is_file() {
+                let size = entry.header().size().map_err(ImageError::io(&raw))?;
+                self.file(&path, size, &mut entry)?;
+            } else if kind.is_symlink() || kind.is_hard_link() {
+                let target =
+                    entry.link_name_bytes().map(|t| String::from_utf8_lossy(&t).into_owned()).unwrap_or_default();
+                let joined = if kind.is_symlink() && !target.starts_with('/') {
+                    let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+                    format!("{dir}/{target}")
+                } else {
+                    target
+                };
+                if let Some(target) = clean(&joined) {
+                    self.collected.links.insert(path, target);
+                }
             }
         }
+        Ok(())
     }
-    Ok(())
-}
 
-fn collect_dir(
-    store: &Store,
-    dir: &Path,
-    lease: &Lease,
-    collected: &mut Collected,
-    progress: &Reporter,
-) -> Result<(), ImageError> {
-    for entry in walkdir::WalkDir::new(dir).sort_by_file_name().follow_links(false) {
-        let entry = entry.map_err(|e| ImageError::Io {
-            path: e.path().map_or_else(|| dir.to_path_buf(), Path::to_path_buf),
-            source: e.into_io_error().unwrap_or_else(|| io::Error::other("filesystem loop")),
-        })?;
-        let rel = entry.path().strip_prefix(dir).expect("walkdir yields paths under its root");
-        let Some(path) = rel.to_str().and_then(clean) else {
-            continue;
-        };
-        if entry.file_type().is_file() {
-            let mut file = fs::File::open(entry.path()).map_err(ImageError::io(entry.path()))?;
-            let size = file.metadata().map_err(ImageError::io(entry.path()))?.len();
-            on_file(store, &path, size, &mut file, lease, collected, progress)?;
+    /// Every file of a layout directory (links are not followed).
+    fn dir(&mut self, dir: &Path) -> Result<(), ImageError> {
+        for entry in walkdir::WalkDir::new(dir).sort_by_file_name().follow_links(false) {
+            let entry = entry.map_err(|e| ImageError::Io {
+                path: e.path().map_or_else(|| dir.to_path_buf(), Path::to_path_buf),
+                source: e.into_io_error().unwrap_or_else(|| io::Error::other("filesystem loop")),
+            })?;
+            let rel = entry.path().strip_prefix(dir).expect("walkdir yields paths under its root");
+            let Some(path) = rel.to_str().and_then(clean) else {
+                continue;
+            };
+            if entry.file_type().is_file() {
+                let mut file = fs::File::open(entry.path()).map_err(ImageError::io(entry.path()))?;
+                let size = file.metadata().map_err(ImageError::io(entry.path()))?.len();
+                self.file(&path, size, &mut file)?;
+            }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 fn load_oci(store: &Store, index: &ImageIndex, lease: &Lease, progress: &Reporter) -> Result<LoadReport, ImageError> {

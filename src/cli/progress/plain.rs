@@ -63,7 +63,7 @@ struct PlainTask {
     pending: Option<String>,
 }
 
-/// A task's lines waiting for their group.
+/// A task's output on its way to its group (waiting while another task's group is open).
 struct Waiting {
     name: String,
     lines: Vec<String>,
@@ -198,7 +198,7 @@ impl<W: Write + Send> Sink for Plain<W> {
                 let _ = writeln!(out, "{line}");
             }
         } else {
-            folds.route(out, now, id, name, lines, end);
+            folds.route(out, now, id, Waiting { name, lines, end });
         }
         let _ = out.flush();
     }
@@ -206,15 +206,8 @@ impl<W: Write + Send> Sink for Plain<W> {
 
 impl Folds {
     /// Prints `lines` (and `end`) of task `id` into its group, or makes them wait.
-    fn route(
-        &mut self,
-        out: &mut dyn Write,
-        now: SystemTime,
-        id: TaskId,
-        name: String,
-        lines: Vec<String>,
-        end: Option<String>,
-    ) {
+    fn route(&mut self, out: &mut dyn Write, now: SystemTime, id: TaskId, output: Waiting) {
+        let Waiting { name, lines, end } = output;
         match &mut self.open {
             Some(open) if open.id != id => {
                 let quiet = now.duration_since(open.last_line).unwrap_or_default() >= QUIET;
@@ -255,7 +248,7 @@ impl Folds {
                     return;
                 }
                 self.open(now, id, &name);
-                self.route(out, now, id, name, lines, end);
+                self.route(out, now, id, Waiting { name, lines, end });
             }
         }
     }
@@ -316,7 +309,7 @@ impl Folds {
             };
             let Some((id, waiting)) = next else { break };
             self.waiting_bytes = self.waiting_bytes.saturating_sub(waiting.lines.iter().map(|l| l.len() + 1).sum());
-            self.route(out, now, id, waiting.name, waiting.lines, waiting.end);
+            self.route(out, now, id, waiting);
         }
     }
 
@@ -336,7 +329,7 @@ impl Folds {
     fn finish(&mut self, out: &mut dyn Write, now: SystemTime) {
         self.settle(out, now);
         while let Some((id, waiting)) = self.waiting.pop_first() {
-            self.route(out, now, id, waiting.name, waiting.lines, waiting.end);
+            self.route(out, now, id, waiting);
             self.settle(out, now);
         }
         self.waiting_bytes = 0;
