@@ -101,7 +101,7 @@ impl RunMount {
 
     /// The typed mount, expanding each value with `expand` first (as BuildKit does at
     /// build time).
-    pub fn resolve(&self, expand: &mut dyn FnMut(&str) -> Result<String, String>) -> Result<Mount, MountError> {
+    pub fn resolve(&self, expand: Expand<'_>) -> Result<Mount, MountError> {
         parse(&self.raw, Some(expand))
     }
 }
@@ -143,8 +143,12 @@ pub enum MountError {
     #[error("device name already set to {0:?}")]
     DeviceName(String),
     /// The expander failed on a value.
-    #[error("expanding {value:?}: {reason}")]
-    Expand { value: String, reason: String },
+    #[error("expanding {value:?}")]
+    Expand {
+        value: String,
+        #[source]
+        source: super::expand::ExpandError,
+    },
 }
 
 /// Splits one CSV record (RFC 4180 quoting: `"a,b"`, `""` inside quotes).
@@ -259,7 +263,7 @@ pub fn parse_device(value: &str) -> Result<Device, MountError> {
 }
 
 /// An expander for mount values.
-type Expand<'a> = &'a mut dyn FnMut(&str) -> Result<String, String>;
+type Expand<'a> = &'a mut dyn FnMut(&str) -> Result<String, super::expand::ExpandError>;
 
 /// Parses one `--mount` value. With an expander every value is expanded, then parsed.
 /// Without one (validation before expansion) values holding `$` are not interpreted, and
@@ -305,7 +309,7 @@ fn parse(value: &str, mut expand: Option<Expand<'_>>) -> Result<Mount, MountErro
         let expanded;
         let val = match expand.as_mut() {
             Some(f) => {
-                expanded = f(raw_val).map_err(|reason| MountError::Expand { value: raw_val.to_string(), reason })?;
+                expanded = f(raw_val).map_err(|source| MountError::Expand { value: raw_val.to_string(), source })?;
                 expanded.as_str()
             }
             None if raw_val.contains('$') => {
