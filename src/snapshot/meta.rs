@@ -251,7 +251,11 @@ impl Locked<'_> {
         let corrupt = |reason: String| SnapshotError::Corrupt { path: self.meta.db_path.clone(), reason };
         let kind = Kind::from_str(&kind).map_err(corrupt)?;
         let diff_id = match diff_id {
-            Some(s) => Some(DiffId::from_str(&s).map_err(|e| corrupt(format!("diff id of {key}: {e}")))?),
+            Some(s) => Some(DiffId::from_str(&s).map_err(|source| SnapshotError::CorruptDiffId {
+                path: self.meta.db_path.clone(),
+                key: key.clone(),
+                source,
+            })?),
             None => None,
         };
         Ok(Record { id, info: Info { key, kind, parent, diff_id, created } })

@@ -160,6 +160,13 @@ pub enum SnapshotError {
     },
     #[error("snapshot metadata {path} is corrupt: {reason}")]
     Corrupt { path: PathBuf, reason: String },
+    #[error("snapshot metadata {path} is corrupt: diff id of {key}")]
+    CorruptDiffId {
+        path: PathBuf,
+        key: String,
+        #[source]
+        source: crate::oci::DigestError,
+    },
     #[error("failed to mount {what} on {target}")]
     Mount {
         what: &'static str,
