@@ -265,18 +265,22 @@ impl Client {
 
     /// One attempt with the current authentication, following redirects; returns the response
     /// and the URL that gave it.
+    /// An `Authorization` value as a header (its value is never shown in the error).
+    fn authorization_header(&self, value: &str) -> Result<HeaderValue, RegistryError> {
+        HeaderValue::from_str(value).map_err(|source| RegistryError::Header {
+            registry: self.registry.clone(),
+            header: "Authorization",
+            source,
+        })
+    }
+
     fn authorized_send(&self, request: &Request, scope: &str) -> Result<(Response, Url), RegistryError> {
         let mut request = request.clone();
         request.headers.remove(AUTHORIZATION);
         // An upload `Location` may name another host (blob storage): it gets no credentials.
         let ours = self.same_origin(&request.url);
         if let Some(value) = if ours { self.authorization(scope)? } else { None } {
-            let header = HeaderValue::from_str(&value).map_err(|source| RegistryError::Header {
-                registry: self.registry.clone(),
-                header: "Authorization",
-                source,
-            })?;
-            request.headers.insert(AUTHORIZATION, header);
+            request.headers.insert(AUTHORIZATION, self.authorization_header(&value)?);
         }
         for _ in 0..=MAX_REDIRECTS {
             let response = self.transport_send(&request)?;
@@ -379,12 +383,7 @@ impl Client {
                 }
                 let mut request = Request::new(Method::GET, url);
                 if let Some(value) = credentials.as_ref().and_then(Credentials::basic_header) {
-                    let header = HeaderValue::from_str(&value).map_err(|source| RegistryError::Header {
-                        registry: self.registry.clone(),
-                        header: "Authorization",
-                        source,
-                    })?;
-                    request.headers.insert(AUTHORIZATION, header);
+                    request.headers.insert(AUTHORIZATION, self.authorization_header(&value)?);
                 }
                 request
             }

@@ -125,12 +125,7 @@ pub fn push(
     progress: &Reporter,
 ) -> Result<PushReport, RegistryError> {
     let pusher = Pusher::new(client, store, destination, options, progress);
-    let mut blobs: Vec<&Descriptor> = Vec::new();
-    for blob in image.layers.iter().chain(std::iter::once(&image.config)) {
-        if !blobs.iter().any(|b| b.digest == blob.digest) {
-            blobs.push(blob);
-        }
-    }
+    let blobs = unique_blobs([image]);
     let counts = pusher.push_blobs(&blobs)?;
     pusher.checked(&blobs, || pusher.put_manifest(&image.manifest, &image.manifest_descriptor, &pusher.target()))?;
     Ok(PushReport {
@@ -139,6 +134,19 @@ pub fn push(
         existing: counts.existing,
         mounted: counts.mounted,
     })
+}
+
+/// The layers and configs of `images`, each digest once, in order.
+fn unique_blobs<'a>(images: impl IntoIterator<Item = &'a Distributable>) -> Vec<&'a Descriptor> {
+    let mut blobs: Vec<&Descriptor> = Vec::new();
+    for image in images {
+        for blob in image.layers.iter().chain(std::iter::once(&image.config)) {
+            if !blobs.iter().any(|b| b.digest == blob.digest) {
+                blobs.push(blob);
+            }
+        }
+    }
+    blobs
 }
 
 /// One platform's image in an index being pushed.
@@ -162,14 +170,7 @@ pub fn push_index(
     progress: &Reporter,
 ) -> Result<PushReport, RegistryError> {
     let pusher = Pusher::new(client, store, destination, options, progress);
-    let mut blobs: Vec<&Descriptor> = Vec::new();
-    for entry in entries {
-        for blob in entry.image.layers.iter().chain(std::iter::once(&entry.image.config)) {
-            if !blobs.iter().any(|b| b.digest == blob.digest) {
-                blobs.push(blob);
-            }
-        }
-    }
+    let blobs = unique_blobs(entries.iter().map(|e| &e.image));
     let counts = pusher.push_blobs(&blobs)?;
     let mut index = ImageIndex::new();
     for entry in entries {

@@ -252,11 +252,7 @@ pub(super) fn list_blob_dir(blobs: &Path) -> Result<Vec<(String, PathBuf)>, Stor
 mod tests {
     use super::*;
 
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("r")).unwrap();
-        (dir, s)
-    }
+    use crate::store::testutil::store;
 
     fn ingest_entries(s: &Store) -> usize {
         fs::read_dir(s.root().join("ingest")).unwrap().count()

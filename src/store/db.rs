@@ -264,11 +264,7 @@ mod tests {
     use super::*;
     use crate::oci::Digest;
 
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("r")).unwrap();
-        (dir, s)
-    }
+    use crate::store::testutil::store;
 
     #[test]
     fn layer_variants_round_trip() {

@@ -322,3 +322,16 @@ mod tests {
         Store::open(&root).unwrap();
     }
 }
+
+/// Helpers for the unit tests of `store` and its submodules.
+#[cfg(test)]
+pub(crate) mod testutil {
+    use super::Store;
+
+    /// A fresh store in a temporary directory (kept alive by the returned guard).
+    pub(crate) fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("r")).expect("open store");
+        (dir, store)
+    }
+}

@@ -158,11 +158,7 @@ impl Store {
 mod tests {
     use super::*;
 
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("r")).unwrap();
-        (dir, s)
-    }
+    use crate::store::testutil::store;
 
     #[test]
     fn upload_sessions_move_forward_and_are_forgotten() {
