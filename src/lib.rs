@@ -8,6 +8,7 @@ pub mod engine;
 pub mod cache;
 pub mod cli;
 pub mod context;
+pub(crate) mod dirfd;
 pub mod dockerfile;
 pub mod exec;
 pub mod failpoint;

@@ -50,9 +50,9 @@
 
 mod apply;
 mod compress;
-mod fsops;
 pub mod reader;
 mod tarfmt;
+mod target;
 mod writer;
 
 use std::fmt;
