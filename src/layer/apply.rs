@@ -14,7 +14,7 @@ use std::path::Path;
 use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
 
-use super::{LayerError, display_bytes};
+use super::LayerError;
 use super::reader::{Entry, EntryInfo, EntryKind, ReadLimits, TarReader};
 use super::target::{Root, chown_nofollow, fchown, join, remove_existing, set_times_nofollow, timestamps};
 use crate::dirfd::{self, XattrFilter};
@@ -325,7 +325,7 @@ fn set_xattrs(
         match set(key, value) {
             Ok(()) => {}
             Err(e @ (Errno::OPNOTSUPP | Errno::PERM)) => {
-                tracing::warn!(entry = %entry.display_path(), xattr = %display_bytes(key), errno = %e, "xattr not applied");
+                tracing::warn!(entry = %entry.display_path(), xattr = %dirfd::display(key), errno = %e, "xattr not applied");
                 state.report.xattrs_skipped += 1;
             }
             Err(e) => return Err(op_err(entry, "set xattr")(e)),
@@ -400,10 +400,10 @@ fn finish_dir(root: &Root, path: &[u8], mode: u32, mtime: i64) -> Result<(), Lay
         Ok(fd) => fd,
         Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => return Ok(()),
         Err(e) => {
-            return Err(LayerError::Apply { entry: display_bytes(path), op: "open directory", source: e.into() });
+            return Err(LayerError::Apply { entry: dirfd::display(path), op: "open directory", source: e.into() });
         }
     };
-    let err = |op| move |e: Errno| LayerError::Apply { entry: display_bytes(path), op, source: e.into() };
+    let err = |op| move |e: Errno| LayerError::Apply { entry: dirfd::display(path), op, source: e.into() };
     rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(err("change mode"))?;
     rustix::fs::futimens(&fd, &timestamps(mtime)).map_err(err("set times"))
 }
@@ -439,7 +439,7 @@ mod tests {
             (b"./", &[]),
         ];
         for (raw, want) in cases {
-            assert_eq!(clean(raw, &entry(raw)).unwrap(), want, "{}", display_bytes(raw));
+            assert_eq!(clean(raw, &entry(raw)).unwrap(), want, "{}", dirfd::display(raw));
         }
         let long = vec![b'x'; 256];
         assert!(clean(&long, &entry(&long)).is_err());
@@ -466,7 +466,7 @@ mod tests {
             t.extend_from_slice(&h);
             t.extend_from_slice(&[0u8; 1024]);
             let err = apply(&t[..], dir.path(), &opts).unwrap_err();
-            assert!(matches!(err, LayerError::InvalidWhiteout { .. }), "{}: {err}", display_bytes(bad));
+            assert!(matches!(err, LayerError::InvalidWhiteout { .. }), "{}: {err}", dirfd::display(bad));
         }
     }
 }

@@ -148,11 +148,3 @@ pub enum LayerError {
         source: io::Error,
     },
 }
-
-/// Renders raw path bytes for an error message (lossy, non-UTF-8 bytes escaped).
-pub(crate) fn display_bytes(bytes: &[u8]) -> String {
-    match std::str::from_utf8(bytes) {
-        Ok(s) => s.to_string(),
-        Err(_) => bytes.escape_ascii().to_string(),
-    }
-}

@@ -281,7 +281,7 @@ impl<W: Write> TarWriter<W> {
 fn check_rel(rel: &Path) -> Result<&[u8], LayerError> {
     let bytes = rel.as_os_str().as_bytes();
     let bytes = bytes.strip_suffix(b"/").unwrap_or(bytes);
-    let invalid = |reason| LayerError::InvalidName { name: super::display_bytes(bytes), reason };
+    let invalid = |reason| LayerError::InvalidName { name: dirfd::display(bytes), reason };
     if bytes.is_empty() {
         return Err(invalid("empty name"));
     }
