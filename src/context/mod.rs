@@ -12,9 +12,9 @@
 //!   [`copy`] / [`write_inline`] write into a rootfs, [`resolve_chown`] turns `--chown` into ids.
 //!
 //! Every path inside a root — the source root or the destination rootfs — is resolved by the
-//! kernel with `openat2(RESOLVE_IN_ROOT)` (`crate::dirfd`): symlinks are followed but clamped at the root
-//! (`a -> /etc` in a context means `<context>/etc`, catalogue B1), and nothing outside a root is
-//! ever opened or written. Below a selected item the walk never follows a symlink (B2).
+//! kernel with `openat2(RESOLVE_IN_ROOT)` (`crate::dirfd`): symlinks are followed but clamped at
+//! the root (`a -> /etc` in a context means `<context>/etc`, catalogue B1), and nothing outside
+//! a root is ever opened or written. Below a selected item the walk never follows a symlink (B2).
 //!
 //! Knows nothing of snapshots, stores or builds: it is given directories.
 

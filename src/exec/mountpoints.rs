@@ -41,8 +41,9 @@ pub struct MountPoints {
     created: Vec<(String, Timestamps)>,
 }
 
-/// A directory's times, to put back once a stand-in created in it is gone: a run that changes nothing then
-/// leaves no trace in the rootfs (so its diff is empty, as BuildKit's stub cleaning ensures).
+/// A directory's times, to put back once a stand-in created in it is gone: a run that changes
+/// nothing then leaves no trace in the rootfs (so its diff is empty, as BuildKit's stub cleaning
+/// ensures).
 fn times_of(dir: &OwnedFd) -> io::Result<Timestamps> {
     let st = rustix::fs::fstat(dir)?;
     let ts = |sec: i64, nsec: i64| rustix::fs::Timespec { tv_sec: sec, tv_nsec: nsec as _ };
