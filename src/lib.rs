@@ -27,6 +27,7 @@
 pub mod cache;
 mod cli;
 pub mod context;
+pub(crate) mod dirfd;
 pub mod dockerfile;
 pub mod engine;
 pub mod exec;

@@ -8,7 +8,8 @@
 use std::os::fd::AsFd;
 use std::path::Path;
 
-use super::{ContextError, fsx};
+use super::ContextError;
+use crate::dirfd;
 
 /// Largest `/etc/passwd` or `/etc/group` read (4 MiB).
 const MAX_DB: u64 = 4 << 20;
@@ -49,13 +50,13 @@ pub fn resolve_chown(rootfs: &Path, spec: &str) -> Result<(u32, u32), ContextErr
 /// `/etc/<name>` of the rootfs as text; empty when missing.
 fn read_db(rootfs: &Path, name: &str) -> Result<String, ContextError> {
     let root =
-        fsx::open_root(rootfs).map_err(|e| ContextError::Open { path: rootfs.to_path_buf(), source: e.into() })?;
+        dirfd::open_root(rootfs).map_err(|e| ContextError::Open { path: rootfs.to_path_buf(), source: e.into() })?;
     let rel = format!("etc/{name}");
-    match fsx::read_in_root(root.as_fd(), rel.as_bytes(), MAX_DB) {
+    match dirfd::read_in_root(root.as_fd(), rel.as_bytes(), MAX_DB) {
         Ok(bytes) => Ok(String::from_utf8_lossy(&bytes.unwrap_or_default()).into_owned()),
-        Err(fsx::ReadError::Io(source)) => Err(ContextError::Read { path: format!("/{rel}"), source }),
-        Err(fsx::ReadError::NotAFile) => Err(ContextError::NotAFile { path: format!("/{rel}") }),
-        Err(fsx::ReadError::TooLarge) => Err(ContextError::TooLarge { path: format!("/{rel}"), max: MAX_DB }),
+        Err(dirfd::ReadError::Io(source)) => Err(ContextError::Read { path: format!("/{rel}"), source }),
+        Err(dirfd::ReadError::NotAFile) => Err(ContextError::NotAFile { path: format!("/{rel}") }),
+        Err(dirfd::ReadError::TooLarge) => Err(ContextError::TooLarge { path: format!("/{rel}"), max: MAX_DB }),
     }
 }
 

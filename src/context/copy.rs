@@ -42,7 +42,8 @@ use rustix::io::Errno;
 
 use super::ignore::clean_path;
 use super::walk::{At, Kind, Node, Visitor, Walk, check_name};
-use super::{ContextError, Selection, SourceRoot, compile_excludes, fsx};
+use super::{COPIED_XATTRS, ContextError, Selection, SourceRoot, compile_excludes};
+use crate::dirfd;
 use crate::layer::{ApplyOptions, decompress};
 
 /// How `copy` and `write_inline` behave.
@@ -89,7 +90,7 @@ struct Dest {
 }
 
 fn werr<'p>(path: &'p [u8], op: &'static str) -> impl FnOnce(Errno) -> ContextError + 'p {
-    move |e| ContextError::Write { path: format!("/{}", fsx::display(path)), op, source: e.into() }
+    move |e| ContextError::Write { path: format!("/{}", dirfd::display(path)), op, source: e.into() }
 }
 
 /// Cleans `dest` into components below the rootfs; also says whether it ends with `/`.
@@ -102,7 +103,7 @@ fn dest_comps(dest: &str) -> (Vec<Vec<u8>>, bool) {
 
 impl Dest {
     fn open(dest_root: &Path, opts: &CopyOptions) -> Result<Dest, ContextError> {
-        let root = fsx::open_root(dest_root)
+        let root = dirfd::open_root(dest_root)
             .map_err(|e| ContextError::Open { path: dest_root.to_path_buf(), source: e.into() })?;
         Ok(Dest { root, parent_ids: opts.chown })
     }
@@ -110,10 +111,10 @@ impl Dest {
     /// Whether `comps` resolves (inside the root) to an existing directory.
     fn is_dir(&self, comps: &[Vec<u8>]) -> Result<bool, ContextError> {
         let path = comps.join(&b'/');
-        match fsx::path_handle_in_root(self.root.as_fd(), &path) {
+        match dirfd::path_handle_in_root(self.root.as_fd(), &path) {
             Ok(h) => {
                 let st = rustix::fs::fstat(&h).map_err(werr(&path, "inspect"))?;
-                Ok(fsx::file_type(&st) == FileType::Directory)
+                Ok(dirfd::file_type(&st) == FileType::Directory)
             }
             Err(Errno::NOENT | Errno::NOTDIR) => Ok(false),
             Err(e) => Err(werr(&path, "inspect")(e)),
@@ -124,30 +125,31 @@ impl Dest {
     /// Returns the fd and whether the last component was created.
     fn open_or_create_dir(&self, comps: &[Vec<u8>]) -> Result<(OwnedFd, bool), ContextError> {
         let path = comps.join(&b'/');
-        match fsx::open_in_root(self.root.as_fd(), &path, fsx::DIR_FLAGS) {
+        match dirfd::open_in_root(self.root.as_fd(), &path, dirfd::DIR_FLAGS) {
             Ok(fd) => return Ok((fd, false)),
             Err(Errno::NOENT) => {}
             Err(Errno::NOTDIR) => {
-                return Err(ContextError::NotADirectory { path: format!("/{}", fsx::display(&path)) });
+                return Err(ContextError::NotADirectory { path: format!("/{}", dirfd::display(&path)) });
             }
             Err(e) => return Err(werr(&path, "open directory")(e)),
         }
-        let mut fd = fsx::open_in_root(self.root.as_fd(), b"", fsx::DIR_FLAGS).map_err(werr(b"", "open directory"))?;
+        let mut fd =
+            dirfd::open_in_root(self.root.as_fd(), b"", dirfd::DIR_FLAGS).map_err(werr(b"", "open directory"))?;
         let mut created = false;
         for i in 0..comps.len() {
             let sub = comps[..=i].join(&b'/');
-            match fsx::open_in_root(self.root.as_fd(), &sub, fsx::DIR_FLAGS) {
+            match dirfd::open_in_root(self.root.as_fd(), &sub, dirfd::DIR_FLAGS) {
                 Ok(next) => {
                     fd = next;
                     created = false;
                 }
                 Err(Errno::NOENT) => {
                     check_name(&comps[i], &sub)?;
-                    match rustix::fs::mkdirat(&fd, fsx::os(&comps[i]), Mode::from_raw_mode(0o755)) {
+                    match rustix::fs::mkdirat(&fd, dirfd::os(&comps[i]), Mode::from_raw_mode(0o755)) {
                         Ok(()) | Err(Errno::EXIST) => {}
                         Err(e) => return Err(werr(&sub, "create directory")(e)),
                     }
-                    let next = fsx::open_child_dir(fd.as_fd(), &comps[i]).map_err(werr(&sub, "open directory"))?;
+                    let next = dirfd::open_child_dir(fd.as_fd(), &comps[i]).map_err(werr(&sub, "open directory"))?;
                     rustix::fs::fchmod(&next, Mode::from_raw_mode(0o755)).map_err(werr(&sub, "chmod"))?;
                     if let Some((uid, gid)) = self.parent_ids {
                         fchown(next.as_fd(), uid, gid).map_err(werr(&sub, "chown"))?;
@@ -156,7 +158,7 @@ impl Dest {
                     created = true;
                 }
                 Err(Errno::NOTDIR) => {
-                    return Err(ContextError::NotADirectory { path: format!("/{}", fsx::display(&sub)) });
+                    return Err(ContextError::NotADirectory { path: format!("/{}", dirfd::display(&sub)) });
                 }
                 Err(e) => return Err(werr(&sub, "open directory")(e)),
             }
@@ -175,10 +177,10 @@ fn fchown(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> Result<(), Errno> {
 
 fn lchown_at(dir: BorrowedFd<'_>, name: &[u8], uid: u32, gid: u32) -> Result<(), Errno> {
     let (u, g) = (rustix::fs::Uid::from_raw(uid), rustix::fs::Gid::from_raw(gid));
-    match rustix::fs::chownat(dir, fsx::os(name), Some(u), Some(g), AtFlags::SYMLINK_NOFOLLOW) {
+    match rustix::fs::chownat(dir, dirfd::os(name), Some(u), Some(g), AtFlags::SYMLINK_NOFOLLOW) {
         // Unprivileged and already the owner: nothing to change.
         Err(Errno::PERM) if !rustix::process::geteuid().is_root() => {
-            let st = rustix::fs::statat(dir, fsx::os(name), AtFlags::SYMLINK_NOFOLLOW)?;
+            let st = rustix::fs::statat(dir, dirfd::os(name), AtFlags::SYMLINK_NOFOLLOW)?;
             if st.st_uid == uid && st.st_gid == gid { Ok(()) } else { Err(Errno::PERM) }
         }
         other => other,
@@ -284,18 +286,18 @@ struct Copier<'d> {
 impl Copier<'_> {
     /// Copies a source directory's xattrs onto its destination (after the chown).
     fn copy_dir_xattrs(&mut self, node: &Node<'_>, dest: BorrowedFd<'_>, target: &[u8]) -> Result<(), ContextError> {
-        let read_err = |e: Errno| ContextError::Read { path: fsx::display(node.src_rel), source: e.into() };
+        let read_err = |e: Errno| ContextError::Read { path: dirfd::display(node.src_rel), source: e.into() };
         let dir =
-            fsx::open_in_root(self.src_root, node.src_rel, fsx::DIR_FLAGS | OFlags::NOFOLLOW).map_err(read_err)?;
-        let xattrs = fsx::xattrs(dir.as_fd()).map_err(read_err)?;
-        self.report.xattrs_skipped += fsx::set_xattrs(dest, &xattrs).map_err(werr(target, "set xattrs of"))?;
+            dirfd::open_in_root(self.src_root, node.src_rel, dirfd::DIR_FLAGS | OFlags::NOFOLLOW).map_err(read_err)?;
+        let xattrs = dirfd::xattrs(dir.as_fd(), COPIED_XATTRS).map_err(read_err)?;
+        self.report.xattrs_skipped += dirfd::set_xattrs(dest, &xattrs).map_err(werr(target, "set xattrs of"))?;
         Ok(())
     }
 
     /// Destination path (relative to the rootfs) of an entry `rel` below the item.
     fn target(&self, rel: &[u8]) -> Vec<u8> {
         let base = self.base.join(&b'/');
-        fsx::join(&base, rel)
+        dirfd::join(&base, rel)
     }
 
     /// Parent fd and name of the destination of a leaf.
@@ -341,25 +343,25 @@ impl Visitor for Copier<'_> {
         }
         let (_, name) = node.rel.rsplit_once_byte();
         let parent = self.stack.last().expect("entered the item's directory first").0.as_fd();
-        let existing = fsx::lstat_at(parent, name).map_err(werr(&target, "inspect"))?;
-        let (fd, meta) = match existing.as_ref().map(fsx::file_type) {
+        let existing = dirfd::lstat_at(parent, name).map_err(werr(&target, "inspect"))?;
+        let (fd, meta) = match existing.as_ref().map(dirfd::file_type) {
             None => {
-                rustix::fs::mkdirat(parent, fsx::os(name), Mode::from_raw_mode(0o700))
+                rustix::fs::mkdirat(parent, dirfd::os(name), Mode::from_raw_mode(0o700))
                     .map_err(werr(&target, "create directory"))?;
-                (fsx::open_child_dir(parent, name).map_err(werr(&target, "open directory"))?, true)
+                (dirfd::open_child_dir(parent, name).map_err(werr(&target, "open directory"))?, true)
             }
             Some(FileType::Directory) => {
-                (fsx::open_child_dir(parent, name).map_err(werr(&target, "open directory"))?, true)
+                (dirfd::open_child_dir(parent, name).map_err(werr(&target, "open directory"))?, true)
             }
             // A symlink in the destination: followed inside the rootfs, its target left alone.
-            Some(FileType::Symlink) => match fsx::open_in_root(self.dest.root.as_fd(), &target, fsx::DIR_FLAGS) {
+            Some(FileType::Symlink) => match dirfd::open_in_root(self.dest.root.as_fd(), &target, dirfd::DIR_FLAGS) {
                 Ok(fd) => (fd, false),
                 Err(Errno::NOENT | Errno::NOTDIR) => {
-                    return Err(ContextError::NotADirectory { path: format!("/{}", fsx::display(&target)) });
+                    return Err(ContextError::NotADirectory { path: format!("/{}", dirfd::display(&target)) });
                 }
                 Err(e) => return Err(werr(&target, "open directory")(e)),
             },
-            Some(_) => return Err(ContextError::NotADirectory { path: format!("/{}", fsx::display(&target)) }),
+            Some(_) => return Err(ContextError::NotADirectory { path: format!("/{}", dirfd::display(&target)) }),
         };
         if meta {
             let (uid, gid) = self.rules.ids(node.st);
@@ -383,17 +385,19 @@ impl Visitor for Copier<'_> {
     fn leaf(&mut self, node: &Node<'_>, at: At<'_>) -> Result<(), ContextError> {
         let target = self.target(node.rel);
         if node.kind == Kind::Socket {
-            self.report.skipped.push(fsx::display(node.src_rel));
+            self.report.skipped.push(dirfd::display(node.src_rel));
             return Ok(());
         }
         let (dir, name, _) = self.leaf_parent(node.rel)?;
         let dir = dir.as_fd();
         check_name(&name, &target)?;
-        match fsx::lstat_at(dir, &name).map_err(werr(&target, "inspect"))? {
-            Some(st) if fsx::file_type(&st) == FileType::Directory => {
-                return Err(ContextError::IsADirectory { path: format!("/{}", fsx::display(&target)) });
+        match dirfd::lstat_at(dir, &name).map_err(werr(&target, "inspect"))? {
+            Some(st) if dirfd::file_type(&st) == FileType::Directory => {
+                return Err(ContextError::IsADirectory { path: format!("/{}", dirfd::display(&target)) });
             }
-            Some(_) => rustix::fs::unlinkat(dir, fsx::os(&name), AtFlags::empty()).map_err(werr(&target, "replace"))?,
+            Some(_) => {
+                rustix::fs::unlinkat(dir, dirfd::os(&name), AtFlags::empty()).map_err(werr(&target, "replace"))?
+            }
             None => {}
         }
         let st = node.st;
@@ -404,9 +408,9 @@ impl Visitor for Copier<'_> {
                 if st.st_nlink > 1 {
                     if let Some(first) = self.links.get(&key) {
                         let (fparent, fname) = first.rsplit_once_byte();
-                        let pfd = fsx::open_in_root(self.dest.root.as_fd(), fparent, fsx::DIR_FLAGS)
+                        let pfd = dirfd::open_in_root(self.dest.root.as_fd(), fparent, dirfd::DIR_FLAGS)
                             .map_err(werr(first, "open directory"))?;
-                        rustix::fs::linkat(&pfd, fsx::os(fname), dir, fsx::os(&name), AtFlags::empty())
+                        rustix::fs::linkat(&pfd, dirfd::os(fname), dir, dirfd::os(&name), AtFlags::empty())
                             .map_err(werr(&target, "hardlink"))?;
                         self.report.files += 1;
                         return Ok(());
@@ -414,24 +418,24 @@ impl Visitor for Copier<'_> {
                     self.links.insert(key, target.clone());
                 }
                 let mut input = at.open_file(st).map_err(|e| match e {
-                    Errno::STALE => ContextError::Changed { path: fsx::display(node.src_rel) },
-                    e => ContextError::Read { path: fsx::display(node.src_rel), source: e.into() },
+                    Errno::STALE => ContextError::Changed { path: dirfd::display(node.src_rel) },
+                    e => ContextError::Read { path: dirfd::display(node.src_rel), source: e.into() },
                 })?;
                 let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-                let out = rustix::fs::openat(dir, fsx::os(&name), flags, Mode::from_raw_mode(0o600))
+                let out = rustix::fs::openat(dir, dirfd::os(&name), flags, Mode::from_raw_mode(0o600))
                     .map_err(werr(&target, "create"))?;
                 let mut out = File::from(out);
                 let n = copy_data(&mut input, &mut out)
-                    .map_err(|source| ContextError::Read { path: fsx::display(node.src_rel), source })?;
+                    .map_err(|source| ContextError::Read { path: dirfd::display(node.src_rel), source })?;
                 if n != st.st_size as u64 {
-                    return Err(ContextError::Changed { path: fsx::display(node.src_rel) });
+                    return Err(ContextError::Changed { path: dirfd::display(node.src_rel) });
                 }
                 // chown first: it clears `security.capability` and the setuid bits.
                 fchown(out.as_fd(), uid, gid).map_err(werr(&target, "chown"))?;
-                let xattrs = fsx::xattrs(input.as_fd())
-                    .map_err(|e| ContextError::Read { path: fsx::display(node.src_rel), source: e.into() })?;
+                let xattrs = dirfd::xattrs(input.as_fd(), COPIED_XATTRS)
+                    .map_err(|e| ContextError::Read { path: dirfd::display(node.src_rel), source: e.into() })?;
                 self.report.xattrs_skipped +=
-                    fsx::set_xattrs(out.as_fd(), &xattrs).map_err(werr(&target, "set xattrs of"))?;
+                    dirfd::set_xattrs(out.as_fd(), &xattrs).map_err(werr(&target, "set xattrs of"))?;
                 rustix::fs::fchmod(&out, Mode::from_raw_mode(self.rules.mode(st))).map_err(werr(&target, "chmod"))?;
                 rustix::fs::futimens(&out, &times(st)).map_err(werr(&target, "set times of"))?;
                 self.report.bytes += n;
@@ -439,19 +443,20 @@ impl Visitor for Copier<'_> {
             Kind::Symlink => {
                 let link = at
                     .read_link()
-                    .map_err(|e| ContextError::Read { path: fsx::display(node.src_rel), source: e.into() })?;
-                rustix::fs::symlinkat(fsx::os(&link), dir, fsx::os(&name)).map_err(werr(&target, "create symlink"))?;
+                    .map_err(|e| ContextError::Read { path: dirfd::display(node.src_rel), source: e.into() })?;
+                rustix::fs::symlinkat(dirfd::os(&link), dir, dirfd::os(&name))
+                    .map_err(werr(&target, "create symlink"))?;
                 lchown_at(dir, &name, uid, gid).map_err(werr(&target, "chown"))?;
-                rustix::fs::utimensat(dir, fsx::os(&name), &times(st), AtFlags::SYMLINK_NOFOLLOW)
+                rustix::fs::utimensat(dir, dirfd::os(&name), &times(st), AtFlags::SYMLINK_NOFOLLOW)
                     .map_err(werr(&target, "set times of"))?;
             }
             Kind::Fifo => {
                 let mode = Mode::from_raw_mode(self.rules.mode(st));
-                rustix::fs::mknodat(dir, fsx::os(&name), FileType::Fifo, mode, 0)
+                rustix::fs::mknodat(dir, dirfd::os(&name), FileType::Fifo, mode, 0)
                     .map_err(werr(&target, "create fifo"))?;
                 lchown_at(dir, &name, uid, gid).map_err(werr(&target, "chown"))?;
-                rustix::fs::chmodat(dir, fsx::os(&name), mode, AtFlags::empty()).map_err(werr(&target, "chmod"))?;
-                rustix::fs::utimensat(dir, fsx::os(&name), &times(st), AtFlags::SYMLINK_NOFOLLOW)
+                rustix::fs::chmodat(dir, dirfd::os(&name), mode, AtFlags::empty()).map_err(werr(&target, "chmod"))?;
+                rustix::fs::utimensat(dir, dirfd::os(&name), &times(st), AtFlags::SYMLINK_NOFOLLOW)
                     .map_err(werr(&target, "set times of"))?;
             }
             Kind::Dir | Kind::Socket => unreachable!("directories and sockets are handled above"),
@@ -490,15 +495,15 @@ fn copy_data(input: &mut File, out: &mut File) -> std::io::Result<u64> {
 /// Opens a selected regular file (by its resolved path) for reading.
 fn open_source(root: BorrowedFd<'_>, path: &[u8]) -> Result<Option<File>, ContextError> {
     let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY;
-    let handle = fsx::path_handle_in_root(root, path)
-        .map_err(|e| ContextError::Read { path: fsx::display(path), source: e.into() })?;
+    let handle = dirfd::path_handle_in_root(root, path)
+        .map_err(|e| ContextError::Read { path: dirfd::display(path), source: e.into() })?;
     let st =
-        rustix::fs::fstat(&handle).map_err(|e| ContextError::Read { path: fsx::display(path), source: e.into() })?;
-    if fsx::file_type(&st) != FileType::RegularFile {
+        rustix::fs::fstat(&handle).map_err(|e| ContextError::Read { path: dirfd::display(path), source: e.into() })?;
+    if dirfd::file_type(&st) != FileType::RegularFile {
         return Ok(None);
     }
-    let fd = fsx::open_in_root(root, path, flags)
-        .map_err(|e| ContextError::Read { path: fsx::display(path), source: e.into() })?;
+    let fd = dirfd::open_in_root(root, path, flags)
+        .map_err(|e| ContextError::Read { path: dirfd::display(path), source: e.into() })?;
     Ok(Some(File::from(fd)))
 }
 
@@ -557,7 +562,7 @@ fn unpack(
     // The kernel resolves `/proc/self/fd/N` to exactly the directory we opened inside the rootfs;
     // `apply` confines every entry below it.
     let applied =
-        crate::layer::apply(plain, &fsx::proc_fd(dir.as_fd()), &ApplyOptions::default()).map_err(unpack_err)?;
+        crate::layer::apply(plain, &dirfd::proc_fd(dir.as_fd()), &ApplyOptions::default()).map_err(unpack_err)?;
     report.archives += 1;
     report.files += applied.entries;
     report.bytes += applied.bytes;
@@ -598,12 +603,12 @@ fn chown_entries(
             continue; // whiteouts create nothing
         }
         let shown = entry.path.as_slice();
-        let parent = match fsx::open_in_root(dir, &parent.join(&b'/'), fsx::DIR_FLAGS) {
+        let parent = match dirfd::open_in_root(dir, &parent.join(&b'/'), dirfd::DIR_FLAGS) {
             Ok(fd) => fd,
             Err(Errno::NOENT) => continue, // removed by a later whiteout
             Err(e) => return Err(werr(shown, "open directory")(e)),
         };
-        match fsx::lstat_at(parent.as_fd(), name).map_err(werr(shown, "inspect"))? {
+        match dirfd::lstat_at(parent.as_fd(), name).map_err(werr(shown, "inspect"))? {
             Some(_) => lchown_at(parent.as_fd(), name, uid, gid).map_err(werr(shown, "chown"))?,
             None => continue,
         }
@@ -612,9 +617,9 @@ fn chown_entries(
         }
     }
     for (parent, name, mode) in restore {
-        let st = fsx::lstat_at(parent.as_fd(), &name).map_err(werr(&name, "inspect"))?;
-        if st.is_some_and(|st| fsx::file_type(&st) != FileType::Symlink) {
-            rustix::fs::chmodat(&parent, fsx::os(&name), Mode::from_raw_mode(mode), AtFlags::empty())
+        let st = dirfd::lstat_at(parent.as_fd(), &name).map_err(werr(&name, "inspect"))?;
+        if st.is_some_and(|st| dirfd::file_type(&st) != FileType::Symlink) {
+            rustix::fs::chmodat(&parent, dirfd::os(&name), Mode::from_raw_mode(mode), AtFlags::empty())
                 .map_err(werr(&name, "chmod"))?;
         }
     }
@@ -642,21 +647,21 @@ pub fn write_inline(
     let target = comps.join(&b'/');
     let (file_name, parent) = comps.split_last().expect("a file name was pushed or dest names one");
     let (dir, _) = out.open_or_create_dir(parent)?;
-    match fsx::lstat_at(dir.as_fd(), file_name).map_err(werr(&target, "inspect"))? {
-        Some(st) if fsx::file_type(&st) == FileType::Directory => {
-            return Err(ContextError::IsADirectory { path: format!("/{}", fsx::display(&target)) });
+    match dirfd::lstat_at(dir.as_fd(), file_name).map_err(werr(&target, "inspect"))? {
+        Some(st) if dirfd::file_type(&st) == FileType::Directory => {
+            return Err(ContextError::IsADirectory { path: format!("/{}", dirfd::display(&target)) });
         }
         Some(_) => {
-            rustix::fs::unlinkat(&dir, fsx::os(file_name), AtFlags::empty()).map_err(werr(&target, "replace"))?
+            rustix::fs::unlinkat(&dir, dirfd::os(file_name), AtFlags::empty()).map_err(werr(&target, "replace"))?
         }
         None => {}
     }
     let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let fd = rustix::fs::openat(&dir, fsx::os(file_name), flags, Mode::from_raw_mode(0o600))
+    let fd = rustix::fs::openat(&dir, dirfd::os(file_name), flags, Mode::from_raw_mode(0o600))
         .map_err(werr(&target, "create"))?;
     let mut file = File::from(fd);
     file.write_all(content).map_err(|e| ContextError::Write {
-        path: format!("/{}", fsx::display(&target)),
+        path: format!("/{}", dirfd::display(&target)),
         op: "write",
         source: e,
     })?;

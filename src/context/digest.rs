@@ -22,7 +22,8 @@ use rustix::io::Errno;
 
 use super::statcache::{StatCache, StatKey};
 use super::walk::{At, Kind, Node, Visitor, Walk};
-use super::{ContextError, Selection, SourceRoot, compile_excludes, fsx};
+use super::{COPIED_XATTRS, ContextError, Selection, SourceRoot, compile_excludes};
+use crate::dirfd::{self, Xattrs};
 use crate::oci::{Digest, Hasher};
 
 /// Domain separation and schema version of the digest (change it when the hashed fields change).
@@ -71,13 +72,14 @@ impl Collector<'_> {
 
 impl Visitor for Collector<'_> {
     fn enter_dir(&mut self, node: &Node<'_>) -> Result<(), ContextError> {
-        let read_err = |e: Errno| ContextError::Read { path: fsx::display(node.src_rel), source: e.into() };
-        let dir = fsx::open_in_root(self.root, node.src_rel, fsx::DIR_FLAGS | OFlags::NOFOLLOW).map_err(read_err)?;
-        let xattrs = fsx::xattrs(dir.as_fd()).map_err(read_err)?;
+        let read_err = |e: Errno| ContextError::Read { path: dirfd::display(node.src_rel), source: e.into() };
+        let dir =
+            dirfd::open_in_root(self.root, node.src_rel, dirfd::DIR_FLAGS | OFlags::NOFOLLOW).map_err(read_err)?;
+        let xattrs = dirfd::xattrs(dir.as_fd(), COPIED_XATTRS).map_err(read_err)?;
         let mut extra = Vec::new();
         if !xattrs.is_empty() {
             let mut h = Hasher::new();
-            fsx::hash_xattrs(&mut h, &xattrs);
+            hash_xattrs(&mut h, &xattrs);
             extra = h.finish().as_bytes().to_vec();
         }
         self.push(node, extra);
@@ -91,9 +93,9 @@ impl Visitor for Collector<'_> {
     fn leaf(&mut self, node: &Node<'_>, at: At<'_>) -> Result<(), ContextError> {
         let extra = match node.kind {
             Kind::Socket => return Ok(()),
-            Kind::Symlink => {
-                at.read_link().map_err(|e| ContextError::Read { path: fsx::display(node.src_rel), source: e.into() })?
-            }
+            Kind::Symlink => at
+                .read_link()
+                .map_err(|e| ContextError::Read { path: dirfd::display(node.src_rel), source: e.into() })?,
             Kind::File if node.st.st_nlink > 1 => {
                 let key = (node.st.st_dev, node.st.st_ino);
                 match self.inodes.get(&key) {
@@ -175,7 +177,7 @@ pub fn digest(
             let d = entry_digest(e, content.get(&i));
             put(&mut total, &e.rel);
             total.update(d.as_bytes());
-            listing.push((fsx::display(&e.src_rel), d));
+            listing.push((dirfd::display(&e.src_rel), d));
         }
         total.update(b"\xff");
     }
@@ -210,14 +212,14 @@ fn entry_digest(e: &Collected, content: Option<&Digest>) -> Digest {
 /// Reads one regular file by its path inside the root (never following a final symlink, never
 /// blocking on a FIFO swapped in) and checks it is the inode the walk saw.
 fn hash_file(root: BorrowedFd<'_>, e: &Collected) -> Result<(Digest, u64), ContextError> {
-    let path = || fsx::display(&e.src_rel);
+    let path = || dirfd::display(&e.src_rel);
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY;
-    let fd = fsx::open_in_root(root, &e.src_rel, flags).map_err(|err| match err {
+    let fd = dirfd::open_in_root(root, &e.src_rel, flags).map_err(|err| match err {
         Errno::LOOP | Errno::NOENT => ContextError::Changed { path: path() },
         err => ContextError::Read { path: path(), source: err.into() },
     })?;
     let now = rustix::fs::fstat(&fd).map_err(|err| ContextError::Read { path: path(), source: err.into() })?;
-    if now.st_ino != e.st.st_ino || now.st_dev != e.st.st_dev || fsx::file_type(&now) != FileType::RegularFile {
+    if now.st_ino != e.st.st_ino || now.st_dev != e.st.st_dev || dirfd::file_type(&now) != FileType::RegularFile {
         return Err(ContextError::Changed { path: path() });
     }
     let mut file = std::fs::File::from(fd);
@@ -241,15 +243,26 @@ fn hash_file(root: BorrowedFd<'_>, e: &Collected) -> Result<(Digest, u64), Conte
         }
         let content = h.finish();
         // xattrs belong to the file's digest (and so to the stat cache row: setting one changes ctime).
-        let xattrs =
-            fsx::xattrs(file.as_fd()).map_err(|err| ContextError::Read { path: path(), source: err.into() })?;
+        let xattrs = dirfd::xattrs(file.as_fd(), COPIED_XATTRS)
+            .map_err(|err| ContextError::Read { path: path(), source: err.into() })?;
         if xattrs.is_empty() {
             return Ok((content, n));
         }
         let mut h = Hasher::new();
         h.update(b"xattrs\0");
         h.update(content.as_bytes());
-        fsx::hash_xattrs(&mut h, &xattrs);
+        hash_xattrs(&mut h, &xattrs);
         Ok((h.finish(), n))
     })
+}
+
+/// Feeds xattrs into a hash, length-prefixed.
+fn hash_xattrs(h: &mut Hasher, xattrs: &Xattrs) {
+    h.update(&(xattrs.len() as u64).to_le_bytes());
+    for (name, value) in xattrs {
+        for part in [name, value] {
+            h.update(&(part.len() as u64).to_le_bytes());
+            h.update(part);
+        }
+    }
 }

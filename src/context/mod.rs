@@ -12,9 +12,9 @@
 //!   [`copy`] / [`write_inline`] write into a rootfs, [`resolve_chown`] turns `--chown` into ids.
 //!
 //! Every path inside a root — the source root or the destination rootfs — is resolved by the
-//! kernel with `openat2(RESOLVE_IN_ROOT)` (`fsx`): symlinks are followed but clamped at the root
-//! (`a -> /etc` in a context means `<context>/etc`, catalogue B1), and nothing outside a root is
-//! ever opened or written. Below a selected item the walk never follows a symlink (B2).
+//! kernel with `openat2(RESOLVE_IN_ROOT)` (`crate::dirfd`): symlinks are followed but clamped at
+//! the root (`a -> /etc` in a context means `<context>/etc`, catalogue B1), and nothing outside
+//! a root is ever opened or written. Below a selected item the walk never follows a symlink (B2).
 //!
 //! Knows nothing of snapshots, stores or builds: it is given directories.
 
@@ -22,7 +22,6 @@ mod chown;
 mod copy;
 mod digest;
 mod error;
-mod fsx;
 mod glob;
 pub mod ignore;
 mod select;
@@ -44,6 +43,11 @@ pub use self::error::ContextError;
 use self::ignore::IgnoreFile;
 pub use self::select::{Selected, Selection, select};
 pub use self::statcache::StatCache;
+use crate::dirfd::{self, XattrFilter};
+
+/// The xattrs COPY/ADD copy and hash: one filter for both, so a digest covers exactly what a
+/// copy carries (not overlayfs's bookkeeping, not the host's SELinux label).
+const COPIED_XATTRS: XattrFilter = XattrFilter::Portable;
 
 /// Largest ignore file read (1 MiB).
 const MAX_IGNORE_FILE: u64 = 1 << 20;
@@ -64,14 +68,14 @@ impl Context {
     pub fn open_dir(dir: &Path, ignore_file: Option<&Path>) -> Result<Context, ContextError> {
         let open_err = |source: std::io::Error| ContextError::Open { path: dir.to_path_buf(), source };
         let root = std::fs::canonicalize(dir).map_err(open_err)?;
-        let root_fd = fsx::open_root(&root).map_err(|e| open_err(e.into()))?;
+        let root_fd = dirfd::open_root(&root).map_err(|e| open_err(e.into()))?;
         let mut text = None;
         let mut ignore_path = root.join(".dockerignore");
         if let Some(path) = ignore_file {
             match File::open(path) {
                 Ok(mut file) => {
                     let read_err = |source| ContextError::Open { path: path.to_path_buf(), source };
-                    let bytes = fsx::read_capped(&mut file, MAX_IGNORE_FILE).map_err(read_err)?;
+                    let bytes = dirfd::read_capped(&mut file, MAX_IGNORE_FILE).map_err(read_err)?;
                     let bytes = bytes.ok_or_else(|| ContextError::TooLarge {
                         path: path.display().to_string(),
                         max: MAX_IGNORE_FILE,
@@ -84,13 +88,13 @@ impl Context {
             }
         }
         if text.is_none() {
-            text = match fsx::read_in_root(root_fd.as_fd(), b".dockerignore", MAX_IGNORE_FILE) {
+            text = match dirfd::read_in_root(root_fd.as_fd(), b".dockerignore", MAX_IGNORE_FILE) {
                 Ok(bytes) => bytes,
-                Err(fsx::ReadError::Io(source)) => return Err(ContextError::Open { path: ignore_path, source }),
-                Err(fsx::ReadError::NotAFile) => {
+                Err(dirfd::ReadError::Io(source)) => return Err(ContextError::Open { path: ignore_path, source }),
+                Err(dirfd::ReadError::NotAFile) => {
                     return Err(ContextError::NotAFile { path: ".dockerignore".to_owned() });
                 }
-                Err(fsx::ReadError::TooLarge) => {
+                Err(dirfd::ReadError::TooLarge) => {
                     return Err(ContextError::TooLarge { path: ".dockerignore".to_owned(), max: MAX_IGNORE_FILE });
                 }
             };
@@ -154,19 +158,19 @@ impl Context {
     ///
     /// Ignore rules do not apply (Docker reads the Dockerfile even when `.dockerignore` lists it).
     pub fn read_file(&self, rel: &str, max: u64) -> Result<Vec<u8>, ContextError> {
-        let root =
-            fsx::open_root(&self.root).map_err(|e| ContextError::Open { path: self.root.clone(), source: e.into() })?;
+        let root = dirfd::open_root(&self.root)
+            .map_err(|e| ContextError::Open { path: self.root.clone(), source: e.into() })?;
         let cleaned = ignore::clean_path(&format!("/{rel}"));
         let rel_bytes = cleaned.trim_start_matches('/').as_bytes();
-        match fsx::read_in_root(root.as_fd(), rel_bytes, max) {
+        match dirfd::read_in_root(root.as_fd(), rel_bytes, max) {
             Ok(Some(bytes)) => Ok(bytes),
             Ok(None) => Err(ContextError::NotFound { pattern: rel.to_owned() }),
-            Err(fsx::ReadError::Io(source)) if source.raw_os_error() == Some(Errno::LOOP.raw_os_error()) => {
+            Err(dirfd::ReadError::Io(source)) if source.raw_os_error() == Some(Errno::LOOP.raw_os_error()) => {
                 Err(ContextError::SymlinkLoop { path: rel.to_owned() })
             }
-            Err(fsx::ReadError::Io(source)) => Err(ContextError::Read { path: rel.to_owned(), source }),
-            Err(fsx::ReadError::NotAFile) => Err(ContextError::NotAFile { path: rel.to_owned() }),
-            Err(fsx::ReadError::TooLarge) => Err(ContextError::TooLarge { path: rel.to_owned(), max }),
+            Err(dirfd::ReadError::Io(source)) => Err(ContextError::Read { path: rel.to_owned(), source }),
+            Err(dirfd::ReadError::NotAFile) => Err(ContextError::NotAFile { path: rel.to_owned() }),
+            Err(dirfd::ReadError::TooLarge) => Err(ContextError::TooLarge { path: rel.to_owned(), max }),
         }
     }
 
@@ -203,11 +207,11 @@ impl<'a> SourceRoot<'a> {
         }
     }
 
-    /// Opens the root directory and its canonical path (for [`fsx::real_rel`]).
+    /// Opens the root directory and its canonical path (for [`dirfd::real_rel`]).
     fn open(&self) -> Result<(std::os::fd::OwnedFd, PathBuf), ContextError> {
         let open_err = |source: std::io::Error| ContextError::Open { path: self.dir.to_path_buf(), source };
         let real = std::fs::canonicalize(self.dir).map_err(open_err)?;
-        let fd = fsx::open_root(&real).map_err(|e| open_err(e.into()))?;
+        let fd = dirfd::open_root(&real).map_err(|e| open_err(e.into()))?;
         Ok((fd, real))
     }
 }

@@ -21,7 +21,8 @@ use rustix::fs::FileType;
 use rustix::io::Errno;
 
 use super::ignore::{IgnoreFile, clean_path};
-use super::{ContextError, SourceRoot, compile_excludes, fsx, glob};
+use super::{ContextError, SourceRoot, compile_excludes, glob};
+use crate::dirfd;
 
 /// What a list of COPY source patterns selected.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,13 +98,13 @@ fn select_one(
         let mut next = Vec::new();
         for cand in &candidates {
             let lexical = cand.join("/");
-            let dir = match fsx::open_in_root(root, lexical.as_bytes(), fsx::DIR_FLAGS) {
+            let dir = match dirfd::open_in_root(root, lexical.as_bytes(), dirfd::DIR_FLAGS) {
                 Ok(dir) => dir,
                 Err(Errno::NOENT | Errno::NOTDIR) => continue,
                 Err(Errno::LOOP) => return Err(ContextError::SymlinkLoop { path: lexical }),
                 Err(e) => return Err(ContextError::Read { path: lexical, source: e.into() }),
             };
-            let names = fsx::list_names(dir.as_fd())
+            let names = dirfd::list_names(dir.as_fd())
                 .map_err(|e| ContextError::Read { path: lexical.clone(), source: e.into() })?;
             for name in names {
                 let shown = String::from_utf8_lossy(&name);
@@ -111,7 +112,9 @@ fn select_one(
                     continue;
                 }
                 let Ok(name) = String::from_utf8(name.clone()) else {
-                    return Err(ContextError::NonUtf8 { path: fsx::display(&fsx::join(lexical.as_bytes(), &name)) });
+                    return Err(ContextError::NonUtf8 {
+                        path: dirfd::display(&dirfd::join(lexical.as_bytes(), &name)),
+                    });
                 };
                 let mut path = cand.clone();
                 path.push(name);
@@ -124,7 +127,7 @@ fn select_one(
     for cand in candidates {
         // Literal components hold no `\` (it counts as a wildcard), so they need no unescaping.
         let lexical = cand.join("/");
-        let handle = match fsx::path_handle_in_root(root, lexical.as_bytes()) {
+        let handle = match dirfd::path_handle_in_root(root, lexical.as_bytes()) {
             Ok(h) => h,
             Err(Errno::NOENT | Errno::NOTDIR) if wild => continue,
             Err(Errno::NOENT | Errno::NOTDIR) => return Err(ContextError::NotFound { pattern: pattern.to_owned() }),
@@ -133,7 +136,7 @@ fn select_one(
         };
         let read_err = |e: Errno| ContextError::Read { path: lexical.clone(), source: e.into() };
         let st = rustix::fs::fstat(&handle).map_err(read_err)?;
-        let real = fsx::real_rel(root_real, handle.as_fd()).map_err(read_err)?;
+        let real = dirfd::real_rel(root_real, handle.as_fd()).map_err(read_err)?;
         let Some(real) = real else {
             return Err(ContextError::Outside { pattern: pattern.to_owned() });
         };
@@ -146,13 +149,13 @@ fn select_one(
             return Err(ContextError::NotFound { pattern: pattern.to_owned() });
         }
         let Ok(path) = String::from_utf8(real.clone()) else {
-            return Err(ContextError::NonUtf8 { path: fsx::display(&real) });
+            return Err(ContextError::NonUtf8 { path: dirfd::display(&real) });
         };
         let name = cand.last().cloned().unwrap_or_default();
         out.push(Selected {
             pattern: pattern.to_owned(),
             path,
-            is_dir: fsx::file_type(&st) == FileType::Directory,
+            is_dir: dirfd::file_type(&st) == FileType::Directory,
             name,
         });
     }

@@ -14,7 +14,8 @@ use rustix::fs::{FileType, Stat};
 use rustix::io::Errno;
 
 use super::ignore::IgnoreFile;
-use super::{ContextError, Selected, SourceRoot, fsx};
+use super::{ContextError, Selected, SourceRoot};
+use crate::dirfd;
 
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
 
@@ -52,14 +53,14 @@ impl At<'_> {
     /// Opens a regular file for reading and checks it is still the inode `st` describes.
     pub(super) fn open_file(&self, st: &Stat) -> Result<std::fs::File, Errno> {
         let (file, now) = match *self {
-            At::Child { parent, name } => fsx::open_child_read(parent, name)?,
+            At::Child { parent, name } => dirfd::open_child_read(parent, name)?,
             At::Handle(handle) => {
-                let file = fsx::reopen_read(handle)?;
+                let file = dirfd::reopen_read(handle)?;
                 let now = rustix::fs::fstat(&file)?;
                 (file, now)
             }
         };
-        if now.st_ino != st.st_ino || now.st_dev != st.st_dev || fsx::file_type(&now) != FileType::RegularFile {
+        if now.st_ino != st.st_ino || now.st_dev != st.st_dev || dirfd::file_type(&now) != FileType::RegularFile {
             return Err(Errno::STALE);
         }
         Ok(file)
@@ -68,7 +69,7 @@ impl At<'_> {
     /// Reads a symlink's target.
     pub(super) fn read_link(&self) -> Result<Vec<u8>, Errno> {
         let target = match *self {
-            At::Child { parent, name } => rustix::fs::readlinkat(parent, fsx::os(name), Vec::new())?,
+            At::Child { parent, name } => rustix::fs::readlinkat(parent, dirfd::os(name), Vec::new())?,
             At::Handle(handle) => rustix::fs::readlinkat(handle, "", Vec::new())?,
         };
         Ok(target.into_bytes())
@@ -111,28 +112,28 @@ pub(super) struct Walk<'a> {
 
 fn read_err(path: &[u8]) -> impl FnOnce(Errno) -> ContextError + '_ {
     move |e| match e {
-        Errno::LOOP => ContextError::SymlinkLoop { path: fsx::display(path) },
-        Errno::STALE => ContextError::Changed { path: fsx::display(path) },
-        e => ContextError::Read { path: fsx::display(path), source: e.into() },
+        Errno::LOOP => ContextError::SymlinkLoop { path: dirfd::display(path) },
+        Errno::STALE => ContextError::Changed { path: dirfd::display(path) },
+        e => ContextError::Read { path: dirfd::display(path), source: e.into() },
     }
 }
 
 /// Kind of a stat'ed entry; devices (and anything unknown) are refused.
 fn kind_of(st: &Stat, src_rel: &[u8]) -> Result<Kind, ContextError> {
-    match fsx::file_type(st) {
+    match dirfd::file_type(st) {
         FileType::Directory => Ok(Kind::Dir),
         FileType::RegularFile => Ok(Kind::File),
         FileType::Symlink => Ok(Kind::Symlink),
         FileType::Fifo => Ok(Kind::Fifo),
         FileType::Socket => Ok(Kind::Socket),
-        _ => Err(ContextError::Device { path: fsx::display(src_rel) }),
+        _ => Err(ContextError::Device { path: dirfd::display(src_rel) }),
     }
 }
 
 /// Refuses names the layer format reserves.
 pub(super) fn check_name(name: &[u8], shown: &[u8]) -> Result<(), ContextError> {
     if name.starts_with(WHITEOUT_PREFIX) {
-        return Err(ContextError::ReservedName { path: fsx::display(shown) });
+        return Err(ContextError::ReservedName { path: dirfd::display(shown) });
     }
     Ok(())
 }
@@ -141,14 +142,14 @@ impl Walk<'_> {
     /// Walks `item`, reporting every visible entry to `v`.
     pub(super) fn run(&self, item: &Selected, v: &mut dyn Visitor) -> Result<(), ContextError> {
         let path = item.path.as_bytes();
-        let handle = fsx::path_handle_in_root(self.root, path).map_err(read_err(path))?;
+        let handle = dirfd::path_handle_in_root(self.root, path).map_err(read_err(path))?;
         let st = rustix::fs::fstat(&handle).map_err(read_err(path))?;
         let kind = kind_of(&st, path)?;
         if kind != Kind::Dir {
             check_name(item.name.as_bytes(), path)?;
             return v.leaf(&Node { rel: b"", src_rel: path, st: &st, kind }, At::Handle(handle.as_fd()));
         }
-        let dir = fsx::open_in_root(self.root, path, fsx::DIR_FLAGS).map_err(read_err(path))?;
+        let dir = dirfd::open_in_root(self.root, path, dirfd::DIR_FLAGS).map_err(read_err(path))?;
         let mut stack = vec![Frame { rel: Vec::new(), src_rel: path.to_vec(), st, emitted: true }];
         v.enter_dir(&Node { rel: b"", src_rel: path, st: &st, kind })?;
         self.dir(dir, &mut stack, v)?;
@@ -191,19 +192,19 @@ impl Walk<'_> {
             let top = stack.last().expect("the walk pushes a frame per directory");
             (top.rel.clone(), top.src_rel.clone())
         };
-        let names = fsx::list_names(dir.as_fd()).map_err(read_err(&src_rel))?;
+        let names = dirfd::list_names(dir.as_fd()).map_err(read_err(&src_rel))?;
         for name in names {
-            let child_rel = fsx::join(&rel, &name);
-            let child_src = fsx::join(&src_rel, &name);
-            let Some(st) = fsx::lstat_at(dir.as_fd(), &name).map_err(read_err(&child_src))? else {
+            let child_rel = dirfd::join(&rel, &name);
+            let child_src = dirfd::join(&src_rel, &name);
+            let Some(st) = dirfd::lstat_at(dir.as_fd(), &name).map_err(read_err(&child_src))? else {
                 continue; // removed since the listing
             };
             let excluded = self.excluded(&child_rel, &child_src);
-            if fsx::file_type(&st) == FileType::Directory {
+            if dirfd::file_type(&st) == FileType::Directory {
                 if excluded && self.can_skip(&child_rel, &child_src) {
                     continue;
                 }
-                let sub = fsx::open_child_dir(dir.as_fd(), &name).map_err(read_err(&child_src))?;
+                let sub = dirfd::open_child_dir(dir.as_fd(), &name).map_err(read_err(&child_src))?;
                 stack.push(Frame { rel: child_rel, src_rel: child_src, st, emitted: false });
                 if !excluded {
                     Self::flush(stack, v)?;

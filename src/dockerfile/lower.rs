@@ -79,229 +79,272 @@ pub fn lower_node(node: &Node, errors: &mut Vec<ParseError>) -> Option<Instructi
     instruction
 }
 
+/// Dispatches on the instruction keyword; each instruction's rules live in its own function.
 fn lower_inner(node: &Node, errors: &mut Vec<ParseError>) -> Option<Instruction> {
-    let span = node.span;
-    let original = node.original.clone();
-    let args = &node.args;
-    let at_least_one = |errors: &mut Vec<ParseError>, keyword| {
-        if args.is_empty() {
-            errors.push(ParseError::AtLeastOneArgument { span, keyword });
-        }
-    };
-    let exactly_one = |errors: &mut Vec<ParseError>, keyword| -> Option<String> {
-        if args.len() != 1 {
-            errors.push(ParseError::ExactlyOneArgument { span, keyword });
-            return None;
-        }
-        Some(args[0].clone())
-    };
-    Some(match &node.cmd[..] {
-        "from" => {
-            let flags = parse_flags(node, flags::FROM_FLAGS, errors);
-            let stage_name = match args.len() {
-                1 => None,
-                3 if args[1].eq_ignore_ascii_case("as") => {
-                    let name = args[2].to_lowercase();
-                    if !valid_stage_name(&name) {
-                        errors.push(ParseError::InvalidStageName { span, name: args[2].clone() });
-                    }
-                    Some(name)
-                }
-                _ => {
-                    errors.push(ParseError::FromArguments { span });
-                    return None;
-                }
-            };
-            Instruction::From(FromInstruction {
-                image: args[0].clone(),
-                stage_name,
-                platform: flags.string("platform"),
-                span,
-                original,
-            })
-        }
-        "run" => {
-            let flags = parse_flags(node, flags::RUN_FLAGS, errors);
-            let mut mounts = Vec::new();
-            for value in flags.strings("mount") {
-                match RunMount::new(&value) {
-                    Ok(m) => mounts.push(m),
-                    Err(reason) => errors.push(ParseError::Mount { span, value, reason }),
-                }
-            }
-            let network = flags.string("network").and_then(|v| match v.as_str() {
-                "default" => Some(NetworkMode::Default),
-                "none" => Some(NetworkMode::None),
-                "host" => Some(NetworkMode::Host),
-                _ => {
-                    errors.push(ParseError::NetworkMode { span, value: v });
-                    None
-                }
-            });
-            let security = flags.string("security").and_then(|v| match v.as_str() {
-                "sandbox" => Some(SecurityMode::Sandbox),
-                "insecure" => Some(SecurityMode::Insecure),
-                _ => {
-                    errors.push(ParseError::SecurityMode { span, value: v });
-                    None
-                }
-            });
-            let mut devices = Vec::new();
-            for value in flags.strings("device") {
-                match parse_device(&value) {
-                    Ok(d) => devices.push(d),
-                    Err(reason) => errors.push(ParseError::Device { span, value, reason }),
-                }
-            }
-            Instruction::Run(RunInstruction {
-                command: command_line(node),
-                mounts,
-                network,
-                security,
-                devices,
-                heredocs: node.heredocs.clone(),
-                span,
-                original,
-            })
-        }
+    match &node.cmd[..] {
+        "from" => lower_from(node, errors),
+        "run" => lower_run(node, errors),
         "cmd" => {
             parse_flags(node, flags::NO_FLAGS, errors);
-            Instruction::Cmd(CmdInstruction { command: command_line(node), span, original })
+            Some(Instruction::Cmd(CmdInstruction {
+                command: command_line(node),
+                span: node.span,
+                original: original(node),
+            }))
         }
         "entrypoint" => {
             parse_flags(node, flags::NO_FLAGS, errors);
-            Instruction::Entrypoint(EntrypointInstruction { command: command_line(node), span, original })
+            let command = command_line(node);
+            Some(Instruction::Entrypoint(EntrypointInstruction { command, span: node.span, original: original(node) }))
         }
-        "shell" => {
-            parse_flags(node, flags::NO_FLAGS, errors);
-            if args.is_empty() {
-                errors.push(ParseError::AtLeastOneArgument { span, keyword: "SHELL" });
-                return None;
-            }
-            if !node.json {
-                errors.push(ParseError::NotJson { span, keyword: "SHELL" });
-                return None;
-            }
-            Instruction::Shell(ShellInstruction { shell: args.clone(), span, original })
-        }
-        "env" | "label" => {
-            let keyword = if node.cmd == "env" { "ENV" } else { "LABEL" };
-            parse_flags(node, flags::NO_FLAGS, errors);
-            at_least_one(errors, keyword);
-            let pairs: Vec<KeyValue> = args
-                .chunks(3)
-                .map(|c| KeyValue {
-                    key: c[0].clone(),
-                    value: c.get(1).cloned().unwrap_or_default(),
-                    legacy: c.get(2).is_some_and(String::is_empty),
-                })
-                .collect();
-            if pairs.iter().any(|p| p.key.is_empty()) {
-                errors.push(ParseError::BlankName { span, keyword });
-            }
-            if keyword == "ENV" {
-                Instruction::Env(EnvInstruction { vars: pairs, span, original })
-            } else {
-                Instruction::Label(LabelInstruction { labels: pairs, span, original })
-            }
-        }
+        "shell" => lower_shell(node, errors),
+        "env" | "label" => lower_env_or_label(node, errors),
         "maintainer" => {
             parse_flags(node, flags::NO_FLAGS, errors);
-            let name = exactly_one(errors, "MAINTAINER")?;
-            Instruction::Maintainer(MaintainerInstruction { name, span, original })
+            let name = exactly_one(node, "MAINTAINER", errors)?;
+            Some(Instruction::Maintainer(MaintainerInstruction { name, span: node.span, original: original(node) }))
         }
         "expose" => {
             parse_flags(node, flags::NO_FLAGS, errors);
-            at_least_one(errors, "EXPOSE");
-            Instruction::Expose(ExposeInstruction { ports: args.clone(), span, original })
+            at_least_one(node, "EXPOSE", errors);
+            let ports = node.args.clone();
+            Some(Instruction::Expose(ExposeInstruction { ports, span: node.span, original: original(node) }))
         }
-        "add" => {
-            let flags = parse_flags(node, flags::ADD_FLAGS, errors);
-            let (sources, dest) = sources_and_dest(node, "ADD", errors)?;
-            Instruction::Add(AddInstruction {
-                sources,
-                dest,
-                chown: flags.string("chown"),
-                chmod: flags.string("chmod"),
-                link: flags.bool("link").unwrap_or(false),
-                keep_git_dir: flags.bool("keep-git-dir"),
-                checksum: flags.string("checksum"),
-                unpack: flags.bool("unpack"),
-                excludes: flags.strings("exclude"),
-                span,
-                original,
-            })
-        }
-        "copy" => {
-            let flags = parse_flags(node, flags::COPY_FLAGS, errors);
-            let (sources, dest) = sources_and_dest(node, "COPY", errors)?;
-            Instruction::Copy(CopyInstruction {
-                sources,
-                dest,
-                from: flags.string("from"),
-                chown: flags.string("chown"),
-                chmod: flags.string("chmod"),
-                link: flags.bool("link").unwrap_or(false),
-                parents: flags.bool("parents").unwrap_or(false),
-                excludes: flags.strings("exclude"),
-                span,
-                original,
-            })
-        }
-        "volume" => {
-            parse_flags(node, flags::NO_FLAGS, errors);
-            at_least_one(errors, "VOLUME");
-            if args.iter().any(|a| a.trim().is_empty()) {
-                errors.push(ParseError::EmptyVolume { span });
-            }
-            let paths = args.iter().map(|a| a.trim().to_string()).collect();
-            Instruction::Volume(VolumeInstruction { paths, span, original })
-        }
+        "add" => lower_add(node, errors),
+        "copy" => lower_copy(node, errors),
+        "volume" => lower_volume(node, errors),
         "user" => {
             parse_flags(node, flags::NO_FLAGS, errors);
-            let user = exactly_one(errors, "USER")?;
-            Instruction::User(UserInstruction { user, span, original })
+            let user = exactly_one(node, "USER", errors)?;
+            Some(Instruction::User(UserInstruction { user, span: node.span, original: original(node) }))
         }
         "workdir" => {
             parse_flags(node, flags::NO_FLAGS, errors);
-            let path = exactly_one(errors, "WORKDIR")?;
-            Instruction::Workdir(WorkdirInstruction { path, span, original })
+            let path = exactly_one(node, "WORKDIR", errors)?;
+            Some(Instruction::Workdir(WorkdirInstruction { path, span: node.span, original: original(node) }))
         }
         // BuildKit never validates the flags of ARG and STOPSIGNAL: they are ignored.
-        "arg" => {
-            at_least_one(errors, "ARG");
-            let mut decls = Vec::new();
-            for arg in args {
-                let decl = match arg.split_once('=') {
-                    Some(("", _)) => {
-                        errors.push(ParseError::BlankName { span, keyword: "ARG" });
-                        continue;
-                    }
-                    Some((name, value)) => {
-                        ArgDecl { name: name.into(), default: Some(value.into()), doc_comment: None }
-                    }
-                    None => ArgDecl { name: arg.clone(), default: None, doc_comment: None },
-                };
-                let decl = ArgDecl { doc_comment: doc_comment(&node.comments, &decl.name), ..decl };
-                decls.push(decl);
-            }
-            Instruction::Arg(ArgInstruction { args: decls, span, original })
-        }
+        "arg" => lower_arg(node, errors),
         "stopsignal" => {
-            let signal = exactly_one(errors, "STOPSIGNAL")?;
-            Instruction::Stopsignal(StopsignalInstruction { signal, span, original })
+            let signal = exactly_one(node, "STOPSIGNAL", errors)?;
+            Some(Instruction::Stopsignal(StopsignalInstruction { signal, span: node.span, original: original(node) }))
         }
-        "onbuild" => lower_onbuild(node, errors)?,
+        "onbuild" => lower_onbuild(node, errors),
         "healthcheck" => {
             let check = healthcheck(node, errors)?;
-            Instruction::Healthcheck(HealthcheckInstruction { check, span, original })
+            Some(Instruction::Healthcheck(HealthcheckInstruction { check, span: node.span, original: original(node) }))
         }
         _ => {
             let suggestion = suggest(&node.keyword, KEYWORDS);
-            errors.push(ParseError::UnknownInstruction { span, keyword: node.keyword.clone(), suggestion });
+            errors.push(ParseError::UnknownInstruction { span: node.span, keyword: node.keyword.clone(), suggestion });
+            None
+        }
+    }
+}
+
+/// The instruction's source text, kept on every typed instruction.
+fn original(node: &Node) -> String {
+    node.original.clone()
+}
+
+/// Reports an instruction given no argument.
+fn at_least_one(node: &Node, keyword: &'static str, errors: &mut Vec<ParseError>) {
+    if node.args.is_empty() {
+        errors.push(ParseError::AtLeastOneArgument { span: node.span, keyword });
+    }
+}
+
+/// The one argument of an instruction that takes exactly one; reported otherwise.
+fn exactly_one(node: &Node, keyword: &'static str, errors: &mut Vec<ParseError>) -> Option<String> {
+    if node.args.len() != 1 {
+        errors.push(ParseError::ExactlyOneArgument { span: node.span, keyword });
+        return None;
+    }
+    Some(node.args[0].clone())
+}
+
+/// `FROM image [AS name]`: the stage name is lower-cased and must be a valid name.
+fn lower_from(node: &Node, errors: &mut Vec<ParseError>) -> Option<Instruction> {
+    let (span, args) = (node.span, &node.args);
+    let flags = parse_flags(node, flags::FROM_FLAGS, errors);
+    let stage_name = match args.len() {
+        1 => None,
+        3 if args[1].eq_ignore_ascii_case("as") => {
+            let name = args[2].to_lowercase();
+            if !valid_stage_name(&name) {
+                errors.push(ParseError::InvalidStageName { span, name: args[2].clone() });
+            }
+            Some(name)
+        }
+        _ => {
+            errors.push(ParseError::FromArguments { span });
             return None;
         }
+    };
+    Some(Instruction::From(FromInstruction {
+        image: args[0].clone(),
+        stage_name,
+        platform: flags.string("platform"),
+        span,
+        original: original(node),
+    }))
+}
+
+/// `RUN`: its `--mount`, `--network`, `--security` and `--device` flags, each value checked.
+fn lower_run(node: &Node, errors: &mut Vec<ParseError>) -> Option<Instruction> {
+    let span = node.span;
+    let flags = parse_flags(node, flags::RUN_FLAGS, errors);
+    let mut mounts = Vec::new();
+    for value in flags.strings("mount") {
+        match RunMount::new(&value) {
+            Ok(m) => mounts.push(m),
+            Err(reason) => errors.push(ParseError::Mount { span, value, reason }),
+        }
+    }
+    let network = flags.string("network").and_then(|v| match v.as_str() {
+        "default" => Some(NetworkMode::Default),
+        "none" => Some(NetworkMode::None),
+        "host" => Some(NetworkMode::Host),
+        _ => {
+            errors.push(ParseError::NetworkMode { span, value: v });
+            None
+        }
+    });
+    let security = flags.string("security").and_then(|v| match v.as_str() {
+        "sandbox" => Some(SecurityMode::Sandbox),
+        "insecure" => Some(SecurityMode::Insecure),
+        _ => {
+            errors.push(ParseError::SecurityMode { span, value: v });
+            None
+        }
+    });
+    let mut devices = Vec::new();
+    for value in flags.strings("device") {
+        match parse_device(&value) {
+            Ok(d) => devices.push(d),
+            Err(reason) => errors.push(ParseError::Device { span, value, reason }),
+        }
+    }
+    Some(Instruction::Run(RunInstruction {
+        command: command_line(node),
+        mounts,
+        network,
+        security,
+        devices,
+        heredocs: node.heredocs.clone(),
+        span,
+        original: original(node),
+    }))
+}
+
+/// `SHELL`: at least one argument, in JSON form only.
+fn lower_shell(node: &Node, errors: &mut Vec<ParseError>) -> Option<Instruction> {
+    let span = node.span;
+    parse_flags(node, flags::NO_FLAGS, errors);
+    if node.args.is_empty() {
+        errors.push(ParseError::AtLeastOneArgument { span, keyword: "SHELL" });
+        return None;
+    }
+    if !node.json {
+        errors.push(ParseError::NotJson { span, keyword: "SHELL" });
+        return None;
+    }
+    Some(Instruction::Shell(ShellInstruction { shell: node.args.clone(), span, original: original(node) }))
+}
+
+/// `ENV` and `LABEL`: key/value pairs (the line parser gives them in threes, the third marking
+/// the legacy `KEY value` form), no blank key.
+fn lower_env_or_label(node: &Node, errors: &mut Vec<ParseError>) -> Option<Instruction> {
+    let span = node.span;
+    let keyword = if node.cmd == "env" { "ENV" } else { "LABEL" };
+    parse_flags(node, flags::NO_FLAGS, errors);
+    at_least_one(node, keyword, errors);
+    let pairs: Vec<KeyValue> = node
+        .args
+        .chunks(3)
+        .map(|c| KeyValue {
+            key: c[0].clone(),
+            value: c.get(1).cloned().unwrap_or_default(),
+            legacy: c.get(2).is_some_and(String::is_empty),
+        })
+        .collect();
+    if pairs.iter().any(|p| p.key.is_empty()) {
+        errors.push(ParseError::BlankName { span, keyword });
+    }
+    Some(if keyword == "ENV" {
+        Instruction::Env(EnvInstruction { vars: pairs, span, original: original(node) })
+    } else {
+        Instruction::Label(LabelInstruction { labels: pairs, span, original: original(node) })
     })
+}
+
+/// `ADD`: sources (heredocs inline) and destination, with ADD's flags.
+fn lower_add(node: &Node, errors: &mut Vec<ParseError>) -> Option<Instruction> {
+    let flags = parse_flags(node, flags::ADD_FLAGS, errors);
+    let (sources, dest) = sources_and_dest(node, "ADD", errors)?;
+    Some(Instruction::Add(AddInstruction {
+        sources,
+        dest,
+        chown: flags.string("chown"),
+        chmod: flags.string("chmod"),
+        link: flags.bool("link").unwrap_or(false),
+        keep_git_dir: flags.bool("keep-git-dir"),
+        checksum: flags.string("checksum"),
+        unpack: flags.bool("unpack"),
+        excludes: flags.strings("exclude"),
+        span: node.span,
+        original: original(node),
+    }))
+}
+
+/// `COPY`: sources (heredocs inline) and destination, with COPY's flags.
+fn lower_copy(node: &Node, errors: &mut Vec<ParseError>) -> Option<Instruction> {
+    let flags = parse_flags(node, flags::COPY_FLAGS, errors);
+    let (sources, dest) = sources_and_dest(node, "COPY", errors)?;
+    Some(Instruction::Copy(CopyInstruction {
+        sources,
+        dest,
+        from: flags.string("from"),
+        chown: flags.string("chown"),
+        chmod: flags.string("chmod"),
+        link: flags.bool("link").unwrap_or(false),
+        parents: flags.bool("parents").unwrap_or(false),
+        excludes: flags.strings("exclude"),
+        span: node.span,
+        original: original(node),
+    }))
+}
+
+/// `VOLUME`: at least one path, none blank; paths are trimmed.
+fn lower_volume(node: &Node, errors: &mut Vec<ParseError>) -> Option<Instruction> {
+    let span = node.span;
+    parse_flags(node, flags::NO_FLAGS, errors);
+    at_least_one(node, "VOLUME", errors);
+    if node.args.iter().any(|a| a.trim().is_empty()) {
+        errors.push(ParseError::EmptyVolume { span });
+    }
+    let paths = node.args.iter().map(|a| a.trim().to_string()).collect();
+    Some(Instruction::Volume(VolumeInstruction { paths, span, original: original(node) }))
+}
+
+/// `ARG name[=default] ...`: no blank name; each declaration takes its doc comment.
+fn lower_arg(node: &Node, errors: &mut Vec<ParseError>) -> Option<Instruction> {
+    let span = node.span;
+    at_least_one(node, "ARG", errors);
+    let mut decls = Vec::new();
+    for arg in &node.args {
+        let decl = match arg.split_once('=') {
+            Some(("", _)) => {
+                errors.push(ParseError::BlankName { span, keyword: "ARG" });
+                continue;
+            }
+            Some((name, value)) => ArgDecl { name: name.into(), default: Some(value.into()), doc_comment: None },
+            None => ArgDecl { name: arg.clone(), default: None, doc_comment: None },
+        };
+        let decl = ArgDecl { doc_comment: doc_comment(&node.comments, &decl.name), ..decl };
+        decls.push(decl);
+    }
+    Some(Instruction::Arg(ArgInstruction { args: decls, span, original: original(node) }))
 }
 
 /// The text after `name ` in the first comment line starting with `name` as a word.

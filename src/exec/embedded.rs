@@ -17,9 +17,9 @@ use std::time::Duration;
 
 use super::cgroup::RunCgroup;
 use super::idmap::{self, SubIds};
+use super::mountpoints::MountPoints;
 use super::protocol::{HelperConfig, Report};
 use super::slirp;
-use super::stubs::Stubs;
 use super::{CancelToken, ExecError, ExecSpec, Executor, ExitStatus, HELPER_SUBCOMMAND, Network, Output, sys};
 
 /// How long a cancelled helper gets to kill its sandbox before it is killed itself.
@@ -96,7 +96,7 @@ impl Executor for EmbeddedExecutor {
             Network::None | Network::Host => None,
         };
         let (hosts_file, resolv_file) = write_etc_files(run_dir.path(), spec)?;
-        let mut stubs = Stubs::create(&rootfs)?;
+        let mut mount_points = MountPoints::create(&rootfs)?;
         let mut cgroup = match spec.limits.is_empty() {
             true => None,
             false => Some(RunCgroup::create(&run_id(run_dir.path()), &spec.limits)?),
@@ -113,7 +113,7 @@ impl Executor for EmbeddedExecutor {
             stdin: output.stdin.is_some(),
         };
         let result = self.run_helper(&config, output, cancel);
-        let cleanup = [cgroup.as_mut().map_or(Ok(()), RunCgroup::remove), stubs.remove()];
+        let cleanup = [cgroup.as_mut().map_or(Ok(()), RunCgroup::remove), mount_points.remove()];
         let result = match result {
             Ok(status) => cleanup.into_iter().find_map(Result::err).map_or(Ok(status), Err),
             Err(err) => {

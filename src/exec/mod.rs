@@ -21,12 +21,12 @@ mod embedded;
 mod error;
 mod idmap;
 mod init;
+mod mountpoints;
 mod mounts;
 mod oci_runtime;
 mod protocol;
 mod slirp;
 mod spec;
-mod stubs;
 mod sys;
 mod user;
 

@@ -24,8 +24,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::bundle::{self, BundleFiles};
+use super::mountpoints::MountPoints;
 use super::slirp::{self, Slirp};
-use super::stubs::Stubs;
 use super::user::{self, ExecUser};
 use super::{CancelToken, ExecError, ExecSpec, Executor, ExitStatus, Network, Output, sys};
 
@@ -136,7 +136,7 @@ impl Executor for OciRuntimeExecutor {
             ExecError::Prepare { what: format!("a run directory in {}", self.run_dir.display()), source }
         })?;
         let (hosts, resolv) = super::embedded::write_etc_files(run_dir.path(), spec)?;
-        let mut stubs = Stubs::create(&rootfs)?;
+        let mut mount_points = MountPoints::create(&rootfs)?;
         let (netns, mut slirp) = match &slirp_binary {
             Some(binary) => {
                 let netns = sys::new_network_namespace()
@@ -173,7 +173,7 @@ impl Executor for OciRuntimeExecutor {
             slirp.stop();
         }
         drop(netns);
-        let removed = stubs.remove();
+        let removed = mount_points.remove();
         drop(run_dir);
         let status = result?;
         deleted?;

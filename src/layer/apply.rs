@@ -2,8 +2,8 @@
 //!
 //! Owns the per-layer state (paths this layer created, deferred directory mtimes), whiteout and
 //! opaque-directory semantics and the mapping of entries to syscalls; every syscall goes
-//! through `fsops`, which confines it to the root. Knows nothing about compression or the
-//! store. See the `layer` module doc for the duplicate-path and `..` decisions.
+//! through `target` and `crate::dirfd`, which confine it to the root. Knows nothing about
+//! compression or the store. See the `layer` module doc for the duplicate-path and `..` decisions.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -14,9 +14,10 @@ use std::path::Path;
 use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
 
-use super::fsops::{self, Root};
+use super::LayerError;
 use super::reader::{Entry, EntryInfo, EntryKind, ReadLimits, TarReader};
-use super::{LayerError, display_bytes};
+use super::target::{Root, chown_nofollow, fchown, join, remove_existing, set_times_nofollow, timestamps};
+use crate::dirfd::{self, XattrFilter};
 
 /// Longest entry path accepted (bytes, after cleaning).
 const MAX_PATH: usize = 4096;
@@ -24,8 +25,8 @@ const MAX_PATH: usize = 4096;
 const MAX_NAME: usize = 255;
 const OPAQUE: &[u8] = b".wh..wh..opq";
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
-/// xattrs never taken from layer data: overlayfs internals and the host's SELinux labels.
-const FORBIDDEN_XATTRS: [&[u8]; 3] = [b"trusted.overlay.", b"user.overlay.", b"security.selinux"];
+/// xattrs taken from layer data: not overlayfs internals nor the host's SELinux labels.
+const APPLIED_XATTRS: XattrFilter = XattrFilter::Portable;
 
 /// How `apply` behaves.
 #[derive(Debug, Clone)]
@@ -75,16 +76,16 @@ struct State<'o> {
 impl State<'_> {
     fn mark_created(&mut self, comps: &[&[u8]]) {
         for i in 1..=comps.len() {
-            self.created.insert(fsops::join(&comps[..i]));
+            self.created.insert(join(&comps[..i]));
         }
     }
 }
 
 /// Unpacks the uncompressed layer `layer` onto the existing directory `target`.
 ///
-/// Every write stays under `target` (see `fsops`). A rejected entry aborts the whole apply and
-/// leaves `target` partially updated: callers apply into a fresh snapshot and discard it on
-/// error.
+/// Every write stays under `target` (see the `target` module). A rejected entry aborts the
+/// whole apply and leaves `target` partially updated: callers apply into a fresh snapshot and
+/// discard it on error.
 pub fn apply(layer: impl Read, target: &Path, opts: &ApplyOptions) -> Result<ApplyReport, LayerError> {
     let root = Root::open(target).map_err(|e| LayerError::OpenRoot { path: target.to_path_buf(), source: e.into() })?;
     let mut reader = TarReader::new(layer, ReadLimits { max_bytes: opts.max_bytes, max_entries: opts.max_entries });
@@ -204,14 +205,14 @@ fn apply_entry<R: Read>(
     };
 
     // Unlink-then-create unless directory over directory (catalogue C6: last entry wins).
-    let existing = fsops::lstat_at(pfd, name).map_err(op_err(entry, "inspect existing path"))?;
-    let keep_dir = entry.kind == EntryKind::Directory && existing.as_ref().is_some_and(fsops::is_dir);
+    let existing = dirfd::lstat_at(pfd, name).map_err(op_err(entry, "inspect existing path"))?;
+    let keep_dir = entry.kind == EntryKind::Directory && existing.as_ref().is_some_and(dirfd::is_dir);
     if existing.is_some() && !keep_dir {
-        fsops::remove_existing(pfd, name).map_err(op_err(entry, "remove existing path"))?;
+        remove_existing(pfd, name).map_err(op_err(entry, "remove existing path"))?;
     }
 
     let (uid, gid) = (entry.uid as u32, entry.gid as u32);
-    let os_name = fsops::os_name(name);
+    let os_name = dirfd::os(name);
     match entry.kind {
         EntryKind::Regular => {
             let fd = rustix::fs::openat(
@@ -224,30 +225,29 @@ fn apply_entry<R: Read>(
             let mut file = File::from(fd);
             write_data(reader, &mut file, entry, buf)?;
             finish_fd(file.as_fd(), entry, entry.mode, state)?;
-            rustix::fs::futimens(&file, &fsops::timestamps(entry.mtime)).map_err(op_err(entry, "set times"))?;
+            rustix::fs::futimens(&file, &timestamps(entry.mtime)).map_err(op_err(entry, "set times"))?;
         }
         EntryKind::Directory => {
             if !keep_dir {
                 rustix::fs::mkdirat(pfd, os_name, Mode::from_raw_mode(0o700))
                     .map_err(op_err(entry, "create directory"))?;
             }
-            let dfd = fsops::open_child_dir(pfd, name).map_err(op_err(entry, "open directory"))?;
+            let dfd = dirfd::open_child_dir(pfd, name).map_err(op_err(entry, "open directory"))?;
             // Owner-writable until the second pass, so an unprivileged apply can fill it.
             finish_fd(dfd.as_fd(), entry, entry.mode | 0o700, state)?;
-            state.dir_times.push((fsops::join(&comps), entry.mode, entry.mtime));
+            state.dir_times.push((join(&comps), entry.mode, entry.mtime));
         }
         EntryKind::Symlink => {
-            rustix::fs::symlinkat(fsops::os_name(&entry.link), pfd, os_name)
-                .map_err(op_err(entry, "create symlink"))?;
+            rustix::fs::symlinkat(dirfd::os(&entry.link), pfd, os_name).map_err(op_err(entry, "create symlink"))?;
             if state.opts.same_owner {
-                fsops::chown_nofollow(pfd, name, uid, gid).map_err(op_err(entry, "change owner"))?;
+                chown_nofollow(pfd, name, uid, gid).map_err(op_err(entry, "change owner"))?;
             }
             state.report.xattrs_skipped += entry.xattrs.len() as u64;
-            fsops::set_times_nofollow(pfd, name, entry.mtime).map_err(op_err(entry, "set times"))?;
+            set_times_nofollow(pfd, name, entry.mtime).map_err(op_err(entry, "set times"))?;
         }
         EntryKind::Link => {
             let (tfd, tname) = link_src.expect("link_src is set for hardlink entries");
-            rustix::fs::linkat(&tfd, fsops::os_name(tname), pfd, os_name, rustix::fs::AtFlags::empty())
+            rustix::fs::linkat(&tfd, dirfd::os(tname), pfd, os_name, rustix::fs::AtFlags::empty())
                 .map_err(op_err(entry, "create hardlink"))?;
         }
         EntryKind::CharDevice | EntryKind::BlockDevice | EntryKind::Fifo => {
@@ -267,12 +267,12 @@ fn apply_entry<R: Read>(
                 Err(e) => return Err(op_err(entry, "create device node")(e)),
             }
             if state.opts.same_owner {
-                fsops::chown_nofollow(pfd, name, uid, gid).map_err(op_err(entry, "change owner"))?;
+                chown_nofollow(pfd, name, uid, gid).map_err(op_err(entry, "change owner"))?;
             }
-            let handle = fsops::open_path_handle(pfd, name).map_err(op_err(entry, "open device node"))?;
-            fsops::chmod_handle(handle.as_fd(), entry.mode).map_err(op_err(entry, "change mode"))?;
-            set_xattrs(entry, state, |k, v| fsops::setxattr_handle(handle.as_fd(), k, v))?;
-            fsops::set_times_nofollow(pfd, name, entry.mtime).map_err(op_err(entry, "set times"))?;
+            let handle = dirfd::open_path_handle(pfd, name).map_err(op_err(entry, "open device node"))?;
+            dirfd::chmod_handle(handle.as_fd(), entry.mode).map_err(op_err(entry, "change mode"))?;
+            set_xattrs(entry, state, |k, v| dirfd::setxattr_handle(handle.as_fd(), k, v))?;
+            set_times_nofollow(pfd, name, entry.mtime).map_err(op_err(entry, "set times"))?;
         }
     }
     state.mark_created(&comps);
@@ -306,10 +306,10 @@ fn write_data<R: Read>(
 /// `security.capability`).
 fn finish_fd(fd: BorrowedFd<'_>, entry: &Entry, mode: u32, state: &mut State<'_>) -> Result<(), LayerError> {
     if state.opts.same_owner {
-        fsops::fchown(fd, entry.uid as u32, entry.gid as u32).map_err(op_err(entry, "change owner"))?;
+        fchown(fd, entry.uid as u32, entry.gid as u32).map_err(op_err(entry, "change owner"))?;
     }
     rustix::fs::fchmod(fd, Mode::from_raw_mode(mode)).map_err(op_err(entry, "change mode"))?;
-    set_xattrs(entry, state, |k, v| fsops::fsetxattr(fd, k, v))
+    set_xattrs(entry, state, |k, v| dirfd::fsetxattr(fd, k, v))
 }
 
 fn set_xattrs(
@@ -318,14 +318,14 @@ fn set_xattrs(
     mut set: impl FnMut(&[u8], &[u8]) -> Result<(), Errno>,
 ) -> Result<(), LayerError> {
     for (key, value) in &entry.xattrs {
-        if FORBIDDEN_XATTRS.iter().any(|p| key.starts_with(p)) {
+        if !APPLIED_XATTRS.keeps(key) {
             state.report.xattrs_skipped += 1;
             continue;
         }
         match set(key, value) {
             Ok(()) => {}
             Err(e @ (Errno::OPNOTSUPP | Errno::PERM)) => {
-                tracing::warn!(entry = %entry.display_path(), xattr = %display_bytes(key), errno = %e, "xattr not applied");
+                tracing::warn!(entry = %entry.display_path(), xattr = %dirfd::display(key), errno = %e, "xattr not applied");
                 state.report.xattrs_skipped += 1;
             }
             Err(e) => return Err(op_err(entry, "set xattr")(e)),
@@ -344,7 +344,7 @@ fn whiteout(
 ) -> Result<(), LayerError> {
     let mut key_comps = parent.to_vec();
     key_comps.push(target);
-    if state.created.contains(&fsops::join(&key_comps)) {
+    if state.created.contains(&join(&key_comps)) {
         return Ok(());
     }
     let pfd = match root.open_dir(parent) {
@@ -352,7 +352,7 @@ fn whiteout(
         Err(Errno::NOENT | Errno::NOTDIR) => return Ok(()),
         Err(e) => return Err(op_err(entry, "open whiteout parent")(e)),
     };
-    fsops::remove_existing(pfd.as_fd(), target).map_err(op_err(entry, "remove whited-out path"))?;
+    remove_existing(pfd.as_fd(), target).map_err(op_err(entry, "remove whited-out path"))?;
     Ok(())
 }
 
@@ -360,30 +360,30 @@ fn whiteout(
 fn opaque(root: &Root, dir: &[&[u8]], entry: &Entry, state: &mut State<'_>) -> Result<(), LayerError> {
     let dfd = match dir.split_last() {
         None => root.open_dir(&[]),
-        Some((&leaf, parent)) => root.open_dir(parent).and_then(|p| fsops::open_child_dir(p.as_fd(), leaf)),
+        Some((&leaf, parent)) => root.open_dir(parent).and_then(|p| dirfd::open_child_dir(p.as_fd(), leaf)),
     };
     let dfd = match dfd {
         Ok(fd) => fd,
         Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => return Ok(()),
         Err(e) => return Err(op_err(entry, "open opaque directory")(e)),
     };
-    clear_lower(dfd, &fsops::join(dir), &state.created).map_err(op_err(entry, "clear opaque directory"))
+    clear_lower(dfd, &join(dir), &state.created).map_err(op_err(entry, "clear opaque directory"))
 }
 
 fn clear_lower(dfd: OwnedFd, key: &[u8], created: &HashSet<Vec<u8>>) -> Result<(), Errno> {
-    for name in fsops::list_names(dfd.as_fd())? {
+    for name in dirfd::list_names(dfd.as_fd())? {
         let mut child = key.to_vec();
         if !child.is_empty() {
             child.push(b'/');
         }
         child.extend_from_slice(&name);
         if !created.contains(&child) {
-            fsops::remove_existing(dfd.as_fd(), &name)?;
+            remove_existing(dfd.as_fd(), &name)?;
             continue;
         }
-        let is_dir = fsops::lstat_at(dfd.as_fd(), &name)?.as_ref().is_some_and(fsops::is_dir);
+        let is_dir = dirfd::lstat_at(dfd.as_fd(), &name)?.as_ref().is_some_and(dirfd::is_dir);
         if is_dir {
-            clear_lower(fsops::open_child_dir(dfd.as_fd(), &name)?, &child, created)?;
+            clear_lower(dirfd::open_child_dir(dfd.as_fd(), &name)?, &child, created)?;
         }
     }
     Ok(())
@@ -396,16 +396,16 @@ fn finish_dir(root: &Root, path: &[u8], mode: u32, mtime: i64) -> Result<(), Lay
     let Some((&leaf, parent)) = comps.split_last() else {
         return Ok(());
     };
-    let fd = match root.open_dir(parent).and_then(|p| fsops::open_child_dir(p.as_fd(), leaf)) {
+    let fd = match root.open_dir(parent).and_then(|p| dirfd::open_child_dir(p.as_fd(), leaf)) {
         Ok(fd) => fd,
         Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => return Ok(()),
         Err(e) => {
-            return Err(LayerError::Apply { entry: display_bytes(path), op: "open directory", source: e.into() });
+            return Err(LayerError::Apply { entry: dirfd::display(path), op: "open directory", source: e.into() });
         }
     };
-    let err = |op| move |e: Errno| LayerError::Apply { entry: display_bytes(path), op, source: e.into() };
+    let err = |op| move |e: Errno| LayerError::Apply { entry: dirfd::display(path), op, source: e.into() };
     rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(err("change mode"))?;
-    rustix::fs::futimens(&fd, &fsops::timestamps(mtime)).map_err(err("set times"))
+    rustix::fs::futimens(&fd, &timestamps(mtime)).map_err(err("set times"))
 }
 
 #[cfg(test)]
@@ -439,7 +439,7 @@ mod tests {
             (b"./", &[]),
         ];
         for (raw, want) in cases {
-            assert_eq!(clean(raw, &entry(raw)).unwrap(), want, "{}", display_bytes(raw));
+            assert_eq!(clean(raw, &entry(raw)).unwrap(), want, "{}", dirfd::display(raw));
         }
         let long = vec![b'x'; 256];
         assert!(clean(&long, &entry(&long)).is_err());
@@ -466,7 +466,7 @@ mod tests {
             t.extend_from_slice(&h);
             t.extend_from_slice(&[0u8; 1024]);
             let err = apply(&t[..], dir.path(), &opts).unwrap_err();
-            assert!(matches!(err, LayerError::InvalidWhiteout { .. }), "{}: {err}", display_bytes(bad));
+            assert!(matches!(err, LayerError::InvalidWhiteout { .. }), "{}: {err}", dirfd::display(bad));
         }
     }
 }

@@ -50,9 +50,9 @@
 
 mod apply;
 mod compress;
-mod fsops;
 pub mod reader;
 mod tarfmt;
+mod target;
 mod writer;
 
 use std::fmt;
@@ -147,12 +147,4 @@ pub enum LayerError {
         #[source]
         source: io::Error,
     },
-}
-
-/// Renders raw path bytes for an error message (lossy, non-UTF-8 bytes escaped).
-pub(crate) fn display_bytes(bytes: &[u8]) -> String {
-    match std::str::from_utf8(bytes) {
-        Ok(s) => s.to_string(),
-        Err(_) => bytes.escape_ascii().to_string(),
-    }
 }

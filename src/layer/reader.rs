@@ -8,7 +8,8 @@
 use std::io::{self, Read};
 
 use super::tarfmt::{self, BLOCK, field, flag};
-use super::{LayerError, Limit, display_bytes};
+use super::{LayerError, Limit};
+use crate::dirfd;
 
 /// Largest PAX / GNU long-name header we read into memory.
 pub const MAX_EXTENSION: u64 = 1 << 20;
@@ -56,7 +57,7 @@ pub type EntryInfo = Entry;
 impl Entry {
     /// The path for error messages.
     pub fn display_path(&self) -> String {
-        display_bytes(&self.path)
+        dirfd::display(&self.path)
     }
 }
 
@@ -330,7 +331,7 @@ impl<R: Read> TarReader<R> {
         if let Some(name) = pending.long_link {
             link = name;
         }
-        let entry_name = |p: &[u8]| display_bytes(p);
+        let entry_name = |p: &[u8]| dirfd::display(p);
         if let Some(records) = pending.pax {
             for (key, value) in records {
                 match key.as_slice() {

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use super::LayerError;
 use super::tarfmt::{self, BLOCK, MAX_OCTAL_8, MAX_OCTAL_12, UstarFields, flag};
+use crate::dirfd::{self, XattrFilter, Xattrs};
 use crate::oci::{DiffId, HashingWriter};
 
 /// Options of the writer.
@@ -280,7 +281,7 @@ impl<W: Write> TarWriter<W> {
 fn check_rel(rel: &Path) -> Result<&[u8], LayerError> {
     let bytes = rel.as_os_str().as_bytes();
     let bytes = bytes.strip_suffix(b"/").unwrap_or(bytes);
-    let invalid = |reason| LayerError::InvalidName { name: super::display_bytes(bytes), reason };
+    let invalid = |reason| LayerError::InvalidName { name: dirfd::display(bytes), reason };
     if bytes.is_empty() {
         return Err(invalid("empty name"));
     }
@@ -296,57 +297,10 @@ fn check_rel(rel: &Path) -> Result<&[u8], LayerError> {
     Ok(bytes)
 }
 
-/// Extended attributes of `path` (not followed), sorted by name; overlayfs's own
-/// (`trusted.overlay.*`, and `user.overlay.*` of user-namespace mounts) left out.
-fn read_xattrs(path: &Path) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    let names = loop {
-        let len = match rustix::fs::llistxattr_query(path) {
-            Ok(len) => len,
-            Err(e) if e == rustix::io::Errno::OPNOTSUPP => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
-        if len == 0 {
-            return Ok(Vec::new());
-        }
-        let mut buf = vec![0u8; len];
-        match rustix::fs::llistxattr(path, &mut buf[..]) {
-            Ok(n) => {
-                buf.truncate(n);
-                break buf;
-            }
-            Err(e) if e == rustix::io::Errno::RANGE => continue,
-            Err(e) => return Err(e.into()),
-        }
-    };
-    let mut out = Vec::new();
-    for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        if name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.") {
-            continue;
-        }
-        let cname = std::ffi::OsStr::from_bytes(name);
-        let value = loop {
-            let len = match rustix::fs::lgetxattr_query(path, cname) {
-                Ok(len) => len,
-                Err(e) if e == rustix::io::Errno::NODATA => break None,
-                Err(e) => return Err(e.into()),
-            };
-            let mut buf = vec![0u8; len];
-            match rustix::fs::lgetxattr(path, cname, &mut buf[..]) {
-                Ok(n) => {
-                    buf.truncate(n);
-                    break Some(buf);
-                }
-                Err(e) if e == rustix::io::Errno::RANGE => continue,
-                Err(e) if e == rustix::io::Errno::NODATA => break None,
-                Err(e) => return Err(e.into()),
-            }
-        };
-        if let Some(value) = value {
-            out.push((name.to_vec(), value));
-        }
-    }
-    out.sort();
-    Ok(out)
+/// Extended attributes of `path` (not followed), sorted by name, as a layer records them:
+/// overlayfs's own left out, the SELinux label kept ([`XattrFilter::KeepSelinuxLabel`]).
+fn read_xattrs(path: &Path) -> std::io::Result<Xattrs> {
+    Ok(dirfd::xattrs_nofollow(path, XattrFilter::KeepSelinuxLabel)?)
 }
 
 /// Tars the tree under `root` (the root itself is not an entry) in byte order of the entry

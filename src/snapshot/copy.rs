@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::meta::{Meta, Record};
-use super::{Backend, DiffOutput, Info, Kind, Mounts, SnapshotError, Snapshotter, Usage, check_key, diff, fscopy};
+use super::{Backend, DiffOutput, Info, Kind, Mounts, SnapshotError, Snapshotter, Usage, check_key, diff, treecopy};
 use crate::layer::WriteOptions;
 use crate::oci::DiffId;
 
@@ -59,7 +59,7 @@ impl CopySnapshotter {
         if kind == Kind::Active {
             let done = (|| {
                 if let Some(parent_dir) = &parent_dir {
-                    let stats = fscopy::copy_tree(parent_dir, &self.fs_dir(rec.id))?;
+                    let stats = treecopy::copy_tree(parent_dir, &self.fs_dir(rec.id))?;
                     tracing::debug!(
                         key,
                         files = stats.files,

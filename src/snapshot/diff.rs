@@ -32,8 +32,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use super::fscopy::read_xattrs;
+use super::treecopy::read_xattrs;
 use super::{SnapshotError, Snapshotter};
+use crate::dirfd::{OVERLAY_TRUSTED_XATTRS, OVERLAY_USER_XATTRS};
 use crate::layer::{TarWriter, WriteOptions};
 use crate::oci::{DiffId, HashingWriter};
 
@@ -129,7 +130,7 @@ fn is_whiteout(md: &Metadata) -> bool {
 
 /// The overlay xattr namespace of a flavour.
 fn overlay_prefix(userxattr: bool) -> &'static [u8] {
-    if userxattr { b"user.overlay." } else { b"trusted.overlay." }
+    if userxattr { OVERLAY_USER_XATTRS } else { OVERLAY_TRUSTED_XATTRS }
 }
 
 /// Whether `path` is an opaque overlay directory.
@@ -331,7 +332,7 @@ fn walk_pair(
                     push_opaque(changes, &child_rel);
                     true
                 }
-                (Some(lmd), Some(lp)) if lower_dir => !same_meta(&child_abs, &md, lp, lmd, b"trusted.overlay.")?,
+                (Some(lmd), Some(lp)) if lower_dir => !same_meta(&child_abs, &md, lp, lmd, OVERLAY_TRUSTED_XATTRS)?,
                 (Some(_), _) => {
                     // A directory replacing a non-directory: opaque, as overlay makes it.
                     push_opaque(changes, &child_rel);
@@ -346,7 +347,7 @@ fn walk_pair(
             continue;
         }
         if let (Some(lmd), Some(lp)) = (&lower_md, &lower_abs) {
-            if same_meta(&child_abs, &md, lp, lmd, b"trusted.overlay.")? {
+            if same_meta(&child_abs, &md, lp, lmd, OVERLAY_TRUSTED_XATTRS)? {
                 let touched = (md.ctime(), md.ctime_nsec()) >= since;
                 if !md.is_file() || !touched || same_content(&child_abs, lp)? {
                     continue;

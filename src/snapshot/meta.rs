@@ -125,7 +125,7 @@ impl Meta {
         })?;
         drop(locked);
         crate::failpoint::io("snapshot.remove.before_delete").map_err(|e| SnapshotError::io("remove", &trash, e))?;
-        super::fscopy::remove_tree(&trash)
+        super::treecopy::remove_tree(&trash)
     }
 }
 
@@ -276,7 +276,7 @@ impl Locked<'_> {
                 (name.bytes().all(|b| b.is_ascii_digit()) && !ids.contains(&name)) || name.starts_with("trash-");
             if orphan {
                 tracing::info!(path = %entry.path().display(), "removing snapshot directory without a record");
-                super::fscopy::remove_tree(&entry.path())?;
+                super::treecopy::remove_tree(&entry.path())?;
             }
         }
         Ok(())

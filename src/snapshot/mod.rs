@@ -30,10 +30,10 @@
 
 mod copy;
 pub mod diff;
-mod fscopy;
 mod meta;
 mod mounts;
 mod overlay;
+mod treecopy;
 
 use std::fmt;
 use std::io::{self, Read, Write};

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use super::meta::{Meta, Record};
 use super::mounts::{MAX_LAYERS, mount_overlay};
-use super::{Backend, DiffOutput, Info, Kind, Mounts, SnapshotError, Snapshotter, Usage, check_key, diff, fscopy};
+use super::{Backend, DiffOutput, Info, Kind, Mounts, SnapshotError, Snapshotter, Usage, check_key, diff, treecopy};
 use crate::layer::WriteOptions;
 use crate::oci::DiffId;
 
@@ -145,7 +145,7 @@ impl Snapshotter for OverlaySnapshotter {
         })?;
         drop(locked);
         // The work directory is only needed while mounted; a leftover is harmless.
-        if let Err(e) = fscopy::remove_tree(&self.work_dir(id)) {
+        if let Err(e) = treecopy::remove_tree(&self.work_dir(id)) {
             tracing::warn!(name, error = %e, "failed to remove an overlay work directory");
         }
         Ok(info)
@@ -197,6 +197,6 @@ pub(super) fn probe(base: &Path, userxattr: bool) -> Result<(), SnapshotError> {
     mount_overlay(&[p.join("lower")], Some((&p.join("upper"), &p.join("work"))), userxattr, &merged)?;
     let unmounted = rustix::mount::unmount(&merged, rustix::mount::UnmountFlags::empty())
         .map_err(|e| SnapshotError::Unmount { target: merged.clone(), source: e.into() });
-    fscopy::remove_tree(p)?;
+    treecopy::remove_tree(p)?;
     unmounted
 }

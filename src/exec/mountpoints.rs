@@ -1,12 +1,13 @@
-//! Mount-point stubs: the files `/etc/hosts` and `/etc/resolv.conf` must exist in the rootfs
-//! for the generated ones to be bound over them. When missing they are created empty (with
-//! any missing directories), following the image's symlinks the way the sandbox will see them
-//! (a `/etc/resolv.conf -> ../run/systemd/resolve/stub-resolv.conf` gets its target
-//! created), and everything created is removed after the run if it is still an empty file or
-//! directory (BuildKit's `executor/stubs.go`). The directory mount points `/proc`, `/dev` and
-//! `/sys` are stubbed the same way, and each parent gets its times back once its stub is gone:
-//! a run that changes nothing leaves the rootfs as it found it, so a build step's diff is empty.
-//! Existing files are never written: the bind hides them for the run.
+//! Mount points made to exist for the run: the files `/etc/hosts` and `/etc/resolv.conf` must
+//! exist in the rootfs for the generated ones to be bound over them. When missing they are
+//! created empty (with any missing directories), following the image's symlinks the way the
+//! sandbox will see them (a `/etc/resolv.conf -> ../run/systemd/resolve/stub-resolv.conf` gets
+//! its target created), and everything created is removed after the run if it is still an
+//! empty file or directory (BuildKit's `executor/stubs.go`). The directory mount points
+//! `/proc`, `/dev` and `/sys` are made the same way, and each parent gets its times back once
+//! the stand-in created in it is gone: a run that changes nothing leaves the rootfs as it found
+//! it, so a build step's diff is empty. Existing files are never written: the bind hides them
+//! for the run.
 //!
 //! Every step is confined to the rootfs: symlinks are resolved by hand against the rootfs as
 //! `/`, directories are opened with `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS)`, so a
@@ -21,27 +22,28 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timestamps};
 
 use super::{ExecError, sys};
 
-/// The mount points stubbed, as absolute paths in the sandbox.
-pub const STUB_FILES: &[&str] = &["/etc/hosts", "/etc/resolv.conf"];
+/// The file mount points made to exist, as absolute paths in the sandbox.
+pub const FILE_MOUNT_POINTS: &[&str] = &["/etc/hosts", "/etc/resolv.conf"];
 
 /// The directory mount points directly under the rootfs, created when missing (a symlink there
 /// is left for the sandbox to refuse, never followed).
-pub const STUB_DIRS: &[&str] = &["proc", "dev", "sys"];
+pub const DIR_MOUNT_POINTS: &[&str] = &["proc", "dev", "sys"];
 
-/// Symlinks followed while resolving one stub path.
+/// Symlinks followed while resolving one mount point.
 const MAX_LINKS: u32 = 16;
 
-/// What was created, to be undone.
+/// The stand-ins created for missing mount points, to be undone.
 #[derive(Debug)]
-pub struct Stubs {
+pub struct MountPoints {
     rootfs: PathBuf,
     /// Paths relative to the rootfs, in creation order (parents first), each with its parent
     /// directory's times from just before it was created.
     created: Vec<(String, Timestamps)>,
 }
 
-/// A directory's times, to put back once a stub in it is gone: a run that changes nothing then
-/// leaves no trace in the rootfs (so its diff is empty, as BuildKit's stub cleaning ensures).
+/// A directory's times, to put back once a stand-in created in it is gone: a run that changes
+/// nothing then leaves no trace in the rootfs (so its diff is empty, as BuildKit's stub cleaning
+/// ensures).
 fn times_of(dir: &OwnedFd) -> io::Result<Timestamps> {
     let st = rustix::fs::fstat(dir)?;
     let ts = |sec: i64, nsec: i64| rustix::fs::Timespec { tv_sec: sec, tv_nsec: nsec as _ };
@@ -82,21 +84,21 @@ fn components(path: &str, mut base: Vec<String>) -> Vec<String> {
     base
 }
 
-impl Stubs {
-    pub fn create(rootfs: &Path) -> Result<Stubs, ExecError> {
-        let mut stubs = Stubs { rootfs: rootfs.to_path_buf(), created: Vec::new() };
+impl MountPoints {
+    pub fn create(rootfs: &Path) -> Result<MountPoints, ExecError> {
+        let mut points = MountPoints { rootfs: rootfs.to_path_buf(), created: Vec::new() };
         let root = open_root(rootfs).map_err(|source| ExecError::Rootfs { path: rootfs.to_path_buf(), source })?;
-        for path in STUB_FILES {
-            stubs
+        for path in FILE_MOUNT_POINTS {
+            points
                 .ensure_file(&root, path)
                 .map_err(|source| ExecError::Prepare { what: format!("{path} in the rootfs"), source })?;
         }
-        for name in STUB_DIRS {
-            stubs
+        for name in DIR_MOUNT_POINTS {
+            points
                 .ensure_dir(&root, name)
                 .map_err(|source| ExecError::Prepare { what: format!("/{name} in the rootfs"), source })?;
         }
-        Ok(stubs)
+        Ok(points)
     }
 
     /// Creates the directory `name` directly under the rootfs when nothing has that name.
@@ -196,7 +198,7 @@ impl Stubs {
     }
 }
 
-impl Drop for Stubs {
+impl Drop for MountPoints {
     fn drop(&mut self) {
         let _ = self.remove();
     }
@@ -210,16 +212,16 @@ mod tests {
     fn stubs_are_created_when_missing_and_removed_when_untouched() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        let mut stubs = Stubs::create(root).unwrap();
+        let mut points = MountPoints::create(root).unwrap();
         assert!(root.join("etc/hosts").is_file() && root.join("etc/resolv.conf").is_file());
-        stubs.remove().unwrap();
+        points.remove().unwrap();
         assert!(!root.join("etc").exists(), "a created /etc is removed again");
 
         std::fs::create_dir(root.join("etc")).unwrap();
         std::fs::write(root.join("etc/hosts"), "image's own\n").unwrap();
-        let mut stubs = Stubs::create(root).unwrap();
+        let mut points = MountPoints::create(root).unwrap();
         std::fs::write(root.join("etc/resolv.conf"), "written by the run\n").unwrap();
-        stubs.remove().unwrap();
+        points.remove().unwrap();
         assert_eq!(std::fs::read_to_string(root.join("etc/hosts")).unwrap(), "image's own\n");
         assert!(root.join("etc/resolv.conf").exists(), "a stub the run filled is kept");
     }
@@ -233,9 +235,9 @@ mod tests {
         let before = |p: &str| std::fs::metadata(root.join(p)).unwrap().modified().unwrap();
         let (root_time, etc_time) = (before(""), before("etc"));
         std::thread::sleep(std::time::Duration::from_millis(20));
-        let mut stubs = Stubs::create(root).unwrap();
+        let mut points = MountPoints::create(root).unwrap();
         assert!(root.join("proc").is_dir() && root.join("sys").is_dir() && root.join("etc/hosts").is_file());
-        stubs.remove().unwrap();
+        points.remove().unwrap();
         assert!(!root.join("proc").exists() && !root.join("sys").exists() && root.join("dev").is_dir());
         assert!(!root.join("etc/hosts").exists());
         assert_eq!((before(""), before("etc")), (root_time, etc_time), "a run that changed nothing leaves no trace");
@@ -252,11 +254,11 @@ mod tests {
         // Absolute and escaping links resolve against the rootfs, never the host.
         let host_file = outside.join("hosts");
         std::os::unix::fs::symlink(format!("../../..{}", host_file.display()), root.join("etc/hosts")).unwrap();
-        let mut stubs = Stubs::create(&root).unwrap();
+        let mut points = MountPoints::create(&root).unwrap();
         assert!(root.join("run/systemd/resolve/stub-resolv.conf").is_file());
         assert!(root.join(host_file.strip_prefix("/").unwrap()).is_file());
         assert!(!host_file.exists(), "a stub was created outside the rootfs");
-        stubs.remove().unwrap();
+        points.remove().unwrap();
         assert!(!root.join("run/systemd").exists() && root.join("run").is_dir());
         assert!(!root.join(dir.path().strip_prefix("/").unwrap()).exists(), "created directories are removed");
     }
@@ -267,11 +269,11 @@ mod tests {
         let (root, outside) = (dir.path().join("root"), dir.path().join("outside"));
         std::fs::create_dir_all(root.join("etc")).unwrap();
         std::fs::create_dir(&outside).unwrap();
-        let mut stubs = Stubs::create(&root).unwrap();
+        let mut points = MountPoints::create(&root).unwrap();
         std::fs::write(outside.join("hosts"), "").unwrap();
         std::fs::rename(root.join("etc"), root.join("etc.old")).unwrap();
         std::os::unix::fs::symlink(&outside, root.join("etc")).unwrap();
-        stubs.remove().unwrap();
+        points.remove().unwrap();
         assert!(outside.join("hosts").exists());
     }
 
@@ -280,6 +282,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("etc")).unwrap();
         std::os::unix::fs::symlink("hosts", dir.path().join("etc/hosts")).unwrap();
-        assert!(matches!(Stubs::create(dir.path()), Err(ExecError::Prepare { .. })));
+        assert!(matches!(MountPoints::create(dir.path()), Err(ExecError::Prepare { .. })));
     }
 }

@@ -1,6 +1,6 @@
 //! Copying a tree exactly (the copy snapshotter's `prepare`) and removing one.
 //!
-//! Keeps hardlinks, xattrs, devices, FIFOs, sockets, ownership, modes (setuid included: owner
+//! Keeps hardlinks, every xattr, devices, FIFOs, sockets, ownership, modes (setuid included: owner
 //! is set before mode) and atime/mtime with nanoseconds; directory times are set after their
 //! content. File data goes through `FICLONE` (reflink) where the filesystem shares extents,
 //! else `copy_file_range`, else read/write. Never follows a symlink. Knows nothing of
@@ -17,9 +17,7 @@ use std::path::Path;
 use rustix::fs::{AtFlags, CWD, FileType, Mode, Timespec, Timestamps, XattrFlags};
 
 use super::SnapshotError;
-
-/// Extended attributes as (name, value) pairs, sorted by name.
-pub(super) type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
+use crate::dirfd::{self, XattrFilter, Xattrs};
 
 /// How file data was copied, for the log.
 #[derive(Debug, Default, Clone, Copy)]
@@ -185,36 +183,10 @@ fn copy_metadata(from: &Path, to: &Path, md: &fs::Metadata) -> Result<(), Snapsh
         .map_err(|e| SnapshotError::io("set times of", to, e.into()))
 }
 
-/// Extended attributes of `path` (not followed), sorted by name.
+/// Every extended attribute of `path` (not followed), sorted by name: an exact copy leaves
+/// nothing out ([`XattrFilter::Exact`]).
 pub(super) fn read_xattrs(path: &Path) -> Result<Xattrs, SnapshotError> {
-    let err = |e: rustix::io::Errno| SnapshotError::io("read xattrs of", path, e.into());
-    let mut names = vec![0u8; 4096];
-    let n = loop {
-        match rustix::fs::llistxattr(path, &mut names[..]) {
-            Ok(n) => break n,
-            Err(rustix::io::Errno::RANGE) => names.resize(names.len() * 4, 0),
-            Err(rustix::io::Errno::OPNOTSUPP) => return Ok(Vec::new()),
-            Err(e) => return Err(err(e)),
-        }
-    };
-    let mut out = Vec::new();
-    for name in names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        let mut value = vec![0u8; 4096];
-        loop {
-            match rustix::fs::lgetxattr(path, OsStr::from_bytes(name), &mut value[..]) {
-                Ok(len) => {
-                    value.truncate(len);
-                    out.push((name.to_vec(), value));
-                    break;
-                }
-                Err(rustix::io::Errno::RANGE) => value.resize(value.len() * 4, 0),
-                Err(rustix::io::Errno::NODATA) => break,
-                Err(e) => return Err(err(e)),
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
+    dirfd::xattrs_nofollow(path, XattrFilter::Exact).map_err(|e| SnapshotError::io("read xattrs of", path, e.into()))
 }
 
 /// Removes `path` and everything under it, making read-only directories writable on the way
