@@ -157,6 +157,24 @@ pub(super) fn write_etc_files(dir: &Path, spec: &ExecSpec) -> Result<(PathBuf, P
     Ok((hosts_file, resolv_file))
 }
 
+/// The helper process, spawned and given its config.
+struct Spawned {
+    child: std::process::Child,
+    /// The read end of the pipe the helper reports on (see [`Report`]).
+    reports: OwnedFd,
+}
+
+/// How the supervision of a helper ended.
+struct Supervised {
+    /// The helper's own exit (waited for), or why waiting failed.
+    status: io::Result<std::process::ExitStatus>,
+    /// A timeout or a cancellation that ended the run.
+    stopped: Option<ExecError>,
+    /// The first error copying the payload's output.
+    copied: Option<io::Error>,
+    reports: Vec<Report>,
+}
+
 impl EmbeddedExecutor {
     fn run_helper(
         &self,
@@ -164,6 +182,27 @@ impl EmbeddedExecutor {
         output: Output<'_>,
         cancel: &CancelToken,
     ) -> Result<ExitStatus, ExecError> {
+        let stdin = output.stdin;
+        let Spawned { child, reports } = self.spawn_helper(config, stdin)?;
+        let supervised = supervise(child, reports, output.stdout, output.stderr, cancel, config.spec.timeout);
+        let status = supervised.status.map_err(|source| ExecError::Wait { source })?;
+        if let Some(err) = supervised.stopped {
+            return Err(err);
+        }
+        let status = exit_status(supervised.reports)?.ok_or(ExecError::HelperLost { status })?;
+        if let Some(source) = supervised.copied {
+            return Err(ExecError::Output { source });
+        }
+        Ok(status)
+    }
+
+    /// Starts `slipway __exec-init` sealed, mapped into a user namespace when rootless, and
+    /// writes its config (length first), then (run -i) the payload's stdin, to its stdin.
+    fn spawn_helper(
+        &self,
+        config: &HelperConfig,
+        payload_stdin: Option<Box<dyn Read + Send>>,
+    ) -> Result<Spawned, ExecError> {
         let json = serde_json::to_vec(config).map_err(|e| ExecError::Prepare {
             what: "the helper config".to_string(),
             source: io::Error::new(io::ErrorKind::InvalidData, e),
@@ -220,82 +259,88 @@ impl EmbeddedExecutor {
         let mut child = spawned.map_err(|source| ExecError::Spawn { helper, source })?;
         drop(report_w);
         if let Some(mut stdin) = child.stdin.take() {
-            // The config, length first, then (run -i) the payload's stdin on the same pipe.
             // A helper that died early shows up in its report, not here.
             let mut framed = (json.len() as u64).to_le_bytes().to_vec();
             framed.extend_from_slice(&json);
             if stdin.write_all(&framed).is_ok()
-                && let Some(source) = output.stdin
+                && let Some(source) = payload_stdin
             {
                 super::feed_stdin(source, stdin);
             }
         }
-        let pid = child.id() as libc::pid_t;
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
-        let exited = AtomicBool::new(false);
-        let reports = Mutex::new(Vec::new());
-
-        let (waited, copied) = std::thread::scope(|scope| {
-            let out_thread = scope.spawn(|| stdout.map_or(Ok(()), |s| copy_all(s, output.stdout)));
-            let err_thread = scope.spawn(|| stderr.map_or(Ok(()), |s| copy_all(s, output.stderr)));
-            let report_thread = scope.spawn(|| read_reports(report_r, &reports));
-            let waiter = scope.spawn(|| {
-                let res = sys::wait_exited_keep(pid);
-                exited.store(true, Ordering::SeqCst);
-                cancel.wake();
-                res
-            });
-
-            let cancelled_early = cancel.wait_until(config.spec.timeout, || exited.load(Ordering::SeqCst));
-            let timed_out = !cancelled_early && !exited.load(Ordering::SeqCst);
-            let cancelled = cancel.is_cancelled() && !exited.load(Ordering::SeqCst);
-            if timed_out || cancelled {
-                // The helper turns SIGTERM into SIGKILL for the sandbox's init; if it cannot
-                // within the grace period, killing the helper kills init (parent-death signal).
-                let _ = sys::kill(pid, sys::SIGTERM);
-                cancel.wait_for(CANCEL_GRACE, || exited.load(Ordering::SeqCst));
-                if !exited.load(Ordering::SeqCst) {
-                    let _ = sys::kill(pid, sys::SIGKILL);
-                }
-            }
-            let waited = waiter.join().unwrap_or_else(|_| Err(io::Error::other("waiter thread panicked")));
-            let status = child.wait();
-            let copied = [out_thread.join(), err_thread.join()]
-                .into_iter()
-                .map(|r| r.unwrap_or_else(|_| Err(io::Error::other("output thread panicked"))))
-                .find_map(Result::err);
-            let _ = report_thread.join();
-            let outcome = match (timed_out, cancelled) {
-                (true, _) => Some(ExecError::TimedOut { timeout: config.spec.timeout.unwrap_or_default() }),
-                (_, true) => Some(ExecError::Cancelled),
-                _ => None,
-            };
-            ((waited.and(status), outcome), copied)
-        });
-        let ((status, outcome), copied) = (waited, copied);
-        let status = status.map_err(|source| ExecError::Wait { source })?;
-        if let Some(err) = outcome {
-            return Err(err);
-        }
-        let reports = reports.into_inner().unwrap_or_else(|p| p.into_inner());
-        let mut result = None;
-        for report in reports {
-            match report {
-                Report::Failed(failure) => return Err(failure.into()),
-                Report::Exited { code } => result = Some(ExitStatus::Exited(code)),
-                Report::Signaled { signal } => result = Some(ExitStatus::Signaled(signal)),
-                // The whole sandbox died with its init (OOM killer, a kill from the host).
-                Report::InitDied { signal } => result = result.or(Some(ExitStatus::Signaled(signal))),
-                Report::Init { pid } => tracing::debug!(pid, "sandbox init started"),
-            }
-        }
-        let status = result.ok_or(ExecError::HelperLost { status })?;
-        if let Some(source) = copied {
-            return Err(ExecError::Output { source });
-        }
-        Ok(status)
+        Ok(Spawned { child, reports: report_r })
     }
+}
+
+/// Copies the helper's output and reads its reports until it exits; stops it (SIGTERM, then
+/// SIGKILL after the grace period) on a timeout or a cancellation.
+fn supervise(
+    mut child: std::process::Child,
+    report_r: OwnedFd,
+    out: &mut (dyn Write + Send),
+    err: &mut (dyn Write + Send),
+    cancel: &CancelToken,
+    timeout: Option<Duration>,
+) -> Supervised {
+    let pid = child.id() as libc::pid_t;
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let exited = AtomicBool::new(false);
+    let reports = Mutex::new(Vec::new());
+    let (status, stopped, copied) = std::thread::scope(|scope| {
+        let out_thread = scope.spawn(|| stdout.map_or(Ok(()), |s| copy_all(s, out)));
+        let err_thread = scope.spawn(|| stderr.map_or(Ok(()), |s| copy_all(s, err)));
+        let report_thread = scope.spawn(|| read_reports(report_r, &reports));
+        let waiter = scope.spawn(|| {
+            let res = sys::wait_exited_keep(pid);
+            exited.store(true, Ordering::SeqCst);
+            cancel.wake();
+            res
+        });
+        let cancelled_early = cancel.wait_until(timeout, || exited.load(Ordering::SeqCst));
+        let timed_out = !cancelled_early && !exited.load(Ordering::SeqCst);
+        let cancelled = cancel.is_cancelled() && !exited.load(Ordering::SeqCst);
+        if timed_out || cancelled {
+            // The helper turns SIGTERM into SIGKILL for the sandbox's init; if it cannot
+            // within the grace period, killing the helper kills init (parent-death signal).
+            let _ = sys::kill(pid, sys::SIGTERM);
+            cancel.wait_for(CANCEL_GRACE, || exited.load(Ordering::SeqCst));
+            if !exited.load(Ordering::SeqCst) {
+                let _ = sys::kill(pid, sys::SIGKILL);
+            }
+        }
+        let waited = waiter.join().unwrap_or_else(|_| Err(io::Error::other("waiter thread panicked")));
+        let status = child.wait();
+        let copied = [out_thread.join(), err_thread.join()]
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|_| Err(io::Error::other("output thread panicked"))))
+            .find_map(Result::err);
+        let _ = report_thread.join();
+        let stopped = match (timed_out, cancelled) {
+            (true, _) => Some(ExecError::TimedOut { timeout: timeout.unwrap_or_default() }),
+            (_, true) => Some(ExecError::Cancelled),
+            _ => None,
+        };
+        (waited.and(status), stopped, copied)
+    });
+    let reports = reports.into_inner().unwrap_or_else(|p| p.into_inner());
+    Supervised { status, stopped, copied, reports }
+}
+
+/// How the payload ended, from the helper's reports (`None`: the helper said nothing).
+fn exit_status(reports: Vec<Report>) -> Result<Option<ExitStatus>, ExecError> {
+    let mut result = None;
+    for report in reports {
+        match report {
+            Report::Failed(failure) => return Err(failure.into()),
+            Report::Exited { code } => result = Some(ExitStatus::Exited(code)),
+            Report::Signaled { signal } => result = Some(ExitStatus::Signaled(signal)),
+            // The whole sandbox died with its init (OOM killer, a kill from the host).
+            Report::InitDied { signal } => result = result.or(Some(ExitStatus::Signaled(signal))),
+            Report::Init { pid } => tracing::debug!(pid, "sandbox init started"),
+        }
+    }
+    Ok(result)
 }
 
 /// Copies a pipe into a sink; after a sink error keeps draining (so the process never blocks
