@@ -16,7 +16,7 @@ use rustix::io::Errno;
 
 use super::LayerError;
 use super::reader::{Entry, EntryInfo, EntryKind, ReadLimits, TarReader};
-use super::target::{Root, chown_nofollow, fchown, join, remove_existing, set_times_nofollow, timestamps};
+use super::target::{Comps, Root, chown_nofollow, fchown, join, remove_existing, set_times_nofollow, timestamps};
 use crate::dirfd::{self, XattrFilter};
 
 /// Longest entry path accepted (bytes, after cleaning).
@@ -165,19 +165,7 @@ fn apply_entry<R: Read>(
         return Err(LayerError::InvalidWhiteout { entry: entry.display_path() });
     }
     if name.starts_with(WHITEOUT_PREFIX) {
-        state.report.whiteouts += 1;
-        if name == OPAQUE {
-            return opaque(root, parent, entry, state);
-        }
-        if name.starts_with(b".wh..wh.") {
-            // aufs bookkeeping (`.wh..wh.plnk`, `.wh..wh.aufs`): meaningless here.
-            return Ok(());
-        }
-        let target = &name[WHITEOUT_PREFIX.len()..];
-        if target.is_empty() || target == b"." || target == b".." {
-            return Err(LayerError::InvalidWhiteout { entry: entry.display_path() });
-        }
-        return whiteout(root, parent, target, entry, state);
+        return whiteout_entry(root, parent, name, entry, state);
     }
     if entry.uid >= u64::from(u32::MAX) || entry.gid >= u64::from(u32::MAX) {
         return Err(LayerError::InvalidEntry { entry: entry.display_path(), reason: "uid or gid out of range" });
@@ -187,96 +175,146 @@ fn apply_entry<R: Read>(
     if n_created > 0 {
         state.mark_created(parent);
     }
-    let pfd = pfd.as_fd();
-
+    let at = At { dir: pfd.as_fd(), name };
     // Hardlink targets are resolved before anything at the destination is removed.
-    let link_src = if entry.kind == EntryKind::Link {
-        let target = clean(&entry.link, entry)?;
-        let Some((&tname, tparent)) = target.split_last() else {
-            return Err(LayerError::InvalidEntry { entry: entry.display_path(), reason: "hardlink to the root" });
-        };
-        if target == comps {
-            return Err(LayerError::InvalidEntry { entry: entry.display_path(), reason: "hardlink to itself" });
-        }
-        let tfd = root.open_dir(tparent).map_err(op_err(entry, "resolve hardlink target"))?;
-        Some((tfd, tname))
-    } else {
-        None
+    let link_src = match entry.kind {
+        EntryKind::Link => Some(hardlink_source(root, &comps, entry)?),
+        _ => None,
     };
 
     // Unlink-then-create unless directory over directory (catalogue C6: last entry wins).
-    let existing = dirfd::lstat_at(pfd, name).map_err(op_err(entry, "inspect existing path"))?;
+    let existing = dirfd::lstat_at(at.dir, name).map_err(op_err(entry, "inspect existing path"))?;
     let keep_dir = entry.kind == EntryKind::Directory && existing.as_ref().is_some_and(dirfd::is_dir);
     if existing.is_some() && !keep_dir {
-        remove_existing(pfd, name).map_err(op_err(entry, "remove existing path"))?;
+        remove_existing(at.dir, name).map_err(op_err(entry, "remove existing path"))?;
     }
 
-    let (uid, gid) = (entry.uid as u32, entry.gid as u32);
-    let os_name = dirfd::os(name);
     match entry.kind {
-        EntryKind::Regular => {
-            let fd = rustix::fs::openat(
-                pfd,
-                os_name,
-                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::from_raw_mode(0o600),
-            )
-            .map_err(op_err(entry, "create file"))?;
-            let mut file = File::from(fd);
-            write_data(reader, &mut file, entry, buf)?;
-            finish_fd(file.as_fd(), entry, entry.mode, state)?;
-            rustix::fs::futimens(&file, &timestamps(entry.mtime)).map_err(op_err(entry, "set times"))?;
-        }
+        EntryKind::Regular => create_file(reader, &at, entry, state, buf)?,
         EntryKind::Directory => {
             if !keep_dir {
-                rustix::fs::mkdirat(pfd, os_name, Mode::from_raw_mode(0o700))
+                rustix::fs::mkdirat(at.dir, dirfd::os(name), Mode::from_raw_mode(0o700))
                     .map_err(op_err(entry, "create directory"))?;
             }
-            let dfd = dirfd::open_child_dir(pfd, name).map_err(op_err(entry, "open directory"))?;
+            let dfd = dirfd::open_child_dir(at.dir, name).map_err(op_err(entry, "open directory"))?;
             // Owner-writable until the second pass, so an unprivileged apply can fill it.
             finish_fd(dfd.as_fd(), entry, entry.mode | 0o700, state)?;
             state.dir_times.push((join(&comps), entry.mode, entry.mtime));
         }
-        EntryKind::Symlink => {
-            rustix::fs::symlinkat(dirfd::os(&entry.link), pfd, os_name).map_err(op_err(entry, "create symlink"))?;
-            if state.opts.same_owner {
-                chown_nofollow(pfd, name, uid, gid).map_err(op_err(entry, "change owner"))?;
-            }
-            state.report.xattrs_skipped += entry.xattrs.len() as u64;
-            set_times_nofollow(pfd, name, entry.mtime).map_err(op_err(entry, "set times"))?;
-        }
+        EntryKind::Symlink => create_symlink(&at, entry, state)?,
         EntryKind::Link => {
             let (tfd, tname) = link_src.expect("link_src is set for hardlink entries");
-            rustix::fs::linkat(&tfd, dirfd::os(tname), pfd, os_name, rustix::fs::AtFlags::empty())
+            rustix::fs::linkat(&tfd, dirfd::os(tname), at.dir, dirfd::os(name), rustix::fs::AtFlags::empty())
                 .map_err(op_err(entry, "create hardlink"))?;
         }
         EntryKind::CharDevice | EntryKind::BlockDevice | EntryKind::Fifo => {
-            let (ft, dev) = match entry.kind {
-                EntryKind::CharDevice => (FileType::CharacterDevice, true),
-                EntryKind::BlockDevice => (FileType::BlockDevice, true),
-                _ => (FileType::Fifo, false),
-            };
-            let rdev = rustix::fs::makedev(entry.devmajor, entry.devminor);
-            match rustix::fs::mknodat(pfd, os_name, ft, Mode::from_raw_mode(0o600), rdev) {
-                Ok(()) => {}
-                Err(Errno::PERM) if dev && state.opts.skip_devices => {
-                    tracing::warn!(entry = %entry.display_path(), "skipping device node (not permitted)");
-                    state.report.devices_skipped += 1;
-                    return Ok(());
-                }
-                Err(e) => return Err(op_err(entry, "create device node")(e)),
+            if !create_node(&at, entry, state)? {
+                return Ok(());
             }
-            if state.opts.same_owner {
-                chown_nofollow(pfd, name, uid, gid).map_err(op_err(entry, "change owner"))?;
-            }
-            let handle = dirfd::open_path_handle(pfd, name).map_err(op_err(entry, "open device node"))?;
-            dirfd::chmod_handle(handle.as_fd(), entry.mode).map_err(op_err(entry, "change mode"))?;
-            set_xattrs(entry, state, |k, v| dirfd::setxattr_handle(handle.as_fd(), k, v))?;
-            set_times_nofollow(pfd, name, entry.mtime).map_err(op_err(entry, "set times"))?;
         }
     }
     state.mark_created(&comps);
     Ok(())
+}
+
+/// Where an entry is created: its parent directory, and its name there.
+struct At<'a> {
+    dir: BorrowedFd<'a>,
+    name: &'a [u8],
+}
+
+/// A `.wh.NAME` entry (deletes NAME from lower layers) or `.wh..wh..opq` (hides the whole
+/// directory below).
+fn whiteout_entry(
+    root: &Root,
+    parent: &Comps<'_>,
+    name: &[u8],
+    entry: &Entry,
+    state: &mut State<'_>,
+) -> Result<(), LayerError> {
+    state.report.whiteouts += 1;
+    if name == OPAQUE {
+        return opaque(root, parent, entry, state);
+    }
+    if name.starts_with(b".wh..wh.") {
+        // aufs bookkeeping (`.wh..wh.plnk`, `.wh..wh.aufs`): meaningless here.
+        return Ok(());
+    }
+    let target = &name[WHITEOUT_PREFIX.len()..];
+    if target.is_empty() || target == b"." || target == b".." {
+        return Err(LayerError::InvalidWhiteout { entry: entry.display_path() });
+    }
+    whiteout(root, parent, target, entry, state)
+}
+
+/// The directory and name a hardlink entry links to (inside the root, never itself).
+fn hardlink_source<'e>(root: &Root, comps: &Comps<'_>, entry: &'e Entry) -> Result<(OwnedFd, &'e [u8]), LayerError> {
+    let target = clean(&entry.link, entry)?;
+    let Some((&tname, tparent)) = target.split_last() else {
+        return Err(LayerError::InvalidEntry { entry: entry.display_path(), reason: "hardlink to the root" });
+    };
+    if target == comps {
+        return Err(LayerError::InvalidEntry { entry: entry.display_path(), reason: "hardlink to itself" });
+    }
+    let tfd = root.open_dir(tparent).map_err(op_err(entry, "resolve hardlink target"))?;
+    Ok((tfd, tname))
+}
+
+fn create_file<R: Read>(
+    reader: &mut TarReader<R>,
+    at: &At<'_>,
+    entry: &Entry,
+    state: &mut State<'_>,
+    buf: &mut [u8],
+) -> Result<(), LayerError> {
+    let fd = rustix::fs::openat(
+        at.dir,
+        dirfd::os(at.name),
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .map_err(op_err(entry, "create file"))?;
+    let mut file = File::from(fd);
+    write_data(reader, &mut file, entry, buf)?;
+    finish_fd(file.as_fd(), entry, entry.mode, state)?;
+    rustix::fs::futimens(&file, &timestamps(entry.mtime)).map_err(op_err(entry, "set times"))
+}
+
+fn create_symlink(at: &At<'_>, entry: &Entry, state: &mut State<'_>) -> Result<(), LayerError> {
+    rustix::fs::symlinkat(dirfd::os(&entry.link), at.dir, dirfd::os(at.name))
+        .map_err(op_err(entry, "create symlink"))?;
+    if state.opts.same_owner {
+        chown_nofollow(at.dir, at.name, entry.uid as u32, entry.gid as u32).map_err(op_err(entry, "change owner"))?;
+    }
+    state.report.xattrs_skipped += entry.xattrs.len() as u64;
+    set_times_nofollow(at.dir, at.name, entry.mtime).map_err(op_err(entry, "set times"))
+}
+
+/// A device node or FIFO; `false` when a device was skipped (not permitted, and allowed to).
+fn create_node(at: &At<'_>, entry: &Entry, state: &mut State<'_>) -> Result<bool, LayerError> {
+    let (ft, dev) = match entry.kind {
+        EntryKind::CharDevice => (FileType::CharacterDevice, true),
+        EntryKind::BlockDevice => (FileType::BlockDevice, true),
+        _ => (FileType::Fifo, false),
+    };
+    let rdev = rustix::fs::makedev(entry.devmajor, entry.devminor);
+    match rustix::fs::mknodat(at.dir, dirfd::os(at.name), ft, Mode::from_raw_mode(0o600), rdev) {
+        Ok(()) => {}
+        Err(Errno::PERM) if dev && state.opts.skip_devices => {
+            tracing::warn!(entry = %entry.display_path(), "skipping device node (not permitted)");
+            state.report.devices_skipped += 1;
+            return Ok(false);
+        }
+        Err(e) => return Err(op_err(entry, "create device node")(e)),
+    }
+    if state.opts.same_owner {
+        chown_nofollow(at.dir, at.name, entry.uid as u32, entry.gid as u32).map_err(op_err(entry, "change owner"))?;
+    }
+    let handle = dirfd::open_path_handle(at.dir, at.name).map_err(op_err(entry, "open device node"))?;
+    dirfd::chmod_handle(handle.as_fd(), entry.mode).map_err(op_err(entry, "change mode"))?;
+    set_xattrs(entry, state, |k, v| dirfd::setxattr_handle(handle.as_fd(), k, v))?;
+    set_times_nofollow(at.dir, at.name, entry.mtime).map_err(op_err(entry, "set times"))?;
+    Ok(true)
 }
 
 static ZEROS: [u8; 64 << 10] = [0u8; 64 << 10];
