@@ -12,18 +12,14 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use super::cgroup::RunCgroup;
 use super::idmap::{self, SubIds};
 use super::mountpoints::MountPoints;
 use super::protocol::{HelperConfig, Report};
 use super::slirp;
+use super::supervise::supervise;
 use super::{CancelToken, ExecError, ExecSpec, Executor, ExitStatus, HELPER_SUBCOMMAND, Network, Output, sys};
-
-/// How long a cancelled helper gets to kill its sandbox before it is killed itself.
-const CANCEL_GRACE: Duration = Duration::from_secs(2);
 
 /// Largest host `/etc/resolv.conf` copied into a sandbox.
 const MAX_RESOLV_BYTES: u64 = 64 << 10;
@@ -164,17 +160,6 @@ struct Spawned {
     reports: OwnedFd,
 }
 
-/// How the supervision of a helper ended.
-struct Supervised {
-    /// The helper's own exit (waited for), or why waiting failed.
-    status: io::Result<std::process::ExitStatus>,
-    /// A timeout or a cancellation that ended the run.
-    stopped: Option<ExecError>,
-    /// The first error copying the payload's output.
-    copied: Option<io::Error>,
-    reports: Vec<Report>,
-}
-
 impl EmbeddedExecutor {
     fn run_helper(
         &self,
@@ -182,14 +167,20 @@ impl EmbeddedExecutor {
         output: Output<'_>,
         cancel: &CancelToken,
     ) -> Result<ExitStatus, ExecError> {
-        let stdin = output.stdin;
-        let Spawned { child, reports } = self.spawn_helper(config, stdin)?;
-        let supervised = supervise(child, reports, output.stdout, output.stderr, cancel, config.spec.timeout);
+        let mut output = output;
+        let Spawned { mut child, reports } = self.spawn_helper(config, output.stdin.take())?;
+        let read = Mutex::new(Vec::new());
+        // The helper turns SIGTERM into SIGKILL for the sandbox's init; if it cannot within the
+        // grace period, killing the helper kills init (parent-death signal).
+        let stop = |pid| drop(sys::kill(pid, sys::SIGTERM));
+        let also = || read_reports(reports, &read);
+        let supervised = supervise(&mut child, output, cancel, config.spec.timeout, stop, also);
         let status = supervised.status.map_err(|source| ExecError::Wait { source })?;
         if let Some(err) = supervised.stopped {
             return Err(err);
         }
-        let status = exit_status(supervised.reports)?.ok_or(ExecError::HelperLost { status })?;
+        let reports = read.into_inner().unwrap_or_else(|p| p.into_inner());
+        let status = exit_status(reports)?.ok_or(ExecError::HelperLost { status })?;
         if let Some(source) = supervised.copied {
             return Err(ExecError::Output { source });
         }
@@ -272,61 +263,6 @@ impl EmbeddedExecutor {
     }
 }
 
-/// Copies the helper's output and reads its reports until it exits; stops it (SIGTERM, then
-/// SIGKILL after the grace period) on a timeout or a cancellation.
-fn supervise(
-    mut child: std::process::Child,
-    report_r: OwnedFd,
-    out: &mut (dyn Write + Send),
-    err: &mut (dyn Write + Send),
-    cancel: &CancelToken,
-    timeout: Option<Duration>,
-) -> Supervised {
-    let pid = child.id() as libc::pid_t;
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
-    let exited = AtomicBool::new(false);
-    let reports = Mutex::new(Vec::new());
-    let (status, stopped, copied) = std::thread::scope(|scope| {
-        let out_thread = scope.spawn(|| stdout.map_or(Ok(()), |s| copy_all(s, out)));
-        let err_thread = scope.spawn(|| stderr.map_or(Ok(()), |s| copy_all(s, err)));
-        let report_thread = scope.spawn(|| read_reports(report_r, &reports));
-        let waiter = scope.spawn(|| {
-            let res = sys::wait_exited_keep(pid);
-            exited.store(true, Ordering::SeqCst);
-            cancel.wake();
-            res
-        });
-        let cancelled_early = cancel.wait_until(timeout, || exited.load(Ordering::SeqCst));
-        let timed_out = !cancelled_early && !exited.load(Ordering::SeqCst);
-        let cancelled = cancel.is_cancelled() && !exited.load(Ordering::SeqCst);
-        if timed_out || cancelled {
-            // The helper turns SIGTERM into SIGKILL for the sandbox's init; if it cannot
-            // within the grace period, killing the helper kills init (parent-death signal).
-            let _ = sys::kill(pid, sys::SIGTERM);
-            cancel.wait_for(CANCEL_GRACE, || exited.load(Ordering::SeqCst));
-            if !exited.load(Ordering::SeqCst) {
-                let _ = sys::kill(pid, sys::SIGKILL);
-            }
-        }
-        let waited = waiter.join().unwrap_or_else(|_| Err(io::Error::other("waiter thread panicked")));
-        let status = child.wait();
-        let copied = [out_thread.join(), err_thread.join()]
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|_| Err(io::Error::other("output thread panicked"))))
-            .find_map(Result::err);
-        let _ = report_thread.join();
-        let stopped = match (timed_out, cancelled) {
-            (true, _) => Some(ExecError::TimedOut { timeout: timeout.unwrap_or_default() }),
-            (_, true) => Some(ExecError::Cancelled),
-            _ => None,
-        };
-        (waited.and(status), stopped, copied)
-    });
-    let reports = reports.into_inner().unwrap_or_else(|p| p.into_inner());
-    Supervised { status, stopped, copied, reports }
-}
-
 /// How the payload ended, from the helper's reports (`None`: the helper said nothing).
 fn exit_status(reports: Vec<Report>) -> Result<Option<ExitStatus>, ExecError> {
     let mut result = None;
@@ -341,38 +277,6 @@ fn exit_status(reports: Vec<Report>) -> Result<Option<ExitStatus>, ExecError> {
         }
     }
     Ok(result)
-}
-
-/// Copies a pipe into a sink; after a sink error keeps draining (so the process never blocks
-/// on a full pipe) and returns the first error.
-pub(super) fn copy_all(mut from: impl Read, to: &mut (dyn Write + Send)) -> io::Result<()> {
-    let mut buf = vec![0u8; 64 << 10];
-    let mut first_err = None;
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                first_err.get_or_insert(e);
-                break;
-            }
-        };
-        if first_err.is_none()
-            && let Err(e) = to.write_all(&buf[..n])
-        {
-            first_err = Some(e);
-        }
-    }
-    if first_err.is_none()
-        && let Err(e) = to.flush()
-    {
-        first_err = Some(e);
-    }
-    match first_err {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
 }
 
 fn read_reports(pipe: OwnedFd, reports: &Mutex<Vec<Report>>) {

@@ -27,6 +27,7 @@ mod oci_runtime;
 mod protocol;
 mod slirp;
 mod spec;
+mod supervise;
 mod sys;
 mod user;
 

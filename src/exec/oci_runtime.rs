@@ -20,17 +20,14 @@ use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::bundle::{self, BundleFiles};
 use super::mountpoints::MountPoints;
 use super::slirp::{self, Slirp};
+use super::supervise::supervise;
 use super::user::{self, ExecUser};
 use super::{CancelToken, ExecError, ExecSpec, Executor, ExitStatus, Network, Output, sys};
-
-/// How long a killed container gets to go away before the runtime process is killed too.
-const CANCEL_GRACE: Duration = Duration::from_secs(2);
 
 /// Static inits looked up in `PATH`, in order (Debian's `tini` package ships `tini-static`).
 const INITS: &[&str] = &["tini-static", "catatonit"];
@@ -100,6 +97,13 @@ impl OciRuntimeExecutor {
     }
 }
 
+/// One container run: its id, its bundle directory and the runtime's state directory.
+struct Container<'a> {
+    id: &'a str,
+    bundle: &'a Path,
+    state: &'a Path,
+}
+
 impl Executor for OciRuntimeExecutor {
     fn run(
         &self,
@@ -166,7 +170,8 @@ impl Executor for OciRuntimeExecutor {
             .map_err(|source| ExecError::Prepare { what: config_path.display().to_string(), source })?;
         let state = run_dir.path().join("state");
 
-        let result = self.run_runtime(&id, run_dir.path(), &state, spec, output, cancel);
+        let container = Container { id: &id, bundle: run_dir.path(), state: &state };
+        let result = self.run_runtime(&container, spec, output, cancel);
         // Whatever happened, the container is gone before the run directory (its state) is.
         let deleted = self.delete(&state, &id);
         if let Some(slirp) = slirp.as_mut() {
@@ -255,15 +260,13 @@ impl OciRuntimeExecutor {
 
     fn run_runtime(
         &self,
-        id: &str,
-        bundle: &Path,
-        state: &Path,
+        container: &Container<'_>,
         spec: &ExecSpec,
         output: Output<'_>,
         cancel: &CancelToken,
     ) -> Result<ExitStatus, ExecError> {
-        let log = bundle.join("runtime.log");
-        let mut command = self.command(state);
+        let log = container.bundle.join("runtime.log");
+        let mut command = self.command(container.state);
         // SAFETY: prctl(2) only, between fork and exec. The runtime dies with the thread that
         // started it (which waits for it), and tini, pid 1 of the container, with the runtime.
         unsafe {
@@ -274,52 +277,23 @@ impl OciRuntimeExecutor {
             .arg(&log)
             .arg("--log-format=json")
             .args(["run", "--no-new-keyring", "--bundle"])
-            .arg(bundle)
-            .arg(id)
+            .arg(container.bundle)
+            .arg(container.id)
             .stdin(if output.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = command.spawn().map_err(|source| ExecError::Spawn { helper: self.runtime.clone(), source })?;
-        let pid = child.id() as libc::pid_t;
         if let (Some(source), Some(sink)) = (output.stdin, child.stdin.take()) {
             super::feed_stdin(source, sink);
         }
-        let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
-        let exited = AtomicBool::new(false);
-        let (status, outcome, copied) = std::thread::scope(|scope| {
-            let out_thread = scope.spawn(|| stdout.map_or(Ok(()), |s| super::embedded::copy_all(s, output.stdout)));
-            let err_thread = scope.spawn(|| stderr.map_or(Ok(()), |s| super::embedded::copy_all(s, output.stderr)));
-            let waiter = scope.spawn(|| {
-                let res = sys::wait_exited_keep(pid);
-                exited.store(true, Ordering::SeqCst);
-                cancel.wake();
-                res
-            });
-            let cancelled_early = cancel.wait_until(spec.timeout, || exited.load(Ordering::SeqCst));
-            let timed_out = !cancelled_early && !exited.load(Ordering::SeqCst);
-            let cancelled = cancel.is_cancelled() && !exited.load(Ordering::SeqCst);
-            if timed_out || cancelled {
-                // Killing tini (pid 1) kills the whole pid namespace; the runtime then returns.
-                let _ =
-                    self.command(state).args(["kill", id, "KILL"]).stdout(Stdio::null()).stderr(Stdio::null()).status();
-                cancel.wait_for(CANCEL_GRACE, || exited.load(Ordering::SeqCst));
-                if !exited.load(Ordering::SeqCst) {
-                    let _ = sys::kill(pid, sys::SIGKILL);
-                }
-            }
-            let waited = waiter.join().unwrap_or_else(|_| Err(io::Error::other("waiter thread panicked")));
-            let status = waited.and(child.wait());
-            let copied = [out_thread.join(), err_thread.join()]
-                .into_iter()
-                .map(|r| r.unwrap_or_else(|_| Err(io::Error::other("output thread panicked"))))
-                .find_map(Result::err);
-            let outcome = match (timed_out, cancelled) {
-                (true, _) => Some(ExecError::TimedOut { timeout: spec.timeout.unwrap_or_default() }),
-                (_, true) => Some(ExecError::Cancelled),
-                _ => None,
-            };
-            (status, outcome, copied)
-        });
+        // Killing tini (pid 1) kills the whole pid namespace; the runtime then returns.
+        let stop = |_| {
+            let mut kill = self.command(container.state);
+            let _ = kill.args(["kill", container.id, "KILL"]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        };
+        let output = Output { stdout: output.stdout, stderr: output.stderr, stdin: None };
+        let supervised = supervise(&mut child, output, cancel, spec.timeout, stop, || {});
+        let (status, outcome, copied) = (supervised.status, supervised.stopped, supervised.copied);
         let status = status.map_err(|source| ExecError::Wait { source })?;
         if let Some(err) = outcome {
             return Err(err);
