@@ -561,9 +561,24 @@ mod killed_runner {
             for ctrl in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
                 for leftover in std::fs::read_dir(ctrl.path().join("slipway")).into_iter().flatten().flatten() {
                     if leftover.file_name().to_string_lossy().starts_with(&format!("{}-", child.id())) {
-                        std::fs::remove_dir(leftover.path()).unwrap();
+                        remove_cgroup(&leftover.path());
                     }
                 }
+            }
+        }
+    }
+
+    /// Removes an emptied cgroup; the kernel answers EBUSY until the last process of a killed
+    /// sandbox is fully gone (reaped), which may take a moment after it left the process table.
+    fn remove_cgroup(path: &std::path::Path) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match std::fs::remove_dir(path) {
+                Ok(()) => return,
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => panic!("removing {}: {e}", path.display()),
             }
         }
     }
