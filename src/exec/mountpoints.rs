@@ -187,8 +187,10 @@ impl MountPoints {
                 FileType::Directory => Ok(rustix::fs::unlinkat(&dir, name.as_str(), AtFlags::REMOVEDIR).is_ok()),
                 _ => Ok(false),
             };
-            let removed = removed
-                .map_err(|e| ExecError::Cleanup { what: format!("removing the stub /{path}"), source: e.into() })?;
+            let removed = removed.map_err(|e| ExecError::Cleanup {
+                what: format!("removing the mount point /{path}"),
+                source: e.into(),
+            })?;
             if removed {
                 // Best effort: the times only matter for a diff that would otherwise list the parent.
                 let _ = rustix::fs::futimens(&dir, &times);
@@ -209,7 +211,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stubs_are_created_when_missing_and_removed_when_untouched() {
+    fn mount_points_are_created_when_missing_and_removed_when_untouched() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let mut points = MountPoints::create(root).unwrap();
@@ -223,7 +225,7 @@ mod tests {
         std::fs::write(root.join("etc/resolv.conf"), "written by the run\n").unwrap();
         points.remove().unwrap();
         assert_eq!(std::fs::read_to_string(root.join("etc/hosts")).unwrap(), "image's own\n");
-        assert!(root.join("etc/resolv.conf").exists(), "a stub the run filled is kept");
+        assert!(root.join("etc/resolv.conf").exists(), "a mount point the run filled is kept");
     }
 
     #[test]

@@ -167,7 +167,7 @@ fn setup_sys(root: &OwnedFd, cfg: &HelperConfig) -> Result<(), Failure> {
 }
 
 /// Binds a host file over `path` in the rootfs (symlinks followed, but only within it). The
-/// target must exist as a regular file (the executor creates missing stubs).
+/// target must exist as a regular file (the executor creates missing mount points).
 fn bind_file(root: &OwnedFd, path: &str, source: &Path) -> Result<(), Failure> {
     let target = open_target(root, path, false)?
         .ok_or_else(|| Failure::setup(format!("binding {path}"), &io::Error::from_raw_os_error(libc::ENOENT)))?;

@@ -3,7 +3,7 @@
 //!
 //! Host side of a run: resolves the user from the rootfs' own `/etc/passwd` and `/etc/group`
 //! (opened beneath the rootfs, so their symlinks never leave it) and creates the working
-//! directory the same way, stubs the `/etc` mount points, writes `config.json` (`bundle`),
+//! directory the same way, creates the missing `/etc` mount points, writes `config.json` (`bundle`),
 //! starts slirp4netns on a fresh network namespace for [`Network::Default`], then runs
 //! `RUNTIME --root STATE run --bundle DIR ID` in the foreground with stdout and stderr
 //! streamed. Pid 1 of the container is a static `tini` bound read-only from the host (as
