@@ -1,9 +1,9 @@
 //! [`EmbeddedExecutor`]: the sandbox built by slipway itself (no OCI runtime needed).
 //!
 //! Host side of a run: writes the generated `/etc/hosts` and `/etc/resolv.conf` into a private
-//! run directory, creates their missing mount points in the rootfs, creates the cgroup, spawns the helper
-//! (`slipway __exec-init`), streams its stdout and stderr into the caller's sinks from reader
-//! threads, waits (or cancels), and undoes all of it. The calling thread may belong to a
+//! run directory, creates their missing mount points in the rootfs, creates the cgroup, spawns
+//! the helper (`slipway __exec-init`), streams its stdout and stderr into the caller's sinks
+//! (`supervise`), waits (or cancels), and undoes all of it. The calling thread may belong to a
 //! multi-threaded process: only the helper, a fresh exec, must be single-threaded.
 
 use std::io::{self, BufRead, Read, Write};
