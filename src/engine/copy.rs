@@ -143,7 +143,7 @@ pub(crate) fn copy(sc: &StepCtx<'_>, state: &mut State, spec: &CopySpec<'_>) -> 
     }
     inputs.add("chown", x.chown.clone().unwrap_or_default());
     inputs.add("chmod", x.chmod.map(|m| format!("{m:o}")).unwrap_or_default());
-    inputs.add("platform", ctx.options.platform.to_string());
+    inputs.add("platform", state.platform.to_string());
 
     let step = LayerStep { inputs, files, title: sc.title(state, &shown), created_by: shown };
     layers::layer_step(sc, state, step, |_task, rootfs| {

@@ -61,10 +61,12 @@ fn resolve_base(
         Base::Image(image) => {
             let reference = refuse::reference(image, stage.span)?;
             let image =
-                builder.images.image(builder.store, reference, &options.platform).map_err(|e| BuildError::Step {
-                    span: stage.span,
-                    what: format!("FROM {}", reference.familiar()),
-                    source: Box::new(e),
+                builder.images.image(builder.store, reference, stage.platform_or(&options.platform)).map_err(|e| {
+                    BuildError::Step {
+                        span: stage.span,
+                        what: format!("FROM {}", reference.familiar()),
+                        source: Box::new(e),
+                    }
                 })?;
             let triggers = image.config.config.as_ref().and_then(|c| c.on_build.clone()).unwrap_or_default();
             plan.bases.insert(id, image);
@@ -101,7 +103,7 @@ fn resolve_copy_images(
         let reference = refuse::reference(&input.image, input.span)?;
         let image = builder
             .images
-            .image(builder.store, reference, &options.platform)
+            .image(builder.store, reference, stage.platform_or(&options.platform))
             .map_err(|e| BuildError::Step { span: input.span, what: format!("--from={word}"), source: Box::new(e) })?;
         plan.copy_images.insert(word.clone(), image);
     }

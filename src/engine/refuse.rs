@@ -33,8 +33,9 @@ pub(crate) fn check(graph: &BuildGraph, options: &BuildOptions) -> Result<(), Bu
         for input in &stage.images {
             reference(&input.image, input.span)?;
         }
+        let platform = stage.platform_or(&options.platform);
         for step in &stage.instructions {
-            if let Some(refusal) = refusal(&step.instruction, options) {
+            if let Some(refusal) = refusal(&step.instruction, options, platform) {
                 return Err(BuildError::Refused { span: step.span, refusal });
             }
         }
@@ -50,16 +51,17 @@ pub(crate) fn reference(image: &ImageRef, span: Span) -> Result<&Reference, Buil
     }
 }
 
-fn refusal(instruction: &Instruction, options: &BuildOptions) -> Option<Refusal> {
+fn refusal(instruction: &Instruction, options: &BuildOptions, platform: &Platform) -> Option<Refusal> {
     match instruction {
-        Instruction::Run(run) => run_refusal(run, options),
+        Instruction::Run(run) => run_refusal(run, options, platform),
         Instruction::Copy(copy) if copy.parents => Some(Refusal::CopyParents),
         Instruction::Add(add) => add_refusal(add),
         _ => None,
     }
 }
 
-fn run_refusal(run: &RunInstruction, options: &BuildOptions) -> Option<Refusal> {
+/// `platform`: the stage's (its `FROM --platform`, else the build's).
+fn run_refusal(run: &RunInstruction, options: &BuildOptions, platform: &Platform) -> Option<Refusal> {
     if !run.mounts.is_empty() {
         return Some(Refusal::RunMount);
     }
@@ -70,8 +72,8 @@ fn run_refusal(run: &RunInstruction, options: &BuildOptions) -> Option<Refusal> 
         return Some(Refusal::RunInsecure);
     }
     let host = Platform::host();
-    if !options.platform.matches(&host) {
-        return Some(Refusal::ForeignPlatform { platform: options.platform.clone(), host });
+    if !platform.matches(&host) {
+        return Some(Refusal::ForeignPlatform { platform: platform.clone(), host });
     }
     let host_network = match run.network {
         Some(mode) => mode == NetworkMode::Host,
@@ -153,6 +155,16 @@ mod tests {
         let foreign = BuildOptions { platform: foreign.parse().expect("platform"), ..BuildOptions::default() };
         assert_eq!(refused("FROM a\nCOPY x /\n", &foreign), None, "steps that run nothing work for any platform");
         assert!(matches!(refused("FROM a\nRUN true\n", &foreign), Some((2, Refusal::ForeignPlatform { .. }))));
+        let host = Platform::host().to_string();
+        let stage = format!("FROM --platform={host} a\nRUN true\n");
+        assert_eq!(refused(&stage, &foreign), None, "a stage on the host's platform runs");
+        let other = foreign.platform.to_string();
+        let stage = format!("FROM --platform={other} a\nRUN true\n");
+        let o = BuildOptions::default();
+        assert!(
+            matches!(refused(&stage, &o), Some((2, Refusal::ForeignPlatform { .. }))),
+            "the stage's platform counts"
+        );
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub(crate) fn run(sc: &StepCtx<'_>, state: &mut State, run: &RunInstruction) -> 
     let command = command(state, run);
     let spec = exec_spec(state, &command, network);
     let step = LayerStep {
-        inputs: key_inputs(sc, state, &command, &spec),
+        inputs: key_inputs(state, &command, &spec),
         files: None,
         title: sc.title(state, &format!("RUN {}", one_line(&command.shown))),
         created_by: command.created_by.clone(),
@@ -84,7 +84,7 @@ fn exec_spec(state: &State, command: &Command, network: Network) -> ExecSpec {
 
 /// The key: the parent, the command as written and run, the ARG values and ENV it sees, user,
 /// workdir, network, platform. Proxy build-args are not part of it (BuildKit's rule).
-fn key_inputs(sc: &StepCtx<'_>, state: &State, command: &Command, spec: &ExecSpec) -> KeyInputs {
+fn key_inputs(state: &State, command: &Command, spec: &ExecSpec) -> KeyInputs {
     let mut inputs = KeyInputs::default();
     layers::add_parent(state, &mut inputs);
     inputs.add("instruction", format!("RUN {}", command.shown));
@@ -99,7 +99,7 @@ fn key_inputs(sc: &StepCtx<'_>, state: &State, command: &Command, spec: &ExecSpe
     inputs.add("user", spec.user.clone());
     inputs.add("workdir", spec.cwd.clone());
     inputs.add("network", format!("{:?}", spec.network).to_lowercase());
-    inputs.add("platform", sc.build.options.platform.to_string());
+    inputs.add("platform", state.platform.to_string());
     inputs
 }
 

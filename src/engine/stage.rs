@@ -15,7 +15,7 @@ use crate::dockerfile::expand::Expander;
 use crate::exec::DEFAULT_PATH;
 use crate::graph::{Base, StageId, StageNode, Step};
 use crate::image::chain_ids;
-use crate::oci::{ContainerConfig, Descriptor, DiffId, Digest, History, ImageConfig, RootFs};
+use crate::oci::{ContainerConfig, Descriptor, DiffId, Digest, History, ImageConfig, Platform, RootFs};
 use crate::store::Lease;
 
 /// The default `SHELL`.
@@ -84,6 +84,8 @@ pub(crate) struct State {
     pub name: String,
     /// Shown in task names: the name, or nothing when the Dockerfile has one stage (BuildKit's).
     pub label: Option<String>,
+    /// The stage's platform: its `FROM --platform`, else the build's.
+    pub platform: Platform,
 }
 
 impl State {
@@ -172,7 +174,7 @@ fn base_state(
     done: &BTreeMap<StageId, StageResult>,
 ) -> Result<State, BuildError> {
     let graph = &ctx.plan.graph;
-    let platform = &ctx.options.platform;
+    let platform = node.platform_or(&ctx.options.platform);
     let name = node.name.clone().unwrap_or_else(|| format!("stage-{}", node.id.0));
     let label = (graph.stages.len() > 1).then(|| name.clone());
     let (config, layers, scope, shell, last_created) = match &node.base {
@@ -225,6 +227,7 @@ fn base_state(
         last_created,
         name,
         label,
+        platform: platform.clone(),
     };
     state.config.created = None;
     state.config.architecture = platform.architecture.clone();

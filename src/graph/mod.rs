@@ -159,6 +159,13 @@ pub struct StageNode {
 }
 
 impl StageNode {
+    /// The stage's platform: its `FROM --platform`, else the build's.
+    pub fn platform_or<'a>(&'a self, build: &'a Platform) -> &'a Platform {
+        self.platform.as_ref().unwrap_or(build)
+    }
+}
+
+impl StageNode {
     /// `name` or the index, for messages.
     pub fn display_name(&self) -> String {
         match &self.name {

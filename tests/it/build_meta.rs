@@ -156,6 +156,28 @@ fn from_scratch_gets_a_path_and_the_platform() {
     );
 }
 
+/// `FROM --platform=P` sets the stage's platform (its config, and what a RUN in it would need);
+/// `$BUILDPLATFORM` is this build's.
+#[test]
+fn from_platform_sets_the_stages_platform() {
+    let (arch, foreign) = match slipway::oci::Platform::host().architecture.as_str() {
+        "arm64" => ("amd64", "linux/amd64"),
+        _ => ("arm64", "linux/arm64"),
+    };
+    let env = BuildEnv::new();
+    env.write("a", "a\n");
+    env.dockerfile(&format!("FROM --platform={foreign} scratch\nCOPY a /a\n"));
+    env.build_ok(&["-t", "s:1"]);
+    assert_eq!(env.config("s:1")["architecture"], arch);
+    env.dockerfile(&format!("FROM --platform={foreign} scratch\nCOPY a /a\nRUN true\n"));
+    let out = env.build(&["-t", "s:2"]);
+    assert_eq!(out.status.code(), Some(1), "{}", crate::support::describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("Dockerfile:3:1: error: RUN cannot execute {foreign} programs")), "{stderr}");
+    env.dockerfile("FROM --platform=$BUILDPLATFORM bb\nRUN true\n");
+    env.build_ok(&["-t", "s:3"]);
+}
+
 #[test]
 fn bad_metadata_fails_at_its_line() {
     let env = BuildEnv::new();
