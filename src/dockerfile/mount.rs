@@ -147,7 +147,7 @@ pub enum MountError {
     Expand {
         value: String,
         #[source]
-        source: super::expand::ExpandError,
+        source: Box<super::expand::ExpandError>,
     },
 }
 
@@ -309,7 +309,8 @@ fn parse(value: &str, mut expand: Option<Expand<'_>>) -> Result<Mount, MountErro
         let expanded;
         let val = match expand.as_mut() {
             Some(f) => {
-                expanded = f(raw_val).map_err(|source| MountError::Expand { value: raw_val.to_string(), source })?;
+                expanded = f(raw_val)
+                    .map_err(|source| MountError::Expand { value: raw_val.to_string(), source: Box::new(source) })?;
                 expanded.as_str()
             }
             None if raw_val.contains('$') => {

@@ -163,7 +163,7 @@ pub enum Refusal {
     #[error(
         "RUN cannot execute {platform} programs on this {host} machine: build for {host}, or drop RUN from the {platform} build"
     )]
-    ForeignPlatform { platform: Platform, host: Platform },
+    ForeignPlatform { platform: Box<Platform>, host: Box<Platform> },
     #[error("COPY --parents is not supported yet")]
     CopyParents,
     #[error("ADD --checksum (remote sources) is not supported yet")]

@@ -73,7 +73,7 @@ fn run_refusal(run: &RunInstruction, options: &BuildOptions, platform: &Platform
     }
     let host = Platform::host();
     if !platform.matches(&host) {
-        return Some(Refusal::ForeignPlatform { platform: platform.clone(), host });
+        return Some(Refusal::ForeignPlatform { platform: Box::new(platform.clone()), host: Box::new(host) });
     }
     let host_network = match run.network {
         Some(mode) => mode == NetworkMode::Host,
