@@ -1,17 +1,19 @@
-//! `build`: a Dockerfile and a build context → an image in the store.
+//! `engine`: a Dockerfile and a build context → an image in the store.
 //!
 //! The pipeline, one module per concern:
-//! 1. [`plan`]: text → AST → instructions → [`crate::graph::BuildGraph`]; every `FROM` image is
-//!    resolved (local store, else the [`ImageSource`]) and its `ONBUILD` triggers inserted before
-//!    anything runs, so every error of the file is reported before the first step.
+//! 1. [`plan`]: text → AST → instructions → [`crate::graph::BuildGraph`]; [`refuse`] checks, in
+//!    one pure pass before any IO, what the builder cannot do; then every `FROM` image is
+//!    resolved ([`images`]: the store, else a registry) and its `ONBUILD` triggers inserted
+//!    before anything runs, so every error of the file is reported before the first step.
 //! 2. [`scheduler`]: the stages the target needs, each on its own thread as soon as the stages it
-//!    reads are done, at most `jobs` at once; the first failure cancels the rest.
-//! 3. [`stage`]: one stage's steps in order. Metadata instructions (ENV, LABEL, USER, ...) only
-//!    change the image config and history. RUN ([`run`]), COPY and ADD ([`copy`]) are *layer
-//!    steps*: each computes a cache key ([`crate::cache`]) from its parent's content (the chain of
-//!    DiffIDs), the instruction after expansion and exactly the inputs it reads; a hit reuses the
-//!    recorded layer and runs nothing, a miss says why and runs the step on a fresh snapshot
-//!    whose diff becomes the layer ([`layers`]).
+//!    reads are done, at most `jobs` layer steps at once; the first failure cancels the rest.
+//! 3. [`stage`]: one stage's steps in order, each with its [`step::StepCtx`]. Metadata
+//!    instructions ([`metadata`]: ENV, LABEL, USER, ...) only change the image config and
+//!    history. RUN ([`run`]), COPY and ADD ([`copy`]) are *layer steps*: each says what its cache
+//!    key is made of ([`crate::cache`]: its parent's content, the instruction after expansion
+//!    and exactly the inputs it reads) and what it does; [`layers::layer_step`] owns the rest of
+//!    its life — a hit reuses the recorded layer and runs nothing, a miss says why and runs the
+//!    step on a fresh snapshot whose diff becomes the layer.
 //! 4. [`export`]: the target stage's config, history and layers → config and manifest blobs, the
 //!    tags.
 //!
