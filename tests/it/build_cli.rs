@@ -28,6 +28,26 @@ fn file_flag_reads_another_dockerfile_and_stdin() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/Dockerfile"));
 }
 
+/// Without `-f`, BuildKit reads `Dockerfile`, else `dockerfile`; errors name the file it read.
+#[test]
+fn a_lower_case_dockerfile_is_the_fallback() {
+    let env = BuildEnv::new();
+    env.write("dockerfile", "FROM bb\nRUN echo lower > /which\n");
+    env.build_ok(&["-t", "l:1"]);
+    assert_eq!(env.run_stdout("l:1", &["cat", "/which"]), "lower\n");
+    env.write("Dockerfile", "FROM bb\nRUN echo upper > /which\n");
+    env.build_ok(&["-t", "u:1"]);
+    assert_eq!(env.run_stdout("u:1", &["cat", "/which"]), "upper\n", "Dockerfile wins when both exist");
+    std::fs::remove_file(env.ctx().join("Dockerfile")).unwrap();
+    env.write("dockerfile", "FROM bb\nRUN exit 3\n");
+    let out = env.build(&[]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("dockerfile:2:1"), "{}", describe(&out));
+    std::fs::remove_file(env.ctx().join("dockerfile")).unwrap();
+    let out = env.build(&[]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("there is no dockerfile either"), "{}", describe(&out));
+}
+
 #[test]
 fn context_tar_on_stdin() {
     let env = BuildEnv::new();

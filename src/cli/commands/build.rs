@@ -12,7 +12,7 @@ use serde_json::json;
 use super::{open_snapshotter, open_store};
 use crate::cli::args::{BuildArgs, BuildNetworkArg, GlobalArgs};
 use crate::cli::{EXIT_FAILURE, units};
-use crate::context::Context;
+use crate::context::{Context, ContextError};
 use crate::dockerfile::{Located, render_located};
 use crate::engine::{BuildCaches, BuildError, BuildOptions, BuildOutput, Builder, RegistryImages};
 use crate::exec::{CancelToken, Network};
@@ -131,7 +131,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs, progress: &Reporter) -> Resu
 
 /// The Dockerfile's text, its name in messages, and what identifies it across builds.
 fn read_dockerfile(args: &BuildArgs, context: &Context) -> Result<(String, String, String)> {
-    let bytes = match &args.file {
+    let (bytes, name) = match &args.file {
         Some(f) if f.as_os_str() == "-" => {
             let mut buf = Vec::new();
             std::io::stdin()
@@ -153,9 +153,16 @@ fn read_dockerfile(args: &BuildArgs, context: &Context) -> Result<(String, Strin
             let id = std::fs::canonicalize(f).unwrap_or_else(|_| f.clone()).display().to_string();
             return Ok((String::from_utf8_lossy(&bytes).into_owned(), shown_path(f), id));
         }
-        None => context.read_file("Dockerfile", MAX_DOCKERFILE).context("reading Dockerfile from the context")?,
+        // BuildKit's default name, and its fallback: `dockerfile` when there is no `Dockerfile`.
+        None => match context.read_file("Dockerfile", MAX_DOCKERFILE) {
+            Err(ContextError::NotFound { .. }) => {
+                let lower = context.read_file("dockerfile", MAX_DOCKERFILE);
+                (lower.context("reading Dockerfile from the context (there is no dockerfile either)")?, "dockerfile")
+            }
+            other => (other.context("reading Dockerfile from the context")?, "Dockerfile"),
+        },
     };
-    Ok((String::from_utf8_lossy(&bytes).into_owned(), "Dockerfile".to_string(), "Dockerfile".to_string()))
+    Ok((String::from_utf8_lossy(&bytes).into_owned(), name.to_string(), name.to_string()))
 }
 
 fn shown_path(path: &Path) -> String {
