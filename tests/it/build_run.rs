@@ -231,3 +231,30 @@ fn an_unprivileged_build_stops_before_any_step() {
     let logs = home.join("store").join(slipway::engine::LOG_DIR);
     assert!(!logs.exists() || std::fs::read_dir(&logs).unwrap().next().is_none(), "no build log was started");
 }
+
+/// The ten predefined proxy arguments reach RUN without an `ARG` line, each spelling its own
+/// variable; they never reach the image (config, history) nor the cache key (a changed proxy
+/// is still a hit), as in BuildKit.
+#[test]
+fn proxy_build_args_reach_run_without_arg_and_never_the_image() {
+    let env = BuildEnv::new();
+    env.dockerfile("FROM bb\nRUN env | grep -i _proxy= | sort > /proxies\n");
+    let names = ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy"];
+    let names = names.iter().chain(&["NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"]);
+    let mut args = vec!["-t".to_string(), "p:1".to_string(), "--progress".to_string(), "rawjson".to_string()];
+    let mut expected = Vec::new();
+    for (i, name) in names.enumerate() {
+        args.extend(["--build-arg".to_string(), format!("{name}=http://proxy-{i}.invalid")]);
+        expected.push(format!("{name}=http://proxy-{i}.invalid"));
+    }
+    let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    env.build_ok(&arg_refs);
+    expected.sort();
+    assert_eq!(env.run_stdout("p:1", &["cat", "/proxies"]), format!("{}\n", expected.join("\n")));
+    let config = env.config("p:1").to_string();
+    assert!(!config.contains("proxy-"), "no proxy value in the config or history: {config}");
+    let changed: Vec<String> = args.iter().map(|a| a.replace("proxy-", "other-proxy-")).collect();
+    let changed: Vec<&str> = changed.iter().map(String::as_str).collect();
+    let out = env.build_ok(&changed);
+    assert_eq!(crate::support::build::ran(&events(&out)), 0, "a changed proxy is no cache miss");
+}
