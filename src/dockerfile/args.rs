@@ -4,7 +4,7 @@
 //! # Scopes
 //!
 //! - **Global scope** ([`ArgScope::global`]): the ARGs before the first `FROM`. It starts with
-//!   the predefined platform ARGs ([`PLATFORM_ARGS`]). Each `ARG NAME[=default]` takes the
+//!   the predefined ARGs ([`PLATFORM_ARGS`]: platforms and `TARGETSTAGE`). Each `ARG NAME[=default]` takes the
 //!   `--build-arg` value if one was given, else its default (expanded in the global scope as
 //!   it stands), else a platform value of that name. Only the image and `--platform` of `FROM`
 //!   lines expand here; a `--build-arg` that no global ARG declares is not visible.
@@ -38,8 +38,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::expand::{ExpandError, Expander, Lookup};
 
-/// The ARGs BuildKit predefines from the target and build platforms.
-pub const PLATFORM_ARGS: [&str; 8] = [
+/// The ARGs BuildKit predefines: from the target and build platforms, and the target stage.
+pub const PLATFORM_ARGS: [&str; 9] = [
     "TARGETPLATFORM",
     "TARGETOS",
     "TARGETARCH",
@@ -48,7 +48,15 @@ pub const PLATFORM_ARGS: [&str; 8] = [
     "BUILDOS",
     "BUILDARCH",
     "BUILDVARIANT",
+    TARGET_STAGE_ARG,
 ];
+
+/// The predefined ARG naming the stage being built (`--target`), `default` without one
+/// (Dockerfile syntax 1.11).
+pub const TARGET_STAGE_ARG: &str = "TARGETSTAGE";
+
+/// The build-arg that sets the hostname of RUN steps (a BuildKit frontend option, not an ARG).
+pub const SANDBOX_HOSTNAME_ARG: &str = "BUILDKIT_SANDBOX_HOSTNAME";
 
 /// The ARGs usable without declaration, kept out of history and cache keys.
 pub const PROXY_ARGS: [&str; 10] = [
@@ -74,10 +82,11 @@ pub fn is_proxy_arg(name: &str) -> bool {
     PROXY_ARGS.contains(&name)
 }
 
-/// The platform ARG values for a target and a build platform written `os/arch[/variant]`
-/// (`linux/arm64/v8`). A missing variant gives an empty `*VARIANT`.
+/// The predefined ARG values for a target and a build platform written `os/arch[/variant]`
+/// (`linux/arm64/v8`; a missing variant gives an empty `*VARIANT`), and `TARGETSTAGE` as it is
+/// without `--target` (`default`).
 pub fn platform_args(target: &str, build: &str) -> BTreeMap<String, String> {
-    let mut args = BTreeMap::new();
+    let mut args = BTreeMap::from([(TARGET_STAGE_ARG.to_string(), "default".to_string())]);
     for (prefix, platform) in [("TARGET", target), ("BUILD", build)] {
         let mut parts = platform.splitn(3, '/');
         let os = parts.next().unwrap_or_default();
@@ -259,7 +268,11 @@ pub fn unconsumed_build_args<'s>(
     scopes: impl IntoIterator<Item = &'s ArgScope>,
 ) -> Vec<String> {
     let consumed: BTreeSet<&String> = scopes.into_iter().flat_map(|s| s.consumed.iter()).collect();
-    build_args.keys().filter(|k| !consumed.contains(k) && !is_proxy_arg(k) && !is_platform_arg(k)).cloned().collect()
+    build_args
+        .keys()
+        .filter(|k| !consumed.contains(k) && !is_proxy_arg(k) && !is_platform_arg(k) && *k != SANDBOX_HOSTNAME_ARG)
+        .cloned()
+        .collect()
 }
 
 /// How an instruction's arguments are expanded.

@@ -27,6 +27,7 @@ pub(crate) fn plan(builder: &Builder<'_>, source: &str, options: &BuildOptions) 
         build_args: options.build_args.clone(),
         target: options.target.clone(),
         platform: options.platform.clone(),
+        build_platform: crate::oci::Platform::host(),
         escape: ast.escape,
     };
     let graph = crate::graph::build(&dockerfile, &graph_options).map_err(|errors| BuildError::Stages { errors })?;

@@ -9,9 +9,9 @@ use super::logs::StepLog;
 use super::stage::State;
 use super::step::StepCtx;
 use crate::cache::KeyInputs;
-use crate::dockerfile::args::Origin;
+use crate::dockerfile::args::{Origin, SANDBOX_HOSTNAME_ARG};
 use crate::dockerfile::{CommandLine, NetworkMode, RunInstruction};
-use crate::exec::{ExecSpec, Network, Output};
+use crate::exec::{DEFAULT_HOSTNAME, ExecSpec, Network, Output};
 use crate::progress::LogStream;
 
 /// What a RUN executes, resolved against the stage.
@@ -37,7 +37,9 @@ pub(crate) fn run(sc: &StepCtx<'_>, state: &mut State, run: &RunInstruction) -> 
         Some(NetworkMode::Host) => Network::Host,
     };
     let command = command(state, run);
-    let spec = exec_spec(state, &command, network);
+    // `--build-arg BUILDKIT_SANDBOX_HOSTNAME=…` names the sandbox (BuildKit's frontend option).
+    let hostname = ctx.options.build_args.get(SANDBOX_HOSTNAME_ARG).filter(|h| !h.is_empty());
+    let spec = exec_spec(state, &command, network, hostname.map(String::as_str));
     let step = LayerStep {
         inputs: key_inputs(state, &command, &spec),
         files: None,
@@ -71,10 +73,13 @@ pub(crate) fn run(sc: &StepCtx<'_>, state: &mut State, run: &RunInstruction) -> 
 }
 
 /// What the sandbox runs: argv, the stage's ENV and ARGs (proxy build-args too), user, workdir.
-fn exec_spec(state: &State, command: &Command, network: Network) -> ExecSpec {
+fn exec_spec(state: &State, command: &Command, network: Network, hostname: Option<&str>) -> ExecSpec {
     let mut env: Vec<String> = state.scope.vars().iter().map(|v| format!("{}={}", v.name, v.value)).collect();
     env.extend(state.scope.proxy_env().into_iter().map(|(k, v)| format!("{k}={v}")));
     let mut spec = ExecSpec::new(command.argv.clone());
+    if let Some(hostname) = hostname {
+        spec.hostname = hostname.to_string();
+    }
     spec.env = env;
     spec.user = state.container_ref().user.unwrap_or_default();
     spec.cwd = state.workdir();
@@ -99,6 +104,9 @@ fn key_inputs(state: &State, command: &Command, spec: &ExecSpec) -> KeyInputs {
     inputs.add("user", spec.user.clone());
     inputs.add("workdir", spec.cwd.clone());
     inputs.add("network", format!("{:?}", spec.network).to_lowercase());
+    if spec.hostname != DEFAULT_HOSTNAME {
+        inputs.add("hostname", spec.hostname.clone());
+    }
     inputs.add("platform", state.platform.to_string());
     inputs
 }

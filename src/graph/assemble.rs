@@ -3,7 +3,7 @@
 //! walks each stage's steps through its ARG/ENV scope and picks the target. Every error of
 //! the file is collected. No IO.
 
-use crate::dockerfile::args::{ArgScope, platform_args};
+use crate::dockerfile::args::{ArgScope, TARGET_STAGE_ARG, platform_args};
 use crate::dockerfile::expand::Expander;
 use crate::dockerfile::{Dockerfile, Instruction, Span};
 use crate::oci::Platform;
@@ -18,8 +18,10 @@ pub fn build(dockerfile: &Dockerfile, options: &GraphOptions) -> Result<BuildGra
         return Err(GraphErrors(vec![GraphError::NoStages]));
     }
     let mut errors = Vec::new();
-    let target = options.platform.to_string();
-    let platform = platform_args(&target, &target);
+    let mut platform = platform_args(&options.platform.to_string(), &options.build_platform.to_string());
+    if let Some(stage) = &options.target {
+        platform.insert(TARGET_STAGE_ARG.to_string(), stage.clone());
+    }
     let mut global = ArgScope::global(options.build_args.clone(), platform);
     for arg in &dockerfile.meta_args {
         for decl in &arg.args {

@@ -182,8 +182,10 @@ pub struct GraphOptions {
     pub build_args: BTreeMap<String, String>,
     /// `--target` stage name; `None` builds the last stage.
     pub target: Option<String>,
-    /// Target platform (the build platform is taken to be the same).
+    /// Target platform (`TARGETPLATFORM`).
     pub platform: Platform,
+    /// The platform the build runs on (`BUILDPLATFORM`): this machine's for a build.
+    pub build_platform: Platform,
     /// The escape character in effect (from the `# escape=` directive).
     pub escape: char,
 }
@@ -194,6 +196,7 @@ impl Default for GraphOptions {
             build_args: BTreeMap::new(),
             target: None,
             platform: Platform::new("linux", "amd64", None),
+            build_platform: Platform::new("linux", "amd64", None),
             escape: '\\',
         }
     }

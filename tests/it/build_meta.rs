@@ -108,6 +108,43 @@ fn shell_instruction_changes_how_run_runs() {
     assert_eq!(env.run_stdout("img:1", &["cat", "/marker"]), "shell-was-used\n");
 }
 
+/// The built-in arguments of Dockerfile syntax 1.11+: `TARGETSTAGE` is the `--target` stage
+/// (`default` without one), `BUILDPLATFORM` this machine's platform even when the target is
+/// another one, and the build-arg `BUILDKIT_SANDBOX_HOSTNAME` names RUN's sandbox.
+#[test]
+fn built_in_arguments_are_buildkits() {
+    let env = BuildEnv::new();
+    env.dockerfile(
+        "FROM bb AS first\n\
+         ARG TARGETSTAGE\n\
+         RUN echo \"$TARGETSTAGE $(hostname)\" > /t\n\
+         FROM first AS second\n\
+         RUN true\n",
+    );
+    env.build_ok(&["-t", "t:1"]);
+    assert_eq!(env.run_stdout("t:1", &["cat", "/t"]), "default slipway\n");
+    env.build_ok(&["-t", "t:2", "--target", "first", "--build-arg", "BUILDKIT_SANDBOX_HOSTNAME=box-1"]);
+    assert_eq!(env.run_stdout("t:2", &["cat", "/t"]), "first box-1\n");
+
+    let (host, foreign) = match slipway::oci::Platform::host().architecture.as_str() {
+        "arm64" => ("linux/arm64", "linux/amd64"),
+        _ => ("linux/amd64", "linux/arm64"),
+    };
+    env.dockerfile(
+        "FROM --platform=$BUILDPLATFORM bb AS build\n\
+         ARG BUILDPLATFORM\n\
+         ARG TARGETPLATFORM\n\
+         RUN echo \"$BUILDPLATFORM $TARGETPLATFORM\" > /p\n\
+         FROM scratch\n\
+         COPY --from=build /p /p\n",
+    );
+    env.build_ok(&["-t", "cross:1", "--platform", foreign]);
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = env.umoci_unpack("cross:1", dir.path());
+    assert_eq!(std::fs::read_to_string(rootfs.join("p")).unwrap(), format!("{host} {foreign}\n"));
+    assert_eq!(env.config("cross:1")["architecture"], foreign.rsplit('/').next().unwrap());
+}
+
 #[test]
 fn arg_scoping_follows_docker() {
     let env = BuildEnv::new();
