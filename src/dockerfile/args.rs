@@ -39,13 +39,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::expand::{ExpandError, Expander, Lookup};
 
 /// The ARGs BuildKit predefines: from the target and build platforms, and the target stage.
-pub const PLATFORM_ARGS: [&str; 9] = [
+pub const PLATFORM_ARGS: [&str; 11] = [
     "TARGETPLATFORM",
     "TARGETOS",
+    "TARGETOSVERSION",
     "TARGETARCH",
     "TARGETVARIANT",
     "BUILDPLATFORM",
     "BUILDOS",
+    "BUILDOSVERSION",
     "BUILDARCH",
     "BUILDVARIANT",
     TARGET_STAGE_ARG,
@@ -94,6 +96,8 @@ pub fn platform_args(target: &str, build: &str) -> BTreeMap<String, String> {
         let variant = parts.next().unwrap_or_default();
         args.insert(format!("{prefix}PLATFORM"), platform.to_owned());
         args.insert(format!("{prefix}OS"), os.to_owned());
+        // An OS version exists only for Windows platforms, which slipway does not build.
+        args.insert(format!("{prefix}OSVERSION"), String::new());
         args.insert(format!("{prefix}ARCH"), arch.to_owned());
         args.insert(format!("{prefix}VARIANT"), variant.to_owned());
     }
