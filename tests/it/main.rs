@@ -10,6 +10,7 @@ mod build_run;
 mod build_stages;
 mod cache;
 mod check;
+mod conformance;
 mod context;
 mod dockerfile_corpus;
 mod dockerfile_shell;
