@@ -674,6 +674,15 @@ pub fn write_inline(
     Ok(())
 }
 
+/// `WORKDIR`: creates `path` (absolute, resolved inside `rootfs`) and its missing parents, 0755
+/// and owned by `owner` (the stage's `USER`, else root), as BuildKit does; an existing
+/// directory is left as it is.
+pub fn make_dir(rootfs: &Path, path: &str, owner: Option<(u32, u32)>) -> Result<(), ContextError> {
+    let (comps, _) = dest_comps(path);
+    let opts = CopyOptions { chown: owner, ..CopyOptions::default() };
+    Dest::open(rootfs, &opts)?.open_or_create_dir(&comps).map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,7 +37,7 @@ use std::path::{Path, PathBuf};
 use rustix::io::Errno;
 
 pub use self::chown::resolve_chown;
-pub use self::copy::{CopyOptions, CopyReport, copy, write_inline};
+pub use self::copy::{CopyOptions, CopyReport, copy, make_dir, write_inline};
 pub use self::digest::{SourceDigest, digest};
 pub use self::error::ContextError;
 use self::ignore::IgnoreFile;

@@ -1,11 +1,11 @@
-//! Metadata instructions (ENV, ARG, LABEL, EXPOSE, USER, WORKDIR, CMD, ENTRYPOINT, VOLUME,
+//! Metadata instructions (ENV, ARG, LABEL, EXPOSE, USER, CMD, ENTRYPOINT, VOLUME,
 //! SHELL, STOPSIGNAL, HEALTHCHECK, MAINTAINER, ONBUILD): each changes only the image config and
 //! writes one history entry, with Docker's (BuildKit's) rules. One function per instruction.
 
 use std::collections::BTreeMap;
 
 use super::history::{self, HistoryEntry};
-use super::stage::{BuildCtx, State, expand, join_path};
+use super::stage::{BuildCtx, State, expand};
 use super::{BuildError, InvalidValue};
 use crate::dockerfile::{
     ArgInstruction, CommandLine, EnvInstruction, ExposeInstruction, Healthcheck, HealthcheckInstruction, Instruction,
@@ -29,7 +29,6 @@ pub(crate) fn apply(
             state.container().user = Some(value.clone());
             history::metadata(format!("USER {value}"))
         }
-        Instruction::Workdir(w) => set_workdir(ctx, state, span, &w.path)?,
         Instruction::Cmd(cmd) => {
             let argv = command_argv(&state.shell, &cmd.command);
             state.container().cmd = Some(argv.clone());
@@ -58,7 +57,11 @@ pub(crate) fn apply(
             state.container().on_build.get_or_insert_with(Vec::new).push(o.expression.clone());
             history::metadata(format!("ONBUILD {}", o.expression))
         }
-        Instruction::From(_) | Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_) => return Ok(()),
+        Instruction::From(_)
+        | Instruction::Run(_)
+        | Instruction::Copy(_)
+        | Instruction::Add(_)
+        | Instruction::Workdir(_) => return Ok(()),
     };
     state.history(state.last_created, entry);
     Ok(())
@@ -137,17 +140,6 @@ fn expose_ports(
         exposed.insert(p.clone(), serde_json::Map::new());
     }
     Ok(history::expose(&ports))
-}
-
-fn set_workdir(ctx: &BuildCtx<'_>, state: &mut State, span: Span, path: &str) -> Result<HistoryEntry, BuildError> {
-    let value = expand(ctx, state, span, path)?;
-    let joined = join_path(&state.workdir(), &value);
-    let dir = match joined.trim_end_matches('/') {
-        "" => "/".to_string(),
-        d => d.to_string(),
-    };
-    state.container().working_dir = Some(dir.clone());
-    Ok(history::metadata(format!("WORKDIR {dir}")))
 }
 
 /// A new ENTRYPOINT clears a CMD inherited from the base (not one this stage set).

@@ -9,7 +9,7 @@
 //!    reads are done, at most `jobs` layer steps at once; the first failure cancels the rest.
 //! 3. [`stage`]: one stage's steps in order, each with its [`step::StepCtx`]. Metadata
 //!    instructions ([`metadata`]: ENV, LABEL, USER, ...) only change the image config and
-//!    history. RUN ([`run`]), COPY and ADD ([`copy`]) are *layer steps*: each says what its cache
+//!    history. RUN ([`run`]), COPY and ADD ([`copy`]) and WORKDIR ([`workdir`]) are *layer steps*: each says what its cache
 //!    key is made of ([`crate::cache`]: its parent's content, the instruction after expansion
 //!    and exactly the inputs it reads) and what it does; [`layers::layer_step`] owns the rest of
 //!    its life — a hit reuses the recorded layer and runs nothing, a miss says why and runs the
@@ -41,6 +41,7 @@ mod run;
 mod scheduler;
 mod stage;
 mod step;
+mod workdir;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -1,6 +1,6 @@
 //! One step of a stage, and what every step needs besides the stage's [`State`]: the build,
 //! where the step is (index, total, line), the finished stages it may read, the `--jobs` gate.
-//! Layer steps (RUN, COPY, ADD) take a gate slot and go to [`super::run`] and [`super::copy`],
+//! Layer steps (RUN, COPY, ADD, WORKDIR) take a gate slot and go to [`super::run`] and [`super::copy`],
 //! which hand their work to the one layer-step lifecycle ([`super::layers::layer_step`]);
 //! everything else is a metadata instruction ([`super::metadata`]).
 
@@ -52,6 +52,7 @@ pub(crate) fn run_step(sc: &StepCtx<'_>, state: &mut State) -> Result<(), BuildE
         Instruction::Run(run) => super::run::run(sc, state, run),
         Instruction::Copy(copy) => super::copy::copy(sc, state, &CopySpec::from_copy(copy)),
         Instruction::Add(add) => super::copy::copy(sc, state, &CopySpec::from_add(add)),
+        Instruction::Workdir(w) => super::workdir::workdir(sc, state, w),
         other => super::metadata::apply(sc.build, state, sc.span(), other),
     }
 }

@@ -73,8 +73,11 @@ fn metadata_instructions_set_the_config_and_history() {
             "CMD [\"hello\"]",
         ]
     );
-    assert!(history.iter().all(|(_, empty)| *empty), "metadata makes no layer");
-    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 1);
+    for (by, empty) in &history {
+        // WORKDIR creates its directory as a layer of its own, as BuildKit does.
+        assert_eq!(*empty, !by.starts_with("WORKDIR"), "{by}: only WORKDIR makes a layer");
+    }
+    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 3, "the base, /app, /app/sub");
     assert_eq!(env.run_stdout("img:1", &[]), "hello\n");
     assert_eq!(env.run_stdout("img:1", &["other"]), "other\n");
 }
@@ -143,6 +146,38 @@ fn built_in_arguments_are_buildkits() {
     let rootfs = env.umoci_unpack("cross:1", dir.path());
     assert_eq!(std::fs::read_to_string(rootfs.join("p")).unwrap(), format!("{host} {foreign}\n"));
     assert_eq!(env.config("cross:1")["architecture"], foreign.rsplit('/').next().unwrap());
+}
+
+/// WORKDIR creates its directory and missing parents (0755, owned by the stage's USER) as a
+/// layer of its own, also on `FROM scratch`; an existing directory is left alone and makes no
+/// layer (BuildKit: testWorkdirCreatesDir, testWorkdirUser, testWorkdirExists; fsutil's
+/// MkdirAll chowns every directory it creates).
+#[test]
+fn workdir_creates_its_directory_owned_by_the_user() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let env = BuildEnv::new();
+    env.dockerfile("FROM bb\nUSER user\nWORKDIR /a/b\nUSER root\nWORKDIR /tmp\n");
+    env.build_ok(&["-t", "w:1"]);
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = env.umoci_unpack("w:1", dir.path());
+    for path in ["a", "a/b"] {
+        let meta = std::fs::metadata(rootfs.join(path)).unwrap();
+        assert!(meta.is_dir(), "{path}");
+        assert_eq!((meta.uid(), meta.gid(), meta.permissions().mode() & 0o7777), (1000, 1000, 0o755), "{path}");
+    }
+    let history = env.config("w:1")["history"].as_array().unwrap().clone();
+    let empty =
+        |by: &str| history.iter().find(|h| h["created_by"] == by).unwrap()["empty_layer"].as_bool().unwrap_or(false);
+    assert!(!empty("WORKDIR /a/b"), "a new directory is a layer");
+    assert!(empty("WORKDIR /tmp"), "an existing directory makes no layer");
+    assert_eq!(env.config("w:1")["config"]["WorkingDir"], "/tmp");
+
+    env.dockerfile("FROM scratch\nWORKDIR /srv/app\n");
+    env.build_ok(&["-t", "w:2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = env.umoci_unpack("w:2", dir.path());
+    let meta = std::fs::metadata(rootfs.join("srv/app")).unwrap();
+    assert_eq!((meta.is_dir(), meta.uid(), meta.permissions().mode() & 0o7777), (true, 0, 0o755));
 }
 
 #[test]
