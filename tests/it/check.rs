@@ -56,7 +56,7 @@ fn check_output(src: Option<&str>, args: &[&str]) -> String {
     )
 }
 
-const RULES: [&str; 15] = [
+const RULES: [&str; 16] = [
     "JSONArgsRecommended",
     "StageNameCasing",
     "FromAsCasing",
@@ -72,6 +72,7 @@ const RULES: [&str; 15] = [
     "MultipleInstructionsDisallowed",
     "LegacyKeyValueFormat",
     "NoEmptyContinuation",
+    "ReservedStageName",
 ];
 
 #[test]

@@ -39,11 +39,12 @@ pub enum Rule {
     MultipleInstructionsDisallowed,
     LegacyKeyValueFormat,
     NoEmptyContinuation,
+    ReservedStageName,
 }
 
 impl Rule {
     /// Every rule.
-    pub const ALL: [Rule; 15] = [
+    pub const ALL: [Rule; 16] = [
         Rule::JsonArgsRecommended,
         Rule::StageNameCasing,
         Rule::FromAsCasing,
@@ -59,6 +60,7 @@ impl Rule {
         Rule::MultipleInstructionsDisallowed,
         Rule::LegacyKeyValueFormat,
         Rule::NoEmptyContinuation,
+        Rule::ReservedStageName,
     ];
 
     /// BuildKit's name of the rule.
@@ -79,6 +81,7 @@ impl Rule {
             Rule::MultipleInstructionsDisallowed => "MultipleInstructionsDisallowed",
             Rule::LegacyKeyValueFormat => "LegacyKeyValueFormat",
             Rule::NoEmptyContinuation => "NoEmptyContinuation",
+            Rule::ReservedStageName => "ReservedStageName",
         }
     }
 

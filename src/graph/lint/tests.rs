@@ -41,7 +41,7 @@ fn clean_file_has_no_findings() {
 
 #[test]
 fn each_rule_fires() {
-    let cases: [(&str, &str); 14] = [
+    let cases: [(&str, &str); 15] = [
         ("JSONArgsRecommended", "FROM alpine\nCMD echo hi\n"),
         ("StageNameCasing", "FROM alpine AS Build\n"),
         ("FromAsCasing", "FROM alpine as build\n"),
@@ -56,6 +56,7 @@ fn each_rule_fires() {
         ("MultipleInstructionsDisallowed", "FROM alpine\nCMD [\"a\"]\nCMD [\"b\"]\n"),
         ("LegacyKeyValueFormat", "FROM alpine\nENV A 1\n"),
         ("NoEmptyContinuation", "FROM alpine\nRUN a \\\n\n  b\n"),
+        ("ReservedStageName", "FROM alpine AS context\n"),
     ];
     for (rule, src) in cases {
         assert_eq!(rules(src), vec![rule], "{src:?}");
@@ -112,6 +113,20 @@ fn from_args() {
         run("FROM --platform=$BUILDPLATFROM alpine\n", None)[0].2,
         "FROM argument 'BUILDPLATFROM' is not declared (did you mean BUILDPLATFORM?)"
     );
+}
+
+#[test]
+fn reserved_stage_names() {
+    assert_eq!(
+        run("FROM scratch AS scratch\nFROM scratch AS context\n", None),
+        vec![
+            ("ReservedStageName", 1, "stage name should not use the same name as reserved stage \"scratch\"".into()),
+            ("ReservedStageName", 2, "stage name should not use the same name as reserved stage \"context\"".into()),
+        ]
+    );
+    // Names compare lowercased, as stage names do.
+    assert_eq!(rules("FROM alpine AS Scratch\n"), vec!["StageNameCasing", "ReservedStageName"]);
+    assert!(rules("FROM scratch\nFROM scratch AS a\nFROM alpine AS contexts\n").is_empty());
 }
 
 #[test]
