@@ -56,7 +56,7 @@ fn check_output(src: Option<&str>, args: &[&str]) -> String {
     )
 }
 
-const RULES: [&str; 16] = [
+const RULES: [&str; 18] = [
     "JSONArgsRecommended",
     "StageNameCasing",
     "FromAsCasing",
@@ -73,6 +73,8 @@ const RULES: [&str; 16] = [
     "LegacyKeyValueFormat",
     "NoEmptyContinuation",
     "ReservedStageName",
+    "RedundantTargetPlatform",
+    "FromPlatformFlagConstDisallowed",
 ];
 
 #[test]

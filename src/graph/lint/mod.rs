@@ -5,8 +5,8 @@
 //! - [`syntax`]: rules over the line AST (casing, stage names, deprecated and empty lines),
 //!   which run even when the file does not lower;
 //! - [`stages`]: rules over each stage's typed instructions;
-//! - [`vars`]: rules about variables (`UndefinedVar`, `FROM` args), using the ARG scoping
-//!   model and the graph's per-step lookups.
+//! - [`vars`]: rules about variables (`UndefinedVar`, `FROM` args and `--platform`), using
+//!   the ARG scoping model and the graph's per-step lookups.
 //!
 //! The `# check=skip=A,B;error=true` directive is read by [`CheckConfig::from_ast`].
 //! Knows nothing about printing, files or exit codes.
@@ -40,11 +40,13 @@ pub enum Rule {
     LegacyKeyValueFormat,
     NoEmptyContinuation,
     ReservedStageName,
+    RedundantTargetPlatform,
+    FromPlatformFlagConstDisallowed,
 }
 
 impl Rule {
     /// Every rule.
-    pub const ALL: [Rule; 16] = [
+    pub const ALL: [Rule; 18] = [
         Rule::JsonArgsRecommended,
         Rule::StageNameCasing,
         Rule::FromAsCasing,
@@ -61,6 +63,8 @@ impl Rule {
         Rule::LegacyKeyValueFormat,
         Rule::NoEmptyContinuation,
         Rule::ReservedStageName,
+        Rule::RedundantTargetPlatform,
+        Rule::FromPlatformFlagConstDisallowed,
     ];
 
     /// BuildKit's name of the rule.
@@ -82,6 +86,8 @@ impl Rule {
             Rule::LegacyKeyValueFormat => "LegacyKeyValueFormat",
             Rule::NoEmptyContinuation => "NoEmptyContinuation",
             Rule::ReservedStageName => "ReservedStageName",
+            Rule::RedundantTargetPlatform => "RedundantTargetPlatform",
+            Rule::FromPlatformFlagConstDisallowed => "FromPlatformFlagConstDisallowed",
         }
     }
 

@@ -41,7 +41,7 @@ fn clean_file_has_no_findings() {
 
 #[test]
 fn each_rule_fires() {
-    let cases: [(&str, &str); 15] = [
+    let cases: [(&str, &str); 17] = [
         ("JSONArgsRecommended", "FROM alpine\nCMD echo hi\n"),
         ("StageNameCasing", "FROM alpine AS Build\n"),
         ("FromAsCasing", "FROM alpine as build\n"),
@@ -57,6 +57,8 @@ fn each_rule_fires() {
         ("LegacyKeyValueFormat", "FROM alpine\nENV A 1\n"),
         ("NoEmptyContinuation", "FROM alpine\nRUN a \\\n\n  b\n"),
         ("ReservedStageName", "FROM alpine AS context\n"),
+        ("RedundantTargetPlatform", "FROM --platform=$TARGETPLATFORM alpine\n"),
+        ("FromPlatformFlagConstDisallowed", "FROM --platform=linux/arm64 alpine AS build\n"),
     ];
     for (rule, src) in cases {
         assert_eq!(rules(src), vec![rule], "{src:?}");
@@ -127,6 +129,45 @@ fn reserved_stage_names() {
     // Names compare lowercased, as stage names do.
     assert_eq!(rules("FROM alpine AS Scratch\n"), vec!["StageNameCasing", "ReservedStageName"]);
     assert!(rules("FROM scratch\nFROM scratch AS a\nFROM alpine AS contexts\n").is_empty());
+}
+
+#[test]
+fn redundant_target_platform() {
+    assert_eq!(
+        run("FROM --platform=${TARGETPLATFORM} scratch\n", None),
+        vec![(
+            "RedundantTargetPlatform",
+            1,
+            "setting platform to predefined ${TARGETPLATFORM} in FROM is redundant as this is the default behavior"
+                .into()
+        )]
+    );
+    assert_eq!(rules("FROM --platform=${TARGETPLATFORM:-linux/arm64} alpine\n"), vec!["RedundantTargetPlatform"]);
+    assert!(rules("# check=skip=RedundantTargetPlatform\nFROM --platform=$TARGETPLATFORM alpine\n").is_empty());
+    // Another variable, or text around it, may make it another platform.
+    assert!(rules("FROM --platform=$BUILDPLATFORM alpine\n").is_empty());
+    assert!(rules("FROM --platform=$TARGETOS/$TARGETARCH alpine\n").is_empty());
+    assert!(rules("ARG V\nFROM --platform=$TARGETPLATFORM$V alpine\n").is_empty());
+}
+
+#[test]
+fn from_platform_flag_const() {
+    assert_eq!(
+        run("FROM --platform=linux/amd64 scratch\n", None),
+        vec![(
+            "FromPlatformFlagConstDisallowed",
+            1,
+            "FROM --platform flag should not use constant value \"linux/amd64\"".into()
+        )]
+    );
+    // The stage's name says which os or (normalised) architecture it is for.
+    assert!(rules("FROM --platform=linux/amd64 scratch AS my_amd64_stage\n").is_empty());
+    assert!(rules("FROM --platform=linux/amd64 scratch AS linux\n").is_empty());
+    assert!(rules("FROM --platform=linux/aarch64 alpine AS build-arm64\n").is_empty());
+    // A variable is not a constant; a value that is no platform is the graph's error.
+    assert!(rules("FROM --platform=$BUILDPLATFORM alpine AS build\n").is_empty());
+    assert!(rules("ARG P=linux/amd64\nFROM --platform=$P alpine AS build\n").is_empty());
+    assert!(!rules("FROM --platform=linux alpine\n").contains(&"FromPlatformFlagConstDisallowed"));
 }
 
 #[test]
