@@ -56,7 +56,7 @@ fn check_output(src: Option<&str>, args: &[&str]) -> String {
     )
 }
 
-const RULES: [&str; 18] = [
+const RULES: [&str; 20] = [
     "JSONArgsRecommended",
     "StageNameCasing",
     "FromAsCasing",
@@ -75,6 +75,8 @@ const RULES: [&str; 18] = [
     "ReservedStageName",
     "RedundantTargetPlatform",
     "FromPlatformFlagConstDisallowed",
+    "ExposeProtoCasing",
+    "ExposeInvalidFormat",
 ];
 
 #[test]

@@ -6,11 +6,13 @@
 //!   which run even when the file does not lower;
 //! - [`stages`]: rules over each stage's typed instructions;
 //! - [`vars`]: rules about variables (`UndefinedVar`, `FROM` args and `--platform`), using
-//!   the ARG scoping model and the graph's per-step lookups.
+//!   the ARG scoping model and the graph's per-step lookups;
+//! - [`expose`]: rules over `EXPOSE` ports, expanded in each step's scope.
 //!
 //! The `# check=skip=A,B;error=true` directive is read by [`CheckConfig::from_ast`].
 //! Knows nothing about printing, files or exit codes.
 
+mod expose;
 mod stages;
 mod syntax;
 mod vars;
@@ -42,11 +44,13 @@ pub enum Rule {
     ReservedStageName,
     RedundantTargetPlatform,
     FromPlatformFlagConstDisallowed,
+    ExposeProtoCasing,
+    ExposeInvalidFormat,
 }
 
 impl Rule {
     /// Every rule.
-    pub const ALL: [Rule; 18] = [
+    pub const ALL: [Rule; 20] = [
         Rule::JsonArgsRecommended,
         Rule::StageNameCasing,
         Rule::FromAsCasing,
@@ -65,6 +69,8 @@ impl Rule {
         Rule::ReservedStageName,
         Rule::RedundantTargetPlatform,
         Rule::FromPlatformFlagConstDisallowed,
+        Rule::ExposeProtoCasing,
+        Rule::ExposeInvalidFormat,
     ];
 
     /// BuildKit's name of the rule.
@@ -88,6 +94,8 @@ impl Rule {
             Rule::ReservedStageName => "ReservedStageName",
             Rule::RedundantTargetPlatform => "RedundantTargetPlatform",
             Rule::FromPlatformFlagConstDisallowed => "FromPlatformFlagConstDisallowed",
+            Rule::ExposeProtoCasing => "ExposeProtoCasing",
+            Rule::ExposeInvalidFormat => "ExposeInvalidFormat",
         }
     }
 
@@ -189,6 +197,7 @@ pub fn lint(input: &LintInput<'_>, config: &CheckConfig) -> Vec<Finding> {
     }
     if let Some(graph) = input.graph {
         findings.extend(vars::check_steps(graph));
+        findings.extend(expose::check(graph));
     }
     findings.retain(|f| config.enabled(f.rule));
     findings.sort_by_key(|f| (f.span.start_line, f.span.column, f.rule));

@@ -41,7 +41,7 @@ fn clean_file_has_no_findings() {
 
 #[test]
 fn each_rule_fires() {
-    let cases: [(&str, &str); 17] = [
+    let cases: [(&str, &str); 19] = [
         ("JSONArgsRecommended", "FROM alpine\nCMD echo hi\n"),
         ("StageNameCasing", "FROM alpine AS Build\n"),
         ("FromAsCasing", "FROM alpine as build\n"),
@@ -59,6 +59,8 @@ fn each_rule_fires() {
         ("ReservedStageName", "FROM alpine AS context\n"),
         ("RedundantTargetPlatform", "FROM --platform=$TARGETPLATFORM alpine\n"),
         ("FromPlatformFlagConstDisallowed", "FROM --platform=linux/arm64 alpine AS build\n"),
+        ("ExposeProtoCasing", "FROM alpine\nEXPOSE 80/TCP\n"),
+        ("ExposeInvalidFormat", "FROM alpine\nEXPOSE 8080:80\n"),
     ];
     for (rule, src) in cases {
         assert_eq!(rules(src), vec![rule], "{src:?}");
@@ -168,6 +170,52 @@ fn from_platform_flag_const() {
     assert!(rules("FROM --platform=$BUILDPLATFORM alpine AS build\n").is_empty());
     assert!(rules("ARG P=linux/amd64\nFROM --platform=$P alpine AS build\n").is_empty());
     assert!(!rules("FROM --platform=linux alpine\n").contains(&"FromPlatformFlagConstDisallowed"));
+}
+
+#[test]
+fn expose_proto_casing() {
+    assert_eq!(
+        run("FROM scratch\nEXPOSE 80/TcP 8080/TCP 8080/udp\n", None),
+        vec![
+            ("ExposeProtoCasing", 2, "defined protocol '80/TcP' in EXPOSE instruction should be lowercase".into()),
+            ("ExposeProtoCasing", 2, "defined protocol '8080/TCP' in EXPOSE instruction should be lowercase".into()),
+        ]
+    );
+    assert!(rules("FROM alpine\nEXPOSE 80 53/udp 8000-8010/tcp 9/sctp\n").is_empty());
+    // An unknown protocol is the builder's error, not a casing problem.
+    assert!(rules("FROM alpine\nEXPOSE 80/HTTP\n").is_empty());
+}
+
+#[test]
+fn expose_invalid_format() {
+    let found = run("FROM scratch\nEXPOSE 127.0.0.1:80:80 [::1]:8080:8080 5000:5000 8000\n", None);
+    let ports: Vec<&str> = found.iter().map(|(_, _, m)| m.rsplit(' ').next().unwrap_or_default()).collect();
+    assert_eq!(ports, vec!["'127.0.0.1:80:80'", "'[::1]:8080:8080'", "'5000:5000'"]);
+    assert_eq!(
+        found[0].2,
+        "EXPOSE instruction should not define an IP address or host-port mapping, found '127.0.0.1:80:80'"
+    );
+    assert!(found.iter().all(|(rule, line, _)| *rule == "ExposeInvalidFormat" && *line == 2));
+    assert_eq!(rules("FROM alpine\nEXPOSE 80:80/UDP\n"), vec!["ExposeProtoCasing", "ExposeInvalidFormat"]);
+}
+
+#[test]
+fn expose_ports_are_expanded() {
+    // ARG and ENV values, the stage's own and those of the stage it is built on.
+    let src = "FROM alpine AS base\nENV MAP=8080:80\nFROM base\nARG PROTO=TCP\nEXPOSE $MAP 443/$PROTO\n";
+    let messages: Vec<String> = run(src, None).into_iter().map(|(_, _, m)| m).collect();
+    assert_eq!(
+        messages,
+        vec![
+            "defined protocol '443/TCP' in EXPOSE instruction should be lowercase",
+            "EXPOSE instruction should not define an IP address or host-port mapping, found '8080:80'",
+        ]
+    );
+    // One word may expand to several ports.
+    assert_eq!(rules("FROM alpine\nENV PORTS=\"80/TCP 81\"\nEXPOSE $PORTS\n"), vec!["ExposeProtoCasing"]);
+    // A variable the base image may set has no value here: the port is not checked
+    // (UndefinedVar reports the name).
+    assert_eq!(rules("FROM alpine\nEXPOSE $PORT/TCP\n"), vec!["UndefinedVar"]);
 }
 
 #[test]
