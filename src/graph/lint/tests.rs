@@ -33,6 +33,13 @@ fn rules(src: &str) -> Vec<&'static str> {
     run(src, None).into_iter().map(|(r, _, _)| r).collect()
 }
 
+/// Asserts that `src` makes only `rule` fire, at these lines with these messages, in order.
+#[track_caller]
+fn fires(src: &str, rule: &'static str, expected: &[(u32, &str)]) {
+    let expected: Vec<_> = expected.iter().map(|(line, message)| (rule, *line, (*message).to_owned())).collect();
+    assert_eq!(run(src, None), expected, "{src:?}");
+}
+
 #[test]
 fn clean_file_has_no_findings() {
     let src = "ARG TAG=3.20\nFROM alpine:${TAG} AS build\nWORKDIR /src\nENV A=1\nCOPY . .\nRUN make\nFROM scratch\nCOPY --from=build /src/out /out\nCMD [\"/out\"]\n";
@@ -121,12 +128,13 @@ fn from_args() {
 
 #[test]
 fn reserved_stage_names() {
-    assert_eq!(
-        run("FROM scratch AS scratch\nFROM scratch AS context\n", None),
-        vec![
-            ("ReservedStageName", 1, "stage name should not use the same name as reserved stage \"scratch\"".into()),
-            ("ReservedStageName", 2, "stage name should not use the same name as reserved stage \"context\"".into()),
-        ]
+    fires(
+        "FROM scratch AS scratch\nFROM scratch AS context\n",
+        "ReservedStageName",
+        &[
+            (1, "stage name should not use the same name as reserved stage \"scratch\""),
+            (2, "stage name should not use the same name as reserved stage \"context\""),
+        ],
     );
     // Names compare lowercased, as stage names do.
     assert_eq!(rules("FROM alpine AS Scratch\n"), vec!["StageNameCasing", "ReservedStageName"]);
@@ -135,14 +143,10 @@ fn reserved_stage_names() {
 
 #[test]
 fn redundant_target_platform() {
-    assert_eq!(
-        run("FROM --platform=${TARGETPLATFORM} scratch\n", None),
-        vec![(
-            "RedundantTargetPlatform",
-            1,
-            "setting platform to predefined ${TARGETPLATFORM} in FROM is redundant as this is the default behavior"
-                .into()
-        )]
+    fires(
+        "FROM --platform=${TARGETPLATFORM} scratch\n",
+        "RedundantTargetPlatform",
+        &[(1, "setting platform to predefined ${TARGETPLATFORM} in FROM is redundant as this is the default behavior")],
     );
     assert_eq!(rules("FROM --platform=${TARGETPLATFORM:-linux/arm64} alpine\n"), vec!["RedundantTargetPlatform"]);
     assert!(rules("# check=skip=RedundantTargetPlatform\nFROM --platform=$TARGETPLATFORM alpine\n").is_empty());
@@ -154,13 +158,10 @@ fn redundant_target_platform() {
 
 #[test]
 fn from_platform_flag_const() {
-    assert_eq!(
-        run("FROM --platform=linux/amd64 scratch\n", None),
-        vec![(
-            "FromPlatformFlagConstDisallowed",
-            1,
-            "FROM --platform flag should not use constant value \"linux/amd64\"".into()
-        )]
+    fires(
+        "FROM --platform=linux/amd64 scratch\n",
+        "FromPlatformFlagConstDisallowed",
+        &[(1, "FROM --platform flag should not use constant value \"linux/amd64\"")],
     );
     // The stage's name says which os or (normalised) architecture it is for.
     assert!(rules("FROM --platform=linux/amd64 scratch AS my_amd64_stage\n").is_empty());
@@ -174,12 +175,13 @@ fn from_platform_flag_const() {
 
 #[test]
 fn expose_proto_casing() {
-    assert_eq!(
-        run("FROM scratch\nEXPOSE 80/TcP 8080/TCP 8080/udp\n", None),
-        vec![
-            ("ExposeProtoCasing", 2, "defined protocol '80/TcP' in EXPOSE instruction should be lowercase".into()),
-            ("ExposeProtoCasing", 2, "defined protocol '8080/TCP' in EXPOSE instruction should be lowercase".into()),
-        ]
+    fires(
+        "FROM scratch\nEXPOSE 80/TcP 8080/TCP 8080/udp\n",
+        "ExposeProtoCasing",
+        &[
+            (2, "defined protocol '80/TcP' in EXPOSE instruction should be lowercase"),
+            (2, "defined protocol '8080/TCP' in EXPOSE instruction should be lowercase"),
+        ],
     );
     assert!(rules("FROM alpine\nEXPOSE 80 53/udp 8000-8010/tcp 9/sctp\n").is_empty());
     // An unknown protocol is the builder's error, not a casing problem.
@@ -188,14 +190,16 @@ fn expose_proto_casing() {
 
 #[test]
 fn expose_invalid_format() {
-    let found = run("FROM scratch\nEXPOSE 127.0.0.1:80:80 [::1]:8080:8080 5000:5000 8000\n", None);
-    let ports: Vec<&str> = found.iter().map(|(_, _, m)| m.rsplit(' ').next().unwrap_or_default()).collect();
-    assert_eq!(ports, vec!["'127.0.0.1:80:80'", "'[::1]:8080:8080'", "'5000:5000'"]);
-    assert_eq!(
-        found[0].2,
-        "EXPOSE instruction should not define an IP address or host-port mapping, found '127.0.0.1:80:80'"
+    let message = "EXPOSE instruction should not define an IP address or host-port mapping, found";
+    fires(
+        "FROM scratch\nEXPOSE 127.0.0.1:80:80 [::1]:8080:8080 5000:5000 8000\n",
+        "ExposeInvalidFormat",
+        &[
+            (2, &format!("{message} '127.0.0.1:80:80'")),
+            (2, &format!("{message} '[::1]:8080:8080'")),
+            (2, &format!("{message} '5000:5000'")),
+        ],
     );
-    assert!(found.iter().all(|(rule, line, _)| *rule == "ExposeInvalidFormat" && *line == 2));
     assert_eq!(rules("FROM alpine\nEXPOSE 80:80/UDP\n"), vec!["ExposeProtoCasing", "ExposeInvalidFormat"]);
 }
 
