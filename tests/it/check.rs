@@ -56,7 +56,7 @@ fn check_output(src: Option<&str>, args: &[&str]) -> String {
     )
 }
 
-const RULES: [&str; 15] = [
+const RULES: [&str; 20] = [
     "JSONArgsRecommended",
     "StageNameCasing",
     "FromAsCasing",
@@ -72,6 +72,11 @@ const RULES: [&str; 15] = [
     "MultipleInstructionsDisallowed",
     "LegacyKeyValueFormat",
     "NoEmptyContinuation",
+    "ReservedStageName",
+    "RedundantTargetPlatform",
+    "FromPlatformFlagConstDisallowed",
+    "ExposeProtoCasing",
+    "ExposeInvalidFormat",
 ];
 
 #[test]

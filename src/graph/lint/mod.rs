@@ -5,12 +5,14 @@
 //! - [`syntax`]: rules over the line AST (casing, stage names, deprecated and empty lines),
 //!   which run even when the file does not lower;
 //! - [`stages`]: rules over each stage's typed instructions;
-//! - [`vars`]: rules about variables (`UndefinedVar`, `FROM` args), using the ARG scoping
-//!   model and the graph's per-step lookups.
+//! - [`vars`]: rules about variables (`UndefinedVar`, `FROM` args and `--platform`), using
+//!   the ARG scoping model and the graph's per-step lookups;
+//! - [`expose`]: rules over `EXPOSE` ports, expanded in each step's scope.
 //!
 //! The `# check=skip=A,B;error=true` directive is read by [`CheckConfig::from_ast`].
 //! Knows nothing about printing, files or exit codes.
 
+mod expose;
 mod stages;
 mod syntax;
 mod vars;
@@ -39,11 +41,16 @@ pub enum Rule {
     MultipleInstructionsDisallowed,
     LegacyKeyValueFormat,
     NoEmptyContinuation,
+    ReservedStageName,
+    RedundantTargetPlatform,
+    FromPlatformFlagConstDisallowed,
+    ExposeProtoCasing,
+    ExposeInvalidFormat,
 }
 
 impl Rule {
     /// Every rule.
-    pub const ALL: [Rule; 15] = [
+    pub const ALL: [Rule; 20] = [
         Rule::JsonArgsRecommended,
         Rule::StageNameCasing,
         Rule::FromAsCasing,
@@ -59,6 +66,11 @@ impl Rule {
         Rule::MultipleInstructionsDisallowed,
         Rule::LegacyKeyValueFormat,
         Rule::NoEmptyContinuation,
+        Rule::ReservedStageName,
+        Rule::RedundantTargetPlatform,
+        Rule::FromPlatformFlagConstDisallowed,
+        Rule::ExposeProtoCasing,
+        Rule::ExposeInvalidFormat,
     ];
 
     /// BuildKit's name of the rule.
@@ -79,6 +91,11 @@ impl Rule {
             Rule::MultipleInstructionsDisallowed => "MultipleInstructionsDisallowed",
             Rule::LegacyKeyValueFormat => "LegacyKeyValueFormat",
             Rule::NoEmptyContinuation => "NoEmptyContinuation",
+            Rule::ReservedStageName => "ReservedStageName",
+            Rule::RedundantTargetPlatform => "RedundantTargetPlatform",
+            Rule::FromPlatformFlagConstDisallowed => "FromPlatformFlagConstDisallowed",
+            Rule::ExposeProtoCasing => "ExposeProtoCasing",
+            Rule::ExposeInvalidFormat => "ExposeInvalidFormat",
         }
     }
 
@@ -180,6 +197,7 @@ pub fn lint(input: &LintInput<'_>, config: &CheckConfig) -> Vec<Finding> {
     }
     if let Some(graph) = input.graph {
         findings.extend(vars::check_steps(graph));
+        findings.extend(expose::check(graph));
     }
     findings.retain(|f| config.enabled(f.rule));
     findings.sort_by_key(|f| (f.span.start_line, f.span.column, f.rule));

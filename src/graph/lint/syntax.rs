@@ -1,12 +1,16 @@
 //! Rules over the line AST: ConsistentInstructionCasing, FromAsCasing, StageNameCasing,
-//! DuplicateStageName, MaintainerDeprecated, NoEmptyContinuation. They need only the words
-//! as written, so they run even when the file does not lower.
+//! DuplicateStageName, ReservedStageName, MaintainerDeprecated, NoEmptyContinuation. They
+//! need only the words as written, so they run even when the file does not lower.
 
 use std::collections::HashSet;
 
 use crate::dockerfile::{Ast, WarningKind};
 
 use super::{Finding, Rule};
+
+/// Stage names BuildKit reserves: `scratch` is the empty base, `context` its name for the
+/// build context among a build's inputs.
+const RESERVED_STAGE_NAMES: [&str; 2] = ["context", "scratch"];
 
 fn is_upper(word: &str) -> bool {
     word == word.to_uppercase()
@@ -40,11 +44,19 @@ pub(super) fn check(ast: &Ast) -> Vec<Finding> {
                                 format!("stage name '{name}' should be lowercase"),
                             ));
                         }
-                        if !names.insert(name.to_lowercase()) {
+                        let name = name.to_lowercase();
+                        if RESERVED_STAGE_NAMES.contains(&name.as_str()) {
+                            findings.push(Finding::new(
+                                Rule::ReservedStageName,
+                                node.span,
+                                format!("stage name should not use the same name as reserved stage \"{name}\""),
+                            ));
+                        }
+                        if !names.insert(name.clone()) {
                             findings.push(Finding::new(
                                 Rule::DuplicateStageName,
                                 node.span,
-                                format!("duplicate stage name '{}', stage names should be unique", name.to_lowercase()),
+                                format!("duplicate stage name '{name}', stage names should be unique"),
                             ));
                         }
                     }

@@ -33,6 +33,13 @@ fn rules(src: &str) -> Vec<&'static str> {
     run(src, None).into_iter().map(|(r, _, _)| r).collect()
 }
 
+/// Asserts that `src` makes only `rule` fire, at these lines with these messages, in order.
+#[track_caller]
+fn fires(src: &str, rule: &'static str, expected: &[(u32, &str)]) {
+    let expected: Vec<_> = expected.iter().map(|(line, message)| (rule, *line, (*message).to_owned())).collect();
+    assert_eq!(run(src, None), expected, "{src:?}");
+}
+
 #[test]
 fn clean_file_has_no_findings() {
     let src = "ARG TAG=3.20\nFROM alpine:${TAG} AS build\nWORKDIR /src\nENV A=1\nCOPY . .\nRUN make\nFROM scratch\nCOPY --from=build /src/out /out\nCMD [\"/out\"]\n";
@@ -41,7 +48,7 @@ fn clean_file_has_no_findings() {
 
 #[test]
 fn each_rule_fires() {
-    let cases: [(&str, &str); 14] = [
+    let cases: [(&str, &str); 19] = [
         ("JSONArgsRecommended", "FROM alpine\nCMD echo hi\n"),
         ("StageNameCasing", "FROM alpine AS Build\n"),
         ("FromAsCasing", "FROM alpine as build\n"),
@@ -56,6 +63,11 @@ fn each_rule_fires() {
         ("MultipleInstructionsDisallowed", "FROM alpine\nCMD [\"a\"]\nCMD [\"b\"]\n"),
         ("LegacyKeyValueFormat", "FROM alpine\nENV A 1\n"),
         ("NoEmptyContinuation", "FROM alpine\nRUN a \\\n\n  b\n"),
+        ("ReservedStageName", "FROM alpine AS context\n"),
+        ("RedundantTargetPlatform", "FROM --platform=$TARGETPLATFORM alpine\n"),
+        ("FromPlatformFlagConstDisallowed", "FROM --platform=linux/arm64 alpine AS build\n"),
+        ("ExposeProtoCasing", "FROM alpine\nEXPOSE 80/TCP\n"),
+        ("ExposeInvalidFormat", "FROM alpine\nEXPOSE 8080:80\n"),
     ];
     for (rule, src) in cases {
         assert_eq!(rules(src), vec![rule], "{src:?}");
@@ -112,6 +124,102 @@ fn from_args() {
         run("FROM --platform=$BUILDPLATFROM alpine\n", None)[0].2,
         "FROM argument 'BUILDPLATFROM' is not declared (did you mean BUILDPLATFORM?)"
     );
+}
+
+#[test]
+fn reserved_stage_names() {
+    fires(
+        "FROM scratch AS scratch\nFROM scratch AS context\n",
+        "ReservedStageName",
+        &[
+            (1, "stage name should not use the same name as reserved stage \"scratch\""),
+            (2, "stage name should not use the same name as reserved stage \"context\""),
+        ],
+    );
+    // Names compare lowercased, as stage names do.
+    assert_eq!(rules("FROM alpine AS Scratch\n"), vec!["StageNameCasing", "ReservedStageName"]);
+    assert!(rules("FROM scratch\nFROM scratch AS a\nFROM alpine AS contexts\n").is_empty());
+}
+
+#[test]
+fn redundant_target_platform() {
+    fires(
+        "FROM --platform=${TARGETPLATFORM} scratch\n",
+        "RedundantTargetPlatform",
+        &[(1, "setting platform to predefined ${TARGETPLATFORM} in FROM is redundant as this is the default behavior")],
+    );
+    assert_eq!(rules("FROM --platform=${TARGETPLATFORM:-linux/arm64} alpine\n"), vec!["RedundantTargetPlatform"]);
+    assert!(rules("# check=skip=RedundantTargetPlatform\nFROM --platform=$TARGETPLATFORM alpine\n").is_empty());
+    // Another variable, or text around it, may make it another platform.
+    assert!(rules("FROM --platform=$BUILDPLATFORM alpine\n").is_empty());
+    assert!(rules("FROM --platform=$TARGETOS/$TARGETARCH alpine\n").is_empty());
+    assert!(rules("ARG V\nFROM --platform=$TARGETPLATFORM$V alpine\n").is_empty());
+}
+
+#[test]
+fn from_platform_flag_const() {
+    fires(
+        "FROM --platform=linux/amd64 scratch\n",
+        "FromPlatformFlagConstDisallowed",
+        &[(1, "FROM --platform flag should not use constant value \"linux/amd64\"")],
+    );
+    // The stage's name says which os or (normalised) architecture it is for.
+    assert!(rules("FROM --platform=linux/amd64 scratch AS my_amd64_stage\n").is_empty());
+    assert!(rules("FROM --platform=linux/amd64 scratch AS linux\n").is_empty());
+    assert!(rules("FROM --platform=linux/aarch64 alpine AS build-arm64\n").is_empty());
+    // A variable is not a constant; a value that is no platform is the graph's error.
+    assert!(rules("FROM --platform=$BUILDPLATFORM alpine AS build\n").is_empty());
+    assert!(rules("ARG P=linux/amd64\nFROM --platform=$P alpine AS build\n").is_empty());
+    assert!(!rules("FROM --platform=linux alpine\n").contains(&"FromPlatformFlagConstDisallowed"));
+}
+
+#[test]
+fn expose_proto_casing() {
+    fires(
+        "FROM scratch\nEXPOSE 80/TcP 8080/TCP 8080/udp\n",
+        "ExposeProtoCasing",
+        &[
+            (2, "defined protocol '80/TcP' in EXPOSE instruction should be lowercase"),
+            (2, "defined protocol '8080/TCP' in EXPOSE instruction should be lowercase"),
+        ],
+    );
+    assert!(rules("FROM alpine\nEXPOSE 80 53/udp 8000-8010/tcp 9/sctp\n").is_empty());
+    // An unknown protocol is the builder's error, not a casing problem.
+    assert!(rules("FROM alpine\nEXPOSE 80/HTTP\n").is_empty());
+}
+
+#[test]
+fn expose_invalid_format() {
+    let message = "EXPOSE instruction should not define an IP address or host-port mapping, found";
+    fires(
+        "FROM scratch\nEXPOSE 127.0.0.1:80:80 [::1]:8080:8080 5000:5000 8000\n",
+        "ExposeInvalidFormat",
+        &[
+            (2, &format!("{message} '127.0.0.1:80:80'")),
+            (2, &format!("{message} '[::1]:8080:8080'")),
+            (2, &format!("{message} '5000:5000'")),
+        ],
+    );
+    assert_eq!(rules("FROM alpine\nEXPOSE 80:80/UDP\n"), vec!["ExposeProtoCasing", "ExposeInvalidFormat"]);
+}
+
+#[test]
+fn expose_ports_are_expanded() {
+    // ARG and ENV values, the stage's own and those of the stage it is built on.
+    let src = "FROM alpine AS base\nENV MAP=8080:80\nFROM base\nARG PROTO=TCP\nEXPOSE $MAP 443/$PROTO\n";
+    let messages: Vec<String> = run(src, None).into_iter().map(|(_, _, m)| m).collect();
+    assert_eq!(
+        messages,
+        vec![
+            "defined protocol '443/TCP' in EXPOSE instruction should be lowercase",
+            "EXPOSE instruction should not define an IP address or host-port mapping, found '8080:80'",
+        ]
+    );
+    // One word may expand to several ports.
+    assert_eq!(rules("FROM alpine\nENV PORTS=\"80/TCP 81\"\nEXPOSE $PORTS\n"), vec!["ExposeProtoCasing"]);
+    // A variable the base image may set has no value here: the port is not checked
+    // (UndefinedVar reports the name).
+    assert_eq!(rules("FROM alpine\nEXPOSE $PORT/TCP\n"), vec!["UndefinedVar"]);
 }
 
 #[test]

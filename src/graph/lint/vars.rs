@@ -1,6 +1,7 @@
-//! Rules about variables: UndefinedArgInFrom and InvalidDefaultArgInFrom (the `FROM` lines
-//! in the global scope) and UndefinedVar (every expanded word of every stage, from the
-//! graph's per-step lookups).
+//! Rules about variables: UndefinedArgInFrom, InvalidDefaultArgInFrom,
+//! RedundantTargetPlatform and FromPlatformFlagConstDisallowed (the `FROM` lines in the
+//! global scope) and UndefinedVar (every expanded word of every stage, from the graph's
+//! per-step lookups).
 //!
 //! The base image's environment is not known without pulling it, so in a stage rooted at
 //! an image `PATH` (which every image sets) counts as defined; any other name the image may
@@ -9,9 +10,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::dockerfile::args::{ArgScope, platform_args};
-use crate::dockerfile::expand::Expander;
-use crate::dockerfile::{Dockerfile, Instruction};
-use crate::oci::Reference;
+use crate::dockerfile::expand::{Expanded, Expander};
+use crate::dockerfile::{Dockerfile, Instruction, Stage};
+use crate::oci::{Platform, Reference};
 
 use super::super::{Base, BuildGraph, StageNode};
 use super::{Finding, Rule, closest};
@@ -36,7 +37,8 @@ fn global_scope(dockerfile: &Dockerfile, build_args: &BTreeMap<String, String>, 
     scope
 }
 
-/// UndefinedArgInFrom and InvalidDefaultArgInFrom.
+/// UndefinedArgInFrom, InvalidDefaultArgInFrom, RedundantTargetPlatform and
+/// FromPlatformFlagConstDisallowed.
 pub(super) fn check_from(dockerfile: &Dockerfile, build_args: &BTreeMap<String, String>, escape: char) -> Vec<Finding> {
     let mut findings = Vec::new();
     let declared = from_names(dockerfile);
@@ -60,6 +62,11 @@ pub(super) fn check_from(dockerfile: &Dockerfile, build_args: &BTreeMap<String, 
                 ));
             }
         }
+        if let Some(word) = &stage.platform {
+            if let Ok(expanded) = Expander::new(escape, &with_args).expand_word(word) {
+                platform_flag(&mut findings, stage, word, &expanded, &with_args);
+            }
+        }
         let Ok(by_default) = Expander::new(escape, &defaults).expand_word(&stage.base) else {
             continue;
         };
@@ -78,6 +85,38 @@ pub(super) fn check_from(dockerfile: &Dockerfile, build_args: &BTreeMap<String, 
         }
     }
     findings
+}
+
+/// RedundantTargetPlatform and FromPlatformFlagConstDisallowed: `FROM --platform=WORD`,
+/// `expanded` in the global scope.
+fn platform_flag(findings: &mut Vec<Finding>, stage: &Stage, word: &str, expanded: &Expanded, scope: &ArgScope) {
+    // `$TARGETPLATFORM` (or `${TARGETPLATFORM}`) alone: the platform a stage gets anyway.
+    // Any other name or text around it may change the value, and then it is not redundant.
+    let only_target = expanded.unset.is_empty() && expanded.used.len() == 1 && expanded.used.contains("TARGETPLATFORM");
+    if only_target && scope.lookup("TARGETPLATFORM") == Some(expanded.value.as_str()) {
+        findings.push(Finding::new(
+            Rule::RedundantTargetPlatform,
+            stage.span,
+            format!("setting platform to predefined {word} in FROM is redundant as this is the default behavior"),
+        ));
+    }
+    // A constant pins the stage to one platform, unless the stage's name says it is meant
+    // for that os or architecture (`FROM --platform=linux/arm64 alpine AS build-arm64`).
+    // A value that is no platform is the graph's error, not a lint.
+    if !expanded.used.is_empty() {
+        return;
+    }
+    let Ok(platform) = expanded.value.parse::<Platform>() else {
+        return;
+    };
+    let name = stage.name.as_deref().unwrap_or_default();
+    if !name.contains(&platform.os) && !name.contains(&platform.architecture) {
+        findings.push(Finding::new(
+            Rule::FromPlatformFlagConstDisallowed,
+            stage.span,
+            format!("FROM --platform flag should not use constant value \"{}\"", expanded.value),
+        ));
+    }
 }
 
 /// Whether the stage's filesystem and environment start from an image (directly or through
