@@ -53,8 +53,8 @@ pub const PLATFORM_ARGS: [&str; 11] = [
     TARGET_STAGE_ARG,
 ];
 
-/// The predefined ARG naming the stage being built (`--target`), `default` without one
-/// (Dockerfile syntax 1.11).
+/// The predefined ARG naming the stage being built: the `--target`, else the last stage's name,
+/// else `default` (Dockerfile syntax 1.11).
 pub const TARGET_STAGE_ARG: &str = "TARGETSTAGE";
 
 /// The build-arg that sets the hostname of RUN steps (a BuildKit frontend option, not an ARG).

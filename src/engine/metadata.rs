@@ -202,10 +202,14 @@ fn command_argv(shell: &[String], command: &CommandLine) -> Vec<String> {
     }
 }
 /// `80`, `80/udp`, `8000-8002/tcp` → `80/tcp`, ...
+///
+/// Docker's mapping form `[[ip:]host-port:]port[/proto]` is accepted as BuildKit accepts it: the
+/// container port is exposed (`slipway check` warns with ExposeInvalidFormat).
 fn port_specs(spec: &str) -> Result<Vec<String>, InvalidValue> {
-    let (range, proto) = match spec.split_once('/') {
+    let container = spec.rsplit(':').next().unwrap_or(spec);
+    let (range, proto) = match container.split_once('/') {
         Some((r, p)) => (r, p.to_ascii_lowercase()),
-        None => (spec, "tcp".to_string()),
+        None => (container, "tcp".to_string()),
     };
     if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
         return Err(InvalidValue::PortProtocol(proto));
@@ -253,6 +257,8 @@ mod tests {
         assert!(port_specs("x").is_err());
         assert!(port_specs("80/foo").is_err());
         assert!(port_specs("9-8").is_err());
+        assert_eq!(port_specs("127.0.0.1:80:8080").unwrap(), ["8080/tcp"], "BuildKit exposes the container port");
+        assert_eq!(port_specs("80:81/UDP").unwrap(), ["81/udp"]);
     }
 
     #[test]

@@ -19,8 +19,10 @@ pub fn build(dockerfile: &Dockerfile, options: &GraphOptions) -> Result<BuildGra
     }
     let mut errors = Vec::new();
     let mut platform = platform_args(&options.platform.to_string(), &options.build_platform.to_string());
-    if let Some(stage) = &options.target {
-        platform.insert(TARGET_STAGE_ARG.to_string(), stage.clone());
+    // `TARGETSTAGE`: the `--target`, else the last stage's name, else `default` (BuildKit's).
+    let target_stage = options.target.clone().or_else(|| dockerfile.stages.last().and_then(|s| s.name.clone()));
+    if let Some(stage) = target_stage {
+        platform.insert(TARGET_STAGE_ARG.to_string(), stage);
     }
     let mut global = ArgScope::global(options.build_args.clone(), platform);
     for arg in &dockerfile.meta_args {

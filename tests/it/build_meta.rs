@@ -121,7 +121,7 @@ fn built_in_arguments_are_buildkits() {
         "FROM bb AS first\n\
          ARG TARGETSTAGE\n\
          RUN echo \"$TARGETSTAGE $(hostname)\" > /t\n\
-         FROM first AS second\n\
+         FROM first\n\
          RUN true\n",
     );
     env.build_ok(&["-t", "t:1"]);

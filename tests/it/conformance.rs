@@ -67,6 +67,12 @@ struct FileExpect {
     /// `file`, `dir` or `symlink`.
     kind: Option<String>,
     content: Option<String>,
+    /// Texts the content must hold.
+    #[serde(default)]
+    contains: Vec<String>,
+    /// Texts the content must not hold.
+    #[serde(default)]
+    lacks: Vec<String>,
     /// Octal permission bits (`0755`).
     mode: Option<String>,
     uid: Option<u32>,
@@ -226,6 +232,19 @@ fn check_file(rootfs: &Path, file: &FileExpect) -> Result<(), String> {
         let content = std::fs::read_to_string(&path).unwrap_or_default();
         if &content != want {
             wrong.insert("content", format!("{content:?}, expected {want:?}"));
+        }
+    }
+    if !file.contains.is_empty() || !file.lacks.is_empty() {
+        let content = std::fs::read_to_string(&path).unwrap_or_default();
+        for text in &file.contains {
+            if !content.contains(text.as_str()) {
+                wrong.insert("content", format!("{content:?} does not hold {text:?}"));
+            }
+        }
+        for text in &file.lacks {
+            if content.contains(text.as_str()) {
+                wrong.insert("content", format!("{content:?} holds {text:?}"));
+            }
         }
     }
     if let Some(want) = &file.link {
