@@ -205,11 +205,13 @@ fn expand_copy(sc: &StepCtx<'_>, state: &State, spec: &CopySpec<'_>) -> Result<E
         });
     }
     let dest_word = expand(ctx, state, span, spec.dest)?;
-    if srcs.len() > 1 && !dest_word.ends_with('/') {
+    // A destination that expands to nothing is the working directory (BuildKit reads "" as "./").
+    let dest_dir = if dest_word.is_empty() { "./" } else { dest_word.as_str() };
+    if srcs.len() > 1 && !dest_dir.ends_with('/') {
         let invalid = InvalidValue::SourcesNeedDirectory { keyword: spec.keyword };
         return Err(BuildError::Invalid { span, invalid });
     }
-    let dest = join_path(&state.workdir(), &dest_word);
+    let dest = join_path(&state.workdir(), dest_dir);
     let chown = spec.chown.map(|c| expand(ctx, state, span, c)).transpose()?.filter(|c| !c.is_empty());
     let chmod = match spec.chmod.map(|c| expand(ctx, state, span, c)).transpose()? {
         Some(c) => match u32::from_str_radix(&c, 8).ok().filter(|m| *m <= 0o7777) {

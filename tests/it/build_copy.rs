@@ -290,6 +290,26 @@ fn copy_to_a_dangling_symlink_creates_its_target_inside_the_rootfs() {
     assert!(!std::path::Path::new("/").join(&probe).exists(), "nothing is written outside the rootfs");
 }
 
+// BuildKit: testEmptyDestDir (`ENV empty=""`, `COPY testfile $empty`, then RUN reads it).
+#[test]
+fn a_destination_that_expands_to_nothing_is_the_working_directory() {
+    let env = BuildEnv::new();
+    env.write("f", "f\n");
+    env.write("g", "g\n");
+    env.dockerfile(
+        "FROM bb\n\
+         WORKDIR /app\n\
+         ARG D\n\
+         COPY f $D\n\
+         COPY f g ${D}\n\
+         RUN cat f g > /seen\n",
+    );
+    env.build_ok(&["-t", "img:1"]);
+    assert_eq!(env.run_stdout("img:1", &["cat", "/seen"]), "f\ng\n");
+    let root = env.umoci_unpack("img:1", env.tc.path());
+    assert!(root.join("app").is_dir(), "the working directory stays a directory");
+}
+
 // BuildKit: testExcludedFilesOnCopy (builder6: `ADD --exclude=* dir* /6` leaves /6 empty).
 #[test]
 fn excludes_that_hide_every_match_leave_an_empty_destination_directory() {
