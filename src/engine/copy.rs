@@ -194,9 +194,8 @@ fn expand_copy(sc: &StepCtx<'_>, state: &State, spec: &CopySpec<'_>) -> Result<E
                 Src::Path(p)
             }
             Source::Inline { name, content, expand: true } => {
-                let value = Expander::new(ctx.plan.graph.escape, &state.scope)
-                    .raw_quotes(true)
-                    .expand_word(content)
+                let value = Expander::new('\\', &state.scope)
+                    .expand_word(&quotes_as_text(content))
                     .map_err(|source| BuildError::expand(span, format!("<<{name}"), source))?
                     .value;
                 Src::Inline { name: name.clone(), content: value }
@@ -222,6 +221,28 @@ fn expand_copy(sc: &StepCtx<'_>, state: &State, spec: &CopySpec<'_>) -> Result<E
     };
     let excludes = spec.excludes.iter().map(|e| expand(ctx, state, span, e)).collect::<Result<_, _>>()?;
     Ok(Expanded { srcs, dest_word, dest, chown, chmod, excludes })
+}
+
+/// An unquoted heredoc body as BuildKit expands it: `$` everywhere, quotes are plain text (its
+/// lexer's `SkipProcessQuotes`) and `\` escapes whatever `# escape=` says. The expander knows
+/// shell quoting only, so every quote is escaped first; `\x` pairs pass unchanged.
+fn quotes_as_text(body: &str) -> String {
+    let mut out = String::with_capacity(body.len());
+    let mut chars = body.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                out.push(c);
+                out.extend(chars.next());
+            }
+            '\'' | '"' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// `--from=NAME`: a stage by name or index, else an image the plan resolved.

@@ -335,3 +335,53 @@ fn excludes_that_hide_every_match_leave_an_empty_destination_directory() {
     let out = env.build(&[]);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
 }
+
+// BuildKit: testHeredocVarSubstitution and testCopyHeredocSpecialSymbols.
+#[test]
+fn heredoc_sources_expand_as_buildkit_does() {
+    let env = BuildEnv::new();
+    env.dockerfile(concat!(
+        "FROM bb\n",
+        "ARG name=world\n",
+        "COPY <<EOF /dest/c1\nHello ${name}!\nEOF\n",
+        "COPY <<'EOF' /dest/c2\nHello ${name}!\nEOF\n",
+        "COPY <<\"EOF\" /dest/c3\nHello ${name}!\nEOF\n",
+        "COPY <<EOF /dest/q1\nHello '${name}'!\nEOF\n",
+        "COPY <<EOF /dest/q2\nHello \"${name}\"!\nEOF\n",
+        "COPY <<'EOF' /dest/qsingle1\nHello '${name}'!\nEOF\n",
+        "COPY <<'EOF' /dest/qsingle2\nHello \"${name}\"!\nEOF\n",
+        "COPY <<\"EOF\" /dest/qdouble1\nHello '${name}'!\nEOF\n",
+        "COPY <<\"EOF\" /dest/qdouble2\nHello \"${name}\"!\nEOF\n",
+        "COPY <<EOF /dest/quotefile\n\"quotes in file\"\nEOF\n",
+        "COPY <<EOF /dest/slash1\n\\\nEOF\n",
+        "COPY <<EOF /dest/slash2\n\\\\\nEOF\n",
+        "COPY <<EOF /dest/slash3\n\\$\nEOF\n",
+        "COPY <<\"EOF\" /dest/rawslash1\n\\\nEOF\n",
+        "COPY <<\"EOF\" /dest/rawslash2\n\\\\\nEOF\n",
+        "COPY <<\"EOF\" /dest/rawslash3\n\\$\nEOF\n",
+    ));
+    env.build_ok(&["-t", "img:1"]);
+    let root = env.umoci_unpack("img:1", env.tc.path());
+    for (name, want) in [
+        ("c1", "Hello world!\n"),
+        ("c2", "Hello ${name}!\n"),
+        ("c3", "Hello ${name}!\n"),
+        ("q1", "Hello 'world'!\n"),
+        ("q2", "Hello \"world\"!\n"),
+        ("qsingle1", "Hello '${name}'!\n"),
+        ("qsingle2", "Hello \"${name}\"!\n"),
+        ("qdouble1", "Hello '${name}'!\n"),
+        ("qdouble2", "Hello \"${name}\"!\n"),
+        ("quotefile", "\"quotes in file\"\n"),
+        ("slash1", "\n"),
+        ("slash2", "\\\n"),
+        ("slash3", "$\n"),
+        ("rawslash1", "\\\n"),
+        ("rawslash2", "\\\\\n"),
+        ("rawslash3", "\\$\n"),
+    ] {
+        let got = std::fs::read_to_string(root.join("dest").join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(got, want, "{name}");
+        assert_eq!(meta(&root, &format!("dest/{name}")), (0o644, 0, 0), "{name}");
+    }
+}
