@@ -6,21 +6,29 @@
 //! | --- | --- | --- |
 //! | directory | any | its *contents* go into `dest` (created when missing) |
 //! | file | ends with `/`, `dest_is_dir`, an existing directory, or several items selected | `dest/<name>` |
-//! | file | otherwise | `dest` itself (an existing file is replaced) |
+//! | file | otherwise | `dest` itself (an existing file is replaced; a symlink there is followed and its target written) |
 //! | local tar archive, `unpack_archives` | any | unpacked into `dest` (a directory) through `layer::apply` |
 //!
-//! Several source patterns need a directory destination (Docker's error otherwise). Missing
-//! parent directories are created 0755, owned by the `--chown` ids when given. Copied entries
-//! keep their mtime (ns) and permission bits (or take `--chmod`, files and directories alike);
-//! owners are 0:0 for context sources, the source's ids otherwise, the `--chown` ids when given.
+//! Several source patterns need a directory destination (Docker's error otherwise). The
+//! destination is resolved as BuildKit resolves it: every symlink on its path, the last one and
+//! dangling ones included, is followed inside the rootfs and what is missing is created
+//! (`COPY f /link/` with `/link -> ../tmp/t` writes `/tmp/t/f`). Directories created on the way
+//! — and the destination directory of a directory source when it is missing — are created as
+//! BuildKit creates them: mode 0755 (the `--chmod` bits when given), owned by the `--chown` ids,
+//! else 0:0; a directory source's own mode, owner and xattrs do not reach its destination
+//! directory, only its times. When `--exclude` hid every match, the destination directory is
+//! still created. Copied entries keep their mtime (ns) and permission bits (or take `--chmod`,
+//! files and directories alike); owners are 0:0 for context sources, the source's ids
+//! otherwise, the `--chown` ids when given.
 //! Extended attributes of files and directories are copied (not overlayfs' own nor
 //! `security.selinux`; what the destination refuses is counted in [`CopyReport::xattrs_skipped`]).
 //! Symlinks are copied as symlinks (B2), hardlinks within one copy stay hardlinks, FIFOs are
 //! recreated, sockets are skipped and reported ([`CopyReport::skipped`]), devices are refused
 //! (B3). An existing destination directory given as `dest` keeps its own metadata; directories
-//! below it take the source's. A symlink met in the destination is followed *inside the
-//! rootfs* (merged-usr images: `/lib -> usr/lib`) — BuildKit refuses it with "cannot copy to
-//! non-directory"; following it inside the root is what the classic builder did, and is safe.
+//! below it take the source's. A symlink met below the destination, where a source directory
+//! goes, is followed *inside the rootfs* too (merged-usr images: `/lib -> usr/lib`) — BuildKit
+//! refuses that one with "cannot copy to non-directory"; following it inside the root is what
+//! the classic builder did, and is safe.
 //!
 //! Confinement: the destination root is opened once; every directory is reached with
 //! `openat2(RESOLVE_IN_ROOT)` from it and every leaf is created with `O_EXCL | O_NOFOLLOW`
@@ -85,9 +93,15 @@ pub struct CopyReport {
 /// The destination rootfs, opened once.
 struct Dest {
     root: OwnedFd,
-    /// Owner of directories created on the way (`--chown`, else left to the process).
-    parent_ids: Option<(u32, u32)>,
+    /// Owner of directories created on the way: the `--chown` ids, else 0:0 (BuildKit).
+    parent_ids: (u32, u32),
+    /// Permission bits of directories created on the way: `--chmod` (its `0o777` part), else
+    /// 0755 (BuildKit).
+    parent_mode: u32,
 }
+
+/// How many symlinks resolving a destination may follow (Linux's own limit).
+const MAX_LINK_HOPS: u32 = 40;
 
 fn werr<'p>(path: &'p [u8], op: &'static str) -> impl FnOnce(Errno) -> ContextError + 'p {
     move |e| ContextError::Write { path: format!("/{}", dirfd::display(path)), op, source: e.into() }
@@ -105,7 +119,69 @@ impl Dest {
     fn open(dest_root: &Path, opts: &CopyOptions) -> Result<Dest, ContextError> {
         let root = dirfd::open_root(dest_root)
             .map_err(|e| ContextError::Open { path: dest_root.to_path_buf(), source: e.into() })?;
-        Ok(Dest { root, parent_ids: opts.chown })
+        let parent_mode = opts.chmod.map_or(0o755, |m| m & 0o777);
+        Ok(Dest { root, parent_ids: opts.chown.unwrap_or((0, 0)), parent_mode })
+    }
+
+    /// Where `comps` really is: every symlink on the way — the last component's too, and
+    /// dangling ones — followed inside the root, as BuildKit resolves a destination. The
+    /// components from the first missing one on are kept as they are (nothing there to follow).
+    /// Every lookup is an `openat2(RESOLVE_IN_ROOT)` of a symlink-free path plus an `lstat` of
+    /// one name, so an absolute or `..` target stays clamped at the root.
+    fn resolve(&self, comps: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, ContextError> {
+        let mut real: Vec<Vec<u8>> = Vec::new();
+        let mut todo: std::collections::VecDeque<Vec<u8>> = comps.iter().cloned().collect();
+        let mut hops = 0;
+        let mut missing = false;
+        while let Some(comp) = todo.pop_front() {
+            match comp.as_slice() {
+                b"" | b"." => continue,
+                b".." => {
+                    real.pop();
+                    continue;
+                }
+                _ => {}
+            }
+            if missing {
+                real.push(comp);
+                continue;
+            }
+            let parent_path = real.join(&b'/');
+            let parent = match dirfd::open_in_root(self.root.as_fd(), &parent_path, dirfd::DIR_FLAGS) {
+                Ok(fd) => fd,
+                // A file on the way: left for the caller to report.
+                Err(Errno::NOENT | Errno::NOTDIR) => {
+                    missing = true;
+                    real.push(comp);
+                    continue;
+                }
+                Err(e) => return Err(werr(&parent_path, "open directory")(e)),
+            };
+            let shown = dirfd::join(&parent_path, &comp);
+            match dirfd::lstat_at(parent.as_fd(), &comp).map_err(werr(&shown, "inspect"))? {
+                Some(st) if dirfd::file_type(&st) == FileType::Symlink => {
+                    hops += 1;
+                    if hops > MAX_LINK_HOPS {
+                        return Err(ContextError::SymlinkLoop { path: format!("/{}", dirfd::display(&shown)) });
+                    }
+                    let target = rustix::fs::readlinkat(&parent, dirfd::os(&comp), Vec::new())
+                        .map_err(werr(&shown, "read link"))?
+                        .into_bytes();
+                    if target.starts_with(b"/") {
+                        real.clear();
+                    }
+                    for c in target.split(|&b| b == b'/').rev() {
+                        todo.push_front(c.to_vec());
+                    }
+                }
+                Some(_) => real.push(comp),
+                None => {
+                    missing = true;
+                    real.push(comp);
+                }
+            }
+        }
+        Ok(real)
     }
 
     /// Whether `comps` resolves (inside the root) to an existing directory.
@@ -121,7 +197,7 @@ impl Dest {
         }
     }
 
-    /// Opens the directory `comps`, creating what is missing (0755, owned by `parent_ids`).
+    /// Opens the directory `comps`, creating what is missing (`parent_mode`, owned by `parent_ids`).
     /// Returns the fd and whether the last component was created.
     fn open_or_create_dir(&self, comps: &[Vec<u8>]) -> Result<(OwnedFd, bool), ContextError> {
         let path = comps.join(&b'/');
@@ -145,15 +221,15 @@ impl Dest {
                 }
                 Err(Errno::NOENT) => {
                     check_name(&comps[i], &sub)?;
-                    match rustix::fs::mkdirat(&fd, dirfd::os(&comps[i]), Mode::from_raw_mode(0o755)) {
+                    let mode = Mode::from_raw_mode(self.parent_mode);
+                    match rustix::fs::mkdirat(&fd, dirfd::os(&comps[i]), mode) {
                         Ok(()) | Err(Errno::EXIST) => {}
                         Err(e) => return Err(werr(&sub, "create directory")(e)),
                     }
                     let next = dirfd::open_child_dir(fd.as_fd(), &comps[i]).map_err(werr(&sub, "open directory"))?;
-                    rustix::fs::fchmod(&next, Mode::from_raw_mode(0o755)).map_err(werr(&sub, "chmod"))?;
-                    if let Some((uid, gid)) = self.parent_ids {
-                        fchown(next.as_fd(), uid, gid).map_err(werr(&sub, "chown"))?;
-                    }
+                    let (uid, gid) = self.parent_ids;
+                    fchown(next.as_fd(), uid, gid).map_err(werr(&sub, "chown"))?;
+                    rustix::fs::fchmod(&next, mode).map_err(werr(&sub, "chmod"))?;
                     fd = next;
                     created = true;
                 }
@@ -236,6 +312,12 @@ pub fn copy(
     let excludes = compile_excludes(&opts.excludes)?;
     let (root, _) = src.open()?;
     let out = Dest::open(dest_root, opts)?;
+    let comps = out.resolve(&comps)?;
+    if selection.items.is_empty() {
+        // `--exclude` hid every match: BuildKit still creates the destination directory.
+        out.open_or_create_dir(&comps)?;
+        return Ok(CopyReport::default());
+    }
     let into_dir = forced_dir || selection.items.len() > 1 || comps.is_empty() || out.is_dir(&comps)?;
     let rules = Rules { chown: opts.chown, chmod: opts.chmod, from_context: opts.from_context };
     let mut copier = Copier {
@@ -276,8 +358,8 @@ struct Copier<'d> {
     rules: Rules,
     /// Destination of the current item's root ("" rel).
     base: Vec<Vec<u8>>,
-    /// Open destination directories: (fd, source stat to apply when leaving, or None to leave alone).
-    stack: Vec<(OwnedFd, Option<rustix::fs::Stat>)>,
+    /// Open destination directories, with what to apply from the source when leaving them.
+    stack: Vec<(OwnedFd, Option<Restore>)>,
     /// (dev, ino) of multiply-linked source files → their first destination path.
     links: HashMap<(u64, u64), Vec<u8>>,
     report: CopyReport,
@@ -315,6 +397,14 @@ impl Copier<'_> {
     }
 }
 
+/// What a directory takes from its source once its entries are written.
+enum Restore {
+    /// The times (the destination directory of an item, created like a parent).
+    Times(rustix::fs::Stat),
+    /// The permission bits (or `--chmod`) and the times (directories below the item).
+    ModeAndTimes(rustix::fs::Stat),
+}
+
 trait SplitLast {
     fn rsplit_once_byte(&self) -> (&[u8], &[u8]);
 }
@@ -332,13 +422,10 @@ impl Visitor for Copier<'_> {
     fn enter_dir(&mut self, node: &Node<'_>) -> Result<(), ContextError> {
         let target = self.target(node.rel);
         if node.rel.is_empty() {
+            // The destination of a directory item: created like the parents on the way (BuildKit
+            // makes it before copying the contents), so it takes the source's times only.
             let (fd, created) = self.dest.open_or_create_dir(&self.base)?;
-            if created {
-                let (uid, gid) = self.rules.ids(node.st);
-                fchown(fd.as_fd(), uid, gid).map_err(werr(&target, "chown"))?;
-                self.copy_dir_xattrs(node, fd.as_fd(), &target)?;
-            }
-            self.stack.push((fd, created.then_some(*node.st)));
+            self.stack.push((fd, created.then_some(Restore::Times(*node.st))));
             return Ok(());
         }
         let (_, name) = node.rel.rsplit_once_byte();
@@ -368,17 +455,22 @@ impl Visitor for Copier<'_> {
             fchown(fd.as_fd(), uid, gid).map_err(werr(&target, "chown"))?;
             self.copy_dir_xattrs(node, fd.as_fd(), &target)?;
         }
-        self.stack.push((fd, meta.then_some(*node.st)));
+        self.stack.push((fd, meta.then_some(Restore::ModeAndTimes(*node.st))));
         Ok(())
     }
 
     fn leave_dir(&mut self, node: &Node<'_>) -> Result<(), ContextError> {
-        let (fd, meta) = self.stack.pop().expect("every leave follows its enter");
-        if let Some(st) = meta {
-            let target = self.target(node.rel);
-            rustix::fs::fchmod(&fd, Mode::from_raw_mode(self.rules.mode(&st))).map_err(werr(&target, "chmod"))?;
-            rustix::fs::futimens(&fd, &times(&st)).map_err(werr(&target, "set times of"))?;
-        }
+        let (fd, restore) = self.stack.pop().expect("every leave follows its enter");
+        let target = self.target(node.rel);
+        let st = match restore {
+            None => return Ok(()),
+            Some(Restore::Times(st)) => st,
+            Some(Restore::ModeAndTimes(st)) => {
+                rustix::fs::fchmod(&fd, Mode::from_raw_mode(self.rules.mode(&st))).map_err(werr(&target, "chmod"))?;
+                st
+            }
+        };
+        rustix::fs::futimens(&fd, &times(&st)).map_err(werr(&target, "set times of"))?;
         Ok(())
     }
 
@@ -636,8 +728,9 @@ pub fn write_inline(
     mtime: i64,
     opts: &CopyOptions,
 ) -> Result<(), ContextError> {
-    let (mut comps, trailing) = dest_comps(dest);
+    let (comps, trailing) = dest_comps(dest);
     let out = Dest::open(dest_root, opts)?;
+    let mut comps = out.resolve(&comps)?;
     if opts.dest_is_dir || trailing || comps.is_empty() || out.is_dir(&comps)? {
         comps.push(name.as_bytes().to_vec());
     }

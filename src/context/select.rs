@@ -12,7 +12,9 @@
 //!
 //! Missing sources, as BuildKit: a pattern without wildcards that selects nothing is an error
 //! naming it; a wildcard that matches nothing is fine as long as another source of the same
-//! instruction selects something — when all select nothing, the first pattern is named.
+//! instruction selects something — when all select nothing, the first pattern is named. A
+//! wildcard whose matches `--exclude` hid all is no error (BuildKit): when nothing else is
+//! selected the selection is empty, and `copy` creates the destination directory.
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
@@ -55,18 +57,27 @@ pub fn select(src: &SourceRoot, patterns: &[String], excludes: &[String]) -> Res
     let (root, root_real) = src.open()?;
     let mut items = Vec::new();
     let mut missing_wildcard = None;
+    let mut all_excluded = false;
     for pattern in patterns {
         let found = select_one(src, root.as_fd(), &root_real, pattern, excludes.as_ref())?;
-        if found.is_empty() && missing_wildcard.is_none() {
+        all_excluded |= found.excluded;
+        if found.items.is_empty() && missing_wildcard.is_none() {
             missing_wildcard = Some(pattern.clone());
         }
-        items.extend(found);
+        items.extend(found.items);
     }
-    if items.is_empty() {
+    if items.is_empty() && !all_excluded {
         let pattern = missing_wildcard.or_else(|| patterns.first().cloned()).unwrap_or_default();
         return Err(ContextError::NotFound { pattern });
     }
     Ok(Selection { items })
+}
+
+/// What one pattern selected.
+struct Found {
+    items: Vec<Selected>,
+    /// A wildcard matched something, and `--exclude` hid all of it.
+    excluded: bool,
 }
 
 fn select_one(
@@ -75,7 +86,7 @@ fn select_one(
     root_real: &Path,
     pattern: &str,
     excludes: Option<&IgnoreFile>,
-) -> Result<Vec<Selected>, ContextError> {
+) -> Result<Found, ContextError> {
     let cleaned = clean_path(pattern);
     if cleaned == ".." || cleaned.starts_with("../") {
         return Err(ContextError::Outside { pattern: pattern.to_owned() });
@@ -124,6 +135,7 @@ fn select_one(
         candidates = next;
     }
     let mut out = Vec::new();
+    let mut excluded = false;
     for cand in candidates {
         // Literal components hold no `\` (it counts as a wildcard), so they need no unescaping.
         let lexical = cand.join("/");
@@ -140,10 +152,15 @@ fn select_one(
         let Some(real) = real else {
             return Err(ContextError::Outside { pattern: pattern.to_owned() });
         };
-        let hidden =
-            src.ignored(&real) || excludes.is_some_and(|ex| ex.matches(&String::from_utf8_lossy(&real)).is_some());
-        if hidden {
+        if src.ignored(&real) {
             if wild {
+                continue;
+            }
+            return Err(ContextError::NotFound { pattern: pattern.to_owned() });
+        }
+        if excludes.is_some_and(|ex| ex.matches(&String::from_utf8_lossy(&real)).is_some()) {
+            if wild {
+                excluded = true;
                 continue;
             }
             return Err(ContextError::NotFound { pattern: pattern.to_owned() });
@@ -159,5 +176,5 @@ fn select_one(
             name,
         });
     }
-    Ok(out)
+    Ok(Found { excluded: excluded && out.is_empty(), items: out })
 }

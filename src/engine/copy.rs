@@ -194,9 +194,8 @@ fn expand_copy(sc: &StepCtx<'_>, state: &State, spec: &CopySpec<'_>) -> Result<E
                 Src::Path(p)
             }
             Source::Inline { name, content, expand: true } => {
-                let value = Expander::new(ctx.plan.graph.escape, &state.scope)
-                    .raw_quotes(true)
-                    .expand_word(content)
+                let value = Expander::new('\\', &state.scope)
+                    .expand_word(&quotes_as_text(content))
                     .map_err(|source| BuildError::expand(span, format!("<<{name}"), source))?
                     .value;
                 Src::Inline { name: name.clone(), content: value }
@@ -205,11 +204,13 @@ fn expand_copy(sc: &StepCtx<'_>, state: &State, spec: &CopySpec<'_>) -> Result<E
         });
     }
     let dest_word = expand(ctx, state, span, spec.dest)?;
-    if srcs.len() > 1 && !dest_word.ends_with('/') {
+    // A destination that expands to nothing is the working directory (BuildKit reads "" as "./").
+    let dest_dir = if dest_word.is_empty() { "./" } else { dest_word.as_str() };
+    if srcs.len() > 1 && !dest_dir.ends_with('/') {
         let invalid = InvalidValue::SourcesNeedDirectory { keyword: spec.keyword };
         return Err(BuildError::Invalid { span, invalid });
     }
-    let dest = join_path(&state.workdir(), &dest_word);
+    let dest = join_path(&state.workdir(), dest_dir);
     let chown = spec.chown.map(|c| expand(ctx, state, span, c)).transpose()?.filter(|c| !c.is_empty());
     let chmod = match spec.chmod.map(|c| expand(ctx, state, span, c)).transpose()? {
         Some(c) => match u32::from_str_radix(&c, 8).ok().filter(|m| *m <= 0o7777) {
@@ -220,6 +221,28 @@ fn expand_copy(sc: &StepCtx<'_>, state: &State, spec: &CopySpec<'_>) -> Result<E
     };
     let excludes = spec.excludes.iter().map(|e| expand(ctx, state, span, e)).collect::<Result<_, _>>()?;
     Ok(Expanded { srcs, dest_word, dest, chown, chmod, excludes })
+}
+
+/// An unquoted heredoc body as BuildKit expands it: `$` everywhere, quotes are plain text (its
+/// lexer's `SkipProcessQuotes`) and `\` escapes whatever `# escape=` says. The expander knows
+/// shell quoting only, so every quote is escaped first; `\x` pairs pass unchanged.
+fn quotes_as_text(body: &str) -> String {
+    let mut out = String::with_capacity(body.len());
+    let mut chars = body.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                out.push(c);
+                out.extend(chars.next());
+            }
+            '\'' | '"' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// `--from=NAME`: a stage by name or index, else an image the plan resolved.

@@ -215,3 +215,173 @@ fn the_readme_example_builds_runs_and_rebuilds_from_cache() {
     let second = crate::support::build::events(&build(&[]));
     assert_eq!(crate::support::build::ran(&second), 0, "a no-op rebuild runs nothing");
 }
+
+/// `(mode & 0o7777, uid, gid)` of `p` below `root`, not following a last symlink.
+#[track_caller]
+fn meta(root: &std::path::Path, p: &str) -> (u32, u32, u32) {
+    let md = std::fs::symlink_metadata(root.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    (md.permissions().mode() & 0o7777, md.uid(), md.gid())
+}
+
+// BuildKit: testCopyChmod (parents take --chmod), testCopyChownCreateDest and
+// testCopyChownExistingDir (a created destination belongs to --chown, else to root).
+#[test]
+fn directories_copy_creates_take_buildkits_mode_and_owner() {
+    let env = BuildEnv::new();
+    env.write("f", "f\n");
+    env.write("dir/inner/g", "g\n");
+    env.dockerfile(
+        "FROM bb AS src\n\
+         RUN mkdir -p /out/sub && echo s > /out/sub/f && chown -R 1000:1000 /out && chmod 700 /out\n\
+         FROM bb\n\
+         COPY --chmod=777 f /a/b/c/f\n\
+         COPY --chmod=770 f /p/sub/f\n\
+         COPY --chown=1234:5678 f /owned/x/f\n\
+         COPY --chown=1234:5678 dir /owned-dir\n\
+         COPY f /plain/x/f\n\
+         COPY --from=src /out /from-stage\n\
+         COPY --from=src --chown=300:400 /out /from-stage-chowned\n",
+    );
+    env.build_ok(&["-t", "img:1"]);
+    let root = env.umoci_unpack("img:1", env.tc.path());
+    for p in ["a", "a/b", "a/b/c"] {
+        assert_eq!(meta(&root, p), (0o777, 0, 0), "{p}: --chmod reaches the created parents");
+    }
+    assert_eq!(meta(&root, "a/b/c/f"), (0o777, 0, 0));
+    for p in ["p", "p/sub"] {
+        assert_eq!(meta(&root, p), (0o770, 0, 0), "{p}");
+    }
+    for p in ["owned", "owned/x", "owned-dir"] {
+        assert_eq!(meta(&root, p), (0o755, 1234, 5678), "{p}: --chown owns the created directories");
+    }
+    assert_eq!(meta(&root, "owned-dir/inner/g").1, 1234);
+    assert_eq!(meta(&root, "plain/x"), (0o755, 0, 0));
+    assert_eq!(meta(&root, "from-stage"), (0o755, 0, 0), "the created destination is root's, not the source's");
+    assert_eq!(meta(&root, "from-stage/sub"), (0o755, 1000, 1000), "below it the source's owners stay");
+    assert_eq!(meta(&root, "from-stage/sub/f").1, 1000);
+    assert_eq!(meta(&root, "from-stage-chowned"), (0o755, 300, 400));
+    assert_eq!(meta(&root, "from-stage-chowned/sub/f").1, 300);
+}
+
+// BuildKit: testSymlinkDestination (`COPY foo /symlink/`, `/symlink -> ../tmp/symlink-target`
+// dangling, writes /tmp/symlink-target/foo).
+#[test]
+fn copy_to_a_dangling_symlink_creates_its_target_inside_the_rootfs() {
+    let env = BuildEnv::new();
+    env.write("foo", "content\n");
+    let probe = format!("slipway-escape-probe-{}", std::process::id());
+    env.dockerfile(&format!(
+        "FROM bb\n\
+         RUN ln -s ../made/here /link && ln -s /made/file /flink && ln -s /../../../{probe} /escape\n\
+         COPY foo /link/\n\
+         COPY foo /flink\n\
+         COPY foo /escape/\n\
+         RUN cat /made/here/foo /made/file /{probe}/foo\n"
+    ));
+    env.build_ok(&["-t", "img:1"]);
+    let root = env.umoci_unpack("img:1", env.tc.path());
+    assert_eq!(std::fs::read_to_string(root.join("made/here/foo")).unwrap(), "content\n");
+    assert_eq!(std::fs::read_to_string(root.join("made/file")).unwrap(), "content\n");
+    assert_eq!(std::fs::read_to_string(root.join(&probe).join("foo")).unwrap(), "content\n");
+    assert_eq!(std::fs::read_link(root.join("link")).unwrap().to_str().unwrap(), "../made/here");
+    assert_eq!(std::fs::read_link(root.join("flink")).unwrap().to_str().unwrap(), "/made/file");
+    assert_eq!(meta(&root, "made"), (0o755, 0, 0));
+    assert_eq!(meta(&root, "made/here"), (0o755, 0, 0));
+    assert!(!std::path::Path::new("/").join(&probe).exists(), "nothing is written outside the rootfs");
+}
+
+// BuildKit: testEmptyDestDir (`ENV empty=""`, `COPY testfile $empty`, then RUN reads it).
+#[test]
+fn a_destination_that_expands_to_nothing_is_the_working_directory() {
+    let env = BuildEnv::new();
+    env.write("f", "f\n");
+    env.write("g", "g\n");
+    env.dockerfile(
+        "FROM bb\n\
+         WORKDIR /app\n\
+         ARG D\n\
+         COPY f $D\n\
+         COPY f g ${D}\n\
+         RUN cat f g > /seen\n",
+    );
+    env.build_ok(&["-t", "img:1"]);
+    assert_eq!(env.run_stdout("img:1", &["cat", "/seen"]), "f\ng\n");
+    let root = env.umoci_unpack("img:1", env.tc.path());
+    assert!(root.join("app").is_dir(), "the working directory stays a directory");
+}
+
+// BuildKit: testExcludedFilesOnCopy (builder6: `ADD --exclude=* dir* /6` leaves /6 empty).
+#[test]
+fn excludes_that_hide_every_match_leave_an_empty_destination_directory() {
+    let env = BuildEnv::new();
+    env.write("dir1/a.txt", "a\n");
+    env.write("dir2/b.txt", "b\n");
+    env.dockerfile(
+        "FROM bb AS src\n\
+         RUN mkdir -p /s/dir1 && echo c > /s/dir1/c.txt\n\
+         FROM bb\n\
+         ADD --exclude=* dir* /6\n\
+         COPY --exclude=dir* dir* /7/\n\
+         COPY --from=src --exclude=* /s/dir* /8\n",
+    );
+    env.build_ok(&["-t", "img:1"]);
+    let root = env.umoci_unpack("img:1", env.tc.path());
+    for p in ["6", "7", "8"] {
+        assert_eq!(meta(&root, p), (0o755, 0, 0), "{p}");
+        assert_eq!(std::fs::read_dir(root.join(p)).unwrap().count(), 0, "{p} is empty");
+    }
+    // A literal source an exclude hides is still missing.
+    env.dockerfile("FROM bb\nCOPY --exclude=dir1 dir1 /x\n");
+    let out = env.build(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+}
+
+// BuildKit: testHeredocVarSubstitution and testCopyHeredocSpecialSymbols.
+#[test]
+fn heredoc_sources_expand_as_buildkit_does() {
+    let env = BuildEnv::new();
+    env.dockerfile(concat!(
+        "FROM bb\n",
+        "ARG name=world\n",
+        "COPY <<EOF /dest/c1\nHello ${name}!\nEOF\n",
+        "COPY <<'EOF' /dest/c2\nHello ${name}!\nEOF\n",
+        "COPY <<\"EOF\" /dest/c3\nHello ${name}!\nEOF\n",
+        "COPY <<EOF /dest/q1\nHello '${name}'!\nEOF\n",
+        "COPY <<EOF /dest/q2\nHello \"${name}\"!\nEOF\n",
+        "COPY <<'EOF' /dest/qsingle1\nHello '${name}'!\nEOF\n",
+        "COPY <<'EOF' /dest/qsingle2\nHello \"${name}\"!\nEOF\n",
+        "COPY <<\"EOF\" /dest/qdouble1\nHello '${name}'!\nEOF\n",
+        "COPY <<\"EOF\" /dest/qdouble2\nHello \"${name}\"!\nEOF\n",
+        "COPY <<EOF /dest/quotefile\n\"quotes in file\"\nEOF\n",
+        "COPY <<EOF /dest/slash1\n\\\nEOF\n",
+        "COPY <<EOF /dest/slash2\n\\\\\nEOF\n",
+        "COPY <<EOF /dest/slash3\n\\$\nEOF\n",
+        "COPY <<\"EOF\" /dest/rawslash1\n\\\nEOF\n",
+        "COPY <<\"EOF\" /dest/rawslash2\n\\\\\nEOF\n",
+        "COPY <<\"EOF\" /dest/rawslash3\n\\$\nEOF\n",
+    ));
+    env.build_ok(&["-t", "img:1"]);
+    let root = env.umoci_unpack("img:1", env.tc.path());
+    for (name, want) in [
+        ("c1", "Hello world!\n"),
+        ("c2", "Hello ${name}!\n"),
+        ("c3", "Hello ${name}!\n"),
+        ("q1", "Hello 'world'!\n"),
+        ("q2", "Hello \"world\"!\n"),
+        ("qsingle1", "Hello '${name}'!\n"),
+        ("qsingle2", "Hello \"${name}\"!\n"),
+        ("qdouble1", "Hello '${name}'!\n"),
+        ("qdouble2", "Hello \"${name}\"!\n"),
+        ("quotefile", "\"quotes in file\"\n"),
+        ("slash1", "\n"),
+        ("slash2", "\\\n"),
+        ("slash3", "$\n"),
+        ("rawslash1", "\\\n"),
+        ("rawslash2", "\\\\\n"),
+        ("rawslash3", "\\$\n"),
+    ] {
+        let got = std::fs::read_to_string(root.join("dest").join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(got, want, "{name}");
+        assert_eq!(meta(&root, &format!("dest/{name}")), (0o644, 0, 0), "{name}");
+    }
+}
