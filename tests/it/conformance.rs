@@ -316,4 +316,4 @@ macro_rules! areas {
     };
 }
 
-areas!(args, copy, heredoc, metadata, multistage, workdir);
+areas!(args, copy, dockerignore, heredoc, metadata, multistage, onbuild, workdir);
