@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use super::history::{self, HistoryEntry};
 use super::stage::{BuildCtx, State, expand};
 use super::{BuildError, InvalidValue};
+use crate::dockerfile::expand::Expander;
 use crate::dockerfile::{
     ArgInstruction, CommandLine, EnvInstruction, ExposeInstruction, Healthcheck, HealthcheckInstruction, Instruction,
     LabelInstruction, Span, VolumeInstruction,
@@ -132,8 +133,14 @@ fn expose_ports(
 ) -> Result<HistoryEntry, BuildError> {
     let mut ports = Vec::new();
     for raw in &expose.ports {
-        let port = expand(ctx, state, span, raw)?;
-        ports.extend(port_specs(&port).map_err(|invalid| BuildError::Invalid { span, invalid })?);
+        // Expanded into words, as BuildKit does: `ARG PORTS="80 443"` / `EXPOSE $PORTS` is two.
+        let words = Expander::new(ctx.plan.graph.escape, &state.scope)
+            .expand_words(raw)
+            .map_err(|source| BuildError::expand(span, raw.clone(), source))?
+            .words;
+        for port in words {
+            ports.extend(port_specs(&port).map_err(|invalid| BuildError::Invalid { span, invalid })?);
+        }
     }
     let exposed = state.container().exposed_ports.get_or_insert_with(BTreeMap::new);
     for p in &ports {

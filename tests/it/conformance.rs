@@ -170,7 +170,7 @@ fn run_case(case: &Path, expect: &Expect) -> Result<(), String> {
         return Err(format!("the build failed:\n{}", describe(&out)));
     }
     let scratch = tempfile::tempdir().unwrap();
-    let rootfs = env.umoci_unpack("case:1", scratch.path());
+    let rootfs = raw_unpack(&env, scratch.path());
     let mut problems = Vec::new();
     let config = env.config("case:1");
     for (key, want) in &expect.config {
@@ -194,6 +194,20 @@ fn run_case(case: &Path, expect: &Expect) -> Result<(), String> {
         true => Ok(()),
         false => Err(problems.join("\n")),
     }
+}
+
+/// The image's root filesystem as umoci unpacks it (`raw unpack`: no runtime config, whose
+/// user umoci would have to find in the image).
+fn raw_unpack(env: &BuildEnv, dir: &Path) -> PathBuf {
+    let layout = dir.join("oci");
+    env.tc.ok(&["save", "case:1", "--format", "oci-dir", "-o", layout.to_str().unwrap()]);
+    let rootfs = dir.join("rootfs");
+    let out = std::process::Command::new("umoci")
+        .args(["raw", "unpack", "--image", &format!("{}:1", layout.display()), rootfs.to_str().unwrap()])
+        .output()
+        .expect("run umoci");
+    assert!(out.status.success(), "umoci raw unpack: {}", describe(&out));
+    rootfs
 }
 
 fn check_file(rootfs: &Path, file: &FileExpect) -> Result<(), String> {
@@ -316,4 +330,4 @@ macro_rules! areas {
     };
 }
 
-areas!(args, copy, dockerignore, heredoc, metadata, multistage, onbuild, workdir);
+areas!(args, copy, dockerignore, heredoc, metadata, multistage, onbuild, user, workdir);
