@@ -330,4 +330,4 @@ macro_rules! areas {
     };
 }
 
-areas!(args, copy, dockerignore, heredoc, metadata, multistage, onbuild, user, workdir);
+areas!(add, args, copy, dockerignore, heredoc, metadata, multistage, onbuild, platform, user, workdir);
