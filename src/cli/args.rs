@@ -98,12 +98,13 @@ pub enum Command {
 }
 
 /// Exit codes of `build`, shown by `slipway build --help`.
-const BUILD_HELP: &str = "Exit status: 0 built; 1 the Dockerfile or a step failed (nothing is tagged); 2 usage or \
-internal error; 130/143 interrupted by SIGINT/SIGTERM.";
+const BUILD_HELP: &str = "Exit status: 0 built; 1 the Dockerfile or a step failed, or the build was refused before it \
+started (a feature slipway does not have, an unprivileged user); nothing is tagged; 2 usage or internal error; \
+130/143 interrupted by SIGINT/SIGTERM.";
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// The Dockerfile (default: CONTEXT/Dockerfile; `-` reads it from stdin)
+    /// The Dockerfile (default: CONTEXT/Dockerfile, else CONTEXT/dockerfile; `-` reads it from stdin)
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// Name the image NAME[:TAG] (repeatable)
