@@ -63,7 +63,8 @@ pub(crate) fn run(sc: &StepCtx<'_>, state: &mut State, run: &RunInstruction) -> 
         if !status.success() {
             return Err(BuildError::RunFailed {
                 span: sc.span(),
-                command: command.shown.clone(),
+                // The process as it ran, as BuildKit names it (`/bin/sh -c …`).
+                command: command.argv.join(" "),
                 status,
                 last_lines: log.last_lines(),
             });

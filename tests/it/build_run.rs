@@ -84,6 +84,13 @@ fn failing_run_names_the_line_exit_code_and_output_and_tags_nothing() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("Dockerfile:3:1: error: "), "{stderr}");
     assert!(stderr.contains("exit code 3") || stderr.contains("exit status 3"), "{stderr}");
+    // The process as it ran, shell and all (BuildKit: `process "/bin/sh -c …" did not complete`).
+    assert!(
+        stderr.contains(
+            r#"process "/bin/sh -c echo about to fail; echo details >&2; exit 3" did not complete successfully"#
+        ),
+        "{stderr}"
+    );
     assert!(stderr.contains("3 | RUN echo about to fail"), "{stderr}");
     // stdout and stderr are two pipes: their lines may interleave either way.
     let tail = stderr.split("last output:\n").nth(1).unwrap_or_default();

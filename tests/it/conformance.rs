@@ -41,6 +41,9 @@ struct Expect {
     /// Fields of the image config's `config` object (`Entrypoint`, `Env`, ...) and their values.
     #[serde(default)]
     config: BTreeMap<String, toml::Value>,
+    /// Fields of the image config's `config` object that must not be set (absent or null).
+    #[serde(default)]
+    unset: Vec<String>,
     /// The build must fail instead.
     failure: Option<Failure>,
     /// A known difference from BuildKit, with its reason: the case must fail.
@@ -178,6 +181,12 @@ fn run_case(case: &Path, expect: &Expect) -> Result<(), String> {
         let got = &config["config"][key];
         if *got != want {
             problems.push(format!("config {key}: {got}, expected {want}"));
+        }
+    }
+    for key in &expect.unset {
+        let got = &config["config"][key];
+        if !got.is_null() {
+            problems.push(format!("config {key}: {got}, expected it unset"));
         }
     }
     for file in &expect.files {
@@ -330,4 +339,4 @@ macro_rules! areas {
     };
 }
 
-areas!(add, args, copy, dockerignore, heredoc, metadata, multistage, onbuild, platform, user, workdir);
+areas!(add, args, cmd, copy, dockerignore, heredoc, metadata, multistage, onbuild, platform, user, workdir);
