@@ -13,7 +13,7 @@ use crate::oci::PlatformError;
 #[non_exhaustive]
 pub enum GraphError {
     /// Only `ARG`s, no `FROM`.
-    #[error("no build stage in the Dockerfile")]
+    #[error("dockerfile contains no stages to build")]
     NoStages,
     /// A word of an instruction does not expand.
     #[error("{source}")]
