@@ -330,4 +330,4 @@ macro_rules! areas {
     };
 }
 
-areas!(add, args, copy, dockerignore, heredoc, metadata, multistage, onbuild, platform, user, workdir);
+areas!(add, args, copy, dockerignore, exclude, heredoc, metadata, multistage, onbuild, platform, user, workdir);
