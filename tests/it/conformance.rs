@@ -339,4 +339,4 @@ macro_rules! areas {
     };
 }
 
-areas!(add, args, cmd, copy, dockerignore, heredoc, metadata, multistage, onbuild, platform, user, workdir);
+areas!(add, args, cmd, copy, dockerignore, exclude, heredoc, metadata, multistage, onbuild, platform, user, workdir);
