@@ -161,6 +161,12 @@ pub(super) fn resolve_inputs(
     let found: Vec<(String, Span, EdgeKind)> =
         node.instructions.get(steps).unwrap_or_default().iter().flat_map(step_inputs).collect();
     for (word, span, kind) in found {
+        // BuildKit expands `COPY --from` with no variables at all and refuses a word that changes
+        // (a variable, quotes or escapes): stages are named, not computed.
+        if kind == EdgeKind::CopyFrom && word.contains(['$', '"', '\'', '\\']) {
+            errors.push(GraphError::FromVariable { span });
+            continue;
+        }
         if let Ok(index) = word.parse::<usize>() {
             if index < current {
                 node.edges.push(Edge { to: StageId(index), kind, span });

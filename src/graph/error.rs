@@ -29,6 +29,11 @@ pub enum GraphError {
         #[source]
         source: PlatformError,
     },
+    /// `COPY --from=$X`: BuildKit does not expand `--from`.
+    #[error(
+        "variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround"
+    )]
+    FromVariable { span: Span },
     /// `FROM $X` with `X` empty.
     #[error("base name ({base}) should not be blank")]
     BlankBase { span: Span, base: String },
@@ -65,6 +70,7 @@ impl GraphError {
             NoStages | UnknownTarget { .. } => None,
             Expand { span, .. }
             | BlankBase { span, .. }
+            | FromVariable { span }
             | Platform { span, .. }
             | ForwardReference { span, .. }
             | SelfReference { span, .. }
