@@ -25,6 +25,7 @@ use crate::support::registry::Registry;
 #[serde(deny_unknown_fields)]
 struct Expect {
     /// The BuildKit test (or documentation) that asserts this behaviour.
+    #[serde(default)]
     buildkit: String,
     /// Extra `slipway build` arguments.
     #[serde(default)]
@@ -48,6 +49,10 @@ struct Expect {
     failure: Option<Failure>,
     /// A known difference from BuildKit, with its reason: the case must fail.
     difference: Option<String>,
+    /// Builds of the same Dockerfile and context with other arguments and expectations (each a
+    /// table of `args`, `files`, `absent`, `config`, `unset`, `failure`); every one must hold.
+    #[serde(default)]
+    variants: Vec<Expect>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -126,7 +131,10 @@ fn run_area(area: &str) {
         let expect: Expect = toml::from_str(&std::fs::read_to_string(case.join("expect.toml")).unwrap())
             .unwrap_or_else(|e| panic!("{name}/expect.toml: {e}"));
         assert!(!expect.buildkit.is_empty(), "{name}: say which BuildKit test asserts this");
-        let result = run_case(case, &expect);
+        let result = match expect.variants.is_empty() {
+            true => run_case(case, &expect.setup, &expect),
+            false => expect.variants.iter().try_for_each(|variant| run_case(case, &expect.setup, variant)),
+        };
         match (&expect.difference, result) {
             (None, Ok(())) => {}
             (None, Err(why)) => failed.push(format!("{name}: {why}")),
@@ -138,7 +146,8 @@ fn run_area(area: &str) {
     assert!(failed.is_empty(), "{} case(s) of {area} fail:\n{}", failed.len(), failed.join("\n\n"));
 }
 
-fn run_case(case: &Path, expect: &Expect) -> Result<(), String> {
+/// One build of `case` (its context prepared with `setup`) checked against `expect`.
+fn run_case(case: &Path, setup: &[Setup], expect: &Expect) -> Result<(), String> {
     let (_, base) = base();
     let env = BuildEnv::new();
     let context = case.join("context");
@@ -146,8 +155,8 @@ fn run_case(case: &Path, expect: &Expect) -> Result<(), String> {
         copy_tree(&context, &env.ctx());
     }
     std::fs::copy(case.join("Dockerfile"), env.ctx().join("Dockerfile")).unwrap();
-    for setup in &expect.setup {
-        prepare(&env.ctx(), setup);
+    for step in setup {
+        prepare(&env.ctx(), step);
     }
     let mut args: Vec<&str> = vec!["-t", "case:1", "--build-arg"];
     let base_arg = format!("BASE={base}");
