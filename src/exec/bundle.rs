@@ -13,7 +13,7 @@ use oci_spec::runtime::{
     PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
-use super::spec::{DEFAULT_PATH, ExecSpec, Network};
+use super::spec::{ExecSpec, MountSource, Network, mount_order};
 use super::user::ExecUser;
 use super::{DOCKER_DEFAULT_CAPS, ExecError};
 
@@ -40,13 +40,7 @@ fn build_err(what: &'static str) -> impl FnOnce(oci_spec::OciSpecError) -> ExecE
 
 /// The `config.json` for `spec` run as `user`.
 pub fn config(spec: &ExecSpec, user: &ExecUser, files: &BundleFiles<'_>) -> Result<Spec, ExecError> {
-    let mut env = spec.env.clone();
-    if spec.env_var("PATH").is_none() {
-        env.push(format!("PATH={DEFAULT_PATH}"));
-    }
-    if spec.env_var("HOME").is_none() {
-        env.push(format!("HOME={}", user.home));
-    }
+    let env = spec.environment(&user.home);
     let caps: std::collections::HashSet<Capability> =
         DOCKER_DEFAULT_CAPS.iter().filter_map(|(_, name)| name.trim_start_matches("CAP_").parse().ok()).collect();
     // Root gets Docker's set; any other user none (only the bounding set stays).
@@ -184,9 +178,22 @@ fn mounts(spec: &ExecSpec, files: &BundleFiles<'_>) -> Result<Vec<Mount>, ExecEr
     mounts.push(mount("/etc/hosts", "bind", files.hosts, &["bind", "nosuid", "nodev", "noexec"])?);
     mounts.push(mount("/etc/resolv.conf", "bind", files.resolv, &["bind", "nosuid", "nodev", "noexec"])?);
     mounts.push(mount(INIT_PATH, "bind", files.init, &["bind", "ro", "nosuid", "nodev"])?);
-    for bind in &spec.binds {
-        let options: &[&str] = if bind.readonly { &["rbind", "ro"] } else { &["rbind"] };
-        mounts.push(mount(&bind.target, "bind", &bind.source, options)?);
+    for m in mount_order(&spec.mounts) {
+        match &m.source {
+            MountSource::Host { path, readonly } => {
+                let options: &[&str] = if *readonly { &["rbind", "ro"] } else { &["rbind"] };
+                mounts.push(mount(&m.target, "bind", path, options)?);
+            }
+            MountSource::Tmpfs { size } => {
+                let size = size.map(|s| format!("size={s}"));
+                let options: Vec<&str> = ["nosuid", "nodev"].into_iter().chain(size.as_deref()).collect();
+                mounts.push(mount(&m.target, "tmpfs", p("tmpfs"), &options)?);
+            }
+            MountSource::Secret(_) => {
+                let reason = format!("the secret at {} was not bound before the bundle was written", m.target);
+                return Err(ExecError::InvalidSpec { reason });
+            }
+        }
     }
     Ok(mounts)
 }
@@ -202,7 +209,7 @@ fn nofile_limit() -> (u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exec::{Bind, Limits};
+    use crate::exec::{DEFAULT_PATH, Limits, Mount};
 
     fn files(netns: Option<PathBuf>) -> BundleFiles<'static> {
         BundleFiles {
@@ -224,7 +231,7 @@ mod tests {
         let mut spec = ExecSpec::new(["sh", "-c", "true"]);
         spec.network = Network::Default;
         spec.limits = Limits { memory: Some(1 << 20), pids: Some(10), cpus: Some(0.5) };
-        spec.binds = vec![Bind { source: "/src".into(), target: "/dst".into(), readonly: true }];
+        spec.mounts = vec![Mount::host("/src", "/dst", true)];
         let json = serde_json::to_value(config(&spec, &user(0), &files(Some("/proc/1/fd/9".into()))).unwrap()).unwrap();
         assert_eq!(json["process"]["args"], serde_json::json!([INIT_PATH, "-p", "SIGKILL", "--", "sh", "-c", "true"]));
         assert_eq!(json["process"]["noNewPrivileges"], true);

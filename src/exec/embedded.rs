@@ -92,13 +92,15 @@ impl Executor for EmbeddedExecutor {
             Network::None | Network::Host => None,
         };
         let (hosts_file, resolv_file) = write_etc_files(run_dir.path(), spec)?;
-        let mut mount_points = MountPoints::create(&rootfs)?;
+        // Secret files become read-only binds of a tmpfs that lives until this function returns.
+        let (spec, secrets) = super::secrets::with_secret_files(spec, &self.run_dir)?;
+        let mut mount_points = MountPoints::create(&rootfs, &spec.mounts)?;
         let mut cgroup = match spec.limits.is_empty() {
             true => None,
             false => Some(RunCgroup::create(&run_id(run_dir.path()), &spec.limits)?),
         };
         let config = HelperConfig {
-            spec: spec.clone(),
+            spec,
             rootfs,
             hosts_file,
             resolv_file,
@@ -119,6 +121,7 @@ impl Executor for EmbeddedExecutor {
                 Err(err)
             }
         };
+        drop(secrets);
         drop(run_dir);
         result
     }

@@ -328,17 +328,9 @@ fn become_user(cfg: &HelperConfig, user: &ExecUser) -> Result<(), Failure> {
     }
 }
 
-/// The payload's environment: the spec's, with `PATH` and `HOME` defaulted (as runc does;
-/// nothing else is added, so RUN steps see only what the build gave them).
+/// The payload's environment ([`ExecSpec::environment`](super::ExecSpec::environment)).
 fn environment(cfg: &HelperConfig, user: &ExecUser) -> Vec<CString> {
-    let mut env: Vec<String> = cfg.spec.env.clone();
-    if cfg.spec.env_var("PATH").is_none() {
-        env.push(format!("PATH={DEFAULT_PATH}"));
-    }
-    if cfg.spec.env_var("HOME").is_none() {
-        env.push(format!("HOME={}", user.home));
-    }
-    env.into_iter().filter_map(|e| CString::new(e).ok()).collect()
+    cfg.spec.environment(&user.home).into_iter().filter_map(|e| CString::new(e).ok()).collect()
 }
 
 /// Finds `name` as execve would be given it: a path as is, a bare name in `path_var`.

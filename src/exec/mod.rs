@@ -25,6 +25,7 @@ mod mountpoints;
 mod mounts;
 mod oci_runtime;
 mod protocol;
+mod secrets;
 mod slirp;
 mod spec;
 mod supervise;
@@ -42,7 +43,8 @@ pub use error::ExecError;
 pub use init::helper_main;
 pub use oci_runtime::OciRuntimeExecutor;
 pub use spec::{
-    Bind, DEFAULT_HOSTNAME, DEFAULT_MASKED_PATHS, DEFAULT_PATH, DEFAULT_READONLY_PATHS, ExecSpec, Limits, Network,
+    DEFAULT_HOSTNAME, DEFAULT_MASKED_PATHS, DEFAULT_PATH, DEFAULT_READONLY_PATHS, ExecSpec, Limits, Mount, MountSource,
+    Network, Secret, SecretFile, mount_order,
 };
 
 /// Name of the hidden subcommand that runs the sandbox helper.

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timestamps};
 
+use super::spec::{Mount, MountSource};
 use super::{ExecError, sys};
 
 /// The file mount points made to exist, as absolute paths in the sandbox.
@@ -39,6 +40,9 @@ pub struct MountPoints {
     /// Paths relative to the rootfs, in creation order (parents first), each with its parent
     /// directory's times from just before it was created.
     created: Vec<(String, Timestamps)>,
+    /// Mount points of mounts below a host directory mount, made in that directory (the
+    /// sandbox cannot make them there once it is mounted read-only).
+    nested: Vec<MountPoints>,
 }
 
 /// A directory's times, to put back once a stand-in created in it is gone: a run that changes
@@ -85,19 +89,28 @@ fn components(path: &str, mut base: Vec<String>) -> Vec<String> {
 }
 
 impl MountPoints {
-    pub fn create(rootfs: &Path) -> Result<MountPoints, ExecError> {
-        let mut points = MountPoints { rootfs: rootfs.to_path_buf(), created: Vec::new() };
+    /// Creates the missing mount points of the sandbox's own mounts and of `mounts` (their
+    /// targets: a directory, or an empty file when the source is not a directory).
+    pub fn create(rootfs: &Path, mounts: &[Mount]) -> Result<MountPoints, ExecError> {
+        let mut points = MountPoints { rootfs: rootfs.to_path_buf(), created: Vec::new(), nested: Vec::new() };
         let root = open_root(rootfs).map_err(|source| ExecError::Rootfs { path: rootfs.to_path_buf(), source })?;
         for path in FILE_MOUNT_POINTS {
             points
-                .ensure_file(&root, path)
+                .ensure_path(&root, path, false)
                 .map_err(|source| ExecError::Prepare { what: format!("{path} in the rootfs"), source })?;
+        }
+        for mount in mounts {
+            let path = &mount.target;
+            points
+                .ensure_path(&root, path, mount.target_is_dir())
+                .map_err(|source| ExecError::Prepare { what: format!("mount point {path} in the rootfs"), source })?;
         }
         for name in DIR_MOUNT_POINTS {
             points
                 .ensure_dir(&root, name)
                 .map_err(|source| ExecError::Prepare { what: format!("/{name} in the rootfs"), source })?;
         }
+        points.nested = nested(mounts)?;
         Ok(points)
     }
 
@@ -116,8 +129,9 @@ impl MountPoints {
         }
     }
 
-    /// Makes `path` resolve (within the rootfs) to an existing file, creating what is missing.
-    fn ensure_file(&mut self, root: &OwnedFd, path: &str) -> io::Result<()> {
+    /// Makes `path` resolve (within the rootfs) to something that exists, creating what is
+    /// missing: directories on the way, then an empty file or (`dir`) a directory.
+    fn ensure_path(&mut self, root: &OwnedFd, path: &str, want_dir: bool) -> io::Result<()> {
         let mut pending = components(path, Vec::new());
         let mut done: Vec<String> = Vec::new();
         let mut links = 0;
@@ -146,7 +160,7 @@ impl MountPoints {
                 Some(FileType::Directory) if !last => done.push(name),
                 Some(_) if last => return Ok(()),
                 Some(_) => return Err(io::Error::from_raw_os_error(libc::ENOTDIR)),
-                None if last => {
+                None if last && !want_dir => {
                     let times = times_of(&dir)?;
                     let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
                     rustix::fs::openat(&dir, name.as_str(), flags, Mode::from_raw_mode(0o644))?;
@@ -169,6 +183,9 @@ impl MountPoints {
     /// Removes what [`create`](Self::create) made, newest first, where it is still an empty
     /// file or directory, and puts its parent's times back. Never follows a symlink.
     pub fn remove(&mut self) -> Result<(), ExecError> {
+        for nested in &mut self.nested {
+            nested.remove()?;
+        }
         if self.created.is_empty() {
             return Ok(());
         }
@@ -200,6 +217,32 @@ impl MountPoints {
     }
 }
 
+/// For each mount below a host directory mount (the deepest such, by target components), its
+/// mount point made in that directory, relative to it.
+fn nested(mounts: &[Mount]) -> Result<Vec<MountPoints>, ExecError> {
+    let mut made = Vec::new();
+    for mount in mounts {
+        let inner = components(&mount.target, Vec::new());
+        let parent = mounts
+            .iter()
+            .filter_map(|p| match &p.source {
+                MountSource::Host { path, .. } if p.target_is_dir() => Some((components(&p.target, Vec::new()), path)),
+                _ => None,
+            })
+            .filter(|(outer, _)| outer.len() < inner.len() && inner.starts_with(outer))
+            .max_by_key(|(outer, _)| outer.len());
+        let Some((outer, source)) = parent else { continue };
+        let rel = inner[outer.len()..].join("/");
+        let mut points = MountPoints { rootfs: source.clone(), created: Vec::new(), nested: Vec::new() };
+        let what = format!("mount point {} in {}", mount.target, source.display());
+        let prepare = |source| ExecError::Prepare { what: what.clone(), source };
+        let root = open_root(source).map_err(prepare)?;
+        points.ensure_path(&root, &rel, mount.target_is_dir()).map_err(prepare)?;
+        made.push(points);
+    }
+    Ok(made)
+}
+
 impl Drop for MountPoints {
     fn drop(&mut self) {
         let _ = self.remove();
@@ -214,14 +257,14 @@ mod tests {
     fn mount_points_are_created_when_missing_and_removed_when_untouched() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        let mut points = MountPoints::create(root).unwrap();
+        let mut points = MountPoints::create(root, &[]).unwrap();
         assert!(root.join("etc/hosts").is_file() && root.join("etc/resolv.conf").is_file());
         points.remove().unwrap();
         assert!(!root.join("etc").exists(), "a created /etc is removed again");
 
         std::fs::create_dir(root.join("etc")).unwrap();
         std::fs::write(root.join("etc/hosts"), "image's own\n").unwrap();
-        let mut points = MountPoints::create(root).unwrap();
+        let mut points = MountPoints::create(root, &[]).unwrap();
         std::fs::write(root.join("etc/resolv.conf"), "written by the run\n").unwrap();
         points.remove().unwrap();
         assert_eq!(std::fs::read_to_string(root.join("etc/hosts")).unwrap(), "image's own\n");
@@ -237,7 +280,7 @@ mod tests {
         let before = |p: &str| std::fs::metadata(root.join(p)).unwrap().modified().unwrap();
         let (root_time, etc_time) = (before(""), before("etc"));
         std::thread::sleep(std::time::Duration::from_millis(20));
-        let mut points = MountPoints::create(root).unwrap();
+        let mut points = MountPoints::create(root, &[]).unwrap();
         assert!(root.join("proc").is_dir() && root.join("sys").is_dir() && root.join("etc/hosts").is_file());
         points.remove().unwrap();
         assert!(!root.join("proc").exists() && !root.join("sys").exists() && root.join("dev").is_dir());
@@ -256,7 +299,7 @@ mod tests {
         // Absolute and escaping links resolve against the rootfs, never the host.
         let host_file = outside.join("hosts");
         std::os::unix::fs::symlink(format!("../../..{}", host_file.display()), root.join("etc/hosts")).unwrap();
-        let mut points = MountPoints::create(&root).unwrap();
+        let mut points = MountPoints::create(&root, &[]).unwrap();
         assert!(root.join("run/systemd/resolve/stub-resolv.conf").is_file());
         assert!(root.join(host_file.strip_prefix("/").unwrap()).is_file());
         assert!(!host_file.exists(), "a stub was created outside the rootfs");
@@ -271,7 +314,7 @@ mod tests {
         let (root, outside) = (dir.path().join("root"), dir.path().join("outside"));
         std::fs::create_dir_all(root.join("etc")).unwrap();
         std::fs::create_dir(&outside).unwrap();
-        let mut points = MountPoints::create(&root).unwrap();
+        let mut points = MountPoints::create(&root, &[]).unwrap();
         std::fs::write(outside.join("hosts"), "").unwrap();
         std::fs::rename(root.join("etc"), root.join("etc.old")).unwrap();
         std::os::unix::fs::symlink(&outside, root.join("etc")).unwrap();
@@ -284,6 +327,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("etc")).unwrap();
         std::os::unix::fs::symlink("hosts", dir.path().join("etc/hosts")).unwrap();
-        assert!(matches!(MountPoints::create(dir.path()), Err(ExecError::Prepare { .. })));
+        assert!(matches!(MountPoints::create(dir.path(), &[]), Err(ExecError::Prepare { .. })));
     }
 }

@@ -16,7 +16,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
 use super::protocol::{Failure, HelperConfig};
-use super::spec::{Bind, Network};
+use super::spec::{MountSource, Network, mount_order};
 use super::sys::{self, MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_REMOUNT};
 
 /// Host devices bound into the sandbox's `/dev`.
@@ -48,8 +48,16 @@ pub fn setup(cfg: &HelperConfig) -> Result<(), Failure> {
     setup_sys(&root, cfg)?;
     bind_file(&root, "/etc/hosts", &cfg.hosts_file)?;
     bind_file(&root, "/etc/resolv.conf", &cfg.resolv_file)?;
-    for bind in &cfg.spec.binds {
-        bind_host_path(&root, bind)?;
+    for mount in mount_order(&cfg.spec.mounts) {
+        match &mount.source {
+            MountSource::Host { path, readonly } => bind_host_path(&root, path, &mount.target, *readonly)?,
+            MountSource::Tmpfs { size } => mount_tmpfs(&root, &mount.target, *size)?,
+            // The executor turned them into binds of its secrets tmpfs (`secrets`).
+            MountSource::Secret(_) => {
+                let err = io::Error::from_raw_os_error(libc::EINVAL);
+                return Err(Failure::setup(format!("a secret at {} reached the sandbox unbound", mount.target), &err));
+            }
+        }
     }
     for path in &cfg.spec.masked_paths {
         mask(&root, path)?;
@@ -182,12 +190,11 @@ fn bind_file(root: &OwnedFd, path: &str, source: &Path) -> Result<(), Failure> {
         .map_err(|e| Failure::setup(format!("binding {path}"), &e))
 }
 
-/// Binds a host path at `bind.target` inside the rootfs, creating the missing part of the
-/// target (directories, then a directory or an empty file like the source) beneath the rootfs.
-fn bind_host_path(root: &OwnedFd, bind: &Bind) -> Result<(), Failure> {
-    let path = &bind.target;
-    let step = |e: io::Error| Failure::setup(format!("binding {} at {path}", bind.source.display()), &e);
-    let source_is_dir = std::fs::metadata(&bind.source).map_err(step)?.is_dir();
+/// Binds a host path at `path` inside the rootfs, creating the missing part of the target
+/// (directories, then a directory or an empty file like the source) beneath the rootfs.
+fn bind_host_path(root: &OwnedFd, source: &Path, path: &str, readonly: bool) -> Result<(), Failure> {
+    let step = |e: io::Error| Failure::setup(format!("binding {} at {path}", source.display()), &e);
+    let source_is_dir = std::fs::metadata(source).map_err(step)?.is_dir();
     let target = match open_target(root, path, false)? {
         Some(fd) => fd,
         None => {
@@ -218,14 +225,25 @@ fn bind_host_path(root: &OwnedFd, bind: &Bind) -> Result<(), Failure> {
             sys::open_beneath(&dir, name, false).map_err(step)?
         }
     };
-    sys::mount(Some(&bind.source), &sys::fd_path(&target), None, MS_BIND | MS_REC, None).map_err(step)?;
-    if bind.readonly {
+    sys::mount(Some(source), &sys::fd_path(&target), None, MS_BIND | MS_REC, None).map_err(step)?;
+    if readonly {
         drop(target);
         let target = sys::open_beneath(root, path, false).map_err(step)?;
         let flags = sys::mount_flags(&sys::fd_path(&target)).map_err(step)?;
         sys::mount(None, &sys::fd_path(&target), None, MS_BIND | MS_REMOUNT | MS_RDONLY | flags, None).map_err(step)?;
     }
     Ok(())
+}
+
+/// Mounts a fresh tmpfs (`nosuid,nodev`, at most `size` bytes) on the directory `path`, which
+/// the executor created when missing.
+fn mount_tmpfs(root: &OwnedFd, path: &str, size: Option<u64>) -> Result<(), Failure> {
+    let step = |e: io::Error| Failure::setup(format!("mounting a tmpfs at {path}"), &e);
+    let target = open_target(root, path, false)?.ok_or_else(|| step(io::Error::from_raw_os_error(libc::ENOENT)))?;
+    check_dir(target, path.trim_start_matches('/')).and_then(|target| {
+        let data = size.map(|s| format!("size={s}"));
+        sys::mount(None, &sys::fd_path(&target), Some("tmpfs"), MS_NOSUID | MS_NODEV, data.as_deref()).map_err(step)
+    })
 }
 
 fn open_target(root: &impl AsFd, path: &str, no_symlinks: bool) -> Result<Option<OwnedFd>, Failure> {

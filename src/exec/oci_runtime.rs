@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::bundle::{self, BundleFiles};
 use super::mountpoints::MountPoints;
+use super::secrets::{SecretDir, bind_secrets};
 use super::slirp::{self, Slirp};
 use super::supervise::supervise;
 use super::user::{self, ExecUser};
@@ -136,11 +137,10 @@ impl Executor for OciRuntimeExecutor {
         let user = user::resolve(&spec.user, &passwd, &group)?;
         create_workdir(&root, &spec.cwd, &user)?;
 
-        let run_dir = tempfile::Builder::new().prefix("slipway-oci-").tempdir_in(&self.run_dir).map_err(|source| {
-            ExecError::Prepare { what: format!("a run directory in {}", self.run_dir.display()), source }
-        })?;
+        let mut run_dir = RunDir::new(&self.run_dir, spec)?;
         let (hosts, resolv) = super::embedded::write_etc_files(run_dir.path(), spec)?;
-        let mut mount_points = MountPoints::create(&rootfs)?;
+        let spec = &run_dir.bind_secrets(spec)?;
+        let mut mount_points = MountPoints::create(&rootfs, &spec.mounts)?;
         let (netns, mut slirp) = match &slirp_binary {
             Some(binary) => {
                 let netns = sys::new_network_namespace()
@@ -184,6 +184,39 @@ impl Executor for OciRuntimeExecutor {
         deleted?;
         removed?;
         Ok(status)
+    }
+}
+
+/// A run's bundle directory: a temporary directory, or, when the spec carries secrets (its
+/// `config.json` holds the environment), a [`SecretDir`] tmpfs that also holds the secret files.
+enum RunDir {
+    Plain(tempfile::TempDir),
+    Secret(SecretDir),
+}
+
+impl RunDir {
+    fn new(parent: &Path, spec: &ExecSpec) -> Result<RunDir, ExecError> {
+        if spec.has_secret_files() || !spec.secret_env.is_empty() {
+            return Ok(RunDir::Secret(SecretDir::new(parent)?));
+        }
+        let dir = tempfile::Builder::new().prefix("slipway-oci-").tempdir_in(parent).map_err(|source| {
+            ExecError::Prepare { what: format!("a run directory in {}", parent.display()), source }
+        })?;
+        Ok(RunDir::Plain(dir))
+    }
+
+    fn path(&self) -> &Path {
+        match self {
+            RunDir::Plain(dir) => dir.path(),
+            RunDir::Secret(dir) => dir.path(),
+        }
+    }
+
+    fn bind_secrets(&mut self, spec: &ExecSpec) -> Result<ExecSpec, ExecError> {
+        match self {
+            RunDir::Secret(dir) => bind_secrets(spec, dir),
+            RunDir::Plain(_) => Ok(spec.clone()),
+        }
     }
 }
 

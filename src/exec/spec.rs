@@ -55,15 +55,85 @@ pub enum Network {
     Host,
 }
 
-/// A host path bound into the sandbox (`-v HOST:CTR[:ro]`).
+/// A mount beyond the sandbox's own: a host path (`-v`, `RUN --mount=type=bind|cache`), a fresh
+/// tmpfs or a secret file. Mounted in order of depth (a parent before what lies below it), then
+/// in the order given.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Bind {
-    /// Absolute host path (a directory or a file); it must exist.
-    pub source: std::path::PathBuf,
-    /// Absolute path inside the sandbox, resolved within the rootfs (symlinks never leave it)
-    /// and created when missing.
+pub struct Mount {
+    /// Absolute path inside the sandbox, resolved within the rootfs (symlinks never leave it);
+    /// created when missing and removed after the run when still empty (BuildKit's mount
+    /// stubs).
     pub target: String,
-    pub readonly: bool,
+    pub source: MountSource,
+}
+
+/// What a [`Mount`] shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MountSource {
+    /// A host path (a directory, a file or a socket); it must exist.
+    Host { path: std::path::PathBuf, readonly: bool },
+    /// A fresh tmpfs, gone with the sandbox; `size` in bytes (the kernel's default: half the RAM).
+    Tmpfs { size: Option<u64> },
+    /// A read-only file holding a secret, served from a tmpfs outside the rootfs that is
+    /// unmounted when the run ends.
+    Secret(SecretFile),
+}
+
+/// A secret file's bytes and attributes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretFile {
+    pub data: Secret,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Secret bytes, never shown: `Debug` gives their length only.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    pub fn new(bytes: Vec<u8>) -> Secret {
+        Secret(bytes)
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret({} bytes)", self.0.len())
+    }
+}
+
+impl Mount {
+    /// A host path bound at `target`.
+    pub fn host(path: impl Into<std::path::PathBuf>, target: impl Into<String>, readonly: bool) -> Mount {
+        Mount { target: target.into(), source: MountSource::Host { path: path.into(), readonly } }
+    }
+
+    /// Whether the target is a directory (else a file: a host file or socket, a secret).
+    pub fn target_is_dir(&self) -> bool {
+        match &self.source {
+            MountSource::Host { path, .. } => std::fs::metadata(path).is_ok_and(|m| m.is_dir()),
+            MountSource::Tmpfs { .. } => true,
+            MountSource::Secret(_) => false,
+        }
+    }
+
+    /// Components of the target, for ordering by depth.
+    fn depth(&self) -> usize {
+        self.target.split('/').filter(|c| !c.is_empty() && *c != ".").count()
+    }
+}
+
+/// `mounts` in the order they are mounted: by depth, then as given.
+pub fn mount_order(mounts: &[Mount]) -> Vec<&Mount> {
+    let mut ordered: Vec<&Mount> = mounts.iter().collect();
+    ordered.sort_by_key(|m| m.depth());
+    ordered
 }
 
 /// Resource limits, applied through cgroups. `None` means "no limit"; asking for a limit that
@@ -110,8 +180,11 @@ pub struct ExecSpec {
     pub readonly_paths: Vec<String>,
     /// Kill the sandbox after this long; the run then fails with [`ExecError::TimedOut`].
     pub timeout: Option<Duration>,
-    /// Host paths bound in, in order, after the sandbox's own mounts.
-    pub binds: Vec<Bind>,
+    /// Mounts after the sandbox's own (see [`mount_order`]).
+    pub mounts: Vec<Mount>,
+    /// Environment entries holding a secret (`RUN --mount=type=secret,env=NAME`), added after
+    /// `env`; kept apart so that nothing shows them.
+    pub secret_env: Vec<(String, Secret)>,
 }
 
 impl ExecSpec {
@@ -133,7 +206,8 @@ impl ExecSpec {
             masked_paths: DEFAULT_MASKED_PATHS.iter().map(|p| p.to_string()).collect(),
             readonly_paths: DEFAULT_READONLY_PATHS.iter().map(|p| p.to_string()).collect(),
             timeout: None,
-            binds: Vec::new(),
+            mounts: Vec::new(),
+            secret_env: Vec::new(),
         }
     }
 
@@ -170,13 +244,21 @@ impl ExecSpec {
             }
         }
         let clean = |p: &str| p.starts_with('/') && !p.split('/').any(|c| c == "..") && !p.contains('\0');
-        for bind in &self.binds {
-            if !clean(&bind.source.to_string_lossy()) {
-                return invalid(format!("bind source {} is not a clean absolute path", bind.source.display()));
+        for mount in &self.mounts {
+            if let MountSource::Host { path, .. } = &mount.source
+                && !clean(&path.to_string_lossy())
+            {
+                return invalid(format!("mount source {} is not a clean absolute path", path.display()));
             }
-            if !clean(&bind.target) || bind.target.trim_matches('/').is_empty() {
-                return invalid(format!("bind target {:?} is not a clean absolute path below /", bind.target));
+            if !clean(&mount.target) || mount.target.trim_matches('/').is_empty() {
+                return invalid(format!("mount target {:?} is not a clean absolute path below /", mount.target));
             }
+        }
+        if let Some((bad, _)) = self.secret_env.iter().find(|(name, _)| name.is_empty() || name.contains(['=', '\0'])) {
+            return invalid(format!("secret environment name {bad:?} is not a variable name"));
+        }
+        if let Some((name, _)) = self.secret_env.iter().find(|(_, value)| value.bytes().contains(&0)) {
+            return invalid(format!("secret for environment variable {name} contains a NUL byte"));
         }
         if self.limits.pids == Some(0) || self.limits.memory == Some(0) {
             return invalid("a limit of 0 allows nothing to run".to_string());
@@ -187,6 +269,28 @@ impl ExecSpec {
             return invalid(format!("cpu limit {cpus} is not a positive number"));
         }
         Ok(())
+    }
+
+    /// The process' environment: `env`, then `secret_env`, with `PATH` and `HOME` defaulted (as
+    /// runc does; nothing else is added, so RUN steps see only what the build gave them).
+    pub fn environment(&self, home: &str) -> Vec<String> {
+        let mut env = self.env.clone();
+        for (name, value) in &self.secret_env {
+            env.push(format!("{name}={}", String::from_utf8_lossy(value.bytes())));
+        }
+        let set = |key: &str| self.env_var(key).is_some() || self.secret_env.iter().any(|(n, _)| n == key);
+        if !set("PATH") {
+            env.push(format!("PATH={DEFAULT_PATH}"));
+        }
+        if !set("HOME") {
+            env.push(format!("HOME={home}"));
+        }
+        env
+    }
+
+    /// Whether a mount is a secret file.
+    pub fn has_secret_files(&self) -> bool {
+        self.mounts.iter().any(|m| matches!(m.source, MountSource::Secret(_)))
     }
 
     /// The value of `key` in the environment, if set.

@@ -142,7 +142,7 @@ pub mod contract {
     }
 
     pub fn binds(ex: &dyn Executor) {
-        use slipway::exec::Bind;
+        use slipway::exec::Mount;
         let sb = Sandbox::new();
         let host = sb.ctx.path().join("host");
         std::fs::create_dir_all(host.join("rw")).unwrap();
@@ -152,17 +152,13 @@ pub mod contract {
         // A target through a symlink that leaves the rootfs on the host resolves inside it.
         std::os::unix::fs::symlink("/../../tmp", sb.rootfs.join("escape")).unwrap();
         let name = format!("slipway-bind-{}", sb.ctx.path().file_name().unwrap().to_string_lossy());
-        let bind = |source: &Path, target: &str, readonly| Bind {
-            source: source.to_path_buf(),
-            target: target.into(),
-            readonly,
-        };
+        let bind = |source: &Path, target: &str, readonly| Mount::host(source, target, readonly);
         let script = format!(
             "echo made > /data/new/out.txt && cat /ro/in.txt /etc/single.conf /escape/{name}/in.txt; \
              echo x > /ro/no 2>/dev/null || echo ro"
         );
         let mut spec = sh(&script);
-        spec.binds = vec![
+        spec.mounts = vec![
             bind(&host.join("rw"), "/data/new", false),
             bind(&host.join("ro"), "/ro", true),
             bind(&host.join("single"), "/etc/single.conf", false),
@@ -172,17 +168,63 @@ pub mod contract {
         assert_eq!(ran.ok(), "from the host\none file\nfrom the host\nro\n", "{}", ran.err());
         assert_eq!(std::fs::read_to_string(host.join("rw/out.txt")).unwrap(), "made\n");
         assert!(!host.join("ro/no").exists());
-        assert!(!Path::new("/tmp").join(&name).exists() && sb.rootfs.join("tmp").join(&name).is_dir());
+        assert!(!Path::new("/tmp").join(&name).exists(), "a mount point was made outside the rootfs");
+        // Mount points the run made and left empty are gone (BuildKit's mount stubs).
+        assert!(!sb.rootfs.join("tmp").join(&name).exists() && !sb.rootfs.join("data").exists());
+        assert!(!sb.rootfs.join("etc/single.conf").exists());
         let mut spec = sh("true");
-        spec.binds = vec![bind(&host.join("rw"), "/a/../../b", false)];
+        spec.mounts = vec![bind(&host.join("rw"), "/a/../../b", false)];
         assert!(matches!(sb.run(ex, &spec).status, Err(ExecError::InvalidSpec { .. })));
-        spec.binds = vec![bind(Path::new("relative"), "/b", false)];
+        spec.mounts = vec![bind(Path::new("relative"), "/b", false)];
         assert!(matches!(sb.run(ex, &spec).status, Err(ExecError::InvalidSpec { .. })));
         // A directory over a file: the sandbox cannot be built, which is an error, not an exit status.
-        spec.binds = vec![bind(&host.join("rw"), "/etc/passwd", false)];
+        spec.mounts = vec![bind(&host.join("rw"), "/etc/passwd", false)];
         let status = sb.run(ex, &spec).status;
         assert!(matches!(status, Err(ExecError::Setup { .. } | ExecError::RuntimeFailed { .. })), "{status:?}");
         assert_no_leaks(&sb, None);
+    }
+
+    /// Tmpfs and secret mounts, nested under a bind and ordered by depth; secrets in files and
+    /// in the environment; nothing of them left in the rootfs or the host's mount table.
+    pub fn mounts(ex: &dyn Executor) {
+        use slipway::exec::{Mount, MountSource, Secret, SecretFile};
+        let sb = Sandbox::new();
+        let host = sb.ctx.path().join("host");
+        std::fs::create_dir_all(host.join("tree")).unwrap();
+        let secret = |bytes: &[u8], mode| SecretFile { data: Secret::new(bytes.to_vec()), mode, uid: 1000, gid: 0 };
+        let script = "echo t > /scratch/x && cat /scratch/x && grep ' /scratch ' /proc/mounts | cut -d' ' -f3,4; \
+                      cat /run/secrets/tok; stat -c '%a %u %g' /run/secrets/tok; echo \"$TOKEN\"; \
+                      ls /tree/inner; echo y > /run/secrets/tok 2>/dev/null || echo ro";
+        let mut spec = sh(script);
+        // Given deepest first: mounted parents first.
+        spec.mounts = vec![
+            Mount { target: "/tree/inner".into(), source: MountSource::Tmpfs { size: None } },
+            Mount { target: "/run/secrets/tok".into(), source: MountSource::Secret(secret(b"s3cr3t\n", 0o440)) },
+            Mount { target: "/scratch".into(), source: MountSource::Tmpfs { size: Some(1 << 20) } },
+            Mount::host(host.join("tree"), "/tree", true),
+        ];
+        spec.secret_env = vec![("TOKEN".into(), Secret::new(b"envtoken".to_vec()))];
+        let ran = sb.run(ex, &spec);
+        let out = ran.ok();
+        let mut lines = out.lines();
+        assert_eq!(lines.next(), Some("t"), "{out}{}", ran.err());
+        let fs = lines.next().unwrap_or_default();
+        assert!(fs.starts_with("tmpfs ") && fs.contains("size=1024k") && fs.contains("nosuid"), "{out}");
+        assert_eq!(lines.collect::<Vec<_>>(), ["s3cr3t", "440 1000 0", "envtoken", "ro"], "{out}");
+        assert!(
+            !sb.rootfs.join("scratch").exists() && !sb.rootfs.join("run").exists() && !sb.rootfs.join("tree").exists()
+        );
+        assert!(std::fs::read_dir(host.join("tree")).unwrap().next().is_none(), "the read-only bind stayed empty");
+        assert_no_leaks(&sb, None);
+        // The secret's bytes are nowhere in the rootfs or the run directories.
+        let rootfs_has = |needle: &[u8]| {
+            walkdir::WalkDir::new(&sb.rootfs)
+                .into_iter()
+                .filter_map(Result::ok)
+                .filter(|e| e.file_type().is_file())
+                .any(|e| std::fs::read(e.path()).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)))
+        };
+        assert!(!rootfs_has(b"s3cr3t") && !rootfs_has(b"envtoken"));
     }
 
     /// D7 for every executor: the host's loopback is out of reach with `Network::None` and
@@ -459,6 +501,10 @@ macro_rules! executor_contract {
             #[test]
             fn binds() {
                 contract::binds(&$make());
+            }
+            #[test]
+            fn mounts() {
+                contract::mounts(&$make());
             }
             #[test]
             fn network_reach() {

@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use super::{open_snapshotter, open_store};
 use crate::cli::Failure;
 use crate::cli::args::{GlobalArgs, NetworkArg, RunArgs};
-use crate::exec::{Bind, CancelToken, ExecError, ExecSpec, Executor, ExitStatus, Limits, Network, Output};
+use crate::exec::{CancelToken, ExecError, ExecSpec, Executor, ExitStatus, Limits, Mount, Network, Output};
 use crate::oci::ImageConfig;
 use crate::snapshot::{Mounts, Snapshotter};
 
@@ -153,12 +153,12 @@ fn container_spec(config: &ImageConfig, args: &RunArgs) -> Result<ExecSpec> {
         NetworkArg::Host => Network::Host,
     };
     spec.limits = Limits { memory: args.memory, pids: args.pids_limit, cpus: args.cpus };
-    spec.binds = args.volumes.iter().map(|v| parse_volume(v)).collect::<Result<_>>()?;
+    spec.mounts = args.volumes.iter().map(|v| parse_volume(v)).collect::<Result<_>>()?;
     Ok(spec)
 }
 
 /// `HOST:CTR[:ro|rw]` with absolute paths and no `..`; the host path must exist.
-fn parse_volume(volume: &str) -> Result<Bind> {
+fn parse_volume(volume: &str) -> Result<Mount> {
     let parts: Vec<&str> = volume.split(':').collect();
     let (host, target, readonly) = match parts[..] {
         [host, target] => (host, target, false),
@@ -174,7 +174,7 @@ fn parse_volume(volume: &str) -> Result<Bind> {
     if !Path::new(host).exists() {
         bail!("volume {volume:?}: {host} does not exist");
     }
-    Ok(Bind { source: host.into(), target: target.to_string(), readonly })
+    Ok(Mount::host(host, target, readonly))
 }
 
 /// Sets `KEY=value` in `env`, replacing an entry with the same key in place.
