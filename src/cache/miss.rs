@@ -38,6 +38,9 @@ pub enum MissReason {
     EnvChanged { name: String, old: Option<String>, new: Option<String> },
     /// The `sources` component, explained by the two file lists.
     FilesChanged { changes: Vec<FileChange>, more: usize },
+    /// The `bound` component (what a RUN's context bind mounts show), explained by the two file
+    /// lists.
+    BoundFilesChanged { changes: Vec<FileChange>, more: usize },
     /// Any other component (`instruction`, `user`, `platform`, ...); a side that lacks it is "".
     Changed { component: String, old: String, new: String },
 }
@@ -76,19 +79,8 @@ impl fmt::Display for MissReason {
             MissReason::ParentChanged => f.write_str("previous step changed"),
             MissReason::ArgChanged { name, old, new } => write!(f, "ARG {name} {}", var_change(old, new)),
             MissReason::EnvChanged { name, old, new } => write!(f, "ENV {name} {}", var_change(old, new)),
-            MissReason::FilesChanged { changes, more } => {
-                for (i, change) in changes.iter().enumerate() {
-                    if i > 0 {
-                        f.write_str(", ")?;
-                    }
-                    write!(f, "{change}")?;
-                }
-                match (changes.is_empty(), more) {
-                    (_, 0) => Ok(()),
-                    (true, n) => write!(f, "{n} files changed"),
-                    (false, n) => write!(f, ", +{n} more"),
-                }
-            }
+            MissReason::FilesChanged { changes, more } => files_changed(f, "", changes, *more),
+            MissReason::BoundFilesChanged { changes, more } => files_changed(f, "bound file ", changes, *more),
             MissReason::Changed { component, old, new } => {
                 let (old, new) = match (old.parse::<Digest>(), new.parse::<Digest>()) {
                     (Ok(_), _) | (_, Ok(_)) => (base(old), base(new)),
@@ -97,6 +89,20 @@ impl fmt::Display for MissReason {
                 write!(f, "{component} changed ({old} → {new})")
             }
         }
+    }
+}
+
+fn files_changed(f: &mut fmt::Formatter<'_>, prefix: &str, changes: &[FileChange], more: usize) -> fmt::Result {
+    for (i, change) in changes.iter().enumerate() {
+        if i > 0 {
+            f.write_str(", ")?;
+        }
+        write!(f, "{prefix}{change}")?;
+    }
+    match (changes.is_empty(), more) {
+        (_, 0) => Ok(()),
+        (true, n) => write!(f, "{n} {}files changed", prefix.trim_end_matches("file ")),
+        (false, n) => write!(f, ", +{n} more"),
     }
 }
 
@@ -221,10 +227,13 @@ fn reason(
             old: owned(old),
             new: owned(new),
         }),
-        "sources" => match (new_files, new_files.and_then(|_| old_files())) {
+        "sources" | "bound" => match (new_files, new_files.and_then(|_| old_files())) {
             (Some(b), Some(a)) => match diff_files(&a, b) {
                 MissReason::FilesChanged { changes, more } if changes.is_empty() && more == 0 => {
                     MissReason::Changed { component: name.into(), old: owned(old), new: owned(new) }
+                }
+                MissReason::FilesChanged { changes, more } if name == "bound" => {
+                    MissReason::BoundFilesChanged { changes, more }
                 }
                 files => files,
             },

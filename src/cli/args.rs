@@ -134,6 +134,9 @@ pub struct BuildArgs {
     /// Allow an entitlement: network.host (RUN --network=host)
     #[arg(long = "allow", value_name = "ENTITLEMENT", value_parser = ["network.host"])]
     pub allow: Vec<String>,
+    /// A secret for RUN --mount=type=secret (repeatable): id=ID,src=FILE or id=ID,env=VARIABLE; id=ID alone reads the variable ID when set, else the file ID. Never stored in the image, the cache or a log
+    #[arg(long = "secret", value_name = "id=ID[,src=FILE|,env=VAR]", value_parser = crate::cli::secrets::parse_secret)]
+    pub secrets: Vec<(String, crate::cli::secrets::SecretSource)>,
     /// Layer steps (RUN, COPY, ADD) run at once across stages (default: the number of CPUs)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub jobs: Option<u32>,

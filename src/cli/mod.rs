@@ -17,6 +17,7 @@ mod args;
 mod commands;
 pub mod progress;
 mod report;
+mod secrets;
 mod units;
 
 use std::process::ExitCode;

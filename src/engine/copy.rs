@@ -21,6 +21,7 @@ use crate::dockerfile::{AddInstruction, CopyInstruction, Source, Span};
 use crate::graph::StageId;
 use crate::image::unpack_layers;
 use crate::oci::{Descriptor, DiffId};
+use crate::snapshot::{Mounted, Snapshotter};
 
 /// COPY or ADD, with what only ADD has.
 pub(crate) struct CopySpec<'a> {
@@ -63,7 +64,7 @@ impl<'a> CopySpec<'a> {
 }
 
 /// Where the files come from.
-enum From<'r> {
+pub(crate) enum From<'r> {
     Context,
     /// A stage or an image: its layers, mounted read-only when the step runs.
     Layers {
@@ -246,7 +247,7 @@ fn quotes_as_text(body: &str) -> String {
 }
 
 /// `--from=NAME`: a stage by name or index, else an image the plan resolved.
-fn resolve_from<'r>(
+pub(crate) fn resolve_from<'r>(
     ctx: &'r BuildCtx<'_>,
     done: &'r BTreeMap<StageId, StageResult>,
     span: Span,
@@ -281,24 +282,67 @@ fn with_layers(
     layers: &[Descriptor],
     f: impl FnOnce(&Path) -> Result<(), BuildError>,
 ) -> Result<(), BuildError> {
+    let view = with_layers_guard(ctx, diff_ids, layers)?;
+    f(view.path())
+}
+
+/// A read-only view of a stage's or an image's layers (an empty directory when it has none),
+/// mounted until dropped; then unmounted and removed.
+pub(crate) struct LayersView<'a> {
+    sn: &'a dyn Snapshotter,
+    key: Option<String>,
+    mounted: Option<Mounted>,
+    dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+}
+
+impl LayersView<'_> {
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for LayersView<'_> {
+    fn drop(&mut self) {
+        if let Some(mounted) = self.mounted.take()
+            && let Err(e) = mounted.unmount()
+        {
+            tracing::warn!(dir = %self.dir.path().display(), error = %e, "unmounting a --from view");
+        }
+        if let Some(key) = &self.key
+            && let Err(e) = self.sn.remove(key)
+        {
+            tracing::warn!(key, error = %e, "removing a --from view");
+        }
+    }
+}
+
+/// Mounts the layers read-only (extracting the ones that are not snapshots yet) until the
+/// returned view is dropped.
+pub(crate) fn with_layers_guard<'a>(
+    ctx: &BuildCtx<'a>,
+    diff_ids: &[DiffId],
+    layers: &[Descriptor],
+) -> Result<LayersView<'a>, BuildError> {
     let sn = ctx.builder.snapshotter;
     let label = crate::oci::Digest::of(b"copy --from");
     let top = unpack_layers(ctx.builder.store, sn, &label, diff_ids, layers)?.top;
-    let Some(top) = top else {
-        // An image or stage without layers: an empty directory.
-        let empty = tempfile::Builder::new()
-            .prefix("empty-")
-            .tempdir_in(sn.dir())
-            .map_err(|e| BuildError::io("create an empty directory in", sn.dir(), e))?;
-        return f(empty.path());
-    };
+    let dir = tempfile::Builder::new()
+        .prefix("from-")
+        .tempdir_in(sn.dir())
+        .map_err(|e| BuildError::io("create a mount point in", sn.dir(), e))?;
+    let path = dir.path().to_path_buf();
+    let mut view = LayersView { sn, key: None, mounted: None, dir, path };
+    // An image or stage without layers: the empty directory.
+    let Some(top) = top else { return Ok(view) };
     let key = format!("view-{}-{}", std::process::id(), super::layers::unique_nanos());
     let mounts = sn.view(&key, Some(&top))?;
-    let result = super::layers::with_tree(sn, &mounts, f);
-    if let Err(e) = sn.remove(&key) {
-        tracing::warn!(key, error = %e, "removing a --from view");
+    view.key = Some(key);
+    match mounts.plain_dir() {
+        Some(plain) => view.path = plain.to_path_buf(),
+        None => view.mounted = Some(mounts.mount(&view.path)?),
     }
-    result
+    Ok(view)
 }
 
 /// `COPY --chown=1:1 a b /dest/` with expanded values, for the task, history and key.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use crate::cache::CacheError;
 use crate::context::ContextError;
 use crate::dockerfile::expand::ExpandError;
-use crate::dockerfile::{Diagnostics, Span};
+use crate::dockerfile::{Diagnostics, MountError, Span};
 use crate::exec::{ExecError, ExitStatus};
 use crate::graph::GraphErrors;
 use crate::image::ImageError;
@@ -47,6 +47,14 @@ pub enum BuildError {
         word: String,
         #[source]
         source: ReferenceError,
+    },
+    /// A `RUN --mount` value that is not valid once its variables are expanded.
+    #[error("invalid --mount={value}")]
+    Mount {
+        span: Span,
+        value: String,
+        #[source]
+        source: MountError,
     },
     /// A value of an instruction is not valid after expansion.
     #[error("{invalid}")]
@@ -123,6 +131,7 @@ impl BuildError {
             | BuildError::Expand { span, .. }
             | BuildError::Reference { span, .. }
             | BuildError::Invalid { span, .. }
+            | BuildError::Mount { span, .. }
             | BuildError::UnknownFrom { span, .. }
             | BuildError::RunFailed { span, .. }
             | BuildError::Step { span, .. } => Some(*span),
@@ -152,8 +161,12 @@ impl BuildError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Refusal {
-    #[error("RUN --mount is not supported yet: remove the flag or build with BuildKit")]
-    RunMount,
+    #[error("RUN --mount=type={kind} is not supported yet: remove the flag or build with BuildKit")]
+    RunMountType { kind: &'static str },
+    #[error(
+        "secret {id} is required but was not given: pass it with --secret id={id},src=FILE or --secret id={id},env=VARIABLE"
+    )]
+    SecretMissing { id: String },
     #[error("RUN --device is not supported")]
     RunDevice,
     #[error("RUN --security=insecure is not supported: slipway never runs privileged steps")]
@@ -192,6 +205,8 @@ pub enum InvalidValue {
     PortRange(String),
     #[error("VOLUME specified can not be an empty string")]
     EmptyVolume,
+    #[error("invalid mount target {0:?}")]
+    MountTarget(String),
     #[error("invalid signal: {0}")]
     Signal(String),
 }

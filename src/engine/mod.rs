@@ -35,6 +35,7 @@ mod images;
 mod layers;
 mod logs;
 mod metadata;
+mod mounts;
 mod plan;
 mod refuse;
 mod run;
@@ -48,7 +49,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::context::Context;
-use crate::exec::{CancelToken, Executor, Network};
+use crate::exec::{CancelToken, Executor, Network, Secret};
 use crate::image::Image;
 use crate::oci::{Descriptor, Digest, Platform, Reference};
 use crate::progress::Reporter;
@@ -90,6 +91,9 @@ pub struct BuildOptions {
     /// What identifies this context + Dockerfile across builds (the canonical context directory
     /// and Dockerfile path), for explaining cache misses. Never part of a cache key.
     pub identity: String,
+    /// `--secret`: each id's value, for `RUN --mount=type=secret` (never in a key, record or
+    /// message).
+    pub secrets: BTreeMap<String, Secret>,
 }
 
 impl Default for BuildOptions {
@@ -108,6 +112,7 @@ impl Default for BuildOptions {
             tags: Vec::new(),
             dockerfile_name: "Dockerfile".to_string(),
             identity: String::new(),
+            secrets: BTreeMap::new(),
         }
     }
 }

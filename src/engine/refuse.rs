@@ -7,7 +7,9 @@
 //! through a variable (`ADD $URL /x`) is refused by [`remote_source`] when its step expands it.
 
 use super::{BuildError, BuildOptions, Refusal};
-use crate::dockerfile::{AddInstruction, Instruction, NetworkMode, RunInstruction, SecurityMode, Source, Span};
+use crate::dockerfile::{
+    AddInstruction, Instruction, MountType, NetworkMode, RunInstruction, SecurityMode, Source, Span,
+};
 use crate::exec::Network;
 use crate::graph::{Base, BuildGraph, ImageRef};
 use crate::oci::{Platform, Reference};
@@ -62,8 +64,17 @@ fn refusal(instruction: &Instruction, options: &BuildOptions, platform: &Platfor
 
 /// `platform`: the stage's (its `FROM --platform`, else the build's).
 fn run_refusal(run: &RunInstruction, options: &BuildOptions, platform: &Platform) -> Option<Refusal> {
-    if !run.mounts.is_empty() {
-        return Some(Refusal::RunMount);
+    for mount in run.mounts.iter().filter_map(|m| m.parsed.as_ref()) {
+        match mount.kind {
+            MountType::Cache | MountType::Ssh => return Some(Refusal::RunMountType { kind: mount.kind.as_str() }),
+            MountType::Secret if mount.required => {
+                let id = mount.source.clone().or_else(|| mount.id.clone()).unwrap_or_else(|| secret_base(mount));
+                if !options.secrets.contains_key(&id) {
+                    return Some(Refusal::SecretMissing { id });
+                }
+            }
+            _ => {}
+        }
     }
     if !run.devices.is_empty() {
         return Some(Refusal::RunDevice);
@@ -83,6 +94,12 @@ fn run_refusal(run: &RunInstruction, options: &BuildOptions, platform: &Platform
         return Some(Refusal::HostNetwork);
     }
     None
+}
+
+/// A secret's id when only its target names it (Go's `path.Base`).
+fn secret_base(mount: &crate::dockerfile::Mount) -> String {
+    let target = mount.target.as_deref().unwrap_or("");
+    target.trim_end_matches('/').rsplit('/').next().filter(|s| !s.is_empty()).unwrap_or("/").to_string()
 }
 
 fn add_refusal(add: &AddInstruction) -> Option<Refusal> {
@@ -131,9 +148,19 @@ mod tests {
         let o = BuildOptions::default();
         assert_eq!(refused("FROM a\nRUN true\nCOPY x /\n", &o), None);
         assert_eq!(
-            refused("FROM a\nRUN true\nRUN --mount=type=cache,target=/c true\n", &o),
-            Some((3, Refusal::RunMount))
+            refused("FROM a\nRUN true\nRUN --mount=type=ssh true\n", &o),
+            Some((3, Refusal::RunMountType { kind: "ssh" }))
         );
+        assert_eq!(
+            refused("FROM a\nRUN --mount=type=secret,id=tok,required true\n", &o),
+            Some((2, Refusal::SecretMissing { id: "tok".into() }))
+        );
+        assert_eq!(
+            refused("FROM a\nRUN --mount=type=secret,id=tok true\n", &o),
+            None,
+            "an optional secret may be missing"
+        );
+        assert_eq!(refused("FROM a\nRUN --mount=target=/src true\n", &o), None);
         assert_eq!(refused("FROM a\nRUN --device=/dev/fuse true\n", &o), Some((2, Refusal::RunDevice)));
         assert_eq!(refused("FROM a\nRUN --security=insecure true\n", &o), Some((2, Refusal::RunInsecure)));
         assert_eq!(refused("FROM a\nRUN --network=host true\n", &o), Some((2, Refusal::HostNetwork)));
@@ -185,6 +212,6 @@ mod tests {
     #[test]
     fn stages_the_target_does_not_need_are_not_checked() {
         let o = BuildOptions::default();
-        assert_eq!(refused("FROM a AS unused\nRUN --mount=type=cache,target=/c true\nFROM a\nRUN true\n", &o), None);
+        assert_eq!(refused("FROM a AS unused\nRUN --mount=type=ssh true\nFROM a\nRUN true\n", &o), None);
     }
 }

@@ -25,9 +25,9 @@ struct Command {
     created_by: String,
 }
 
-/// Runs one `RUN` step (or takes it from the cache). `--mount`, `--device`,
-/// `--security=insecure`, a foreign platform and an unallowed host network were refused while
-/// planning.
+/// Runs one `RUN` step (or takes it from the cache), with its `--mount`s set up for the run
+/// only (`mounts`). `--device`, `--security=insecure`, a foreign platform and an unallowed host
+/// network were refused while planning.
 pub(crate) fn run(sc: &StepCtx<'_>, state: &mut State, run: &RunInstruction) -> Result<(), BuildError> {
     let ctx = sc.build;
     let network = match run.network {
@@ -40,9 +40,12 @@ pub(crate) fn run(sc: &StepCtx<'_>, state: &mut State, run: &RunInstruction) -> 
     // `--build-arg BUILDKIT_SANDBOX_HOSTNAME=…` names the sandbox (BuildKit's frontend option).
     let hostname = ctx.options.build_args.get(SANDBOX_HOSTNAME_ARG).filter(|h| !h.is_empty());
     let spec = exec_spec(state, &command, network, hostname.map(String::as_str));
+    let mounts = super::mounts::plan(sc, state, run)?;
+    let mut inputs = key_inputs(state, &command, &spec);
+    let files = mounts.key(ctx, &mut inputs)?;
     let step = LayerStep {
-        inputs: key_inputs(state, &command, &spec),
-        files: None,
+        inputs,
+        files,
         title: sc.title(state, &format!("RUN {}", one_line(&command.shown))),
         created_by: command.created_by.clone(),
     };
@@ -54,6 +57,10 @@ pub(crate) fn run(sc: &StepCtx<'_>, state: &mut State, run: &RunInstruction) -> 
             write_script(rootfs, path, body)?;
         }
         let status = {
+            let prepared = mounts.prepare(ctx)?;
+            let mut spec = spec.clone();
+            spec.mounts.clone_from(&prepared.mounts);
+            spec.secret_env.clone_from(&prepared.secret_env);
             let (mut out, mut err) = (log.writer(LogStream::Stdout), log.writer(LogStream::Stderr));
             ctx.builder.executor.run(&spec, rootfs, Output::new(&mut out, &mut err), ctx.builder.cancel)?
         };

@@ -5,6 +5,7 @@ mod build_cache;
 mod build_cli;
 mod build_copy;
 mod build_meta;
+mod build_mounts;
 mod build_registry;
 mod build_run;
 mod build_stages;

@@ -66,6 +66,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs, progress: &Reporter) -> Resu
         tags: args.tags.iter().map(|t| parse_name(t)).collect::<Result<_, _>>()?,
         dockerfile_name: name.clone(),
         identity: identity(&args.context, &dockerfile_id),
+        secrets: crate::cli::secrets::read_secrets(&args.secrets)?,
         ..BuildOptions::default()
     };
     if let Some(p) = &args.platform {
