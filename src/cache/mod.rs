@@ -1,10 +1,14 @@
-//! The build cache: step cache keys, the records they name, and explained misses.
+//! The build cache: step cache keys, the records they name, explained misses, and the
+//! directories of cache mounts.
 //!
-//! Owns three things: the key computation ([`KeyInputs`] → [`CacheKey`], pure), the record store
-//! ([`CacheDb`], `<store root>/cache/cache.db`: key → the layer a step made) and the explanation
+//! Owns four things: the key computation ([`KeyInputs`] → [`CacheKey`], pure), the record store
+//! ([`CacheDb`], `<store root>/cache/cache.db`: key → the layer a step made), the explanation
 //! of a miss ([`MissReason`], by comparing a step's inputs with what its [`Slot`] was last built
-//! from). It knows nothing of Dockerfiles, snapshots or the blob store: the builder decides what
-//! goes into a key and registers the blobs records reference as GC roots (`cache:<key>`).
+//! from) and the directories `RUN --mount=type=cache` mounts ([`CacheMounts`],
+//! `<store root>/cache/mounts`: per id, instances held under flocks with BuildKit's `sharing=`
+//! rules; the layout and the locking protocol are in `mounts.rs`). It knows nothing of Dockerfiles, snapshots or the
+//! blob store: the builder decides what goes into a key, registers the blobs records reference
+//! as GC roots (`cache:<key>`), and seeds and mounts the cache mount directories it is given.
 //!
 //! # Keys
 //!
@@ -50,6 +54,7 @@ mod db;
 mod files;
 mod key;
 mod miss;
+mod mounts;
 #[cfg(test)]
 mod tests;
 
@@ -58,6 +63,7 @@ use std::path::PathBuf;
 pub use db::CacheDb;
 pub use key::{CacheKey, Component, KEY_VERSION, KeyInputs, Slot};
 pub use miss::{FileChange, MAX_FILES_SHOWN, MissReason, diff_files};
+pub use mounts::{CacheMountInfo, CacheMountLease, CacheMountRequest, CacheMounts, ClearedMounts, POLL, Sharing};
 
 use crate::oci::{Descriptor, DiffId, Digest};
 
@@ -98,6 +104,8 @@ pub enum CacheError {
         #[source]
         source: std::io::Error,
     },
+    #[error("waiting for cache mount {id:?} was cancelled")]
+    MountCancelled { id: String },
     #[error("cannot compress the file list of cache slot {slot}")]
     Compress {
         slot: Digest,
