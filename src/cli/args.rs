@@ -68,7 +68,7 @@ pub enum Command {
     Save(SaveArgs),
     /// Read images from an OCI layout or archive, or a docker archive
     Load(LoadArgs),
-    /// Remove blobs nothing references (tags, build-cache roots, live leases) and stale temp files
+    /// Remove blobs nothing references (tags, build-cache roots, live leases), stale temp files and, with --all or --cache-mounts, unused cache mounts
     Prune(PruneArgs),
     /// Check the store for corrupt, missing and orphaned blobs, temp residue and bad permissions
     #[command(after_help = FSCK_EXIT_HELP)]
@@ -240,9 +240,14 @@ pub struct LogoutArgs {
 
 #[derive(Debug, Args)]
 pub struct PruneArgs {
-    /// Also drop the build cache's roots first, so only tagged images (and live builds) stay
+    /// Also drop the build cache's roots first, so only tagged images (and live builds) stay, and
+    /// remove the `RUN --mount=type=cache` directories no build is using
     #[arg(long)]
     pub all: bool,
+    /// Only remove the `RUN --mount=type=cache` directories no build is using (blobs and
+    /// snapshots stay)
+    #[arg(long, conflicts_with = "all")]
+    pub cache_mounts: bool,
 }
 
 /// The exit-status rule of `slipway fsck`, shown by `--help`.

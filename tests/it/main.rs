@@ -10,6 +10,7 @@ mod build_registry;
 mod build_run;
 mod build_stages;
 mod cache;
+mod cache_mounts;
 mod check;
 mod conformance;
 mod context;

@@ -89,6 +89,12 @@ pub fn open_store(global: &GlobalArgs) -> Result<crate::store::Store> {
     crate::store::Store::open(&root).with_context(|| format!("opening the store at {}", root.display()))
 }
 
+/// A cache mount id as printed: as given, or quoted with escapes when it is empty or holds control
+/// characters (an id is any text a Dockerfile wrote).
+pub fn shown_id(id: &str) -> std::borrow::Cow<'_, str> {
+    if id.is_empty() || id.chars().any(char::is_control) { format!("{id:?}").into() } else { id.into() }
+}
+
 /// Opens the snapshotter of the configured root (`--snapshotter` forces one; else probed).
 pub fn open_snapshotter(global: &GlobalArgs) -> Result<Box<dyn crate::snapshot::Snapshotter>> {
     let root = store_root(global);

@@ -1,9 +1,12 @@
-//! `slipway prune [--all]`: unreferenced blobs, then the layer snapshots no image uses.
+//! `slipway prune [--all | --cache-mounts]`: unreferenced blobs, then the layer snapshots no
+//! image uses; with `--all` (or only, with `--cache-mounts`) the cache mounts no build holds.
 
 use anyhow::{Context, Result};
 
-use super::{open_snapshotter, store_root};
+use super::{open_snapshotter, shown_id, store_root};
+use crate::cache::CacheMounts;
 use crate::cli::args::{GlobalArgs, PruneArgs};
+use crate::cli::units::size;
 use crate::progress::Reporter;
 use crate::store::Store;
 
@@ -11,10 +14,20 @@ use crate::store::Store;
 pub fn prune(global: &GlobalArgs, args: &PruneArgs, progress: &Reporter) -> Result<u8> {
     let root = store_root(global);
     let store = Store::open(&root).with_context(|| format!("opening store {}", root.display()))?;
-    let report =
-        store.prune_reporting(args.all, progress).with_context(|| format!("pruning store {}", root.display()))?;
-    for (digest, size) in &report.removed {
-        println!("deleted {digest} {}", crate::cli::units::size(*size));
+    if !args.cache_mounts {
+        prune_blobs_and_snapshots(global, &store, args.all, progress)?;
+    }
+    if args.all || args.cache_mounts {
+        clear_cache_mounts(&store, progress)?;
+    }
+    Ok(0)
+}
+
+fn prune_blobs_and_snapshots(global: &GlobalArgs, store: &Store, all: bool, progress: &Reporter) -> Result<()> {
+    let root = store.root();
+    let report = store.prune_reporting(all, progress).with_context(|| format!("pruning store {}", root.display()))?;
+    for (digest, bytes) in &report.removed {
+        println!("deleted {digest} {}", size(*bytes));
     }
     for path in &report.temp_removed {
         println!("deleted temp {}", path.display());
@@ -23,10 +36,10 @@ pub fn prune(global: &GlobalArgs, args: &PruneArgs, progress: &Reporter) -> Resu
         "total: {} blob{} deleted, {} freed",
         report.removed.len(),
         if report.removed.len() == 1 { "" } else { "s" },
-        crate::cli::units::size(report.bytes_freed)
+        size(report.bytes_freed)
     );
     let sn = open_snapshotter(global)?;
-    let snapshots = crate::image::prune_snapshots(&store, sn.as_ref(), snapshot_min_age()?)
+    let snapshots = crate::image::prune_snapshots(store, sn.as_ref(), snapshot_min_age()?)
         .with_context(|| format!("pruning layer snapshots in {}", root.display()))?;
     for name in &snapshots.removed {
         println!("deleted snapshot {name}");
@@ -37,7 +50,29 @@ pub fn prune(global: &GlobalArgs, args: &PruneArgs, progress: &Reporter) -> Resu
         if snapshots.removed.len() == 1 { "" } else { "s" },
         snapshots.kept
     );
-    Ok(0)
+    Ok(())
+}
+
+/// Removes the cache mounts no build holds; one line per removed or kept id and a total.
+fn clear_cache_mounts(store: &Store, progress: &Reporter) -> Result<()> {
+    let mounts = CacheMounts::open(store.root())?;
+    let task = progress.start(|| "remove unused cache mounts".to_string());
+    let cleared =
+        task.finish(mounts.clear()).with_context(|| format!("clearing cache mounts in {}", mounts.dir().display()))?;
+    for (id, bytes) in &cleared.removed {
+        println!("deleted cache mount {} {}", shown_id(id), size(*bytes));
+    }
+    for id in &cleared.skipped {
+        println!("kept cache mount {} (in use)", shown_id(id));
+    }
+    println!(
+        "total: {} cache mount{} deleted, {} in use, {} freed",
+        cleared.removed.len(),
+        if cleared.removed.len() == 1 { "" } else { "s" },
+        cleared.skipped.len(),
+        size(cleared.bytes_freed)
+    );
+    Ok(())
 }
 
 /// Layer snapshots younger than this are kept (a running build may be about to use them):
