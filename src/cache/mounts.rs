@@ -206,26 +206,17 @@ impl CacheMounts {
         Ok(Some(CacheMountLease { path: tmp, publish_to: Some(path), is_new: true, _lock: lock }))
     }
 
-    /// Every cache mount, sorted by id. An id still being set up (no `id` file yet) is left out.
+    /// Every cache mount, sorted by id. An id still being set up (no `id` file yet) or removed
+    /// while listed is left out.
     pub fn list(&self) -> Result<Vec<CacheMountInfo>, CacheError> {
         let mut out = Vec::new();
         for dir in self.id_dirs()? {
-            let Some(id) = read_id(&dir)? else { continue };
-            let mut instances = 0;
-            let mut last_used = None;
-            for (name, path) in entries(&dir)? {
-                let modified = || fs::symlink_metadata(&path).and_then(|m| m.modified());
-                if name.parse::<u32>().is_ok() && is_dir(&path)? {
-                    instances += 1;
-                } else if let (Some(_), Ok(t)) = (lock_number(&name), modified()) {
-                    last_used = last_used.max(Some(t));
-                }
+            match describe(&dir) {
+                Ok(Some(info)) => out.push(info),
+                Ok(None) => {}
+                Err(CacheError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
             }
-            let last_used = match last_used {
-                Some(t) => t,
-                None => fs::symlink_metadata(&dir).and_then(|m| m.modified()).map_err(|e| io_err("stat", &dir, e))?,
-            };
-            out.push(CacheMountInfo { id, instances, bytes: apparent_size(&dir)?, last_used: unix_secs(last_used) });
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
@@ -303,8 +294,13 @@ impl CacheMountLease {
 
     fn publish(&mut self) -> Result<(), CacheError> {
         let Some(to) = self.publish_to.take() else { return Ok(()) };
-        renameat_with(CWD, &self.path, CWD, &to, RenameFlags::NOREPLACE)
-            .map_err(|e| io_err("publish", &self.path, e.into()))?;
+        // The exclusive lock already keeps anyone else from creating `to`; NOREPLACE makes
+        // sure, where the filesystem has it.
+        match renameat_with(CWD, &self.path, CWD, &to, RenameFlags::NOREPLACE) {
+            Err(rustix::io::Errno::INVAL) => fs::rename(&self.path, &to),
+            other => other.map_err(io::Error::from),
+        }
+        .map_err(|e| io_err("publish", &self.path, e))?;
         self.path = to;
         Ok(())
     }
@@ -316,6 +312,26 @@ impl Drop for CacheMountLease {
             tracing::warn!(error = %e, "a new cache mount instance was not kept; the next holder creates it again");
         }
     }
+}
+
+/// One id directory as [`CacheMounts::list`] shows it; `None` without an `id` file.
+fn describe(dir: &Path) -> Result<Option<CacheMountInfo>, CacheError> {
+    let Some(id) = read_id(dir)? else { return Ok(None) };
+    let mut instances = 0;
+    let mut last_used = None;
+    for (name, path) in entries(dir)? {
+        if name.parse::<u32>().is_ok() && is_dir(&path)? {
+            instances += 1;
+        } else if lock_number(&name).is_some() {
+            let modified = fs::symlink_metadata(&path).and_then(|m| m.modified());
+            last_used = last_used.max(Some(modified.map_err(|e| io_err("stat", &path, e))?));
+        }
+    }
+    let last_used = match last_used {
+        Some(t) => t,
+        None => fs::symlink_metadata(dir).and_then(|m| m.modified()).map_err(|e| io_err("stat", dir, e))?,
+    };
+    Ok(Some(CacheMountInfo { id, instances, bytes: apparent_size(dir)?, last_used: unix_secs(last_used) }))
 }
 
 /// Instance 0 for a `shared` holder: shared when it exists, exclusive (to create it) when not.
@@ -403,19 +419,21 @@ fn clear_id(dir: &Path) -> Result<(String, u64, bool), CacheError> {
         Some(id) => id,
         None => dir.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
     };
-    let entries = entries(dir)?;
     let mut held = BTreeSet::new();
     let mut taken = Vec::new(); // kept open (locked) until their instances are gone
-    for (name, path) in &entries {
-        let Some(n) = lock_number(name) else { continue };
-        let file = open_lock(path)?;
-        if try_flock(&file, Mode::Exclusive, path)? {
+    for (name, path) in entries(dir)? {
+        let Some(n) = lock_number(&name) else { continue };
+        let file = open_lock(&path)?;
+        if try_flock(&file, Mode::Exclusive, &path)? {
             taken.push(file);
         } else {
             held.insert(n);
         }
     }
-    let (locks, others): (Vec<_>, Vec<_>) = entries.into_iter().partition(|(name, _)| lock_number(name).is_some());
+    // Listed again once the locks are taken: a holder that let go in between may have renamed
+    // its new instance into place. No lock file appears meanwhile (no acquisition is setting up).
+    let (locks, others): (Vec<_>, Vec<_>) =
+        entries(dir)?.into_iter().partition(|(name, _)| lock_number(name).is_some());
     let mut bytes = 0;
     // An instance's lock file goes after its directory.
     for (name, path) in others.into_iter().chain(locks) {
@@ -768,6 +786,71 @@ mod tests {
         let lease = m.acquire(&req("x", Sharing::Shared), &never).unwrap();
         assert!(!lease.is_new());
         assert_eq!(lease.path(), dir.join("0"));
+    }
+
+    /// Threads with their own `CacheMounts` (their own lock files) take two ids in every mode
+    /// while another clears in a loop: an exclusive holder never overlaps another holder of its
+    /// instance, and nothing held disappears.
+    #[test]
+    fn mixed_holders_and_clears_keep_the_rules() {
+        use std::collections::HashMap;
+        use std::sync::Mutex;
+        let root = tempfile::tempdir().unwrap();
+        let holders: Mutex<HashMap<PathBuf, (u32, u32)>> = Mutex::default();
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let clearer = s.spawn(|| {
+                let m = CacheMounts::open(root.path()).unwrap();
+                let mut clears = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    m.clear().unwrap();
+                    clears += 1;
+                    std::thread::sleep(Duration::from_millis(3));
+                }
+                clears
+            });
+            let workers: Vec<_> = (0..4u64)
+                .map(|t| {
+                    let holders = &holders;
+                    let root = root.path();
+                    s.spawn(move || {
+                        let m = CacheMounts::open(root).unwrap();
+                        let mut x = t * 7919 + 1;
+                        for _ in 0..30 {
+                            x ^= x << 13;
+                            x ^= x >> 7;
+                            x ^= x << 17;
+                            let sharing = [Sharing::Shared, Sharing::Locked, Sharing::Private][(x % 3) as usize];
+                            let id = ["a", "b"][(x / 3 % 2) as usize];
+                            let lease = m.acquire(&req(id, sharing), &never).unwrap();
+                            let key = lease.publish_to.clone().unwrap_or_else(|| lease.path().to_path_buf());
+                            let exclusive = sharing != Sharing::Shared || lease.is_new();
+                            {
+                                let mut h = holders.lock().unwrap();
+                                let (shared, excl) = h.entry(key.clone()).or_default();
+                                assert!(*excl == 0 && (!exclusive || *shared == 0), "{sharing:?} overlaps at {key:?}");
+                                *if exclusive { excl } else { shared } += 1;
+                            }
+                            fs::write(lease.path().join(format!("t{t}")), b"x").unwrap();
+                            std::thread::sleep(Duration::from_millis(x % 3));
+                            assert!(lease.path().join(format!("t{t}")).exists(), "a held instance was cleared");
+                            let mut h = holders.lock().unwrap();
+                            let (shared, excl) = h.get_mut(&key).unwrap();
+                            *if exclusive { excl } else { shared } -= 1;
+                            drop(lease); // under the mutex: the next holder is counted after
+                        }
+                    })
+                })
+                .collect();
+            for w in workers {
+                w.join().unwrap();
+            }
+            stop.store(true, Ordering::SeqCst);
+            assert!(clearer.join().unwrap() > 0);
+        });
+        let m = CacheMounts::open(root.path()).unwrap();
+        m.clear().unwrap();
+        assert!(m.list().unwrap().is_empty());
     }
 
     #[test]
