@@ -137,6 +137,9 @@ pub struct BuildArgs {
     /// A secret for RUN --mount=type=secret (repeatable): id=ID,src=FILE or id=ID,env=VARIABLE; id=ID alone reads the variable ID when set, else the file ID. Never stored in the image, the cache or a log
     #[arg(long = "secret", value_name = "id=ID[,src=FILE|,env=VAR]", value_parser = crate::cli::secrets::parse_secret)]
     pub secrets: Vec<(String, crate::cli::secrets::SecretSource)>,
+    /// An SSH agent for RUN --mount=type=ssh (repeatable): default or ID uses your SSH_AUTH_SOCK; ID=SOCKET forwards that agent; ID=KEY[,KEY...] serves key files from an ssh-agent started for the build
+    #[arg(long = "ssh", value_name = "ID[=SOCKET|KEY[,KEY...]]", value_parser = crate::cli::secrets::parse_ssh)]
+    pub ssh: Vec<(String, Vec<PathBuf>)>,
     /// Layer steps (RUN, COPY, ADD) run at once across stages (default: the number of CPUs)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub jobs: Option<u32>,

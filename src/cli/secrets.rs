@@ -1,4 +1,5 @@
-//! `--secret`: buildx's forms, read once before the build starts.
+//! `--secret` and `--ssh`: buildx's forms, read (secrets) or opened (agents) once before the
+//! build starts.
 //!
 //! `id=ID,src=PATH` (also `source=`, `type=file`), `id=ID,env=VAR` (also `type=env`), and `id=ID`
 //! alone, which reads the environment variable `ID` when it is set and the file `ID` otherwise
@@ -80,6 +81,29 @@ fn read_capped(path: &str) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Parses one `--ssh` value: `ID` (the caller's `SSH_AUTH_SOCK`) or `ID=PATH[,PATH...]` (one
+/// agent socket, or key files).
+pub fn parse_ssh(value: &str) -> Result<(String, Vec<std::path::PathBuf>)> {
+    let (id, paths) = match value.split_once('=') {
+        Some((id, paths)) => (id, paths.split(',').filter(|p| !p.is_empty()).map(Into::into).collect()),
+        None => (value, Vec::new()),
+    };
+    if id.is_empty() || id.contains(',') {
+        bail!("--ssh {value:?}: expected ID or ID=SOCKET|KEY[,KEY...] (default: your SSH_AUTH_SOCK)");
+    }
+    Ok((id.to_string(), paths))
+}
+
+/// Opens every `--ssh` agent (starting `ssh-agent` for key files); they stay up while the
+/// returned agents live. The last one given for an id wins.
+pub fn open_agents(values: &[(String, Vec<std::path::PathBuf>)]) -> Result<BTreeMap<String, crate::engine::SshAgent>> {
+    let mut agents = BTreeMap::new();
+    for (id, paths) in values {
+        agents.insert(id.clone(), crate::engine::SshAgent::open(id, paths)?);
+    }
+    Ok(agents)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +123,13 @@ mod tests {
         for bad in ["src=/f", "id=a,src=/f,env=B", "id=a,type=ssh", "id=a,bogus=1", "id=a,flag"] {
             assert!(parse_secret(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn ssh_forms() {
+        assert_eq!(parse_ssh("default").unwrap(), ("default".to_string(), vec![]));
+        assert_eq!(parse_ssh("gh=/k1,/k2").unwrap(), ("gh".to_string(), vec!["/k1".into(), "/k2".into()]));
+        assert!(parse_ssh("=x").is_err() && parse_ssh("a,b").is_err());
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! Where a store keeps its build caches: `<root>/cache/cache.db` (step records, see
-//! [`crate::cache`]) and `<root>/cache/context-stat.db` (the stat cache of context files, see
-//! [`crate::context::StatCache`]). Both are disposable: losing them costs a rebuild.
+//! [`crate::cache`]), `<root>/cache/context-stat.db` (the stat cache of context files, see
+//! [`crate::context::StatCache`]) and `<root>/cache/mounts` (the directories of
+//! `RUN --mount=type=cache`). All are disposable: losing them costs a rebuild.
 
 use std::time::Duration;
 
 use super::BuildError;
-use crate::cache::CacheDb;
+use crate::cache::{CacheDb, CacheMounts};
 use crate::context::StatCache;
 use crate::store::Store;
 
@@ -21,6 +22,8 @@ pub struct BuildCaches {
     pub records: CacheDb,
     /// The persistent stat cache of context files (hashing without reading unchanged files).
     pub stat: StatCache,
+    /// The cache mounts' directories, kept across builds (never part of a key).
+    pub mounts: CacheMounts,
 }
 
 impl BuildCaches {
@@ -30,7 +33,8 @@ impl BuildCaches {
         std::fs::create_dir_all(&dir).map_err(|e| BuildError::io("create", &dir, e))?;
         let records = CacheDb::open(&dir.join("cache.db"))?;
         let stat = StatCache::open(&dir.join("context-stat.db"))?;
-        Ok(BuildCaches { records, stat })
+        let mounts = CacheMounts::open(store.root())?;
+        Ok(BuildCaches { records, stat, mounts })
     }
 
     /// Forgets stat-cache rows of files no build has looked at for a month (deleted files, old

@@ -81,6 +81,9 @@ pub enum BuildError {
     },
     #[error("build cancelled")]
     Cancelled,
+    /// An ssh agent or the forwarding of one.
+    #[error(transparent)]
+    Ssh(#[from] super::ssh::SshError),
     /// A `FROM` or `--from` image is not in the store (or cannot be read there).
     #[error("base image {}", .reference.familiar())]
     BaseImage {
@@ -161,8 +164,10 @@ impl BuildError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Refusal {
-    #[error("RUN --mount=type={kind} is not supported yet: remove the flag or build with BuildKit")]
-    RunMountType { kind: &'static str },
+    #[error(
+        "ssh agent {id} is required but was not given: pass --ssh {id} (your SSH_AUTH_SOCK) or --ssh {id}=SOCKET|KEYFILE"
+    )]
+    SshMissing { id: String },
     #[error(
         "secret {id} is required but was not given: pass it with --secret id={id},src=FILE or --secret id={id},env=VARIABLE"
     )]

@@ -40,6 +40,7 @@ mod plan;
 mod refuse;
 mod run;
 mod scheduler;
+mod ssh;
 mod stage;
 mod step;
 mod workdir;
@@ -60,6 +61,7 @@ pub use caches::BuildCaches;
 pub use error::{BuildError, InvalidValue, Refusal};
 pub use images::{ImageSource, LocalImages, RegistryImages};
 pub use logs::LOG_DIR;
+pub use ssh::{SshAgent, SshError};
 
 /// What to build, besides the Dockerfile and the context.
 #[derive(Debug, Clone)]
@@ -94,6 +96,9 @@ pub struct BuildOptions {
     /// `--secret`: each id's value, for `RUN --mount=type=secret` (never in a key, record or
     /// message).
     pub secrets: BTreeMap<String, Secret>,
+    /// `--ssh`: each id's agent socket on the host ([`SshAgent::socket`]), for
+    /// `RUN --mount=type=ssh`.
+    pub ssh: BTreeMap<String, PathBuf>,
 }
 
 impl Default for BuildOptions {
@@ -113,6 +118,7 @@ impl Default for BuildOptions {
             dockerfile_name: "Dockerfile".to_string(),
             identity: String::new(),
             secrets: BTreeMap::new(),
+            ssh: BTreeMap::new(),
         }
     }
 }

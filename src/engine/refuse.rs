@@ -66,7 +66,12 @@ fn refusal(instruction: &Instruction, options: &BuildOptions, platform: &Platfor
 fn run_refusal(run: &RunInstruction, options: &BuildOptions, platform: &Platform) -> Option<Refusal> {
     for mount in run.mounts.iter().filter_map(|m| m.parsed.as_ref()) {
         match mount.kind {
-            MountType::Cache | MountType::Ssh => return Some(Refusal::RunMountType { kind: mount.kind.as_str() }),
+            MountType::Ssh if mount.required => {
+                let id = mount.id.clone().filter(|i| !i.is_empty()).unwrap_or_else(|| "default".to_string());
+                if !options.ssh.contains_key(&id) {
+                    return Some(Refusal::SshMissing { id });
+                }
+            }
             MountType::Secret if mount.required => {
                 let id = mount.source.clone().or_else(|| mount.id.clone()).unwrap_or_else(|| secret_base(mount));
                 if !options.secrets.contains_key(&id) {
@@ -148,8 +153,8 @@ mod tests {
         let o = BuildOptions::default();
         assert_eq!(refused("FROM a\nRUN true\nCOPY x /\n", &o), None);
         assert_eq!(
-            refused("FROM a\nRUN true\nRUN --mount=type=ssh true\n", &o),
-            Some((3, Refusal::RunMountType { kind: "ssh" }))
+            refused("FROM a\nRUN true\nRUN --mount=type=ssh,required true\n", &o),
+            Some((3, Refusal::SshMissing { id: "default".into() }))
         );
         assert_eq!(
             refused("FROM a\nRUN --mount=type=secret,id=tok,required true\n", &o),
@@ -212,6 +217,6 @@ mod tests {
     #[test]
     fn stages_the_target_does_not_need_are_not_checked() {
         let o = BuildOptions::default();
-        assert_eq!(refused("FROM a AS unused\nRUN --mount=type=ssh true\nFROM a\nRUN true\n", &o), None);
+        assert_eq!(refused("FROM a AS unused\nRUN --mount=type=ssh,required true\nFROM a\nRUN true\n", &o), None);
     }
 }

@@ -61,6 +61,7 @@ pub(crate) fn run(sc: &StepCtx<'_>, state: &mut State, run: &RunInstruction) -> 
             let mut spec = spec.clone();
             spec.mounts.clone_from(&prepared.mounts);
             spec.secret_env.clone_from(&prepared.secret_env);
+            spec.env.extend(mounts.env.iter().cloned());
             let (mut out, mut err) = (log.writer(LogStream::Stdout), log.writer(LogStream::Stderr));
             ctx.builder.executor.run(&spec, rootfs, Output::new(&mut out, &mut err), ctx.builder.cancel)?
         };

@@ -230,3 +230,151 @@ fn every_mount_type_works_under_an_oci_runtime() {
         assert_clean(&env);
     }
 }
+
+#[test]
+fn a_cache_mount_keeps_its_contents_across_builds_and_no_cache_and_prune_all_empties_it() {
+    let env = BuildEnv::new();
+    let df = |n: u32| {
+        format!(
+            "FROM bb\nRUN --mount=type=cache,target=/root/.cache echo {n} >> /root/.cache/runs && cat /root/.cache/runs > /seen\n"
+        )
+    };
+    env.dockerfile(&df(1));
+    env.build_ok(&["-t", "img:1"]);
+    assert_eq!(env.run_stdout("img:1", &["cat", "/seen"]), "1\n");
+    env.dockerfile(&df(2));
+    env.build_ok(&["-t", "img:1", "--no-cache"]);
+    assert_eq!(env.run_stdout("img:1", &["cat", "/seen"]), "1\n2\n", "the cache survives --no-cache");
+    let rootfs = env.umoci_unpack("img:1", env.tc.path());
+    assert_eq!(std::fs::read_dir(rootfs.join("root")).unwrap().count(), 0, "the cache is not in the layer");
+    let info = String::from_utf8_lossy(&env.tc.ok(&["info"]).stdout).into_owned();
+    assert!(info.contains("/root/.cache"), "info lists the cache mount by id: {info}");
+    env.tc.ok(&["prune", "--all"]);
+    env.dockerfile(&df(3));
+    env.build_ok(&["-t", "img:1"]);
+    assert_eq!(env.run_stdout("img:1", &["cat", "/seen"]), "3\n", "prune --all emptied it");
+    assert_clean(&env);
+}
+
+#[test]
+fn cache_mount_options_seed_owner_mode_subdirectory_and_read_only() {
+    let env = BuildEnv::new();
+    env.dockerfile(
+        "FROM bb AS seed\n\
+         RUN mkdir -p /s && echo seeded > /s/f\n\
+         FROM bb\n\
+         RUN --mount=type=cache,target=/c,id=seeded,from=seed,source=/s cat /c/f > /from\n\
+         RUN --mount=type=cache,target=/o,id=owned,mode=0700,uid=1000,gid=1000 stat -c '%a %u %g' /o > /owner\n\
+         RUN --mount=type=cache,target=/w,id=sub echo in-sub > /w/f\n\
+         RUN --mount=type=cache,target=/sub,id=sub2,source=deep/dir touch /sub/x && echo made > /sub2-ok\n\
+         RUN --mount=type=cache,target=/r,id=sub,ro (touch /r/new 2>/dev/null && echo rw || echo ro) > /ro; cat /r/f >> /ro\n",
+    );
+    env.build_ok(&["-t", "img:1"]);
+    assert_eq!(
+        env.run_stdout("img:1", &["cat", "/from", "/owner", "/sub2-ok", "/ro"]),
+        "seeded\n700 1000 1000\nmade\nro\nin-sub\n"
+    );
+    assert_clean(&env);
+}
+
+/// Catalogue D5 (BuildKit's testCacheMountSourceEscape, CVE-2024-23651): a stage turns a cache
+/// subdirectory into a link to a host directory and another mounts that subdirectory. The link
+/// resolves inside the cache, never on the host: the victim's read fails and no host file is
+/// read. Stages run in parallel; `SLIPWAY_TEST_D5_RUNS` repeats it (default 3).
+#[test]
+fn d5_a_cache_mount_source_never_leads_out_of_the_cache() {
+    let env = BuildEnv::new();
+    let host = env.tc.path().join("host");
+    std::fs::create_dir(&host).unwrap();
+    std::fs::write(host.join("canary"), "host secret\n").unwrap();
+    env.dockerfile(&format!(
+        "FROM bb AS link\n\
+         RUN --mount=type=cache,target=/mnt,id=d5 mkdir -p /mnt/sel && rm -rf /mnt/sel && ln -s {} /mnt/sel\n\
+         FROM bb AS victim\n\
+         RUN --mount=type=cache,target=/mnt,id=d5,source=sel cat /mnt/canary > /stolen\n\
+         FROM bb\n\
+         COPY --from=link /etc/passwd /1\n\
+         COPY --from=victim /stolen /stolen\n",
+        host.display()
+    ));
+    let runs: usize = std::env::var("SLIPWAY_TEST_D5_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    for _ in 0..runs {
+        let out = env.build(&["--progress", "rawjson", "--no-cache", "-t", "img:1"]);
+        assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("host secret"), "{stderr}");
+    }
+    assert_eq!(std::fs::read_to_string(host.join("canary")).unwrap(), "host secret\n");
+    assert_eq!(std::fs::read_dir(&host).unwrap().count(), 1, "nothing was written on the host");
+    assert_clean(&env);
+}
+
+/// Two `slipway build` processes on one store, each running a step that holds the cache mount
+/// for a while: with `sharing=locked` their steps never overlap, with `shared` they do, with
+/// `private` each sees only what it wrote itself.
+#[test]
+fn cache_sharing_across_concurrent_builds_on_one_store() {
+    let hold_ms: u64 = std::env::var("SLIPWAY_TEST_HOLD_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(1500);
+    let secs = format!("{}.{:03}", hold_ms / 1000, hold_ms % 1000);
+    let run_pair = |sharing: &str| {
+        let env = BuildEnv::new();
+        let mut builds = Vec::new();
+        for name in ["a", "b"] {
+            let ctx = env.tc.path().join(format!("ctx-{name}"));
+            std::fs::create_dir(&ctx).unwrap();
+            std::fs::write(
+                ctx.join("Dockerfile"),
+                format!(
+                    "FROM bb\nRUN --mount=type=cache,target=/c,id=shared-{sharing},sharing={sharing} \
+                     echo holding && echo {name} > /c/{name} && sleep {secs} && ls /c > /seen && echo letting-go\n"
+                ),
+            )
+            .unwrap();
+            builds.push(ctx);
+        }
+        // The cache exists before the pair starts (a new one is exclusive until first released).
+        let warm = env.tc.path().join("ctx-warm");
+        std::fs::create_dir(&warm).unwrap();
+        std::fs::write(
+            warm.join("Dockerfile"),
+            format!("FROM bb\nRUN --mount=type=cache,target=/c,id=shared-{sharing},sharing={sharing} true\n"),
+        )
+        .unwrap();
+        env.tc.ok(&["build", "--no-cache", warm.to_str().unwrap()]);
+        let children: Vec<_> = builds
+            .iter()
+            .enumerate()
+            .map(|(i, ctx)| {
+                let mut cmd = env.tc.cmd();
+                cmd.args(["--progress", "rawjson", "build", "--no-cache", "-t", &format!("img:{i}")]).arg(ctx);
+                cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
+            })
+            .collect();
+        let outs: Vec<_> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+        let mut intervals = Vec::new();
+        for out in &outs {
+            assert!(out.status.success(), "{}", describe(out));
+            // From the step's first output line to its last: it holds the cache all along (the
+            // task itself starts before it waits for the cache and ends after the lock is gone).
+            let evs = events(out);
+            let run = steps(&evs).into_iter().find(|s| s.name.contains("RUN")).expect("the RUN step");
+            let line_ts = |line: &str| {
+                evs.iter()
+                    .find(|e| e["type"] == "task_log" && e["id"].as_u64() == Some(run.id) && e["line"] == line)
+                    .and_then(|e| e["ts"].as_u64())
+                    .unwrap_or_else(|| panic!("no line {line:?}: {}", describe(out)))
+            };
+            intervals.push((line_ts("holding"), line_ts("letting-go")));
+        }
+        let seen: Vec<String> = (0..2).map(|i| env.run_stdout(&format!("img:{i}"), &["cat", "/seen"])).collect();
+        (intervals, seen)
+    };
+    let overlap = |v: &[(u64, u64)]| v[0].0 < v[1].1 && v[1].0 < v[0].1;
+    let (locked, _) = run_pair("locked");
+    assert!(!overlap(&locked), "locked steps overlapped: {locked:?}");
+    let (shared, _) = run_pair("shared");
+    assert!(overlap(&shared), "shared steps did not overlap: {shared:?}");
+    let (private, seen) = run_pair("private");
+    assert!(overlap(&private), "private steps did not overlap: {private:?}");
+    assert!(seen.iter().all(|s| s.lines().count() == 1), "each private holder sees only its own file: {seen:?}");
+}

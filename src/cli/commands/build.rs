@@ -69,6 +69,9 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs, progress: &Reporter) -> Resu
         secrets: crate::cli::secrets::read_secrets(&args.secrets)?,
         ..BuildOptions::default()
     };
+    // Agents started for key files stop when the build is over.
+    let agents = crate::cli::secrets::open_agents(&args.ssh)?;
+    options.ssh = agents.iter().map(|(id, agent)| (id.clone(), agent.socket().to_path_buf())).collect();
     if let Some(p) = &args.platform {
         options.platform = p.parse::<Platform>()?;
         if !options.platform.matches(&Platform::host()) {
