@@ -9,7 +9,8 @@
 //!   a stage's / image's rootfs without.
 //! - [`select`] resolves source patterns (Go `filepath.Match` per component: `glob`),
 //!   [`digest`] hashes the selection ([`StatCache`] avoids re-reading unchanged files),
-//!   [`copy`] / [`write_inline`] write into a rootfs, [`resolve_chown`] turns `--chown` into ids.
+//!   [`copy`] / [`write_inline`] write into a rootfs, [`resolve_chown`] turns `--chown` into ids,
+//!   [`Chmod`] is a validated `--chmod` (octal, or chmod(1)'s symbolic modes as BuildKit applies them).
 //!
 //! Every path inside a root — the source root or the destination rootfs — is resolved by the
 //! kernel with `openat2(RESOLVE_IN_ROOT)` (`crate::dirfd`): symlinks are followed but clamped at
@@ -18,6 +19,7 @@
 //!
 //! Knows nothing of snapshots, stores or builds: it is given directories.
 
+mod chmod;
 mod chown;
 mod copy;
 mod digest;
@@ -36,6 +38,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::io::Errno;
 
+pub use self::chmod::{Chmod, ChmodError};
 pub use self::chown::resolve_chown;
 pub use self::copy::{CopyOptions, CopyReport, copy, make_dir, write_inline};
 pub use self::digest::{SourceDigest, digest};
