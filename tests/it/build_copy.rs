@@ -152,6 +152,37 @@ fn heredoc_sources_and_dockerignore() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("Dockerfile:2:1"), "{}", describe(&out));
 }
 
+/// Without `-f`, `Dockerfile.dockerignore` in the context replaces `.dockerignore` (BuildKit's
+/// testDockerignoreOverride) — also for the lower-case `dockerfile` fallback, where BuildKit
+/// still looks for the name it was asked for, never `dockerfile.dockerignore` — and also for a
+/// context given as a tar on stdin.
+#[test]
+fn dockerfile_dockerignore_beside_the_default_dockerfile() {
+    let env = BuildEnv::new();
+    env.write(".dockerignore", "foo\n");
+    env.write("Dockerfile.dockerignore", "bar\n");
+    env.write("dockerfile.dockerignore", "baz\n");
+    for name in ["foo", "bar", "baz"] {
+        env.write(name, name);
+    }
+    let check = "RUN [ -f foo ] && [ ! -f bar ] && [ -f baz ]\n";
+    env.dockerfile(&format!("FROM bb\nCOPY . /c/\nWORKDIR /c\n{check}"));
+    env.build_ok(&[]);
+
+    std::fs::remove_file(env.ctx().join("Dockerfile")).unwrap();
+    env.write("dockerfile", &format!("FROM bb\nCOPY . /c/\nWORKDIR /c\n{check}"));
+    env.build_ok(&[]);
+
+    let tar = std::process::Command::new("tar").arg("-C").arg(env.ctx()).args(["-cf", "-", "."]).output().unwrap();
+    assert!(tar.status.success(), "{}", describe(&tar));
+    let mut cmd = env.tc.cmd();
+    cmd.args(["build", "-"]).stdin(std::process::Stdio::piped());
+    let mut child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &tar.stdout).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "a context on stdin: {}", describe(&out));
+}
+
 #[test]
 fn add_unpacks_local_archives_and_copies_other_files() {
     let env = BuildEnv::new();

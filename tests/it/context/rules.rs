@@ -135,11 +135,11 @@ fn dockerignore_hides_paths_and_per_dockerfile_file_wins() {
     // <Dockerfile>.dockerignore replaces .dockerignore
     let special = f.base().join("app.Dockerfile.dockerignore");
     fs::write(&special, "keep\n").unwrap();
-    let c = Context::open_dir(&f.ctx, Some(&special)).unwrap();
+    let c = Context::open_dir(&f.ctx, Some(&DockerfileIgnore::Host(special))).unwrap();
     assert!(sel(&c.source(), &["secret.txt"]).is_ok());
     assert!(sel(&c.source(), &["keep"]).is_err());
     let missing = f.base().join("none.dockerignore");
-    let c = Context::open_dir(&f.ctx, Some(&missing)).unwrap();
+    let c = Context::open_dir(&f.ctx, Some(&DockerfileIgnore::Host(missing))).unwrap();
     assert!(sel(&c.source(), &["secret.txt"]).is_err(), "a missing special file falls back to .dockerignore");
     fs::write(f.ctx.join(".dockerignore"), "bad[\n").unwrap();
     let err = Context::open_dir(&f.ctx, None).unwrap_err();
