@@ -14,12 +14,13 @@
 //! dangling ones included, is followed inside the rootfs and what is missing is created
 //! (`COPY f /link/` with `/link -> ../tmp/t` writes `/tmp/t/f`). Directories created on the way
 //! — and the destination directory of a directory source when it is missing — are created as
-//! BuildKit creates them: mode 0755 (the `--chmod` bits when given), owned by the `--chown` ids,
-//! else 0:0; a directory source's own mode, owner and xattrs do not reach its destination
-//! directory, only its times. When `--exclude` hid every match, the destination directory is
-//! still created. Copied entries keep their mtime (ns) and permission bits (or take `--chmod`,
-//! files and directories alike); owners are 0:0 for context sources, the source's ids
-//! otherwise, the `--chown` ids when given.
+//! BuildKit creates them: mode 0755 (an octal `--chmod`'s bits when given; a symbolic one leaves
+//! them 0755), owned by the `--chown` ids, else 0:0; a directory source's own mode, owner and
+//! xattrs do not reach its destination directory, only its times. When `--exclude` hid every
+//! match, the destination directory is still created. Copied entries keep their mtime (ns) and
+//! permission bits (or take `--chmod`, files and directories alike: an octal mode replaces the
+//! bits, a symbolic one is applied to each entry's own bits, [`Chmod::apply`]); owners are 0:0
+//! for context sources, the source's ids otherwise, the `--chown` ids when given.
 //! Extended attributes of files and directories are copied (not overlayfs' own nor
 //! `security.selinux`; what the destination refuses is counted in [`CopyReport::xattrs_skipped`]).
 //! Symlinks are copied as symlinks (B2), hardlinks within one copy stay hardlinks, FIFOs are
@@ -50,7 +51,7 @@ use rustix::io::Errno;
 
 use super::ignore::clean_path;
 use super::walk::{At, Kind, Node, Visitor, Walk, check_name};
-use super::{COPIED_XATTRS, ContextError, Selection, SourceRoot, compile_excludes};
+use super::{COPIED_XATTRS, Chmod, ContextError, Selection, SourceRoot, compile_excludes};
 use crate::dirfd;
 use crate::layer::{ApplyOptions, decompress};
 
@@ -63,8 +64,8 @@ pub struct CopyOptions {
     /// `--chown` resolved to ids (None: keep 0:0 for context files — Docker's rule: files from the context are
     /// owned by root unless --chown; from a stage/image they keep their uid/gid).
     pub chown: Option<(u32, u32)>,
-    /// `--chmod` octal bits for files and dirs copied (BuildKit applies it to both).
-    pub chmod: Option<u32>,
+    /// `--chmod` for files and dirs copied (BuildKit applies it to both).
+    pub chmod: Option<Chmod>,
     /// ADD: a local source that is a tar archive (plain, gzip, bzip2, xz, zstd — detected by content, as Docker)
     /// is unpacked into the destination directory through `layer::apply` (confined) instead of copied.
     pub unpack_archives: bool,
@@ -98,8 +99,8 @@ struct Dest {
     root: OwnedFd,
     /// Owner of directories created on the way: the `--chown` ids, else 0:0 (BuildKit).
     parent_ids: (u32, u32),
-    /// Permission bits of directories created on the way: `--chmod` (its `0o777` part), else
-    /// 0755 (BuildKit).
+    /// Permission bits of directories created on the way: an octal `--chmod` (its `0o777`
+    /// part), else 0755 (BuildKit, [`Chmod::created_dir_mode`]).
     parent_mode: u32,
 }
 
@@ -122,7 +123,7 @@ impl Dest {
     fn open(dest_root: &Path, opts: &CopyOptions) -> Result<Dest, ContextError> {
         let root = dirfd::open_root(dest_root)
             .map_err(|e| ContextError::Open { path: dest_root.to_path_buf(), source: e.into() })?;
-        let parent_mode = opts.chmod.map_or(0o755, |m| m & 0o777);
+        let parent_mode = opts.chmod.as_ref().map_or(0o755, Chmod::created_dir_mode);
         Ok(Dest { root, parent_ids: opts.chown.unwrap_or((0, 0)), parent_mode })
     }
 
@@ -272,13 +273,13 @@ fn times(st: &rustix::fs::Stat) -> Timestamps {
 }
 
 /// Ownership and permission rules of one copy.
-struct Rules {
+struct Rules<'o> {
     chown: Option<(u32, u32)>,
-    chmod: Option<u32>,
+    chmod: Option<&'o Chmod>,
     from_context: bool,
 }
 
-impl Rules {
+impl Rules<'_> {
     fn ids(&self, st: &rustix::fs::Stat) -> (u32, u32) {
         match (self.chown, self.from_context) {
             (Some(ids), _) => ids,
@@ -288,7 +289,8 @@ impl Rules {
     }
 
     fn mode(&self, st: &rustix::fs::Stat) -> u32 {
-        self.chmod.unwrap_or(st.st_mode & 0o7777)
+        let own = st.st_mode & 0o7777;
+        self.chmod.map_or(own, |c| c.apply(own, dirfd::file_type(st) == FileType::Directory))
     }
 }
 
@@ -322,7 +324,7 @@ pub fn copy(
         return Ok(CopyReport::default());
     }
     let into_dir = forced_dir || selection.items.len() > 1 || comps.is_empty() || out.is_dir(&comps)?;
-    let rules = Rules { chown: opts.chown, chmod: opts.chmod, from_context: opts.from_context };
+    let rules = Rules { chown: opts.chown, chmod: opts.chmod.as_ref(), from_context: opts.from_context };
     let mut copier = Copier {
         dest: &out,
         src_root: root.as_fd(),
@@ -358,7 +360,7 @@ struct Copier<'d> {
     dest: &'d Dest,
     /// The source root (to read directories' xattrs).
     src_root: BorrowedFd<'d>,
-    rules: Rules,
+    rules: Rules<'d>,
     /// Destination of the current item's root ("" rel).
     base: Vec<Vec<u8>>,
     /// Open destination directories, with what to apply from the source when leaving them.
@@ -603,7 +605,8 @@ fn open_source(root: BorrowedFd<'_>, path: &[u8]) -> Result<Option<File>, Contex
 }
 
 /// A heredoc source (`COPY <<EOF /x`): writes `content` as file `name` at `dest` (same dest rules; mode
-/// 0644 unless chmod, owner 0:0 unless chown, mtime = `mtime`).
+/// 0644, or `--chmod` applied to 0644 as BuildKit's copy of its 0644 file does; owner 0:0 unless chown,
+/// mtime = `mtime`).
 pub fn write_inline(
     dest_root: &Path,
     dest: &str,
@@ -644,7 +647,8 @@ pub fn write_inline(
     })?;
     let (uid, gid) = opts.chown.unwrap_or((0, 0));
     fchown(file.as_fd(), uid, gid).map_err(werr(&target, "chown"))?;
-    rustix::fs::fchmod(&file, Mode::from_raw_mode(opts.chmod.unwrap_or(0o644))).map_err(werr(&target, "chmod"))?;
+    let mode = opts.chmod.as_ref().map_or(0o644, |c| c.apply(0o644, false));
+    rustix::fs::fchmod(&file, Mode::from_raw_mode(mode)).map_err(werr(&target, "chmod"))?;
     let t = Timespec { tv_sec: mtime, tv_nsec: 0 };
     rustix::fs::futimens(&file, &Timestamps { last_access: t, last_modification: t })
         .map_err(werr(&target, "set times of"))?;

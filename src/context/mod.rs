@@ -4,12 +4,14 @@
 //!
 //! - [`Context`]: a directory read in place (never copied anywhere), or a tar stream extracted
 //!   through the safe `layer::apply` into a scratch directory the caller owns; its
-//!   `.dockerignore` ([`ignore`]) rules hide paths from everything below.
+//!   `.dockerignore` ([`ignore`]) rules — or those of a Dockerfile-specific ignore file,
+//!   [`DockerfileIgnore`] — hide paths from everything below.
 //! - [`SourceRoot`]: a directory files are copied from — the context with its ignore rules, or
 //!   a stage's / image's rootfs without.
 //! - [`select`] resolves source patterns (Go `filepath.Match` per component: `glob`),
 //!   [`digest`] hashes the selection ([`StatCache`] avoids re-reading unchanged files),
-//!   [`copy`] / [`write_inline`] write into a rootfs, [`resolve_chown`] turns `--chown` into ids.
+//!   [`copy`] / [`write_inline`] write into a rootfs, [`resolve_chown`] turns `--chown` into ids,
+//!   [`Chmod`] is a validated `--chmod` (octal, or chmod(1)'s symbolic modes as BuildKit applies them).
 //!
 //! Every path inside a root — the source root or the destination rootfs — is resolved by the
 //! kernel with `openat2(RESOLVE_IN_ROOT)` (`crate::dirfd`): symlinks are followed but clamped at
@@ -18,6 +20,7 @@
 //!
 //! Knows nothing of snapshots, stores or builds: it is given directories.
 
+mod chmod;
 mod chown;
 mod copy;
 mod digest;
@@ -30,12 +33,13 @@ mod walk;
 
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use rustix::io::Errno;
 
+pub use self::chmod::{Chmod, ChmodError};
 pub use self::chown::resolve_chown;
 pub use self::copy::{CopyOptions, CopyReport, copy, make_dir, write_inline};
 pub use self::digest::{SourceDigest, digest};
@@ -59,57 +63,58 @@ pub struct Context {
     ignore: IgnoreFile,
 }
 
+/// A Dockerfile-specific ignore file: when it exists, it is used instead of the context's
+/// `.dockerignore` (BuildKit reads `<Dockerfile name>.dockerignore` beside the Dockerfile).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DockerfileIgnore {
+    /// A host path the caller chose: `-f FILE` gives `FILE.dockerignore`.
+    Host(PathBuf),
+    /// A file of the context, resolved inside it like `.dockerignore`: the default Dockerfile's
+    /// `Dockerfile.dockerignore`.
+    InContext(String),
+}
+
 impl Context {
-    /// Opens `dir` as the build context. `ignore_file`: a Dockerfile-specific ignore file
-    /// (`<Dockerfile>.dockerignore`, BuildKit rule) to use instead of `<dir>/.dockerignore` when it exists.
+    /// Opens `dir` as the build context. `ignore_file`: a Dockerfile-specific ignore file to use
+    /// instead of `<dir>/.dockerignore` when it exists.
     ///
-    /// `<dir>/.dockerignore` is resolved inside the context (a symlink pointing out of it is
-    /// clamped at the root, catalogue B1); `ignore_file` is a host path the caller chose.
-    pub fn open_dir(dir: &Path, ignore_file: Option<&Path>) -> Result<Context, ContextError> {
+    /// `<dir>/.dockerignore` and a [`DockerfileIgnore::InContext`] file are resolved inside the
+    /// context (a symlink pointing out of it is clamped at the root, catalogue B1); a
+    /// [`DockerfileIgnore::Host`] file is a host path the caller chose.
+    pub fn open_dir(dir: &Path, ignore_file: Option<&DockerfileIgnore>) -> Result<Context, ContextError> {
         let open_err = |source: std::io::Error| ContextError::Open { path: dir.to_path_buf(), source };
         let root = std::fs::canonicalize(dir).map_err(open_err)?;
         let root_fd = dirfd::open_root(&root).map_err(|e| open_err(e.into()))?;
-        let mut text = None;
-        let mut ignore_path = root.join(".dockerignore");
-        if let Some(path) = ignore_file {
-            match File::open(path) {
-                Ok(mut file) => {
-                    let read_err = |source| ContextError::Open { path: path.to_path_buf(), source };
-                    let bytes = dirfd::read_capped(&mut file, MAX_IGNORE_FILE).map_err(read_err)?;
-                    let bytes = bytes.ok_or_else(|| ContextError::TooLarge {
-                        path: path.display().to_string(),
-                        max: MAX_IGNORE_FILE,
-                    })?;
-                    text = Some(bytes);
-                    ignore_path = path.to_path_buf();
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => return Err(ContextError::Open { path: path.to_path_buf(), source }),
+        let special = match ignore_file {
+            Some(DockerfileIgnore::Host(path)) => read_host_ignore(path)?.map(|text| (text, path.clone())),
+            Some(DockerfileIgnore::InContext(rel)) => {
+                read_context_ignore(&root, root_fd.as_fd(), rel)?.map(|text| (text, root.join(rel)))
             }
-        }
-        if text.is_none() {
-            text = match dirfd::read_in_root(root_fd.as_fd(), b".dockerignore", MAX_IGNORE_FILE) {
-                Ok(bytes) => bytes,
-                Err(dirfd::ReadError::Io(source)) => return Err(ContextError::Open { path: ignore_path, source }),
-                Err(dirfd::ReadError::NotAFile) => {
-                    return Err(ContextError::NotAFile { path: ".dockerignore".to_owned() });
-                }
-                Err(dirfd::ReadError::TooLarge) => {
-                    return Err(ContextError::TooLarge { path: ".dockerignore".to_owned(), max: MAX_IGNORE_FILE });
-                }
-            };
-        }
+            None => None,
+        };
+        let (text, ignore_path) = match special {
+            Some(found) => found,
+            None => {
+                let text = read_context_ignore(&root, root_fd.as_fd(), ".dockerignore")?;
+                (text.unwrap_or_default(), root.join(".dockerignore"))
+            }
+        };
         let name = ignore_path.file_name().map(|n| String::from_utf8_lossy(n.as_bytes()).into_owned());
         let name = name.unwrap_or_else(|| ".dockerignore".to_owned());
-        let text = String::from_utf8_lossy(text.as_deref().unwrap_or_default()).into_owned();
+        let text = String::from_utf8_lossy(&text).into_owned();
         let ignore =
             IgnoreFile::parse(&name, &text).map_err(|source| ContextError::Ignore { path: ignore_path, source })?;
         Ok(Context { root, ignore })
     }
 
     /// Extracts a tar stream (plain, gzip, bzip2, xz or zstd — `layer::decompress`) into `scratch`
-    /// (an empty directory the caller owns and removes) through the safe `layer::apply`, then opens it.
-    pub fn from_tar(reader: impl Read, scratch: &Path) -> Result<Context, ContextError> {
+    /// (an empty directory the caller owns and removes) through the safe `layer::apply`, then opens it
+    /// as [`Context::open_dir`] does with `ignore_file`.
+    pub fn from_tar(
+        reader: impl Read,
+        scratch: &Path,
+        ignore_file: Option<&DockerfileIgnore>,
+    ) -> Result<Context, ContextError> {
         let extract_err = |source| ContextError::Extract { path: scratch.to_path_buf(), source };
         let read_err = |source| ContextError::Open { path: scratch.to_path_buf(), source };
         // `decompress` wants an owned (`'static`) reader and the caller's reader is borrowed:
@@ -140,7 +145,7 @@ impl Context {
         // A failing reader truncates the archive: report the reader, not the truncation.
         pumped.map_err(read_err)?;
         applied.map_err(extract_err)?;
-        Context::open_dir(scratch, None)
+        Context::open_dir(scratch, ignore_file)
     }
 
     /// The context directory (canonical).
@@ -177,6 +182,31 @@ impl Context {
     /// The context as a COPY source (its root + its ignore rules).
     pub fn source(&self) -> SourceRoot<'_> {
         SourceRoot { dir: &self.root, ignore: Some(&self.ignore) }
+    }
+}
+
+/// An ignore file at a host path, at most [`MAX_IGNORE_FILE`] bytes; `None` when it does not exist.
+fn read_host_ignore(path: &Path) -> Result<Option<Vec<u8>>, ContextError> {
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(ContextError::Open { path: path.to_path_buf(), source }),
+    };
+    let read_err = |source| ContextError::Open { path: path.to_path_buf(), source };
+    match dirfd::read_capped(&mut file, MAX_IGNORE_FILE).map_err(read_err)? {
+        Some(bytes) => Ok(Some(bytes)),
+        None => Err(ContextError::TooLarge { path: path.display().to_string(), max: MAX_IGNORE_FILE }),
+    }
+}
+
+/// An ignore file of the context (`rel`, resolved inside `root_fd`), at most [`MAX_IGNORE_FILE`]
+/// bytes; `None` when it does not exist.
+fn read_context_ignore(root: &Path, root_fd: BorrowedFd<'_>, rel: &str) -> Result<Option<Vec<u8>>, ContextError> {
+    match dirfd::read_in_root(root_fd, rel.as_bytes(), MAX_IGNORE_FILE) {
+        Ok(bytes) => Ok(bytes),
+        Err(dirfd::ReadError::Io(source)) => Err(ContextError::Open { path: root.join(rel), source }),
+        Err(dirfd::ReadError::NotAFile) => Err(ContextError::NotAFile { path: rel.to_owned() }),
+        Err(dirfd::ReadError::TooLarge) => Err(ContextError::TooLarge { path: rel.to_owned(), max: MAX_IGNORE_FILE }),
     }
 }
 
@@ -223,4 +253,64 @@ fn compile_excludes(excludes: &[String]) -> Result<Option<IgnoreFile>, ContextEr
     }
     let text = excludes.iter().map(|e| e.replace('\n', "")).collect::<Vec<_>>().join("\n");
     IgnoreFile::parse("--exclude", &text).map(Some).map_err(|source| ContextError::Exclude { source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A context with `.dockerignore` hiding `dot` and whatever `extra` writes.
+    fn context(extra: impl FnOnce(&Path)) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".dockerignore"), "dot\n").unwrap();
+        extra(dir.path());
+        dir
+    }
+
+    fn hides(ctx: &Context, path: &str) -> bool {
+        ctx.ignore().matches(path).is_some()
+    }
+
+    fn in_context() -> DockerfileIgnore {
+        DockerfileIgnore::InContext("Dockerfile.dockerignore".to_owned())
+    }
+
+    #[test]
+    fn a_dockerfile_ignore_in_the_context_replaces_dockerignore() {
+        let dir = context(|d| std::fs::write(d.join("Dockerfile.dockerignore"), "special\n").unwrap());
+        let ctx = Context::open_dir(dir.path(), Some(&in_context())).unwrap();
+        assert!(hides(&ctx, "special") && !hides(&ctx, "dot"));
+        let ctx = Context::open_dir(dir.path(), None).unwrap();
+        assert!(!hides(&ctx, "special") && hides(&ctx, "dot"), "only when asked for");
+    }
+
+    #[test]
+    fn a_missing_dockerfile_ignore_falls_back_to_dockerignore() {
+        let dir = context(|_| {});
+        let ctx = Context::open_dir(dir.path(), Some(&in_context())).unwrap();
+        assert!(hides(&ctx, "dot"));
+        let host = DockerfileIgnore::Host(dir.path().join("absent.dockerignore"));
+        assert!(hides(&Context::open_dir(dir.path(), Some(&host)).unwrap(), "dot"));
+    }
+
+    #[test]
+    fn a_dockerfile_ignore_in_the_context_is_resolved_inside_it() {
+        let outside = tempfile::tempdir().unwrap();
+        let target = outside.path().join("rules");
+        std::fs::write(&target, "special\n").unwrap();
+        // Clamped at the context's root, the link points at nothing: `.dockerignore` applies.
+        let dir = context(|d| std::os::unix::fs::symlink(&target, d.join("Dockerfile.dockerignore")).unwrap());
+        let ctx = Context::open_dir(dir.path(), Some(&in_context())).unwrap();
+        assert!(!hides(&ctx, "special") && hides(&ctx, "dot"));
+    }
+
+    #[test]
+    fn a_dockerfile_ignore_that_is_no_file_is_an_error() {
+        let dir = context(|d| std::fs::create_dir(d.join("Dockerfile.dockerignore")).unwrap());
+        let err = Context::open_dir(dir.path(), Some(&in_context())).unwrap_err();
+        assert!(matches!(err, ContextError::NotAFile { ref path } if path == "Dockerfile.dockerignore"), "{err}");
+        let dir = context(|d| std::fs::write(d.join("Dockerfile.dockerignore"), "bad[\n").unwrap());
+        let err = Context::open_dir(dir.path(), Some(&in_context())).unwrap_err();
+        assert!(matches!(err, ContextError::Ignore { ref path, .. } if path.ends_with("Dockerfile.dockerignore")));
+    }
 }

@@ -24,8 +24,10 @@
 //! # Proxy ARGs
 //!
 //! [`PROXY_ARGS`] may be passed as `--build-arg` without any `ARG` line: they reach `RUN`
-//! through [`ArgScope::proxy_env`] and must never enter the image history or a cache key.
-//! Declaring one with `ARG` makes it an ordinary ARG (Docker's documented opt-in to history).
+//! through [`proxy_env`], in both spellings from either (BuildKit's rule), and must never enter
+//! the image history or a cache key. Declaring one with `ARG` also makes it an ordinary ARG of
+//! its stage (a variable of the Dockerfile's words, keyed like any ARG); `RUN` still gets the
+//! proxy variables as well, as in BuildKit.
 //!
 //! # Unused build args
 //!
@@ -243,14 +245,9 @@ impl ArgScope {
         self.declared.iter().map(|(n, v)| (n.as_str(), v.as_deref()))
     }
 
-    /// Proxy build-args not declared in this scope: passed to `RUN` without declaration, and
-    /// never recorded in history or cache keys.
+    /// The proxy variables of `RUN` from this build's build-args ([`proxy_env`]).
     pub fn proxy_env(&self) -> Vec<(String, String)> {
-        self.build_args
-            .iter()
-            .filter(|(name, _)| is_proxy_arg(name) && !self.declared.iter().any(|(n, _)| n == *name))
-            .map(|(n, v)| (n.clone(), v.clone()))
-            .collect()
+        proxy_env(&self.build_args)
     }
 
     /// The build-arg names an ARG of this scope consumed.
@@ -263,6 +260,26 @@ impl Lookup for ArgScope {
     fn lookup(&self, name: &str) -> Option<&str> {
         ArgScope::lookup(self, name)
     }
+}
+
+/// The proxy variables BuildKit gives every `RUN`, declared or not, never recorded in history
+/// or cache keys: for each of `http`, `https`, `ftp`, `no` and `all`, the build-arg named
+/// `<x>_proxy` in any ASCII case — the last in byte order when several are given, so
+/// `http_proxy` wins over `HTTP_PROXY` — set in both spellings, upper case first, unless its
+/// value is empty (`proxyEnvFromBuildArgs` in `dockerfile2llb/convert.go`, `proxyEnvList` in
+/// `solver/llbsolver/ops/exec.go`).
+pub fn proxy_env(build_args: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for pair in PROXY_ARGS.chunks(2) {
+        let (upper, lower) = (pair[0], pair[1]);
+        // A BTreeMap iterates in byte order, as BuildKit's sorted keys: the last match wins.
+        let value = build_args.iter().filter(|(name, _)| name.eq_ignore_ascii_case(lower)).map(|(_, v)| v).next_back();
+        if let Some(value) = value.filter(|v| !v.is_empty()) {
+            out.push((upper.to_owned(), value.clone()));
+            out.push((lower.to_owned(), value.clone()));
+        }
+    }
+    out
 }
 
 /// The build-args that no scope in `scopes` consumed (the global scope and every stage that
@@ -341,6 +358,10 @@ mod tests {
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    fn pairs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
     }
 
@@ -437,22 +458,62 @@ mod tests {
         assert_eq!(child.declared().count(), 0);
     }
 
+    /// BuildKit's testBuiltinArgs and `proxyEnvFromBuildArgs`: either spelling sets both; of
+    /// several spellings the last in byte order wins (lower case over upper case); an empty
+    /// value sets nothing; the order is http, https, ftp, no, all.
+    #[test]
+    fn proxy_env_sets_both_spellings_as_buildkit() {
+        let env = |args: &[(&str, &str)]| proxy_env(&map(args));
+        assert_eq!(
+            env(&[("http_proxy", "hp"), ("NO_PROXY", "np"), ("FOO", "x")]),
+            pairs(&[("HTTP_PROXY", "hp"), ("http_proxy", "hp"), ("NO_PROXY", "np"), ("no_proxy", "np")])
+        );
+        assert_eq!(env(&[("HTTP_PROXY", "upper"), ("http_proxy", "lower")])[0].1, "lower");
+        assert_eq!(env(&[("HTTP_PROXY", "upper"), ("Http_Proxy", "mixed")])[0].1, "mixed");
+        assert_eq!(env(&[("Http_Proxy", "mixed"), ("http_proxy", "lower")])[0].1, "lower");
+        assert_eq!(env(&[("HTTP_PROXY", "x"), ("http_proxy", "")]), pairs(&[]), "the winner is empty");
+        assert_eq!(env(&[("https_proxy", "")]), pairs(&[]));
+        assert_eq!(
+            env(&[
+                ("all_proxy", "a"),
+                ("ftp_proxy", "f"),
+                ("HTTPS_PROXY", "s"),
+                ("no_proxy", "n"),
+                ("HTTP_PROXY", "h")
+            ]),
+            pairs(&[
+                ("HTTP_PROXY", "h"),
+                ("http_proxy", "h"),
+                ("HTTPS_PROXY", "s"),
+                ("https_proxy", "s"),
+                ("FTP_PROXY", "f"),
+                ("ftp_proxy", "f"),
+                ("NO_PROXY", "n"),
+                ("no_proxy", "n"),
+                ("ALL_PROXY", "a"),
+                ("all_proxy", "a"),
+            ])
+        );
+        assert_eq!(env(&[("HTTP_PROXY_X", "no"), ("xhttp_proxy", "no")]), pairs(&[]), "whole names only");
+    }
+
     #[test]
     fn proxy_args_need_no_declaration_and_stay_apart() {
         let build_args = [("HTTP_PROXY", "http://p:3128"), ("no_proxy", "localhost"), ("UNUSED", "1"), ("USED", "2")];
         let mut g = global(&build_args);
         let mut s = ArgScope::stage(&g, []);
         assert_eq!(s.lookup("HTTP_PROXY"), None, "not a variable of the Dockerfile words");
-        assert_eq!(
-            s.proxy_env(),
-            vec![
-                ("HTTP_PROXY".to_owned(), "http://p:3128".to_owned()),
-                ("no_proxy".to_owned(), "localhost".to_owned())
-            ]
-        );
+        let both = pairs(&[
+            ("HTTP_PROXY", "http://p:3128"),
+            ("http_proxy", "http://p:3128"),
+            ("NO_PROXY", "localhost"),
+            ("no_proxy", "localhost"),
+        ]);
+        assert_eq!(s.proxy_env(), both);
         s.declare("USED", None);
         s.declare("no_proxy", None);
-        assert_eq!(s.proxy_env().len(), 1, "a declared proxy ARG is an ordinary ARG");
+        assert_eq!(s.lookup("no_proxy"), Some("localhost"), "a declared proxy ARG is also an ordinary ARG");
+        assert_eq!(s.proxy_env(), both, "and RUN still gets both spellings");
         g.declare("TARGETOS", None);
         assert_eq!(unconsumed_build_args(&map(&build_args), [&g, &s]), vec!["UNUSED".to_owned()]);
     }

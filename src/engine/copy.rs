@@ -15,7 +15,7 @@ use super::stage::{BuildCtx, StageResult, State, expand, join_path};
 use super::step::StepCtx;
 use super::{BuildError, InvalidValue, short};
 use crate::cache::KeyInputs;
-use crate::context::{self, CopyOptions, SourceRoot};
+use crate::context::{self, Chmod, CopyOptions, SourceRoot};
 use crate::dockerfile::expand::Expander;
 use crate::dockerfile::{AddInstruction, CopyInstruction, Source, Span};
 use crate::graph::StageId;
@@ -88,7 +88,7 @@ struct Expanded {
     /// The destination joined with the working directory.
     dest: String,
     chown: Option<String>,
-    chmod: Option<u32>,
+    chmod: Option<Chmod>,
     excludes: Vec<String>,
 }
 
@@ -109,13 +109,13 @@ pub(crate) fn copy(sc: &StepCtx<'_>, state: &mut State, spec: &CopySpec<'_>) -> 
     let paths = x.paths();
     let opts = CopyOptions {
         chown: None,
-        chmod: x.chmod,
+        chmod: x.chmod.clone(),
         unpack_archives: spec.add.is_some_and(|a| a.unpack != Some(false)) && matches!(from, From::Context),
         from_context: matches!(from, From::Context),
         excludes: x.excludes.clone(),
         dest_is_dir: x.dest_word.ends_with('/') || x.srcs.len() > 1,
     };
-    let shown = shown(spec, &x.srcs, &x.dest_word, x.chown.as_deref(), x.chmod);
+    let shown = shown(spec, &x.srcs, &x.dest_word, x.chown.as_deref(), x.chmod.as_ref());
     let mut inputs = KeyInputs::default();
     layers::add_parent(state, &mut inputs);
     inputs.add("instruction", shown.clone());
@@ -143,7 +143,7 @@ pub(crate) fn copy(sc: &StepCtx<'_>, state: &mut State, spec: &CopySpec<'_>) -> 
         }
     }
     inputs.add("chown", x.chown.clone().unwrap_or_default());
-    inputs.add("chmod", x.chmod.map(|m| format!("{m:o}")).unwrap_or_default());
+    inputs.add("chmod", x.chmod.as_ref().map(Chmod::to_string).unwrap_or_default());
     inputs.add("platform", state.platform.to_string());
 
     let step = LayerStep { inputs, files, title: sc.title(state, &shown), created_by: shown };
@@ -213,13 +213,12 @@ fn expand_copy(sc: &StepCtx<'_>, state: &State, spec: &CopySpec<'_>) -> Result<E
     }
     let dest = join_path(&state.workdir(), dest_dir);
     let chown = spec.chown.map(|c| expand(ctx, state, span, c)).transpose()?.filter(|c| !c.is_empty());
-    let chmod = match spec.chmod.map(|c| expand(ctx, state, span, c)).transpose()? {
-        Some(c) => match u32::from_str_radix(&c, 8).ok().filter(|m| *m <= 0o7777) {
-            Some(mode) => Some(mode),
-            None => return Err(BuildError::Invalid { span, invalid: InvalidValue::Chmod(c) }),
-        },
-        None => None,
-    };
+    // An empty value (`--chmod=`, or a variable that expands to nothing) is no chmod (BuildKit).
+    let chmod = spec.chmod.map(|c| expand(ctx, state, span, c)).transpose()?.filter(|c| !c.is_empty());
+    let chmod = chmod
+        .map(|c| c.parse::<Chmod>())
+        .transpose()
+        .map_err(|e| BuildError::Invalid { span, invalid: InvalidValue::Chmod(e) })?;
     let excludes = spec.excludes.iter().map(|e| expand(ctx, state, span, e)).collect::<Result<_, _>>()?;
     Ok(Expanded { srcs, dest_word, dest, chown, chmod, excludes })
 }
@@ -346,7 +345,7 @@ pub(crate) fn with_layers_guard<'a>(
 }
 
 /// `COPY --chown=1:1 a b /dest/` with expanded values, for the task, history and key.
-fn shown(spec: &CopySpec<'_>, srcs: &[Src], dest: &str, chown: Option<&str>, chmod: Option<u32>) -> String {
+fn shown(spec: &CopySpec<'_>, srcs: &[Src], dest: &str, chown: Option<&str>, chmod: Option<&Chmod>) -> String {
     let mut out = spec.keyword.to_string();
     if let Some(from) = spec.from {
         out.push_str(&format!(" --from={from}"));
@@ -355,7 +354,7 @@ fn shown(spec: &CopySpec<'_>, srcs: &[Src], dest: &str, chown: Option<&str>, chm
         out.push_str(&format!(" --chown={c}"));
     }
     if let Some(m) = chmod {
-        out.push_str(&format!(" --chmod={m:o}"));
+        out.push_str(&format!(" --chmod={m}"));
     }
     for e in spec.excludes {
         out.push_str(&format!(" --exclude={e}"));

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use crate::cache::CacheError;
-use crate::context::ContextError;
+use crate::context::{ChmodError, ContextError};
 use crate::dockerfile::expand::ExpandError;
 use crate::dockerfile::{Diagnostics, MountError, Span};
 use crate::exec::{ExecError, ExitStatus};
@@ -196,8 +196,8 @@ pub enum Refusal {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum InvalidValue {
-    #[error("invalid chmod parameter {0:?}")]
-    Chmod(String),
+    #[error(transparent)]
+    Chmod(ChmodError),
     #[error(
         "when using {keyword} with more than one source file, the destination must be a directory and end with a /"
     )]

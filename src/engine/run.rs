@@ -81,7 +81,8 @@ pub(crate) fn run(sc: &StepCtx<'_>, state: &mut State, run: &RunInstruction) -> 
     })
 }
 
-/// What the sandbox runs: argv, the stage's ENV and ARGs (proxy build-args too), user, workdir.
+/// What the sandbox runs: argv, the stage's ENV and ARGs then the proxy variables (both spellings,
+/// as BuildKit appends them), user, workdir.
 fn exec_spec(state: &State, command: &Command, network: Network, hostname: Option<&str>) -> ExecSpec {
     let mut env: Vec<String> = state.scope.vars().iter().map(|v| format!("{}={}", v.name, v.value)).collect();
     env.extend(state.scope.proxy_env().into_iter().map(|(k, v)| format!("{k}={v}")));

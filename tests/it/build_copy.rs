@@ -4,7 +4,7 @@
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 
-use crate::support::build::BuildEnv;
+use crate::support::build::{BuildEnv, steps};
 use crate::support::describe;
 
 #[test]
@@ -45,6 +45,36 @@ fn copy_follows_dockers_destination_rules() {
     assert_eq!((numeric.uid(), numeric.gid()), (1234, 5678));
     let plain = std::fs::metadata(root.join("renamed.txt")).unwrap();
     assert_eq!((plain.uid(), plain.gid()), (0, 0), "context files belong to root");
+}
+
+/// A symbolic `--chmod` reaches history as written and keys the step apart from the octal mode
+/// it amounts to; an empty one is no chmod; a bad one fails at its line (BuildKit's rules).
+#[test]
+fn symbolic_chmod_is_shown_keyed_and_checked() {
+    let env = BuildEnv::new();
+    env.write("a.txt", "a\n");
+    std::fs::set_permissions(env.ctx().join("a.txt"), std::fs::Permissions::from_mode(0o666)).unwrap();
+    env.dockerfile("FROM bb\nARG NONE\nCOPY --chmod=go-w a.txt /sym\nCOPY --chmod=$NONE a.txt /kept\n");
+    env.build_ok(&["-t", "img:1"]);
+    let root = env.umoci_unpack("img:1", env.tc.path());
+    let mode = |p: &str| std::fs::metadata(root.join(p)).unwrap().permissions().mode() & 0o7777;
+    assert_eq!((mode("sym"), mode("kept")), (0o644, 0o666));
+    let config = env.config("img:1");
+    let shown: Vec<&str> =
+        config["history"].as_array().unwrap().iter().filter_map(|h| h["created_by"].as_str()).collect();
+    assert!(shown.contains(&"COPY --chmod=go-w a.txt /sym"), "{shown:?}");
+    assert!(shown.contains(&"COPY a.txt /kept"), "an empty --chmod is none: {shown:?}");
+
+    env.dockerfile("FROM bb\nARG NONE\nCOPY --chmod=644 a.txt /sym\nCOPY --chmod=$NONE a.txt /kept\n");
+    let events = env.build_events(&["-t", "img:2"]);
+    let first = steps(&events).first().and_then(|s| s.cache.clone());
+    assert_eq!(first.as_deref(), Some("miss"), "644 is another key than go-w, though it makes the same file");
+
+    env.dockerfile("FROM bb\nCOPY --chmod=u+q a.txt /bad\n");
+    let out = env.build(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(stderr.contains("Dockerfile:2:1") && stderr.contains("invalid chmod parameter \"u+q\""), "{stderr}");
 }
 
 #[test]
@@ -120,6 +150,37 @@ fn heredoc_sources_and_dockerignore() {
     let out = env.build(&[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("Dockerfile:2:1"), "{}", describe(&out));
+}
+
+/// Without `-f`, `Dockerfile.dockerignore` in the context replaces `.dockerignore` (BuildKit's
+/// testDockerignoreOverride) — also for the lower-case `dockerfile` fallback, where BuildKit
+/// still looks for the name it was asked for, never `dockerfile.dockerignore` — and also for a
+/// context given as a tar on stdin.
+#[test]
+fn dockerfile_dockerignore_beside_the_default_dockerfile() {
+    let env = BuildEnv::new();
+    env.write(".dockerignore", "foo\n");
+    env.write("Dockerfile.dockerignore", "bar\n");
+    env.write("dockerfile.dockerignore", "baz\n");
+    for name in ["foo", "bar", "baz"] {
+        env.write(name, name);
+    }
+    let check = "RUN [ -f foo ] && [ ! -f bar ] && [ -f baz ]\n";
+    env.dockerfile(&format!("FROM bb\nCOPY . /c/\nWORKDIR /c\n{check}"));
+    env.build_ok(&[]);
+
+    std::fs::remove_file(env.ctx().join("Dockerfile")).unwrap();
+    env.write("dockerfile", &format!("FROM bb\nCOPY . /c/\nWORKDIR /c\n{check}"));
+    env.build_ok(&[]);
+
+    let tar = std::process::Command::new("tar").arg("-C").arg(env.ctx()).args(["-cf", "-", "."]).output().unwrap();
+    assert!(tar.status.success(), "{}", describe(&tar));
+    let mut cmd = env.tc.cmd();
+    cmd.args(["build", "-"]).stdin(std::process::Stdio::piped());
+    let mut child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &tar.stdout).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "a context on stdin: {}", describe(&out));
 }
 
 #[test]

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use rustix::fs::{CWD, FileType, Mode, Timespec, Timestamps};
 use slipway::context::{
-    Context, ContextError, CopyOptions, CopyReport, Selection, SourceRoot, StatCache, copy, digest, resolve_chown,
-    select, write_inline,
+    Chmod, Context, ContextError, CopyOptions, CopyReport, DockerfileIgnore, Selection, SourceRoot, StatCache, copy,
+    digest, resolve_chown, select, write_inline,
 };
 
 mod archives;

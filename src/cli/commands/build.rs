@@ -12,7 +12,7 @@ use serde_json::json;
 use super::{open_snapshotter, open_store};
 use crate::cli::args::{BuildArgs, BuildNetworkArg, GlobalArgs};
 use crate::cli::{EXIT_FAILURE, units};
-use crate::context::{Context, ContextError};
+use crate::context::{Context, ContextError, DockerfileIgnore};
 use crate::dockerfile::{Located, render_located};
 use crate::engine::{BuildCaches, BuildError, BuildOptions, BuildOutput, Builder, RegistryImages};
 use crate::exec::{CancelToken, Network};
@@ -23,6 +23,9 @@ use crate::store::Store;
 
 /// Largest Dockerfile read.
 const MAX_DOCKERFILE: u64 = 16 << 20;
+
+/// The Dockerfile read from the context without `-f` (else its lower-case fallback `dockerfile`).
+const DEFAULT_DOCKERFILE: &str = "Dockerfile";
 
 /// Runs the build; returns the exit code.
 pub fn build(global: &GlobalArgs, args: &BuildArgs, progress: &Reporter) -> Result<u8> {
@@ -38,20 +41,17 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs, progress: &Reporter) -> Resu
 
     // The context: a directory read in place, or a tar on stdin extracted into the store.
     let scratch;
+    let ignore = dockerfile_ignore(args.file.as_deref(), args.context == "-");
     let context = if args.context == "-" {
         scratch = store.scratch_dir("context")?;
-        Context::from_tar(std::io::stdin().lock(), scratch.path()).context("reading the context from stdin")?
+        Context::from_tar(std::io::stdin().lock(), scratch.path(), ignore.as_ref())
+            .context("reading the context from stdin")?
     } else {
         let dir = Path::new(&args.context);
         if !dir.is_dir() {
             bail!("context {} is not a directory", dir.display());
         }
-        let ignore = args.file.as_ref().filter(|f| f.as_os_str() != "-").map(|f| {
-            let mut beside = f.as_os_str().to_owned();
-            beside.push(".dockerignore");
-            PathBuf::from(beside)
-        });
-        Context::open_dir(dir, ignore.as_deref()).with_context(|| format!("opening the context {}", dir.display()))?
+        Context::open_dir(dir, ignore.as_ref()).with_context(|| format!("opening the context {}", dir.display()))?
     };
     let (text, name, dockerfile_id) = read_dockerfile(args, &context)?;
 
@@ -133,6 +133,24 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs, progress: &Reporter) -> Resu
     }
 }
 
+/// The ignore file BuildKit prefers to the context's `.dockerignore`: `<name>.dockerignore` where
+/// `<name>` is the Dockerfile it was asked for (`dockerui/config.go`: `filename + ".dockerignore"`).
+/// Without `-f` that is `Dockerfile.dockerignore` in the context — also when the Dockerfile found
+/// is the lower-case `dockerfile` fallback; with `-f FILE`, `FILE.dockerignore` beside it. None
+/// for a Dockerfile on stdin, nor (as before) for `-f FILE` with a context on stdin, where FILE
+/// is a host path apart from the context.
+fn dockerfile_ignore(file: Option<&Path>, context_from_stdin: bool) -> Option<DockerfileIgnore> {
+    match file {
+        None => Some(DockerfileIgnore::InContext(format!("{DEFAULT_DOCKERFILE}.dockerignore"))),
+        Some(f) if f.as_os_str() == "-" || context_from_stdin => None,
+        Some(f) => {
+            let mut beside = f.as_os_str().to_owned();
+            beside.push(".dockerignore");
+            Some(DockerfileIgnore::Host(PathBuf::from(beside)))
+        }
+    }
+}
+
 /// The Dockerfile's text, its name in messages, and what identifies it across builds.
 fn read_dockerfile(args: &BuildArgs, context: &Context) -> Result<(String, String, String)> {
     let (bytes, name) = match &args.file {
@@ -158,12 +176,12 @@ fn read_dockerfile(args: &BuildArgs, context: &Context) -> Result<(String, Strin
             return Ok((String::from_utf8_lossy(&bytes).into_owned(), shown_path(f), id));
         }
         // BuildKit's default name, and its fallback: `dockerfile` when there is no `Dockerfile`.
-        None => match context.read_file("Dockerfile", MAX_DOCKERFILE) {
+        None => match context.read_file(DEFAULT_DOCKERFILE, MAX_DOCKERFILE) {
             Err(ContextError::NotFound { .. }) => {
                 let lower = context.read_file("dockerfile", MAX_DOCKERFILE);
                 (lower.context("reading Dockerfile from the context (there is no dockerfile either)")?, "dockerfile")
             }
-            other => (other.context("reading Dockerfile from the context")?, "Dockerfile"),
+            other => (other.context("reading Dockerfile from the context")?, DEFAULT_DOCKERFILE),
         },
     };
     Ok((String::from_utf8_lossy(&bytes).into_owned(), name.to_string(), name.to_string()))
@@ -308,5 +326,21 @@ fn last_lines(error: &BuildError) -> Option<&[String]> {
         BuildError::RunFailed { last_lines, .. } => Some(last_lines),
         BuildError::Step { source, .. } => last_lines(source),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dockerfile_ignore_file_is_buildkits() {
+        let in_context = Some(DockerfileIgnore::InContext("Dockerfile.dockerignore".to_owned()));
+        assert_eq!(dockerfile_ignore(None, false), in_context);
+        assert_eq!(dockerfile_ignore(None, true), in_context, "a tar context holds it too");
+        let host = Some(DockerfileIgnore::Host(PathBuf::from("build/app.Dockerfile.dockerignore")));
+        assert_eq!(dockerfile_ignore(Some(Path::new("build/app.Dockerfile")), false), host);
+        assert_eq!(dockerfile_ignore(Some(Path::new("-")), false), None, "a Dockerfile on stdin");
+        assert_eq!(dockerfile_ignore(Some(Path::new("app.Dockerfile")), true), None);
     }
 }

@@ -198,7 +198,7 @@ fn context_from_a_tar_stream() {
         .end();
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     e.write_all(&tar).unwrap();
-    let c = Context::from_tar(&e.finish().unwrap()[..], &scratch).unwrap();
+    let c = Context::from_tar(&e.finish().unwrap()[..], &scratch, None).unwrap();
     assert_eq!(c.root(), fs::canonicalize(&scratch).unwrap());
     assert_eq!(c.read_file("Dockerfile", 1024).unwrap(), b"FROM scratch\nCOPY . /\n");
     assert!(sel(&c.source(), &["secret"]).is_err());
@@ -234,8 +234,8 @@ fn context_tar_stream_errors_and_trailing_data() {
     // A reader failing mid-stream is reported as a read error, not as a truncated archive.
     let scratch = t.path().join("s1");
     fs::create_dir_all(&scratch).unwrap();
-    let err =
-        Context::from_tar(Failing { data: std::io::Cursor::new(tar.clone()), left: 100_000 }, &scratch).unwrap_err();
+    let err = Context::from_tar(Failing { data: std::io::Cursor::new(tar.clone()), left: 100_000 }, &scratch, None)
+        .unwrap_err();
     assert!(matches!(err, ContextError::Open { .. }), "{err}");
     // Bytes after the end-of-archive marker are drained and refused by the strict reader,
     // without the writer ever blocking on a full pipe.
@@ -243,15 +243,15 @@ fn context_tar_stream_errors_and_trailing_data() {
     fs::create_dir_all(&scratch).unwrap();
     let mut padded = tar.clone();
     padded.extend(vec![1u8; 1 << 20]);
-    let err = Context::from_tar(&padded[..], &scratch).unwrap_err();
+    let err = Context::from_tar(&padded[..], &scratch, None).unwrap_err();
     assert!(matches!(err, ContextError::Extract { .. }), "{err}");
     // Not an archive at all.
     let scratch = t.path().join("s3");
     fs::create_dir_all(&scratch).unwrap();
-    assert!(Context::from_tar(&b"hello, not a tar"[..], &scratch).is_err());
+    assert!(Context::from_tar(&b"hello, not a tar"[..], &scratch, None).is_err());
     // The good stream.
     let scratch = t.path().join("s4");
     fs::create_dir_all(&scratch).unwrap();
-    let c = Context::from_tar(&tar[..], &scratch).unwrap();
+    let c = Context::from_tar(&tar[..], &scratch, None).unwrap();
     assert_eq!(c.read_file("a", 1 << 20).unwrap().len(), big.len());
 }

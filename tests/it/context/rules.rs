@@ -135,11 +135,11 @@ fn dockerignore_hides_paths_and_per_dockerfile_file_wins() {
     // <Dockerfile>.dockerignore replaces .dockerignore
     let special = f.base().join("app.Dockerfile.dockerignore");
     fs::write(&special, "keep\n").unwrap();
-    let c = Context::open_dir(&f.ctx, Some(&special)).unwrap();
+    let c = Context::open_dir(&f.ctx, Some(&DockerfileIgnore::Host(special))).unwrap();
     assert!(sel(&c.source(), &["secret.txt"]).is_ok());
     assert!(sel(&c.source(), &["keep"]).is_err());
     let missing = f.base().join("none.dockerignore");
-    let c = Context::open_dir(&f.ctx, Some(&missing)).unwrap();
+    let c = Context::open_dir(&f.ctx, Some(&DockerfileIgnore::Host(missing))).unwrap();
     assert!(sel(&c.source(), &["secret.txt"]).is_err(), "a missing special file falls back to .dockerignore");
     fs::write(f.ctx.join(".dockerignore"), "bad[\n").unwrap();
     let err = Context::open_dir(&f.ctx, None).unwrap_err();
@@ -190,12 +190,35 @@ fn ownership_chmod_and_times() {
 
     // --chown and --chmod: every copied entry and every created parent (BuildKit's
     // testCopyChmod: created parents take the --chmod bits too).
-    let opts = CopyOptions { chown: Some((5, 6)), chmod: Some(0o640), ..Default::default() };
+    let opts = CopyOptions { chown: Some((5, 6)), chmod: Some(Chmod::Octal(0o640)), ..Default::default() };
     f.copy(&["dir"], "/owned/deep/", opts).unwrap();
     // /owned/deep is the destination of `dir` (created here): a created directory like /owned.
     for p in ["/owned", "/owned/deep", "/owned/deep/sub", "/owned/deep/sub/file"] {
         let m = f.meta(p);
         assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (5, 6, 0o640), "{p}");
+    }
+}
+
+/// A symbolic `--chmod` applies to each entry's own bits (BuildKit's testChmodNonOctal); the
+/// directories created on the way stay 0755 (BuildKit gives `MkdirAll` no mode then).
+#[test]
+fn symbolic_chmod_applies_to_each_entry() {
+    let f = Fixture::new();
+    f.file("tree/run.sh", "#!/bin/sh").file("tree/data", "d").file("tree/sub/f", "f");
+    for (rel, mode) in [("tree/run.sh", 0o754), ("tree/data", 0o666), ("tree/sub/f", 0o600), ("tree/sub", 0o700)] {
+        fs::set_permissions(f.ctx.join(rel), fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let opts = CopyOptions { chmod: Some("go-w,a+X".parse::<Chmod>().unwrap()), ..Default::default() };
+    f.copy(&["tree"], "/made/here/", opts).unwrap();
+    for (p, want) in [
+        ("/made", 0o755),
+        ("/made/here", 0o755),
+        ("/made/here/run.sh", 0o755),
+        ("/made/here/data", 0o644),
+        ("/made/here/sub", 0o711),
+        ("/made/here/sub/f", 0o600),
+    ] {
+        assert_eq!(f.meta(p).mode() & 0o7777, want, "{p}");
     }
 }
 
@@ -264,10 +287,14 @@ fn write_inline_follows_the_dest_rules() {
     assert_eq!(f.read("/scripts/run.sh"), "#!/bin/sh\n");
     write_inline(&f.rootfs, "/scripts", "other.sh", b"x", 0, &opts).unwrap();
     assert_eq!(f.read("/scripts/other.sh"), "x", "an existing directory takes the name");
-    let opts = CopyOptions { chown: Some((7, 8)), chmod: Some(0o755), ..Default::default() };
+    let opts = CopyOptions { chown: Some((7, 8)), chmod: Some(Chmod::Octal(0o755)), ..Default::default() };
     write_inline(&f.rootfs, "/bin/tool", "EOF", b"y", 0, &opts).unwrap();
     let m = f.meta("/bin/tool");
     assert_eq!((m.mode() & 0o7777, m.uid(), m.gid()), (0o755, 7, 8));
+    // A symbolic --chmod applies to the heredoc's 0644 (BuildKit copies a 0644 file).
+    let opts = CopyOptions { chmod: Some("u+x,o=".parse::<Chmod>().unwrap()), ..Default::default() };
+    write_inline(&f.rootfs, "/bin/sym", "EOF", b"z", 0, &opts).unwrap();
+    assert_eq!(f.meta("/bin/sym").mode() & 0o7777, 0o740);
     let err = write_inline(&f.rootfs, "/x/", ".wh.bad", b"", 0, &CopyOptions::default()).unwrap_err();
     assert!(matches!(err, ContextError::ReservedName { .. }), "{err}");
 }
