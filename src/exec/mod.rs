@@ -17,6 +17,7 @@
 mod bundle;
 mod caps;
 mod cgroup;
+mod devices;
 mod embedded;
 mod error;
 mod idmap;
@@ -43,6 +44,7 @@ pub use init::helper_main;
 pub use oci_runtime::OciRuntimeExecutor;
 pub use spec::{
     Bind, DEFAULT_HOSTNAME, DEFAULT_MASKED_PATHS, DEFAULT_PATH, DEFAULT_READONLY_PATHS, ExecSpec, Limits, Network,
+    Security,
 };
 
 /// Name of the hidden subcommand that runs the sandbox helper.
