@@ -32,6 +32,57 @@ pub fn default_mask() -> u64 {
     DOCKER_DEFAULT_CAPS.iter().fold(0, |mask, (cap, _)| mask | (1u64 << cap))
 }
 
+/// Every capability by number (linux/capability.h, up to Linux 6.x), as OCI names them.
+pub const CAP_NAMES: [&str; 41] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// The names of the capabilities in `mask`; numbers without a name (newer than this list)
+/// are left out, as BuildKit's `cap.FromBitmap` leaves them.
+pub fn names(mask: u64) -> impl Iterator<Item = &'static str> {
+    CAP_NAMES.iter().enumerate().filter(move |(cap, _)| mask & (1u64 << cap) != 0).map(|(_, name)| *name)
+}
+
 /// What insecure mode grants: the caller's own effective set (BuildKit's `cap.Current`).
 pub fn insecure_mask() -> io::Result<u64> {
     sys::effective_caps()
@@ -89,5 +140,19 @@ mod tests {
     #[test]
     fn default_mask_matches_docker() {
         assert_eq!(default_mask(), 0xa804_25fb);
+    }
+
+    #[test]
+    fn names_follow_the_kernels_numbers() {
+        for (cap, name) in DOCKER_DEFAULT_CAPS {
+            assert_eq!(CAP_NAMES[*cap as usize], *name);
+        }
+        assert_eq!(CAP_NAMES[21], "CAP_SYS_ADMIN");
+        assert_eq!(CAP_NAMES[40], "CAP_CHECKPOINT_RESTORE");
+        assert_eq!(
+            names(default_mask()).collect::<Vec<_>>(),
+            DOCKER_DEFAULT_CAPS.iter().map(|(_, n)| *n).collect::<Vec<_>>()
+        );
+        assert_eq!(names(1 << 21 | 1 << 63).collect::<Vec<_>>(), ["CAP_SYS_ADMIN"], "unknown numbers are left out");
     }
 }

@@ -23,11 +23,13 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::bundle::{self, BundleFiles};
+use super::caps;
+use super::devices::{self, DeviceNode};
 use super::mountpoints::MountPoints;
 use super::slirp::{self, Slirp};
 use super::supervise::supervise;
 use super::user::{self, ExecUser};
-use super::{CancelToken, ExecError, ExecSpec, Executor, ExitStatus, Network, Output, sys};
+use super::{CancelToken, ExecError, ExecSpec, Executor, ExitStatus, Network, Output, Security, sys};
 
 /// Static inits looked up in `PATH`, in order (Debian's `tini` package ships `tini-static`).
 const INITS: &[&str] = &["tini-static", "catatonit"];
@@ -135,6 +137,7 @@ impl Executor for OciRuntimeExecutor {
         let group = user::read_db_beneath(&root, "/etc/group")?;
         let user = user::resolve(&spec.user, &passwd, &group)?;
         create_workdir(&root, &spec.cwd, &user)?;
+        let (insecure_caps, insecure_devices) = insecure_grants(spec)?;
 
         let run_dir = tempfile::Builder::new().prefix("slipway-oci-").tempdir_in(&self.run_dir).map_err(|source| {
             ExecError::Prepare { what: format!("a run directory in {}", self.run_dir.display()), source }
@@ -159,6 +162,8 @@ impl Executor for OciRuntimeExecutor {
             init: &self.init,
             netns: netns.as_ref().map(|f| PathBuf::from(format!("/proc/{}/fd/{}", std::process::id(), fd_of(f)))),
             cgroup: format!("slipway/{id}"),
+            insecure_caps,
+            insecure_devices: &insecure_devices,
         };
         let config = bundle::config(spec, &user, &files)?;
         let config_path = run_dir.path().join("config.json");
@@ -184,6 +189,19 @@ impl Executor for OciRuntimeExecutor {
         deleted?;
         removed?;
         Ok(status)
+    }
+}
+
+/// What insecure mode grants (nothing in the sandbox): this process' own capabilities, as a
+/// bit mask, and BuildKit's device nodes.
+fn insecure_grants(spec: &ExecSpec) -> Result<(u64, Vec<DeviceNode>), ExecError> {
+    match spec.security {
+        Security::Sandbox => Ok((0, Vec::new())),
+        Security::Insecure => {
+            let caps = caps::insecure_mask()
+                .map_err(|source| ExecError::Prepare { what: "the capabilities to grant".to_string(), source })?;
+            Ok((caps, devices::insecure(false)))
+        }
     }
 }
 
