@@ -154,10 +154,10 @@ impl BuildError {
 pub enum Refusal {
     #[error("RUN --mount is not supported yet: remove the flag or build with BuildKit")]
     RunMount,
-    #[error("RUN --device is not supported")]
+    #[error("RUN --device is not supported (a BuildKit labs feature): remove the flag")]
     RunDevice,
-    #[error("RUN --security=insecure is not supported: slipway never runs privileged steps")]
-    RunInsecure,
+    #[error("RUN --security=insecure is not allowed: pass --allow security.insecure to the build")]
+    SecurityInsecure,
     #[error("the host network is not allowed: pass --allow network.host to the build")]
     HostNetwork,
     #[error(
