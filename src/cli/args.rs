@@ -131,8 +131,8 @@ pub struct BuildArgs {
     /// Network of RUN steps without --network: default (private, outbound through slirp4netns where available), none, host (needs --allow network.host)
     #[arg(long, value_enum, value_name = "MODE")]
     pub network: Option<BuildNetworkArg>,
-    /// Allow an entitlement: network.host (RUN --network=host)
-    #[arg(long = "allow", value_name = "ENTITLEMENT", value_parser = ["network.host"])]
+    /// Allow an entitlement (repeatable): network.host (RUN --network=host), security.insecure (RUN --security=insecure runs privileged: every capability, /proc/sys and /sys writable, /dev/fuse, /dev/kvm, /dev/net/tun, /dev/loop*)
+    #[arg(long = "allow", value_name = "ENTITLEMENT", value_parser = ["network.host", "security.insecure"])]
     pub allow: Vec<String>,
     /// A secret for RUN --mount=type=secret (repeatable): id=ID,src=FILE or id=ID,env=VARIABLE; id=ID alone reads the variable ID when set, else the file ID. Never stored in the image, the cache or a log
     #[arg(long = "secret", value_name = "id=ID[,src=FILE|,env=VAR]", value_parser = crate::cli::secrets::parse_secret)]

@@ -172,10 +172,10 @@ pub enum Refusal {
         "secret {id} is required but was not given: pass it with --secret id={id},src=FILE or --secret id={id},env=VARIABLE"
     )]
     SecretMissing { id: String },
-    #[error("RUN --device is not supported")]
+    #[error("RUN --device is not supported (a BuildKit labs feature): remove the flag")]
     RunDevice,
-    #[error("RUN --security=insecure is not supported: slipway never runs privileged steps")]
-    RunInsecure,
+    #[error("RUN --security=insecure is not allowed: pass --allow security.insecure to the build")]
+    SecurityInsecure,
     #[error("the host network is not allowed: pass --allow network.host to the build")]
     HostNetwork,
     #[error(

@@ -82,6 +82,8 @@ pub struct BuildOptions {
     pub network: Network,
     /// `--allow network.host`: RUN may use the host's network.
     pub allow_network_host: bool,
+    /// `--allow security.insecure`: `RUN --security=insecure` may run privileged.
+    pub allow_security_insecure: bool,
     /// Layer steps (RUN, COPY, ADD) running at once across stages (`--jobs`).
     pub jobs: usize,
     /// `SOURCE_DATE_EPOCH`: clamps config, history and new layer timestamps.
@@ -112,6 +114,7 @@ impl Default for BuildOptions {
             platform: Platform::host(),
             network: Network::Default,
             allow_network_host: false,
+            allow_security_insecure: false,
             jobs: std::thread::available_parallelism().map_or(2, usize::from),
             source_date_epoch: None,
             tags: Vec::new(),

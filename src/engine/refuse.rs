@@ -84,8 +84,8 @@ fn run_refusal(run: &RunInstruction, options: &BuildOptions, platform: &Platform
     if !run.devices.is_empty() {
         return Some(Refusal::RunDevice);
     }
-    if run.security == Some(SecurityMode::Insecure) {
-        return Some(Refusal::RunInsecure);
+    if run.security == Some(SecurityMode::Insecure) && !options.allow_security_insecure {
+        return Some(Refusal::SecurityInsecure);
     }
     let host = Platform::host();
     if !platform.matches(&host) {
@@ -167,7 +167,8 @@ mod tests {
         );
         assert_eq!(refused("FROM a\nRUN --mount=target=/src true\n", &o), None);
         assert_eq!(refused("FROM a\nRUN --device=/dev/fuse true\n", &o), Some((2, Refusal::RunDevice)));
-        assert_eq!(refused("FROM a\nRUN --security=insecure true\n", &o), Some((2, Refusal::RunInsecure)));
+        assert_eq!(refused("FROM a\nRUN --security=insecure true\n", &o), Some((2, Refusal::SecurityInsecure)));
+        assert_eq!(refused("FROM a\nRUN --security=sandbox true\n", &o), None);
         assert_eq!(refused("FROM a\nRUN --network=host true\n", &o), Some((2, Refusal::HostNetwork)));
         assert_eq!(refused("FROM a\nCOPY --parents a/b /\n", &o), Some((2, Refusal::CopyParents)));
         assert_eq!(refused("FROM a\nADD --checksum=sha256:00 x /\n", &o), Some((2, Refusal::AddChecksum)));
@@ -181,6 +182,17 @@ mod tests {
     fn options_decide_host_network_and_platform() {
         let allowed = BuildOptions { allow_network_host: true, ..BuildOptions::default() };
         assert_eq!(refused("FROM a\nRUN --network=host true\n", &allowed), None);
+        assert_eq!(refused("FROM a\nRUN --security=insecure true\n", &allowed), Some((2, Refusal::SecurityInsecure)));
+        let insecure = BuildOptions { allow_security_insecure: true, ..BuildOptions::default() };
+        assert_eq!(refused("FROM a\nRUN --security=insecure true\n", &insecure), None);
+        assert_eq!(
+            refused("FROM a\nRUN --security=insecure --network=host true\n", &insecure),
+            Some((2, Refusal::HostNetwork))
+        );
+        assert_eq!(
+            refused("FROM a\nRUN --security=insecure --device=/dev/fuse true\n", &insecure),
+            Some((2, Refusal::RunDevice))
+        );
         let host_default = BuildOptions { network: Network::Host, ..BuildOptions::default() };
         assert_eq!(refused("FROM a\nRUN true\n", &host_default), Some((2, Refusal::HostNetwork)));
         let foreign = if Platform::host().architecture == "arm64" { "linux/amd64" } else { "linux/arm64" };

@@ -10,8 +10,8 @@ use super::stage::State;
 use super::step::StepCtx;
 use crate::cache::KeyInputs;
 use crate::dockerfile::args::{Origin, SANDBOX_HOSTNAME_ARG};
-use crate::dockerfile::{CommandLine, NetworkMode, RunInstruction};
-use crate::exec::{DEFAULT_HOSTNAME, ExecSpec, Network, Output};
+use crate::dockerfile::{CommandLine, NetworkMode, RunInstruction, SecurityMode};
+use crate::exec::{DEFAULT_HOSTNAME, ExecSpec, Network, Output, Security};
 use crate::progress::LogStream;
 
 /// What a RUN executes, resolved against the stage.
@@ -26,8 +26,8 @@ struct Command {
 }
 
 /// Runs one `RUN` step (or takes it from the cache), with its `--mount`s set up for the run
-/// only (`mounts`). `--device`, `--security=insecure`, a foreign platform and an unallowed host
-/// network were refused while planning.
+/// only (`mounts`). `--device`, a foreign platform, an unallowed host network and an unallowed
+/// `--security=insecure` were refused while planning.
 pub(crate) fn run(sc: &StepCtx<'_>, state: &mut State, run: &RunInstruction) -> Result<(), BuildError> {
     let ctx = sc.build;
     let network = match run.network {
@@ -39,7 +39,10 @@ pub(crate) fn run(sc: &StepCtx<'_>, state: &mut State, run: &RunInstruction) -> 
     let command = command(state, run);
     // `--build-arg BUILDKIT_SANDBOX_HOSTNAME=…` names the sandbox (BuildKit's frontend option).
     let hostname = ctx.options.build_args.get(SANDBOX_HOSTNAME_ARG).filter(|h| !h.is_empty());
-    let spec = exec_spec(state, &command, network, hostname.map(String::as_str));
+    let mut spec = exec_spec(state, &command, network, hostname.map(String::as_str));
+    if run.security == Some(SecurityMode::Insecure) {
+        spec.security = Security::Insecure;
+    }
     let mounts = super::mounts::plan(sc, state, run)?;
     let mut inputs = key_inputs(state, &command, &spec);
     let files = mounts.key(ctx, &mut inputs)?;
@@ -114,6 +117,10 @@ fn key_inputs(state: &State, command: &Command, spec: &ExecSpec) -> KeyInputs {
     inputs.add("user", spec.user.clone());
     inputs.add("workdir", spec.cwd.clone());
     inputs.add("network", format!("{:?}", spec.network).to_lowercase());
+    // Only when insecure, so that the keys of every other step stay as they were.
+    if spec.security == Security::Insecure {
+        inputs.add("security", "insecure");
+    }
     if spec.hostname != DEFAULT_HOSTNAME {
         inputs.add("hostname", spec.hostname.clone());
     }

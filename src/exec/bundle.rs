@@ -2,18 +2,24 @@
 //! runtime types: the same sandbox the embedded executor builds, described for runc or crun.
 //!
 //! Owns the translation only (namespaces, Docker's capabilities, masked and read-only paths,
-//! rlimits, cgroup limits, user, environment, mounts); the caller resolves the user and
-//! prepares the files it names. Knows nothing of processes.
+//! rlimits, cgroup limits, user, environment, mounts; insecure mode as BuildKit's
+//! `security.WithInsecureSpec`); the caller resolves the user, prepares the files it names
+//! and says what insecure mode grants. Knows nothing of processes.
 
 use std::path::{Path, PathBuf};
 
+use std::collections::HashSet;
+
 use oci_spec::runtime::{
-    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxMemoryBuilder,
+    Capability, LinuxBuilder, LinuxCapabilities, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDevice,
+    LinuxDeviceBuilder, LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxMemoryBuilder,
     LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, Mount, MountBuilder,
     PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
-use super::spec::{ExecSpec, MountSource, Network, mount_order};
+use super::caps;
+use super::devices::DeviceNode;
+use super::spec::{ExecSpec, MountSource, Network, Security, mount_order};
 use super::user::ExecUser;
 use super::{DOCKER_DEFAULT_CAPS, ExecError};
 
@@ -32,6 +38,10 @@ pub struct BundleFiles<'a> {
     pub netns: Option<PathBuf>,
     /// The cgroup path the runtime creates and removes.
     pub cgroup: String,
+    /// Insecure mode: the capabilities granted (the caller's own effective set, a bit mask)
+    /// and the device nodes made; unused in the sandbox.
+    pub insecure_caps: u64,
+    pub insecure_devices: &'a [DeviceNode],
 }
 
 fn build_err(what: &'static str) -> impl FnOnce(oci_spec::OciSpecError) -> ExecError {
@@ -41,19 +51,7 @@ fn build_err(what: &'static str) -> impl FnOnce(oci_spec::OciSpecError) -> ExecE
 /// The `config.json` for `spec` run as `user`.
 pub fn config(spec: &ExecSpec, user: &ExecUser, files: &BundleFiles<'_>) -> Result<Spec, ExecError> {
     let env = spec.environment(&user.home);
-    let caps: std::collections::HashSet<Capability> =
-        DOCKER_DEFAULT_CAPS.iter().filter_map(|(_, name)| name.trim_start_matches("CAP_").parse().ok()).collect();
-    // Root gets Docker's set; any other user none (only the bounding set stays).
-    let none = std::collections::HashSet::<Capability>::new();
-    let granted = if user.uid == 0 { caps.clone() } else { none.clone() };
-    let capabilities = LinuxCapabilitiesBuilder::default()
-        .bounding(caps)
-        .effective(granted.clone())
-        .permitted(granted)
-        .inheritable(none.clone())
-        .ambient(none)
-        .build()
-        .map_err(build_err("capabilities"))?;
+    let capabilities = capabilities(spec.security, user, files.insecure_caps)?;
     let (soft, hard) = nofile_limit();
     let rlimits = vec![
         PosixRlimitBuilder::default()
@@ -82,7 +80,9 @@ pub fn config(spec: &ExecSpec, user: &ExecUser, files: &BundleFiles<'_>) -> Resu
         .cwd(PathBuf::from(&spec.cwd))
         .capabilities(capabilities)
         .rlimits(rlimits)
-        .no_new_privileges(true)
+        // BuildKit never sets it; slipway's sandbox does, insecure mode (where it would guard
+        // nothing) does not.
+        .no_new_privileges(spec.security == Security::Sandbox)
         .build()
         .map_err(build_err("process"))?;
 
@@ -109,9 +109,7 @@ pub fn config(spec: &ExecSpec, user: &ExecUser, files: &BundleFiles<'_>) -> Resu
         ),
     }
 
-    let mut resources = LinuxResourcesBuilder::default().devices(vec![
-        LinuxDeviceCgroupBuilder::default().allow(false).access("rwm").build().map_err(build_err("devices"))?,
-    ]);
+    let mut resources = LinuxResourcesBuilder::default().devices(device_cgroup(spec.security)?);
     if let Some(bytes) = spec.limits.memory {
         let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
         resources = resources
@@ -129,8 +127,9 @@ pub fn config(spec: &ExecSpec, user: &ExecUser, files: &BundleFiles<'_>) -> Resu
     }
     let linux = LinuxBuilder::default()
         .namespaces(namespaces)
-        .masked_paths(spec.masked_paths.clone())
-        .readonly_paths(spec.readonly_paths.clone())
+        .masked_paths(spec.applied_masked_paths().to_vec())
+        .readonly_paths(spec.applied_readonly_paths().to_vec())
+        .devices(devices(spec.security, files.insecure_devices)?)
         .resources(resources.build().map_err(build_err("resources"))?)
         .cgroups_path(PathBuf::from(&files.cgroup))
         .build()
@@ -147,6 +146,74 @@ pub fn config(spec: &ExecSpec, user: &ExecUser, files: &BundleFiles<'_>) -> Resu
         .map_err(build_err("config"))
 }
 
+/// Docker's set for root and none for other users (only the bounding set stays); insecure
+/// mode: `insecure` (a bit mask) in all five sets, whatever the user.
+fn capabilities(security: Security, user: &ExecUser, insecure: u64) -> Result<LinuxCapabilities, ExecError> {
+    let parse = |name: &str| name.trim_start_matches("CAP_").parse::<Capability>().ok();
+    let builder = LinuxCapabilitiesBuilder::default();
+    let builder = match security {
+        Security::Sandbox => {
+            let caps: HashSet<Capability> = DOCKER_DEFAULT_CAPS.iter().filter_map(|(_, name)| parse(name)).collect();
+            let granted = if user.uid == 0 { caps.clone() } else { HashSet::new() };
+            builder
+                .bounding(caps)
+                .effective(granted.clone())
+                .permitted(granted)
+                .inheritable(HashSet::new())
+                .ambient(HashSet::new())
+        }
+        Security::Insecure => {
+            let all: HashSet<Capability> = caps::names(insecure).filter_map(parse).collect();
+            builder
+                .bounding(all.clone())
+                .effective(all.clone())
+                .permitted(all.clone())
+                .inheritable(all.clone())
+                .ambient(all)
+        }
+    };
+    builder.build().map_err(build_err("capabilities"))
+}
+
+/// The devices cgroup: nothing beyond the runtime's standard devices in the sandbox; every
+/// character and block device in insecure mode.
+fn device_cgroup(security: Security) -> Result<Vec<LinuxDeviceCgroup>, ExecError> {
+    let rule = |allow: bool, typ: Option<LinuxDeviceType>| {
+        let mut rule = LinuxDeviceCgroupBuilder::default();
+        rule = rule.allow(allow).access("rwm");
+        if let Some(typ) = typ {
+            rule = rule.typ(typ);
+        }
+        rule.build().map_err(build_err("devices"))
+    };
+    match security {
+        Security::Sandbox => Ok(vec![rule(false, None)?]),
+        Security::Insecure => Ok(vec![rule(true, Some(LinuxDeviceType::C))?, rule(true, Some(LinuxDeviceType::B))?]),
+    }
+}
+
+/// Insecure mode's device nodes, mode 0666 (runc's default, made explicit for crun).
+fn devices(security: Security, nodes: &[DeviceNode]) -> Result<Vec<LinuxDevice>, ExecError> {
+    if security == Security::Sandbox {
+        return Ok(Vec::new());
+    }
+    nodes
+        .iter()
+        .map(|node| {
+            LinuxDeviceBuilder::default()
+                .path(&node.path)
+                .typ(if node.block { LinuxDeviceType::B } else { LinuxDeviceType::C })
+                .major(i64::from(node.major))
+                .minor(i64::from(node.minor))
+                .file_mode(0o666u32)
+                .uid(0u32)
+                .gid(0u32)
+                .build()
+                .map_err(build_err("devices"))
+        })
+        .collect()
+}
+
 fn mount(destination: &str, typ: &str, source: &Path, options: &[&str]) -> Result<Mount, ExecError> {
     MountBuilder::default()
         .destination(destination)
@@ -158,7 +225,7 @@ fn mount(destination: &str, typ: &str, source: &Path, options: &[&str]) -> Resul
 }
 
 /// runc's defaults (`/proc`, a tmpfs `/dev` with `/dev/pts`, `/dev/shm`, `/dev/mqueue`, a
-/// read-only `/sys`), the generated `/etc` files, the init and the spec's binds (the runtime
+/// read-only `/sys`, writable in insecure mode), the generated `/etc` files, the init and the spec's binds (the runtime
 /// creates their targets beneath the rootfs).
 fn mounts(spec: &ExecSpec, files: &BundleFiles<'_>) -> Result<Vec<Mount>, ExecError> {
     let p = Path::new;
@@ -174,7 +241,11 @@ fn mounts(spec: &ExecSpec, files: &BundleFiles<'_>) -> Result<Vec<Mount>, ExecEr
         mount("/dev/shm", "tmpfs", p("shm"), &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"])?,
         mount("/dev/mqueue", "mqueue", p("mqueue"), &["nosuid", "noexec", "nodev"])?,
     ];
-    mounts.push(mount("/sys", "sysfs", p("sysfs"), &["nosuid", "noexec", "nodev", "ro"])?);
+    let sys_access = match spec.security {
+        Security::Sandbox => "ro",
+        Security::Insecure => "rw",
+    };
+    mounts.push(mount("/sys", "sysfs", p("sysfs"), &["nosuid", "noexec", "nodev", sys_access])?);
     mounts.push(mount("/etc/hosts", "bind", files.hosts, &["bind", "nosuid", "nodev", "noexec"])?);
     mounts.push(mount("/etc/resolv.conf", "bind", files.resolv, &["bind", "nosuid", "nodev", "noexec"])?);
     mounts.push(mount(INIT_PATH, "bind", files.init, &["bind", "ro", "nosuid", "nodev"])?);
@@ -219,6 +290,8 @@ mod tests {
             init: Path::new("/usr/bin/tini-static"),
             netns,
             cgroup: "slipway/1-2".to_string(),
+            insecure_caps: 0,
+            insecure_devices: &[],
         }
     }
 
@@ -252,6 +325,44 @@ mod tests {
         let dst = mounts.iter().find(|m| m["destination"] == "/dst").unwrap();
         assert_eq!(dst["options"], serde_json::json!(["rbind", "ro"]));
         assert!(mounts.iter().any(|m| m["destination"] == INIT_PATH && m["source"] == "/usr/bin/tini-static"));
+    }
+
+    #[test]
+    fn insecure_mode_is_buildkits() {
+        let mut spec = ExecSpec::new(["true"]);
+        spec.security = Security::Insecure;
+        let nodes = [DeviceNode { path: "/dev/loop3".into(), block: true, major: 7, minor: 3 }];
+        let files = BundleFiles { insecure_caps: 1 << 21 | 1, insecure_devices: &nodes, ..files(None) };
+        let json = serde_json::to_value(config(&spec, &user(1000), &files).unwrap()).unwrap();
+        for set in ["bounding", "effective", "permitted", "inheritable", "ambient"] {
+            let mut caps: Vec<&str> =
+                json["process"]["capabilities"][set].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+            caps.sort();
+            assert_eq!(caps, ["CAP_CHOWN", "CAP_SYS_ADMIN"], "{set}, for any user");
+        }
+        assert_eq!(json["process"]["noNewPrivileges"], false);
+        assert_eq!(json["linux"]["maskedPaths"], serde_json::json!([]));
+        assert_eq!(json["linux"]["readonlyPaths"], serde_json::json!([]));
+        assert_eq!(
+            json["linux"]["resources"]["devices"],
+            serde_json::json!([{"allow": true, "type": "c", "access": "rwm"}, {"allow": true, "type": "b", "access": "rwm"}])
+        );
+        let device = &json["linux"]["devices"][0];
+        assert_eq!(
+            (&device["path"], &device["type"], &device["major"], &device["minor"]),
+            (&"/dev/loop3".into(), &"b".into(), &7.into(), &3.into())
+        );
+        assert_eq!(device["fileMode"], 0o666);
+        let sys = json["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == "/sys").unwrap();
+        assert_eq!(sys["options"], serde_json::json!(["nosuid", "noexec", "nodev", "rw"]));
+        // The sandbox, for comparison: what the same files give without insecure mode.
+        spec.security = Security::Sandbox;
+        let json = serde_json::to_value(config(&spec, &user(0), &files).unwrap()).unwrap();
+        assert_eq!(json["process"]["capabilities"]["bounding"].as_array().unwrap().len(), DOCKER_DEFAULT_CAPS.len());
+        assert_eq!(json["process"]["capabilities"]["ambient"], serde_json::json!([]));
+        assert_eq!(json["linux"]["resources"]["devices"], serde_json::json!([{"allow": false, "access": "rwm"}]));
+        assert!(json["linux"].get("devices").is_none_or(|d| d == &serde_json::json!([])));
+        assert_eq!(json["process"]["noNewPrivileges"], true);
     }
 
     #[test]

@@ -19,7 +19,9 @@ use super::mountpoints::MountPoints;
 use super::protocol::{HelperConfig, Report};
 use super::slirp;
 use super::supervise::supervise;
-use super::{CancelToken, ExecError, ExecSpec, Executor, ExitStatus, HELPER_SUBCOMMAND, Network, Output, sys};
+use super::{
+    CancelToken, ExecError, ExecSpec, Executor, ExitStatus, HELPER_SUBCOMMAND, Network, Output, Security, devices, sys,
+};
 
 /// Largest host `/etc/resolv.conf` copied into a sandbox.
 const MAX_RESOLV_BYTES: u64 = 64 << 10;
@@ -99,16 +101,22 @@ impl Executor for EmbeddedExecutor {
             true => None,
             false => Some(RunCgroup::create(&run_id(run_dir.path()), &spec.limits)?),
         };
+        let rootless = !rustix::process::geteuid().is_root();
+        let devices = match spec.security {
+            Security::Sandbox => Vec::new(),
+            Security::Insecure => devices::insecure(rootless),
+        };
         let config = HelperConfig {
             spec,
             rootfs,
             hosts_file,
             resolv_file,
             cgroup_procs: cgroup.as_ref().map(RunCgroup::procs_files).unwrap_or_default(),
-            rootless: !rustix::process::geteuid().is_root(),
+            rootless,
             mapped_ids: self.subids.as_ref().map_or(1, SubIds::mapped),
             slirp,
             stdin: output.stdin.is_some(),
+            devices,
         };
         let result = self.run_helper(&config, output, cancel);
         let cleanup = [cgroup.as_mut().map_or(Ok(()), RunCgroup::remove), mount_points.remove()];

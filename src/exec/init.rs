@@ -11,8 +11,9 @@
 //!    directory, forks the payload, then reaps every process and forwards signals to the
 //!    payload. When the payload ends, init reports its status and exits, which kills whatever
 //!    the payload left behind (the pid namespace dies with its init).
-//! 3. **payload** (pid 2): drops to the user and Docker's capabilities, sets no_new_privs,
-//!    leaves only stdio open, enters the working directory and execs.
+//! 3. **payload** (pid 2): drops to the user and Docker's capabilities, sets no_new_privs
+//!    (insecure mode: keeps every capability, in all five sets, and no no_new_privs), leaves
+//!    only stdio open, enters the working directory and execs.
 //!
 //! The helper is single-threaded by construction (a fresh exec of the slipway binary that
 //! starts no thread), which is what makes `unshare` and `fork` sound here.
@@ -27,7 +28,7 @@ use super::caps;
 use super::mounts;
 use super::protocol::{Failure, HelperConfig, Report, Reporter};
 use super::slirp::Slirp;
-use super::spec::{DEFAULT_PATH, Network};
+use super::spec::{DEFAULT_PATH, Network, Security};
 use super::sys::{self, WaitStatus};
 use super::user::{self, ExecUser};
 
@@ -305,15 +306,31 @@ fn payload(cfg: &HelperConfig, reporter: &Reporter, user: &ExecUser) -> ! {
 fn become_user(cfg: &HelperConfig, user: &ExecUser) -> Result<(), Failure> {
     let step = |what: &'static str| move |e: io::Error| Failure::setup(what, &e);
     sys::reset_signals().map_err(step("resetting signals"))?;
-    caps::drop_bounding().map_err(step("dropping bounding capabilities"))?;
+    let insecure = match cfg.spec.security {
+        Security::Sandbox => {
+            caps::drop_bounding().map_err(step("dropping bounding capabilities"))?;
+            None
+        }
+        Security::Insecure => {
+            let mask = caps::insecure_mask().map_err(step("reading capabilities"))?;
+            caps::keep_insecure(mask).map_err(step("keeping capabilities"))?;
+            Some(mask)
+        }
+    };
     // A single-id rootless sandbox has setgroups denied (and no other group to set).
     if !cfg.rootless || cfg.mapped_ids > 1 {
         sys::setgroups(&user.groups).map_err(step("setting supplementary groups"))?;
     }
     sys::setresgid(user.gid).map_err(step("setting the group id"))?;
     sys::setresuid(user.uid).map_err(step("setting the user id"))?;
-    caps::apply(user.uid).map_err(step("setting capabilities"))?;
-    sys::set_no_new_privs().map_err(step("setting no_new_privs"))?;
+    match insecure {
+        None => {
+            caps::apply(user.uid).map_err(step("setting capabilities"))?;
+            sys::set_no_new_privs().map_err(step("setting no_new_privs"))?;
+        }
+        // As BuildKit (which never sets no_new_privs): it would guard nothing here.
+        Some(mask) => caps::apply_insecure(mask).map_err(step("setting capabilities"))?,
+    }
     sys::cloexec_from_3().map_err(step("closing descriptors"))?;
     let cwd = &cfg.spec.cwd;
     std::env::set_current_dir(cwd).map_err(|e| Failure::workdir(cwd, &e))?;

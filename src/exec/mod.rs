@@ -17,6 +17,7 @@
 mod bundle;
 mod caps;
 mod cgroup;
+mod devices;
 mod embedded;
 mod error;
 mod idmap;
@@ -44,7 +45,7 @@ pub use init::helper_main;
 pub use oci_runtime::OciRuntimeExecutor;
 pub use spec::{
     DEFAULT_HOSTNAME, DEFAULT_MASKED_PATHS, DEFAULT_PATH, DEFAULT_READONLY_PATHS, ExecSpec, Limits, Mount, MountSource,
-    Network, Secret, SecretFile, mount_order,
+    Network, Secret, SecretFile, Security, mount_order,
 };
 
 /// Name of the hidden subcommand that runs the sandbox helper.

@@ -2,7 +2,9 @@
 //!
 //! Order: everything private; the rootfs bound onto itself (nodev); `/proc`, a tmpfs `/dev`, a
 //! read-only `/sys`, the generated `/etc/hosts` and `/etc/resolv.conf`; masked and read-only
-//! paths; then `pivot_root` and the old root detached. Every target inside the rootfs is
+//! paths; then `pivot_root` and the old root detached. Insecure mode (as BuildKit's, where
+//! every device is allowed) leaves out nodev, the read-only `/sys` and the masked and
+//! read-only paths, and makes its device nodes in `/dev`. Every target inside the rootfs is
 //! opened beneath the rootfs first (`openat2(RESOLVE_IN_ROOT)`, no symlinks at all for the
 //! `/proc`, `/dev` and `/sys` mount points) and mounted through `/proc/self/fd/N`, so a
 //! hostile rootfs cannot redirect a mount outside itself (R1, R2). Nothing untrusted runs in
@@ -15,8 +17,9 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
+use super::devices::DeviceNode;
 use super::protocol::{Failure, HelperConfig};
-use super::spec::{MountSource, Network, mount_order};
+use super::spec::{MountSource, Network, Security, mount_order};
 use super::sys::{self, MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_REMOUNT};
 
 /// Host devices bound into the sandbox's `/dev`.
@@ -30,10 +33,13 @@ pub fn setup(cfg: &HelperConfig) -> Result<(), Failure> {
     sys::mount(Some(&cfg.rootfs), &cfg.rootfs, None, MS_BIND | MS_REC, None)
         .map_err(step("binding the rootfs onto itself"))?;
     // nodev: CAP_MKNOD stays (Docker's set), but without a devices cgroup a node made in the
-    // rootfs must not open the host's disks; only the devices bound into /dev work.
-    let flags = sys::mount_flags(&cfg.rootfs).map_err(step("reading the rootfs mount flags"))?;
-    sys::mount(None, &cfg.rootfs, None, MS_BIND | MS_REMOUNT | MS_NODEV | flags, None)
-        .map_err(step("remounting the rootfs nodev"))?;
+    // rootfs must not open the host's disks; only the devices bound into /dev work. Insecure
+    // mode allows every device, as BuildKit's.
+    if cfg.spec.security == Security::Sandbox {
+        let flags = sys::mount_flags(&cfg.rootfs).map_err(step("reading the rootfs mount flags"))?;
+        sys::mount(None, &cfg.rootfs, None, MS_BIND | MS_REMOUNT | MS_NODEV | flags, None)
+            .map_err(step("remounting the rootfs nodev"))?;
+    }
     let root = rustix::fs::open(
         &cfg.rootfs,
         rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
@@ -44,7 +50,7 @@ pub fn setup(cfg: &HelperConfig) -> Result<(), Failure> {
     let proc_dir = mount_point(&root, "proc")?;
     sys::mount(None, &sys::fd_path(&proc_dir), Some("proc"), MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
         .map_err(step("mounting /proc"))?;
-    setup_dev(&root, cfg.rootless)?;
+    setup_dev(&root, cfg)?;
     setup_sys(&root, cfg)?;
     bind_file(&root, "/etc/hosts", &cfg.hosts_file)?;
     bind_file(&root, "/etc/resolv.conf", &cfg.resolv_file)?;
@@ -59,10 +65,10 @@ pub fn setup(cfg: &HelperConfig) -> Result<(), Failure> {
             }
         }
     }
-    for path in &cfg.spec.masked_paths {
+    for path in cfg.spec.applied_masked_paths() {
         mask(&root, path)?;
     }
-    for path in &cfg.spec.readonly_paths {
+    for path in cfg.spec.applied_readonly_paths() {
         readonly(&root, path)?;
     }
     drop(root);
@@ -98,14 +104,18 @@ fn check_dir(fd: OwnedFd, name: &str) -> Result<OwnedFd, Failure> {
     Ok(fd)
 }
 
-fn setup_dev(root: &OwnedFd, rootless: bool) -> Result<(), Failure> {
+fn setup_dev(root: &OwnedFd, cfg: &HelperConfig) -> Result<(), Failure> {
     let step = |what: String| move |e: io::Error| Failure::setup(what, &e);
     let dev = mount_point(root, "dev")?;
+    let nodev = match cfg.spec.security {
+        Security::Sandbox => MS_NODEV,
+        Security::Insecure => 0,
+    };
     sys::mount(
         None,
         &sys::fd_path(&dev),
         Some("tmpfs"),
-        MS_NOSUID | MS_NODEV | sys::MS_STRICTATIME,
+        MS_NOSUID | nodev | sys::MS_STRICTATIME,
         Some("mode=755,size=65536k"),
     )
     .map_err(step("mounting /dev".into()))?;
@@ -129,7 +139,7 @@ fn setup_dev(root: &OwnedFd, rootless: bool) -> Result<(), Failure> {
     dirs.create(dev_path.join("pts")).map_err(step("creating /dev/pts".into()))?;
     dirs.create(dev_path.join("shm")).map_err(step("creating /dev/shm".into()))?;
     let pts_opts =
-        if rootless { "newinstance,ptmxmode=0666,mode=0620" } else { "newinstance,ptmxmode=0666,mode=0620,gid=5" };
+        if cfg.rootless { "newinstance,ptmxmode=0666,mode=0620" } else { "newinstance,ptmxmode=0666,mode=0620,gid=5" };
     sys::mount(None, &dev_path.join("pts"), Some("devpts"), MS_NOSUID | MS_NOEXEC, Some(pts_opts))
         .map_err(step("mounting /dev/pts".into()))?;
     sys::mount(
@@ -149,16 +159,36 @@ fn setup_dev(root: &OwnedFd, rootless: bool) -> Result<(), Failure> {
     ] {
         std::os::unix::fs::symlink(target, dev_path.join(link)).map_err(step(format!("linking /dev/{link}")))?;
     }
+    make_devices(&dev_path, &cfg.devices)
+}
+
+/// Makes insecure mode's device nodes in the sandbox's `/dev` tmpfs (ours and empty: plain
+/// paths through its fd are safe), with their parent directories (`/dev/net`).
+fn make_devices(dev_path: &Path, devices: &[DeviceNode]) -> Result<(), Failure> {
+    for node in devices {
+        let step = |e: io::Error| Failure::setup(format!("making the device {}", node.path), &e);
+        let rel = node.path.strip_prefix("/dev/").filter(|r| !r.split('/').any(|c| c.is_empty() || c == ".."));
+        let Some(rel) = rel else { return Err(step(io::Error::from_raw_os_error(libc::EINVAL))) };
+        let path = dev_path.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::DirBuilder::new().recursive(true).mode(0o755).create(parent).map_err(step)?;
+        }
+        sys::mknod(&path, node.block, node.major, node.minor, 0o666).map_err(step)?;
+    }
     Ok(())
 }
 
 /// A fresh read-only sysfs when the sandbox has its own network namespace or we are root;
 /// otherwise (rootless with the host network, where the kernel refuses sysfs) a read-only bind
-/// of the host's `/sys`.
+/// of the host's `/sys`. Writable in insecure mode.
 fn setup_sys(root: &OwnedFd, cfg: &HelperConfig) -> Result<(), Failure> {
     let sys_dir = mount_point(root, "sys")?;
     let target = sys::fd_path(&sys_dir);
-    let flags = MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY;
+    let readonly = match cfg.spec.security {
+        Security::Sandbox => MS_RDONLY,
+        Security::Insecure => 0,
+    };
+    let flags = MS_NOSUID | MS_NODEV | MS_NOEXEC | readonly;
     let fresh = sys::mount(None, &target, Some("sysfs"), flags, None);
     match fresh {
         Ok(()) => Ok(()),
@@ -168,7 +198,7 @@ fn setup_sys(root: &OwnedFd, cfg: &HelperConfig) -> Result<(), Failure> {
             drop(sys_dir);
             let sys_dir = sys::open_beneath(root, "sys", true).map_err(|e| Failure::setup("opening /sys", &e))?;
             sys::mount(None, &sys::fd_path(&sys_dir), None, MS_BIND | MS_REMOUNT | flags, None)
-                .map_err(|e| Failure::setup("making /sys read-only", &e))
+                .map_err(|e| Failure::setup("remounting the bound /sys", &e))
         }
         Err(e) => Err(Failure::setup("mounting /sys", &e)),
     }

@@ -23,12 +23,14 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::bundle::{self, BundleFiles};
+use super::caps;
+use super::devices::{self, DeviceNode};
 use super::mountpoints::MountPoints;
 use super::secrets::{SecretDir, bind_secrets};
 use super::slirp::{self, Slirp};
 use super::supervise::supervise;
 use super::user::{self, ExecUser};
-use super::{CancelToken, ExecError, ExecSpec, Executor, ExitStatus, Network, Output, sys};
+use super::{CancelToken, ExecError, ExecSpec, Executor, ExitStatus, Network, Output, Security, sys};
 
 /// Static inits looked up in `PATH`, in order (Debian's `tini` package ships `tini-static`).
 const INITS: &[&str] = &["tini-static", "catatonit"];
@@ -136,6 +138,7 @@ impl Executor for OciRuntimeExecutor {
         let group = user::read_db_beneath(&root, "/etc/group")?;
         let user = user::resolve(&spec.user, &passwd, &group)?;
         create_workdir(&root, &spec.cwd, &user)?;
+        let (insecure_caps, insecure_devices) = insecure_grants(spec)?;
 
         let mut run_dir = RunDir::new(&self.run_dir, spec)?;
         let (hosts, resolv) = super::embedded::write_etc_files(run_dir.path(), spec)?;
@@ -159,6 +162,8 @@ impl Executor for OciRuntimeExecutor {
             init: &self.init,
             netns: netns.as_ref().map(|f| PathBuf::from(format!("/proc/{}/fd/{}", std::process::id(), fd_of(f)))),
             cgroup: format!("slipway/{id}"),
+            insecure_caps,
+            insecure_devices: &insecure_devices,
         };
         let config = bundle::config(spec, &user, &files)?;
         let config_path = run_dir.path().join("config.json");
@@ -216,6 +221,19 @@ impl RunDir {
         match self {
             RunDir::Secret(dir) => bind_secrets(spec, dir),
             RunDir::Plain(_) => Ok(spec.clone()),
+        }
+    }
+}
+
+/// What insecure mode grants (nothing in the sandbox): this process' own capabilities, as a
+/// bit mask, and BuildKit's device nodes.
+fn insecure_grants(spec: &ExecSpec) -> Result<(u64, Vec<DeviceNode>), ExecError> {
+    match spec.security {
+        Security::Sandbox => Ok((0, Vec::new())),
+        Security::Insecure => {
+            let caps = caps::insecure_mask()
+                .map_err(|source| ExecError::Prepare { what: "the capabilities to grant".to_string(), source })?;
+            Ok((caps, devices::insecure(false)))
         }
     }
 }

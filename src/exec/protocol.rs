@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::devices::DeviceNode;
 use super::{ExecError, ExecSpec, sys};
 
 /// Everything the helper needs, resolved on the host side.
@@ -32,6 +33,8 @@ pub struct HelperConfig {
     pub slirp: Option<PathBuf>,
     /// The payload reads the rest of the helper's stdin (`run -i`); else `/dev/null`.
     pub stdin: bool,
+    /// Device nodes made in the sandbox's `/dev` (insecure mode only, see `devices`).
+    pub devices: Vec<DeviceNode>,
 }
 
 /// One line on the report pipe.

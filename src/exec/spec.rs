@@ -55,6 +55,23 @@ pub enum Network {
     Host,
 }
 
+/// How much of the sandbox a process gets: BuildKit's `RUN --security` modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Security {
+    /// Docker's default capabilities (none for a user other than root), `no_new_privs`, the
+    /// masked and read-only paths, a read-only `/sys`, only the standard devices.
+    #[default]
+    Sandbox,
+    /// BuildKit's insecure mode (its `security.insecure` entitlement), a privileged container
+    /// in the same namespaces: every capability the executor itself has (its effective set) in
+    /// all five sets, for any user; no `no_new_privs`; no masked nor read-only path (whatever
+    /// [`ExecSpec::masked_paths`] and [`ExecSpec::readonly_paths`] say); a writable `/sys`;
+    /// every device allowed, with BuildKit's device nodes (`/dev/fuse`, `/dev/kvm`,
+    /// `/dev/net/tun`, `/dev/loop*`, …) created unless the sandbox is in a user namespace.
+    Insecure,
+}
+
 /// A mount beyond the sandbox's own: a host path (`-v`, `RUN --mount=type=bind|cache`), a fresh
 /// tmpfs or a secret file. Mounted in order of depth (a parent before what lies below it), then
 /// in the order given.
@@ -178,6 +195,8 @@ pub struct ExecSpec {
     pub masked_paths: Vec<String>,
     /// Paths mounted read-only (see [`DEFAULT_READONLY_PATHS`]).
     pub readonly_paths: Vec<String>,
+    /// [`Security::Sandbox`] unless the process is to run privileged.
+    pub security: Security,
     /// Kill the sandbox after this long; the run then fails with [`ExecError::TimedOut`].
     pub timeout: Option<Duration>,
     /// Mounts after the sandbox's own (see [`mount_order`]).
@@ -205,6 +224,7 @@ impl ExecSpec {
             limits: Limits::default(),
             masked_paths: DEFAULT_MASKED_PATHS.iter().map(|p| p.to_string()).collect(),
             readonly_paths: DEFAULT_READONLY_PATHS.iter().map(|p| p.to_string()).collect(),
+            security: Security::Sandbox,
             timeout: None,
             mounts: Vec::new(),
             secret_env: Vec::new(),
@@ -293,6 +313,22 @@ impl ExecSpec {
         self.mounts.iter().any(|m| matches!(m.source, MountSource::Secret(_)))
     }
 
+    /// The masked paths the sandbox applies: none in [`Security::Insecure`].
+    pub fn applied_masked_paths(&self) -> &[String] {
+        match self.security {
+            Security::Sandbox => &self.masked_paths,
+            Security::Insecure => &[],
+        }
+    }
+
+    /// The read-only paths the sandbox applies: none in [`Security::Insecure`].
+    pub fn applied_readonly_paths(&self) -> &[String] {
+        match self.security {
+            Security::Sandbox => &self.readonly_paths,
+            Security::Insecure => &[],
+        }
+    }
+
     /// The value of `key` in the environment, if set.
     pub fn env_var(&self, key: &str) -> Option<&str> {
         self.env.iter().rev().find_map(|e| e.strip_prefix(key)?.strip_prefix('='))
@@ -326,6 +362,16 @@ mod tests {
             edit(&mut spec);
             assert!(matches!(spec.validate(), Err(ExecError::InvalidSpec { .. })), "case {i} accepted");
         }
+    }
+
+    #[test]
+    fn insecure_applies_no_masked_nor_read_only_path() {
+        let mut spec = ExecSpec::new(["true"]);
+        assert_eq!(spec.applied_masked_paths(), spec.masked_paths.as_slice());
+        assert_eq!(spec.applied_readonly_paths(), spec.readonly_paths.as_slice());
+        assert!(!spec.applied_masked_paths().is_empty() && !spec.applied_readonly_paths().is_empty());
+        spec.security = Security::Insecure;
+        assert!(spec.applied_masked_paths().is_empty() && spec.applied_readonly_paths().is_empty());
     }
 
     #[test]

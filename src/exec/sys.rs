@@ -163,6 +163,27 @@ pub fn drop_bounding_cap(cap: u32) -> io::Result<bool> {
     }
 }
 
+/// The calling thread's effective capability set (a bit mask of capability numbers).
+pub fn effective_caps() -> io::Result<u64> {
+    let sets = rustix::thread::capabilities(None).map_err(io::Error::from)?;
+    Ok(sets.effective.bits())
+}
+
+/// Whether the permitted set survives the switch of every uid away from 0 (`PR_SET_KEEPCAPS`;
+/// the effective set is cleared regardless, and the flag itself by the next execve).
+pub fn set_keep_caps(on: bool) -> io::Result<()> {
+    rustix::thread::set_keep_capabilities(on).map_err(io::Error::from)
+}
+
+/// Raises capability `cap` in the ambient set (it must be permitted and inheritable).
+pub fn raise_ambient_cap(cap: u32) -> io::Result<()> {
+    // SAFETY: PR_CAP_AMBIENT_RAISE takes a capability number; no memory is passed.
+    cvt(unsafe {
+        libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong, cap as libc::c_ulong, 0, 0)
+    })?;
+    Ok(())
+}
+
 pub fn clear_ambient_caps() -> io::Result<()> {
     // SAFETY: PR_CAP_AMBIENT_CLEAR_ALL takes no pointers.
     cvt(unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0) })?;
@@ -400,6 +421,26 @@ pub fn umount_detach(target: &Path) -> io::Result<()> {
 
 pub fn pivot_root(new_root: &Path, put_old: &Path) -> io::Result<()> {
     rustix::process::pivot_root(new_root, put_old).map_err(io::Error::from)
+}
+
+/// Makes the device node `path` (a character device, or a block device with `block`), with
+/// exactly `mode` (the umask does not apply).
+pub fn mknod(path: &Path, block: bool, major: u32, minor: u32, mode: u32) -> io::Result<()> {
+    let kind = if block { rustix::fs::FileType::BlockDevice } else { rustix::fs::FileType::CharacterDevice };
+    let dev = rustix::fs::makedev(major, minor);
+    rustix::fs::mknodat(rustix::fs::CWD, path, kind, Mode::from_raw_mode(mode), dev)?;
+    rustix::fs::chmod(path, Mode::from_raw_mode(mode))?;
+    Ok(())
+}
+
+/// The number of the first free loop device (`LOOP_CTL_GET_FREE` on `/dev/loop-control`; the
+/// kernel creates the device when every existing one is bound).
+pub fn free_loop_device() -> io::Result<u32> {
+    const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
+    let control = std::fs::OpenOptions::new().read(true).write(true).open("/dev/loop-control")?;
+    // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a device number.
+    let id = cvt(unsafe { libc::ioctl(control.as_raw_fd(), LOOP_CTL_GET_FREE as _, 0) })?;
+    Ok(id as u32)
 }
 
 /// The `/proc/self/fd/N` path of `fd`, through which mount(2) reaches exactly that inode.

@@ -130,6 +130,64 @@ fn host_network_needs_the_entitlement() {
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
 }
 
+/// `RUN --security=insecure` needs `--allow security.insecure` (BuildKit's entitlement): without
+/// it the build stops at the line before any step runs; with it that step runs privileged (the
+/// builder's own capabilities, `/proc/sys` writable, mounts work) and the next one does not.
+/// History is BuildKit's: the command without the flag.
+#[test]
+fn security_insecure_needs_the_entitlement_and_runs_privileged() {
+    let env = BuildEnv::new();
+    env.dockerfile(
+        "FROM bb\n\
+         RUN echo before > /before\n\
+         RUN --security=insecure mkdir /m && mount -t tmpfs none /m && echo inside > /m/f && cat /m/f > /mounted \
+           && grep CapEff /proc/self/status > /caps && (echo privileged > /proc/sys/kernel/hostname) && hostname > /host\n\
+         RUN grep CapEff /proc/self/status > /caps-after; (echo x > /proc/sys/kernel/hostname) 2>/dev/null || echo ro > /ro\n",
+    );
+    let out = env.build(&["--progress", "rawjson", "-t", "img:1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let refusal =
+        "Dockerfile:3:1: error: RUN --security=insecure is not allowed: pass --allow security.insecure to the build";
+    assert!(stderr.contains(refusal), "{stderr}");
+    assert!(steps(&events(&out)).is_empty(), "no step ran: {stderr}");
+
+    env.build_ok(&["-t", "img:1", "--allow", "security.insecure"]);
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let own = status.lines().find(|l| l.starts_with("CapEff:")).unwrap();
+    assert_eq!(
+        env.run_stdout("img:1", &["cat", "/mounted", "/caps", "/host", "/caps-after", "/ro"]),
+        format!("inside\n{own}\nprivileged\nCapEff:\t00000000a80425fb\nro\n")
+    );
+    let rootfs = env.umoci_unpack("img:1", env.tc.path());
+    assert!(rootfs.join("m").is_dir() && !rootfs.join("m/f").exists(), "the step's tmpfs is not in its layer");
+    let config = env.config("img:1");
+    let history: Vec<&str> =
+        config["history"].as_array().unwrap().iter().filter_map(|h| h["created_by"].as_str()).collect();
+    assert!(history.iter().any(|h| h.starts_with("RUN /bin/sh -c mkdir /m && mount")), "{history:?}");
+    assert!(!history.iter().any(|h| h.contains("--security")), "{history:?}");
+}
+
+/// The security mode is part of a step's cache key only when insecure: an explicit
+/// `--security=sandbox` hits the plain step's record, `--security=insecure` misses it, saying
+/// why.
+#[test]
+fn only_insecure_mode_changes_the_cache_key() {
+    let env = BuildEnv::new();
+    let build = |flag: &str| {
+        env.dockerfile(&format!("FROM bb\nRUN {flag}echo hi > /f\n"));
+        let out = env.build_ok(&["--progress", "rawjson", "--allow", "security.insecure"]);
+        let steps = steps(&events(&out));
+        assert_eq!(steps.len(), 1, "{steps:?}");
+        (steps[0].cache.clone().unwrap(), steps[0].reason.clone().unwrap_or_default())
+    };
+    assert_eq!(build("").0, "miss");
+    assert_eq!(build("--security=sandbox ").0, "hit");
+    assert_eq!(build("--security=insecure "), ("miss".to_string(), "security changed (none → insecure)".to_string()));
+    assert_eq!(build("--security=insecure ").0, "hit");
+    assert_eq!(build("").0, "hit", "the plain step's record is still there");
+}
+
 #[test]
 fn network_none_has_only_loopback() {
     let env = BuildEnv::new();
@@ -141,12 +199,12 @@ fn network_none_has_only_loopback() {
 #[test]
 fn unsupported_run_flags_fail_at_their_line() {
     let env = BuildEnv::new();
-    env.dockerfile("FROM bb\nRUN --mount=type=ssh true\n");
-    let out = env.build(&[]);
+    env.dockerfile("FROM bb\nRUN echo first\nRUN --device=/dev/fuse true\n");
+    let out = env.build(&["--progress", "rawjson"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("Dockerfile:2:1: error: RUN --mount=type=ssh is not supported yet"), "{stderr}");
-    let _ = steps(&[]);
+    assert!(stderr.contains("Dockerfile:3:1: error: RUN --device is not supported"), "{stderr}");
+    assert!(steps(&events(&out)).is_empty(), "refused before any step: {stderr}");
 }
 
 #[test]

@@ -364,6 +364,54 @@ pub mod contract {
         }
     }
 
+    /// `Security::Insecure` (BuildKit's `security.insecure`): the executor's own capabilities
+    /// in all five sets for any user, no no_new_privs, no masked or read-only path, a writable
+    /// `/sys`, BuildKit's device nodes, every device allowed; the namespaces stay. The same
+    /// script achieves nothing in the sandbox.
+    pub fn insecure(ex: &dyn Executor) {
+        use slipway::exec::Security;
+        let sb = Sandbox::new();
+        let run = |security, user: &str, script: &str| {
+            let mut spec = sh(script);
+            spec.security = security;
+            spec.user = user.into();
+            sb.run(ex, &spec)
+        };
+        let own = std::fs::read_to_string("/proc/self/status").unwrap();
+        let own_caps = own.lines().find_map(|l| l.strip_prefix("CapEff:\t")).unwrap();
+        assert!(u64::from_str_radix(own_caps, 16).unwrap() & 1 << 21 != 0, "the tests run without CAP_SYS_ADMIN");
+        for user in ["", "user"] {
+            let out = run(Security::Insecure, user, "id -u; grep -E '^(Cap|NoNewPrivs)' /proc/self/status").ok();
+            for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+                let line = format!("{set}:\t{own_caps}");
+                assert!(out.lines().any(|l| l == line), "user {user:?}: missing {line:?} in\n{out}");
+            }
+            assert!(out.lines().any(|l| l == "NoNewPrivs:\t0"), "{out}");
+        }
+        let privileged = "(echo insecure-box 2>/dev/null >/proc/sys/kernel/hostname) && echo proc-sys-writable; \
+             [ -e /proc/keys ] && [ ! -c /proc/keys ] && echo unmasked; \
+             mkdir -p /mnt/t && mount -t tmpfs none /mnt/t 2>/dev/null && echo mounted; \
+             grep -q ' /sys sysfs rw' /proc/mounts && echo sys-writable; \
+             test -c /dev/fuse && test -c /dev/net/tun && test -b /dev/loop0 && (: </dev/net/tun) && echo devices; \
+             rm -f /tmp/lc; mknod /tmp/lc c 10 237 && (: 2>/dev/null </tmp/lc) && echo node-opens; rm -f /tmp/lc; \
+             echo \"$(hostname) $PPID\"";
+        let ran = run(Security::Insecure, "", privileged);
+        assert_eq!(
+            ran.ok(),
+            "proc-sys-writable\nunmasked\nmounted\nsys-writable\ndevices\nnode-opens\ninsecure-box 1\n",
+            "{}",
+            ran.err()
+        );
+        assert_ne!(
+            std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim(),
+            "insecure-box",
+            "host renamed"
+        );
+        assert_eq!(run(Security::Sandbox, "", privileged).ok(), "slipway 1\n", "the sandbox allowed it");
+        assert!(!sb.rootfs.join("tmp/lc").exists());
+        assert_no_leaks(&sb, None);
+    }
+
     pub fn fds(ex: &dyn Executor) {
         let sb = Sandbox::new();
         // `ls` itself holds one descriptor: the directory it lists.
@@ -525,6 +573,10 @@ macro_rules! executor_contract {
             #[test]
             fn capabilities() {
                 contract::capabilities(&$make());
+            }
+            #[test]
+            fn insecure() {
+                contract::insecure(&$make());
             }
             #[test]
             fn fds() {

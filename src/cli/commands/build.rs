@@ -62,6 +62,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs, progress: &Reporter) -> Resu
         no_cache_filter: args.no_cache_filter.clone(),
         labels: args.labels.iter().cloned().collect(),
         allow_network_host: args.allow.iter().any(|a| a == "network.host"),
+        allow_security_insecure: args.allow.iter().any(|a| a == "security.insecure"),
         source_date_epoch: args.source_date_epoch,
         tags: args.tags.iter().map(|t| parse_name(t)).collect::<Result<_, _>>()?,
         dockerfile_name: name.clone(),

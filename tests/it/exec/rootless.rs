@@ -130,6 +130,15 @@ fn rootless_child() {
     assert!(matches!(err, ExecError::LimitUnavailable { limit: "pids", .. }), "{err:?}");
     let ran = sb.sh(&ex, "echo 1 > /proc/sys/kernel/panic || echo denied; mount -t tmpfs t /tmp || echo denied");
     assert_eq!(ran.ok(), "denied\ndenied\n");
+    // Insecure mode: every capability of the sandbox's user namespace (all the kernel has), a
+    // tmpfs mounts; no device nodes (the kernel refuses them there, BuildKit skips them).
+    let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap").unwrap().trim().parse().unwrap();
+    let mut spec = sh("grep -E '^Cap(Eff|Amb)' /proc/self/status; mount -t tmpfs t /tmp && echo mounted; ls /dev/fuse");
+    spec.security = slipway::exec::Security::Insecure;
+    let ran = sb.run(&ex, &spec);
+    let all = format!("{:016x}", (1u64 << (last + 1)) - 1);
+    assert_eq!(ran.out(), format!("CapEff:\t{all}\nCapAmb:\t{all}\nmounted\n"), "{}", ran.err());
+    assert!(ran.err().contains("/dev/fuse"), "{}", ran.err());
     let cancel = CancelToken::new();
     let ran = std::thread::scope(|s| {
         let run = s.spawn(|| sb.run_cancel(&ex, &sh("sleep 876700"), &cancel));
