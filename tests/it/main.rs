@@ -8,6 +8,7 @@ mod build_meta;
 mod build_mounts;
 mod build_registry;
 mod build_run;
+mod build_ssh;
 mod build_stages;
 mod cache;
 mod cache_mounts;

@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 use super::rootfs::busybox_rootfs_all_applets;
+use super::sshd::ssh_client_rootfs;
 use super::{TestContext, describe};
 
 /// A store with the busybox image `bb` and an empty context directory `ctx/`.
@@ -25,11 +26,23 @@ impl BuildEnv {
         BuildEnv::with_import_args(&["--source-date-epoch", epoch])
     }
 
+    /// Like [`BuildEnv::new`], `bb` also holding the host's `ssh` client and the libraries it
+    /// loads ([`ssh_client_rootfs`]), for steps that log in to a [`super::sshd::TestSshd`].
+    pub fn with_ssh_client() -> BuildEnv {
+        BuildEnv::with_rootfs(ssh_client_rootfs, &[])
+    }
+
     fn with_import_args(extra: &[&str]) -> BuildEnv {
+        BuildEnv::with_rootfs(|_| {}, extra)
+    }
+
+    /// `bb` imported from a busybox rootfs (all applets) that `extend` adds to.
+    fn with_rootfs(extend: impl FnOnce(&Path), extra: &[&str]) -> BuildEnv {
         let tc = TestContext::new();
         let rootfs = tc.path().join("rootfs");
         std::fs::create_dir(&rootfs).unwrap();
         busybox_rootfs_all_applets(&rootfs);
+        extend(&rootfs);
         let mut args = vec!["import", rootfs.to_str().unwrap(), "bb"];
         args.extend_from_slice(extra);
         tc.ok(&args);

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 /// Path of the slipway binary under test.
 pub fn slipway_bin() -> PathBuf {
@@ -102,6 +103,18 @@ pub fn describe(out: &Output) -> String {
     )
 }
 
+/// `base` times `SLIPWAY_TEST_TIMEOUT_SCALE` (a positive number, 1 when unset): how long to wait
+/// for a helper process to get ready, stretched on a slow or crowded machine.
+pub fn scaled(base: Duration) -> Duration {
+    match std::env::var("SLIPWAY_TEST_TIMEOUT_SCALE") {
+        Err(_) => base,
+        Ok(text) => match text.parse::<f64>() {
+            Ok(factor) if factor.is_finite() && factor > 0.0 => base.mul_f64(factor),
+            _ => panic!("SLIPWAY_TEST_TIMEOUT_SCALE={text:?}: expected a positive number"),
+        },
+    }
+}
+
 pub mod build;
 pub mod proxy;
 pub mod rawtar;
@@ -109,4 +122,5 @@ pub mod registry;
 pub mod rootfs;
 pub mod sandbox;
 pub mod snapshot;
+pub mod sshd;
 pub mod tree;
