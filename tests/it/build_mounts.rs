@@ -101,7 +101,7 @@ fn tmpfs_is_empty_sized_and_never_in_the_layer() {
 
 /// Every byte the store holds (blobs decompressed), its databases and logs, and what the build
 /// printed: none holds `needle`.
-fn assert_nowhere(env: &BuildEnv, outputs: &[&std::process::Output], needle: &[u8]) {
+pub(crate) fn assert_nowhere(env: &BuildEnv, outputs: &[&std::process::Output], needle: &[u8]) {
     let has = |bytes: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
     for out in outputs {
         assert!(!has(&out.stdout) && !has(&out.stderr), "the build printed the secret: {}", describe(out));
