@@ -31,6 +31,9 @@ pub(crate) struct LayerStep {
 
 /// A layer step with its key computed once, and its cache slot.
 struct Keyed {
+    /// The inputs as remembered for explaining misses: those of the key, but the value of an ARG
+    /// whose name looks like a secret (`slipway check`'s SecretsUsedInArgOrEnv words) replaced by
+    /// its digest, so `cache.db` never holds it (catalogue I1).
     inputs: KeyInputs,
     files: Option<Vec<(String, Digest)>>,
     key: CacheKey,
@@ -58,7 +61,7 @@ pub(crate) fn layer_step(
     let task = ctx.builder.reporter.start(|| step.title.clone());
     let key = step.inputs.key();
     let slot = slot(ctx, state, sc.index);
-    let keyed = Keyed { inputs: step.inputs, files: step.files, key, slot };
+    let keyed = Keyed { inputs: remembered(step.inputs), files: step.files, key, slot };
     match look_up_or_run(ctx, state, &keyed, &task, work) {
         Ok(record) => {
             apply(ctx, state, &record);
@@ -91,6 +94,18 @@ fn look_up_or_run(
     record(ctx, keyed, &made)?;
     state.stats.run += 1;
     Ok(made)
+}
+
+/// `inputs` with the values of secret-looking ARGs replaced by their digests.
+fn remembered(mut inputs: KeyInputs) -> KeyInputs {
+    for c in &mut inputs.components {
+        if let Some(name) = c.name.strip_prefix("arg:")
+            && crate::graph::lint::looks_secret(name)
+        {
+            c.value = Digest::of(c.value.as_bytes()).to_string();
+        }
+    }
+    inputs
 }
 
 /// Adds the parent component: the base's content for the stage's first layer step, the layers

@@ -378,3 +378,33 @@ fn cache_sharing_across_concurrent_builds_on_one_store() {
     assert!(overlap(&private), "private steps did not overlap: {private:?}");
     assert!(seen.iter().all(|s| s.lines().count() == 1), "each private holder sees only its own file: {seen:?}");
 }
+
+/// Catalogue I1 (the parts slipway has: build-args and secret mounts; URL credentials come with
+/// remote sources): a secret-looking build-arg a RUN uses and a secret a RUN reads are in no
+/// blob (layers, config, history decompressed), no cache database, no log and no output. A
+/// changed value still explains the miss, by digest.
+#[test]
+fn i1_build_arg_and_secret_values_are_nowhere_in_the_store() {
+    let env = BuildEnv::new();
+    let file = env.tc.path().join("tok");
+    std::fs::write(&file, SECRET).unwrap();
+    env.dockerfile(
+        "FROM bb\n\
+         ARG TOKEN\n\
+         RUN --mount=type=secret,id=tok test -n \"$TOKEN\" && cat /run/secrets/tok > /dev/null && echo done > /done\n",
+    );
+    let secret = format!("id=tok,src={}", file.display());
+    let arg_value = "argument-value-of-the-token-1234";
+    let first = env.build(&["--progress", "rawjson", "-t", "img:1", "--secret", &secret, "--build-arg", &format!("TOKEN={arg_value}")]);
+    assert!(first.status.success(), "{}", describe(&first));
+    let other = "another-argument-value-5678";
+    let second = env.build(&["--progress", "rawjson", "-t", "img:1", "--secret", &secret, "--build-arg", &format!("TOKEN={other}")]);
+    assert!(second.status.success(), "{}", describe(&second));
+    let run = steps(&events(&second)).into_iter().last().unwrap();
+    let reason = run.reason.unwrap_or_default();
+    assert!(reason.starts_with("ARG TOKEN changed (sha256:"), "{reason}");
+    for needle in [SECRET, arg_value, other] {
+        assert_nowhere(&env, &[&first, &second], needle.as_bytes());
+    }
+    assert_clean(&env);
+}

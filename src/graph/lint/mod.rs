@@ -14,6 +14,8 @@
 
 mod expose;
 mod stages;
+
+pub use stages::looks_secret;
 mod syntax;
 mod vars;
 

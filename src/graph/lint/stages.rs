@@ -127,7 +127,7 @@ const SECRET_WORDS: [&str; 10] =
 
 /// Whether `name` looks like it holds a secret: one of its `_`-separated words is a secret
 /// word and none is `public`.
-pub(super) fn looks_secret(name: &str) -> bool {
+pub fn looks_secret(name: &str) -> bool {
     let lower = name.to_lowercase();
     let words: Vec<&str> = lower.split('_').collect();
     words.iter().any(|w| SECRET_WORDS.contains(w)) && !words.contains(&"public")
