@@ -10,7 +10,7 @@ const SECRET: &str = "s3cr3t-0f-the-test";
 
 #[test]
 fn bind_from_the_context_is_read_only_ignores_what_dockerignore_hides_and_leaves_no_trace() {
-    let env = BuildEnv::new();
+    let env = BuildEnv::served();
     env.write("src/a.txt", "alpha\n");
     env.write("src/hidden.txt", "hidden\n");
     env.write(".dockerignore", "src/hidden.txt\n");
@@ -42,7 +42,7 @@ fn bind_from_the_context_is_read_only_ignores_what_dockerignore_hides_and_leaves
 
 #[test]
 fn a_rw_bind_discards_its_writes() {
-    let env = BuildEnv::new();
+    let env = BuildEnv::served();
     env.write("data/f", "context\n");
     env.dockerfile(
         "FROM bb\nRUN --mount=type=bind,source=data,target=/data,rw echo more >> /data/f && cat /data/f > /seen\n",
@@ -57,7 +57,7 @@ fn a_rw_bind_discards_its_writes() {
 
 #[test]
 fn bind_from_a_stage_and_from_an_image_copies_nothing_into_the_layer() {
-    let env = BuildEnv::new();
+    let env = BuildEnv::served();
     env.dockerfile(
         "FROM bb AS build\n\
          RUN mkdir /out && echo built > /out/app\n\
@@ -86,7 +86,7 @@ fn bind_from_a_stage_and_from_an_image_copies_nothing_into_the_layer() {
 
 #[test]
 fn tmpfs_is_empty_sized_and_never_in_the_layer() {
-    let env = BuildEnv::new();
+    let env = BuildEnv::served();
     env.dockerfile(
         "FROM bb\n\
          RUN --mount=type=tmpfs,target=/scratch,size=2m \
@@ -123,7 +123,7 @@ pub(crate) fn assert_nowhere(env: &BuildEnv, outputs: &[&std::process::Output], 
 
 #[test]
 fn secrets_as_files_and_variables_reach_the_step_and_nothing_else() {
-    let env = BuildEnv::new();
+    let env = BuildEnv::served();
     let file = env.tc.path().join("token");
     std::fs::write(&file, SECRET).unwrap();
     // The Dockerfile compares digests: the secret itself appears nowhere but in the secret file.
@@ -178,7 +178,7 @@ fn secrets_as_files_and_variables_reach_the_step_and_nothing_else() {
 
 #[test]
 fn a_required_secret_that_is_missing_stops_the_build_before_any_step() {
-    let env = BuildEnv::new();
+    let env = BuildEnv::served();
     env.dockerfile(
         "FROM bb\nRUN echo first > /first\nRUN --mount=type=secret,id=npmrc,required=true cat /run/secrets/npmrc\n",
     );
@@ -192,7 +192,7 @@ fn a_required_secret_that_is_missing_stops_the_build_before_any_step() {
 
 #[test]
 fn mount_values_expand_and_bad_targets_fail_at_their_line() {
-    let env = BuildEnv::new();
+    let env = BuildEnv::served();
     env.write("dir/f", "from the context\n");
     env.dockerfile("FROM bb\nARG SRC=dir\nRUN --mount=source=$SRC,target=/m cat /m/f > /seen\n");
     env.build_ok(&["-t", "img:1"]);
@@ -208,7 +208,7 @@ fn mount_values_expand_and_bad_targets_fail_at_their_line() {
 #[test]
 fn every_mount_type_works_under_an_oci_runtime() {
     for runtime in ["runc", "crun"] {
-        let env = BuildEnv::new();
+        let env = BuildEnv::served();
         env.write("src/a", "ctx\n");
         let file = env.tc.path().join("token");
         std::fs::write(&file, SECRET).unwrap();
@@ -233,7 +233,7 @@ fn every_mount_type_works_under_an_oci_runtime() {
 
 #[test]
 fn a_cache_mount_keeps_its_contents_across_builds_and_no_cache_and_prune_all_empties_it() {
-    let env = BuildEnv::new();
+    let env = BuildEnv::served();
     let df = |n: u32| {
         format!(
             "FROM bb\nRUN --mount=type=cache,target=/root/.cache echo {n} >> /root/.cache/runs && cat /root/.cache/runs > /seen\n"
@@ -258,7 +258,7 @@ fn a_cache_mount_keeps_its_contents_across_builds_and_no_cache_and_prune_all_emp
 
 #[test]
 fn cache_mount_options_seed_owner_mode_subdirectory_and_read_only() {
-    let env = BuildEnv::new();
+    let env = BuildEnv::served();
     env.dockerfile(
         "FROM bb AS seed\n\
          RUN mkdir -p /s && echo seeded > /s/f\n\
@@ -283,7 +283,7 @@ fn cache_mount_options_seed_owner_mode_subdirectory_and_read_only() {
 /// read. Stages run in parallel; `SLIPWAY_TEST_D5_RUNS` repeats it (default 3).
 #[test]
 fn d5_a_cache_mount_source_never_leads_out_of_the_cache() {
-    let env = BuildEnv::new();
+    let env = BuildEnv::served();
     let host = env.tc.path().join("host");
     std::fs::create_dir(&host).unwrap();
     std::fs::write(host.join("canary"), "host secret\n").unwrap();
@@ -317,7 +317,7 @@ fn cache_sharing_across_concurrent_builds_on_one_store() {
     let hold_ms: u64 = std::env::var("SLIPWAY_TEST_HOLD_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(1500);
     let secs = format!("{}.{:03}", hold_ms / 1000, hold_ms % 1000);
     let run_pair = |sharing: &str| {
-        let env = BuildEnv::new();
+        let env = BuildEnv::served();
         let mut builds = Vec::new();
         for name in ["a", "b"] {
             let ctx = env.tc.path().join(format!("ctx-{name}"));
@@ -385,7 +385,7 @@ fn cache_sharing_across_concurrent_builds_on_one_store() {
 /// changed value still explains the miss, by digest.
 #[test]
 fn i1_build_arg_and_secret_values_are_nowhere_in_the_store() {
-    let env = BuildEnv::new();
+    let env = BuildEnv::served();
     let file = env.tc.path().join("tok");
     std::fs::write(&file, SECRET).unwrap();
     env.dockerfile(
@@ -395,10 +395,28 @@ fn i1_build_arg_and_secret_values_are_nowhere_in_the_store() {
     );
     let secret = format!("id=tok,src={}", file.display());
     let arg_value = "argument-value-of-the-token-1234";
-    let first = env.build(&["--progress", "rawjson", "-t", "img:1", "--secret", &secret, "--build-arg", &format!("TOKEN={arg_value}")]);
+    let first = env.build(&[
+        "--progress",
+        "rawjson",
+        "-t",
+        "img:1",
+        "--secret",
+        &secret,
+        "--build-arg",
+        &format!("TOKEN={arg_value}"),
+    ]);
     assert!(first.status.success(), "{}", describe(&first));
     let other = "another-argument-value-5678";
-    let second = env.build(&["--progress", "rawjson", "-t", "img:1", "--secret", &secret, "--build-arg", &format!("TOKEN={other}")]);
+    let second = env.build(&[
+        "--progress",
+        "rawjson",
+        "-t",
+        "img:1",
+        "--secret",
+        &secret,
+        "--build-arg",
+        &format!("TOKEN={other}"),
+    ]);
     assert!(second.status.success(), "{}", describe(&second));
     let run = steps(&events(&second)).into_iter().last().unwrap();
     let reason = run.reason.unwrap_or_default();

@@ -136,7 +136,7 @@ fn host_network_needs_the_entitlement() {
 /// History is BuildKit's: the command without the flag.
 #[test]
 fn security_insecure_needs_the_entitlement_and_runs_privileged() {
-    let env = BuildEnv::new();
+    let env = BuildEnv::served();
     env.dockerfile(
         "FROM bb\n\
          RUN echo before > /before\n\
@@ -173,7 +173,7 @@ fn security_insecure_needs_the_entitlement_and_runs_privileged() {
 /// why.
 #[test]
 fn only_insecure_mode_changes_the_cache_key() {
-    let env = BuildEnv::new();
+    let env = BuildEnv::served();
     let build = |flag: &str| {
         env.dockerfile(&format!("FROM bb\nRUN {flag}echo hi > /f\n"));
         let out = env.build_ok(&["--progress", "rawjson", "--allow", "security.insecure"]);

@@ -16,7 +16,7 @@ use crate::support::sshd::{DESTINATION, SSH_BIN, SshAgent, TestSshd};
 fn a_run_step_fetches_through_an_agent_serving_a_key_file() {
     let sshd = TestSshd::start();
     let served = sshd.serve_file("greeting.txt", b"hello over ssh\n");
-    let env = BuildEnv::with_ssh_client();
+    let env = BuildEnv::served_with_ssh_client();
     env.dockerfile(&format!(
         "FROM bb\n\
          RUN --mount=type=ssh ssh {} {DESTINATION} cat {} > /fetched && echo \"$SSH_AUTH_SOCK\" > /sock\n",
@@ -56,7 +56,7 @@ fn ssh_mounts_forward_the_callers_agent_with_their_owner_mode_and_target() {
     let served = sshd.serve_file("agent.txt", b"through the caller's agent\n");
     let agent = SshAgent::start();
     agent.add(sshd.client_key());
-    let env = BuildEnv::with_ssh_client();
+    let env = BuildEnv::served_with_ssh_client();
     let opts = sshd.client_options().join(" ");
     env.dockerfile(&format!(
         "FROM bb\n\

@@ -32,6 +32,32 @@ impl BuildEnv {
         BuildEnv::with_rootfs(ssh_client_rootfs, &[])
     }
 
+    /// A store whose `bb` was pulled from a local registry (a process-wide one, started once):
+    /// the base the way users get theirs. The registry lives as long as the test process.
+    pub fn served() -> BuildEnv {
+        BuildEnv::served_from(BuildEnv::new())
+    }
+
+    /// [`BuildEnv::with_ssh_client`], its `bb` pulled from the local registry like [`BuildEnv::served`].
+    pub fn served_with_ssh_client() -> BuildEnv {
+        BuildEnv::served_from(BuildEnv::with_ssh_client())
+    }
+
+    /// Pushes `local`'s `bb` to the process' registry, then gives a fresh store that pulled it.
+    fn served_from(local: BuildEnv) -> BuildEnv {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static REGISTRY: std::sync::OnceLock<super::registry::Registry> = std::sync::OnceLock::new();
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let registry = REGISTRY.get_or_init(super::registry::Registry::start);
+        let reference = format!("{}/served/bb:{}", registry.host(), NEXT.fetch_add(1, Ordering::SeqCst));
+        local.tc.ok(&["push", "bb", &reference]);
+        let tc = TestContext::new();
+        tc.ok(&["pull", &reference]);
+        tc.ok(&["tag", &reference, "bb"]);
+        std::fs::create_dir(tc.path().join("ctx")).unwrap();
+        BuildEnv { tc }
+    }
+
     fn with_import_args(extra: &[&str]) -> BuildEnv {
         BuildEnv::with_rootfs(|_| {}, extra)
     }
