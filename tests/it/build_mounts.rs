@@ -426,3 +426,100 @@ fn i1_build_arg_and_secret_values_are_nowhere_in_the_store() {
     }
     assert_clean(&env);
 }
+
+/// A store with a served `bb` whose context is `fixtures/mounts/NAME` (Dockerfiles written the
+/// way real projects use mounts).
+fn fixture(name: &str, env: BuildEnv) -> BuildEnv {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/mounts").join(name);
+    let out =
+        std::process::Command::new("cp").arg("-a").arg(format!("{}/.", dir.display())).arg(env.ctx()).output().unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    env
+}
+
+/// The lines a build's RUN steps printed (rawjson).
+fn logged(out: &std::process::Output) -> Vec<String> {
+    events(out)
+        .iter()
+        .filter(|e| e["type"] == "task_log")
+        .filter_map(|e| e["line"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn realistic_package_manager_cache() {
+    let env = fixture("package-cache", BuildEnv::served());
+    let first = env.build_ok(&["--progress", "rawjson", "-t", "app:1"]);
+    assert!(logged(&first).contains(&"pm: downloading hello".to_string()), "{:?}", logged(&first));
+    let second = env.build_ok(&["--progress", "rawjson", "--no-cache", "-t", "app:1"]);
+    assert!(logged(&second).contains(&"pm: hello from the cache".to_string()), "{:?}", logged(&second));
+    assert_eq!(env.run_stdout("app:1", &[]), "hello from a cached package\n");
+    let rootfs = env.umoci_unpack("app:1", env.tc.path());
+    assert!(!rootfs.join("var/cache/pm").exists() && !rootfs.join("mirror").exists());
+    assert_clean(&env);
+}
+
+#[test]
+fn realistic_bind_sources_and_take_the_binary_from_the_build_stage() {
+    let env = fixture("bind-from-build", BuildEnv::served());
+    env.build_ok(&["-t", "app:1"]);
+    assert_eq!(env.run_stdout("app:1", &[]), "built with a bound context\n");
+    let rootfs = env.umoci_unpack("app:1", env.tc.path());
+    assert!(!rootfs.join("src").exists() && !rootfs.join("tmp/out").exists() && !rootfs.join("root/.cache").exists());
+    assert_eq!(env.config("app:1")["rootfs"]["diff_ids"].as_array().unwrap().len(), 2, "base + the binary");
+    assert_clean(&env);
+}
+
+#[test]
+fn realistic_secret_file_and_secret_env() {
+    let env = fixture("secret-file", BuildEnv::served());
+    let npmrc = env.tc.path().join("npmrc");
+    std::fs::write(&npmrc, format!("//registry.example/:_authToken={SECRET}\n")).unwrap();
+    let out = env.build_ok(&[
+        "--progress",
+        "rawjson",
+        "-t",
+        "app:1",
+        "--secret",
+        &format!("id=npmrc,src={}", npmrc.display()),
+    ]);
+    assert_eq!(env.run_stdout("app:1", &[]), "configured\n");
+    assert_nowhere(&env, &[&out], SECRET.as_bytes());
+
+    let env = fixture("secret-env", BuildEnv::served());
+    let mut cmd = env.build_cmd(&["--progress", "rawjson", "-t", "app:1", "--secret", "id=GITHUB_TOKEN"]);
+    let out = cmd.env("GITHUB_TOKEN", SECRET).output().unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(env.run_stdout("app:1", &[]), "authenticated\n");
+    assert_nowhere(&env, &[&out], SECRET.as_bytes());
+    assert_clean(&env);
+}
+
+#[test]
+fn realistic_ssh_agent_fetch_from_a_test_host() {
+    use crate::support::sshd::{SshAgent, TestSshd};
+    let sshd = TestSshd::start();
+    let served = sshd.serve_file("vendored.txt", b"private dependency\n");
+    let agent = SshAgent::start();
+    agent.add(sshd.client_key());
+    let env = fixture("ssh-fetch", BuildEnv::served_with_ssh_client());
+    let opts = format!("SSH_OPTS={}", sshd.client_options().join(" "));
+    let source = format!("SOURCE={}", served.display());
+    let args = ["-t", "app:1", "--network", "host", "--allow", "network.host", "--ssh", "default"];
+    let mut cmd = env.build_cmd(&args);
+    cmd.args(["--build-arg", &opts, "--build-arg", &source]).env("SSH_AUTH_SOCK", agent.socket());
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}\nsshd:\n{}", describe(&out), sshd.log());
+    assert_eq!(env.run_stdout("app:1", &[]), "private dependency\n");
+    assert_clean(&env);
+}
+
+#[test]
+fn realistic_tmpfs_scratch_directory() {
+    let env = fixture("tmpfs-scratch", BuildEnv::served());
+    env.build_ok(&["-t", "app:1"]);
+    assert_eq!(env.run_stdout("app:1", &[]), "1000\n");
+    let rootfs = env.umoci_unpack("app:1", env.tc.path());
+    assert!(!rootfs.join("tmp/work").exists());
+    assert_clean(&env);
+}
