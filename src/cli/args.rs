@@ -98,7 +98,13 @@ pub enum Command {
 }
 
 /// Exit codes of `build`, shown by `slipway build --help`.
-const BUILD_HELP: &str = "Exit status: 0 built; 1 the Dockerfile or a step failed, or the build was refused before it \
+const BUILD_HELP: &str = "RUN --mount types (BuildKit's syntax): bind (default; source/target/from/rw: files of the \
+context, a stage or an image, read-only unless rw, writes discarded; their content is in the cache key), cache \
+(id/target/sharing=shared|private|locked/from/source/mode/uid/gid/ro: a directory of the store kept across builds, \
+never in the key; `slipway info` lists them, `slipway prune --cache-mounts` clears them), tmpfs (target/size: \
+nothing reaches the layer), secret (id/target/env/required/mode/uid/gid: from --secret, never stored), ssh \
+(id/target/required/mode/uid/gid: an agent from --ssh, SSH_AUTH_SOCK set). RUN --security=insecure needs \
+--allow security.insecure.\n\nExit status: 0 built; 1 the Dockerfile or a step failed, or the build was refused before it \
 started (a feature slipway does not have, an unprivileged user); nothing is tagged; 2 usage or internal error; \
 130/143 interrupted by SIGINT/SIGTERM.";
 

@@ -216,16 +216,22 @@ fn every_mount_type_works_under_an_oci_runtime() {
             "FROM bb\n\
              RUN --mount=source=src,target=/src --mount=type=tmpfs,target=/t \
                  --mount=type=secret,id=tok,target=/s,uid=1000 --mount=type=secret,id=tok,env=TOK \
-                 cat /src/a > /out && echo x > /t/x && stat -c %u /s >> /out && test -n \"$TOK\" && echo env >> /out\n",
+                 --mount=type=cache,target=/c --mount=type=ssh,uid=1000 \
+                 cat /src/a > /out && echo x > /t/x && stat -c %u /s >> /out && test -n \"$TOK\" && echo env >> /out && \
+                 echo cached >> /c/runs && cat /c/runs >> /out && stat -c '%F %u' \"$SSH_AUTH_SOCK\" >> /out\n",
         );
+        let agent = crate::support::sshd::SshAgent::start();
         let secret = format!("id=tok,src={}", file.display());
-        let mut cmd =
-            env.build_cmd(&["--progress", "rawjson", "-t", "img:1", "--network", "none", "--secret", &secret]);
-        let out = cmd.env("SLIPWAY_RUNTIME", runtime).output().unwrap();
+        let args =
+            ["--progress", "rawjson", "-t", "img:1", "--network", "none", "--secret", &secret, "--ssh", "default"];
+        let mut cmd = env.build_cmd(&args);
+        let out = cmd.env("SLIPWAY_RUNTIME", runtime).env("SSH_AUTH_SOCK", agent.socket()).output().unwrap();
         assert!(out.status.success(), "{runtime}: {}", describe(&out));
-        assert_eq!(env.run_stdout("img:1", &["cat", "/out"]), "ctx\n1000\nenv\n", "{runtime}");
+        assert_eq!(env.run_stdout("img:1", &["cat", "/out"]), "ctx\n1000\nenv\ncached\nsocket 1000\n", "{runtime}");
         let rootfs = env.umoci_unpack("img:1", env.tc.path());
-        assert!(!rootfs.join("src").exists() && !rootfs.join("t").exists() && !rootfs.join("s").exists());
+        for gone in ["src", "t", "s", "c", "run/buildkit"] {
+            assert!(!rootfs.join(gone).exists(), "{runtime}: {gone} is in the image");
+        }
         assert_nowhere(&env, &[&out], SECRET.as_bytes());
         assert_clean(&env);
     }

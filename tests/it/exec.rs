@@ -603,7 +603,7 @@ executor_contract!(runc_executor, super::runc);
 executor_contract!(crun_executor, super::crun);
 
 /// Catalogue D (reliability.md §4.D): sandbox escape attempts, each followed by the canary
-/// and mount-table checks. D5 (cache mounts) waits for `RUN --mount`.
+/// and mount-table checks. D5 (cache mounts) is a build test (`build_mounts`).
 mod escape;
 
 /// The rootless subset: the same executor run by uid 65534 (a user namespace mapping the caller
