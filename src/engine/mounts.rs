@@ -392,7 +392,7 @@ fn cache_source<'a>(
 /// made when missing and resolved inside the cache.
 fn subdir(root: &Path, c: &CacheSpec<'_>) -> Result<PathBuf, BuildError> {
     if c.from.is_some() || c.source.is_empty() {
-        return Ok(root.to_path_buf());
+        return canonical(root);
     }
     context::make_dir(root, &format!("/{}", c.source), Some((c.uid, c.gid)))?;
     resolve_in(root, &c.source)
@@ -457,12 +457,20 @@ fn bind_source<'a>(
     }
 }
 
-/// Where `source` is below `root`, symlinks resolved inside it; it must exist.
+/// Where `source` is below `root`, symlinks resolved inside it; it must exist. The result has
+/// no link on its way (the root is made canonical): the executor refuses to follow one, so a
+/// component a concurrent step turns into a link fails the run instead of leading out (D5).
 fn resolve_in(root: &Path, source: &str) -> Result<PathBuf, BuildError> {
-    let src = SourceRoot::dir(root);
+    let root = canonical(root)?;
+    let src = SourceRoot::dir(&root);
     let selection = context::select(&src, &[source_pattern(source)], &[])?;
     let item = selection.items.first().map(|i| i.path.clone()).unwrap_or_default();
-    Ok(if item.is_empty() { root.to_path_buf() } else { root.join(item) })
+    Ok(if item.is_empty() { root.clone() } else { root.join(item) })
+}
+
+/// A directory this build made (a scratch copy, a view, a cache), without links on its way.
+fn canonical(dir: &Path) -> Result<PathBuf, BuildError> {
+    std::fs::canonicalize(dir).map_err(|e| BuildError::io("resolve", dir, e))
 }
 
 /// Copies what `source` selects into a fresh scratch directory; returns the copy (the directory
@@ -483,9 +491,10 @@ fn copy_selection(
     let item = selection.items.first().cloned();
     let opts = CopyOptions { from_context, dest_is_dir: true, ..CopyOptions::default() };
     context::copy(src, &selection, scratch.path(), "/", &opts)?;
+    let dir = canonical(scratch.path())?;
     let path = match item {
-        Some(item) if !item.is_dir => scratch.path().join(&item.name),
-        _ => scratch.path().to_path_buf(),
+        Some(item) if !item.is_dir => dir.join(&item.name),
+        _ => dir,
     };
     prepared.keep.push(Box::new(scratch));
     Ok(path)

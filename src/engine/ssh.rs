@@ -175,7 +175,9 @@ impl Forwarder {
             .prefix("slipway-ssh-")
             .tempdir()
             .map_err(|source| SshError::Forward { path: agent.to_path_buf(), source })?;
-        let path = dir.path().join("agent.sock");
+        let fail = |source| SshError::Forward { path: dir.path().to_path_buf(), source };
+        // Without links on its way: the executor binds it without following any.
+        let path = std::fs::canonicalize(dir.path()).map_err(fail)?.join("agent.sock");
         let fail = |source| SshError::Forward { path: path.clone(), source };
         // The directory only needs to be crossed (the sandbox sees the socket through a bind).
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).map_err(fail)?;

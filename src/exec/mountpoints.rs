@@ -236,7 +236,7 @@ fn nested(mounts: &[Mount]) -> Result<Vec<MountPoints>, ExecError> {
         let mut points = MountPoints { rootfs: source.clone(), created: Vec::new(), nested: Vec::new() };
         let what = format!("mount point {} in {}", mount.target, source.display());
         let prepare = |source| ExecError::Prepare { what: what.clone(), source };
-        let root = open_root(source).map_err(prepare)?;
+        let root = sys::open_host_no_symlinks(source).map_err(prepare)?;
         points.ensure_path(&root, &rel, mount.target_is_dir()).map_err(prepare)?;
         made.push(points);
     }

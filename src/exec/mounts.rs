@@ -224,7 +224,12 @@ fn bind_file(root: &OwnedFd, path: &str, source: &Path) -> Result<(), Failure> {
 /// (directories, then a directory or an empty file like the source) beneath the rootfs.
 fn bind_host_path(root: &OwnedFd, source: &Path, path: &str, readonly: bool) -> Result<(), Failure> {
     let step = |e: io::Error| Failure::setup(format!("binding {} at {path}", source.display()), &e);
-    let source_is_dir = std::fs::metadata(source).map_err(step)?.is_dir();
+    // The source is pinned: opened without following any link, mounted through its descriptor.
+    let pinned = sys::open_host_no_symlinks(source).map_err(step)?;
+    let stat = rustix::fs::fstat(&pinned).map_err(|e| step(e.into()))?;
+    let source_is_dir = rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::Directory;
+    let source = sys::fd_path(&pinned);
+    let source = source.as_path();
     let target = match open_target(root, path, false)? {
         Some(fd) => fd,
         None => {

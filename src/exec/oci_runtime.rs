@@ -28,6 +28,7 @@ use super::devices::{self, DeviceNode};
 use super::mountpoints::MountPoints;
 use super::secrets::{SecretDir, bind_secrets};
 use super::slirp::{self, Slirp};
+use super::spec::MountSource;
 use super::supervise::supervise;
 use super::user::{self, ExecUser};
 use super::{CancelToken, ExecError, ExecSpec, Executor, ExitStatus, Network, Output, Security, sys};
@@ -144,6 +145,9 @@ impl Executor for OciRuntimeExecutor {
         let (hosts, resolv) = super::embedded::write_etc_files(run_dir.path(), spec)?;
         let spec = &run_dir.bind_secrets(spec)?;
         let mut mount_points = MountPoints::create(&rootfs, &spec.mounts)?;
+        // Host sources pinned here, before the runtime (which follows links) sees their paths.
+        let (spec, staged) = stage_sources(spec, run_dir.path())?;
+        let spec = &spec;
         let (netns, mut slirp) = match &slirp_binary {
             Some(binary) => {
                 let netns = sys::new_network_namespace()
@@ -184,6 +188,7 @@ impl Executor for OciRuntimeExecutor {
         }
         drop(netns);
         let removed = mount_points.remove();
+        drop(staged);
         drop(run_dir);
         let status = result?;
         deleted?;
@@ -236,6 +241,49 @@ fn insecure_grants(spec: &ExecSpec) -> Result<(u64, Vec<DeviceNode>), ExecError>
             Ok((caps, devices::insecure(false)))
         }
     }
+}
+
+/// Host mount sources bound onto directories and files of the run directory, so the runtime
+/// (which follows links in a source path) only ever sees paths slipway made; unmounted on drop.
+struct StagedSources {
+    staged: Vec<PathBuf>,
+}
+
+impl Drop for StagedSources {
+    fn drop(&mut self) {
+        for path in self.staged.iter().rev() {
+            if let Err(e) = sys::umount_detach(path) {
+                tracing::warn!(path = %path.display(), error = %e, "unmounting a staged mount source");
+            }
+        }
+    }
+}
+
+/// `spec` with each host mount source opened without following links and bound (through that
+/// descriptor, in this mount namespace) onto a fresh stand-in under `dir`, which the spec names
+/// instead: what the runtime mounts is exactly what was opened.
+fn stage_sources(spec: &ExecSpec, dir: &Path) -> Result<(ExecSpec, StagedSources), ExecError> {
+    let mut staged = StagedSources { staged: Vec::new() };
+    let mut spec = spec.clone();
+    for (i, mount) in spec.mounts.iter_mut().enumerate() {
+        let MountSource::Host { path, .. } = &mut mount.source else { continue };
+        let fail = |source| ExecError::Prepare {
+            what: format!("mount source {} for {}", path.display(), mount.target),
+            source,
+        };
+        let fd = sys::open_host_no_symlinks(path).map_err(fail)?;
+        let stat = rustix::fs::fstat(&fd).map_err(|e| fail(e.into()))?;
+        let stand_in = dir.join(format!("source-{i}"));
+        match rustix::fs::FileType::from_raw_mode(stat.st_mode) {
+            rustix::fs::FileType::Directory => std::fs::create_dir(&stand_in),
+            _ => std::fs::File::create(&stand_in).map(drop),
+        }
+        .map_err(fail)?;
+        sys::mount(Some(&sys::fd_path(&fd)), &stand_in, None, sys::MS_BIND, None).map_err(fail)?;
+        staged.staged.push(stand_in.clone());
+        *path = stand_in;
+    }
+    Ok((spec, staged))
 }
 
 fn fd_of(file: &std::fs::File) -> i32 {

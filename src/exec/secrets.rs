@@ -27,6 +27,8 @@ impl SecretDir {
         let prepare =
             |source| ExecError::Prepare { what: format!("a secrets directory in {}", parent.display()), source };
         let dir = tempfile::Builder::new().prefix("slipway-secrets-").tempdir_in(parent).map_err(prepare)?.keep();
+        // Without links on its way: secret files are bound without following any.
+        let dir = std::fs::canonicalize(&dir).map_err(prepare)?;
         let mut secrets = SecretDir { dir, mounted: false, next: 0 };
         let flags = sys::MS_NODEV | sys::MS_NOSUID | sys::MS_NOEXEC;
         sys::mount(None, &secrets.dir, Some("tmpfs"), flags, Some("mode=0700,size=16m")).map_err(|source| {

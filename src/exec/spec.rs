@@ -87,7 +87,9 @@ pub struct Mount {
 /// What a [`Mount`] shows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MountSource {
-    /// A host path (a directory, a file or a socket); it must exist.
+    /// A host path (a directory, a file or a socket); it must exist and have no symbolic link
+    /// on its way (give a canonical path): the executor opens it without following links and
+    /// mounts what it opened, so a path swapped for a link meanwhile fails the run.
     Host { path: std::path::PathBuf, readonly: bool },
     /// A fresh tmpfs, gone with the sandbox; `size` in bytes (the kernel's default: half the RAM).
     Tmpfs { size: Option<u64> },

@@ -412,6 +412,23 @@ pub fn mount(
     Ok(())
 }
 
+/// Opens the absolute host `path` as an `O_PATH` descriptor without following any symlink on
+/// the way (`RESOLVE_NO_SYMLINKS`): a mount source checked earlier that became a link since
+/// fails here instead of being followed (D5, CVE-2024-23651).
+pub fn open_host_no_symlinks(path: &Path) -> io::Result<OwnedFd> {
+    // Without O_NOFOLLOW: a link as the last component is refused too (with it, O_PATH would
+    // open the link itself).
+    let flags = OFlags::PATH | OFlags::CLOEXEC;
+    let resolve = ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    rustix::fs::openat2(rustix::fs::CWD, path, flags, Mode::empty(), resolve).map_err(|e| {
+        let e = io::Error::from(e);
+        match e.raw_os_error() {
+            Some(libc::ELOOP) => io::Error::new(e.kind(), format!("{} has a symbolic link on its way", path.display())),
+            _ => e,
+        }
+    })
+}
+
 pub fn umount_detach(target: &Path) -> io::Result<()> {
     let target = cstring(target)?;
     // SAFETY: `target` is NUL-terminated and alive for the call.

@@ -177,6 +177,18 @@ pub mod contract {
         assert!(matches!(sb.run(ex, &spec).status, Err(ExecError::InvalidSpec { .. })));
         spec.mounts = vec![bind(Path::new("relative"), "/b", false)];
         assert!(matches!(sb.run(ex, &spec).status, Err(ExecError::InvalidSpec { .. })));
+        // A source with a link on its way is never followed (a cache subdirectory swapped for a
+        // link to a host directory after it was resolved, D5): the run fails.
+        std::os::unix::fs::symlink(host.join("ro"), host.join("link")).unwrap();
+        for source in [host.join("link"), host.join("link/in.txt")] {
+            spec.mounts = vec![bind(&source, "/b", true)];
+            let status = sb.run(ex, &spec).status;
+            let refused = matches!(
+                status,
+                Err(ExecError::Setup { .. } | ExecError::Prepare { .. } | ExecError::RuntimeFailed { .. })
+            );
+            assert!(refused, "{} was followed: {status:?}", source.display());
+        }
         // A directory over a file: the sandbox cannot be built, which is an error, not an exit status.
         spec.mounts = vec![bind(&host.join("rw"), "/etc/passwd", false)];
         let status = sb.run(ex, &spec).status;

@@ -174,6 +174,8 @@ fn parse_volume(volume: &str) -> Result<Mount> {
     if !Path::new(host).exists() {
         bail!("volume {volume:?}: {host} does not exist");
     }
+    // Canonical: the executor binds a source without following links.
+    let host = std::fs::canonicalize(host).with_context(|| format!("volume {volume:?}: resolving {host}"))?;
     Ok(Mount::host(host, target, readonly))
 }
 
