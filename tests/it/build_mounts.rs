@@ -58,27 +58,23 @@ fn a_rw_bind_discards_its_writes() {
 #[test]
 fn bind_from_a_stage_and_from_an_image_copies_nothing_into_the_layer() {
     let env = BuildEnv::served();
-    env.dockerfile(
-        "FROM bb AS build\n\
-         RUN mkdir /out && echo built > /out/app\n\
-         FROM bb\n\
-         RUN --mount=type=bind,from=build,source=/out,target=/mnt/build \
-             --mount=from=bb,source=/bin/busybox,target=/mnt/bb \
-             cp /mnt/build/app /app && test -x /mnt/bb && echo ok > /bb-ok\n",
-    );
+    let dockerfile = |made: &str| {
+        format!(
+            "FROM bb AS build\n\
+             RUN mkdir /out && echo {made} > /out/app\n\
+             FROM bb\n\
+             RUN --mount=type=bind,from=build,source=/out,target=/mnt/build \
+                 --mount=from=bb,source=/bin/busybox,target=/mnt/bb \
+                 cp /mnt/build/app /app && test -x /mnt/bb && echo ok > /bb-ok\n"
+        )
+    };
+    env.dockerfile(&dockerfile("built"));
     env.build_ok(&["-t", "img:1"]);
     assert_eq!(env.run_stdout("img:1", &["cat", "/app", "/bb-ok"]), "built\nok\n");
     let rootfs = env.umoci_unpack("img:1", env.tc.path());
     assert!(!rootfs.join("mnt").exists(), "mount points are not in the image");
     // The stage's result is part of the key: a change there is a miss.
-    env.dockerfile(
-        "FROM bb AS build\n\
-         RUN mkdir /out && echo rebuilt > /out/app\n\
-         FROM bb\n\
-         RUN --mount=type=bind,from=build,source=/out,target=/mnt/build \
-             --mount=from=bb,source=/bin/busybox,target=/mnt/bb \
-             cp /mnt/build/app /app && test -x /mnt/bb && echo ok > /bb-ok\n",
-    );
+    env.dockerfile(&dockerfile("rebuilt"));
     env.build_ok(&["-t", "img:1"]);
     assert_eq!(env.run_stdout("img:1", &["cat", "/app"]), "rebuilt\n");
     assert_clean(&env);

@@ -55,45 +55,10 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs, progress: &Reporter) -> Resu
     };
     let (text, name, dockerfile_id) = read_dockerfile(args, &context)?;
 
-    let mut options = BuildOptions {
-        build_args: super::build_args(&args.build_args),
-        target: args.target.clone(),
-        no_cache: args.no_cache,
-        no_cache_filter: args.no_cache_filter.clone(),
-        labels: args.labels.iter().cloned().collect(),
-        allow_network_host: args.allow.iter().any(|a| a == "network.host"),
-        allow_security_insecure: args.allow.iter().any(|a| a == "security.insecure"),
-        source_date_epoch: args.source_date_epoch,
-        tags: args.tags.iter().map(|t| parse_name(t)).collect::<Result<_, _>>()?,
-        dockerfile_name: name.clone(),
-        identity: identity(&args.context, &dockerfile_id),
-        secrets: crate::cli::secrets::read_secrets(&args.secrets)?,
-        ..BuildOptions::default()
-    };
+    let mut options = build_options(args, &name, &dockerfile_id)?;
     // Agents started for key files stop when the build is over.
     let agents = crate::cli::secrets::open_agents(&args.ssh)?;
     options.ssh = agents.iter().map(|(id, agent)| (id.clone(), agent.socket().to_path_buf())).collect();
-    if let Some(p) = &args.platform {
-        options.platform = p.parse::<Platform>()?;
-        if !options.platform.matches(&Platform::host()) {
-            // Steps that run nothing (FROM, COPY, metadata) work for any platform; a RUN does not.
-            tracing::debug!(platform = %options.platform, "building for another platform");
-        }
-    }
-    options.network = match args.network {
-        Some(BuildNetworkArg::None) => Network::None,
-        Some(BuildNetworkArg::Host) => Network::Host,
-        Some(BuildNetworkArg::Default) | None => crate::engine::default_network(),
-    };
-    if options.network == Network::Host && !options.allow_network_host {
-        bail!("--network host needs --allow network.host");
-    }
-    if args.push && options.tags.is_empty() {
-        bail!("--push needs at least one -t NAME to push to");
-    }
-    if let Some(jobs) = args.jobs {
-        options.jobs = jobs as usize;
-    }
 
     let caches = BuildCaches::open(&store).context("opening the build caches")?;
     let settings = super::registry::settings()?;
@@ -132,6 +97,48 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs, progress: &Reporter) -> Resu
             Ok(EXIT_FAILURE)
         }
     }
+}
+
+/// The build's options from its arguments (secrets read; `--ssh` agents are opened by the
+/// caller, who keeps them up for the build).
+fn build_options(args: &BuildArgs, name: &str, dockerfile_id: &str) -> Result<BuildOptions> {
+    let mut options = BuildOptions {
+        build_args: super::build_args(&args.build_args),
+        target: args.target.clone(),
+        no_cache: args.no_cache,
+        no_cache_filter: args.no_cache_filter.clone(),
+        labels: args.labels.iter().cloned().collect(),
+        allow_network_host: args.allow.iter().any(|a| a == "network.host"),
+        allow_security_insecure: args.allow.iter().any(|a| a == "security.insecure"),
+        source_date_epoch: args.source_date_epoch,
+        tags: args.tags.iter().map(|t| parse_name(t)).collect::<Result<_, _>>()?,
+        dockerfile_name: name.to_string(),
+        identity: identity(&args.context, dockerfile_id),
+        secrets: crate::cli::secrets::read_secrets(&args.secrets)?,
+        ..BuildOptions::default()
+    };
+    if let Some(p) = &args.platform {
+        options.platform = p.parse::<Platform>()?;
+        if !options.platform.matches(&Platform::host()) {
+            // Steps that run nothing (FROM, COPY, metadata) work for any platform; a RUN does not.
+            tracing::debug!(platform = %options.platform, "building for another platform");
+        }
+    }
+    options.network = match args.network {
+        Some(BuildNetworkArg::None) => Network::None,
+        Some(BuildNetworkArg::Host) => Network::Host,
+        Some(BuildNetworkArg::Default) | None => crate::engine::default_network(),
+    };
+    if options.network == Network::Host && !options.allow_network_host {
+        bail!("--network host needs --allow network.host");
+    }
+    if args.push && options.tags.is_empty() {
+        bail!("--push needs at least one -t NAME to push to");
+    }
+    if let Some(jobs) = args.jobs {
+        options.jobs = jobs as usize;
+    }
+    Ok(options)
 }
 
 /// The ignore file BuildKit prefers to the context's `.dockerignore`: `<name>.dockerignore` where
