@@ -297,14 +297,15 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// The closest candidate to `word` (compared case-insensitively), if it is close enough to
-/// be a plausible typo.
+/// be a plausible typo: at most two edits away, whatever its length, as BuildKit's
+/// `util/suggest` (the first of equally close candidates). Callers pass words that are no
+/// candidate, so a match that differs only in case (`--FROM`) is suggested too.
 pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Suggestion {
     let lower = word.to_lowercase();
-    let max = if lower.chars().count() >= 4 { 2 } else { 1 };
     let best = candidates
         .into_iter()
         .map(|c| (edit_distance(&lower, &c.to_lowercase()), c))
-        .filter(|(d, _)| *d <= max)
+        .filter(|(d, _)| *d <= 2)
         .min_by_key(|(d, _)| *d);
     Suggestion(best.map(|(_, c)| c.to_string()))
 }
@@ -319,6 +320,8 @@ mod tests {
         assert_eq!(suggest("WORKDIT", kw).0.as_deref(), Some("WORKDIR"));
         assert_eq!(suggest("form", kw).0.as_deref(), Some("FROM"));
         assert_eq!(suggest("FOOBAR", kw).0, None);
+        // Two edits away from a short candidate still counts, as in BuildKit.
+        assert_eq!(suggest("tmp", ["bind", "cache", "tmpfs"]).0.as_deref(), Some("tmpfs"));
     }
 
     #[test]

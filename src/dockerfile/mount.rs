@@ -6,6 +6,8 @@
 
 use thiserror::Error;
 
+use super::error::{Suggestion, suggest};
+
 /// The kinds of mount.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MountType {
@@ -112,17 +114,17 @@ pub enum MountError {
     /// The CSV could not be read.
     #[error("failed to parse csv: {0}")]
     Csv(&'static str),
-    /// Unknown `type=`.
-    #[error("unsupported mount type {0:?}")]
-    UnknownType(String),
+    /// Unknown `type=`, with the closest type.
+    #[error("unsupported mount type {0:?}{1}")]
+    UnknownType(String, Suggestion),
     /// An option without `=` that needs a value.
     #[error("invalid field {0:?}: must be a key=value pair")]
     NotKeyValue(String),
-    /// An unknown key.
-    #[error("unexpected key {key:?} in {field:?}")]
-    UnknownKey { key: String, field: String },
+    /// An unknown key, with the closest key (BuildKit's wording and quotes).
+    #[error("unexpected key '{key}' in '{field}'{suggestion}")]
+    UnknownKey { key: String, field: String, suggestion: Suggestion },
     /// A key that this mount type does not take.
-    #[error("unexpected key {key:?} for mount type {kind:?}")]
+    #[error("unexpected key '{key}' for mount type '{kind}'")]
     KeyNotForType { key: String, kind: &'static str },
     /// A malformed value.
     #[error("invalid value {value:?} for {key}")]
@@ -255,7 +257,8 @@ pub fn parse_device(value: &str) -> Result<Device, MountError> {
             _ if device.name.is_empty() => device.name = field.clone(),
             (_, None) => return Err(MountError::NotKeyValue(field.clone())),
             (_, Some(_)) => {
-                return Err(MountError::UnknownKey { key, field: field.clone() });
+                let suggestion = suggest(&key, ["name", "required"]);
+                return Err(MountError::UnknownKey { key, field: field.clone(), suggestion });
             }
         }
     }
@@ -315,7 +318,7 @@ fn parse(value: &str, mut expand: Option<Expand<'_>>) -> Result<Mount, MountErro
             }
             None if raw_val.contains('$') => {
                 if !KEYS.contains(&key.as_str()) {
-                    return Err(MountError::UnknownKey { key, field: field.clone() });
+                    return Err(unknown_key(key, &field));
                 }
                 type_unknown |= key == "type";
                 if matches!(key.as_str(), "readonly" | "ro" | "readwrite" | "rw") {
@@ -328,11 +331,10 @@ fn parse(value: &str, mut expand: Option<Expand<'_>>) -> Result<Mount, MountErro
         match key.as_str() {
             "type" => {
                 let lower = val.to_ascii_lowercase();
-                m.kind = MountType::ALL
-                    .iter()
-                    .find(|(n, _)| *n == lower)
-                    .map(|(_, t)| *t)
-                    .ok_or_else(|| MountError::UnknownType(val.to_string()))?;
+                m.kind = MountType::ALL.iter().find(|(n, _)| *n == lower).map(|(_, t)| *t).ok_or_else(|| {
+                    let suggestion = suggest(val, MountType::ALL.iter().map(|(n, _)| *n));
+                    MountError::UnknownType(val.to_string(), suggestion)
+                })?;
             }
             "from" => m.from = Some(val.to_string()),
             "source" | "src" => m.source = Some(val.to_string()),
@@ -367,7 +369,7 @@ fn parse(value: &str, mut expand: Option<Expand<'_>>) -> Result<Mount, MountErro
             "gid" => m.gid = Some(parse_u32(&key, val, 10)?),
             "env" => m.env = Some(val.to_string()),
             _ => {
-                return Err(MountError::UnknownKey { key, field: field.clone() });
+                return Err(unknown_key(key, &field));
             }
         }
     }
@@ -377,28 +379,33 @@ fn parse(value: &str, mut expand: Option<Expand<'_>>) -> Result<Mount, MountErro
     validate(m, ro_auto)
 }
 
-/// Keys a mount accepts.
+/// Keys a mount accepts, in BuildKit's order (the first of equally close ones is suggested).
 const KEYS: [&str; 19] = [
     "type",
     "from",
     "source",
-    "src",
     "target",
-    "dst",
-    "destination",
     "readonly",
-    "ro",
-    "readwrite",
-    "rw",
-    "required",
-    "size",
     "id",
     "sharing",
+    "required",
+    "size",
     "mode",
     "uid",
     "gid",
+    "src",
+    "dst",
+    "destination",
+    "ro",
+    "rw",
+    "readwrite",
     "env",
 ];
+
+fn unknown_key(key: String, field: &str) -> MountError {
+    let suggestion = suggest(&key, KEYS);
+    MountError::UnknownKey { key, field: field.to_string(), suggestion }
+}
 
 /// Type-dependent rules and defaults, once every field is read.
 fn validate(mut m: Mount, ro_auto: bool) -> Result<Mount, MountError> {
@@ -489,6 +496,15 @@ mod tests {
         ] {
             assert!(RunMount::new(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn unknown_keys_and_types_name_the_closest_one_in_buildkit_words() {
+        let message = |raw: &str| RunMount::new(raw).unwrap_err().to_string();
+        assert_eq!(message("typ=tmpfs"), "unexpected key 'typ' in 'typ=tmpfs' (did you mean `type`?)");
+        assert_eq!(message("type=tmp"), "unsupported mount type \"tmp\" (did you mean `tmpfs`?)");
+        assert_eq!(message("type=bogus"), "unsupported mount type \"bogus\"");
+        assert_eq!(message("type=bind,required"), "unexpected key 'required' for mount type 'bind'");
     }
 
     #[test]

@@ -411,7 +411,7 @@ fn mount_unknown_key() {
     let out = check_output(Some("FROM alpine\nRUN --mount=type=cache,taget=/x ls\n"), &[]);
     insta::assert_snapshot!(out, @r#"
 exit: 1
-Dockerfile:2:1: error: invalid --mount=type=cache,taget=/x: unexpected key "taget" in "taget=/x"
+Dockerfile:2:1: error: invalid --mount=type=cache,taget=/x: unexpected key 'taget' in 'taget=/x' (did you mean `target`?)
 2 | RUN --mount=type=cache,taget=/x ls
   | ^
 Dockerfile: 1 error(s), 0 warning(s)

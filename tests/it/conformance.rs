@@ -8,6 +8,10 @@
 //! build would. A case that records a `difference` is a known, written-down difference: it must
 //! still fail, so a fix cannot go unnoticed (the harness then says to remove the note).
 //! `docs/conformance.md` lists every case; the harness checks that it does.
+//!
+//! A build may be given secrets and ssh agents (written to files outside the context, as
+//! BuildKit's tests hand them to its session), and the builds of a case may share one store,
+//! so that a later build sees the build cache and the cache mounts of the earlier ones.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -30,6 +34,20 @@ struct Expect {
     /// Extra `slipway build` arguments.
     #[serde(default)]
     args: Vec<String>,
+    /// Build secrets, id → value: each value is written to a file outside the context and
+    /// passed as `--secret id=ID,src=FILE`.
+    #[serde(default)]
+    secrets: BTreeMap<String, String>,
+    /// SSH agent ids to forward: for each, a key pair is made with `ssh-keygen` (ed25519, no
+    /// passphrase) outside the context and the private key passed as `--ssh ID=KEY` (slipway
+    /// serves it from an agent of its own, as BuildKit's tests give a key file to its ssh
+    /// provider).
+    #[serde(default)]
+    ssh: Vec<String>,
+    /// Context files, path → content, (re)written before this build: with `one_store`, what
+    /// changes between two builds of the same case.
+    #[serde(default)]
+    write: BTreeMap<String, String>,
     /// Context preparation git cannot carry (modes, symlinks, empty directories).
     #[serde(default)]
     setup: Vec<Setup>,
@@ -47,12 +65,21 @@ struct Expect {
     unset: Vec<String>,
     /// The build must fail instead.
     failure: Option<Failure>,
+    /// Paths whose content must be the same as in the image of the build before (a cache
+    /// hit that BuildKit's tests observe this way); only with `one_store`.
+    #[serde(default)]
+    unchanged: Vec<String>,
     /// A known difference from BuildKit, with its reason: the case must fail.
     difference: Option<String>,
     /// Builds of the same Dockerfile and context with other arguments and expectations (each a
-    /// table of `args`, `files`, `absent`, `config`, `unset`, `failure`); every one must hold.
+    /// table of `args`, `secrets`, `ssh`, `write`, `files`, `absent`, `config`, `unset`,
+    /// `unchanged`, `failure`); every one must hold.
     #[serde(default)]
     variants: Vec<Expect>,
+    /// Run the `variants` one after another in one store and one context, instead of each in
+    /// fresh ones: a build sees the build cache and the cache mounts the ones before left.
+    #[serde(default)]
+    one_store: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,8 +121,25 @@ struct FileExpect {
 struct Failure {
     /// The Dockerfile line the error names (`Dockerfile:LINE:`).
     line: Option<u32>,
-    /// Text the error output contains.
-    contains: String,
+    /// Text the error output contains (a string, or a list of texts it contains each of).
+    contains: Texts,
+}
+
+/// One text or several.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Texts {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Texts {
+    fn all(&self) -> &[String] {
+        match self {
+            Texts::One(text) => std::slice::from_ref(text),
+            Texts::Many(texts) => texts,
+        }
+    }
 }
 
 fn fixtures() -> PathBuf {
@@ -131,10 +175,8 @@ fn run_area(area: &str) {
         let expect: Expect = toml::from_str(&std::fs::read_to_string(case.join("expect.toml")).unwrap())
             .unwrap_or_else(|e| panic!("{name}/expect.toml: {e}"));
         assert!(!expect.buildkit.is_empty(), "{name}: say which BuildKit test asserts this");
-        let result = match expect.variants.is_empty() {
-            true => run_case(case, &expect.setup, &expect),
-            false => expect.variants.iter().try_for_each(|variant| run_case(case, &expect.setup, variant)),
-        };
+        check_shape(&name, &expect);
+        let result = run_builds(case, &expect);
         match (&expect.difference, result) {
             (None, Ok(())) => {}
             (None, Err(why)) => failed.push(format!("{name}: {why}")),
@@ -146,9 +188,55 @@ fn run_area(area: &str) {
     assert!(failed.is_empty(), "{} case(s) of {area} fail:\n{}", failed.len(), failed.join("\n\n"));
 }
 
-/// One build of `case` (its context prepared with `setup`) checked against `expect`.
-fn run_case(case: &Path, setup: &[Setup], expect: &Expect) -> Result<(), String> {
-    let (_, base) = base();
+/// Fields that belong to the case put in a variant (TOML puts every key after `[[variants]]`
+/// into the last variant) or that cannot hold: refused, rather than silently ignored.
+fn check_shape(name: &str, expect: &Expect) {
+    for variant in &expect.variants {
+        assert!(
+            variant.buildkit.is_empty()
+                && variant.setup.is_empty()
+                && variant.difference.is_none()
+                && variant.variants.is_empty()
+                && !variant.one_store,
+            "{name}: `buildkit`, `setup`, `difference`, `variants` and `one_store` belong to the case: \
+             write them before the first [[variants]]"
+        );
+    }
+    let unchanged = !expect.unchanged.is_empty() || expect.variants.iter().any(|v| !v.unchanged.is_empty());
+    assert!(!unchanged || expect.one_store, "{name}: `unchanged` compares with the build before: needs `one_store`");
+}
+
+/// Every build of `case`: the case itself, or each of its `variants` (in one store when the
+/// case says `one_store`, else each in its own); stops at the first that does not hold.
+fn run_builds(case: &Path, expect: &Expect) -> Result<(), String> {
+    let builds: Vec<&Expect> = match expect.variants.is_empty() {
+        true => vec![expect],
+        false => expect.variants.iter().collect(),
+    };
+    let several = builds.len() > 1;
+    let mut shared: Option<BuildEnv> = None;
+    // The image of the build before, unpacked (for `unchanged`).
+    let mut previous: Option<(tempfile::TempDir, PathBuf)> = None;
+    for (n, build) in builds.into_iter().enumerate() {
+        let env = match shared.take() {
+            Some(env) if expect.one_store => env,
+            _ => prepared_env(case, &expect.setup),
+        };
+        let result = run_case(&env, build, previous.as_ref().map(|(_, rootfs)| rootfs.as_path()));
+        let at = |why: String| match several {
+            true => format!("build {} of the variants: {why}", n + 1),
+            false => why,
+        };
+        previous = result.map_err(at)?;
+        if expect.one_store {
+            shared = Some(env);
+        }
+    }
+    Ok(())
+}
+
+/// A store and the case's context (`context/`, the Dockerfile, then `setup`).
+fn prepared_env(case: &Path, setup: &[Setup]) -> BuildEnv {
     let env = BuildEnv::new();
     let context = case.join("context");
     if context.is_dir() {
@@ -158,10 +246,38 @@ fn run_case(case: &Path, setup: &[Setup], expect: &Expect) -> Result<(), String>
     for step in setup {
         prepare(&env.ctx(), step);
     }
-    let mut args: Vec<&str> = vec!["-t", "case:1", "--build-arg"];
-    let base_arg = format!("BASE={base}");
-    args.push(&base_arg);
-    args.extend(expect.args.iter().map(String::as_str));
+    env
+}
+
+/// One build in `env` checked against `expect` (`previous`: the build before's unpacked image,
+/// for `unchanged`); gives the image unpacked, none when the build was to fail.
+fn run_case(
+    env: &BuildEnv,
+    expect: &Expect,
+    previous: Option<&Path>,
+) -> Result<Option<(tempfile::TempDir, PathBuf)>, String> {
+    let (_, base) = base();
+    for (path, content) in &expect.write {
+        env.write(path, content);
+    }
+    let mut args: Vec<String> = vec!["-t".into(), "case:1".into(), "--build-arg".into(), format!("BASE={base}")];
+    args.extend(expect.args.iter().cloned());
+    // Outside the context, so that nothing of them can reach the image through it.
+    let private = env.tc.path().join("private");
+    std::fs::create_dir_all(&private).unwrap();
+    for (id, value) in &expect.secrets {
+        let file = private.join(format!("secret-{id}"));
+        std::fs::write(&file, value).unwrap();
+        args.extend(["--secret".into(), format!("id={id},src={}", file.display())]);
+    }
+    for id in &expect.ssh {
+        let key = private.join(format!("ssh-{id}"));
+        if !key.exists() {
+            keygen(&key);
+        }
+        args.extend(["--ssh".into(), format!("{id}={}", key.display())]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = env.build(&args);
     let stderr = String::from_utf8_lossy(&out.stderr);
     if let Some(failure) = &expect.failure {
@@ -173,16 +289,16 @@ fn run_case(case: &Path, setup: &[Setup], expect: &Expect) -> Result<(), String>
         {
             return Err(format!("the error does not name Dockerfile:{line}:\n{stderr}"));
         }
-        if !stderr.contains(&failure.contains) {
-            return Err(format!("the error does not say {:?}:\n{stderr}", failure.contains));
+        if let Some(text) = failure.contains.all().iter().find(|text| !stderr.contains(text.as_str())) {
+            return Err(format!("the error does not say {text:?}:\n{stderr}"));
         }
-        return Ok(());
+        return Ok(None);
     }
     if !out.status.success() {
         return Err(format!("the build failed:\n{}", describe(&out)));
     }
     let scratch = tempfile::tempdir().unwrap();
-    let rootfs = raw_unpack(&env, scratch.path());
+    let rootfs = raw_unpack(env, scratch.path());
     let mut problems = Vec::new();
     let config = env.config("case:1");
     for (key, want) in &expect.config {
@@ -208,10 +324,36 @@ fn run_case(case: &Path, setup: &[Setup], expect: &Expect) -> Result<(), String>
             problems.push(format!("{path} exists; BuildKit's image does not have it"));
         }
     }
+    for path in &expect.unchanged {
+        let Some(previous) = previous else {
+            panic!("`unchanged` needs a successful build before it in a `one_store` case");
+        };
+        let read = |root: &Path| std::fs::read(root.join(path.trim_start_matches('/')));
+        match (read(previous), read(&rootfs)) {
+            (Ok(before), Ok(now)) if before == now => {}
+            (Ok(before), Ok(now)) => problems.push(format!(
+                "{path} is {:?}, the build before's {:?}: BuildKit's stays the same",
+                String::from_utf8_lossy(&now),
+                String::from_utf8_lossy(&before)
+            )),
+            (before, now) => problems.push(format!("{path}: before {before:?}, now {now:?}")),
+        }
+    }
     match problems.is_empty() {
-        true => Ok(()),
+        true => Ok(Some((scratch, rootfs))),
         false => Err(problems.join("\n")),
     }
+}
+
+/// `ssh-keygen`: an ed25519 key pair without passphrase at `key` and `key.pub`.
+fn keygen(key: &Path) {
+    let out = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "slipway-conformance", "-f"])
+        .arg(key)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("spawn ssh-keygen (scripts/install-deps installs openssh-client)");
+    assert!(out.status.success(), "ssh-keygen: {}", describe(&out));
 }
 
 /// The image's root filesystem as umoci unpacks it (`raw unpack`: no runtime config, whose
@@ -348,4 +490,22 @@ macro_rules! areas {
     };
 }
 
-areas!(add, args, cmd, copy, dockerignore, exclude, heredoc, metadata, multistage, onbuild, platform, user, workdir);
+areas!(
+    add,
+    args,
+    cmd,
+    copy,
+    dockerignore,
+    exclude,
+    heredoc,
+    metadata,
+    mount,
+    multistage,
+    onbuild,
+    platform,
+    secret,
+    security,
+    ssh,
+    user,
+    workdir,
+);
