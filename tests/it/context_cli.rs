@@ -85,8 +85,10 @@ fn golden_listing_names_the_ignore_line_of_each_excluded_path() {
     let ctx = TestContext::new();
     let dir = fixture();
     let out = context_output(&ctx, &[arg(&dir)]);
-    insta::with_settings!({ filters => vec![(literal(arg(&dir)).as_str(), "[CONTEXT]")] }, {
-                insta::assert_snapshot!(out, @r"
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(&literal(arg(&dir)), "[CONTEXT]");
+    let _filters = settings.bind_to_scope();
+    insta::assert_snapshot!(out, @r"
 exit: 0
 context      [CONTEXT]
 dockerfile   Dockerfile
@@ -140,7 +142,6 @@ sent      12 files, 673B
   builder 2 files, 438B
 excluded  9 files, 201B
 ");
-            });
 }
 
 /// The golden fixture checked the other way round: every rule the JSON names is the line of the
