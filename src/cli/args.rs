@@ -78,6 +78,9 @@ pub enum Command {
     Build(BuildArgs),
     /// Parse a Dockerfile, resolve its stages and run the lint rules
     Check(CheckArgs),
+    /// List the build context: each file with its size and status (used by a COPY, ADD or bind mount, sent for nothing, or excluded by which .dockerignore line), the largest directories
+    #[command(after_help = CONTEXT_HELP)]
+    Context(ContextArgs),
     /// Run a command in a throwaway container of an image
     #[command(after_help = RUN_HELP)]
     Run(RunArgs),
@@ -300,6 +303,38 @@ pub struct CheckArgs {
     pub format: CheckFormat,
     /// The build context directory
     #[arg(default_value = ".", value_name = "CONTEXT")]
+    pub context: PathBuf,
+}
+
+/// What `slipway context --help` adds.
+const CONTEXT_HELP: &str = "\
+The ignore file and the Dockerfile are the ones `slipway build` with the same -f would use
+(FILE.dockerignore beside -f FILE, else Dockerfile.dockerignore in the context, else
+.dockerignore). Images are not read: a source whose value depends on a variable the base image
+may set is reported as not resolved, and ONBUILD triggers of base images are not known.
+JSON output: docs/context.md.
+
+Exit status: 0 listed; 1 the Dockerfile has errors; 2 usage or internal error.";
+
+#[derive(Debug, Args)]
+pub struct ContextArgs {
+    /// The Dockerfile (default: CONTEXT/Dockerfile, else CONTEXT/dockerfile; `-` reads it from stdin)
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// A build-time variable, as for build; `KEY` alone takes the value from the environment
+    #[arg(long = "build-arg", value_name = "KEY[=VALUE]", value_parser = parse_build_arg)]
+    pub build_args: Vec<(String, Option<String>)>,
+    /// The stage to build (default: the last one): only the stages it needs read the context
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+    /// The platform to build for (default: this machine's), for TARGETPLATFORM and its parts
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// The build context directory
+    #[arg(value_name = "CONTEXT")]
     pub context: PathBuf,
 }
 

@@ -101,6 +101,12 @@ pub enum ContextError {
         #[source]
         source: LayerError,
     },
+    /// The sink given to `inventory` failed to take an entry.
+    #[error("failed to write the context listing")]
+    Sink {
+        #[source]
+        source: io::Error,
+    },
     /// The stat cache database failed.
     #[error("stat cache {path}: failed to {op}")]
     StatCache {

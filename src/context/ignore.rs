@@ -52,7 +52,25 @@ pub struct Rule {
     pub pattern: String,
     /// `!pattern`: re-includes what it matches.
     pub exception: bool,
+    /// The line as written, without surrounding whitespace.
+    pub text: String,
     compiled: Pattern,
+}
+
+/// What the rules decide for one path ([`IgnoreFile::decide`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision<'a> {
+    /// No rule excludes it.
+    Included,
+    /// The last rule matching it (or a parent directory) excludes it.
+    Excluded(&'a Rule),
+    /// `excluded_by` excluded it and the later exception `by` brought it back.
+    Reincluded {
+        /// The `!` line.
+        by: &'a Rule,
+        /// The last excluding rule before it that matches the path.
+        excluded_by: &'a Rule,
+    },
 }
 
 /// An ignore file that cannot be used.
@@ -112,7 +130,8 @@ impl IgnoreFile {
                     return Err(IgnoreError::BadPattern { file: file_name.to_owned(), line, pattern, reason });
                 }
             };
-            rules.push(Rule { file: file_name.to_owned(), line, pattern, exception, compiled });
+            let text = trimmed.to_owned();
+            rules.push(Rule { file: file_name.to_owned(), line, pattern, exception, text, compiled });
         }
         Ok(IgnoreFile { rules })
     }
@@ -139,6 +158,28 @@ impl IgnoreFile {
         }
         let last = self.rules.iter().rev().find(|r| r.compiled.matches_or_parent(&path))?;
         (!last.exception).then_some(last)
+    }
+
+    /// Why `rel_path` is or is not excluded: [`matches`](Self::matches) with the rules that
+    /// decided. A path an exception re-includes names the exception and the last excluding
+    /// rule before it; an exception that re-includes nothing (no earlier rule excluded the path)
+    /// decides nothing.
+    pub fn decide(&self, rel_path: &str) -> Decision<'_> {
+        let path = clean_relative(rel_path);
+        if path == "." {
+            return Decision::Included;
+        }
+        let mut matching = self.rules.iter().enumerate().rev().filter(|(_, r)| r.compiled.matches_or_parent(&path));
+        let Some((at, last)) = matching.next() else {
+            return Decision::Included;
+        };
+        if !last.exception {
+            return Decision::Excluded(last);
+        }
+        match self.rules[..at].iter().rev().find(|r| !r.exception && r.compiled.matches_or_parent(&path)) {
+            Some(excluded_by) => Decision::Reincluded { by: last, excluded_by },
+            None => Decision::Included,
+        }
     }
 
     /// Whether the walker may skip directory `rel_dir` without looking inside: it is excluded,
@@ -247,6 +288,8 @@ mod tests {
         assert_eq!(f.rules()[0].line, 4);
         assert_eq!(f.rules()[2].line, 6);
         assert_eq!(f.rules()[0].file, ".dockerignore");
+        let f = ignore("  !  ./docs//keep/  \n");
+        assert_eq!((f.rules()[0].pattern.as_str(), f.rules()[0].text.as_str()), ("docs/keep", "!  ./docs//keep/"));
     }
 
     #[test]
@@ -318,6 +361,28 @@ mod tests {
         ]);
         let f = ignore("*.md\nREADME*\n");
         assert_eq!(f.matches("README.md").map(|r| r.line), Some(2), "the last matching rule is reported");
+    }
+
+    #[test]
+    fn decisions_name_their_rules() {
+        let f = ignore("docs\n**/*.log\n!docs/keep\n!**/important.log\ndocs/keep/secret\n!never\n");
+        let lines = |d: Decision<'_>| match d {
+            Decision::Included => (0, 0),
+            Decision::Excluded(r) => (r.line, 0),
+            Decision::Reincluded { by, excluded_by } => (by.line, excluded_by.line),
+        };
+        assert_eq!(lines(f.decide("src/main.rs")), (0, 0));
+        assert_eq!(lines(f.decide("docs/a.md")), (1, 0));
+        assert_eq!(lines(f.decide("docs/keep/a.md")), (3, 1));
+        assert_eq!(lines(f.decide("docs/keep/x.log")), (3, 2), "the last excluding rule before the exception");
+        assert_eq!(lines(f.decide("docs/keep/secret/k")), (5, 0));
+        assert_eq!(lines(f.decide("a/b/important.log")), (4, 2));
+        assert_eq!(lines(f.decide("never")), (0, 0), "an exception that brings nothing back decides nothing");
+        assert_eq!(lines(f.decide(".")), (0, 0));
+        for path in ["src/main.rs", "docs/a.md", "docs/keep/a.md", "docs/keep/secret/k", "x.log", "never"] {
+            let excluded = matches!(f.decide(path), Decision::Excluded(_));
+            assert_eq!(excluded, f.matches(path).is_some(), "{path}: decide agrees with matches");
+        }
     }
 
     #[test]

@@ -27,6 +27,7 @@ mod digest;
 mod error;
 mod glob;
 pub mod ignore;
+mod inventory;
 mod select;
 mod statcache;
 mod walk;
@@ -45,6 +46,9 @@ pub use self::copy::{CopyOptions, CopyReport, copy, make_dir, write_inline};
 pub use self::digest::{SourceDigest, digest};
 pub use self::error::ContextError;
 use self::ignore::IgnoreFile;
+pub use self::inventory::{
+    Below, DirSummary, Entry, EntryKind, Inventory, InventorySink, Reader, Status, Totals, inventory,
+};
 pub use self::select::{Selected, Selection, select};
 pub use self::statcache::StatCache;
 use crate::dirfd::{self, XattrFilter};
@@ -61,6 +65,8 @@ const MAX_IGNORE_FILE: u64 = 1 << 20;
 pub struct Context {
     root: PathBuf,
     ignore: IgnoreFile,
+    /// The ignore file read (host path), none when there was none.
+    ignore_path: Option<PathBuf>,
 }
 
 /// A Dockerfile-specific ignore file: when it exists, it is used instead of the context's
@@ -93,18 +99,21 @@ impl Context {
             None => None,
         };
         let (text, ignore_path) = match special {
-            Some(found) => found,
-            None => {
-                let text = read_context_ignore(&root, root_fd.as_fd(), ".dockerignore")?;
-                (text.unwrap_or_default(), root.join(".dockerignore"))
-            }
+            Some((text, path)) => (text, Some(path)),
+            None => match read_context_ignore(&root, root_fd.as_fd(), ".dockerignore")? {
+                Some(text) => (text, Some(root.join(".dockerignore"))),
+                None => (Vec::new(), None),
+            },
         };
-        let name = ignore_path.file_name().map(|n| String::from_utf8_lossy(n.as_bytes()).into_owned());
-        let name = name.unwrap_or_else(|| ".dockerignore".to_owned());
+        let name = ignore_path.as_deref().and_then(Path::file_name);
+        let name =
+            name.map_or_else(|| ".dockerignore".to_owned(), |n| String::from_utf8_lossy(n.as_bytes()).into_owned());
         let text = String::from_utf8_lossy(&text).into_owned();
-        let ignore =
-            IgnoreFile::parse(&name, &text).map_err(|source| ContextError::Ignore { path: ignore_path, source })?;
-        Ok(Context { root, ignore })
+        let ignore = IgnoreFile::parse(&name, &text).map_err(|source| ContextError::Ignore {
+            path: ignore_path.clone().unwrap_or_else(|| root.join(".dockerignore")),
+            source,
+        })?;
+        Ok(Context { root, ignore, ignore_path })
     }
 
     /// Extracts a tar stream (plain, gzip, bzip2, xz or zstd — `layer::decompress`) into `scratch`
@@ -156,6 +165,12 @@ impl Context {
     /// The ignore rules in use (empty without an ignore file).
     pub fn ignore(&self) -> &IgnoreFile {
         &self.ignore
+    }
+
+    /// The ignore file in use (a host path: in the context, or `FILE.dockerignore` beside a
+    /// Dockerfile given with `-f`), none when there is none.
+    pub fn ignore_path(&self) -> Option<&Path> {
+        self.ignore_path.as_deref()
     }
 
     /// Reads a file of the context (e.g. the Dockerfile), resolved inside the root (symlinks followed only
@@ -282,6 +297,21 @@ mod tests {
         assert!(hides(&ctx, "special") && !hides(&ctx, "dot"));
         let ctx = Context::open_dir(dir.path(), None).unwrap();
         assert!(!hides(&ctx, "special") && hides(&ctx, "dot"), "only when asked for");
+    }
+
+    #[test]
+    fn the_ignore_file_in_use_is_known() {
+        let dir = context(|d| std::fs::write(d.join("Dockerfile.dockerignore"), "special\n").unwrap());
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let ctx = Context::open_dir(dir.path(), Some(&in_context())).unwrap();
+        assert_eq!(ctx.ignore_path(), Some(root.join("Dockerfile.dockerignore").as_path()));
+        assert_eq!(
+            Context::open_dir(dir.path(), None).unwrap().ignore_path(),
+            Some(root.join(".dockerignore").as_path())
+        );
+        std::fs::remove_file(dir.path().join(".dockerignore")).unwrap();
+        let ctx = Context::open_dir(dir.path(), None).unwrap();
+        assert_eq!((ctx.ignore_path(), ctx.ignore().rules().len()), (None, 0));
     }
 
     #[test]

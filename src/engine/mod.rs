@@ -5,6 +5,7 @@
 //!    one pure pass before any IO, what the builder cannot do; then every `FROM` image is
 //!    resolved ([`images`]: the store, else a registry) and its `ONBUILD` triggers inserted
 //!    before anything runs, so every error of the file is reported before the first step.
+//!    [`static_graph`] is the same graph without reading any image, for inspection.
 //! 2. [`scheduler`]: the stages the target needs, each on its own thread as soon as the stages it
 //!    reads are done, at most `jobs` layer steps at once; the first failure cancels the rest.
 //! 3. [`stage`]: one stage's steps in order, each with its [`step::StepCtx`]. Metadata
@@ -61,6 +62,7 @@ pub use caches::BuildCaches;
 pub use error::{BuildError, InvalidValue, Refusal};
 pub use images::{ImageSource, LocalImages, RegistryImages};
 pub use logs::LOG_DIR;
+pub use plan::static_graph;
 pub use ssh::{SshAgent, SshError};
 
 /// What to build, besides the Dockerfile and the context.

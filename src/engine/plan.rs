@@ -21,16 +21,7 @@ pub(crate) struct Plan {
 
 /// Parses, lowers, builds the graph, checks refusals and resolves images.
 pub(crate) fn plan(builder: &Builder<'_>, source: &str, options: &BuildOptions) -> Result<Plan, BuildError> {
-    let ast = parse(source).map_err(|diagnostics| BuildError::Syntax { diagnostics })?;
-    let dockerfile = lower(&ast).map_err(|diagnostics| BuildError::Syntax { diagnostics })?;
-    let graph_options = GraphOptions {
-        build_args: options.build_args.clone(),
-        target: options.target.clone(),
-        platform: options.platform.clone(),
-        build_platform: crate::oci::Platform::host(),
-        escape: ast.escape,
-    };
-    let graph = crate::graph::build(&dockerfile, &graph_options).map_err(|errors| BuildError::Stages { errors })?;
+    let graph = graph_of(source, options)?;
     refuse::check(&graph, options)?;
     let mut plan = Plan { graph, bases: BTreeMap::new(), copy_images: BTreeMap::new() };
     let mut done = BTreeSet::new();
@@ -47,6 +38,40 @@ pub(crate) fn plan(builder: &Builder<'_>, source: &str, options: &BuildOptions) 
         resolve_copy_images(builder, options, &mut plan, &stage)?;
     }
     Ok(plan)
+}
+
+/// The Dockerfile text → the build graph, with the build's arguments, target and platforms.
+fn graph_of(source: &str, options: &BuildOptions) -> Result<BuildGraph, BuildError> {
+    let ast = parse(source).map_err(|diagnostics| BuildError::Syntax { diagnostics })?;
+    let dockerfile = lower(&ast).map_err(|diagnostics| BuildError::Syntax { diagnostics })?;
+    let graph_options = GraphOptions {
+        build_args: options.build_args.clone(),
+        target: options.target.clone(),
+        platform: options.platform.clone(),
+        build_platform: crate::oci::Platform::host(),
+        escape: ast.escape,
+    };
+    crate::graph::build(&dockerfile, &graph_options).map_err(|errors| BuildError::Stages { errors })
+}
+
+/// The graph [`plan`] makes of `source` for `options`, as far as it is known without reading an
+/// image: the `ONBUILD` triggers of a stage used as a base are inserted, a base image's are not
+/// (its config is not read), and nothing is refused. What `slipway context` inspects.
+pub fn static_graph(source: &str, options: &BuildOptions) -> Result<BuildGraph, BuildError> {
+    let mut graph = graph_of(source, options)?;
+    let mut done = BTreeSet::new();
+    // Triggers may add edges (`COPY --from`), so stages can become needed: repeat until none does.
+    while let Some(id) = graph.needed().into_iter().find(|id| !done.contains(id)) {
+        done.insert(id);
+        let Some(Base::Stage(parent)) = graph.stage(id).map(|s| s.base.clone()) else {
+            continue;
+        };
+        let triggers = graph.stage(parent).map(onbuild_of).unwrap_or_default();
+        if !triggers.is_empty() {
+            graph.apply_onbuild(id, &triggers).map_err(|errors| BuildError::Stages { errors })?;
+        }
+    }
+    Ok(graph)
 }
 
 /// Resolves stage `id`'s base image (if it has one); returns the `ONBUILD` triggers it runs first.
@@ -109,4 +134,27 @@ fn resolve_copy_images(
         plan.copy_images.insert(word.clone(), image);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn steps(graph: &BuildGraph, id: usize) -> Vec<String> {
+        graph.stages[id].instructions.iter().map(|s| s.instruction.original().to_owned()).collect()
+    }
+
+    #[test]
+    fn the_static_graph_inserts_a_parent_stages_triggers_and_reads_no_image() {
+        let src = "FROM alpine AS base\nONBUILD COPY src /src\nFROM base AS app\nRUN make\nFROM scratch AS other\n";
+        let options = BuildOptions { target: Some("app".to_owned()), ..BuildOptions::default() };
+        let graph = static_graph(src, &options).expect("graph");
+        assert_eq!(graph.needed(), [StageId(0), StageId(1)]);
+        assert_eq!(steps(&graph, 1), ["COPY src /src", "RUN make"]);
+        assert_eq!(steps(&graph, 0), ["ONBUILD COPY src /src"], "a base image's triggers are unknown");
+        let err = static_graph("FROM scratch\nCOPY\n", &BuildOptions::default()).expect_err("an error");
+        assert!(matches!(err, BuildError::Syntax { .. }), "{err}");
+        let err = static_graph("FROM scratch\n", &options).expect_err("an unknown target");
+        assert!(matches!(err, BuildError::Stages { .. }), "{err}");
+    }
 }

@@ -122,12 +122,7 @@ fn add_refusal(add: &AddInstruction) -> Option<Refusal> {
 
 /// A URL or git source (ADD's remote forms), which the builder cannot fetch yet.
 pub(crate) fn remote_source(word: &str) -> Option<Refusal> {
-    let lower = word.to_ascii_lowercase();
-    let remote = lower.starts_with("http://")
-        || lower.starts_with("https://")
-        || lower.starts_with("git@")
-        || lower.contains(".git#");
-    remote.then(|| Refusal::AddRemote { url: word.to_string() })
+    crate::graph::is_remote_source(word).then(|| Refusal::AddRemote { url: word.to_string() })
 }
 
 #[cfg(test)]

@@ -17,6 +17,9 @@
 //! the strings it is handed, the filesystem or how steps run. A stage may only refer to an
 //! earlier stage, so the graph is acyclic by construction.
 //!
+//! [`BuildGraph::context_reads`] lists where the needed stages read the build context, their
+//! source words expanded as far as the Dockerfile says (`slipway context`).
+//!
 //! The lint rules of `slipway check` live beside it in [`lint`]; the one renderer of located
 //! messages (errors and findings) is [`render`].
 
@@ -24,6 +27,7 @@ mod assemble;
 mod error;
 pub mod lint;
 mod onbuild;
+mod sources;
 mod steps;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -34,6 +38,7 @@ use crate::oci::{Platform, Reference, ReferenceError};
 
 pub use assemble::build;
 pub use error::{GraphError, GraphErrors};
+pub use sources::{ContextRead, Expansion, ReadKind, Word, is_remote_source};
 
 /// A stage's position in the Dockerfile (0 = first `FROM`). Stable across pruning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

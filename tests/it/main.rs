@@ -15,6 +15,7 @@ mod cache_mounts;
 mod check;
 mod conformance;
 mod context;
+mod context_cli;
 mod dockerfile_corpus;
 mod dockerfile_shell;
 mod exec;

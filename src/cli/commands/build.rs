@@ -53,7 +53,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs, progress: &Reporter) -> Resu
         }
         Context::open_dir(dir, ignore.as_ref()).with_context(|| format!("opening the context {}", dir.display()))?
     };
-    let (text, name, dockerfile_id) = read_dockerfile(args, &context)?;
+    let (text, name, dockerfile_id) = read_dockerfile(args.file.as_deref(), &context)?;
 
     let mut options = build_options(args, &name, &dockerfile_id)?;
     // Agents started for key files stop when the build is over.
@@ -147,7 +147,7 @@ fn build_options(args: &BuildArgs, name: &str, dockerfile_id: &str) -> Result<Bu
 /// is the lower-case `dockerfile` fallback; with `-f FILE`, `FILE.dockerignore` beside it. None
 /// for a Dockerfile on stdin, nor (as before) for `-f FILE` with a context on stdin, where FILE
 /// is a host path apart from the context.
-fn dockerfile_ignore(file: Option<&Path>, context_from_stdin: bool) -> Option<DockerfileIgnore> {
+pub(super) fn dockerfile_ignore(file: Option<&Path>, context_from_stdin: bool) -> Option<DockerfileIgnore> {
     match file {
         None => Some(DockerfileIgnore::InContext(format!("{DEFAULT_DOCKERFILE}.dockerignore"))),
         Some(f) if f.as_os_str() == "-" || context_from_stdin => None,
@@ -159,9 +159,10 @@ fn dockerfile_ignore(file: Option<&Path>, context_from_stdin: bool) -> Option<Do
     }
 }
 
-/// The Dockerfile's text, its name in messages, and what identifies it across builds.
-fn read_dockerfile(args: &BuildArgs, context: &Context) -> Result<(String, String, String)> {
-    let (bytes, name) = match &args.file {
+/// The Dockerfile's text, its name in messages, and what identifies it across builds: `-f FILE`
+/// (`-` for stdin), else the context's `Dockerfile`, else its `dockerfile`.
+pub(super) fn read_dockerfile(file: Option<&Path>, context: &Context) -> Result<(String, String, String)> {
+    let (bytes, name) = match file {
         Some(f) if f.as_os_str() == "-" => {
             let mut buf = Vec::new();
             std::io::stdin()
@@ -180,7 +181,7 @@ fn read_dockerfile(args: &BuildArgs, context: &Context) -> Result<(String, Strin
                 bail!("the Dockerfile {} is larger than {}", f.display(), units::size(MAX_DOCKERFILE));
             }
             let bytes = std::fs::read(f).with_context(|| format!("cannot read the Dockerfile {}", f.display()))?;
-            let id = std::fs::canonicalize(f).unwrap_or_else(|_| f.clone()).display().to_string();
+            let id = std::fs::canonicalize(f).unwrap_or_else(|_| f.to_path_buf()).display().to_string();
             return Ok((String::from_utf8_lossy(&bytes).into_owned(), shown_path(f), id));
         }
         // BuildKit's default name, and its fallback: `dockerfile` when there is no `Dockerfile`.
@@ -289,7 +290,7 @@ fn push(
 
 /// A build error for humans: the Dockerfile line (with a caret) and, for a failed RUN, its last
 /// output lines.
-fn render_error(name: &str, src: &str, error: &BuildError) -> String {
+pub(super) fn render_error(name: &str, src: &str, error: &BuildError) -> String {
     match error {
         BuildError::Syntax { diagnostics } => {
             let items: Vec<Located> = diagnostics

@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 mod archive;
 mod build;
 mod check;
+mod context;
 mod exec_init;
 mod fsck;
 mod images;
@@ -37,6 +38,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Fsck(args) => fsck::fsck(&cli.global, &args),
         Command::Build(args) => build::build(&cli.global, &args, &progress),
         Command::Check(args) => check::check(&args),
+        Command::Context(args) => context::context(&args),
         Command::Run(args) => run::run(&cli.global, &args),
         Command::ExecInit { report_fd } => Ok(exec_init::exec_init(report_fd)),
         Command::Pull(args) => registry::pull(&cli.global, &args, &progress),
