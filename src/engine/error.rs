@@ -81,6 +81,14 @@ pub enum BuildError {
     },
     #[error("build cancelled")]
     Cancelled,
+    /// A cache mount's `source=` (without `from=`) that cannot be a directory inside the cache.
+    #[error("cache mount {id}: source {path} cannot be made a directory inside the cache")]
+    CacheSource {
+        id: String,
+        path: String,
+        #[source]
+        source: ContextError,
+    },
     /// An ssh agent or the forwarding of one.
     #[error(transparent)]
     Ssh(#[from] super::ssh::SshError),

@@ -394,7 +394,8 @@ fn subdir(root: &Path, c: &CacheSpec<'_>) -> Result<PathBuf, BuildError> {
     if c.from.is_some() || c.source.is_empty() {
         return canonical(root);
     }
-    context::make_dir(root, &format!("/{}", c.source), Some((c.uid, c.gid)))?;
+    context::make_dir(root, &format!("/{}", c.source), Some((c.uid, c.gid)))
+        .map_err(|source| BuildError::CacheSource { id: c.id.clone(), path: c.source.clone(), source })?;
     resolve_in(root, &c.source)
 }
 
