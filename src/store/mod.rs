@@ -12,7 +12,11 @@
 //! | `lock` | `lock` | flock: shared for commit + lease record, exclusive for GC and tag writes |
 //! | `quarantine/` | `fsck` | corrupt blobs moved aside by `fsck --repair` |
 //!
-//! Architecture invariants: only this module writes under the root; a file under `blobs/` exists
+//! Other modules keep their own directories beside these (never inside them): `cache/`
+//! (`engine::BuildCaches`: step records, the context stat cache, cache mounts), `snapshots/`
+//! (`snapshot`), `logs/` (`engine`'s step logs).
+//!
+//! Architecture invariants: only this module writes the entries above; a file under `blobs/` exists
 //! only for complete, fsync'd, verified content (N3); GC deletes only what is unreachable from
 //! tags ∪ GC roots ∪ live leases, under the exclusive lock (N5). This module knows nothing of
 //! Dockerfiles, builds or registries, and never prints: it logs with `tracing` and returns
