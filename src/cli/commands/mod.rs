@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 
 mod archive;
 mod build;
+mod builds;
 mod check;
 mod exec_init;
 mod fsck;
@@ -36,6 +37,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Prune(args) => prune::prune(&cli.global, &args, &progress),
         Command::Fsck(args) => fsck::fsck(&cli.global, &args),
         Command::Build(args) => build::build(&cli.global, &args, &progress),
+        Command::Builds(args) => builds::builds(&cli.global, &args),
         Command::Check(args) => check::check(&args),
         Command::Run(args) => run::run(&cli.global, &args),
         Command::ExecInit { report_fd } => Ok(exec_init::exec_init(report_fd)),
