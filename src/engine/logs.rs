@@ -3,7 +3,8 @@
 //! the last lines, shown when the step fails.
 //!
 //! Logs live in `<root>/logs/<build>/`, one file per RUN step, beside the build's record
-//! ([`super::records`]); the build holds a flock on the directory while it runs. The newest
+//! ([`super::records`]); the build holds a flock on the directory while it runs, taken under
+//! the flock of `<root>/logs/.lock` so that nobody sees the directory before it. The newest
 //! builds are kept (`keep`, [`super::records::RecordSettings`]): a starting build removes the
 //! oldest directories, record and logs together, never one whose build still runs.
 
@@ -43,11 +44,14 @@ impl LogDir {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let id = format!("{}-{:09}-{}", now.as_secs(), now.subsec_nanos(), std::process::id());
         let path = base.join(&id);
+        // Whoever removes directories waits until this one is flocked (see `creation_lock`).
+        let creating = super::records::creation_lock(&base).map_err(|e| BuildError::io("lock", &base, e))?;
         std::fs::create_dir(&path).map_err(|e| BuildError::io("create", &path, e))?;
         let lock = File::open(&path).map_err(|e| BuildError::io("open", &path, e))?;
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
             .map_err(|e| BuildError::io("lock", &path, e.into()))?;
         prune(&base, keep.max(1));
+        drop(creating);
         Ok(LogDir { path, id, _lock: lock })
     }
 
@@ -72,7 +76,9 @@ impl LogDir {
 }
 
 /// Removes the oldest build directories (names sort by time) until `keep` remain, passing over
-/// those whose build still runs. Best effort: what cannot be removed stays for the next build.
+/// those whose build still runs; called under the creation lock, so every directory it sees is
+/// either flocked by its running build or finished. Best effort: what cannot be removed stays
+/// for the next build.
 fn prune(base: &Path, keep: usize) {
     let Ok(ids) = super::records::build_ids(base) else { return };
     let excess = ids.len().saturating_sub(keep);

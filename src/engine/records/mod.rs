@@ -297,6 +297,9 @@ pub fn find(store: &Store, id: &str) -> Result<BuildRecord, RecordError> {
 /// Reads the record of build `id` (exactly); a `running` record nobody runs any more reads as
 /// interrupted.
 fn load(store: &Store, id: &str) -> Result<BuildRecord, RecordError> {
+    if !is_build_id(id) {
+        return Err(RecordError::NotFound { id: id.to_string() });
+    }
     let dir = build_dir(store, id);
     let path = dir.join(RECORD_FILE);
     let bytes = match std::fs::read(&path) {
@@ -324,11 +327,29 @@ fn load(store: &Store, id: &str) -> Result<BuildRecord, RecordError> {
 
 /// Removes build `id` (exactly): its record and logs. A running build is refused.
 pub fn remove(store: &Store, id: &str) -> Result<(), RecordError> {
+    let logs = logs_dir(store);
+    let _creating = match creation_lock(&logs) {
+        Ok(lock) => lock,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(RecordError::NotFound { id: id.into() }),
+        Err(e) => return Err(RecordError::io("lock", &logs.join(CREATION_LOCK), e)),
+    };
+    remove_unlocked(store, id)
+}
+
+fn remove_unlocked(store: &Store, id: &str) -> Result<(), RecordError> {
+    if !is_build_id(id) {
+        return Err(RecordError::NotFound { id: id.to_string() });
+    }
     let dir = build_dir(store, id);
     if is_running(&dir) {
         return Err(RecordError::Running { id: id.to_string() });
     }
     std::fs::remove_dir_all(&dir).map_err(|e| RecordError::io("remove", &dir, e))
+}
+
+/// Whether `id` can name a directory under `logs/` (and nothing outside it).
+fn is_build_id(id: &str) -> bool {
+    !id.is_empty() && !id.starts_with('.') && !id.contains('/')
 }
 
 /// What [`remove_all`] did.
@@ -342,8 +363,14 @@ pub struct Removed {
 /// Removes every build that is not running, records and logs (also logs without a record).
 pub fn remove_all(store: &Store) -> Result<Removed, RecordError> {
     let mut report = Removed::default();
-    for id in build_ids(&logs_dir(store))? {
-        match remove(store, &id) {
+    let logs = logs_dir(store);
+    let _creating = match creation_lock(&logs) {
+        Ok(lock) => lock,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(report),
+        Err(e) => return Err(RecordError::io("lock", &logs.join(CREATION_LOCK), e)),
+    };
+    for id in build_ids(&logs)? {
+        match remove_unlocked(store, &id) {
             Ok(()) => report.removed.push(id),
             Err(RecordError::Running { id }) => report.running.push(id),
             Err(RecordError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
@@ -351,6 +378,23 @@ pub fn remove_all(store: &Store) -> Result<Removed, RecordError> {
         }
     }
     Ok(report)
+}
+
+/// The name of the file under `<root>/logs` whose flock makes "create a build's directory and
+/// take its flock" one step for whoever removes directories (retention, `builds rm`): without it
+/// a directory could be seen, not yet flocked, and removed under its starting build.
+const CREATION_LOCK: &str = ".lock";
+
+/// Holds `<logs>/.lock` (created if needed) until dropped.
+pub(crate) fn creation_lock(logs: &Path) -> std::io::Result<File> {
+    let file = File::options().create(true).truncate(false).write(true).open(logs.join(CREATION_LOCK))?;
+    loop {
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive) {
+            Ok(()) => return Ok(file),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Whether a build holds the flock of its directory (it is running).

@@ -123,6 +123,10 @@ fn ids_resolve_exactly_or_by_a_unique_prefix() {
     assert!(matches!(resolve(&store, "9"), Err(RecordError::NotFound { .. })));
     assert!(matches!(resolve(&store, ""), Err(RecordError::NotFound { .. })));
     assert!(matches!(resolve(&store, ".."), Err(RecordError::NotFound { .. })));
+    for outside in ["..", "../logs", ".lock", ""] {
+        assert!(matches!(remove(&store, outside), Err(RecordError::NotFound { .. })), "{outside}");
+        assert!(matches!(load(&store, outside), Err(RecordError::NotFound { .. })), "{outside}");
+    }
     assert_eq!(find(&store, "17672257").unwrap().id, "1767225700-000000001-43");
 }
 
