@@ -92,6 +92,26 @@ impl fmt::Display for MissReason {
     }
 }
 
+impl MissReason {
+    /// The reason without any value a variable, the instruction or another component had, as
+    /// build records keep it (`ARG VERSION changed`, `instruction changed`): those values may be
+    /// build-arg values, of this build or of an earlier one. File paths, stage names and digests
+    /// stay.
+    pub fn without_values(&self) -> String {
+        let presence = |old: &Option<String>, new: &Option<String>| match (old, new) {
+            (None, Some(_)) => "set",
+            (Some(_), None) => "unset",
+            _ => "changed",
+        };
+        match self {
+            MissReason::ArgChanged { name, old, new } => format!("ARG {name} {}", presence(old, new)),
+            MissReason::EnvChanged { name, old, new } => format!("ENV {name} {}", presence(old, new)),
+            MissReason::Changed { component, .. } => format!("{component} changed"),
+            other => other.to_string(),
+        }
+    }
+}
+
 fn files_changed(f: &mut fmt::Formatter<'_>, prefix: &str, changes: &[FileChange], more: usize) -> fmt::Result {
     for (i, change) in changes.iter().enumerate() {
         if i > 0 {

@@ -398,3 +398,28 @@ fn an_unchanged_file_list_is_not_rewritten() {
     let why = db.explain(&slot, &inputs(&[("sources", "sha256:4")]), Some(&list)).unwrap();
     assert!(matches!(why, MissReason::Changed { ref component, .. } if component == "sources"), "{why:?}");
 }
+
+#[test]
+fn miss_reasons_without_values_keep_names_and_drop_values() {
+    let texts: Vec<String> = [
+        MissReason::ArgChanged { name: "TOKEN".into(), old: Some("old-value".into()), new: Some("new-value".into()) },
+        MissReason::ArgChanged { name: "TOKEN".into(), old: None, new: Some("new-value".into()) },
+        MissReason::ArgChanged { name: "TOKEN".into(), old: Some("old-value".into()), new: None },
+        MissReason::EnvChanged { name: "URL".into(), old: Some("old-value".into()), new: Some("new-value".into()) },
+        MissReason::Changed { component: "instruction".into(), old: "COPY old-value /".into(), new: "COPY x /".into() },
+        MissReason::ParentChanged,
+        MissReason::NoCacheFilter { stage: "build".into() },
+    ]
+    .iter()
+    .map(MissReason::without_values)
+    .collect();
+    insta::assert_snapshot!(texts.join("\n"), @r"
+    ARG TOKEN changed
+    ARG TOKEN set
+    ARG TOKEN unset
+    ENV URL changed
+    instruction changed
+    previous step changed
+    --no-cache-filter build
+    ");
+}

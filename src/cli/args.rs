@@ -76,6 +76,8 @@ pub enum Command {
     /// Build an image from a Dockerfile and a context directory (or a tar on stdin)
     #[command(after_help = BUILD_HELP)]
     Build(BuildArgs),
+    /// List, show, read the logs of and remove past builds (their records stay in the store)
+    Builds(BuildsArgs),
     /// Parse a Dockerfile, resolve its stages and run the lint rules
     Check(CheckArgs),
     /// List the build context: each file with its size and status (used by a COPY, ADD or bind mount, sent for nothing, or excluded by which .dockerignore line), the largest directories
@@ -285,6 +287,66 @@ pub struct FsckArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+}
+
+/// What `slipway builds` says about a build's id, shown by `--help`.
+const BUILDS_HELP: &str = "Every `slipway build` leaves a record in the store, beside its step logs: when it ran, on \
+what, how it ended, and per layer step the cache decision, duration, layer bytes and exit status. ID is a build's \
+id as `builds ls` shows it, or any prefix of exactly one. The newest 50 builds are kept (`[builds] keep = N` in \
+config.toml). JSON: docs/builds.md.";
+
+#[derive(Debug, Args)]
+#[command(after_help = BUILDS_HELP)]
+pub struct BuildsArgs {
+    #[command(subcommand)]
+    pub command: BuildsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BuildsCommand {
+    /// List the kept builds, newest first
+    Ls(BuildsLsArgs),
+    /// Show one build: how it ended, and each layer step's cache decision, duration, layer bytes and exit status
+    Show(BuildsShowArgs),
+    /// Print a build's step logs, whole: every RUN step's, or one step's (numbered as `show` numbers them)
+    Logs(BuildsLogsArgs),
+    /// Remove builds: their records and logs
+    Rm(BuildsRmArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BuildsLsArgs {
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildsShowArgs {
+    /// A build id, or a unique prefix of one
+    pub id: String,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildsLogsArgs {
+    /// A build id, or a unique prefix of one
+    pub id: String,
+    /// Only this step's log (its number in `slipway builds show`), printed as the process wrote it
+    #[arg(value_parser = clap::value_parser!(u32).range(1..))]
+    pub step: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildsRmArgs {
+    /// Build ids, or unique prefixes of them
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub ids: Vec<String>,
+    /// Remove every build that is not running
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Args)]

@@ -18,6 +18,7 @@ mod commands;
 pub mod progress;
 mod report;
 mod secrets;
+mod table;
 mod units;
 
 use std::process::ExitCode;

@@ -147,7 +147,7 @@ pub(crate) fn copy(sc: &StepCtx<'_>, state: &mut State, spec: &CopySpec<'_>) -> 
     inputs.add("platform", state.platform.to_string());
 
     let step = LayerStep { inputs, files, title: sc.title(state, &shown), created_by: shown };
-    layers::layer_step(sc, state, step, |_task, rootfs| {
+    layers::layer_step(sc, state, step, |_run, rootfs| {
         let mut opts = opts;
         if let Some(spec) = &x.chown {
             opts.chown = Some(context::resolve_chown(rootfs, spec)?);

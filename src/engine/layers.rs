@@ -3,9 +3,11 @@
 //! into the store as a layer blob, the commit as the snapshot `layer:<chain id>`, the cache
 //! record. The active snapshot and its mount are gone when this returns, whatever happened.
 
+use std::fs::File;
 use std::path::Path;
 
 use super::BuildError;
+use super::records::StepEntry;
 use super::stage::{BuildCtx, State};
 use super::step::StepCtx;
 use crate::cache::{CacheKey, KeyInputs, LayerRecord, MissReason, Record, Slot};
@@ -40,36 +42,68 @@ struct Keyed {
     slot: Slot,
 }
 
+/// What a layer step's work is given besides its tree: its progress task, and its entry in the
+/// build record, through which it opens its log file.
+pub(crate) struct StepRun<'a> {
+    pub task: &'a Task,
+    ctx: &'a BuildCtx<'a>,
+    entry: StepEntry,
+    stage: String,
+    index: usize,
+}
+
+impl StepRun<'_> {
+    /// Creates the step's log file, named in the build record.
+    pub(crate) fn log_file(&self) -> Result<File, BuildError> {
+        let (file, name) = self.ctx.logs.step(self.task.id(), &self.stage, self.index)?;
+        self.ctx.record.step_log(self.entry, &name);
+        Ok(file)
+    }
+
+    /// Reports the cache lookup: a hit, or a miss and why.
+    fn cache(&self, miss: Option<&MissReason>) {
+        self.ctx.record.step_cache(self.entry, miss);
+        self.task.cache(match miss {
+            None => CacheStatus::Hit,
+            Some(reason) => CacheStatus::Miss { reason: reason.to_string() },
+        });
+    }
+}
+
 /// Whether the step was looked up and found.
 enum Outcome {
     Hit(Box<Record>),
     Miss,
 }
 
-/// The whole life of a layer step, on every path: its task starts; it is looked up (a hit
-/// reuses the recorded layer and runs nothing, a miss says why); on a miss `work` runs in a
-/// fresh snapshot on the stage's layers, whose changes become the step's layer and its cache
-/// record; the layer joins the stage and its history entry is written; the task ends — failed,
-/// with the error, whatever failed on the way.
+/// The whole life of a layer step, on every path: its task starts (and its entry in the build
+/// record); it is looked up (a hit reuses the recorded layer and runs nothing, a miss says why);
+/// on a miss `work` runs in a fresh snapshot on the stage's layers, whose changes become the
+/// step's layer and its cache record; the layer joins the stage and its history entry is
+/// written; the task ends — failed, with the error, whatever failed on the way.
 pub(crate) fn layer_step(
     sc: &StepCtx<'_>,
     state: &mut State,
     step: LayerStep,
-    work: impl FnOnce(&Task, &Path) -> Result<(), BuildError>,
+    work: impl FnOnce(&StepRun<'_>, &Path) -> Result<(), BuildError>,
 ) -> Result<(), BuildError> {
     let ctx = sc.build;
     let task = ctx.builder.reporter.start(|| step.title.clone());
+    let entry = ctx.record.step_started(&state.name, &step.title);
+    let run = StepRun { task: &task, ctx, entry, stage: state.name.clone(), index: sc.index };
     let key = step.inputs.key();
     let slot = slot(ctx, state, sc.index);
     let keyed = Keyed { inputs: remembered(step.inputs), files: step.files, key, slot };
-    match look_up_or_run(ctx, state, &keyed, &task, work) {
+    match look_up_or_run(ctx, state, &keyed, &run, work) {
         Ok(record) => {
             apply(ctx, state, &record);
             state.history(state.last_created, super::history::layer(step.created_by, record.layer.is_none()));
+            ctx.record.step_ended(entry, Ok(record.layer.as_ref().map(|l| l.blob.size)));
             task.done();
             Ok(())
         }
         Err(e) => {
+            ctx.record.step_ended(entry, Err(&e));
             task.fail(&e);
             Err(e)
         }
@@ -80,14 +114,14 @@ fn look_up_or_run(
     ctx: &BuildCtx<'_>,
     state: &mut State,
     keyed: &Keyed,
-    task: &Task,
-    work: impl FnOnce(&Task, &Path) -> Result<(), BuildError>,
+    run: &StepRun<'_>,
+    work: impl FnOnce(&StepRun<'_>, &Path) -> Result<(), BuildError>,
 ) -> Result<Record, BuildError> {
-    if let Outcome::Hit(record) = lookup(ctx, state, keyed, task)? {
+    if let Outcome::Hit(record) = lookup(ctx, state, keyed, run)? {
         state.stats.cached += 1;
         return Ok(*record);
     }
-    let made = run_in_snapshot(ctx, state, |rootfs| work(task, rootfs))?;
+    let made = run_in_snapshot(ctx, state, |rootfs| work(run, rootfs))?;
     if let Some(layer) = &made.layer {
         state.stats.bytes += layer.blob.size;
     }
@@ -120,9 +154,9 @@ fn slot(ctx: &BuildCtx<'_>, state: &State, index: usize) -> Slot {
     Slot::new(&format!("{}\0{}\0{}\0{}", ctx.options.identity, ctx.options.dockerfile_name, state.name, index))
 }
 
-/// Looks the step up, reports the outcome on its task. A record whose layer blob is gone is
-/// forgotten and counts as a miss.
-fn lookup(ctx: &BuildCtx<'_>, state: &State, keyed: &Keyed, task: &Task) -> Result<Outcome, BuildError> {
+/// Looks the step up, reports the outcome on its task and record. A record whose layer blob is
+/// gone is forgotten and counts as a miss.
+fn lookup(ctx: &BuildCtx<'_>, state: &State, keyed: &Keyed, run: &StepRun<'_>) -> Result<Outcome, BuildError> {
     let cache = &ctx.builder.caches.records;
     let no_cache =
         ctx.options.no_cache || ctx.options.no_cache_filter.iter().any(|s| s.eq_ignore_ascii_case(&state.name));
@@ -133,7 +167,7 @@ fn lookup(ctx: &BuildCtx<'_>, state: &State, keyed: &Keyed, task: &Task) -> Resu
                 ctx.lease.add(&layer.blob.digest)?;
             }
             cache.remember(&keyed.slot, &keyed.inputs, keyed.files.as_deref())?;
-            task.cache(CacheStatus::Hit);
+            run.cache(None);
             return Ok(Outcome::Hit(Box::new(record)));
         }
         cache.forget(&keyed.key)?;
@@ -142,7 +176,7 @@ fn lookup(ctx: &BuildCtx<'_>, state: &State, keyed: &Keyed, task: &Task) -> Resu
         true => MissReason::NoCache,
         false => cache.explain(&keyed.slot, &keyed.inputs, keyed.files.as_deref())?,
     };
-    task.cache(CacheStatus::Miss { reason: reason.to_string() });
+    run.cache(Some(&reason));
     Ok(Outcome::Miss)
 }
 

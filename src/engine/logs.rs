@@ -2,8 +2,11 @@
 //! show), into a log file under the store whatever the progress mode, and into a short ring of
 //! the last lines, shown when the step fails.
 //!
-//! Logs live in `<root>/logs/<build>/`, one file per layer step; the newest [`KEEP_BUILDS`]
-//! builds are kept.
+//! Logs live in `<root>/logs/<build>/`, one file per RUN step, beside the build's record
+//! ([`super::records`]); the build holds a flock on the directory while it runs, taken under
+//! the flock of `<root>/logs/.lock` so that nobody sees the directory before it. The newest
+//! builds are kept (`keep`, [`super::records::RecordSettings`]): a starting build removes the
+//! oldest directories, record and logs together, never one whose build still runs.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -18,55 +21,74 @@ use crate::store::Store;
 /// Directory under the store root that holds build logs.
 pub const LOG_DIR: &str = "logs";
 
-/// Builds whose logs are kept.
-const KEEP_BUILDS: usize = 20;
-
 /// Lines kept for the error message of a failing step.
 const LAST_LINES: usize = 12;
 
 /// Longest line passed on as one progress event; longer output is split, never dropped.
 const MAX_LINE: usize = 64 << 10;
 
-/// The log directory of one build.
+/// The log directory of one build, flocked while the build runs.
 pub(crate) struct LogDir {
     path: PathBuf,
+    id: String,
+    /// The directory itself, holding the exclusive flock that says "running".
+    _lock: File,
 }
 
 impl LogDir {
-    /// Creates `<root>/logs/<unix time>-<pid>/` and removes the oldest builds' logs.
-    pub(crate) fn create(store: &Store) -> Result<LogDir, BuildError> {
+    /// Creates `<root>/logs/<unix time>-<nanoseconds>-<pid>/`, takes its flock and removes the
+    /// oldest builds so that `keep` (at least this one) remain.
+    pub(crate) fn create(store: &Store, keep: usize) -> Result<LogDir, BuildError> {
         let base = store.root().join(LOG_DIR);
         std::fs::create_dir_all(&base).map_err(|e| BuildError::io("create", &base, e))?;
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        let path = base.join(format!("{}-{:09}-{}", now.as_secs(), now.subsec_nanos(), std::process::id()));
+        let id = format!("{}-{:09}-{}", now.as_secs(), now.subsec_nanos(), std::process::id());
+        let path = base.join(&id);
+        // Whoever removes directories waits until this one is flocked (see `creation_lock`).
+        let creating = super::records::creation_lock(&base).map_err(|e| BuildError::io("lock", &base, e))?;
         std::fs::create_dir(&path).map_err(|e| BuildError::io("create", &path, e))?;
-        prune(&base);
-        Ok(LogDir { path })
+        let lock = File::open(&path).map_err(|e| BuildError::io("open", &path, e))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+            .map_err(|e| BuildError::io("lock", &path, e.into()))?;
+        prune(&base, keep.max(1));
+        drop(creating);
+        Ok(LogDir { path, id, _lock: lock })
     }
 
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
-    /// A log file for one step, named after its task number and stage.
-    pub(crate) fn step(&self, task: u64, stage: &str, index: usize) -> Result<(File, PathBuf), BuildError> {
+    /// The build's id: its directory's name.
+    pub(crate) fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// A log file for one step, named after its task number, stage and index; returns the file
+    /// and its name in the directory.
+    pub(crate) fn step(&self, task: u64, stage: &str, index: usize) -> Result<(File, String), BuildError> {
         let safe: String = stage.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
-        let path = self.path.join(format!("{task:03}-{safe}-{:02}.log", index + 1));
+        let name = format!("{task:03}-{safe}-{:02}.log", index + 1);
+        let path = self.path.join(&name);
         let file = File::create(&path).map_err(|e| BuildError::io("create", &path, e))?;
-        Ok((file, path))
+        Ok((file, name))
     }
 }
 
-/// Removes all but the newest [`KEEP_BUILDS`] build directories (names sort by time). Best effort:
-/// a directory another build is writing is only removed once it is among the oldest.
-fn prune(base: &Path) {
-    let Ok(entries) = std::fs::read_dir(base) else { return };
-    let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect();
-    dirs.sort();
-    let excess = dirs.len().saturating_sub(KEEP_BUILDS);
-    for dir in &dirs[..excess] {
-        if let Err(e) = std::fs::remove_dir_all(dir) {
-            tracing::debug!(dir = %dir.display(), error = %e, "removing old build logs");
+/// Removes the oldest build directories (names sort by time) until `keep` remain, passing over
+/// those whose build still runs; called under the creation lock, so every directory it sees is
+/// either flocked by its running build or finished. Best effort: what cannot be removed stays
+/// for the next build.
+fn prune(base: &Path, keep: usize) {
+    let Ok(ids) = super::records::build_ids(base) else { return };
+    let excess = ids.len().saturating_sub(keep);
+    for id in &ids[..excess] {
+        let dir = base.join(id);
+        if super::records::is_running(&dir) {
+            continue;
+        }
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            tracing::debug!(dir = %dir.display(), error = %e, "removing an old build's record and logs");
         }
     }
 }

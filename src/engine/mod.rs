@@ -23,6 +23,10 @@
 //! when their content is; a layer that is only in the store is extracted when a later step needs
 //! its filesystem, never before (a fully cached build mounts nothing).
 //!
+//! Every build a privileged caller starts leaves a record in the store beside its step logs
+//! ([`records`]: when, on what, how it ended; per layer step the cache decision, duration, layer
+//! bytes and exit status), which `slipway builds` reads.
+//!
 //! Architecture invariants: the build never prints (progress goes to the [`Reporter`], one task
 //! per layer step, with every output line); nothing is tagged unless every needed stage
 //! succeeded; every snapshot and mount a step made is gone when the step ends, whatever happened.
@@ -38,6 +42,7 @@ mod logs;
 mod metadata;
 mod mounts;
 mod plan;
+pub mod records;
 mod refuse;
 mod run;
 mod scheduler;
@@ -103,6 +108,12 @@ pub struct BuildOptions {
     /// `--ssh`: each id's agent socket on the host ([`SshAgent::socket`]), for
     /// `RUN --mount=type=ssh`.
     pub ssh: BTreeMap<String, PathBuf>,
+    /// How the build's record names the context (default: its directory; `-` says it came as a
+    /// tar stream, whose directory is a scratch copy).
+    pub context_name: Option<String>,
+    /// The newest builds whose records and logs the store keeps ([`records::RecordSettings`]);
+    /// this build removes older ones when it starts.
+    pub keep_builds: usize,
 }
 
 impl Default for BuildOptions {
@@ -124,6 +135,8 @@ impl Default for BuildOptions {
             identity: String::new(),
             secrets: BTreeMap::new(),
             ssh: BTreeMap::new(),
+            context_name: None,
+            keep_builds: records::DEFAULT_KEEP,
         }
     }
 }
@@ -159,16 +172,34 @@ pub struct BuildOutput {
     pub duration: Duration,
     /// Where the full log of every step was written.
     pub log_dir: PathBuf,
+    /// The build's id: its record and logs for `slipway builds` ([`records::find`]).
+    pub id: String,
 }
 
-/// Builds `dockerfile` (its text) with `builder` as `options` say.
+/// Builds `dockerfile` (its text) with `builder` as `options` say. Whatever happens after the
+/// caller was found privileged, the build leaves its record in the store ([`records`]).
 pub fn build(builder: &Builder<'_>, dockerfile: &str, options: &BuildOptions) -> Result<BuildOutput, BuildError> {
     let started = std::time::Instant::now();
     refuse::unprivileged()?;
+    let logs = logs::LogDir::create(builder.store, options.keep_builds)?;
+    let context = options.context_name.clone().unwrap_or_else(|| builder.context.root().display().to_string());
+    let record = records::Recorder::start(logs.path(), logs.id(), &context, options)?;
+    let result = build_recorded(builder, dockerfile, options, &logs, &record, started);
+    record.finish(result.as_ref());
+    result
+}
+
+fn build_recorded(
+    builder: &Builder<'_>,
+    dockerfile: &str,
+    options: &BuildOptions,
+    logs: &logs::LogDir,
+    record: &records::Recorder,
+    started: std::time::Instant,
+) -> Result<BuildOutput, BuildError> {
     let plan = plan::plan(builder, dockerfile, options)?;
-    let logs = logs::LogDir::create(builder.store)?;
     let lease = builder.store.lease("build")?;
-    let ctx = stage::BuildCtx { builder, options, plan: &plan, logs: &logs, lease: &lease };
+    let ctx = stage::BuildCtx { builder, options, plan: &plan, logs, record, lease: &lease };
     let results = scheduler::run(&ctx)?;
     let target = results.get(&plan.graph.target).ok_or(BuildError::Cancelled)?;
     let stats = ctx_stats(&results);
@@ -181,6 +212,7 @@ pub fn build(builder: &Builder<'_>, dockerfile: &str, options: &BuildOptions) ->
         bytes_written: stats.2,
         duration: started.elapsed(),
         log_dir: logs.path().to_path_buf(),
+        id: logs.id().to_string(),
     })
 }
 

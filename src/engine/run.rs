@@ -52,10 +52,8 @@ pub(crate) fn run(sc: &StepCtx<'_>, state: &mut State, run: &RunInstruction) -> 
         title: sc.title(state, &format!("RUN {}", one_line(&command.shown))),
         created_by: command.created_by.clone(),
     };
-    let stage = state.name.clone();
-    layers::layer_step(sc, state, step, |task, rootfs| {
-        let (file, _) = ctx.logs.step(task.id(), &stage, sc.index)?;
-        let log = StepLog::new(task, Some(file));
+    layers::layer_step(sc, state, step, |run, rootfs| {
+        let log = StepLog::new(run.task, Some(run.log_file()?));
         if let Some((path, body)) = &command.script {
             write_script(rootfs, path, body)?;
         }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use super::history::HistoryEntry;
 use super::logs::LogDir;
 use super::plan::Plan;
+use super::records::Recorder;
 use super::scheduler::Gate;
 use super::step::{StepCtx, run_step};
 use super::{BuildError, BuildOptions, Builder};
@@ -27,6 +28,8 @@ pub(crate) struct BuildCtx<'a> {
     pub options: &'a BuildOptions,
     pub plan: &'a Plan,
     pub logs: &'a LogDir,
+    /// The build's record: each layer step's entry.
+    pub record: &'a Recorder,
     pub lease: &'a Lease,
 }
 

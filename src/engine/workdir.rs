@@ -32,7 +32,7 @@ pub(crate) fn workdir(sc: &StepCtx<'_>, state: &mut State, w: &WorkdirInstructio
     inputs.add("user", user.clone());
     inputs.add("platform", state.platform.to_string());
     let step = LayerStep { inputs, files: None, title: sc.title(state, &created_by), created_by };
-    layers::layer_step(sc, state, step, |_task, rootfs| {
+    layers::layer_step(sc, state, step, |_run, rootfs| {
         let owner = match user.is_empty() {
             true => None,
             false => Some(context::resolve_chown(rootfs, &user)?),

@@ -112,8 +112,13 @@ fn output_lines_are_all_kept_in_order_and_in_the_log_file() {
     let expected: Vec<String> = (0..500).map(|i| format!("line-{i}")).collect();
     assert_eq!(lines, expected);
     let logs = env.tc.root().join("logs");
-    let build_dir = std::fs::read_dir(&logs).unwrap().next().unwrap().unwrap().path();
-    let file = std::fs::read_dir(&build_dir).unwrap().next().unwrap().unwrap().path();
+    let build_dir =
+        std::fs::read_dir(&logs).unwrap().map(|e| e.unwrap().path()).find(|p| p.is_dir()).expect("the build's logs");
+    let file = std::fs::read_dir(&build_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "log"))
+        .expect("the step's log file");
     assert_eq!(std::fs::read_to_string(file).unwrap(), expected.join("\n") + "\n");
 }
 

@@ -14,6 +14,7 @@ use crate::cli::args::{BuildArgs, BuildNetworkArg, GlobalArgs};
 use crate::cli::{EXIT_FAILURE, units};
 use crate::context::{Context, ContextError, DockerfileIgnore};
 use crate::dockerfile::{Located, render_located};
+use crate::engine::records::RecordSettings;
 use crate::engine::{BuildCaches, BuildError, BuildOptions, BuildOutput, Builder, RegistryImages};
 use crate::exec::{CancelToken, Network};
 use crate::image::parse_name;
@@ -56,6 +57,10 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs, progress: &Reporter) -> Resu
     let (text, name, dockerfile_id) = read_dockerfile(args.file.as_deref(), &context)?;
 
     let mut options = build_options(args, &name, &dockerfile_id)?;
+    let settings_path = crate::registry::settings_path();
+    options.keep_builds = RecordSettings::load(&settings_path)
+        .with_context(|| format!("reading [builds] of {}", settings_path.display()))?
+        .keep;
     // Agents started for key files stop when the build is over.
     let agents = crate::cli::secrets::open_agents(&args.ssh)?;
     options.ssh = agents.iter().map(|(id, agent)| (id.clone(), agent.socket().to_path_buf())).collect();
@@ -114,6 +119,7 @@ fn build_options(args: &BuildArgs, name: &str, dockerfile_id: &str) -> Result<Bu
         tags: args.tags.iter().map(|t| parse_name(t)).collect::<Result<_, _>>()?,
         dockerfile_name: name.to_string(),
         identity: identity(&args.context, dockerfile_id),
+        context_name: (args.context == "-").then(|| "-".to_string()),
         secrets: crate::cli::secrets::read_secrets(&args.secrets)?,
         ..BuildOptions::default()
     };

@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 
 use super::open_store;
 use crate::cli::args::{Format, GlobalArgs, ImagesArgs, ImportArgs, InspectArgs, RmiArgs, TagArgs};
+use crate::cli::table::{ago, print_table};
 use crate::image::{self, ImportOptions, ImportSource};
 use crate::oci::{Platform, Reference};
 use crate::progress::Reporter;
@@ -118,55 +119,4 @@ pub fn inspect(global: &GlobalArgs, args: &InspectArgs) -> Result<u8> {
     }
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(0)
-}
-
-fn print_table<const N: usize>(headers: &[&str; N], rows: &[[String; N]]) {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let mut s = String::new();
-        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
-            if i + 1 == N {
-                s.push_str(cell);
-            } else {
-                s.push_str(&format!("{cell:<w$}   "));
-            }
-        }
-        println!("{}", s.trim_end());
-    };
-    line(headers.to_vec());
-    for row in rows {
-        line(row.iter().map(String::as_str).collect());
-    }
-}
-
-/// `3 minutes ago`, as `docker images` shows times.
-fn ago(secs: i64) -> String {
-    let secs = secs.max(0);
-    let (n, unit) = match secs {
-        s if s < 60 => return "Less than a minute ago".to_string(),
-        s if s < 3600 => (s / 60, "minute"),
-        s if s < 86_400 => (s / 3600, "hour"),
-        s if s < 86_400 * 14 => (s / 86_400, "day"),
-        s if s < 86_400 * 60 => (s / (86_400 * 7), "week"),
-        s if s < 86_400 * 730 => (s / (86_400 * 30), "month"),
-        s => (s / (86_400 * 365), "year"),
-    };
-    if n == 1 { format!("1 {unit} ago") } else { format!("{n} {unit}s ago") }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ages() {
-        assert_eq!(ago(5), "Less than a minute ago");
-        assert_eq!(ago(3600), "1 hour ago");
-        assert_eq!(ago(3 * 86_400), "3 days ago");
-    }
 }

@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 
 mod archive;
 mod build;
+mod builds;
 mod check;
 mod context;
 mod exec_init;
@@ -37,6 +38,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Prune(args) => prune::prune(&cli.global, &args, &progress),
         Command::Fsck(args) => fsck::fsck(&cli.global, &args),
         Command::Build(args) => build::build(&cli.global, &args, &progress),
+        Command::Builds(args) => builds::builds(&cli.global, &args),
         Command::Check(args) => check::check(&args),
         Command::Context(args) => context::context(&args),
         Command::Run(args) => run::run(&cli.global, &args),
