@@ -17,6 +17,8 @@
 //!   [`context`] (the build context, `.dockerignore`, COPY/ADD sources);
 //! - [`store`], [`image`], [`registry`]: the blob store and its tags, images in and out of it,
 //!   pull and push;
+//! - [`inspect`]: images from any source (store, OCI layout or archive, docker archive,
+//!   registry) read for `history`, `diff` and `layers`;
 //! - [`snapshot`], [`layer`], [`exec`]: root filesystem snapshots, the layer tar format, the
 //!   sandbox that runs `RUN`;
 //! - [`progress`]: the events long operations report, for a caller to render.
@@ -34,6 +36,7 @@ pub mod exec;
 mod failpoint;
 pub mod graph;
 pub mod image;
+pub mod inspect;
 pub mod layer;
 pub mod oci;
 pub mod progress;

@@ -64,6 +64,15 @@ pub enum Command {
     Rmi(RmiArgs),
     /// Print an image's manifest and config as JSON
     Inspect(InspectArgs),
+    /// Show an image's history: each entry's command and size, and the files its layer added, changed and deleted
+    #[command(after_help = IMAGE_SOURCES_HELP)]
+    History(HistoryArgs),
+    /// Show file-level changes: each layer of one image against the layers below it, or image A against image B
+    #[command(after_help = IMAGE_SOURCES_HELP)]
+    Diff(DiffArgs),
+    /// Waste analysis: bytes per layer, bytes overwritten or deleted later, identical content stored twice, leftovers; a CI gate
+    #[command(after_help = LAYERS_HELP)]
+    Layers(LayersArgs),
     /// Write images to an OCI layout or archive, or a docker archive
     Save(SaveArgs),
     /// Read images from an OCI layout or archive, or a docker archive
@@ -476,6 +485,78 @@ pub struct InspectArgs {
     /// An image name or id
     #[arg(required = true)]
     pub images: Vec<String>,
+}
+
+/// How the inspection commands name images.
+const IMAGE_SOURCES_HELP: &str = "IMAGE is a local name or id; oci:DIR[:TAG]; oci-archive:FILE[:TAG]; \
+docker-archive:FILE[:NAME]; docker://REF, or a reference that names no local image (from a registry only the \
+manifests, the config and the layers the answer needs are read, and kept in the store until `slipway prune`). \
+JSON output: docs/inspect.md.";
+
+/// `slipway layers --help`: sources and exit codes.
+const LAYERS_HELP: &str = "IMAGE is a local name or id; oci:DIR[:TAG]; oci-archive:FILE[:TAG]; \
+docker-archive:FILE[:NAME]; docker://REF, or a reference that names no local image. JSON output: \
+docs/inspect.md.\n\nExit status: 0 the image passes the gates; 1 --fail-under or --max-wasted failed (the report is \
+printed all the same); 2 the image could not be read.";
+
+/// Where an inspected image is read from.
+#[derive(Debug, Args)]
+pub struct ImageSourceArgs {
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Platform to pick from a multi-platform image (default: this machine's)
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    /// Output format (JSON: docs/inspect.md)
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    pub source: ImageSourceArgs,
+    /// Do not truncate ids and commands
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Sizes and dates for people (false: bytes and RFC 3339 times)
+    #[arg(short = 'H', long, default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub human: bool,
+    /// The image (see below for the sources)
+    pub image: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    #[command(flatten)]
+    pub source: ImageSourceArgs,
+    /// With one image: only this layer (the base layer is 0, as `slipway history` and `slipway layers` number them)
+    #[arg(long, value_name = "N")]
+    pub layer: Option<usize>,
+    /// Only paths at or below this one
+    #[arg(long, value_name = "PREFIX")]
+    pub path: Option<String>,
+    /// The image (with B: the old one)
+    pub a: String,
+    /// The new image to compare A with
+    pub b: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LayersArgs {
+    #[command(flatten)]
+    pub source: ImageSourceArgs,
+    /// Exit 1 when the efficiency score is below PCT (0-100)
+    #[arg(long, value_name = "PCT")]
+    pub fail_under: Option<f64>,
+    /// Exit 1 when more than SIZE bytes are wasted (e.g. 10m, 1g: binary units)
+    #[arg(long, value_name = "SIZE", value_parser = crate::cli::units::parse_size)]
+    pub max_wasted: Option<u64>,
+    /// Files, duplicate groups and leftover examples listed per section (0: all)
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub top: usize,
+    /// The image (see below for the sources)
+    pub image: String,
 }
 
 /// Archive formats of `save`.

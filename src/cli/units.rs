@@ -23,6 +23,15 @@ pub fn size(bytes: u64) -> String {
 /// A byte count as Docker's `--memory` takes it: a number (fractions allowed) and an optional
 /// unit `b`, `k`, `m`, `g`, `t`, `p` (powers of 1024, any case, an extra `b` allowed: `512mb`).
 pub fn parse_memory(text: &str) -> Result<u64, String> {
+    parse_bytes(text, 1.0)
+}
+
+/// Like [`parse_memory`], but 0 is a size too (`--max-wasted 0`: nothing may be wasted).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    parse_bytes(text, 0.0)
+}
+
+fn parse_bytes(text: &str, min: f64) -> Result<u64, String> {
     let bad = || format!("invalid size {text:?}: expected a number with an optional unit b, k, m, g (e.g. 512m)");
     let lower = text.trim().to_ascii_lowercase();
     let digits_end = lower.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(lower.len());
@@ -42,7 +51,7 @@ pub fn parse_memory(text: &str) -> Result<u64, String> {
     };
     let value: f64 = number.parse().map_err(|_| bad())?;
     let bytes = value * (1u64 << shift) as f64;
-    if !bytes.is_finite() || bytes < 1.0 || bytes >= u64::MAX as f64 {
+    if !bytes.is_finite() || bytes < min || bytes >= u64::MAX as f64 {
         return Err(bad());
     }
     Ok(bytes as u64)
@@ -50,7 +59,15 @@ pub fn parse_memory(text: &str) -> Result<u64, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_memory, size};
+    use super::{parse_memory, parse_size, size};
+
+    #[test]
+    fn sizes_may_be_zero_where_memory_may_not() {
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_size("1k"), Ok(1024));
+        assert!(parse_memory("0").is_err());
+        assert!(parse_size("-1").is_err());
+    }
 
     #[test]
     fn memory_units() {

@@ -63,14 +63,30 @@ pub struct PullReport {
 /// Largest manifest or index read from a registry (distribution refuses bigger ones on push).
 const MAX_MANIFEST: u64 = 4 << 20;
 
-/// Where a pull happens: the client, the repository, the store and the lease on new blobs.
-struct Puller<'a> {
+/// Reads one reference's image from a registry into the store, under the caller's lease: its
+/// manifest and config (`image`), then the layers the caller asks for (`layers`). `pull` is both
+/// with a tag; `slipway history`/`diff`/`layers` read only the layers their answer needs.
+pub struct Fetcher<'a> {
     client: &'a Client,
     reference: &'a Reference,
     scope: String,
     store: &'a Store,
     lease: &'a Lease,
     progress: &'a Reporter,
+}
+
+/// A registry image whose manifest and config are in the store (under the fetcher's lease) and
+/// whose layers may not be.
+#[derive(Debug, Clone)]
+pub struct RemoteImage {
+    /// What the reference named in the registry (an index or a manifest), stored as received.
+    pub top: Descriptor,
+    /// The platform's manifest.
+    pub manifest_descriptor: Descriptor,
+    pub manifest: ImageManifest,
+    pub config: ImageConfig,
+    /// Whether the config had to be downloaded (it was not in the store).
+    pub config_fetched: bool,
 }
 
 /// Pulls `reference` from `client`'s registry into `store` and tags it there.
@@ -82,99 +98,27 @@ pub fn pull(
     progress: &Reporter,
 ) -> Result<PullReport, RegistryError> {
     let lease = store.lease("pull")?;
-    let puller = Puller {
-        client,
-        reference,
-        scope: repository_scope(reference.repository(), "pull"),
-        store,
-        lease: &lease,
-        progress,
-    };
-    let wanted = match (reference.digest(), reference.tag()) {
-        (Some(digest), _) => digest.to_string(),
-        (None, Some(tag)) => tag.to_string(),
-        (None, None) => crate::oci::DEFAULT_TAG.to_string(),
-    };
-    let top = puller.fetch_manifest(&wanted, reference.digest().copied())?;
-    let mut descriptor = top.clone();
-    for _ in 0..4 {
-        if !descriptor.media_type.is_index() {
-            break;
-        }
-        let bytes = store.read_blob(&descriptor.digest, MAX_JSON_BLOB)?;
-        let index: ImageIndex = puller.decode("index", &descriptor.digest, &bytes)?;
-        let pick = index
-            .manifests
-            .iter()
-            .find(|m| m.platform.as_ref().is_some_and(|p| p.matches(&options.platform)))
-            .ok_or_else(|| RegistryError::NoPlatform {
-            registry: client.registry().to_string(),
-            repository: reference.repository().to_string(),
-            reference: reference.to_string(),
-            platform: options.platform.to_string(),
-        })?;
-        descriptor = puller.fetch_manifest(&pick.digest.to_string(), Some(pick.digest))?;
-    }
-    if !descriptor.media_type.is_manifest() {
-        return Err(RegistryError::UnsupportedMediaType {
-            registry: client.registry().to_string(),
-            repository: reference.repository().to_string(),
-            media_type: descriptor.media_type.to_string(),
-            digest: descriptor.digest,
-        });
-    }
-    let bytes = store.read_blob(&descriptor.digest, MAX_JSON_BLOB)?;
-    let manifest: ImageManifest = puller.decode("manifest", &descriptor.digest, &bytes)?;
-
-    let mut fetched = 0;
-    let mut skipped = 0;
-    if store.has_blob(&manifest.config.digest) {
-        lease.add(&manifest.config.digest)?;
-        skipped += 1;
-    } else {
-        puller.fetch_blob(&manifest.config)?;
-        fetched += 1;
-    }
-    let config_bytes = store.read_blob(&manifest.config.digest, MAX_JSON_BLOB)?;
-    let config: ImageConfig = puller.decode("config", &manifest.config.digest, &config_bytes)?;
-    if config.rootfs.diff_ids.len() != manifest.layers.len() {
-        return Err(RegistryError::Protocol {
-            registry: client.registry().to_string(),
-            reason: format!(
-                "{}: manifest {} has {} layers but config {} lists {} diff ids",
-                reference.repository(),
-                descriptor.digest,
-                manifest.layers.len(),
-                manifest.config.digest,
-                config.rootfs.diff_ids.len()
-            ),
-        });
-    }
-
-    let mut missing = Vec::new();
-    for layer in &manifest.layers {
-        if store.has_blob(&layer.digest) {
-            lease.add(&layer.digest)?;
-            skipped += 1;
-        } else if !missing.iter().any(|d: &&Descriptor| d.digest == layer.digest) {
-            missing.push(layer);
-        }
-    }
-    fetched += missing.len();
-    puller.fetch_parallel(&missing, options.parallel.max(1))?;
-    for (diff_id, layer) in config.rootfs.diff_ids.iter().zip(&manifest.layers) {
-        puller.verify_layer(*diff_id, layer)?;
-    }
+    let fetcher = Fetcher::new(client, store, reference, &lease, progress);
+    let remote = fetcher.image(&options.platform)?;
+    let all: Vec<usize> = (0..remote.manifest.layers.len()).collect();
+    let (fetched, skipped) = fetcher.layers(&remote, &all, options.parallel)?;
+    let descriptor = remote.manifest_descriptor.clone();
     // The tag names the platform's manifest, not the index: a tag must have its whole closure in
     // the store, and the other platforms' images are not fetched.
     store.set_tag(reference, descriptor.clone())?;
     // A hint for pushes to other repositories of this registry (cross-repository mount).
-    let mut sources: Vec<Digest> = manifest.layers.iter().map(|l| l.digest).collect();
-    sources.push(manifest.config.digest);
+    let mut sources: Vec<Digest> = remote.manifest.layers.iter().map(|l| l.digest).collect();
+    sources.push(remote.manifest.config.digest);
     if let Err(err) = store.record_blob_sources(client.registry(), reference.repository(), &sources) {
         tracing::warn!(error = %err, "cannot remember where the blobs came from");
     }
-    Ok(PullReport { descriptor: top, manifest: descriptor, id: manifest.config.digest, fetched, skipped })
+    Ok(PullReport {
+        descriptor: remote.top,
+        manifest: descriptor,
+        id: remote.manifest.config.digest,
+        fetched: fetched + usize::from(remote.config_fetched),
+        skipped: skipped + usize::from(!remote.config_fetched),
+    })
 }
 
 /// Pulls `reference` from the first of `mirrors` that has it, else from its own registry.
@@ -199,7 +143,105 @@ pub fn pull_with_mirrors(
     pull(&client, store, reference, options, progress)
 }
 
-impl Puller<'_> {
+impl<'a> Fetcher<'a> {
+    pub fn new(
+        client: &'a Client,
+        store: &'a Store,
+        reference: &'a Reference,
+        lease: &'a Lease,
+        progress: &'a Reporter,
+    ) -> Fetcher<'a> {
+        let scope = repository_scope(reference.repository(), "pull");
+        Fetcher { client, reference, scope, store, lease, progress }
+    }
+
+    /// Fetches what the reference names — through an index to `platform`'s manifest — and that
+    /// manifest's config into the store, every byte verified; no layer is read.
+    pub fn image(&self, platform: &Platform) -> Result<RemoteImage, RegistryError> {
+        let wanted = match (self.reference.digest(), self.reference.tag()) {
+            (Some(digest), _) => digest.to_string(),
+            (None, Some(tag)) => tag.to_string(),
+            (None, None) => crate::oci::DEFAULT_TAG.to_string(),
+        };
+        let top = self.fetch_manifest(&wanted, self.reference.digest().copied())?;
+        let mut descriptor = top.clone();
+        for _ in 0..4 {
+            if !descriptor.media_type.is_index() {
+                break;
+            }
+            let bytes = self.store.read_blob(&descriptor.digest, MAX_JSON_BLOB)?;
+            let index: ImageIndex = self.decode("index", &descriptor.digest, &bytes)?;
+            let pick =
+                index.manifests.iter().find(|m| m.platform.as_ref().is_some_and(|p| p.matches(platform))).ok_or_else(
+                    || RegistryError::NoPlatform {
+                        registry: self.registry(),
+                        repository: self.repository(),
+                        reference: self.reference.to_string(),
+                        platform: platform.to_string(),
+                    },
+                )?;
+            descriptor = self.fetch_manifest(&pick.digest.to_string(), Some(pick.digest))?;
+        }
+        if !descriptor.media_type.is_manifest() {
+            return Err(RegistryError::UnsupportedMediaType {
+                registry: self.registry(),
+                repository: self.repository(),
+                media_type: descriptor.media_type.to_string(),
+                digest: descriptor.digest,
+            });
+        }
+        let bytes = self.store.read_blob(&descriptor.digest, MAX_JSON_BLOB)?;
+        let manifest: ImageManifest = self.decode("manifest", &descriptor.digest, &bytes)?;
+        let config_fetched = !self.store.has_blob(&manifest.config.digest);
+        if config_fetched {
+            self.fetch_blob(&manifest.config)?;
+        } else {
+            self.lease.add(&manifest.config.digest)?;
+        }
+        let config_bytes = self.store.read_blob(&manifest.config.digest, MAX_JSON_BLOB)?;
+        let config: ImageConfig = self.decode("config", &manifest.config.digest, &config_bytes)?;
+        if config.rootfs.diff_ids.len() != manifest.layers.len() {
+            return Err(RegistryError::Protocol {
+                registry: self.registry(),
+                reason: format!(
+                    "{}: manifest {} has {} layers but config {} lists {} diff ids",
+                    self.repository(),
+                    descriptor.digest,
+                    manifest.layers.len(),
+                    manifest.config.digest,
+                    config.rootfs.diff_ids.len()
+                ),
+            });
+        }
+        Ok(RemoteImage { top, manifest_descriptor: descriptor, manifest, config, config_fetched })
+    }
+
+    /// Brings layers `indices` of `remote` into the store (up to `parallel` downloads at once),
+    /// each checked against its diff id; returns how many were downloaded and how many were
+    /// already there.
+    pub fn layers(
+        &self,
+        remote: &RemoteImage,
+        indices: &[usize],
+        parallel: usize,
+    ) -> Result<(usize, usize), RegistryError> {
+        let mut missing: Vec<&Descriptor> = Vec::new();
+        let mut skipped = 0;
+        for &i in indices {
+            let layer = &remote.manifest.layers[i];
+            if self.store.has_blob(&layer.digest) {
+                self.lease.add(&layer.digest)?;
+                skipped += 1;
+            } else if !missing.iter().any(|d| d.digest == layer.digest) {
+                missing.push(layer);
+            }
+        }
+        self.fetch_parallel(&missing, parallel.max(1))?;
+        for &i in indices {
+            self.verify_layer(remote.config.rootfs.diff_ids[i], &remote.manifest.layers[i])?;
+        }
+        Ok((missing.len(), skipped))
+    }
     fn registry(&self) -> String {
         self.client.registry().to_string()
     }

@@ -22,6 +22,7 @@ mod dockerfile_shell;
 mod exec;
 mod image;
 mod image_adversarial;
+mod inspect;
 mod layer;
 mod layer_adversarial;
 mod logs;

@@ -13,6 +13,7 @@ mod exec_init;
 mod fsck;
 mod images;
 mod info;
+mod inspect;
 mod prune;
 mod registry;
 mod run;
@@ -33,6 +34,9 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Tag(args) => images::tag(&cli.global, &args),
         Command::Rmi(args) => images::rmi(&cli.global, &args),
         Command::Inspect(args) => images::inspect(&cli.global, &args),
+        Command::History(args) => inspect::history(&cli.global, &args, &progress),
+        Command::Diff(args) => inspect::diff(&cli.global, &args, &progress),
+        Command::Layers(args) => inspect::layers(&cli.global, &args, &progress),
         Command::Save(args) => archive::save(&cli.global, &args, &progress),
         Command::Load(args) => archive::load(&cli.global, &args, &progress),
         Command::Prune(args) => prune::prune(&cli.global, &args, &progress),

@@ -116,6 +116,7 @@ pub fn scaled(base: Duration) -> Duration {
 }
 
 pub mod build;
+pub mod layout;
 pub mod proxy;
 pub mod rawtar;
 pub mod registry;

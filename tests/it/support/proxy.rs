@@ -99,6 +99,8 @@ pub struct Entry {
     pub body_bytes: u64,
     /// The status answered (0 when the connection was cut before one).
     pub status: u16,
+    /// Response body bytes relayed from the upstream to the client.
+    pub response_bytes: u64,
     pub at: Instant,
 }
 
@@ -209,6 +211,11 @@ impl Proxy {
     /// Request body bytes received for requests with `method` whose target contains `path`.
     pub fn body_bytes(&self, method: &str, path: &str) -> u64 {
         self.log().iter().filter(|e| e.method == method && e.target.contains(path)).map(|e| e.body_bytes).sum()
+    }
+
+    /// Response body bytes relayed for requests with `method` whose target contains `path`.
+    pub fn response_bytes(&self, method: &str, path: &str) -> u64 {
+        self.log().iter().filter(|e| e.method == method && e.target.contains(path)).map(|e| e.response_bytes).sum()
     }
 
     /// The log as text, for assertion messages.
@@ -356,16 +363,20 @@ fn take_rule(state: &State, head: &Head) -> Option<(usize, Option<Action>)> {
     None
 }
 
-fn log(state: &State, head: &Head, body_bytes: u64, status: u16) {
-    state.log.lock().unwrap().push(Entry {
+/// Logs a request; returns its index in the log.
+fn log(state: &State, head: &Head, body_bytes: u64, status: u16) -> usize {
+    let mut log = state.log.lock().unwrap();
+    log.push(Entry {
         method: head.method.clone(),
         target: head.target.clone(),
         authorization: head.header("authorization").map(str::to_string),
         cookie: head.header("cookie").is_some(),
         body_bytes,
         status,
+        response_bytes: 0,
         at: Instant::now(),
     });
+    log.len() - 1
 }
 
 /// Reads the request body (Content-Length or chunked); a `CutRequest` rule may stop it early.
@@ -546,7 +557,7 @@ fn forward(state: &State, head: &Head, body: &[u8], action: Option<Action>, out:
         Some(Action::Delay(delay)) => std::thread::sleep(*delay),
         _ => {}
     }
-    log(state, head, body.len() as u64, status);
+    let entry = log(state, head, body.len() as u64, status);
     let mut text = format!("{status_line}\r\n");
     for (k, v) in &headers {
         if !k.eq_ignore_ascii_case("connection") {
@@ -598,6 +609,7 @@ fn forward(state: &State, head: &Head, body: &[u8], action: Option<Action>, out:
             return false;
         }
         sent += n as u64;
+        state.log.lock().unwrap()[entry].response_bytes = sent;
     }
     keep_alive
 }
