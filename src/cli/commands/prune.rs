@@ -134,7 +134,10 @@ fn print_keep(keep: &KeepStorageReport) {
         keep.kept.iter().partition(|i| matches!(i.kept, Some(KeptBecause::NotNeeded)));
     for i in kept {
         let why = i.kept.as_ref().map_or_else(String::new, ToString::to_string);
-        println!("kept {} {} {}: {why}", noun(i.category), shown_id(&i.name), size(i.bytes));
+        match i.category {
+            Category::Other => println!("kept store files {}: {why}", size(i.bytes)),
+            _ => println!("kept {} {} {}: {why}", noun(i.category), shown_id(&i.name), size(i.bytes)),
+        }
     }
     if !not_needed.is_empty() {
         let bytes: u64 = not_needed.iter().map(|i| i.bytes).sum();
