@@ -86,7 +86,7 @@ pub fn item_json(i: &Item) -> Value {
 
 /// The rows as `docker system df` prints them, then with `-v` one table per part.
 fn print_usage(u: &DiskUsage, verbose: bool) {
-    let percent = |part: u64, whole: u64| if whole == 0 { 0 } else { part * 100 / whole };
+    let percent = |part: u64, whole: u64| (part * 100).checked_div(whole).unwrap_or(0);
     let mut rows: Vec<[String; 5]> = u
         .rows
         .iter()
