@@ -21,7 +21,9 @@
 //!   registry) read for `history`, `diff` and `layers`;
 //! - [`snapshot`], [`layer`], [`exec`]: root filesystem snapshots, the layer tar format, the
 //!   sandbox that runs `RUN`;
-//! - [`progress`]: the events long operations report, for a caller to render.
+//! - [`progress`]: the events long operations report, for a caller to render;
+//! - [`disk`]: what a store root's bytes are (`slipway df`) and trimming it under a cap
+//!   (`prune --keep-storage`).
 //!
 //! Not API: the command line (`cli`; the binary enters it through the hidden `cli_main`), the
 //! shared SQLite helper (`sqlite`) and the crash-test hooks (`failpoint`).
@@ -30,6 +32,7 @@ pub mod cache;
 mod cli;
 pub mod context;
 pub(crate) mod dirfd;
+pub mod disk;
 pub mod dockerfile;
 pub mod engine;
 pub mod exec;

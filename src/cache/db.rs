@@ -19,7 +19,7 @@ use super::{CacheError, LayerRecord, Record};
 use crate::oci::{Descriptor, DiffId, Digest, MediaType};
 
 /// The schema version this code writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS records (
@@ -40,6 +40,13 @@ CREATE TABLE IF NOT EXISTS slots (
     updated      INTEGER NOT NULL
 );
 ";
+
+#[cfg(test)]
+pub(super) const SCHEMA_V1_FOR_TESTS: &str = SCHEMA_V1;
+
+/// Version 2: when a record was last used (written or hit), for `prune --keep-storage`'s least
+/// recently used order; `NULL` in rows of version 1 means "at `created`".
+const SCHEMA_V2: &str = "ALTER TABLE records ADD COLUMN used INTEGER;";
 
 /// The record store; `Send + Sync`, one connection behind a mutex (steps of one build share it).
 pub struct CacheDb {
@@ -113,7 +120,13 @@ impl CacheDb {
             _ => None,
         };
         match layer {
-            Some(layer) => Ok(Some(Record { layer, created })),
+            Some(layer) => {
+                // A hit is a use: `prune --keep-storage` removes the least recently used first.
+                self.with(|c| {
+                    c.execute("UPDATE records SET used = ?2 WHERE key = ?1", params![key.to_string(), unix_now()])
+                })?;
+                Ok(Some(Record { layer, created }))
+            }
             None => {
                 tracing::warn!(%key, "dropping a malformed cache record");
                 self.forget(key)?;
@@ -129,8 +142,8 @@ impl CacheDb {
         let layer = record.layer.as_ref();
         self.with(|c| {
             c.execute(
-                "INSERT INTO records (key, diff_id, media_type, digest, size, created)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (key) DO NOTHING",
+                "INSERT INTO records (key, diff_id, media_type, digest, size, created, used)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) ON CONFLICT (key) DO NOTHING",
                 params![
                     key.to_string(),
                     layer.map(|l| l.diff_id.to_string()),
@@ -165,6 +178,16 @@ impl CacheDb {
                 Some((key.parse().ok()?, blob))
             })
             .collect())
+    }
+
+    /// When each record was last used (Unix seconds: written, or its last hit), by key; rows
+    /// whose key does not parse are skipped.
+    pub fn last_used(&self) -> Result<Vec<(CacheKey, i64)>, CacheError> {
+        let rows: Vec<(String, i64)> = self.with(|c| {
+            let mut stmt = c.prepare("SELECT key, COALESCE(used, created) FROM records ORDER BY key")?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+        })?;
+        Ok(rows.into_iter().filter_map(|(key, used)| Some((key.parse().ok()?, used))).collect())
     }
 
     /// Remembers what `slot` was last built from: `inputs`, and for COPY/ADD the source `files`
@@ -255,7 +278,9 @@ fn open_conn(path: &Path) -> Result<Connection, CacheError> {
         return Err(CacheError::SchemaTooNew { path: path.to_path_buf(), found: version, supported: SCHEMA_VERSION });
     }
     if version < SCHEMA_VERSION {
-        tx.execute_batch(&format!("{SCHEMA_V1} PRAGMA user_version = {SCHEMA_VERSION};")).map_err(db_err)?;
+        // Version 1's tables are created when missing; version 2 only adds a column to them.
+        tx.execute_batch(&format!("{SCHEMA_V1} {SCHEMA_V2} PRAGMA user_version = {SCHEMA_VERSION};"))
+            .map_err(db_err)?;
     }
     tx.commit().map_err(db_err)?;
     Ok(conn)

@@ -6,7 +6,7 @@
 //! of a miss ([`MissReason`], by comparing a step's inputs with what its [`Slot`] was last built
 //! from) and the directories `RUN --mount=type=cache` mounts ([`CacheMounts`],
 //! `<store root>/cache/mounts`: per id, instances held under flocks with BuildKit's `sharing=`
-//! rules; the layout and the locking protocol are in `mounts.rs`). It knows nothing of Dockerfiles, snapshots or the
+//! rules, removed whole or one id at a time; the layout and the locking protocol are in `mounts.rs`). It knows nothing of Dockerfiles, snapshots or the
 //! blob store: the builder decides what goes into a key, registers the blobs records reference
 //! as GC roots (`cache:<key>`), and seeds and mounts the cache mount directories it is given.
 //!
@@ -63,7 +63,9 @@ use std::path::PathBuf;
 pub use db::CacheDb;
 pub use key::{CacheKey, Component, KEY_VERSION, KeyInputs, Slot};
 pub use miss::{FileChange, MAX_FILES_SHOWN, MissReason, diff_files};
-pub use mounts::{CacheMountInfo, CacheMountLease, CacheMountRequest, CacheMounts, ClearedMounts, POLL, Sharing};
+pub use mounts::{
+    CacheMountInfo, CacheMountLease, CacheMountRequest, CacheMounts, ClearedMounts, POLL, RemovedMount, Sharing,
+};
 
 use crate::oci::{Descriptor, DiffId, Digest};
 

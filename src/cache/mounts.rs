@@ -112,6 +112,19 @@ pub struct CacheMountInfo {
     pub bytes: u64,
     /// Unix seconds of the last acquisition (of any instance).
     pub last_used: i64,
+    /// The id's directory, `<store root>/cache/mounts/<sha256 hex of the id>`.
+    pub dir: PathBuf,
+}
+
+/// What [`CacheMounts::remove`] did with one id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemovedMount {
+    /// The id is gone, with every instance.
+    Removed,
+    /// An instance is held (a build is using it): that instance stays, the free ones went.
+    Held,
+    /// There was no such id.
+    Absent,
 }
 
 /// What [`CacheMounts::clear`] removed.
@@ -225,15 +238,7 @@ impl CacheMounts {
     /// Removes every cache mount instance no one holds (and the ids left with none); blocks
     /// only while an acquisition is setting up.
     pub fn clear(&self) -> Result<ClearedMounts, CacheError> {
-        let path = self.dir.join(SETUP_LOCK);
-        let lock = open_lock(&path)?;
-        loop {
-            match flock(&lock, FlockOperation::LockExclusive) {
-                Ok(()) => break,
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => return Err(io_err("lock", &path, e.into())),
-            }
-        }
+        let _lock = self.setup_lock_wait()?;
         let mut report = ClearedMounts::default();
         for dir in self.id_dirs()? {
             let (id, bytes, kept) = clear_id(&dir)?;
@@ -247,6 +252,50 @@ impl CacheMounts {
         report.removed.sort();
         report.skipped.sort();
         Ok(report)
+    }
+
+    /// Removes the cache mount `id` as [`CacheMounts::clear`] removes each: every instance no
+    /// one holds, and the id when none is held.
+    pub fn remove(&self, id: &str) -> Result<RemovedMount, CacheError> {
+        let _lock = self.setup_lock_wait()?;
+        let dir = self.id_dir(id);
+        if !is_dir(&dir)? {
+            return Ok(RemovedMount::Absent);
+        }
+        let (_, _, kept) = clear_id(&dir)?;
+        Ok(if kept { RemovedMount::Held } else { RemovedMount::Removed })
+    }
+
+    /// Whether a build holds an instance of `id` right now (a moment later it may not).
+    pub fn is_held(&self, id: &str) -> Result<bool, CacheError> {
+        let dir = self.id_dir(id);
+        if !is_dir(&dir)? {
+            return Ok(false);
+        }
+        for (name, path) in entries(&dir)? {
+            if lock_number(&name).is_none() {
+                continue;
+            }
+            let file = open_lock(&path)?;
+            // Taken and let go at once: an acquirer meeting it only tries again after `POLL`.
+            if !try_flock(&file, Mode::Exclusive, &path)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// `mounts/lock` exclusive, waiting for acquisitions that are setting up.
+    fn setup_lock_wait(&self) -> Result<File, CacheError> {
+        let path = self.dir.join(SETUP_LOCK);
+        let lock = open_lock(&path)?;
+        loop {
+            match flock(&lock, FlockOperation::LockExclusive) {
+                Ok(()) => return Ok(lock),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(io_err("lock", &path, e.into())),
+            }
+        }
     }
 
     /// The directory of `id`: the sha256 hex of its text, so that no id escapes `mounts/`.
@@ -331,7 +380,8 @@ fn describe(dir: &Path) -> Result<Option<CacheMountInfo>, CacheError> {
         Some(t) => t,
         None => fs::symlink_metadata(dir).and_then(|m| m.modified()).map_err(|e| io_err("stat", dir, e))?,
     };
-    Ok(Some(CacheMountInfo { id, instances, bytes: apparent_size(dir)?, last_used: unix_secs(last_used) }))
+    let bytes = apparent_size(dir)?;
+    Ok(Some(CacheMountInfo { id, instances, bytes, last_used: unix_secs(last_used), dir: dir.to_path_buf() }))
 }
 
 /// Instance 0 for a `shared` holder: shared when it exists, exclusive (to create it) when not.

@@ -89,13 +89,49 @@ fn records_survive_reopening_and_a_garbage_file_is_replaced() {
 }
 
 #[test]
+fn a_hit_is_a_use() {
+    let (_d, db) = db();
+    let (a, b) = (step("scratch", "RUN a").key(), step("scratch", "RUN b").key());
+    db.insert(&a, &layer(1)).unwrap();
+    db.insert(&b, &layer(2)).unwrap();
+    let mut before = db.last_used().unwrap();
+    before.sort_by_key(|(k, _)| k.to_string());
+    let mut expected = vec![(a, layer(1).created), (b, layer(2).created)];
+    expected.sort_by_key(|(k, _)| k.to_string());
+    assert_eq!(before, expected, "a new record was used when written");
+    db.lookup(&a).unwrap();
+    let after: std::collections::BTreeMap<String, i64> =
+        db.last_used().unwrap().into_iter().map(|(k, t)| (k.to_string(), t)).collect();
+    assert!(after[&a.to_string()] > layer(1).created + 1_000_000, "{after:?}");
+    assert_eq!(after[&b.to_string()], layer(2).created);
+}
+
+#[test]
+fn a_version_1_database_is_migrated_and_its_records_were_used_when_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cache.db");
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    raw.execute_batch(&format!("{} PRAGMA user_version = 1;", super::db::SCHEMA_V1_FOR_TESTS)).unwrap();
+    let key = step("scratch", "RUN a").key();
+    raw.execute(
+        "INSERT INTO records (key, diff_id, media_type, digest, size, created) VALUES (?1, NULL, NULL, NULL, NULL, 7)",
+        [key.to_string()],
+    )
+    .unwrap();
+    drop(raw);
+    let db = CacheDb::open(&path).unwrap();
+    assert_eq!(db.last_used().unwrap(), vec![(key, 7)]);
+    assert_eq!(db.lookup(&key).unwrap(), Some(Record { layer: None, created: 7 }));
+}
+
+#[test]
 fn newer_schema_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cache.db");
     drop(CacheDb::open(&path).unwrap());
     rusqlite::Connection::open(&path).unwrap().execute_batch("PRAGMA user_version = 99").unwrap();
     let err = CacheDb::open(&path).unwrap_err();
-    assert!(matches!(err, CacheError::SchemaTooNew { found: 99, supported: 1, .. }), "{err}");
+    assert!(matches!(err, CacheError::SchemaTooNew { found: 99, supported: 2, .. }), "{err}");
 }
 
 /// Two connections (as two processes sharing a store have) writing at once, each seeing the

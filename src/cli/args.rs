@@ -77,8 +77,12 @@ pub enum Command {
     Save(SaveArgs),
     /// Read images from an OCI layout or archive, or a docker archive
     Load(LoadArgs),
-    /// Remove blobs nothing references (tags, build-cache roots, live leases), stale temp files and, with --all or --cache-mounts, unused cache mounts
+    /// Remove blobs nothing references (tags, build-cache roots, live leases), stale temp files and, with --all or --cache-mounts, unused cache mounts; with --keep-storage, also what was least recently used until the store fits a size
+    #[command(after_help = PRUNE_HELP)]
     Prune(PruneArgs),
+    /// Show what the store's disk space is used by: images (shared and unique bytes), build cache, layer snapshots, cache mounts, build logs
+    #[command(after_help = DF_HELP)]
+    Df(DfArgs),
     /// Check the store for corrupt, missing and orphaned blobs, temp residue and bad permissions
     #[command(after_help = FSCK_EXIT_HELP)]
     Fsck(FsckArgs),
@@ -261,16 +265,57 @@ pub struct LogoutArgs {
     pub registry: String,
 }
 
+/// What `slipway prune --keep-storage` does and its exit status, shown by `--help`.
+const PRUNE_HELP: &str = "\
+--keep-storage SIZE is a hard cap on the store root, measured as `du -s -B1 -x ROOT` measures it.
+After the usual prune, it removes what was least recently used until the root is at or under
+SIZE: build cache entries (and the blobs only they hold), untagged images, layer snapshots no
+tagged image uses (and older than 10 minutes, SLIPWAY_PRUNE_SNAPSHOT_MIN_AGE seconds), cache
+mounts no build holds, the logs of finished builds. It never removes a tagged image unless --all
+is given; then tagged images go too, least recently used, after everything else. With
+--keep-storage, --all removes nothing beyond what the cap needs. The report says what was removed
+and what was kept and why. JSON: docs/df.md.
+
+Exit status:
+  0  done (with --keep-storage: the store is at or under SIZE)
+  1  --keep-storage: the store is still over SIZE after removing everything it may remove
+  2  prune itself failed";
+
 #[derive(Debug, Args)]
 pub struct PruneArgs {
     /// Also drop the build cache's roots first, so only tagged images (and live builds) stay, and
-    /// remove the `RUN --mount=type=cache` directories no build is using
+    /// remove the `RUN --mount=type=cache` directories no build is using. With --keep-storage:
+    /// tagged images may be removed too, last, and only as much as the cap needs
     #[arg(long)]
     pub all: bool,
     /// Only remove the `RUN --mount=type=cache` directories no build is using (blobs and
     /// snapshots stay)
     #[arg(long, conflicts_with = "all")]
     pub cache_mounts: bool,
+    /// Then remove the least recently used build cache, untagged images, unused layer snapshots, free cache mounts and finished builds' logs until the store takes at most SIZE (10GB, 512MiB, 1.5g: powers of 1024, as buildx)
+    #[arg(long, value_name = "SIZE", value_parser = crate::cli::units::parse_storage, conflicts_with = "cache_mounts")]
+    pub keep_storage: Option<u64>,
+    /// Output format (JSON: docs/df.md)
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+/// What `slipway df` counts, shown by `--help`.
+const DF_HELP: &str = "\
+Sizes are what `du -s -B1 -x ROOT` counts (allocated blocks, each file once, no symlink
+followed): the rows add up to the whole store root. A blob belongs to the images when a tag or
+an untagged image reaches it, else to the build cache when a cache entry does, else to other
+blobs. SHARED is the part of an image other images use too, UNIQUE the rest. RECLAIMABLE is what
+`slipway prune --keep-storage 0` would free (tagged images stay). JSON: docs/df.md.";
+
+#[derive(Debug, Args)]
+pub struct DfArgs {
+    /// Also list every image (size, shared, unique), build cache entry, layer snapshot, cache mount and build
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Output format (JSON: docs/df.md)
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
 }
 
 /// The exit-status rule of `slipway fsck`, shown by `--help`.
@@ -549,8 +594,8 @@ pub struct LayersArgs {
     /// Exit 1 when the efficiency score is below PCT (0-100)
     #[arg(long, value_name = "PCT")]
     pub fail_under: Option<f64>,
-    /// Exit 1 when more than SIZE bytes are wasted (e.g. 10m, 1g: binary units)
-    #[arg(long, value_name = "SIZE", value_parser = crate::cli::units::parse_size)]
+    /// Exit 1 when more than SIZE bytes are wasted (e.g. 10MB, 512KiB, 0: powers of 1024)
+    #[arg(long, value_name = "SIZE", value_parser = crate::cli::units::parse_storage)]
     pub max_wasted: Option<u64>,
     /// Files, duplicate groups and leftover examples listed per section (0: all)
     #[arg(long, default_value_t = 10, value_name = "N")]

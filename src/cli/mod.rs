@@ -8,7 +8,7 @@
 //! | code | meaning |
 //! | --- | --- |
 //! | 0 | success |
-//! | 1 | build, check or gate failure: a failing RUN, a Dockerfile error, `fsck` found damage |
+//! | 1 | build, check or gate failure: a failing RUN, a Dockerfile error, `fsck` found damage, a `prune --keep-storage` cap not met |
 //! | 2 | usage or internal error |
 //! | 130 / 143 | interrupted by SIGINT / SIGTERM |
 //! | 125 / 126 / 127 | `run`: slipway failed / command not executable / command not found |

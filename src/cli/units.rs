@@ -1,6 +1,7 @@
 //! How sizes are shown: decimal units with up to four significant digits (`999B`, `3.15MB`,
 //! `2.126MB`, `4GB`), as Docker shows them; and how they are read (`512m`, `1g`: binary
-//! units, as Docker reads `--memory`).
+//! units, as Docker reads `--memory`; `10GB`, `512MiB`, `1.5g`, `0`: binary units, as
+//! `docker buildx prune --keep-storage` reads them).
 
 /// A byte count for people.
 pub fn size(bytes: u64) -> String {
@@ -23,15 +24,6 @@ pub fn size(bytes: u64) -> String {
 /// A byte count as Docker's `--memory` takes it: a number (fractions allowed) and an optional
 /// unit `b`, `k`, `m`, `g`, `t`, `p` (powers of 1024, any case, an extra `b` allowed: `512mb`).
 pub fn parse_memory(text: &str) -> Result<u64, String> {
-    parse_bytes(text, 1.0)
-}
-
-/// Like [`parse_memory`], but 0 is a size too (`--max-wasted 0`: nothing may be wasted).
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    parse_bytes(text, 0.0)
-}
-
-fn parse_bytes(text: &str, min: f64) -> Result<u64, String> {
     let bad = || format!("invalid size {text:?}: expected a number with an optional unit b, k, m, g (e.g. 512m)");
     let lower = text.trim().to_ascii_lowercase();
     let digits_end = lower.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(lower.len());
@@ -51,7 +43,42 @@ fn parse_bytes(text: &str, min: f64) -> Result<u64, String> {
     };
     let value: f64 = number.parse().map_err(|_| bad())?;
     let bytes = value * (1u64 << shift) as f64;
-    if !bytes.is_finite() || bytes < min || bytes >= u64::MAX as f64 {
+    if !bytes.is_finite() || bytes < 1.0 || bytes >= u64::MAX as f64 {
+        return Err(bad());
+    }
+    Ok(bytes as u64)
+}
+
+/// A storage size as `docker buildx prune --keep-storage` takes it (go-units `RAMInBytes`): a
+/// number (fractions allowed), an optional space and an optional unit `k`, `m`, `g`, `t`, `p`
+/// (powers of 1024, any case) with an optional `i` and `b` after it (`10GB`, `512MiB`, `1.5g`,
+/// `100 kb`); zero is a size.
+pub fn parse_storage(text: &str) -> Result<u64, String> {
+    let bad = || {
+        format!(
+            "invalid size {text:?}: expected a number with an optional unit k, m, g, t, p (powers of 1024: 10GB, 512MiB, 1.5g)"
+        )
+    };
+    let digits_end = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits_end);
+    let unit = unit.strip_prefix(' ').unwrap_or(unit).to_ascii_lowercase();
+    let unit = unit.strip_suffix('b').unwrap_or(&unit);
+    let unit = unit.strip_suffix('i').unwrap_or(unit);
+    let shift = match unit {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        "p" => 50,
+        _ => return Err(bad()),
+    };
+    if !number.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let value: f64 = number.parse().map_err(|_| bad())?;
+    let bytes = value * (1u64 << shift) as f64;
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
         return Err(bad());
     }
     Ok(bytes as u64)
@@ -59,14 +86,22 @@ fn parse_bytes(text: &str, min: f64) -> Result<u64, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_memory, parse_size, size};
+    use super::{parse_memory, parse_storage, size};
 
     #[test]
-    fn sizes_may_be_zero_where_memory_may_not() {
-        assert_eq!(parse_size("0"), Ok(0));
-        assert_eq!(parse_size("1k"), Ok(1024));
-        assert!(parse_memory("0").is_err());
-        assert!(parse_size("-1").is_err());
+    fn storage_units() {
+        assert_eq!(parse_storage("10GB"), Ok(10 << 30));
+        assert_eq!(parse_storage("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_storage("1.5g"), Ok(3 << 29));
+        assert_eq!(parse_storage("100 kb"), Ok(100 << 10));
+        assert_eq!(parse_storage("2Ki"), Ok(2048));
+        assert_eq!(parse_storage("4096"), Ok(4096));
+        assert_eq!(parse_storage("7b"), Ok(7));
+        assert_eq!(parse_storage("0"), Ok(0));
+        assert_eq!(parse_storage("1TB"), Ok(1 << 40));
+        for bad in ["", "g", ".5g", "1x", "-1g", "1.2.3m", "1  m", "1gib2", "1bb", " 1g", "1e3"] {
+            assert!(parse_storage(bad).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

@@ -22,8 +22,8 @@ pub(crate) use resolve::UNTAGGED_ROOT;
 pub use resolve::{Image, ImageSummary, list, load_image, resolve};
 pub use save::{Distributable, SaveFormat, SaveOptions, SaveTarget, distributable, save};
 pub use unpack::{
-    LAYER_SNAPSHOT_PREFIX, SnapshotPruneReport, Unpacked, chain_ids, layer_snapshot_name, prune_snapshots, unpack,
-    unpack_layers,
+    LAYER_SNAPSHOT_PREFIX, SnapshotPruneReport, Unpacked, chain_ids, layer_snapshot_name, layer_snapshot_names,
+    prune_snapshots, unpack, unpack_layers,
 };
 
 /// Largest manifest, index or config slipway reads (they are JSON documents, not data).

@@ -170,6 +170,25 @@ pub fn prune_snapshots(
     Ok(report)
 }
 
+/// The layer snapshot names of every image `root` (a manifest or an index) holds, as
+/// [`unpack`] names them; empty for a root that is no image (an artifact, a config of another
+/// kind).
+pub fn layer_snapshot_names(store: &Store, root: &Digest) -> Result<Vec<String>, ImageError> {
+    let bytes = store.read_blob(root, super::MAX_JSON_BLOB)?;
+    let Ok(versioned) = crate::oci::canonical::from_bytes::<crate::oci::Versioned>("manifest", &bytes) else {
+        return Ok(Vec::new());
+    };
+    let media_type = versioned.media_type.unwrap_or(if versioned.manifests.is_some() {
+        crate::oci::MediaType::OciIndex
+    } else {
+        crate::oci::MediaType::OciManifest
+    });
+    match chains_of(store, &Descriptor::new(media_type, *root, bytes.len() as u64)) {
+        Err(ImageError::Decode { .. }) => Ok(Vec::new()),
+        other => other,
+    }
+}
+
 /// The layer snapshot names of every image `root` holds (one, or each of an index's).
 fn chains_of(store: &Store, root: &Descriptor) -> Result<Vec<String>, ImageError> {
     let mut manifests = Vec::new();

@@ -184,11 +184,24 @@ impl Store {
 
 /// Walks the closure of `roots`.
 pub(super) fn walk(store: &Store, roots: Vec<Visit>) -> Result<Closure, StoreError> {
-    let mut variants: BTreeMap<Digest, Vec<Digest>> = BTreeMap::new();
+    walk_with(store, roots, &variants(store)?)
+}
+
+/// Layer variant links both ways: a DiffID's blob ↔ each of its compressed blobs.
+pub(super) type Variants = BTreeMap<Digest, Vec<Digest>>;
+
+/// The layer variant links of `store`, read once for several walks.
+pub(super) fn variants(store: &Store) -> Result<Variants, StoreError> {
+    let mut variants: Variants = BTreeMap::new();
     for (diff_id, variant) in store.layer_links()? {
         variants.entry(diff_id).or_default().push(variant);
         variants.entry(variant).or_default().push(diff_id);
     }
+    Ok(variants)
+}
+
+/// [`walk`] with the variant links already read.
+pub(super) fn walk_with(store: &Store, roots: Vec<Visit>, variants: &Variants) -> Result<Closure, StoreError> {
     let mut closure = Closure::default();
     let mut stack = roots;
     stack.reverse();

@@ -31,6 +31,7 @@ mod lock;
 mod scratch;
 mod tags;
 mod uploads;
+mod usage;
 
 use std::fs;
 use std::io;
@@ -48,6 +49,7 @@ pub use lease::{LEASE_TTL_SECS, Lease, LeaseInfo};
 pub use scratch::ScratchDir;
 pub use tags::Tag;
 pub use uploads::UploadSession;
+pub use usage::{RootClosure, RootHolder};
 
 /// Owner prefix of GC roots registered by the build cache; `prune --all` drops them.
 pub const CACHE_ROOT_PREFIX: &str = "cache:";

@@ -17,6 +17,7 @@ mod check;
 mod conformance;
 mod context;
 mod context_cli;
+mod disk_usage;
 mod dockerfile_corpus;
 mod dockerfile_shell;
 mod exec;

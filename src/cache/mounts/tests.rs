@@ -151,6 +151,27 @@ fn clear_removes_only_what_no_one_holds() {
 }
 
 #[test]
+fn remove_takes_one_id_unless_held() {
+    let (_root, m) = mounts();
+    for id in ["a", "b"] {
+        warm(&m, id);
+    }
+    assert!(!m.is_held("a").unwrap());
+    let held = m.acquire(&req("a", Sharing::Shared), &never).unwrap();
+    assert!(m.is_held("a").unwrap());
+    assert!(!m.is_held("b").unwrap() && !m.is_held("never seen").unwrap());
+    assert_eq!(m.remove("a").unwrap(), RemovedMount::Held);
+    assert!(held.path().exists());
+    assert_eq!(m.remove("b").unwrap(), RemovedMount::Removed);
+    assert!(!m.id_dir("b").exists());
+    assert_eq!(m.remove("b").unwrap(), RemovedMount::Absent);
+    drop(held);
+    assert_eq!(m.list().unwrap().iter().map(|i| i.dir.clone()).collect::<Vec<_>>(), vec![m.id_dir("a")]);
+    assert_eq!(m.remove("a").unwrap(), RemovedMount::Removed);
+    assert!(m.list().unwrap().is_empty());
+}
+
+#[test]
 fn mode_and_owner_are_set_only_on_creation() {
     let (_root, m) = mounts();
     let r = CacheMountRequest { id: "x", sharing: Sharing::Locked, mode: 0o1750, uid: 1234, gid: 5678 };

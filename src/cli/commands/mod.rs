@@ -9,6 +9,7 @@ mod build;
 mod builds;
 mod check;
 mod context;
+mod df;
 mod exec_init;
 mod fsck;
 mod images;
@@ -41,6 +42,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Load(args) => archive::load(&cli.global, &args, &progress),
         Command::Prune(args) => prune::prune(&cli.global, &args, &progress),
         Command::Fsck(args) => fsck::fsck(&cli.global, &args),
+        Command::Df(args) => df::df(&cli.global, &args),
         Command::Build(args) => build::build(&cli.global, &args, &progress),
         Command::Builds(args) => builds::builds(&cli.global, &args),
         Command::Check(args) => check::check(&args),
@@ -134,5 +136,16 @@ pub fn executor_description(global: &GlobalArgs) -> Result<String> {
     match global.runtime.as_deref() {
         None | Some("") | Some("embedded") => Ok("embedded".to_string()),
         Some(runtime) => Ok(format!("oci-runtime {}", oci_executor(runtime)?.runtime().display())),
+    }
+}
+
+/// Layer snapshots younger than this are kept by `prune` and `df` counts them as not
+/// reclaimable (a running build may be about to use them): 10 minutes, or
+/// `SLIPWAY_PRUNE_SNAPSHOT_MIN_AGE` seconds.
+pub fn snapshot_min_age() -> Result<std::time::Duration> {
+    const ENV: &str = "SLIPWAY_PRUNE_SNAPSHOT_MIN_AGE";
+    match std::env::var(ENV) {
+        Ok(v) => Ok(std::time::Duration::from_secs(v.parse().with_context(|| format!("{ENV}={v:?} is not seconds"))?)),
+        Err(_) => Ok(std::time::Duration::from_secs(600)),
     }
 }
