@@ -435,4 +435,73 @@ LAYER          CREATED                CREATED BY                                
     let wasted: Vec<&str> =
         layers["report"]["wasted_files"].as_array().unwrap().iter().map(|w| w["path"].as_str().unwrap()).collect();
     assert!(wasted.contains(&"/d/x") && wasted.contains(&"/a"), "{wasted:?}");
+
+    // The image saved in each format and pushed reads the same from every source.
+    let dir = tc.path().join("saved");
+    let oci_dir = dir.join("oci");
+    let oci_archive = dir.join("oci.tar");
+    let docker_archive = dir.join("docker.tar");
+    std::fs::create_dir(&dir).unwrap();
+    tc.ok(&["save", "built", "--format", "oci-dir", "-o", oci_dir.to_str().unwrap()]);
+    tc.ok(&["save", "built", "--format", "oci-archive", "-o", oci_archive.to_str().unwrap()]);
+    tc.ok(&["save", "built", "--format", "docker-archive", "-o", docker_archive.to_str().unwrap()]);
+    let registry = Registry::start();
+    let remote = format!("{}/built/app:1", registry.host());
+    tc.ok(&["push", "built", &remote]);
+    let layer_diffs = |source: &str| json(&tc.ok(&["diff", "--format", "json", source]))["layers"].take();
+    let local = layer_diffs("built");
+    for source in [
+        format!("oci:{}", oci_dir.display()),
+        format!("oci-archive:{}", oci_archive.display()),
+        format!("docker-archive:{}", docker_archive.display()),
+        format!("docker://{remote}"),
+    ] {
+        assert_eq!(layer_diffs(&source), local, "diff of {source}");
+    }
+}
+
+/// An image umoci made (its own gzip layers, its own whiteouts), read back by slipway and
+/// checked against umoci's own unpack.
+#[test]
+fn an_image_umoci_made_is_read_as_umoci_unpacks_it() {
+    let tc = TestContext::new();
+    let layout = tc.path().join("umoci");
+    let umoci = |args: &[&str]| {
+        let out = Command::new("umoci").args(args).output().expect("run umoci");
+        assert!(out.status.success(), "umoci {args:?}: {}", describe(&out));
+    };
+    let l = layout.to_str().unwrap();
+    umoci(&["init", "--layout", l]);
+    umoci(&["new", "--image", &format!("{l}:v1")]);
+    let bundle = tc.path().join("bundle");
+    umoci(&["unpack", "--image", &format!("{l}:v1"), bundle.to_str().unwrap()]);
+    let rootfs = bundle.join("rootfs");
+    std::fs::create_dir_all(rootfs.join("srv/old")).unwrap();
+    std::fs::write(rootfs.join("srv/old/a"), "a\n").unwrap();
+    std::fs::write(rootfs.join("srv/keep"), "keep\n").unwrap();
+    std::fs::write(rootfs.join("srv/script"), "echo\n").unwrap();
+    std::os::unix::fs::symlink("keep", rootfs.join("srv/link")).unwrap();
+    umoci(&["repack", "--image", &format!("{l}:v1"), bundle.to_str().unwrap()]);
+    let bundle = tc.path().join("bundle-2");
+    umoci(&["unpack", "--image", &format!("{l}:v1"), bundle.to_str().unwrap()]);
+    let rootfs = bundle.join("rootfs");
+    std::fs::remove_dir_all(rootfs.join("srv/old")).unwrap();
+    std::fs::write(rootfs.join("srv/keep"), "kept, changed\n").unwrap();
+    std::fs::set_permissions(rootfs.join("srv/script"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::chown(rootfs.join("srv/script"), Some(7), Some(8)).unwrap();
+    std::fs::remove_file(rootfs.join("srv/link")).unwrap();
+    std::os::unix::fs::symlink("script", rootfs.join("srv/link")).unwrap();
+    umoci(&["repack", "--image", &format!("{l}:v2"), bundle.to_str().unwrap()]);
+
+    let old = walk_state(&umoci_unpack(&layout, "v1", &tc.path().join("unpack-1")));
+    let new = walk_state(&umoci_unpack(&layout, "v2", &tc.path().join("unpack-2")));
+    let expected = independent_diff(&old, &new);
+    assert_eq!(expected, ["C /srv/keep", "C /srv/link", "D /srv/old", "D /srv/old/a", "C /srv/script"]);
+    let out = json(&tc.ok(&["diff", "--format", "json", &format!("oci:{l}:v1"), &format!("oci:{l}:v2")]));
+    assert_eq!(change_lines(&out["diff"]["changes"]), expected);
+    let history = json(&tc.ok(&["history", "--format", "json", &format!("oci:{l}:v2")]));
+    let files: Vec<&Value> = history["history"].as_array().unwrap().iter().map(|r| &r["files"]).collect();
+    assert_eq!(files.len(), 2, "{history:#}");
+    assert_eq!(files[0], &serde_json::json!({ "added": 0, "changed": 3, "deleted": 2 }), "{history:#}");
+    assert_eq!(files[1], &serde_json::json!({ "added": 6, "changed": 0, "deleted": 0 }), "{history:#}");
 }
