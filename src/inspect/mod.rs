@@ -53,6 +53,19 @@ pub enum InspectError {
     },
     #[error("{path}: {reason}")]
     Layout { path: PathBuf, reason: String },
+    #[error("{path}: not a readable tar archive")]
+    Archive {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{name:?} is not an image in the store; reading it from registry {registry} failed")]
+    Remote {
+        name: String,
+        registry: String,
+        #[source]
+        source: crate::registry::RegistryError,
+    },
     #[error("{path}: no image tagged {tag:?} (it has {available})")]
     NoTag { path: PathBuf, tag: String, available: String },
     #[error("{path}: it holds {count} images; name one ({available})")]
@@ -71,7 +84,7 @@ pub enum InspectError {
     },
     #[error("{name}: manifest lists {layers} layers, config lists {diff_ids} diff ids")]
     LayerCount { name: String, layers: usize, diff_ids: usize },
-    #[error("--layer {index}: {name} has {count} layers")]
+    #[error("--layer {index}: {name} has {count} layer(s), numbered from 0")]
     LayerIndex { name: String, index: usize, count: usize },
     #[error(transparent)]
     Image(#[from] crate::image::ImageError),

@@ -168,7 +168,12 @@ pub fn open<'a>(arg: &ImageArg, opts: &OpenOptions<'a>) -> Result<Opened<'a>, In
         ImageArg::Name(word) => match crate::image::resolve(opts.store, word) {
             Ok(image) => Ok(local(name, opts.store, image)?),
             Err(crate::image::ImageError::NotFound { .. }) => match Reference::parse(word) {
-                Ok(reference) => remote(name, reference, opts),
+                Ok(reference) => remote(name, reference.clone(), opts).map_err(|err| match err {
+                    InspectError::Registry(source) => {
+                        InspectError::Remote { name: word.clone(), registry: reference.registry().to_string(), source }
+                    }
+                    other => other,
+                }),
                 Err(_) => Err(InspectError::NotFound { name: word.clone() }),
             },
             Err(err) => Err(err.into()),
@@ -549,7 +554,8 @@ impl Archive {
             io::copy(&mut plain, &mut out).map_err(InspectError::io(path))?;
             (tar, Some(scratch))
         };
-        let (entries, links) = index_tar(&tar).map_err(InspectError::io(path))?;
+        let (entries, links) =
+            index_tar(&tar).map_err(|source| InspectError::Archive { path: path.to_path_buf(), source })?;
         Ok(Archive { path: path.to_path_buf(), tar, entries, links, _scratch: scratch })
     }
 
