@@ -32,6 +32,8 @@ pub(crate) struct CopySpec<'a> {
     chown: Option<&'a str>,
     chmod: Option<&'a str>,
     excludes: &'a [String],
+    /// `--link`: the files become a layer of their own, independent of the stage's layers.
+    link: bool,
     add: Option<&'a AddInstruction>,
 }
 
@@ -45,6 +47,7 @@ impl<'a> CopySpec<'a> {
             chown: c.chown.as_deref(),
             chmod: c.chmod.as_deref(),
             excludes: &c.excludes,
+            link: c.link,
             add: None,
         }
     }
@@ -58,6 +61,7 @@ impl<'a> CopySpec<'a> {
             chown: a.chown.as_deref(),
             chmod: a.chmod.as_deref(),
             excludes: &a.excludes,
+            link: a.link,
             add: Some(a),
         }
     }
@@ -117,7 +121,13 @@ pub(crate) fn copy(sc: &StepCtx<'_>, state: &mut State, spec: &CopySpec<'_>) -> 
     };
     let shown = shown(spec, &x.srcs, &x.dest_word, x.chown.as_deref(), x.chmod.as_ref());
     let mut inputs = KeyInputs::default();
-    layers::add_parent(state, &mut inputs);
+    if spec.link {
+        // The layer is made on nothing: its key has no parent, so a new base or an earlier
+        // step's change keeps it (BuildKit's --link).
+        inputs.add("link", "independent of the layers below".to_string());
+    } else {
+        layers::add_parent(state, &mut inputs);
+    }
     inputs.add("instruction", shown.clone());
     inputs.add("dest", x.dest.clone());
     let mut files = None;
@@ -146,11 +156,12 @@ pub(crate) fn copy(sc: &StepCtx<'_>, state: &mut State, spec: &CopySpec<'_>) -> 
     inputs.add("chmod", x.chmod.as_ref().map(Chmod::to_string).unwrap_or_default());
     inputs.add("platform", state.platform.to_string());
 
-    let step = LayerStep { inputs, files, title: sc.title(state, &shown), created_by: shown };
+    let step = LayerStep { inputs, files, title: sc.title(state, &shown), created_by: shown, independent: spec.link };
     layers::layer_step(sc, state, step, |_run, rootfs| {
         let mut opts = opts;
         if let Some(spec) = &x.chown {
-            opts.chown = Some(context::resolve_chown(rootfs, spec)?);
+            // A --link copy sees no /etc/passwd: its ids are numbers (or root), checked above.
+            opts.chown = Some(context::resolve_chown(rootfs, &spec.replace("root", "0"))?);
         }
         let mtime = ctx.options.source_date_epoch.unwrap_or_else(|| crate::image::timestamp(None));
         for s in &x.srcs {
@@ -220,6 +231,13 @@ fn expand_copy(sc: &StepCtx<'_>, state: &State, spec: &CopySpec<'_>) -> Result<E
         .transpose()
         .map_err(|e| BuildError::Invalid { span, invalid: InvalidValue::Chmod(e) })?;
     let excludes = spec.excludes.iter().map(|e| expand(ctx, state, span, e)).collect::<Result<_, _>>()?;
+    if spec.link
+        && let Some(c) = &chown
+        && !c.split(':').all(|id| id.is_empty() || id == "root" || id.parse::<u32>().is_ok())
+    {
+        let invalid = InvalidValue::LinkChownName { keyword: spec.keyword, chown: c.clone() };
+        return Err(BuildError::Invalid { span, invalid });
+    }
     Ok(Expanded { srcs, dest_word, dest, chown, chmod, excludes })
 }
 
@@ -349,6 +367,9 @@ fn shown(spec: &CopySpec<'_>, srcs: &[Src], dest: &str, chown: Option<&str>, chm
     let mut out = spec.keyword.to_string();
     if let Some(from) = spec.from {
         out.push_str(&format!(" --from={from}"));
+    }
+    if spec.link {
+        out.push_str(" --link");
     }
     if let Some(c) = chown {
         out.push_str(&format!(" --chown={c}"));

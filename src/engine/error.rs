@@ -222,4 +222,8 @@ pub enum InvalidValue {
     MountTarget(String),
     #[error("invalid signal: {0}")]
     Signal(String),
+    #[error(
+        "{keyword} --link --chown={chown}: a --link copy does not see the image's /etc/passwd or /etc/group, so it takes numeric ids (or root) only"
+    )]
+    LinkChownName { keyword: &'static str, chown: String },
 }

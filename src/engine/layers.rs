@@ -29,6 +29,9 @@ pub(crate) struct LayerStep {
     pub title: String,
     /// The history entry's `created_by`.
     pub created_by: String,
+    /// `COPY --link`: the work runs on an empty tree, not on the stage's layers, so the layer
+    /// does not depend on them (its key has no parent) and is appended as is to any base.
+    pub independent: bool,
 }
 
 /// A layer step with its key computed once, and its cache slot.
@@ -40,6 +43,7 @@ struct Keyed {
     files: Option<Vec<(String, Digest)>>,
     key: CacheKey,
     slot: Slot,
+    independent: bool,
 }
 
 /// What a layer step's work is given besides its tree: its progress task, and its entry in the
@@ -93,7 +97,7 @@ pub(crate) fn layer_step(
     let run = StepRun { task: &task, ctx, entry, stage: state.name.clone(), index: sc.index };
     let key = step.inputs.key();
     let slot = slot(ctx, state, sc.index);
-    let keyed = Keyed { inputs: remembered(step.inputs), files: step.files, key, slot };
+    let keyed = Keyed { inputs: remembered(step.inputs), files: step.files, key, slot, independent: step.independent };
     match look_up_or_run(ctx, state, &keyed, &run, work) {
         Ok(record) => {
             apply(ctx, state, &record);
@@ -121,7 +125,7 @@ fn look_up_or_run(
         state.stats.cached += 1;
         return Ok(*record);
     }
-    let made = run_in_snapshot(ctx, state, |rootfs| work(run, rootfs))?;
+    let made = run_in_snapshot(ctx, state, keyed.independent, |rootfs| work(run, rootfs))?;
     if let Some(layer) = &made.layer {
         state.stats.bytes += layer.blob.size;
     }
@@ -208,20 +212,22 @@ pub(crate) fn parent_snapshot(ctx: &BuildCtx<'_>, state: &State) -> Result<Optio
     Ok(unpacked.top)
 }
 
-/// Runs `work` in a fresh active snapshot on the stage's layers (mounted, or a plain directory
-/// for the copy snapshotter), then turns its changes into a layer. Returns the new record.
+/// Runs `work` in a fresh active snapshot on the stage's layers (on nothing when
+/// `independent`; mounted, or a plain directory for the copy snapshotter), then turns its
+/// changes into a layer. Returns the new record.
 fn run_in_snapshot(
     ctx: &BuildCtx<'_>,
     state: &State,
+    independent: bool,
     work: impl FnOnce(&Path) -> Result<(), BuildError>,
 ) -> Result<Record, BuildError> {
     let sn = ctx.builder.snapshotter;
-    let parent = parent_snapshot(ctx, state)?;
+    let parent = if independent { None } else { parent_snapshot(ctx, state)? };
     let key = format!("build-{}-{}", std::process::id(), unique_nanos());
     let mounts = sn.prepare(&key, parent.as_deref())?;
     let active = Active { sn, key: &key, live: true };
     with_tree(sn, &mounts, work)?;
-    commit(ctx, state, active)
+    commit(ctx, state, active, independent)
 }
 
 /// Runs `f` on a snapshot's tree: its plain directory (copy snapshotter), or a temporary mount
@@ -263,7 +269,10 @@ impl Drop for Active<'_> {
     }
 }
 
-fn commit(ctx: &BuildCtx<'_>, state: &State, mut active: Active<'_>) -> Result<Record, BuildError> {
+/// Writes the active snapshot's changes as a layer blob and commits the snapshot as
+/// `layer:<chain id>` — unless it is `independent` (it holds the new layer alone, not the stage
+/// under it: it is dropped, and the layer is extracted onto the stage when a later step needs it).
+fn commit(ctx: &BuildCtx<'_>, state: &State, mut active: Active<'_>, independent: bool) -> Result<Record, BuildError> {
     let store = ctx.builder.store;
     let sn = ctx.builder.snapshotter;
     let created = ctx.created();
@@ -278,6 +287,9 @@ fn commit(ctx: &BuildCtx<'_>, state: &State, mut active: Active<'_>) -> Result<R
     let diff_id = DiffId(digest);
     let blob = Descriptor::new(MediaType::OciLayer, digest, size);
     store.record_layer_blob(diff_id, &blob)?;
+    if independent {
+        return Ok(Record { layer: Some(LayerRecord { diff_id, blob }), created });
+    }
     let mut diff_ids = state.diff_ids().to_vec();
     diff_ids.push(diff_id);
     let chain = chain_ids(&diff_ids).last().copied().expect("one layer at least");

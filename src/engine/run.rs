@@ -51,6 +51,7 @@ pub(crate) fn run(sc: &StepCtx<'_>, state: &mut State, run: &RunInstruction) -> 
         files,
         title: sc.title(state, &format!("RUN {}", one_line(&command.shown))),
         created_by: command.created_by.clone(),
+        independent: false,
     };
     layers::layer_step(sc, state, step, |run, rootfs| {
         let log = StepLog::new(run.task, Some(run.log_file()?));

@@ -31,7 +31,7 @@ pub(crate) fn workdir(sc: &StepCtx<'_>, state: &mut State, w: &WorkdirInstructio
     inputs.add("instruction", created_by.clone());
     inputs.add("user", user.clone());
     inputs.add("platform", state.platform.to_string());
-    let step = LayerStep { inputs, files: None, title: sc.title(state, &created_by), created_by };
+    let step = LayerStep { inputs, files: None, title: sc.title(state, &created_by), created_by, independent: false };
     layers::layer_step(sc, state, step, |_run, rootfs| {
         let owner = match user.is_empty() {
             true => None,
