@@ -77,6 +77,9 @@ pub struct CopyOptions {
     /// directory (Docker: "When using COPY with more than one source file, the destination must be a
     /// directory and end with a /" — an error otherwise).
     pub dest_is_dir: bool,
+    /// `COPY --parents`: each source lands at `dest/<Selected::keep>` (a directory itself, not
+    /// only its contents), the directories on the way created as parents are.
+    pub parents: bool,
 }
 
 /// What `copy` did.
@@ -307,7 +310,7 @@ pub fn copy(
     let (comps, trailing) = dest_comps(dest);
     let mut patterns: Vec<&str> = selection.items.iter().map(|i| i.pattern.as_str()).collect();
     patterns.dedup();
-    let forced_dir = opts.dest_is_dir || trailing;
+    let forced_dir = opts.dest_is_dir || trailing || opts.parents;
     if patterns.len() > 1 && !forced_dir {
         return Err(ContextError::DestNotDir { dest: dest.to_owned() });
     }
@@ -336,6 +339,12 @@ pub fn copy(
     };
     let walk = Walk { src, root: root.as_fd(), excludes: excludes.as_ref() };
     for item in &selection.items {
+        if opts.parents {
+            copier.base = comps.clone();
+            copier.base.extend(item.keep.split('/').filter(|c| !c.is_empty()).map(|c| c.as_bytes().to_vec()));
+            walk.run(item, &mut copier)?;
+            continue;
+        }
         if item.is_dir {
             copier.base = comps.clone();
             walk.run(item, &mut copier)?;

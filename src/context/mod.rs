@@ -49,7 +49,7 @@ use self::ignore::IgnoreFile;
 pub use self::inventory::{
     Below, DirSummary, Entry, EntryKind, Inventory, InventorySink, Reader, Status, Totals, inventory,
 };
-pub use self::select::{Selected, Selection, select};
+pub use self::select::{Selected, Selection, select, select_parents};
 pub use self::statcache::StatCache;
 use crate::dirfd::{self, XattrFilter};
 

@@ -45,6 +45,9 @@ pub struct Selected {
     /// The name the pattern gave it (its last component before symlinks were resolved; "" for
     /// the root): a file source lands at `dest/<name>` when the destination is a directory.
     pub name: String,
+    /// `COPY --parents`: where it lands below the destination — the path the pattern named
+    /// (before symlinks were resolved), from the pattern's first `/./` pivot on, or whole.
+    pub keep: String,
 }
 
 /// Resolves COPY/ADD source patterns. Patterns are relative to the source root (a leading `/` is the
@@ -53,6 +56,21 @@ pub struct Selected {
 /// `excludes` = `COPY --exclude` patterns (same syntax as .dockerignore lines), matched against the
 /// selected path relative to the root. Paths excluded by .dockerignore are invisible here.
 pub fn select(src: &SourceRoot, patterns: &[String], excludes: &[String]) -> Result<Selection, ContextError> {
+    select_sources(src, patterns, excludes, false)
+}
+
+/// [`select`] for `COPY --parents`: the same, but wildcards that match nothing are no error even
+/// when nothing else is selected (BuildKit: the destination is created, empty).
+pub fn select_parents(src: &SourceRoot, patterns: &[String], excludes: &[String]) -> Result<Selection, ContextError> {
+    select_sources(src, patterns, excludes, true)
+}
+
+fn select_sources(
+    src: &SourceRoot,
+    patterns: &[String],
+    excludes: &[String],
+    parents: bool,
+) -> Result<Selection, ContextError> {
     let excludes = compile_excludes(excludes)?;
     let (root, root_real) = src.open()?;
     let mut items = Vec::new();
@@ -66,7 +84,8 @@ pub fn select(src: &SourceRoot, patterns: &[String], excludes: &[String]) -> Res
         }
         items.extend(found.items);
     }
-    if items.is_empty() && !all_excluded {
+    let only_wildcards = patterns.iter().all(|p| clean_path(p).split('/').any(glob::has_magic));
+    if items.is_empty() && !all_excluded && !(parents && only_wildcards) {
         let pattern = missing_wildcard.or_else(|| patterns.first().cloned()).unwrap_or_default();
         return Err(ContextError::NotFound { pattern });
     }
@@ -93,6 +112,9 @@ fn select_one(
     }
     let cleaned = clean_path(&format!("/{cleaned}"));
     let comps: Vec<&str> = cleaned.split('/').filter(|c| !c.is_empty()).collect();
+    // `a/./b/c`: what `--parents` keeps starts after the first pivot (a leading `./` is none).
+    let pivot =
+        pattern.find("/./").map_or(0, |i| clean_path(&pattern[..i]).split('/').filter(|c| !c.is_empty()).count());
     let wild = comps.iter().any(|c| glob::has_magic(c));
     if let Some(bad) = comps.iter().find(|c| glob::has_magic(c) && !glob::is_valid(c)) {
         return Err(ContextError::NotFound { pattern: format!("{pattern} (invalid pattern component {bad:?})") });
@@ -169,11 +191,13 @@ fn select_one(
             return Err(ContextError::NonUtf8 { path: dirfd::display(&real) });
         };
         let name = cand.last().cloned().unwrap_or_default();
+        let keep = cand.get(pivot.min(cand.len())..).unwrap_or_default().join("/");
         out.push(Selected {
             pattern: pattern.to_owned(),
             path,
             is_dir: dirfd::file_type(&st) == FileType::Directory,
             name,
+            keep,
         });
     }
     Ok(Found { excluded: excluded && out.is_empty(), items: out })

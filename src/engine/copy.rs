@@ -34,6 +34,8 @@ pub(crate) struct CopySpec<'a> {
     excludes: &'a [String],
     /// `--link`: the files become a layer of their own, independent of the stage's layers.
     link: bool,
+    /// `COPY --parents`: each source keeps its path (from the pattern's `/./` pivot on).
+    parents: bool,
     add: Option<&'a AddInstruction>,
 }
 
@@ -48,6 +50,7 @@ impl<'a> CopySpec<'a> {
             chmod: c.chmod.as_deref(),
             excludes: &c.excludes,
             link: c.link,
+            parents: c.parents,
             add: None,
         }
     }
@@ -62,6 +65,7 @@ impl<'a> CopySpec<'a> {
             chmod: a.chmod.as_deref(),
             excludes: &a.excludes,
             link: a.link,
+            parents: false,
             add: Some(a),
         }
     }
@@ -118,7 +122,9 @@ pub(crate) fn copy(sc: &StepCtx<'_>, state: &mut State, spec: &CopySpec<'_>) -> 
         from_context: matches!(from, From::Context),
         excludes: x.excludes.clone(),
         dest_is_dir: x.dest_word.ends_with('/') || x.srcs.len() > 1,
+        parents: spec.parents,
     };
+    let select = if spec.parents { context::select_parents } else { context::select };
     let shown = shown(spec, &x.srcs, &x.dest_word, x.chown.as_deref(), x.chmod.as_ref());
     let mut inputs = KeyInputs::default();
     if spec.link {
@@ -134,7 +140,7 @@ pub(crate) fn copy(sc: &StepCtx<'_>, state: &mut State, spec: &CopySpec<'_>) -> 
     let selection = match &from {
         From::Context if !paths.is_empty() => {
             let src = ctx.builder.context.source();
-            let selection = context::select(&src, &paths, &x.excludes)?;
+            let selection = select(&src, &paths, &x.excludes)?;
             let digest = context::digest(&src, &selection, &x.excludes, Some(&ctx.builder.caches.stat))?;
             inputs.add("sources", digest.digest.to_string());
             files = Some(digest.files);
@@ -180,7 +186,7 @@ pub(crate) fn copy(sc: &StepCtx<'_>, state: &mut State, spec: &CopySpec<'_>) -> 
             }
             From::Layers { diff_ids, layers, .. } => with_layers(ctx, diff_ids, layers, |root| {
                 let src = SourceRoot::dir(root);
-                let selection = context::select(&src, &paths, &x.excludes)?;
+                let selection = select(&src, &paths, &x.excludes)?;
                 context::copy(&src, &selection, rootfs, &x.dest, &opts)?;
                 Ok(())
             }),
@@ -370,6 +376,9 @@ fn shown(spec: &CopySpec<'_>, srcs: &[Src], dest: &str, chown: Option<&str>, chm
     }
     if spec.link {
         out.push_str(" --link");
+    }
+    if spec.parents {
+        out.push_str(" --parents");
     }
     if let Some(c) = chown {
         out.push_str(&format!(" --chown={c}"));

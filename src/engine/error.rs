@@ -190,8 +190,6 @@ pub enum Refusal {
         "RUN cannot execute {platform} programs on this {host} machine: build for {host}, or drop RUN from the {platform} build"
     )]
     ForeignPlatform { platform: Box<Platform>, host: Box<Platform> },
-    #[error("COPY --parents is not supported yet")]
-    CopyParents,
     #[error("ADD --checksum (remote sources) is not supported yet")]
     AddChecksum,
     #[error("ADD --keep-git-dir (git sources) is not supported yet")]

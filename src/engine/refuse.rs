@@ -56,7 +56,6 @@ pub(crate) fn reference(image: &ImageRef, span: Span) -> Result<&Reference, Buil
 fn refusal(instruction: &Instruction, options: &BuildOptions, platform: &Platform) -> Option<Refusal> {
     match instruction {
         Instruction::Run(run) => run_refusal(run, options, platform),
-        Instruction::Copy(copy) if copy.parents => Some(Refusal::CopyParents),
         Instruction::Add(add) => add_refusal(add),
         _ => None,
     }
@@ -165,7 +164,6 @@ mod tests {
         assert_eq!(refused("FROM a\nRUN --security=insecure true\n", &o), Some((2, Refusal::SecurityInsecure)));
         assert_eq!(refused("FROM a\nRUN --security=sandbox true\n", &o), None);
         assert_eq!(refused("FROM a\nRUN --network=host true\n", &o), Some((2, Refusal::HostNetwork)));
-        assert_eq!(refused("FROM a\nCOPY --parents a/b /\n", &o), Some((2, Refusal::CopyParents)));
         assert_eq!(refused("FROM a\nADD --checksum=sha256:00 x /\n", &o), Some((2, Refusal::AddChecksum)));
         assert_eq!(
             refused("FROM a\nADD https://example.com/x /\n", &o),

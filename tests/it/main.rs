@@ -7,6 +7,7 @@ mod build_copy;
 mod build_link;
 mod build_meta;
 mod build_mounts;
+mod build_parents;
 mod build_records;
 mod build_registry;
 mod build_run;
