@@ -164,6 +164,18 @@ pub struct BuildArgs {
     /// An SSH agent for RUN --mount=type=ssh (repeatable): default or ID uses your SSH_AUTH_SOCK; ID=SOCKET forwards that agent; ID=KEY[,KEY...] serves key files from an ssh-agent started for the build
     #[arg(long = "ssh", value_name = "ID[=SOCKET|KEY[,KEY...]]", value_parser = crate::cli::secrets::parse_ssh)]
     pub ssh: Vec<(String, Vec<PathBuf>)>,
+    /// An /etc/hosts entry of RUN steps (repeatable): HOST:IP or HOST=IP; IP host-gateway is the host as the step's network reaches it (10.0.2.2 through slirp4netns, 127.0.0.1 with the host network)
+    #[arg(long = "add-host", value_name = "HOST:IP", value_parser = parse_add_host)]
+    pub add_hosts: Vec<(String, crate::engine::HostIp)>,
+    /// Size of RUN steps' /dev/shm (e.g. 128m, 1g; default 64m)
+    #[arg(long, value_name = "SIZE", value_parser = crate::cli::units::parse_memory)]
+    pub shm_size: Option<u64>,
+    /// A resource limit of RUN steps (repeatable): NAME=SOFT[:HARD], Docker's names (nofile, nproc, core, stack, memlock, …; -1 is unlimited)
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]", value_parser = parse_ulimit)]
+    pub ulimits: Vec<crate::exec::Ulimit>,
+    /// Resolve every FROM and --from image in its registry again, even when the store has it (the build says what changed)
+    #[arg(long)]
+    pub pull: bool,
     /// Layer steps (RUN, COPY, ADD) run at once across stages (default: the number of CPUs)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub jobs: Option<u32>,
@@ -195,6 +207,52 @@ pub enum BuildNetworkArg {
     Default,
     None,
     Host,
+}
+
+/// `HOST:IP` or `HOST=IP` (the form for IPv6 addresses), IP may be `host-gateway`.
+fn parse_add_host(s: &str) -> Result<(String, crate::engine::HostIp), String> {
+    let (host, ip) = s
+        .split_once('=')
+        .or_else(|| s.split_once(':'))
+        .ok_or_else(|| format!("invalid --add-host {s:?}: expected HOST:IP or HOST=IP"))?;
+    if host.is_empty() {
+        return Err(format!("invalid --add-host {s:?}: no host name"));
+    }
+    let ip = match ip {
+        "host-gateway" => crate::engine::HostIp::Gateway,
+        ip => crate::engine::HostIp::Ip(
+            ip.trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse()
+                .map_err(|_| format!("invalid --add-host {s:?}: {ip:?} is not an IP address or host-gateway"))?,
+        ),
+    };
+    Ok((host.to_string(), ip))
+}
+
+/// `NAME=SOFT[:HARD]`, Docker's `--ulimit`: the hard limit is the soft one when not given, `-1`
+/// is unlimited.
+fn parse_ulimit(s: &str) -> Result<crate::exec::Ulimit, String> {
+    let bad = |why: &str| format!("invalid --ulimit {s:?}: {why}");
+    let (name, limits) = s.split_once('=').ok_or_else(|| bad("expected NAME=SOFT[:HARD]"))?;
+    if !crate::exec::ULIMIT_NAMES.iter().any(|(n, _)| *n == name) {
+        let names: Vec<&str> = crate::exec::ULIMIT_NAMES.iter().map(|(n, _)| *n).collect();
+        return Err(bad(&format!("unknown name (one of {})", names.join(", "))));
+    }
+    let value = |v: &str| -> Result<u64, String> {
+        match v {
+            "-1" => Ok(libc::RLIM_INFINITY),
+            v => v.parse().map_err(|_| bad(&format!("{v:?} is not a number"))),
+        }
+    };
+    let (soft, hard) = match limits.split_once(':') {
+        Some((soft, hard)) => (value(soft)?, value(hard)?),
+        None => (value(limits)?, value(limits)?),
+    };
+    if soft > hard {
+        return Err(bad("the soft limit is above the hard one"));
+    }
+    Ok(crate::exec::Ulimit { name: name.to_string(), soft, hard })
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {

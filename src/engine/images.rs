@@ -52,18 +52,35 @@ pub struct RegistryImages<'a> {
     pub connect: &'a Connect<'a>,
     /// Where the pull reports its progress.
     pub progress: &'a Reporter,
+    /// `--pull`: every image is resolved in its registry again, even when the store has it; what
+    /// changed is said on a task of its own (`FROM REF: sha256:… → sha256:…`).
+    pub always_pull: bool,
 }
 
 impl ImageSource for RegistryImages<'_> {
     fn image(&self, store: &Store, reference: &Reference, platform: &Platform) -> Result<Image, BuildError> {
-        match LocalImages.image(store, reference, platform) {
-            Err(BuildError::BaseImage { source, .. }) if matches!(*source, ImageError::NotFound { .. }) => {}
+        let local = match LocalImages.image(store, reference, platform) {
+            Err(BuildError::BaseImage { source, .. }) if matches!(*source, ImageError::NotFound { .. }) => None,
+            Ok(image) if self.always_pull => Some(image),
             other => return other,
-        }
+        };
         let options = PullOptions { platform: platform.clone(), ..Default::default() };
         let mirrors = self.settings.mirrors_for(reference.registry());
         crate::registry::pull_with_mirrors(mirrors, self.connect, store, reference, &options, self.progress)
             .map_err(|source| BuildError::Pull { reference: reference.clone(), source: Box::new(source) })?;
-        LocalImages.image(store, reference, platform)
+        let image = LocalImages.image(store, reference, platform)?;
+        if self.always_pull {
+            let was = local.map(|l| l.manifest_descriptor.digest);
+            let now = image.manifest_descriptor.digest;
+            let task = self.progress.start(|| format!("resolve {}", reference.familiar()));
+            let name = reference.familiar();
+            task.log(crate::progress::LogStream::Stdout, || match was {
+                Some(was) if was == now => format!("{name} unchanged ({now})"),
+                Some(was) => format!("{name} changed ({was} → {now})"),
+                None => format!("{name} pulled ({now})"),
+            });
+            task.done();
+        }
+        Ok(image)
     }
 }

@@ -114,7 +114,25 @@ pub struct BuildOptions {
     /// The newest builds whose records and logs the store keeps ([`records::RecordSettings`]);
     /// this build removes older ones when it starts.
     pub keep_builds: usize,
+    /// `--add-host`: extra `/etc/hosts` entries of RUN steps.
+    pub extra_hosts: Vec<(String, HostIp)>,
+    /// `--shm-size`: the size of RUN steps' `/dev/shm` (Docker's 64 MiB when none).
+    pub shm_size: Option<u64>,
+    /// `--ulimit`: resource limits of RUN steps.
+    pub ulimits: Vec<crate::exec::Ulimit>,
 }
+
+/// The address of an `--add-host` entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostIp {
+    Ip(std::net::IpAddr),
+    /// `host-gateway`: the host as the step's network reaches it (10.0.2.2 through slirp4netns;
+    /// 127.0.0.1 on the host's own network).
+    Gateway,
+}
+
+/// The address slirp4netns gives the host.
+pub const SLIRP_HOST_GATEWAY: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 2, 2));
 
 impl Default for BuildOptions {
     fn default() -> BuildOptions {
@@ -137,6 +155,9 @@ impl Default for BuildOptions {
             ssh: BTreeMap::new(),
             context_name: None,
             keep_builds: records::DEFAULT_KEEP,
+            extra_hosts: Vec::new(),
+            shm_size: None,
+            ulimits: Vec::new(),
         }
     }
 }

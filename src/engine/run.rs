@@ -40,6 +40,21 @@ pub(crate) fn run(sc: &StepCtx<'_>, state: &mut State, run: &RunInstruction) -> 
     // `--build-arg BUILDKIT_SANDBOX_HOSTNAME=…` names the sandbox (BuildKit's frontend option).
     let hostname = ctx.options.build_args.get(SANDBOX_HOSTNAME_ARG).filter(|h| !h.is_empty());
     let mut spec = exec_spec(state, &command, network, hostname.map(String::as_str));
+    spec.extra_hosts = ctx
+        .options
+        .extra_hosts
+        .iter()
+        .map(|(host, ip)| {
+            let ip = match (ip, network) {
+                (super::HostIp::Ip(ip), _) => *ip,
+                (super::HostIp::Gateway, Network::Host) => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+                (super::HostIp::Gateway, _) => super::SLIRP_HOST_GATEWAY,
+            };
+            (host.clone(), ip)
+        })
+        .collect();
+    spec.shm_size = ctx.options.shm_size;
+    spec.ulimits.clone_from(&ctx.options.ulimits);
     if run.security == Some(SecurityMode::Insecure) {
         spec.security = Security::Insecure;
     }
@@ -122,6 +137,18 @@ fn key_inputs(state: &State, command: &Command, spec: &ExecSpec) -> KeyInputs {
     }
     if spec.hostname != DEFAULT_HOSTNAME {
         inputs.add("hostname", spec.hostname.clone());
+    }
+    // Each only when given, so that the keys of every other step stay as they were.
+    if !spec.extra_hosts.is_empty() {
+        let hosts: Vec<String> = spec.extra_hosts.iter().map(|(h, ip)| format!("{h}={ip}")).collect();
+        inputs.add("hosts", hosts.join(","));
+    }
+    if let Some(size) = spec.shm_size {
+        inputs.add("shm-size", size.to_string());
+    }
+    if !spec.ulimits.is_empty() {
+        let limits: Vec<String> = spec.ulimits.iter().map(|u| format!("{}={}:{}", u.name, u.soft, u.hard)).collect();
+        inputs.add("ulimits", limits.join(","));
     }
     inputs.add("platform", state.platform.to_string());
     inputs

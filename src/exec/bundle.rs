@@ -48,19 +48,46 @@ fn build_err(what: &'static str) -> impl FnOnce(oci_spec::OciSpecError) -> ExecE
     move |source| ExecError::OciSpec { what, source }
 }
 
+/// The process' limits: the caller's own `RLIMIT_NOFILE` (what the embedded executor's payload
+/// inherits) unless the spec sets it, and the spec's `--ulimit`s.
+fn rlimits(spec: &ExecSpec) -> Result<Vec<oci_spec::runtime::PosixRlimit>, ExecError> {
+    let rlimit = |typ, soft, hard| {
+        PosixRlimitBuilder::default().typ(typ).soft(soft).hard(hard).build().map_err(build_err("rlimits"))
+    };
+    let mut out = Vec::new();
+    if !spec.ulimits.iter().any(|u| u.name == "nofile") {
+        let (soft, hard) = nofile_limit();
+        out.push(rlimit(PosixRlimitType::RlimitNofile, soft, hard)?);
+    }
+    for u in &spec.ulimits {
+        let typ = match u.name.as_str() {
+            "core" => PosixRlimitType::RlimitCore,
+            "cpu" => PosixRlimitType::RlimitCpu,
+            "data" => PosixRlimitType::RlimitData,
+            "fsize" => PosixRlimitType::RlimitFsize,
+            "locks" => PosixRlimitType::RlimitLocks,
+            "memlock" => PosixRlimitType::RlimitMemlock,
+            "msgqueue" => PosixRlimitType::RlimitMsgqueue,
+            "nice" => PosixRlimitType::RlimitNice,
+            "nofile" => PosixRlimitType::RlimitNofile,
+            "nproc" => PosixRlimitType::RlimitNproc,
+            "rss" => PosixRlimitType::RlimitRss,
+            "rtprio" => PosixRlimitType::RlimitRtprio,
+            "rttime" => PosixRlimitType::RlimitRttime,
+            "sigpending" => PosixRlimitType::RlimitSigpending,
+            "stack" => PosixRlimitType::RlimitStack,
+            other => return Err(ExecError::InvalidSpec { reason: format!("unknown ulimit {other:?}") }),
+        };
+        out.push(rlimit(typ, u.soft, u.hard)?);
+    }
+    Ok(out)
+}
+
 /// The `config.json` for `spec` run as `user`.
 pub fn config(spec: &ExecSpec, user: &ExecUser, files: &BundleFiles<'_>) -> Result<Spec, ExecError> {
     let env = spec.environment(&user.home);
     let capabilities = capabilities(spec.security, user, files.insecure_caps)?;
-    let (soft, hard) = nofile_limit();
-    let rlimits = vec![
-        PosixRlimitBuilder::default()
-            .typ(PosixRlimitType::RlimitNofile)
-            .soft(soft)
-            .hard(hard)
-            .build()
-            .map_err(build_err("rlimits"))?,
-    ];
+    let rlimits = rlimits(spec)?;
     // tini dies with its parent, the runtime process (which dies with slipway): a killed
     // slipway leaves no container running.
     let mut args = vec![INIT_PATH.to_string(), "-p".to_string(), "SIGKILL".to_string(), "--".to_string()];
@@ -229,6 +256,7 @@ fn mount(destination: &str, typ: &str, source: &Path, options: &[&str]) -> Resul
 /// creates their targets beneath the rootfs).
 fn mounts(spec: &ExecSpec, files: &BundleFiles<'_>) -> Result<Vec<Mount>, ExecError> {
     let p = Path::new;
+    let shm = format!("size={}", spec.shm_size.unwrap_or(super::DEFAULT_SHM_SIZE));
     let mut mounts = vec![
         mount("/proc", "proc", p("proc"), &["nosuid", "noexec", "nodev"])?,
         mount("/dev", "tmpfs", p("tmpfs"), &["nosuid", "strictatime", "mode=755", "size=65536k"])?,
@@ -238,7 +266,7 @@ fn mounts(spec: &ExecSpec, files: &BundleFiles<'_>) -> Result<Vec<Mount>, ExecEr
             p("devpts"),
             &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
         )?,
-        mount("/dev/shm", "tmpfs", p("shm"), &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"])?,
+        mount("/dev/shm", "tmpfs", p("shm"), &["nosuid", "noexec", "nodev", "mode=1777", &shm])?,
         mount("/dev/mqueue", "mqueue", p("mqueue"), &["nosuid", "noexec", "nodev"])?,
     ];
     let sys_access = match spec.security {

@@ -280,6 +280,14 @@ fn supervise(cfg: &HelperConfig, reporter: &Reporter, user: &ExecUser) -> ! {
 
 /// The payload process: from init's fork to exec. Never returns.
 fn payload(cfg: &HelperConfig, reporter: &Reporter, user: &ExecUser) -> ! {
+    // Before the capabilities go: raising a hard limit takes CAP_SYS_RESOURCE.
+    for u in &cfg.spec.ulimits {
+        let resource = u.resource().expect("validated before the run");
+        if let Err(e) = sys::setrlimit(resource, u.soft, u.hard) {
+            reporter.send(&Report::Failed(Failure::setup("setting a ulimit", &e)));
+            sys::exit_now(SETUP_FAILED);
+        }
+    }
     if let Err(failure) = become_user(cfg, user) {
         reporter.send(&Report::Failed(failure));
         sys::exit_now(SETUP_FAILED);

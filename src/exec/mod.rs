@@ -44,8 +44,8 @@ pub use error::ExecError;
 pub use init::helper_main;
 pub use oci_runtime::OciRuntimeExecutor;
 pub use spec::{
-    DEFAULT_HOSTNAME, DEFAULT_MASKED_PATHS, DEFAULT_PATH, DEFAULT_READONLY_PATHS, ExecSpec, Limits, Mount, MountSource,
-    Network, Secret, SecretFile, Security, mount_order,
+    DEFAULT_HOSTNAME, DEFAULT_MASKED_PATHS, DEFAULT_PATH, DEFAULT_READONLY_PATHS, DEFAULT_SHM_SIZE, ExecSpec, Limits,
+    Mount, MountSource, Network, Secret, SecretFile, Security, ULIMIT_NAMES, Ulimit, mount_order,
 };
 
 /// Name of the hidden subcommand that runs the sandbox helper.

@@ -142,14 +142,9 @@ fn setup_dev(root: &OwnedFd, cfg: &HelperConfig) -> Result<(), Failure> {
         if cfg.rootless { "newinstance,ptmxmode=0666,mode=0620" } else { "newinstance,ptmxmode=0666,mode=0620,gid=5" };
     sys::mount(None, &dev_path.join("pts"), Some("devpts"), MS_NOSUID | MS_NOEXEC, Some(pts_opts))
         .map_err(step("mounting /dev/pts".into()))?;
-    sys::mount(
-        None,
-        &dev_path.join("shm"),
-        Some("tmpfs"),
-        MS_NOSUID | MS_NODEV | MS_NOEXEC,
-        Some("mode=1777,size=65536k"),
-    )
-    .map_err(step("mounting /dev/shm".into()))?;
+    let shm = format!("mode=1777,size={}", cfg.spec.shm_size.unwrap_or(super::DEFAULT_SHM_SIZE));
+    sys::mount(None, &dev_path.join("shm"), Some("tmpfs"), MS_NOSUID | MS_NODEV | MS_NOEXEC, Some(&shm))
+        .map_err(step("mounting /dev/shm".into()))?;
     for (link, target) in [
         ("ptmx", "pts/ptmx"),
         ("fd", "/proc/self/fd"),

@@ -174,6 +174,44 @@ impl Limits {
     }
 }
 
+/// Size of `/dev/shm` unless the spec says another (Docker's 64 MiB).
+pub const DEFAULT_SHM_SIZE: u64 = 64 << 20;
+
+/// A resource limit of the process (`--ulimit NAME=SOFT[:HARD]`, Docker's names).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ulimit {
+    /// `nofile`, `nproc`, `core`, … (`RLIMIT_` + upper case).
+    pub name: String,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// Docker's `--ulimit` names and their resources.
+pub const ULIMIT_NAMES: &[(&str, libc::c_int)] = &[
+    ("core", libc::RLIMIT_CORE as libc::c_int),
+    ("cpu", libc::RLIMIT_CPU as libc::c_int),
+    ("data", libc::RLIMIT_DATA as libc::c_int),
+    ("fsize", libc::RLIMIT_FSIZE as libc::c_int),
+    ("locks", libc::RLIMIT_LOCKS as libc::c_int),
+    ("memlock", libc::RLIMIT_MEMLOCK as libc::c_int),
+    ("msgqueue", libc::RLIMIT_MSGQUEUE as libc::c_int),
+    ("nice", libc::RLIMIT_NICE as libc::c_int),
+    ("nofile", libc::RLIMIT_NOFILE as libc::c_int),
+    ("nproc", libc::RLIMIT_NPROC as libc::c_int),
+    ("rss", libc::RLIMIT_RSS as libc::c_int),
+    ("rtprio", libc::RLIMIT_RTPRIO as libc::c_int),
+    ("rttime", libc::RLIMIT_RTTIME as libc::c_int),
+    ("sigpending", libc::RLIMIT_SIGPENDING as libc::c_int),
+    ("stack", libc::RLIMIT_STACK as libc::c_int),
+];
+
+impl Ulimit {
+    /// The resource this limit sets, if the name is one Docker knows.
+    pub fn resource(&self) -> Option<libc::c_int> {
+        ULIMIT_NAMES.iter().find(|(n, _)| *n == self.name).map(|(_, r)| *r)
+    }
+}
+
 /// One process to run in a fresh sandbox.
 ///
 /// Serialisable because it crosses the process boundary to the sandbox helper as JSON; it is
@@ -206,6 +244,12 @@ pub struct ExecSpec {
     /// Environment entries holding a secret (`RUN --mount=type=secret,env=NAME`), added after
     /// `env`; kept apart so that nothing shows them.
     pub secret_env: Vec<(String, Secret)>,
+    /// Size of `/dev/shm` in bytes ([`DEFAULT_SHM_SIZE`] when none).
+    #[serde(default)]
+    pub shm_size: Option<u64>,
+    /// Resource limits of the process (`--ulimit`); others are inherited.
+    #[serde(default)]
+    pub ulimits: Vec<Ulimit>,
 }
 
 impl ExecSpec {
@@ -230,6 +274,8 @@ impl ExecSpec {
             timeout: None,
             mounts: Vec::new(),
             secret_env: Vec::new(),
+            shm_size: None,
+            ulimits: Vec::new(),
         }
     }
 
@@ -259,6 +305,17 @@ impl ExecSpec {
         }
         if let Some((bad, _)) = self.extra_hosts.iter().find(|(h, _)| !host_ok(h)) {
             return invalid(format!("extra host {bad:?} is not a valid host name"));
+        }
+        if self.shm_size == Some(0) {
+            return invalid("the size of /dev/shm must not be 0".to_string());
+        }
+        for u in &self.ulimits {
+            if u.resource().is_none() {
+                return invalid(format!("unknown ulimit {:?}", u.name));
+            }
+            if u.soft > u.hard {
+                return invalid(format!("ulimit {}: soft limit {} is above hard limit {}", u.name, u.soft, u.hard));
+            }
         }
         for path in self.masked_paths.iter().chain(&self.readonly_paths) {
             if !path.starts_with('/') || path.split('/').any(|c| c == "..") || path.contains('\0') {

@@ -390,6 +390,15 @@ pub fn setresuid(uid: u32) -> io::Result<()> {
     Ok(())
 }
 
+pub fn setrlimit(resource: libc::c_int, soft: u64, hard: u64) -> io::Result<()> {
+    let limit = libc::rlimit { rlim_cur: soft, rlim_max: hard };
+    // SAFETY: a plain syscall on a stack value; the resource number comes from the known table.
+    if unsafe { libc::setrlimit(resource as _, &limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 pub fn sethostname(name: &str) -> io::Result<()> {
     rustix::system::sethostname(name.as_bytes()).map_err(io::Error::from)
 }

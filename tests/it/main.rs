@@ -4,6 +4,7 @@ mod architecture;
 mod build_cache;
 mod build_cli;
 mod build_copy;
+mod build_flags;
 mod build_link;
 mod build_meta;
 mod build_mounts;

@@ -68,7 +68,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs, progress: &Reporter) -> Resu
     let caches = BuildCaches::open(&store).context("opening the build caches")?;
     let settings = super::registry::settings()?;
     let connect = |registry: &str| super::registry::connect(&args.registry, &settings, registry);
-    let images = RegistryImages { settings: &settings, connect: &connect, progress: &reporter };
+    let images = RegistryImages { settings: &settings, connect: &connect, progress: &reporter, always_pull: args.pull };
     let builder = Builder {
         store: &store,
         snapshotter: sn.as_ref(),
@@ -121,6 +121,9 @@ fn build_options(args: &BuildArgs, name: &str, dockerfile_id: &str) -> Result<Bu
         identity: identity(&args.context, dockerfile_id),
         context_name: (args.context == "-").then(|| "-".to_string()),
         secrets: crate::cli::secrets::read_secrets(&args.secrets)?,
+        extra_hosts: args.add_hosts.clone(),
+        shm_size: args.shm_size,
+        ulimits: args.ulimits.clone(),
         ..BuildOptions::default()
     };
     if let Some(p) = &args.platform {
