@@ -173,6 +173,9 @@ pub struct BuildArgs {
     /// A resource limit of RUN steps (repeatable): NAME=SOFT[:HARD], Docker's names (nofile, nproc, core, stack, memlock, …; -1 is unlimited)
     #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]", value_parser = parse_ulimit)]
     pub ulimits: Vec<crate::exec::Ulimit>,
+    /// A named context (repeatable): NAME=DIR (a local directory) or NAME=docker-image://REF; FROM NAME, COPY --from=NAME and RUN --mount=from=NAME read it instead of a stage or image of that name
+    #[arg(long = "build-context", value_name = "NAME=DIR|docker-image://REF", value_parser = parse_build_context)]
+    pub build_contexts: Vec<(String, crate::engine::NamedContext)>,
     /// Resolve every FROM and --from image in its registry again, even when the store has it (the build says what changed)
     #[arg(long)]
     pub pull: bool,
@@ -207,6 +210,35 @@ pub enum BuildNetworkArg {
     Default,
     None,
     Host,
+}
+
+/// `NAME=VALUE` of `--build-context`: a local directory or `docker-image://REF`; the other
+/// forms buildx has (`oci-layout://`, git and HTTP URLs) are refused here, before any work.
+fn parse_build_context(s: &str) -> Result<(String, crate::engine::NamedContext), String> {
+    let (name, value) =
+        s.split_once('=').ok_or_else(|| format!("invalid --build-context {s:?}: expected NAME=VALUE"))?;
+    if name.is_empty() || value.is_empty() {
+        return Err(format!("invalid --build-context {s:?}: expected NAME=VALUE"));
+    }
+    let name = name.to_lowercase();
+    if let Some(reference) = value.strip_prefix("docker-image://") {
+        let reference = crate::oci::Reference::parse(reference)
+            .map_err(|e| format!("invalid --build-context {s:?}: {reference:?} is not an image reference: {e}"))?;
+        return Ok((name, crate::engine::NamedContext::Image(reference)));
+    }
+    for scheme in ["oci-layout://", "https://", "http://", "git@", "ssh://", "git://", "target:"] {
+        if value.starts_with(scheme) {
+            return Err(format!(
+                "--build-context {name}={value}: {scheme} contexts are not supported yet (a directory or docker-image://REF are)"
+            ));
+        }
+    }
+    let dir = std::fs::canonicalize(value)
+        .map_err(|e| format!("--build-context {name}={value}: cannot open the directory: {e}"))?;
+    if !dir.is_dir() {
+        return Err(format!("--build-context {name}={value}: not a directory"));
+    }
+    Ok((name, crate::engine::NamedContext::Dir(dir)))
 }
 
 /// `HOST:IP` or `HOST=IP` (the form for IPv6 addresses), IP may be `host-gateway`.

@@ -74,12 +74,36 @@ impl<'a> CopySpec<'a> {
 /// Where the files come from.
 pub(crate) enum From<'r> {
     Context,
+    /// A local directory a `--build-context NAME=DIR` gives.
+    Dir {
+        name: String,
+        path: &'r Path,
+    },
     /// A stage or an image: its layers, mounted read-only when the step runs.
     Layers {
         label: String,
         diff_ids: &'r [DiffId],
         layers: &'r [Descriptor],
     },
+}
+
+impl From<'_> {
+    /// The files of the build context or of a local named context; none for layers.
+    pub(crate) fn local<'s>(&'s self, ctx: &'s BuildCtx<'_>) -> Option<SourceRoot<'s>> {
+        match self {
+            From::Context => Some(ctx.builder.context.source()),
+            From::Dir { path, .. } => Some(SourceRoot::dir(path)),
+            From::Layers { .. } => None,
+        }
+    }
+
+    /// How a key shows a local source: `context`, or `context NAME` for a named one.
+    pub(crate) fn local_label(&self) -> String {
+        match self {
+            From::Dir { name, .. } => format!("context {name}"),
+            _ => "context".to_string(),
+        }
+    }
 }
 
 /// A source after expansion.
@@ -119,7 +143,7 @@ pub(crate) fn copy(sc: &StepCtx<'_>, state: &mut State, spec: &CopySpec<'_>) -> 
         chown: None,
         chmod: x.chmod.clone(),
         unpack_archives: spec.add.is_some_and(|a| a.unpack != Some(false)) && matches!(from, From::Context),
-        from_context: matches!(from, From::Context),
+        from_context: matches!(from, From::Context | From::Dir { .. }),
         excludes: x.excludes.clone(),
         dest_is_dir: x.dest_word.ends_with('/') || x.srcs.len() > 1,
         parents: spec.parents,
@@ -138,15 +162,18 @@ pub(crate) fn copy(sc: &StepCtx<'_>, state: &mut State, spec: &CopySpec<'_>) -> 
     inputs.add("dest", x.dest.clone());
     let mut files = None;
     let selection = match &from {
-        From::Context if !paths.is_empty() => {
-            let src = ctx.builder.context.source();
+        From::Context | From::Dir { .. } if !paths.is_empty() => {
+            let src = from.local(ctx).expect("a local source");
+            if let From::Dir { .. } = &from {
+                inputs.add("from", from.local_label());
+            }
             let selection = select(&src, &paths, &x.excludes)?;
             let digest = context::digest(&src, &selection, &x.excludes, Some(&ctx.builder.caches.stat))?;
             inputs.add("sources", digest.digest.to_string());
             files = Some(digest.files);
             Some(selection)
         }
-        From::Context => None,
+        From::Context | From::Dir { .. } => None,
         From::Layers { label, diff_ids, .. } => {
             let chain = crate::image::chain_ids(diff_ids).last().map_or("scratch".to_string(), |c| c.to_string());
             inputs.add("from", format!("{label} {chain}"));
@@ -179,9 +206,9 @@ pub(crate) fn copy(sc: &StepCtx<'_>, state: &mut State, spec: &CopySpec<'_>) -> 
             return Ok(());
         }
         match &from {
-            From::Context => {
+            From::Context | From::Dir { .. } => {
                 let selection = selection.as_ref().expect("selected above");
-                context::copy(&ctx.builder.context.source(), selection, rootfs, &x.dest, &opts)?;
+                context::copy(&from.local(ctx).expect("a local source"), selection, rootfs, &x.dest, &opts)?;
                 Ok(())
             }
             From::Layers { diff_ids, layers, .. } => with_layers(ctx, diff_ids, layers, |root| {
@@ -277,7 +304,13 @@ pub(crate) fn resolve_from<'r>(
     name: &str,
 ) -> Result<From<'r>, BuildError> {
     let graph = &ctx.plan.graph;
-    let stage = graph.by_name(name).map(|s| s.id).or_else(|| name.parse::<usize>().ok().map(StageId));
+    // A named context overrides a stage of the same name; its image is among the copy images.
+    if let Some(super::NamedContext::Dir(path)) = ctx.options.named_contexts.get(&name.to_lowercase()) {
+        return Ok(From::Dir { name: name.to_string(), path });
+    }
+    let named = ctx.options.named_contexts.contains_key(&name.to_lowercase());
+    let stage =
+        graph.by_name(name).map(|s| s.id).filter(|_| !named).or_else(|| name.parse::<usize>().ok().map(StageId));
     if let Some(id) = stage
         && graph.stage(id).is_some()
     {

@@ -120,6 +120,18 @@ pub struct BuildOptions {
     pub shm_size: Option<u64>,
     /// `--ulimit`: resource limits of RUN steps.
     pub ulimits: Vec<crate::exec::Ulimit>,
+    /// `--build-context NAME=VALUE`, by name in lower case: what a `FROM`, `COPY --from` or
+    /// `--mount=from` word equal to the name reads instead of a stage or image of that name.
+    pub named_contexts: BTreeMap<String, NamedContext>,
+}
+
+/// What a `--build-context` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamedContext {
+    /// `docker-image://REF`: an image (from the store, else its registry).
+    Image(Reference),
+    /// A local directory: its files, as the build context's are read (no ignore file).
+    Dir(PathBuf),
 }
 
 /// The address of an `--add-host` entry.
@@ -158,6 +170,7 @@ impl Default for BuildOptions {
             extra_hosts: Vec::new(),
             shm_size: None,
             ulimits: Vec::new(),
+            named_contexts: BTreeMap::new(),
         }
     }
 }

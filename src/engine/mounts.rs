@@ -245,13 +245,13 @@ impl<'r> RunMounts<'r> {
             let declared = match &p.kind {
                 Kind::Bind { from, source, readonly } => {
                     let shows = match from {
-                        From::Context => {
-                            let src = ctx.builder.context.source();
+                        From::Context | From::Dir { .. } => {
+                            let src = from.local(ctx).expect("a local source");
                             let selection = context::select(&src, &[source_pattern(source)], &[])?;
                             let digest = context::digest(&src, &selection, &[], Some(&ctx.builder.caches.stat))?;
                             files.extend(digest.files);
                             bound.push(digest.digest.to_string());
-                            "context".to_string()
+                            from.local_label()
                         }
                         From::Layers { label, diff_ids, .. } => {
                             let chain =
@@ -264,7 +264,7 @@ impl<'r> RunMounts<'r> {
                 Kind::Tmpfs { size } => format!("tmpfs size={}", size.map_or("-".to_string(), |s| s.to_string())),
                 Kind::Cache(c) => {
                     let from = c.from.as_ref().map_or("-".to_string(), |f| match f {
-                        From::Context => "context".to_string(),
+                        From::Context | From::Dir { .. } => f.local_label(),
                         From::Layers { label, diff_ids, .. } => {
                             let chain =
                                 crate::image::chain_ids(diff_ids).last().map_or("scratch".into(), |c| c.to_string());
@@ -370,7 +370,7 @@ fn cache_source<'a>(
     let seeded = match &c.from {
         Some(from) if lease.is_new() => {
             let (src_root, from_context) = match from {
-                From::Context => (ctx.builder.context.source(), true),
+                From::Context | From::Dir { .. } => (from.local(ctx).expect("a local source"), true),
                 From::Layers { diff_ids, layers, .. } => {
                     let view = with_layers_guard(ctx, diff_ids, layers)?;
                     let copied = seed(&SourceRoot::dir(view.path()), &c.source, &root, false);
@@ -444,7 +444,9 @@ fn bind_source<'a>(
     prepared: &mut Prepared<'a>,
 ) -> Result<PathBuf, BuildError> {
     match from {
-        From::Context => copy_selection(ctx, &ctx.builder.context.source(), source, true, prepared),
+        From::Context | From::Dir { .. } => {
+            copy_selection(ctx, &from.local(ctx).expect("a local source"), source, true, prepared)
+        }
         From::Layers { diff_ids, layers, .. } => {
             let view = with_layers_guard(ctx, diff_ids, layers)?;
             let root = view.path().to_path_buf();

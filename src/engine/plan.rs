@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{BuildError, BuildOptions, Builder, refuse};
+use super::{BuildError, BuildOptions, Builder, NamedContext, refuse};
 use crate::dockerfile::{Instruction, lower, parse};
 use crate::graph::{Base, BuildGraph, GraphOptions, StageId, StageNode};
 use crate::image::Image;
@@ -50,6 +50,7 @@ fn graph_of(source: &str, options: &BuildOptions) -> Result<BuildGraph, BuildErr
         platform: options.platform.clone(),
         build_platform: crate::oci::Platform::host(),
         escape: ast.escape,
+        named_contexts: options.named_contexts.keys().cloned().collect(),
     };
     crate::graph::build(&dockerfile, &graph_options).map_err(|errors| BuildError::Stages { errors })
 }
@@ -85,7 +86,10 @@ fn resolve_base(
     match &stage.base {
         Base::Scratch => Ok(Vec::new()),
         Base::Image(image) => {
-            let reference = refuse::reference(image, stage.span)?;
+            let reference = match named_image(options, &image.word) {
+                Some(reference) => reference,
+                None => refuse::reference(image, stage.span)?,
+            };
             let image =
                 builder.images.image(builder.store, reference, stage.platform_or(&options.platform)).map_err(|e| {
                     BuildError::Step {
@@ -114,6 +118,14 @@ fn onbuild_of(stage: &StageNode) -> Vec<String> {
         .collect()
 }
 
+/// The image a `--build-context NAME=docker-image://REF` gives `word`, if it names one.
+fn named_image<'o>(options: &'o BuildOptions, word: &str) -> Option<&'o crate::oci::Reference> {
+    match options.named_contexts.get(&word.to_lowercase()) {
+        Some(NamedContext::Image(reference)) => Some(reference),
+        _ => None,
+    }
+}
+
 /// Resolves the images `stage` reads with `COPY --from=<image>`.
 fn resolve_copy_images(
     builder: &Builder<'_>,
@@ -126,7 +138,12 @@ fn resolve_copy_images(
         if plan.copy_images.contains_key(word) {
             continue;
         }
-        let reference = refuse::reference(&input.image, input.span)?;
+        let reference = match options.named_contexts.get(&word.to_lowercase()) {
+            Some(NamedContext::Image(reference)) => reference,
+            // A local directory is read when the step runs.
+            Some(NamedContext::Dir(_)) => continue,
+            None => refuse::reference(&input.image, input.span)?,
+        };
         let image = builder
             .images
             .image(builder.store, reference, stage.platform_or(&options.platform))

@@ -32,7 +32,12 @@ pub fn build(dockerfile: &Dockerfile, options: &GraphOptions) -> Result<BuildGra
             }
         }
     }
-    let names: Vec<Option<&str>> = dockerfile.stages.iter().map(|s| s.name.as_deref()).collect();
+    // A stage a named context overrides is no name words can refer to.
+    let names: Vec<Option<&str>> = dockerfile
+        .stages
+        .iter()
+        .map(|s| s.name.as_deref().filter(|n| !options.named_contexts.contains(&n.to_lowercase())))
+        .collect();
     let mut stages: Vec<StageNode> = Vec::with_capacity(dockerfile.stages.len());
     let mut scopes: Vec<ArgScope> = Vec::with_capacity(dockerfile.stages.len());
     for (index, stage) in dockerfile.stages.iter().enumerate() {
@@ -126,7 +131,7 @@ pub fn build(dockerfile: &Dockerfile, options: &GraphOptions) -> Result<BuildGra
     if !errors.is_empty() {
         return Err(GraphErrors(errors));
     }
-    Ok(BuildGraph { stages, target, global, escape: options.escape })
+    Ok(BuildGraph { stages, target, global, escape: options.escape, named_contexts: options.named_contexts.clone() })
 }
 
 /// What a `--from` or `FROM` word names, seen from stage `current`.

@@ -193,6 +193,11 @@ pub struct GraphOptions {
     pub build_platform: Platform,
     /// The escape character in effect (from the `# escape=` directive).
     pub escape: char,
+    /// Names given by `--build-context` (lower case): a `FROM`, `COPY --from` or
+    /// `--mount=from` word equal to one names that context, never a stage of the same name
+    /// (BuildKit: the named context overrides the stage). The graph makes them image inputs;
+    /// the builder knows what each is.
+    pub named_contexts: std::collections::BTreeSet<String>,
 }
 
 impl Default for GraphOptions {
@@ -203,6 +208,7 @@ impl Default for GraphOptions {
             platform: Platform::new("linux", "amd64", None),
             build_platform: Platform::new("linux", "amd64", None),
             escape: '\\',
+            named_contexts: std::collections::BTreeSet::new(),
         }
     }
 }
@@ -219,9 +225,16 @@ pub struct BuildGraph {
     pub global: ArgScope,
     /// The escape character the words were written with.
     pub escape: char,
+    /// The `--build-context` names ([`GraphOptions::named_contexts`]).
+    pub named_contexts: std::collections::BTreeSet<String>,
 }
 
 impl BuildGraph {
+    /// The stage names words can refer to: a stage a named context overrides has none.
+    pub(crate) fn referable_names(&self) -> Vec<Option<String>> {
+        self.stages.iter().map(|s| s.name.clone().filter(|n| !self.named_contexts.contains(n))).collect()
+    }
+
     /// The stage at `id`.
     pub fn stage(&self, id: StageId) -> Option<&StageNode> {
         self.stages.get(id.0)

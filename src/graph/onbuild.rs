@@ -59,7 +59,7 @@ impl BuildGraph {
         if !errors.is_empty() {
             return Err(GraphErrors(errors));
         }
-        let names: Vec<Option<String>> = self.stages.iter().map(|s| s.name.clone()).collect();
+        let names = self.referable_names();
         let names: Vec<Option<&str>> = names.iter().map(Option::as_deref).collect();
         let mut node = self.stages[id.0].clone();
         let inserted = steps.len();

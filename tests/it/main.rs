@@ -3,6 +3,7 @@
 mod architecture;
 mod build_cache;
 mod build_cli;
+mod build_contexts;
 mod build_copy;
 mod build_flags;
 mod build_link;

@@ -124,6 +124,7 @@ fn build_options(args: &BuildArgs, name: &str, dockerfile_id: &str) -> Result<Bu
         extra_hosts: args.add_hosts.clone(),
         shm_size: args.shm_size,
         ulimits: args.ulimits.clone(),
+        named_contexts: args.build_contexts.iter().cloned().collect(),
         ..BuildOptions::default()
     };
     if let Some(p) = &args.platform {

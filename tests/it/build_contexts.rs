@@ -1,0 +1,78 @@
+//! `--build-context NAME=DIR|docker-image://REF`: named contexts read by `FROM`, `COPY --from`
+//! and `RUN --mount=from`, overriding a stage or image of the same name.
+
+use crate::support::build::{BuildEnv, steps};
+use crate::support::describe;
+use crate::support::registry::Registry;
+
+#[test]
+fn an_image_context_replaces_a_base_image_and_a_stage_of_that_name() {
+    let env = BuildEnv::served();
+    let registry = Registry::start();
+    let pinned = format!("{}/ctx/base:pinned", registry.host());
+    env.dockerfile("FROM bb\nRUN echo pinned > /which\n");
+    env.build_ok(&["-t", "pinned"]);
+    env.tc.ok(&["push", "pinned", &pinned]);
+    env.dockerfile(
+        "FROM bb AS base\nRUN echo stage > /which\n\
+         FROM base\nCOPY --from=alpine:3 /which /copied\nRUN cat /which /copied > /both\n",
+    );
+    env.build_ok(&[
+        "-t",
+        "img:1",
+        "--build-context",
+        &format!("base=docker-image://{pinned}"),
+        "--build-context",
+        &format!("alpine:3=docker-image://{pinned}"),
+    ]);
+    assert_eq!(env.run_stdout("img:1", &["cat", "/both"]), "pinned\npinned\n");
+    // Without it the stage is built.
+    env.dockerfile("FROM bb AS base\nRUN echo stage > /which\nFROM base\nRUN cat /which > /both\n");
+    env.build_ok(&["-t", "img:2"]);
+    assert_eq!(env.run_stdout("img:2", &["cat", "/both"]), "stage\n");
+}
+
+#[test]
+fn a_directory_context_is_read_by_copy_from_and_bind_mounts_and_keyed_by_content() {
+    let env = BuildEnv::new();
+    let docs = env.tc.path().join("docs");
+    std::fs::create_dir_all(docs.join("guide")).unwrap();
+    std::fs::write(docs.join("guide/intro.md"), "# intro\n").unwrap();
+    env.dockerfile(
+        "FROM bb\nCOPY --from=docs guide /docs/\n\
+         RUN --mount=from=docs,target=/mnt/docs cat /mnt/docs/guide/intro.md > /mounted\n",
+    );
+    let ctx_arg = format!("docs={}", docs.display());
+    env.build_ok(&["-t", "img:1", "--build-context", &ctx_arg]);
+    assert_eq!(env.run_stdout("img:1", &["cat", "/docs/intro.md", "/mounted"]), "# intro\n# intro\n");
+    let again = env.build_events(&["-t", "img:1", "--build-context", &ctx_arg]);
+    assert!(steps(&again).iter().all(|s| s.cache.as_deref() == Some("hit")), "{:?}", steps(&again));
+    std::fs::write(docs.join("guide/intro.md"), "# changed\n").unwrap();
+    let changed = env.build_events(&["-t", "img:1", "--build-context", &ctx_arg]);
+    let first = &steps(&changed)[0];
+    assert_eq!(first.cache.as_deref(), Some("miss"));
+    assert!(first.reason.as_deref().unwrap_or_default().contains("guide/intro.md changed"), "{first:?}");
+    assert_eq!(env.run_stdout("img:1", &["cat", "/mounted"]), "# changed\n");
+}
+
+#[test]
+fn what_cannot_be_a_named_context_is_refused_before_any_work() {
+    let env = BuildEnv::new();
+    let dir = env.tc.path().join("dir");
+    std::fs::create_dir(&dir).unwrap();
+    env.dockerfile("FROM bb\nFROM local\nRUN true\n");
+    let out = env.build(&["--build-context", &format!("local={}", dir.display())]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Dockerfile:2") && err.contains("local directory"), "{err}");
+    for bad in [
+        "nothing",
+        "x=/nonexistent/dir",
+        "x=oci-layout:///tmp/l",
+        "x=https://example.com/r.git",
+        "x=docker-image://UPPER",
+    ] {
+        let out = env.build(&["--build-context", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", describe(&out));
+    }
+}
