@@ -24,6 +24,7 @@ mod context_cli;
 mod disk_usage;
 mod dockerfile_corpus;
 mod dockerfile_shell;
+mod e2e;
 mod exec;
 mod image;
 mod image_adversarial;
