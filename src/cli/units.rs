@@ -21,32 +21,15 @@ pub fn size(bytes: u64) -> String {
     format!("{text}{}", UNITS[i])
 }
 
-/// A byte count as Docker's `--memory` takes it: a number (fractions allowed) and an optional
-/// unit `b`, `k`, `m`, `g`, `t`, `p` (powers of 1024, any case, an extra `b` allowed: `512mb`).
+/// A byte count as Docker's `--memory` takes it: [`parse_storage`]'s syntax (go-units'
+/// `RAMInBytes`, which Docker uses for both), more than zero.
 pub fn parse_memory(text: &str) -> Result<u64, String> {
-    let bad = || format!("invalid size {text:?}: expected a number with an optional unit b, k, m, g (e.g. 512m)");
-    let lower = text.trim().to_ascii_lowercase();
-    let digits_end = lower.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(lower.len());
-    let (number, unit) = lower.split_at(digits_end);
-    let unit = match unit.len() {
-        2 if unit.ends_with('b') && unit != "bb" => &unit[..1],
-        _ => unit,
-    };
-    let shift = match unit {
-        "" | "b" => 0,
-        "k" => 10,
-        "m" => 20,
-        "g" => 30,
-        "t" => 40,
-        "p" => 50,
-        _ => return Err(bad()),
-    };
-    let value: f64 = number.parse().map_err(|_| bad())?;
-    let bytes = value * (1u64 << shift) as f64;
-    if !bytes.is_finite() || bytes < 1.0 || bytes >= u64::MAX as f64 {
-        return Err(bad());
+    match parse_storage(text) {
+        Ok(0) | Err(_) => Err(format!(
+            "invalid size {text:?}: expected a number above 0 with an optional unit k, m, g (powers of 1024, e.g. 512m)"
+        )),
+        Ok(bytes) => Ok(bytes),
     }
-    Ok(bytes as u64)
 }
 
 /// A storage size as `docker buildx prune --keep-storage` takes it (go-units `RAMInBytes`): a
@@ -113,7 +96,7 @@ mod tests {
         assert_eq!(parse_memory("1.5k"), Ok(1536));
         assert_eq!(parse_memory("4096"), Ok(4096));
         assert_eq!(parse_memory("10b"), Ok(10));
-        for bad in ["", "m", "1x", "-1m", "0", "1bb", "1.2.3m", "1 m"] {
+        for bad in ["", "m", "1x", "-1m", "0", "1bb", "1.2.3m", "1  m"] {
             assert!(parse_memory(bad).is_err(), "{bad:?} accepted");
         }
     }
