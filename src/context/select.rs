@@ -119,43 +119,7 @@ fn select_one(
     if let Some(bad) = comps.iter().find(|c| glob::has_magic(c) && !glob::is_valid(c)) {
         return Err(ContextError::NotFound { pattern: format!("{pattern} (invalid pattern component {bad:?})") });
     }
-    // Expand wildcards component by component: candidates are lexical paths (unresolved).
-    let mut candidates: Vec<Vec<String>> = vec![Vec::new()];
-    for comp in &comps {
-        if !glob::has_magic(comp) {
-            for cand in &mut candidates {
-                cand.push((*comp).to_owned());
-            }
-            continue;
-        }
-        let mut next = Vec::new();
-        for cand in &candidates {
-            let lexical = cand.join("/");
-            let dir = match dirfd::open_in_root(root, lexical.as_bytes(), dirfd::DIR_FLAGS) {
-                Ok(dir) => dir,
-                Err(Errno::NOENT | Errno::NOTDIR) => continue,
-                Err(Errno::LOOP) => return Err(ContextError::SymlinkLoop { path: lexical }),
-                Err(e) => return Err(ContextError::Read { path: lexical, source: e.into() }),
-            };
-            let names = dirfd::list_names(dir.as_fd())
-                .map_err(|e| ContextError::Read { path: lexical.clone(), source: e.into() })?;
-            for name in names {
-                let shown = String::from_utf8_lossy(&name);
-                if !glob::matches(comp, &shown) {
-                    continue;
-                }
-                let Ok(name) = String::from_utf8(name.clone()) else {
-                    return Err(ContextError::NonUtf8 {
-                        path: dirfd::display(&dirfd::join(lexical.as_bytes(), &name)),
-                    });
-                };
-                let mut path = cand.clone();
-                path.push(name);
-                next.push(path);
-            }
-        }
-        candidates = next;
-    }
+    let candidates = expand_wildcards(root, &comps)?;
     let mut out = Vec::new();
     let mut excluded = false;
     for cand in candidates {
@@ -201,4 +165,46 @@ fn select_one(
         });
     }
     Ok(Found { excluded: excluded && out.is_empty(), items: out })
+}
+
+/// Expands the wildcards of `comps` component by component against the listings: every lexical
+/// path (symlinks not resolved yet) the pattern names.
+fn expand_wildcards(root: BorrowedFd<'_>, comps: &[&str]) -> Result<Vec<Vec<String>>, ContextError> {
+    let mut candidates: Vec<Vec<String>> = vec![Vec::new()];
+    for comp in comps {
+        if !glob::has_magic(comp) {
+            for cand in &mut candidates {
+                cand.push((*comp).to_owned());
+            }
+            continue;
+        }
+        let mut next = Vec::new();
+        for cand in &candidates {
+            let lexical = cand.join("/");
+            let dir = match dirfd::open_in_root(root, lexical.as_bytes(), dirfd::DIR_FLAGS) {
+                Ok(dir) => dir,
+                Err(Errno::NOENT | Errno::NOTDIR) => continue,
+                Err(Errno::LOOP) => return Err(ContextError::SymlinkLoop { path: lexical }),
+                Err(e) => return Err(ContextError::Read { path: lexical, source: e.into() }),
+            };
+            let names = dirfd::list_names(dir.as_fd())
+                .map_err(|e| ContextError::Read { path: lexical.clone(), source: e.into() })?;
+            for name in names {
+                let shown = String::from_utf8_lossy(&name);
+                if !glob::matches(comp, &shown) {
+                    continue;
+                }
+                let Ok(name) = String::from_utf8(name.clone()) else {
+                    return Err(ContextError::NonUtf8 {
+                        path: dirfd::display(&dirfd::join(lexical.as_bytes(), &name)),
+                    });
+                };
+                let mut path = cand.clone();
+                path.push(name);
+                next.push(path);
+            }
+        }
+        candidates = next;
+    }
+    Ok(candidates)
 }
