@@ -173,8 +173,8 @@ pub struct BuildArgs {
     /// A resource limit of RUN steps (repeatable): NAME=SOFT[:HARD], Docker's names (nofile, nproc, core, stack, memlock, …; -1 is unlimited)
     #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]", value_parser = parse_ulimit)]
     pub ulimits: Vec<crate::exec::Ulimit>,
-    /// A named context (repeatable): NAME=DIR (a local directory) or NAME=docker-image://REF; FROM NAME, COPY --from=NAME and RUN --mount=from=NAME read it instead of a stage or image of that name
-    #[arg(long = "build-context", value_name = "NAME=DIR|docker-image://REF", value_parser = parse_build_context)]
+    /// A named context (repeatable): NAME=DIR (a local directory), NAME=docker-image://REF or NAME=oci-layout://DIR[:TAG][@DIGEST] (an image of an OCI layout); FROM NAME, COPY --from=NAME and RUN --mount=from=NAME read it instead of a stage or image of that name
+    #[arg(long = "build-context", value_name = "NAME=DIR|docker-image://REF|oci-layout://DIR[:TAG][@DIGEST]", value_parser = parse_build_context)]
     pub build_contexts: Vec<(String, crate::engine::NamedContext)>,
     /// Resolve every FROM and --from image in its registry again, even when the store has it (the build says what changed)
     #[arg(long)]
@@ -226,7 +226,10 @@ fn parse_build_context(s: &str) -> Result<(String, crate::engine::NamedContext),
             .map_err(|e| format!("invalid --build-context {s:?}: {reference:?} is not an image reference: {e}"))?;
         return Ok((name, crate::engine::NamedContext::Image(reference)));
     }
-    for scheme in ["oci-layout://", "https://", "http://", "git@", "ssh://", "git://", "target:"] {
+    if let Some(rest) = value.strip_prefix("oci-layout://") {
+        return parse_oci_layout_context(s, &name, rest);
+    }
+    for scheme in ["https://", "http://", "git@", "ssh://", "git://", "target:"] {
         if value.starts_with(scheme) {
             return Err(format!(
                 "--build-context {name}={value}: {scheme} contexts are not supported yet (a directory or docker-image://REF are)"
@@ -239,6 +242,31 @@ fn parse_build_context(s: &str) -> Result<(String, crate::engine::NamedContext),
         return Err(format!("--build-context {name}={value}: not a directory"));
     }
     Ok((name, crate::engine::NamedContext::Dir(dir)))
+}
+
+/// `DIR[:TAG][@sha256:…]` of an `oci-layout://` context (buildx's syntax).
+fn parse_oci_layout_context(
+    arg: &str,
+    name: &str,
+    rest: &str,
+) -> Result<(String, crate::engine::NamedContext), String> {
+    let bad = |why: String| format!("invalid --build-context {arg:?}: {why}");
+    let (rest, digest) = match rest.rsplit_once('@') {
+        Some((path, d)) => (path, Some(d.parse::<crate::oci::Digest>().map_err(|e| bad(format!("{d:?}: {e}")))?)),
+        None => (rest, None),
+    };
+    let (path, tag) = match rest.rsplit_once(':') {
+        Some((path, tag)) if !std::path::Path::new(rest).exists() && !tag.contains('/') => {
+            (path, Some(tag.to_string()))
+        }
+        _ => (rest, None),
+    };
+    let dir = std::fs::canonicalize(path).map_err(|e| bad(format!("cannot open the layout {path}: {e}")))?;
+    if !dir.join("index.json").is_file() {
+        return Err(bad(format!("{} has no index.json (not an OCI layout)", dir.display())));
+    }
+    let selector = crate::image::LayoutSelector { tag, digest };
+    Ok((name.to_string(), crate::engine::NamedContext::OciLayout { dir, selector }))
 }
 
 /// `HOST:IP` or `HOST=IP` (the form for IPv6 addresses), IP may be `host-gateway`.

@@ -99,6 +99,13 @@ pub enum BuildError {
         #[source]
         source: Box<ImageError>,
     },
+    /// A `--build-context NAME=oci-layout://…` image could not be read.
+    #[error("named context {name}")]
+    NamedContext {
+        name: String,
+        #[source]
+        source: Box<ImageError>,
+    },
     /// A `FROM` or `--from` image could not be pulled.
     #[error("image {} could not be pulled", .reference.familiar())]
     Pull {

@@ -132,6 +132,8 @@ pub enum NamedContext {
     Image(Reference),
     /// A local directory: its files, as the build context's are read (no ignore file).
     Dir(PathBuf),
+    /// `oci-layout://DIR[:TAG][@sha256:…]`: an image of an OCI layout, brought into the store.
+    OciLayout { dir: PathBuf, selector: crate::image::LayoutSelector },
 }
 
 /// The address of an `--add-host` entry.
@@ -231,8 +233,9 @@ fn build_recorded(
     record: &records::Recorder,
     started: std::time::Instant,
 ) -> Result<BuildOutput, BuildError> {
-    let plan = plan::plan(builder, dockerfile, options)?;
+    // Before the plan: an `oci-layout://` named context's blobs come in under it.
     let lease = builder.store.lease("build")?;
+    let plan = plan::plan(builder, dockerfile, options, &lease)?;
     let ctx = stage::BuildCtx { builder, options, plan: &plan, logs, record, lease: &lease };
     let results = scheduler::run(&ctx)?;
     let target = results.get(&plan.graph.target).ok_or(BuildError::Cancelled)?;

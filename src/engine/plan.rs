@@ -9,6 +9,8 @@ use super::{BuildError, BuildOptions, Builder, NamedContext, refuse};
 use crate::dockerfile::{Instruction, lower, parse};
 use crate::graph::{Base, BuildGraph, GraphOptions, StageId, StageNode};
 use crate::image::Image;
+use crate::oci::Platform;
+use crate::store::Lease;
 
 /// A resolved build: the graph (triggers inserted) and the images it reads.
 pub(crate) struct Plan {
@@ -20,7 +22,12 @@ pub(crate) struct Plan {
 }
 
 /// Parses, lowers, builds the graph, checks refusals and resolves images.
-pub(crate) fn plan(builder: &Builder<'_>, source: &str, options: &BuildOptions) -> Result<Plan, BuildError> {
+pub(crate) fn plan(
+    builder: &Builder<'_>,
+    source: &str,
+    options: &BuildOptions,
+    lease: &Lease,
+) -> Result<Plan, BuildError> {
     let graph = graph_of(source, options)?;
     refuse::check(&graph, options)?;
     let mut plan = Plan { graph, bases: BTreeMap::new(), copy_images: BTreeMap::new() };
@@ -28,14 +35,14 @@ pub(crate) fn plan(builder: &Builder<'_>, source: &str, options: &BuildOptions) 
     // Triggers may add edges (`COPY --from`), so stages can become needed: repeat until none does.
     while let Some(id) = plan.graph.needed().into_iter().find(|id| !done.contains(id)) {
         done.insert(id);
-        let triggers = resolve_base(builder, options, &mut plan, id)?;
+        let triggers = resolve_base(builder, options, &mut plan, id, lease)?;
         if !triggers.is_empty() {
             plan.graph.apply_onbuild(id, &triggers).map_err(|errors| BuildError::Stages { errors })?;
             // The triggers are steps of this stage now: they get the same refusals.
             refuse::check(&plan.graph, options)?;
         }
         let stage = plan.graph.stage(id).expect("needed stages exist").clone();
-        resolve_copy_images(builder, options, &mut plan, &stage)?;
+        resolve_copy_images(builder, options, &mut plan, &stage, lease)?;
     }
     Ok(plan)
 }
@@ -81,28 +88,46 @@ fn resolve_base(
     options: &BuildOptions,
     plan: &mut Plan,
     id: StageId,
+    lease: &Lease,
 ) -> Result<Vec<String>, BuildError> {
     let stage = plan.graph.stage(id).expect("needed stages exist");
     match &stage.base {
         Base::Scratch => Ok(Vec::new()),
         Base::Image(image) => {
-            let reference = match named_image(options, &image.word) {
-                Some(reference) => reference,
-                None => refuse::reference(image, stage.span)?,
-            };
-            let image =
-                builder.images.image(builder.store, reference, stage.platform_or(&options.platform)).map_err(|e| {
-                    BuildError::Step {
-                        span: stage.span,
-                        what: format!("FROM {}", reference.familiar()),
-                        source: Box::new(e),
-                    }
-                })?;
+            let platform = stage.platform_or(&options.platform);
+            let what = || format!("FROM {}", image.word);
+            let image = match named_image(builder, options, &image.word, platform, lease) {
+                Some(found) => found,
+                None => {
+                    let reference = refuse::reference(image, stage.span)?;
+                    builder.images.image(builder.store, reference, platform)
+                }
+            }
+            .map_err(|e| BuildError::Step { span: stage.span, what: what(), source: Box::new(e) })?;
             let triggers = image.config.config.as_ref().and_then(|c| c.on_build.clone()).unwrap_or_default();
             plan.bases.insert(id, image);
             Ok(triggers)
         }
         Base::Stage(parent) => Ok(plan.graph.stage(*parent).map(onbuild_of).unwrap_or_default()),
+    }
+}
+
+/// The image a `--build-context` gives `word`, if it names an image one: `docker-image://`
+/// through the image source, `oci-layout://` brought into the store under `lease`.
+fn named_image(
+    builder: &Builder<'_>,
+    options: &BuildOptions,
+    word: &str,
+    platform: &Platform,
+    lease: &Lease,
+) -> Option<Result<Image, BuildError>> {
+    match options.named_contexts.get(&word.to_lowercase())? {
+        NamedContext::Image(reference) => Some(builder.images.image(builder.store, reference, platform)),
+        NamedContext::OciLayout { dir, selector } => Some(
+            crate::image::load_layout_image(builder.store, dir, selector, platform, lease, builder.reporter)
+                .map_err(|source| BuildError::NamedContext { name: word.to_string(), source: Box::new(source) }),
+        ),
+        NamedContext::Dir(_) => None,
     }
 }
 
@@ -118,36 +143,31 @@ fn onbuild_of(stage: &StageNode) -> Vec<String> {
         .collect()
 }
 
-/// The image a `--build-context NAME=docker-image://REF` gives `word`, if it names one.
-fn named_image<'o>(options: &'o BuildOptions, word: &str) -> Option<&'o crate::oci::Reference> {
-    match options.named_contexts.get(&word.to_lowercase()) {
-        Some(NamedContext::Image(reference)) => Some(reference),
-        _ => None,
-    }
-}
-
 /// Resolves the images `stage` reads with `COPY --from=<image>`.
 fn resolve_copy_images(
     builder: &Builder<'_>,
     options: &BuildOptions,
     plan: &mut Plan,
     stage: &StageNode,
+    lease: &Lease,
 ) -> Result<(), BuildError> {
     for input in &stage.images {
         let word = &input.image.word;
         if plan.copy_images.contains_key(word) {
             continue;
         }
-        let reference = match options.named_contexts.get(&word.to_lowercase()) {
-            Some(NamedContext::Image(reference)) => reference,
+        let platform = stage.platform_or(&options.platform);
+        let image = match named_image(builder, options, word, platform, lease) {
+            Some(found) => found,
             // A local directory is read when the step runs.
-            Some(NamedContext::Dir(_)) => continue,
-            None => refuse::reference(&input.image, input.span)?,
-        };
-        let image = builder
-            .images
-            .image(builder.store, reference, stage.platform_or(&options.platform))
-            .map_err(|e| BuildError::Step { span: input.span, what: format!("--from={word}"), source: Box::new(e) })?;
+            None if matches!(options.named_contexts.get(&word.to_lowercase()), Some(NamedContext::Dir(_))) => continue,
+            None => builder.images.image(builder.store, refuse::reference(&input.image, input.span)?, platform),
+        }
+        .map_err(|e| BuildError::Step {
+            span: input.span,
+            what: format!("--from={word}"),
+            source: Box::new(e),
+        })?;
         plan.copy_images.insert(word.clone(), image);
     }
     Ok(())

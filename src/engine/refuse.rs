@@ -35,7 +35,7 @@ pub(crate) fn check(graph: &BuildGraph, options: &BuildOptions) -> Result<(), Bu
                     let refusal = Refusal::FromLocalContext { name: image.word.clone() };
                     return Err(BuildError::Refused { span: stage.span, refusal });
                 }
-                Some(NamedContext::Image(_)) => {}
+                Some(NamedContext::Image(_) | NamedContext::OciLayout { .. }) => {}
                 None => {
                     reference(image, stage.span)?;
                 }

@@ -225,6 +225,57 @@ impl Collector<'_> {
     }
 }
 
+/// Which image of an OCI layout: the one tagged `tag` (`org.opencontainers.image.ref.name`),
+/// the entry with manifest or index digest `digest`, or the layout's only one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LayoutSelector {
+    pub tag: Option<String>,
+    pub digest: Option<Digest>,
+}
+
+/// Brings one image of the OCI layout `dir` into the store under `lease`, every blob verified
+/// and every layer checked against its diff id, and names it nothing (a `--build-context
+/// NAME=oci-layout://DIR` base); an index resolves to `platform`'s manifest.
+pub fn load_layout_image(
+    store: &Store,
+    dir: &Path,
+    selector: &LayoutSelector,
+    platform: &Platform,
+    lease: &Lease,
+    progress: &Reporter,
+) -> Result<super::Image, ImageError> {
+    let mut collector = Collector { store, lease, progress, collected: Collected::default() };
+    collector.dir(dir)?;
+    let bytes = collector.collected.json.get("index.json").ok_or(ImageError::EmptyArchive)?;
+    let index: ImageIndex = decode("index.json", bytes)?;
+    let wanted = |d: &&Descriptor| {
+        selector.tag.as_deref().is_none_or(|t| d.annotation(ANNOTATION_REF_NAME) == Some(t))
+            && selector.digest.is_none_or(|digest| d.digest == digest)
+    };
+    let mut found = index.manifests.iter().filter(wanted);
+    let descriptor = match (found.next(), found.next()) {
+        (Some(d), None) => d.clone(),
+        (None, _) => {
+            let what = match (&selector.tag, &selector.digest) {
+                (Some(t), _) => format!("no image tagged {t:?}"),
+                (None, Some(d)) => format!("no image {d}"),
+                (None, None) => "no image".to_string(),
+            };
+            return Err(ImageError::Archive { entry: "index.json".to_string(), reason: what });
+        }
+        (Some(_), Some(_)) => {
+            let reason = "several images: name one with :TAG or @sha256:…".to_string();
+            return Err(ImageError::Archive { entry: "index.json".to_string(), reason });
+        }
+    };
+    if !store.has_blob(&descriptor.digest) {
+        return Err(ImageError::MissingEntry { path: format!("blobs/sha256/{}", descriptor.digest.hex()) });
+    }
+    let image = load_image(store, &descriptor, platform, Vec::new())?;
+    verify_layers(store, &image.manifest, &image.config, lease, progress)?;
+    Ok(image)
+}
+
 fn load_oci(store: &Store, index: &ImageIndex, lease: &Lease, progress: &Reporter) -> Result<LoadReport, ImageError> {
     let platform = Platform::host();
     let mut report = LoadReport::default();

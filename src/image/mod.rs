@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use crate::oci::{DiffId, Digest, MediaType, Reference};
 
 pub use import::{ImportOptions, ImportSource, import};
-pub use load::{LoadInput, LoadReport, LoadedImage, load};
+pub use load::{LayoutSelector, LoadInput, LoadReport, LoadedImage, load, load_layout_image};
 pub(crate) use resolve::UNTAGGED_ROOT;
 pub use resolve::{Image, ImageSummary, list, load_image, resolve};
 pub use save::{Distributable, SaveFormat, SaveOptions, SaveTarget, distributable, save};

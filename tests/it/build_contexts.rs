@@ -76,3 +76,24 @@ fn what_cannot_be_a_named_context_is_refused_before_any_work() {
         assert_eq!(out.status.code(), Some(2), "{bad}: {}", describe(&out));
     }
 }
+
+#[test]
+fn an_oci_layout_context_is_a_base_by_tag_or_digest() {
+    let env = BuildEnv::new();
+    env.dockerfile("FROM bb\nRUN echo from-layout > /which\n");
+    env.build_ok(&["-t", "laid:v1"]);
+    let layout = env.tc.path().join("layout");
+    env.tc.ok(&["save", "laid:v1", "--format", "oci-dir", "-o", layout.to_str().unwrap()]);
+    // The layout's image is not in the store under any name the Dockerfile uses.
+    env.dockerfile("FROM base\nRUN cat /which > /seen\n");
+    env.build_ok(&["-t", "img:1", "--build-context", &format!("base=oci-layout://{}:v1", layout.display())]);
+    assert_eq!(env.run_stdout("img:1", &["cat", "/seen"]), "from-layout\n");
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let digest = index["manifests"][0]["digest"].as_str().unwrap().to_string();
+    env.build_ok(&["-t", "img:2", "--build-context", &format!("base=oci-layout://{}@{digest}", layout.display())]);
+    assert_eq!(env.run_stdout("img:2", &["cat", "/seen"]), "from-layout\n");
+    let wrong = env.build(&["--build-context", &format!("base=oci-layout://{}:v9", layout.display())]);
+    assert_eq!(wrong.status.code(), Some(1), "{}", describe(&wrong));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("no image tagged \"v9\""), "{}", describe(&wrong));
+    env.tc.ok(&["fsck", "--strict"]);
+}
