@@ -179,9 +179,15 @@ pub struct BuildArgs {
     /// Print only the image id on stdout, no progress
     #[arg(short = 'q', long)]
     pub quiet: bool,
-    /// Push the image to every `-t` name after it is built (their registries)
+    /// Push the image to every `-t` name after it is built (their registries); = --output type=image,push=true
     #[arg(long)]
     pub push: bool,
+    /// Where the result goes, as buildx spells it (repeatable): type=image[,name=N][,push=true][,compression=gzip|zstd|uncompressed][,rewrite-timestamp=true] (the store, the default), type=oci,dest=FILE|-[,tar=false] (dest=DIR), type=docker,dest=FILE|-, type=tar,dest=FILE|-, type=local,dest=DIR; DIR alone = type=local, `-` = type=tar to stdout
+    #[arg(short = 'o', long = "output", value_name = "type=TYPE[,KEY=VALUE...]|DIR|-", value_parser = crate::cli::outputs::parse_output)]
+    pub outputs: Vec<crate::cli::outputs::Output>,
+    /// The image into the store (what every build does; buildx's shortcut for type=docker, slipway's store being its daemon)
+    #[arg(long)]
+    pub load: bool,
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// The build context directory, or `-` for a tar archive on stdin

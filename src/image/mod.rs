@@ -9,6 +9,8 @@ mod archive;
 mod import;
 mod load;
 mod resolve;
+mod rewrite;
+mod rootfs;
 mod save;
 mod unpack;
 
@@ -20,7 +22,9 @@ pub use import::{ImportOptions, ImportSource, import};
 pub use load::{LoadInput, LoadReport, LoadedImage, load};
 pub(crate) use resolve::UNTAGGED_ROOT;
 pub use resolve::{Image, ImageSummary, list, load_image, resolve};
-pub use save::{Distributable, SaveFormat, SaveOptions, SaveTarget, distributable, save};
+pub use rewrite::{Rewritten, rewrite_timestamps};
+pub use rootfs::{write_rootfs_dir, write_rootfs_tar};
+pub use save::{Distributable, SaveFormat, SaveOptions, SaveTarget, distributable, save, save_images};
 pub use unpack::{
     LAYER_SNAPSHOT_PREFIX, SnapshotPruneReport, Unpacked, chain_ids, layer_snapshot_name, layer_snapshot_names,
     prune_snapshots, unpack, unpack_layers,

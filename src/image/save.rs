@@ -54,7 +54,6 @@ pub fn save(
     target: SaveTarget,
     progress: &Reporter,
 ) -> Result<(), ImageError> {
-    let lease = store.lease("save")?;
     let mut images = Vec::new();
     for spec in specs {
         let image = resolve(store, spec)?;
@@ -65,6 +64,18 @@ pub fn save(
         };
         images.push((image, names));
     }
+    save_images(store, &images, opts, target, progress)
+}
+
+/// [`save`] for images already resolved, each with the names it is saved under (none: by id).
+pub fn save_images(
+    store: &Store,
+    images: &[(Image, Vec<Reference>)],
+    opts: &SaveOptions,
+    target: SaveTarget,
+    progress: &Reporter,
+) -> Result<(), ImageError> {
+    let lease = store.lease("save")?;
     let mut sink: Box<dyn LayoutSink> = match (target, opts.format) {
         (SaveTarget::Dir(dir), SaveFormat::OciDir) => Box::new(DirSink::new(&dir)?),
         (SaveTarget::Stream(w), SaveFormat::OciArchive | SaveFormat::DockerArchive) => {
@@ -84,7 +95,7 @@ pub fn save(
     let exporter = Exporter { store, lease: &lease, progress };
     let mut index = ImageIndex::new();
     let mut docker_manifest = Vec::new();
-    for (image, names) in &images {
+    for (image, names) in images {
         let (manifest_descriptor, layers) = exporter.write_image(&mut *sink, image, compression)?;
         if names.is_empty() {
             index.manifests.push(manifest_descriptor.clone());
