@@ -430,7 +430,8 @@ mod tests {
         assert_eq!(names, ["a.example/x:1", "a.example/y:2"]);
         assert!(o.push && o.rewrite_timestamp);
         assert_eq!(o.compression, LayerCompression::Zstd);
-        assert_eq!(split_csv("a=\"x\"\"y\",b").unwrap(), ["a=x\"y", "b"]);
+        assert_eq!(split_csv("\"a=x\"\"y\",b").unwrap(), ["a=x\"y", "b"]);
+        assert!(split_csv("a=\"x\"").is_err(), "a quote inside an unquoted field");
         assert!(split_csv("a=\"x").is_err());
         let o = ok("type=oci,dest=dir,tar=false");
         assert!(!o.tar);
