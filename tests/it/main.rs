@@ -6,6 +6,7 @@ mod build_cli;
 mod build_copy;
 mod build_meta;
 mod build_mounts;
+mod build_outputs;
 mod build_records;
 mod build_registry;
 mod build_run;
