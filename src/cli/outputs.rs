@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::image::{Image, SaveFormat, SaveOptions, SaveTarget};
+use crate::image::{Image, LayerOptions, SaveFormat, SaveOptions, SaveTarget};
+use crate::layer::{Compression, level_range};
 use crate::oci::{LayerCompression, Reference};
 use crate::progress::Reporter;
 use crate::store::Store;
@@ -92,6 +93,8 @@ pub struct Output {
     pub push: bool,
     /// `compression=` of the layers written (default gzip).
     pub compression: LayerCompression,
+    /// `compression-level=`, `force-compression=`, `oci-mediatypes=`.
+    pub layers: LayerOptions,
     /// `tar=false` (type=oci): an OCI layout directory instead of an archive.
     pub tar: bool,
     /// `rewrite-timestamp=true`: the build clamps every layer's mtimes to SOURCE_DATE_EPOCH.
@@ -106,6 +109,7 @@ impl Output {
             names: Vec::new(),
             push: false,
             compression: LayerCompression::Gzip,
+            layers: LayerOptions::default(),
             tar: true,
             rewrite_timestamp: false,
         }
@@ -239,23 +243,12 @@ fn set_key(output: &mut Output, key: &str, value: &str) -> Result<(), String> {
                 _ => return Err(format!("unknown compression {value:?} (gzip, zstd, uncompressed)")),
             }
         }
-        // Parsed so that a wrong value is named, refused because it would not be honoured.
         "compression-level" => {
-            value.parse::<u32>().map_err(|_| format!("compression-level={value:?} is not a number"))?;
-            return Err("compression-level is not supported yet: layers use gzip level 6, zstd level 3".to_string());
+            let level = value.parse::<u32>().map_err(|_| format!("compression-level={value:?} is not a number"))?;
+            output.layers.level = Some(level);
         }
-        "force-compression" => {
-            if parse_bool(key, value)? {
-                return Err("force-compression=true is not supported yet: every layer is already written in the \
-                            requested compression, but a variant made earlier is reused"
-                    .to_string());
-            }
-        }
-        "oci-mediatypes" => {
-            if !parse_bool(key, value)? {
-                return Err("oci-mediatypes=false (Docker media types) is not supported yet".to_string());
-            }
-        }
+        "force-compression" => output.layers.force = parse_bool(key, value)?,
+        "oci-mediatypes" => output.layers.docker_media_types = !parse_bool(key, value)?,
         _ => unreachable!("keys are checked against the type's list"),
     }
     Ok(())
@@ -264,6 +257,19 @@ fn set_key(output: &mut Output, key: &str, value: &str) -> Result<(), String> {
 /// What one output needs whatever else the command line says.
 fn check(output: &Output) -> Result<(), String> {
     let kind = output.kind.name();
+    let algorithm = match output.compression {
+        LayerCompression::None => Compression::None,
+        LayerCompression::Gzip => Compression::Gzip,
+        LayerCompression::Zstd => Compression::Zstd,
+    };
+    if let Some(level) = output.layers.level
+        && !level_range(algorithm).is_some_and(|r| r.contains(&level))
+    {
+        return Err(format!("compression-level={level} is out of range (gzip 0-9, zstd 1-22, none for uncompressed)"));
+    }
+    if output.layers.docker_media_types && output.compression == LayerCompression::Zstd {
+        return Err("oci-mediatypes=false cannot carry zstd layers (Docker has no zstd media type)".to_string());
+    }
     match (output.kind, &output.dest) {
         (OutputType::Image, _) => {}
         (_, None) => return Err(format!("type={kind} needs dest=")),
@@ -347,6 +353,7 @@ fn write_one(output: &Output, dest: &Dest, w: &Written<'_>) -> Result<()> {
     let save = |format| SaveOptions {
         format,
         compression: output.compression,
+        layers: output.layers,
         mtime: w.epoch.and_then(|e| u64::try_from(e).ok()).unwrap_or(0),
     };
     let images = [(w.image.clone(), names)];
@@ -446,9 +453,12 @@ mod tests {
         assert!(err("type=image,push=maybe").contains("push=\"maybe\""));
         assert!(err("type=image,compression=lz4").contains("unknown compression \"lz4\""));
         assert!(err("type=oci,compression-level=x,dest=f").contains("not a number"));
-        assert!(err("type=oci,compression-level=3,dest=f").contains("not supported yet"));
-        assert!(err("type=image,oci-mediatypes=false").contains("not supported yet"));
-        assert!(parse_output("type=image,oci-mediatypes=true").is_ok());
+        assert!(err("type=oci,compression-level=10,dest=f").contains("out of range"));
+        assert!(err("type=image,compression-level=1,compression=uncompressed").contains("out of range"));
+        assert!(err("type=image,compression=zstd,oci-mediatypes=false").contains("zstd"));
+        let o = ok("type=image,compression-level=19,compression=zstd,force-compression=true,oci-mediatypes=true");
+        assert_eq!(o.layers, LayerOptions { level: Some(19), force: true, docker_media_types: false });
+        assert!(ok("type=image,oci-mediatypes=false").layers.docker_media_types);
         assert!(err("type=tar").contains("needs dest="));
         assert!(err("type=local,dest=-").contains("type=tar,dest=-"));
         assert!(err("type=image,name=Not/A:Valid:Name").contains("name="));

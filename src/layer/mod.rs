@@ -63,7 +63,7 @@ use std::io;
 use std::path::PathBuf;
 
 pub use apply::{ApplyOptions, ApplyReport, apply, list};
-pub use compress::{CompressInfo, Compression, compress, decompress};
+pub use compress::{CompressInfo, Compression, compress, compress_level, decompress, level_range};
 pub use reader::{Entry, EntryInfo, EntryKind};
 pub use rewrite::{ClampReport, clamp_mtimes};
 pub use writer::{TarWriter, WriteOptions, write_dir};
@@ -144,6 +144,9 @@ pub enum LayerError {
         #[source]
         source: io::Error,
     },
+    /// A compression level the algorithm does not have (see `level_range`).
+    #[error("compression level {level} is out of range (gzip 0-9, zstd 1-22, none for uncompressed)")]
+    CompressionLevel { level: u32 },
     /// The compressor failed.
     #[error("failed to {op}")]
     Compress {

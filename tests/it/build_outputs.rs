@@ -187,6 +187,27 @@ fn image_outputs_push_their_names_with_their_compression() {
         // The names are tags in the store as well.
         env.config(name);
     }
+    // oci-mediatypes=false: a Docker schema2 manifest; force-compression=true with a level makes
+    // every layer again at that level (other blobs than the default gzip level's).
+    let docker = format!("{host}/out/docker:1");
+    let default = format!("{host}/out/default:1");
+    env.build_ok(&["-o", &format!("type=image,name={default},push=true")]);
+    let spec =
+        format!("type=image,name={docker},push=true,oci-mediatypes=false,compression-level=1,force-compression=true");
+    env.build_ok(&["-o", &spec]);
+    let manifest = |name: &str| {
+        let raw =
+            run(Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{name}")]));
+        serde_json::from_slice::<serde_json::Value>(&raw.stdout).unwrap()
+    };
+    let (docker, default) = (manifest(&docker), manifest(&default));
+    assert_eq!(docker["mediaType"], "application/vnd.docker.distribution.manifest.v2+json", "{docker}");
+    assert_eq!(docker["config"]["mediaType"], "application/vnd.docker.container.image.v1+json", "{docker}");
+    assert_eq!(default["mediaType"], "application/vnd.oci.image.manifest.v1+json", "{default}");
+    for (d, o) in docker["layers"].as_array().unwrap().iter().zip(default["layers"].as_array().unwrap()) {
+        assert_eq!(d["mediaType"], "application/vnd.docker.image.rootfs.diff.tar.gzip", "{docker}");
+        assert_ne!(d["digest"], o["digest"], "level 1 is not the default level 6");
+    }
     // --push is type=image,push=true to the -t names (gzip).
     let c = format!("{host}/out/c:1");
     env.build_ok(&["--push", "--load", "-t", &c]);
@@ -208,7 +229,7 @@ fn unknown_types_keys_and_conflicts_are_refused_before_anything_runs() {
         (&["-o", "type=oci"], "type=oci needs dest="),
         (&["-o", "type=image,rewrite-timestamp=true"], "rewrite-timestamp=true needs SOURCE_DATE_EPOCH"),
         (&["-o", "-", "-q"], "-q prints the image id on stdout"),
-        (&["-o", "type=image,compression-level=9"], "compression-level is not supported yet"),
+        (&["-o", "type=image,compression-level=99"], "compression-level=99 is out of range"),
     ];
     for (args, message) in cases {
         let out = env.build(args);

@@ -291,7 +291,7 @@ fn push(
     (output, progress): (&BuildOutput, &Reporter),
 ) -> Result<()> {
     let lease = store.lease("push")?;
-    let plan = crate::image::distributable(store, &output.image, out.compression, &lease, progress)?;
+    let plan = crate::image::distributable_with(store, &output.image, out.compression, &out.layers, &lease, progress)?;
     for destination in &out.destinations(tags) {
         let client = super::registry::connect(&args.registry, settings, destination.registry())?;
         let report = crate::registry::push(
