@@ -244,3 +244,25 @@ fn unknown_types_keys_and_conflicts_are_refused_before_anything_runs() {
     env.build_ok(&["-o", &format!("type=local,dest={}", dest.display())]);
     assert!(dest.join("x").exists());
 }
+
+/// An output that cannot be written fails the command after the build and leaves nothing under
+/// its name nor a temporary file beside it.
+#[test]
+fn a_failed_output_leaves_no_partial_file() {
+    let env = BuildEnv::new();
+    env.dockerfile("FROM bb\nRUN touch /x\n");
+    let out = env.tc.path().join("out");
+    std::fs::create_dir_all(out.join("taken/inside")).unwrap();
+    let spec = format!("type=oci,dest={}", out.join("taken").display());
+    let result = env.build(&["-o", &spec]);
+    assert_eq!(result.status.code(), Some(2), "{}", describe(&result));
+    assert!(String::from_utf8_lossy(&result.stderr).contains("writing the output type=oci"), "{}", describe(&result));
+    let names: Vec<String> =
+        std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, ["taken"], "no temporary file is left");
+    assert!(out.join("taken/inside").is_dir());
+    // The control: the same output to a free name is written.
+    let spec = format!("type=oci,dest={}", out.join("img.oci").display());
+    env.build_ok(&["-o", &spec]);
+    assert!(out.join("img.oci").is_file());
+}
