@@ -4,7 +4,7 @@
 
 use super::BuildError;
 use super::stage::{BuildCtx, StageResult};
-use crate::image::{Image, load_image};
+use crate::image::{Image, TimestampRewrite, load_image};
 use crate::oci::{Descriptor, Digest, ImageConfig, ImageManifest, MediaType, canonical};
 
 /// Writes the image and names it; returns it and its manifest descriptor.
@@ -49,17 +49,10 @@ fn rewrite_timestamps(
     layers: &[Descriptor],
     epoch: i64,
 ) -> Result<Vec<Descriptor>, BuildError> {
-    let store = ctx.builder.store;
+    let rewrite =
+        TimestampRewrite { store: ctx.builder.store, epoch, lease: ctx.lease, progress: ctx.builder.reporter };
     let name = Digest::of(&canonical::to_bytes(&*config));
-    let rewritten = crate::image::rewrite_timestamps(
-        store,
-        &name,
-        layers,
-        &config.rootfs.diff_ids,
-        epoch,
-        ctx.lease,
-        ctx.builder.reporter,
-    )?;
+    let rewritten = rewrite.rewrite(&name, layers, &config.rootfs.diff_ids)?;
     config.rootfs.diff_ids = rewritten.diff_ids;
     let clamped = crate::oci::time::rfc3339(epoch);
     for entry in &mut config.history {

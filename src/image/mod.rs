@@ -22,7 +22,7 @@ pub use import::{ImportOptions, ImportSource, import};
 pub use load::{LoadInput, LoadReport, LoadedImage, load};
 pub(crate) use resolve::UNTAGGED_ROOT;
 pub use resolve::{Image, ImageSummary, list, load_image, resolve};
-pub use rewrite::{Rewritten, rewrite_timestamps};
+pub use rewrite::{Rewritten, TimestampRewrite};
 pub use rootfs::{write_rootfs_dir, write_rootfs_tar};
 pub use save::{
     Distributable, LayerOptions, SaveFormat, SaveOptions, SaveTarget, distributable, distributable_with, save,

@@ -96,8 +96,9 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs, progress: &Reporter) -> Resu
                 progress: &reporter,
             };
             outputs::write(&outputs, &written)?;
+            let pusher = Pusher { store: &store, args, settings: &settings, progress: &reporter };
             for out in outputs.iter().filter(|o| o.push) {
-                push(&store, args, &settings, out, &options.tags, (&output, &reporter))?;
+                pusher.push(out, &options.tags, &output)?;
             }
             finish(args, &options, &output, &reporter)?;
             Ok(0)
@@ -279,35 +280,40 @@ fn finish(args: &BuildArgs, options: &BuildOptions, output: &BuildOutput, progre
     Ok(())
 }
 
-/// `--push` (`type=image,push=true`): the image to every name of the output (`name=` and
-/// every `-t`), layers in its compression (gzip by default; kept in the store for the next
-/// push), in turn.
-fn push(
-    store: &Store,
-    args: &BuildArgs,
-    settings: &crate::registry::Settings,
-    out: &Output,
-    tags: &[Reference],
-    (output, progress): (&BuildOutput, &Reporter),
-) -> Result<()> {
-    let lease = store.lease("push")?;
-    let plan = crate::image::distributable_with(store, &output.image, out.compression, &out.layers, &lease, progress)?;
-    for destination in &out.destinations(tags) {
-        let client = super::registry::connect(&args.registry, settings, destination.registry())?;
-        let report = crate::registry::push(
-            &client,
-            store,
-            &plan,
-            destination,
-            &crate::registry::PushOptions::default(),
-            progress,
-        )
-        .with_context(|| format!("pushing the built image to {destination}"))?;
-        if !progress.is_silent() {
-            eprintln!("pushed {}@{}", destination.name(), report.digest);
+/// What pushing the built image needs.
+struct Pusher<'a> {
+    store: &'a Store,
+    args: &'a BuildArgs,
+    settings: &'a crate::registry::Settings,
+    progress: &'a Reporter,
+}
+
+impl Pusher<'_> {
+    /// `--push` (`type=image,push=true`): the image to every name of the output (`name=` and
+    /// every `-t`), layers in its compression (gzip by default; kept in the store for the next
+    /// push), in turn.
+    fn push(&self, out: &Output, tags: &[Reference], output: &BuildOutput) -> Result<()> {
+        let (store, progress) = (self.store, self.progress);
+        let lease = store.lease("push")?;
+        let plan =
+            crate::image::distributable_with(store, &output.image, out.compression, &out.layers, &lease, progress)?;
+        for destination in &out.destinations(tags) {
+            let client = super::registry::connect(&self.args.registry, self.settings, destination.registry())?;
+            let report = crate::registry::push(
+                &client,
+                store,
+                &plan,
+                destination,
+                &crate::registry::PushOptions::default(),
+                progress,
+            )
+            .with_context(|| format!("pushing the built image to {destination}"))?;
+            if !progress.is_silent() {
+                eprintln!("pushed {}@{}", destination.name(), report.digest);
+            }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// A build error for humans: the Dockerfile line (with a caret) and, for a failed RUN, its last
