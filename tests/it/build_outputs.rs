@@ -105,6 +105,12 @@ fn several_outputs_at_once_are_read_by_independent_tools() {
     // `-o -` is type=tar on stdout: the same bytes as the file.
     let piped = env.build_ok(&["-o", "-", "--progress", "plain"]);
     assert!(piped.stdout == std::fs::read(out.join("rootfs.tar")).unwrap(), "stdout is the tar");
+    // dest=- of an archive: what skopeo reads from a file.
+    let piped = env.build_ok(&["-t", "img:1", "-o", "type=docker,dest=-"]);
+    let copy = env.tc.path().join("piped.docker");
+    std::fs::write(&copy, &piped.stdout).unwrap();
+    let docker = skopeo_inspect(&format!("docker-archive:{}", copy.display()));
+    assert_eq!(docker["Layers"].as_array().unwrap().len(), 2, "{docker}");
 }
 
 /// The end-to-end case buildx users know: a binary built in one stage, copied into a scratch
@@ -119,6 +125,10 @@ fn an_output_straight_to_a_local_directory() {
     let dest = env.tc.path().join("dist");
     std::fs::create_dir(&dest).unwrap();
     std::fs::write(dest.join("README"), "mine\n").unwrap();
+    // A link in the directory that points outside it is never written through.
+    let outside = env.tc.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, dest.join("bin")).unwrap();
     let out = env.build_ok(&["-o", dest.to_str().unwrap(), "--progress", "plain"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("wrote "), "{}", describe(&out));
     let tree = snapshot(&dest);
@@ -128,6 +138,8 @@ fn an_output_straight_to_a_local_directory() {
     assert_eq!((app.uid, app.gid, app.mode & 0o7777), (1000, 1000, 0o755), "ownership kept as root");
     assert_eq!(std::fs::read_to_string(dest.join("bin/app")).unwrap(), "#!/bin/sh\necho built\n");
     assert_eq!(std::fs::read_to_string(dest.join("README")).unwrap(), "mine\n");
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "nothing was written outside the directory");
+    assert!(std::fs::symlink_metadata(dest.join("bin")).unwrap().is_dir(), "the image's directory replaced the link");
 }
 
 /// Two stores whose base was imported at different times, a RUN that writes files: with
