@@ -295,7 +295,8 @@ pub fn plan(
     epoch: Option<i64>,
 ) -> Result<Vec<Output>> {
     let mut all = outputs.to_vec();
-    if push {
+    // `--push` beside an `-o type=image,push=true` adds no second push.
+    if push && !all.iter().any(|o| o.push) {
         all.push(Output { push: true, ..Output::new(OutputType::Image) });
     }
     if load {
@@ -472,6 +473,8 @@ mod tests {
         assert!(plan(&[stdout.clone(), ok("type=oci,dest=-")], false, false, &tags, false, None).is_err());
         assert!(plan(std::slice::from_ref(&stdout), false, false, &tags, true, None).is_err());
         assert!(plan(&[], true, false, &[], false, None).is_err(), "--push without a name");
+        let pushed = ok("type=image,push=true,compression=zstd");
+        assert_eq!(plan(std::slice::from_ref(&pushed), true, false, &tags, false, None).unwrap(), [pushed]);
         let all = plan(&[], true, true, &tags, false, None).unwrap();
         assert_eq!(all.len(), 2);
         assert!(all[0].push && !all[1].push);
