@@ -246,7 +246,8 @@ impl<W: Write> TarWriter<W> {
                 let want = left.min(buf.len() as u64) as usize;
                 let n = data(&mut buf[..want])?;
                 if n == 0 {
-                    let source = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "entry data ends before its size");
+                    let source =
+                        std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "entry data ends before its size");
                     return Err(LayerError::ReadStream { source });
                 }
                 self.out.write_all(&buf[..n]).map_err(|source| LayerError::Write { source })?;
