@@ -190,6 +190,7 @@ fn image_outputs_push_their_names_with_their_compression() {
     let out = env.build_ok(&["-o", &output, "--progress", "plain"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&format!("pushed {host}/out/a@sha256:")), "{stderr}");
+    assert!(stderr.contains(&format!("named {b}")), "{stderr}");
     for name in [&a, &b] {
         let raw =
             run(Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{name}")]));

@@ -277,6 +277,10 @@ fn finish(args: &BuildArgs, options: &BuildOptions, output: &BuildOutput, progre
     for tag in &args.tags {
         eprintln!("named {tag}");
     }
+    // Then the names only `-o type=image,name=` gave.
+    for name in options.tags.iter().skip(args.tags.len()) {
+        eprintln!("named {}", name.familiar());
+    }
     Ok(())
 }
 
