@@ -88,7 +88,7 @@ pub enum Command {
     Fsck(FsckArgs),
     /// Build an image from a Dockerfile and a context directory (or a tar on stdin)
     #[command(after_help = BUILD_HELP)]
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// List, show, read the logs of and remove past builds (their records stay in the store)
     Builds(BuildsArgs),
     /// Parse a Dockerfile, resolve its stages and run the lint rules
