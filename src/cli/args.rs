@@ -122,9 +122,14 @@ context, a stage or an image, read-only unless rw, writes discarded; their conte
 never in the key; `slipway info` lists them, `slipway prune --cache-mounts` clears them), tmpfs (target/size: \
 nothing reaches the layer), secret (id/target/env/required/mode/uid/gid: from --secret, never stored), ssh \
 (id/target/required/mode/uid/gid: an agent from --ssh, SSH_AUTH_SOCK set). RUN --security=insecure needs \
---allow security.insecure.\n\nExit status: 0 built; 1 the Dockerfile or a step failed, or the build was refused before it \
+--allow security.insecure.\n\nOutputs (-o, buildx's syntax, several at once; docs/outputs.md): the image is always in the store \
+(tagged with -t and type=image's name=); type=image,push=true (= --push) pushes it with compression=gzip|zstd|uncompressed, \
+compression-level=N, force-compression=true, oci-mediatypes=false (Docker schema2); rewrite-timestamp=true clamps the mtimes \
+of every layer, the base's too, and the history to SOURCE_DATE_EPOCH; type=oci/docker/tar write archives (dest=FILE, by \
+temp file + rename, or - for stdout), type=local,dest=DIR (or -o DIR) the target stage's filesystem. Unknown types and keys \
+are refused before anything runs.\n\nExit status: 0 built; 1 the Dockerfile or a step failed, or the build was refused before it \
 started (a feature slipway does not have, an unprivileged user); nothing is tagged; 2 usage or internal error; \
-130/143 interrupted by SIGINT/SIGTERM.";
+130/143 interrupted by SIGINT/SIGTERM. An output that cannot be written after a successful build exits 2.";
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
@@ -194,9 +199,15 @@ pub struct BuildArgs {
     /// Print only the image id on stdout, no progress
     #[arg(short = 'q', long)]
     pub quiet: bool,
-    /// Push the image to every `-t` name after it is built (their registries)
+    /// Push the image to every `-t` name after it is built (their registries); = --output type=image,push=true
     #[arg(long)]
     pub push: bool,
+    /// Where the result goes, as buildx spells it (repeatable): type=image[,name=N][,push=true][,compression=gzip|zstd|uncompressed][,rewrite-timestamp=true] (the store, the default), type=oci,dest=FILE|-[,tar=false] (dest=DIR), type=docker,dest=FILE|-, type=tar,dest=FILE|-, type=local,dest=DIR; DIR alone = type=local, `-` = type=tar to stdout
+    #[arg(short = 'o', long = "output", value_name = "type=TYPE[,KEY=VALUE...]|DIR|-", value_parser = crate::cli::outputs::parse_output)]
+    pub outputs: Vec<crate::cli::outputs::Output>,
+    /// The image into the store (what every build does; buildx's shortcut for type=docker, slipway's store being its daemon)
+    #[arg(long)]
+    pub load: bool,
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// The build context directory, or `-` for a tar archive on stdin

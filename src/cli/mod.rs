@@ -15,6 +15,7 @@
 
 mod args;
 mod commands;
+mod outputs;
 pub mod progress;
 mod report;
 mod secrets;

@@ -32,6 +32,9 @@ pub enum BuildError {
         "slipway build as an unprivileged user (uid {uid}) is not supported yet: its layers would record wrong owners; run it as root"
     )]
     Unprivileged { uid: u32 },
+    /// `rewrite-timestamp` without the epoch to rewrite to (checked before anything is read).
+    #[error("rewrite-timestamp needs SOURCE_DATE_EPOCH (--source-date-epoch or the environment variable)")]
+    RewriteWithoutEpoch,
     /// A word of an instruction does not expand.
     #[error("cannot expand {word:?}")]
     Expand {

@@ -1,10 +1,11 @@
 //! The target stage → an image in the store: config blob, manifest blob, then the tags (or a GC
-//! root when the build names none, so the image survives `prune` and is reachable by id).
+//! root when the build names none, so the image survives `prune` and is reachable by id). With
+//! `rewrite-timestamp` the layers' mtimes and the history's times are clamped first.
 
 use super::BuildError;
 use super::stage::{BuildCtx, StageResult};
-use crate::image::{Image, load_image};
-use crate::oci::{Descriptor, ImageManifest, MediaType, canonical};
+use crate::image::{Image, TimestampRewrite, load_image};
+use crate::oci::{Descriptor, Digest, ImageConfig, ImageManifest, MediaType, canonical};
 
 /// Writes the image and names it; returns it and its manifest descriptor.
 pub(crate) fn export(ctx: &BuildCtx<'_>, target: &StageResult) -> Result<(Image, Descriptor), BuildError> {
@@ -17,12 +18,15 @@ pub(crate) fn export(ctx: &BuildCtx<'_>, target: &StageResult) -> Result<(Image,
             labels.insert(k.clone(), v.clone());
         }
     }
+    let mut layers = target.layers.clone();
+    if ctx.options.rewrite_timestamp {
+        let epoch = ctx.options.source_date_epoch.ok_or(BuildError::RewriteWithoutEpoch)?;
+        layers = rewrite_timestamps(ctx, &mut config, &layers, epoch)?;
+    }
     let config_bytes = canonical::to_bytes(&config);
     let config_digest = store.write_blob(&config_bytes, Some(ctx.lease))?;
-    let manifest = ImageManifest::oci(
-        Descriptor::new(MediaType::OciConfig, config_digest, config_bytes.len() as u64),
-        target.layers.clone(),
-    );
+    let manifest =
+        ImageManifest::oci(Descriptor::new(MediaType::OciConfig, config_digest, config_bytes.len() as u64), layers);
     let manifest_bytes = canonical::to_bytes(&manifest);
     let manifest_digest = store.write_blob(&manifest_bytes, Some(ctx.lease))?;
     let descriptor = Descriptor::new(MediaType::OciManifest, manifest_digest, manifest_bytes.len() as u64);
@@ -34,4 +38,28 @@ pub(crate) fn export(ctx: &BuildCtx<'_>, target: &StageResult) -> Result<(Image,
     }
     let image = load_image(store, &descriptor, &ctx.options.platform, ctx.options.tags.clone())?;
     Ok((image, descriptor))
+}
+
+/// `rewrite-timestamp`: the layers with mtimes later than `epoch` clamped (new blobs), the
+/// config's DiffIDs to match and every history time later than `epoch` set to it (BuildKit
+/// clamps those too); returns the layers.
+fn rewrite_timestamps(
+    ctx: &BuildCtx<'_>,
+    config: &mut ImageConfig,
+    layers: &[Descriptor],
+    epoch: i64,
+) -> Result<Vec<Descriptor>, BuildError> {
+    let rewrite =
+        TimestampRewrite { store: ctx.builder.store, epoch, lease: ctx.lease, progress: ctx.builder.reporter };
+    let name = Digest::of(&canonical::to_bytes(&*config));
+    let rewritten = rewrite.rewrite(&name, layers, &config.rootfs.diff_ids)?;
+    config.rootfs.diff_ids = rewritten.diff_ids;
+    let clamped = crate::oci::time::rfc3339(epoch);
+    for entry in &mut config.history {
+        let later = entry.created.as_deref().and_then(crate::oci::time::parse_rfc3339).is_none_or(|t| t > epoch);
+        if later {
+            entry.created = Some(clamped.clone());
+        }
+    }
+    Ok(rewritten.layers)
 }

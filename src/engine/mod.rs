@@ -15,8 +15,8 @@
 //!    and exactly the inputs it reads) and what it does; [`layers::layer_step`] owns the rest of
 //!    its life — a hit reuses the recorded layer and runs nothing, a miss says why and runs the
 //!    step on a fresh snapshot whose diff becomes the layer.
-//! 4. [`export`]: the target stage's config, history and layers → config and manifest blobs, the
-//!    tags.
+//! 4. [`export`]: the target stage's config, history and layers (their timestamps rewritten when
+//!    asked) → config and manifest blobs, the tags.
 //!
 //! Snapshots are named by chain id (`layer:<chain id>`, as `image::unpack` names them), so a
 //! base image's layers, a cached step's layer and a layer just built are the same snapshot
@@ -95,6 +95,11 @@ pub struct BuildOptions {
     pub jobs: usize,
     /// `SOURCE_DATE_EPOCH`: clamps config, history and new layer timestamps.
     pub source_date_epoch: Option<i64>,
+    /// `rewrite-timestamp=true` (BuildKit's exporter option): every layer of the image, its
+    /// base's too, gets its files' mtimes later than `source_date_epoch` clamped to it, and the
+    /// history's times as well, so the manifest does not depend on when RUN steps or the base
+    /// wrote files. Needs `source_date_epoch`.
+    pub rewrite_timestamp: bool,
     /// Names given to the image (`-t`).
     pub tags: Vec<Reference>,
     /// The Dockerfile's name in messages (`Dockerfile`, `build/app.Dockerfile`).
@@ -162,6 +167,7 @@ impl Default for BuildOptions {
             allow_security_insecure: false,
             jobs: std::thread::available_parallelism().map_or(2, usize::from),
             source_date_epoch: None,
+            rewrite_timestamp: false,
             tags: Vec::new(),
             dockerfile_name: "Dockerfile".to_string(),
             identity: String::new(),
@@ -217,6 +223,9 @@ pub struct BuildOutput {
 pub fn build(builder: &Builder<'_>, dockerfile: &str, options: &BuildOptions) -> Result<BuildOutput, BuildError> {
     let started = std::time::Instant::now();
     refuse::unprivileged()?;
+    if options.rewrite_timestamp && options.source_date_epoch.is_none() {
+        return Err(BuildError::RewriteWithoutEpoch);
+    }
     let logs = logs::LogDir::create(builder.store, options.keep_builds)?;
     let context = options.context_name.clone().unwrap_or_else(|| builder.context.root().display().to_string());
     let record = records::Recorder::start(logs.path(), logs.id(), &context, options)?;

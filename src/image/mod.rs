@@ -9,6 +9,8 @@ mod archive;
 mod import;
 mod load;
 mod resolve;
+mod rewrite;
+mod rootfs;
 mod save;
 mod unpack;
 
@@ -20,7 +22,12 @@ pub use import::{ImportOptions, ImportSource, import};
 pub use load::{LayoutSelector, LoadInput, LoadReport, LoadedImage, load, load_layout_image};
 pub(crate) use resolve::UNTAGGED_ROOT;
 pub use resolve::{Image, ImageSummary, list, load_image, resolve};
-pub use save::{Distributable, SaveFormat, SaveOptions, SaveTarget, distributable, save};
+pub use rewrite::{Rewritten, TimestampRewrite};
+pub use rootfs::{write_rootfs_dir, write_rootfs_tar};
+pub use save::{
+    Distributable, LayerOptions, SaveFormat, SaveOptions, SaveTarget, distributable, distributable_with, save,
+    save_images,
+};
 pub use unpack::{
     LAYER_SNAPSHOT_PREFIX, SnapshotPruneReport, Unpacked, chain_ids, layer_snapshot_name, layer_snapshot_names,
     prune_snapshots, unpack, unpack_layers,
@@ -49,6 +56,8 @@ pub enum ImageError {
     },
     #[error("layer {index} of image {config}: digest mismatch (config says {expected}, layer content is {actual})")]
     DiffIdMismatch { config: Digest, index: usize, expected: DiffId, actual: DiffId },
+    #[error("image {config}: a layer of media type {media_type} has no Docker media type (oci-mediatypes=false)")]
+    DockerMediaType { config: Digest, media_type: MediaType },
     #[error("image {config} has {layers} layers but its config lists {diff_ids} diff ids")]
     LayerCount { config: Digest, layers: usize, diff_ids: usize },
     #[error("archive entry {entry:?}: {reason}")]

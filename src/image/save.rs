@@ -33,8 +33,24 @@ pub struct SaveOptions {
     pub format: SaveFormat,
     /// Layer compression of the OCI formats (docker archives are always uncompressed).
     pub compression: LayerCompression,
+    /// Level, forced compression and media types of the layers written.
+    pub layers: LayerOptions,
     /// Tar header mtime of archive entries.
     pub mtime: u64,
+}
+
+/// How an image's layers and manifest leave the store, besides the layers' compression
+/// (buildx's `compression-level`, `force-compression`, `oci-mediatypes`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LayerOptions {
+    /// Level of layers compressed now (None: gzip 6, zstd 3; [`layer::level_range`]).
+    pub level: Option<u32>,
+    /// Compress every layer now, at `level`, even when a blob in the asked compression exists
+    /// (without it, the image's own blob or a variant made earlier is reused).
+    pub force: bool,
+    /// A Docker schema2 manifest (Docker media types for manifest, config and layers) instead
+    /// of an OCI one; gzip or uncompressed layers only.
+    pub docker_media_types: bool,
 }
 
 /// Where `save` writes.
@@ -54,7 +70,6 @@ pub fn save(
     target: SaveTarget,
     progress: &Reporter,
 ) -> Result<(), ImageError> {
-    let lease = store.lease("save")?;
     let mut images = Vec::new();
     for spec in specs {
         let image = resolve(store, spec)?;
@@ -65,6 +80,18 @@ pub fn save(
         };
         images.push((image, names));
     }
+    save_images(store, &images, opts, target, progress)
+}
+
+/// [`save`] for images already resolved, each with the names it is saved under (none: by id).
+pub fn save_images(
+    store: &Store,
+    images: &[(Image, Vec<Reference>)],
+    opts: &SaveOptions,
+    target: SaveTarget,
+    progress: &Reporter,
+) -> Result<(), ImageError> {
+    let lease = store.lease("save")?;
     let mut sink: Box<dyn LayoutSink> = match (target, opts.format) {
         (SaveTarget::Dir(dir), SaveFormat::OciDir) => Box::new(DirSink::new(&dir)?),
         (SaveTarget::Stream(w), SaveFormat::OciArchive | SaveFormat::DockerArchive) => {
@@ -81,10 +108,10 @@ pub fn save(
         SaveFormat::DockerArchive => LayerCompression::None,
         _ => opts.compression,
     };
-    let exporter = Exporter { store, lease: &lease, progress };
+    let exporter = Exporter { store, lease: &lease, progress, layers: opts.layers };
     let mut index = ImageIndex::new();
     let mut docker_manifest = Vec::new();
-    for (image, names) in &images {
+    for (image, names) in images {
         let (manifest_descriptor, layers) = exporter.write_image(&mut *sink, image, compression)?;
         if names.is_empty() {
             index.manifests.push(manifest_descriptor.clone());
@@ -144,14 +171,28 @@ pub fn distributable(
     lease: &Lease,
     progress: &Reporter,
 ) -> Result<Distributable, ImageError> {
-    Exporter { store, lease, progress }.distributable(image, compression)
+    distributable_with(store, image, compression, &LayerOptions::default(), lease, progress)
 }
 
-/// What exporting layers needs at hand: the store, the lease that keeps new blobs, progress.
+/// [`distributable`] with a level, forced compression or Docker media types.
+pub fn distributable_with(
+    store: &Store,
+    image: &Image,
+    compression: LayerCompression,
+    layers: &LayerOptions,
+    lease: &Lease,
+    progress: &Reporter,
+) -> Result<Distributable, ImageError> {
+    Exporter { store, lease, progress, layers: *layers }.distributable(image, compression)
+}
+
+/// What exporting layers needs at hand: the store, the lease that keeps new blobs, progress,
+/// how layers leave.
 struct Exporter<'a> {
     store: &'a Store,
     lease: &'a Lease,
     progress: &'a Reporter,
+    layers: LayerOptions,
 }
 
 impl Exporter<'_> {
@@ -187,11 +228,14 @@ impl Exporter<'_> {
             layers.push(self.layer_blob(image, i, *diff_id, source, compression)?);
         }
         let config = Descriptor::new(MediaType::OciConfig, image.manifest.config.digest, image.manifest.config.size);
-        let manifest = ImageManifest::oci(config.clone(), layers.clone());
+        let mut manifest = ImageManifest::oci(config, layers);
+        if self.layers.docker_media_types {
+            manifest = docker_manifest(image, manifest)?;
+        }
         let bytes = canonical::to_bytes(&manifest);
-        let manifest_descriptor =
-            Descriptor::new(MediaType::OciManifest, crate::oci::Digest::of(&bytes), bytes.len() as u64);
-        Ok(Distributable { manifest: bytes, manifest_descriptor, config, layers })
+        let media_type = manifest.media_type.clone().expect("set by both constructors");
+        let manifest_descriptor = Descriptor::new(media_type, crate::oci::Digest::of(&bytes), bytes.len() as u64);
+        Ok(Distributable { manifest: bytes, manifest_descriptor, config: manifest.config, layers: manifest.layers })
     }
 
     /// The blob of layer `diff_id` in `compression`: the manifest's own blob when it already has that
@@ -205,13 +249,15 @@ impl Exporter<'_> {
         compression: LayerCompression,
     ) -> Result<Descriptor, ImageError> {
         let (store, lease, progress) = (self.store, self.lease, self.progress);
-        if source.media_type.layer_compression() == Some(compression) && store.has_blob(&source.digest) {
-            return Ok(source.clone());
-        }
-        for known in store.layer_blobs(diff_id)? {
-            if known.media_type.layer_compression() == Some(compression) && store.has_blob(&known.digest) {
-                lease.add(&known.digest)?;
-                return Ok(known);
+        if !self.layers.force {
+            if source.media_type.layer_compression() == Some(compression) && store.has_blob(&source.digest) {
+                return Ok(source.clone());
+            }
+            for known in store.layer_blobs(diff_id)? {
+                if known.media_type.layer_compression() == Some(compression) && store.has_blob(&known.digest) {
+                    lease.add(&known.digest)?;
+                    return Ok(known);
+                }
             }
         }
         let algorithm = match compression {
@@ -225,7 +271,7 @@ impl Exporter<'_> {
             LayerCompression::Zstd => "zstd",
         };
         let task = progress.start(|| format!("compress layer {} ({how})", diff_id.digest().short()));
-        let compressed = compress_layer(store, diff_id, source, algorithm, &task);
+        let compressed = compress_layer(store, diff_id, source, (algorithm, self.layers.level), &task);
         let (ingest, info) = task.finish(compressed)?;
         if info.diff_id != diff_id {
             return Err(ImageError::DiffIdMismatch {
@@ -248,7 +294,7 @@ fn compress_layer(
     store: &Store,
     diff_id: DiffId,
     source: &Descriptor,
-    algorithm: Compression,
+    (algorithm, level): (Compression, Option<u32>),
     task: &Task,
 ) -> Result<(Ingest, layer::CompressInfo), ImageError> {
     let uncompressed: Box<dyn Read> = if store.has_blob(&diff_id.digest()) {
@@ -260,6 +306,25 @@ fn compress_layer(
         Box::new(MeteredReader::new(plain, task.meter(None, Unit::Bytes)))
     };
     let mut ingest = store.ingest()?;
-    let info = layer::compress(uncompressed, algorithm, &mut ingest)?;
+    let info = layer::compress_level(uncompressed, algorithm, level, &mut ingest)?;
     Ok((ingest, info))
 }
+
+/// The OCI `manifest` with Docker schema2 media types (`oci-mediatypes=false`): Docker has no
+/// zstd layer type, so zstd layers are refused.
+fn docker_manifest(image: &Image, manifest: ImageManifest) -> Result<ImageManifest, ImageError> {
+    let mut layers = Vec::new();
+    for layer in manifest.layers {
+        let media_type = match layer.media_type.layer_compression() {
+            Some(LayerCompression::Gzip) => MediaType::DockerLayerGzip,
+            Some(LayerCompression::None) => MediaType::Other(DOCKER_LAYER.to_string()),
+            _ => return Err(ImageError::DockerMediaType { config: image.id(), media_type: layer.media_type }),
+        };
+        layers.push(Descriptor::new(media_type, layer.digest, layer.size));
+    }
+    let config = Descriptor::new(MediaType::DockerConfig, manifest.config.digest, manifest.config.size);
+    Ok(ImageManifest { media_type: Some(MediaType::DockerManifest), config, layers, ..manifest })
+}
+
+/// Docker's media type of an uncompressed layer.
+const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";

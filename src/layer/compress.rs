@@ -69,17 +69,43 @@ fn pump(input: &mut impl Read, out: &mut impl Write) -> Result<(), LayerError> {
 
 /// Compresses `input` into `out` in one streaming pass, measuring both sides.
 pub fn compress(input: impl Read, c: Compression, out: impl Write + Send) -> Result<CompressInfo, LayerError> {
-    compress_with(input, c, out, workers())
+    compress_with(input, c, None, out, workers())
 }
 
-/// [`compress`] with an explicit number of compression threads (the output does not depend on
-/// it; tests prove that).
+/// Levels [`compress_level`] accepts: gzip 0–9, zstd 1–22 (none for uncompressed).
+pub fn level_range(c: Compression) -> Option<std::ops::RangeInclusive<u32>> {
+    match c {
+        Compression::None => None,
+        Compression::Gzip => Some(0..=9),
+        Compression::Zstd => Some(1..=22),
+    }
+}
+
+/// [`compress`] at `level` ([`GZIP_LEVEL`] / [`ZSTD_LEVEL`] when None); a level outside
+/// [`level_range`] is an error.
+pub fn compress_level(
+    input: impl Read,
+    c: Compression,
+    level: Option<u32>,
+    out: impl Write + Send,
+) -> Result<CompressInfo, LayerError> {
+    compress_with(input, c, level, out, workers())
+}
+
+/// [`compress_level`] with an explicit number of compression threads (the output does not
+/// depend on it; tests prove that).
 fn compress_with(
     input: impl Read,
     c: Compression,
+    level: Option<u32>,
     out: impl Write + Send,
     n_workers: usize,
 ) -> Result<CompressInfo, LayerError> {
+    if let Some(level) = level
+        && !level_range(c).is_some_and(|r| r.contains(&level))
+    {
+        return Err(LayerError::CompressionLevel { level });
+    }
     let mut reader = HashingReader::new(input);
     let mut hashed_out = HashingWriter::new(out);
     match c {
@@ -92,7 +118,7 @@ fn compress_with(
                     .map_err(gz_err("configure gzip"))?
                     .buffer_size(GZIP_BLOCK)
                     .map_err(gz_err("configure gzip"))?
-                    .compression_level(flate2::Compression::new(GZIP_LEVEL))
+                    .compression_level(flate2::Compression::new(level.unwrap_or(GZIP_LEVEL)))
                     .from_borrowed_writer(&mut hashed_out, scope);
                 let pumped = pump(&mut reader, &mut z);
                 // Always finish: dropping an unfinished ParCompress panics on error.
@@ -103,7 +129,8 @@ fn compress_with(
         }
         Compression::Zstd => {
             let zerr = |op| move |source| LayerError::Compress { op, source };
-            let mut enc = zstd::stream::write::Encoder::new(&mut hashed_out, ZSTD_LEVEL).map_err(zerr("start zstd"))?;
+            let mut enc = zstd::stream::write::Encoder::new(&mut hashed_out, level.map_or(ZSTD_LEVEL, |l| l as i32))
+                .map_err(zerr("start zstd"))?;
             enc.multithread(n_workers as u32).map_err(zerr("configure zstd"))?;
             enc.include_checksum(true).map_err(zerr("configure zstd"))?;
             pump(&mut reader, &mut enc)?;
@@ -200,12 +227,33 @@ mod tests {
                 .into_iter()
                 .map(|n| {
                     let mut blob = Vec::new();
-                    compress_with(&data[..], c, &mut blob, n).unwrap();
+                    compress_with(&data[..], c, None, &mut blob, n).unwrap();
                     blob
                 })
                 .collect();
             assert!(blobs[0] == blobs[1] && blobs[1] == blobs[2], "{c:?} output depends on the thread count");
         }
+    }
+
+    #[test]
+    fn levels_change_the_output_and_are_checked() {
+        let data = sample();
+        for c in [Compression::Gzip, Compression::Zstd] {
+            let (mut fast, mut best, mut default) = (Vec::new(), Vec::new(), Vec::new());
+            compress_level(&data[..], c, Some(1), &mut fast).unwrap();
+            compress_level(&data[..], c, Some(9), &mut best).unwrap();
+            compress_level(&data[..], c, None, &mut default).unwrap();
+            assert!(fast != best, "{c:?}: the level is used");
+            let mut plain = Vec::new();
+            compress(&data[..], c, &mut plain).unwrap();
+            assert!(default == plain, "{c:?}: no level is the default level");
+            let mut back = Vec::new();
+            decompress(io::Cursor::new(best)).unwrap().read_to_end(&mut back).unwrap();
+            assert!(back == data);
+        }
+        assert!(compress_level(&data[..], Compression::Gzip, Some(10), Vec::new()).is_err());
+        assert!(compress_level(&data[..], Compression::Zstd, Some(23), Vec::new()).is_err());
+        assert!(compress_level(&data[..], Compression::None, Some(1), Vec::new()).is_err());
     }
 
     #[test]

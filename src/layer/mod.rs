@@ -9,6 +9,8 @@
 //! * [`compress`] / [`decompress`] stream gzip (parallel, deterministic) and zstd (multi-threaded,
 //!   deterministic) while computing the DiffID and the blob digest in one pass; `decompress`
 //!   also reads bzip2 and xz (for `ADD` archives), with zstd window and xz memory capped.
+//! * [`clamp_mtimes`] writes a layer again with every mtime later than an epoch set to it
+//!   (`rewrite-timestamp`).
 //! * [`apply`] unpacks an uncompressed layer onto a root directory with fd-relative syscalls
 //!   only (`openat2(RESOLVE_IN_ROOT)` for parents, `O_NOFOLLOW` / `AT_SYMLINK_NOFOLLOW` for
 //!   leaves), handling OCI whiteouts and opaque directories.
@@ -51,6 +53,7 @@
 mod apply;
 mod compress;
 pub mod reader;
+mod rewrite;
 mod tarfmt;
 mod target;
 mod writer;
@@ -60,8 +63,9 @@ use std::io;
 use std::path::PathBuf;
 
 pub use apply::{ApplyOptions, ApplyReport, apply, list};
-pub use compress::{CompressInfo, Compression, compress, decompress};
+pub use compress::{CompressInfo, Compression, compress, compress_level, decompress, level_range};
 pub use reader::{Entry, EntryInfo, EntryKind};
+pub use rewrite::{ClampReport, clamp_mtimes};
 pub use writer::{TarWriter, WriteOptions, write_dir};
 
 /// A limit of [`ApplyOptions`] that a layer went over.
@@ -140,6 +144,9 @@ pub enum LayerError {
         #[source]
         source: io::Error,
     },
+    /// A compression level the algorithm does not have (see `level_range`).
+    #[error("compression level {level} is out of range (gzip 0-9, zstd 1-22, none for uncompressed)")]
+    CompressionLevel { level: u32 },
     /// The compressor failed.
     #[error("failed to {op}")]
     Compress {

@@ -14,6 +14,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::LayerError;
+use super::reader::{Entry, EntryKind};
 use super::tarfmt::{self, BLOCK, MAX_OCTAL_8, MAX_OCTAL_12, UstarFields, flag};
 use crate::dirfd::{self, XattrFilter, Xattrs};
 use crate::oci::{DiffId, HashingWriter};
@@ -204,6 +205,60 @@ impl<W: Write> TarWriter<W> {
         self.write_header(&meta)?;
         self.copy_exact(&mut file, md.len(), abs)?;
         self.write_padding(md.len())
+    }
+
+    /// Adds an entry read from another archive (its path, link target and metadata as stored;
+    /// its mtime clamped as every entry), with its data from `data` (exactly `entry.size` bytes
+    /// for a regular file). Returns whether the mtime was clamped.
+    pub fn add_entry(
+        &mut self,
+        entry: &Entry,
+        data: &mut dyn FnMut(&mut [u8]) -> Result<usize, LayerError>,
+    ) -> Result<bool, LayerError> {
+        let mtime = self.clamp(entry.mtime);
+        let typeflag = match entry.kind {
+            EntryKind::Regular => flag::REGULAR,
+            EntryKind::Link => flag::LINK,
+            EntryKind::Symlink => flag::SYMLINK,
+            EntryKind::CharDevice => flag::CHAR,
+            EntryKind::BlockDevice => flag::BLOCK,
+            EntryKind::Directory => flag::DIR,
+            EntryKind::Fifo => flag::FIFO,
+        };
+        let size = if entry.kind == EntryKind::Regular { entry.size } else { 0 };
+        self.write_header(&Meta {
+            path: &entry.path,
+            typeflag,
+            linkname: &entry.link,
+            mode: entry.mode,
+            uid: entry.uid,
+            gid: entry.gid,
+            size,
+            mtime,
+            devmajor: entry.devmajor,
+            devminor: entry.devminor,
+            xattrs: &entry.xattrs,
+        })?;
+        let mut left = size;
+        let mut buf = std::mem::take(&mut self.buf);
+        let copied = (|| {
+            while left > 0 {
+                let want = left.min(buf.len() as u64) as usize;
+                let n = data(&mut buf[..want])?;
+                if n == 0 {
+                    let source =
+                        std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "entry data ends before its size");
+                    return Err(LayerError::ReadStream { source });
+                }
+                self.out.write_all(&buf[..n]).map_err(|source| LayerError::Write { source })?;
+                left -= n as u64;
+            }
+            Ok(())
+        })();
+        self.buf = buf;
+        copied?;
+        self.write_padding(size)?;
+        Ok(mtime != entry.mtime)
     }
 
     fn copy_exact(&mut self, file: &mut File, size: u64, abs: &Path) -> Result<(), LayerError> {

@@ -9,6 +9,7 @@ mod build_flags;
 mod build_link;
 mod build_meta;
 mod build_mounts;
+mod build_outputs;
 mod build_parents;
 mod build_records;
 mod build_registry;

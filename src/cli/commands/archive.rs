@@ -24,7 +24,7 @@ pub fn save(global: &GlobalArgs, args: &SaveArgs, progress: &Reporter) -> Result
         CompressionArg::Uncompressed => LayerCompression::None,
     };
     let mtime = std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
-    let opts = SaveOptions { format, compression, mtime };
+    let opts = SaveOptions { format, compression, layers: Default::default(), mtime };
     match (format, args.output.as_str()) {
         (SaveFormat::OciDir, "-") => bail!("--format oci-dir writes a directory: give -o DIR"),
         (SaveFormat::OciDir, dir) => {

@@ -11,6 +11,7 @@ use serde_json::json;
 
 use super::{open_snapshotter, open_store};
 use crate::cli::args::{BuildArgs, BuildNetworkArg, GlobalArgs};
+use crate::cli::outputs::{self, Output, OutputType};
 use crate::cli::{EXIT_FAILURE, units};
 use crate::context::{Context, ContextError, DockerfileIgnore};
 use crate::dockerfile::{Located, render_located};
@@ -56,7 +57,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs, progress: &Reporter) -> Resu
     };
     let (text, name, dockerfile_id) = read_dockerfile(args.file.as_deref(), &context)?;
 
-    let mut options = build_options(args, &name, &dockerfile_id)?;
+    let (mut options, outputs) = build_options(args, &name, &dockerfile_id)?;
     let settings_path = crate::registry::settings_path();
     options.keep_builds = RecordSettings::load(&settings_path)
         .with_context(|| format!("reading [builds] of {}", settings_path.display()))?
@@ -87,8 +88,17 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs, progress: &Reporter) -> Resu
             if let Some(code) = interrupted {
                 return Ok(code);
             }
-            if args.push {
-                push(&store, args, &settings, &options, &output, &reporter)?;
+            let written = outputs::Written {
+                store: &store,
+                image: &output.image,
+                tags: &options.tags,
+                epoch: options.source_date_epoch,
+                progress: &reporter,
+            };
+            outputs::write(&outputs, &written)?;
+            let pusher = Pusher { store: &store, args, settings: &settings, progress: &reporter };
+            for out in outputs.iter().filter(|o| o.push) {
+                pusher.push(out, &options.tags, &output)?;
             }
             finish(args, &options, &output, &reporter)?;
             Ok(0)
@@ -105,8 +115,8 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs, progress: &Reporter) -> Resu
 }
 
 /// The build's options from its arguments (secrets read; `--ssh` agents are opened by the
-/// caller, who keeps them up for the build).
-fn build_options(args: &BuildArgs, name: &str, dockerfile_id: &str) -> Result<BuildOptions> {
+/// caller, who keeps them up for the build) and its outputs, all checked before anything runs.
+fn build_options(args: &BuildArgs, name: &str, dockerfile_id: &str) -> Result<(BuildOptions, Vec<Output>)> {
     let mut options = BuildOptions {
         build_args: super::build_args(&args.build_args),
         target: args.target.clone(),
@@ -142,13 +152,19 @@ fn build_options(args: &BuildArgs, name: &str, dockerfile_id: &str) -> Result<Bu
     if options.network == Network::Host && !options.allow_network_host {
         bail!("--network host needs --allow network.host");
     }
-    if args.push && options.tags.is_empty() {
-        bail!("--push needs at least one -t NAME to push to");
+    let outputs =
+        outputs::plan(&args.outputs, args.push, args.load, &options.tags, args.quiet, options.source_date_epoch)?;
+    // Names of image outputs are tags in the store too; any rewrite-timestamp rewrites the image.
+    for name in outputs.iter().filter(|o| o.kind == OutputType::Image).flat_map(|o| &o.names) {
+        if !options.tags.contains(name) {
+            options.tags.push(name.clone());
+        }
     }
+    options.rewrite_timestamp = outputs.iter().any(|o| o.rewrite_timestamp);
     if let Some(jobs) = args.jobs {
         options.jobs = jobs as usize;
     }
-    Ok(options)
+    Ok((options, outputs))
 }
 
 /// The ignore file BuildKit prefers to the context's `.dockerignore`: `<name>.dockerignore` where
@@ -265,37 +281,47 @@ fn finish(args: &BuildArgs, options: &BuildOptions, output: &BuildOutput, progre
     for tag in &args.tags {
         eprintln!("named {tag}");
     }
+    // Then the names only `-o type=image,name=` gave.
+    for name in options.tags.iter().skip(args.tags.len()) {
+        eprintln!("named {}", name.familiar());
+    }
     Ok(())
 }
 
-/// `--push`: the image to every `-t` name, layers gzip-compressed (kept in the store for the
-/// next push), in turn.
-fn push(
-    store: &Store,
-    args: &BuildArgs,
-    settings: &crate::registry::Settings,
-    options: &BuildOptions,
-    output: &BuildOutput,
-    progress: &Reporter,
-) -> Result<()> {
-    let lease = store.lease("push")?;
-    let plan = crate::image::distributable(store, &output.image, crate::oci::LayerCompression::Gzip, &lease, progress)?;
-    for destination in &options.tags {
-        let client = super::registry::connect(&args.registry, settings, destination.registry())?;
-        let report = crate::registry::push(
-            &client,
-            store,
-            &plan,
-            destination,
-            &crate::registry::PushOptions::default(),
-            progress,
-        )
-        .with_context(|| format!("pushing the built image to {destination}"))?;
-        if !progress.is_silent() {
-            eprintln!("pushed {}@{}", destination.name(), report.digest);
+/// What pushing the built image needs.
+struct Pusher<'a> {
+    store: &'a Store,
+    args: &'a BuildArgs,
+    settings: &'a crate::registry::Settings,
+    progress: &'a Reporter,
+}
+
+impl Pusher<'_> {
+    /// `--push` (`type=image,push=true`): the image to every name of the output (`name=` and
+    /// every `-t`), layers in its compression (gzip by default; kept in the store for the next
+    /// push), in turn.
+    fn push(&self, out: &Output, tags: &[Reference], output: &BuildOutput) -> Result<()> {
+        let (store, progress) = (self.store, self.progress);
+        let lease = store.lease("push")?;
+        let plan =
+            crate::image::distributable_with(store, &output.image, out.compression, &out.layers, &lease, progress)?;
+        for destination in &out.destinations(tags) {
+            let client = super::registry::connect(&self.args.registry, self.settings, destination.registry())?;
+            let report = crate::registry::push(
+                &client,
+                store,
+                &plan,
+                destination,
+                &crate::registry::PushOptions::default(),
+                progress,
+            )
+            .with_context(|| format!("pushing the built image to {destination}"))?;
+            if !progress.is_silent() {
+                eprintln!("pushed {}@{}", destination.name(), report.digest);
+            }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// A build error for humans: the Dockerfile line (with a caret) and, for a failed RUN, its last
