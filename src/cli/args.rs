@@ -181,6 +181,9 @@ pub struct BuildArgs {
     /// A named context (repeatable): NAME=DIR (a local directory), NAME=docker-image://REF or NAME=oci-layout://DIR[:TAG][@DIGEST] (an image of an OCI layout); FROM NAME, COPY --from=NAME and RUN --mount=from=NAME read it instead of a stage or image of that name
     #[arg(long = "build-context", value_name = "NAME=DIR|docker-image://REF|oci-layout://DIR[:TAG][@DIGEST]", value_parser = parse_build_context)]
     pub build_contexts: Vec<(String, crate::engine::NamedContext)>,
+    /// An annotation of the image manifest (repeatable): KEY=VALUE, manifest:KEY=VALUE or manifest[OS/ARCH]:KEY=VALUE (applied when the platform is the build's); index and descriptor annotations need a multi-platform build, which slipway does not make yet
+    #[arg(long = "annotation", value_name = "[manifest[PLATFORM]:]KEY=VALUE", value_parser = parse_annotation)]
+    pub annotations: Vec<(Option<crate::oci::Platform>, String, String)>,
     /// Resolve every FROM and --from image in its registry again, even when the store has it (the build says what changed)
     #[arg(long)]
     pub pull: bool,
@@ -278,6 +281,47 @@ fn parse_oci_layout_context(
     }
     let selector = crate::image::LayoutSelector { tag, digest };
     Ok((name.to_string(), crate::engine::NamedContext::OciLayout { dir, selector }))
+}
+
+/// buildx's `--annotation [TYPE[PLATFORM]:]KEY=VALUE`; only the `manifest` type (the default)
+/// exists for a single-platform image.
+fn parse_annotation(s: &str) -> Result<(Option<crate::oci::Platform>, String, String), String> {
+    let bad = |why: &str| format!("invalid --annotation {s:?}: {why}");
+    let (key_part, value) = s.split_once('=').ok_or_else(|| bad("expected [TYPE:]KEY=VALUE"))?;
+    let (types, key) = match key_part.split_once(':') {
+        // A key may hold `:` itself (`org.example:x`) only after a type prefix.
+        Some((types, key)) if types.starts_with(|c: char| c.is_ascii_lowercase()) && !types.contains('.') => {
+            (Some(types), key)
+        }
+        _ => (None, key_part),
+    };
+    if key.is_empty() {
+        return Err(bad("no key"));
+    }
+    let mut platform = None;
+    if let Some(types) = types {
+        let (kinds, plat) = match types.split_once('[') {
+            Some((kinds, rest)) => (kinds, Some(rest.strip_suffix(']').ok_or_else(|| bad("unclosed [PLATFORM]"))?)),
+            None => (types, None),
+        };
+        for kind in kinds.split(',') {
+            match kind {
+                "manifest" => {}
+                "index" | "index-descriptor" | "manifest-descriptor" => {
+                    return Err(bad(&format!(
+                        "{kind} annotations need a multi-platform build (an index), which slipway does not make yet"
+                    )));
+                }
+                other => {
+                    return Err(bad(&format!(
+                        "unknown type {other:?} (manifest, index, manifest-descriptor, index-descriptor)"
+                    )));
+                }
+            }
+        }
+        platform = plat.map(|p| p.parse::<crate::oci::Platform>().map_err(|e| bad(&e.to_string()))).transpose()?;
+    }
+    Ok((platform, key.to_string(), value.to_string()))
 }
 
 /// `HOST:IP` or `HOST=IP` (the form for IPv6 addresses), IP may be `host-gateway`.

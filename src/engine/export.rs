@@ -25,8 +25,11 @@ pub(crate) fn export(ctx: &BuildCtx<'_>, target: &StageResult) -> Result<(Image,
     }
     let config_bytes = canonical::to_bytes(&config);
     let config_digest = store.write_blob(&config_bytes, Some(ctx.lease))?;
-    let manifest =
+    let mut manifest =
         ImageManifest::oci(Descriptor::new(MediaType::OciConfig, config_digest, config_bytes.len() as u64), layers);
+    if !ctx.options.annotations.is_empty() {
+        manifest.annotations = Some(ctx.options.annotations.clone());
+    }
     let manifest_bytes = canonical::to_bytes(&manifest);
     let manifest_digest = store.write_blob(&manifest_bytes, Some(ctx.lease))?;
     let descriptor = Descriptor::new(MediaType::OciManifest, manifest_digest, manifest_bytes.len() as u64);

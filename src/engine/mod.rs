@@ -128,6 +128,8 @@ pub struct BuildOptions {
     /// `--build-context NAME=VALUE`, by name in lower case: what a `FROM`, `COPY --from` or
     /// `--mount=from` word equal to the name reads instead of a stage or image of that name.
     pub named_contexts: BTreeMap<String, NamedContext>,
+    /// `--annotation`: annotations of the image manifest.
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// What a `--build-context` names.
@@ -179,6 +181,7 @@ impl Default for BuildOptions {
             shm_size: None,
             ulimits: Vec::new(),
             named_contexts: BTreeMap::new(),
+            annotations: BTreeMap::new(),
         }
     }
 }

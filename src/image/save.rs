@@ -213,7 +213,7 @@ impl Exporter<'_> {
     }
 
     /// The image as it leaves the store: layers in `compression` (made and kept when missing),
-    /// the config, and an OCI manifest over them.
+    /// the config, and an OCI manifest over them with the stored manifest's annotations.
     fn distributable(&self, image: &Image, compression: LayerCompression) -> Result<Distributable, ImageError> {
         let diff_ids = &image.config.rootfs.diff_ids;
         if diff_ids.len() != image.manifest.layers.len() {
@@ -229,6 +229,8 @@ impl Exporter<'_> {
         }
         let config = Descriptor::new(MediaType::OciConfig, image.manifest.config.digest, image.manifest.config.size);
         let mut manifest = ImageManifest::oci(config, layers);
+        // The image's own annotations (`build --annotation`) go where it goes.
+        manifest.annotations.clone_from(&image.manifest.annotations);
         if self.layers.docker_media_types {
             manifest = docker_manifest(image, manifest)?;
         }

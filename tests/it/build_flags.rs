@@ -86,3 +86,36 @@ fn pull_resolves_the_base_again_and_says_what_changed() {
     let again = env.build(&["--progress", "plain", "-t", "img:3", "--pull"]);
     assert!(String::from_utf8_lossy(&again.stderr).contains(&format!("{base} unchanged")), "{}", describe(&again));
 }
+
+#[test]
+fn annotations_reach_the_manifest_a_registry_serves() {
+    let env = BuildEnv::new();
+    env.dockerfile("FROM bb\nRUN true\n");
+    env.build_ok(&[
+        "-t",
+        "img:1",
+        "--annotation",
+        "org.opencontainers.image.source=https://example.com/repo",
+        "--annotation",
+        "manifest:com.example.key=v=1",
+        "--annotation",
+        "manifest[linux/s390x]:only.s390x=1",
+    ]);
+    let registry = Registry::start();
+    let remote = format!("{}/annotated/img:1", registry.host());
+    env.tc.ok(&["push", "img:1", &remote]);
+    let out = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{remote}")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let manifest: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        manifest["annotations"],
+        serde_json::json!({ "org.opencontainers.image.source": "https://example.com/repo", "com.example.key": "v=1" })
+    );
+    for bad in ["index:a=b", "manifest-descriptor:a=b", "nokey", "bogus:a=b"] {
+        let out = env.build(&["--annotation", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", describe(&out));
+    }
+}

@@ -161,6 +161,12 @@ fn build_options(args: &BuildArgs, name: &str, dockerfile_id: &str) -> Result<(B
         }
     }
     options.rewrite_timestamp = outputs.iter().any(|o| o.rewrite_timestamp);
+    options.annotations = args
+        .annotations
+        .iter()
+        .filter(|(platform, _, _)| platform.as_ref().is_none_or(|p| p.matches(&options.platform)))
+        .map(|(_, key, value)| (key.clone(), value.clone()))
+        .collect();
     if let Some(jobs) = args.jobs {
         options.jobs = jobs as usize;
     }
