@@ -76,3 +76,22 @@ fn named_contexts_replace_the_base_and_the_docs() {
     assert_eq!(env.run_stdout("app:2", &[]), "base: pinned 12.4\ndocs: CHANGES.md README.md \n");
     assert_eq!(env.run_stdout("app:2", &["cat", "/usr/share/doc/app/README.md"]), "# app\n");
 }
+
+#[test]
+fn export_artifacts_go_straight_to_a_local_directory() {
+    let env = fixture("export-artifacts");
+    let dist = env.tc.path().join("dist");
+    env.build_ok(&["-o", dist.to_str().unwrap()]);
+    let read = |p: &str| std::fs::read_to_string(dist.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    assert_eq!(read("notes.upper"), "HELLO RELEASE\n");
+    assert_eq!(read("more.upper"), "SECOND ARTIFACT\n");
+    let sums = read("SHA256SUMS");
+    assert_eq!(sums.lines().count(), 2, "{sums}");
+    // The checksums the build wrote hold for the files on the host.
+    let check = std::process::Command::new("sha256sum").arg("-c").arg("SHA256SUMS").current_dir(&dist).output().unwrap();
+    assert!(check.status.success(), "{}", describe(&check));
+    let mut names: Vec<String> =
+        std::fs::read_dir(&dist).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(names, ["SHA256SUMS", "more.upper", "notes.upper"], "only the export stage's files");
+}
