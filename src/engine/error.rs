@@ -200,10 +200,6 @@ pub enum Refusal {
         "RUN cannot execute {platform} programs on this {host} machine: build for {host}, or drop RUN from the {platform} build"
     )]
     ForeignPlatform { platform: Box<Platform>, host: Box<Platform> },
-    #[error(
-        "FROM {name}: the named context {name} is a local directory, which slipway cannot use as a base yet (COPY --from={name} and RUN --mount=from={name} can read it)"
-    )]
-    FromLocalContext { name: String },
     #[error("ADD --checksum (remote sources) is not supported yet")]
     AddChecksum,
     #[error("ADD --keep-git-dir (git sources) is not supported yet")]

@@ -93,6 +93,14 @@ fn resolve_base(
     let stage = plan.graph.stage(id).expect("needed stages exist");
     match &stage.base {
         Base::Scratch => Ok(Vec::new()),
+        Base::Image(image)
+            if matches!(options.named_contexts.get(&image.word.to_lowercase()), Some(NamedContext::Dir(_))) =>
+        {
+            // `FROM <local directory>`: its files on nothing, as a first step of the stage.
+            let copy = format!("COPY --from={} . /", image.word);
+            plan.graph.stages[id.0].base = Base::Scratch;
+            Ok(vec![copy])
+        }
         Base::Image(image) => {
             let platform = stage.platform_or(&options.platform);
             let what = || format!("FROM {}", image.word);

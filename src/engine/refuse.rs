@@ -6,7 +6,7 @@
 //! One refusal depends on values only a running stage knows: an `ADD` source that becomes a URL
 //! through a variable (`ADD $URL /x`) is refused by [`remote_source`] when its step expands it.
 
-use super::{BuildError, BuildOptions, NamedContext, Refusal};
+use super::{BuildError, BuildOptions, Refusal};
 use crate::dockerfile::{
     AddInstruction, Instruction, MountType, NetworkMode, RunInstruction, SecurityMode, Source, Span,
 };
@@ -30,15 +30,8 @@ pub(crate) fn check(graph: &BuildGraph, options: &BuildOptions) -> Result<(), Bu
     for id in graph.needed() {
         let Some(stage) = graph.stage(id) else { continue };
         if let Base::Image(image) = &stage.base {
-            match options.named_contexts.get(&image.word.to_lowercase()) {
-                Some(NamedContext::Dir(_)) => {
-                    let refusal = Refusal::FromLocalContext { name: image.word.clone() };
-                    return Err(BuildError::Refused { span: stage.span, refusal });
-                }
-                Some(NamedContext::Image(_) | NamedContext::OciLayout { .. }) => {}
-                None => {
-                    reference(image, stage.span)?;
-                }
+            if !options.named_contexts.contains_key(&image.word.to_lowercase()) {
+                reference(image, stage.span)?;
             }
         }
         for input in stage.images.iter().filter(|i| !options.named_contexts.contains_key(&i.image.word.to_lowercase()))

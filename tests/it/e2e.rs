@@ -88,7 +88,8 @@ fn export_artifacts_go_straight_to_a_local_directory() {
     let sums = read("SHA256SUMS");
     assert_eq!(sums.lines().count(), 2, "{sums}");
     // The checksums the build wrote hold for the files on the host.
-    let check = std::process::Command::new("sha256sum").arg("-c").arg("SHA256SUMS").current_dir(&dist).output().unwrap();
+    let check =
+        std::process::Command::new("sha256sum").arg("-c").arg("SHA256SUMS").current_dir(&dist).output().unwrap();
     assert!(check.status.success(), "{}", describe(&check));
     let mut names: Vec<String> =
         std::fs::read_dir(&dist).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
