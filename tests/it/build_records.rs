@@ -339,3 +339,17 @@ fn records_hold_build_arg_names_never_their_values_nor_secrets() {
     outs.push(failed);
     assert_nowhere(&env, &outs.iter().collect::<Vec<_>>(), SECRET.as_bytes());
 }
+
+#[test]
+fn a_build_whose_output_fails_is_recorded_as_failed() {
+    let env = BuildEnv::new();
+    env.dockerfile("FROM bb\nRUN echo hi > /f\n");
+    let dest = env.tc.path().join("missing-dir/out.tar");
+    let out = env.build(&["-o", &format!("type=oci,dest={}", dest.display())]);
+    assert_ne!(out.status.code(), Some(0), "{}", describe(&out));
+    let shown = builds_json(&env, &["show", &ids(&env)[0]]);
+    assert_eq!(shown["result"], "failed", "{shown:#}");
+    let message = shown["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("exporting the image: ") && message.contains("missing-dir"), "{shown:#}");
+    assert!(shown["image"].is_string(), "the image itself was built: {shown:#}");
+}

@@ -95,10 +95,20 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs, progress: &Reporter) -> Resu
                 epoch: options.source_date_epoch,
                 progress: &reporter,
             };
-            outputs::write(&outputs, &written)?;
-            let pusher = Pusher { store: &store, args, settings: &settings, progress: &reporter };
-            for out in outputs.iter().filter(|o| o.push) {
-                pusher.push(out, &options.tags, &output)?;
+            let exported = (|| {
+                outputs::write(&outputs, &written)?;
+                let pusher = Pusher { store: &store, args, settings: &settings, progress: &reporter };
+                for out in outputs.iter().filter(|o| o.push) {
+                    pusher.push(out, &options.tags, &output)?;
+                }
+                anyhow::Ok(())
+            })();
+            if let Err(err) = exported {
+                // The build's record says what the user saw: the build failed at its outputs.
+                if let Err(e) = crate::engine::records::record_output_failure(&store, &output.id, &format!("{err:#}")) {
+                    tracing::warn!(error = %e, "recording the failed output in the build record");
+                }
+                return Err(err);
             }
             finish(args, &options, &output, &reporter)?;
             Ok(0)

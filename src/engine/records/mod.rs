@@ -325,6 +325,19 @@ fn load(store: &Store, id: &str) -> Result<BuildRecord, RecordError> {
     Ok(record)
 }
 
+/// Marks build `id` (exactly), which succeeded, as failed by what came after it: an output or a
+/// push of its image that failed (`message`, the error chain). Under the creation lock, so
+/// retention and `builds rm` do not race it.
+pub fn record_output_failure(store: &Store, id: &str, message: &str) -> Result<(), RecordError> {
+    let logs = logs_dir(store);
+    let _creating = creation_lock(&logs).map_err(|e| RecordError::io("lock", &logs.join(CREATION_LOCK), e))?;
+    let mut record = load(store, id)?;
+    record.result = BuildResult::Failed;
+    record.error = Some(RecordedError { message: format!("exporting the image: {message}"), line: None, column: None });
+    let dir = build_dir(store, id);
+    recorder::rewrite(&dir, &record).map_err(|e| RecordError::io("write", &dir.join(RECORD_FILE), e))
+}
+
 /// Removes build `id` (exactly): its record and logs. A running build is refused.
 pub fn remove(store: &Store, id: &str) -> Result<(), RecordError> {
     let logs = logs_dir(store);

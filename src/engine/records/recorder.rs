@@ -239,6 +239,11 @@ fn chain(error: &BuildError) -> String {
     text
 }
 
+/// Writes a finished build's record again (synced), for [`super::record_output_failure`].
+pub(super) fn rewrite(dir: &Path, record: &BuildRecord) -> std::io::Result<()> {
+    write(dir, record, Durability::Synced)
+}
+
 /// Writes `record` as `dir/record.json` through a temp file in `dir` and a rename.
 fn write(dir: &Path, record: &BuildRecord, durability: Durability) -> std::io::Result<()> {
     let mut bytes = serde_json::to_vec_pretty(&json::encode(record)).map_err(std::io::Error::other)?;
