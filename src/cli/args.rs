@@ -62,7 +62,7 @@ pub enum Command {
     Tag(TagArgs),
     /// Remove image names
     Rmi(RmiArgs),
-    /// Print an image's manifest and config as JSON
+    /// Print an image's manifest and config as JSON (a local image, or oci:, oci-archive:, docker-archive:, docker:// sources)
     Inspect(InspectArgs),
     /// Show an image's history: each entry's command and size, and the files its layer added, changed and deleted
     #[command(after_help = IMAGE_SOURCES_HELP)]
@@ -700,7 +700,12 @@ pub struct RmiArgs {
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// An image name or id
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Platform to pick from a multi-platform image (default: this machine's)
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    /// An image: a local name or id, oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME], docker://REF
     #[arg(required = true)]
     pub images: Vec<String>,
 }

@@ -114,6 +114,8 @@ pub struct Opened<'a> {
     pub kind: SourceKind,
     /// The manifest's digest (none for a docker archive, which has no manifest).
     pub manifest_digest: Option<Digest>,
+    /// The manifest (none for a docker archive).
+    pub manifest: Option<ImageManifest>,
     /// The image id: the digest of the config.
     pub id: Digest,
     pub config: ImageConfig,
@@ -236,6 +238,7 @@ fn local<'a>(name: String, store: &'a Store, image: crate::image::Image) -> Resu
         kind: SourceKind::Local,
         manifest_digest: Some(image.manifest_descriptor.digest),
         id: image.id(),
+        manifest: Some(image.manifest.clone()),
         config: image.config,
         layers,
         reader: Box::new(StoreLayers { store }),
@@ -263,6 +266,7 @@ fn remote<'a>(name: String, reference: Reference, opts: &OpenOptions<'a>) -> Res
         kind: SourceKind::Registry,
         manifest_digest: Some(image.manifest_descriptor.digest),
         id: image.manifest.config.digest,
+        manifest: Some(image.manifest.clone()),
         config: image.config.clone(),
         layers,
         reader: Box::new(RegistryLayers {
@@ -396,6 +400,7 @@ fn oci_layout<'a>(
         kind,
         manifest_digest: Some(descriptor.digest),
         id: manifest.config.digest,
+        manifest: Some(manifest),
         config,
         layers,
         reader: Box::new(FileLayers { files, docker_paths: Vec::new() }),
@@ -469,6 +474,7 @@ fn docker_archive<'a>(name: String, archive: Archive, wanted: Option<&str>) -> R
         kind: SourceKind::DockerArchive,
         manifest_digest: None,
         id,
+        manifest: None,
         config,
         layers,
         reader: Box::new(FileLayers { files, docker_paths: entry.layers.clone() }),

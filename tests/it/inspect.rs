@@ -505,3 +505,15 @@ fn an_image_umoci_made_is_read_as_umoci_unpacks_it() {
     assert_eq!(files[0], &serde_json::json!({ "added": 0, "changed": 3, "deleted": 2 }), "{history:#}");
     assert_eq!(files[1], &serde_json::json!({ "added": 6, "changed": 0, "deleted": 0 }), "{history:#}");
 }
+
+#[test]
+fn inspect_reads_every_source_kind() {
+    let tc = TestContext::new();
+    let layout = fixture(tc.path());
+    let out = json(&tc.ok(&["inspect", &format!("oci:{}:b", layout.display())]));
+    assert_eq!(out[0]["Source"], "oci");
+    assert_eq!(out[0]["Manifest"]["layers"].as_array().unwrap().len(), 2);
+    assert_eq!(out[0]["Config"]["history"][1]["created_by"], "ENV X=1");
+    let missing = tc.run(&["inspect", "oci:/nonexistent/layout"]);
+    assert_eq!(missing.status.code(), Some(2), "{}", describe(&missing));
+}

@@ -104,18 +104,40 @@ pub fn rmi(global: &GlobalArgs, args: &RmiArgs) -> Result<u8> {
     Ok(0)
 }
 
-pub fn inspect(global: &GlobalArgs, args: &InspectArgs) -> Result<u8> {
+/// Each image's manifest and config as JSON: a plain name is a local image, with its names and
+/// descriptor; a source with a transport (`oci:`, the archives, `docker://`) is read through
+/// `inspect`, with its source kind.
+pub fn inspect(global: &GlobalArgs, args: &InspectArgs, progress: &Reporter) -> Result<u8> {
     let store = open_store(global)?;
     let mut out = Vec::new();
     for spec in &args.images {
-        let image = image::resolve(&store, spec)?;
-        out.push(serde_json::json!({
-            "Id": image.id(),
-            "RepoTags": image.names.iter().map(Reference::familiar).collect::<Vec<_>>(),
-            "Descriptor": image.manifest_descriptor,
-            "Manifest": image.manifest,
-            "Config": image.config,
-        }));
+        // A plain name is a local image (as `docker inspect`); `docker://REF` reads a registry.
+        let local = match crate::inspect::ImageArg::parse(spec)? {
+            crate::inspect::ImageArg::Name(_) => Some(image::resolve(&store, spec)?),
+            _ => None,
+        };
+        if let Some(image) = local {
+            out.push(serde_json::json!({
+                "Id": image.id(),
+                "RepoTags": image.names.iter().map(Reference::familiar).collect::<Vec<_>>(),
+                "Descriptor": image.manifest_descriptor,
+                "Manifest": image.manifest,
+                "Config": image.config,
+            }));
+            continue;
+        }
+        let platform = args.platform.as_deref();
+        out.push(super::inspect::open_images(global, &args.registry, platform, &[spec], progress, |_, images| {
+            let image = &images[0];
+            Ok(serde_json::json!({
+                "Id": image.id,
+                "RepoTags": Vec::<String>::new(),
+                "Source": image.kind,
+                "ManifestDigest": image.manifest_digest,
+                "Manifest": image.manifest,
+                "Config": image.config,
+            }))
+        })?);
     }
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(0)

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::open_store;
 use super::registry::{connect, settings};
-use crate::cli::args::{DiffArgs, Format, GlobalArgs, HistoryArgs, ImageSourceArgs, LayersArgs};
+use crate::cli::args::{DiffArgs, Format, GlobalArgs, HistoryArgs, ImageSourceArgs, LayersArgs, RegistryArgs};
 use crate::cli::table::{ago, print_table};
 use crate::cli::units::size;
 use crate::inspect::{self, ChangeKind, DiffOptions, ImageArg, OpenOptions, Opened};
@@ -25,11 +25,23 @@ fn with_images<T>(
     progress: &Reporter,
     body: impl FnOnce(&Store, Vec<Opened<'_>>) -> Result<T>,
 ) -> Result<T> {
+    open_images(global, &source.registry, source.platform.as_deref(), words, progress, body)
+}
+
+/// [`with_images`] with the registry flags and platform given apart (`slipway inspect`).
+pub(super) fn open_images<T>(
+    global: &GlobalArgs,
+    registry: &RegistryArgs,
+    platform: Option<&str>,
+    words: &[&str],
+    progress: &Reporter,
+    body: impl FnOnce(&Store, Vec<Opened<'_>>) -> Result<T>,
+) -> Result<T> {
     let store = open_store(global)?;
     let lease = store.lease("inspect")?;
     let settings = settings()?;
-    let connect = |registry: &str| connect(&source.registry, &settings, registry);
-    let platform = match &source.platform {
+    let connect = |host: &str| connect(registry, &settings, host);
+    let platform = match platform {
         Some(p) => p.parse::<Platform>()?,
         None => Platform::host(),
     };

@@ -34,7 +34,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Images(args) => images::images(&cli.global, &args),
         Command::Tag(args) => images::tag(&cli.global, &args),
         Command::Rmi(args) => images::rmi(&cli.global, &args),
-        Command::Inspect(args) => images::inspect(&cli.global, &args),
+        Command::Inspect(args) => images::inspect(&cli.global, &args, &progress),
         Command::History(args) => inspect::history(&cli.global, &args, &progress),
         Command::Diff(args) => inspect::diff(&cli.global, &args, &progress),
         Command::Layers(args) => inspect::layers(&cli.global, &args, &progress),
