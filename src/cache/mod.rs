@@ -55,6 +55,7 @@ mod files;
 mod key;
 mod miss;
 mod mounts;
+mod steps;
 #[cfg(test)]
 mod tests;
 
@@ -66,6 +67,7 @@ pub use miss::{FileChange, MAX_FILES_SHOWN, MissReason, diff_files};
 pub use mounts::{
     CacheMountInfo, CacheMountLease, CacheMountRequest, CacheMounts, ClearedMounts, POLL, RemovedMount, Sharing,
 };
+pub use steps::{StepLock, StepLocks};
 
 use crate::oci::{Descriptor, DiffId, Digest};
 

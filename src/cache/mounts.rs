@@ -151,7 +151,7 @@ pub struct CacheMountLease {
 
 /// The kind of flock taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
+pub(super) enum Mode {
     Shared,
     Exclusive,
 }
@@ -526,7 +526,7 @@ fn instance_path(dir: &Path, n: u32) -> PathBuf {
 }
 
 /// Takes `mode` on `file` without waiting: `false` when a conflicting holder has it.
-fn try_flock(file: &File, mode: Mode, path: &Path) -> Result<bool, CacheError> {
+pub(super) fn try_flock(file: &File, mode: Mode, path: &Path) -> Result<bool, CacheError> {
     let op = match mode {
         Mode::Shared => FlockOperation::NonBlockingLockShared,
         Mode::Exclusive => FlockOperation::NonBlockingLockExclusive,
@@ -542,7 +542,7 @@ fn try_flock(file: &File, mode: Mode, path: &Path) -> Result<bool, CacheError> {
 }
 
 /// Opens (creating) a lock file: a file description of its own, so its flock is this caller's.
-fn open_lock(path: &Path) -> Result<File, CacheError> {
+pub(super) fn open_lock(path: &Path) -> Result<File, CacheError> {
     OpenOptions::new()
         .read(true)
         .write(true)
@@ -614,7 +614,7 @@ fn unix_secs(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-fn io_err(op: &'static str, path: &Path, source: io::Error) -> CacheError {
+pub(super) fn io_err(op: &'static str, path: &Path, source: io::Error) -> CacheError {
     CacheError::Io { op, path: path.to_path_buf(), source }
 }
 

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::BuildError;
-use crate::cache::{CacheDb, CacheMounts};
+use crate::cache::{CacheDb, CacheMounts, StepLocks};
 use crate::context::StatCache;
 use crate::store::Store;
 
@@ -24,6 +24,8 @@ pub struct BuildCaches {
     pub stat: StatCache,
     /// The cache mounts' directories, kept across builds (never part of a key).
     pub mounts: CacheMounts,
+    /// A flock per step being built, so that one step is built once across stages and processes.
+    pub steps: StepLocks,
 }
 
 impl BuildCaches {
@@ -34,7 +36,8 @@ impl BuildCaches {
         let records = CacheDb::open(&dir.join("cache.db"))?;
         let stat = StatCache::open(&dir.join("context-stat.db"))?;
         let mounts = CacheMounts::open(store.root())?;
-        Ok(BuildCaches { records, stat, mounts })
+        let steps = StepLocks::open(&dir)?;
+        Ok(BuildCaches { records, stat, mounts, steps })
     }
 
     /// Forgets stat-cache rows of files no build has looked at for a month (deleted files, old

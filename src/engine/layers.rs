@@ -14,7 +14,7 @@ use crate::cache::{CacheKey, KeyInputs, LayerRecord, MissReason, Record, Slot};
 use crate::image::{chain_ids, layer_snapshot_name, unpack_layers};
 use crate::layer::WriteOptions;
 use crate::oci::{Descriptor, DiffId, Digest, MediaType};
-use crate::progress::{CacheStatus, Task};
+use crate::progress::{CacheStatus, LogStream, Task};
 use crate::snapshot::{Mounts, SnapshotError, Snapshotter};
 
 /// Prefix of the GC roots that keep cached layers.
@@ -121,7 +121,15 @@ fn look_up_or_run(
     run: &StepRun<'_>,
     work: impl FnOnce(&StepRun<'_>, &Path) -> Result<(), BuildError>,
 ) -> Result<Record, BuildError> {
+    // One step, built once: whoever builds this key (another stage, another process on the
+    // store) holds its lock; waiting for it means finding its record afterwards.
+    let cancel = ctx.builder.cancel;
+    let mut waiting = || run.task.log(LogStream::Stdout, || "waiting for another build of the same step".to_string());
+    let Some(lock) = ctx.builder.caches.steps.lock(&keyed.key, &|| cancel.is_cancelled(), &mut waiting)? else {
+        return Err(BuildError::Cancelled);
+    };
     if let Outcome::Hit(record) = lookup(ctx, state, keyed, run)? {
+        lock.release_done();
         state.stats.cached += 1;
         return Ok(*record);
     }
@@ -130,6 +138,7 @@ fn look_up_or_run(
         state.stats.bytes += layer.blob.size;
     }
     record(ctx, keyed, &made)?;
+    lock.release_done();
     state.stats.run += 1;
     Ok(made)
 }

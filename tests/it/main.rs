@@ -19,6 +19,7 @@ mod build_stages;
 mod cache;
 mod cache_mounts;
 mod check;
+mod concurrent_builds;
 mod conformance;
 mod context;
 mod context_cli;
