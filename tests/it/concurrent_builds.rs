@@ -110,3 +110,40 @@ fn a_killed_holder_lets_the_waiting_build_go_on() {
     assert!(err.contains("waiting for another build of the same step"), "{err}");
     assert_eq!(env.run_stdout("b:1", &["cat", "/f"]), "done\n");
 }
+
+/// Catalogue F1: four processes build the same Dockerfile into one store at once, with
+/// `--no-cache` so every one runs and commits every step (`SLIPWAY_TEST_F1_ROUNDS` rounds,
+/// default 3; the catalogue's 20 in `scripts/`): all succeed with one image, no error leaks, the
+/// store stays clean.
+#[test]
+fn f1_four_processes_build_the_same_dockerfile_at_once() {
+    let rounds: usize = std::env::var("SLIPWAY_TEST_F1_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(3);
+    let env = BuildEnv::with_epoch(EPOCH);
+    env.write("a.txt", "a\n");
+    env.dockerfile("FROM bb\nRUN echo one > /one\nCOPY a.txt /a.txt\nRUN cat /one /a.txt > /both\n");
+    for round in 0..rounds {
+        let children: Vec<_> = (0..4)
+            .map(|_| {
+                env.build_cmd(&["-q", "--no-cache", "--source-date-epoch", EPOCH, "-t", "same:1"])
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let ids: Vec<String> = children
+            .into_iter()
+            .map(|c| {
+                let out = c.wait_with_output().unwrap();
+                assert!(out.status.success(), "round {round}: {}", describe(&out));
+                let err = String::from_utf8_lossy(&out.stderr);
+                assert!(!err.contains("already exists"), "round {round}: {err}");
+                String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().to_string()
+            })
+            .collect();
+        assert!(ids[0].starts_with("sha256:"), "round {round}: {ids:?}");
+        assert!(ids.windows(2).all(|w| w[0] == w[1]), "round {round}: {ids:?}");
+        env.tc.ok(&["fsck", "--strict"]);
+    }
+    assert_eq!(env.run_stdout("same:1", &["cat", "/both"]), "one\na\n");
+}
