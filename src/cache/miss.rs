@@ -276,11 +276,9 @@ fn reason(
             },
             _ => MissReason::Changed { component: name.into(), old: owned(old), new: owned(new) },
         },
-        _ if name.starts_with("url:") || name.starts_with("git:") => MissReason::SourceChanged {
-            source: name[4..].to_string(),
-            old: owned(old),
-            new: owned(new),
-        },
+        _ if name.starts_with("url:") || name.starts_with("git:") => {
+            MissReason::SourceChanged { source: name[4..].to_string(), old: owned(old), new: owned(new) }
+        }
         _ => match name.strip_prefix("arg:") {
             Some(arg) => MissReason::ArgChanged {
                 name: arg.to_string(),

@@ -68,12 +68,12 @@ mod tests;
 use std::path::PathBuf;
 
 pub use db::CacheDb;
-pub use remote::RemoteVersion;
 pub use key::{CacheKey, Component, KEY_VERSION, KeyInputs, Slot};
 pub use miss::{FileChange, MAX_FILES_SHOWN, MissReason, diff_files};
 pub use mounts::{
     CacheMountInfo, CacheMountLease, CacheMountRequest, CacheMounts, ClearedMounts, POLL, RemovedMount, Sharing,
 };
+pub use remote::RemoteVersion;
 
 use crate::oci::{Descriptor, DiffId, Digest};
 

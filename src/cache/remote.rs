@@ -21,6 +21,7 @@ CREATE TABLE IF NOT EXISTS remote_sources (
     prev_digest        TEXT,
     prev_etag          TEXT,
     prev_last_modified TEXT,
+    name               TEXT,
     updated            INTEGER NOT NULL
 );
 ";
@@ -32,6 +33,8 @@ pub struct RemoteVersion {
     pub digest: Digest,
     pub etag: Option<String>,
     pub last_modified: Option<String>,
+    /// The file name the response gave (`Content-Disposition`), if any.
+    pub name: Option<String>,
 }
 
 impl RemoteVersion {
@@ -48,16 +51,17 @@ impl RemoteVersion {
 impl CacheDb {
     /// The version of `source` last fetched, if known (a malformed row reads as unknown).
     pub fn remote_version(&self, source: &str) -> Result<Option<RemoteVersion>, CacheError> {
-        let row: Option<(String, Option<String>, Option<String>)> = self.with(|c| {
+        type Row = (String, Option<String>, Option<String>, Option<String>);
+        let row: Option<Row> = self.with(|c| {
             c.query_row(
-                "SELECT digest, etag, last_modified FROM remote_sources WHERE source = ?1",
+                "SELECT digest, etag, last_modified, name FROM remote_sources WHERE source = ?1",
                 [source],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()
         })?;
-        Ok(row.and_then(|(digest, etag, last_modified)| {
-            Some(RemoteVersion { digest: digest.parse().ok()?, etag, last_modified })
+        Ok(row.and_then(|(digest, etag, last_modified, name)| {
+            Some(RemoteVersion { digest: digest.parse().ok()?, etag, last_modified, name })
         }))
     }
 
@@ -66,14 +70,21 @@ impl CacheDb {
     pub fn remember_remote(&self, source: &str, version: &RemoteVersion) -> Result<(), CacheError> {
         self.with(|c| {
             c.execute(
-                "INSERT INTO remote_sources (source, digest, etag, last_modified, updated)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO remote_sources (source, digest, etag, last_modified, name, updated)
+                 VALUES (?1, ?2, ?3, ?4, ?6, ?5)
                  ON CONFLICT (source) DO UPDATE SET
                      prev_digest = CASE WHEN digest = ?2 THEN prev_digest ELSE digest END,
                      prev_etag = CASE WHEN digest = ?2 THEN prev_etag ELSE etag END,
                      prev_last_modified = CASE WHEN digest = ?2 THEN prev_last_modified ELSE last_modified END,
-                     digest = ?2, etag = ?3, last_modified = ?4, updated = ?5",
-                params![source, version.digest.to_string(), version.etag, version.last_modified, unix_now()],
+                     digest = ?2, etag = ?3, last_modified = ?4, name = ?6, updated = ?5",
+                params![
+                    source,
+                    version.digest.to_string(),
+                    version.etag,
+                    version.last_modified,
+                    unix_now(),
+                    version.name
+                ],
             )
         })?;
         Ok(())
@@ -102,8 +113,9 @@ impl CacheDb {
         if digest != new_digest.to_string() || prev_digest != old_digest.to_string() {
             return Ok(reason);
         }
-        let now = RemoteVersion { digest: new_digest, etag, last_modified };
-        let before = RemoteVersion { digest: old_digest, etag: prev_etag, last_modified: prev_last_modified };
+        let now = RemoteVersion { digest: new_digest, etag, last_modified, name: None };
+        let before =
+            RemoteVersion { digest: old_digest, etag: prev_etag, last_modified: prev_last_modified, name: None };
         Ok(MissReason::SourceChanged { source: source.clone(), old: before.shown(&now), new: now.shown(&before) })
     }
 }
@@ -123,7 +135,8 @@ mod tests {
         let db = CacheDb::open(&tmp.path().join("cache.db")).unwrap();
         let url = "http://127.0.0.1:1/f";
         assert_eq!(db.remote_version(url).unwrap(), None);
-        let v1 = RemoteVersion { digest: Digest::of(b"1"), etag: Some("\"a\"".into()), last_modified: None };
+        let v1 =
+            RemoteVersion { digest: Digest::of(b"1"), etag: Some("\"a\"".into()), last_modified: None, name: None };
         db.remember_remote(url, &v1).unwrap();
         assert_eq!(db.remote_version(url).unwrap(), Some(v1.clone()));
         let slot = Slot::new("s");
@@ -133,13 +146,14 @@ mod tests {
             i
         };
         db.remember(&slot, &inputs(&v1.digest), None).unwrap();
-        let v2 = RemoteVersion { digest: Digest::of(b"2"), etag: Some("\"b\"".into()), last_modified: None };
+        let v2 =
+            RemoteVersion { digest: Digest::of(b"2"), etag: Some("\"b\"".into()), last_modified: None, name: None };
         db.remember_remote(url, &v2).unwrap();
         // The same content again keeps the previous version for the explanation.
         db.remember_remote(url, &v2).unwrap();
         let reason = db.explain(&slot, &inputs(&v2.digest), None).unwrap();
         assert_eq!(reason.to_string(), format!("{url} changed (etag \"a\" → etag \"b\")"));
-        let v3 = RemoteVersion { digest: Digest::of(b"3"), etag: None, last_modified: None };
+        let v3 = RemoteVersion { digest: Digest::of(b"3"), etag: None, last_modified: None, name: None };
         db.remember_remote(url, &v3).unwrap();
         let reason = db.explain(&slot, &inputs(&v3.digest), None).unwrap().to_string();
         assert!(reason.starts_with(&format!("{url} changed (sha256:")), "{reason}");

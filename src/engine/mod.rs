@@ -31,6 +31,7 @@
 //! per layer step, with every output line); nothing is tagged unless every needed stage
 //! succeeded; every snapshot and mount a step made is gone when the step ends, whatever happened.
 
+mod add_remote;
 mod caches;
 mod copy;
 mod error;
@@ -114,6 +115,9 @@ pub struct BuildOptions {
     /// The newest builds whose records and logs the store keeps ([`records::RecordSettings`]);
     /// this build removes older ones when it starts.
     pub keep_builds: usize,
+    /// `ADD <url>` and git sources: connecting, response headers and each read of a body must
+    /// come within it.
+    pub remote_timeout: std::time::Duration,
 }
 
 impl Default for BuildOptions {
@@ -137,6 +141,7 @@ impl Default for BuildOptions {
             ssh: BTreeMap::new(),
             context_name: None,
             keep_builds: records::DEFAULT_KEEP,
+            remote_timeout: crate::remote::http::DEFAULT_TIMEOUT,
         }
     }
 }

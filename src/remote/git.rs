@@ -89,7 +89,13 @@ impl GitFetcher {
         cmd
     }
 
-    fn run(&self, source: &GitSource, what: &'static str, args: &[&str], dir: Option<&Path>) -> Result<String, RemoteError> {
+    fn run(
+        &self,
+        source: &GitSource,
+        what: &'static str,
+        args: &[&str],
+        dir: Option<&Path>,
+    ) -> Result<String, RemoteError> {
         let mut cmd = self.command(source);
         if let Some(dir) = dir {
             cmd.arg("-C").arg(dir);
@@ -138,11 +144,14 @@ impl GitFetcher {
 
     /// Fetches `resolved` into `repo` (a new directory), checks it out, and prepares the tree.
     pub fn checkout(&self, source: &GitSource, resolved: &Resolved, repo: &Path) -> Result<Checkout, RemoteError> {
-        let repo_arg = repo.to_str().ok_or_else(|| RemoteError::io("use", repo, std::io::ErrorKind::InvalidInput.into()))?;
+        let repo_arg =
+            repo.to_str().ok_or_else(|| RemoteError::io("use", repo, std::io::ErrorKind::InvalidInput.into()))?;
         self.run(source, "init", &["init", "-q", "--", repo_arg], None)?;
         let at = Some(repo);
         let fetched = match &resolved.fetch_ref {
-            Some(r) => self.run(source, "fetch", &["fetch", "-q", "--depth", "1", "--no-tags", "--", &source.remote, r], at),
+            Some(r) => {
+                self.run(source, "fetch", &["fetch", "-q", "--depth", "1", "--no-tags", "--", &source.remote, r], at)
+            }
             None => self.run(
                 source,
                 "fetch",
@@ -152,13 +161,21 @@ impl GitFetcher {
         };
         if fetched.is_err() && resolved.fetch_ref.is_none() {
             // The server does not serve commits by id: fetch every branch and tag.
-            let all = ["fetch", "-q", "--", &source.remote, "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"];
+            let all = [
+                "fetch",
+                "-q",
+                "--",
+                &source.remote,
+                "+refs/heads/*:refs/remotes/origin/*",
+                "+refs/tags/*:refs/tags/*",
+            ];
             self.run(source, "fetch", &all, at)?;
         } else {
             fetched?;
         }
         let object = format!("{}^{{commit}}", resolved.commit);
-        let commit = self.run(source, "rev-parse", &["rev-parse", "--verify", "-q", "--end-of-options", &object], at)?;
+        let commit =
+            self.run(source, "rev-parse", &["rev-parse", "--verify", "-q", "--end-of-options", &object], at)?;
         let commit = commit.trim().to_string();
         if commit != resolved.commit {
             return Err(RemoteError::GitRef {
@@ -168,7 +185,12 @@ impl GitFetcher {
         }
         self.run(source, "checkout", &["checkout", "-q", "--detach", &commit, "--"], at)?;
         if source.submodules && repo.join(".gitmodules").exists() {
-            self.run(source, "submodule update", &["submodule", "update", "-q", "--init", "--recursive", "--depth", "1"], at)?;
+            self.run(
+                source,
+                "submodule update",
+                &["submodule", "update", "-q", "--init", "--recursive", "--depth", "1"],
+                at,
+            )?;
         }
         let time = self.run(source, "show", &["show", "-s", "--format=%ct", &commit, "--"], at)?;
         let commit_time = time.trim().parse::<i64>().map_err(|_| RemoteError::GitRef {
@@ -257,7 +279,8 @@ mod tests {
         assert!(!out.dir.join(".git").exists());
         assert_eq!(out.commit_time, 1_700_000_000);
         let by_id = fetcher.resolve(&src(&format!("#{}", tag.commit))).unwrap();
-        let out = fetcher.checkout(&src(&format!("?commit={}", &tag.commit[..10])), &by_id, &scratch.join("b")).unwrap();
+        let out =
+            fetcher.checkout(&src(&format!("?commit={}", &tag.commit[..10])), &by_id, &scratch.join("b")).unwrap();
         assert_eq!(std::fs::read_to_string(out.dir.join("sub/f")).unwrap(), "one");
         assert!(matches!(fetcher.resolve(&src("#nope")), Err(RemoteError::GitRef { .. })));
     }

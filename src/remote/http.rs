@@ -334,7 +334,8 @@ mod tests {
 
     #[test]
     fn proxies_from_build_args() {
-        let env = |pairs: &[(&str, &str)]| pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>();
+        let env =
+            |pairs: &[(&str, &str)]| pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>();
         assert_eq!(proxies(&env(&[("HTTP_PROXY", "http://127.0.0.1:3128")])).unwrap().len(), 1);
         assert_eq!(proxies(&env(&[("NO_PROXY", "x")])).unwrap().len(), 0);
     }

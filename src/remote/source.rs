@@ -83,7 +83,7 @@ pub fn parse(word: &str) -> Result<Option<RemoteSource>, RemoteError> {
         }
         return Ok(Some(RemoteSource::Http(url)));
     }
-    if lower.starts_with("file://") && !base.ends_with(".git") && fragment.is_none() && query.is_none() {
+    if lower.starts_with("file://") && !base.to_ascii_lowercase().ends_with(".git") {
         return Ok(None);
     }
     check_remote(word, base)?;
@@ -151,8 +151,16 @@ fn check_remote(word: &str, remote: &str) -> Result<(), RemoteError> {
         Some(rest) => rest.split(':').next().unwrap_or(""),
         None => match Url::parse(remote) {
             Ok(url) if url.scheme() == "file" => return Ok(()),
-            Ok(url) => return url.host_str().filter(|h| !h.starts_with('-')).map(|_| ()).ok_or_else(|| refuse("the repository URL names no host, or one starting with '-'")),
-            Err(_) => return Err(RemoteError::Invalid { word: word.to_string(), reason: "not a valid URL".to_string() }),
+            Ok(url) => {
+                return url
+                    .host_str()
+                    .filter(|h| !h.starts_with('-'))
+                    .map(|_| ())
+                    .ok_or_else(|| refuse("the repository URL names no host, or one starting with '-'"));
+            }
+            Err(_) => {
+                return Err(RemoteError::Invalid { word: word.to_string(), reason: "not a valid URL".to_string() });
+            }
         },
     };
     if host.is_empty() || host.starts_with('-') || host.contains('/') {
@@ -252,7 +260,12 @@ mod tests {
         assert_eq!(g.checksum.as_deref(), Some("abcdef0"));
         assert_eq!(git("https://h/r.git?branch=dev").reference, RefKind::Branch("dev".into()));
         assert_eq!(git("https://h/r.git?ref=pull/42/head").reference, RefKind::Any("pull/42/head".into()));
-        for bad in ["https://h/r.git?tag=a&branch=b", "https://h/r.git?x=1", "https://h/r.git?ref=a#b", "https://h/r.git?keep-git-dir=maybe"] {
+        for bad in [
+            "https://h/r.git?tag=a&branch=b",
+            "https://h/r.git?x=1",
+            "https://h/r.git?ref=a#b",
+            "https://h/r.git?keep-git-dir=maybe",
+        ] {
             assert!(matches!(parse(bad), Err(RemoteError::Invalid { .. })), "{bad}");
         }
     }
