@@ -106,7 +106,9 @@ pub(crate) fn copy(sc: &StepCtx<'_>, state: &mut State, spec: &CopySpec<'_>) -> 
     if let Some(add) = spec.add {
         let inline = x.srcs.iter().any(|s| matches!(s, Src::Inline { .. }));
         if let Some(sources) = super::add_remote::classify(sc.span(), add, &x.paths(), inline)? {
-            let shown = shown(spec, &x.srcs, &x.dest_word, x.chown.as_deref(), x.chmod.as_ref());
+            // A URL's password never reaches the history, the key or a record.
+            let redacted: Vec<Src> = x.paths().iter().map(|p| Src::Path(crate::remote::redact(p))).collect();
+            let shown = shown(spec, &redacted, &x.dest_word, x.chown.as_deref(), x.chmod.as_ref());
             let (dest_word, dest, chown, chmod, excludes) = (x.dest_word, x.dest, x.chown, x.chmod, x.excludes);
             let remote = super::add_remote::RemoteAdd { add, sources, dest_word, dest, chown, chmod, excludes, shown };
             return super::add_remote::add(sc, state, remote);

@@ -8,6 +8,7 @@ mod build_meta;
 mod build_mounts;
 mod build_records;
 mod build_registry;
+mod build_remote;
 mod build_run;
 mod build_ssh;
 mod build_stages;
