@@ -25,7 +25,8 @@ use crate::oci::Digest;
 use crate::remote::git::{Resolved, set_mtimes};
 use crate::remote::http::url_file_name;
 use crate::remote::{
-    Download, Fetched, GitFetcher, GitSource, HttpClient, HttpOptions, RemoteError, RemoteSource, Validators, redact,
+    Download, Fetched, GitFetcher, GitSource, HttpClient, HttpOptions, RefKind, RemoteError, RemoteSource, Validators,
+    redact,
 };
 
 /// The file name BuildKit gives a URL whose path names none.
@@ -100,7 +101,7 @@ enum Prepared {
         name: String,
         mtime: Option<i64>,
         /// The body, unless a `304` said the remembered version is current.
-        file: Option<Fetched>,
+        file: Option<Box<Fetched>>,
     },
     Git {
         source: GitSource,
@@ -132,8 +133,8 @@ pub(crate) fn add(sc: &StepCtx<'_>, state: &mut State, step: RemoteAdd<'_>) -> R
     inputs.add("dest", step.dest.clone());
     let mut prepared = Vec::new();
     for source in &step.sources {
-        let title = sc.title(state, &format!("ADD {}", redact(&source_word(source))));
-        let task = ctx.builder.reporter.start(|| title);
+        // The fetch is a task of its own, named by what it fetches (as BuildKit's source vertex).
+        let task = ctx.builder.reporter.start(|| redact(&source_word(source)));
         let p = match source {
             RemoteSource::Http(url) => prepare_http(sc, &http, url, no_cache, scratch.path(), &task),
             RemoteSource::Git(g) => prepare_git(&git, g, step.add.keep_git_dir).map_err(|e| step_error(span, e)),
@@ -168,7 +169,7 @@ pub(crate) fn add(sc: &StepCtx<'_>, state: &mut State, step: RemoteAdd<'_>) -> R
             let (root, pattern) = match p {
                 Prepared::Http { url, shown, version, name, mtime, file } => {
                     let file = match file {
-                        Some(file) => file,
+                        Some(file) => *file,
                         None => refetch(&http, &url, &shown, &version.digest, scratch.path(), run.task)
                             .map_err(|e| step_error(span, e))?,
                     };
@@ -191,11 +192,14 @@ pub(crate) fn add(sc: &StepCtx<'_>, state: &mut State, step: RemoteAdd<'_>) -> R
     })
 }
 
-/// The word a source was written as, for its task.
+/// What a source fetches, for its task: the URL, or the repository and its ref.
 fn source_word(source: &RemoteSource) -> String {
     match source {
         RemoteSource::Http(url) => url.to_string(),
-        RemoteSource::Git(g) => g.remote.clone(),
+        RemoteSource::Git(g) => match &g.reference {
+            RefKind::Head => g.remote.clone(),
+            RefKind::Any(r) | RefKind::Tag(r) | RefKind::Branch(r) => format!("{}#{r}", g.remote),
+        },
     }
 }
 
@@ -228,7 +232,7 @@ fn prepare_http(
                 name: file.disposition_name.clone(),
             };
             records.remember_remote(&shown, &version)?;
-            (version, Some(file))
+            (version, Some(Box::new(file)))
         }
     };
     // The name of the URL's path, else the one Content-Disposition gave, else BuildKit's.

@@ -75,8 +75,7 @@ fn a_url_becomes_a_0600_file_named_by_its_path_with_last_modified_as_mtime() {
         .expect("a task for the download");
     let last = all
         .iter()
-        .filter(|e| e["type"] == "task_progress" && e["id"] == task["id"])
-        .next_back()
+        .rfind(|e| e["type"] == "task_progress" && e["id"] == task["id"])
         .unwrap_or_else(|| panic!("no progress for the download: {all:#?}"));
     assert_eq!((last["current"].as_u64(), last["unit"].as_str()), (Some(size as u64), Some("bytes")));
 }
