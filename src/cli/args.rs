@@ -122,7 +122,11 @@ context, a stage or an image, read-only unless rw, writes discarded; their conte
 never in the key; `slipway info` lists them, `slipway prune --cache-mounts` clears them), tmpfs (target/size: \
 nothing reaches the layer), secret (id/target/env/required/mode/uid/gid: from --secret, never stored), ssh \
 (id/target/required/mode/uid/gid: an agent from --ssh, SSH_AUTH_SOCK set). RUN --security=insecure needs \
---allow security.insecure.\n\nExit status: 0 built; 1 the Dockerfile or a step failed, or the build was refused before it \
+--allow security.insecure.\n\nADD of remote sources: an http(s) URL is downloaded (mode 0600, mtime from Last-Modified, \
+never unpacked; --checksum=sha256:HEX checked before the layer; a 304 to the next build's conditional request is a \
+cache hit); a git repository (https://host/r.git, git://, ssh://, git@host:r.git, file:///path/r.git) is checked out \
+at #REF:SUBDIR or ?ref=|tag=|branch=|checksum=|subdir=|keep-git-dir=|submodules= (--checksum=COMMIT, \
+--keep-git-dir), keyed on the commit. The proxy build-args (HTTP_PROXY, HTTPS_PROXY, NO_PROXY, ...) apply to both.\n\nExit status: 0 built; 1 the Dockerfile or a step failed, or the build was refused before it \
 started (a feature slipway does not have, an unprivileged user); nothing is tagged; 2 usage or internal error; \
 130/143 interrupted by SIGINT/SIGTERM.";
 
