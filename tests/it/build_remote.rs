@@ -233,16 +233,20 @@ fn git_sources_over_file_tags_branches_commits_subdirs_and_the_git_dir() {
          ADD {url}#{v1} /commit/\n\
          ADD --keep-git-dir {url}#main /kept/\n\
          ADD --checksum={main} {url}?ref=main&subdir=app /sum/\n\
-         ADD {url}?tag=v1&keep-git-dir=true /qkept/\n"
+         ADD {url}?tag=v1&keep-git-dir=true /qkept/\n\
+         ADD --chown=7:8 --chmod=700 {url}#v1:app /owned/\n"
     ));
     env.build_ok(&["-t", "img"]);
     let script = "cat /tag/hello.sh /main/app/hello.sh /devbranch/hello.sh /commit/app/hello.sh /sum/hello.sh; \
                   cat /kept/.git/HEAD /qkept/.git/HEAD; ls -a /main; test ! -e /kept/.git/FETCH_HEAD && echo no-fetch-head; \
-                  stat -c '%u:%g' /main/README";
+                  stat -c '%u:%g' /main/README; stat -c '%a %u:%g' /owned/hello.sh";
     let out = env.run_stdout("img", &["sh", "-c", script]);
     assert_eq!(
         out,
-        format!("echo v1\necho v2\necho dev\necho v1\necho v2\n{main}\n{v1}\n.\n..\nREADME\napp\nno-fetch-head\n0:0\n")
+        format!(
+            "echo v1\necho v2\necho dev\necho v1\necho v2\n{main}\n{v1}\n.\n..\nREADME\napp\nno-fetch-head\n0:0\n\
+             700 7:8\n"
+        )
     );
 }
 
@@ -279,6 +283,50 @@ fn git_checksum_mismatch_and_option_like_parts_are_refused() {
         assert!(err.contains("Dockerfile:2"), "the error names the line: {err}");
     }
     assert!(!marker.exists());
+}
+
+#[test]
+fn a_subdir_through_a_symlink_stays_inside_the_checkout() {
+    let env = BuildEnv::new();
+    let repo = Repo::new(env.tc.path(), "links");
+    let secret = env.tc.path().join("host-secret");
+    std::fs::create_dir_all(&secret).unwrap();
+    std::fs::write(secret.join("key"), "host file").unwrap();
+    std::os::unix::fs::symlink(&secret, repo.work.join("abs")).unwrap();
+    std::os::unix::fs::symlink("../../../../../../../../..", repo.work.join("up")).unwrap();
+    repo.commit(&[("inside/f", "in\n")], "links");
+    let url = repo.file_url();
+    for subdir in ["abs", "up/etc"] {
+        env.dockerfile(&format!("FROM bb\nADD {url}#main:{subdir} /x/\n"));
+        let out = env.build(&["-t", "img"]);
+        assert!(
+            !out.status.success() && stderr(&out).contains("not found"),
+            "{subdir}: a link out of the checkout is resolved inside it: {}",
+            describe(&out)
+        );
+    }
+    // Links themselves are copied as links.
+    env.dockerfile(&format!("FROM bb\nADD {url}#main /x/\n"));
+    env.build_ok(&["-t", "img"]);
+    let out = env.run_stdout("img", &["sh", "-c", "readlink /x/abs; cat /x/inside/f"]);
+    assert_eq!(out, format!("{}\nin\n", secret.display()));
+}
+
+#[test]
+fn submodules_are_checked_out_unless_told_not_to() {
+    let env = BuildEnv::new();
+    let lib = Repo::new(env.tc.path(), "lib");
+    lib.commit(&[("lib.txt", "library\n")], "lib");
+    let app = Repo::new(env.tc.path(), "app");
+    app.commit(&[("main.txt", "app\n")], "app");
+    git(&app.work, &["-c", "protocol.file.allow=always", "submodule", "add", "-q", &lib.file_url(), "vendor/lib"]);
+    git(&app.work, &["commit", "-q", "-m", "submodule"]);
+    git(&app.work, &["push", "-q", "origin", "main"]);
+    let url = app.file_url();
+    env.dockerfile(&format!("FROM bb\nADD {url}#main /with/\nADD {url}?ref=main&submodules=false /without/\n"));
+    env.build_ok(&["-t", "img"]);
+    let out = env.run_stdout("img", &["sh", "-c", "cat /with/vendor/lib/lib.txt; ls -A /without/vendor/lib | wc -l"]);
+    assert_eq!(out, "library\n0\n");
 }
 
 #[test]

@@ -39,7 +39,7 @@ impl Repo {
         let bare = dir.join(format!("{name}.git"));
         std::fs::create_dir_all(&work).unwrap();
         git(&work, &["init", "-q", "-b", "main"]);
-        git(dir, &["init", "-q", "--bare", bare.to_str().unwrap()]);
+        git(dir, &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()]);
         git(&work, &["remote", "add", "origin", bare.to_str().unwrap()]);
         Repo { work, bare }
     }
