@@ -96,6 +96,13 @@ impl HttpClient {
             .connect_timeout(opts.timeout)
             .timeout(opts.timeout)
             .user_agent(concat!("slipway/", env!("CARGO_PKG_VERSION")));
+        // Extra CA certificates as the registry client takes them: the PEM bundle SSL_CERT_FILE names.
+        if let Some(path) = std::env::var_os("SSL_CERT_FILE").filter(|p| !p.is_empty()).map(PathBuf::from) {
+            let pem = std::fs::read(&path).map_err(|e| RemoteError::io("read CA certificates", &path, e))?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(RemoteError::Client)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
         if !opts.proxy_env.is_empty() {
             builder = builder.no_proxy();
             for proxy in proxies(&opts.proxy_env)? {
