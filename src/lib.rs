@@ -21,6 +21,7 @@
 //!   registry) read for `history`, `diff` and `layers`;
 //! - [`snapshot`], [`layer`], [`exec`]: root filesystem snapshots, the layer tar format, the
 //!   sandbox that runs `RUN`;
+//! - [`remote`]: `ADD`'s remote sources, downloads over HTTP and git checkouts;
 //! - [`progress`]: the events long operations report, for a caller to render;
 //! - [`disk`]: what a store root's bytes are (`slipway df`) and trimming it under a cap
 //!   (`prune --keep-storage`).
@@ -44,6 +45,7 @@ pub mod layer;
 pub mod oci;
 pub mod progress;
 pub mod registry;
+pub mod remote;
 pub mod snapshot;
 mod sqlite;
 pub mod store;

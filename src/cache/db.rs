@@ -19,7 +19,7 @@ use super::{CacheError, LayerRecord, Record};
 use crate::oci::{Descriptor, DiffId, Digest, MediaType};
 
 /// The schema version this code writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS records (
@@ -47,6 +47,9 @@ pub(super) const SCHEMA_V1_FOR_TESTS: &str = SCHEMA_V1;
 /// Version 2: when a record was last used (written or hit), for `prune --keep-storage`'s least
 /// recently used order; `NULL` in rows of version 1 means "at `created`".
 const SCHEMA_V2: &str = "ALTER TABLE records ADD COLUMN used INTEGER;";
+
+/// Version 3: the version of each remote source last fetched (`remote.rs`).
+const SCHEMA_V3: &str = super::remote::SCHEMA_V3;
 
 /// The record store; `Send + Sync`, one connection behind a mutex (steps of one build share it).
 pub struct CacheDb {
@@ -92,7 +95,7 @@ impl CacheDb {
         &self.path
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T, CacheError> {
+    pub(super) fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T, CacheError> {
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut conn).map_err(|source| CacheError::Db { path: self.path.clone(), source })
     }
@@ -259,9 +262,10 @@ impl CacheDb {
         });
         let Some((remembered, compressed)) = remembered else { return Ok(MissReason::NoRecord) };
         let files = files.map(files::sorted);
-        Ok(miss::explain(Some(&remembered), inputs, files.as_deref(), || {
+        let reason = miss::explain(Some(&remembered), inputs, files.as_deref(), || {
             compressed.as_deref().and_then(files::decompress)
-        }))
+        });
+        self.tell_remote_change(reason)
     }
 }
 
@@ -278,9 +282,10 @@ fn open_conn(path: &Path) -> Result<Connection, CacheError> {
         return Err(CacheError::SchemaTooNew { path: path.to_path_buf(), found: version, supported: SCHEMA_VERSION });
     }
     if version < SCHEMA_VERSION {
-        // Version 1's tables are created when missing; version 2 only adds a column to them.
-        tx.execute_batch(&format!("{SCHEMA_V1} {SCHEMA_V2} PRAGMA user_version = {SCHEMA_VERSION};"))
-            .map_err(db_err)?;
+        // Version 1's tables are created when missing; version 2 only adds a column to them;
+        // version 3 adds a table.
+        let older = if version < 2 { format!("{SCHEMA_V1} {SCHEMA_V2}") } else { String::new() };
+        tx.execute_batch(&format!("{older} {SCHEMA_V3} PRAGMA user_version = {SCHEMA_VERSION};")).map_err(db_err)?;
     }
     tx.commit().map_err(db_err)?;
     Ok(conn)

@@ -41,6 +41,10 @@ pub enum MissReason {
     /// The `bound` component (what a RUN's context bind mounts show), explained by the two file
     /// lists.
     BoundFilesChanged { changes: Vec<FileChange>, more: usize },
+    /// A `url:SOURCE` or `git:SOURCE` component (`ADD`'s remote sources): the content digest
+    /// (or the commit) differs; the database tells a URL's change by its validators when it
+    /// knows them (`etag "a"`). A side that lacks it is "".
+    SourceChanged { source: String, old: String, new: String },
     /// Any other component (`instruction`, `user`, `platform`, ...); a side that lacks it is "".
     Changed { component: String, old: String, new: String },
 }
@@ -81,6 +85,9 @@ impl fmt::Display for MissReason {
             MissReason::EnvChanged { name, old, new } => write!(f, "ENV {name} {}", var_change(old, new)),
             MissReason::FilesChanged { changes, more } => files_changed(f, "", changes, *more),
             MissReason::BoundFilesChanged { changes, more } => files_changed(f, "bound file ", changes, *more),
+            MissReason::SourceChanged { source, old, new } => {
+                write!(f, "{source} changed ({} → {})", version(old), version(new))
+            }
             MissReason::Changed { component, old, new } => {
                 let (old, new) = match (old.parse::<Digest>(), new.parse::<Digest>()) {
                     (Ok(_), _) | (_, Ok(_)) => (base(old), base(new)),
@@ -107,6 +114,8 @@ impl MissReason {
             MissReason::ArgChanged { name, old, new } => format!("ARG {name} {}", presence(old, new)),
             MissReason::EnvChanged { name, old, new } => format!("ENV {name} {}", presence(old, new)),
             MissReason::Changed { component, .. } => format!("{component} changed"),
+            // The URL may hold a build-arg's value (`ADD $URL /`).
+            MissReason::SourceChanged { .. } => "remote source changed".to_string(),
             other => other.to_string(),
         }
     }
@@ -133,6 +142,14 @@ fn base(value: &str) -> String {
         Ok(d) => format!("sha256:{}", d.short()),
         Err(_) => shorten(value, 0),
     }
+}
+
+/// A remote source's version for display: a digest or a commit id shortened, validators as they are.
+fn version(value: &str) -> String {
+    if value.len() == 40 && value.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return format!("commit {}", &value[..12]);
+    }
+    base(value)
 }
 
 fn var_change(old: &Option<String>, new: &Option<String>) -> String {
@@ -259,6 +276,9 @@ fn reason(
             },
             _ => MissReason::Changed { component: name.into(), old: owned(old), new: owned(new) },
         },
+        _ if name.starts_with("url:") || name.starts_with("git:") => {
+            MissReason::SourceChanged { source: name[4..].to_string(), old: owned(old), new: owned(new) }
+        }
         _ => match name.strip_prefix("arg:") {
             Some(arg) => MissReason::ArgChanged {
                 name: arg.to_string(),

@@ -29,6 +29,9 @@
 //! | `sources` | COPY/ADD: the digest of the selected context files (`context::digest`) |
 //! | `from` | COPY --from: the source stage's chain id or the image's digest |
 //! | `chown`, `chmod` | COPY/ADD flags |
+//! | `url:URL` | ADD from a URL: the sha256 of the body (then `name`, `mtime`: the file's name and `Last-Modified`) |
+//! | `git:REMOTE` | ADD from git: the commit id (then `subdir`, `keep-git-dir`, `submodules`, `mtime`) |
+//! | `checksum` | `ADD --checksum` |
 //! | `no-cache` | a value the builder changes to force a miss (explained as `--no-cache`) |
 //!
 //! What never enters a key: progress settings, resource limits, proxy variables, wall-clock
@@ -49,12 +52,16 @@
 //! differing component decides ([`MissReason`]: `previous step changed`, `ARG VERSION changed
 //! (1.2 → 1.3)`, `src/main.rs changed (sha256:1f2e… → 9a0b…)`, ...). File lists are stored
 //! zstd-compressed, rewritten only when they change, and compared by one walk of two sorted lists.
+//! For `ADD <url>` the table `remote_sources` keeps the version of each URL last fetched
+//! ([`RemoteVersion`]: digest, `ETag`, `Last-Modified`) for the next conditional request, and the
+//! version before it, so a miss reads `https://… changed (etag "a" → etag "b")`.
 
 mod db;
 mod files;
 mod key;
 mod miss;
 mod mounts;
+mod remote;
 mod steps;
 #[cfg(test)]
 mod tests;
@@ -67,6 +74,7 @@ pub use miss::{FileChange, MAX_FILES_SHOWN, MissReason, diff_files};
 pub use mounts::{
     CacheMountInfo, CacheMountLease, CacheMountRequest, CacheMounts, ClearedMounts, POLL, RemovedMount, Sharing,
 };
+pub use remote::RemoteVersion;
 pub use steps::{StepLock, StepLocks};
 
 use crate::oci::{Descriptor, DiffId, Digest};

@@ -125,13 +125,30 @@ fn a_version_1_database_is_migrated_and_its_records_were_used_when_created() {
 }
 
 #[test]
+fn a_version_2_database_gains_the_remote_sources_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cache.db");
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let v2 = format!(
+        "{} ALTER TABLE records ADD COLUMN used INTEGER; PRAGMA user_version = 2;",
+        super::db::SCHEMA_V1_FOR_TESTS
+    );
+    raw.execute_batch(&v2).unwrap();
+    drop(raw);
+    let db = CacheDb::open(&path).unwrap();
+    let version = super::RemoteVersion { digest: Digest::of(b"x"), etag: None, last_modified: None, name: None };
+    db.remember_remote("https://h/x", &version).unwrap();
+    assert_eq!(db.remote_version("https://h/x").unwrap(), Some(version));
+}
+
+#[test]
 fn newer_schema_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cache.db");
     drop(CacheDb::open(&path).unwrap());
     rusqlite::Connection::open(&path).unwrap().execute_batch("PRAGMA user_version = 99").unwrap();
     let err = CacheDb::open(&path).unwrap_err();
-    assert!(matches!(err, CacheError::SchemaTooNew { found: 99, supported: 2, .. }), "{err}");
+    assert!(matches!(err, CacheError::SchemaTooNew { found: 99, supported: 3, .. }), "{err}");
 }
 
 /// Two connections (as two processes sharing a store have) writing at once, each seeing the

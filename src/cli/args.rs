@@ -127,7 +127,11 @@ nothing reaches the layer), secret (id/target/env/required/mode/uid/gid: from --
 compression-level=N, force-compression=true, oci-mediatypes=false (Docker schema2); rewrite-timestamp=true clamps the mtimes \
 of every layer, the base's too, and the history to SOURCE_DATE_EPOCH; type=oci/docker/tar write archives (dest=FILE, by \
 temp file + rename, or - for stdout), type=local,dest=DIR (or -o DIR) the target stage's filesystem. Unknown types and keys \
-are refused before anything runs.\n\nExit status: 0 built; 1 the Dockerfile or a step failed, or the build was refused before it \
+are refused before anything runs.\n\nADD of remote sources: an http(s) URL is downloaded (mode 0600, mtime from Last-Modified, \
+never unpacked; --checksum=sha256:HEX checked before the layer; a 304 to the next build's conditional request is a \
+cache hit); a git repository (https://host/r.git, git://, ssh://, git@host:r.git, file:///path/r.git) is checked out \
+at #REF:SUBDIR or ?ref=|tag=|branch=|checksum=|subdir=|keep-git-dir=|submodules= (--checksum=COMMIT, \
+--keep-git-dir), keyed on the commit. The proxy build-args (HTTP_PROXY, HTTPS_PROXY, NO_PROXY, ...) apply to both.\n\nExit status: 0 built; 1 the Dockerfile or a step failed, or the build was refused before it \
 started (a feature slipway does not have, an unprivileged user); nothing is tagged; 2 usage or internal error; \
 130/143 interrupted by SIGINT/SIGTERM. An output that cannot be written after a successful build exits 2.";
 

@@ -1,4 +1,5 @@
-//! `COPY` and `ADD` of local files, heredocs, stages and images.
+//! `COPY` and `ADD` of local files, heredocs, stages and images (`ADD` of URLs and git
+//! repositories is [`super::add_remote`]).
 //!
 //! The cache key covers exactly what is copied: for the context, a content hash of the selected
 //! files (content, mode, owner, link targets — never mtimes or the context's absolute path),
@@ -134,6 +135,17 @@ impl Expanded {
 pub(crate) fn copy(sc: &StepCtx<'_>, state: &mut State, spec: &CopySpec<'_>) -> Result<(), BuildError> {
     let ctx = sc.build;
     let x = expand_copy(sc, state, spec)?;
+    if let Some(add) = spec.add {
+        let inline = x.srcs.iter().any(|s| matches!(s, Src::Inline { .. }));
+        if let Some(sources) = super::add_remote::classify(sc.span(), add, &x.paths(), inline)? {
+            // A URL's password never reaches the history, the key or a record.
+            let redacted: Vec<Src> = x.paths().iter().map(|p| Src::Path(crate::remote::redact(p))).collect();
+            let shown = shown(spec, &redacted, &x.dest_word, x.chown.as_deref(), x.chmod.as_ref());
+            let (dest_word, dest, chown, chmod, excludes) = (x.dest_word, x.dest, x.chown, x.chmod, x.excludes);
+            let remote = super::add_remote::RemoteAdd { add, sources, dest_word, dest, chown, chmod, excludes, shown };
+            return super::add_remote::add(sc, state, remote);
+        }
+    }
     let from = match spec.from {
         None => From::Context,
         Some(name) => resolve_from(ctx, sc.done, sc.span(), name)?,
@@ -230,12 +242,6 @@ fn expand_copy(sc: &StepCtx<'_>, state: &State, spec: &CopySpec<'_>) -> Result<E
         srcs.push(match source {
             Source::Path(p) => {
                 let p = expand(ctx, state, span, p)?;
-                // A URL only a variable made (`ADD $URL /x`): the plan could not see it.
-                if spec.add.is_some()
-                    && let Some(refusal) = super::refuse::remote_source(&p)
-                {
-                    return Err(BuildError::Refused { span, refusal });
-                }
                 Src::Path(p)
             }
             Source::Inline { name, content, expand: true } => {

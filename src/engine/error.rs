@@ -12,6 +12,7 @@ use crate::graph::GraphErrors;
 use crate::image::ImageError;
 use crate::oci::{Platform, Reference, ReferenceError};
 use crate::registry::RegistryError;
+use crate::remote::RemoteError;
 use crate::snapshot::SnapshotError;
 use crate::store::StoreError;
 
@@ -81,6 +82,13 @@ pub enum BuildError {
         what: String,
         #[source]
         source: Box<BuildError>,
+    },
+    /// `ADD` of a URL or git source: the download, the checkout or `--checksum` failed.
+    #[error("ADD of a remote source failed")]
+    Remote {
+        span: Span,
+        #[source]
+        source: Box<RemoteError>,
     },
     #[error("build cancelled")]
     Cancelled,
@@ -155,6 +163,7 @@ impl BuildError {
             | BuildError::Mount { span, .. }
             | BuildError::UnknownFrom { span, .. }
             | BuildError::RunFailed { span, .. }
+            | BuildError::Remote { span, .. }
             | BuildError::Step { span, .. } => Some(*span),
             _ => None,
         }
@@ -200,12 +209,14 @@ pub enum Refusal {
         "RUN cannot execute {platform} programs on this {host} machine: build for {host}, or drop RUN from the {platform} build"
     )]
     ForeignPlatform { platform: Box<Platform>, host: Box<Platform> },
-    #[error("ADD --checksum (remote sources) is not supported yet")]
+    #[error("ADD --checksum needs exactly one source, a URL or a git repository")]
     AddChecksum,
-    #[error("ADD --keep-git-dir (git sources) is not supported yet")]
+    #[error("ADD --keep-git-dir applies only to git sources")]
     AddKeepGitDir,
-    #[error("ADD from a URL or git repository ({url}) is not supported yet")]
-    AddRemote { url: String },
+    #[error("ADD of a URL or git repository ({url}) together with other sources is not supported yet")]
+    AddRemoteMixed { url: String },
+    #[error("ADD --unpack=true of a URL is not supported yet (remote files are never unpacked)")]
+    AddRemoteUnpack,
 }
 
 /// A value of an instruction that is not valid (after expansion).

@@ -31,6 +31,7 @@
 //! per layer step, with every output line); nothing is tagged unless every needed stage
 //! succeeded; every snapshot and mount a step made is gone when the step ends, whatever happened.
 
+mod add_remote;
 mod caches;
 mod copy;
 mod error;
@@ -130,6 +131,9 @@ pub struct BuildOptions {
     pub named_contexts: BTreeMap<String, NamedContext>,
     /// `--annotation`: annotations of the image manifest.
     pub annotations: BTreeMap<String, String>,
+    /// `ADD <url>` and git sources: connecting, response headers and each read of a body must
+    /// come within it.
+    pub remote_timeout: std::time::Duration,
 }
 
 /// What a `--build-context` names.
@@ -182,6 +186,7 @@ impl Default for BuildOptions {
             ulimits: Vec::new(),
             named_contexts: BTreeMap::new(),
             annotations: BTreeMap::new(),
+            remote_timeout: crate::remote::http::DEFAULT_TIMEOUT,
         }
     }
 }

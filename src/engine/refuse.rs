@@ -3,8 +3,9 @@
 //! refusal never costs the user a download or a partial build. The plan runs the pass again
 //! after a base image's `ONBUILD` triggers are inserted (they are only known once it is read).
 //!
-//! One refusal depends on values only a running stage knows: an `ADD` source that becomes a URL
-//! through a variable (`ADD $URL /x`) is refused by [`remote_source`] when its step expands it.
+//! Some refusals depend on values only a running stage knows: an `ADD` source that becomes a
+//! URL through a variable (`ADD $URL /x`) is checked again when its step expands it
+//! (`add_remote::classify`).
 
 use super::{BuildError, BuildOptions, Refusal};
 use crate::dockerfile::{
@@ -109,22 +110,31 @@ fn secret_base(mount: &crate::dockerfile::Mount) -> String {
     target.trim_end_matches('/').rsplit('/').next().filter(|s| !s.is_empty()).unwrap_or("/").to_string()
 }
 
+/// What an ADD cannot do that its words show already: remote and local sources together,
+/// `--checksum` with several sources or none that is remote, `--keep-git-dir` without a git
+/// source, `--unpack=true` of a URL. A word with a variable may become remote only when its step
+/// expands it; the step checks again then (`add_remote::classify`).
 fn add_refusal(add: &AddInstruction) -> Option<Refusal> {
-    if add.checksum.is_some() {
+    let words: Vec<&str> =
+        add.sources.iter().filter_map(|s| if let Source::Path(w) = s { Some(w.as_str()) } else { None }).collect();
+    let remote: Vec<&str> = words.iter().copied().filter(|w| crate::graph::is_remote_source(w)).collect();
+    let unknown = words.iter().any(|w| w.contains('$'));
+    if let Some(url) = remote.first()
+        && remote.len() != add.sources.len()
+    {
+        return Some(Refusal::AddRemoteMixed { url: crate::remote::redact(url) });
+    }
+    if add.checksum.is_some() && (add.sources.len() != 1 || (remote.is_empty() && !unknown)) {
         return Some(Refusal::AddChecksum);
     }
-    if add.keep_git_dir.is_some() {
+    if add.keep_git_dir.is_some() && remote.is_empty() && !unknown {
         return Some(Refusal::AddKeepGitDir);
     }
-    add.sources.iter().find_map(|source| match source {
-        Source::Path(word) => remote_source(word),
-        Source::Inline { .. } => None,
-    })
-}
-
-/// A URL or git source (ADD's remote forms), which the builder cannot fetch yet.
-pub(crate) fn remote_source(word: &str) -> Option<Refusal> {
-    crate::graph::is_remote_source(word).then(|| Refusal::AddRemote { url: word.to_string() })
+    let url = |w: &&str| matches!(crate::remote::source::parse(w), Ok(Some(crate::remote::RemoteSource::Http(_))));
+    if add.unpack == Some(true) && remote.iter().any(url) {
+        return Some(Refusal::AddRemoteUnpack);
+    }
+    None
 }
 
 #[cfg(test)]
@@ -169,9 +179,22 @@ mod tests {
         assert_eq!(refused("FROM a\nRUN --network=host true\n", &o), Some((2, Refusal::HostNetwork)));
         assert_eq!(refused("FROM a\nADD --checksum=sha256:00 x /\n", &o), Some((2, Refusal::AddChecksum)));
         assert_eq!(
-            refused("FROM a\nADD https://example.com/x /\n", &o),
-            Some((2, Refusal::AddRemote { url: "https://example.com/x".into() }))
+            refused("FROM a\nADD --checksum=sha256:00 https://h/a https://h/b /d/\n", &o),
+            Some((2, Refusal::AddChecksum))
         );
+        assert_eq!(refused("FROM a\nADD --checksum=sha256:00 $URL /\n", &o), None, "known once expanded");
+        assert_eq!(refused("FROM a\nADD --keep-git-dir x /\n", &o), Some((2, Refusal::AddKeepGitDir)));
+        assert_eq!(refused("FROM a\nADD https://example.com/x /\n", &o), None);
+        assert_eq!(refused("FROM a\nADD --keep-git-dir https://h/r.git#main /\n", &o), None);
+        assert_eq!(
+            refused("FROM a\nADD https://u:pw@example.com/x local /d/\n", &o),
+            Some((2, Refusal::AddRemoteMixed { url: "https://u:***@example.com/x".into() }))
+        );
+        assert_eq!(
+            refused("FROM a\nADD --unpack=true https://h/x.tar.gz /\n", &o),
+            Some((2, Refusal::AddRemoteUnpack))
+        );
+        assert_eq!(refused("FROM a\nADD --unpack=true https://h/r.git /\n", &o), None);
     }
 
     #[test]

@@ -81,13 +81,13 @@ impl ContextRead {
     }
 }
 
-/// Whether an `ADD` source is a URL or a git reference rather than a context path.
+/// Whether an `ADD` source is a URL or a git reference rather than a context path (the same
+/// rule as `remote::source::parse`, which reads it).
 pub fn is_remote_source(word: &str) -> bool {
     let lower = word.to_ascii_lowercase();
-    lower.starts_with("http://")
-        || lower.starts_with("https://")
-        || lower.starts_with("git@")
-        || lower.contains(".git#")
+    ["http://", "https://", "git@", "git://", "ssh://"].iter().any(|p| lower.starts_with(p))
+        || (lower.starts_with("file://")
+            && (lower.contains(".git#") || lower.contains(".git?") || lower.ends_with(".git")))
 }
 
 /// Expands words in one stage at one step.
@@ -311,6 +311,7 @@ mod tests {
         assert_eq!((reads[0].span.start_line, reads[0].text.as_str()), (3, "COPY  a  /b"));
         assert!(reads[0].resolved());
         assert!(is_remote_source("HTTPS://x/y") && is_remote_source("git@github.com:a/b.git"));
-        assert!(!is_remote_source("src/https.rs"));
+        assert!(!is_remote_source("src/https.rs") && !is_remote_source("a.git#main"));
+        assert!(is_remote_source("file:///srv/r.git#main") && !is_remote_source("file:///srv/r"));
     }
 }

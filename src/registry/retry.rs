@@ -44,21 +44,9 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    let at = parse_http_date(value)?;
+    let at = crate::oci::time::parse_http_date(value)?;
     let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).ok()?.as_secs() as i64;
     Some(Duration::from_secs(at.saturating_sub(now).max(0) as u64))
-}
-
-/// `Sun, 06 Nov 1994 08:49:37 GMT` → seconds since the epoch.
-fn parse_http_date(value: &str) -> Option<i64> {
-    let parts: Vec<&str> = value.split_whitespace().collect();
-    let [_, day, month, year, time, "GMT"] = parts.as_slice() else { return None };
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let month = MONTHS.iter().position(|m| m == month)? + 1;
-    let mut hms = time.split(':').map(|p| p.parse::<u32>().ok());
-    let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
-    let stamp = format!("{year}-{month:02}-{:02}T{h:02}:{m:02}:{s:02}Z", day.parse::<u32>().ok()?);
-    crate::oci::time::parse_rfc3339(&stamp)
 }
 
 #[cfg(test)]

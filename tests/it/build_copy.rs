@@ -247,14 +247,22 @@ fn paths_outside_the_context_fail_at_their_line_and_read_nothing() {
 #[test]
 fn unsupported_sources_fail_at_their_line() {
     let env = BuildEnv::new();
-    env.dockerfile("FROM bb\nADD https://127.0.0.1:9/file /f\n");
+    env.write("local", "x");
+    env.dockerfile("FROM bb\nADD https://127.0.0.1:9/file local /d/\n");
     let out = env.build(&[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("Dockerfile:2:1: error: ADD from a URL"),
+        String::from_utf8_lossy(&out.stderr).contains("Dockerfile:2:1: error: ADD of a URL or git repository"),
         "{}",
         describe(&out)
     );
+    // A URL nothing answers fails at its line too (the discard port).
+    env.dockerfile("FROM bb\nADD https://127.0.0.1:9/file /f\n");
+    let out = env.build(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err.contains("Dockerfile:2:1: error: ADD of a remote source failed"), "{}", describe(&out));
+    assert!(err.contains("GET https://127.0.0.1:9/file failed"), "{}", describe(&out));
 }
 
 #[test]

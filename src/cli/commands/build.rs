@@ -180,6 +180,10 @@ fn build_options(args: &BuildArgs, name: &str, dockerfile_id: &str) -> Result<(B
     if let Some(jobs) = args.jobs {
         options.jobs = jobs as usize;
     }
+    // Env var overriding the timeout of ADD's downloads (milliseconds; tests).
+    if let Some(ms) = std::env::var("SLIPWAY_ADD_TIMEOUT_MS").ok().and_then(|ms| ms.parse().ok()) {
+        options.remote_timeout = std::time::Duration::from_millis(ms);
+    }
     Ok((options, outputs))
 }
 

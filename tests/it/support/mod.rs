@@ -116,6 +116,8 @@ pub fn scaled(base: Duration) -> Duration {
 }
 
 pub mod build;
+pub mod files;
+pub mod git;
 pub mod layout;
 pub mod proxy;
 pub mod rawtar;
