@@ -182,7 +182,7 @@ pub struct BuildArgs {
     /// A resource limit of RUN steps (repeatable): NAME=SOFT[:HARD], Docker's names (nofile, nproc, core, stack, memlock, …; -1 is unlimited)
     #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]", value_parser = parse_ulimit)]
     pub ulimits: Vec<crate::exec::Ulimit>,
-    /// A named context (repeatable): NAME=DIR (a local directory), NAME=docker-image://REF or NAME=oci-layout://DIR[:TAG][@DIGEST] (an image of an OCI layout); FROM NAME, COPY --from=NAME and RUN --mount=from=NAME read it instead of a stage or image of that name
+    /// A named context (repeatable): NAME=DIR (a local directory), NAME=docker-image://REF, NAME=oci-layout://DIR[:TAG][@DIGEST] (an image of an OCI layout) or NAME=GIT (a repository, ADD's syntax: https://host/r.git#ref:subdir, ?ref=…&subdir=…); FROM NAME, COPY --from=NAME and RUN --mount=from=NAME read it instead of a stage or image of that name
     #[arg(long = "build-context", value_name = "NAME=DIR|docker-image://REF|oci-layout://DIR[:TAG][@DIGEST]", value_parser = parse_build_context)]
     pub build_contexts: Vec<(String, crate::engine::NamedContext)>,
     /// An annotation of the image manifest (repeatable): KEY=VALUE, manifest:KEY=VALUE or manifest[OS/ARCH]:KEY=VALUE (applied when the platform is the build's); index and descriptor annotations need a multi-platform build, which slipway does not make yet
@@ -246,6 +246,18 @@ fn parse_build_context(s: &str) -> Result<(String, crate::engine::NamedContext),
     }
     if let Some(rest) = value.strip_prefix("oci-layout://") {
         return parse_oci_layout_context(s, &name, rest);
+    }
+    match crate::remote::source::parse(value) {
+        Ok(Some(crate::remote::RemoteSource::Git(source))) => {
+            return Ok((name, crate::engine::NamedContext::Git(source)));
+        }
+        Ok(Some(crate::remote::RemoteSource::Http(_))) => {
+            return Err(format!(
+                "--build-context {name}={value}: an HTTP URL that is no git repository is not supported yet (a directory, docker-image://, oci-layout:// and git repositories are)"
+            ));
+        }
+        Ok(None) => {}
+        Err(e) => return Err(format!("invalid --build-context {s:?}: {e}")),
     }
     for scheme in ["https://", "http://", "git@", "ssh://", "git://", "target:"] {
         if value.starts_with(scheme) {

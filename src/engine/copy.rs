@@ -311,7 +311,7 @@ pub(crate) fn resolve_from<'r>(
 ) -> Result<From<'r>, BuildError> {
     let graph = &ctx.plan.graph;
     // A named context overrides a stage of the same name; its image is among the copy images.
-    if let Some(super::NamedContext::Dir(path)) = ctx.options.named_contexts.get(&name.to_lowercase()) {
+    if let Some(path) = ctx.plan.context_dir(ctx.options, name) {
         return Ok(From::Dir { name: name.to_string(), path });
     }
     let named = ctx.options.named_contexts.contains_key(&name.to_lowercase());

@@ -110,6 +110,13 @@ pub enum BuildError {
         #[source]
         source: Box<ImageError>,
     },
+    /// A `--build-context NAME=<git repository>` could not be checked out.
+    #[error("named context {name}")]
+    GitContext {
+        name: String,
+        #[source]
+        source: Box<crate::remote::RemoteError>,
+    },
     /// A `--build-context NAME=oci-layout://…` image could not be read.
     #[error("named context {name}")]
     NamedContext {

@@ -145,6 +145,9 @@ pub enum NamedContext {
     Dir(PathBuf),
     /// `oci-layout://DIR[:TAG][@sha256:…]`: an image of an OCI layout, brought into the store.
     OciLayout { dir: PathBuf, selector: crate::image::LayoutSelector },
+    /// A git repository (ADD's syntax: `https://host/r.git#ref:subdir`, …): checked out once
+    /// when the build is planned, then read as a directory.
+    Git(crate::remote::GitSource),
 }
 
 /// The address of an `--add-host` entry.

@@ -19,6 +19,22 @@ pub(crate) struct Plan {
     pub bases: BTreeMap<StageId, Image>,
     /// Images read by `COPY --from=<image>`, by the `--from` word as written.
     pub copy_images: BTreeMap<String, Image>,
+    /// Checkouts of git named contexts, by name, and the scratch directories that hold them.
+    pub git_contexts: BTreeMap<String, std::path::PathBuf>,
+    _checkouts: Vec<crate::store::ScratchDir>,
+}
+
+impl Plan {
+    /// The directory a named context `word` reads as files: a local directory, or a git
+    /// context's checkout.
+    pub(crate) fn context_dir<'p>(&'p self, options: &'p BuildOptions, word: &str) -> Option<&'p std::path::Path> {
+        let name = word.to_lowercase();
+        match options.named_contexts.get(&name)? {
+            NamedContext::Dir(path) => Some(path),
+            NamedContext::Git(_) => self.git_contexts.get(&name).map(std::path::PathBuf::as_path),
+            _ => None,
+        }
+    }
 }
 
 /// Parses, lowers, builds the graph, checks refusals and resolves images.
@@ -30,7 +46,14 @@ pub(crate) fn plan(
 ) -> Result<Plan, BuildError> {
     let graph = graph_of(source, options)?;
     refuse::check(&graph, options)?;
-    let mut plan = Plan { graph, bases: BTreeMap::new(), copy_images: BTreeMap::new() };
+    let mut plan = Plan {
+        graph,
+        bases: BTreeMap::new(),
+        copy_images: BTreeMap::new(),
+        git_contexts: BTreeMap::new(),
+        _checkouts: Vec::new(),
+    };
+    check_out_git_contexts(builder, options, &mut plan)?;
     let mut done = BTreeSet::new();
     // Triggers may add edges (`COPY --from`), so stages can become needed: repeat until none does.
     while let Some(id) = plan.graph.needed().into_iter().find(|id| !done.contains(id)) {
@@ -135,8 +158,47 @@ fn named_image(
             crate::image::load_layout_image(builder.store, dir, selector, platform, lease, builder.reporter)
                 .map_err(|source| BuildError::NamedContext { name: word.to_string(), source: Box::new(source) }),
         ),
-        NamedContext::Dir(_) => None,
+        NamedContext::Dir(_) | NamedContext::Git(_) => None,
     }
+}
+
+/// Checks out every git named context into a scratch directory of the store that lives as long
+/// as the plan (its subdirectory, when the source names one, confined to the checkout).
+fn check_out_git_contexts(builder: &Builder<'_>, options: &BuildOptions, plan: &mut Plan) -> Result<(), BuildError> {
+    for (name, context) in &options.named_contexts {
+        let NamedContext::Git(source) = context else { continue };
+        let err = |source: crate::remote::RemoteError| BuildError::GitContext {
+            name: name.clone(),
+            source: Box::new(source),
+        };
+        let scratch = builder.store.scratch_dir("git-context")?;
+        let proxy_env = crate::dockerfile::args::proxy_env(&options.build_args);
+        let git = crate::remote::GitFetcher::new(scratch.path(), proxy_env, options.ssh.get("default").cloned())
+            .map_err(err)?;
+        let task = builder.reporter.start(|| format!("git context {name}: {}", crate::remote::redact(&source.remote)));
+        let checked_out = (|| {
+            let resolved = git.resolve(source)?;
+            git.checkout(source, &resolved, &scratch.path().join("repo"))
+        })();
+        let checkout = task.finish(checked_out).map_err(err)?;
+        let mut dir = checkout.dir.clone();
+        if let Some(sub) = source.subdir.as_deref().filter(|s| !s.is_empty()) {
+            let root = std::fs::canonicalize(&checkout.dir).map_err(|e| BuildError::io("open", &checkout.dir, e))?;
+            let joined =
+                std::fs::canonicalize(root.join(sub)).map_err(|e| BuildError::io("open", &root.join(sub), e))?;
+            if !joined.starts_with(&root) || !joined.is_dir() {
+                let reason = format!("subdir {sub:?} is no directory inside the checkout");
+                return Err(err(crate::remote::RemoteError::GitRef {
+                    url: crate::remote::redact(&source.remote),
+                    reason,
+                }));
+            }
+            dir = joined;
+        }
+        plan.git_contexts.insert(name.clone(), dir);
+        plan._checkouts.push(scratch);
+    }
+    Ok(())
 }
 
 /// The `ONBUILD` expressions of a stage (they run in the stages built `FROM` it).
@@ -168,7 +230,13 @@ fn resolve_copy_images(
         let image = match named_image(builder, options, word, platform, lease) {
             Some(found) => found,
             // A local directory is read when the step runs.
-            None if matches!(options.named_contexts.get(&word.to_lowercase()), Some(NamedContext::Dir(_))) => continue,
+            None if matches!(
+                options.named_contexts.get(&word.to_lowercase()),
+                Some(NamedContext::Dir(_) | NamedContext::Git(_))
+            ) =>
+            {
+                continue;
+            }
             None => builder.images.image(builder.store, refuse::reference(&input.image, input.span)?, platform),
         }
         .map_err(|e| BuildError::Step {

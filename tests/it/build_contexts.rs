@@ -79,7 +79,7 @@ fn what_cannot_be_a_named_context_is_refused_before_any_work() {
         "nothing",
         "x=/nonexistent/dir",
         "x=oci-layout:///tmp/l",
-        "x=https://example.com/r.git",
+        "x=https://example.invalid/archive.tar",
         "x=docker-image://UPPER",
     ] {
         let out = env.build(&["--build-context", bad]);
@@ -106,4 +106,28 @@ fn an_oci_layout_context_is_a_base_by_tag_or_digest() {
     assert_eq!(wrong.status.code(), Some(1), "{}", describe(&wrong));
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("no image tagged \"v9\""), "{}", describe(&wrong));
     env.tc.ok(&["fsck", "--strict"]);
+}
+
+#[test]
+fn a_git_context_is_checked_out_once_and_read_as_files() {
+    let env = BuildEnv::new();
+    let repo = crate::support::git::Repo::new(env.tc.path(), "docs");
+    repo.commit(&[("site/index.md", "# v1\n"), ("other.txt", "x\n")], "first");
+    repo.tag("v1");
+    repo.commit(&[("site/index.md", "# v2\n")], "second");
+    env.dockerfile(
+        "FROM bb\nCOPY --from=docs . /docs/\nRUN --mount=from=docs,target=/mnt cat /mnt/index.md > /mounted\n",
+    );
+    let ctx = format!("docs={}#v1:site", repo.file_url());
+    env.build_ok(&["-t", "img:1", "--build-context", &ctx]);
+    assert_eq!(env.run_stdout("img:1", &["cat", "/docs/index.md", "/mounted"]), "# v1\n# v1\n");
+    assert!(env.run_stdout("img:1", &["ls", "/docs"]).trim() == "index.md", "only the subdir");
+    let again = env.build_events(&["-t", "img:1", "--build-context", &ctx]);
+    assert!(steps(&again).iter().all(|s| s.cache.as_deref() == Some("hit")), "{:?}", steps(&again));
+    let head = format!("docs={}#:site", repo.file_url());
+    env.build_ok(&["-t", "img:2", "--build-context", &head]);
+    assert_eq!(env.run_stdout("img:2", &["cat", "/docs/index.md"]), "# v2\n");
+    let escape = format!("docs={}#v1:../..", repo.file_url());
+    let out = env.build(&["--build-context", &escape]);
+    assert_ne!(out.status.code(), Some(0), "{}", describe(&out));
 }
