@@ -185,7 +185,7 @@ fn check_out_git_contexts(builder: &Builder<'_>, options: &BuildOptions, plan: &
         if let Some(sub) = source.subdir.as_deref().filter(|s| !s.is_empty()) {
             let root = std::fs::canonicalize(&checkout.dir).map_err(|e| BuildError::io("open", &checkout.dir, e))?;
             let joined =
-                std::fs::canonicalize(root.join(sub)).map_err(|e| BuildError::io("open", &root.join(sub), e))?;
+                std::fs::canonicalize(root.join(sub)).map_err(|e| BuildError::io("open", root.join(sub), e))?;
             if !joined.starts_with(&root) || !joined.is_dir() {
                 let reason = format!("subdir {sub:?} is no directory inside the checkout");
                 return Err(err(crate::remote::RemoteError::GitRef {

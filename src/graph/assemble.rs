@@ -32,12 +32,7 @@ pub fn build(dockerfile: &Dockerfile, options: &GraphOptions) -> Result<BuildGra
             }
         }
     }
-    // A stage a named context overrides is no name words can refer to.
-    let names: Vec<Option<&str>> = dockerfile
-        .stages
-        .iter()
-        .map(|s| s.name.as_deref().filter(|n| !options.named_contexts.contains(&n.to_lowercase())))
-        .collect();
+    let names = referable_names(dockerfile, options);
     let mut stages: Vec<StageNode> = Vec::with_capacity(dockerfile.stages.len());
     let mut scopes: Vec<ArgScope> = Vec::with_capacity(dockerfile.stages.len());
     for (index, stage) in dockerfile.stages.iter().enumerate() {
@@ -132,6 +127,15 @@ pub fn build(dockerfile: &Dockerfile, options: &GraphOptions) -> Result<BuildGra
         return Err(GraphErrors(errors));
     }
     Ok(BuildGraph { stages, target, global, escape: options.escape, named_contexts: options.named_contexts.clone() })
+}
+
+/// The stage names words can refer to, by stage: a stage a named context overrides has none.
+fn referable_names<'d>(dockerfile: &'d Dockerfile, options: &GraphOptions) -> Vec<Option<&'d str>> {
+    dockerfile
+        .stages
+        .iter()
+        .map(|s| s.name.as_deref().filter(|n| !options.named_contexts.contains(&n.to_lowercase())))
+        .collect()
 }
 
 /// What a `--from` or `FROM` word names, seen from stage `current`.
