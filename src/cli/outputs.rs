@@ -129,46 +129,10 @@ impl Output {
     }
 }
 
-/// Splits one CSV record as Go's `encoding/csv` (buildx) reads it: fields separated by commas,
-/// a field that starts with `"` runs to the closing quote (`""` is a quote) and may hold commas.
+/// Splits one CSV record as Go's `encoding/csv` (buildx) reads it — the Dockerfile frontend's
+/// reader of `--mount` values, the one implementation.
 fn split_csv(spec: &str) -> Result<Vec<String>, String> {
-    let mut fields = Vec::new();
-    let mut chars = spec.chars().peekable();
-    loop {
-        let mut field = String::new();
-        if chars.peek() == Some(&'"') {
-            chars.next();
-            loop {
-                match chars.next() {
-                    None => return Err(format!("unterminated quote in {spec:?}")),
-                    Some('"') if chars.peek() == Some(&'"') => {
-                        chars.next();
-                        field.push('"');
-                    }
-                    Some('"') => break,
-                    Some(c) => field.push(c),
-                }
-            }
-            if !matches!(chars.peek(), None | Some(',')) {
-                return Err(format!("extraneous text after a quoted field in {spec:?}"));
-            }
-        } else {
-            while let Some(&c) = chars.peek() {
-                if c == ',' {
-                    break;
-                }
-                if c == '"' {
-                    return Err(format!("bare quote in a field of {spec:?} (quote the whole field)"));
-                }
-                field.push(c);
-                chars.next();
-            }
-        }
-        fields.push(field);
-        if chars.next().is_none() {
-            return Ok(fields);
-        }
-    }
+    crate::dockerfile::csv_fields(spec).map_err(|e| format!("{e} in {spec:?}"))
 }
 
 fn parse_bool(key: &str, value: &str) -> Result<bool, String> {

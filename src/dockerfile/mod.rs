@@ -39,7 +39,7 @@ pub use error::{Diagnostics, Located, ParseError, Span, Suggestion, render_locat
 pub use heredoc::parse_heredoc;
 pub use instruction::*;
 pub use lower::{lower, lower_node};
-pub use mount::{Device, Mount, MountError, MountType, RunMount, Sharing, parse_device};
+pub use mount::{Device, Mount, MountError, MountType, RunMount, Sharing, csv_fields, parse_device};
 pub use parser::parse;
 
 /// Both layers: text → validated, typed instructions.

@@ -153,8 +153,9 @@ pub enum MountError {
     },
 }
 
-/// Splits one CSV record (RFC 4180 quoting: `"a,b"`, `""` inside quotes).
-fn csv_fields(value: &str) -> Result<Vec<String>, MountError> {
+/// Splits one CSV record as Go's `encoding/csv` reads it (BuildKit's `--mount` and buildx's
+/// `-o` values): RFC 4180 quoting, `"a,b"`, `""` inside quotes, no bare quote in a field.
+pub fn csv_fields(value: &str) -> Result<Vec<String>, MountError> {
     let mut fields = Vec::new();
     let mut chars = value.chars().peekable();
     loop {

@@ -2,8 +2,7 @@
 //! store beside its step logs; `slipway builds ls|show|logs|rm` read and remove them. Outputs are
 //! compared with ids, times, durations, sizes, digests and the test's directory filtered.
 
-use std::process::{Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
 
 use serde_json::Value;
 
@@ -185,20 +184,7 @@ fn a_failed_build_records_the_exit_status_and_last_lines() {
 /// Starts `slipway build ARGS` on `env` and returns once its RUN printed `go-2` (which is not
 /// in the step's name: `echo go-$((1+1))`).
 fn start_build(env: &BuildEnv, args: &[&str]) -> std::process::Child {
-    let mut child = env.build_cmd(args).stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let mut seen = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !String::from_utf8_lossy(&seen).contains("go-2") {
-        assert!(Instant::now() < deadline, "step never started: {}", String::from_utf8_lossy(&seen));
-        let mut buf = [0u8; 4096];
-        let n = std::io::Read::read(&mut stderr, &mut buf).unwrap();
-        assert!(n > 0, "stderr closed: {}", String::from_utf8_lossy(&seen));
-        seen.extend_from_slice(&buf[..n]);
-    }
-    // Keep draining, so the build never blocks on a full pipe.
-    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-    child
+    crate::support::build::spawn_until(env.build_cmd(args), "go-2")
 }
 
 /// While a build runs its record says so, and `builds rm` leaves it alone; SIGTERM cancels it

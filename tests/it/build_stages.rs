@@ -102,23 +102,9 @@ fn sigint_and_sigterm_stop_the_build_cleanly() {
     for (signal, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
         let env = BuildEnv::new();
         env.dockerfile("FROM bb\nRUN echo started; sleep 60\n");
-        let mut child = env
-            .build_cmd(&["-t", "img:1", "--progress", "plain"])
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
         // Wait for the step to start (its first output line), then signal slipway.
-        let mut stderr = child.stderr.take().unwrap();
-        let mut seen = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !String::from_utf8_lossy(&seen).contains("started") {
-            assert!(Instant::now() < deadline, "step never started: {}", String::from_utf8_lossy(&seen));
-            let mut buf = [0u8; 4096];
-            let n = std::io::Read::read(&mut stderr, &mut buf).unwrap();
-            assert!(n > 0, "stderr closed: {}", String::from_utf8_lossy(&seen));
-            seen.extend_from_slice(&buf[..n]);
-        }
+        let mut child =
+            crate::support::build::spawn_until(env.build_cmd(&["-t", "img:1", "--progress", "plain"]), "started");
         // SAFETY: kill(2) on the child we spawned and have not yet waited for.
         unsafe { libc::kill(child.id() as i32, signal) };
         let started = Instant::now();

@@ -2,11 +2,10 @@
 //! per cache key), give the digests sequential builds give, leave the store clean, and a killed
 //! holder lets the others go on.
 
-use std::io::Read;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::support::build::{BuildEnv, events, steps};
+use crate::support::build::{BuildEnv, events, spawn_until, steps};
 use crate::support::describe;
 
 const EPOCH: &str = "1700000000";
@@ -77,23 +76,7 @@ fn four_concurrent_builds_share_a_step_and_match_sequential_builds() {
 fn a_killed_holder_lets_the_waiting_build_go_on() {
     let env = BuildEnv::new();
     env.dockerfile("FROM bb\nRUN echo go-holder && sleep 5 && echo done > /f\n");
-    let mut holder = env
-        .build_cmd(&["--progress", "plain", "-t", "a:1"])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stderr = holder.stderr.take().unwrap();
-    let mut seen = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !String::from_utf8_lossy(&seen).contains("go-holder") {
-        assert!(Instant::now() < deadline, "the step never started: {}", String::from_utf8_lossy(&seen));
-        let mut buf = [0u8; 4096];
-        let n = stderr.read(&mut buf).unwrap();
-        assert!(n > 0, "stderr closed: {}", String::from_utf8_lossy(&seen));
-        seen.extend_from_slice(&buf[..n]);
-    }
-    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    let mut holder = spawn_until(env.build_cmd(&["--progress", "plain", "-t", "a:1"]), "go-holder");
     let waiter = env
         .build_cmd(&["--progress", "plain", "-t", "b:1"])
         .stdout(Stdio::null())

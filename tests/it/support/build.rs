@@ -155,6 +155,26 @@ impl BuildEnv {
     }
 }
 
+/// Spawns `cmd` (stderr piped, stdout to null) and returns once its stderr showed `needle` (a
+/// step's first output line, say); the rest of stderr is drained so the child never blocks.
+#[track_caller]
+pub fn spawn_until(mut cmd: Command, needle: &str) -> std::process::Child {
+    use std::process::Stdio;
+    let mut child = cmd.stderr(Stdio::piped()).stdout(Stdio::null()).spawn().expect("spawn slipway");
+    let mut stderr = child.stderr.take().expect("piped");
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !String::from_utf8_lossy(&seen).contains(needle) {
+        assert!(std::time::Instant::now() < deadline, "{needle:?} never came: {}", String::from_utf8_lossy(&seen));
+        let mut buf = [0u8; 4096];
+        let n = std::io::Read::read(&mut stderr, &mut buf).expect("read stderr");
+        assert!(n > 0, "stderr closed: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    child
+}
+
 /// The JSON lines of a rawjson stderr.
 pub fn events(out: &Output) -> Vec<Value> {
     String::from_utf8_lossy(&out.stderr)
