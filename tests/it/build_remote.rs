@@ -430,3 +430,27 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     out.sort();
     out
 }
+
+/// An `https://` source: a blob the local registry serves over TLS, its certificate trusted
+/// through `SSL_CERT_FILE` as the registry client trusts it; without that trust the download
+/// fails (the certificate is checked).
+#[test]
+fn an_https_url_is_downloaded_over_verified_tls() {
+    use crate::support::registry::{Registry, RegistryConfig};
+    let env = BuildEnv::new();
+    let registry = Registry::start_with(RegistryConfig { tls: true, ..RegistryConfig::default() });
+    let ca = registry.ca();
+    let remote = format!("{}/tls/bb:1", registry.host());
+    let push = env.tc.cmd().args(["push", "bb", &remote]).env("SSL_CERT_FILE", &ca).output().unwrap();
+    assert!(push.status.success(), "{}", describe(&push));
+    let inspect: serde_json::Value = serde_json::from_slice(&env.tc.ok(&["inspect", "bb"]).stdout).unwrap();
+    let config = inspect[0]["Manifest"]["config"]["digest"].as_str().unwrap().to_string();
+    let url = format!("https://{}/v2/tls/bb/blobs/{config}", registry.host());
+    env.dockerfile(&format!("FROM bb\nADD --checksum={config} {url} /config.json\n"));
+    let out = env.build_cmd(&["-t", "img:1"]).env("SSL_CERT_FILE", &ca).output().unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let got = env.run_stdout("img:1", &["cat", "/config.json"]);
+    assert_eq!(sha256(got.as_bytes()), config);
+    let untrusted = env.build_cmd(&["--no-cache", "-t", "img:2"]).env_remove("SSL_CERT_FILE").output().unwrap();
+    assert_eq!(untrusted.status.code(), Some(1), "{}", describe(&untrusted));
+}
