@@ -224,6 +224,8 @@ pub enum Refusal {
     AddRemoteMixed { url: String },
     #[error("ADD --unpack=true of a URL is not supported yet (remote files are never unpacked)")]
     AddRemoteUnpack,
+    #[error("source can't be a URL for COPY ({url}): ADD fetches URLs")]
+    CopyUrl { url: String },
 }
 
 /// A value of an instruction that is not valid (after expansion).

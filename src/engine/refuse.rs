@@ -61,6 +61,13 @@ fn refusal(instruction: &Instruction, options: &BuildOptions, platform: &Platfor
     match instruction {
         Instruction::Run(run) => run_refusal(run, options, platform),
         Instruction::Add(add) => add_refusal(add),
+        Instruction::Copy(copy) => copy.sources.iter().find_map(|source| match source {
+            // BuildKit's rule: only ADD fetches URLs.
+            Source::Path(word) if word.starts_with("http://") || word.starts_with("https://") => {
+                Some(Refusal::CopyUrl { url: crate::remote::redact(word) })
+            }
+            _ => None,
+        }),
         _ => None,
     }
 }
@@ -177,6 +184,10 @@ mod tests {
         assert_eq!(refused("FROM a\nRUN --security=insecure true\n", &o), Some((2, Refusal::SecurityInsecure)));
         assert_eq!(refused("FROM a\nRUN --security=sandbox true\n", &o), None);
         assert_eq!(refused("FROM a\nRUN --network=host true\n", &o), Some((2, Refusal::HostNetwork)));
+        assert_eq!(
+            refused("FROM a\nCOPY https://example.com/x /\n", &o),
+            Some((2, Refusal::CopyUrl { url: "https://example.com/x".into() }))
+        );
         assert_eq!(refused("FROM a\nADD --checksum=sha256:00 x /\n", &o), Some((2, Refusal::AddChecksum)));
         assert_eq!(
             refused("FROM a\nADD --checksum=sha256:00 https://h/a https://h/b /d/\n", &o),

@@ -454,3 +454,14 @@ fn an_https_url_is_downloaded_over_verified_tls() {
     let untrusted = env.build_cmd(&["--no-cache", "-t", "img:2"]).env_remove("SSL_CERT_FILE").output().unwrap();
     assert_eq!(untrusted.status.code(), Some(1), "{}", describe(&untrusted));
 }
+
+/// BuildKit's rule: COPY never fetches a URL; it fails at its line before anything runs.
+#[test]
+fn copy_of_a_url_is_refused_at_its_line() {
+    let env = BuildEnv::new();
+    env.dockerfile("FROM bb\nCOPY https://127.0.0.1:9/never /x\n");
+    let out = env.build(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let err = stderr(&out);
+    assert!(err.contains("Dockerfile:2") && err.contains("source can't be a URL for COPY"), "{err}");
+}
