@@ -160,19 +160,24 @@ impl MountPoints {
                 Some(FileType::Directory) if !last => done.push(name),
                 Some(_) if last => return Ok(()),
                 Some(_) => return Err(io::Error::from_raw_os_error(libc::ENOTDIR)),
-                None if last && !want_dir => {
-                    let times = times_of(&dir)?;
-                    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-                    rustix::fs::openat(&dir, name.as_str(), flags, Mode::from_raw_mode(0o644))?;
-                    done.push(name);
-                    self.created.push((done.join("/"), times));
-                    return Ok(());
-                }
                 None => {
                     let times = times_of(&dir)?;
-                    rustix::fs::mkdirat(&dir, name.as_str(), Mode::from_raw_mode(0o755))?;
-                    done.push(name);
-                    self.created.push((done.join("/"), times));
+                    let made = if last && !want_dir {
+                        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                        rustix::fs::openat(&dir, name.as_str(), flags, Mode::from_raw_mode(0o644)).map(drop)
+                    } else {
+                        rustix::fs::mkdirat(&dir, name.as_str(), Mode::from_raw_mode(0o755))
+                    };
+                    match made {
+                        Ok(()) => {
+                            done.push(name);
+                            self.created.push((done.join("/"), times));
+                        }
+                        // A concurrent run made it first (two steps sharing a cache mount):
+                        // look again at what is there now.
+                        Err(rustix::io::Errno::EXIST) => pending.insert(0, name),
+                        Err(e) => return Err(e.into()),
+                    }
                 }
             }
         }
@@ -226,18 +231,26 @@ fn nested(mounts: &[Mount]) -> Result<Vec<MountPoints>, ExecError> {
         let parent = mounts
             .iter()
             .filter_map(|p| match &p.source {
-                MountSource::Host { path, .. } if p.target_is_dir() => Some((components(&p.target, Vec::new()), path)),
+                MountSource::Host { path, readonly } if p.target_is_dir() => {
+                    Some((components(&p.target, Vec::new()), path, *readonly))
+                }
                 _ => None,
             })
-            .filter(|(outer, _)| outer.len() < inner.len() && inner.starts_with(outer))
-            .max_by_key(|(outer, _)| outer.len());
-        let Some((outer, source)) = parent else { continue };
+            .filter(|(outer, _, _)| outer.len() < inner.len() && inner.starts_with(outer))
+            .max_by_key(|(outer, _, _)| outer.len());
+        let Some((outer, source, readonly)) = parent else { continue };
         let rel = inner[outer.len()..].join("/");
         let mut points = MountPoints { rootfs: source.clone(), created: Vec::new(), nested: Vec::new() };
         let what = format!("mount point {} in {}", mount.target, source.display());
         let prepare = |source| ExecError::Prepare { what: what.clone(), source };
         let root = sys::open_host_no_symlinks(source).map_err(prepare)?;
         points.ensure_path(&root, &rel, mount.target_is_dir()).map_err(prepare)?;
+        if !readonly {
+            // Left in place, as runc leaves the mount points it makes in a bind's source: a
+            // writable host directory is a cache other runs may be using at the same time
+            // (removing it could pull the mount point from under one) or a scratch copy.
+            points.created.clear();
+        }
         made.push(points);
     }
     Ok(made)
