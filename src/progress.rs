@@ -38,8 +38,14 @@ pub enum LogStream {
 /// Whether a task's result came from the cache, and if not, why not.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CacheStatus {
-    Hit,
-    Miss { reason: String },
+    /// Taken from the cache; `from` names the imported cache (`--cache-from`) the record came
+    /// from, `None` for this store's own.
+    Hit {
+        from: Option<String>,
+    },
+    Miss {
+        reason: String,
+    },
 }
 
 /// One thing that happened to a task. Closed: renderers match every variant.

@@ -47,6 +47,9 @@ pub enum MissReason {
     SourceChanged { source: String, old: String, new: String },
     /// Any other component (`instruction`, `user`, `platform`, ...); a side that lacks it is "".
     Changed { component: String, old: String, new: String },
+    /// No record here nor in an imported cache, whose record of the same step (`date`, from
+    /// `source`) differs as `reason` says (a text without values).
+    Imported { reason: String, date: String, source: String },
 }
 
 /// One file of a COPY/ADD source list that differs.
@@ -94,6 +97,9 @@ impl fmt::Display for MissReason {
                     _ => shorten_pair(old, new),
                 };
                 write!(f, "{component} changed ({old} → {new})")
+            }
+            MissReason::Imported { reason, date, source } => {
+                write!(f, "no record: {reason} since the record of {date} from {source}")
             }
         }
     }

@@ -57,6 +57,7 @@
 //! version before it, so a miss reads `https://… changed (etag "a" → etag "b")`.
 
 mod db;
+mod exported;
 mod files;
 mod key;
 mod miss;
@@ -69,6 +70,7 @@ mod tests;
 use std::path::PathBuf;
 
 pub use db::CacheDb;
+pub use exported::{CONFIG_FIELD, ExportedCache, ExportedRecord, portable_slot, sanitize};
 pub use key::{CacheKey, Component, KEY_VERSION, KeyInputs, Slot};
 pub use miss::{FileChange, MAX_FILES_SHOWN, MissReason, diff_files};
 pub use mounts::{

@@ -215,6 +215,12 @@ pub struct BuildArgs {
     /// The image into the store (what every build does; buildx's shortcut for type=docker, slipway's store being its daemon)
     #[arg(long)]
     pub load: bool,
+    /// Read build cache records (repeatable; the first record found wins): REF or type=registry,ref=REF (a cache --cache-to wrote, or an image with inline records), type=local,src=DIR[,tag=TAG]; layers are fetched only when read
+    #[arg(long = "cache-from", value_name = "type=TYPE,KEY=VALUE...|REF", value_parser = crate::cli::cache_specs::parse_cache_from)]
+    pub cache_from: Vec<crate::engine::CacheFrom>,
+    /// Export the build cache (repeatable): type=registry,ref=REF | type=local,dest=DIR[,tag=TAG] | type=inline, with mode=min|max, compression=gzip|zstd|uncompressed, compression-level=N, ignore-error=true
+    #[arg(long = "cache-to", value_name = "type=TYPE,KEY=VALUE...", value_parser = crate::cli::cache_specs::parse_cache_to)]
+    pub cache_to: Vec<crate::engine::CacheExport>,
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// The build context directory, or `-` for a tar archive on stdin

@@ -14,6 +14,7 @@
 //! | 125 / 126 / 127 | `run`: slipway failed / command not executable / command not found |
 
 mod args;
+mod cache_specs;
 mod commands;
 mod outputs;
 pub mod progress;

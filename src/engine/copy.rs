@@ -387,6 +387,7 @@ pub(crate) fn with_layers_guard<'a>(
     layers: &[Descriptor],
 ) -> Result<LayersView<'a>, BuildError> {
     let sn = ctx.builder.snapshotter;
+    super::layers::ensure_local(ctx, layers)?;
     let label = crate::oci::Digest::of(b"copy --from");
     let top = unpack_layers(ctx.builder.store, sn, &label, diff_ids, layers)?.top;
     let dir = tempfile::Builder::new()

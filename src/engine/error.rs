@@ -131,6 +131,55 @@ pub enum BuildError {
         #[source]
         source: Box<RegistryError>,
     },
+    /// A `--cache-from` registry cache could not be read (or a layer of it fetched).
+    #[error("cache from {from}")]
+    CacheFrom {
+        from: String,
+        #[source]
+        source: Box<RegistryError>,
+    },
+    /// A `--cache-from type=local` layout could not be read.
+    #[error("cache from {from}")]
+    CacheFromLayout {
+        from: String,
+        #[source]
+        source: Box<ImageError>,
+    },
+    /// The records of an imported cache do not decode.
+    #[error("cache from {from}: its records do not decode")]
+    CacheRecords {
+        from: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A `--cache-to` registry export failed.
+    #[error("exporting the cache to {to}")]
+    CacheTo {
+        to: String,
+        #[source]
+        source: Box<RegistryError>,
+    },
+    /// A `--cache-to` export failed while writing its image.
+    #[error("exporting the cache to {to}")]
+    CacheToImage {
+        to: String,
+        #[source]
+        source: Box<ImageError>,
+    },
+    /// `type=inline` is written by the build into the image, not exported afterwards.
+    #[error("an inline cache is written into the image by the build itself")]
+    CacheToInline,
+    /// `--cache-to type=local,tag=` that is no valid tag.
+    #[error("invalid cache tag {tag:?}")]
+    InvalidCacheTag {
+        tag: String,
+        #[source]
+        source: ReferenceError,
+    },
+    /// `--cache-to type=inline` with `rewrite-timestamp`: the records would name layers the
+    /// steps did not make.
+    #[error("--cache-to type=inline cannot be combined with rewrite-timestamp")]
+    InlineWithRewrite,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]

@@ -19,11 +19,24 @@ pub(crate) fn export(ctx: &BuildCtx<'_>, target: &StageResult) -> Result<(Image,
         }
     }
     let mut layers = target.layers.clone();
+    // An imported cache's hits are fetched now: the image's layers are in the store with it.
+    super::layers::ensure_local(ctx, &layers)?;
     if ctx.options.rewrite_timestamp {
         let epoch = ctx.options.source_date_epoch.ok_or(BuildError::RewriteWithoutEpoch)?;
         layers = rewrite_timestamps(ctx, &mut config, &layers, epoch)?;
     }
-    let config_bytes = canonical::to_bytes(&config);
+    let config_bytes = match ctx.options.cache_inline {
+        false => canonical::to_bytes(&config),
+        // `--cache-to type=inline`: the records of the image's own steps beside the config.
+        true => {
+            let mut value = serde_json::to_value(&config).expect("a config serializes");
+            let steps = ctx.steps.snapshot();
+            if let Some(records) = super::cache_io::inline_records(&steps, &config.rootfs.diff_ids) {
+                value[crate::cache::CONFIG_FIELD] = records;
+            }
+            canonical::to_bytes(&value)
+        }
+    };
     let config_digest = store.write_blob(&config_bytes, Some(ctx.lease))?;
     let mut manifest =
         ImageManifest::oci(Descriptor::new(MediaType::OciConfig, config_digest, config_bytes.len() as u64), layers);

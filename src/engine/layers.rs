@@ -7,10 +7,11 @@ use std::fs::File;
 use std::path::Path;
 
 use super::BuildError;
+use super::cache_io::CacheStep;
 use super::records::StepEntry;
 use super::stage::{BuildCtx, State};
 use super::step::StepCtx;
-use crate::cache::{CacheKey, KeyInputs, LayerRecord, MissReason, Record, Slot};
+use crate::cache::{CacheKey, KeyInputs, LayerRecord, MissReason, Record, Slot, portable_slot};
 use crate::image::{chain_ids, layer_snapshot_name, unpack_layers};
 use crate::layer::WriteOptions;
 use crate::oci::{Descriptor, DiffId, Digest, MediaType};
@@ -64,11 +65,12 @@ impl StepRun<'_> {
         Ok(file)
     }
 
-    /// Reports the cache lookup: a hit, or a miss and why.
-    fn cache(&self, miss: Option<&MissReason>) {
-        self.ctx.record.step_cache(self.entry, miss);
+    /// Reports the cache lookup: a hit (`from` an imported cache, or the store's own), or a
+    /// miss and why.
+    fn cache(&self, from: Option<&str>, miss: Option<&MissReason>) {
+        self.ctx.record.step_cache(self.entry, from, miss);
         self.task.cache(match miss {
-            None => CacheStatus::Hit,
+            None => CacheStatus::Hit { from: from.map(str::to_string) },
             Some(reason) => CacheStatus::Miss { reason: reason.to_string() },
         });
     }
@@ -98,9 +100,18 @@ pub(crate) fn layer_step(
     let key = step.inputs.key();
     let slot = slot(ctx, state, sc.index);
     let keyed = Keyed { inputs: remembered(step.inputs), files: step.files, key, slot, independent: step.independent };
-    match look_up_or_run(ctx, state, &keyed, &run, work) {
+    let portable = portable_slot(&ctx.options.dockerfile_name, &state.name, sc.index);
+    match look_up_or_run(ctx, state, &keyed, &portable, &run, work) {
         Ok(record) => {
             apply(ctx, state, &record);
+            ctx.steps.push(CacheStep {
+                key: keyed.key,
+                record: record.clone(),
+                slot: portable,
+                inputs: keyed.inputs,
+                files: keyed.files,
+                chain_after: state.chain_id(),
+            });
             state.history(state.last_created, super::history::layer(step.created_by, record.layer.is_none()));
             ctx.record.step_ended(entry, Ok(record.layer.as_ref().map(|l| l.blob.size)));
             task.done();
@@ -118,6 +129,7 @@ fn look_up_or_run(
     ctx: &BuildCtx<'_>,
     state: &mut State,
     keyed: &Keyed,
+    portable: &Slot,
     run: &StepRun<'_>,
     work: impl FnOnce(&StepRun<'_>, &Path) -> Result<(), BuildError>,
 ) -> Result<Record, BuildError> {
@@ -128,7 +140,7 @@ fn look_up_or_run(
     let Some(lock) = ctx.builder.caches.steps.lock(&keyed.key, &|| cancel.is_cancelled(), &mut waiting)? else {
         return Err(BuildError::Cancelled);
     };
-    if let Outcome::Hit(record) = lookup(ctx, state, keyed, run)? {
+    if let Outcome::Hit(record) = lookup(ctx, state, keyed, portable, run)? {
         lock.release_done();
         state.stats.cached += 1;
         return Ok(*record);
@@ -167,9 +179,16 @@ fn slot(ctx: &BuildCtx<'_>, state: &State, index: usize) -> Slot {
     Slot::new(&format!("{}\0{}\0{}\0{}", ctx.options.identity, ctx.options.dockerfile_name, state.name, index))
 }
 
-/// Looks the step up, reports the outcome on its task and record. A record whose layer blob is
-/// gone is forgotten and counts as a miss.
-fn lookup(ctx: &BuildCtx<'_>, state: &State, keyed: &Keyed, run: &StepRun<'_>) -> Result<Outcome, BuildError> {
+/// Looks the step up — in the store's records, then in the imported caches (`--cache-from`) —
+/// and reports the outcome on its task and record. A record whose layer blob is gone is
+/// forgotten and counts as a miss; an imported record's blob is fetched when it is read.
+fn lookup(
+    ctx: &BuildCtx<'_>,
+    state: &State,
+    keyed: &Keyed,
+    portable: &Slot,
+    run: &StepRun<'_>,
+) -> Result<Outcome, BuildError> {
     let cache = &ctx.builder.caches.records;
     let no_cache =
         ctx.options.no_cache || ctx.options.no_cache_filter.iter().any(|s| s.eq_ignore_ascii_case(&state.name));
@@ -180,16 +199,33 @@ fn lookup(ctx: &BuildCtx<'_>, state: &State, keyed: &Keyed, run: &StepRun<'_>) -
                 ctx.lease.add(&layer.blob.digest)?;
             }
             cache.remember(&keyed.slot, &keyed.inputs, keyed.files.as_deref())?;
-            run.cache(None);
+            run.cache(None, None);
             return Ok(Outcome::Hit(Box::new(record)));
         }
         cache.forget(&keyed.key)?;
     }
+    if !no_cache && let Some((record, from)) = ctx.builder.imports.lookup(&keyed.key) {
+        if let Some(layer) = &record.layer
+            && ctx.builder.store.has_blob(&layer.blob.digest)
+        {
+            ctx.lease.add(&layer.blob.digest)?;
+        }
+        cache.remember(&keyed.slot, &keyed.inputs, keyed.files.as_deref())?;
+        run.cache(Some(from), None);
+        return Ok(Outcome::Hit(Box::new(record)));
+    }
     let reason = match no_cache {
         true => MissReason::NoCache,
-        false => cache.explain(&keyed.slot, &keyed.inputs, keyed.files.as_deref())?,
+        false => match cache.explain(&keyed.slot, &keyed.inputs, keyed.files.as_deref())? {
+            MissReason::NoRecord => ctx
+                .builder
+                .imports
+                .explain(portable, &keyed.inputs, keyed.files.as_deref())
+                .unwrap_or(MissReason::NoRecord),
+            reason => reason,
+        },
     };
-    run.cache(Some(&reason));
+    run.cache(None, Some(&reason));
     Ok(Outcome::Miss)
 }
 
@@ -216,9 +252,17 @@ fn apply(ctx: &BuildCtx<'_>, state: &mut State, record: &Record) {
 
 /// Makes sure the stage's layers are committed snapshots; returns the top one's name.
 pub(crate) fn parent_snapshot(ctx: &BuildCtx<'_>, state: &State) -> Result<Option<String>, BuildError> {
+    ensure_local(ctx, &state.layers)?;
     let label = Digest::of(state.name.as_bytes());
     let unpacked = unpack_layers(ctx.builder.store, ctx.builder.snapshotter, &label, state.diff_ids(), &state.layers)?;
     Ok(unpacked.top)
+}
+
+/// Brings the blobs of `layers` an imported cache has and the store lacks into the store (under
+/// the build's lease): a hit from `--cache-from` is fetched only when something reads it.
+pub(crate) fn ensure_local(ctx: &BuildCtx<'_>, layers: &[Descriptor]) -> Result<(), BuildError> {
+    let store = ctx.builder.store;
+    ctx.builder.imports.ensure_local(store, ctx.lease, ctx.builder.reporter, layers)
 }
 
 /// Runs `work` in a fresh active snapshot on the stage's layers (on nothing when

@@ -32,6 +32,7 @@
 //! succeeded; every snapshot and mount a step made is gone when the step ends, whatever happened.
 
 mod add_remote;
+mod cache_io;
 mod caches;
 mod copy;
 mod error;
@@ -64,9 +65,12 @@ use crate::progress::Reporter;
 use crate::snapshot::Snapshotter;
 use crate::store::Store;
 
+pub use cache_io::{
+    CacheExport, CacheFrom, CacheImports, CacheSteps, CacheTo, ExportCtx, ExportedCacheReport, ImportCtx, export_cache,
+};
 pub use caches::BuildCaches;
 pub use error::{BuildError, InvalidValue, Refusal};
-pub use images::{ImageSource, LocalImages, RegistryImages};
+pub use images::{Connect, ImageSource, LocalImages, RegistryImages};
 pub use logs::LOG_DIR;
 pub use plan::static_graph;
 pub use ssh::{SshAgent, SshError};
@@ -134,6 +138,8 @@ pub struct BuildOptions {
     /// `ADD <url>` and git sources: connecting, response headers and each read of a body must
     /// come within it.
     pub remote_timeout: std::time::Duration,
+    /// `--cache-to type=inline`: the records of the image's own steps go into its config.
+    pub cache_inline: bool,
 }
 
 /// What a `--build-context` names.
@@ -190,6 +196,7 @@ impl Default for BuildOptions {
             named_contexts: BTreeMap::new(),
             annotations: BTreeMap::new(),
             remote_timeout: crate::remote::http::DEFAULT_TIMEOUT,
+            cache_inline: false,
         }
     }
 }
@@ -203,6 +210,8 @@ pub struct Builder<'a> {
     /// The step records and the context stat cache ([`BuildCaches::open`]).
     pub caches: &'a BuildCaches,
     pub images: &'a dyn ImageSource,
+    /// `--cache-from`: records consulted after the store's own ([`CacheImports::none`]).
+    pub imports: &'a CacheImports,
     pub reporter: &'a Reporter,
     /// Cancelled by the caller (SIGINT, SIGTERM) or by the first failing step.
     pub cancel: &'a CancelToken,
@@ -227,6 +236,8 @@ pub struct BuildOutput {
     pub log_dir: PathBuf,
     /// The build's id: its record and logs for `slipway builds` ([`records::find`]).
     pub id: String,
+    /// Every layer step's key and record, for `--cache-to` ([`export_cache`]).
+    pub cache_steps: CacheSteps,
 }
 
 /// Builds `dockerfile` (its text) with `builder` as `options` say. Whatever happens after the
@@ -236,6 +247,9 @@ pub fn build(builder: &Builder<'_>, dockerfile: &str, options: &BuildOptions) ->
     refuse::unprivileged()?;
     if options.rewrite_timestamp && options.source_date_epoch.is_none() {
         return Err(BuildError::RewriteWithoutEpoch);
+    }
+    if options.rewrite_timestamp && options.cache_inline {
+        return Err(BuildError::InlineWithRewrite);
     }
     let logs = logs::LogDir::create(builder.store, options.keep_builds)?;
     let context = options.context_name.clone().unwrap_or_else(|| builder.context.root().display().to_string());
@@ -256,7 +270,8 @@ fn build_recorded(
     // Before the plan: an `oci-layout://` named context's blobs come in under it.
     let lease = builder.store.lease("build")?;
     let plan = plan::plan(builder, dockerfile, options, &lease)?;
-    let ctx = stage::BuildCtx { builder, options, plan: &plan, logs, record, lease: &lease };
+    let steps = cache_io::StepCollector::default();
+    let ctx = stage::BuildCtx { builder, options, plan: &plan, logs, record, lease: &lease, steps: &steps };
     let results = scheduler::run(&ctx)?;
     let target = results.get(&plan.graph.target).ok_or(BuildError::Cancelled)?;
     let stats = ctx_stats(&results);
@@ -270,6 +285,7 @@ fn build_recorded(
         duration: started.elapsed(),
         log_dir: logs.path().to_path_buf(),
         id: logs.id().to_string(),
+        cache_steps: steps.take(),
     })
 }
 

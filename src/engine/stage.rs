@@ -31,6 +31,8 @@ pub(crate) struct BuildCtx<'a> {
     /// The build's record: each layer step's entry.
     pub record: &'a Recorder,
     pub lease: &'a Lease,
+    /// Each layer step's key and record as it ends, for `--cache-to`.
+    pub steps: &'a super::cache_io::StepCollector,
 }
 
 impl BuildCtx<'_> {

@@ -2,6 +2,7 @@
 
 mod architecture;
 mod build_cache;
+mod build_cache_export;
 mod build_cli;
 mod build_contexts;
 mod build_copy;

@@ -16,7 +16,10 @@ use crate::cli::{EXIT_FAILURE, units};
 use crate::context::{Context, ContextError, DockerfileIgnore};
 use crate::dockerfile::{Located, render_located};
 use crate::engine::records::RecordSettings;
-use crate::engine::{BuildCaches, BuildError, BuildOptions, BuildOutput, Builder, RegistryImages};
+use crate::engine::{
+    BuildCaches, BuildError, BuildOptions, BuildOutput, Builder, CacheImports, CacheTo, Connect, ExportCtx, ImportCtx,
+    RegistryImages,
+};
 use crate::exec::{CancelToken, Network};
 use crate::image::parse_name;
 use crate::oci::{Platform, Reference};
@@ -70,6 +73,8 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs, progress: &Reporter) -> Resu
     let settings = super::registry::settings()?;
     let connect = |registry: &str| super::registry::connect(&args.registry, &settings, registry);
     let images = RegistryImages { settings: &settings, connect: &connect, progress: &reporter, always_pull: args.pull };
+    let import_lease = store.lease("cache-import")?;
+    let imports = open_imports(args, &store, &import_lease, &options.platform, &connect, &reporter);
     let builder = Builder {
         store: &store,
         snapshotter: sn.as_ref(),
@@ -77,6 +82,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs, progress: &Reporter) -> Resu
         context: &context,
         caches: &caches,
         images: &images,
+        imports: &imports,
         reporter: &reporter,
         cancel: &cancel,
     };
@@ -95,14 +101,15 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs, progress: &Reporter) -> Resu
                 epoch: options.source_date_epoch,
                 progress: &reporter,
             };
-            let exported = (|| {
-                outputs::write(&outputs, &written)?;
-                let pusher = Pusher { store: &store, args, settings: &settings, progress: &reporter };
-                for out in outputs.iter().filter(|o| o.push) {
-                    pusher.push(out, &options.tags, &output)?;
-                }
-                anyhow::Ok(())
-            })();
+            let pusher = Pusher { store: &store, args, settings: &settings, progress: &reporter };
+            let cache = ExportCtx {
+                store: &store,
+                imports: &imports,
+                platform: &options.platform,
+                connect: &connect,
+                progress: &reporter,
+            };
+            let exported = deliver(&outputs, &written, &pusher, &cache, &output);
             if let Err(err) = exported {
                 // The build's record says what the user saw: the build failed at its outputs.
                 if let Err(e) = crate::engine::records::record_output_failure(&store, &output.id, &format!("{err:#}")) {
@@ -122,6 +129,68 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs, progress: &Reporter) -> Resu
             Ok(EXIT_FAILURE)
         }
     }
+}
+
+/// The build's results where they go: the outputs, the pushes, the caches (`--cache-to`).
+fn deliver(
+    outputs: &[Output],
+    written: &outputs::Written<'_>,
+    pusher: &Pusher<'_>,
+    cache: &ExportCtx<'_>,
+    output: &BuildOutput,
+) -> Result<()> {
+    outputs::write(outputs, written)?;
+    for out in outputs.iter().filter(|o| o.push) {
+        pusher.push(out, written.tags, output)?;
+    }
+    export_caches(pusher.args, cache, output)
+}
+
+/// Opens the caches `--cache-from` names; one that cannot be read (a first CI run has none yet)
+/// is a warning, as with buildx.
+fn open_imports(
+    args: &BuildArgs,
+    store: &Store,
+    lease: &crate::store::Lease,
+    platform: &Platform,
+    connect: &Connect<'_>,
+    progress: &Reporter,
+) -> CacheImports {
+    if args.cache_from.is_empty() {
+        return CacheImports::none();
+    }
+    let ctx = ImportCtx { store, lease, platform, connect, progress };
+    let (imports, failed) = CacheImports::open(&ctx, &args.cache_from);
+    for (from, err) in failed {
+        eprintln!("warning: {:#}", anyhow::Error::new(err).context(format!("importing the cache from {from}")));
+    }
+    if !progress.is_silent() {
+        let (records, sources) = imports.counts();
+        if sources > 0 {
+            eprintln!("imported {records} cache records from {sources} source(s)");
+        }
+    }
+    imports
+}
+
+/// `--cache-to` (all but `type=inline`, which the build wrote into the image): each in turn; a
+/// failure fails the build unless `ignore-error=true` makes it a warning.
+fn export_caches(args: &BuildArgs, ctx: &ExportCtx<'_>, output: &BuildOutput) -> Result<()> {
+    for export in args.cache_to.iter().filter(|c| c.to != CacheTo::Inline) {
+        match crate::engine::export_cache(ctx, output, export) {
+            Ok(report) => {
+                if !ctx.progress.is_silent() {
+                    eprintln!(
+                        "exported the cache ({} records, {} layers) as {}",
+                        report.records, report.layers, report.digest
+                    );
+                }
+            }
+            Err(e) if export.ignore_error => eprintln!("warning: {:#}", anyhow::Error::new(e)),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// The build's options from its arguments (secrets read; `--ssh` agents are opened by the
@@ -145,6 +214,7 @@ fn build_options(args: &BuildArgs, name: &str, dockerfile_id: &str) -> Result<(B
         shm_size: args.shm_size,
         ulimits: args.ulimits.clone(),
         named_contexts: args.build_contexts.iter().cloned().collect(),
+        cache_inline: args.cache_to.iter().any(|c| c.to == CacheTo::Inline),
         ..BuildOptions::default()
     };
     if let Some(p) = &args.platform {

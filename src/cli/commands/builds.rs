@@ -123,7 +123,7 @@ fn print_steps(r: &BuildRecord) {
 fn cache(s: &StepRecord) -> String {
     match &s.cache {
         None => "-".into(),
-        Some(CacheStatus::Hit) => "cached".into(),
+        Some(CacheStatus::Hit { .. }) => "cached".into(),
         Some(CacheStatus::Miss { reason }) => format!("miss: {reason}"),
     }
 }
@@ -168,7 +168,7 @@ fn logs(store: &Store, args: &BuildsLogsArgs) -> Result<u8> {
 
 fn why_no_log(step: &StepRecord) -> &'static str {
     match &step.cache {
-        Some(CacheStatus::Hit) => "it was taken from the cache and ran nothing",
+        Some(CacheStatus::Hit { .. }) => "it was taken from the cache and ran nothing",
         _ if step.name.contains("] RUN ") => "it stopped before its process started",
         _ => "only RUN steps run a process",
     }

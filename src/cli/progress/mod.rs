@@ -114,7 +114,7 @@ pub(crate) mod tests {
             (1400, Event::TaskDone { id: 1, duration: Duration::from_millis(1400) }),
             (1500, Event::TaskFailed { id: 2, duration: Duration::from_millis(1500), error: "exit code 2".into() }),
             (1600, Event::TaskStarted { id: 3, name: "[3/3] COPY . /app".into() }),
-            (1600, Event::TaskCache { id: 3, status: CacheStatus::Hit }),
+            (1600, Event::TaskCache { id: 3, status: CacheStatus::Hit { from: None } }),
             (1600, Event::TaskProgress { id: 3, current: 2, total: Some(5), unit: Unit::Items }),
             (1700, Event::TaskDone { id: 3, duration: Duration::from_millis(100) }),
         ]

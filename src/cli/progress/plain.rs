@@ -172,7 +172,10 @@ impl<W: Write + Send> Sink for Plain<W> {
                 let marker = if *stream == LogStream::Stderr { " stderr" } else { "" };
                 lines.push(format!("#{id} {:.3}{marker} {line}", at.as_secs_f64()));
             }
-            Event::TaskCache { status: CacheStatus::Hit, .. } => lines.push(format!("#{id} CACHED")),
+            Event::TaskCache { status: CacheStatus::Hit { from }, .. } => lines.push(match from {
+                Some(from) => format!("#{id} CACHED (from {from})"),
+                None => format!("#{id} CACHED"),
+            }),
             Event::TaskCache { status: CacheStatus::Miss { reason }, .. } => {
                 lines.push(format!("#{id} cache miss: {reason}"));
             }
@@ -426,7 +429,7 @@ mod tests {
             (400, log(1, "cc -o app a.o b.o")),
             (500, start(3, "[build 2/2] COPY app /")),
             (2200, done(1, 2200)),
-            (2300, Event::TaskCache { id: 3, status: CacheStatus::Hit }),
+            (2300, Event::TaskCache { id: 3, status: CacheStatus::Hit { from: None } }),
             (2400, done(3, 1900)),
             (3000, start(4, "[x 1/1] RUN sleep 5")),
             (3100, log(4, "sleeping")),

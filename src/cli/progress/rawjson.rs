@@ -69,8 +69,12 @@ pub fn to_json(event: &Event, ts: SystemTime) -> String {
             ],
         ),
         // `hit` is the original v1 field, `status` the additive one readers should prefer.
-        Event::TaskCache { status: CacheStatus::Hit, .. } => {
-            ("task_cache", vec![("status", json!("hit")), ("hit", json!(true))])
+        Event::TaskCache { status: CacheStatus::Hit { from }, .. } => {
+            let mut fields = vec![("status", json!("hit")), ("hit", json!(true))];
+            if let Some(from) = from {
+                fields.push(("from", json!(from)));
+            }
+            ("task_cache", fields)
         }
         Event::TaskCache { status: CacheStatus::Miss { reason }, .. } => {
             ("task_cache", vec![("status", json!("miss")), ("hit", json!(false)), ("reason", json!(reason))])

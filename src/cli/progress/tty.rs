@@ -135,7 +135,7 @@ impl Sink for Tty {
             Event::TaskCache { status, .. } => {
                 if let Some(task) = tasks.get_mut(&id) {
                     let note = match status {
-                        CacheStatus::Hit => {
+                        CacheStatus::Hit { .. } => {
                             task.cached = true;
                             "CACHED".to_string()
                         }
@@ -378,7 +378,7 @@ mod tests {
 
         tty.event(&Event::TaskDone { id: 1, duration: Duration::from_millis(1234) });
         tty.event(&Event::TaskStarted { id: 3, name: "[build 2/2] COPY app /".into() });
-        tty.event(&Event::TaskCache { id: 3, status: CacheStatus::Hit });
+        tty.event(&Event::TaskCache { id: 3, status: CacheStatus::Hit { from: None } });
         tty.event(&Event::TaskDone { id: 3, duration: Duration::from_millis(1) });
         let rows = screen.rows();
         assert_eq!(rows[0], "#1 [build 1/2] RUN make  DONE 1.2s", "{rows:#?}");

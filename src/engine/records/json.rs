@@ -37,12 +37,12 @@ pub fn encode(r: &BuildRecord) -> Value {
 }
 
 fn encode_step(s: &StepRecord) -> Value {
-    let (cache, reason) = match &s.cache {
-        None => (None, None),
-        Some(CacheStatus::Hit) => (Some("hit"), None),
-        Some(CacheStatus::Miss { reason }) => (Some("miss"), Some(reason.as_str())),
+    let (cache, reason, from) = match &s.cache {
+        None => (None, None, None),
+        Some(CacheStatus::Hit { from }) => (Some("hit"), None, from.as_deref()),
+        Some(CacheStatus::Miss { reason }) => (Some("miss"), Some(reason.as_str()), None),
     };
-    json!({
+    let mut step = json!({
         "name": s.name,
         "stage": s.stage,
         "started_ms": s.started_ms,
@@ -56,7 +56,11 @@ fn encode_step(s: &StepRecord) -> Value {
         "error": s.error,
         "last_lines": s.last_lines,
         "log": s.log,
-    })
+    });
+    if let Some(from) = from {
+        step["cache_from"] = json!(from);
+    }
+    step
 }
 
 /// Reads a record file's bytes.
@@ -100,7 +104,7 @@ fn decode_step(path: &Path, value: &Value) -> Result<StepRecord, RecordError> {
     let f = Fields { path, map: value.as_object().ok_or_else(|| field(path, "steps"))? };
     let cache = match f.opt_str("cache")?.as_deref() {
         None => None,
-        Some("hit") => Some(CacheStatus::Hit),
+        Some("hit") => Some(CacheStatus::Hit { from: f.opt_str("cache_from")? }),
         Some("miss") => Some(CacheStatus::Miss { reason: f.opt_str("reason")?.unwrap_or_default() }),
         Some(_) => return Err(field(path, "steps.cache")),
     };

@@ -168,7 +168,7 @@ impl BuildRecord {
     }
 
     fn count(&self, want: impl Fn(bool) -> bool) -> usize {
-        let hit = |s: &StepRecord| matches!(s.cache, Some(CacheStatus::Hit));
+        let hit = |s: &StepRecord| matches!(s.cache, Some(CacheStatus::Hit { .. }));
         self.steps.iter().filter(|s| s.result == StepResult::Done && want(hit(s))).count()
     }
 

@@ -99,10 +99,11 @@ impl Recorder {
         })
     }
 
-    /// The step's cache lookup: a hit, or a miss and why (kept without values).
-    pub(crate) fn step_cache(&self, step: StepEntry, miss: Option<&MissReason>) {
+    /// The step's cache lookup: a hit (`from` an imported cache, or this store's), or a miss and
+    /// why (kept without values).
+    pub(crate) fn step_cache(&self, step: StepEntry, from: Option<&str>, miss: Option<&MissReason>) {
         let status = match miss {
-            None => CacheStatus::Hit,
+            None => CacheStatus::Hit { from: from.map(str::to_string) },
             Some(reason) => CacheStatus::Miss { reason: self.mask.apply(&reason.without_values()) },
         };
         self.change(|state| state.record.steps[step.0].cache = Some(status));

@@ -26,7 +26,7 @@ fn record(id: &str, result: BuildResult) -> BuildRecord {
                 stage: "build".into(),
                 started_ms: 1_767_225_600_200,
                 duration_ms: Some(5),
-                cache: Some(CacheStatus::Hit),
+                cache: Some(CacheStatus::Hit { from: None }),
                 bytes: Some(2048),
                 result: StepResult::Done,
                 exit: None,
