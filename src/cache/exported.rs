@@ -28,6 +28,17 @@ pub struct ExportedCache {
     /// [`KEY_VERSION`] of the keys: records of another version never match.
     pub key_version: u32,
     pub records: Vec<ExportedRecord>,
+    /// The contents of `RUN --mount=type=cache` directories (`--cache-to …,mounts=true`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<ExportedMount>,
+}
+
+/// A cache mount's contents: the layer (index in the carrying manifest) holding the tree of
+/// the mount with id `id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportedMount {
+    pub id: String,
+    pub layer: usize,
 }
 
 /// One step's record.
@@ -156,8 +167,12 @@ mod tests {
             &before,
             Some(&files_before),
         );
-        let json =
-            serde_json::to_string(&ExportedCache { key_version: KEY_VERSION, records: vec![record.clone()] }).unwrap();
+        let json = serde_json::to_string(&ExportedCache {
+            key_version: KEY_VERSION,
+            records: vec![record.clone()],
+            mounts: Vec::new(),
+        })
+        .unwrap();
         let b64 = base64::engine::general_purpose::STANDARD;
         let decoded = String::from_utf8_lossy(&b64.decode(&record.inputs).unwrap()).into_owned();
         for secret in ["1.2", "s3cr3t", "user:pw", "example.test"] {

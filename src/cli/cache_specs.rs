@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::engine::{CacheExport, CacheFrom, CacheTo};
+use crate::engine::{CacheExport, CacheFrom, CacheTo, DEFAULT_MOUNTS_MAX_SIZE};
 use crate::layer::{Compression, level_range};
 use crate::oci::{LayerCompression, Reference};
 
@@ -81,8 +81,17 @@ pub fn parse_cache_to(spec: &str) -> Result<CacheExport, String> {
     };
     let get = |k: &str| pairs.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
     let kind = get("type").unwrap_or("registry");
-    let common =
-        ["type", "mode", "compression", "compression-level", "ignore-error", "oci-mediatypes", "image-manifest"];
+    let common = [
+        "type",
+        "mode",
+        "compression",
+        "compression-level",
+        "ignore-error",
+        "oci-mediatypes",
+        "image-manifest",
+        "mounts",
+        "mounts-max-size",
+    ];
     let own: &[&str] = match kind {
         "registry" => &["ref"],
         "local" => &["dest", "tag"],
@@ -90,8 +99,8 @@ pub fn parse_cache_to(spec: &str) -> Result<CacheExport, String> {
         other => return Err(unsupported_type(other)),
     };
     for (key, value) in &pairs {
-        if key == "mounts" || key == "mounts-max-size" {
-            return Err(format!("--cache-to {key}= (cache mount contents) is not supported yet"));
+        if kind == "inline" && (key == "mounts" || key == "mounts-max-size") {
+            return Err(format!("--cache-to type=inline does not take {key}= (the image carries no cache mount)"));
         }
         if !common.contains(&key.as_str()) && !own.contains(&key.as_str()) {
             return Err(format!("--cache-to type={kind} does not take the key {key:?}"));
@@ -136,7 +145,12 @@ pub fn parse_cache_to(spec: &str) -> Result<CacheExport, String> {
         _ if max => return Err("--cache-to type=inline supports mode=min only".to_string()),
         _ => CacheTo::Inline,
     };
-    Ok(CacheExport { to, max, compression, level, ignore_error })
+    let mounts = get("mounts").map(|v| boolean("mounts", v)).transpose()?.unwrap_or(false);
+    let mounts_max_size = match get("mounts-max-size") {
+        None => DEFAULT_MOUNTS_MAX_SIZE,
+        Some(v) => crate::cli::units::parse_storage(v).map_err(|e| format!("mounts-max-size={v:?}: {e}"))?,
+    };
+    Ok(CacheExport { to, max, compression, level, ignore_error, mounts, mounts_max_size })
 }
 
 #[cfg(test)]
@@ -158,7 +172,11 @@ mod tests {
         assert!(err("type=inline,mode=max").contains("mode=min only"));
         assert!(err("type=gha").contains("not supported"));
         assert!(err("type=local").contains("needs dest="));
-        assert!(err("type=registry,ref=r,mounts=true").contains("not supported yet"));
+        let m = parse_cache_to("type=local,dest=/c,mounts=true,mounts-max-size=10MiB").unwrap();
+        assert!(m.mounts && m.mounts_max_size == 10 << 20);
+        assert!(!l.mounts && l.mounts_max_size == DEFAULT_MOUNTS_MAX_SIZE);
+        assert!(err("type=inline,mounts=true").contains("no cache mount"));
+        assert!(err("type=local,dest=/c,mounts=maybe").contains("not true or false"));
         assert!(err("type=registry,ref=r,oci-mediatypes=false").contains("OCI image manifest"));
         assert!(err("type=registry,ref=r,mode=all").contains("min or max"));
         assert!(err("type=registry,ref=r,dest=x").contains("does not take"));

@@ -23,8 +23,8 @@ use std::sync::Mutex;
 use super::BuildError;
 use super::images::Connect;
 use crate::cache::{
-    CONFIG_FIELD, CacheKey, ExportedCache, ExportedRecord, KEY_VERSION, KeyInputs, LayerRecord, MissReason, Record,
-    Slot,
+    CONFIG_FIELD, CacheKey, CacheMountRequest, CacheMounts, ExportedCache, ExportedMount, ExportedRecord, KEY_VERSION,
+    KeyInputs, LayerRecord, MissReason, Record, Sharing, Slot,
 };
 use crate::image::{Image, LayerOptions, LayoutSelector, chain_ids, load_image};
 use crate::oci::{
@@ -79,7 +79,14 @@ pub struct CacheExport {
     pub level: Option<u32>,
     /// `ignore-error=true`: a failed export is a warning, not a failed build.
     pub ignore_error: bool,
+    /// `mounts=true`: the contents of the build's `RUN --mount=type=cache` directories travel
+    /// too, each at most `mounts_max_size` bytes (a bigger one is left out and reported).
+    pub mounts: bool,
+    pub mounts_max_size: u64,
 }
+
+/// The cap of one exported cache mount when `mounts-max-size` is not given.
+pub const DEFAULT_MOUNTS_MAX_SIZE: u64 = 1 << 30;
 
 /// A step of this build as an export needs it.
 #[derive(Debug, Clone)]
@@ -96,35 +103,48 @@ pub(crate) struct CacheStep {
     pub chain_after: Option<Digest>,
 }
 
-/// The steps a build looked up, in the order they ended; [`super::BuildOutput::cache_steps`].
+/// The steps a build looked up, in the order they ended, and the ids of the cache mounts its
+/// RUN steps declare (run or not); [`super::BuildOutput::cache_steps`].
 #[derive(Debug, Clone, Default)]
-pub struct CacheSteps(pub(crate) Vec<CacheStep>);
+pub struct CacheSteps {
+    pub(crate) steps: Vec<CacheStep>,
+    pub(crate) mount_ids: BTreeSet<String>,
+}
 
 impl CacheSteps {
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.steps.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.steps.is_empty()
     }
 }
 
 /// Collects the steps while stages run on their threads.
 #[derive(Default)]
-pub(crate) struct StepCollector(Mutex<Vec<CacheStep>>);
+pub(crate) struct StepCollector(Mutex<CacheSteps>);
 
 impl StepCollector {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheSteps> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub(crate) fn push(&self, step: CacheStep) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(step);
+        self.lock().steps.push(step);
+    }
+
+    /// A RUN step declares the cache mount `id`.
+    pub(crate) fn note_mount(&self, id: &str) {
+        self.lock().mount_ids.insert(id.to_string());
     }
 
     pub(crate) fn take(&self) -> CacheSteps {
-        CacheSteps(std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner())))
+        std::mem::take(&mut *self.lock())
     }
 
     pub(crate) fn snapshot(&self) -> Vec<CacheStep> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.lock().steps.clone()
     }
 }
 
@@ -135,6 +155,7 @@ struct Source {
     layers: Vec<Descriptor>,
     diff_ids: Vec<DiffId>,
     records: Vec<ExportedRecord>,
+    mounts: Vec<ExportedMount>,
 }
 
 /// How an imported cache's missing blobs are brought into the store.
@@ -236,6 +257,27 @@ impl CacheImports {
         Some(MissReason::Imported { reason, date, source: source.name.clone() })
     }
 
+    /// Fills the new cache mount directory `dest` (id `id`) with the contents an imported cache
+    /// carries for it, if any (the first source's); returns whether it did.
+    pub(crate) fn seed_mount(
+        &self,
+        store: &Store,
+        lease: &Lease,
+        progress: &Reporter,
+        id: &str,
+        dest: &std::path::Path,
+    ) -> Result<bool, BuildError> {
+        let found = self.sources.iter().find_map(|s| Some((s, s.mounts.iter().find(|m| m.id == id)?.layer)));
+        let Some((source, i)) = found else { return Ok(false) };
+        let Some(layer) = source.layers.get(i) else { return Ok(false) };
+        self.ensure_local(store, lease, progress, std::slice::from_ref(layer))?;
+        let blob = store.open_blob(&layer.digest)?;
+        let layer_err = |source| BuildError::CacheMountLayer { id: id.to_string(), source };
+        let tar = crate::layer::decompress(Box::new(blob)).map_err(layer_err)?;
+        crate::layer::apply(tar, dest, &crate::layer::ApplyOptions::default()).map_err(layer_err)?;
+        Ok(true)
+    }
+
     /// Brings the blobs of `layers` that the store lacks in from the imported cache that has
     /// them (each checked against its DiffID), under `lease`. A blob no import has is left to
     /// whoever reads it (it fails there, naming it).
@@ -291,20 +333,23 @@ fn open_source(ctx: &ImportCtx<'_>, spec: &CacheFrom) -> Result<Source, BuildErr
         }
     };
     let bytes = ctx.store.read_blob(&config_digest, MAX_CONFIG)?;
-    let records = records_of(&name, &bytes)?;
+    let ExportedCache { records, mounts, .. } = records_of(&name, &bytes)?;
     let config: ImageConfig =
         serde_json::from_slice(&bytes).map_err(|source| BuildError::CacheRecords { from: name.clone(), source })?;
-    Ok(Source { name, fetch, layers: manifest.layers, diff_ids: config.rootfs.diff_ids, records })
+    Ok(Source { name, fetch, layers: manifest.layers, diff_ids: config.rootfs.diff_ids, records, mounts })
 }
 
-/// The records in a config's [`CONFIG_FIELD`]; none when it has no such field or they are of
-/// another key version (they could never match).
-fn records_of(name: &str, config: &[u8]) -> Result<Vec<ExportedRecord>, BuildError> {
+/// The records in a config's [`CONFIG_FIELD`]; none when it has no such field, and no step
+/// record when they are of another key version (they could never match).
+fn records_of(name: &str, config: &[u8]) -> Result<ExportedCache, BuildError> {
     let records_err = |source| BuildError::CacheRecords { from: name.to_string(), source };
     let value: serde_json::Value = serde_json::from_slice(config).map_err(records_err)?;
-    let Some(field) = value.get(CONFIG_FIELD) else { return Ok(Vec::new()) };
-    let cache: ExportedCache = serde_json::from_value(field.clone()).map_err(records_err)?;
-    Ok(if cache.key_version == KEY_VERSION { cache.records } else { Vec::new() })
+    let Some(field) = value.get(CONFIG_FIELD) else { return Ok(ExportedCache::default()) };
+    let mut cache: ExportedCache = serde_json::from_value(field.clone()).map_err(records_err)?;
+    if cache.key_version != KEY_VERSION {
+        cache.records.clear();
+    }
+    Ok(cache)
 }
 
 /// The steps an export of `mode` carries: every step (`max`), or those whose result is part of
@@ -341,7 +386,7 @@ fn exported_records(steps: &[&CacheStep]) -> (ExportedCache, Vec<(DiffId, Descri
             step.files.as_deref(),
         ));
     }
-    (ExportedCache { key_version: KEY_VERSION, records }, layers)
+    (ExportedCache { key_version: KEY_VERSION, records, mounts: Vec::new() }, layers)
 }
 
 /// The records of the steps that made `image_diff_ids` (`type=inline`), indexing the image's own
@@ -366,12 +411,14 @@ pub(crate) fn inline_records(steps: &[CacheStep], image_diff_ids: &[DiffId]) -> 
     if records.is_empty() {
         return None;
     }
-    serde_json::to_value(ExportedCache { key_version: KEY_VERSION, records }).ok()
+    serde_json::to_value(ExportedCache { key_version: KEY_VERSION, records, mounts: Vec::new() }).ok()
 }
 
 /// What writing a cache image needs.
 pub struct ExportCtx<'a> {
     pub store: &'a Store,
+    /// The store's cache mounts, for `mounts=true`.
+    pub mounts: &'a CacheMounts,
     pub imports: &'a CacheImports,
     pub platform: &'a Platform,
     pub connect: &'a Connect<'a>,
@@ -381,9 +428,12 @@ pub struct ExportCtx<'a> {
 /// What an export wrote.
 #[derive(Debug, Clone)]
 pub struct ExportedCacheReport {
-    /// Records and layers in the cache.
+    /// Records, layers and cache mounts in the cache.
     pub records: usize,
     pub layers: usize,
+    pub mounts: usize,
+    /// Cache mounts left out for their size (`mounts-max-size`), with it.
+    pub skipped: Vec<(String, u64)>,
     /// The cache manifest's digest as written.
     pub digest: Digest,
 }
@@ -396,8 +446,12 @@ pub fn export_cache(
     export: &CacheExport,
 ) -> Result<ExportedCacheReport, BuildError> {
     let lease = ctx.store.lease("cache-export")?;
-    let steps = selected(&output.cache_steps.0, &output.image.config.rootfs.diff_ids, export.max);
-    let (cache, layers) = exported_records(&steps);
+    let steps = selected(&output.cache_steps.steps, &output.image.config.rootfs.diff_ids, export.max);
+    let (mut cache, mut layers) = exported_records(&steps);
+    let mut skipped = Vec::new();
+    if export.mounts {
+        skipped = export_mounts(ctx, &lease, &output.cache_steps.mount_ids, export, &mut cache, &mut layers)?;
+    }
     let descriptors: Vec<Descriptor> = layers.iter().map(|(_, d)| d.clone()).collect();
     ctx.imports.ensure_local(ctx.store, &lease, ctx.progress, &descriptors)?;
     let image = cache_image(ctx, &lease, &cache, &layers)?;
@@ -447,7 +501,49 @@ pub fn export_cache(
         }
         CacheTo::Inline => unreachable!("returned above"),
     };
-    Ok(ExportedCacheReport { records: cache.records.len(), layers: layers.len(), digest })
+    Ok(ExportedCacheReport {
+        records: cache.records.len(),
+        layers: layers.len(),
+        mounts: cache.mounts.len(),
+        skipped,
+        digest,
+    })
+}
+
+/// Tars each cache mount `ids` names that exists in the store (and fits the cap) into a layer
+/// of the cache; returns the ids left out for their size, with it.
+fn export_mounts(
+    ctx: &ExportCtx<'_>,
+    lease: &Lease,
+    ids: &BTreeSet<String>,
+    export: &CacheExport,
+    cache: &mut ExportedCache,
+    layers: &mut Vec<(DiffId, Descriptor)>,
+) -> Result<Vec<(String, u64)>, BuildError> {
+    let mut skipped = Vec::new();
+    for info in ctx.mounts.list()?.into_iter().filter(|i| ids.contains(&i.id)) {
+        if info.bytes > export.mounts_max_size {
+            skipped.push((info.id, info.bytes));
+            continue;
+        }
+        let request = CacheMountRequest { id: &info.id, sharing: Sharing::Shared, mode: 0o755, uid: 0, gid: 0 };
+        let mount = ctx.mounts.acquire(&request, &|| false)?;
+        let ingest = ctx.store.ingest()?;
+        let opts = crate::layer::WriteOptions { source_date_epoch: None };
+        let (ingest, diff_id, _) = crate::layer::write_dir(mount.path(), &opts, ingest)
+            .map_err(|source| BuildError::CacheMountLayer { id: info.id.clone(), source })?;
+        let (digest, size) = ingest.commit(None, Some(lease))?;
+        drop(mount);
+        let index = match layers.iter().position(|(d, _)| *d == diff_id) {
+            Some(i) => i,
+            None => {
+                layers.push((diff_id, Descriptor::new(MediaType::OciLayer, digest, size)));
+                layers.len() - 1
+            }
+        };
+        cache.mounts.push(ExportedMount { id: info.id, layer: index });
+    }
+    Ok(skipped)
 }
 
 /// Writes the cache's config and manifest into the store (under `lease`); returns it as an image.

@@ -166,6 +166,13 @@ pub enum BuildError {
         #[source]
         source: Box<ImageError>,
     },
+    /// A cache mount's contents could not be written into, or restored from, a cache layer.
+    #[error("the contents of cache mount {id:?}")]
+    CacheMountLayer {
+        id: String,
+        #[source]
+        source: crate::layer::LayerError,
+    },
     /// `type=inline` is written by the build into the image, not exported afterwards.
     #[error("an inline cache is written into the image by the build itself")]
     CacheToInline,

@@ -66,7 +66,8 @@ use crate::snapshot::Snapshotter;
 use crate::store::Store;
 
 pub use cache_io::{
-    CacheExport, CacheFrom, CacheImports, CacheSteps, CacheTo, ExportCtx, ExportedCacheReport, ImportCtx, export_cache,
+    CacheExport, CacheFrom, CacheImports, CacheSteps, CacheTo, DEFAULT_MOUNTS_MAX_SIZE, ExportCtx, ExportedCacheReport,
+    ImportCtx, export_cache,
 };
 pub use caches::BuildCaches;
 pub use error::{BuildError, InvalidValue, Refusal};

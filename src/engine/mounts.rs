@@ -192,6 +192,7 @@ fn plan_one<'r>(sc: &StepCtx<'r>, state: &State, m: &MountFlag) -> Result<Option
                 from,
                 source: clean_source(m.source.as_deref().unwrap_or("")),
             };
+            ctx.steps.note_mount(&cache.id);
             Ok(Some(Planned { target, kind: Kind::Cache(cache) }))
         }
         MountType::Ssh => {
@@ -380,6 +381,11 @@ fn cache_source<'a>(
                 }
             };
             seed(&src_root, &c.source, &root, from_context)
+        }
+        // A new cache that an imported cache (`--cache-from`, `mounts=true`) carries.
+        None if lease.is_new() => {
+            let b = ctx.builder;
+            b.imports.seed_mount(b.store, ctx.lease, b.reporter, &c.id, &root).map(drop)
         }
         _ => Ok(()),
     };

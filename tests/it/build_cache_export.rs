@@ -213,3 +213,38 @@ fn grep_tree(dir: &Path, needle: &[u8]) -> Vec<String> {
     }
     found
 }
+
+#[test]
+fn cache_mount_contents_travel_with_mounts_true() {
+    let (_registry, proxy, base) = registry_with_base();
+    let dockerfile = format!(
+        "FROM {base}\nARG N\n\
+         RUN --mount=type=cache,target=/var/cache/app,id=appcache ls /var/cache/app > /seen && echo $N > /var/cache/app/from-$N\n\
+         CMD [\"cat\", \"/seen\"]\n"
+    );
+    let with = format!("{}/app/mounts:1", proxy.host());
+    let without = format!("{}/app/nomounts:1", proxy.host());
+    let a = BuildEnv::new();
+    a.dockerfile(&dockerfile);
+    let out = a.build_ok(&["--build-arg", "N=a", "--cache-to", &format!("type=registry,ref={with},mounts=true")]);
+    assert!(stderr(&out).contains("1 cache mounts)"), "{}", describe(&out));
+    a.build_ok(&["--build-arg", "N=a", "--cache-to", &format!("type=registry,ref={without}")]);
+    let out = a.build_ok(&[
+        "--build-arg",
+        "N=a",
+        "--cache-to",
+        &format!("type=local,dest={}/c,mounts=true,mounts-max-size=1", a.tc.path().display()),
+    ]);
+    assert!(stderr(&out).contains("warning: cache mount \"appcache\" left out of the cache"), "{}", describe(&out));
+
+    // Runner B's first RUN (another argument: it runs) sees what runner A left in the cache.
+    let b = BuildEnv::new();
+    b.dockerfile(&dockerfile);
+    b.build_ok(&["--build-arg", "N=b", "--cache-from", &with, "-t", "app:1"]);
+    assert_eq!(b.run_stdout("app:1", &[]), "from-a\n");
+    // Without mounts=true the cache carries no mount: runner C starts with an empty one.
+    let c = BuildEnv::new();
+    c.dockerfile(&dockerfile);
+    c.build_ok(&["--build-arg", "N=c", "--cache-from", &without, "-t", "app:1"]);
+    assert_eq!(c.run_stdout("app:1", &[]), "");
+}

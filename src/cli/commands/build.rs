@@ -104,6 +104,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs, progress: &Reporter) -> Resu
             let pusher = Pusher { store: &store, args, settings: &settings, progress: &reporter };
             let cache = ExportCtx {
                 store: &store,
+                mounts: &caches.mounts,
                 imports: &imports,
                 platform: &options.platform,
                 connect: &connect,
@@ -180,9 +181,19 @@ fn export_caches(args: &BuildArgs, ctx: &ExportCtx<'_>, output: &BuildOutput) ->
         match crate::engine::export_cache(ctx, output, export) {
             Ok(report) => {
                 if !ctx.progress.is_silent() {
+                    let mounts = match report.mounts {
+                        0 => String::new(),
+                        n => format!(", {n} cache mounts"),
+                    };
                     eprintln!(
-                        "exported the cache ({} records, {} layers) as {}",
+                        "exported the cache ({} records, {} layers{mounts}) as {}",
                         report.records, report.layers, report.digest
+                    );
+                }
+                for (id, bytes) in &report.skipped {
+                    eprintln!(
+                        "warning: cache mount {id:?} left out of the cache: {} is over mounts-max-size",
+                        units::size(*bytes)
                     );
                 }
             }
