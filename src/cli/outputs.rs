@@ -422,7 +422,10 @@ mod tests {
         assert!(err("type=image,compression-level=1,compression=uncompressed").contains("out of range"));
         assert!(err("type=image,compression=zstd,oci-mediatypes=false").contains("zstd"));
         let o = ok("type=image,compression-level=19,compression=zstd,force-compression=true,oci-mediatypes=true");
-        assert_eq!(o.layers, LayerOptions { level: Some(19), force: true, docker_media_types: false });
+        assert_eq!(
+            o.layers,
+            LayerOptions { level: Some(19), force: true, docker_media_types: false, absent_ok: false }
+        );
         assert!(ok("type=image,oci-mediatypes=false").layers.docker_media_types);
         assert!(err("type=tar").contains("needs dest="));
         assert!(err("type=local,dest=-").contains("type=tar,dest=-"));

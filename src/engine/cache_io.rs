@@ -278,10 +278,40 @@ impl CacheImports {
         Ok(true)
     }
 
+    /// Before a push of `layers` to `registry` in `compression`: brings in the blobs the store
+    /// lacks unless the push can mount them — an imported cache on that same registry holds them,
+    /// already in that compression. Returns whether any layer stays absent (to be mounted).
+    pub fn prepare_push(
+        &self,
+        store: &Store,
+        lease: &Lease,
+        progress: &Reporter,
+        layers: &[Descriptor],
+        (registry, compression): (&str, LayerCompression),
+    ) -> Result<bool, BuildError> {
+        let mut fetch = Vec::new();
+        let mut absent = false;
+        for layer in layers.iter().filter(|l| !store.has_blob(&l.digest)) {
+            let mountable = layer.media_type.layer_compression() == Some(compression)
+                && self.sources.iter().any(|s| match &s.fetch {
+                    Fetch::Registry(r) => {
+                        r.client.registry() == registry && s.layers.iter().any(|l| l.digest == layer.digest)
+                    }
+                    Fetch::Local => false,
+                });
+            match mountable {
+                true => absent = true,
+                false => fetch.push(layer.clone()),
+            }
+        }
+        self.ensure_local(store, lease, progress, &fetch)?;
+        Ok(absent)
+    }
+
     /// Brings the blobs of `layers` that the store lacks in from the imported cache that has
     /// them (each checked against its DiffID), under `lease`. A blob no import has is left to
     /// whoever reads it (it fails there, naming it).
-    pub(crate) fn ensure_local(
+    pub fn ensure_local(
         &self,
         store: &Store,
         lease: &Lease,
@@ -320,6 +350,11 @@ fn open_source(ctx: &ImportCtx<'_>, spec: &CacheFrom) -> Result<Source, BuildErr
             let fetcher = Fetcher::new(&client, ctx.store, reference, ctx.lease, ctx.progress);
             let remote = fetcher.image(ctx.platform).map_err(fail)?;
             let manifest = remote.manifest.clone();
+            // A push to this registry may mount the cache's layers instead of sending them.
+            let digests: Vec<Digest> = manifest.layers.iter().map(|l| l.digest).collect();
+            if let Err(e) = ctx.store.record_blob_sources(client.registry(), reference.repository(), &digests) {
+                tracing::warn!(error = %e, "cannot remember where the cache's blobs are");
+            }
             let config = manifest.config.digest;
             let fetch = Fetch::Registry(Box::new(RegistryFetch { client, reference: reference.clone(), remote }));
             (fetch, manifest, config)
@@ -453,9 +488,19 @@ pub fn export_cache(
         skipped = export_mounts(ctx, &lease, &output.cache_steps.mount_ids, export, &mut cache, &mut layers)?;
     }
     let descriptors: Vec<Descriptor> = layers.iter().map(|(_, d)| d.clone()).collect();
-    ctx.imports.ensure_local(ctx.store, &lease, ctx.progress, &descriptors)?;
+    let absent_ok = match &export.to {
+        // Layers the registry already holds in an imported cache are mounted, not downloaded.
+        CacheTo::Registry(r) => {
+            let push = (r.registry(), export.compression);
+            ctx.imports.prepare_push(ctx.store, &lease, ctx.progress, &descriptors, push)?
+        }
+        _ => {
+            ctx.imports.ensure_local(ctx.store, &lease, ctx.progress, &descriptors)?;
+            false
+        }
+    };
     let image = cache_image(ctx, &lease, &cache, &layers)?;
-    let layer_options = LayerOptions { level: export.level, ..LayerOptions::default() };
+    let layer_options = LayerOptions { level: export.level, absent_ok, ..LayerOptions::default() };
     let name = match &export.to {
         CacheTo::Registry(r) => r.to_string(),
         CacheTo::Local { dest, .. } => dest.display().to_string(),

@@ -7,8 +7,11 @@ use super::stage::{BuildCtx, StageResult};
 use crate::image::{Image, TimestampRewrite, load_image};
 use crate::oci::{Descriptor, Digest, ImageConfig, ImageManifest, MediaType, canonical};
 
-/// Writes the image and names it; returns it and its manifest descriptor.
-pub(crate) fn export(ctx: &BuildCtx<'_>, target: &StageResult) -> Result<(Image, Descriptor), BuildError> {
+/// Writes the image and names it; returns it, its manifest descriptor and whether it is kept
+/// (named, or rooted): an image some of whose layers are only in an imported cache
+/// (`fetch_final_layers` off) is written but neither named nor rooted, so the store never names
+/// an image it does not wholly hold.
+pub(crate) fn export(ctx: &BuildCtx<'_>, target: &StageResult) -> Result<(Image, Descriptor, bool), BuildError> {
     let store = ctx.builder.store;
     let mut config = target.config.clone();
     config.created = Some(crate::oci::time::rfc3339(target.last_created));
@@ -20,7 +23,10 @@ pub(crate) fn export(ctx: &BuildCtx<'_>, target: &StageResult) -> Result<(Image,
     }
     let mut layers = target.layers.clone();
     // An imported cache's hits are fetched now: the image's layers are in the store with it.
-    super::layers::ensure_local(ctx, &layers)?;
+    if ctx.options.fetch_final_layers || ctx.options.rewrite_timestamp {
+        super::layers::ensure_local(ctx, &layers)?;
+    }
+    let kept = layers.iter().all(|l| store.has_blob(&l.digest));
     if ctx.options.rewrite_timestamp {
         let epoch = ctx.options.source_date_epoch.ok_or(BuildError::RewriteWithoutEpoch)?;
         layers = rewrite_timestamps(ctx, &mut config, &layers, epoch)?;
@@ -46,6 +52,10 @@ pub(crate) fn export(ctx: &BuildCtx<'_>, target: &StageResult) -> Result<(Image,
     let manifest_bytes = canonical::to_bytes(&manifest);
     let manifest_digest = store.write_blob(&manifest_bytes, Some(ctx.lease))?;
     let descriptor = Descriptor::new(MediaType::OciManifest, manifest_digest, manifest_bytes.len() as u64);
+    if !kept {
+        let image = load_image(store, &descriptor, &ctx.options.platform, Vec::new())?;
+        return Ok((image, descriptor, false));
+    }
     if ctx.options.tags.is_empty() {
         store.add_root(&format!("{}{}", crate::image::UNTAGGED_ROOT, manifest_digest.hex()), &manifest_digest)?;
     }
@@ -53,7 +63,7 @@ pub(crate) fn export(ctx: &BuildCtx<'_>, target: &StageResult) -> Result<(Image,
         store.set_tag(tag, descriptor.clone())?;
     }
     let image = load_image(store, &descriptor, &ctx.options.platform, ctx.options.tags.clone())?;
-    Ok((image, descriptor))
+    Ok((image, descriptor, true))
 }
 
 /// `rewrite-timestamp`: the layers with mtimes later than `epoch` clamped (new blobs), the

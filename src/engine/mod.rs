@@ -141,6 +141,10 @@ pub struct BuildOptions {
     pub remote_timeout: std::time::Duration,
     /// `--cache-to type=inline`: the records of the image's own steps go into its config.
     pub cache_inline: bool,
+    /// Whether the image's layers that an imported cache holds are downloaded when the image is
+    /// written (the default). Without, such layers stay in the registry and the image is not
+    /// kept in the store ([`BuildOutput::kept`]): a push-only build mounts them instead.
+    pub fetch_final_layers: bool,
 }
 
 /// What a `--build-context` names.
@@ -198,6 +202,7 @@ impl Default for BuildOptions {
             annotations: BTreeMap::new(),
             remote_timeout: crate::remote::http::DEFAULT_TIMEOUT,
             cache_inline: false,
+            fetch_final_layers: true,
         }
     }
 }
@@ -239,6 +244,10 @@ pub struct BuildOutput {
     pub id: String,
     /// Every layer step's key and record, for `--cache-to` ([`export_cache`]).
     pub cache_steps: CacheSteps,
+    /// Whether the image is in the store under its tags (else, without
+    /// [`BuildOptions::fetch_final_layers`], some of its layers are only in a registry: nothing
+    /// names it and `prune` may take its config and manifest once the caller has pushed it).
+    pub kept: bool,
 }
 
 /// Builds `dockerfile` (its text) with `builder` as `options` say. Whatever happens after the
@@ -276,7 +285,7 @@ fn build_recorded(
     let results = scheduler::run(&ctx)?;
     let target = results.get(&plan.graph.target).ok_or(BuildError::Cancelled)?;
     let stats = ctx_stats(&results);
-    let (image, manifest) = export::export(&ctx, target)?;
+    let (image, manifest, kept) = export::export(&ctx, target)?;
     Ok(BuildOutput {
         image,
         manifest,
@@ -287,6 +296,7 @@ fn build_recorded(
         log_dir: logs.path().to_path_buf(),
         id: logs.id().to_string(),
         cache_steps: steps.take(),
+        kept,
     })
 }
 

@@ -51,6 +51,9 @@ pub struct LayerOptions {
     /// A Docker schema2 manifest (Docker media types for manifest, config and layers) instead
     /// of an OCI one; gzip or uncompressed layers only.
     pub docker_media_types: bool,
+    /// A layer blob already in the asked compression may be absent from the store (a push mounts
+    /// it from another repository: a layer of an imported build cache never downloaded).
+    pub absent_ok: bool,
 }
 
 /// Where `save` writes.
@@ -252,7 +255,8 @@ impl Exporter<'_> {
     ) -> Result<Descriptor, ImageError> {
         let (store, lease, progress) = (self.store, self.lease, self.progress);
         if !self.layers.force {
-            if source.media_type.layer_compression() == Some(compression) && store.has_blob(&source.digest) {
+            let same = source.media_type.layer_compression() == Some(compression);
+            if same && (self.layers.absent_ok || store.has_blob(&source.digest)) {
                 return Ok(source.clone());
             }
             for known in store.layer_blobs(diff_id)? {

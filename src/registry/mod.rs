@@ -51,6 +51,10 @@ pub enum RegistryError {
     Unauthorized { registry: String, repository: String, detail: String },
     #[error("registry {registry}: {reason}")]
     Protocol { registry: String, reason: String },
+    /// A blob the store does not hold (a layer of an imported build cache) that the registry
+    /// would not mount into the destination from any repository known to have it.
+    #[error("registry {registry}: blob {digest} is not in the store and could not be mounted into {repository}")]
+    Unmountable { registry: String, repository: String, digest: Digest },
     #[error("registry {registry}: invalid {what} {input:?}")]
     Url {
         registry: String,

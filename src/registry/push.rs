@@ -292,6 +292,17 @@ impl Pusher<'_> {
     /// A remembered session (see `resume`), a mount, or one new upload session after another
     /// until one completes (at most `RECOVERIES` restarts).
     fn upload(&self, d: &Descriptor, task: &crate::progress::Task) -> Result<Outcome, RegistryError> {
+        if !self.store.has_blob(&d.digest) {
+            // A layer of an imported build cache, never downloaded: only a mount brings it here.
+            return match self.start_upload(d)? {
+                Started::Mounted => Ok(Outcome::Mounted),
+                Started::Session(_) => Err(RegistryError::Unmountable {
+                    registry: self.registry(),
+                    repository: self.repository().to_string(),
+                    digest: d.digest,
+                }),
+            };
+        }
         let path = self.store.blob_path(&d.digest);
         if self.store.blob_size(&d.digest)? != d.size {
             return Err(RegistryError::Protocol {

@@ -121,6 +121,32 @@ fn a_registry_cache_lets_an_empty_runner_run_nothing_and_fetch_only_the_final_la
     assert_eq!(from_cache, 2 + 1, "the image's two cached layers and the cache config:\n{fetched:#?}");
     b.tc.ok(&["fsck", "--strict"]);
 
+    // Runner D only pushes (and exports again, as a CI job does): the cached layers go from the
+    // cache's repository to the image's by cross-repository mounts, never through runner D.
+    let d = BuildEnv::new();
+    checkout(&d, &base, "a\n");
+    let pushed = format!("{}/app/pushed:1", proxy.host());
+    let mark = proxy.log().len();
+    let to = format!("type=registry,ref={cache},mode=max");
+    let out = d.build_ok(&["--cache-from", &cache, "--cache-to", &to, "--push", "-t", &pushed]);
+    assert!(stderr(&out).contains("not kept in the store"), "{}", describe(&out));
+    let log: Vec<(String, String)> = proxy.log()[mark..].iter().map(|e| (e.method.clone(), e.target.clone())).collect();
+    for layer in manifest["layers"].as_array().unwrap() {
+        let digest = layer["digest"].as_str().unwrap();
+        let got = log.iter().filter(|(m, t)| m == "GET" && t.ends_with(digest)).count();
+        assert_eq!(got, 0, "runner D downloaded {digest}:\n{log:#?}");
+    }
+    assert!(log.iter().any(|(m, t)| m == "POST" && t.contains("mount=")), "{log:#?}");
+    let copy = d.tc.path().join("pulled");
+    let out = Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false", &format!("docker://{pushed}"), &format!("oci:{}:x", copy.display())])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the pushed image is whole: {}", describe(&out));
+    d.tc.ok(&["fsck", "--strict"]);
+    let images = String::from_utf8_lossy(&d.tc.ok(&["images"]).stdout).into_owned();
+    assert!(!images.contains("app/pushed"), "{images}");
+
     // Runner C: one source changed. Only the steps after the COPY that reads it run, and the miss
     // names the record.
     let c = BuildEnv::new();

@@ -73,6 +73,13 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs, progress: &Reporter) -> Resu
     let settings = super::registry::settings()?;
     let connect = |registry: &str| super::registry::connect(&args.registry, &settings, registry);
     let images = RegistryImages { settings: &settings, connect: &connect, progress: &reporter, always_pull: args.pull };
+    // A build that only pushes leaves the layers an imported cache holds in the registry: the
+    // push mounts them (buildx's push without --load keeps no image either).
+    options.fetch_final_layers = args.cache_from.is_empty()
+        || args.load
+        || options.rewrite_timestamp
+        || outputs.is_empty()
+        || !outputs.iter().all(|o| o.kind == OutputType::Image && o.push);
     let import_lease = store.lease("cache-import")?;
     let imports = open_imports(args, &store, &import_lease, &options.platform, &connect, &reporter);
     let builder = Builder {
@@ -101,7 +108,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs, progress: &Reporter) -> Resu
                 epoch: options.source_date_epoch,
                 progress: &reporter,
             };
-            let pusher = Pusher { store: &store, args, settings: &settings, progress: &reporter };
+            let pusher = Pusher { store: &store, imports: &imports, args, settings: &settings, progress: &reporter };
             let cache = ExportCtx {
                 store: &store,
                 mounts: &caches.mounts,
@@ -379,6 +386,10 @@ fn finish(args: &BuildArgs, options: &BuildOptions, output: &BuildOutput, progre
         output.steps_cached,
         units::size(output.bytes_written)
     );
+    if !output.kept {
+        eprintln!("not kept in the store: its cached layers stayed in the registry (--load keeps it)");
+        return Ok(());
+    }
     for tag in &args.tags {
         eprintln!("named {tag}");
     }
@@ -392,6 +403,8 @@ fn finish(args: &BuildArgs, options: &BuildOptions, output: &BuildOutput, progre
 /// What pushing the built image needs.
 struct Pusher<'a> {
     store: &'a Store,
+    /// `--cache-from`: layers a push may mount instead of downloading them first.
+    imports: &'a CacheImports,
     args: &'a BuildArgs,
     settings: &'a crate::registry::Settings,
     progress: &'a Reporter,
@@ -404,8 +417,17 @@ impl Pusher<'_> {
     fn push(&self, out: &Output, tags: &[Reference], output: &BuildOutput) -> Result<()> {
         let (store, progress) = (self.store, self.progress);
         let lease = store.lease("push")?;
+        // Layers an imported cache holds on the destination's registry are mounted; the others
+        // are downloaded first.
+        let mut absent_ok = false;
+        for destination in &out.destinations(tags) {
+            let push = (destination.registry(), out.compression);
+            let layers = &output.image.manifest.layers;
+            absent_ok |= self.imports.prepare_push(store, &lease, progress, layers, push)?;
+        }
+        let layer_options = crate::image::LayerOptions { absent_ok, ..out.layers };
         let plan =
-            crate::image::distributable_with(store, &output.image, out.compression, &out.layers, &lease, progress)?;
+            crate::image::distributable_with(store, &output.image, out.compression, &layer_options, &lease, progress)?;
         for destination in &out.destinations(tags) {
             let client = super::registry::connect(&self.args.registry, self.settings, destination.registry())?;
             let report = crate::registry::push(
