@@ -33,6 +33,7 @@ pub mod diff;
 mod meta;
 mod mounts;
 mod overlay;
+mod owner;
 mod treecopy;
 
 use std::fmt;
@@ -47,6 +48,7 @@ pub use copy::CopySnapshotter;
 pub use diff::DiffOutput;
 pub use mounts::{Mounted, Mounts};
 pub use overlay::OverlaySnapshotter;
+pub use owner::temp_dir;
 
 /// The kind of a snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -334,10 +336,7 @@ pub fn apply_layer(
                 crate::layer::apply(&mut hashing, dir, opts).map_err(layer_err)?;
             }
             None => {
-                let target = tempfile::Builder::new()
-                    .prefix("mnt-")
-                    .tempdir_in(sn.dir())
-                    .map_err(|e| SnapshotError::io("create mount point in", sn.dir(), e))?;
+                let target = temp_dir(sn.dir(), "mnt")?;
                 let mounted = mounts.mount(target.path())?;
                 let applied = crate::layer::apply(&mut hashing, target.path(), opts).map_err(layer_err);
                 mounted.unmount()?;
