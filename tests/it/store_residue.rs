@@ -140,8 +140,10 @@ fn assert_no_residue(env: &BuildEnv, what: &str) {
 fn kill9_at_each_build_failpoint_then_one_build_leaves_fsck_strict_clean_without_prune() {
     let env = env_with_big_file();
     for site in SITES {
+        // A label of its own: the config is a new blob, so every blob site is reached.
+        let label = format!("site={site}");
         let out = env
-            .build_cmd(&["--no-cache", "-t", "img"])
+            .build_cmd(&["--no-cache", "-t", "img", "--label", &label])
             .env("SLIPWAY_FAILPOINT", format!("{site}:kill9"))
             .output()
             .unwrap();
