@@ -27,6 +27,14 @@
 //! (creating, renaming, deleting snapshot directories) happens under the backend's flock, with
 //! the database transaction committed last, and [`open`] removes directories no record owns
 //! (a crash between the two), so nothing is left behind (catalogue N4).
+//!
+//! # What a killed process leaves
+//!
+//! Active snapshots and views record the process that made it (`owner`), and the temporary
+//! directories callers mount on or copy into under [`Snapshotter::dir`] come from [`temp_dir`],
+//! which names them after it. [`open`] unmounts and removes what dead processes left, so a build
+//! killed with kill -9 costs nothing once the next command has opened the snapshotter. A library
+//! user therefore cannot prepare a snapshot in one process and commit it in another.
 
 mod copy;
 pub mod diff;
