@@ -186,8 +186,14 @@ impl Store {
     /// (temp files, scratch directories, leases) is reclaimed ([`Store::reclaimed`] says what).
     pub fn open(root: &Path) -> Result<Store, StoreError> {
         let store = Store::open_as_is(root)?;
-        let reclaimed = store.reclaim_residue()?;
-        *store.inner.reclaimed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = reclaimed;
+        // Residue that cannot be removed now is no reason to fail the command that opened the
+        // store: it stays for the next open (and fsck names it).
+        match store.reclaim_residue() {
+            Ok(reclaimed) => {
+                *store.inner.reclaimed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = reclaimed;
+            }
+            Err(e) => tracing::warn!(root = %root.display(), error = %e, "could not reclaim crash residue"),
+        }
         Ok(store)
     }
 
