@@ -60,7 +60,7 @@ impl Meta {
     /// Opens (creating) the database under `dir` and removes snapshot directories no record
     /// owns (left by a crash between directory work and the commit of its record), then what
     /// dead processes left: their temporary directories (unmounted first), active snapshots and
-    /// views (`owner::reclaim`).
+    /// views (`reclaim_dead`, ownership as `owner` tells it).
     pub fn open(dir: &Path) -> Result<Meta, SnapshotError> {
         super::mkdir_private(dir)?;
         let owner = super::owner::hold(dir)?;

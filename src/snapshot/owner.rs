@@ -9,7 +9,7 @@
 //! record their owner's token; temporary directories carry it in their name,
 //! `<purpose>-<token>-<random>`. An owner is alive exactly while some process holds its file's
 //! flock: the kernel answers, not a pid lookup, so a live process in another pid namespace is
-//! never taken for dead. [`reclaim`] runs when a snapshotter is opened: it unmounts and removes
+//! never taken for dead. When a snapshotter is opened (`meta`), it unmounts and removes
 //! dead owners' temporary directories, removes their active snapshots and views, and deletes
 //! the owner files nobody holds. Knows nothing of builds.
 
