@@ -390,10 +390,7 @@ pub(crate) fn with_layers_guard<'a>(
     super::layers::ensure_local(ctx, layers)?;
     let label = crate::oci::Digest::of(b"copy --from");
     let top = unpack_layers(ctx.builder.store, sn, &label, diff_ids, layers)?.top;
-    let dir = tempfile::Builder::new()
-        .prefix("from-")
-        .tempdir_in(sn.dir())
-        .map_err(|e| BuildError::io("create a mount point in", sn.dir(), e))?;
+    let dir = crate::snapshot::temp_dir(sn.dir(), "from")?;
     let path = dir.path().to_path_buf();
     let mut view = LayersView { sn, key: None, mounted: None, dir, path };
     // An image or stage without layers: the empty directory.

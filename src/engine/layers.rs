@@ -293,10 +293,7 @@ pub(crate) fn with_tree<T>(
     if let Some(dir) = mounts.plain_dir() {
         return f(dir);
     }
-    let target = tempfile::Builder::new()
-        .prefix("mnt-")
-        .tempdir_in(sn.dir())
-        .map_err(|e| BuildError::io("create a mount point in", sn.dir(), e))?;
+    let target = crate::snapshot::temp_dir(sn.dir(), "mnt")?;
     let mounted = mounts.mount(target.path())?;
     let result = f(target.path());
     let unmounted = mounted.unmount();

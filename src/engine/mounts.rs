@@ -492,10 +492,7 @@ fn copy_selection(
     prepared: &mut Prepared<'_>,
 ) -> Result<PathBuf, BuildError> {
     let sn_dir = ctx.builder.snapshotter.dir();
-    let scratch = tempfile::Builder::new()
-        .prefix("bind-")
-        .tempdir_in(sn_dir)
-        .map_err(|e| BuildError::io("create a bind mount's copy in", sn_dir, e))?;
+    let scratch = crate::snapshot::temp_dir(sn_dir, "bind")?;
     let selection = context::select(src, &[source_pattern(source)], &[])?;
     let item = selection.items.first().cloned();
     let opts = CopyOptions { from_context, dest_is_dir: true, ..CopyOptions::default() };

@@ -95,7 +95,7 @@ impl Executor for EmbeddedExecutor {
         };
         let (hosts_file, resolv_file) = write_etc_files(run_dir.path(), spec)?;
         // Secret files become read-only binds of a tmpfs that lives until this function returns.
-        let (spec, secrets) = super::secrets::with_secret_files(spec, &self.run_dir)?;
+        let (spec, mut secrets) = super::secrets::with_secret_files(spec, &self.run_dir)?;
         let mut mount_points = MountPoints::create(&rootfs, &spec.mounts)?;
         let mut cgroup = match spec.limits.is_empty() {
             true => None,
@@ -118,7 +118,7 @@ impl Executor for EmbeddedExecutor {
             stdin: output.stdin.is_some(),
             devices,
         };
-        let result = self.run_helper(&config, output, cancel);
+        let result = self.run_helper(&config, output, cancel, secrets.as_mut());
         let cleanup = [cgroup.as_mut().map_or(Ok(()), RunCgroup::remove), mount_points.remove()];
         let result = match result {
             Ok(status) => cleanup.into_iter().find_map(Result::err).map_or(Ok(status), Err),
@@ -177,9 +177,15 @@ impl EmbeddedExecutor {
         config: &HelperConfig,
         output: Output<'_>,
         cancel: &CancelToken,
+        secrets: Option<&mut super::secrets::SecretDir>,
     ) -> Result<ExitStatus, ExecError> {
         let mut output = output;
         let Spawned { mut child, reports } = self.spawn_helper(config, output.stdin.take())?;
+        // The helper has exec'd, so its private mount namespace holds the secrets tmpfs: the
+        // caller's copy can go (a failure leaves it to the drop after the run).
+        if let Some(Err(e)) = secrets.map(super::secrets::SecretDir::detach) {
+            tracing::warn!(error = %e, "detaching the secrets tmpfs");
+        }
         let read = Mutex::new(Vec::new());
         // The helper turns SIGTERM into SIGKILL for the sandbox's init; if it cannot within the
         // grace period, killing the helper kills init (parent-death signal).

@@ -1,6 +1,9 @@
 //! Secret files for a run: written into a tmpfs mounted on a fresh directory outside the
 //! rootfs (mode 0700, `nodev,nosuid,noexec`), bound read-only into the sandbox, and gone —
-//! unmounted, directory removed — when the run ends, whatever happened. Their bytes never touch
+//! unmounted, directory removed — when the run ends, whatever happened. The embedded executor
+//! detaches the tmpfs from the caller's mount table as soon as its helper holds a copy, so a
+//! caller killed with kill -9 leaves none (the oci-runtime executor's stays for the run: the
+//! runtime reads its bundle from it). Their bytes never touch
 //! a disk. Both executors use it: the secrets of a spec become read-only host binds before the
 //! sandbox is built, so the sandbox helper and the runtime bundle never see secret bytes as
 //! files (the oci-runtime executor also keeps its whole bundle, whose `config.json` holds the
@@ -40,6 +43,21 @@ impl SecretDir {
 
     pub fn path(&self) -> &Path {
         &self.dir
+    }
+
+    /// Takes the tmpfs out of the caller's mount table once a process has its own copy (the
+    /// embedded executor's helper, whose private mount namespace was made after the files were
+    /// written): the secrets then live exactly as long as that namespace, so a caller killed
+    /// with kill -9 leaves no tmpfs with secrets behind. The directory goes on drop.
+    pub fn detach(&mut self) -> Result<(), ExecError> {
+        if self.mounted {
+            sys::umount_detach(&self.dir).map_err(|source| ExecError::Prepare {
+                what: format!("the secrets tmpfs on {} detached", self.dir.display()),
+                source,
+            })?;
+            self.mounted = false;
+        }
+        Ok(())
     }
 
     /// Writes one secret file with its owner and mode; returns its path.

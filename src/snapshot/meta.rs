@@ -3,7 +3,9 @@
 //! Every mutation runs under the exclusive flock, in one SQLite transaction that is committed
 //! after the directory work it describes, so two processes sharing a root see each other's
 //! snapshots and never interleave a check with a change. Each snapshot owns the directory
-//! `<dir>/<id>/`; ids are never reused. Knows nothing of overlay or copying.
+//! `<dir>/<id>/`; ids are never reused. An active snapshot or view records the owner token of
+//! the process that made it (`owner`); when that process is gone, the next open removes it.
+//! Knows nothing of overlay or copying.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
@@ -23,7 +25,8 @@ CREATE TABLE IF NOT EXISTS snapshots (
     kind    TEXT NOT NULL,
     parent  TEXT,
     diff_id TEXT,
-    created INTEGER NOT NULL
+    created INTEGER NOT NULL,
+    owner   TEXT
 );
 CREATE INDEX IF NOT EXISTS snapshots_parent ON snapshots(parent);
 ";
@@ -39,6 +42,8 @@ pub(super) struct Record {
 #[derive(Debug)]
 pub(super) struct Meta {
     dir: PathBuf,
+    /// This process's owner token (`owner`), recorded on the active snapshots and views it makes.
+    owner: &'static str,
     db_path: PathBuf,
     lock_path: PathBuf,
     conn: std::sync::Mutex<Connection>,
@@ -53,22 +58,31 @@ pub(super) struct Locked<'m> {
 
 impl Meta {
     /// Opens (creating) the database under `dir` and removes snapshot directories no record
-    /// owns (left by a crash between directory work and the commit of its record).
+    /// owns (left by a crash between directory work and the commit of its record), then what
+    /// dead processes left: their temporary directories (unmounted first), active snapshots and
+    /// views (`reclaim_dead`, ownership as `owner` tells it).
     pub fn open(dir: &Path) -> Result<Meta, SnapshotError> {
         super::mkdir_private(dir)?;
+        let owner = super::owner::hold(dir)?;
         let db_path = dir.join("metadata.db");
         let db_err = |source| SnapshotError::Db { path: db_path.clone(), source };
         let conn = Connection::open(&db_path).map_err(db_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(60)).map_err(db_err)?;
         crate::sqlite::enable_wal(&conn, std::time::Duration::from_secs(60)).map_err(db_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(db_err)?;
-        let meta =
-            Meta { dir: dir.to_path_buf(), lock_path: dir.join("lock"), db_path: db_path.clone(), conn: conn.into() };
+        let meta = Meta {
+            dir: dir.to_path_buf(),
+            owner,
+            lock_path: dir.join("lock"),
+            db_path: db_path.clone(),
+            conn: conn.into(),
+        };
         {
-            let locked = meta.lock()?;
+            let mut locked = meta.lock()?;
             locked.conn.execute_batch(SCHEMA).map_err(|source| SnapshotError::Db { path: db_path.clone(), source })?;
+            locked.add_owner_column()?;
             // A sweep that fails (another process removing the same trash) is retried next open.
-            if let Err(e) = locked.sweep_orphans() {
+            if let Err(e) = locked.reclaim_dead().and_then(|()| locked.sweep_orphans()) {
                 tracing::warn!(dir = %dir.display(), error = %e, "could not remove leftover snapshot directories");
             }
         }
@@ -179,10 +193,11 @@ impl Locked<'_> {
         if self.get(key)?.is_some() {
             return Err(SnapshotError::AlreadyExists { key: key.to_string() });
         }
+        let owner = (kind != Kind::Committed).then_some(self.meta.owner);
         self.conn
             .execute(
-                "INSERT INTO snapshots (key, kind, parent, diff_id, created) VALUES (?1, ?2, ?3, NULL, ?4)",
-                params![key, kind.as_str(), parent, super::unix_now()],
+                "INSERT INTO snapshots (key, kind, parent, diff_id, created, owner) VALUES (?1, ?2, ?3, NULL, ?4, ?5)",
+                params![key, kind.as_str(), parent, super::unix_now(), owner],
             )
             .map_err(self.db_err())?;
         Ok(self.conn.last_insert_rowid())
@@ -192,7 +207,7 @@ impl Locked<'_> {
     pub fn commit(&self, id: i64, name: &str, diff_id: Option<&DiffId>) -> Result<(), SnapshotError> {
         self.conn
             .execute(
-                "UPDATE snapshots SET key = ?1, kind = 'committed', diff_id = ?2 WHERE id = ?3",
+                "UPDATE snapshots SET key = ?1, kind = 'committed', diff_id = ?2, owner = NULL WHERE id = ?3",
                 params![name, diff_id.map(ToString::to_string), id],
             )
             .map_err(self.db_err())?;
@@ -259,6 +274,56 @@ impl Locked<'_> {
             None => None,
         };
         Ok(Record { id, info: Info { key, kind, parent, diff_id, created } })
+    }
+
+    /// Adds the `owner` column to a database made before it existed (its rows have none: they
+    /// are never taken for a dead process's).
+    fn add_owner_column(&self) -> Result<(), SnapshotError> {
+        let has: bool = self
+            .conn
+            .query_row("SELECT count(*) FROM pragma_table_info('snapshots') WHERE name = 'owner'", [], |r| r.get(0))
+            .map_err(self.db_err())?;
+        if !has {
+            self.conn.execute_batch("ALTER TABLE snapshots ADD COLUMN owner TEXT").map_err(self.db_err())?;
+        }
+        Ok(())
+    }
+
+    /// Removes what dead owners left: temporary directories named after them (whatever is
+    /// mounted there detached first), then their active snapshots and views. Live owners'
+    /// things are never touched (see `owner`).
+    fn reclaim_dead(&mut self) -> Result<(), SnapshotError> {
+        let dir = self.meta.dir.clone();
+        let mut live = super::owner::Liveness::new(&dir);
+        let entries = std::fs::read_dir(&dir).map_err(|e| SnapshotError::io("read directory", &dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| SnapshotError::io("read directory", &dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if super::owner::temp_owner(&name).is_some_and(|token| !live.is_alive(token)) {
+                tracing::info!(path = %entry.path().display(), "removing a dead process's temporary directory");
+                super::owner::unmount_below(&entry.path());
+                super::treecopy::remove_tree(&entry.path())?;
+            }
+        }
+        let owned: Vec<(i64, String, String)> = {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT id, key, owner FROM snapshots WHERE kind != 'committed' AND owner IS NOT NULL")
+                .map_err(self.db_err())?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(self.db_err())?;
+            rows.collect::<rusqlite::Result<_>>().map_err(self.db_err())?
+        };
+        for (id, key, owner) in owned.into_iter().filter(|(_, _, owner)| !live.is_alive(owner)) {
+            tracing::info!(key, owner, "removing a dead process's snapshot");
+            let snapshot_dir = self.meta.snapshot_dir(id);
+            super::owner::unmount_below(&snapshot_dir);
+            // Record first, then the directory: a crash in between leaves a directory without a
+            // record, which `sweep_orphans` removes.
+            self.delete(id)?;
+            super::treecopy::remove_tree(&snapshot_dir)?;
+        }
+        live.remove_dead_files();
+        Ok(())
     }
 
     /// Removes `<dir>/<n>` directories without a record and `trash-*` left by removals.

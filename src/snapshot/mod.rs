@@ -27,12 +27,21 @@
 //! (creating, renaming, deleting snapshot directories) happens under the backend's flock, with
 //! the database transaction committed last, and [`open`] removes directories no record owns
 //! (a crash between the two), so nothing is left behind (catalogue N4).
+//!
+//! # What a killed process leaves
+//!
+//! Active snapshots and views record the process that made it (`owner`), and the temporary
+//! directories callers mount on or copy into under [`Snapshotter::dir`] come from [`temp_dir`],
+//! which names them after it. [`open`] unmounts and removes what dead processes left, so a build
+//! killed with kill -9 costs nothing once the next command has opened the snapshotter. A library
+//! user therefore cannot prepare a snapshot in one process and commit it in another.
 
 mod copy;
 pub mod diff;
 mod meta;
 mod mounts;
 mod overlay;
+mod owner;
 mod treecopy;
 
 use std::fmt;
@@ -47,6 +56,7 @@ pub use copy::CopySnapshotter;
 pub use diff::DiffOutput;
 pub use mounts::{Mounted, Mounts};
 pub use overlay::OverlaySnapshotter;
+pub use owner::temp_dir;
 
 /// The kind of a snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -334,10 +344,7 @@ pub fn apply_layer(
                 crate::layer::apply(&mut hashing, dir, opts).map_err(layer_err)?;
             }
             None => {
-                let target = tempfile::Builder::new()
-                    .prefix("mnt-")
-                    .tempdir_in(sn.dir())
-                    .map_err(|e| SnapshotError::io("create mount point in", sn.dir(), e))?;
+                let target = temp_dir(sn.dir(), "mnt")?;
                 let mounted = mounts.mount(target.path())?;
                 let applied = crate::layer::apply(&mut hashing, target.path(), opts).map_err(layer_err);
                 mounted.unmount()?;

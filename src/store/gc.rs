@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use super::blob::list_blob_dir;
 use super::fsck::MissingBlob;
 use super::lock::{StoreLock, is_held};
+use super::reclaim::bytes_under;
 use super::tags::read_index;
 use super::{CACHE_ROOT_PREFIX, Store, StoreError, unix_now};
 use crate::failpoint;
@@ -54,10 +55,13 @@ pub(super) struct Closure {
 pub struct PruneReport {
     /// Blobs removed, with their sizes.
     pub removed: Vec<(Digest, u64)>,
-    /// Bytes of blobs removed.
+    /// Bytes freed: the blobs removed plus the temp files.
     pub bytes_freed: u64,
-    /// Stale temp files removed from `ingest/` (no live writer held them).
+    /// Stale temp files removed from `ingest/` (no live writer held them), by this prune or
+    /// by the [`Store::open`] before it.
     pub temp_removed: Vec<PathBuf>,
+    /// Bytes of those temp files (also counted in `bytes_freed`).
+    pub temp_bytes_freed: u64,
     /// GC roots dropped (`prune --all` drops the cache's).
     pub roots_dropped: usize,
     /// Leases deleted because they expired or their holder died.
@@ -121,7 +125,12 @@ impl Store {
         sweep.done();
         let removed: Vec<Digest> = report.removed.iter().map(|(d, _)| *d).collect();
         self.forget_layer_blobs(&removed)?;
-        report.temp_removed = self.remove_temp_residue()?;
+        let (temp_removed, temp_bytes) = self.remove_temp_residue()?;
+        let reclaimed = self.take_reclaimed();
+        report.temp_removed = reclaimed.temp_removed.into_iter().chain(temp_removed).collect();
+        report.temp_bytes_freed = reclaimed.temp_bytes + temp_bytes;
+        report.bytes_freed += report.temp_bytes_freed;
+        report.leases_expired += reclaimed.leases_expired;
         Ok(report)
     }
 
@@ -144,22 +153,28 @@ impl Store {
         Ok(visits)
     }
 
-    /// Removes `ingest/` entries no live writer holds (flock free); returns their paths.
-    pub(super) fn remove_temp_residue(&self) -> Result<Vec<PathBuf>, StoreError> {
+    /// Removes `ingest/` entries no live writer holds (flock free); returns their paths and
+    /// bytes. The caller holds the exclusive store lock.
+    pub(super) fn remove_temp_residue(&self) -> Result<(Vec<PathBuf>, u64), StoreError> {
         let mut removed = Vec::new();
+        let mut bytes = 0;
         for path in self.temp_residue()? {
+            let size = bytes_under(&path);
             let res = match fs::symlink_metadata(&path) {
                 Ok(m) if m.is_dir() => fs::remove_dir_all(&path),
                 Ok(_) => fs::remove_file(&path),
                 Err(_) => continue,
             };
             match res {
-                Ok(()) => removed.push(path),
+                Ok(()) => {
+                    removed.push(path);
+                    bytes += size;
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(StoreError::io("remove", &path, e)),
             }
         }
-        Ok(removed)
+        Ok((removed, bytes))
     }
 
     /// `ingest/` entries whose writer is gone.
@@ -325,8 +340,9 @@ mod tests {
         assert_eq!(report.removed, vec![(orphan, 6)]);
         assert!(odd_dir.is_dir(), "prune only removes files; fsck handles the rest");
         fs::remove_dir(&odd_dir).unwrap();
-        assert_eq!(report.bytes_freed, 6);
+        assert_eq!(report.bytes_freed, 6 + 7);
         assert_eq!(report.temp_removed, vec![crashed.clone()]);
+        assert_eq!(report.temp_bytes_freed, 7);
         assert!(live.path().exists(), "a live ingest was reaped");
         drop(live);
         for d in [tagged.digest, uncompressed, zstd, cached, leased] {

@@ -3,7 +3,8 @@
 //! Shared mode is held by a blob commit from its existence check to its lease record, by the
 //! creation of an ingest temp file until its flock is taken, by `Lease::add`, by a read-only
 //! fsck and by [`Store::open`](super::Store::open)'s health check; exclusive mode by GC (mark +
-//! sweep), tag writes, `fsck --repair` and `Store::open`'s set-up or database repair. Every acquisition opens its own file
+//! sweep), tag writes, `fsck --repair`, `Store::open`'s set-up or database repair and (only
+//! when free at once) its reclaim of crash residue. Every acquisition opens its own file
 //! description, so threads of one process exclude each other exactly as processes do, and the
 //! kernel drops the lock when a holder dies (kill -9 never leaves a stale lock: catalogue E8).
 //! Knows nothing of what the lock protects.
@@ -31,6 +32,16 @@ impl StoreLock {
     /// Blocks until the exclusive lock is held.
     pub(super) fn exclusive(path: &Path) -> Result<StoreLock, StoreError> {
         StoreLock::acquire(path, FlockOperation::LockExclusive)
+    }
+
+    /// The exclusive lock if nobody holds the lock in any mode right now, else `None`.
+    pub(super) fn try_exclusive(path: &Path) -> Result<Option<StoreLock>, StoreError> {
+        let file = open_rw(path)?;
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(Some(StoreLock { _file: file })),
+            Err(rustix::io::Errno::WOULDBLOCK | rustix::io::Errno::INTR) => Ok(None),
+            Err(e) => Err(StoreError::io("lock", path, e.into())),
+        }
     }
 
     fn acquire(path: &Path, op: FlockOperation) -> Result<StoreLock, StoreError> {

@@ -7,7 +7,7 @@
 //! | `oci-layout` | [`Store::open`] | `{"imageLayoutVersion":"1.0.0"}` |
 //! | `blobs/sha256/<hex>` | `blob` | immutable content, mode 0444, name = sha256 of the bytes |
 //! | `index.json` | `tags` | OCI index; one manifest descriptor per tag, annotated with the reference |
-//! | `ingest/` | `blob`, `tags` | temp files being written, each flocked by its writer while alive |
+//! | `ingest/` | `blob`, `tags`, `scratch` | temp files and scratch directories being written, each flocked by its writer while alive; what no writer holds is residue, reclaimed by the next [`Store::open`] (`reclaim`) |
 //! | `metadata.db` | `db` | SQLite (WAL): layer variants, leases, GC roots, registry upload sessions and blob sources; derivable, never holds tags |
 //! | `lock` | `lock` | flock: shared for commit + lease record, exclusive for GC and tag writes |
 //! | `quarantine/` | `fsck` | corrupt blobs moved aside by `fsck --repair` |
@@ -28,6 +28,7 @@ mod fsck;
 mod gc;
 mod lease;
 mod lock;
+mod reclaim;
 mod scratch;
 mod tags;
 mod uploads;
@@ -46,6 +47,7 @@ pub use blob::Ingest;
 pub use fsck::{CorruptBlob, FsckReport, MissingBlob, OrphanBlob, PermViolation, TempResidue};
 pub use gc::PruneReport;
 pub use lease::{LEASE_TTL_SECS, Lease, LeaseInfo};
+pub use reclaim::Reclaimed;
 pub use scratch::ScratchDir;
 pub use tags::Tag;
 pub use uploads::UploadSession;
@@ -166,6 +168,8 @@ impl Paths {
 struct Inner {
     paths: Paths,
     db: Mutex<rusqlite::Connection>,
+    /// What [`Store::open`] reclaimed, until `prune` takes it into its report.
+    reclaimed: Mutex<Reclaimed>,
 }
 
 /// An open store. Cheap to clone; safe to share between threads; several processes may open
@@ -178,7 +182,24 @@ pub struct Store {
 impl Store {
     /// Opens the store at `root`, creating the layout if needed. A read-only root is refused
     /// before anything is written. A corrupt metadata database is moved aside and recreated.
+    /// When no other process is inside the store's critical sections, what killed processes left
+    /// (temp files, scratch directories, leases) is reclaimed ([`Store::reclaimed`] says what).
     pub fn open(root: &Path) -> Result<Store, StoreError> {
+        let store = Store::open_as_is(root)?;
+        // Residue that cannot be removed now is no reason to fail the command that opened the
+        // store: it stays for the next open (and fsck names it).
+        match store.reclaim_residue() {
+            Ok(reclaimed) => {
+                *store.inner.reclaimed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = reclaimed;
+            }
+            Err(e) => tracing::warn!(root = %root.display(), error = %e, "could not reclaim crash residue"),
+        }
+        Ok(store)
+    }
+
+    /// [`Store::open`] without reclaiming anything: for `fsck`, which reports residue before it
+    /// removes it.
+    pub fn open_as_is(root: &Path) -> Result<Store, StoreError> {
         let paths = Paths::new(root);
         create_root(&paths.root)?;
         // Fast path under the shared lock, so a long fsck or a running build never blocks an
@@ -187,7 +208,7 @@ impl Store {
             let _lock = lock::StoreLock::shared(&paths.lock)?;
             if layout_complete(&paths) {
                 if let Some(conn) = db::open_existing(&paths.db)? {
-                    return Ok(Store { inner: Arc::new(Inner { paths, db: Mutex::new(conn) }) });
+                    return Ok(Store::from_parts(paths, conn));
                 }
             }
         }
@@ -204,7 +225,12 @@ impl Store {
             write_file_atomic(&paths, &paths.index, &canonical::to_bytes(&crate::oci::ImageIndex::new()))?;
         }
         let conn = db::open(&paths.db)?;
-        Ok(Store { inner: Arc::new(Inner { paths, db: Mutex::new(conn) }) })
+        Ok(Store::from_parts(paths, conn))
+    }
+
+    fn from_parts(paths: Paths, conn: rusqlite::Connection) -> Store {
+        let inner = Inner { paths, db: Mutex::new(conn), reclaimed: Mutex::new(Reclaimed::default()) };
+        Store { inner: Arc::new(inner) }
     }
 
     /// The store root.

@@ -449,6 +449,7 @@ fn df_and_keep_storage_outputs_are_stable() {
           "blobs": {
             "bytes_freed": 0,
             "removed": [],
+            "temp_bytes_freed": 0,
             "temp_removed": []
           },
           "cache_mounts": null,

@@ -721,3 +721,37 @@ fn helper_subcommand_is_hidden() {
     let out = ctx.run(&["__exec-init", "--help"]);
     assert!(out.status.success(), "{}", crate::support::describe(&out));
 }
+
+/// The embedded executor takes the secrets tmpfs out of the host's mount table as soon as its
+/// helper holds a copy: a builder killed with kill -9 while the step runs leaves no tmpfs with
+/// secrets behind (it dies with the sandbox's mount namespace).
+#[test]
+fn embedded_secrets_leave_the_host_mount_table_while_the_step_runs() {
+    use slipway::exec::{Mount, MountSource, Secret, SecretFile};
+    let sb = Sandbox::new();
+    let (signal, run_dir) = (sb.ctx.path().join("signal"), sb.ctx.path().join("run"));
+    std::fs::create_dir(&signal).unwrap();
+    std::fs::create_dir(&run_dir).unwrap();
+    let secret = SecretFile { data: Secret::new(b"s3cr3t".to_vec()), mode: 0o400, uid: 0, gid: 0 };
+    let mut spec = sh("cat /run/secrets/tok && touch /signal/ready && sleep 2");
+    spec.mounts = vec![
+        Mount { target: "/run/secrets/tok".into(), source: MountSource::Secret(secret) },
+        Mount::host(&signal, "/signal", false),
+    ];
+    let ex = embedded().with_run_dir(&run_dir);
+    let ran = std::thread::scope(|s| {
+        let run = s.spawn(|| sb.run(&ex, &spec));
+        let deadline = std::time::Instant::now() + crate::support::scaled(std::time::Duration::from_secs(30));
+        while !signal.join("ready").exists() {
+            assert!(std::time::Instant::now() < deadline && !run.is_finished(), "the step never got ready");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let run_dir = run_dir.to_string_lossy().into_owned();
+        assert!(!mountinfo.contains(&run_dir), "the secrets tmpfs is in the host's mount table:\n{mountinfo}");
+        run.join().unwrap()
+    });
+    assert_eq!(ran.ok(), "s3cr3t");
+    assert_no_leaks(&sb, None);
+    assert!(std::fs::read_dir(&run_dir).unwrap().next().is_none(), "the run directory is left empty");
+}

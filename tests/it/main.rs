@@ -44,4 +44,5 @@ mod registry_faults;
 mod run;
 mod snapshot;
 mod store;
+mod store_residue;
 mod support;

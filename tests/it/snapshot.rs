@@ -98,7 +98,7 @@ fn contract(sn: &dyn Snapshotter, scratch: &Path, can_mount: bool) {
     let leftovers: Vec<_> = fs::read_dir(sn.dir())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| !matches!(n.as_str(), "metadata.db" | "metadata.db-wal" | "metadata.db-shm" | "lock"))
+        .filter(|n| !matches!(n.as_str(), "metadata.db" | "metadata.db-wal" | "metadata.db-shm" | "lock" | "owners"))
         .collect();
     assert!(leftovers.is_empty(), "{name}: left in {}: {leftovers:?}", sn.dir().display());
     assert_no_mounts_under(scratch);
@@ -539,11 +539,90 @@ fn crash_mid_prepare_or_remove_leaves_nothing() {
         let left: Vec<_> = fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| !n.starts_with("metadata.db") && n != "lock")
+            .filter(|n| !n.starts_with("metadata.db") && n != "lock" && n != "owners")
             .collect();
         assert!(left.is_empty(), "{backend}: {left:?}");
         prepare_and_run(sn.as_ref(), "crashed", None, ctx.path(), true, |_| ());
     }
+}
+
+/// What a process killed with kill -9 left (an active snapshot mounted on its temporary mount
+/// point, a view, a temporary copy) is gone after the next open, mounts included; the same things
+/// of a live process, seen by another process's open, all stay.
+#[test]
+fn a_dead_process_leaves_nothing_a_live_one_keeps_everything() {
+    let can_mount = rustix::process::geteuid().is_root();
+    for backend in BACKENDS {
+        let ctx = TestContext::new();
+        let sn = open(&ctx.root(), backend);
+        prepare_and_run(sn.as_ref(), "a", None, ctx.path(), can_mount, |r| fs::write(r.join("f"), b"f").unwrap());
+        sn.commit("c", "a", None).unwrap();
+        let dir = sn.dir().to_path_buf();
+        drop(sn);
+
+        let out = op_child(&ctx.root(), backend, "leave", None).output().unwrap();
+        assert_eq!(killed_by(&out.status), Some(9), "{backend}: {}", describe(&out));
+        let dead = op_child(&ctx.root(), backend, "leave", None).output().unwrap();
+        assert_eq!(killed_by(&dead.status), Some(9), "{backend}: {}", describe(&dead));
+        let left = |dir: &Path| -> Vec<String> {
+            let mut names: Vec<String> = fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with("metadata.db") && !["lock", "owners"].contains(&n.as_str()))
+                .collect();
+            names.sort();
+            names
+        };
+        assert!(left(&dir).iter().any(|n| n.starts_with("mnt-")), "{backend}: {:?} {}", left(&dir), describe(&dead));
+
+        // A live holder: its snapshot, view and temporary directory survive another open.
+        let mut live = op_child(&ctx.root(), backend, "hold", None)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let ready = std::io::BufRead::lines(std::io::BufReader::new(live.stdout.as_mut().unwrap()))
+            .map_while(Result::ok)
+            .any(|l| l == "ready");
+        assert!(ready, "{backend}: the live child never got ready");
+
+        let sn = open(&ctx.root(), backend);
+        let keys: Vec<(String, Kind)> = sn.list().unwrap().into_iter().map(|i| (i.key, i.kind)).collect();
+        let live_keys =
+            [("c".to_string(), Kind::Committed), ("live".into(), Kind::Active), ("live-view".into(), Kind::View)];
+        assert_eq!(keys, live_keys, "{backend}: the dead children's snapshots are gone, the live one's stay");
+        let names = left(&dir);
+        let temps: Vec<&String> = names.iter().filter(|n| !n.bytes().all(|b| b.is_ascii_digit())).collect();
+        assert_eq!(temps.len(), 1, "{backend}: only the live child's temporary directory is left: {names:?}");
+        assert_eq!(names.len(), 4, "{backend}: c, live, live-view and the live temporary directory: {names:?}");
+        assert_no_mounts_under_except(&dir, &dir.join(temps[0]));
+        let owners = fs::read_dir(dir.join("owners")).unwrap().count();
+        assert_eq!(owners, 2, "{backend}: the dead owners' files are gone, ours and the live child's stay");
+        drop(sn);
+
+        // The live child carries on and finishes its work.
+        drop(live.stdin.take());
+        let out = live.wait_with_output().unwrap();
+        assert!(out.status.success(), "{backend}: {}", describe(&out));
+        let sn = open(&ctx.root(), backend);
+        let keys: Vec<String> = sn.list().unwrap().into_iter().map(|i| i.key).collect();
+        assert_eq!(keys, ["c", "live-done"], "{backend}");
+        assert_no_mounts_under(&dir);
+    }
+}
+
+/// No mount under `dir` but at or below `allowed`.
+#[track_caller]
+fn assert_no_mounts_under_except(dir: &Path, allowed: &Path) {
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let left: Vec<&str> = info
+        .lines()
+        .filter(|l| {
+            l.split(' ').nth(4).is_some_and(|m| Path::new(m).starts_with(dir) && !Path::new(m).starts_with(allowed))
+        })
+        .collect();
+    assert!(left.is_empty(), "mounts left under {}:\n{}", dir.display(), left.join("\n"));
 }
 
 /// Two processes preparing the same keys, and committing different keys to the same names, on
@@ -571,11 +650,26 @@ fn two_processes_share_a_root() {
             committed += value("committed").parse::<usize>().unwrap();
         }
         assert_eq!((created, committed), (20, 20), "{backend}: each key and name taken by exactly one process");
+        // The children are gone: their active snapshots went with them, the committed ones stay.
         let sn = open(&ctx.root(), backend);
         let all = sn.list().unwrap();
         let kinds = |k: Kind, p: char| all.iter().filter(|i| i.kind == k && i.key.starts_with(p)).count();
-        assert_eq!((all.len(), kinds(Kind::Active, 'a'), kinds(Kind::Committed, 'c')), (40, 20, 20), "{all:?}");
+        assert_eq!((all.len(), kinds(Kind::Active, 'a'), kinds(Kind::Committed, 'c')), (20, 0, 20), "{all:?}");
     }
+}
+
+/// Prepares `key` on `c` and mounts it on a temporary directory (when this process may mount),
+/// writes into it, and takes the view `<key>-view` of `c`.
+fn leave_or_hold(sn: &dyn Snapshotter, key: &str) -> (tempfile::TempDir, Option<snapshot::Mounted>) {
+    let mounts = sn.prepare(key, Some("c")).unwrap();
+    let target = snapshot::temp_dir(sn.dir(), "mnt").unwrap();
+    let (root, mounted) = match mounts.plain_dir() {
+        Some(dir) => (dir.to_path_buf(), None),
+        None => (target.path().to_path_buf(), Some(mounts.mount(target.path()).unwrap())),
+    };
+    fs::write(root.join("big"), vec![1u8; 1 << 20]).unwrap();
+    sn.view(&format!("{key}-view"), Some("c")).unwrap();
+    (target, mounted)
 }
 
 /// The child half of the tests above; does nothing unless started by them.
@@ -591,6 +685,26 @@ fn snapshot_op_child() {
     let sn = open(Path::new(&root), backend);
     match op.as_str() {
         "prepare" => drop(sn.prepare("crashed", Some("c"))),
+        // An active snapshot mounted on a temporary mount point, a view and a temporary copy,
+        // then kill -9: nothing is cleaned up by this process.
+        "leave" => {
+            let key = format!("left-{}", std::process::id());
+            let _kept = leave_or_hold(sn.as_ref(), &key);
+            let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+            std::process::abort();
+        }
+        // The same, kept until stdin closes; then everything is undone and committed.
+        "hold" => {
+            let (mount_point, mounted) = leave_or_hold(sn.as_ref(), "live");
+            println!("ready");
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new()).unwrap();
+            if let Some(mounted) = mounted {
+                mounted.unmount().unwrap();
+            }
+            drop(mount_point);
+            sn.remove("live-view").unwrap();
+            sn.commit("live-done", "live", None).unwrap();
+        }
         "remove" => drop(sn.remove("c")),
         "race" => {
             // Same keys (stay active), and different keys racing for the same committed names.

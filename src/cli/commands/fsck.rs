@@ -10,7 +10,7 @@ use crate::store::{FsckReport, Store};
 /// Checks the store, prints the report; exit 1 on damage (see `FsckArgs` help for the rule).
 pub fn fsck(global: &GlobalArgs, args: &FsckArgs) -> Result<u8> {
     let root = store_root(global);
-    let store = Store::open(&root).with_context(|| format!("opening store {}", root.display()))?;
+    let store = Store::open_as_is(&root).with_context(|| format!("opening store {}", root.display()))?;
     let report = store.fsck(args.repair).with_context(|| format!("checking store {}", root.display()))?;
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),

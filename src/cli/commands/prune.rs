@@ -95,7 +95,11 @@ fn print_outcome(out: &Outcome) {
             println!("deleted temp {}", path.display());
         }
         let n = report.removed.len();
-        println!("total: {n} blob{} deleted, {} freed", plural(n), size(report.bytes_freed));
+        let temp = match report.temp_removed.len() {
+            0 => String::new(),
+            t => format!(", {t} temp file{} deleted", plural(t)),
+        };
+        println!("total: {n} blob{} deleted{temp}, {} freed", plural(n), size(report.bytes_freed));
     }
     if let Some(snapshots) = &out.snapshots {
         for name in &snapshots.removed {
@@ -161,6 +165,7 @@ fn to_json(out: &Outcome) -> Value {
             "removed": r.removed.iter().map(|(d, b)| json!({"digest": d.to_string(), "bytes": b})).collect::<Vec<_>>(),
             "bytes_freed": r.bytes_freed,
             "temp_removed": r.temp_removed,
+            "temp_bytes_freed": r.temp_bytes_freed,
         })),
         "snapshots": out.snapshots.as_ref().map(|s| json!({"removed": s.removed, "kept": s.kept})),
         "cache_mounts": out.mounts.as_ref().map(|c| json!({

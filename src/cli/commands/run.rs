@@ -99,9 +99,7 @@ fn run_on(
     if let Some(dir) = mounts.plain_dir() {
         return run(dir);
     }
-    let target = tempfile::Builder::new()
-        .prefix("run-")
-        .tempdir_in(sn.dir())
+    let target = crate::snapshot::temp_dir(sn.dir(), "run")
         .with_context(|| format!("creating a mount point in {}", sn.dir().display()))?;
     let mounted = mounts.mount(target.path()).context("mounting the container's snapshot")?;
     let result = run(target.path());

@@ -1,5 +1,7 @@
 //! The rootless subset: the embedded executor run by uid 65534, first with only the caller
-//! mapped (to root; no cgroups), then with a subordinate range mapped by newuidmap.
+//! mapped (to root; no cgroups), then with a subordinate range mapped by newuidmap. Each phase
+//! runs in a mount namespace of its own whose `/etc/subuid` and `/etc/subgid` the test writes,
+//! so neither the machine's ranges (uid 65534 may have one) nor a test running beside it matter.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -24,66 +26,57 @@ fn rootless_subset() {
         let path = entry.unwrap().into_path();
         std::os::unix::fs::lchown(&path, Some(NOBODY), Some(NOBODY)).unwrap();
     }
-    let child = |phase: &str| {
-        let out = Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+    let child = |phase: &str, subids: &str| {
+        let mut cmd = with_subids(&ctx.path().join(format!("etc-{phase}")), subids);
+        let out = cmd
+            .args(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"])
             .arg(std::env::current_exe().unwrap())
             .args(["exec::rootless::rootless_child", "--exact", "--nocapture", "--test-threads=1"])
             .env(ROOTLESS_ENV, ctx.path())
             .env(PHASE_ENV, phase)
             .output()
-            .expect("setpriv (util-linux) is installed");
+            .expect("unshare and setpriv (util-linux) are installed");
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{phase} child failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
         assert!(stdout.contains("1 passed"), "the child test did not run:\n{stdout}");
     };
-    // Without subordinate ids only root is mapped; with a range in /etc/subuid and
-    // /etc/subgid (this test's entries, removed again) newuidmap maps the rest.
-    child("single");
-    {
-        let _entries = SubIdEntries::add(NOBODY, 400_000, 65_536);
-        child("subids");
-    }
+    // Each phase sees the /etc/subuid and /etc/subgid it needs, whatever the machine's hold:
+    // without subordinate ids only root is mapped; with a range newuidmap maps the rest.
+    child("single", "");
+    child("subids", &format!("{NOBODY}:400000:65536\n"));
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mountinfo.contains(ctx.path().to_str().unwrap()), "a rootless sandbox mount leaked");
     assert!(!rootfs.join("etc/hosts").exists(), "stub left behind");
 }
 
+/// A command that runs the rest of its arguments in a private mount namespace whose
+/// `/etc/subuid` and `/etc/subgid` hold exactly `subids` (this test's precondition, set up for
+/// its own processes only: the machine's files are neither read nor changed). The files are
+/// bound over the machine's; where the machine has none, a copy of `/etc` holding them is bound
+/// over `/etc` instead. `dir` is created for the files.
+fn with_subids(dir: &std::path::Path, subids: &str) -> Command {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for name in ["subuid", "subgid"] {
+        std::fs::write(dir.join(name), subids).unwrap();
+        std::fs::set_permissions(dir.join(name), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let script = r#"set -e
+if [ -f /etc/subuid ] && [ -f /etc/subgid ]; then
+    mount --bind "$1/subuid" /etc/subuid
+    mount --bind "$1/subgid" /etc/subgid
+else
+    mkdir "$1/etc" && cp -a /etc/. "$1/etc/" && cp "$1/subuid" "$1/subgid" "$1/etc/"
+    mount --rbind "$1/etc" /etc
+fi
+shift
+exec "$@""#;
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "--", "sh", "-c", script, "sh"]).arg(dir);
+    cmd
+}
+
 const PHASE_ENV: &str = "SLIPWAY_TEST_ROOTLESS_PHASE";
-
-/// Lines added to /etc/subuid and /etc/subgid for the test's lifetime; dropping the guard
-/// puts the files back as they were (also when the test fails).
-struct SubIdEntries {
-    saved: Vec<(&'static str, Option<Vec<u8>>)>,
-}
-
-impl SubIdEntries {
-    fn add(uid: u32, start: u32, count: u32) -> SubIdEntries {
-        let mut guard = SubIdEntries { saved: Vec::new() };
-        for path in ["/etc/subuid", "/etc/subgid"] {
-            let before = std::fs::read(path).ok();
-            guard.saved.push((path, before.clone()));
-            let mut text = before.unwrap_or_default();
-            if !text.is_empty() && !text.ends_with(b"\n") {
-                text.push(b'\n');
-            }
-            text.extend_from_slice(format!("{uid}:{start}:{count}\n").as_bytes());
-            std::fs::write(path, text).unwrap();
-        }
-        guard
-    }
-}
-
-impl Drop for SubIdEntries {
-    fn drop(&mut self) {
-        for (path, before) in &self.saved {
-            let _ = match before {
-                Some(bytes) => std::fs::write(path, bytes),
-                None => std::fs::remove_file(path),
-            };
-        }
-    }
-}
 
 /// The unprivileged half of the test above; does nothing unless started by it.
 #[test]
