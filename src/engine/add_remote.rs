@@ -43,6 +43,8 @@ pub(crate) struct RemoteAdd<'a> {
     pub excludes: Vec<String>,
     /// The instruction as shown (task, history, key).
     pub shown: String,
+    /// `ADD --link`: the layer is made on nothing and keyed without the layers below.
+    pub link: bool,
 }
 
 /// The remote sources among `words` (an ADD's expanded sources), or `None` when none is
@@ -128,7 +130,11 @@ pub(crate) fn add(sc: &StepCtx<'_>, state: &mut State, step: RemoteAdd<'_>) -> R
         ctx.options.no_cache || ctx.options.no_cache_filter.iter().any(|s| s.eq_ignore_ascii_case(&state.name));
 
     let mut inputs = KeyInputs::default();
-    layers::add_parent(state, &mut inputs);
+    if step.link {
+        inputs.add("link", "independent of the layers below".to_string());
+    } else {
+        layers::add_parent(state, &mut inputs);
+    }
     inputs.add("instruction", step.shown.clone());
     inputs.add("dest", step.dest.clone());
     let mut prepared = Vec::new();
@@ -150,7 +156,7 @@ pub(crate) fn add(sc: &StepCtx<'_>, state: &mut State, step: RemoteAdd<'_>) -> R
     inputs.add("platform", state.platform.to_string());
 
     let title = sc.title(state, &step.shown);
-    let layer = LayerStep { inputs, files: None, title, created_by: step.shown.clone(), independent: false };
+    let layer = LayerStep { inputs, files: None, title, created_by: step.shown.clone(), independent: step.link };
     let dest_is_dir = step.dest_word.ends_with('/') || step.sources.len() > 1;
     layers::layer_step(sc, state, layer, |run, rootfs| {
         let mut opts = CopyOptions {
@@ -162,8 +168,9 @@ pub(crate) fn add(sc: &StepCtx<'_>, state: &mut State, step: RemoteAdd<'_>) -> R
             dest_is_dir,
             parents: false,
         };
-        if let Some(spec) = &step.chown {
-            opts.chown = Some(context::resolve_chown(rootfs, spec)?);
+        if let Some(chown) = &step.chown {
+            let chown = if step.link { super::copy::link_chown(chown) } else { chown.clone() };
+            opts.chown = Some(context::resolve_chown(rootfs, &chown)?);
         }
         for (i, p) in prepared.into_iter().enumerate() {
             let dir = scratch.path().join(format!("src-{i}"));

@@ -142,7 +142,9 @@ pub(crate) fn copy(sc: &StepCtx<'_>, state: &mut State, spec: &CopySpec<'_>) -> 
             let redacted: Vec<Src> = x.paths().iter().map(|p| Src::Path(crate::remote::redact(p))).collect();
             let shown = shown(spec, &redacted, &x.dest_word, x.chown.as_deref(), x.chmod.as_ref());
             let (dest_word, dest, chown, chmod, excludes) = (x.dest_word, x.dest, x.chown, x.chmod, x.excludes);
-            let remote = super::add_remote::RemoteAdd { add, sources, dest_word, dest, chown, chmod, excludes, shown };
+            let link = spec.link;
+            let remote =
+                super::add_remote::RemoteAdd { add, sources, dest_word, dest, chown, chmod, excludes, shown, link };
             return super::add_remote::add(sc, state, remote);
         }
     }
@@ -204,9 +206,9 @@ pub(crate) fn copy(sc: &StepCtx<'_>, state: &mut State, spec: &CopySpec<'_>) -> 
     let step = LayerStep { inputs, files, title: sc.title(state, &shown), created_by: shown, independent: spec.link };
     layers::layer_step(sc, state, step, |_run, rootfs| {
         let mut opts = opts;
-        if let Some(spec) = &x.chown {
-            // A --link copy sees no /etc/passwd: its ids are numbers (or root), checked above.
-            opts.chown = Some(context::resolve_chown(rootfs, &spec.replace("root", "0"))?);
+        if let Some(chown) = &x.chown {
+            let chown = if spec.link { link_chown(chown) } else { chown.clone() };
+            opts.chown = Some(context::resolve_chown(rootfs, &chown)?);
         }
         let mtime = ctx.options.source_date_epoch.unwrap_or_else(|| crate::image::timestamp(None));
         for s in &x.srcs {
@@ -278,6 +280,12 @@ fn expand_copy(sc: &StepCtx<'_>, state: &State, spec: &CopySpec<'_>) -> Result<E
         return Err(BuildError::Invalid { span, invalid });
     }
     Ok(Expanded { srcs, dest_word, dest, chown, chmod, excludes })
+}
+
+/// A `--link` step's `--chown`: it sees no `/etc/passwd`, so its ids are numbers or `root`
+/// (checked when expanded), and `root` is 0.
+pub(crate) fn link_chown(chown: &str) -> String {
+    chown.split(':').map(|id| if id == "root" { "0" } else { id }).collect::<Vec<_>>().join(":")
 }
 
 /// An unquoted heredoc body as BuildKit expands it: `$` everywhere, quotes are plain text (its

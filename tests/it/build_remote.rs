@@ -465,3 +465,25 @@ fn copy_of_a_url_is_refused_at_its_line() {
     let err = stderr(&out);
     assert!(err.contains("Dockerfile:2") && err.contains("source can't be a URL for COPY"), "{err}");
 }
+
+/// `ADD --link <url>`: the layer is made on nothing, so a change below keeps it a hit and the
+/// same blob (BuildKit's --link); `--chown=root` works without the image's /etc/passwd.
+#[test]
+fn add_link_of_a_url_is_independent_of_the_layers_below() {
+    let server = FileServer::start();
+    server.file("/dl/tool.txt", b"tool\n", &[("Last-Modified", LAST_MODIFIED)]);
+    let env = BuildEnv::new();
+    env.dockerfile(&format!(
+        "FROM bb\nARG V\nRUN echo $V > /v\nADD --link --chown=root:0 {} /opt/\n",
+        server.url("/dl/tool.txt")
+    ));
+    let layers = |tag: &str| env.config(tag)["rootfs"]["diff_ids"].as_array().unwrap().clone();
+    env.build_events(&["--build-arg", "V=1", "-t", "one"]);
+    let all = steps(&env.build_events(&["--build-arg", "V=2", "-t", "two"]));
+    assert_eq!(step(&all, "RUN echo").cache.as_deref(), Some("miss"), "{all:#?}");
+    assert_eq!(step(&all, "ADD --link").cache.as_deref(), Some("hit"), "{all:#?}");
+    let (one, two) = (layers("one"), layers("two"));
+    assert_ne!(one[one.len() - 2], two[two.len() - 2], "the RUN layers differ");
+    assert_eq!(one.last(), two.last(), "the linked layer is the same");
+    assert_eq!(env.run_stdout("two", &["sh", "-c", "cat /v /opt/tool.txt; stat -c %u /opt/tool.txt"]), "2\ntool\n0\n");
+}
