@@ -237,6 +237,16 @@ fn every_example_says_what_runs_it_and_has_the_expected_shape() {
     }
 }
 
+/// The commands `examples/ci/README.md` shows are the GitHub workflow's, as written there.
+#[test]
+fn the_readme_shows_the_commands_the_examples_run() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ci/README.md");
+    let readme = std::fs::read_to_string(&path).unwrap();
+    let shown: Vec<String> =
+        slipway_commands(&readme).into_iter().map(|c| c.split(" # ").next().unwrap().trim_end().to_string()).collect();
+    assert_eq!(shown, slipway_commands(&read(&GITHUB)), "{}", path.display());
+}
+
 /// A plain structural check of the YAML these files use: spaces only, even indentation, every
 /// line outside a block scalar (`|`, `>`) a comment, a `key:` / `key: value` mapping line, a
 /// `- ` sequence item or the continuation of a plain scalar; the top-level keys as expected.
