@@ -21,6 +21,7 @@ mod build_stages;
 mod cache;
 mod cache_mounts;
 mod check;
+mod ci_examples;
 mod concurrent_builds;
 mod conformance;
 mod context;
