@@ -18,6 +18,35 @@ use std::process::{Command, Stdio};
 use super::RemoteError;
 use super::source::{GitSource, RefKind, is_commit_id};
 
+/// How git runs ssh for `git@host:…` and `ssh://` remotes: no configuration file, no prompt, no
+/// key file (only the build's `--ssh default` agent, as BuildKit), and the hosts known to the
+/// caller (`~/.ssh/known_hosts`, copied into `home`, and the system's) checked — a changed key
+/// fails — while a host never seen is accepted, where BuildKit checks no host key at all
+/// without a known-hosts list.
+fn ssh_command(home: &Path) -> String {
+    let known = home.join(KNOWN_HOSTS);
+    let quoted = format!("'{}'", known.display().to_string().replace('\'', "'\\''"));
+    format!(
+        "ssh -F /dev/null -o BatchMode=yes -o IdentityFile=none -o StrictHostKeyChecking=accept-new \
+         -o UserKnownHostsFile={quoted}"
+    )
+}
+
+/// The known-hosts file of git's ssh, in its `HOME`.
+const KNOWN_HOSTS: &str = "known_hosts";
+
+/// Copies the caller's `$HOME/.ssh/known_hosts`, when there is one, into git's `home`.
+fn seed_known_hosts(home: &Path) -> Result<(), RemoteError> {
+    let Some(caller) = std::env::var_os("HOME").map(PathBuf::from) else { return Ok(()) };
+    let theirs = caller.join(".ssh").join(KNOWN_HOSTS);
+    let ours = home.join(KNOWN_HOSTS);
+    match std::fs::copy(&theirs, &ours) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(RemoteError::io("copy", &theirs, e)),
+    }
+}
+
 /// Where `git` is looked for when `PATH` has none.
 const FALLBACK_GIT: &str = "/usr/bin/git";
 
@@ -60,6 +89,7 @@ impl GitFetcher {
     ) -> Result<GitFetcher, RemoteError> {
         let home = scratch.join("home");
         std::fs::create_dir_all(&home).map_err(|e| RemoteError::io("create", &home, e))?;
+        seed_known_hosts(&home)?;
         Ok(GitFetcher { program: find_git(), home, proxy_env, ssh_auth_sock })
     }
 
@@ -80,8 +110,7 @@ impl GitFetcher {
         if let Some(sock) = &self.ssh_auth_sock {
             cmd.env("SSH_AUTH_SOCK", sock);
         }
-        // Non-interactive ssh: no password prompt, a new host's key is not trusted silently.
-        cmd.env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes");
+        cmd.env("GIT_SSH_COMMAND", ssh_command(&self.home));
         if source.is_file() {
             cmd.args(["-c", "protocol.file.allow=always"]);
         }

@@ -487,3 +487,58 @@ fn add_link_of_a_url_is_independent_of_the_layers_below() {
     assert_eq!(one.last(), two.last(), "the linked layer is the same");
     assert_eq!(env.run_stdout("two", &["sh", "-c", "cat /v /opt/tool.txt; stat -c %u /opt/tool.txt"]), "2\ntool\n0\n");
 }
+
+/// Git over ssh, as `git@host:path` and `ssh://` remotes reach it: the build's `--ssh default`
+/// agent logs in (no key file of the machine is offered), a host never seen is accepted, a host
+/// whose key differs from the caller's `~/.ssh/known_hosts` is refused, and without an agent the
+/// error says what failed.
+#[test]
+fn git_over_ssh_with_the_builds_agent_and_the_callers_known_hosts() {
+    use crate::support::sshd::{GIT_HOST, TestSshd};
+    let git_host = TestSshd::start_git_host();
+    // Another server: its host key stands for a changed key of the git host.
+    let other = TestSshd::start();
+    let env = BuildEnv::new();
+    let (repo, _, _) = sample_repo(env.tc.path());
+    let bare = repo.bare.display().to_string();
+    env.dockerfile(&format!(
+        "FROM bb\nADD git@{GIT_HOST}:{bare}#v1:app /scp/\nADD ssh://git@{GIT_HOST}:22{bare}#v1 /url/\n"
+    ));
+    // A HOME of the test's: its known_hosts is what the build copies.
+    let home = env.tc.path().join("home");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    let key = format!("default={}", git_host.client_key().display());
+    let mut cmd = env.build_cmd(&["--ssh", &key, "-t", "img"]);
+    cmd.env("HOME", &home);
+    let out = cmd.output().unwrap();
+    let logins = git_host.log();
+    if !out.status.success() {
+        panic!("{}\ngit host:\n{logins}", describe(&out));
+    }
+    assert!(logins.contains("Accepted publickey for git from 127.0.0.1"), "{logins}");
+    let shown = env.run_stdout("img", &["sh", "-c", "cat /scp/hello.sh; ls /url"]);
+    assert_eq!(shown, "echo v1\nREADME\napp\n");
+
+    // A host key the caller knows otherwise: refused, naming the host key check.
+    std::fs::write(home.join(".ssh/known_hosts"), other.known_hosts_line(GIT_HOST)).unwrap();
+    let mut cmd = env.build_cmd(&["--no-cache", "--ssh", &key, "-t", "img"]);
+    cmd.env("HOME", &home);
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(stderr(&out).contains("Host key verification failed"), "{}", describe(&out));
+
+    // The right key there: accepted.
+    std::fs::write(home.join(".ssh/known_hosts"), git_host.known_hosts_line(GIT_HOST)).unwrap();
+    env.dockerfile(&format!("FROM bb\nADD git@{GIT_HOST}:{bare}#v1:app /scp/\n"));
+    let mut cmd = env.build_cmd(&["--no-cache", "--ssh", &key, "-t", "img"]);
+    cmd.env("HOME", &home);
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+
+    // No agent: the login fails and the error says so.
+    let mut cmd = env.build_cmd(&["--no-cache", "-t", "img"]);
+    cmd.env("HOME", &home);
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(stderr(&out).contains("Permission denied (publickey)"), "{}", describe(&out));
+}

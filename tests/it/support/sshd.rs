@@ -24,6 +24,9 @@ pub const SSH_BIN: &str = "/usr/bin/ssh";
 /// Where a client logs in.
 pub const DESTINATION: &str = "root@127.0.0.1";
 
+/// The address of [`TestSshd::start_git_host`].
+pub const GIT_HOST: &str = "127.0.0.2";
+
 /// The privilege separation directory sshd insists on (compiled in; root-owned, not
 /// group/world-writable).
 const PRIVSEP_DIR: &str = "/run/sshd";
@@ -31,6 +34,7 @@ const PRIVSEP_DIR: &str = "/run/sshd";
 /// A running sshd, killed (and its temp dir removed) on drop.
 pub struct TestSshd {
     child: Child,
+    address: String,
     port: u16,
     dir: tempfile::TempDir,
     client_key: PathBuf,
@@ -39,8 +43,20 @@ pub struct TestSshd {
 }
 
 impl TestSshd {
-    /// Generates the keys and starts sshd, returning once its port accepts connections.
+    /// Generates the keys and starts sshd on 127.0.0.1, returning once its port accepts
+    /// connections.
     pub fn start() -> TestSshd {
+        TestSshd::start_on("127.0.0.1", free_port(), None)
+    }
+
+    /// A git host as `git@HOST:path` remotes reach it: sshd on port 22 of 127.0.0.2 (a free
+    /// address: 127.0.0.1:22 may be the machine's own sshd), and a user `git` — uid 0, in a copy
+    /// of `/etc/passwd` bound over the real one in sshd's own mount namespace only.
+    pub fn start_git_host() -> TestSshd {
+        TestSshd::start_on(GIT_HOST, 22, Some("git:x:0:0:git:/root:/bin/sh"))
+    }
+
+    fn start_on(address: &str, port: u16, extra_user: Option<&str>) -> TestSshd {
         assert!(Path::new(SSHD_BIN).exists(), "{SSHD_BIN} missing: scripts/install-deps installs openssh-server");
         let dir = tempfile::Builder::new().prefix("slipway-sshd-").tempdir().expect("temp dir");
         let host_key = dir.path().join("host_ed25519");
@@ -57,9 +73,8 @@ impl TestSshd {
             .create(PRIVSEP_DIR)
             .unwrap_or_else(|e| panic!("create {PRIVSEP_DIR}: {e}"));
 
-        let port = free_port();
         let options = [
-            "ListenAddress=127.0.0.1".to_string(),
+            format!("ListenAddress={address}"),
             format!("Port={port}"),
             format!("HostKey={}", host_key.display()),
             format!("AuthorizedKeysFile={}", authorized_keys.display()),
@@ -75,7 +90,26 @@ impl TestSshd {
         ];
         let log = dir.path().join("sshd.log");
         let log_file = std::fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(SSHD_BIN);
+        let mut cmd = match extra_user {
+            None => Command::new(SSHD_BIN),
+            Some(line) => {
+                let passwd = dir.path().join("passwd");
+                let mut text = std::fs::read_to_string("/etc/passwd").unwrap();
+                text.push_str(&format!("{line}\n"));
+                std::fs::write(&passwd, text).unwrap();
+                let mut cmd = Command::new("unshare");
+                cmd.args([
+                    "-m",
+                    "--propagation",
+                    "private",
+                    "sh",
+                    "-c",
+                    "mount --bind \"$0\" /etc/passwd && exec \"$@\"",
+                ]);
+                cmd.arg(&passwd).arg(SSHD_BIN);
+                cmd
+            }
+        };
         cmd.args(["-D", "-e", "-f", "/dev/null"]);
         for option in &options {
             cmd.arg("-o").arg(option);
@@ -86,7 +120,7 @@ impl TestSshd {
             .stderr(log_file)
             .spawn()
             .expect("spawn sshd");
-        let mut sshd = TestSshd { child, port, dir, client_key, public_key, log };
+        let mut sshd = TestSshd { child, address: address.to_string(), port, dir, client_key, public_key, log };
         sshd.wait_ready();
         sshd
     }
@@ -98,7 +132,7 @@ impl TestSshd {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("sshd exited with {status}:\n{}", self.log());
             }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if TcpStream::connect((self.address.as_str(), self.port)).is_ok() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -109,6 +143,13 @@ impl TestSshd {
     /// The port sshd listens on (on 127.0.0.1).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The server's host key as a `known_hosts` line for `host`.
+    pub fn known_hosts_line(&self, host: &str) -> String {
+        let key = std::fs::read_to_string(self.dir.path().join("host_ed25519.pub")).unwrap();
+        let mut parts = key.split_whitespace();
+        format!("{host} {} {}\n", parts.next().unwrap(), parts.next().unwrap())
     }
 
     /// The client's private key file (ed25519, no passphrase, mode 0600).
