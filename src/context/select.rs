@@ -77,7 +77,7 @@ fn select_sources(
     let mut missing_wildcard = None;
     let mut all_excluded = false;
     for pattern in patterns {
-        let found = select_one(src, root.as_fd(), &root_real, pattern, excludes.as_ref())?;
+        let found = select_one(src, root.as_fd(), &root_real, pattern, excludes.as_ref(), parents)?;
         all_excluded |= found.excluded;
         if found.items.is_empty() && missing_wildcard.is_none() {
             missing_wildcard = Some(pattern.clone());
@@ -105,6 +105,7 @@ fn select_one(
     root_real: &Path,
     pattern: &str,
     excludes: Option<&IgnoreFile>,
+    parents: bool,
 ) -> Result<Found, ContextError> {
     let cleaned = clean_path(pattern);
     if cleaned == ".." || cleaned.starts_with("../") {
@@ -119,7 +120,7 @@ fn select_one(
     if let Some(bad) = comps.iter().find(|c| glob::has_magic(c) && !glob::is_valid(c)) {
         return Err(ContextError::NotFound { pattern: format!("{pattern} (invalid pattern component {bad:?})") });
     }
-    let candidates = expand_wildcards(root, &comps)?;
+    let candidates = expand_wildcards(root, &comps, parents)?;
     let mut out = Vec::new();
     let mut excluded = false;
     for cand in candidates {
@@ -168,10 +169,26 @@ fn select_one(
 }
 
 /// Expands the wildcards of `comps` component by component against the listings: every lexical
-/// path (symlinks not resolved yet) the pattern names.
-fn expand_wildcards(root: BorrowedFd<'_>, comps: &[&str]) -> Result<Vec<Vec<String>>, ContextError> {
+/// path (symlinks not resolved yet) the pattern names. With `--parents` (`globstar`) a `**`
+/// component is any number of directories, none included, as BuildKit's pattern matcher reads
+/// `COPY --parents **/package.json ./`; elsewhere it is `*` (Go's `filepath.Match`).
+fn expand_wildcards(root: BorrowedFd<'_>, comps: &[&str], globstar: bool) -> Result<Vec<Vec<String>>, ContextError> {
     let mut candidates: Vec<Vec<String>> = vec![Vec::new()];
-    for comp in comps {
+    for (i, comp) in comps.iter().enumerate() {
+        if globstar && *comp == "**" {
+            // Last: the directory itself holds everything below it.
+            if i + 1 < comps.len() {
+                let mut all = Vec::new();
+                for cand in &candidates {
+                    all.push(cand.clone());
+                    descendant_dirs(root, cand, &mut all)?;
+                }
+                all.sort();
+                all.dedup();
+                candidates = all;
+            }
+            continue;
+        }
         if !glob::has_magic(comp) {
             for cand in &mut candidates {
                 cand.push((*comp).to_owned());
@@ -207,4 +224,30 @@ fn expand_wildcards(root: BorrowedFd<'_>, comps: &[&str]) -> Result<Vec<Vec<Stri
         candidates = next;
     }
     Ok(candidates)
+}
+
+/// Every directory below `dir` (a lexical path in the root), depth first, symlinks not followed.
+fn descendant_dirs(root: BorrowedFd<'_>, dir: &[String], out: &mut Vec<Vec<String>>) -> Result<(), ContextError> {
+    let lexical = dir.join("/");
+    let fd = match dirfd::open_in_root(root, lexical.as_bytes(), dirfd::DIR_FLAGS) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT | Errno::NOTDIR) => return Ok(()),
+        Err(Errno::LOOP) => return Err(ContextError::SymlinkLoop { path: lexical }),
+        Err(e) => return Err(ContextError::Read { path: lexical, source: e.into() }),
+    };
+    let read_err = |e: Errno| ContextError::Read { path: lexical.clone(), source: e.into() };
+    for name in dirfd::list_names(fd.as_fd()).map_err(read_err)? {
+        let st = rustix::fs::statat(&fd, name.as_slice(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW).map_err(read_err)?;
+        if dirfd::file_type(&st) != FileType::Directory {
+            continue;
+        }
+        let Ok(name) = String::from_utf8(name.clone()) else {
+            return Err(ContextError::NonUtf8 { path: dirfd::display(&dirfd::join(lexical.as_bytes(), &name)) });
+        };
+        let mut path = dir.to_vec();
+        path.push(name);
+        out.push(path.clone());
+        descendant_dirs(root, &path, out)?;
+    }
+    Ok(())
 }

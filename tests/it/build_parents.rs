@@ -72,3 +72,52 @@ fn parents_of_a_missing_file_fail_and_of_a_wildcard_matching_nothing_do_not() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("Dockerfile:2") && err.contains("missing/file"), "{err}");
 }
+
+/// `**` with `--parents` is any number of directories (none included), as the monorepo idiom
+/// `COPY --parents **/package.json ./` needs; without `--parents` it is `*`, one level (Go's
+/// `filepath.Match`).
+#[test]
+fn a_globstar_with_parents_matches_at_every_depth() {
+    let env = BuildEnv::new();
+    env.write("package.json", "root");
+    env.write("packages/a/package.json", "a");
+    env.write("packages/b/sub/package.json", "b");
+    env.write("packages/b/sub/index.js", "js");
+    env.write("apps/web/package.json", "web");
+    env.dockerfile(
+        "FROM bb\n\
+         COPY --parents **/package.json /all/\n\
+         COPY --parents ./packages/./**/package.json /pivot/\n\
+         COPY --parents packages/** /tree/\n\
+         COPY packages/**/package.json /flat/\n",
+    );
+    env.build_ok(&["-t", "img:1"]);
+    let root = env.umoci_unpack("img:1", env.tc.path());
+    let files = |dir: &str| {
+        let mut found: Vec<String> = walkdir::WalkDir::new(root.join(dir))
+            .into_iter()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_type().is_file())
+            .map(|e| e.path().strip_prefix(root.join(dir)).unwrap().display().to_string())
+            .collect();
+        found.sort();
+        found
+    };
+    assert_eq!(
+        files("all"),
+        ["apps/web/package.json", "package.json", "packages/a/package.json", "packages/b/sub/package.json"]
+    );
+    assert_eq!(files("pivot"), ["a/package.json", "b/sub/package.json"]);
+    assert_eq!(files("tree"), ["packages/a/package.json", "packages/b/sub/index.js", "packages/b/sub/package.json"]);
+    // Without --parents: `**` is `*`, so only packages/a/package.json (one level) is copied.
+    assert_eq!(files("flat"), ["package.json"]);
+    assert_eq!(std::fs::read_to_string(root.join("flat/package.json")).unwrap(), "a", "{}", describe_tree(&root));
+}
+
+fn describe_tree(root: &std::path::Path) -> String {
+    walkdir::WalkDir::new(root)
+        .into_iter()
+        .map(|e| e.unwrap().path().display().to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
