@@ -3,9 +3,11 @@
 
 use std::path::PathBuf;
 
+use crate::cli::outputs::{check_level, parse_bool as boolean, parse_compression, parse_level};
 use crate::engine::{CacheExport, CacheFrom, CacheTo, DEFAULT_MOUNTS_MAX_SIZE};
-use crate::layer::{Compression, level_range};
-use crate::oci::{LayerCompression, Reference};
+#[cfg(test)]
+use crate::oci::LayerCompression;
+use crate::oci::Reference;
 
 /// The tag a local cache is written under and read from when none is given.
 pub const DEFAULT_LOCAL_TAG: &str = "latest";
@@ -23,14 +25,6 @@ fn fields(spec: &str, flag: &str) -> Result<Vec<(String, String)>, String> {
 
 fn reference(value: &str) -> Result<Reference, String> {
     Reference::parse(value).map_err(|e| format!("ref={value:?}: {e}"))
-}
-
-fn boolean(key: &str, value: &str) -> Result<bool, String> {
-    match value {
-        "true" | "1" => Ok(true),
-        "false" | "0" => Ok(false),
-        _ => Err(format!("{key}={value:?} is not true or false")),
-    }
 }
 
 fn unsupported_type(kind: &str) -> String {
@@ -115,26 +109,9 @@ pub fn parse_cache_to(spec: &str) -> Result<CacheExport, String> {
         "max" => true,
         other => return Err(format!("mode={other:?} is not min or max")),
     };
-    let compression = match get("compression").unwrap_or("gzip") {
-        "gzip" => LayerCompression::Gzip,
-        "zstd" => LayerCompression::Zstd,
-        "uncompressed" => LayerCompression::None,
-        other => return Err(format!("unknown compression {other:?} (gzip, zstd, uncompressed)")),
-    };
-    let level = match get("compression-level") {
-        None => None,
-        Some(v) => Some(v.parse::<u32>().map_err(|_| format!("compression-level={v:?} is not a number"))?),
-    };
-    let algorithm = match compression {
-        LayerCompression::None => Compression::None,
-        LayerCompression::Gzip => Compression::Gzip,
-        LayerCompression::Zstd => Compression::Zstd,
-    };
-    if let Some(level) = level
-        && !level_range(algorithm).is_some_and(|r| r.contains(&level))
-    {
-        return Err(format!("compression-level={level} is out of range (gzip 0-9, zstd 1-22, none for uncompressed)"));
-    }
+    let compression = parse_compression(get("compression").unwrap_or("gzip"))?;
+    let level = get("compression-level").map(parse_level).transpose()?;
+    check_level(compression, level)?;
     let ignore_error = get("ignore-error").map(|v| boolean("ignore-error", v)).transpose()?.unwrap_or(false);
     let to = match kind {
         "registry" => CacheTo::Registry(reference(get("ref").ok_or("--cache-to type=registry needs ref=")?)?),

@@ -135,7 +135,7 @@ fn split_csv(spec: &str) -> Result<Vec<String>, String> {
     crate::dockerfile::csv_fields(spec).map_err(|e| format!("{e} in {spec:?}"))
 }
 
-fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
+pub(super) fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
     match value {
         "true" | "1" => Ok(true),
         "false" | "0" => Ok(false),
@@ -198,19 +198,8 @@ fn set_key(output: &mut Output, key: &str, value: &str) -> Result<(), String> {
         "push" => output.push = parse_bool(key, value)?,
         "tar" => output.tar = parse_bool(key, value)?,
         "rewrite-timestamp" => output.rewrite_timestamp = parse_bool(key, value)?,
-        "compression" => {
-            output.compression = match value {
-                "gzip" => LayerCompression::Gzip,
-                "zstd" => LayerCompression::Zstd,
-                "uncompressed" => LayerCompression::None,
-                "estargz" => return Err("compression=estargz is not supported (gzip, zstd, uncompressed)".to_string()),
-                _ => return Err(format!("unknown compression {value:?} (gzip, zstd, uncompressed)")),
-            }
-        }
-        "compression-level" => {
-            let level = value.parse::<u32>().map_err(|_| format!("compression-level={value:?} is not a number"))?;
-            output.layers.level = Some(level);
-        }
+        "compression" => output.compression = parse_compression(value)?,
+        "compression-level" => output.layers.level = Some(parse_level(value)?),
         "force-compression" => output.layers.force = parse_bool(key, value)?,
         "oci-mediatypes" => output.layers.docker_media_types = !parse_bool(key, value)?,
         _ => unreachable!("keys are checked against the type's list"),
@@ -218,19 +207,41 @@ fn set_key(output: &mut Output, key: &str, value: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// What one output needs whatever else the command line says.
-fn check(output: &Output) -> Result<(), String> {
-    let kind = output.kind.name();
-    let algorithm = match output.compression {
+/// `compression=` of an output or a cache export.
+pub(super) fn parse_compression(value: &str) -> Result<LayerCompression, String> {
+    match value {
+        "gzip" => Ok(LayerCompression::Gzip),
+        "zstd" => Ok(LayerCompression::Zstd),
+        "uncompressed" => Ok(LayerCompression::None),
+        "estargz" => Err("compression=estargz is not supported (gzip, zstd, uncompressed)".to_string()),
+        _ => Err(format!("unknown compression {value:?} (gzip, zstd, uncompressed)")),
+    }
+}
+
+/// `compression-level=`, checked against the compression by [`check_level`].
+pub(super) fn parse_level(value: &str) -> Result<u32, String> {
+    value.parse::<u32>().map_err(|_| format!("compression-level={value:?} is not a number"))
+}
+
+/// A level the compression has.
+pub(super) fn check_level(compression: LayerCompression, level: Option<u32>) -> Result<(), String> {
+    let algorithm = match compression {
         LayerCompression::None => Compression::None,
         LayerCompression::Gzip => Compression::Gzip,
         LayerCompression::Zstd => Compression::Zstd,
     };
-    if let Some(level) = output.layers.level
-        && !level_range(algorithm).is_some_and(|r| r.contains(&level))
-    {
-        return Err(format!("compression-level={level} is out of range (gzip 0-9, zstd 1-22, none for uncompressed)"));
+    match level {
+        Some(level) if !level_range(algorithm).is_some_and(|r| r.contains(&level)) => {
+            Err(format!("compression-level={level} is out of range (gzip 0-9, zstd 1-22, none for uncompressed)"))
+        }
+        _ => Ok(()),
     }
+}
+
+/// What one output needs whatever else the command line says.
+fn check(output: &Output) -> Result<(), String> {
+    let kind = output.kind.name();
+    check_level(output.compression, output.layers.level)?;
     if output.layers.docker_media_types && output.compression == LayerCompression::Zstd {
         return Err("oci-mediatypes=false cannot carry zstd layers (Docker has no zstd media type)".to_string());
     }

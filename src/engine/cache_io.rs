@@ -103,6 +103,14 @@ pub(crate) struct CacheStep {
     pub chain_after: Option<Digest>,
 }
 
+impl CacheStep {
+    /// The step's record as an export carries it, its layer at `layer` of the carrying manifest.
+    fn exported(&self, layer: Option<usize>) -> ExportedRecord {
+        let files = self.files.as_deref();
+        ExportedRecord::new(&self.key, layer, self.record.created, &self.slot, &self.inputs, files)
+    }
+}
+
 /// The steps a build looked up, in the order they ended, and the ids of the cache mounts its
 /// RUN steps declare (run or not); [`super::BuildOutput::cache_steps`].
 #[derive(Debug, Clone, Default)]
@@ -412,14 +420,7 @@ fn exported_records(steps: &[&CacheStep]) -> (ExportedCache, Vec<(DiffId, Descri
                 layers.len() - 1
             }
         });
-        records.push(ExportedRecord::new(
-            &step.key,
-            layer,
-            step.record.created,
-            &step.slot,
-            &step.inputs,
-            step.files.as_deref(),
-        ));
+        records.push(step.exported(layer));
     }
     (ExportedCache { key_version: KEY_VERSION, records, mounts: Vec::new() }, layers)
 }
@@ -434,14 +435,7 @@ pub(crate) fn inline_records(steps: &[CacheStep], image_diff_ids: &[DiffId]) -> 
             None => None,
             Some(l) => Some(image_diff_ids.iter().position(|d| *d == l.diff_id)?),
         };
-        records.push(ExportedRecord::new(
-            &step.key,
-            layer,
-            step.record.created,
-            &step.slot,
-            &step.inputs,
-            step.files.as_deref(),
-        ));
+        records.push(step.exported(layer));
     }
     if records.is_empty() {
         return None;
