@@ -98,7 +98,7 @@ pub enum BuildError {
         id: String,
         path: String,
         #[source]
-        source: ContextError,
+        source: Box<ContextError>,
     },
     /// An ssh agent or the forwarding of one.
     #[error(transparent)]

@@ -400,8 +400,9 @@ fn subdir(root: &Path, c: &CacheSpec<'_>) -> Result<PathBuf, BuildError> {
     if c.from.is_some() || c.source.is_empty() {
         return canonical(root);
     }
-    context::make_dir(root, &format!("/{}", c.source), Some((c.uid, c.gid)))
-        .map_err(|source| BuildError::CacheSource { id: c.id.clone(), path: c.source.clone(), source })?;
+    context::make_dir(root, &format!("/{}", c.source), Some((c.uid, c.gid))).map_err(|source| {
+        BuildError::CacheSource { id: c.id.clone(), path: c.source.clone(), source: Box::new(source) }
+    })?;
     resolve_in(root, &c.source)
 }
 

@@ -64,7 +64,7 @@ pub enum InspectError {
         name: String,
         registry: String,
         #[source]
-        source: crate::registry::RegistryError,
+        source: Box<crate::registry::RegistryError>,
     },
     #[error("{path}: no image tagged {tag:?} (it has {available})")]
     NoTag { path: PathBuf, tag: String, available: String },

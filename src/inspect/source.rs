@@ -171,9 +171,11 @@ pub fn open<'a>(arg: &ImageArg, opts: &OpenOptions<'a>) -> Result<Opened<'a>, In
             Ok(image) => Ok(local(name, opts.store, image)?),
             Err(crate::image::ImageError::NotFound { .. }) => match Reference::parse(word) {
                 Ok(reference) => remote(name, reference.clone(), opts).map_err(|err| match err {
-                    InspectError::Registry(source) => {
-                        InspectError::Remote { name: word.clone(), registry: reference.registry().to_string(), source }
-                    }
+                    InspectError::Registry(source) => InspectError::Remote {
+                        name: word.clone(),
+                        registry: reference.registry().to_string(),
+                        source: Box::new(source),
+                    },
                     other => other,
                 }),
                 Err(_) => Err(InspectError::NotFound { name: word.clone() }),
