@@ -2,7 +2,9 @@
 //! streamed on stdout straight into the engine) is `docker load`ed by a private dockerd
 //! ([`TestDockerd`]), which must then show the image slipway built — id, name, layer DiffIDs,
 //! config — and run it: a container started from it (`--network none`, the daemon has no bridge)
-//! sees the files, environment and working directory the Dockerfile made.
+//! sees the files, environment and working directory the Dockerfile made. The engine's own
+//! unpacking of the layers (`docker export` of a container) is compared, file by file, with the
+//! filesystem `-o type=local` writes for the same build.
 
 use std::process::{Command, Stdio};
 
@@ -11,16 +13,35 @@ use serde_json::{Value, json};
 use crate::support::build::BuildEnv;
 use crate::support::describe;
 use crate::support::dockerd::TestDockerd;
+use crate::support::tree::{assert_same, snapshot};
 
 /// Three layers over the base's one (WORKDIR's directory, RUN, COPY), with ENV, a label, a
-/// WORKDIR and a CMD the engine must keep.
+/// WORKDIR and a CMD the engine must keep; the RUN's layer has a file of another owner, a
+/// hardlink, a symlink and a whiteout (`/bin/vi` of the base).
 const DOCKERFILE: &str = "FROM bb\n\
     ENV GREETING=hello PATH=/usr/local/bin:/bin\n\
     WORKDIR /app\n\
-    RUN echo \"$GREETING from slipway\" > greeting && chmod 640 greeting\n\
+    RUN echo \"$GREETING from slipway\" > greeting && chmod 640 greeting && chown 1000:1000 greeting \
+    && ln greeting hard && ln -s greeting link && rm /bin/vi\n\
     COPY note.txt /app/\n\
     LABEL org.example.purpose=docker-load\n\
     CMD [\"cat\", \"greeting\", \"note.txt\"]\n";
+
+/// What dockerd's init layer (moby `daemon/initlayer`) adds to every container's filesystem
+/// when the image lacks it: empty mount points for what a started container gets mounted.
+const INIT_LAYER: [&str; 11] = [
+    ".dockerenv",
+    "dev",
+    "dev/console",
+    "dev/pts",
+    "dev/shm",
+    "etc/hostname",
+    "etc/hosts",
+    "etc/mtab",
+    "etc/resolv.conf",
+    "proc",
+    "sys",
+];
 
 /// The image as slipway's store has it: `(id, diff_ids, config)`.
 fn slipway_image(env: &BuildEnv, name: &str) -> (String, Value, Value) {
@@ -53,13 +74,15 @@ fn assert_loaded(env: &BuildEnv, docker: &TestDockerd, name: &str) {
     // The CMD, run in the WORKDIR: both layers' files.
     let out = docker.ok(&["run", "--rm", "--network", "none", name]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from slipway\na note\n", "{}", describe(&out));
-    // The environment, the working directory and the RUN's file mode, seen from inside.
-    let probe = "echo \"$GREETING $PWD\" && stat -c '%a %u:%g %s' greeting /bin/busybox";
+    // The environment, the working directory and the RUN's layer (owner, mode, link count,
+    // symlink, whiteout) seen from inside.
+    let probe = "echo \"$GREETING $PWD\" && stat -c '%a %u:%g %s %h' greeting /bin/busybox && readlink link \
+        && if [ -e /bin/vi ]; then echo vi; else echo no vi; fi";
     let out = docker.ok(&["run", "--rm", "--network", "none", name, "sh", "-c", probe]);
     let busybox_size = std::fs::metadata("/bin/busybox").unwrap().len();
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        format!("hello /app\n640 0:0 19\n755 0:0 {busybox_size}\n"),
+        format!("hello /app\n640 1000:1000 19 2\n755 0:0 {busybox_size} 1\ngreeting\nno vi\n"),
         "{}",
         describe(&out)
     );
@@ -72,24 +95,54 @@ fn docker_archives_are_loaded_and_run_by_the_docker_engine() {
     env.write("note.txt", "a note\n");
     let docker = TestDockerd::start();
 
-    // dest=FILE, then `docker load -i FILE`.
+    // dest=FILE, then `docker load -i FILE`; type=local of the same build beside it.
     let archive = env.tc.path().join("img.docker");
-    env.build_ok(&["-t", "img:1", "-o", &format!("type=docker,dest={}", archive.display())]);
+    let local = env.tc.path().join("local");
+    let docker_output = format!("type=docker,dest={}", archive.display());
+    let local_output = format!("type=local,dest={}", local.display());
+    env.build_ok(&["-t", "img:1", "-o", &docker_output, "-o", &local_output]);
     let out = docker.ok(&["load", "-i", archive.to_str().unwrap()]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "Loaded image: img:1\n", "{}", describe(&out));
     assert_loaded(&env, &docker, "img:1");
 
-    // dest=- piped into `docker load` (no file between them), under another name; the engine
-    // first forgets the image (the build is cached: it is the same one).
+    // The engine's own unpacking of the layers, exported from a container (created, never
+    // started), is the filesystem type=local wrote: owners, modes, links, mtimes, the whiteout.
+    let created = docker.ok(&["create", "--network", "none", "img:1"]);
+    let container = String::from_utf8(created.stdout).unwrap().trim().to_string();
+    let exported = env.tc.path().join("exported.tar");
+    docker.ok(&["export", "-o", exported.to_str().unwrap(), &container]);
+    docker.ok(&["rm", &container]);
+    let unpacked = env.tc.path().join("exported");
+    std::fs::create_dir(&unpacked).unwrap();
+    let tar = Command::new("tar")
+        .args(["--numeric-owner", "-xpf", exported.to_str().unwrap(), "-C", unpacked.to_str().unwrap()])
+        .output()
+        .expect("spawn tar");
+    assert!(tar.status.success(), "tar: {}", describe(&tar));
+    let (mut engine, ours) = (snapshot(&unpacked), snapshot(&local));
+    // Less what the engine's init layer gives every container: mount points, and so a newer /etc.
+    for path in INIT_LAYER {
+        assert!(!ours.contains_key(path.as_bytes()), "/{path} is in the image itself");
+        engine.remove(path.as_bytes()).unwrap_or_else(|| panic!("the engine added no /{path}"));
+    }
+    engine.get_mut(b"etc".as_slice()).unwrap().mtime = ours[b"etc".as_slice()].mtime;
+    assert_same(&engine, &ours);
+
+    // dest=- piped into `docker load` (no file between them), under another name, once the
+    // engine has forgotten the image (the build is cached, so the layers are the same ones).
     docker.ok(&["rmi", "img:1"]);
     assert_eq!(docker.ok(&["image", "ls", "-q"]).stdout, b"", "the engine holds no image");
-    let mut build = env.build_cmd(&["-t", "img:2", "-o", "type=docker,dest=-"]);
-    let mut build = build.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn slipway");
-    let stdout = build.stdout.take().unwrap();
-    let load: &mut Command = &mut docker.cmd();
-    let load = load.arg("load").stdin(stdout).output().expect("spawn docker load");
-    let build = build.wait_with_output().unwrap();
-    assert!(build.status.success(), "build: {}", describe(&build));
+    let progress = env.tc.path().join("build.stderr");
+    let mut build = env
+        .build_cmd(&["-t", "img:2", "-o", "type=docker,dest=-"])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&progress).unwrap())
+        .spawn()
+        .expect("spawn slipway");
+    let archive = build.stdout.take().unwrap();
+    let load = docker.cmd().arg("load").stdin(archive).output().expect("spawn docker load");
+    let status = build.wait().unwrap();
+    assert!(status.success(), "build: {status}\n{}", std::fs::read_to_string(&progress).unwrap());
     docker.check(&["load"], &load);
     assert_eq!(String::from_utf8_lossy(&load.stdout), "Loaded image: img:2\n", "{}", describe(&load));
     assert_loaded(&env, &docker, "img:2");
