@@ -27,6 +27,7 @@ mod conformance;
 mod context;
 mod context_cli;
 mod disk_usage;
+mod docker_load;
 mod dockerfile_corpus;
 mod dockerfile_shell;
 mod e2e;

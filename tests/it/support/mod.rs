@@ -116,6 +116,7 @@ pub fn scaled(base: Duration) -> Duration {
 }
 
 pub mod build;
+pub mod dockerd;
 pub mod files;
 pub mod git;
 pub mod layout;
