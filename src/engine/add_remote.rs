@@ -170,7 +170,7 @@ pub(crate) fn add(sc: &StepCtx<'_>, state: &mut State, step: RemoteAdd<'_>) -> R
         };
         if let Some(chown) = &step.chown {
             let chown = if step.link { super::copy::link_chown(chown) } else { chown.clone() };
-            opts.chown = Some(context::resolve_chown(rootfs, &chown)?);
+            opts.chown = Some(super::owners::resolve(rootfs, &chown, sc.span(), &format!("--chown={chown}"))?);
         }
         for (i, p) in prepared.into_iter().enumerate() {
             let dir = scratch.path().join(format!("src-{i}"));

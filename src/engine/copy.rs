@@ -208,7 +208,7 @@ pub(crate) fn copy(sc: &StepCtx<'_>, state: &mut State, spec: &CopySpec<'_>) -> 
         let mut opts = opts;
         if let Some(chown) = &x.chown {
             let chown = if spec.link { link_chown(chown) } else { chown.clone() };
-            opts.chown = Some(context::resolve_chown(rootfs, &chown)?);
+            opts.chown = Some(super::owners::resolve(rootfs, &chown, sc.span(), &format!("--chown={chown}"))?);
         }
         let mtime = ctx.options.source_date_epoch.unwrap_or_else(|| crate::image::timestamp(None));
         for s in &x.srcs {

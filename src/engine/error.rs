@@ -30,9 +30,13 @@ pub enum BuildError {
     Refused { span: Span, refusal: Refusal },
     /// Run by an unprivileged user: refused before anything is read or written.
     #[error(
-        "slipway build as an unprivileged user (uid {uid}) is not supported yet: its layers would record wrong owners; run it as root"
+        "slipway build as an unprivileged user (uid {uid}) outside a user namespace: its layers would record wrong owners; build through the slipway command (it enters a user namespace) or as root"
     )]
     Unprivileged { uid: u32 },
+    /// A `--chown`, `WORKDIR` owner or base layer needs ids the rootless build's user namespace
+    /// does not map: refused before anything is written with another owner.
+    #[error("{what} needs uid {uid} and gid {gid}, which this rootless build cannot represent: {}", unmapped_fix(*mapped))]
+    UnmappedIds { span: Span, what: String, uid: u32, gid: u32, mapped: u32 },
     /// `rewrite-timestamp` without the epoch to rewrite to (checked before anything is read).
     #[error("rewrite-timestamp needs SOURCE_DATE_EPOCH (--source-date-epoch or the environment variable)")]
     RewriteWithoutEpoch,
@@ -67,11 +71,13 @@ pub enum BuildError {
     #[error("--from={name}: no such stage or image")]
     UnknownFrom { span: Span, name: String },
     /// A RUN exited unsuccessfully.
-    #[error("process \"{command}\" did not complete successfully: {status}")]
+    #[error("process \"{command}\" did not complete successfully: {status}{note}")]
     RunFailed {
         span: Span,
         command: String,
         status: ExitStatus,
+        /// Empty, or what the failure may come from (a rootless build that maps only root).
+        note: &'static str,
         /// The last lines the process wrote (stdout and stderr, interleaved as they came).
         last_lines: Vec<String>,
     },
@@ -226,6 +232,7 @@ impl BuildError {
             | BuildError::Mount { span, .. }
             | BuildError::UnknownFrom { span, .. }
             | BuildError::RunFailed { span, .. }
+            | BuildError::UnmappedIds { span, .. }
             | BuildError::Remote { span, .. }
             | BuildError::Step { span, .. } => Some(*span),
             _ => None,
@@ -311,3 +318,19 @@ pub enum InvalidValue {
     )]
     LinkChownName { keyword: &'static str, chown: String },
 }
+
+/// How to give a rootless build the ids it lacks, when it maps ids `0..mapped`.
+pub(crate) fn unmapped_fix(mapped: u32) -> String {
+    match mapped {
+        0 | 1 => format!("{NO_RANGE}; add one: {ADD_RANGE}"),
+        n => format!("its subordinate range maps ids up to {} only; widen it in /etc/subuid and /etc/subgid", n - 1),
+    }
+}
+
+const NO_RANGE: &str = "without a subordinate id range only root is mapped";
+const ADD_RANGE: &str =
+    "usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER (and apt-get install uidmap for newuidmap)";
+
+/// The note of a failed RUN in a rootless build that maps only root (`chown` there fails with
+/// "Invalid argument").
+pub(crate) const RUN_SINGLE_ID_NOTE: &str = " (this rootless build maps only root: a chown to another id fails with \"Invalid argument\"; a subordinate id range fixes it: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER)";

@@ -43,6 +43,7 @@ mod layers;
 mod logs;
 mod metadata;
 mod mounts;
+mod owners;
 mod plan;
 pub mod records;
 mod refuse;

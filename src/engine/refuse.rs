@@ -15,8 +15,9 @@ use crate::exec::Network;
 use crate::graph::{Base, BuildGraph, ImageRef};
 use crate::oci::{Platform, Reference};
 
-/// Building as an unprivileged user is refused until rootless builds exist: COPY could not set
-/// owners, and a RUN's files would be recorded with the caller's uid.
+/// Building as an unprivileged user outside a user namespace is refused: COPY could not set
+/// owners, and a RUN's files would be recorded with the caller's uid. (The CLI runs an
+/// unprivileged build as root of a user namespace of its own: `exec::userns`.)
 pub(crate) fn unprivileged() -> Result<(), BuildError> {
     let uid = rustix::process::geteuid();
     match uid.is_root() {

@@ -91,6 +91,10 @@ pub(crate) fn run(sc: &StepCtx<'_>, state: &mut State, run: &RunInstruction) -> 
                 // The process as it ran, as BuildKit names it (`/bin/sh -c …`).
                 command: command.argv.join(" "),
                 status,
+                note: match super::owners::mapped_ids() {
+                    1 => super::error::RUN_SINGLE_ID_NOTE,
+                    _ => "",
+                },
                 last_lines: log.last_lines(),
             });
         }

@@ -35,7 +35,7 @@ pub(crate) fn workdir(sc: &StepCtx<'_>, state: &mut State, w: &WorkdirInstructio
     layers::layer_step(sc, state, step, |_run, rootfs| {
         let owner = match user.is_empty() {
             true => None,
-            false => Some(context::resolve_chown(rootfs, &user)?),
+            false => Some(super::owners::resolve(rootfs, &user, sc.span(), &format!("WORKDIR as USER {user}"))?),
         };
         context::make_dir(rootfs, &dir, owner)?;
         Ok(())

@@ -44,19 +44,39 @@ const MAX_RESOLV_BYTES: u64 = 64 << 10;
 pub struct EmbeddedExecutor {
     helper: PathBuf,
     run_dir: PathBuf,
+    /// Not root: each sandbox enters a user namespace of its own.
+    own_userns: bool,
     /// Rootless: the subordinate ids `newuidmap`/`newgidmap` can map (probed once).
     subids: Option<SubIds>,
+    /// The sandbox is in a user namespace: its own, or the one slipway itself runs in
+    /// (`userns`: a rootless build). The kernel then refuses device nodes, sysfs with the host
+    /// network and ids beyond the map.
+    in_userns: bool,
+    /// How many ids (0 up) exist in the sandbox.
+    mapped_ids: u32,
 }
 
 impl EmbeddedExecutor {
     /// `helper` is a slipway binary (the sandbox helper is its hidden `__exec-init`
     /// subcommand): the running one in the CLI, `env!("CARGO_BIN_EXE_slipway")` in tests.
     pub fn new(helper: impl Into<PathBuf>) -> EmbeddedExecutor {
-        let subids = match rustix::process::geteuid().is_root() {
-            true => None,
-            false => idmap::probe(sys::getuid()),
+        let own_userns = !rustix::process::geteuid().is_root();
+        let subids = if own_userns { idmap::probe(sys::getuid()) } else { None };
+        let (in_userns, mapped_ids) = match (own_userns, &subids) {
+            (true, ids) => (true, ids.as_ref().map_or(1, SubIds::mapped)),
+            (false, _) => {
+                let here = idmap::mapped_here();
+                (here != u32::MAX, here)
+            }
         };
-        EmbeddedExecutor { helper: helper.into(), run_dir: std::env::temp_dir(), subids }
+        EmbeddedExecutor {
+            helper: helper.into(),
+            run_dir: std::env::temp_dir(),
+            own_userns,
+            subids,
+            in_userns,
+            mapped_ids,
+        }
     }
 
     /// Where per-run directories (generated `/etc` files) are created (default: the temp dir).
@@ -101,10 +121,9 @@ impl Executor for EmbeddedExecutor {
             true => None,
             false => Some(RunCgroup::create(&run_id(run_dir.path()), &spec.limits)?),
         };
-        let rootless = !rustix::process::geteuid().is_root();
         let devices = match spec.security {
             Security::Sandbox => Vec::new(),
-            Security::Insecure => devices::insecure(rootless),
+            Security::Insecure => devices::insecure(self.in_userns),
         };
         let config = HelperConfig {
             spec,
@@ -112,8 +131,8 @@ impl Executor for EmbeddedExecutor {
             hosts_file,
             resolv_file,
             cgroup_procs: cgroup.as_ref().map(RunCgroup::procs_files).unwrap_or_default(),
-            rootless,
-            mapped_ids: self.subids.as_ref().map_or(1, SubIds::mapped),
+            rootless: self.in_userns,
+            mapped_ids: self.mapped_ids,
             slirp,
             stdin: output.stdin.is_some(),
             devices,
@@ -231,20 +250,13 @@ impl EmbeddedExecutor {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let spawn_err = |source| ExecError::Spawn { helper: helper.clone(), source };
-        // Rootless with subordinate ids: a thread answers the child's handshake by mapping it.
-        let mut mapper = None;
-        let userns = match (&self.subids, config.rootless) {
-            (_, false) => None,
-            (None, true) => Some(sys::UserNs::single()),
-            (Some(ids), true) => {
-                let (ready_r, ready_w) = sys::pipe().map_err(spawn_err)?;
-                let (go_r, go_w) = sys::pipe().map_err(spawn_err)?;
-                let userns = sys::UserNs::Helpers { ready: ready_w.as_raw_fd(), go: go_r.as_raw_fd() };
-                let ids = ids.clone();
-                let (uid, gid) = (sys::getuid(), sys::getgid());
-                let thread = std::thread::spawn(move || idmap::map_child(&ids, uid, gid, ready_r, go_w));
-                mapper = Some((thread, ready_w, go_r));
-                Some(userns)
+        // Rootless: the helper enters a user namespace of its own, mapped (with subordinate
+        // ids) by a thread that answers its handshake.
+        let (userns, pending) = match self.own_userns {
+            false => (None, None),
+            true => {
+                let (userns, pending) = idmap::user_namespace(self.subids.as_ref()).map_err(spawn_err)?;
+                (Some(userns), pending)
             }
         };
         let seal = sys::HelperSeal::new(&helper, userns).map_err(spawn_err)?;
@@ -254,15 +266,8 @@ impl EmbeddedExecutor {
             command.pre_exec(move || sys::prepare_helper_child(report_fd, &seal));
         }
         let spawned = command.spawn();
-        if let Some((thread, ready_w, go_r)) = mapper {
-            // Our ends closed, a child that never reached the handshake ends the thread too.
-            drop((ready_w, go_r));
-            let mapped = thread.join().unwrap_or_else(|_| Err(io::Error::other("the id mapping thread panicked")));
-            if spawned.is_err()
-                && let Err(source) = mapped
-            {
-                return Err(ExecError::IdMapping { source });
-            }
+        if let Some(pending) = pending {
+            pending.finish(spawned.is_ok())?;
         }
         let mut child = spawned.map_err(|source| ExecError::Spawn { helper, source })?;
         drop(report_w);

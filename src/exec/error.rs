@@ -46,7 +46,7 @@ pub enum ExecError {
     #[error("unable to find group {group}: no matching entries in group file")]
     UnknownGroup { group: String },
     #[error(
-        "user {uid}:{gid} is not mapped in the sandbox: a rootless run maps only root unless newuidmap and newgidmap are installed (apt-get install uidmap) and the user has subordinate ids in /etc/subuid and /etc/subgid"
+        "user {uid}:{gid} is not mapped in the sandbox: a rootless run maps only root unless newuidmap and newgidmap are installed (apt-get install uidmap) and the user has subordinate ids in /etc/subuid and /etc/subgid (usermod --add-subuids 100000-165535 --add-subgids 100000-165535 USER)"
     )]
     UserNotMapped { uid: u32, gid: u32 },
     #[error("cannot read the sandbox's {path}: {reason}")]
@@ -80,6 +80,13 @@ pub enum ExecError {
     RuntimeFailed { runtime: PathBuf, reason: String },
     #[error("mapping the subordinate ids of the sandbox failed")]
     IdMapping {
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "cannot enter a user namespace for a rootless slipway: user namespaces may be disabled (check the sysctls user.max_user_namespaces and kernel.unprivileged_userns_clone) or the id helpers failed; run as root, with --isolation chroot where namespaces are forbidden"
+    )]
+    UserNamespace {
         #[source]
         source: io::Error,
     },

@@ -8,9 +8,13 @@
 //! it maps.
 
 use std::io::{self, BufRead, Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::thread::JoinHandle;
+
+use super::ExecError;
+use super::sys;
 
 /// The caller's subordinate ids and the helpers that can map them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +90,64 @@ pub fn map_child(ids: &SubIds, uid: u32, gid: u32, ready: OwnedFd, go: OwnedFd) 
     std::fs::File::from(go).write_all(b"1")
 }
 
+/// The user namespace a child about to be spawned enters (`sys::prepare_helper_child` or
+/// `sys::prepare_userns_child`): the caller alone as root, or with `ids` its whole range, mapped
+/// by a thread that answers the child's handshake ([`PendingMap::finish`] after the spawn).
+pub fn user_namespace(ids: Option<&SubIds>) -> io::Result<(sys::UserNs, Option<PendingMap>)> {
+    let Some(ids) = ids else { return Ok((sys::UserNs::single(), None)) };
+    let (ready_r, ready_w) = sys::pipe()?;
+    let (go_r, go_w) = sys::pipe()?;
+    let userns = sys::UserNs::Helpers { ready: ready_w.as_raw_fd(), go: go_r.as_raw_fd() };
+    let ids = ids.clone();
+    let (uid, gid) = (sys::getuid(), sys::getgid());
+    let thread = std::thread::spawn(move || map_child(&ids, uid, gid, ready_r, go_w));
+    Ok((userns, Some(PendingMap { thread, ready_w, go_r })))
+}
+
+/// The mapping thread of a child being spawned, with the child's ends of its pipes.
+pub struct PendingMap {
+    thread: JoinHandle<io::Result<()>>,
+    ready_w: OwnedFd,
+    go_r: OwnedFd,
+}
+
+impl PendingMap {
+    /// After the spawn: closes the child's ends (a child that never reached the handshake ends
+    /// the thread too) and waits for the mapping. Its error matters only when the spawn failed
+    /// (a child that was not mapped fails its handshake, which is the spawn error).
+    pub fn finish(self, spawned: bool) -> Result<(), ExecError> {
+        drop((self.ready_w, self.go_r));
+        let mapped = self.thread.join().unwrap_or_else(|_| Err(io::Error::other("the id mapping thread panicked")));
+        match (spawned, mapped) {
+            (false, Err(source)) => Err(ExecError::IdMapping { source }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// How many ids, from 0 up without a gap, this process' user namespace maps (uids and gids,
+/// the smaller); `u32::MAX` in the initial namespace.
+pub fn mapped_here() -> u32 {
+    let read = |path| std::fs::read_to_string(path).unwrap_or_default();
+    contiguous(&read("/proc/self/uid_map")).min(contiguous(&read("/proc/self/gid_map")))
+}
+
+/// The ids 0..N an `uid_map`-format text maps without a gap.
+fn contiguous(map: &str) -> u32 {
+    let lines: Vec<(u64, u64)> = map
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<u64> = l.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+            (f.len() == 3).then(|| (f[0], f[2]))
+        })
+        .collect();
+    let mut next = 0u64;
+    while let Some((_, n)) = lines.iter().find(|(inside, n)| *inside == next && *n > 0) {
+        next += n;
+    }
+    next.min(u64::from(u32::MAX)) as u32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +159,16 @@ mod tests {
         assert_eq!(range(text, Some("bob"), 1001), Some((200000, 1000)));
         assert_eq!(range(text, Some("zero"), 5), None, "an empty range maps nothing");
         assert_eq!(range(text, None, 7), None);
+    }
+
+    #[test]
+    fn contiguous_ids_of_a_map() {
+        assert_eq!(contiguous("         0          0 4294967295\n"), u32::MAX);
+        assert_eq!(contiguous("0 1000 1\n"), 1);
+        assert_eq!(contiguous("0 1000 1\n1 100000 65536\n"), 65537);
+        assert_eq!(contiguous("1 100000 65536\n0 1000 1\n"), 65537, "lines in any order");
+        assert_eq!(contiguous("0 1000 1\n2 100000 10\n"), 1, "a gap ends the run");
+        assert_eq!(contiguous(""), 0);
     }
 
     #[test]

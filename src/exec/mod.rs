@@ -32,6 +32,7 @@ mod spec;
 mod supervise;
 mod sys;
 mod user;
+pub mod userns;
 
 use std::io::{Read, Write};
 use std::path::Path;

@@ -25,9 +25,11 @@ pub struct HelperConfig {
     pub resolv_file: PathBuf,
     /// `cgroup.procs` files the helper joins before unsharing.
     pub cgroup_procs: Vec<PathBuf>,
-    /// Not root on the host: unshare a user namespace mapping the caller to root.
+    /// The sandbox is in a user namespace (its own when not root, or slipway's: a rootless
+    /// build): no device nodes, no sysfs with the host network, ids beyond `mapped_ids` refused.
     pub rootless: bool,
-    /// Rootless: ids 0..mapped_ids exist in the sandbox (1: only root; more with `newuidmap`).
+    /// In a user namespace: ids 0..mapped_ids exist in the sandbox (1: only root; more with
+    /// `newuidmap`).
     pub mapped_ids: u32,
     /// The `slirp4netns` binary serving [`Network::Default`](super::Network::Default).
     pub slirp: Option<PathBuf>,

@@ -66,6 +66,18 @@ impl HelperSeal {
 /// `/proc/<pid>/exe` (CVE-2019-5736). Only async-signal-safe system calls, no allocation.
 pub fn prepare_helper_child(report_fd: RawFd, seal: &HelperSeal) -> io::Result<()> {
     set_cloexec(report_fd, false)?;
+    enter_sealed_namespaces(seal)
+}
+
+/// In a freshly forked child, before `exec`: the rootless re-execution of slipway itself
+/// (`userns`). Signals as a new process expects them (the parent blocks the ones it forwards),
+/// then the namespaces of [`prepare_helper_child`]. Async-signal-safe, no allocation.
+pub fn prepare_userns_child(seal: &HelperSeal) -> io::Result<()> {
+    reset_signals()?;
+    enter_sealed_namespaces(seal)
+}
+
+fn enter_sealed_namespaces(seal: &HelperSeal) -> io::Result<()> {
     match &seal.userns {
         None => {}
         Some(UserNs::Single { uid_map, gid_map }) => {

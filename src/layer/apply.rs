@@ -143,6 +143,16 @@ fn op_err<'e>(entry: &'e Entry, op: &'static str) -> impl FnOnce(Errno) -> Layer
     move |e| LayerError::Apply { entry: entry.display_path(), op, source: e.into() }
 }
 
+/// A failed chown; EINVAL is the kernel's answer for an id the user namespace does not map.
+fn chown_err<'e>(entry: &'e Entry) -> impl FnOnce(Errno) -> LayerError + 'e {
+    move |e| match e {
+        Errno::INVAL => {
+            LayerError::UnmappedOwner { entry: entry.display_path(), uid: entry.uid as u32, gid: entry.gid as u32 }
+        }
+        e => op_err(entry, "change owner")(e),
+    }
+}
+
 fn io_err<'e>(entry: &'e Entry, op: &'static str) -> impl FnOnce(std::io::Error) -> LayerError + 'e {
     move |source| LayerError::Apply { entry: entry.display_path(), op, source }
 }
@@ -284,7 +294,7 @@ fn create_symlink(at: &At<'_>, entry: &Entry, state: &mut State<'_>) -> Result<(
     rustix::fs::symlinkat(dirfd::os(&entry.link), at.dir, dirfd::os(at.name))
         .map_err(op_err(entry, "create symlink"))?;
     if state.opts.same_owner {
-        chown_nofollow(at.dir, at.name, entry.uid as u32, entry.gid as u32).map_err(op_err(entry, "change owner"))?;
+        chown_nofollow(at.dir, at.name, entry.uid as u32, entry.gid as u32).map_err(chown_err(entry))?;
     }
     state.report.xattrs_skipped += entry.xattrs.len() as u64;
     set_times_nofollow(at.dir, at.name, entry.mtime).map_err(op_err(entry, "set times"))
@@ -308,7 +318,7 @@ fn create_node(at: &At<'_>, entry: &Entry, state: &mut State<'_>) -> Result<bool
         Err(e) => return Err(op_err(entry, "create device node")(e)),
     }
     if state.opts.same_owner {
-        chown_nofollow(at.dir, at.name, entry.uid as u32, entry.gid as u32).map_err(op_err(entry, "change owner"))?;
+        chown_nofollow(at.dir, at.name, entry.uid as u32, entry.gid as u32).map_err(chown_err(entry))?;
     }
     let handle = dirfd::open_path_handle(at.dir, at.name).map_err(op_err(entry, "open device node"))?;
     dirfd::chmod_handle(handle.as_fd(), entry.mode).map_err(op_err(entry, "change mode"))?;
@@ -344,7 +354,7 @@ fn write_data<R: Read>(
 /// `security.capability`).
 fn finish_fd(fd: BorrowedFd<'_>, entry: &Entry, mode: u32, state: &mut State<'_>) -> Result<(), LayerError> {
     if state.opts.same_owner {
-        fchown(fd, entry.uid as u32, entry.gid as u32).map_err(op_err(entry, "change owner"))?;
+        fchown(fd, entry.uid as u32, entry.gid as u32).map_err(chown_err(entry))?;
     }
     rustix::fs::fchmod(fd, Mode::from_raw_mode(mode)).map_err(op_err(entry, "change mode"))?;
     set_xattrs(entry, state, |k, v| dirfd::fsetxattr(fd, k, v))

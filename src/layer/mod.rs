@@ -144,6 +144,13 @@ pub enum LayerError {
         #[source]
         source: io::Error,
     },
+    /// An entry's owner is an id this process' user namespace does not map (a rootless
+    /// store without a subordinate range, or a range too small): refused, never written
+    /// with another owner.
+    #[error(
+        "layer entry {entry} is owned by {uid}:{gid}, which this user namespace does not map (a rootless slipway without a subordinate id range maps only root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER)"
+    )]
+    UnmappedOwner { entry: String, uid: u32, gid: u32 },
     /// A compression level the algorithm does not have (see `level_range`).
     #[error("compression level {level} is out of range (gzip 0-9, zstd 1-22, none for uncompressed)")]
     CompressionLevel { level: u32 },

@@ -241,38 +241,6 @@ fn run_steps_work_under_an_oci_runtime() {
     }
 }
 
-/// Until rootless builds exist, an unprivileged `slipway build` stops before any step (a COPY
-/// could not set owners, a RUN's files would carry the caller's uid), saying so; nothing is
-/// written into its store but the store itself.
-#[test]
-fn an_unprivileged_build_stops_before_any_step() {
-    use std::os::unix::fs::PermissionsExt;
-    let tc = crate::support::TestContext::new();
-    std::fs::set_permissions(tc.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let home = tc.path().join("home");
-    let ctx = home.join("ctx");
-    std::fs::create_dir_all(&ctx).unwrap();
-    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY Dockerfile /\nRUN true\n").unwrap();
-    std::process::Command::new("chown").args(["-R", "65534:65534"]).arg(&home).status().unwrap();
-    let out = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(crate::support::slipway_bin())
-        .arg("--root")
-        .arg(home.join("store"))
-        .args(["build", "--progress", "rawjson", "-t", "img:1"])
-        .arg(&ctx)
-        .env("HOME", &home)
-        .env_remove("SLIPWAY_ROOT")
-        .output()
-        .expect("setpriv (util-linux) is installed");
-    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("unprivileged user (uid 65534) is not supported yet"), "{stderr}");
-    assert!(steps(&events(&out)).is_empty(), "no step ran: {stderr}");
-    let logs = home.join("store").join(slipway::engine::LOG_DIR);
-    assert!(!logs.exists() || std::fs::read_dir(&logs).unwrap().next().is_none(), "no build log was started");
-}
-
 /// The ten predefined proxy arguments reach RUN without an `ARG` line, each setting both
 /// spellings of its variable (given both, the lower-case one wins for both, as BuildKit's sorted
 /// build-args do); they never reach the image (config, history) nor the cache key (a changed

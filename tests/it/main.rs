@@ -15,6 +15,7 @@ mod build_parents;
 mod build_records;
 mod build_registry;
 mod build_remote;
+mod build_rootless;
 mod build_run;
 mod build_ssh;
 mod build_stages;

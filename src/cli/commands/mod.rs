@@ -17,12 +17,16 @@ mod info;
 mod inspect;
 mod prune;
 mod registry;
+mod rootless;
 mod run;
 
 use super::args::{Cli, Command, GlobalArgs, SnapshotterArg};
 
 /// Runs the parsed command line; returns the exit code.
 pub fn run(cli: Cli) -> Result<u8> {
+    if let Some(code) = rootless::reexec_if_unprivileged(&cli)? {
+        return Ok(code);
+    }
     let progress = super::progress::reporter(cli.global.progress);
     match cli.command {
         Command::Version => {

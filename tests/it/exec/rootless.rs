@@ -5,7 +5,6 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::process::Command;
 
 use slipway::exec::{Limits, Network};
 
@@ -27,7 +26,7 @@ fn rootless_subset() {
         std::os::unix::fs::lchown(&path, Some(NOBODY), Some(NOBODY)).unwrap();
     }
     let child = |phase: &str, subids: &str| {
-        let mut cmd = with_subids(&ctx.path().join(format!("etc-{phase}")), subids);
+        let mut cmd = crate::support::rootless::with_subids(&ctx.path().join(format!("etc-{phase}")), subids);
         let out = cmd
             .args(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"])
             .arg(std::env::current_exe().unwrap())
@@ -47,33 +46,6 @@ fn rootless_subset() {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mountinfo.contains(ctx.path().to_str().unwrap()), "a rootless sandbox mount leaked");
     assert!(!rootfs.join("etc/hosts").exists(), "stub left behind");
-}
-
-/// A command that runs the rest of its arguments in a private mount namespace whose
-/// `/etc/subuid` and `/etc/subgid` hold exactly `subids` (this test's precondition, set up for
-/// its own processes only: the machine's files are neither read nor changed). The files are
-/// bound over the machine's; where the machine has none, a copy of `/etc` holding them is bound
-/// over `/etc` instead. `dir` is created for the files.
-fn with_subids(dir: &std::path::Path, subids: &str) -> Command {
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    for name in ["subuid", "subgid"] {
-        std::fs::write(dir.join(name), subids).unwrap();
-        std::fs::set_permissions(dir.join(name), std::fs::Permissions::from_mode(0o644)).unwrap();
-    }
-    let script = r#"set -e
-if [ -f /etc/subuid ] && [ -f /etc/subgid ]; then
-    mount --bind "$1/subuid" /etc/subuid
-    mount --bind "$1/subgid" /etc/subgid
-else
-    mkdir "$1/etc" && cp -a /etc/. "$1/etc/" && cp "$1/subuid" "$1/subgid" "$1/etc/"
-    mount --rbind "$1/etc" /etc
-fi
-shift
-exec "$@""#;
-    let mut cmd = Command::new("unshare");
-    cmd.args(["--mount", "--propagation", "private", "--", "sh", "-c", script, "sh"]).arg(dir);
-    cmd
 }
 
 const PHASE_ENV: &str = "SLIPWAY_TEST_ROOTLESS_PHASE";

@@ -63,7 +63,7 @@ impl BuildEnv {
     }
 
     /// `bb` imported from a busybox rootfs (all applets) that `extend` adds to.
-    fn with_rootfs(extend: impl FnOnce(&Path), extra: &[&str]) -> BuildEnv {
+    pub fn with_rootfs(extend: impl FnOnce(&Path), extra: &[&str]) -> BuildEnv {
         let tc = TestContext::new();
         let rootfs = tc.path().join("rootfs");
         std::fs::create_dir(&rootfs).unwrap();

@@ -124,6 +124,7 @@ pub mod proxy;
 pub mod rawtar;
 pub mod registry;
 pub mod rootfs;
+pub mod rootless;
 pub mod sandbox;
 pub mod snapshot;
 pub mod sshd;
