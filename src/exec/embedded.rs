@@ -110,7 +110,15 @@ impl Executor for EmbeddedExecutor {
             ExecError::Prepare { what: format!("a run directory in {}", self.run_dir.display()), source }
         })?;
         let slirp = match spec.network {
-            Network::Default => Some(slirp::find()?),
+            Network::Default => {
+                let binary = slirp::find()?;
+                // In a user namespace slirp4netns opens the tun device as the caller: say why
+                // it cannot before it fails without a reason.
+                if self.in_userns {
+                    slirp::check_tun()?;
+                }
+                Some(binary)
+            }
             Network::None | Network::Host => None,
         };
         let (hosts_file, resolv_file) = write_etc_files(run_dir.path(), spec)?;

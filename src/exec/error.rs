@@ -74,6 +74,13 @@ pub enum ExecError {
         "network mode default needs slirp4netns, which is not installed: install it (apt-get install slirp4netns) or choose network none or host"
     )]
     SlirpMissing,
+    #[error(
+        "network mode default needs /dev/net/tun for slirp4netns, and this user cannot open it: make it usable (chmod 0666 /dev/net/tun, its usual mode) or choose network none or host"
+    )]
+    TunUnavailable {
+        #[source]
+        source: io::Error,
+    },
     #[error("oci runtime {runtime} cannot be used: {reason}")]
     RuntimeUnavailable { runtime: String, reason: String },
     #[error("oci runtime {runtime} failed: {reason}")]

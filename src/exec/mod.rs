@@ -49,6 +49,16 @@ pub use spec::{
     Mount, MountSource, Network, Secret, SecretFile, Security, ULIMIT_NAMES, Ulimit, mount_order,
 };
 
+/// The `slirp4netns` that serves [`Network::Default`], found in `PATH`.
+pub fn slirp_binary() -> Result<std::path::PathBuf, ExecError> {
+    slirp::find()
+}
+
+/// Whether this process can open `/dev/net/tun` (slirp4netns needs it for [`Network::Default`]).
+pub fn tun_usable() -> Result<(), ExecError> {
+    slirp::check_tun()
+}
+
 /// Name of the hidden subcommand that runs the sandbox helper.
 pub const HELPER_SUBCOMMAND: &str = "__exec-init";
 

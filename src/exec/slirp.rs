@@ -41,6 +41,17 @@ pub fn find() -> Result<PathBuf, ExecError> {
         .ok_or(ExecError::SlirpMissing)
 }
 
+/// Whether this process can open `/dev/net/tun`, where slirp4netns makes the sandbox's interface
+/// (as the caller: an unprivileged one cannot when the node is 0600).
+pub fn check_tun() -> Result<(), ExecError> {
+    match std::fs::OpenOptions::new().read(true).write(true).open(TUN) {
+        Ok(_) => Ok(()),
+        Err(source) => Err(ExecError::TunUnavailable { source }),
+    }
+}
+
+const TUN: &str = "/dev/net/tun";
+
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)

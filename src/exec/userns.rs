@@ -39,6 +39,21 @@ impl Mapping {
     }
 }
 
+/// How this process' own user namespace maps ids (`None` in the initial one): from its
+/// `uid_map`, the range being whatever maps id 1.
+pub fn current_mapping() -> Option<Mapping> {
+    let map = std::fs::read_to_string("/proc/self/uid_map").ok()?;
+    let lines: Vec<Vec<u64>> =
+        map.lines().map(|l| l.split_whitespace().filter_map(|w| w.parse().ok()).collect()).collect();
+    if lines.iter().any(|f| f[..] == [0, 0, u64::from(u32::MAX)]) {
+        return None;
+    }
+    match lines.iter().find(|f| f.len() == 3 && f[0] == 1) {
+        Some(f) => Some(Mapping::Range { first: f[1] as u32, count: f[2] as u32 }),
+        None => Some(Mapping::Single),
+    }
+}
+
 /// Whether this process was started by [`run_as_root_in_user_namespace`] (then the caller's
 /// host uid).
 pub fn host_uid() -> Option<u32> {

@@ -322,6 +322,14 @@ pub fn open(root: &Path, backend: Option<Backend>) -> Result<Box<dyn Snapshotter
     }
 }
 
+/// Whether overlay can be mounted for the store root `root` here (in a user namespace: with
+/// `userxattr`), and why not: what [`open`] tries before it falls back to copies.
+pub fn probe_overlay(root: &Path) -> Result<(), SnapshotError> {
+    let base = root.join("snapshots");
+    mkdir_private(&base)?;
+    overlay::probe(&base, in_user_namespace())
+}
+
 /// Extracts an uncompressed layer once, through the safe [`crate::layer::apply`], into the new
 /// committed snapshot `name` on top of `parent`. On error nothing named `name` exists.
 pub fn apply_layer(

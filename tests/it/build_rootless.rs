@@ -221,3 +221,83 @@ fn a_store_is_never_shared_between_root_and_a_user() {
         describe(&out)
     );
 }
+
+/// `slipway info` says, per situation, what a build will use and, where something is missing,
+/// the fix: root; a user with a range and a usable /dev/net/tun; a user without a range whose
+/// /dev/net/tun is 0600 (both tun nodes made by the test, bound over the machine's for its runs).
+#[test]
+fn info_says_what_a_build_will_use_and_why() {
+    let setup = Setup::new("FROM bb\n");
+    let filters = vec![(r"/tmp/slipway-it-[^/\s]+", "[TMP]"), (r"version:( +)\S+", "version:$1[VERSION]")];
+    let show = |out: Output| String::from_utf8_lossy(&out.stdout).into_owned();
+    let root = show(setup.root.tc.ok(&["info"]));
+    for (subids, mode) in [(RANGE, 0o666), ("", 0o600)] {
+        let etc = setup.root.tc.path().join(format!("etc-{}", subids.len()));
+        std::fs::create_dir_all(&etc).unwrap();
+        let tun = etc.join("tun");
+        let _ = std::fs::remove_file(&tun);
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &tun,
+            rustix::fs::FileType::CharacterDevice,
+            rustix::fs::Mode::from_raw_mode(mode),
+            rustix::fs::makedev(10, 200),
+        )
+        .unwrap();
+        std::fs::set_permissions(&tun, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let with_range = show(setup.user_ok(RANGE, "store", &["info"]));
+    let without = show(setup.user_ok("", "store2", &["info"]));
+    // A RUN on the default network where the user cannot open /dev/net/tun fails saying so, and
+    // how to fix it (slirp4netns alone would only say it ended early).
+    let tun = setup.root.tc.path().join(format!("etc-{}", RANGE.len())).join("tun");
+    std::fs::set_permissions(&tun, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(setup.root.ctx().join("Dockerfile"), "FROM bb\nRUN true\n").unwrap();
+    setup.user_ok(RANGE, "store", &["load", "-i", setup.base.to_str().unwrap()]);
+    let out = setup.user(RANGE, "store", &["build", "--progress", "plain", setup.root.ctx().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("needs /dev/net/tun for slirp4netns, and this user cannot open it"), "{stderr}");
+    assert!(stderr.contains("chmod 0666 /dev/net/tun") && stderr.contains("Permission denied"), "{stderr}");
+    insta::with_settings!({ filters => filters }, {
+        insta::assert_snapshot!(root, @r"
+        version:         [VERSION]
+        root:            [TMP]/root
+        rootless:        false
+        snapshotter:     overlay
+        executor:        embedded
+        user namespaces: not needed (root)
+        subordinate ids: not needed (root)
+        overlay:         yes
+        slirp4netns:     /usr/bin/slirp4netns
+        /dev/net/tun:    usable
+        cache mounts: none
+        ");
+        insta::assert_snapshot!(with_range, @r"
+        version:         [VERSION]
+        root:            [TMP]/home/store
+        rootless:        true
+        snapshotter:     overlay
+        executor:        embedded
+        user namespaces: allowed: slipway runs as root of one of its own
+        subordinate ids: 400000-465535 on the host are ids 1-65536 in a build
+        overlay:         yes, in the user namespace (userxattr)
+        slirp4netns:     /usr/bin/slirp4netns
+        /dev/net/tun:    usable
+        cache mounts: none
+        ");
+        insta::assert_snapshot!(without, @r"
+        version:         [VERSION]
+        root:            [TMP]/home/store2
+        rootless:        true
+        snapshotter:     overlay
+        executor:        embedded
+        user namespaces: allowed: slipway runs as root of one of its own
+        subordinate ids: none: only root exists in a build, a step that needs another id fails; add a range: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER (and apt-get install uidmap)
+        overlay:         yes, in the user namespace (userxattr)
+        slirp4netns:     /usr/bin/slirp4netns
+        /dev/net/tun:    not usable (Permission denied (os error 13)): --network default fails; make it usable (chmod 0666 /dev/net/tun) or use --network none or host
+        cache mounts: none
+        ");
+    });
+}

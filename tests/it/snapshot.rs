@@ -124,7 +124,7 @@ fn probe_picks_overlay_as_root_and_backends_keep_apart() {
     assert!(copy.list().unwrap().is_empty(), "switching backends starts from layers again");
     assert_ne!(copy.dir(), auto.dir());
     let out = ctx.ok(&["--snapshotter", "copy", "info"]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("snapshotter:  copy"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\nsnapshotter:     copy\n"));
     let out = ctx.ok(&["info", "--format", "json"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("\"snapshotter\": \"overlay\""));
 }

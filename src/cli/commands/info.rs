@@ -17,6 +17,7 @@ pub fn info(global: &GlobalArgs, args: &InfoArgs) -> Result<u8> {
     open_store(global)?;
     let snapshotter = open_snapshotter(global)?.backend().to_string();
     let executor = super::executor_description(global)?;
+    let checks = host_checks(global, &snapshotter);
     let mounts = CacheMounts::open(&root)?;
     let cache_mounts =
         mounts.list().with_context(|| format!("listing the cache mounts in {}", mounts.dir().display()))?;
@@ -28,6 +29,7 @@ pub fn info(global: &GlobalArgs, args: &InfoArgs) -> Result<u8> {
                 "rootless": rootless,
                 "snapshotter": snapshotter,
                 "executor": executor,
+                "checks": checks.iter().map(|(k, v)| (k.replace(' ', "_").replace("/dev/net/", ""), v.as_str().into())).collect::<serde_json::Map<_, _>>(),
                 "cache_mounts": cache_mounts.iter().map(|m| serde_json::json!({
                     "id": m.id,
                     "instances": m.instances,
@@ -38,15 +40,70 @@ pub fn info(global: &GlobalArgs, args: &InfoArgs) -> Result<u8> {
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
         Format::Table => {
-            println!("version:      {}", env!("CARGO_PKG_VERSION"));
-            println!("root:         {}", root.display());
-            println!("rootless:     {rootless}");
-            println!("snapshotter:  {snapshotter}");
-            println!("executor:     {executor}");
+            let mut lines = vec![
+                ("version", env!("CARGO_PKG_VERSION").to_string()),
+                ("root", root.display().to_string()),
+                ("rootless", rootless.to_string()),
+                ("snapshotter", snapshotter),
+                ("executor", executor),
+            ];
+            lines.extend(checks);
+            for (key, value) in lines {
+                println!("{:<17}{value}", format!("{key}:"));
+            }
             print_cache_mounts(&cache_mounts);
         }
     }
     Ok(0)
+}
+
+/// What decides how a build runs for this user on this machine, each with its reason and, where
+/// something is missing, the fix: user namespaces, subordinate ids, overlay, the default network.
+fn host_checks(global: &GlobalArgs, snapshotter: &str) -> Vec<(&'static str, String)> {
+    use crate::exec::userns::{self, Mapping};
+    let host_root = rustix::process::geteuid().is_root() && userns::host_uid().is_none();
+    let in_child = userns::host_uid().is_some();
+    let namespaces = match (host_root, in_child, userns::user_namespaces_allowed()) {
+        (true, _, _) => "not needed (root)".to_string(),
+        (_, true, _) => "allowed: slipway runs as root of one of its own".to_string(),
+        (_, _, Ok(())) => "allowed, but slipway could not enter one: builds fail".to_string(),
+        (_, _, Err(why)) => format!("not allowed ({why}): builds need one, or root"),
+    };
+    let mapping = if in_child { userns::current_mapping() } else { Some(Mapping::probe()) };
+    let subids = match (host_root, mapping) {
+        (true, _) => "not needed (root)".to_string(),
+        (_, Some(Mapping::Range { first, count })) => {
+            format!("{first}-{} on the host are ids 1-{count} in a build", u64::from(first) + u64::from(count) - 1)
+        }
+        (_, _) => "none: only root exists in a build, a step that needs another id fails; add a range: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER (and apt-get install uidmap)".to_string(),
+    };
+    let overlay = match (snapshotter, global.snapshotter.is_some()) {
+        ("overlay", _) if crate::snapshot::in_user_namespace() => "yes, in the user namespace (userxattr)".to_string(),
+        ("overlay", _) => "yes".to_string(),
+        (_, true) => "not tried (--snapshotter copy)".to_string(),
+        (_, false) => match crate::snapshot::probe_overlay(&store_root(global)) {
+            Ok(()) => "yes".to_string(),
+            Err(e) => format!("no ({}): files are copied into each snapshot", super::super::report::chain(&e)),
+        },
+    };
+    let slirp = match crate::exec::slirp_binary() {
+        Ok(path) => path.display().to_string(),
+        Err(_) => "not installed: RUN and run with --network default need it (apt-get install slirp4netns)".to_string(),
+    };
+    let tun = match crate::exec::tun_usable() {
+        Ok(()) => "usable".to_string(),
+        Err(crate::exec::ExecError::TunUnavailable { source }) => format!(
+            "not usable ({source}): --network default fails; make it usable (chmod 0666 /dev/net/tun) or use --network none or host"
+        ),
+        Err(e) => e.to_string(),
+    };
+    vec![
+        ("user namespaces", namespaces),
+        ("subordinate ids", subids),
+        ("overlay", overlay),
+        ("slirp4netns", slirp),
+        ("/dev/net/tun", tun),
+    ]
 }
 
 /// `cache mounts: N, SIZE` and one line per mount: id, size, instances.

@@ -7,7 +7,8 @@ use std::process::Command;
 /// `/etc/subuid` and `/etc/subgid` hold exactly `subids` (this test's precondition, set up for
 /// its own processes only: the machine's files are neither read nor changed). The files are
 /// bound over the machine's; where the machine has none, a copy of `/etc` holding them is bound
-/// over `/etc` instead. `dir` is created for the files.
+/// over `/etc` instead. `dir` is created for the files. A device node `dir/tun`, when the
+/// caller made one, is bound over `/dev/net/tun` (its mode decides whether the user can open it).
 pub fn with_subids(dir: &std::path::Path, subids: &str) -> Command {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -23,6 +24,7 @@ else
     mkdir "$1/etc" && cp -a /etc/. "$1/etc/" && cp "$1/subuid" "$1/subgid" "$1/etc/"
     mount --rbind "$1/etc" /etc
 fi
+if [ -e "$1/tun" ]; then mount --bind "$1/tun" /dev/net/tun; fi
 shift
 exec "$@""#;
     let mut cmd = Command::new("unshare");
