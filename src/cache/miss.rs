@@ -47,6 +47,9 @@ pub enum MissReason {
     SourceChanged { source: String, old: String, new: String },
     /// Any other component (`instruction`, `user`, `platform`, ...); a side that lacks it is "".
     Changed { component: String, old: String, new: String },
+    /// The record's layer blob is gone from the store (removed by hand, lost in a crash): the
+    /// record was dropped and the step runs again.
+    LayerMissing { layer: Digest },
     /// No record here nor in an imported cache, whose record of the same step (`date`, from
     /// `source`) differs as `reason` says (a text without values).
     Imported { reason: String, date: String, source: String },
@@ -81,6 +84,7 @@ impl fmt::Display for MissReason {
             MissReason::NoCache => f.write_str("--no-cache"),
             MissReason::NoCacheFilter { stage } => write!(f, "--no-cache-filter {stage}"),
             MissReason::NoRecord => f.write_str("no cache record"),
+            MissReason::LayerMissing { layer } => write!(f, "the recorded layer {layer} is missing from the store"),
             MissReason::KeyVersionChanged { old, new } => write!(f, "cache key format changed (v{old} → v{new})"),
             MissReason::BaseChanged { old, new } => write!(f, "base image changed ({} → {})", base(old), base(new)),
             MissReason::ParentChanged => f.write_str("previous step changed"),

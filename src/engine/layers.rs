@@ -192,17 +192,25 @@ fn lookup(
     let cache = &ctx.builder.caches.records;
     let no_cache =
         ctx.options.no_cache || ctx.options.no_cache_filter.iter().any(|s| s.eq_ignore_ascii_case(&state.name));
+    let mut lost = None;
     if !no_cache && let Some(record) = cache.lookup(&keyed.key)? {
-        let present = record.layer.as_ref().is_none_or(|l| ctx.builder.store.has_blob(&l.blob.digest));
-        if present {
-            if let Some(layer) = &record.layer {
-                ctx.lease.add(&layer.blob.digest)?;
+        match record.layer.as_ref().filter(|l| !ctx.builder.store.has_blob(&l.blob.digest)) {
+            None => {
+                if let Some(layer) = &record.layer {
+                    ctx.lease.add(&layer.blob.digest)?;
+                }
+                cache.remember(&keyed.slot, &keyed.inputs, keyed.files.as_deref())?;
+                run.cache(None, None);
+                return Ok(Outcome::Hit(Box::new(record)));
             }
-            cache.remember(&keyed.slot, &keyed.inputs, keyed.files.as_deref())?;
-            run.cache(None, None);
-            return Ok(Outcome::Hit(Box::new(record)));
+            // The layer is gone (E6): drop the record and its GC root, run the step again.
+            Some(layer) => {
+                tracing::warn!(key = %keyed.key, layer = %layer.blob.digest, "a cache record's layer is missing from the store; the step runs again");
+                cache.forget(&keyed.key)?;
+                ctx.builder.store.remove_roots(&format!("{CACHE_ROOT}{}", keyed.key))?;
+                lost = Some(MissReason::LayerMissing { layer: layer.blob.digest });
+            }
         }
-        cache.forget(&keyed.key)?;
     }
     if !no_cache && let Some((record, from)) = ctx.builder.imports.lookup(&keyed.key) {
         if let Some(layer) = &record.layer
@@ -214,9 +222,10 @@ fn lookup(
         run.cache(Some(from), None);
         return Ok(Outcome::Hit(Box::new(record)));
     }
-    let reason = match no_cache {
-        true => MissReason::NoCache,
-        false => match cache.explain(&keyed.slot, &keyed.inputs, keyed.files.as_deref())? {
+    let reason = match (no_cache, lost) {
+        (true, _) => MissReason::NoCache,
+        (false, Some(lost)) => lost,
+        (false, None) => match cache.explain(&keyed.slot, &keyed.inputs, keyed.files.as_deref())? {
             MissReason::NoRecord => ctx
                 .builder
                 .imports
