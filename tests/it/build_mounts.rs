@@ -313,12 +313,15 @@ fn d5_a_cache_mount_source_never_leads_out_of_the_cache() {
     assert_clean(&env);
 }
 
-/// Two `slipway build` processes on one store, each running a step that holds the cache mount
-/// for a while: with `sharing=locked` their steps never overlap, with `shared` they do, with
-/// `private` each sees only what it wrote itself.
+/// Catalogue F2: two `slipway build` processes on one store, each running a step that holds the
+/// cache mount for a while and appends `SLIPWAY_TEST_F2_LINES` (10,000) lines to one file in it:
+/// with `sharing=locked` their steps never overlap, with `shared` they do, and both keep every
+/// line; with `private` each sees only what it wrote itself. The store stays whole (fsck
+/// --strict). Nested cache targets racing on one mount point: conformance `mount/cache-parallel-nested`.
 #[test]
 fn cache_sharing_across_concurrent_builds_on_one_store() {
     let hold_ms: u64 = std::env::var("SLIPWAY_TEST_HOLD_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(1500);
+    let lines: usize = std::env::var("SLIPWAY_TEST_F2_LINES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
     let secs = format!("{}.{:03}", hold_ms / 1000, hold_ms % 1000);
     let run_pair = |sharing: &str| {
         let env = BuildEnv::served();
@@ -330,7 +333,8 @@ fn cache_sharing_across_concurrent_builds_on_one_store() {
                 ctx.join("Dockerfile"),
                 format!(
                     "FROM bb\nRUN --mount=type=cache,target=/c,id=shared-{sharing},sharing={sharing} \
-                     echo holding && echo {name} > /c/{name} && sleep {secs} && ls /c > /seen && echo letting-go\n"
+                     echo holding && echo {name} > /c/{name} && seq 1 {lines} | sed 's/^/{name} /' >> /c/log && \
+                     sleep {secs} && ls /c | grep -v log > /seen && echo letting-go\n"
                 ),
             )
             .unwrap();
@@ -371,16 +375,36 @@ fn cache_sharing_across_concurrent_builds_on_one_store() {
             intervals.push((line_ts("holding"), line_ts("letting-go")));
         }
         let seen: Vec<String> = (0..2).map(|i| env.run_stdout(&format!("img:{i}"), &["cat", "/seen"])).collect();
-        (intervals, seen)
+        // What a later holder finds in the log: every line of both (one instance), or its own.
+        let count = env.tc.path().join("ctx-count");
+        std::fs::create_dir(&count).unwrap();
+        std::fs::write(
+            count.join("Dockerfile"),
+            format!(
+                "FROM bb\nRUN --mount=type=cache,target=/c,id=shared-{sharing},sharing={sharing} \
+                 grep -c '^a ' /c/log > /count; grep -c '^b ' /c/log >> /count; true\n"
+            ),
+        )
+        .unwrap();
+        env.tc.ok(&["build", "--no-cache", "-t", "count:1", count.to_str().unwrap()]);
+        let counted = env.run_stdout("count:1", &["cat", "/count"]);
+        let out = env.tc.run(&["fsck", "--strict"]);
+        assert!(out.status.success(), "{sharing}: {}", describe(&out));
+        (intervals, seen, counted)
     };
+    let both = format!("{lines}\n{lines}\n");
     let overlap = |v: &[(u64, u64)]| v[0].0 < v[1].1 && v[1].0 < v[0].1;
-    let (locked, _) = run_pair("locked");
+    let (locked, _, counted) = run_pair("locked");
     assert!(!overlap(&locked), "locked steps overlapped: {locked:?}");
-    let (shared, _) = run_pair("shared");
+    assert_eq!(counted, both, "locked: every line of both builds");
+    let (shared, _, counted) = run_pair("shared");
     assert!(overlap(&shared), "shared steps did not overlap: {shared:?}");
-    let (private, seen) = run_pair("private");
+    assert_eq!(counted, both, "shared: every line of both builds");
+    let (private, seen, counted) = run_pair("private");
     assert!(overlap(&private), "private steps did not overlap: {private:?}");
     assert!(seen.iter().all(|s| s.lines().count() == 1), "each private holder sees only its own file: {seen:?}");
+    let own = [format!("{lines}\n0\n"), format!("0\n{lines}\n")];
+    assert!(own.contains(&counted), "private: one build's lines only: {counted:?}");
 }
 
 /// Catalogue I1 (the parts slipway has: build-args and secret mounts; URL credentials come with
