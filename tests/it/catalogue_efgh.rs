@@ -52,3 +52,52 @@ fn e6_a_record_whose_layer_is_missing_is_an_explained_miss_and_the_rebuild_repai
     assert_eq!(env.run_stdout("e:1", &["cat", "/one", "/two"]), "one\ntwo\n");
     fsck_strict(&env);
 }
+
+/// F4: two processes push one image to one tag at once, then two different images to one tag
+/// at once: each push succeeds or fails cleanly, and the tag ends on a complete manifest (one
+/// of the two) whose blobs all exist — skopeo copies it whole.
+#[test]
+fn f4_concurrent_pushes_to_one_tag_leave_a_complete_image() {
+    use crate::support::registry::{Registry, push_cmd, remote_manifest};
+    let registry = Registry::start();
+    let env = BuildEnv::new();
+    let mut ids = Vec::new();
+    for name in ["a", "b"] {
+        env.dockerfile(&format!("FROM bb\nRUN head -c 3000000 /dev/urandom > /{name} && echo {name} > /name\n"));
+        let iid = env.tc.path().join(format!("iid-{name}"));
+        env.build_ok(&["--network", "none", "-t", &format!("{name}:1"), "--iidfile", iid.to_str().unwrap()]);
+        ids.push(std::fs::read_to_string(&iid).unwrap().trim().to_string());
+    }
+    let pair = |first: &str, second: &str, dest: &str| {
+        let children: Vec<_> = [first, second]
+            .iter()
+            .map(|image| {
+                let mut cmd = push_cmd(&env.tc, image, dest, 256 * 1024);
+                cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
+            })
+            .collect();
+        children.into_iter().map(|c| c.wait_with_output().unwrap()).collect::<Vec<_>>()
+    };
+    let same = format!("{}/f4/same:t", registry.host());
+    for out in pair("a:1", "a:1", &same) {
+        assert!(out.status.success(), "the same image twice: {}", describe(&out));
+    }
+    assert_eq!(remote_manifest(&same)["config"]["digest"], ids[0].as_str());
+
+    let race = format!("{}/f4/race:t", registry.host());
+    for out in pair("a:1", "b:1", &race) {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() || stderr.contains("error:"), "a clean failure: {}", describe(&out));
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    let config = remote_manifest(&race)["config"]["digest"].as_str().unwrap().to_string();
+    assert!(ids.contains(&config), "the tag names one of the two images: {config}");
+    let copy = env.tc.path().join("copy");
+    let out = std::process::Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false", &format!("docker://{race}")])
+        .arg(format!("oci:{}", copy.display()))
+        .output()
+        .expect("skopeo is installed");
+    assert!(out.status.success(), "every blob of the tag exists: {}", describe(&out));
+    fsck_strict(&env);
+}
