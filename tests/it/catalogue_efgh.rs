@@ -1,6 +1,8 @@
 //! Catalogue cases (shared/research/reliability.md §4) of the store, concurrency, registry and
 //! scale groups that no other file names: E6, F2, F4, F5, G13, H1. Each ends with `fsck --strict`.
 
+use std::path::Path;
+
 use crate::support::build::{BuildEnv, events, ran};
 use crate::support::describe;
 
@@ -42,7 +44,10 @@ fn e6_a_record_whose_layer_is_missing_is_an_explained_miss_and_the_rebuild_repai
     let out = env.build(&["--network", "none", "--progress", "plain", "-t", "e:1"]);
     assert!(out.status.success(), "{}", describe(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(&format!("cache miss: the recorded layer {first_run} is missing from the store")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cache miss: the recorded layer {first_run} is missing from the store")),
+        "{stderr}"
+    );
     assert!(stderr.contains("WARN") && stderr.contains("the step runs again"), "a warning: {stderr}");
     fsck_strict(&env);
     // Repaired: the next build hits both steps.
@@ -100,4 +105,92 @@ fn f4_concurrent_pushes_to_one_tag_leave_a_complete_image() {
         .expect("skopeo is installed");
     assert!(out.status.success(), "every blob of the tag exists: {}", describe(&out));
     fsck_strict(&env);
+}
+
+/// F5: SIGINT or SIGTERM at pseudo-random points of builds that pull their base, run, diff and
+/// push (`SLIPWAY_TEST_F5_RUNS`, 6): the build exits 130/143 (or 0 when it was done first),
+/// leaves no mount, no sandbox process, no temp dir and no stale lock — the next build of the
+/// same store succeeds and fsck --strict is clean — and the pushed tag is absent or complete.
+/// (kill -9 in the middle of a push: `registry_faults::push_killed_at_half_resumes_in_the_next_run`.)
+#[test]
+fn f5_signals_at_any_point_leave_nothing_behind() {
+    use crate::support::registry::Registry;
+    use crate::support::sandbox::procs_with;
+    let runs: u64 = std::env::var("SLIPWAY_TEST_F5_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(6);
+    let registry = Registry::start();
+    let base_env = BuildEnv::new();
+    let base = format!("{}/f5/bb:1", registry.host());
+    base_env.tc.ok(&["push", "bb", &base]);
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let mut state = seed | 1;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    // One whole build first: how long the window for a signal is.
+    let ctx = base_env.tc.path().join("f5-ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    let marker = format!("f5-marker-{seed}");
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {base}\nRUN sleep 0.3 && echo {marker} && head -c 2000000 /dev/urandom > /r\nRUN ls / > /list\n"),
+    )
+    .unwrap();
+    let build = |store: &crate::support::TestContext, tmp: &Path, tag: &str| {
+        let mut cmd = store.cmd();
+        cmd.args(["build", "--no-cache", "--network", "none", "--progress", "plain", "--push", "-t", tag])
+            .arg(&ctx)
+            .env("TMPDIR", tmp)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        cmd
+    };
+    let started = std::time::Instant::now();
+    let store = crate::support::TestContext::new();
+    let tmp = store.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let out = build(&store, &tmp, &format!("{}/f5/whole:1", registry.host())).output().unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let window = started.elapsed().as_millis() as u64;
+    for run in 0..runs {
+        let store = crate::support::TestContext::new();
+        let tmp = store.path().join("tmp");
+        std::fs::create_dir(&tmp).unwrap();
+        let tag = format!("{}/f5/run:{run}", registry.host());
+        let (signal, expected) = if next() % 2 == 0 { (libc::SIGINT, 130) } else { (libc::SIGTERM, 143) };
+        let delay = next() % window.max(1);
+        let why = format!("seed {seed}, run {run}, signal {signal} after {delay} ms of {window}");
+        let child = build(&store, &tmp, &tag).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay));
+        // SAFETY: kill(2) on the child we spawned and have not reaped.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let out = child.wait_with_output().unwrap();
+        let code = out.status.code();
+        assert!(code == Some(expected) || code == Some(0), "{why}: {}", describe(&out));
+        assert!(procs_with(&marker).is_empty(), "{why}: a sandbox process survived");
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!mounts.contains(store.path().to_str().unwrap()), "{why}: a mount survived");
+        assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "{why}: temp files survived");
+        let out = store.run(&["fsck", "--strict"]);
+        assert!(out.status.success(), "{why}: {}", describe(&out));
+        // The tag: absent, or a complete image.
+        let copy = store.path().join("copy");
+        let inspect = std::process::Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{tag}")])
+            .output()
+            .unwrap();
+        if inspect.status.success() {
+            let out = std::process::Command::new("skopeo")
+                .args(["copy", "--src-tls-verify=false", &format!("docker://{tag}")])
+                .arg(format!("oci:{}", copy.display()))
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{why}: the tag names an incomplete image: {}", describe(&out));
+        }
+        // The store works on: the same build succeeds.
+        let out = build(&store, &tmp, &tag).output().unwrap();
+        assert!(out.status.success(), "{why}: the next build: {}", describe(&out));
+    }
 }
