@@ -194,3 +194,83 @@ fn f5_signals_at_any_point_leave_nothing_behind() {
         assert!(out.status.success(), "{why}: the next build: {}", describe(&out));
     }
 }
+
+/// `slipway` (its arguments to add) in a mount namespace whose `/etc/hosts` also names 127.0.0.1
+/// `g13.test` — a registry name that is not loopback to slipway (only `localhost` and loopback
+/// addresses are) — with `config` as its `config.toml`.
+fn slipway_with_g13_host(ctx: &crate::support::TestContext, config: &Path) -> std::process::Command {
+    let hosts = ctx.path().join("hosts");
+    let mut text = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    text.push_str("\n127.0.0.1 g13.test\n");
+    std::fs::write(&hosts, text).unwrap();
+    let script = r#"mount --bind "$0" /etc/hosts && exec "$@""#;
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "--", "sh", "-c", script]).arg(&hosts);
+    cmd.arg(crate::support::slipway_bin()).arg("--root").arg(ctx.root());
+    cmd.env_remove("SLIPWAY_ROOT").env("SLIPWAY_CONFIG", config).env("SLIPWAY_LOG", "warn").env_remove("SSL_CERT_FILE");
+    cmd
+}
+
+/// G13: no silent downgrade and no credentials in cleartext. A plain-HTTP registry with Basic
+/// auth reached by a name that is not loopback: `login` and `push` fail on HTTPS and never send
+/// one request (so no password) over plain HTTP — until the registry is listed as insecure in
+/// `config.toml`. An HTTPS registry whose Bearer realm is a plain-HTTP URL on such a name: the
+/// token request is refused before it is made.
+#[test]
+fn g13_no_downgrade_and_no_cleartext_credentials() {
+    use crate::support::registry::{Registry, RegistryConfig, busybox};
+    use std::io::Write;
+    let password = "g13-s3cret";
+    let registry = Registry::start_with(RegistryConfig {
+        htpasswd: Some(("tester".into(), password.into())),
+        ..Default::default()
+    });
+    let (ctx, _) = busybox();
+    let config = ctx.path().join("config.toml");
+    std::fs::write(&config, "").unwrap();
+    let host = format!("g13.test:{}", registry.port);
+    let authfile = ctx.path().join("auth.json");
+    let login = |config: &Path| {
+        let mut cmd = slipway_with_g13_host(&ctx, config);
+        cmd.args(["login", "--authfile", authfile.to_str().unwrap(), "-u", "tester", "--password-stdin", &host]);
+        cmd.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("unshare (util-linux) is installed");
+        child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let push = |config: &Path, dest: &str| {
+        let mut cmd = slipway_with_g13_host(&ctx, config);
+        cmd.args(["push", "--authfile", authfile.to_str().unwrap(), "example/busybox:1", dest]);
+        cmd.output().unwrap()
+    };
+    registry.mark("g13-start");
+    let out = login(&config);
+    assert!(!out.status.success(), "login over a downgrade: {}", describe(&out));
+    let dest = format!("{host}/g13/img:1");
+    let out = push(&config, &dest);
+    assert!(!out.status.success(), "push over a downgrade: {}", describe(&out));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(password));
+    let log = registry.log_since("g13-start");
+    assert!(!log.contains("/v2/"), "a plain-HTTP request reached the registry:\n{log}");
+
+    // Named insecure: plain HTTP is the user's explicit choice.
+    std::fs::write(&config, format!("[registry]\ninsecure = [\"{host}\"]\n")).unwrap();
+    let out = login(&config);
+    assert!(out.status.success(), "{}", describe(&out));
+    let out = push(&config, &dest);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(registry.log_since("g13-start").contains("/v2/"), "the log shows requests (so its silence above counts)");
+
+    // An HTTPS registry (its CA trusted) whose token realm is plain HTTP on a non-loopback name.
+    let realm = "http://g13.test:9/token";
+    let tls = Registry::start_with(RegistryConfig { tls: true, silly_realm: Some(realm.into()), ..Default::default() });
+    let certs = ctx.path().join("certs.d").join(tls.host());
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(tls.ca(), certs.join("ca.crt")).unwrap();
+    std::fs::write(&config, "").unwrap();
+    let out = push(&config, &format!("{}/g13/img:1", tls.host()));
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refusing plain-http token realm"), "{}", describe(&out));
+}
