@@ -274,3 +274,70 @@ fn g13_no_downgrade_and_no_cleartext_credentials() {
     assert!(!out.status.success(), "{}", describe(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("refusing plain-http token realm"), "{}", describe(&out));
 }
+
+/// The largest resident set of any child this process has waited for, in KiB.
+fn children_max_rss_kib() -> i64 {
+    // SAFETY: an all-zero rusage is a valid out-buffer for getrusage(2).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid, writable rusage.
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) }, 0);
+    usage.ru_maxrss
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// H1 (scaled; `scripts/stress` runs the full sizes): a chain of `SLIPWAY_TEST_H1_STEPS` (200)
+/// RUN steps builds — the layer chain is not limited by overlay's mount options — and a context
+/// of `SLIPWAY_TEST_H1_FILES` (20,000; full 200,000) files beside a sparse file of
+/// `SLIPWAY_TEST_H1_SPARSE_MIB` (256; full 4096) is copied streaming, with `.dockerignore`
+/// exclusions and `!` re-inclusions honoured, in bounded memory (peak RSS of every process
+/// under 512 MiB).
+#[test]
+fn h1_long_layer_chains_and_big_contexts_in_bounded_memory() {
+    let steps = env_usize("SLIPWAY_TEST_H1_STEPS", 200);
+    let files = env_usize("SLIPWAY_TEST_H1_FILES", 20_000);
+    let sparse_mib = env_usize("SLIPWAY_TEST_H1_SPARSE_MIB", 256) as u64;
+    let env = BuildEnv::new();
+    let mut dockerfile = String::from("FROM bb\n");
+    for i in 0..steps {
+        dockerfile.push_str(&format!("RUN echo {i} > /f{i}\n"));
+    }
+    dockerfile.push_str("RUN ls / | grep -c '^f[0-9]' > /count\n");
+    env.dockerfile(&dockerfile);
+    env.build_ok(&["--network", "none", "-t", "chain:1"]);
+    assert_eq!(env.run_stdout("chain:1", &["cat", "/count"]), format!("{steps}\n"));
+
+    // The context: files in 100 directories, every tenth a .log (ignored, but those under keep/
+    // come back), and one sparse file.
+    let ctx = env.tc.path().join("big");
+    let keep = ctx.join("keep");
+    std::fs::create_dir_all(&keep).unwrap();
+    for i in 0..files {
+        let dir = ctx.join(format!("d{:03}", i % 100));
+        if i < 100 {
+            std::fs::create_dir(&dir).unwrap();
+        }
+        let name = if i % 10 == 0 { format!("f{i}.log") } else { format!("f{i}.txt") };
+        std::fs::write(dir.join(name), format!("{i}\n")).unwrap();
+    }
+    std::fs::write(keep.join("kept.log"), "kept\n").unwrap();
+    let sparse = std::fs::File::create(ctx.join("sparse.img")).unwrap();
+    sparse.set_len(sparse_mib << 20).unwrap();
+    std::fs::write(ctx.join(".dockerignore"), "**/*.log\n!keep/*.log\n").unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM bb\nCOPY . /ctx\nRUN find /ctx -name '*.txt' | wc -l > /n && find /ctx -name '*.log' > /logs && wc -c < /ctx/sparse.img > /size\n",
+    )
+    .unwrap();
+    let out = env.tc.cmd().args(["build", "--network", "none", "-t", "big:1"]).arg(&ctx).output().unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let txt = files - files.div_ceil(10);
+    assert_eq!(env.run_stdout("big:1", &["cat", "/n"]).trim(), txt.to_string());
+    assert_eq!(env.run_stdout("big:1", &["cat", "/logs"]), "/ctx/keep/kept.log\n");
+    assert_eq!(env.run_stdout("big:1", &["cat", "/size"]).trim(), (sparse_mib << 20).to_string());
+    let rss = children_max_rss_kib();
+    assert!(rss < 512 * 1024, "peak RSS {rss} KiB");
+    fsck_strict(&env);
+}
