@@ -33,6 +33,11 @@ pub enum BuildError {
         "slipway build as an unprivileged user (uid {uid}) outside a user namespace: its layers would record wrong owners; build through the slipway command (it enters a user namespace) or as root"
     )]
     Unprivileged { uid: u32 },
+    /// A layer step would mount more layers than overlay can stack (refused before any step).
+    #[error(
+        "this step would run on {layers} layers, more than the {max} an overlay mount can stack: merge steps, or build with --snapshotter copy"
+    )]
+    TooManyLayers { span: Span, layers: usize, max: usize },
     /// A `--chown`, `WORKDIR` owner or base layer needs ids the rootless build's user namespace
     /// does not map: refused before anything is written with another owner.
     #[error("{what} needs uid {uid} and gid {gid}, which this rootless build cannot represent: {}", unmapped_fix(*mapped))]
@@ -233,6 +238,7 @@ impl BuildError {
             | BuildError::UnknownFrom { span, .. }
             | BuildError::RunFailed { span, .. }
             | BuildError::UnmappedIds { span, .. }
+            | BuildError::TooManyLayers { span, .. }
             | BuildError::Remote { span, .. }
             | BuildError::Step { span, .. } => Some(*span),
             _ => None,

@@ -281,6 +281,9 @@ fn build_recorded(
     // Before the plan: an `oci-layout://` named context's blobs come in under it.
     let lease = builder.store.lease("build")?;
     let plan = plan::plan(builder, dockerfile, options, &lease)?;
+    if builder.snapshotter.backend() == crate::snapshot::Backend::Overlay {
+        plan::check_depth(&plan, crate::snapshot::OVERLAY_MAX_LAYERS)?;
+    }
     let steps = cache_io::StepCollector::default();
     let ctx = stage::BuildCtx { builder, options, plan: &plan, logs, record, lease: &lease, steps: &steps };
     let results = scheduler::run(&ctx)?;

@@ -70,6 +70,37 @@ pub(crate) fn plan(
     Ok(plan)
 }
 
+/// Refuses, before any step runs, a layer step that would mount more than `max` layers under it
+/// (overlay's limit): base layers, then every RUN, COPY and ADD of the stage chain.
+pub(crate) fn check_depth(plan: &Plan, max: usize) -> Result<(), BuildError> {
+    let mut depth: BTreeMap<StageId, usize> = BTreeMap::new();
+    let mut needed = plan.graph.needed();
+    needed.sort();
+    for id in needed {
+        let stage = plan.graph.stage(id).expect("needed stages exist");
+        let mut layers = match &stage.base {
+            Base::Scratch => 0,
+            Base::Stage(parent) => depth.get(parent).copied().unwrap_or(0),
+            Base::Image(_) => plan.bases.get(&id).map_or(0, |image| image.manifest.layers.len()),
+        };
+        for step in &stage.instructions {
+            let link = match &step.instruction {
+                Instruction::Run(_) => false,
+                Instruction::Copy(copy) => copy.link,
+                Instruction::Add(add) => add.link,
+                _ => continue,
+            };
+            // A `--link` step is made on nothing; every other one mounts the layers below it.
+            if !link && layers > max {
+                return Err(BuildError::TooManyLayers { span: step.span, layers, max });
+            }
+            layers += 1;
+        }
+        depth.insert(id, layers);
+    }
+    Ok(())
+}
+
 /// The Dockerfile text → the build graph, with the build's arguments, target and platforms.
 fn graph_of(source: &str, options: &BuildOptions) -> Result<BuildGraph, BuildError> {
     let ast = parse(source).map_err(|diagnostics| BuildError::Syntax { diagnostics })?;

@@ -58,6 +58,9 @@ pub use mounts::{Mounted, Mounts};
 pub use overlay::OverlaySnapshotter;
 pub use owner::temp_dir;
 
+/// Most layers one overlay mount stacks (the kernel's `OVL_MAX_STACK`).
+pub const OVERLAY_MAX_LAYERS: usize = mounts::MAX_LAYERS;
+
 /// The kind of a snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {

@@ -289,7 +289,8 @@ fn env_usize(name: &str, default: usize) -> usize {
 }
 
 /// H1 (scaled; `scripts/stress` runs the full sizes): a chain of `SLIPWAY_TEST_H1_STEPS` (200)
-/// RUN steps builds — the layer chain is not limited by overlay's mount options — and a context
+/// RUN steps builds — the layer chain is not limited by overlay's mount options; past overlay's
+/// 500 layers a step is refused at its line before anything runs — and a context
 /// of `SLIPWAY_TEST_H1_FILES` (20,000; full 200,000) files beside a sparse file of
 /// `SLIPWAY_TEST_H1_SPARSE_MIB` (256; full 4096) is copied streaming, with `.dockerignore`
 /// exclusions and `!` re-inclusions honoured, in bounded memory (peak RSS of every process
@@ -308,6 +309,20 @@ fn h1_long_layer_chains_and_big_contexts_in_bounded_memory() {
     env.dockerfile(&dockerfile);
     env.build_ok(&["--network", "none", "-t", "chain:1"]);
     assert_eq!(env.run_stdout("chain:1", &["cat", "/count"]), format!("{steps}\n"));
+    // Past overlay's 500 lower layers: refused at the step's line before any step runs.
+    let mut too_deep = String::from("FROM bb\n");
+    for i in 0..501 {
+        too_deep.push_str(&format!("RUN echo {i} > /f{i}\n"));
+    }
+    env.dockerfile(&too_deep);
+    let out = env.build(&["--network", "none", "--progress", "rawjson", "--snapshotter", "overlay"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Dockerfile:502") && stderr.contains("more than the 500 an overlay mount can stack"),
+        "{stderr}"
+    );
+    assert_eq!(ran(&events(&out)), 0, "refused before any step");
 
     // The context: files in 100 directories, every tenth a .log (ignored, but those under keep/
     // come back), and one sparse file.
