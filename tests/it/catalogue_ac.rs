@@ -1,0 +1,245 @@
+//! The adversarial catalogue (`shared/research/reliability.md` §4), parts A (bad Dockerfile
+//! input) and C (malicious base-image layers): the cases no other file names by id. Each test is
+//! named after its id. Every case ends with `slipway fsck --strict` on the store and a check of
+//! canary files outside it; a failing build exits non-zero with an error naming `Dockerfile:<line>`.
+//!
+//! Cases covered elsewhere carry their id in that test's doc comment instead (`grep -rw A6 tests/`).
+//!
+//! Sizes scale with environment variables where a case is big: `SLIPWAY_TEST_PARSE_MIB` (A4's
+//! long line, default 1) and `SLIPWAY_TEST_PARSE_CONTINUATIONS` (A4, default 100000).
+
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use crate::support::build::BuildEnv;
+use crate::support::files::FileServer;
+use crate::support::sandbox::Canary;
+use crate::support::{TestContext, describe, scaled};
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().map_or(default, |v| v.parse().unwrap_or_else(|_| panic!("{name}={v:?}: not a number")))
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Whether `text` names `Dockerfile:<line>` (not a longer number starting with the same digits).
+fn names_line(text: &str, line: u32) -> bool {
+    let needle = format!("Dockerfile:{line}");
+    text.match_indices(&needle).any(|(i, _)| !text[i + needle.len()..].starts_with(|c: char| c.is_ascii_digit()))
+}
+
+/// The build failed (a non-zero exit, no panic) with an error naming `Dockerfile:<line>` and
+/// every one of `needles`; returns its stderr.
+#[track_caller]
+fn assert_fails_at(out: &Output, line: u32, needles: &[&str]) -> String {
+    let err = stderr(out);
+    assert!(!out.status.success(), "the build succeeded: {}", describe(out));
+    assert_ne!(out.status.code(), Some(101), "slipway panicked: {err}");
+    assert!(names_line(&err, line), "the error does not name Dockerfile:{line}: {err}");
+    for needle in needles {
+        assert!(err.contains(needle), "the error does not say {needle:?}: {err}");
+    }
+    err
+}
+
+/// What every case ends with: the store passes `fsck --strict`, the canaries are untouched.
+#[track_caller]
+fn assert_store_and_canary(tc: &TestContext, canary: &Canary) {
+    tc.ok(&["fsck", "--strict"]);
+    canary.check_files();
+}
+
+/// Files under the store's blobs.
+fn blob_count(tc: &TestContext) -> usize {
+    std::fs::read_dir(tc.root().join("blobs/sha256")).map_or(0, |d| d.count())
+}
+
+/// A1: an unknown instruction, a stage used before it is defined (the `FROM b AS a` / `FROM a AS
+/// b` cycle: a stage may only name earlier ones), a stage naming itself, and a stage index that
+/// is not an earlier stage fail before any image is pulled or any step runs, naming the line; the
+/// store gains no blob. The images named live on a local server that logs every request: it must
+/// see none.
+#[test]
+fn a1_dockerfile_errors_fail_before_any_pull_or_run_naming_the_line() {
+    let env = BuildEnv::new();
+    let canary = Canary::plant_in(env.tc.path());
+    let server = FileServer::start();
+    let image = format!("{}/never/pulled:1", server.host());
+    let marker = env.tc.path().join("ran");
+    let run = format!("RUN touch {}", marker.display());
+    let cases: Vec<(String, u32, &str)> = vec![
+        (format!("FROM {image}\n{run}\nFROMM x\n"), 3, "unknown instruction: FROMM"),
+        (format!("FROM {image} AS b0\nFROM b AS a\n{run}\nFROM a AS b\n"), 2, "used before it is defined"),
+        (format!("FROM {image} AS a\n{run}\nCOPY --from=a /x /x\n"), 3, "refers to itself"),
+        (format!("FROM {image}\n{run}\nCOPY --from=1 /x /x\n"), 3, "stage index 1 is not an earlier stage"),
+        (format!("FROM {image}\nCOPY --from=0 /x /x\n"), 2, "stage index 0 is not an earlier stage"),
+    ];
+    let before = blob_count(&env.tc);
+    for (dockerfile, line, message) in cases {
+        env.dockerfile(&dockerfile);
+        let out = env.build(&["-t", "never"]);
+        assert_fails_at(&out, line, &[message]);
+        assert!(server.log().is_empty(), "{dockerfile}: an image was asked for: {:?}", server.log());
+        assert!(!marker.exists(), "{dockerfile}: a step ran");
+        assert_eq!(blob_count(&env.tc), before, "{dockerfile}: the store gained a blob");
+        assert!(!env.tc.run(&["inspect", "never"]).status.success());
+    }
+    assert_store_and_canary(&env.tc, &canary);
+}
+
+/// A1, `COPY --from=nope`: a name that is no stage is an image (Docker's rule), so it is looked
+/// up — here on a local registry that has no such image — and the failure names the line and the
+/// image; no step after it ran and nothing was tagged.
+#[test]
+fn a1_copy_from_an_unknown_name_fails_at_its_line_naming_the_image() {
+    let env = BuildEnv::new();
+    let canary = Canary::plant_in(env.tc.path());
+    let server = FileServer::start();
+    let nope = format!("{}/nope:1", server.host());
+    env.dockerfile(&format!("FROM bb\nRUN echo hi > /hi\nCOPY --from={nope} /x /x\nRUN touch /after\n"));
+    let out = env.build(&["-t", "never"]);
+    assert_fails_at(&out, 3, &[&nope]);
+    assert!(!env.tc.run(&["inspect", "never"]).status.success());
+    assert_store_and_canary(&env.tc, &canary);
+}
+
+/// Peak resident memory of the children this test process waited for, in bytes.
+fn children_max_rss() -> u64 {
+    // SAFETY: getrusage(2) fills the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to an owned rusage.
+    let ret = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    assert_eq!(ret, 0, "getrusage: {}", std::io::Error::last_os_error());
+    u64::try_from(usage.ru_maxrss).unwrap() * 1024
+}
+
+/// A3: `ARG A=<64 KiB>` and twenty `ENV Bi=$B(i-1)$B(i-1)` lines would ask for 64 GiB; the
+/// expansion stops at 1 MiB (`dockerfile::expand::MAX_EXPANDED`) with "expansion exceeds" at the
+/// first line past it, quickly and in bounded memory (the time is only a generous sanity bound).
+#[test]
+fn a3_a_doubling_expansion_chain_stops_at_the_bound_naming_its_line() {
+    let env = BuildEnv::new();
+    let canary = Canary::plant_in(env.tc.path());
+    // The longest ARG line the parser takes (65535 bytes): the value is 64 KiB less a little.
+    let value = "a".repeat(65_535 - "ARG A=".len());
+    let mut dockerfile = format!("FROM bb\nARG A={value}\nENV B0=$A\n");
+    for i in 1..=20 {
+        dockerfile.push_str(&format!("ENV B{i}=$B{}$B{}\n", i - 1, i - 1));
+    }
+    dockerfile.push_str("RUN touch /never\n");
+    env.dockerfile(&dockerfile);
+    let started = Instant::now();
+    let out = env.build(&["-t", "bomb"]);
+    let took = started.elapsed();
+    // B4 is 16 × 65529 bytes (< 1 MiB), B5 twice that: ENV B5 is line 3 + 5.
+    assert_fails_at(&out, 8, &["expansion exceeds 1048576 bytes"]);
+    assert!(took < scaled(Duration::from_secs(30)), "the build took {took:?}");
+    let rss = children_max_rss();
+    assert!(rss < 256 << 20, "a child used {} MiB", rss >> 20);
+    assert!(!env.tc.run(&["inspect", "bomb"]).status.success());
+    assert_store_and_canary(&env.tc, &canary);
+}
+
+/// Runs one input through everything `fuzz/fuzz_targets/parse.rs` runs (parse, lower, graph,
+/// lint, diagnostics rendered); returns the lines of the errors it reported (empty when none).
+fn parse_everything(src: &str) -> Vec<u32> {
+    use slipway::dockerfile::{lower, parse};
+    use slipway::graph::lint::{CheckConfig, LintInput, lint};
+    use slipway::graph::{GraphOptions, build};
+
+    let lines = src.split('\n').count() as u32;
+    let check_lines = |d: &slipway::dockerfile::Diagnostics| -> Vec<u32> {
+        let rendered = d.render("Dockerfile", src);
+        assert!(rendered.contains("Dockerfile:"), "a rendered error has no line: {rendered:.300}");
+        d.errors()
+            .iter()
+            .map(|e| {
+                let line = e.span().start_line;
+                assert!((1..=lines).contains(&line), "error {e} at line {line} of {lines}");
+                line
+            })
+            .collect()
+    };
+    let ast = match parse(src) {
+        Ok(ast) => ast,
+        Err(d) => return check_lines(&d),
+    };
+    let (dockerfile, lines_of_errors) = match lower(&ast) {
+        Ok(d) => (Some(d), Vec::new()),
+        Err(d) => (None, check_lines(&d)),
+    };
+    let options = GraphOptions { escape: ast.escape, ..GraphOptions::default() };
+    let graph = dockerfile.as_ref().and_then(|d| build(d, &options).ok());
+    let build_args = std::collections::BTreeMap::new();
+    let input = LintInput {
+        ast: &ast,
+        dockerfile: dockerfile.as_ref(),
+        graph: graph.as_ref(),
+        build_args: &build_args,
+        ignored: None,
+    };
+    let _ = lint(&input, &CheckConfig::from_ast(&ast));
+    lines_of_errors
+}
+
+/// A4: the fuzz target `fuzz/fuzz_targets/parse.rs` exists, and the inputs the catalogue lists —
+/// NUL, CRLF, a BOM, invalid UTF-8, a 1 MiB line, 100k `\` continuations, an unterminated
+/// heredoc, bad `# escape=`/`# syntax=` directives, broken JSON exec forms — go through the
+/// parser, lowering, graph and lint without a panic; an error names a line inside the file.
+/// Through `slipway check` the raw bytes (invalid UTF-8, NUL) end in an exit code, never a panic.
+/// The time bound is a generous sanity limit.
+#[test]
+fn a4_nasty_dockerfile_bytes_never_panic_and_errors_have_lines() {
+    let fuzz = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/fuzz_targets/parse.rs");
+    assert!(fuzz.is_file(), "{} is missing", fuzz.display());
+    let mib = env_usize("SLIPWAY_TEST_PARSE_MIB", 1);
+    let continuations = env_usize("SLIPWAY_TEST_PARSE_CONTINUATIONS", 100_000);
+    let long_line = format!("FROM scratch\nLABEL x={}\n", "a".repeat(mib << 20));
+    let inputs: Vec<(&str, Vec<u8>, Option<u32>)> = vec![
+        ("nul", b"FROM scratch\nRUN a\0b\nLABEL \0=\0\n".to_vec(), None),
+        ("crlf", b"FROM scratch\r\nRUN echo hi \\\r\n  there\r\nCMD [\"a\"]\r\n".to_vec(), None),
+        ("bom", "\u{feff}# syntax=docker/dockerfile:1\nFROM scratch\n".as_bytes().to_vec(), None),
+        ("invalid utf-8", b"FROM scratch\nLABEL x=\xff\xfe\xc3\x28\nRUN \x80\n".to_vec(), None),
+        ("1 MiB line", long_line.into_bytes(), Some(2)),
+        ("continuations", format!("FROM scratch\nRUN a{}\n", " \\\n".repeat(continuations)).into_bytes(), None),
+        ("unterminated heredoc", b"FROM scratch\nRUN <<EOF\necho hi\n".to_vec(), None),
+        ("unterminated heredoc at end", b"FROM scratch\nCOPY <<EOF /x".to_vec(), None),
+        ("bad escape", b"# escape=xx\nFROM scratch\n".to_vec(), None),
+        ("escape twice", b"# escape=`\n# escape=\\\nFROM scratch\n".to_vec(), None),
+        ("bad syntax", b"# syntax=\n# syntax=\xff\nFROM scratch\n".to_vec(), None),
+        ("broken json", b"FROM scratch\nCMD [\"a\", \nENTRYPOINT [\"a\" \"b\"]\nRUN [\"\\u12\"]\n".to_vec(), None),
+        ("json with NUL", b"FROM scratch\nCMD [\"a\\u0000b\"]\nSHELL [\nHEALTHCHECK CMD [\n".to_vec(), None),
+        ("only continuations", "\\\n".repeat(1000).into_bytes(), None),
+    ];
+    let started = Instant::now();
+    for (name, bytes, error_line) in &inputs {
+        let src = String::from_utf8_lossy(bytes);
+        let lines = parse_everything(&src);
+        if let Some(line) = error_line {
+            assert!(lines.contains(line), "{name}: expected an error at line {line}, got {lines:?}");
+        }
+    }
+    let took = started.elapsed();
+    assert!(took < scaled(Duration::from_secs(30)), "parsing took {took:?}");
+
+    let tc = TestContext::new();
+    let canary = Canary::plant_in(tc.path());
+    for (name, bytes, error_line) in &inputs {
+        let file = tc.path().join("Dockerfile");
+        std::fs::write(&file, bytes).unwrap();
+        let out = tc.run(&["check", "-f", file.to_str().unwrap(), tc.path().to_str().unwrap()]);
+        assert!(matches!(out.status.code(), Some(0..=2)), "{name}: {}", describe(&out));
+        // `check` prints its findings on stdout, errors on stderr.
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+        if let Some(line) = error_line {
+            assert!(names_line(&text, *line), "{name}: no Dockerfile:{line}: {text:.400}");
+        }
+        if !out.status.success() {
+            assert!(text.contains("Dockerfile"), "{name}: the error names no file: {}", describe(&out));
+        }
+    }
+    assert!(!tc.root().join("blobs").exists() || blob_count(&tc) == 0);
+    canary.check_files();
+}
