@@ -243,3 +243,51 @@ fn a4_nasty_dockerfile_bytes_never_panic_and_errors_have_lines() {
     assert!(!tc.root().join("blobs").exists() || blob_count(&tc) == 0);
     canary.check_files();
 }
+
+/// A5: `ADD <url>` where the server redirects to `file://`, to `ftp://`, or in a loop; a body
+/// larger than the limit, announced by `Content-Length` or streamed endlessly without one; a
+/// body that does not match `--checksum`. Non-http(s) targets are refused, at most 10 redirects
+/// are followed, the size limit holds (set low with `SLIPWAY_ADD_MAX_BYTES`), the checksum is
+/// enforced — each a failure at the ADD's line that writes no blob.
+#[test]
+fn a5_add_url_redirects_sizes_and_checksums_are_bounded() {
+    use crate::support::proxy::{Action, Proxy, Rule};
+
+    let server = FileServer::start();
+    server.redirect("/to-file", 302, "file:///etc/passwd");
+    server.redirect("/to-ftp", 302, &format!("ftp://{}/x", server.host()));
+    server.redirect("/loop", 302, "/loop");
+    server.file("/big", &[b'x'; 4096], &[]);
+    server.file("/small", b"small\n", &[]);
+    let proxy = Proxy::start(server.port());
+    proxy.rule(Rule::new("GET", "/endless", Action::Endless { status: 200, headers: Vec::new() }));
+    let env = BuildEnv::new();
+    let canary = Canary::plant_in(env.tc.path());
+    let endless = format!("http://{}/endless", proxy.host());
+    let wrong = slipway::oci::Digest::of(b"something else").to_string();
+    let cases = [
+        (format!("ADD {} /x", server.url("/to-file")), "not http or https".to_string()),
+        (format!("ADD {} /x", server.url("/to-ftp")), "not http or https".to_string()),
+        (format!("ADD {} /x", server.url("/loop")), "more than 10 redirects".to_string()),
+        (format!("ADD {} /x", server.url("/big")), format!("{} is larger than 2048 bytes", server.url("/big"))),
+        (format!("ADD {endless} /x"), format!("{endless} is larger than 2048 bytes")),
+        (format!("ADD --checksum={wrong} {} /x", server.url("/small")), "checksum mismatch".to_string()),
+    ];
+    let before = blob_count(&env.tc);
+    for (add, message) in &cases {
+        env.dockerfile(&format!("FROM bb\n{add}\nRUN touch /after\n"));
+        let started = Instant::now();
+        let out = env.build_cmd(&["-t", "never"]).env("SLIPWAY_ADD_MAX_BYTES", "2048").output().unwrap();
+        assert_fails_at(&out, 2, &[message]);
+        assert!(started.elapsed() < scaled(Duration::from_secs(60)), "{add}: took {:?}", started.elapsed());
+        assert_eq!(blob_count(&env.tc), before, "{add}: a blob was written");
+    }
+    assert_eq!(server.statuses("/loop").len(), 11, "at most 10 redirects are followed");
+    assert!(server.log().iter().all(|s| !s.target.contains("passwd")));
+    // Within the limit the same download works.
+    env.dockerfile(&format!("FROM bb\nADD {} /x\n", server.url("/small")));
+    let out = env.build_cmd(&["-t", "ok"]).env("SLIPWAY_ADD_MAX_BYTES", "2048").output().unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(!env.tc.run(&["inspect", "never"]).status.success());
+    assert_store_and_canary(&env.tc, &canary);
+}
