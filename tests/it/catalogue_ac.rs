@@ -291,3 +291,102 @@ fn a5_add_url_redirects_sizes_and_checksums_are_bounded() {
     assert!(!env.tc.run(&["inspect", "never"]).status.success());
     assert_store_and_canary(&env.tc, &canary);
 }
+
+/// A7: `--mount` values that are wrong — unknown keys (`bind-propagation=`, `relabel=`, any
+/// other), `uid=-1`, a target over `/proc` — fail at their line before anything runs; a bind
+/// `source=../..` stays inside the context (resolved like a COPY source: it names the context's
+/// root, never its parent); a cache `id=../../../../etc` is hashed into an opaque directory name
+/// under `cache/mounts`, never joined to a path.
+#[test]
+fn a7_mount_options_are_validated_and_cache_ids_never_become_paths() {
+    let env = BuildEnv::new();
+    let canary = Canary::plant_in(env.tc.path());
+    env.write("inside", "context file\n");
+    let marker = env.tc.path().join("ran");
+    let rejected = [
+        ("type=bind,target=/x,bind-propagation=rshared", "bind-propagation"),
+        ("type=bind,target=/x,relabel=shared", "relabel"),
+        ("type=cache,target=/x,nosuchkey=1", "nosuchkey"),
+        ("type=cache,target=/x,uid=-1", "uid"),
+        ("type=tmpfs,target=/proc", "/proc"),
+        ("type=bind,target=/proc/sys", "/proc"),
+    ];
+    let before = blob_count(&env.tc);
+    for (mount, message) in rejected {
+        env.dockerfile(&format!("FROM bb\nRUN true\nRUN --mount={mount} touch {}\n", marker.display()));
+        let out = env.build(&["-t", "never"]);
+        assert_fails_at(&out, 3, &[message]);
+        assert!(!marker.exists(), "{mount}: the step ran");
+    }
+    assert_eq!(blob_count(&env.tc), before, "a rejected mount wrote a blob");
+
+    // source=../.. names the context's root: the step sees the context, nothing above it.
+    env.dockerfile("FROM bb\nRUN --mount=type=bind,source=../..,target=/m ls -a /m > /seen\n");
+    env.build_ok(&["-t", "up"]);
+    let seen = env.run_stdout("up", &["cat", "/seen"]);
+    assert!(seen.lines().any(|l| l == "inside"), "{seen}");
+    assert!(!seen.lines().any(|l| l == "canary" || l == "ctx" || l == "root"), "a parent was bound: {seen}");
+
+    // A cache id that looks like a path is only a name.
+    let escape = "../../../../etc";
+    env.dockerfile(&format!("FROM bb\nRUN --mount=type=cache,id={escape},target=/c echo planted > /c/planted-by-a7\n"));
+    env.build_ok(&["-t", "cache"]);
+    let mounts = env.tc.root().join("cache/mounts");
+    let found: Vec<_> = walk(&env.tc.root()).into_iter().filter(|p| p.ends_with("planted-by-a7")).collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    let rel = found[0].strip_prefix(&mounts).expect("the cache lives under cache/mounts");
+    let first = rel.components().next().unwrap().as_os_str().to_string_lossy().into_owned();
+    assert!(first.len() >= 64 && first.bytes().all(|b| b.is_ascii_hexdigit()), "not a hashed name: {rel:?}");
+    assert!(!std::path::Path::new("/etc/planted-by-a7").exists());
+    assert!(!env.tc.path().join("etc").exists() && !env.tc.root().join("etc").exists());
+    assert_store_and_canary(&env.tc, &canary);
+}
+
+/// Every path under `dir` (no link followed).
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                todo.push(p.clone());
+            }
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// A8 (CVE-2024-1753 class): `RUN --mount=type=bind,from=<stage>,source=/rootdir,...,rw` and
+/// `source=/` variants (from a stage and from an image) write into the mount; the writes are
+/// visible to that step only: nothing appears on the host, in the stage or image the mount came
+/// from, in any snapshot of the store, or in a later step's view of the same source.
+#[test]
+fn a8_rw_binds_from_stages_and_images_never_write_through() {
+    let env = BuildEnv::new();
+    let canary = Canary::plant_in(env.tc.path());
+    env.dockerfile(
+        "FROM bb AS base\n\
+         RUN mkdir /rootdir && echo base > /rootdir/keep\n\
+         FROM bb\n\
+         RUN --mount=type=bind,from=base,source=/rootdir,target=/x,rw touch /x/BREAKOUT_A8 && ls /x > /seen1\n\
+         RUN --mount=type=bind,from=base,source=/,target=/x,rw touch /x/BREAKOUT_A8 /x/rootdir/BREAKOUT_A8 && ls /x/rootdir > /seen2\n\
+         RUN --mount=type=bind,from=bb,source=/,target=/x,rw touch /x/BREAKOUT_A8 /x/bin/BREAKOUT_A8\n\
+         RUN --mount=type=bind,from=base,source=/rootdir,target=/x ls /x > /seen3 && ! ls / /bin | grep BREAKOUT\n",
+    );
+    env.build_ok(&["-t", "img"]);
+    let seen = env.run_stdout("img", &["cat", "/seen1", "/seen2", "/seen3"]);
+    assert_eq!(seen, "BREAKOUT_A8\nkeep\nBREAKOUT_A8\nkeep\nkeep\n", "the writes were visible in their step only");
+    env.build_ok(&["--target", "base", "-t", "base"]);
+    assert_eq!(env.run_stdout("base", &["ls", "/rootdir"]), "keep\n", "the stage was written through");
+    assert_eq!(env.run_stdout("bb", &["sh", "-c", "ls / /bin | grep -c BREAKOUT || true"]), "0\n");
+    let leaked: Vec<_> =
+        walk(env.tc.path()).into_iter().filter(|p| p.file_name().is_some_and(|n| n == "BREAKOUT_A8")).collect();
+    assert!(leaked.is_empty(), "rw writes kept in the store: {leaked:?}");
+    for host in ["/BREAKOUT_A8", "/x", "/rootdir", "/bin/BREAKOUT_A8"] {
+        assert!(!std::path::Path::new(host).exists(), "{host} appeared on the host");
+    }
+    assert_store_and_canary(&env.tc, &canary);
+}
