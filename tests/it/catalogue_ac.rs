@@ -390,3 +390,50 @@ fn a8_rw_binds_from_stages_and_images_never_write_through() {
     }
     assert_store_and_canary(&env.tc, &canary);
 }
+
+/// A9 (CVE-2023-25173, BuildKit testUserAdditionalGids): `USER 1234`, `USER 1234:1234`, `USER
+/// daemon`, `USER app` resolve against the stage's own `/etc/passwd` and `/etc/group` (written
+/// by an earlier step, so the host's files cannot be what answers): a bare uid gets gid 0, a name
+/// its passwd gid, and the primary gid is among the supplementary groups with every group that
+/// lists the user. An unknown name in `COPY --chown` fails naming its line; one in `USER` fails
+/// the first RUN that runs as it, naming that RUN's line (BuildKit's rule, not the catalogue's
+/// "at that line": `USER` itself only writes the config).
+#[test]
+fn a9_users_and_groups_come_from_the_stage_and_unknown_names_fail_at_their_line() {
+    let env = BuildEnv::new();
+    let canary = Canary::plant_in(env.tc.path());
+    env.write("f", "file\n");
+    env.dockerfile(
+        "FROM bb\n\
+         RUN echo 'app:x:1500:1600::/home/app:/bin/sh' >> /etc/passwd && \
+             echo 'daemon:x:2:3::/:/bin/false' >> /etc/passwd && \
+             echo 'appgrp:x:1600:' >> /etc/group && echo 'extra:x:1700:user,app' >> /etc/group && \
+             echo 'daemon:x:3:' >> /etc/group\n\
+         USER 1234\n\
+         RUN echo $(id -u):$(id -g) > /tmp/1\n\
+         USER 1234:1234\n\
+         RUN echo $(id -u):$(id -g) > /tmp/2\n\
+         USER daemon\n\
+         RUN echo $(id -u):$(id -g) > /tmp/3\n\
+         USER app\n\
+         RUN echo $(id -u):$(id -g):$(id -G) > /tmp/4\n\
+         USER root\n\
+         COPY --chown=app:extra f /owned\n\
+         RUN cat /tmp/1 /tmp/2 /tmp/3 /tmp/4 > /ids && stat -c %u:%g /owned >> /ids\n",
+    );
+    env.build_ok(&["-t", "users"]);
+    assert_eq!(env.run_stdout("users", &["cat", "/ids"]), "1234:0\n1234:1234\n2:3\n1500:1600:1600 1700\n1500:1700\n");
+
+    // `USER` only records the user (BuildKit): the RUN that needs it fails, naming its own line.
+    // An image whose last instruction is `USER nosuch` stays valid, as with Docker.
+    env.dockerfile("FROM bb\nRUN true\nUSER nosuch\nRUN touch /never\n");
+    let out = env.build(&["-t", "never"]);
+    assert_fails_at(&out, 4, &["unable to find user nosuch"]);
+    let before = blob_count(&env.tc);
+    env.dockerfile("FROM bb\nRUN true\nCOPY --chown=nosuch f /f\n");
+    assert_fails_at(&env.build(&["-t", "never"]), 3, &["nosuch"]);
+    env.dockerfile("FROM bb\nRUN true\nCOPY --chown=user:nosuchgroup f /f\n");
+    assert_fails_at(&env.build(&["-t", "never"]), 3, &["nosuchgroup"]);
+    assert_eq!(blob_count(&env.tc), before, "a refused COPY wrote a blob");
+    assert_store_and_canary(&env.tc, &canary);
+}
