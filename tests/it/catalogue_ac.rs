@@ -437,3 +437,184 @@ fn a9_users_and_groups_come_from_the_stage_and_unknown_names_fail_at_their_line(
     assert_eq!(blob_count(&env.tc), before, "a refused COPY wrote a blob");
     assert_store_and_canary(&env.tc, &canary);
 }
+
+/// Part C's base images: `bb` with one more layer, `tar` (uncompressed, byte for byte as given),
+/// pushed by skopeo (an independent client, which copies blobs as they are) to `registry` as
+/// `hostile/NAME:1`. Returns the reference a Dockerfile's `FROM` names.
+fn serve_hostile(env: &BuildEnv, registry: &crate::support::registry::Registry, name: &str, tar: &[u8]) -> String {
+    use serde_json::{Value, json};
+    let dir = env.tc.path().join(format!("layout-{name}"));
+    env.tc.ok(&["save", "bb", "--format", "oci-dir", "-o", dir.to_str().unwrap()]);
+    let blobs = dir.join("blobs/sha256");
+    let read =
+        |digest: &str| -> Value { serde_json::from_slice(&std::fs::read(blobs.join(&digest[7..])).unwrap()).unwrap() };
+    let write = |bytes: &[u8]| -> String {
+        let digest = slipway::oci::Digest::of(bytes).to_string();
+        std::fs::write(blobs.join(&digest[7..]), bytes).unwrap();
+        digest
+    };
+    let mut index: Value = serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let mut manifest = read(index["manifests"][0]["digest"].as_str().unwrap());
+    let mut config = read(manifest["config"]["digest"].as_str().unwrap());
+    let layer = write(tar);
+    config["rootfs"]["diff_ids"].as_array_mut().unwrap().push(json!(layer));
+    if let Some(history) = config["history"].as_array_mut() {
+        history.push(json!({ "created_by": format!("hostile layer {name}") }));
+    }
+    let config_bytes = serde_json::to_vec(&config).unwrap();
+    manifest["config"]["digest"] = json!(write(&config_bytes));
+    manifest["config"]["size"] = json!(config_bytes.len());
+    manifest["layers"].as_array_mut().unwrap().push(json!({
+        "mediaType": "application/vnd.oci.image.layer.v1.tar",
+        "digest": layer,
+        "size": tar.len(),
+    }));
+    let manifest_bytes = serde_json::to_vec(&manifest).unwrap();
+    index["manifests"][0]["digest"] = json!(write(&manifest_bytes));
+    index["manifests"][0]["size"] = json!(manifest_bytes.len());
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    let reference = format!("{}/hostile/{name}:1", registry.host());
+    let out = std::process::Command::new("skopeo")
+        .args(["copy", "--dest-tls-verify=false", "--preserve-digests"])
+        .arg(format!("oci:{}", dir.display()))
+        .arg(format!("docker://{reference}"))
+        .output()
+        .expect("spawn skopeo");
+    assert!(out.status.success(), "skopeo copy: {}", describe(&out));
+    reference
+}
+
+/// Builds `FROM <hostile image>` + `run` (a RUN line checking the rootfs, as line 2). Returns the
+/// build's output; the caller asserts success or a failure naming line 1.
+fn build_on_hostile(env: &BuildEnv, reference: &str, run: &str) -> Output {
+    env.dockerfile(&format!("FROM {reference}\nRUN {run}\n"));
+    // A tag from an earlier case would hide that this one tagged nothing.
+    let _ = env.tc.run(&["rmi", "hostile-built"]);
+    env.build(&["-t", "hostile-built"])
+}
+
+/// A rejected hostile layer: pulling verifies digests only, the layer is read when the first step
+/// needs the rootfs, so the build fails naming that step's line (2) and `what`; nothing is tagged.
+#[track_caller]
+fn assert_layer_refused(env: &BuildEnv, out: &Output, what: &str) {
+    assert_fails_at(out, 2, &[what]);
+    assert!(!env.tc.run(&["inspect", "hostile-built"]).status.success());
+}
+
+/// C4 (CVE-2026-33056, CVE-2021-32760) through a pulled base image: a symlink `foo -> <canary
+/// dir>` then a directory entry `foo/` (and `bar -> <canary dir>`, `bar/.`) with mode 0777, and a
+/// symlink + hardlink + chmod: the canary's mode and owner never change; `foo` ends as a
+/// directory inside the rootfs.
+#[test]
+fn c4_a_directory_over_a_symlink_in_a_pulled_layer_never_chmods_the_target() {
+    use crate::support::rawtar::{Hdr, RawTar};
+    let env = BuildEnv::new();
+    let canary = Canary::plant_in(env.tc.path());
+    let registry = crate::support::registry::Registry::start();
+    let target = canary.dir.to_str().unwrap().to_string();
+    let mut dir = Hdr::new(b"foo/", b'5');
+    dir.mode = 0o777;
+    let mut dot = Hdr::new(b"bar/.", b'5');
+    dot.mode = 0o777;
+    let mut chmod = Hdr::new(b"link", b'0');
+    chmod.mode = 0o4777;
+    let mut tar = RawTar::new();
+    tar.symlink("foo", &target).raw(&dir, &[]).symlink("bar", &target).raw(&dot, &[]);
+    tar.symlink("sym", &format!("{target}/secret")).hardlink("link", "sym").raw(&chmod, &[]);
+    let reference = serve_hostile(&env, &registry, "c4", &tar.end());
+    let out = build_on_hostile(&env, &reference, "test -d /foo && ! test -L /foo && ls -ld /foo > /seen");
+    if out.status.success() {
+        let seen = env.run_stdout("hostile-built", &["cat", "/seen"]);
+        assert!(seen.starts_with("drwxrwxrwx"), "{seen}");
+    } else {
+        assert_layer_refused(&env, &out, "bar");
+    }
+    assert_store_and_canary(&env.tc, &canary);
+}
+
+/// C6 (RUSTSEC-2018-0002) through a pulled base image: a symlink `x -> <canary file>`, then a
+/// regular file `x` with data. Decided once (`layer` module docs): the later entry replaces the
+/// link (unlink, then create inside the rootfs); the canary is intact.
+#[test]
+fn c6_a_duplicate_path_in_a_pulled_layer_replaces_instead_of_writing_through() {
+    use crate::support::rawtar::RawTar;
+    let env = BuildEnv::new();
+    let canary = Canary::plant_in(env.tc.path());
+    let registry = crate::support::registry::Registry::start();
+    let target = canary.dir.join("secret");
+    let tar = RawTar::new().symlink("x", target.to_str().unwrap()).file("x", b"overwritten?").end();
+    let reference = serve_hostile(&env, &registry, "c6", &tar);
+    let out = build_on_hostile(&env, &reference, "! test -L /x && cat /x > /seen");
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(env.run_stdout("hostile-built", &["cat", "/seen"]), "overwritten?");
+    assert_store_and_canary(&env.tc, &canary);
+}
+
+/// GNU tar's entry names for `bytes`, or None when it refuses the archive.
+fn gnu_names(bytes: &[u8]) -> Option<Vec<String>> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("tar")
+        .args(["-t", "--quoting-style=literal", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("GNU tar");
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect())
+}
+
+/// C7 (CVE-2025-62518, CVE-2026-33055) through a pulled base image, the cases of
+/// `layer_adversarial::c7_pax_desync_is_parsed_like_gnu_tar_or_rejected`: where the format
+/// defines the reading (a PAX `size` overriding the ustar one, also before a GNU `L` name) the
+/// rootfs holds exactly the entries GNU tar lists; where parsers could disagree (ustar 512 vs PAX
+/// 0, two `x` in a row, a `g` with `path=`) the layer is refused and the build fails at the line
+/// that needs it (the RUN's).
+#[test]
+fn c7_desynchronised_headers_in_a_pulled_layer_are_read_like_gnu_tar_or_refused() {
+    use crate::support::rawtar::{Hdr, RawTar};
+    let env = BuildEnv::new();
+    let canary = Canary::plant_in(env.tc.path());
+    let registry = crate::support::registry::Registry::start();
+    let candidates = ["long_a", "file_a", "file_b", "zero_ustar", "smuggler", "hidden", "first", "second", "plain"];
+    let mut cases: Vec<(&str, Vec<u8>, bool)> = Vec::new();
+    let mut t = RawTar::new();
+    t.pax(b'x', &[("size", b"2048")]).gnu_long(b'L', b"long_a").raw(&Hdr::new(b"file_a", b'0'), &[]);
+    t.file("file_b", b"bbbb").data(&[b'z'; 1024]);
+    cases.push(("x-size-then-l", t.end(), true));
+    let mut t = RawTar::new();
+    t.pax(b'x', &[("size", b"1024")]).raw(&Hdr::new(b"zero_ustar", b'0'), &[b'q'; 1024]);
+    cases.push(("ustar-0-pax-1024", t.end(), true));
+    let mut h = Hdr::new(b"smuggler", b'0');
+    h.size = 512;
+    let mut t = RawTar::new();
+    t.pax(b'x', &[("size", b"0")]).raw(&h, &Hdr::new(b"hidden", b'0').encode());
+    cases.push(("ustar-512-pax-0", t.end(), false));
+    let mut t = RawTar::new();
+    t.pax(b'x', &[("path", b"first")]).pax(b'x', &[("path", b"second")]).file("plain", b"p");
+    cases.push(("two-x", t.end(), false));
+    let mut t = RawTar::new();
+    t.pax(b'g', &[("path", b"global")]).file("after_global", b"g");
+    cases.push(("g-with-path", t.end(), false));
+    for (name, tar, accepted) in cases {
+        let reference = serve_hostile(&env, &registry, name, &tar);
+        let out = build_on_hostile(&env, &reference, "ls -a / > /seen");
+        if !accepted {
+            assert_layer_refused(&env, &out, "malformed tar archive");
+            continue;
+        }
+        assert!(out.status.success(), "{name}: {}", describe(&out));
+        let seen = env.run_stdout("hostile-built", &["cat", "/seen"]);
+        let ours: Vec<&str> = seen.lines().filter(|l| candidates.contains(l)).collect();
+        let gnu = gnu_names(&tar).unwrap_or_else(|| panic!("{name}: GNU tar refuses it"));
+        let gnu: Vec<&str> = candidates.iter().copied().filter(|c| gnu.iter().any(|g| g == c)).collect();
+        let mut ours_sorted = ours.clone();
+        ours_sorted.sort_unstable();
+        let mut gnu_sorted = gnu.clone();
+        gnu_sorted.sort_unstable();
+        assert_eq!(ours_sorted, gnu_sorted, "{name}: the rootfs differs from GNU tar's reading");
+    }
+    assert_store_and_canary(&env.tc, &canary);
+}
