@@ -618,3 +618,51 @@ fn c7_desynchronised_headers_in_a_pulled_layer_are_read_like_gnu_tar_or_refused(
     }
     assert_store_and_canary(&env.tc, &canary);
 }
+
+/// C13 (CVE-2021-41190) through a proxy in front of the local registry that answers the manifest
+/// request itself: a document with both `manifests` and `layers`/`config`, a body whose
+/// `mediaType` differs from the `Content-Type` it is served with, and a schema 1 manifest are
+/// each refused explicitly, by `pull` and by a build's `FROM` (naming line 1); the store gains no
+/// blob and no tag.
+#[test]
+fn c13_ambiguous_mismatched_and_schema1_manifests_are_refused() {
+    use crate::support::proxy::{Proxy, Rule, respond};
+    use crate::support::registry::{Registry, remote_manifest};
+    let registry = Registry::start();
+    let env = BuildEnv::new();
+    env.tc.ok(&["push", "bb", &format!("{}/c13/bb:1", registry.host())]);
+    let manifest = remote_manifest(&format!("{}/c13/bb:1", registry.host()));
+    let oci_manifest = "application/vnd.oci.image.manifest.v1+json";
+    let mut ambiguous = manifest.clone();
+    ambiguous["manifests"] = serde_json::json!([]);
+    let schema1 = serde_json::json!({"schemaVersion": 1, "name": "c13/bb", "tag": "1", "architecture": "amd64", "fsLayers": [], "history": []});
+    let cases = [
+        ("ambiguous", ambiguous, oci_manifest, "is ambiguous"),
+        ("mismatch", manifest.clone(), "application/vnd.oci.image.index.v1+json", "but was served as"),
+        ("schema1", schema1, "application/vnd.docker.distribution.manifest.v1+prettyjws", "schema 1"),
+    ];
+    for (name, body, content_type, message) in cases {
+        let proxy = Proxy::start(registry.port);
+        let body = serde_json::to_vec(&body).unwrap();
+        proxy.rule(
+            Rule::new("GET", "/v2/c13/bb/manifests/", respond(200, &[("Content-Type", content_type)], &body))
+                .times(100),
+        );
+        let tc = TestContext::new();
+        let canary = Canary::plant_in(tc.path());
+        let reference = format!("{}/c13/bb:1", proxy.host());
+        let out = tc.run(&["pull", &reference]);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{name}: pulled: {}", describe(&out));
+        assert_ne!(out.status.code(), Some(101), "{name}: {err}");
+        assert!(err.contains(message) && err.contains(&proxy.host()), "{name}: {err}");
+        assert_eq!(blob_count(&tc), 0, "{name}: a blob was kept");
+        assert!(!tc.run(&["inspect", &reference]).status.success());
+        assert_store_and_canary(&tc, &canary);
+
+        let build = BuildEnv::new();
+        build.dockerfile(&format!("FROM {reference}\nRUN true\n"));
+        assert_fails_at(&build.build(&["-t", "never"]), 1, &[message]);
+        build.tc.ok(&["fsck", "--strict"]);
+    }
+}
