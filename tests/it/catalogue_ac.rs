@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::build::BuildEnv;
 use crate::support::files::FileServer;
+use crate::support::registry::Registry;
 use crate::support::sandbox::Canary;
 use crate::support::{TestContext, describe, scaled};
 
@@ -664,5 +665,68 @@ fn c13_ambiguous_mismatched_and_schema1_manifests_are_refused() {
         build.dockerfile(&format!("FROM {reference}\nRUN true\n"));
         assert_fails_at(&build.build(&["-t", "never"]), 1, &[message]);
         build.tc.ok(&["fsck", "--strict"]);
+    }
+}
+
+/// C11 (CVE-2021-41103, CVE-2024-25621), rootful, through a pulled base image: a block device
+/// `hostdev/sda` (b 8 0), a character device `hostdev/mem` (c 1 1), a FIFO, a setuid-root
+/// `bin/su` and a file with a `security.capability` xattr land only inside the rootfs, as what
+/// they are; the setuid bit and the capability survive into a layer the build writes (COPY); the
+/// store root is 0700, so no other host user reaches the extracted `bin/su`. (Rootless: devices
+/// skipped, `layer::unprivileged_apply_skips_devices_and_keeps_going`.)
+#[test]
+fn c11_devices_setuid_and_capabilities_stay_inside_the_rootfs() {
+    use crate::support::rawtar::{Hdr, RawTar};
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let env = BuildEnv::new();
+    let canary = Canary::plant_in(env.tc.path());
+    let registry = Registry::start();
+    let device = |name: &[u8], kind: u8, major: u32, minor: u32| {
+        let mut h = Hdr::new(name, kind);
+        (h.devmajor, h.devminor, h.mode) = (major, minor, 0o660);
+        h
+    };
+    // vfs_cap_data v2, effective, permitted = CAP_NET_RAW.
+    let cap: &[u8] = &[0x01, 0, 0, 0x02, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let mut tar = RawTar::new();
+    tar.dir("hostdev/").raw(&device(b"hostdev/sda", b'4', 8, 0), &[]).raw(&device(b"hostdev/mem", b'3', 1, 1), &[]);
+    tar.raw(&Hdr::new(b"hostdev/fifo", b'6'), &[]).dir("bin/").file_mode("bin/su", 0o4755, b"#!/bin/sh\nid\n");
+    tar.pax(b'x', &[("SCHILY.xattr.security.capability", cap)]).file_mode("bin/ping", 0o755, b"ping");
+    let reference = serve_hostile(&env, &registry, "c11", &tar.end());
+    env.dockerfile(&format!(
+        "FROM {reference} AS hostile\n\
+         RUN stat -c '%n %F %t:%T' /hostdev/sda /hostdev/mem /hostdev/fifo > /seen && stat -c '%n %a %u' /bin/su >> /seen\n\
+         FROM bb\n\
+         COPY --from=hostile /bin/su /bin/ping /seen /copied/\n"
+    ));
+    env.build_ok(&["-t", "c11"]);
+    let seen = env.run_stdout("c11", &["cat", "/copied/seen"]);
+    assert_eq!(
+        seen,
+        "/hostdev/sda block special file 8:0\n/hostdev/mem character special file 1:1\n\
+         /hostdev/fifo fifo 0:0\n/bin/su 4755 0\n"
+    );
+    let rootfs = env.umoci_unpack("c11", env.tc.path());
+    let su = std::fs::metadata(rootfs.join("copied/su")).unwrap();
+    assert_eq!(su.mode() & 0o7777, 0o4755, "the setuid bit was lost in our layer");
+    let caps = xattr(&rootfs.join("copied/ping"), "security.capability");
+    assert_eq!(caps.as_deref(), Some(cap), "the capability was lost in our layer");
+    // The devices exist only in the store's snapshots, as devices.
+    let devices: Vec<_> = walk(env.tc.path()).into_iter().filter(|p| p.ends_with("hostdev/sda")).collect();
+    assert!(!devices.is_empty());
+    for p in &devices {
+        assert!(p.starts_with(env.tc.root()), "{} is outside the store", p.display());
+        assert!(std::fs::symlink_metadata(p).unwrap().file_type().is_block_device());
+    }
+    assert_eq!(std::fs::metadata(env.tc.root()).unwrap().mode() & 0o777, 0o700, "the store root is not 0700");
+    assert_store_and_canary(&env.tc, &canary);
+}
+
+/// The value of xattr `name` of `path` (no link followed), if set.
+fn xattr(path: &std::path::Path, name: &str) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 256];
+    match rustix::fs::lgetxattr(path, name, &mut buf) {
+        Ok(n) => Some(buf[..n].to_vec()),
+        Err(_) => None,
     }
 }
