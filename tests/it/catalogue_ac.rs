@@ -730,3 +730,76 @@ fn xattr(path: &std::path::Path, name: &str) -> Option<Vec<u8>> {
         Err(_) => None,
     }
 }
+
+/// C15 (containerd pkg/archive/tar.go), rootful, through a pulled base image: overlayfs' own
+/// xattrs (`trusted.overlay.opaque`, `trusted.overlay.redirect`) and the host's SELinux label
+/// (`security.selinux`) in layer data are never applied, a `user.*` xattr is; mtimes −1, 2^34 and
+/// a fractional PAX time are read without a failure; uid/gid 2^32−2 and a `uname` that names
+/// another user than the uid are honoured numerically; `--source-date-epoch` clamps the mtimes
+/// of the layers the build writes.
+#[test]
+fn c15_metadata_edges_numeric_ids_filtered_xattrs_and_clamped_times() {
+    use crate::support::rawtar::{Hdr, RawTar};
+    use std::os::unix::fs::MetadataExt;
+    let env = BuildEnv::new();
+    let canary = Canary::plant_in(env.tc.path());
+    let registry = Registry::start();
+    let mut tar = RawTar::new();
+    tar.dir("c15/");
+    tar.pax(
+        b'x',
+        &[
+            ("SCHILY.xattr.trusted.overlay.opaque", b"y"),
+            ("SCHILY.xattr.trusted.overlay.redirect", b"/etc"),
+            ("SCHILY.xattr.security.selinux", b"system_u:object_r:shadow_t:s0"),
+            ("SCHILY.xattr.user.keep", b"kept"),
+        ],
+    );
+    tar.file("c15/xattrs", b"x");
+    tar.pax(b'x', &[("mtime", b"-1")]).file("c15/negative", b"n");
+    tar.pax(b'x', &[("mtime", b"17179869184")]).file("c15/future", b"f");
+    tar.pax(b'x', &[("mtime", b"1700000000.123456789")]).file("c15/fraction", b"f");
+    tar.pax(b'x', &[("uid", b"4294967294"), ("gid", b"4294967294")]).file("c15/bigids", b"i");
+    let mut named = Hdr::new(b"c15/uname", b'0');
+    (named.uid, named.gid, named.size) = (1234, 1234, 1);
+    tar.pax(b'x', &[("uname", b"root"), ("gname", b"root")]).raw(&named, b"u");
+    let reference = serve_hostile(&env, &registry, "c15", &tar.end());
+    env.dockerfile(&format!(
+        "FROM {reference} AS hostile\n\
+         RUN stat -c '%n %u:%g %Y' /c15/bigids /c15/uname /c15/future /c15/fraction > /seen\n\
+         FROM bb\n\
+         COPY --from=hostile /c15/ /seen /c15/\n"
+    ));
+    env.build_ok(&["-t", "c15", "--source-date-epoch", "1000000000"]);
+    let seen = env.run_stdout("c15", &["cat", "/c15/seen"]);
+    let lines: Vec<&str> = seen.lines().collect();
+    assert_eq!(
+        lines[..2],
+        ["/c15/bigids 4294967294:4294967294 1600000000", "/c15/uname 1234:1234 1600000000"],
+        "{seen}"
+    );
+    // 2^34 s, or the filesystem's latest time (ext4: 0x37fffffff, in 2446).
+    let future: i64 = lines[2].strip_prefix("/c15/future 0:0 ").and_then(|t| t.parse().ok()).expect(&seen);
+    assert!((15_032_385_535..=17_179_869_184).contains(&future), "{seen}");
+    assert_eq!(lines[3], "/c15/fraction 0:0 1700000000", "{seen}");
+    // The extracted base layer in the store: only the user xattr was applied.
+    let extracted: Vec<_> = walk(&env.tc.root()).into_iter().filter(|p| p.ends_with("c15/xattrs")).collect();
+    assert!(!extracted.is_empty());
+    for p in &extracted {
+        for name in ["trusted.overlay.opaque", "trusted.overlay.redirect", "security.selinux"] {
+            assert_eq!(xattr(p, name), None, "{name} applied on {}", p.display());
+        }
+        assert_eq!(xattr(p, "user.keep").as_deref(), Some(&b"kept"[..]), "{}", p.display());
+    }
+    // Our layers: times clamped to the epoch, ids as they were.
+    let rootfs = env.umoci_unpack("c15", env.tc.path());
+    for name in ["xattrs", "negative", "future", "fraction", "bigids", "uname", "seen"] {
+        let md = std::fs::symlink_metadata(rootfs.join("c15").join(name)).unwrap();
+        assert!(md.mtime() <= 1_000_000_000, "{name}: mtime {} not clamped", md.mtime());
+    }
+    let md = std::fs::metadata(rootfs.join("c15/bigids")).unwrap();
+    assert_eq!((md.uid(), md.gid()), (4_294_967_294, 4_294_967_294));
+    let md = std::fs::metadata(rootfs.join("c15/uname")).unwrap();
+    assert_eq!((md.uid(), md.gid()), (1234, 1234));
+    assert_store_and_canary(&env.tc, &canary);
+}
