@@ -672,7 +672,8 @@ fn c13_ambiguous_mismatched_and_schema1_manifests_are_refused() {
 /// `hostdev/sda` (b 8 0), a character device `hostdev/mem` (c 1 1), a FIFO, a setuid-root
 /// `bin/su` and a file with a `security.capability` xattr land only inside the rootfs, as what
 /// they are; the setuid bit and the capability survive into a layer the build writes (COPY); the
-/// store root is 0700, so no other host user reaches the extracted `bin/su`. (Rootless: devices
+/// store root is 0700, so no other host user reaches the extracted `bin/su`; a RUN cannot read
+/// the host's disk (or memory) through a planted node of its numbers. (Rootless: devices
 /// skipped, `layer::unprivileged_apply_skips_devices_and_keeps_going`.)
 #[test]
 fn c11_devices_setuid_and_capabilities_stay_inside_the_rootfs() {
@@ -689,13 +690,16 @@ fn c11_devices_setuid_and_capabilities_stay_inside_the_rootfs() {
     // vfs_cap_data v2, effective, permitted = CAP_NET_RAW.
     let cap: &[u8] = &[0x01, 0, 0, 0x02, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
     let mut tar = RawTar::new();
+    let (disk_major, disk_minor) = host_disk();
     tar.dir("hostdev/").raw(&device(b"hostdev/sda", b'4', 8, 0), &[]).raw(&device(b"hostdev/mem", b'3', 1, 1), &[]);
+    tar.raw(&device(b"hostdev/disk", b'4', disk_major, disk_minor), &[]);
     tar.raw(&Hdr::new(b"hostdev/fifo", b'6'), &[]).dir("bin/").file_mode("bin/su", 0o4755, b"#!/bin/sh\nid\n");
     tar.pax(b'x', &[("SCHILY.xattr.security.capability", cap)]).file_mode("bin/ping", 0o755, b"ping");
     let reference = serve_hostile(&env, &registry, "c11", &tar.end());
     env.dockerfile(&format!(
         "FROM {reference} AS hostile\n\
-         RUN stat -c '%n %F %t:%T' /hostdev/sda /hostdev/mem /hostdev/fifo > /seen && stat -c '%n %a %u' /bin/su >> /seen\n\
+         RUN ! head -c 1 /hostdev/disk > /dev/null && ! head -c 1 /hostdev/mem > /dev/null && \
+             stat -c '%n %F %t:%T' /hostdev/sda /hostdev/mem /hostdev/fifo > /seen && stat -c '%n %a %u' /bin/su >> /seen\n\
          FROM bb\n\
          COPY --from=hostile /bin/su /bin/ping /seen /copied/\n"
     ));
@@ -720,6 +724,19 @@ fn c11_devices_setuid_and_capabilities_stay_inside_the_rootfs() {
     }
     assert_eq!(std::fs::metadata(env.tc.root()).unwrap().mode() & 0o777, 0o700, "the store root is not 0700");
     assert_store_and_canary(&env.tc, &canary);
+}
+
+/// Major and minor numbers of the host's first disk (`/proc/partitions`), or 8:0.
+fn host_disk() -> (u32, u32) {
+    let partitions = std::fs::read_to_string("/proc/partitions").unwrap_or_default();
+    partitions
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() == 4).then(|| Some((f[0].parse().ok()?, f[1].parse().ok()?))).flatten()
+        })
+        .next()
+        .unwrap_or((8, 0))
 }
 
 /// The value of xattr `name` of `path` (no link followed), if set.
