@@ -38,6 +38,11 @@
 //! Which instructions expand which parts is listed in [`super::args::expansion_rule`]; which
 //! variables a line sees is [`super::args::ArgScope`].
 //!
+//! One word expands to at most [`MAX_EXPANDED`] bytes: chained variables double a value per
+//! line (`ENV B1=$B0$B0`, `ENV B2=$B1$B1`, ...), so without a bound twenty lines of a Dockerfile
+//! ask for gigabytes (catalogue A3). Past the bound the word fails with
+//! [`ExpandErrorKind::TooLong`], which the builder reports at the word's line.
+//!
 //! PURE: no IO, no global state.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -48,6 +53,10 @@ use thiserror::Error;
 use self::pattern::Pattern;
 
 mod pattern;
+
+/// The most bytes one word may expand to (1 MiB): far beyond any real `ENV` or `LABEL` value,
+/// small enough that a doubling chain fails before it costs memory (catalogue A3).
+pub const MAX_EXPANDED: usize = 1 << 20;
 
 /// Where an expansion looks variables up. `None` means unset, `Some("")` set but empty.
 pub trait Lookup {
@@ -156,6 +165,12 @@ pub enum ExpandErrorKind {
         /// What followed the `\` (`None`: the pattern ended with it).
         escaped: EscapedChar,
     },
+    /// The word grew past [`MAX_EXPANDED`] bytes.
+    #[error("expansion exceeds {limit} bytes")]
+    TooLong {
+        /// The bound, [`MAX_EXPANDED`].
+        limit: usize,
+    },
 }
 
 /// The character after a bad `\` in a pattern, printable even when the pattern ended.
@@ -211,7 +226,12 @@ impl<'a> Expander<'a> {
             used: BTreeSet::new(),
             unset: BTreeSet::new(),
         };
+        // Literal characters add at most the word's own length; the check inside the lexer stops
+        // expansions before they allocate, this one holds the bound exactly.
         match lexer.process_until(None, false) {
+            Ok((value, _)) if value.len() > MAX_EXPANDED => {
+                Err(ExpandError { word: word.to_owned(), kind: Kind::TooLong { limit: MAX_EXPANDED } })
+            }
             Ok((value, words)) => Ok((lexer, value, words)),
             Err(kind) => Err(ExpandError { word: word.to_owned(), kind }),
         }
@@ -305,11 +325,13 @@ impl Lexer<'_, '_> {
             match ch {
                 '$' => {
                     let value = self.dollar()?;
+                    bounded(&result, &value)?;
                     result.push_str(&value);
                     words.add_string(&value);
                 }
                 '\'' | '"' => {
                     let value = if ch == '\'' { self.single_quoted()? } else { self.double_quoted()? };
+                    bounded(&result, &value)?;
                     result.push_str(&value);
                     words.add_raw_string(&value);
                 }
@@ -376,6 +398,7 @@ impl Lexer<'_, '_> {
                 }
                 Some('$') => {
                     let value = self.dollar()?;
+                    bounded(&result, &value)?;
                     result.push_str(&value);
                 }
                 Some(mut ch) => {
@@ -529,8 +552,16 @@ impl Lexer<'_, '_> {
             return Ok(format!("${{{name}/{pattern}/{replacement}}}"));
         };
         let compiled = Pattern::parse(&pattern)?;
-        Ok(compiled.replace(&value, &replacement, replace_all))
+        compiled.replace(&value, &replacement, replace_all, MAX_EXPANDED).ok_or(Kind::TooLong { limit: MAX_EXPANDED })
     }
+}
+
+/// Refuses appending `more` to `so_far` when the word would pass [`MAX_EXPANDED`] bytes.
+fn bounded(so_far: &str, more: &str) -> Result<(), Kind> {
+    if so_far.len().saturating_add(more.len()) > MAX_EXPANDED {
+        return Err(Kind::TooLong { limit: MAX_EXPANDED });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -625,6 +656,19 @@ mod tests {
         check("${FOO/x*/z}", &[("FOO", "axbxc")], "az");
         assert_eq!(check_err("${FOO//ww}", &[("FOO", "x")]), ExpandErrorKind::MissingSlash);
         assert_eq!(check_err("${FOO//}", &[("FOO", "x")]), ExpandErrorKind::MissingSlash);
+    }
+
+    #[test]
+    fn a_word_may_not_expand_past_the_bound() {
+        let half = "x".repeat(MAX_EXPANDED / 2);
+        let vars = BTreeMap::from([("B".to_string(), half.clone()), ("X".to_string(), "x".to_string())]);
+        let ex = Expander::new('\\', &vars);
+        assert_eq!(ex.expand_word("$B$B").unwrap().value.len(), MAX_EXPANDED);
+        let too_long = ExpandErrorKind::TooLong { limit: MAX_EXPANDED };
+        for word in ["$B$B$X", "\"$B$B$X\"", "${B}${B}x", "$B$B'x'", "${B//x/xxx}"] {
+            assert_eq!(ex.expand_word(word).err().map(|e| e.kind), Some(too_long.clone()), "{word}");
+        }
+        assert_eq!(ex.expand_words("$B $B").err().map(|e| e.kind), Some(too_long));
     }
 
     #[test]

@@ -121,7 +121,7 @@ pub(crate) fn add(sc: &StepCtx<'_>, state: &mut State, step: RemoteAdd<'_>) -> R
     let http = HttpClient::new(&HttpOptions {
         timeout: ctx.options.remote_timeout,
         proxy_env: proxy_env.clone(),
-        ..HttpOptions::default()
+        max_bytes: ctx.options.remote_max_bytes,
     })
     .map_err(|e| step_error(span, e))?;
     let git = GitFetcher::new(scratch.path(), proxy_env, ctx.options.ssh.get("default").cloned())

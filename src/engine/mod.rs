@@ -140,6 +140,9 @@ pub struct BuildOptions {
     /// `ADD <url>` and git sources: connecting, response headers and each read of a body must
     /// come within it.
     pub remote_timeout: std::time::Duration,
+    /// `ADD <url>`: the most bytes a download may have (catalogue A5); a larger body fails the
+    /// step naming the URL and the limit.
+    pub remote_max_bytes: u64,
     /// `--cache-to type=inline`: the records of the image's own steps go into its config.
     pub cache_inline: bool,
     /// Whether the image's layers that an imported cache holds are downloaded when the image is
@@ -202,6 +205,7 @@ impl Default for BuildOptions {
             named_contexts: BTreeMap::new(),
             annotations: BTreeMap::new(),
             remote_timeout: crate::remote::http::DEFAULT_TIMEOUT,
+            remote_max_bytes: crate::remote::http::DEFAULT_MAX_BYTES,
             cache_inline: false,
             fetch_final_layers: true,
         }

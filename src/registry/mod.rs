@@ -81,6 +81,22 @@ pub enum RegistryError {
     NoPlatform { registry: String, repository: String, reference: String, platform: String },
     #[error("registry {registry}, repository {repository}: unsupported media type {media_type} of {digest}")]
     UnsupportedMediaType { registry: String, repository: String, media_type: String, digest: Digest },
+    /// A manifest whose body and `Content-Type` name different document kinds (CVE-2021-41190).
+    #[error(
+        "registry {registry}, repository {repository}: manifest {digest} says it is {body} but was served as {header}"
+    )]
+    MediaTypeMismatch { registry: String, repository: String, digest: Digest, body: Box<str>, header: Box<str> },
+    /// A document with both an index's `manifests` and a manifest's `layers` or `config`
+    /// (CVE-2021-41190): readers could take it for either.
+    #[error(
+        "registry {registry}, repository {repository}: manifest {digest} is ambiguous (it has both manifests and layers or config)"
+    )]
+    AmbiguousManifest { registry: String, repository: String, digest: Digest },
+    /// A Docker schema 1 manifest: deprecated, unsigned content addressing, never read.
+    #[error(
+        "registry {registry}, repository {repository}: manifest {digest} is a Docker schema 1 manifest, which is not supported (push the image again with a current client)"
+    )]
+    Schema1 { registry: String, repository: String, digest: Digest },
     #[error("registry {registry}, repository {repository}: invalid {what} {digest}")]
     Decode {
         registry: String,

@@ -309,6 +309,7 @@ impl<'a> Fetcher<'a> {
     ) -> Result<MediaType, RegistryError> {
         let versioned: crate::oci::Versioned = self.decode("manifest", digest, bytes)?;
         let header = response.header("content-type").and_then(|v| v.split(';').next()).map(str::trim);
+        self.refuse_confusing(&versioned, header, digest)?;
         let media_type = match (versioned.media_type, header) {
             (Some(m), _) => m,
             (None, Some(h)) => h.parse::<MediaType>().map_err(|_| RegistryError::UnsupportedMediaType {
@@ -334,6 +335,50 @@ impl<'a> Fetcher<'a> {
             });
         }
         Ok(media_type)
+    }
+
+    /// Refuses what containerd refuses since CVE-2021-41190: a schema 1 manifest, a body whose
+    /// `mediaType` is another document kind than its `Content-Type` names, and a document with
+    /// both `manifests` and `layers`/`config` (catalogue C13).
+    fn refuse_confusing(
+        &self,
+        versioned: &crate::oci::Versioned,
+        header: Option<&str>,
+        digest: &Digest,
+    ) -> Result<(), RegistryError> {
+        let schema1 = |m: &MediaType| matches!(m, MediaType::DockerManifestV1 | MediaType::DockerManifestV1Signed);
+        let header_type = header.and_then(|h| h.parse::<MediaType>().ok());
+        if versioned.schema_version == 1
+            || versioned.media_type.as_ref().is_some_and(schema1)
+            || (versioned.media_type.is_none() && header_type.as_ref().is_some_and(schema1))
+        {
+            return Err(RegistryError::Schema1 {
+                registry: self.registry(),
+                repository: self.repository(),
+                digest: *digest,
+            });
+        }
+        let document = |m: &MediaType| m.is_index() || m.is_manifest() || schema1(m);
+        if let (Some(body), Some(served)) = (&versioned.media_type, &header_type)
+            && document(served)
+            && body != served
+        {
+            return Err(RegistryError::MediaTypeMismatch {
+                registry: self.registry(),
+                repository: self.repository(),
+                digest: *digest,
+                body: body.as_str().into(),
+                header: served.as_str().into(),
+            });
+        }
+        if versioned.manifests.is_some() && (versioned.layers.is_some() || versioned.config.is_some()) {
+            return Err(RegistryError::AmbiguousManifest {
+                registry: self.registry(),
+                repository: self.repository(),
+                digest: *digest,
+            });
+        }
+        Ok(())
     }
 
     /// Downloads `blobs` with up to `parallel` threads; the first error wins.

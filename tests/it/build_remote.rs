@@ -111,6 +111,8 @@ fn checksum_is_verified_before_any_layer_is_written() {
     assert!(!out.status.success() && stderr(&out).contains("invalid --checksum"), "{}", describe(&out));
 }
 
+/// Catalogue A5 in part (the rest, with the size limit, in `catalogue_ac`): a redirect to
+/// `file://` is refused, a loop stops after 10.
 #[test]
 fn redirects_are_followed_without_credentials_to_another_port() {
     let first = FileServer::start();
@@ -250,6 +252,9 @@ fn git_sources_over_file_tags_branches_commits_subdirs_and_the_git_dir() {
     );
 }
 
+/// Catalogue A6: refs `#-bfoo`, `#--upload-pack=…`, `?ref=--…`, subdirs leaving the checkout
+/// and a host starting with `-` are refused before git runs, at the ADD's line; the store stays
+/// consistent and nothing runs on the host.
 #[test]
 fn git_checksum_mismatch_and_option_like_parts_are_refused() {
     let env = BuildEnv::new();
@@ -283,8 +288,12 @@ fn git_checksum_mismatch_and_option_like_parts_are_refused() {
         assert!(err.contains("Dockerfile:2"), "the error names the line: {err}");
     }
     assert!(!marker.exists());
+    assert_eq!(blob_count(&env), before, "no layer was written");
+    env.tc.ok(&["fsck", "--strict"]);
 }
 
+/// Catalogue A6: server-provided symlinks out of the checkout — a subdir through an absolute link
+/// or a `../..` chain — resolve inside the checkout (not found), never on the host.
 #[test]
 fn a_subdir_through_a_symlink_stays_inside_the_checkout() {
     let env = BuildEnv::new();
@@ -310,6 +319,9 @@ fn a_subdir_through_a_symlink_stays_inside_the_checkout() {
     env.build_ok(&["-t", "img"]);
     let out = env.run_stdout("img", &["sh", "-c", "readlink /x/abs; cat /x/inside/f"]);
     assert_eq!(out, format!("{}\nin\n", secret.display()));
+    assert_eq!(std::fs::read_to_string(secret.join("key")).unwrap(), "host file");
+    assert_eq!(std::fs::read_dir(&secret).unwrap().count(), 1, "something was written beside the host file");
+    env.tc.ok(&["fsck", "--strict"]);
 }
 
 #[test]

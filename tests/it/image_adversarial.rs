@@ -86,6 +86,7 @@ fn c8_invalid_whiteouts_through_import_are_rejected() {
     }
 }
 
+/// Catalogue C4 through `import` (through a pulled base image: `catalogue_ac`).
 #[test]
 fn c4_directory_over_a_symlink_never_chmods_the_target_through_import() {
     let ctx = TestContext::new();
@@ -111,6 +112,7 @@ fn c5_dotdot_symlink_parents_never_reach_outside_through_import() {
     }
 }
 
+/// Catalogue C6 through `import` (through a pulled base image: `catalogue_ac`).
 #[test]
 fn c6_duplicate_paths_never_write_through_an_earlier_symlink_through_import() {
     let ctx = TestContext::new();
@@ -122,6 +124,7 @@ fn c6_duplicate_paths_never_write_through_an_earlier_symlink_through_import() {
     assert_canary_intact(&canary);
 }
 
+/// Catalogue C7 through `import` (through a pulled base image: `catalogue_ac`).
 #[test]
 fn c7_desynchronised_pax_headers_are_rejected_through_import() {
     let ctx = TestContext::new();

@@ -168,6 +168,7 @@ fn c3_hardlink_targets_must_exist_inside_the_rootfs() {
     assert_eq!(ino(&a.inside("lowerlink")), ino(&a.inside("etc/passwd")));
 }
 
+/// Catalogue C4 on `layer::apply` (through a pulled base image: `catalogue_ac`).
 #[test]
 fn c4_directory_over_symlink_never_chmods_the_target() {
     let a = Arena::new();
@@ -206,6 +207,7 @@ fn c5_dotdot_symlink_parent_lands_inside_the_rootfs() {
     assert!(!a.top.join("exploit").exists());
 }
 
+/// Catalogue C6 on `layer::apply` (through a pulled base image: `catalogue_ac`).
 #[test]
 fn c6_duplicate_path_replaces_instead_of_writing_through() {
     let a = Arena::new();
@@ -237,6 +239,7 @@ fn gnu_names(bytes: &[u8]) -> Option<Vec<Vec<u8>>> {
         .then(|| out.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect())
 }
 
+/// Catalogue C7 on `layer::apply` (through a pulled base image: `catalogue_ac`).
 #[test]
 fn c7_pax_desync_is_parsed_like_gnu_tar_or_rejected() {
     let a = Arena::new();

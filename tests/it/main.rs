@@ -21,6 +21,7 @@ mod build_ssh;
 mod build_stages;
 mod cache;
 mod cache_mounts;
+mod catalogue_ac;
 mod catalogue_efgh;
 mod check;
 mod ci_examples;

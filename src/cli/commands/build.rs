@@ -272,6 +272,10 @@ fn build_options(args: &BuildArgs, name: &str, dockerfile_id: &str) -> Result<(B
     if let Some(ms) = std::env::var("SLIPWAY_ADD_TIMEOUT_MS").ok().and_then(|ms| ms.parse().ok()) {
         options.remote_timeout = std::time::Duration::from_millis(ms);
     }
+    // Env var overriding the size limit of ADD's downloads (bytes; tests).
+    if let Some(bytes) = std::env::var("SLIPWAY_ADD_MAX_BYTES").ok().and_then(|b| b.parse().ok()) {
+        options.remote_max_bytes = bytes;
+    }
     Ok((options, outputs))
 }
 

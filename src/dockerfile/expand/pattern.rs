@@ -124,8 +124,9 @@ impl Pattern {
 
     /// `${V/p/r}` / `${V//p/r}`, with greedy stars. Replace-all follows Go's
     /// `ReplaceAllString` stepping: after an empty match it moves on one character, and an
-    /// empty match right after a previous match is not replaced.
-    pub(super) fn replace(&self, value: &str, replacement: &str, all: bool) -> String {
+    /// empty match right after a previous match is not replaced. `None` when the result would
+    /// pass `limit` bytes (a replacement inserted at each of many matches).
+    pub(super) fn replace(&self, value: &str, replacement: &str, all: bool, limit: usize) -> Option<String> {
         let text: Vec<char> = value.chars().collect();
         let mut search = self.search(&text, true);
         if !all {
@@ -134,9 +135,9 @@ impl Pattern {
                     let mut out: String = text[..start].iter().collect();
                     out.push_str(replacement);
                     out.extend(&text[end..]);
-                    out
+                    Some(out).filter(|o| o.len() <= limit)
                 }
-                None => value.to_owned(),
+                None => Some(value.to_owned()),
             };
         }
         let mut out = String::new();
@@ -149,11 +150,14 @@ impl Pattern {
             if end > last_end || start == 0 {
                 out.push_str(replacement);
             }
+            if out.len() > limit {
+                return None;
+            }
             last_end = end;
             from = if end > from { end } else { from + 1 };
         }
         out.extend(&text[last_end.min(text.len())..]);
-        out
+        Some(out).filter(|o| o.len() <= limit)
     }
 }
 
@@ -178,7 +182,7 @@ mod tests {
     #[test]
     fn wildcards_do_not_cross_newlines() {
         assert_eq!(pattern("*").trim_prefix("ab\ncd", true), "\ncd");
-        assert_eq!(pattern("a?c").replace("a\nc abc", "X", true), "a\nc X");
+        assert_eq!(pattern("a?c").replace("a\nc abc", "X", true, usize::MAX).unwrap(), "a\nc X");
     }
 
     #[test]
@@ -193,10 +197,12 @@ mod tests {
 
     #[test]
     fn replace_all_steps_like_go() {
-        assert_eq!(pattern("").replace("ab", "-", true), "-a-b-");
-        assert_eq!(pattern("x*").replace("axxbx", "-", true), "a-");
-        assert_eq!(pattern("x").replace("axxbx", "-", true), "a--b-");
-        assert_eq!(pattern("?").replace("abc", "-", true), "---");
-        assert_eq!(pattern("b").replace("abcb", "-", false), "a-cb");
+        assert_eq!(pattern("").replace("ab", "-", true, usize::MAX).unwrap(), "-a-b-");
+        assert_eq!(pattern("x*").replace("axxbx", "-", true, usize::MAX).unwrap(), "a-");
+        assert_eq!(pattern("x").replace("axxbx", "-", true, usize::MAX).unwrap(), "a--b-");
+        assert_eq!(pattern("?").replace("abc", "-", true, usize::MAX).unwrap(), "---");
+        assert_eq!(pattern("b").replace("abcb", "-", false, usize::MAX).unwrap(), "a-cb");
+        assert_eq!(pattern("b").replace("abcb", "-", true, 4), Some("a-c-".to_string()));
+        assert_eq!(pattern("b").replace("abcb", "--", true, 5), None, "the bound stops a growing result");
     }
 }

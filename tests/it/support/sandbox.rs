@@ -117,28 +117,54 @@ pub fn procs_with(marker: &str) -> Vec<String> {
 pub struct Canary {
     pub dir: PathBuf,
     before: Vec<(PathBuf, Vec<u8>)>,
+    meta: Vec<(PathBuf, u32, u32, u32, i64, u64, u64)>,
 }
 
 impl Canary {
     pub fn plant(sb: &Sandbox) -> Canary {
-        let dir = sb.ctx.path().join("canary");
+        Canary::plant_in(sb.ctx.path())
+    }
+
+    /// Canary files in `top/canary`, for tests that have no [`Sandbox`] (builds, pulls).
+    pub fn plant_in(top: &std::path::Path) -> Canary {
+        let dir = top.join("canary");
         std::fs::create_dir_all(dir.join("sub")).unwrap();
         std::fs::write(dir.join("secret"), b"host secret\n").unwrap();
         std::fs::write(dir.join("sub/file"), b"host file\n").unwrap();
         let before =
             ["secret", "sub/file"].iter().map(|f| (dir.join(f), std::fs::read(dir.join(f)).unwrap())).collect();
-        Canary { dir, before }
+        let meta = canary_meta(&dir);
+        Canary { dir, before, meta }
     }
 
     #[track_caller]
     pub fn check(&self, sb: &Sandbox) {
+        self.check_files();
+        assert_no_leaks(sb, None);
+    }
+
+    /// The canary files have their content and nothing was added beside them.
+    #[track_caller]
+    pub fn check_files(&self) {
         for (path, bytes) in &self.before {
             assert_eq!(&std::fs::read(path).unwrap(), bytes, "{} changed", path.display());
         }
         let names: Vec<_> = std::fs::read_dir(&self.dir).unwrap().flatten().map(|e| e.file_name()).collect();
         assert_eq!(names.len(), 2, "canary dir changed: {names:?}");
-        assert_no_leaks(sb, None);
+        assert_eq!(canary_meta(&self.dir), self.meta, "a canary's mode, owner, mtime, inode or link count changed");
     }
+}
+
+/// (path, mode, uid, gid, mtime, inode, links) of the canary directory and everything in it.
+fn canary_meta(dir: &std::path::Path) -> Vec<(PathBuf, u32, u32, u32, i64, u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    [dir.to_path_buf(), dir.join("secret"), dir.join("sub"), dir.join("sub/file")]
+        .into_iter()
+        .map(|p| {
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            (p, m.mode(), m.uid(), m.gid(), m.mtime(), m.ino(), m.nlink())
+        })
+        .collect()
 }
 
 /// A host outside the machine for network tests, made locally: a network namespace joined to
