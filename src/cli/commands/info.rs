@@ -17,6 +17,7 @@ pub fn info(global: &GlobalArgs, args: &InfoArgs) -> Result<u8> {
     open_store(global)?;
     let snapshotter = open_snapshotter(global)?.backend().to_string();
     let executor = super::executor_description(global)?;
+    let isolation = super::isolation(global);
     let mounts = CacheMounts::open(&root)?;
     let cache_mounts =
         mounts.list().with_context(|| format!("listing the cache mounts in {}", mounts.dir().display()))?;
@@ -28,6 +29,7 @@ pub fn info(global: &GlobalArgs, args: &InfoArgs) -> Result<u8> {
                 "rootless": rootless,
                 "snapshotter": snapshotter,
                 "executor": executor,
+                "isolation": isolation,
                 "cache_mounts": cache_mounts.iter().map(|m| serde_json::json!({
                     "id": m.id,
                     "instances": m.instances,
@@ -43,6 +45,7 @@ pub fn info(global: &GlobalArgs, args: &InfoArgs) -> Result<u8> {
             println!("rootless:     {rootless}");
             println!("snapshotter:  {snapshotter}");
             println!("executor:     {executor}");
+            println!("isolation:    {isolation}");
             print_cache_mounts(&cache_mounts);
         }
     }
