@@ -19,7 +19,9 @@
 //!   paths) and pivots into the rootfs.
 //! - **without one**: init `chroot`s into the rootfs as it is. Nothing can be mounted, so a
 //!   spec with mounts (binds, tmpfs, secret files) or extra hosts is refused before anything
-//!   starts; `/proc`, `/dev`, `/sys`, `/etc/hosts` and `/etc/resolv.conf` are the rootfs' own.
+//!   starts; `/proc`, `/sys`, `/etc/hosts` and `/etc/resolv.conf` are the rootfs' own, and `/dev`
+//!   gets the standard device nodes for the run where this process may make them
+//!   (`MountPoints::create_devices`).
 //!
 //! A root payload keeps Docker's capabilities without [`CHROOT_DROPPED`](super::caps::CHROOT_DROPPED)
 //! (no `CAP_SYS_CHROOT`: a second chroot would walk out of the first). Nothing confines pids, so

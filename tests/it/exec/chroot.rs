@@ -260,10 +260,20 @@ fn no_ns_refuses_mounts() {
 /// again under chroot isolation.
 #[test]
 fn no_ns_build_end_to_end() {
+    build_end_to_end(Tier::NoNs, "exec::chroot::no_ns_build_end_to_end");
+}
+
+/// The same with a mount namespace to spare (an overlay snapshotter, a mount table per step).
+#[test]
+fn mount_ns_build_end_to_end() {
+    build_end_to_end(Tier::MountNs, "exec::chroot::mount_ns_build_end_to_end");
+}
+
+fn build_end_to_end(tier: Tier, test: &str) {
     const ROOT_ENV: &str = "SLIPWAY_TEST_CHROOT_BUILD_ROOT";
     if let Ok(root) = std::env::var(ROOT_ENV) {
         if std::env::var(RESTRICTED_ENV).is_ok() {
-            assert_restricted(Tier::NoNs);
+            assert_restricted(tier);
             build_in(std::path::Path::new(&root));
         }
         return;
@@ -271,7 +281,7 @@ fn no_ns_build_end_to_end() {
     let env = crate::support::build::BuildEnv::served();
     env.dockerfile("FROM bb\nRUN echo built > /built && id -u >> /built\nUSER user\nRUN id -u > /tmp/as-user\n");
     let root = env.tc.path().display().to_string();
-    let out = run_restricted(Tier::NoNs, "exec::chroot::no_ns_build_end_to_end", &[(ROOT_ENV, &root)]);
+    let out = run_restricted(tier, test, &[(ROOT_ENV, &root)]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "child failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("1 passed"), "the child test did not run:\n{stdout}");
