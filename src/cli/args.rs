@@ -29,6 +29,36 @@ pub struct GlobalArgs {
     /// Executor for RUN and `run`: embedded (namespaces built by slipway), or an OCI runtime: runc, crun or a path to one
     #[arg(long, global = true, env = "SLIPWAY_RUNTIME", value_name = "embedded|runc|crun|PATH")]
     pub runtime: Option<String>,
+    /// Isolation of RUN and `run`: default (namespaces), or chroot (weaker isolation, see --help)
+    ///
+    /// default: the executor's sandbox, its own pid, mount, ipc, uts and network namespaces. chroot: for slipway
+    /// running as root where it may not create namespaces (a default Kubernetes pod, some CI runners); steps run
+    /// chrooted into their snapshot (in a mount namespace of their own where one can be made) with fewer
+    /// capabilities, no_new_privs and --ulimit, but WITHOUT pid, network, ipc or uts isolation: a step sees and can
+    /// signal the host's processes of its user, uses the host's network (--network none is refused) and hostname,
+    /// and sees the host's /proc where one is mounted. Without a mount namespace RUN --mount, secrets files and
+    /// --add-host are refused. Read SECURITY.md before using it on untrusted Dockerfiles. Not with --runtime
+    #[arg(long, global = true, env = "SLIPWAY_ISOLATION", value_enum, value_name = "MODE")]
+    pub isolation: Option<IsolationArg>,
+}
+
+/// `--isolation chroot` with `--runtime` is a usage error: the chroot executor is its own.
+pub fn check_isolation(cli: Cli) -> Result<Cli, clap::Error> {
+    if cli.global.isolation == Some(IsolationArg::Chroot) && cli.global.runtime.is_some() {
+        let mut cmd = <Cli as clap::CommandFactory>::command();
+        return Err(cmd.error(
+            clap::error::ErrorKind::ArgumentConflict,
+            "--isolation chroot cannot be used with --runtime (or SLIPWAY_RUNTIME): chroot isolation has its own executor",
+        ));
+    }
+    Ok(cli)
+}
+
+/// The `--isolation` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IsolationArg {
+    Default,
+    Chroot,
 }
 
 /// `--progress` modes (rendered by `cli::progress`).

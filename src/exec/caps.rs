@@ -32,6 +32,23 @@ pub fn default_mask() -> u64 {
     DOCKER_DEFAULT_CAPS.iter().fold(0, |mask, (cap, _)| mask | (1u64 << cap))
 }
 
+/// Docker's defaults that chroot isolation drops as well, with why: without namespaces of its
+/// own a step shares the host's processes and network, and without a mount namespace a plain
+/// chroot is all that confines it.
+pub const CHROOT_DROPPED: &[(u32, &str, &str)] = &[
+    (5, "CAP_KILL", "signals any process of the host, whatever its user"),
+    (10, "CAP_NET_BIND_SERVICE", "binds the host's ports below 1024"),
+    (13, "CAP_NET_RAW", "raw sockets on the host's interfaces"),
+    (18, "CAP_SYS_CHROOT", "a second chroot walks out of the first"),
+    (27, "CAP_MKNOD", "device nodes of the host's disks where the rootfs is not nodev"),
+];
+
+/// The capabilities a root step keeps under chroot isolation: [`DOCKER_DEFAULT_CAPS`] without
+/// [`CHROOT_DROPPED`] (`CapEff` `00000000a00001db`).
+pub fn chroot_mask() -> u64 {
+    CHROOT_DROPPED.iter().fold(default_mask(), |mask, (cap, _, _)| mask & !(1u64 << cap))
+}
+
 /// Every capability by number (linux/capability.h, up to Linux 6.x), as OCI names them.
 pub const CAP_NAMES: [&str; 41] = [
     "CAP_CHOWN",
@@ -88,10 +105,10 @@ pub fn insecure_mask() -> io::Result<u64> {
     sys::effective_caps()
 }
 
-/// Removes every capability outside the default set from the bounding set. Needs
-/// `CAP_SETPCAP`, so it runs before the user switch.
-pub fn drop_bounding() -> io::Result<()> {
-    drop_bounding_except(default_mask())
+/// Removes every capability outside `keep` ([`default_mask`] or [`chroot_mask`]) from the
+/// bounding set. Needs `CAP_SETPCAP`, so it runs before the user switch.
+pub fn drop_bounding(keep: u64) -> io::Result<()> {
+    drop_bounding_except(keep)
 }
 
 /// Removes every capability outside `keep` from the bounding set.
@@ -107,10 +124,10 @@ fn drop_bounding_except(keep: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// Sets effective and permitted to the default set for root (empty for any other user, whose
-/// `setuid` already cleared them), inheritable and ambient to empty.
-pub fn apply(uid: u32) -> io::Result<()> {
-    let mask = if uid == 0 { default_mask() } else { 0 };
+/// Sets effective and permitted to `keep` for root (empty for any other user, whose `setuid`
+/// already cleared them), inheritable and ambient to empty.
+pub fn apply(uid: u32, keep: u64) -> io::Result<()> {
+    let mask = if uid == 0 { keep } else { 0 };
     sys::capset(mask, mask, 0)?;
     sys::clear_ambient_caps()
 }
@@ -140,6 +157,16 @@ mod tests {
     #[test]
     fn default_mask_matches_docker() {
         assert_eq!(default_mask(), 0xa804_25fb);
+    }
+
+    #[test]
+    fn chroot_mask_is_the_default_without_the_dropped_five() {
+        assert_eq!(chroot_mask(), 0xa000_01db);
+        assert_eq!(chroot_mask() & !default_mask(), 0, "never more than Docker's");
+        for (cap, name, _) in CHROOT_DROPPED {
+            assert_eq!(CAP_NAMES[*cap as usize], *name);
+            assert_eq!(chroot_mask() & (1u64 << cap), 0);
+        }
     }
 
     #[test]

@@ -58,7 +58,7 @@ fn nodes(free_loop: u32) -> Vec<DeviceNode> {
 
 /// Whether this process runs in a user namespace other than the initial one (whose uid map
 /// is the whole range, `0 0 4294967295`), as moby's `userns.RunningInUserNS`.
-fn in_user_namespace() -> bool {
+pub(super) fn in_user_namespace() -> bool {
     match std::fs::read_to_string("/proc/self/uid_map") {
         Ok(map) => map.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"],
         Err(_) => false,

@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use super::cgroup::RunCgroup;
 use super::idmap::{self, SubIds};
 use super::mountpoints::MountPoints;
-use super::protocol::{HelperConfig, Report};
+use super::protocol::{HelperConfig, Isolation, Report};
 use super::slirp;
 use super::supervise::supervise;
 use super::{
@@ -54,6 +54,8 @@ pub struct EmbeddedExecutor {
     in_userns: bool,
     /// How many ids (0 up) exist in the sandbox.
     mapped_ids: u32,
+    /// Namespaces, or chroot isolation for [`ChrootExecutor`](super::ChrootExecutor).
+    isolation: Isolation,
 }
 
 impl EmbeddedExecutor {
@@ -76,7 +78,14 @@ impl EmbeddedExecutor {
             subids,
             in_userns,
             mapped_ids,
+            isolation: Isolation::Namespaces,
         }
+    }
+
+    /// The same helper isolating by chroot (see `chroot`).
+    pub(super) fn with_isolation(mut self, isolation: Isolation) -> EmbeddedExecutor {
+        self.isolation = isolation;
+        self
     }
 
     /// Where per-run directories (generated `/etc` files) are created (default: the temp dir).
@@ -124,7 +133,11 @@ impl Executor for EmbeddedExecutor {
         let (hosts_file, resolv_file) = write_etc_files(run_dir.path(), spec)?;
         // Secret files become read-only binds of a tmpfs that lives until this function returns.
         let (spec, mut secrets) = super::secrets::with_secret_files(spec, &self.run_dir)?;
-        let mut mount_points = MountPoints::create(&rootfs, &spec.mounts)?;
+        // Without a mount namespace (chroot isolation) nothing is mounted: device nodes instead.
+        let mut mount_points = match self.isolation.mounts() {
+            true => MountPoints::create(&rootfs, &spec.mounts)?,
+            false => MountPoints::create_devices(&rootfs)?,
+        };
         let mut cgroup = match spec.limits.is_empty() {
             true => None,
             false => Some(RunCgroup::create(&run_id(run_dir.path()), &spec.limits)?),
@@ -144,6 +157,7 @@ impl Executor for EmbeddedExecutor {
             slirp,
             stdin: output.stdin.is_some(),
             devices,
+            isolation: self.isolation,
         };
         let result = self.run_helper(&config, output, cancel, secrets.as_mut());
         let cleanup = [cgroup.as_mut().map_or(Ok(()), RunCgroup::remove), mount_points.remove()];
@@ -267,7 +281,7 @@ impl EmbeddedExecutor {
                 (Some(userns), pending)
             }
         };
-        let seal = sys::HelperSeal::new(&helper, userns).map_err(spawn_err)?;
+        let seal = sys::HelperSeal::new(&helper, userns, self.isolation.mounts()).map_err(spawn_err)?;
         // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
         // system calls on data prepared before the fork (no allocation, no locks).
         unsafe {

@@ -97,6 +97,8 @@ pub enum ExecError {
         #[source]
         source: io::Error,
     },
+    #[error("chroot isolation cannot run this: {reason}")]
+    ChrootRefused { reason: String },
     #[error("run cancelled")]
     Cancelled,
     #[error("run timed out after {timeout:?}")]

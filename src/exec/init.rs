@@ -26,7 +26,7 @@ use std::path::{Component, Path, PathBuf};
 
 use super::caps;
 use super::mounts;
-use super::protocol::{Failure, HelperConfig, Report, Reporter};
+use super::protocol::{Failure, HelperConfig, Isolation, Report, Reporter};
 use super::slirp::Slirp;
 use super::spec::{DEFAULT_PATH, Network, Security};
 use super::sys::{self, WaitStatus};
@@ -36,7 +36,7 @@ use super::user::{self, ExecUser};
 const MAX_CONFIG_BYTES: u64 = 16 << 20;
 
 /// Exit status of a helper, init or payload-to-be that failed before the payload ran.
-const SETUP_FAILED: i32 = 125;
+pub(super) const SETUP_FAILED: i32 = 125;
 
 /// Signals the init passes on to the payload.
 const FORWARDED: &[libc::c_int] =
@@ -91,6 +91,9 @@ fn helper(reporter: &Reporter) -> Result<(), Failure> {
     for procs in &cfg.cgroup_procs {
         std::fs::write(procs, sys::getpid().to_string())
             .map_err(|e| Failure::setup(format!("joining {}", procs.display()), &e))?;
+    }
+    if let Isolation::Chroot { mount_ns } = cfg.isolation {
+        return super::chroot::helper(&cfg, reporter, mount_ns);
     }
     // Already in a private mount namespace (see `helper_main`): the sandbox's mounts go there.
     let mut flags = sys::CLONE_NEWPID | sys::CLONE_NEWIPC | sys::CLONE_NEWUTS | sys::CLONE_NEWCGROUP;
@@ -217,7 +220,7 @@ fn prepare_sandbox(cfg: &HelperConfig, reporter: &Reporter, alive: &impl AsRawFd
 
 /// Creates the missing components of `cwd`, owned by the user (as BuildKit's WORKDIR does).
 /// Runs after `pivot_root`, so symlinks resolve inside the sandbox.
-fn create_workdir(cwd: &str, user: &ExecUser) -> Result<(), Failure> {
+pub(super) fn create_workdir(cwd: &str, user: &ExecUser) -> Result<(), Failure> {
     let mut path = PathBuf::from("/");
     for component in Path::new(cwd).components() {
         match component {
@@ -243,7 +246,7 @@ fn create_workdir(cwd: &str, user: &ExecUser) -> Result<(), Failure> {
 }
 
 /// Init's life after setup: fork the payload, reap, forward, report. Never returns.
-fn supervise(cfg: &HelperConfig, reporter: &Reporter, user: &ExecUser) -> ! {
+pub(super) fn supervise(cfg: &HelperConfig, reporter: &Reporter, user: &ExecUser) -> ! {
     let mut waited = vec![sys::SIGCHLD];
     waited.extend_from_slice(FORWARDED);
     if let Err(e) = sys::block_signals(&waited) {
@@ -314,9 +317,13 @@ fn payload(cfg: &HelperConfig, reporter: &Reporter, user: &ExecUser) -> ! {
 fn become_user(cfg: &HelperConfig, user: &ExecUser) -> Result<(), Failure> {
     let step = |what: &'static str| move |e: io::Error| Failure::setup(what, &e);
     sys::reset_signals().map_err(step("resetting signals"))?;
+    let keep = match cfg.isolation {
+        Isolation::Namespaces => caps::default_mask(),
+        Isolation::Chroot { .. } => caps::chroot_mask(),
+    };
     let insecure = match cfg.spec.security {
         Security::Sandbox => {
-            caps::drop_bounding().map_err(step("dropping bounding capabilities"))?;
+            caps::drop_bounding(keep).map_err(step("dropping bounding capabilities"))?;
             None
         }
         Security::Insecure => {
@@ -331,9 +338,14 @@ fn become_user(cfg: &HelperConfig, user: &ExecUser) -> Result<(), Failure> {
     }
     sys::setresgid(user.gid).map_err(step("setting the group id"))?;
     sys::setresuid(user.uid).map_err(step("setting the user id"))?;
+    // Chroot isolation has no pid namespace to die with: the payload dies with its init (armed
+    // after the switch, which clears it; no_new_privs keeps a set-id program from clearing it).
+    if cfg.isolation != Isolation::Namespaces {
+        sys::set_pdeathsig(sys::SIGKILL).map_err(step("arming the parent-death signal"))?;
+    }
     match insecure {
         None => {
-            caps::apply(user.uid).map_err(step("setting capabilities"))?;
+            caps::apply(user.uid, keep).map_err(step("setting capabilities"))?;
             sys::set_no_new_privs().map_err(step("setting no_new_privs"))?;
         }
         // As BuildKit (which never sets no_new_privs): it would guard nothing here.

@@ -1,7 +1,8 @@
 //! Running one process in a sandbox: the RUN step of a build.
 //!
 //! Owns the [`Executor`] seam and its embedded implementation, [`EmbeddedExecutor`], which
-//! builds the sandbox itself from Linux namespaces, mounts, capabilities and cgroups.
+//! builds the sandbox itself from Linux namespaces, mounts, capabilities and cgroups, with its
+//! weaker mode [`ChrootExecutor`] (chroot isolation: no namespaces, for where none may be made).
 //!
 //! Process model: the caller (possibly multi-threaded) re-executes the slipway binary as a
 //! single-threaded helper (`slipway __exec-init`, see [`helper_main`]) that unshares the
@@ -17,6 +18,7 @@
 mod bundle;
 mod caps;
 mod cgroup;
+mod chroot;
 mod devices;
 mod embedded;
 mod error;
@@ -40,6 +42,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 pub use caps::DOCKER_DEFAULT_CAPS;
+pub use chroot::ChrootExecutor;
 pub use embedded::EmbeddedExecutor;
 pub use error::ExecError;
 pub use init::helper_main;

@@ -13,6 +13,10 @@
 //! `/`, directories are opened with `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS)`, so a
 //! rootfs that swaps `/etc` for a symlink to a host directory during the run (D4) can neither
 //! redirect the creation nor the cleanup.
+//!
+//! Chroot isolation without a mount namespace binds nothing: there the standard device nodes
+//! are made in the rootfs' `/dev` instead ([`MountPoints::create_devices`]), and removed the
+//! same way.
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -29,6 +33,11 @@ pub const FILE_MOUNT_POINTS: &[&str] = &["/etc/hosts", "/etc/resolv.conf"];
 /// The directory mount points directly under the rootfs, created when missing (a symlink there
 /// is left for the sandbox to refuse, never followed).
 pub const DIR_MOUNT_POINTS: &[&str] = &["proc", "dev", "sys"];
+
+/// The standard devices chroot isolation without a mount namespace makes as nodes in the
+/// rootfs' `/dev` for a run (name, major, minor): what the sandbox's `/dev` binds otherwise.
+pub const DEVICE_NODES: &[(&str, u32, u32)] =
+    &[("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
 
 /// Symlinks followed while resolving one mount point.
 const MAX_LINKS: u32 = 16;
@@ -111,6 +120,35 @@ impl MountPoints {
                 .map_err(|source| ExecError::Prepare { what: format!("/{name} in the rootfs"), source })?;
         }
         points.nested = nested(mounts)?;
+        Ok(points)
+    }
+
+    /// Chroot isolation without a mount namespace, where nothing can be bound: makes the
+    /// [`DEVICE_NODES`] missing from the rootfs' `/dev` (and `/dev` itself), to be removed after
+    /// the run as mount points are. A process that may not make device nodes (no `CAP_MKNOD`,
+    /// a user namespace) makes none, and the run has only what the rootfs holds.
+    pub fn create_devices(rootfs: &Path) -> Result<MountPoints, ExecError> {
+        let mut points = MountPoints { rootfs: rootfs.to_path_buf(), created: Vec::new(), nested: Vec::new() };
+        let prepare = |source| ExecError::Prepare { what: "device nodes in the rootfs' /dev".to_string(), source };
+        let root = open_root(rootfs).map_err(|source| ExecError::Rootfs { path: rootfs.to_path_buf(), source })?;
+        points.ensure_dir(&root, "dev").map_err(prepare)?;
+        let Ok(dev) = open_dir(&root, &["dev".to_string()]) else { return Ok(points) };
+        for (name, major, minor) in DEVICE_NODES {
+            match rustix::fs::statat(&dev, *name, AtFlags::SYMLINK_NOFOLLOW) {
+                Err(rustix::io::Errno::NOENT) => {}
+                _ => continue,
+            }
+            let times = times_of(&dev).map_err(prepare)?;
+            let node = rustix::fs::makedev(*major, *minor);
+            match rustix::fs::mknodat(&dev, *name, FileType::CharacterDevice, Mode::from_raw_mode(0o666), node) {
+                Ok(()) => points.created.push((format!("dev/{name}"), times)),
+                Err(rustix::io::Errno::PERM) => break,
+                Err(e) => return Err(prepare(e.into())),
+            }
+            // Just made (a node, not a link): its mode without the umask.
+            rustix::fs::chmodat(&dev, *name, Mode::from_raw_mode(0o666), AtFlags::empty())
+                .map_err(|e| prepare(e.into()))?;
+        }
         Ok(points)
     }
 
@@ -205,6 +243,7 @@ impl MountPoints {
                 FileType::RegularFile if stat.st_size == 0 => {
                     rustix::fs::unlinkat(&dir, name.as_str(), AtFlags::empty()).map(|()| true)
                 }
+                FileType::CharacterDevice => rustix::fs::unlinkat(&dir, name.as_str(), AtFlags::empty()).map(|()| true),
                 // Fails harmlessly when the run put something into it.
                 FileType::Directory => Ok(rustix::fs::unlinkat(&dir, name.as_str(), AtFlags::REMOVEDIR).is_ok()),
                 _ => Ok(false),
@@ -265,6 +304,40 @@ impl Drop for MountPoints {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_nodes_are_made_for_a_run_and_gone_after() {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("rootfs");
+        std::fs::create_dir(&root).unwrap();
+        let mtime = std::fs::metadata(&root).unwrap().mtime_nsec();
+        let mut points = MountPoints::create_devices(&root).unwrap();
+        let null = std::fs::symlink_metadata(root.join("dev/null")).ok();
+        match rustix::process::geteuid().is_root() && !super::super::devices::in_user_namespace() {
+            // Root (CAP_MKNOD) makes every node, with its number and mode 0666.
+            true => {
+                for (name, major, minor) in DEVICE_NODES {
+                    let meta = std::fs::symlink_metadata(root.join("dev").join(name)).unwrap();
+                    assert!(meta.file_type().is_char_device(), "{name}");
+                    assert_eq!(meta.rdev(), rustix::fs::makedev(*major, *minor), "{name}");
+                    assert_eq!(meta.mode() & 0o7777, 0o666, "{name}");
+                }
+            }
+            false => assert!(null.is_none(), "a node was made without CAP_MKNOD"),
+        }
+        assert!(root.join("dev").is_dir());
+        points.remove().unwrap();
+        assert!(!root.join("dev").exists(), "the /dev made for the run is gone");
+        assert_eq!(std::fs::metadata(&root).unwrap().mtime_nsec(), mtime, "the rootfs' times are back");
+        // What the rootfs has is left alone.
+        std::fs::create_dir(root.join("dev")).unwrap();
+        std::fs::write(root.join("dev/null"), "image's own").unwrap();
+        let mut points = MountPoints::create_devices(&root).unwrap();
+        assert_eq!(std::fs::read_to_string(root.join("dev/null")).unwrap(), "image's own");
+        points.remove().unwrap();
+        assert_eq!(std::fs::read_dir(root.join("dev")).unwrap().count(), 1);
+    }
 
     #[test]
     fn mount_points_are_created_when_missing_and_removed_when_untouched() {

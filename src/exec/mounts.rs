@@ -18,7 +18,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
 use super::devices::DeviceNode;
-use super::protocol::{Failure, HelperConfig};
+use super::protocol::{Failure, HelperConfig, Isolation};
 use super::spec::{MountSource, Network, Security, mount_order};
 use super::sys::{self, MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_REMOUNT};
 
@@ -48,8 +48,13 @@ pub fn setup(cfg: &HelperConfig) -> Result<(), Failure> {
     .map_err(|e| Failure::setup("opening the rootfs", &e.into()))?;
 
     let proc_dir = mount_point(&root, "proc")?;
-    sys::mount(None, &sys::fd_path(&proc_dir), Some("proc"), MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
-        .map_err(step("mounting /proc"))?;
+    match sys::mount(None, &sys::fd_path(&proc_dir), Some("proc"), MS_NOSUID | MS_NODEV | MS_NOEXEC, None) {
+        Ok(()) => {}
+        // Chroot isolation: a /proc only where the kernel allows one (it refuses a procfs of a pid
+        // namespace that a user namespace of ours does not own); the rootfs' own stays.
+        Err(e) if cfg.isolation != Isolation::Namespaces && e.raw_os_error() == Some(libc::EPERM) => {}
+        Err(e) => return Err(Failure::setup("mounting /proc", &e)),
+    }
     setup_dev(&root, cfg)?;
     setup_sys(&root, cfg)?;
     bind_file(&root, "/etc/hosts", &cfg.hosts_file)?;
@@ -174,8 +179,8 @@ fn make_devices(dev_path: &Path, devices: &[DeviceNode]) -> Result<(), Failure> 
 }
 
 /// A fresh read-only sysfs when the sandbox has its own network namespace or we are root;
-/// otherwise (rootless with the host network, where the kernel refuses sysfs) a read-only bind
-/// of the host's `/sys`. Writable in insecure mode.
+/// otherwise (rootless or chroot isolation in a user namespace, with the host network, where the
+/// kernel refuses sysfs) a read-only bind of the host's `/sys`. Writable in insecure mode.
 fn setup_sys(root: &OwnedFd, cfg: &HelperConfig) -> Result<(), Failure> {
     let sys_dir = mount_point(root, "sys")?;
     let target = sys::fd_path(&sys_dir);
@@ -187,7 +192,11 @@ fn setup_sys(root: &OwnedFd, cfg: &HelperConfig) -> Result<(), Failure> {
     let fresh = sys::mount(None, &target, Some("sysfs"), flags, None);
     match fresh {
         Ok(()) => Ok(()),
-        Err(e) if cfg.rootless && cfg.spec.network == Network::Host && e.raw_os_error() == Some(libc::EPERM) => {
+        Err(e)
+            if (cfg.rootless || cfg.isolation != Isolation::Namespaces)
+                && cfg.spec.network == Network::Host
+                && e.raw_os_error() == Some(libc::EPERM) =>
+        {
             sys::mount(Some(Path::new("/sys")), &target, None, MS_BIND | MS_REC, None)
                 .map_err(|e| Failure::setup("binding /sys", &e))?;
             drop(sys_dir);

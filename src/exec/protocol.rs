@@ -37,6 +37,30 @@ pub struct HelperConfig {
     pub stdin: bool,
     /// Device nodes made in the sandbox's `/dev` (insecure mode only, see `devices`).
     pub devices: Vec<DeviceNode>,
+    /// Namespaces (the embedded executor) or chroot isolation (`chroot`).
+    pub isolation: Isolation,
+}
+
+/// How the helper isolates the payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Isolation {
+    /// Its own pid, ipc, uts, cgroup, mount and (but for the host network) net namespaces.
+    #[default]
+    Namespaces,
+    /// No namespace but, with `mount_ns`, a private mount namespace (the sandbox's mounts,
+    /// then `pivot_root`); without it a plain `chroot` into the rootfs as it is.
+    Chroot { mount_ns: bool },
+}
+
+impl Isolation {
+    /// Whether the sandbox has a mount namespace of its own (and so its mounts).
+    pub fn mounts(self) -> bool {
+        match self {
+            Isolation::Namespaces => true,
+            Isolation::Chroot { mount_ns } => mount_ns,
+        }
+    }
 }
 
 /// One line on the report pipe.

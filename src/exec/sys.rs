@@ -33,6 +33,9 @@ pub struct HelperSeal {
     pub binary: CString,
     /// Not root: the user namespace to unshare and how it gets its maps.
     pub userns: Option<UserNs>,
+    /// Whether the helper gets a private mount namespace (and with it the read-only seal);
+    /// false only for chroot isolation where this process may not create one.
+    pub mount_ns: bool,
 }
 
 /// How a rootless helper's user namespace is mapped.
@@ -53,8 +56,8 @@ impl UserNs {
 }
 
 impl HelperSeal {
-    pub fn new(binary: &Path, userns: Option<UserNs>) -> io::Result<HelperSeal> {
-        Ok(HelperSeal { binary: cstring(binary)?, userns })
+    pub fn new(binary: &Path, userns: Option<UserNs>, mount_ns: bool) -> io::Result<HelperSeal> {
+        Ok(HelperSeal { binary: cstring(binary)?, userns, mount_ns })
     }
 }
 
@@ -97,6 +100,9 @@ fn enter_sealed_namespaces(seal: &HelperSeal) -> io::Result<()> {
                 return Err(io::Error::from_raw_os_error(libc::EPERM));
             }
         }
+    }
+    if !seal.mount_ns {
+        return set_pdeathsig(SIGKILL);
     }
     unshare(CLONE_NEWNS)?;
     let root = c"/";
@@ -233,6 +239,38 @@ pub fn capset(effective: u64, permitted: u64, inheritable: u64) -> io::Result<()
 pub fn unshare(flags: libc::c_int) -> io::Result<()> {
     // SAFETY: unshare(2) takes flags only; the helper calling it is single-threaded.
     cvt(unsafe { libc::unshare(flags) })?;
+    Ok(())
+}
+
+/// Whether this process may make a private mount namespace and mount in it (the probe of
+/// chroot isolation): a short-lived thread unshares one (only that thread moves) and makes `/`
+/// private in it.
+pub fn can_create_mount_namespace() -> bool {
+    let probe = std::thread::Builder::new().name("mountns-probe".to_string()).spawn(|| {
+        // SAFETY: unshare(2) of the mount namespace (and with it the filesystem context) moves
+        // only this thread, which ends right after; mount(2) takes static strings.
+        unsafe {
+            libc::unshare(CLONE_NEWNS) == 0
+                && libc::mount(std::ptr::null(), c"/".as_ptr(), std::ptr::null(), MS_REC | MS_PRIVATE, std::ptr::null())
+                    == 0
+        }
+    });
+    probe.ok().and_then(|t| t.join().ok()).unwrap_or(false)
+}
+
+/// chroot(2): the calling process' root becomes `path` (its working directory is left alone).
+pub fn chroot(path: &Path) -> io::Result<()> {
+    let path = cstring(path)?;
+    // SAFETY: `path` is NUL-terminated and alive for the call.
+    cvt(unsafe { libc::chroot(path.as_ptr()) })?;
+    Ok(())
+}
+
+/// Makes the calling process a child subreaper: orphaned descendants are reparented to it
+/// instead of the system's init, so it can reap and kill them.
+pub fn set_child_subreaper() -> io::Result<()> {
+    // SAFETY: PR_SET_CHILD_SUBREAPER takes an integer; no memory is passed.
+    cvt(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) })?;
     Ok(())
 }
 

@@ -81,7 +81,7 @@ pub fn run_as_root_in_user_namespace(args: &[OsString], env: &[(String, OsString
     }
     let subids = idmap::probe(sys::getuid());
     let (userns, pending) = idmap::user_namespace(subids.as_ref()).map_err(spawn_err)?;
-    let seal = sys::HelperSeal::new(&binary, Some(userns)).map_err(spawn_err)?;
+    let seal = sys::HelperSeal::new(&binary, Some(userns), true).map_err(spawn_err)?;
     // Blocked before the spawn, so none is lost in between; the child unblocks them.
     sys::block_signals(&FORWARDED).map_err(spawn_err)?;
     // SAFETY: the closure runs between fork and exec and only makes async-signal-safe system

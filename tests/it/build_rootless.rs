@@ -266,6 +266,7 @@ fn info_says_what_a_build_will_use_and_why() {
         rootless:        false
         snapshotter:     overlay
         executor:        embedded
+        isolation:       default
         user namespaces: not needed (root)
         subordinate ids: not needed (root)
         overlay:         yes
@@ -279,6 +280,7 @@ fn info_says_what_a_build_will_use_and_why() {
         rootless:        true
         snapshotter:     overlay
         executor:        embedded
+        isolation:       default
         user namespaces: allowed: slipway runs as root of one of its own
         subordinate ids: 400000-465535 on the host are ids 1-65536 in a build
         overlay:         yes, in the user namespace (userxattr)
@@ -292,6 +294,7 @@ fn info_says_what_a_build_will_use_and_why() {
         rootless:        true
         snapshotter:     overlay
         executor:        embedded
+        isolation:       default
         user namespaces: allowed: slipway runs as root of one of its own
         subordinate ids: none: only root exists in a build, a step that needs another id fails; add a range: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER (and apt-get install uidmap)
         overlay:         yes, in the user namespace (userxattr)

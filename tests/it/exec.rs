@@ -527,6 +527,19 @@ pub mod contract {
 }
 
 macro_rules! executor_contract {
+    // The cases named, each run through `$within(test path, case)` (which may run it in another
+    // process, chroot isolation's restricted namespaces).
+    ($name:ident, $make:expr, within $within:path, [$($case:ident),* $(,)?]) => {
+        mod $name {
+            use super::contract;
+            $(
+                #[test]
+                fn $case() {
+                    $within(concat!(module_path!(), "::", stringify!($case)), || contract::$case(&$make()));
+                }
+            )*
+        }
+    };
     ($name:ident, $make:expr) => {
         mod $name {
             use super::contract;
@@ -613,10 +626,33 @@ macro_rules! executor_contract {
 executor_contract!(embedded_executor, super::embedded);
 executor_contract!(runc_executor, super::runc);
 executor_contract!(crun_executor, super::crun);
+// Chroot isolation where no user namespace may be made, with a mount namespace to spare and with
+// no namespace at all (`chroot`). Left out, as chroot isolation has no pid, uts or network
+// namespace: pid_namespace, hostname_and_hosts, network, network_reach, concurrent_runs (all
+// assert a pid 1, a hostname of the spec's or a network of their own), capabilities (a smaller
+// set, `chroot`), insecure (device nodes and hostname); limits (cgroups, which the restricted
+// namespace cannot write). Without a mount namespace also binds, mounts (refused: `chroot`), fds
+// (no /proc) and output (its background job needs /dev/null, a device node the test's user
+// namespace may not make).
+executor_contract!(
+    chroot_mount_ns,
+    super::chroot::chroot_for_contract,
+    within super::chroot::with_mount_ns,
+    [exit_codes, signals, env, cwd, user, output, stdin, binds, mounts, fds, cancellation]
+);
+executor_contract!(
+    chroot_no_ns,
+    super::chroot::chroot_for_contract,
+    within super::chroot::without_namespaces,
+    [exit_codes, signals, env, cwd, user, stdin, cancellation]
+);
 
 /// Catalogue D (reliability.md §4.D): sandbox escape attempts, each followed by the canary
 /// and mount-table checks. D5 (cache mounts) is a build test (`build_mounts`).
 mod escape;
+
+/// Chroot isolation in namespaces that forbid user namespaces (and, one tier, any namespace).
+mod chroot;
 
 /// The rootless subset: the same executor run by uid 65534 (a user namespace mapping the caller
 /// to root, nothing else mapped, no cgroups).

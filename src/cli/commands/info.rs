@@ -18,6 +18,7 @@ pub fn info(global: &GlobalArgs, args: &InfoArgs) -> Result<u8> {
     let snapshotter = open_snapshotter(global)?.backend().to_string();
     let executor = super::executor_description(global)?;
     let checks = host_checks(global, &snapshotter);
+    let isolation = super::isolation(global);
     let mounts = CacheMounts::open(&root)?;
     let cache_mounts =
         mounts.list().with_context(|| format!("listing the cache mounts in {}", mounts.dir().display()))?;
@@ -29,6 +30,7 @@ pub fn info(global: &GlobalArgs, args: &InfoArgs) -> Result<u8> {
                 "rootless": rootless,
                 "snapshotter": snapshotter,
                 "executor": executor,
+                "isolation": isolation,
                 "checks": checks.iter().map(|(k, v)| (k.replace(' ', "_").replace("/dev/net/", ""), v.as_str().into())).collect::<serde_json::Map<_, _>>(),
                 "cache_mounts": cache_mounts.iter().map(|m| serde_json::json!({
                     "id": m.id,
@@ -46,6 +48,7 @@ pub fn info(global: &GlobalArgs, args: &InfoArgs) -> Result<u8> {
                 ("rootless", rootless.to_string()),
                 ("snapshotter", snapshotter),
                 ("executor", executor),
+                ("isolation", isolation.to_string()),
             ];
             lines.extend(checks);
             for (key, value) in lines {

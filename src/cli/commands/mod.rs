@@ -120,8 +120,13 @@ pub fn open_snapshotter(global: &GlobalArgs) -> Result<Box<dyn crate::snapshot::
 }
 
 /// The executor `--runtime` (or `SLIPWAY_RUNTIME`) names: the embedded one (default; its
-/// helper is this very binary) or the oci-runtime executor driving runc, crun or a path.
+/// helper is this very binary) or the oci-runtime executor driving runc, crun or a path; with
+/// `--isolation chroot` the chroot executor (the embedded helper, chrooted without namespaces).
 pub fn open_executor(global: &GlobalArgs) -> Result<Box<dyn crate::exec::Executor>> {
+    if isolation(global) == "chroot" {
+        let helper = std::env::current_exe().context("finding the slipway binary")?;
+        return Ok(Box::new(crate::exec::ChrootExecutor::new(helper)));
+    }
     match global.runtime.as_deref() {
         None | Some("") | Some("embedded") => {
             let helper = std::env::current_exe().context("finding the slipway binary")?;
@@ -133,6 +138,15 @@ pub fn open_executor(global: &GlobalArgs) -> Result<Box<dyn crate::exec::Executo
 
 fn oci_executor(runtime: &str) -> Result<crate::exec::OciRuntimeExecutor> {
     crate::exec::OciRuntimeExecutor::new(runtime).with_context(|| format!("opening the oci runtime {runtime}"))
+}
+
+/// The isolation `--isolation` (or `SLIPWAY_ISOLATION`) chose: `default` or `chroot` (the
+/// chroot executor, weaker: see SECURITY.md).
+pub fn isolation(global: &GlobalArgs) -> &'static str {
+    match global.isolation {
+        Some(crate::cli::args::IsolationArg::Chroot) => "chroot",
+        None | Some(crate::cli::args::IsolationArg::Default) => "default",
+    }
 }
 
 /// What `info` shows for the executor: `embedded`, or `oci-runtime <path>` (checked usable).
