@@ -86,7 +86,7 @@ fn host_checks(global: &GlobalArgs, snapshotter: &str) -> Vec<(&'static str, Str
         (_, true) => "not tried (--snapshotter copy)".to_string(),
         (_, false) => match crate::snapshot::probe_overlay(&store_root(global)) {
             Ok(()) => "yes".to_string(),
-            Err(e) => format!("no ({}): files are copied into each snapshot", super::super::report::chain(&e)),
+            Err(e) => format!("no ({}): files are copied into each snapshot", crate::engine::records::error_chain(&e)),
         },
     };
     let slirp = match crate::exec::slirp_binary() {

@@ -419,8 +419,8 @@ pub(crate) fn is_running(dir: &Path) -> bool {
     }
 }
 
-/// An error and its causes on one line, for a log message.
-fn error_chain(error: &dyn std::error::Error) -> String {
+/// An error and its causes on one line, joined by `: ` (a log message, a value in a report).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut cause = error.source();
     while let Some(c) = cause {
