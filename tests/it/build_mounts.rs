@@ -317,7 +317,9 @@ fn d5_a_cache_mount_source_never_leads_out_of_the_cache() {
 /// cache mount for a while and appends `SLIPWAY_TEST_F2_LINES` (10,000) lines to one file in it:
 /// with `sharing=locked` their steps never overlap, with `shared` they do, and both keep every
 /// line; with `private` each sees only what it wrote itself. The store stays whole (fsck
-/// --strict). Nested cache targets racing on one mount point: conformance `mount/cache-parallel-nested`.
+/// --strict). Each line is one `write` (the shell's `echo`) to a file opened with O_APPEND, so
+/// lines of the two builds never split one another (a pipe through `sed` writes 4 KiB blocks that
+/// end mid-line, and two of those interleaved would merge two lines). Nested cache targets racing on one mount point: conformance `mount/cache-parallel-nested`.
 #[test]
 fn cache_sharing_across_concurrent_builds_on_one_store() {
     let hold_ms: u64 = std::env::var("SLIPWAY_TEST_HOLD_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(1500);
@@ -333,7 +335,7 @@ fn cache_sharing_across_concurrent_builds_on_one_store() {
                 ctx.join("Dockerfile"),
                 format!(
                     "FROM bb\nRUN --mount=type=cache,target=/c,id=shared-{sharing},sharing={sharing} \
-                     echo holding && echo {name} > /c/{name} && seq 1 {lines} | sed 's/^/{name} /' >> /c/log && \
+                     echo holding && echo {name} > /c/{name} && for i in $(seq 1 {lines}); do echo \"{name} $i\"; done >> /c/log && \
                      sleep {secs} && ls /c | grep -v log > /seen && echo letting-go\n"
                 ),
             )
