@@ -363,7 +363,7 @@ fn write_one(output: &Output, dest: &Dest, w: &Written<'_>) -> Result<()> {
 
 /// Runs `write` on stdout (never a terminal), or on a temporary file beside `dest` renamed into
 /// place once complete: a failed output never leaves a partial file under its name.
-fn stream_to(dest: &Dest, write: impl FnOnce(Box<dyn Write>) -> Result<()>) -> Result<()> {
+pub(crate) fn stream_to(dest: &Dest, write: impl FnOnce(Box<dyn Write>) -> Result<()>) -> Result<()> {
     match dest {
         Dest::Stdout => {
             if std::io::stdout().is_terminal() {

@@ -45,6 +45,9 @@ pub enum BuildError {
     /// `rewrite-timestamp` without the epoch to rewrite to (checked before anything is read).
     #[error("rewrite-timestamp needs SOURCE_DATE_EPOCH (--source-date-epoch or the environment variable)")]
     RewriteWithoutEpoch,
+    /// Something a multi-platform build does not do yet (refused before anything is read).
+    #[error("{what} is not supported with several platforms yet")]
+    MultiPlatformUnsupported { what: &'static str },
     /// A word of an instruction does not expand.
     #[error("cannot expand {word:?}")]
     Expand {

@@ -56,6 +56,11 @@ pub(crate) fn export(ctx: &BuildCtx<'_>, target: &StageResult) -> Result<(Image,
         let image = load_image(store, &descriptor, &ctx.options.platform, Vec::new())?;
         return Ok((image, descriptor, false));
     }
+    // One platform of several: the index names it (and the build's lease keeps it until then).
+    if ctx.options.index_member {
+        let image = load_image(store, &descriptor, &ctx.options.platform, Vec::new())?;
+        return Ok((image, descriptor, true));
+    }
     if ctx.options.tags.is_empty() {
         store.add_root(&format!("{}{}", crate::image::UNTAGGED_ROOT, manifest_digest.hex()), &manifest_digest)?;
     }

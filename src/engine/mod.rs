@@ -45,6 +45,7 @@ mod metadata;
 mod mounts;
 mod owners;
 mod plan;
+mod platforms;
 pub mod records;
 mod refuse;
 mod run;
@@ -75,6 +76,7 @@ pub use error::{BuildError, InvalidValue, Refusal};
 pub use images::{Connect, ImageSource, LocalImages, RegistryImages};
 pub use logs::LOG_DIR;
 pub use plan::static_graph;
+pub use platforms::{IndexOutput, build_platforms};
 pub use ssh::{SshAgent, SshError};
 
 /// What to build, besides the Dockerfile and the context.
@@ -145,6 +147,9 @@ pub struct BuildOptions {
     pub remote_max_bytes: u64,
     /// `--cache-to type=inline`: the records of the image's own steps go into its config.
     pub cache_inline: bool,
+    /// One platform of a multi-platform build ([`build_platforms`]): progress names the
+    /// platform, and the manifest is neither tagged nor rooted (the index is).
+    pub index_member: bool,
     /// Whether the image's layers that an imported cache holds are downloaded when the image is
     /// written (the default). Without, such layers stay in the registry and the image is not
     /// kept in the store ([`BuildOutput::kept`]): a push-only build mounts them instead.
@@ -208,6 +213,7 @@ impl Default for BuildOptions {
             remote_max_bytes: crate::remote::http::DEFAULT_MAX_BYTES,
             cache_inline: false,
             fetch_final_layers: true,
+            index_member: false,
         }
     }
 }
@@ -288,8 +294,30 @@ fn build_recorded(
     if builder.snapshotter.backend() == crate::snapshot::Backend::Overlay {
         plan::check_depth(&plan, crate::snapshot::OVERLAY_MAX_LAYERS)?;
     }
+    let gate = scheduler::Gate::new(options.jobs);
+    run_planned(builder, &Member { options, logs, record }, &plan, &lease, &gate, started)
+}
+
+/// One build: its options, log directory and record (a multi-platform build has one per
+/// platform).
+struct Member<'a> {
+    options: &'a BuildOptions,
+    logs: &'a logs::LogDir,
+    record: &'a records::Recorder,
+}
+
+/// Runs a planned build's stages and writes its image.
+fn run_planned(
+    builder: &Builder<'_>,
+    member: &Member<'_>,
+    plan: &plan::Plan,
+    lease: &crate::store::Lease,
+    gate: &scheduler::Gate,
+    started: std::time::Instant,
+) -> Result<BuildOutput, BuildError> {
+    let Member { options, logs, record } = *member;
     let steps = cache_io::StepCollector::default();
-    let ctx = stage::BuildCtx { builder, options, plan: &plan, logs, record, lease: &lease, steps: &steps };
+    let ctx = stage::BuildCtx { builder, options, plan, logs, record, lease, steps: &steps, gate };
     let results = scheduler::run(&ctx)?;
     let target = results.get(&plan.graph.target).ok_or(BuildError::Cancelled)?;
     let stats = ctx_stats(&results);

@@ -59,13 +59,13 @@ struct Progress {
 /// Runs every stage the target needs; returns their results.
 pub(crate) fn run(ctx: &BuildCtx<'_>) -> Result<BTreeMap<StageId, StageResult>, BuildError> {
     let graph = &ctx.plan.graph;
-    let gate = Gate::new(ctx.options.jobs);
+    let gate = ctx.gate;
     let shared = Mutex::new(Progress::default());
     let cv = Condvar::new();
     let cancel = ctx.builder.cancel;
     std::thread::scope(|scope| {
         for id in graph.needed() {
-            let (gate, shared, cv) = (&gate, &shared, &cv);
+            let (shared, cv) = (&shared, &cv);
             let deps = graph.stage(id).map(|s| s.deps.clone()).unwrap_or_default();
             scope.spawn(move || {
                 let inputs = {

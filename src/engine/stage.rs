@@ -33,6 +33,9 @@ pub(crate) struct BuildCtx<'a> {
     pub lease: &'a Lease,
     /// Each layer step's key and record as it ends, for `--cache-to`.
     pub steps: &'a super::cache_io::StepCollector,
+    /// Bounds the layer steps running at once (`--jobs`), across the platforms of a
+    /// multi-platform build too.
+    pub gate: &'a Gate,
 }
 
 impl BuildCtx<'_> {
@@ -181,7 +184,12 @@ fn base_state(
     let graph = &ctx.plan.graph;
     let platform = node.platform_or(&ctx.options.platform);
     let name = node.name.clone().unwrap_or_else(|| format!("stage-{}", node.id.0));
-    let label = (graph.stages.len() > 1).then(|| name.clone());
+    let label = match (ctx.options.index_member, graph.stages.len() > 1) {
+        (true, true) => Some(format!("{platform} {name}")),
+        (true, false) => Some(platform.to_string()),
+        (false, true) => Some(name.clone()),
+        (false, false) => None,
+    };
     let (config, layers, scope, shell, last_created) = match &node.base {
         Base::Scratch => {
             let config = ImageConfig {

@@ -14,7 +14,7 @@ use super::resolve::{Image, resolve};
 use crate::layer::{self, Compression};
 use crate::oci::{
     ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, Descriptor, DiffId, DockerManifestEntry, ImageIndex, ImageManifest,
-    LayerCompression, MediaType, OciLayout, Reference, canonical,
+    LayerCompression, MediaType, OciLayout, Platform, Reference, canonical,
 };
 use crate::progress::{MeteredReader, Reporter, Task, Unit};
 use crate::store::{Ingest, Lease, Store};
@@ -139,6 +139,59 @@ pub fn save_images(
         sink.add_file("manifest.json", &canonical::to_bytes(&docker_manifest))?;
     }
     sink.finish()
+}
+
+/// The platforms of one multi-platform image as an OCI layout (`save_images` for one index):
+/// each platform's blobs and manifest, an image index over the manifests (each entry with its
+/// platform), and `index.json` naming that index once per name in `names` (once, unnamed, when
+/// there are none), as buildx's oci exporter writes a multi-platform build. Docker archives hold
+/// one platform: refused.
+pub fn save_index(
+    store: &Store,
+    platforms: &[(Platform, Image)],
+    names: &[Reference],
+    opts: &SaveOptions,
+    target: SaveTarget,
+    progress: &Reporter,
+) -> Result<Descriptor, ImageError> {
+    let lease = store.lease("save")?;
+    let mut sink: Box<dyn LayoutSink> = match (target, opts.format) {
+        (SaveTarget::Dir(dir), SaveFormat::OciDir) => Box::new(DirSink::new(&dir)?),
+        (SaveTarget::Stream(w), SaveFormat::OciArchive) => Box::new(TarSink::new(w, opts.mtime)),
+        _ => {
+            return Err(ImageError::Archive {
+                entry: "-".to_string(),
+                reason: "an image of several platforms is written as an oci layout (a docker archive holds one)"
+                    .to_string(),
+            });
+        }
+    };
+    let exporter = Exporter { store, lease: &lease, progress, layers: opts.layers };
+    let mut platform_index = ImageIndex::new();
+    for (platform, image) in platforms {
+        let (mut manifest, _) = exporter.write_image(&mut *sink, image, opts.compression)?;
+        manifest.platform = Some(platform.clone());
+        platform_index.manifests.push(manifest);
+    }
+    let bytes = canonical::to_bytes(&platform_index);
+    let descriptor = Descriptor::new(MediaType::OciIndex, crate::oci::Digest::of(&bytes), bytes.len() as u64);
+    sink.add_blob(&descriptor.digest, descriptor.size, &mut &bytes[..])?;
+    let mut index = ImageIndex::new();
+    if names.is_empty() {
+        index.manifests.push(descriptor.clone());
+    }
+    for name in names {
+        let mut d = descriptor.clone();
+        d.set_annotation(ANNOTATION_IMAGE_NAME, &name.to_string());
+        if let Some(tag) = name.tag() {
+            d.set_annotation(ANNOTATION_REF_NAME, tag);
+        }
+        index.manifests.push(d);
+    }
+    sink.add_file("oci-layout", &canonical::to_bytes(&OciLayout::default()))?;
+    sink.add_file("index.json", &canonical::to_bytes(&index))?;
+    sink.finish()?;
+    Ok(descriptor)
 }
 
 /// Copies one blob from the store into the layout, once.

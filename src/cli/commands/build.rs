@@ -18,7 +18,7 @@ use crate::dockerfile::{Located, render_located};
 use crate::engine::records::RecordSettings;
 use crate::engine::{
     BuildCaches, BuildError, BuildOptions, BuildOutput, Builder, CacheImports, CacheTo, Connect, ExportCtx, ImportCtx,
-    RegistryImages,
+    IndexOutput, RegistryImages,
 };
 use crate::exec::{CancelToken, Network};
 use crate::image::parse_name;
@@ -60,7 +60,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs, progress: &Reporter) -> Resu
     };
     let (text, name, dockerfile_id) = read_dockerfile(args.file.as_deref(), &context)?;
 
-    let (mut options, outputs) = build_options(args, &name, &dockerfile_id)?;
+    let (mut options, outputs, platforms) = build_options(args, &name, &dockerfile_id)?;
     let settings_path = crate::registry::settings_path();
     options.keep_builds = RecordSettings::load(&settings_path)
         .with_context(|| format!("reading [builds] of {}", settings_path.display()))?
@@ -93,6 +93,34 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs, progress: &Reporter) -> Resu
         reporter: &reporter,
         cancel: &cancel,
     };
+    if platforms.len() > 1 {
+        let result = crate::engine::build_platforms(&builder, &text, &options, &platforms);
+        caches.prune_stale();
+        let interrupted = signals.received().map(|s| 128u8.saturating_add(u8::try_from(s).unwrap_or(0)));
+        let pusher = Pusher { store: &store, imports: &imports, args, settings: &settings, progress: &reporter };
+        let delivery = super::build_platforms::Delivery {
+            store: &store,
+            tags: &options.tags,
+            epoch: options.source_date_epoch,
+            progress: &reporter,
+            pusher: &pusher,
+        };
+        return match (result, interrupted) {
+            (_, Some(code)) => {
+                eprintln!("error: build interrupted");
+                Ok(code)
+            }
+            (Ok(built), None) => {
+                super::build_platforms::deliver(&outputs, &delivery, &built)?;
+                super::build_platforms::finish(args, &options.tags, &built, &reporter)?;
+                Ok(0)
+            }
+            (Err(e), None) => {
+                eprint!("{}", render_error(&name, &text, &e));
+                Ok(EXIT_FAILURE)
+            }
+        };
+    }
     let result = crate::engine::build(&builder, &text, &options);
     caches.prune_stale();
     let interrupted = signals.received().map(|s| 128u8.saturating_add(u8::try_from(s).unwrap_or(0)));
@@ -213,7 +241,11 @@ fn export_caches(args: &BuildArgs, ctx: &ExportCtx<'_>, output: &BuildOutput) ->
 
 /// The build's options from its arguments (secrets read; `--ssh` agents are opened by the
 /// caller, who keeps them up for the build) and its outputs, all checked before anything runs.
-fn build_options(args: &BuildArgs, name: &str, dockerfile_id: &str) -> Result<(BuildOptions, Vec<Output>)> {
+fn build_options(
+    args: &BuildArgs,
+    name: &str,
+    dockerfile_id: &str,
+) -> Result<(BuildOptions, Vec<Output>, Vec<Platform>)> {
     let mut options = BuildOptions {
         build_args: super::build_args(&args.build_args),
         target: args.target.clone(),
@@ -235,13 +267,8 @@ fn build_options(args: &BuildArgs, name: &str, dockerfile_id: &str) -> Result<(B
         cache_inline: args.cache_to.iter().any(|c| c.to == CacheTo::Inline),
         ..BuildOptions::default()
     };
-    if let Some(p) = &args.platform {
-        options.platform = p.parse::<Platform>()?;
-        if !options.platform.matches(&Platform::host()) {
-            // Steps that run nothing (FROM, COPY, metadata) work for any platform; a RUN does not.
-            tracing::debug!(platform = %options.platform, "building for another platform");
-        }
-    }
+    let platforms = super::build_platforms::parse(args.platform.as_deref())?;
+    options.platform = platforms[0].clone();
     options.network = match args.network {
         Some(BuildNetworkArg::None) => Network::None,
         Some(BuildNetworkArg::Host) => Network::Host,
@@ -252,6 +279,9 @@ fn build_options(args: &BuildArgs, name: &str, dockerfile_id: &str) -> Result<(B
     }
     let outputs =
         outputs::plan(&args.outputs, args.push, args.load, &options.tags, args.quiet, options.source_date_epoch)?;
+    if platforms.len() > 1 {
+        super::build_platforms::refuse(args, &outputs)?;
+    }
     // Names of image outputs are tags in the store too; any rewrite-timestamp rewrites the image.
     for name in outputs.iter().filter(|o| o.kind == OutputType::Image).flat_map(|o| &o.names) {
         if !options.tags.contains(name) {
@@ -276,7 +306,7 @@ fn build_options(args: &BuildArgs, name: &str, dockerfile_id: &str) -> Result<(B
     if let Some(bytes) = std::env::var("SLIPWAY_ADD_MAX_BYTES").ok().and_then(|b| b.parse().ok()) {
         options.remote_max_bytes = bytes;
     }
-    Ok((options, outputs))
+    Ok((options, outputs, platforms))
 }
 
 /// The ignore file BuildKit prefers to the context's `.dockerignore`: `<name>.dockerignore` where
@@ -405,7 +435,7 @@ fn finish(args: &BuildArgs, options: &BuildOptions, output: &BuildOutput, progre
 }
 
 /// What pushing the built image needs.
-struct Pusher<'a> {
+pub(super) struct Pusher<'a> {
     store: &'a Store,
     /// `--cache-from`: layers a push may mount instead of downloading them first.
     imports: &'a CacheImports,
@@ -443,6 +473,33 @@ impl Pusher<'_> {
                 progress,
             )
             .with_context(|| format!("pushing the built image to {destination}"))?;
+            if !progress.is_silent() {
+                eprintln!("pushed {}@{}", destination.name(), report.digest);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Pusher<'_> {
+    /// `--push` of a multi-platform build: every platform's blobs and manifest, then the index,
+    /// to every name of the output.
+    pub(super) fn push_index(&self, out: &Output, tags: &[Reference], built: &IndexOutput) -> Result<()> {
+        let (store, progress) = (self.store, self.progress);
+        let lease = store.lease("push")?;
+        let mut entries = Vec::new();
+        for (platform, o) in &built.platforms {
+            let image =
+                crate::image::distributable_with(store, &o.image, out.compression, &out.layers, &lease, progress)?;
+            let mut entry = o.manifest.clone();
+            entry.platform = Some(platform.clone());
+            entries.push(crate::registry::IndexEntry { entry, image });
+        }
+        for destination in &out.destinations(tags) {
+            let client = super::registry::connect(&self.args.registry, self.settings, destination.registry())?;
+            let options = crate::registry::PushOptions::default();
+            let report = crate::registry::push_index(&client, store, &entries, destination, &options, progress)
+                .with_context(|| format!("pushing the built image to {destination}"))?;
             if !progress.is_silent() {
                 eprintln!("pushed {}@{}", destination.name(), report.digest);
             }

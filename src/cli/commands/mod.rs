@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 
 mod archive;
 mod build;
+mod build_platforms;
 mod builds;
 mod check;
 mod context;
