@@ -730,6 +730,9 @@ pub struct ImagesArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// Show each image's OS/ARCH[/VARIANT] image (id, size, created), leaving out images without one (default: this machine's, else a multi-platform image's first)
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
     /// Show only image ids
     #[arg(short, long)]
     pub quiet: bool,

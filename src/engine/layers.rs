@@ -175,8 +175,16 @@ pub(crate) fn add_parent(state: &State, inputs: &mut KeyInputs) {
     inputs.add(name, chain);
 }
 
+/// A step's identity across builds: the context, Dockerfile, stage and position, and the
+/// platform when it is not this machine's (so the platforms of a multi-platform build each
+/// compare with their own previous build, and a host build's slot stays what it was).
 fn slot(ctx: &BuildCtx<'_>, state: &State, index: usize) -> Slot {
-    Slot::new(&format!("{}\0{}\0{}\0{}", ctx.options.identity, ctx.options.dockerfile_name, state.name, index))
+    let o = ctx.options;
+    let mut identity = format!("{}\0{}\0{}\0{}", o.identity, o.dockerfile_name, state.name, index);
+    if !state.platform.matches(&crate::oci::Platform::host()) {
+        identity.push_str(&format!("\0{}", state.platform));
+    }
+    Slot::new(&identity)
 }
 
 /// Looks the step up — in the store's records, then in the imported caches (`--cache-from`) —

@@ -184,9 +184,15 @@ fn base_state(
     let graph = &ctx.plan.graph;
     let platform = node.platform_or(&ctx.options.platform);
     let name = node.name.clone().unwrap_or_else(|| format!("stage-{}", node.id.0));
+    // A platform of several: its steps say which (BuildKit's `linux/amd64->arm64` for a stage
+    // that runs on another platform than the one it builds for).
+    let shown = match platform.matches(&ctx.options.platform) {
+        true => platform.to_string(),
+        false => format!("{platform}->{}", ctx.options.platform.to_string().trim_start_matches("linux/")),
+    };
     let label = match (ctx.options.index_member, graph.stages.len() > 1) {
-        (true, true) => Some(format!("{platform} {name}")),
-        (true, false) => Some(platform.to_string()),
+        (true, true) => Some(format!("{shown} {name}")),
+        (true, false) => Some(shown),
         (false, true) => Some(name.clone()),
         (false, false) => None,
     };

@@ -21,7 +21,7 @@ use crate::oci::{DiffId, Digest, MediaType, Reference};
 pub use import::{ImportOptions, ImportSource, import};
 pub use load::{LayoutSelector, LoadInput, LoadReport, LoadedImage, load, load_layout_image};
 pub(crate) use resolve::UNTAGGED_ROOT;
-pub use resolve::{Image, ImageSummary, list, load_image, resolve};
+pub use resolve::{Image, ImageSummary, list, load_image, resolve, resolve_for, root_platforms};
 pub use rewrite::{Rewritten, TimestampRewrite};
 pub use rootfs::{write_rootfs_dir, write_rootfs_tar};
 pub use save::{

@@ -40,6 +40,8 @@ pub struct ImageSummary {
     pub created: Option<i64>,
     /// Config plus layer blob sizes, as stored.
     pub size: u64,
+    /// The platforms the name holds (several for a multi-platform image, in its index's order).
+    pub platforms: Vec<String>,
 }
 
 /// Reads and decodes a JSON blob.
@@ -106,14 +108,51 @@ pub(crate) fn roots(store: &Store) -> Result<Vec<(Option<Reference>, Descriptor)
     Ok(out)
 }
 
+/// Loads an image root for `platform`; without one, for this machine's platform, else (a
+/// multi-platform image that has no such entry) for its index's first entry.
+pub(crate) fn load_root(
+    store: &Store,
+    descriptor: &Descriptor,
+    platform: Option<&Platform>,
+    names: Vec<Reference>,
+) -> Result<Image, ImageError> {
+    match (platform, load_image(store, descriptor, platform.unwrap_or(&Platform::host()), names.clone())) {
+        (None, Err(ImageError::NoPlatform { .. })) => {
+            let index: ImageIndex = read_json(store, "index", &descriptor.digest)?;
+            let first = index.manifests.first().ok_or_else(|| ImageError::NoPlatform {
+                digest: descriptor.digest,
+                platform: Platform::host().to_string(),
+            })?;
+            load_image(store, first, &Platform::host(), names)
+        }
+        (_, loaded) => loaded,
+    }
+}
+
+/// The platforms an image root holds: its index's entries', else its config's.
+pub fn root_platforms(store: &Store, descriptor: &Descriptor) -> Result<Vec<Platform>, ImageError> {
+    if descriptor.media_type.is_index() {
+        let index: ImageIndex = read_json(store, "index", &descriptor.digest)?;
+        return Ok(index.manifests.iter().filter_map(|m| m.platform.clone()).collect());
+    }
+    let image = load_image(store, descriptor, &Platform::host(), Vec::new())?;
+    let c = &image.config;
+    Ok(vec![Platform::new(&c.os, &c.architecture, c.variant.as_deref())])
+}
+
 /// Finds an image by name (`busybox`, `localhost:5000/a:t`), by full digest of its config or
-/// manifest, or by a unique prefix of its id — names first, as Docker does.
+/// manifest, or by a unique prefix of its id — names first, as Docker does. A multi-platform
+/// image gives this machine's platform, else its first.
 pub fn resolve(store: &Store, spec: &str) -> Result<Image, ImageError> {
-    let platform = Platform::host();
+    resolve_for(store, spec, None)
+}
+
+/// [`resolve`] for `platform` when given (a multi-platform image without it is an error).
+pub fn resolve_for(store: &Store, spec: &str, wanted_platform: Option<&Platform>) -> Result<Image, ImageError> {
     if let Ok(reference) = Reference::parse(spec) {
         if let Some(descriptor) = store.get_tag(&reference)? {
             let names = names_of(store, &descriptor.digest)?;
-            return load_image(store, &descriptor, &platform, names);
+            return load_root(store, &descriptor, wanted_platform, names);
         }
     }
     let wanted = spec.strip_prefix("sha256:").unwrap_or(spec);
@@ -122,7 +161,7 @@ pub fn resolve(store: &Store, spec: &str) -> Result<Image, ImageError> {
     }
     let mut found: BTreeMap<Digest, Image> = BTreeMap::new();
     for (_, descriptor) in roots(store)? {
-        let image = load_image(store, &descriptor, &platform, Vec::new())?;
+        let Ok(image) = load_root(store, &descriptor, wanted_platform, Vec::new()) else { continue };
         if image.id().hex().starts_with(wanted) || image.manifest_descriptor.digest.hex().starts_with(wanted) {
             found.entry(image.id()).or_insert(image);
         }
@@ -145,10 +184,9 @@ fn names_of(store: &Store, manifest: &Digest) -> Result<Vec<Reference>, ImageErr
 
 /// The tags that resolve to image `id` on this platform.
 pub(crate) fn names_of_image(store: &Store, id: &Digest) -> Result<Vec<Reference>, ImageError> {
-    let platform = Platform::host();
     let mut names = Vec::new();
     for tag in store.tags()? {
-        let image = load_image(store, &tag.descriptor, &platform, Vec::new())?;
+        let image = load_root(store, &tag.descriptor, None, Vec::new())?;
         if image.id() == *id {
             names.push(tag.reference);
         }
@@ -156,12 +194,21 @@ pub(crate) fn names_of_image(store: &Store, id: &Digest) -> Result<Vec<Reference
     Ok(names)
 }
 
-/// Every image in the store, one row per name (untagged images once).
-pub fn list(store: &Store) -> Result<Vec<ImageSummary>, ImageError> {
-    let platform = Platform::host();
+/// Every image in the store, one row per name (untagged images once): for `platform` when given
+/// (images without it are left out), else as [`resolve`] picks.
+pub fn list(store: &Store, platform: Option<&Platform>) -> Result<Vec<ImageSummary>, ImageError> {
     let mut rows = Vec::new();
     for (reference, descriptor) in roots(store)? {
-        let image = load_image(store, &descriptor, &platform, Vec::new())?;
+        let image = match load_root(store, &descriptor, platform, Vec::new()) {
+            Ok(image) => image,
+            Err(ImageError::NoPlatform { .. }) if platform.is_some() => continue,
+            Err(e) => return Err(e),
+        };
+        let c = &image.config;
+        if platform.is_some_and(|p| !Platform::new(&c.os, &c.architecture, c.variant.as_deref()).matches(p)) {
+            continue;
+        }
+        let platforms = root_platforms(store, &descriptor)?.iter().map(Platform::to_string).collect();
         let size = image.manifest.config.size + image.manifest.layers.iter().map(|l| l.size).sum::<u64>();
         let created = image.config.created.as_deref().and_then(crate::oci::time::parse_rfc3339);
         let (repository, tag) = match &reference {
@@ -176,6 +223,7 @@ pub fn list(store: &Store) -> Result<Vec<ImageSummary>, ImageError> {
             manifest_digest: descriptor.digest,
             created,
             size,
+            platforms,
         });
     }
     rows.sort_by(|a, b| (&a.repository, &a.tag).cmp(&(&b.repository, &b.tag)));

@@ -91,7 +91,11 @@ pub enum SourceKind {
 pub struct OpenOptions<'a> {
     pub store: &'a Store,
     pub lease: &'a Lease,
+    /// The platform picked from a multi-platform image (`--platform`, else this machine's).
     pub platform: Platform,
+    /// Whether `--platform` named it: a local multi-platform image without it is then an error
+    /// (else its first platform is shown).
+    pub platform_given: bool,
     pub connect: &'a dyn Fn(&str) -> Result<Client, RegistryError>,
     pub progress: &'a Reporter,
 }
@@ -167,7 +171,7 @@ impl Opened<'_> {
 pub fn open<'a>(arg: &ImageArg, opts: &OpenOptions<'a>) -> Result<Opened<'a>, InspectError> {
     let name = display(arg);
     match arg {
-        ImageArg::Name(word) => match crate::image::resolve(opts.store, word) {
+        ImageArg::Name(word) => match crate::image::resolve_for(opts.store, word, opts.platform_given.then_some(&opts.platform)) {
             Ok(image) => Ok(local(name, opts.store, image)?),
             Err(crate::image::ImageError::NotFound { .. }) => match Reference::parse(word) {
                 Ok(reference) => remote(name, reference.clone(), opts).map_err(|err| match err {

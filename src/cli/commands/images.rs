@@ -44,7 +44,8 @@ pub fn import(global: &GlobalArgs, args: &ImportArgs, progress: &Reporter) -> Re
 
 pub fn images(global: &GlobalArgs, args: &ImagesArgs) -> Result<u8> {
     let store = open_store(global)?;
-    let rows = image::list(&store)?;
+    let platform = args.platform.as_deref().map(str::parse::<Platform>).transpose()?;
+    let rows = image::list(&store, platform.as_ref())?;
     if args.quiet {
         let mut seen = std::collections::BTreeSet::new();
         for row in &rows {
@@ -58,7 +59,7 @@ pub fn images(global: &GlobalArgs, args: &ImagesArgs) -> Result<u8> {
         Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
         Format::Table => {
             let now = image::timestamp(None);
-            let table: Vec<[String; 5]> = rows
+            let table: Vec<[String; 6]> = rows
                 .iter()
                 .map(|r| {
                     [
@@ -67,10 +68,11 @@ pub fn images(global: &GlobalArgs, args: &ImagesArgs) -> Result<u8> {
                         r.id.short(),
                         r.created.map_or_else(|| "N/A".to_string(), |c| ago(now - c)),
                         crate::cli::units::size(r.size),
+                        r.platforms.join(","),
                     ]
                 })
                 .collect();
-            print_table(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], &table);
+            print_table(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "PLATFORMS"], &table);
         }
     }
     Ok(0)
@@ -78,8 +80,16 @@ pub fn images(global: &GlobalArgs, args: &ImagesArgs) -> Result<u8> {
 
 pub fn tag(global: &GlobalArgs, args: &TagArgs) -> Result<u8> {
     let store = open_store(global)?;
-    let image = image::resolve(&store, &args.source)?;
     let target = image::parse_name(&args.target)?;
+    // A name of a multi-platform image: the new name gets the whole index.
+    if let Ok(source) = Reference::parse(&args.source)
+        && let Some(descriptor) = store.get_tag(&source)?
+        && descriptor.media_type.is_index()
+    {
+        store.set_tag(&target, descriptor)?;
+        return Ok(0);
+    }
+    let image = image::resolve(&store, &args.source)?;
     store.set_tag(&target, image.manifest_descriptor.clone())?;
     Ok(0)
 }
@@ -112,8 +122,9 @@ pub fn inspect(global: &GlobalArgs, args: &InspectArgs, progress: &Reporter) -> 
     let mut out = Vec::new();
     for spec in &args.images {
         // A plain name is a local image (as `docker inspect`); `docker://REF` reads a registry.
+        let platform = args.platform.as_deref().map(str::parse::<Platform>).transpose()?;
         let local = match crate::inspect::ImageArg::parse(spec)? {
-            crate::inspect::ImageArg::Name(_) => Some(image::resolve(&store, spec)?),
+            crate::inspect::ImageArg::Name(_) => Some(image::resolve_for(&store, spec, platform.as_ref())?),
             _ => None,
         };
         if let Some(image) = local {

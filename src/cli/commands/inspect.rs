@@ -41,11 +41,12 @@ pub(super) fn open_images<T>(
     let lease = store.lease("inspect")?;
     let settings = settings()?;
     let connect = |host: &str| connect(registry, &settings, host);
+    let platform_given = platform.is_some();
     let platform = match platform {
         Some(p) => p.parse::<Platform>()?,
         None => Platform::host(),
     };
-    let opts = OpenOptions { store: &store, lease: &lease, platform, connect: &connect, progress };
+    let opts = OpenOptions { store: &store, lease: &lease, platform, platform_given, connect: &connect, progress };
     let mut opened = Vec::new();
     for word in words {
         let arg = ImageArg::parse(word)?;
