@@ -45,6 +45,13 @@ pub enum BuildError {
     /// `rewrite-timestamp` without the epoch to rewrite to (checked before anything is read).
     #[error("rewrite-timestamp needs SOURCE_DATE_EPOCH (--source-date-epoch or the environment variable)")]
     RewriteWithoutEpoch,
+    /// A failure of one platform of a multi-platform build.
+    #[error("building for {platform}")]
+    OnPlatform {
+        platform: Box<crate::oci::Platform>,
+        #[source]
+        source: Box<BuildError>,
+    },
     /// Something a multi-platform build does not do yet (refused before anything is read).
     #[error("{what} is not supported with several platforms yet")]
     MultiPlatformUnsupported { what: &'static str },
@@ -244,6 +251,7 @@ impl BuildError {
             | BuildError::TooManyLayers { span, .. }
             | BuildError::Remote { span, .. }
             | BuildError::Step { span, .. } => Some(*span),
+            BuildError::OnPlatform { source, .. } => source.span(),
             _ => None,
         }
     }
@@ -252,7 +260,7 @@ impl BuildError {
     pub fn is_cancelled(&self) -> bool {
         match self {
             BuildError::Cancelled | BuildError::Exec(ExecError::Cancelled) => true,
-            BuildError::Step { source, .. } => source.is_cancelled(),
+            BuildError::Step { source, .. } | BuildError::OnPlatform { source, .. } => source.is_cancelled(),
             _ => false,
         }
     }

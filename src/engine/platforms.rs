@@ -78,11 +78,13 @@ fn build_members(
     let lease = builder.store.lease("build")?;
     let mut plans = Vec::new();
     for member in members {
-        let plan = plan::plan(builder, dockerfile, member.options, &lease)?;
-        if builder.snapshotter.backend() == crate::snapshot::Backend::Overlay {
-            plan::check_depth(&plan, crate::snapshot::OVERLAY_MAX_LAYERS)?;
-        }
-        plans.push(plan);
+        let planned = plan::plan(builder, dockerfile, member.options, &lease).and_then(|plan| {
+            if builder.snapshotter.backend() == crate::snapshot::Backend::Overlay {
+                plan::check_depth(&plan, crate::snapshot::OVERLAY_MAX_LAYERS)?;
+            }
+            Ok(plan)
+        });
+        plans.push(planned.map_err(|e| on_platform(member, e))?);
     }
     let gate = scheduler::Gate::new(members[0].options.jobs);
     let results: Vec<Result<BuildOutput, BuildError>> = std::thread::scope(|scope| {
@@ -92,7 +94,8 @@ fn build_members(
             .map(|(member, plan)| {
                 let (lease, gate) = (&lease, &gate);
                 scope.spawn(move || {
-                    let result = run_planned(builder, member, plan, lease, gate, started);
+                    let result =
+                        run_planned(builder, member, plan, lease, gate, started).map_err(|e| on_platform(member, e));
                     if result.is_err() {
                         builder.cancel.cancel();
                     }
@@ -123,6 +126,15 @@ fn build_members(
     let out = IndexOutput { index, platforms: built };
     name_index(builder, tags, &out)?;
     Ok(out)
+}
+
+/// An error of one platform's build, naming the platform (a cancellation stays one).
+fn on_platform(member: &Member<'_>, error: BuildError) -> BuildError {
+    match error {
+        // A Dockerfile's syntax and stage errors are the same on every platform.
+        BuildError::Syntax { .. } | BuildError::Stages { .. } | BuildError::Cancelled => error,
+        _ => BuildError::OnPlatform { platform: Box::new(member.options.platform.clone()), source: Box::new(error) },
+    }
 }
 
 /// The index over the platforms' manifests, in the store.

@@ -12,6 +12,7 @@ mod build_meta;
 mod build_mounts;
 mod build_outputs;
 mod build_parents;
+mod build_platforms;
 mod build_records;
 mod build_registry;
 mod build_remote;

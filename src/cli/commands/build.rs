@@ -553,7 +553,7 @@ pub(super) fn render_error(name: &str, src: &str, error: &BuildError) -> String 
 fn last_lines(error: &BuildError) -> Option<&[String]> {
     match error {
         BuildError::RunFailed { last_lines, .. } => Some(last_lines),
-        BuildError::Step { source, .. } => last_lines(source),
+        BuildError::Step { source, .. } | BuildError::OnPlatform { source, .. } => last_lines(source),
         _ => None,
     }
 }
