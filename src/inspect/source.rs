@@ -171,21 +171,23 @@ impl Opened<'_> {
 pub fn open<'a>(arg: &ImageArg, opts: &OpenOptions<'a>) -> Result<Opened<'a>, InspectError> {
     let name = display(arg);
     match arg {
-        ImageArg::Name(word) => match crate::image::resolve_for(opts.store, word, opts.platform_given.then_some(&opts.platform)) {
-            Ok(image) => Ok(local(name, opts.store, image)?),
-            Err(crate::image::ImageError::NotFound { .. }) => match Reference::parse(word) {
-                Ok(reference) => remote(name, reference.clone(), opts).map_err(|err| match err {
-                    InspectError::Registry(source) => InspectError::Remote {
-                        name: word.clone(),
-                        registry: reference.registry().to_string(),
-                        source: Box::new(source),
-                    },
-                    other => other,
-                }),
-                Err(_) => Err(InspectError::NotFound { name: word.clone() }),
-            },
-            Err(err) => Err(err.into()),
-        },
+        ImageArg::Name(word) => {
+            match crate::image::resolve_for(opts.store, word, opts.platform_given.then_some(&opts.platform)) {
+                Ok(image) => Ok(local(name, opts.store, image)?),
+                Err(crate::image::ImageError::NotFound { .. }) => match Reference::parse(word) {
+                    Ok(reference) => remote(name, reference.clone(), opts).map_err(|err| match err {
+                        InspectError::Registry(source) => InspectError::Remote {
+                            name: word.clone(),
+                            registry: reference.registry().to_string(),
+                            source: Box::new(source),
+                        },
+                        other => other,
+                    }),
+                    Err(_) => Err(InspectError::NotFound { name: word.clone() }),
+                },
+                Err(err) => Err(err.into()),
+            }
+        }
         ImageArg::Registry(reference) => remote(name, reference.clone(), opts),
         ImageArg::OciDir { dir, tag } => {
             let files = Files::Dir(dir.clone());

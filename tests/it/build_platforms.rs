@@ -35,7 +35,9 @@ fn platforms_of(index: &Value) -> Vec<String> {
         .as_array()
         .unwrap_or_else(|| panic!("no manifests: {index}"))
         .iter()
-        .map(|m| format!("{}/{}", m["platform"]["os"].as_str().unwrap(), m["platform"]["architecture"].as_str().unwrap()))
+        .map(|m| {
+            format!("{}/{}", m["platform"]["os"].as_str().unwrap(), m["platform"]["architecture"].as_str().unwrap())
+        })
         .collect()
 }
 
@@ -90,8 +92,8 @@ fn several_platforms_make_one_index_in_the_store_a_registry_and_every_output() {
         assert_eq!(config[0]["Config"]["config"]["Labels"]["p"], label);
         assert_eq!(config[0]["Config"]["architecture"], platform.trim_start_matches("linux/"));
     }
-    let history = String::from_utf8_lossy(&env.tc.ok(&["history", "--platform", "linux/arm64", &name]).stdout)
-        .into_owned();
+    let history =
+        String::from_utf8_lossy(&env.tc.ok(&["history", "--platform", "linux/arm64", &name]).stdout).into_owned();
     assert!(history.contains("LABEL p=linux/arm64"), "{history}");
 
     // The registry and the OCI archive: an index of both, each manifest its platform's.
