@@ -8,12 +8,19 @@ use crate::image::{Image, ImageError};
 use crate::oci::{Platform, Reference};
 use crate::progress::Reporter;
 use crate::registry::{Client, PullOptions, RegistryError, Settings};
-use crate::store::Store;
+use crate::store::{Lease, Store};
 
 /// Where base images come from.
 pub trait ImageSource: Sync {
-    /// The image `reference` names (as written after `FROM`, expanded), for `platform`.
-    fn image(&self, store: &Store, reference: &Reference, platform: &Platform) -> Result<Image, BuildError>;
+    /// The image `reference` names (as written after `FROM`, expanded), for `platform`; what it
+    /// brings into the store without naming it is kept by `lease` (the build's).
+    fn image(
+        &self,
+        store: &Store,
+        reference: &Reference,
+        platform: &Platform,
+        lease: &Lease,
+    ) -> Result<Image, BuildError>;
 }
 
 /// Images already in the store, nothing else.
@@ -21,21 +28,42 @@ pub trait ImageSource: Sync {
 pub struct LocalImages;
 
 impl ImageSource for LocalImages {
-    fn image(&self, store: &Store, reference: &Reference, _platform: &Platform) -> Result<Image, BuildError> {
+    /// The stored image for `platform`: a multi-platform image's entry, or a single-platform
+    /// image of that platform (another platform's is [`ImageError::WrongPlatform`]).
+    fn image(&self, store: &Store, reference: &Reference, platform: &Platform, _: &Lease) -> Result<Image, BuildError> {
         let err = |source| BuildError::BaseImage { reference: reference.clone(), source: Box::new(source) };
+        let image = self.any_platform(store, reference, platform).map_err(err)?;
+        let c = &image.config;
+        let has = Platform::new(&c.os, &c.architecture, c.variant.as_deref());
+        if !c.architecture.is_empty() && !has.matches(platform) {
+            let (name, has, wanted) = (reference.familiar(), has.to_string(), platform.to_string());
+            return Err(err(ImageError::WrongPlatform { name, has, wanted }));
+        }
+        Ok(image)
+    }
+}
+
+impl LocalImages {
+    fn any_platform(&self, store: &Store, reference: &Reference, platform: &Platform) -> Result<Image, ImageError> {
         let not_found = || ImageError::NotFound { name: reference.familiar() };
-        match crate::image::resolve(store, &reference.to_string()) {
+        match crate::image::resolve_for(store, &reference.to_string(), Some(platform)) {
             // `name@sha256:…` pins content: any stored image with that manifest digest is it.
             Err(ImageError::NotFound { .. }) if reference.digest().is_some() => {
                 let digest = *reference.digest().expect("checked above");
-                let image = crate::image::resolve(store, &digest.to_string()).map_err(err)?;
+                let image = crate::image::resolve_for(store, &digest.to_string(), Some(platform))?;
                 if image.manifest_descriptor.digest != digest {
-                    return Err(err(not_found()));
+                    return Err(not_found());
                 }
                 Ok(image)
             }
-            Err(ImageError::NotFound { .. }) => Err(err(not_found())),
-            other => other.map_err(err),
+            Err(ImageError::NotFound { .. }) => Err(not_found()),
+            // A multi-platform image without this platform: as another platform's image.
+            Err(ImageError::NoPlatform { .. }) => Err(ImageError::WrongPlatform {
+                name: reference.familiar(),
+                has: "multi-platform".to_string(),
+                wanted: platform.to_string(),
+            }),
+            other => other,
         }
     }
 }
@@ -58,17 +86,40 @@ pub struct RegistryImages<'a> {
 }
 
 impl ImageSource for RegistryImages<'_> {
-    fn image(&self, store: &Store, reference: &Reference, platform: &Platform) -> Result<Image, BuildError> {
-        let local = match LocalImages.image(store, reference, platform) {
-            Err(BuildError::BaseImage { source, .. }) if matches!(*source, ImageError::NotFound { .. }) => None,
-            Ok(image) if self.always_pull => Some(image),
+    /// The store's image, else pulled and named; when the store names another platform's image,
+    /// this platform's is pulled without a name, kept by `lease` (the name stays what it was).
+    fn image(
+        &self,
+        store: &Store,
+        reference: &Reference,
+        platform: &Platform,
+        lease: &Lease,
+    ) -> Result<Image, BuildError> {
+        let (local, other_platform) = match LocalImages.image(store, reference, platform, lease) {
+            Err(BuildError::BaseImage { source, .. }) if matches!(*source, ImageError::NotFound { .. }) => {
+                (None, false)
+            }
+            Err(BuildError::BaseImage { source, .. }) if matches!(*source, ImageError::WrongPlatform { .. }) => {
+                (None, true)
+            }
+            Ok(image) if self.always_pull => (Some(image), false),
             other => return other,
         };
         let options = PullOptions { platform: platform.clone(), ..Default::default() };
         let mirrors = self.settings.mirrors_for(reference.registry());
+        let pull_error = |source| BuildError::Pull { reference: reference.clone(), source: Box::new(source) };
+        if other_platform {
+            let (connect, progress) = (self.connect, self.progress);
+            let report = crate::registry::pull_leased_with_mirrors(
+                mirrors, connect, store, reference, &options, lease, progress,
+            )
+            .map_err(pull_error)?;
+            return crate::image::load_image(store, &report.manifest, platform, Vec::new())
+                .map_err(|source| BuildError::BaseImage { reference: reference.clone(), source: Box::new(source) });
+        }
         crate::registry::pull_with_mirrors(mirrors, self.connect, store, reference, &options, self.progress)
-            .map_err(|source| BuildError::Pull { reference: reference.clone(), source: Box::new(source) })?;
-        let image = LocalImages.image(store, reference, platform)?;
+            .map_err(pull_error)?;
+        let image = LocalImages.image(store, reference, platform, lease)?;
         if self.always_pull {
             let was = local.map(|l| l.manifest_descriptor.digest);
             let now = image.manifest_descriptor.digest;

@@ -162,7 +162,7 @@ fn resolve_base(
                 Some(found) => found,
                 None => {
                     let reference = refuse::reference(image, stage.span)?;
-                    builder.images.image(builder.store, reference, platform)
+                    builder.images.image(builder.store, reference, platform, lease)
                 }
             }
             .map_err(|e| BuildError::Step { span: stage.span, what: what(), source: Box::new(e) })?;
@@ -184,7 +184,7 @@ fn named_image(
     lease: &Lease,
 ) -> Option<Result<Image, BuildError>> {
     match options.named_contexts.get(&word.to_lowercase())? {
-        NamedContext::Image(reference) => Some(builder.images.image(builder.store, reference, platform)),
+        NamedContext::Image(reference) => Some(builder.images.image(builder.store, reference, platform, lease)),
         NamedContext::OciLayout { dir, selector } => Some(
             crate::image::load_layout_image(builder.store, dir, selector, platform, lease, builder.reporter)
                 .map_err(|source| BuildError::NamedContext { name: word.to_string(), source: Box::new(source) }),
@@ -268,7 +268,7 @@ fn resolve_copy_images(
             {
                 continue;
             }
-            None => builder.images.image(builder.store, refuse::reference(&input.image, input.span)?, platform),
+            None => builder.images.image(builder.store, refuse::reference(&input.image, input.span)?, platform, lease),
         }
         .map_err(|e| BuildError::Step {
             span: input.span,

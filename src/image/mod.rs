@@ -47,6 +47,8 @@ pub enum ImageError {
     UnsupportedMediaType { digest: Digest, media_type: MediaType },
     #[error("index {digest} has no manifest for platform {platform}")]
     NoPlatform { digest: Digest, platform: String },
+    #[error("{name} in the store is a {has} image, not {wanted}")]
+    WrongPlatform { name: String, has: String, wanted: String },
     #[error("invalid {what} {digest}")]
     Decode {
         what: &'static str,

@@ -98,14 +98,28 @@ pub fn pull(
     progress: &Reporter,
 ) -> Result<PullReport, RegistryError> {
     let lease = store.lease("pull")?;
-    let fetcher = Fetcher::new(client, store, reference, &lease, progress);
+    let report = pull_leased(client, store, reference, options, &lease, progress)?;
+    // The tag names the platform's manifest, not the index: a tag must have its whole closure in
+    // the store, and the other platforms' images are not fetched.
+    store.set_tag(reference, report.manifest.clone())?;
+    Ok(report)
+}
+
+/// [`pull`] without the tag: the image is kept by the caller's `lease` alone (a build's base for
+/// another platform than the one the store names, kept by the image built on it).
+pub fn pull_leased(
+    client: &Client,
+    store: &Store,
+    reference: &Reference,
+    options: &PullOptions,
+    lease: &Lease,
+    progress: &Reporter,
+) -> Result<PullReport, RegistryError> {
+    let fetcher = Fetcher::new(client, store, reference, lease, progress);
     let remote = fetcher.image(&options.platform)?;
     let all: Vec<usize> = (0..remote.manifest.layers.len()).collect();
     let (fetched, skipped) = fetcher.layers(&remote, &all, options.parallel)?;
     let descriptor = remote.manifest_descriptor.clone();
-    // The tag names the platform's manifest, not the index: a tag must have its whole closure in
-    // the store, and the other platforms' images are not fetched.
-    store.set_tag(reference, descriptor.clone())?;
     // A hint for pushes to other repositories of this registry (cross-repository mount).
     let mut sources: Vec<Digest> = remote.manifest.layers.iter().map(|l| l.digest).collect();
     sources.push(remote.manifest.config.digest);
@@ -133,14 +147,37 @@ pub fn pull_with_mirrors(
     options: &PullOptions,
     progress: &Reporter,
 ) -> Result<PullReport, RegistryError> {
+    from_mirrors(mirrors, connect, reference, |client| pull(client, store, reference, options, progress))
+}
+
+/// [`pull_leased`] from the first of `mirrors` that has it, else from its own registry.
+pub fn pull_leased_with_mirrors(
+    mirrors: &[String],
+    connect: &dyn Fn(&str) -> Result<Client, RegistryError>,
+    store: &Store,
+    reference: &Reference,
+    options: &PullOptions,
+    lease: &Lease,
+    progress: &Reporter,
+) -> Result<PullReport, RegistryError> {
+    from_mirrors(mirrors, connect, reference, |client| pull_leased(client, store, reference, options, lease, progress))
+}
+
+/// `get` from the first mirror that answers, else from the reference's registry.
+fn from_mirrors(
+    mirrors: &[String],
+    connect: &dyn Fn(&str) -> Result<Client, RegistryError>,
+    reference: &Reference,
+    get: impl Fn(&Client) -> Result<PullReport, RegistryError>,
+) -> Result<PullReport, RegistryError> {
     for mirror in mirrors {
-        match connect(mirror).and_then(|client| pull(&client, store, reference, options, progress)) {
+        match connect(mirror).and_then(|client| get(&client)) {
             Ok(report) => return Ok(report),
             Err(err) => tracing::warn!(mirror, error = %err, "mirror failed; trying the next source"),
         }
     }
     let client = connect(reference.registry())?;
-    pull(&client, store, reference, options, progress)
+    get(&client)
 }
 
 impl<'a> Fetcher<'a> {
