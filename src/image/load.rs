@@ -283,8 +283,17 @@ fn load_oci(store: &Store, index: &ImageIndex, lease: &Lease, progress: &Reporte
         if !store.has_blob(&descriptor.digest) {
             return Err(ImageError::MissingEntry { path: format!("blobs/sha256/{}", descriptor.digest.hex()) });
         }
-        let image = load_image(store, descriptor, &platform, Vec::new())?;
-        verify_layers(store, &image.manifest, &image.config, lease, progress)?;
+        // A multi-platform image: every platform's layers are checked, not only this machine's.
+        let image = super::resolve::load_root(store, descriptor, None, Vec::new())?;
+        if descriptor.media_type.is_index() {
+            let platforms: ImageIndex = super::resolve::read_json(store, "index", &descriptor.digest)?;
+            for entry in platforms.manifests.iter().filter(|e| e.media_type.is_manifest()) {
+                let each = load_image(store, entry, &platform, Vec::new())?;
+                verify_layers(store, &each.manifest, &each.config, lease, progress)?;
+            }
+        } else {
+            verify_layers(store, &image.manifest, &image.config, lease, progress)?;
+        }
         let names = oci_names(descriptor);
         finish_image(store, descriptor, &names, image.id(), &mut report)?;
     }
