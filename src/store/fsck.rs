@@ -3,8 +3,11 @@
 //! Walks blobs (N1: name = sha256 of content, regular file, valid name), roots (N2: everything
 //! referenced exists), temp files (N4: only live writers' files in `ingest/`, told apart by
 //! their flock), leases (N5: pins count as roots) and permissions (N9: root 0700, blobs 0444).
-//! `repair` removes temp residue, restores modes and moves corrupt blobs to `<root>/quarantine/`;
-//! it never deletes a referenced blob, and leaves orphans to prune. Knows nothing of how the
+//! Also N3 (the tag index parses, SQLite's `quick_check` of the metadata database), N5 (leases of
+//! dead holders or past their time) and N7 (a build-cache root whose layer is gone).
+//! `repair` removes temp residue and stale leases, restores modes, drops broken build-cache roots
+//! and moves corrupt blobs to `<root>/quarantine/`; it never deletes a referenced blob, and
+//! leaves orphans to prune. Knows nothing of how the
 //! report is shown.
 
 use std::collections::BTreeSet;
@@ -64,6 +67,32 @@ pub struct PermViolation {
     pub repaired: bool,
 }
 
+/// A lease whose holder is gone or whose time is up (N5): it pins nothing, but its row stays
+/// until a prune or a repair deletes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StaleLease {
+    pub id: i64,
+    pub label: String,
+    pub pid: i64,
+    pub removed: bool,
+}
+
+/// A build-cache GC root whose closure is not whole (N7: the cache is derivable). `--repair`
+/// drops the root; the step's record then misses and the step builds again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BrokenCacheRoot {
+    pub owner: String,
+    pub digest: Digest,
+    pub dropped: bool,
+}
+
+/// A metadata file that cannot be read whole (N3): the tag index or the metadata database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MetadataDamage {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
 /// What fsck found (and, with repair, fixed).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct FsckReport {
@@ -72,6 +101,9 @@ pub struct FsckReport {
     pub orphans: Vec<OrphanBlob>,
     pub temp_residue: Vec<TempResidue>,
     pub perm_violations: Vec<PermViolation>,
+    pub stale_leases: Vec<StaleLease>,
+    pub broken_cache_roots: Vec<BrokenCacheRoot>,
+    pub metadata: Vec<MetadataDamage>,
     /// Entries examined under `blobs/sha256/`.
     pub blobs_checked: u64,
 }
@@ -82,10 +114,16 @@ impl FsckReport {
     /// also temp residue not removed and permission violations not repaired. Orphans never
     /// count (they are prune's business).
     pub fn is_damaged(&self, strict: bool) -> bool {
-        if self.corrupt.iter().any(|c| c.quarantined_to.is_none()) || !self.missing.is_empty() {
+        if self.corrupt.iter().any(|c| c.quarantined_to.is_none())
+            || !self.missing.is_empty()
+            || !self.metadata.is_empty()
+        {
             return true;
         }
-        strict && (self.temp_residue.iter().any(|t| !t.removed) || self.perm_violations.iter().any(|p| !p.repaired))
+        strict
+            && (self.temp_residue.iter().any(|t| !t.removed)
+                || self.perm_violations.iter().any(|p| !p.repaired)
+                || self.stale_leases.iter().any(|l| !l.removed))
     }
 
     /// Whether nothing at all was found, orphans included.
@@ -94,6 +132,8 @@ impl FsckReport {
             && self.orphans.is_empty()
             && self.temp_residue.is_empty()
             && self.perm_violations.is_empty()
+            && self.stale_leases.is_empty()
+            && self.broken_cache_roots.is_empty()
     }
 }
 
@@ -141,7 +181,14 @@ impl Store {
             valid.insert((digest, meta.len()));
         }
 
-        let closure = walk(self, self.root_visits(unix_now())?)?;
+        self.check_metadata(&mut report)?;
+        let now = unix_now();
+        self.check_leases(now, repair, &mut report)?;
+        self.check_cache_roots(repair, &mut report)?;
+        // Without a readable tag index, the other roots are still walked.
+        let tags_readable = !report.metadata.iter().any(|m| m.path == paths.index);
+        let visits = self.root_visits_with(now, tags_readable)?;
+        let closure = walk(self, visits)?;
         report.missing = closure.missing;
         // A quarantined blob that something references is now missing as well.
         let quarantined: BTreeSet<Digest> =
@@ -166,6 +213,51 @@ impl Store {
             report.temp_residue.push(TempResidue { path, removed });
         }
         Ok(report)
+    }
+
+    /// N3: the tag index parses, and SQLite finds the metadata database whole.
+    fn check_metadata(&self, report: &mut FsckReport) -> Result<(), StoreError> {
+        let paths = &self.inner.paths;
+        if let Err(e) = super::tags::read_index(paths) {
+            report.metadata.push(MetadataDamage { path: paths.index.clone(), reason: e.to_string() });
+        }
+        let verdict: Vec<String> = self.with_db(|db| {
+            let mut stmt = db.prepare("PRAGMA quick_check")?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            rows.collect()
+        })?;
+        if verdict != ["ok"] {
+            report.metadata.push(MetadataDamage { path: paths.db.clone(), reason: verdict.join("; ") });
+        }
+        Ok(())
+    }
+
+    /// N5: leases whose holder died or whose time is up; `repair` deletes them (as prune does).
+    fn check_leases(&self, now: i64, repair: bool, report: &mut FsckReport) -> Result<(), StoreError> {
+        let stale: Vec<_> = self.leases()?.into_iter().filter(|l| !l.alive || l.expires_at <= now).collect();
+        if repair && !stale.is_empty() {
+            self.expire_leases(now)?;
+        }
+        report.stale_leases =
+            stale.into_iter().map(|l| StaleLease { id: l.id, label: l.label, pid: l.pid, removed: repair }).collect();
+        Ok(())
+    }
+
+    /// N7: a build-cache root whose closure misses a blob; `repair` drops the root (the record
+    /// then misses, saying why, and the step builds again), which loses no image.
+    fn check_cache_roots(&self, repair: bool, report: &mut FsckReport) -> Result<(), StoreError> {
+        for (owner, digest) in self.roots(super::CACHE_ROOT_PREFIX)? {
+            let visit = (digest, None, format!("root {owner}"), super::gc::Requirement::Required);
+            if walk(self, vec![visit])?.missing.is_empty() {
+                continue;
+            }
+            if repair {
+                self.remove_roots(&owner)?;
+                tracing::warn!(owner, %digest, "dropped a build-cache root whose layer is missing");
+            }
+            report.broken_cache_roots.push(BrokenCacheRoot { owner, digest, dropped: repair });
+        }
+        Ok(())
     }
 
     /// sha256 of a blob's content, read `O_NOFOLLOW`.
@@ -291,6 +383,42 @@ mod tests {
         assert!(r.corrupt.is_empty() && r.temp_residue.is_empty() && r.perm_violations.is_empty(), "{r:#?}");
         assert_eq!(r.missing.len(), 1);
         assert_eq!(fs::read_dir(s.root().join("quarantine")).unwrap().count(), 3);
+    }
+
+    #[test]
+    fn stale_leases_broken_cache_roots_and_a_bad_index_are_found_and_repaired_without_loss() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("r")).unwrap();
+        let tagged = image(&s, b"kept layer");
+        s.set_tag(&Reference::parse("t").unwrap(), tagged.clone()).unwrap();
+        // A lease whose holder is gone: its row stays, pinning nothing.
+        let lease = s.lease("build").unwrap();
+        let id = lease.id();
+        s.with_db(|db| db.execute("UPDATE leases SET expires_at = 0 WHERE id = ?1", [id])).unwrap();
+        // A cache root on a layer that is gone.
+        let layer = s.write_blob(b"cached layer", None).unwrap();
+        s.add_root(&format!("{}abc", crate::store::CACHE_ROOT_PREFIX), &layer).unwrap();
+        fs::remove_file(s.blob_path(&layer)).unwrap();
+
+        let r = s.fsck(false).unwrap();
+        assert_eq!(r.stale_leases.len(), 1, "{r:#?}");
+        assert_eq!(r.broken_cache_roots.len(), 1, "{r:#?}");
+        assert!(r.is_damaged(false), "a missing blob is damage until the root is dropped");
+        let r = s.fsck(true).unwrap();
+        assert!(r.stale_leases[0].removed && r.broken_cache_roots[0].dropped, "{r:#?}");
+        assert!(r.missing.is_empty(), "the dropped root is walked no more: {r:#?}");
+        assert!(!r.is_damaged(true), "{r:#?}");
+        assert!(s.fsck(false).unwrap().is_clean());
+        assert!(s.has_blob(&tagged.digest), "the tagged image stays");
+        drop(lease);
+
+        // An index that does not parse is damage that names the file; the roots still walk.
+        fs::write(s.root().join("index.json"), b"{not json").unwrap();
+        let r = s.fsck(true).unwrap();
+        assert_eq!(r.metadata.len(), 1, "{r:#?}");
+        assert!(r.metadata[0].path.ends_with("index.json"));
+        assert!(r.is_damaged(false));
+        assert!(s.has_blob(&tagged.digest), "repair deletes nothing it cannot account for");
     }
 
     #[test]

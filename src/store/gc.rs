@@ -136,8 +136,15 @@ impl Store {
 
     /// Tags, GC roots and live-lease pins as walk roots.
     pub(super) fn root_visits(&self, now: i64) -> Result<Vec<Visit>, StoreError> {
+        self.root_visits_with(now, true)
+    }
+
+    /// [`Store::root_visits`], the tags left out when `tags` is false (fsck of a store whose
+    /// tag index does not parse).
+    pub(super) fn root_visits_with(&self, now: i64, tags: bool) -> Result<Vec<Visit>, StoreError> {
         let mut visits = Vec::new();
-        for entry in read_index(&self.inner.paths)?.manifests {
+        let index = if tags { read_index(&self.inner.paths)? } else { crate::oci::ImageIndex::new() };
+        for entry in index.manifests {
             let by = entry
                 .annotation(crate::oci::ANNOTATION_SLIPWAY_REF)
                 .or_else(|| entry.annotation(crate::oci::ANNOTATION_REF_NAME))

@@ -41,6 +41,17 @@ fn print_table(r: &FsckReport) {
         let state = if p.repaired { " (repaired)" } else { "" };
         println!("permission {}: mode {:04o}, expected {:04o}{state}", p.path.display(), p.mode, p.expected);
     }
+    for l in &r.stale_leases {
+        let state = if l.removed { " (removed)" } else { "" };
+        println!("lease      {} {:?} of pid {}: holder gone or expired{state}", l.id, l.label, l.pid);
+    }
+    for c in &r.broken_cache_roots {
+        let state = if c.dropped { " (dropped: the step builds again)" } else { " (--repair drops it)" };
+        println!("cache root {} → {}: its closure is not whole{state}", c.owner, c.digest);
+    }
+    for m in &r.metadata {
+        println!("metadata   {}: {}", m.path.display(), m.reason);
+    }
     println!(
         "checked {} blobs: {} corrupt, {} missing, {} orphans, {} temp residue, {} permission violations",
         r.blobs_checked,
