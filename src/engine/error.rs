@@ -7,10 +7,10 @@ use crate::cache::CacheError;
 use crate::context::{ChmodError, ContextError};
 use crate::dockerfile::expand::ExpandError;
 use crate::dockerfile::{Diagnostics, MountError, Span};
-use crate::exec::{ExecError, ExitStatus};
+use crate::exec::{EmulationError, ExecError, ExitStatus};
 use crate::graph::GraphErrors;
 use crate::image::ImageError;
-use crate::oci::{Platform, Reference, ReferenceError};
+use crate::oci::{Reference, ReferenceError};
 use crate::registry::RegistryError;
 use crate::remote::RemoteError;
 use crate::snapshot::SnapshotError;
@@ -292,10 +292,9 @@ pub enum Refusal {
     SecurityInsecure,
     #[error("the host network is not allowed: pass --allow network.host to the build")]
     HostNetwork,
-    #[error(
-        "RUN cannot execute {platform} programs on this {host} machine: build for {host}, or drop RUN from the {platform} build"
-    )]
-    ForeignPlatform { platform: Box<Platform>, host: Box<Platform> },
+    /// RUN for a platform this machine neither runs natively nor emulates (`exec::emulation`).
+    #[error("RUN for a foreign platform: {error}")]
+    ForeignPlatform { error: Box<EmulationError> },
     #[error("ADD --checksum needs exactly one source, a URL or a git repository")]
     AddChecksum,
     #[error("ADD --keep-git-dir applies only to git sources")]

@@ -45,7 +45,9 @@ pub(crate) fn plan(
     lease: &Lease,
 ) -> Result<Plan, BuildError> {
     let graph = graph_of(source, options)?;
-    refuse::check(&graph, options)?;
+    // Which platforms' RUN steps this machine runs (binfmt_misc), read once for the build.
+    let emulation = crate::exec::Emulation::probe();
+    refuse::check(&graph, options, &emulation)?;
     let mut plan = Plan {
         graph,
         bases: BTreeMap::new(),
@@ -62,7 +64,7 @@ pub(crate) fn plan(
         if !triggers.is_empty() {
             plan.graph.apply_onbuild(id, &triggers).map_err(|errors| BuildError::Stages { errors })?;
             // The triggers are steps of this stage now: they get the same refusals.
-            refuse::check(&plan.graph, options)?;
+            refuse::check(&plan.graph, options, &emulation)?;
         }
         let stage = plan.graph.stage(id).expect("needed stages exist").clone();
         resolve_copy_images(builder, options, &mut plan, &stage, lease)?;

@@ -11,7 +11,7 @@ use super::{BuildError, BuildOptions, Refusal};
 use crate::dockerfile::{
     AddInstruction, Instruction, MountType, NetworkMode, RunInstruction, SecurityMode, Source, Span,
 };
-use crate::exec::Network;
+use crate::exec::{Emulation, Network};
 use crate::graph::{Base, BuildGraph, ImageRef};
 use crate::oci::{Platform, Reference};
 
@@ -27,8 +27,9 @@ pub(crate) fn unprivileged() -> Result<(), BuildError> {
 }
 
 /// The first image word that is no reference, or step the builder refuses, of the stages the
-/// target needs, in file order.
-pub(crate) fn check(graph: &BuildGraph, options: &BuildOptions) -> Result<(), BuildError> {
+/// target needs, in file order. `emulation`: which platforms' programs run here (probed once
+/// per build).
+pub(crate) fn check(graph: &BuildGraph, options: &BuildOptions, emulation: &Emulation) -> Result<(), BuildError> {
     for id in graph.needed() {
         let Some(stage) = graph.stage(id) else { continue };
         if let Base::Image(image) = &stage.base {
@@ -42,7 +43,7 @@ pub(crate) fn check(graph: &BuildGraph, options: &BuildOptions) -> Result<(), Bu
         }
         let platform = stage.platform_or(&options.platform);
         for step in &stage.instructions {
-            if let Some(refusal) = refusal(&step.instruction, options, platform) {
+            if let Some(refusal) = refusal(&step.instruction, options, platform, emulation) {
                 return Err(BuildError::Refused { span: step.span, refusal });
             }
         }
@@ -58,9 +59,14 @@ pub(crate) fn reference(image: &ImageRef, span: Span) -> Result<&Reference, Buil
     }
 }
 
-fn refusal(instruction: &Instruction, options: &BuildOptions, platform: &Platform) -> Option<Refusal> {
+fn refusal(
+    instruction: &Instruction,
+    options: &BuildOptions,
+    platform: &Platform,
+    emulation: &Emulation,
+) -> Option<Refusal> {
     match instruction {
-        Instruction::Run(run) => run_refusal(run, options, platform),
+        Instruction::Run(run) => run_refusal(run, options, platform, emulation),
         Instruction::Add(add) => add_refusal(add),
         Instruction::Copy(copy) => copy.sources.iter().find_map(|source| match source {
             // BuildKit's rule: only ADD fetches URLs.
@@ -73,8 +79,14 @@ fn refusal(instruction: &Instruction, options: &BuildOptions, platform: &Platfor
     }
 }
 
-/// `platform`: the stage's (its `FROM --platform`, else the build's).
-fn run_refusal(run: &RunInstruction, options: &BuildOptions, platform: &Platform) -> Option<Refusal> {
+/// `platform`: the stage's (its `FROM --platform`, else the build's); a RUN for it is refused
+/// when this machine neither runs its programs nor emulates them.
+fn run_refusal(
+    run: &RunInstruction,
+    options: &BuildOptions,
+    platform: &Platform,
+    emulation: &Emulation,
+) -> Option<Refusal> {
     for mount in run.mounts.iter().filter_map(|m| m.parsed.as_ref()) {
         match mount.kind {
             MountType::Ssh if mount.required => {
@@ -98,9 +110,8 @@ fn run_refusal(run: &RunInstruction, options: &BuildOptions, platform: &Platform
     if run.security == Some(SecurityMode::Insecure) && !options.allow_security_insecure {
         return Some(Refusal::SecurityInsecure);
     }
-    let host = Platform::host();
-    if !platform.matches(&host) {
-        return Some(Refusal::ForeignPlatform { platform: Box::new(platform.clone()), host: Box::new(host) });
+    if let Err(error) = emulation.check(platform) {
+        return Some(Refusal::ForeignPlatform { error: Box::new(error) });
     }
     let host_network = match run.network {
         Some(mode) => mode == NetworkMode::Host,
@@ -152,11 +163,15 @@ mod tests {
     use crate::graph::GraphOptions;
 
     fn refused(src: &str, options: &BuildOptions) -> Option<(u32, Refusal)> {
+        refused_with(src, options, &Emulation::from_binfmt(Platform::host(), Some(&[])))
+    }
+
+    fn refused_with(src: &str, options: &BuildOptions, emulation: &Emulation) -> Option<(u32, Refusal)> {
         let ast = parse(src).expect("parses");
         let dockerfile = lower(&ast).expect("lowers");
         let graph_options = GraphOptions { platform: options.platform.clone(), ..GraphOptions::default() };
         let graph = crate::graph::build(&dockerfile, &graph_options).expect("graph");
-        match check(&graph, options) {
+        match check(&graph, options, emulation) {
             Ok(()) => None,
             Err(BuildError::Refused { span, refusal }) => Some((span.start_line, refusal)),
             Err(e) => panic!("unexpected {e}"),
@@ -243,12 +258,37 @@ mod tests {
     }
 
     #[test]
+    fn a_foreign_run_is_refused_unless_an_emulator_with_the_f_flag_runs_it() {
+        let amd64: Platform = "linux/amd64".parse().expect("platform");
+        let entry = |flags: &str| {
+            format!(
+                "enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\nflags: {flags}\noffset 0\n\
+                 magic 7f454c460201010000000000000000000200b700\nmask ffffffffffffff00fffffffffffffffffeffffff\n"
+            )
+        };
+        let arm64 = BuildOptions { platform: "linux/arm64".parse().expect("platform"), ..BuildOptions::default() };
+        let src = "FROM a\nCOPY x /\nRUN true\n";
+        let usable = entry("PF");
+        let emulated = Emulation::from_binfmt(amd64.clone(), Some(&[("qemu-aarch64", &usable)]));
+        assert_eq!(refused_with(src, &arm64, &emulated), None);
+        let unusable = entry("P");
+        let no_f = Emulation::from_binfmt(amd64.clone(), Some(&[("qemu-aarch64", &unusable)]));
+        let Some((3, Refusal::ForeignPlatform { error })) = refused_with(src, &arm64, &no_f) else { panic!("refused") };
+        assert!(matches!(error.reason, crate::exec::emulation::Unusable::NoFixBinary { .. }), "{error}");
+        let s390x = BuildOptions { platform: "linux/s390x".parse().expect("platform"), ..BuildOptions::default() };
+        let Some((3, refusal)) = refused_with(src, &s390x, &emulated) else { panic!("refused") };
+        assert!(refusal.to_string().contains("qemu-s390x"), "the fix names the emulator: {refusal}");
+        let none = Emulation::from_binfmt(amd64, None);
+        assert_eq!(refused_with("FROM --platform=linux/386 a\nRUN true\n", &arm64, &none), None, "amd64 runs 386");
+    }
+
+    #[test]
     fn an_image_word_that_is_no_reference_is_refused_at_its_line() {
         let o = BuildOptions::default();
         let err = |src: &str| {
             let ast = parse(src).expect("parses");
             let graph = crate::graph::build(&lower(&ast).expect("lowers"), &GraphOptions::default()).expect("graph");
-            match check(&graph, &o) {
+            match check(&graph, &o, &Emulation::from_binfmt(Platform::host(), None)) {
                 Err(BuildError::Reference { span, word, .. }) => (span.start_line, word),
                 other => panic!("{other:?}"),
             }
