@@ -24,6 +24,12 @@ mod transport;
 use crate::oci::Digest;
 
 pub use auth::Credentials;
+
+/// Parsers reached by the fuzz targets (`fuzz/`); not API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use super::auth::{Challenge, parse_challenge};
+}
 pub use client::{Client, ClientOptions};
 pub use config::{AuthFile, auth_file_path, helper_erase, helper_store};
 pub use pull::{
