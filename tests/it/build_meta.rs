@@ -245,7 +245,11 @@ fn from_platform_sets_the_stages_platform() {
     let out = env.build(&["-t", "s:2"]);
     assert_eq!(out.status.code(), Some(1), "{}", crate::support::describe(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(&format!("Dockerfile:3:1: error: RUN cannot execute {foreign} programs")), "{stderr}");
+    // Refused at its line unless an emulator for it is registered (this test does not register one).
+    let host = slipway::oci::Platform::host();
+    let says =
+        format!("Dockerfile:3:1: error: RUN for a foreign platform: this {host} machine cannot run {foreign} programs");
+    assert!(stderr.contains(&says), "{stderr}");
     env.dockerfile("FROM --platform=$BUILDPLATFORM bb\nRUN true\n");
     env.build_ok(&["-t", "s:3"]);
 }
