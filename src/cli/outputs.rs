@@ -39,7 +39,7 @@ pub enum OutputType {
 }
 
 impl OutputType {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             OutputType::Image => "image",
             OutputType::Oci => "oci",

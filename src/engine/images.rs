@@ -33,9 +33,9 @@ impl ImageSource for LocalImages {
     fn image(&self, store: &Store, reference: &Reference, platform: &Platform, _: &Lease) -> Result<Image, BuildError> {
         let err = |source| BuildError::BaseImage { reference: reference.clone(), source: Box::new(source) };
         let image = self.any_platform(store, reference, platform).map_err(err)?;
-        let c = &image.config;
-        let has = Platform::new(&c.os, &c.architecture, c.variant.as_deref());
-        if !c.architecture.is_empty() && !has.matches(platform) {
+        if let Some(has) = image.platform()
+            && !has.matches(platform)
+        {
             let (name, has, wanted) = (reference.familiar(), has.to_string(), platform.to_string());
             return Err(err(ImageError::WrongPlatform { name, has, wanted }));
         }

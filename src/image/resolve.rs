@@ -25,6 +25,12 @@ impl Image {
     pub fn id(&self) -> Digest {
         self.manifest.config.digest
     }
+
+    /// The platform its config names (None when the config names no architecture).
+    pub fn platform(&self) -> Option<Platform> {
+        let c = &self.config;
+        (!c.architecture.is_empty()).then(|| Platform::new(&c.os, &c.architecture, c.variant.as_deref()))
+    }
 }
 
 /// One row of `slipway images`.
@@ -136,8 +142,7 @@ pub fn root_platforms(store: &Store, descriptor: &Descriptor) -> Result<Vec<Plat
         return Ok(index.manifests.iter().filter_map(|m| m.platform.clone()).collect());
     }
     let image = load_image(store, descriptor, &Platform::host(), Vec::new())?;
-    let c = &image.config;
-    Ok(vec![Platform::new(&c.os, &c.architecture, c.variant.as_deref())])
+    Ok(image.platform().into_iter().collect())
 }
 
 /// Finds an image by name (`busybox`, `localhost:5000/a:t`), by full digest of its config or
@@ -204,8 +209,9 @@ pub fn list(store: &Store, platform: Option<&Platform>) -> Result<Vec<ImageSumma
             Err(ImageError::NoPlatform { .. }) if platform.is_some() => continue,
             Err(e) => return Err(e),
         };
-        let c = &image.config;
-        if platform.is_some_and(|p| !Platform::new(&c.os, &c.architecture, c.variant.as_deref()).matches(p)) {
+        if let (Some(wanted), Some(has)) = (platform, image.platform())
+            && !has.matches(wanted)
+        {
             continue;
         }
         let platforms = root_platforms(store, &descriptor)?.iter().map(Platform::to_string).collect();

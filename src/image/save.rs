@@ -116,17 +116,7 @@ pub fn save_images(
     let mut docker_manifest = Vec::new();
     for (image, names) in images {
         let (manifest_descriptor, layers) = exporter.write_image(&mut *sink, image, compression)?;
-        if names.is_empty() {
-            index.manifests.push(manifest_descriptor.clone());
-        }
-        for name in names {
-            let mut d = manifest_descriptor.clone();
-            d.set_annotation(ANNOTATION_IMAGE_NAME, &name.to_string());
-            if let Some(tag) = name.tag() {
-                d.set_annotation(ANNOTATION_REF_NAME, tag);
-            }
-            index.manifests.push(d);
-        }
+        index.manifests.extend(named_entries(&manifest_descriptor, names));
         docker_manifest.push(DockerManifestEntry {
             config: blob_path(&image.manifest.config.digest),
             repo_tags: Some(names.iter().map(Reference::familiar).collect()),
@@ -177,21 +167,30 @@ pub fn save_index(
     let descriptor = Descriptor::new(MediaType::OciIndex, crate::oci::Digest::of(&bytes), bytes.len() as u64);
     sink.add_blob(&descriptor.digest, descriptor.size, &mut &bytes[..])?;
     let mut index = ImageIndex::new();
-    if names.is_empty() {
-        index.manifests.push(descriptor.clone());
-    }
-    for name in names {
-        let mut d = descriptor.clone();
-        d.set_annotation(ANNOTATION_IMAGE_NAME, &name.to_string());
-        if let Some(tag) = name.tag() {
-            d.set_annotation(ANNOTATION_REF_NAME, tag);
-        }
-        index.manifests.push(d);
-    }
+    index.manifests = named_entries(&descriptor, names);
     sink.add_file("oci-layout", &canonical::to_bytes(&OciLayout::default()))?;
     sink.add_file("index.json", &canonical::to_bytes(&index))?;
     sink.finish()?;
     Ok(descriptor)
+}
+
+/// `index.json`'s entries for `descriptor`: one per name (full name and tag annotations), or one
+/// without names.
+fn named_entries(descriptor: &Descriptor, names: &[Reference]) -> Vec<Descriptor> {
+    if names.is_empty() {
+        return vec![descriptor.clone()];
+    }
+    names
+        .iter()
+        .map(|name| {
+            let mut d = descriptor.clone();
+            d.set_annotation(ANNOTATION_IMAGE_NAME, &name.to_string());
+            if let Some(tag) = name.tag() {
+                d.set_annotation(ANNOTATION_REF_NAME, tag);
+            }
+            d
+        })
+        .collect()
 }
 
 /// Copies one blob from the store into the layout, once.

@@ -105,21 +105,8 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs, progress: &Reporter) -> Resu
             progress: &reporter,
             pusher: &pusher,
         };
-        return match (result, interrupted) {
-            (_, Some(code)) => {
-                eprintln!("error: build interrupted");
-                Ok(code)
-            }
-            (Ok(built), None) => {
-                super::build_platforms::deliver(&outputs, &delivery, &built)?;
-                super::build_platforms::finish(args, &options.tags, &built, &reporter)?;
-                Ok(0)
-            }
-            (Err(e), None) => {
-                eprint!("{}", render_error(&name, &text, &e));
-                Ok(EXIT_FAILURE)
-            }
-        };
+        let render = |e: &BuildError| render_error(&name, &text, e);
+        return super::build_platforms::conclude(result, interrupted, &outputs, &delivery, args, &render);
     }
     let result = crate::engine::build(&builder, &text, &options);
     caches.prune_stale();

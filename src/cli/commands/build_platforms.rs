@@ -9,8 +9,8 @@ use serde_json::json;
 use super::build::Pusher;
 use crate::cli::args::BuildArgs;
 use crate::cli::outputs::{Dest, Output, OutputType};
-use crate::cli::units;
-use crate::engine::IndexOutput;
+use crate::cli::{EXIT_FAILURE, units};
+use crate::engine::{BuildError, IndexOutput};
 use crate::image::{SaveFormat, SaveOptions, SaveTarget};
 use crate::oci::{Platform, Reference};
 use crate::progress::Reporter;
@@ -71,35 +71,52 @@ pub(super) struct Delivery<'a> {
     pub pusher: &'a Pusher<'a>,
 }
 
+/// How a multi-platform build ends: interrupted (128+N), its outputs delivered and summed up (0),
+/// or its error rendered by `render` (1).
+pub(super) fn conclude(
+    result: Result<IndexOutput, BuildError>,
+    interrupted: Option<u8>,
+    outputs: &[Output],
+    d: &Delivery<'_>,
+    args: &BuildArgs,
+    render: &dyn Fn(&BuildError) -> String,
+) -> Result<u8> {
+    match (result, interrupted) {
+        (_, Some(code)) => {
+            eprintln!("error: build interrupted");
+            Ok(code)
+        }
+        (Ok(built), None) => {
+            deliver(outputs, d, &built)?;
+            finish(args, d.tags, &built, d.progress)?;
+            Ok(0)
+        }
+        (Err(e), None) => {
+            eprint!("{}", render(&e));
+            Ok(EXIT_FAILURE)
+        }
+    }
+}
+
 /// Writes the outputs (the store's tags are the engine's), then the pushes.
-pub(super) fn deliver(outputs: &[Output], d: &Delivery<'_>, built: &IndexOutput) -> Result<()> {
+fn deliver(outputs: &[Output], d: &Delivery<'_>, built: &IndexOutput) -> Result<()> {
     for output in outputs {
         let Some(dest) = &output.dest else { continue };
         let what = match dest {
-            Dest::Stdout => format!("type={} to stdout", kind_name(output.kind)),
-            Dest::Path(p) => format!("type={} to {}", kind_name(output.kind), p.display()),
+            Dest::Stdout => format!("type={} to stdout", output.kind.name()),
+            Dest::Path(p) => format!("type={} to {}", output.kind.name(), p.display()),
         };
         write_one(output, dest, d, built).with_context(|| format!("writing the output {what}"))?;
         if !d.progress.is_silent()
             && let Dest::Path(p) = dest
         {
-            eprintln!("wrote {} ({})", p.display(), kind_name(output.kind));
+            eprintln!("wrote {} ({})", p.display(), output.kind.name());
         }
     }
     for output in outputs.iter().filter(|o| o.push) {
         d.pusher.push_index(output, d.tags, built)?;
     }
     Ok(())
-}
-
-fn kind_name(kind: OutputType) -> &'static str {
-    match kind {
-        OutputType::Image => "image",
-        OutputType::Oci => "oci",
-        OutputType::Docker => "docker",
-        OutputType::Tar => "tar",
-        OutputType::Local => "local",
-    }
 }
 
 fn write_one(output: &Output, dest: &Dest, d: &Delivery<'_>, built: &IndexOutput) -> Result<()> {
@@ -138,7 +155,7 @@ fn write_one(output: &Output, dest: &Dest, d: &Delivery<'_>, built: &IndexOutput
 
 /// `--iidfile`, `--metadata-file` (the index's digest, as buildx writes them for several
 /// platforms), then the summary or `-q`'s digest.
-pub(super) fn finish(args: &BuildArgs, tags: &[Reference], built: &IndexOutput, progress: &Reporter) -> Result<()> {
+fn finish(args: &BuildArgs, tags: &[Reference], built: &IndexOutput, progress: &Reporter) -> Result<()> {
     let digest = built.index.digest.to_string();
     if let Some(path) = &args.iidfile {
         super::write_output_file(path, digest.as_bytes())?;
