@@ -80,8 +80,13 @@ fn several_tags_quiet_and_env_epoch() {
     }
 }
 
+/// Runs where `binfmt_misc` registers no emulator.
 #[test]
 fn run_for_a_foreign_platform_fails_clearly() {
+    use crate::support::emulation::{Binfmt, delegated};
+    if delegated(Binfmt::Empty, "build_cli::run_for_a_foreign_platform_fails_clearly") {
+        return;
+    }
     let env = BuildEnv::new();
     let foreign = if std::env::consts::ARCH == "x86_64" { "linux/arm64" } else { "linux/amd64" };
     env.dockerfile("FROM bb\nRUN true\n");

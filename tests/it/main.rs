@@ -6,6 +6,7 @@ mod build_cache_export;
 mod build_cli;
 mod build_contexts;
 mod build_copy;
+mod build_emulation;
 mod build_flags;
 mod build_link;
 mod build_meta;

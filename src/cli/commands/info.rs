@@ -6,6 +6,7 @@ use super::{open_snapshotter, open_store, shown_id, store_root};
 use crate::cache::{CacheMountInfo, CacheMounts};
 use crate::cli::args::{Format, GlobalArgs, InfoArgs};
 use crate::cli::units::size;
+use crate::exec::emulation::{PlatformSupport, Support};
 
 /// Prints the store root, the parts in use and the cache mounts.
 pub fn info(global: &GlobalArgs, args: &InfoArgs) -> Result<u8> {
@@ -19,6 +20,7 @@ pub fn info(global: &GlobalArgs, args: &InfoArgs) -> Result<u8> {
     let executor = super::executor_description(global)?;
     let checks = host_checks(global, &snapshotter);
     let isolation = super::isolation(global);
+    let platforms = crate::exec::emulation::Emulation::probe().platforms();
     let mounts = CacheMounts::open(&root)?;
     let cache_mounts =
         mounts.list().with_context(|| format!("listing the cache mounts in {}", mounts.dir().display()))?;
@@ -38,6 +40,7 @@ pub fn info(global: &GlobalArgs, args: &InfoArgs) -> Result<u8> {
                     "bytes": m.bytes,
                     "last_used": crate::oci::time::rfc3339(m.last_used),
                 })).collect::<Vec<_>>(),
+                "platforms": platforms.iter().map(platform_json).collect::<Vec<_>>(),
             });
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
@@ -55,6 +58,7 @@ pub fn info(global: &GlobalArgs, args: &InfoArgs) -> Result<u8> {
                 println!("{:<17}{value}", format!("{key}:"));
             }
             print_cache_mounts(&cache_mounts);
+            print_platforms(&platforms);
         }
     }
     Ok(0)
@@ -107,6 +111,41 @@ fn host_checks(global: &GlobalArgs, snapshotter: &str) -> Vec<(&'static str, Str
         ("slirp4netns", slirp),
         ("/dev/net/tun", tun),
     ]
+}
+
+/// `platforms:` and one line per platform: native, emulated by which binfmt_misc entry, or not
+/// available with why, then on the next line the commands that would make it available.
+fn print_platforms(platforms: &[PlatformSupport]) {
+    println!("platforms:");
+    let width = platforms.iter().map(|p| p.platform.to_string().len()).max().unwrap_or(0);
+    for p in platforms {
+        let name = p.platform.to_string();
+        match &p.support {
+            Support::Native => println!("  {name:<width$}  native"),
+            Support::Emulated { entry, interpreter } => {
+                println!("  {name:<width$}  emulated by binfmt_misc entry {entry} ({})", interpreter.display())
+            }
+            Support::Unavailable(e) => {
+                println!("  {name:<width$}  not available: {}", e.reason);
+                println!("  {:<width$}  {}", "", e.fix);
+            }
+        }
+    }
+}
+
+/// One platform in `info --format json`: `support` is `native`, `emulated` (with `entry` and
+/// `interpreter`) or `unavailable` (with `reason` and the `fix` commands, in order).
+fn platform_json(p: &PlatformSupport) -> serde_json::Value {
+    let platform = p.platform.to_string();
+    match &p.support {
+        Support::Native => serde_json::json!({ "platform": platform, "support": "native" }),
+        Support::Emulated { entry, interpreter } => serde_json::json!({
+            "platform": platform, "support": "emulated", "entry": entry, "interpreter": interpreter,
+        }),
+        Support::Unavailable(e) => serde_json::json!({
+            "platform": platform, "support": "unavailable", "reason": e.reason.to_string(), "fix": e.fix.commands,
+        }),
+    }
 }
 
 /// `cache mounts: N, SIZE` and one line per mount: id, size, instances.

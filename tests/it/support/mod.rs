@@ -117,6 +117,7 @@ pub fn scaled(base: Duration) -> Duration {
 
 pub mod build;
 pub mod dockerd;
+pub mod emulation;
 pub mod files;
 pub mod git;
 pub mod layout;

@@ -9,12 +9,19 @@ use std::process::Command;
 pub fn busybox_rootfs(dir: &Path) {
     let busybox = Path::new("/bin/busybox");
     assert!(busybox.exists(), "/bin/busybox missing: scripts/install-deps installs busybox-static");
+    let list = Command::new(busybox).arg("--list").output().expect("busybox --list");
+    let applets: Vec<String> = String::from_utf8(list.stdout).unwrap().lines().take(40).map(str::to_string).collect();
+    busybox_rootfs_of(dir, busybox, &applets);
+}
+
+/// [`busybox_rootfs`] made of the `busybox` binary at that path (of any architecture) with a
+/// link in `/bin` for each of `applets`.
+pub fn busybox_rootfs_of(dir: &Path, busybox: &Path, applets: &[String]) {
     for d in ["bin", "etc", "tmp", "root", "home/user"] {
         std::fs::create_dir_all(dir.join(d)).unwrap();
     }
     std::fs::copy(busybox, dir.join("bin/busybox")).unwrap();
-    let list = Command::new(busybox).arg("--list").output().expect("busybox --list");
-    for applet in String::from_utf8(list.stdout).unwrap().lines().take(40) {
+    for applet in applets {
         if applet != "busybox" {
             symlink("busybox", dir.join("bin").join(applet)).unwrap();
         }
