@@ -215,7 +215,7 @@ pub struct BuildArgs {
     /// A named context (repeatable): NAME=DIR (a local directory), NAME=docker-image://REF, NAME=oci-layout://DIR[:TAG][@DIGEST] (an image of an OCI layout) or NAME=GIT (a repository, ADD's syntax: https://host/r.git#ref:subdir, ?ref=…&subdir=…); FROM NAME, COPY --from=NAME and RUN --mount=from=NAME read it instead of a stage or image of that name
     #[arg(long = "build-context", value_name = "NAME=DIR|docker-image://REF|oci-layout://DIR[:TAG][@DIGEST]", value_parser = parse_build_context)]
     pub build_contexts: Vec<(String, crate::engine::NamedContext)>,
-    /// An annotation of the image manifest (repeatable): KEY=VALUE, manifest:KEY=VALUE or manifest[OS/ARCH]:KEY=VALUE (applied when the platform is the build's); index and descriptor annotations need a multi-platform build, which slipway does not make yet
+    /// An annotation of the image manifest (repeatable): KEY=VALUE, manifest:KEY=VALUE or manifest[OS/ARCH]:KEY=VALUE (applied when the platform is the build's; refused with several platforms); index and descriptor annotations are not supported yet
     #[arg(long = "annotation", value_name = "[manifest[PLATFORM]:]KEY=VALUE", value_parser = parse_annotation)]
     pub annotations: Vec<(Option<crate::oci::Platform>, String, String)>,
     /// Resolve every FROM and --from image in its registry again, even when the store has it (the build says what changed)
@@ -360,9 +360,7 @@ fn parse_annotation(s: &str) -> Result<(Option<crate::oci::Platform>, String, St
             match kind {
                 "manifest" => {}
                 "index" | "index-descriptor" | "manifest-descriptor" => {
-                    return Err(bad(&format!(
-                        "{kind} annotations need a multi-platform build (an index), which slipway does not make yet"
-                    )));
+                    return Err(bad(&format!("{kind} annotations are not supported yet (manifest ones are)")));
                 }
                 other => {
                     return Err(bad(&format!(
