@@ -72,22 +72,36 @@ impl CacheDb {
         }
         let conn = match open_conn(path) {
             Err(CacheError::Db { source, .. }) if is_corruption(&source) => {
-                let aside = PathBuf::from(format!("{}.corrupt-{}", path.display(), unix_now()));
+                let aside = move_aside(path)?;
                 tracing::warn!(path = %path.display(), moved_to = %aside.display(), error = %source,
                     "cache database is corrupt; starting an empty one");
-                fs::rename(path, &aside).map_err(|source| CacheError::Io {
-                    op: "move aside",
-                    path: path.into(),
-                    source,
-                })?;
-                for suffix in ["-wal", "-shm"] {
-                    let _ = fs::remove_file(format!("{}{suffix}", path.display()));
-                }
                 open_conn(path)?
             }
             other => other?,
         };
         Ok(CacheDb { path: path.to_path_buf(), conn: Mutex::new(conn) })
+    }
+
+    /// `fsck`'s look at the database at `path` (none there is fine): `None` when SQLite finds it
+    /// whole, else what it found; with `repair` a damaged one is moved aside as `open` does (the
+    /// cache is derivable: a lost record costs a rebuild of its step, never an image).
+    pub fn check(path: &Path, repair: bool) -> Result<Option<DbDamage>, CacheError> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let verdict = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE).and_then(|conn| {
+            let mut stmt = conn.prepare("PRAGMA quick_check")?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            rows.collect::<rusqlite::Result<Vec<String>>>()
+        });
+        let reason = match verdict {
+            Ok(rows) if rows == ["ok"] => return Ok(None),
+            Ok(rows) => rows.join("; "),
+            Err(e) if is_corruption(&e) => e.to_string(),
+            Err(source) => return Err(CacheError::Db { path: path.to_path_buf(), source }),
+        };
+        let moved_to = if repair { Some(move_aside(path)?) } else { None };
+        Ok(Some(DbDamage { reason, moved_to }))
     }
 
     /// The database file.
@@ -289,6 +303,25 @@ fn open_conn(path: &Path) -> Result<Connection, CacheError> {
     }
     tx.commit().map_err(db_err)?;
     Ok(conn)
+}
+
+/// A cache database SQLite does not find whole ([`CacheDb::check`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbDamage {
+    /// What SQLite found.
+    pub reason: String,
+    /// Where `repair` moved it.
+    pub moved_to: Option<PathBuf>,
+}
+
+/// Moves a damaged database to `<path>.corrupt-<unix ts>` (its WAL and shared memory go).
+fn move_aside(path: &Path) -> Result<PathBuf, CacheError> {
+    let aside = PathBuf::from(format!("{}.corrupt-{}", path.display(), unix_now()));
+    fs::rename(path, &aside).map_err(|source| CacheError::Io { op: "move aside", path: path.into(), source })?;
+    for suffix in ["-wal", "-shm"] {
+        let _ = fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    Ok(aside)
 }
 
 fn is_corruption(err: &rusqlite::Error) -> bool {

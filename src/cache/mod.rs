@@ -69,7 +69,7 @@ mod tests;
 
 use std::path::PathBuf;
 
-pub use db::CacheDb;
+pub use db::{CacheDb, DbDamage};
 pub use exported::{CONFIG_FIELD, ExportedCache, ExportedMount, ExportedRecord, portable_slot, sanitize};
 pub use key::{CacheKey, Component, KEY_VERSION, KeyInputs, Slot};
 pub use miss::{FileChange, MAX_FILES_SHOWN, MissReason, diff_files};

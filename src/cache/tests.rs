@@ -476,3 +476,29 @@ fn miss_reasons_without_values_keep_names_and_drop_values() {
     --no-cache-filter build
     ");
 }
+
+/// `fsck`'s check: no database and a whole one are fine; one with damaged pages is found and
+/// left in place, and a repair moves it aside so that the next open starts an empty one.
+#[test]
+fn check_finds_a_damaged_database_and_repair_moves_it_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cache.db");
+    assert_eq!(CacheDb::check(&path, false).unwrap(), None);
+    let key = step("scratch", "RUN 0").key();
+    {
+        let db = CacheDb::open(&path).unwrap();
+        for n in 0..=255u8 {
+            db.insert(&step("scratch", &format!("RUN {n}")).key(), &layer(n)).unwrap();
+        }
+    }
+    assert_eq!(CacheDb::check(&path, false).unwrap(), None);
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert!(bytes.len() > 4 * 4096, "several pages: {}", bytes.len());
+    bytes[4096..3 * 4096].fill(0x5a);
+    std::fs::write(&path, &bytes).unwrap();
+    let found = CacheDb::check(&path, false).unwrap().expect("the damage is found");
+    assert!(found.moved_to.is_none() && path.exists(), "{found:?}");
+    let repaired = CacheDb::check(&path, true).unwrap().expect("the damage is found");
+    assert!(repaired.moved_to.as_ref().is_some_and(|p| p.exists()) && !path.exists(), "{repaired:?}");
+    assert_eq!(CacheDb::open(&path).unwrap().lookup(&key).unwrap(), None);
+}

@@ -546,11 +546,14 @@ const FSCK_EXIT_HELP: &str = "\
 Exit status:
   0  no damage (orphans are never damage: `slipway prune` removes them)
   1  damage: a corrupt blob (content does not match its name, a symlink or special file, a bad
-     name under blobs/) or a missing blob (referenced by a tag, a cache root or a manifest);
-     with --strict also temp residue (ingest files no live process holds) and permission
-     violations (root not 0700, blob not 0444). After --repair, what was repaired no longer
-     counts (residue removed, modes restored, corrupt blobs quarantined), except that a
-     quarantined blob something references is then missing, which always counts.
+     name under blobs/), a missing blob (referenced by a tag, a cache root or a manifest), or a
+     metadata file that cannot be read whole (the tag index, the metadata, snapshot or cache
+     database); with --strict also temp residue (ingest files, and snapshots, mounts and
+     temporary directories of processes that died), permission violations (root not 0700, blob
+     not 0444) and leases of dead holders. After --repair, what was repaired no longer counts
+     (residue removed, modes restored, stale leases deleted, corrupt blobs quarantined, a damaged
+     cache database moved aside), except that a quarantined blob something references is then
+     missing, which always counts.
   2  fsck itself failed";
 
 #[derive(Debug, Args)]

@@ -60,8 +60,21 @@ impl Meta {
     /// Opens (creating) the database under `dir` and removes snapshot directories no record
     /// owns (left by a crash between directory work and the commit of its record), then what
     /// dead processes left: their temporary directories (unmounted first), active snapshots and
-    /// views (`reclaim_dead`, ownership as `owner` tells it).
+    /// views (`Locked::reclaim`, ownership as `owner` tells it).
     pub fn open(dir: &Path) -> Result<Meta, SnapshotError> {
+        let meta = Meta::connect(dir)?;
+        {
+            let mut locked = meta.lock()?;
+            // A sweep that fails (another process removing the same trash) is retried next open.
+            if let Err(e) = locked.reclaim() {
+                tracing::warn!(dir = %dir.display(), error = %e, "could not remove leftover snapshot directories");
+            }
+        }
+        Ok(meta)
+    }
+
+    /// Opens (creating) the database under `dir`, its schema up to date, and removes nothing.
+    pub fn connect(dir: &Path) -> Result<Meta, SnapshotError> {
         super::mkdir_private(dir)?;
         let owner = super::owner::hold(dir)?;
         let db_path = dir.join("metadata.db");
@@ -78,15 +91,21 @@ impl Meta {
             conn: conn.into(),
         };
         {
-            let mut locked = meta.lock()?;
+            let locked = meta.lock()?;
             locked.conn.execute_batch(SCHEMA).map_err(|source| SnapshotError::Db { path: db_path.clone(), source })?;
             locked.add_owner_column()?;
-            // A sweep that fails (another process removing the same trash) is retried next open.
-            if let Err(e) = locked.reclaim_dead().and_then(|()| locked.sweep_orphans()) {
-                tracing::warn!(dir = %dir.display(), error = %e, "could not remove leftover snapshot directories");
-            }
         }
         Ok(meta)
+    }
+
+    /// SQLite's `quick_check` of the database: `ok`, or what it found, joined.
+    pub fn quick_check(&self) -> Result<String, SnapshotError> {
+        let conn = self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let db_err = |source| SnapshotError::Db { path: self.db_path.clone(), source };
+        let mut stmt = conn.prepare("PRAGMA quick_check").map_err(db_err)?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(db_err)?;
+        let verdict: Vec<String> = rows.collect::<rusqlite::Result<_>>().map_err(db_err)?;
+        Ok(verdict.join("; "))
     }
 
     /// Takes the exclusive flock.
@@ -289,20 +308,22 @@ impl Locked<'_> {
         Ok(())
     }
 
-    /// Removes what dead owners left: temporary directories named after them (whatever is
-    /// mounted there detached first), then their active snapshots and views. Live owners'
-    /// things are never touched (see `owner`).
-    fn reclaim_dead(&mut self) -> Result<(), SnapshotError> {
-        let dir = self.meta.dir.clone();
-        let mut live = super::owner::Liveness::new(&dir);
-        let entries = std::fs::read_dir(&dir).map_err(|e| SnapshotError::io("read directory", &dir, e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| SnapshotError::io("read directory", &dir, e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if super::owner::temp_owner(&name).is_some_and(|token| !live.is_alive(token)) {
-                tracing::info!(path = %entry.path().display(), "removing a dead process's temporary directory");
-                super::owner::unmount_below(&entry.path());
-                super::treecopy::remove_tree(&entry.path())?;
+    /// What dead owners and interrupted work left, without touching it: dead owners' temporary
+    /// directories, their active snapshots and views, and directories no record owns
+    /// (`<dir>/<n>` left by a crash between directory work and its record, `trash-*` left by a
+    /// removal). Live owners' things are never listed (see `owner`).
+    pub fn residue(&self, live: &mut super::owner::Liveness) -> Result<Vec<Residue>, SnapshotError> {
+        let dir = &self.meta.dir;
+        let mut residue = Vec::new();
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(|e| SnapshotError::io("read directory", dir, e))? {
+            let entry = entry.map_err(|e| SnapshotError::io("read directory", dir, e))?;
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        for name in &names {
+            if super::owner::temp_owner(name).is_some_and(|token| !live.is_alive(token)) {
+                residue.push(Residue::TempDir { path: dir.join(name) });
             }
         }
         let owned: Vec<(i64, String, String)> = {
@@ -313,38 +334,63 @@ impl Locked<'_> {
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(self.db_err())?;
             rows.collect::<rusqlite::Result<_>>().map_err(self.db_err())?
         };
-        for (id, key, owner) in owned.into_iter().filter(|(_, _, owner)| !live.is_alive(owner)) {
-            tracing::info!(key, owner, "removing a dead process's snapshot");
-            let snapshot_dir = self.meta.snapshot_dir(id);
-            super::owner::unmount_below(&snapshot_dir);
-            // Record first, then the directory: a crash in between leaves a directory without a
-            // record, which `sweep_orphans` removes.
-            self.delete(id)?;
-            super::treecopy::remove_tree(&snapshot_dir)?;
+        for (id, key, _) in owned.into_iter().filter(|(_, _, owner)| !live.is_alive(owner)) {
+            residue.push(Residue::Snapshot { id, key, path: self.meta.snapshot_dir(id) });
         }
-        live.remove_dead_files();
-        Ok(())
-    }
-
-    /// Removes `<dir>/<n>` directories without a record and `trash-*` left by removals.
-    fn sweep_orphans(&self) -> Result<(), SnapshotError> {
-        let mut ids = std::collections::HashSet::new();
-        for rec in self.all()? {
-            ids.insert(rec.id.to_string());
-        }
-        let dir = &self.meta.dir;
-        let entries = std::fs::read_dir(dir).map_err(|e| SnapshotError::io("read directory", dir, e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| SnapshotError::io("read directory", dir, e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let orphan =
-                (name.bytes().all(|b| b.is_ascii_digit()) && !ids.contains(&name)) || name.starts_with("trash-");
-            if orphan {
-                tracing::info!(path = %entry.path().display(), "removing snapshot directory without a record");
-                super::treecopy::remove_tree(&entry.path())?;
+        let ids: std::collections::HashSet<String> = self.all()?.into_iter().map(|r| r.id.to_string()).collect();
+        for name in names {
+            if (name.bytes().all(|b| b.is_ascii_digit()) && !ids.contains(&name)) || name.starts_with("trash-") {
+                residue.push(Residue::Orphan { path: dir.join(name) });
             }
         }
-        Ok(())
+        Ok(residue)
+    }
+
+    /// Removes the [`Locked::residue`] (whatever is mounted in it detached first), then the
+    /// owner files nobody holds. Returns what was removed.
+    pub fn reclaim(&mut self) -> Result<Vec<Residue>, SnapshotError> {
+        let mut live = super::owner::Liveness::new(&self.meta.dir.clone());
+        let residue = self.residue(&mut live)?;
+        for r in &residue {
+            tracing::info!(path = %r.path().display(), what = r.what(), "removing snapshot residue");
+            super::owner::unmount_below(r.path());
+            // Record first, then the directory: a crash in between leaves a directory without
+            // a record, an orphan the next reclaim removes.
+            if let Residue::Snapshot { id, .. } = r {
+                self.delete(*id)?;
+            }
+            super::treecopy::remove_tree(r.path())?;
+        }
+        live.remove_dead_files();
+        Ok(residue)
+    }
+}
+
+/// Something in a snapshotter's directory that nothing live owns (see [`Locked::residue`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Residue {
+    /// A temporary directory (`<purpose>-<token>-<random>`) of a dead process.
+    TempDir { path: PathBuf },
+    /// An active snapshot or view of a dead process: its record and its directory.
+    Snapshot { id: i64, key: String, path: PathBuf },
+    /// A snapshot directory without a record, or a `trash-*` directory of a removal.
+    Orphan { path: PathBuf },
+}
+
+impl Residue {
+    pub fn path(&self) -> &Path {
+        match self {
+            Residue::TempDir { path } | Residue::Snapshot { path, .. } | Residue::Orphan { path } => path,
+        }
+    }
+
+    /// What it is, for people.
+    pub fn what(&self) -> String {
+        match self {
+            Residue::TempDir { .. } => "temporary directory of a dead process".to_string(),
+            Residue::Snapshot { key, .. } => format!("snapshot {key} of a dead process"),
+            Residue::Orphan { .. } => "snapshot directory without a record".to_string(),
+        }
     }
 }
 
@@ -352,4 +398,88 @@ type RowTuple = (i64, String, String, Option<String>, Option<String>, i64);
 
 fn row_tuple(r: &rusqlite::Row<'_>) -> rusqlite::Result<RowTuple> {
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A dead process's temporary directory and active snapshot, a directory without a record
+    /// and a removal's trash: `check` lists them and leaves them, `check` with repair removes
+    /// them (and only them), and a committed snapshot and a live owner's active one stay.
+    #[test]
+    fn check_lists_residue_without_touching_it_and_repair_removes_only_residue() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("snapshots/copy");
+        let meta = Meta::connect(&dir).unwrap();
+        let (live, dead, committed) = {
+            let mut locked = meta.lock().unwrap();
+            locked
+                .transaction(|tx| {
+                    let committed = tx.insert("c", Kind::Active, None)?;
+                    tx.commit(committed, "layer:c", None)?;
+                    let live = tx.insert("live", Kind::Active, Some("layer:c"))?;
+                    let dead = tx.insert("dead", Kind::Active, Some("layer:c"))?;
+                    tx.conn.execute("UPDATE snapshots SET owner = '1-1' WHERE id = ?1", [dead]).map_err(tx.db_err())?;
+                    Ok((live, dead, committed))
+                })
+                .unwrap()
+        };
+        for id in [live, dead, committed] {
+            std::fs::create_dir_all(meta.snapshot_dir(id)).unwrap();
+        }
+        for name in ["run-1-1-abc", "99", "trash-7"] {
+            std::fs::create_dir(dir.join(name)).unwrap();
+        }
+        let listed = |c: &crate::snapshot::Check| {
+            let mut v: Vec<(String, bool)> = c
+                .residue
+                .iter()
+                .map(|(r, removed)| (r.path().strip_prefix(&dir).unwrap().display().to_string(), *removed))
+                .collect();
+            v.sort();
+            v
+        };
+        let looked = crate::snapshot::check(root.path(), false).unwrap();
+        let expected = |removed| {
+            let mut v: Vec<(String, bool)> = [dead.to_string(), "99".into(), "run-1-1-abc".into(), "trash-7".into()]
+                .into_iter()
+                .map(|n| (n, removed))
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(listed(&looked), expected(false));
+        assert!(looked.damaged.is_empty());
+        assert!(dir.join("run-1-1-abc").exists() && meta.snapshot_dir(dead).exists(), "a look changes nothing");
+        let dead_what = looked.residue.iter().find(|(r, _)| matches!(r, Residue::Snapshot { .. })).unwrap().0.what();
+        assert_eq!(dead_what, "snapshot dead of a dead process");
+
+        let repaired = crate::snapshot::check(root.path(), true).unwrap();
+        assert_eq!(listed(&repaired), expected(true));
+        assert!(crate::snapshot::check(root.path(), false).unwrap().residue.is_empty());
+        let mut names: Vec<String> =
+            std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        names.retain(|n| !n.starts_with("metadata.db") && n != "lock" && n != "owners");
+        names.sort();
+        let mut kept = vec![live.to_string(), committed.to_string()];
+        kept.sort();
+        assert_eq!(names, kept);
+        let keys: Vec<String> = meta.lock().unwrap().all().unwrap().into_iter().map(|r| r.info.key).collect();
+        assert_eq!(keys, ["layer:c", "live"]);
+    }
+
+    /// A database SQLite finds damaged is reported, not repaired, and nothing else is looked at.
+    #[test]
+    fn a_damaged_database_is_reported() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("snapshots/copy");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("metadata.db"), vec![7u8; 8192]).unwrap();
+        let check = crate::snapshot::check(root.path(), true).unwrap();
+        assert_eq!(check.damaged.len(), 1, "{check:?}");
+        assert_eq!(check.damaged[0].0, dir.join("metadata.db"));
+        assert!(check.damaged[0].1.contains("not a database"), "{check:?}");
+        assert!(check.residue.is_empty());
+    }
 }

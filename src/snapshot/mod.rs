@@ -54,6 +54,7 @@ use crate::oci::DiffId;
 
 pub use copy::CopySnapshotter;
 pub use diff::DiffOutput;
+pub use meta::Residue;
 pub use mounts::{Mounted, Mounts};
 pub use overlay::OverlaySnapshotter;
 pub use owner::temp_dir;
@@ -323,6 +324,59 @@ pub fn open(root: &Path, backend: Option<Backend>) -> Result<Box<dyn Snapshotter
             Ok(Box::new(CopySnapshotter::open(&base.join("copy"))?))
         }
     }
+}
+
+/// The snapshotters' directories under `<root>/snapshots`, one per backend (and overlay's two
+/// ways of storing whiteouts).
+const BACKEND_DIRS: &[&str] = &["copy", "overlay", "overlay-userxattr"];
+
+/// What `fsck` finds in the snapshotters of a store root.
+#[derive(Debug, Default)]
+pub struct Check {
+    /// Residue (see [`Residue`]), each with whether it was removed.
+    pub residue: Vec<(Residue, bool)>,
+    /// A snapshot database SQLite does not find whole, with what it found. Not repaired: its
+    /// snapshots are re-made from the store's layers once the directory is removed.
+    pub damaged: Vec<(PathBuf, String)>,
+}
+
+/// Lists what dead processes and interrupted work left in each snapshotter of the store root
+/// `root` without removing it, or with `repair` removes it as the next open of the snapshotter
+/// would. Creates nothing where no snapshotter was ever opened.
+pub fn check(root: &Path, repair: bool) -> Result<Check, SnapshotError> {
+    let mut out = Check::default();
+    for name in BACKEND_DIRS {
+        let dir = root.join("snapshots").join(name);
+        if !dir.join("metadata.db").exists() {
+            continue;
+        }
+        let meta = match meta::Meta::connect(&dir) {
+            Ok(meta) => meta,
+            Err(SnapshotError::Db { path, source }) if is_corruption(&source) => {
+                out.damaged.push((path, source.to_string()));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let verdict = meta.quick_check()?;
+        if verdict != "ok" {
+            out.damaged.push((dir.join("metadata.db"), verdict));
+            continue;
+        }
+        let mut locked = meta.lock()?;
+        if repair {
+            out.residue.extend(locked.reclaim()?.into_iter().map(|r| (r, true)));
+        } else {
+            let found = locked.residue(&mut owner::Liveness::new(&dir))?;
+            out.residue.extend(found.into_iter().map(|r| (r, false)));
+        }
+    }
+    Ok(out)
+}
+
+fn is_corruption(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode;
+    matches!(e.sqlite_error_code(), Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt))
 }
 
 /// Whether overlay can be mounted for the store root `root` here (in a user namespace: with

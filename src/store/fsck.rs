@@ -51,10 +51,13 @@ pub struct OrphanBlob {
     pub size: u64,
 }
 
-/// A temp file no live process holds (N4).
+/// Something temporary no live process holds (N4): an ingest file, or what a snapshotter keeps
+/// for a process that died.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TempResidue {
     pub path: PathBuf,
+    /// What it is, for people.
+    pub what: String,
     pub removed: bool,
 }
 
@@ -86,11 +89,14 @@ pub struct BrokenCacheRoot {
     pub dropped: bool,
 }
 
-/// A metadata file that cannot be read whole (N3): the tag index or the metadata database.
+/// A metadata file that cannot be read whole (N3): the tag index, the metadata database, or
+/// (checked by the caller) the cache and snapshot databases.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MetadataDamage {
     pub path: PathBuf,
     pub reason: String,
+    /// Where a repair moved a derivable database (it is rebuilt empty), if it did.
+    pub moved_to: Option<PathBuf>,
 }
 
 /// What fsck found (and, with repair, fixed).
@@ -116,7 +122,7 @@ impl FsckReport {
     pub fn is_damaged(&self, strict: bool) -> bool {
         if self.corrupt.iter().any(|c| c.quarantined_to.is_none())
             || !self.missing.is_empty()
-            || !self.metadata.is_empty()
+            || self.metadata.iter().any(|m| m.moved_to.is_none())
         {
             return true;
         }
@@ -134,6 +140,7 @@ impl FsckReport {
             && self.perm_violations.is_empty()
             && self.stale_leases.is_empty()
             && self.broken_cache_roots.is_empty()
+            && self.metadata.is_empty()
     }
 }
 
@@ -210,7 +217,8 @@ impl Store {
 
         for path in self.temp_residue()? {
             let removed = repair && remove_any(&path).map_err(|e| StoreError::io("remove", &path, e))?;
-            report.temp_residue.push(TempResidue { path, removed });
+            let what = "temporary file no live process holds".to_string();
+            report.temp_residue.push(TempResidue { path, what, removed });
         }
         Ok(report)
     }
@@ -219,7 +227,7 @@ impl Store {
     fn check_metadata(&self, report: &mut FsckReport) -> Result<(), StoreError> {
         let paths = &self.inner.paths;
         if let Err(e) = super::tags::read_index(paths) {
-            report.metadata.push(MetadataDamage { path: paths.index.clone(), reason: e.to_string() });
+            report.metadata.push(MetadataDamage { path: paths.index.clone(), reason: e.to_string(), moved_to: None });
         }
         let verdict: Vec<String> = self.with_db(|db| {
             let mut stmt = db.prepare("PRAGMA quick_check")?;
@@ -227,7 +235,8 @@ impl Store {
             rows.collect()
         })?;
         if verdict != ["ok"] {
-            report.metadata.push(MetadataDamage { path: paths.db.clone(), reason: verdict.join("; ") });
+            let reason = verdict.join("; ");
+            report.metadata.push(MetadataDamage { path: paths.db.clone(), reason, moved_to: None });
         }
         Ok(())
     }

@@ -44,7 +44,7 @@ use crate::oci::canonical::{self, DecodeError};
 use crate::oci::{Digest, OciLayout};
 
 pub use blob::Ingest;
-pub use fsck::{CorruptBlob, FsckReport, MissingBlob, OrphanBlob, PermViolation, TempResidue};
+pub use fsck::{CorruptBlob, FsckReport, MetadataDamage, MissingBlob, OrphanBlob, PermViolation, TempResidue};
 pub use gc::PruneReport;
 pub use lease::{LEASE_TTL_SECS, Lease, LeaseInfo};
 pub use reclaim::Reclaimed;

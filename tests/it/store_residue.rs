@@ -152,6 +152,20 @@ fn kill9_at_each_build_failpoint_then_one_build_leaves_fsck_strict_clean_without
             let root = env.tc.root();
             let left = (entries(&root.join("ingest")).len(), unfinished_snapshots(&root).len());
             assert_eq!(left, (1, 1), "a kill in a layer write leaves its temp file and its step's snapshot");
+            // fsck sees both and, without --repair, leaves them to the next command.
+            let out = env.tc.run(&["fsck", "--strict", "--format", "json"]);
+            assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+            let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+            let mut whats: Vec<String> = report["temp_residue"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["what"].as_str().unwrap().split(' ').next().unwrap().to_string())
+                .collect();
+            whats.sort();
+            assert_eq!(whats, ["snapshot", "temporary"], "{report:#}");
+            let still = (entries(&root.join("ingest")).len(), unfinished_snapshots(&root).len());
+            assert_eq!(still, (1, 1), "fsck only looked");
         }
         env.build_ok(&["-t", "img"]);
         assert_no_residue(&env, site);
@@ -302,4 +316,34 @@ fn wait_for(child: &mut Child, mut cond: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
     false
+}
+
+/// N7, the cache is derivable: a cache database with damaged pages makes `fsck --strict` fail
+/// naming it; `--repair` moves it aside; the next build runs its steps again and gives the same
+/// image, and no image was lost.
+#[test]
+fn a_damaged_cache_database_is_found_and_repair_loses_only_speed() {
+    let env = BuildEnv::with_epoch("1700000000");
+    env.write("a", "a\n");
+    env.dockerfile("FROM bb\nCOPY a /a\nRUN echo ran > /ran\n");
+    env.build_ok(&["-t", "img", "--source-date-epoch", "1700000000"]);
+    let id = String::from_utf8(env.tc.ok(&["images", "-q"]).stdout).unwrap();
+    let db = env.tc.root().join("cache/cache.db");
+    let mut bytes = fs::read(&db).unwrap();
+    assert!(bytes.len() >= 3 * 4096, "{}", bytes.len());
+    bytes[4096..].fill(0x5a);
+    fs::write(&db, &bytes).unwrap();
+    let out = env.tc.run(&["fsck", "--strict"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&format!("metadata   {}: ", db.display())), "{stdout}");
+    let out = env.tc.run(&["fsck", "--repair"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("rebuilt empty"), "{}", describe(&out));
+    assert_fsck_strict_clean(&env, "after the repair");
+    let rebuilt = env.build_ok(&["-t", "img", "--source-date-epoch", "1700000000", "--progress", "plain"]);
+    let stderr = String::from_utf8_lossy(&rebuilt.stderr);
+    assert!(stderr.contains("cache miss: no cache record"), "{stderr}");
+    assert_eq!(String::from_utf8(env.tc.ok(&["images", "-q"]).stdout).unwrap(), id, "the same images");
+    assert_fsck_strict_clean(&env, "after the rebuild");
 }

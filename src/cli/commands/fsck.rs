@@ -5,18 +5,42 @@ use anyhow::{Context, Result};
 use super::store_root;
 use crate::cli::EXIT_FAILURE;
 use crate::cli::args::{Format, FsckArgs, GlobalArgs};
-use crate::store::{FsckReport, Store};
+use crate::store::{FsckReport, MetadataDamage, Store, TempResidue};
 
 /// Checks the store, prints the report; exit 1 on damage (see `FsckArgs` help for the rule).
 pub fn fsck(global: &GlobalArgs, args: &FsckArgs) -> Result<u8> {
     let root = store_root(global);
     let store = Store::open_as_is(&root).with_context(|| format!("opening store {}", root.display()))?;
-    let report = store.fsck(args.repair).with_context(|| format!("checking store {}", root.display()))?;
+    let mut report = store.fsck(args.repair).with_context(|| format!("checking store {}", root.display()))?;
+    check_derived(&root, args.repair, &mut report)?;
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Table => print_table(&report),
     }
     Ok(if report.is_damaged(args.strict) { EXIT_FAILURE } else { 0 })
+}
+
+/// What lives beside the blobs and can be rebuilt from them: the snapshotters' residue (a dead
+/// process's snapshots, mounts and temporary directories; removed by `repair` as the next open of
+/// the snapshotter would) and the cache and snapshot databases (a damaged cache database is moved
+/// aside by `repair`: its records cost only rebuilds).
+fn check_derived(root: &std::path::Path, repair: bool, report: &mut FsckReport) -> Result<()> {
+    let snapshots = crate::snapshot::check(root, repair)
+        .with_context(|| format!("checking the snapshots in {}", root.display()))?;
+    for (residue, removed) in snapshots.residue {
+        let (path, what) = (residue.path().to_path_buf(), residue.what());
+        report.temp_residue.push(TempResidue { path, what, removed });
+    }
+    for (path, reason) in snapshots.damaged {
+        report.metadata.push(MetadataDamage { path, reason, moved_to: None });
+    }
+    let cache_db = root.join("cache").join("cache.db");
+    let damage = crate::cache::CacheDb::check(&cache_db, repair)
+        .with_context(|| format!("checking the cache database {}", cache_db.display()))?;
+    if let Some(d) = damage {
+        report.metadata.push(MetadataDamage { path: cache_db, reason: d.reason, moved_to: d.moved_to });
+    }
+    Ok(())
 }
 
 fn print_table(r: &FsckReport) {
@@ -35,7 +59,7 @@ fn print_table(r: &FsckReport) {
     }
     for t in &r.temp_residue {
         let state = if t.removed { " (removed)" } else { "" };
-        println!("residue    {}{state}", t.path.display());
+        println!("residue    {}: {}{state}", t.path.display(), t.what);
     }
     for p in &r.perm_violations {
         let state = if p.repaired { " (repaired)" } else { "" };
@@ -50,7 +74,12 @@ fn print_table(r: &FsckReport) {
         println!("cache root {} → {}: its closure is not whole{state}", c.owner, c.digest);
     }
     for m in &r.metadata {
-        println!("metadata   {}: {}", m.path.display(), m.reason);
+        match &m.moved_to {
+            Some(to) => {
+                println!("metadata   {}: {} (moved to {}, rebuilt empty)", m.path.display(), m.reason, to.display())
+            }
+            None => println!("metadata   {}: {}", m.path.display(), m.reason),
+        }
     }
     println!(
         "checked {} blobs: {} corrupt, {} missing, {} orphans, {} temp residue, {} permission violations",
