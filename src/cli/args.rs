@@ -552,7 +552,8 @@ Exit status:
      temporary directories of processes that died), permission violations (root not 0700, blob
      not 0444) and leases of dead holders. After --repair, what was repaired no longer counts
      (residue removed, modes restored, stale leases deleted, corrupt blobs quarantined, a damaged
-     cache database moved aside), except that a quarantined blob something references is then
+     cache database moved aside, a tag index that does not parse replaced by one naming every
+     image the store holds salvaged:<hex>), except that a quarantined blob something references is then
      missing, which always counts.
   2  fsck itself failed";
 

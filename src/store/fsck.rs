@@ -95,8 +95,11 @@ pub struct BrokenCacheRoot {
 pub struct MetadataDamage {
     pub path: PathBuf,
     pub reason: String,
-    /// Where a repair moved a derivable database (it is rebuilt empty), if it did.
+    /// Where a repair moved it, if it did: a derivable database is rebuilt empty; the tag index
+    /// is rebuilt naming every image the store holds (`salvaged`).
     pub moved_to: Option<PathBuf>,
+    /// The names a repaired tag index gives the store's images (`salvaged:<hex>`).
+    pub salvaged: Vec<String>,
 }
 
 /// What fsck found (and, with repair, fixed).
@@ -188,12 +191,12 @@ impl Store {
             valid.insert((digest, meta.len()));
         }
 
-        self.check_metadata(&mut report)?;
+        self.check_metadata(repair, &mut report)?;
         let now = unix_now();
         self.check_leases(now, repair, &mut report)?;
         self.check_cache_roots(repair, &mut report)?;
         // Without a readable tag index, the other roots are still walked.
-        let tags_readable = !report.metadata.iter().any(|m| m.path == paths.index);
+        let tags_readable = !report.metadata.iter().any(|m| m.path == paths.index && m.moved_to.is_none());
         let visits = self.root_visits_with(now, tags_readable)?;
         let closure = walk(self, visits)?;
         report.missing = closure.missing;
@@ -223,11 +226,24 @@ impl Store {
         Ok(report)
     }
 
-    /// N3: the tag index parses, and SQLite finds the metadata database whole.
-    fn check_metadata(&self, report: &mut FsckReport) -> Result<(), StoreError> {
+    /// N3: the tag index parses (`repair` replaces one that does not, losing names but no image:
+    /// see `salvage_index`), and SQLite finds the metadata database whole.
+    fn check_metadata(&self, repair: bool, report: &mut FsckReport) -> Result<(), StoreError> {
         let paths = &self.inner.paths;
         if let Err(e) = super::tags::read_index(paths) {
-            report.metadata.push(MetadataDamage { path: paths.index.clone(), reason: e.to_string(), moved_to: None });
+            let (moved_to, salvaged) = match repair {
+                true => {
+                    let (aside, names) = self.salvage_index()?;
+                    (Some(aside), names.iter().map(ToString::to_string).collect())
+                }
+                false => (None, Vec::new()),
+            };
+            report.metadata.push(MetadataDamage {
+                path: paths.index.clone(),
+                reason: e.to_string(),
+                moved_to,
+                salvaged,
+            });
         }
         let verdict: Vec<String> = self.with_db(|db| {
             let mut stmt = db.prepare("PRAGMA quick_check")?;
@@ -236,7 +252,12 @@ impl Store {
         })?;
         if verdict != ["ok"] {
             let reason = verdict.join("; ");
-            report.metadata.push(MetadataDamage { path: paths.db.clone(), reason, moved_to: None });
+            report.metadata.push(MetadataDamage {
+                path: paths.db.clone(),
+                reason,
+                moved_to: None,
+                salvaged: Vec::new(),
+            });
         }
         Ok(())
     }
@@ -422,12 +443,38 @@ mod tests {
         drop(lease);
 
         // An index that does not parse is damage that names the file; the roots still walk.
+        // A second image, untagged: it is the index child of nothing, so it is salvaged too;
+        // a multi-platform index's members are not (the index is).
+        let untagged = image(&s, b"untagged layer");
+        let member = image(&s, b"member layer");
+        let mut multi = crate::oci::ImageIndex::new();
+        multi.manifests.push(member.clone());
+        let bytes = crate::oci::canonical::to_bytes(&multi);
+        let multi = s.write_blob(&bytes, None).unwrap();
         fs::write(s.root().join("index.json"), b"{not json").unwrap();
-        let r = s.fsck(true).unwrap();
+        let r = s.fsck(false).unwrap();
         assert_eq!(r.metadata.len(), 1, "{r:#?}");
-        assert!(r.metadata[0].path.ends_with("index.json"));
+        assert!(r.metadata[0].path.ends_with("index.json") && r.metadata[0].moved_to.is_none());
         assert!(r.is_damaged(false));
-        assert!(s.has_blob(&tagged.digest), "repair deletes nothing it cannot account for");
+        assert!(s.root().join("index.json").exists(), "a look changes nothing");
+
+        // The repair moves it aside and names every image the store holds.
+        let r = s.fsck(true).unwrap();
+        let damage = &r.metadata[0];
+        assert!(damage.moved_to.as_ref().is_some_and(|p| fs::read(p).unwrap() == b"{not json"), "{r:#?}");
+        let short = |d: &Digest| format!("docker.io/library/salvaged:{}", &d.hex()[..12]);
+        let mut expected = vec![short(&tagged.digest), short(&untagged.digest), short(&multi)];
+        expected.sort();
+        assert_eq!(damage.salvaged, expected, "{r:#?}");
+        assert!(!r.is_damaged(true), "{r:#?}");
+        assert!(r.orphans.is_empty(), "no image's blob is left for prune: {r:#?}");
+        assert!(s.fsck(false).unwrap().is_clean());
+        let tags: Vec<String> = s.tags().unwrap().iter().map(|t| t.reference.to_string()).collect();
+        assert_eq!(tags, expected);
+        s.prune(false).unwrap();
+        for d in [&tagged.digest, &untagged.digest, &multi, &member.digest] {
+            assert!(s.has_blob(d), "{d} survives a prune");
+        }
     }
 
     #[test]

@@ -261,6 +261,33 @@ pub(super) fn walk_with(store: &Store, roots: Vec<Visit>, variants: &Variants) -
     Ok(closure)
 }
 
+/// The images the store holds that no index among its blobs lists: every manifest or index
+/// blob that is no index blob's child, with its media type (as the blob says, else OCI's) and
+/// size. What fsck names when it replaces a tag index that does not parse.
+pub(super) fn heads(store: &Store) -> Result<Vec<crate::oci::Descriptor>, StoreError> {
+    let mut found = Vec::new();
+    let mut listed = BTreeSet::new();
+    for (name, _) in list_blob_dir(&store.inner.paths.blobs)? {
+        let Ok(digest) = Digest::from_hex(&name) else { continue };
+        let kind = sniff(store, &digest);
+        if kind == Kind::Leaf {
+            continue;
+        }
+        if kind == Kind::Index
+            && let Ok(children) = read_children(store, &digest, kind)
+        {
+            listed.extend(children.into_iter().map(|(child, _)| child));
+        }
+        let bytes = store.read_blob(&digest, MAX_MANIFEST_LEN)?;
+        let fallback = if kind == Kind::Index { MediaType::OciIndex } else { MediaType::OciManifest };
+        let media_type =
+            canonical::from_bytes::<Versioned>("manifest", &bytes).ok().and_then(|v| v.media_type).unwrap_or(fallback);
+        found.push(crate::oci::Descriptor::new(media_type, digest, bytes.len() as u64));
+    }
+    found.retain(|d| !listed.contains(&d.digest));
+    Ok(found)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Index,

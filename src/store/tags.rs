@@ -89,6 +89,33 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Replaces a tag index that does not parse (`fsck --repair`, N3): the damaged file is moved
+    /// to `index.json.corrupt-<unix time>` and the new index names every image the store holds
+    /// that no other image lists `salvaged:<first 12 hex digits>`, so that no blob of an image is
+    /// left for prune. The old names are lost (a person can read what is left of them in the moved
+    /// file). Returns the moved file and the names given. The caller holds the exclusive lock.
+    pub(super) fn salvage_index(&self) -> Result<(std::path::PathBuf, Vec<Reference>), StoreError> {
+        let paths = &self.inner.paths;
+        let aside = std::path::PathBuf::from(format!("{}.corrupt-{}", paths.index.display(), super::unix_now()));
+        fs::rename(&paths.index, &aside).map_err(|e| StoreError::io("move aside", &paths.index, e))?;
+        let mut index = ImageIndex::new();
+        let mut names = Vec::new();
+        for mut head in super::gc::heads(self)? {
+            let name = format!("salvaged:{}", &head.digest.hex()[..12]);
+            let reference = Reference::parse(&name).expect("salvaged:<hex> is a reference");
+            let full = reference.to_string();
+            head.set_annotation(ANNOTATION_REF_NAME, &full);
+            head.set_annotation(ANNOTATION_SLIPWAY_REF, &full);
+            index.manifests.push(head);
+            names.push(reference);
+        }
+        index.manifests.sort_by_key(|d| ref_of(d).unwrap_or_default());
+        write_index(paths, &index)?;
+        Ok((aside, names))
+    }
+}
+
 /// The reference string an index entry carries.
 fn ref_of(d: &Descriptor) -> Option<String> {
     d.annotation(ANNOTATION_SLIPWAY_REF).or_else(|| d.annotation(ANNOTATION_REF_NAME)).map(str::to_string)

@@ -32,13 +32,14 @@ fn check_derived(root: &std::path::Path, repair: bool, report: &mut FsckReport) 
         report.temp_residue.push(TempResidue { path, what, removed });
     }
     for (path, reason) in snapshots.damaged {
-        report.metadata.push(MetadataDamage { path, reason, moved_to: None });
+        report.metadata.push(MetadataDamage { path, reason, moved_to: None, salvaged: Vec::new() });
     }
     let cache_db = root.join("cache").join("cache.db");
     let damage = crate::cache::CacheDb::check(&cache_db, repair)
         .with_context(|| format!("checking the cache database {}", cache_db.display()))?;
     if let Some(d) = damage {
-        report.metadata.push(MetadataDamage { path: cache_db, reason: d.reason, moved_to: d.moved_to });
+        let (reason, moved_to) = (d.reason, d.moved_to);
+        report.metadata.push(MetadataDamage { path: cache_db, reason, moved_to, salvaged: Vec::new() });
     }
     Ok(())
 }
@@ -75,9 +76,17 @@ fn print_table(r: &FsckReport) {
     }
     for m in &r.metadata {
         match &m.moved_to {
-            Some(to) => {
+            Some(to) if m.salvaged.is_empty() => {
                 println!("metadata   {}: {} (moved to {}, rebuilt empty)", m.path.display(), m.reason, to.display())
             }
+            Some(to) => println!(
+                "metadata   {}: {} (moved to {}; rebuilt naming the store's {} images {})",
+                m.path.display(),
+                m.reason,
+                to.display(),
+                m.salvaged.len(),
+                m.salvaged.join(", ")
+            ),
             None => println!("metadata   {}: {}", m.path.display(), m.reason),
         }
     }
