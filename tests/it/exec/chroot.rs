@@ -114,19 +114,7 @@ exec "$@""#;
     }
     cmd.arg(std::env::current_exe().unwrap()).args([test, "--exact", "--nocapture", "--test-threads=1"]);
     cmd.env(RESTRICTED_ENV, tier.name()).env("RUST_BACKTRACE", "0").envs(envs.iter().copied());
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let pid = child.id();
-    let own = std::fs::read_link("/proc/self/ns/user").unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap() == own {
-        assert!(std::time::Instant::now() < deadline, "unshare never made its user namespace");
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    std::fs::write(format!("/proc/{pid}/uid_map"), "0 0 4294967295\n").unwrap();
-    std::fs::write(format!("/proc/{pid}/gid_map"), "0 0 4294967295\n").unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    child.wait_with_output().unwrap()
+    crate::support::run_mapped(cmd, 4_294_967_295)
 }
 
 /// What the tier promises: no user namespace, and a mount namespace only in [`Tier::MountNs`];

@@ -7,7 +7,7 @@
 //! namespace and mounts overlay with `userxattr`); files keep their owners on the host.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use super::describe;
 use super::registry::ok;
@@ -105,19 +105,7 @@ exec "$@""#;
     if let Some(line) = state.registration() {
         cmd.env("SLIPWAY_IT_REGISTER", line);
     }
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let pid = child.id();
-    let own = std::fs::read_link("/proc/self/ns/user").unwrap();
-    let deadline = std::time::Instant::now() + super::scaled(std::time::Duration::from_secs(10));
-    while std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap() == own {
-        assert!(std::time::Instant::now() < deadline, "unshare never made its user namespace");
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    std::fs::write(format!("/proc/{pid}/uid_map"), "0 0 4294967294\n").unwrap();
-    std::fs::write(format!("/proc/{pid}/gid_map"), "0 0 4294967294\n").unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    child.wait_with_output().unwrap()
+    super::run_mapped(cmd, 4_294_967_294)
 }
 
 /// A busybox root filesystem of Debian's `busybox-static:arm64` (the .deb `scripts/install-deps`

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 /// Path of the slipway binary under test.
@@ -80,6 +80,26 @@ pub fn self_child(test: &str) -> Command {
     cmd.args(["--exact", test, "--nocapture", "--test-threads=1", "-q"]);
     cmd.env_remove("SLIPWAY_FAILPOINT").env("RUST_BACKTRACE", "0");
     cmd
+}
+
+/// Runs `cmd`, an `unshare --user …` whose first program waits for a line on stdin before it
+/// goes on (`sh -c 'read -r go && exec "$@"'`: exec'd before its ids are mapped, it has no
+/// capabilities), once its user namespace exists: ids `0..count` inside are mapped to the same
+/// ids outside (root's map, written from here), then the line is sent. Returns its output.
+pub fn run_mapped(mut cmd: Command, count: u64) -> Output {
+    use std::io::Write;
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let pid = child.id();
+    let own = std::fs::read_link("/proc/self/ns/user").unwrap();
+    let deadline = std::time::Instant::now() + scaled(Duration::from_secs(10));
+    while std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap() == own {
+        assert!(std::time::Instant::now() < deadline, "unshare never made its user namespace");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::fs::write(format!("/proc/{pid}/uid_map"), format!("0 0 {count}\n")).unwrap();
+    std::fs::write(format!("/proc/{pid}/gid_map"), format!("0 0 {count}\n")).unwrap();
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    child.wait_with_output().unwrap()
 }
 
 /// `KEY=value` lines a child printed on stdout.
