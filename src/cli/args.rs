@@ -215,9 +215,9 @@ pub struct BuildArgs {
     /// A named context (repeatable): NAME=DIR (a local directory), NAME=docker-image://REF, NAME=oci-layout://DIR[:TAG][@DIGEST] (an image of an OCI layout) or NAME=GIT (a repository, ADD's syntax: https://host/r.git#ref:subdir, ?ref=…&subdir=…); FROM NAME, COPY --from=NAME and RUN --mount=from=NAME read it instead of a stage or image of that name
     #[arg(long = "build-context", value_name = "NAME=DIR|docker-image://REF|oci-layout://DIR[:TAG][@DIGEST]", value_parser = parse_build_context)]
     pub build_contexts: Vec<(String, crate::engine::NamedContext)>,
-    /// An annotation of the image manifest (repeatable): KEY=VALUE, manifest:KEY=VALUE or manifest[OS/ARCH]:KEY=VALUE (applied when the platform is the build's; refused with several platforms); index and descriptor annotations are not supported yet
-    #[arg(long = "annotation", value_name = "[manifest[PLATFORM]:]KEY=VALUE", value_parser = parse_annotation)]
-    pub annotations: Vec<(Option<crate::oci::Platform>, String, String)>,
+    /// An annotation (repeatable): [TYPE[,TYPE…][PLATFORM]:]KEY=VALUE, buildx's types: manifest (the default: each image manifest), index (the index of a multi-platform build), manifest-descriptor (each platform's entry in that index), index-descriptor (the index's entry in a -o type=oci layout); [OS/ARCH] limits a manifest or manifest-descriptor annotation to that platform
+    #[arg(long = "annotation", value_name = "[TYPE[PLATFORM]:]KEY=VALUE", value_parser = parse_annotation)]
+    pub annotations: Vec<crate::engine::Annotation>,
     /// Resolve every FROM and --from image in its registry again, even when the store has it (the build says what changed)
     #[arg(long)]
     pub pull: bool,
@@ -337,7 +337,8 @@ fn parse_oci_layout_context(
 
 /// buildx's `--annotation [TYPE[PLATFORM]:]KEY=VALUE`; only the `manifest` type (the default)
 /// exists for a single-platform image.
-fn parse_annotation(s: &str) -> Result<(Option<crate::oci::Platform>, String, String), String> {
+fn parse_annotation(s: &str) -> Result<crate::engine::Annotation, String> {
+    use crate::engine::{Annotation, AnnotationTarget};
     let bad = |why: &str| format!("invalid --annotation {s:?}: {why}");
     let (key_part, value) = s.split_once('=').ok_or_else(|| bad("expected [TYPE:]KEY=VALUE"))?;
     let (types, key) = match key_part.split_once(':') {
@@ -350,28 +351,33 @@ fn parse_annotation(s: &str) -> Result<(Option<crate::oci::Platform>, String, St
     if key.is_empty() {
         return Err(bad("no key"));
     }
-    let mut platform = None;
+    let mut annotation = Annotation {
+        targets: vec![AnnotationTarget::Manifest],
+        platform: None,
+        key: key.to_string(),
+        value: value.to_string(),
+    };
     if let Some(types) = types {
         let (kinds, plat) = match types.split_once('[') {
             Some((kinds, rest)) => (kinds, Some(rest.strip_suffix(']').ok_or_else(|| bad("unclosed [PLATFORM]"))?)),
             None => (types, None),
         };
-        for kind in kinds.split(',') {
-            match kind {
-                "manifest" => {}
-                "index" | "index-descriptor" | "manifest-descriptor" => {
-                    return Err(bad(&format!("{kind} annotations are not supported yet (manifest ones are)")));
-                }
-                other => {
-                    return Err(bad(&format!(
-                        "unknown type {other:?} (manifest, index, manifest-descriptor, index-descriptor)"
-                    )));
-                }
+        annotation.targets = kinds
+            .split(',')
+            .map(|kind| {
+                AnnotationTarget::parse(kind).ok_or_else(|| {
+                    bad(&format!("unknown type {kind:?} (manifest, index, manifest-descriptor, index-descriptor)"))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        if let Some(plat) = plat {
+            if let Some(t) = annotation.targets.iter().find(|t| !t.per_platform()) {
+                return Err(bad(&format!("{} annotations are not per platform: no [PLATFORM]", t.name())));
             }
+            annotation.platform = Some(plat.parse::<crate::oci::Platform>().map_err(|e| bad(&e.to_string()))?);
         }
-        platform = plat.map(|p| p.parse::<crate::oci::Platform>().map_err(|e| bad(&e.to_string()))).transpose()?;
     }
-    Ok((platform, key.to_string(), value.to_string()))
+    Ok(annotation)
 }
 
 /// `HOST:IP` or `HOST=IP` (the form for IPv6 addresses), IP may be `host-gateway`.

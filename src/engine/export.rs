@@ -2,6 +2,7 @@
 //! root when the build names none, so the image survives `prune` and is reachable by id). With
 //! `rewrite-timestamp` the layers' mtimes and the history's times are clamped first.
 
+use super::AnnotationTarget;
 use super::BuildError;
 use super::stage::{BuildCtx, StageResult};
 use crate::image::{Image, TimestampRewrite, load_image};
@@ -46,9 +47,8 @@ pub(crate) fn export(ctx: &BuildCtx<'_>, target: &StageResult) -> Result<(Image,
     let config_digest = store.write_blob(&config_bytes, Some(ctx.lease))?;
     let mut manifest =
         ImageManifest::oci(Descriptor::new(MediaType::OciConfig, config_digest, config_bytes.len() as u64), layers);
-    if !ctx.options.annotations.is_empty() {
-        manifest.annotations = Some(ctx.options.annotations.clone());
-    }
+    let platform = &ctx.options.platform;
+    manifest.annotations = super::annotations::of(&ctx.options.annotations, AnnotationTarget::Manifest, Some(platform));
     let manifest_bytes = canonical::to_bytes(&manifest);
     let manifest_digest = store.write_blob(&manifest_bytes, Some(ctx.lease))?;
     let descriptor = Descriptor::new(MediaType::OciManifest, manifest_digest, manifest_bytes.len() as u64);

@@ -32,6 +32,7 @@
 //! succeeded; every snapshot and mount a step made is gone when the step ends, whatever happened.
 
 mod add_remote;
+mod annotations;
 mod cache_io;
 mod caches;
 mod copy;
@@ -67,6 +68,7 @@ use crate::progress::Reporter;
 use crate::snapshot::Snapshotter;
 use crate::store::Store;
 
+pub use annotations::{Annotation, AnnotationTarget, of as annotation_map};
 pub use cache_io::{
     CacheExport, CacheFrom, CacheImports, CacheSteps, CacheTo, DEFAULT_MOUNTS_MAX_SIZE, ExportCtx, ExportedCacheReport,
     ImportCtx, export_cache,
@@ -137,8 +139,8 @@ pub struct BuildOptions {
     /// `--build-context NAME=VALUE`, by name in lower case: what a `FROM`, `COPY --from` or
     /// `--mount=from` word equal to the name reads instead of a stage or image of that name.
     pub named_contexts: BTreeMap<String, NamedContext>,
-    /// `--annotation`: annotations of the image manifest.
-    pub annotations: BTreeMap<String, String>,
+    /// `--annotation`: each exporter takes those of what it writes (`annotations::of`).
+    pub annotations: Vec<Annotation>,
     /// `ADD <url>` and git sources: connecting, response headers and each read of a body must
     /// come within it.
     pub remote_timeout: std::time::Duration,
@@ -208,7 +210,7 @@ impl Default for BuildOptions {
             shm_size: None,
             ulimits: Vec::new(),
             named_contexts: BTreeMap::new(),
-            annotations: BTreeMap::new(),
+            annotations: Vec::new(),
             remote_timeout: crate::remote::http::DEFAULT_TIMEOUT,
             remote_max_bytes: crate::remote::http::DEFAULT_MAX_BYTES,
             cache_inline: false,

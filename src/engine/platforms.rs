@@ -10,7 +10,10 @@
 
 use std::time::Instant;
 
-use super::{BuildError, BuildOptions, BuildOutput, Builder, Member, logs, plan, records, run_planned, scheduler};
+use super::{
+    Annotation, AnnotationTarget, BuildError, BuildOptions, BuildOutput, Builder, Member, logs, plan, records,
+    run_planned, scheduler,
+};
 use crate::oci::{Descriptor, ImageIndex, MediaType, Platform, Reference, canonical};
 
 /// What a multi-platform build made.
@@ -18,6 +21,9 @@ use crate::oci::{Descriptor, ImageIndex, MediaType, Platform, Reference, canonic
 pub struct IndexOutput {
     /// The index's descriptor (what the tags point at).
     pub index: Descriptor,
+    /// The index itself: its entries (platform, annotations) and its annotations, which every
+    /// output repeats.
+    pub document: ImageIndex,
     /// Each platform's image, in the order asked.
     pub platforms: Vec<(Platform, BuildOutput)>,
 }
@@ -121,9 +127,9 @@ fn build_members(
     if let Some(e) = first_error {
         return Err(e);
     }
-    let index = write_index(builder, &built, &lease)?;
+    let (index, document) = write_index(builder, &built, &members[0].options.annotations, &lease)?;
     // The index is named (or rooted) before the lease that keeps its blobs ends.
-    let out = IndexOutput { index, platforms: built };
+    let out = IndexOutput { index, document, platforms: built };
     name_index(builder, tags, &out)?;
     Ok(out)
 }
@@ -137,21 +143,25 @@ fn on_platform(member: &Member<'_>, error: BuildError) -> BuildError {
     }
 }
 
-/// The index over the platforms' manifests, in the store.
+/// The index over the platforms' manifests, with the `index` and `manifest-descriptor`
+/// annotations, in the store.
 fn write_index(
     builder: &Builder<'_>,
     built: &[(Platform, BuildOutput)],
+    annotations: &[Annotation],
     lease: &crate::store::Lease,
-) -> Result<Descriptor, BuildError> {
+) -> Result<(Descriptor, ImageIndex), BuildError> {
     let mut index = ImageIndex::new();
+    index.annotations = super::annotations::of(annotations, AnnotationTarget::Index, None);
     for (platform, out) in built {
         let mut entry = out.manifest.clone();
         entry.platform = Some(platform.clone());
+        entry.annotations = super::annotations::of(annotations, AnnotationTarget::ManifestDescriptor, Some(platform));
         index.manifests.push(entry);
     }
     let bytes = canonical::to_bytes(&index);
     let digest = builder.store.write_blob(&bytes, Some(lease))?;
-    Ok(Descriptor::new(MediaType::OciIndex, digest, bytes.len() as u64))
+    Ok((Descriptor::new(MediaType::OciIndex, digest, bytes.len() as u64), index))
 }
 
 /// Tags the index with the build's names, or roots it when there are none (as an untagged

@@ -5,6 +5,7 @@
 //! since Docker 25 — an OCI layout plus `manifest.json` — with uncompressed layers, which every
 //! version of `docker load` and `skopeo` reads.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
@@ -14,7 +15,7 @@ use super::resolve::{Image, resolve};
 use crate::layer::{self, Compression};
 use crate::oci::{
     ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, Descriptor, DiffId, DockerManifestEntry, ImageIndex, ImageManifest,
-    LayerCompression, MediaType, OciLayout, Platform, Reference, canonical,
+    LayerCompression, MediaType, OciLayout, Reference, canonical,
 };
 use crate::progress::{MeteredReader, Reporter, Task, Unit};
 use crate::store::{Ingest, Lease, Store};
@@ -131,14 +132,25 @@ pub fn save_images(
     sink.finish()
 }
 
+/// A multi-platform image to write as an OCI layout.
+#[derive(Debug, Clone, Default)]
+pub struct IndexToSave {
+    /// Each platform's entry in the index (its platform and annotations) and its image.
+    pub members: Vec<(Descriptor, Image)>,
+    /// The index's own annotations.
+    pub annotations: Option<BTreeMap<String, String>>,
+    /// The annotations of the index's entries in `index.json` (buildx's `index-descriptor`).
+    pub entry_annotations: Option<BTreeMap<String, String>>,
+}
+
 /// The platforms of one multi-platform image as an OCI layout (`save_images` for one index):
 /// each platform's blobs and manifest, an image index over the manifests (each entry with its
-/// platform), and `index.json` naming that index once per name in `names` (once, unnamed, when
-/// there are none), as buildx's oci exporter writes a multi-platform build. Docker archives hold
-/// one platform: refused.
+/// platform and annotations), and `index.json` naming that index once per name in `names` (once,
+/// unnamed, when there are none), as buildx's oci exporter writes a multi-platform build.
+/// Docker archives hold one platform: refused.
 pub fn save_index(
     store: &Store,
-    platforms: &[(Platform, Image)],
+    index: &IndexToSave,
     names: &[Reference],
     opts: &SaveOptions,
     target: SaveTarget,
@@ -158,14 +170,17 @@ pub fn save_index(
     };
     let exporter = Exporter { store, lease: &lease, progress, layers: opts.layers };
     let mut platform_index = ImageIndex::new();
-    for (platform, image) in platforms {
-        let (mut manifest, _) = exporter.write_image(&mut *sink, image, opts.compression)?;
-        manifest.platform = Some(platform.clone());
-        platform_index.manifests.push(manifest);
+    platform_index.annotations.clone_from(&index.annotations);
+    for (entry, image) in &index.members {
+        let (manifest, _) = exporter.write_image(&mut *sink, image, opts.compression)?;
+        let mut listed = entry.clone();
+        (listed.media_type, listed.digest, listed.size) = (manifest.media_type, manifest.digest, manifest.size);
+        platform_index.manifests.push(listed);
     }
     let bytes = canonical::to_bytes(&platform_index);
-    let descriptor = Descriptor::new(MediaType::OciIndex, crate::oci::Digest::of(&bytes), bytes.len() as u64);
+    let mut descriptor = Descriptor::new(MediaType::OciIndex, crate::oci::Digest::of(&bytes), bytes.len() as u64);
     sink.add_blob(&descriptor.digest, descriptor.size, &mut &bytes[..])?;
+    descriptor.annotations.clone_from(&index.entry_annotations);
     let mut index = ImageIndex::new();
     index.manifests = named_entries(&descriptor, names);
     sink.add_file("oci-layout", &canonical::to_bytes(&OciLayout::default()))?;

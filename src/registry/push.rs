@@ -159,20 +159,30 @@ pub struct IndexEntry {
     pub image: Distributable,
 }
 
+/// A multi-platform image to push: its platforms' images and the index's own annotations.
+#[derive(Debug, Clone, Default)]
+pub struct IndexPush {
+    pub entries: Vec<IndexEntry>,
+    /// The annotations of the index pushed (the stored index's, or a build's `index:` ones).
+    pub annotations: Option<std::collections::BTreeMap<String, String>>,
+}
+
 /// Pushes a multi-platform image: every entry's blobs (each once), every entry's manifest by
 /// digest, then an OCI index of them to `destination`'s tag. The report's digest is the index's.
 pub fn push_index(
     client: &Client,
     store: &Store,
-    entries: &[IndexEntry],
+    index: &IndexPush,
     destination: &Reference,
     options: &PushOptions,
     progress: &Reporter,
 ) -> Result<PushReport, RegistryError> {
+    let entries = &index.entries;
     let pusher = Pusher::new(client, store, destination, options, progress);
     let blobs = unique_blobs(entries.iter().map(|e| &e.image));
     let counts = pusher.push_blobs(&blobs)?;
-    let mut index = ImageIndex::new();
+    let mut pushed = ImageIndex::new();
+    pushed.annotations.clone_from(&index.annotations);
     for entry in entries {
         let manifest = &entry.image.manifest_descriptor;
         let target = manifest.digest.to_string();
@@ -181,9 +191,9 @@ pub fn push_index(
         listed.media_type = manifest.media_type.clone();
         listed.digest = manifest.digest;
         listed.size = manifest.size;
-        index.manifests.push(listed);
+        pushed.manifests.push(listed);
     }
-    let bytes = canonical::to_bytes(&index);
+    let bytes = canonical::to_bytes(&pushed);
     let descriptor = Descriptor::new(MediaType::OciIndex, Digest::of(&bytes), bytes.len() as u64);
     pusher.put_manifest(&bytes, &descriptor, &pusher.target())?;
     Ok(PushReport {

@@ -201,3 +201,64 @@ fn what_several_platforms_cannot_do_is_refused_before_anything_runs() {
     let builds: Value = serde_json::from_slice(&env.tc.ok(&["builds", "ls", "--format", "json"]).stdout).unwrap();
     assert_eq!(builds.as_array().map(Vec::len), Some(0), "no build started: {builds}");
 }
+
+/// buildx's annotation types: `manifest` (each platform's manifest, or one platform's with
+/// `[PLATFORM]`), `index`, `manifest-descriptor` (an entry of the index) and `index-descriptor`
+/// (the index's entry in an OCI layout's `index.json`) — in the store, the registry and the
+/// layout; `push` of the stored index keeps them; a single platform refuses the index types.
+#[test]
+fn annotations_of_each_type_land_where_buildx_puts_them() {
+    let registry = Registry::start();
+    let env = BuildEnv::new();
+    env.write("a", "a\n");
+    env.dockerfile("FROM scratch\nCOPY a /a\n");
+    let name = format!("{}/multi/annotated:1", registry.host());
+    let oci = env.tc.path().join("m.tar");
+    env.build_ok(&[
+        "--platform",
+        TWO,
+        "-t",
+        &name,
+        "--push",
+        "-o",
+        &format!("type=oci,dest={}", oci.display()),
+        "--annotation",
+        "all=1",
+        "--annotation",
+        "manifest[linux/arm64]:arm=1",
+        "--annotation",
+        "index:idx=1",
+        "--annotation",
+        "manifest-descriptor[linux/amd64]:desc=amd",
+        "--annotation",
+        "index-descriptor:outer=1",
+    ]);
+    let check_index = |index: &Value| {
+        assert_eq!(index["annotations"], serde_json::json!({"idx": "1"}), "{index}");
+        assert_eq!(index["manifests"][0]["annotations"], serde_json::json!({"desc": "amd"}), "{index}");
+        assert!(index["manifests"][1].get("annotations").is_none(), "{index}");
+    };
+    let pushed = skopeo_raw(&format!("docker://{name}"));
+    check_index(&pushed);
+    for (i, expected) in [(0, serde_json::json!({"all": "1"})), (1, serde_json::json!({"all": "1", "arm": "1"}))] {
+        let digest = pushed["manifests"][i]["digest"].as_str().unwrap();
+        let manifest = skopeo_raw(&format!("docker://{}/multi/annotated@{digest}", registry.host()));
+        assert_eq!(manifest["annotations"], expected, "{manifest}");
+    }
+    // The OCI layout: the same index, and index.json's entry with the index-descriptor one.
+    check_index(&skopeo_raw(&format!("oci-archive:{}", oci.display())));
+    let out = Command::new("tar").args(["-xOf", oci.to_str().unwrap(), "index.json"]).output().unwrap();
+    let outer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(outer["manifests"][0]["annotations"]["outer"], "1", "{outer}");
+    // The store's arm64 manifest, and a push of the stored index elsewhere.
+    let inspected: Value =
+        serde_json::from_slice(&env.tc.ok(&["inspect", "--platform", "linux/arm64", &name]).stdout).unwrap();
+    assert_eq!(inspected[0]["Manifest"]["annotations"], serde_json::json!({"all": "1", "arm": "1"}), "{inspected}");
+    let again = format!("{}/multi/again:1", registry.host());
+    env.tc.ok(&["push", &name, &again]);
+    check_index(&skopeo_raw(&format!("docker://{again}")));
+
+    let out = env.build(&["--annotation", "index:idx=1"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("need several platforms"), "{}", describe(&out));
+}

@@ -100,6 +100,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs, progress: &Reporter) -> Resu
         let pusher = Pusher { store: &store, imports: &imports, args, settings: &settings, progress: &reporter };
         let delivery = super::build_platforms::Delivery {
             store: &store,
+            annotations: &options.annotations,
             tags: &options.tags,
             epoch: options.source_date_epoch,
             progress: &reporter,
@@ -276,12 +277,16 @@ fn build_options(
         }
     }
     options.rewrite_timestamp = outputs.iter().any(|o| o.rewrite_timestamp);
-    options.annotations = args
-        .annotations
-        .iter()
-        .filter(|(platform, _, _)| platform.as_ref().is_none_or(|p| p.matches(&options.platform)))
-        .map(|(_, key, value)| (key.clone(), value.clone()))
-        .collect();
+    options.annotations = args.annotations.clone();
+    if platforms.len() == 1
+        && let Some(t) = args
+            .annotations
+            .iter()
+            .flat_map(|a| &a.targets)
+            .find(|t| !t.per_platform() || **t == crate::engine::AnnotationTarget::ManifestDescriptor)
+    {
+        bail!("--annotation {}: annotations of an index need several platforms (--platform P1,P2)", t.name());
+    }
     if let Some(jobs) = args.jobs {
         options.jobs = jobs as usize;
     }
@@ -474,18 +479,17 @@ impl Pusher<'_> {
     pub(super) fn push_index(&self, out: &Output, tags: &[Reference], built: &IndexOutput) -> Result<()> {
         let (store, progress) = (self.store, self.progress);
         let lease = store.lease("push")?;
-        let mut entries = Vec::new();
-        for (platform, o) in &built.platforms {
+        let mut index =
+            crate::registry::IndexPush { annotations: built.document.annotations.clone(), ..Default::default() };
+        for ((_, o), entry) in built.platforms.iter().zip(&built.document.manifests) {
             let image =
                 crate::image::distributable_with(store, &o.image, out.compression, &out.layers, &lease, progress)?;
-            let mut entry = o.manifest.clone();
-            entry.platform = Some(platform.clone());
-            entries.push(crate::registry::IndexEntry { entry, image });
+            index.entries.push(crate::registry::IndexEntry { entry: entry.clone(), image });
         }
         for destination in &out.destinations(tags) {
             let client = super::registry::connect(&self.args.registry, self.settings, destination.registry())?;
             let options = crate::registry::PushOptions::default();
-            let report = crate::registry::push_index(&client, store, &entries, destination, &options, progress)
+            let report = crate::registry::push_index(&client, store, &index, destination, &options, progress)
                 .with_context(|| format!("pushing the built image to {destination}"))?;
             if !progress.is_silent() {
                 eprintln!("pushed {}@{}", destination.name(), report.digest);

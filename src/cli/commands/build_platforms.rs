@@ -10,7 +10,7 @@ use super::build::Pusher;
 use crate::cli::args::BuildArgs;
 use crate::cli::outputs::{Dest, Output, OutputType};
 use crate::cli::{EXIT_FAILURE, units};
-use crate::engine::{BuildError, IndexOutput};
+use crate::engine::{AnnotationTarget, BuildError, IndexOutput};
 use crate::image::{SaveFormat, SaveOptions, SaveTarget};
 use crate::oci::{Platform, Reference};
 use crate::progress::Reporter;
@@ -42,9 +42,6 @@ pub(super) fn refuse(args: &BuildArgs, outputs: &[Output]) -> Result<()> {
     if !args.cache_to.is_empty() {
         return not_yet("--cache-to");
     }
-    if args.annotations.iter().any(|(platform, _, _)| platform.is_some()) {
-        return not_yet("a platform-qualified --annotation");
-    }
     for output in outputs {
         match output.kind {
             OutputType::Docker => {
@@ -65,6 +62,8 @@ pub(crate) fn dir_name(platform: &Platform) -> String {
 /// What delivering a multi-platform build needs from the build command.
 pub(super) struct Delivery<'a> {
     pub store: &'a Store,
+    /// `--annotation`s (the `index-descriptor` ones go into an OCI layout's `index.json`).
+    pub annotations: &'a [crate::engine::Annotation],
     pub tags: &'a [Reference],
     pub epoch: Option<i64>,
     pub progress: &'a Reporter,
@@ -120,8 +119,17 @@ fn deliver(outputs: &[Output], d: &Delivery<'_>, built: &IndexOutput) -> Result<
 }
 
 fn write_one(output: &Output, dest: &Dest, d: &Delivery<'_>, built: &IndexOutput) -> Result<()> {
-    let images: Vec<(Platform, crate::image::Image)> =
-        built.platforms.iter().map(|(p, out)| (p.clone(), out.image.clone())).collect();
+    let index = crate::image::IndexToSave {
+        members: built
+            .document
+            .manifests
+            .iter()
+            .cloned()
+            .zip(built.platforms.iter().map(|(_, o)| o.image.clone()))
+            .collect(),
+        annotations: built.document.annotations.clone(),
+        entry_annotations: crate::engine::annotation_map(d.annotations, AnnotationTarget::IndexDescriptor, None),
+    };
     let save = |format| SaveOptions {
         format,
         compression: output.compression,
@@ -132,19 +140,19 @@ fn write_one(output: &Output, dest: &Dest, d: &Delivery<'_>, built: &IndexOutput
     match (output.kind, dest) {
         (OutputType::Oci, Dest::Path(dir)) if !output.tar => {
             let target = SaveTarget::Dir(dir.clone());
-            crate::image::save_index(d.store, &images, &names, &save(SaveFormat::OciDir), target, d.progress)?;
+            crate::image::save_index(d.store, &index, &names, &save(SaveFormat::OciDir), target, d.progress)?;
         }
         (OutputType::Oci, _) => {
             super::super::outputs::stream_to(dest, |out| {
                 let options = save(SaveFormat::OciArchive);
-                crate::image::save_index(d.store, &images, &names, &options, SaveTarget::Stream(out), d.progress)?;
+                crate::image::save_index(d.store, &index, &names, &options, SaveTarget::Stream(out), d.progress)?;
                 Ok(())
             })?;
         }
         (OutputType::Local, Dest::Path(dir)) => {
-            for (platform, image) in &images {
+            for (platform, out) in &built.platforms {
                 let sub = dir.join(dir_name(platform));
-                crate::image::write_rootfs_dir(d.store, image, d.epoch, &sub, d.progress)?;
+                crate::image::write_rootfs_dir(d.store, &out.image, d.epoch, &sub, d.progress)?;
             }
         }
         (OutputType::Docker | OutputType::Tar, _) => unreachable!("refused before the build"),

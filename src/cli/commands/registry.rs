@@ -69,7 +69,7 @@ pub fn pull(global: &GlobalArgs, args: &PullArgs, progress: &Reporter) -> Result
 /// What a push sends: one image, or the images of a multi-platform index.
 enum Plan {
     Image(Box<image::Distributable>),
-    Index(Vec<registry::IndexEntry>),
+    Index(registry::IndexPush),
 }
 
 /// The multi-platform index `name` is tagged to, if it names one.
@@ -140,7 +140,8 @@ pub fn push(global: &GlobalArgs, args: &PushArgs, progress: &Reporter) -> Result
                 let image = image::distributable(&store, &img, compression, &lease, progress)?;
                 entries.push(registry::IndexEntry { entry: entry.clone(), image });
             }
-            Plan::Index(entries)
+            // The stored index's own annotations go with it (its entries carry theirs).
+            Plan::Index(registry::IndexPush { entries, annotations: index.annotations.clone() })
         }
     };
     let mut digest = None;
@@ -149,7 +150,7 @@ pub fn push(global: &GlobalArgs, args: &PushArgs, progress: &Reporter) -> Result
             .with_context(|| format!("connecting to {}", destination.registry()))?;
         let report = match &plan {
             Plan::Image(image) => registry::push(&client, &store, image, destination, &options, progress),
-            Plan::Index(entries) => registry::push_index(&client, &store, entries, destination, &options, progress),
+            Plan::Index(index) => registry::push_index(&client, &store, index, destination, &options, progress),
         }
         .with_context(|| format!("pushing {} to {destination}", args.image))?;
         println!("{}@{}", destination.name(), report.digest);
