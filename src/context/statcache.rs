@@ -29,6 +29,40 @@ pub const RACY_WINDOW_NS: i64 = 50_000_000;
 /// `used` is refreshed by a lookup only when older than this (one hour), so warm lookups do not write.
 const TOUCH_INTERVAL_NS: i64 = 3_600_000_000_000;
 
+/// Batches of at least this many files are looked up with one scan of their root's rows.
+const SCAN_AT: usize = 256;
+
+/// The columns a lookup reads, in [`Row::read`]'s order.
+const COLUMNS: &str = "dev, ino, size, mtime_ns, ctime_ns, mode, uid, gid, digest, read_ns, used_ns";
+
+/// A stored row: the stat it is valid for, the digest, when it was read and last used.
+#[derive(Debug, Clone)]
+struct Row {
+    stored: StatKey,
+    digest: Digest,
+    read_ns: i64,
+    used_ns: i64,
+}
+
+impl Row {
+    /// The row from [`COLUMNS`] starting at column `at`; `None` when its digest is malformed.
+    fn read(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Option<Row>> {
+        let stored = StatKey {
+            dev: r.get::<_, i64>(at)? as u64,
+            ino: r.get::<_, i64>(at + 1)? as u64,
+            size: r.get::<_, i64>(at + 2)? as u64,
+            mtime_ns: r.get(at + 3)?,
+            ctime_ns: r.get(at + 4)?,
+            mode: r.get(at + 5)?,
+            uid: r.get(at + 6)?,
+            gid: r.get(at + 7)?,
+        };
+        let digest: Vec<u8> = r.get(at + 8)?;
+        let Ok(digest) = <[u8; 32]>::try_from(digest) else { return Ok(None) };
+        Ok(Some(Row { stored, digest: Digest::from_bytes(digest), read_ns: r.get(at + 9)?, used_ns: r.get(at + 10)? }))
+    }
+}
+
 /// The stat fields a row is valid for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct StatKey {
@@ -103,45 +137,27 @@ impl StatCache {
         move |source| ContextError::StatCache { path: self.path.clone(), op, source }
     }
 
-    /// Looks up many files of one root; `None` for a missing, stale or racy row.
+    /// Looks up many files of one root; `None` for a missing, stale or racy row. A large batch
+    /// reads the root's rows in one scan (a point query per file costs a B-tree descent and a
+    /// statement step each: most of a no-op rebuild of a big context); a small one queries
+    /// each file.
     pub(super) fn lookup(&self, root: &str, files: &[(&[u8], StatKey)]) -> Result<Vec<Option<Digest>>, ContextError> {
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let tx = conn.transaction().map_err(self.err("begin a lookup"))?;
         let now = now_ns();
+        let rows =
+            if files.len() >= SCAN_AT { self.scan(&tx, root, files)? } else { self.point_queries(&tx, root, files)? };
         let mut out = Vec::with_capacity(files.len());
         {
-            let mut get = tx
-                .prepare_cached(
-                    "SELECT dev, ino, size, mtime_ns, ctime_ns, mode, uid, gid, digest, read_ns, used_ns
-                     FROM stat_cache WHERE root = ?1 AND path = ?2",
-                )
-                .map_err(self.err("look up"))?;
             let mut touch = tx
                 .prepare_cached("UPDATE stat_cache SET used_ns = ?3 WHERE root = ?1 AND path = ?2")
                 .map_err(self.err("look up"))?;
-            for (path, key) in files {
-                let row = get
-                    .query_row(params![root, path], |r| {
-                        let stored = StatKey {
-                            dev: r.get::<_, i64>(0)? as u64,
-                            ino: r.get::<_, i64>(1)? as u64,
-                            size: r.get::<_, i64>(2)? as u64,
-                            mtime_ns: r.get(3)?,
-                            ctime_ns: r.get(4)?,
-                            mode: r.get(5)?,
-                            uid: r.get(6)?,
-                            gid: r.get(7)?,
-                        };
-                        Ok((stored, r.get::<_, Vec<u8>>(8)?, r.get::<_, i64>(9)?, r.get::<_, i64>(10)?))
-                    })
-                    .optional()
-                    .map_err(self.err("look up"))?;
+            for ((path, key), row) in files.iter().zip(rows) {
                 let mut stale_use = false;
-                let hit = row.and_then(|(stored, digest, read_ns, used_ns)| {
+                let hit = row.and_then(|Row { stored, digest, read_ns, used_ns }| {
                     let fresh = stored == *key && key.ctime_ns.max(key.mtime_ns) + RACY_WINDOW_NS <= read_ns;
-                    let digest: [u8; 32] = digest.try_into().ok()?;
                     stale_use = used_ns < now - TOUCH_INTERVAL_NS;
-                    fresh.then(|| Digest::from_bytes(digest))
+                    fresh.then_some(digest)
                 });
                 // A warm lookup writes nothing unless the row's `used` is old: pruning is coarse.
                 if hit.is_some() && stale_use {
@@ -154,6 +170,48 @@ impl StatCache {
         Ok(out)
     }
 
+    /// The row of each file, one query each.
+    fn point_queries(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        root: &str,
+        files: &[(&[u8], StatKey)],
+    ) -> Result<Vec<Option<Row>>, ContextError> {
+        let mut get = tx
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM stat_cache WHERE root = ?1 AND path = ?2"))
+            .map_err(self.err("look up"))?;
+        let mut out = Vec::with_capacity(files.len());
+        for (path, _) in files {
+            let row =
+                get.query_row(params![root, path], |r| Row::read(r, 0)).optional().map_err(self.err("look up"))?;
+            out.push(row.flatten());
+        }
+        Ok(out)
+    }
+
+    /// The row of each file, from one scan of the root's rows.
+    fn scan(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        root: &str,
+        files: &[(&[u8], StatKey)],
+    ) -> Result<Vec<Option<Row>>, ContextError> {
+        let wanted: std::collections::HashMap<&[u8], usize> =
+            files.iter().enumerate().map(|(i, (path, _))| (*path, i)).collect();
+        let mut out: Vec<Option<Row>> = vec![None; files.len()];
+        let mut all = tx
+            .prepare_cached(&format!("SELECT path, {COLUMNS} FROM stat_cache WHERE root = ?1"))
+            .map_err(self.err("look up"))?;
+        let mut rows = all.query(params![root]).map_err(self.err("look up"))?;
+        while let Some(r) = rows.next().map_err(self.err("look up"))? {
+            let path =
+                r.get_ref(0).map_err(self.err("look up"))?.as_blob().map_err(|e| self.err("look up")(e.into()))?;
+            if let Some(&i) = wanted.get(path) {
+                out[i] = Row::read(r, 1).map_err(self.err("look up"))?;
+            }
+        }
+        Ok(out)
+    }
     /// Records files whose content was read at `read_ns` (before the reads began).
     pub(super) fn store(
         &self,
@@ -242,5 +300,34 @@ mod tests {
         assert_eq!(cache.lookup("/other", &[(b"settled", key(t))]).unwrap(), [None], "rows belong to one root");
         assert_eq!(cache.len().unwrap(), 2);
         assert_eq!(cache.prune(Duration::from_secs(0)).unwrap(), 2, "rows last used long ago are pruned");
+    }
+
+    /// A batch big enough to be answered by one scan answers as file-by-file lookups do:
+    /// settled rows, racy rows, changed files, missing rows, another root's rows.
+    #[test]
+    fn a_scanned_batch_answers_as_point_lookups_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = StatCache::open(&dir.path().join("db")).unwrap();
+        let t = 1_000_000_000_000;
+        let names: Vec<Vec<u8>> = (0..SCAN_AT as u32 + 44).map(|i| format!("d/f{i}").into_bytes()).collect();
+        let digest = |i: usize| Digest::of(&names[i]);
+        let settled: Vec<(&[u8], StatKey, Digest)> =
+            (0..names.len()).filter(|i| i % 5 != 0).map(|i| (&names[i][..], key(t), digest(i))).collect();
+        cache.store("/ctx", &settled, t + RACY_WINDOW_NS).unwrap();
+        let racy: Vec<(&[u8], StatKey, Digest)> =
+            (0..names.len()).filter(|i| i % 7 == 0).map(|i| (&names[i][..], key(t), digest(i))).collect();
+        cache.store("/ctx", &racy, t).unwrap();
+        cache.store("/other", &[(&names[0][..], key(t), digest(0))], t + RACY_WINDOW_NS).unwrap();
+        let mut changed = key(t);
+        changed.size = 99;
+        let asked: Vec<(&[u8], StatKey)> =
+            names.iter().enumerate().map(|(i, n)| (&n[..], if i % 11 == 0 { changed } else { key(t) })).collect();
+        let scanned = cache.lookup("/ctx", &asked).unwrap();
+        let one_by_one: Vec<Option<Digest>> =
+            asked.iter().map(|a| cache.lookup("/ctx", std::slice::from_ref(a)).unwrap()[0]).collect();
+        assert_eq!(scanned, one_by_one);
+        let expected: Vec<Option<Digest>> =
+            (0..names.len()).map(|i| (i % 5 != 0 && i % 7 != 0 && i % 11 != 0).then(|| digest(i))).collect();
+        assert_eq!(scanned, expected);
     }
 }
