@@ -345,7 +345,9 @@ fn commit(ctx: &BuildCtx<'_>, state: &State, mut active: Active<'_>, independent
     let created = ctx.created();
     let opts = WriteOptions { source_date_epoch: ctx.options.source_date_epoch };
     let mut ingest = store.ingest()?;
-    let diff = sn.diff(active.key, &opts, &mut ingest)?;
+    // The ingest hashes what it is given: the layer is hashed once, and its DiffID is the
+    // digest the store verified.
+    let diff = sn.diff_unhashed(active.key, &opts, &mut ingest)?;
     if diff.entries == 0 {
         // Nothing changed: no layer (the history entry says `empty_layer`).
         return Ok(Record { layer: None, created });

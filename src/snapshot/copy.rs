@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::meta::{Meta, Record};
-use super::{Backend, DiffOutput, Info, Kind, Mounts, SnapshotError, Snapshotter, Usage, check_key, diff, treecopy};
+use super::{Backend, DiffWritten, Info, Kind, Mounts, SnapshotError, Snapshotter, Usage, check_key, diff, treecopy};
 use crate::layer::WriteOptions;
 use crate::oci::DiffId;
 
@@ -150,7 +150,7 @@ impl Snapshotter for CopySnapshotter {
         Ok(())
     }
 
-    fn diff(&self, key: &str, opts: &WriteOptions, out: &mut dyn Write) -> Result<DiffOutput, SnapshotError> {
+    fn diff_unhashed(&self, key: &str, opts: &WriteOptions, out: &mut dyn Write) -> Result<DiffWritten, SnapshotError> {
         let (rec, parent_dir) = {
             let locked = self.meta.lock()?;
             let rec = locked.require(key)?;

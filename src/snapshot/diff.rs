@@ -36,13 +36,22 @@ use super::treecopy::read_xattrs;
 use super::{SnapshotError, Snapshotter};
 use crate::dirfd::{OVERLAY_TRUSTED_XATTRS, OVERLAY_USER_XATTRS};
 use crate::layer::{TarWriter, WriteOptions};
-use crate::oci::{DiffId, HashingWriter};
+use crate::oci::DiffId;
 
 /// What a diff produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiffOutput {
     /// Digest of the uncompressed tar written.
     pub diff_id: DiffId,
+    /// Bytes of tar written.
+    pub size: u64,
+    /// Entries written (whiteouts and opaque markers included).
+    pub entries: u64,
+}
+
+/// What a diff wrote, unhashed ([`Snapshotter::diff_unhashed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiffWritten {
     /// Bytes of tar written.
     pub size: u64,
     /// Entries written (whiteouts and opaque markers included).
@@ -230,7 +239,7 @@ pub(super) fn overlay_diff(
     userxattr: bool,
     opts: &WriteOptions,
     out: &mut dyn Write,
-) -> Result<DiffOutput, SnapshotError> {
+) -> Result<DiffWritten, SnapshotError> {
     let mut changes = Changes::new();
     walk_upper(&mut changes, b"", upper, lowers, false, userxattr)?;
     write_changes(key, changes, opts, out)
@@ -295,7 +304,7 @@ pub(super) fn copy_diff(
     copied: &Metadata,
     opts: &WriteOptions,
     out: &mut dyn Write,
-) -> Result<DiffOutput, SnapshotError> {
+) -> Result<DiffWritten, SnapshotError> {
     let mut changes = Changes::new();
     let since = (copied.ctime(), copied.ctime_nsec());
     walk_pair(&mut changes, b"", lower, upper, since)?;
@@ -383,9 +392,9 @@ fn write_changes(
     changes: Changes,
     opts: &WriteOptions,
     out: &mut dyn Write,
-) -> Result<DiffOutput, SnapshotError> {
+) -> Result<DiffWritten, SnapshotError> {
     let layer_err = |source| SnapshotError::Layer { key: key.to_string(), source };
-    let mut tw = TarWriter::new(HashingWriter::new(out), opts);
+    let mut tw = TarWriter::new(CountingWriter { inner: out, written: 0 }, opts);
     let mut entries = 0u64;
     for (tar_path, (rel, change)) in &changes {
         if rel.split(|&b| b == b'/').any(|c| c.starts_with(b".wh.")) {
@@ -401,9 +410,26 @@ fn write_changes(
             Change::Opaque => tw.add_opaque(os(rel)).map_err(layer_err)?,
         }
     }
-    let hashing = tw.finish().map_err(layer_err)?;
-    let (_, digest, size) = hashing.finish();
-    Ok(DiffOutput { diff_id: DiffId(digest), size, entries })
+    let counted = tw.finish().map_err(layer_err)?;
+    Ok(DiffWritten { size: counted.written, entries })
+}
+
+/// Counts the bytes a diff writes (the hashing, if any, is the caller's).
+struct CountingWriter<'w> {
+    inner: &'w mut dyn Write,
+    written: u64,
+}
+
+impl Write for CountingWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 #[cfg(test)]

@@ -53,7 +53,7 @@ use crate::layer::{ApplyOptions, LayerError, WriteOptions};
 use crate::oci::DiffId;
 
 pub use copy::CopySnapshotter;
-pub use diff::DiffOutput;
+pub use diff::{DiffOutput, DiffWritten};
 pub use meta::Residue;
 pub use mounts::{Mounted, Mounts};
 pub use overlay::OverlaySnapshotter;
@@ -293,8 +293,18 @@ pub trait Snapshotter: Send + Sync {
     fn walk(&self, f: &mut dyn FnMut(&Info) -> Result<(), SnapshotError>) -> Result<(), SnapshotError>;
 
     /// Writes the changes of the active snapshot `key` (relative to its parent) as a layer tar
-    /// to `out`. The snapshot must not be mounted. See [`diff`].
-    fn diff(&self, key: &str, opts: &WriteOptions, out: &mut dyn Write) -> Result<DiffOutput, SnapshotError>;
+    /// to `out`, without hashing it: for a writer that hashes what it is given itself (a store
+    /// ingest), so that a layer is hashed once. The snapshot must not be mounted. See [`diff`].
+    fn diff_unhashed(&self, key: &str, opts: &WriteOptions, out: &mut dyn Write) -> Result<DiffWritten, SnapshotError>;
+
+    /// [`Snapshotter::diff_unhashed`] with the DiffID of what it wrote.
+    fn diff(&self, key: &str, opts: &WriteOptions, out: &mut dyn Write) -> Result<DiffOutput, SnapshotError> {
+        let mut hashing = crate::oci::HashingWriter::new(out);
+        let written = self.diff_unhashed(key, opts, &mut hashing)?;
+        let (_, digest, size) = hashing.finish();
+        debug_assert_eq!(size, written.size);
+        Ok(DiffOutput { diff_id: DiffId(digest), size, entries: written.entries })
+    }
 
     /// Every snapshot, sorted by key.
     fn list(&self) -> Result<Vec<Info>, SnapshotError> {

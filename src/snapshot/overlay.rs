@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use super::meta::{Meta, Record};
 use super::mounts::{MAX_LAYERS, mount_overlay};
-use super::{Backend, DiffOutput, Info, Kind, Mounts, SnapshotError, Snapshotter, Usage, check_key, diff, treecopy};
+use super::{Backend, DiffWritten, Info, Kind, Mounts, SnapshotError, Snapshotter, Usage, check_key, diff, treecopy};
 use crate::layer::WriteOptions;
 use crate::oci::DiffId;
 
@@ -172,7 +172,7 @@ impl Snapshotter for OverlaySnapshotter {
         Ok(())
     }
 
-    fn diff(&self, key: &str, opts: &WriteOptions, out: &mut dyn Write) -> Result<DiffOutput, SnapshotError> {
+    fn diff_unhashed(&self, key: &str, opts: &WriteOptions, out: &mut dyn Write) -> Result<DiffWritten, SnapshotError> {
         let rec = self.meta.lock()?.require(key)?;
         if rec.info.kind != Kind::Active {
             return Err(SnapshotError::NotActive { key: key.to_string(), kind: rec.info.kind });

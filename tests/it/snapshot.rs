@@ -707,6 +707,22 @@ fn snapshot_op_child() {
         }
         "remove" => drop(sn.remove("c")),
         "race" => {
+            // Both children open the snapshotter before either races: a child that had already
+            // ended would be a dead owner whose active snapshots the other's open reclaims.
+            let root = std::path::PathBuf::from(std::env::var(CHILD_ROOT).unwrap());
+            let root = root.parent().unwrap().to_path_buf();
+            fs::write(root.join(format!("race-ready-{}", std::process::id())), b"").unwrap();
+            let deadline = std::time::Instant::now() + crate::support::scaled(std::time::Duration::from_secs(20));
+            let ready = || {
+                fs::read_dir(&root)
+                    .unwrap()
+                    .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("race-ready-"))
+                    .count()
+            };
+            while ready() < 2 {
+                assert!(std::time::Instant::now() < deadline, "the other child never opened the snapshotter");
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
             // Same keys (stay active), and different keys racing for the same committed names.
             let (mut created, mut committed) = (0, 0);
             for i in 0..20 {
