@@ -345,16 +345,11 @@ impl Exporter<'_> {
         };
         let task = progress.start(|| format!("compress layer {} ({how})", diff_id.digest().short()));
         let compressed = compress_layer(store, diff_id, source, (algorithm, self.layers.level), &task);
-        let (ingest, info) = task.finish(compressed)?;
-        if info.diff_id != diff_id {
-            return Err(ImageError::DiffIdMismatch {
-                config: image.id(),
-                index,
-                expected: diff_id,
-                actual: info.diff_id,
-            });
+        let (ingest, read) = task.finish(compressed)?;
+        if read != diff_id {
+            return Err(ImageError::DiffIdMismatch { config: image.id(), index, expected: diff_id, actual: read });
         }
-        let (digest, size) = ingest.commit(Some((info.digest, info.size)), Some(lease))?;
+        let (digest, size) = ingest.commit(None, Some(lease))?;
         let descriptor = Descriptor::new(MediaType::oci_layer(compression), digest, size);
         store.record_layer_blob(diff_id, &descriptor)?;
         Ok(descriptor)
@@ -369,7 +364,7 @@ fn compress_layer(
     source: &Descriptor,
     (algorithm, level): (Compression, Option<u32>),
     task: &Task,
-) -> Result<(Ingest, layer::CompressInfo), ImageError> {
+) -> Result<(Ingest, DiffId), ImageError> {
     let uncompressed: Box<dyn Read> = if store.has_blob(&diff_id.digest()) {
         let total = store.blob_size(&diff_id.digest())?;
         let file = store.open_blob(&diff_id.digest())?;
@@ -379,8 +374,9 @@ fn compress_layer(
         Box::new(MeteredReader::new(plain, task.meter(None, Unit::Bytes)))
     };
     let mut ingest = store.ingest()?;
-    let info = layer::compress_level(uncompressed, algorithm, level, &mut ingest)?;
-    Ok((ingest, info))
+    // The ingest hashes the compressed bytes itself (and verifies them on commit).
+    let (diff_id, _) = layer::compress_into(uncompressed, algorithm, level, &mut ingest)?;
+    Ok((ingest, diff_id))
 }
 
 /// The OCI `manifest` with Docker schema2 media types (`oci-mediatypes=false`): Docker has no

@@ -101,15 +101,39 @@ fn compress_with(
     out: impl Write + Send,
     n_workers: usize,
 ) -> Result<CompressInfo, LayerError> {
+    let mut hashed_out = HashingWriter::new(out);
+    let (diff_id, uncompressed_size) = compress_raw(input, c, level, &mut hashed_out, n_workers)?;
+    let (_, digest, size) = hashed_out.finish();
+    Ok(CompressInfo { diff_id, uncompressed_size, digest, size })
+}
+
+/// [`compress_level`] into a writer that hashes what it is given itself (a store ingest, which
+/// then verifies the blob): the output is not hashed twice. Returns the input's DiffID and size.
+pub fn compress_into(
+    input: impl Read,
+    c: Compression,
+    level: Option<u32>,
+    out: &mut (impl Write + Send),
+) -> Result<(DiffId, u64), LayerError> {
+    compress_raw(input, c, level, out, workers())
+}
+
+/// Compresses `input` into `out` in one streaming pass, hashing the input (the DiffID).
+fn compress_raw<W: Write + Send>(
+    input: impl Read,
+    c: Compression,
+    level: Option<u32>,
+    out: &mut W,
+    n_workers: usize,
+) -> Result<(DiffId, u64), LayerError> {
     if let Some(level) = level
         && !level_range(c).is_some_and(|r| r.contains(&level))
     {
         return Err(LayerError::CompressionLevel { level });
     }
     let mut reader = HashingReader::new(input);
-    let mut hashed_out = HashingWriter::new(out);
     match c {
-        Compression::None => pump(&mut reader, &mut hashed_out)?,
+        Compression::None => pump(&mut reader, out)?,
         Compression::Gzip => {
             let gz_err = |op| move |e: gzp::GzpError| LayerError::Compress { op, source: io::Error::other(e) };
             std::thread::scope(|scope| {
@@ -119,7 +143,7 @@ fn compress_with(
                     .buffer_size(GZIP_BLOCK)
                     .map_err(gz_err("configure gzip"))?
                     .compression_level(flate2::Compression::new(level.unwrap_or(GZIP_LEVEL)))
-                    .from_borrowed_writer(&mut hashed_out, scope);
+                    .from_borrowed_writer(&mut *out, scope);
                 let pumped = pump(&mut reader, &mut z);
                 // Always finish: dropping an unfinished ParCompress panics on error.
                 let finished = z.finish().map_err(gz_err("finish gzip stream"));
@@ -129,7 +153,7 @@ fn compress_with(
         }
         Compression::Zstd => {
             let zerr = |op| move |source| LayerError::Compress { op, source };
-            let mut enc = zstd::stream::write::Encoder::new(&mut hashed_out, level.map_or(ZSTD_LEVEL, |l| l as i32))
+            let mut enc = zstd::stream::write::Encoder::new(&mut *out, level.map_or(ZSTD_LEVEL, |l| l as i32))
                 .map_err(zerr("start zstd"))?;
             enc.multithread(n_workers as u32).map_err(zerr("configure zstd"))?;
             enc.include_checksum(true).map_err(zerr("configure zstd"))?;
@@ -137,10 +161,9 @@ fn compress_with(
             enc.finish().map_err(zerr("finish zstd stream"))?;
         }
     }
-    hashed_out.flush().map_err(|source| LayerError::Write { source })?;
+    out.flush().map_err(|source| LayerError::Write { source })?;
     let (_, diff, uncompressed_size) = reader.finish();
-    let (_, digest, size) = hashed_out.finish();
-    Ok(CompressInfo { diff_id: DiffId(diff), uncompressed_size, digest, size })
+    Ok((DiffId(diff), uncompressed_size))
 }
 
 /// Wraps `input` in the decompressor its magic bytes call for: gzip, zstd, bzip2, xz (the last

@@ -63,7 +63,7 @@ use std::io;
 use std::path::PathBuf;
 
 pub use apply::{ApplyOptions, ApplyReport, apply, list};
-pub use compress::{CompressInfo, Compression, compress, compress_level, decompress, level_range};
+pub use compress::{CompressInfo, Compression, compress, compress_into, compress_level, decompress, level_range};
 pub use reader::{Entry, EntryInfo, EntryKind};
 pub use rewrite::{ClampReport, clamp_mtimes};
 pub use writer::{TarWriter, WriteOptions, write_dir};
