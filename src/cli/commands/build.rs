@@ -278,12 +278,10 @@ fn build_options(
     }
     options.rewrite_timestamp = outputs.iter().any(|o| o.rewrite_timestamp);
     options.annotations = args.annotations.clone();
+    // A single platform makes no index: its types have nothing to annotate.
     if platforms.len() == 1
-        && let Some(t) = args
-            .annotations
-            .iter()
-            .flat_map(|a| &a.targets)
-            .find(|t| !t.per_platform() || **t == crate::engine::AnnotationTarget::ManifestDescriptor)
+        && let Some(t) =
+            args.annotations.iter().flat_map(|a| &a.targets).find(|t| **t != crate::engine::AnnotationTarget::Manifest)
     {
         bail!("--annotation {}: annotations of an index need several platforms (--platform P1,P2)", t.name());
     }
