@@ -1,6 +1,6 @@
-//! The one SQLite detail every database of slipway shares (store metadata, snapshot records,
+//! The SQLite details every database of slipway shares (store metadata, snapshot records,
 //! build cache, context stat cache): switching a connection to WAL while other processes open
-//! the same file.
+//! the same file; and telling a damaged file from other errors ([`is_corruption`]).
 //!
 //! Changing the journal mode needs an exclusive lock, and SQLite does not call the busy handler
 //! for it (a connection holding a shared lock could deadlock), so several processes opening a new
@@ -24,6 +24,12 @@ pub fn enable_wal(conn: &Connection, timeout: Duration) -> rusqlite::Result<()> 
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Whether `err` says the file is not a database or a damaged one (the databases that are
+/// derivable move such a file aside).
+pub fn is_corruption(err: &rusqlite::Error) -> bool {
+    matches!(err.sqlite_error_code(), Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt))
 }
 
 #[cfg(test)]

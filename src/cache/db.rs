@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::files;
 use super::key::{CacheKey, KEY_VERSION, KeyInputs, Slot};
@@ -71,7 +71,7 @@ impl CacheDb {
             fs::create_dir_all(dir).map_err(|source| CacheError::Io { op: "create", path: dir.into(), source })?;
         }
         let conn = match open_conn(path) {
-            Err(CacheError::Db { source, .. }) if is_corruption(&source) => {
+            Err(CacheError::Db { source, .. }) if crate::sqlite::is_corruption(&source) => {
                 let aside = move_aside(path)?;
                 tracing::warn!(path = %path.display(), moved_to = %aside.display(), error = %source,
                     "cache database is corrupt; starting an empty one");
@@ -97,7 +97,7 @@ impl CacheDb {
         let reason = match verdict {
             Ok(rows) if rows == ["ok"] => return Ok(None),
             Ok(rows) => rows.join("; "),
-            Err(e) if is_corruption(&e) => e.to_string(),
+            Err(e) if crate::sqlite::is_corruption(&e) => e.to_string(),
             Err(source) => return Err(CacheError::Db { path: path.to_path_buf(), source }),
         };
         let moved_to = if repair { Some(move_aside(path)?) } else { None };
@@ -322,10 +322,6 @@ fn move_aside(path: &Path) -> Result<PathBuf, CacheError> {
         let _ = fs::remove_file(format!("{}{suffix}", path.display()));
     }
     Ok(aside)
-}
-
-fn is_corruption(err: &rusqlite::Error) -> bool {
-    matches!(err.sqlite_error_code(), Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt))
 }
 
 fn unix_now() -> i64 {

@@ -362,7 +362,7 @@ pub fn check(root: &Path, repair: bool) -> Result<Check, SnapshotError> {
         }
         let meta = match meta::Meta::connect(&dir) {
             Ok(meta) => meta,
-            Err(SnapshotError::Db { path, source }) if is_corruption(&source) => {
+            Err(SnapshotError::Db { path, source }) if crate::sqlite::is_corruption(&source) => {
                 out.damaged.push((path, source.to_string()));
                 continue;
             }
@@ -382,11 +382,6 @@ pub fn check(root: &Path, repair: bool) -> Result<Check, SnapshotError> {
         }
     }
     Ok(out)
-}
-
-fn is_corruption(e: &rusqlite::Error) -> bool {
-    use rusqlite::ErrorCode;
-    matches!(e.sqlite_error_code(), Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt))
 }
 
 /// Whether overlay can be mounted for the store root `root` here (in a user namespace: with

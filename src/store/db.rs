@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use rusqlite::{Connection, ErrorCode, params};
+use rusqlite::{Connection, params};
 
 use super::{Store, StoreError, unix_now};
 use crate::oci::Descriptor;
@@ -59,7 +59,7 @@ pub(super) fn open_existing(path: &Path) -> Result<Option<Connection>, StoreErro
     }
     match open_checked(path) {
         Ok(conn) => Ok(Some(conn)),
-        Err(StoreError::Db { source, .. }) if is_corruption(&source) => Ok(None),
+        Err(StoreError::Db { source, .. }) if crate::sqlite::is_corruption(&source) => Ok(None),
         Err(e) => Err(e),
     }
 }
@@ -73,7 +73,7 @@ pub(super) fn open(path: &Path) -> Result<Connection, StoreError> {
     }
     match open_checked(path) {
         Ok(conn) => Ok(conn),
-        Err(StoreError::Db { source, .. }) if is_corruption(&source) => {
+        Err(StoreError::Db { source, .. }) if crate::sqlite::is_corruption(&source) => {
             move_aside(path, &source.to_string())?;
             open_checked(path)
         }
@@ -108,10 +108,6 @@ fn open_checked(path: &Path) -> Result<Connection, StoreError> {
 fn is_zero_length(path: &Path) -> bool {
     let len = |p: &Path| fs::metadata(p).map(|m| m.len()).ok();
     len(path) == Some(0) && len(&sidecar(path, "-wal")).unwrap_or(0) == 0
-}
-
-fn is_corruption(err: &rusqlite::Error) -> bool {
-    matches!(err.sqlite_error_code(), Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt))
 }
 
 fn sidecar(path: &Path, suffix: &str) -> PathBuf {
