@@ -8,6 +8,7 @@ mod build_contexts;
 mod build_copy;
 mod build_emulation;
 mod build_flags;
+mod build_golden;
 mod build_link;
 mod build_meta;
 mod build_mounts;
