@@ -150,7 +150,7 @@ fn fixtures() -> PathBuf {
 fn base() -> &'static (Registry, String) {
     static BASE: OnceLock<(Registry, String)> = OnceLock::new();
     BASE.get_or_init(|| {
-        let registry = Registry::start();
+        let registry = Registry::for_the_process();
         let reference = format!("{}/conformance/busybox:1", registry.host());
         let env = BuildEnv::new();
         env.tc.ok(&["push", "bb", &reference]);

@@ -48,7 +48,7 @@ impl BuildEnv {
         use std::sync::atomic::{AtomicUsize, Ordering};
         static REGISTRY: std::sync::OnceLock<super::registry::Registry> = std::sync::OnceLock::new();
         static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let registry = REGISTRY.get_or_init(super::registry::Registry::start);
+        let registry = REGISTRY.get_or_init(super::registry::Registry::for_the_process);
         let reference = format!("{}/served/bb:{}", registry.host(), NEXT.fetch_add(1, Ordering::SeqCst));
         local.tc.ok(&["push", "bb", &reference]);
         let tc = TestContext::new();

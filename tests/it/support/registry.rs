@@ -26,6 +26,9 @@ pub struct RegistryConfig {
     pub silly_realm: Option<String>,
     /// `http.relativeurls: true`: `Location` headers are path-only.
     pub relative_urls: bool,
+    /// SIGKILL the registry when the thread that started it exits (`PR_SET_PDEATHSIG`): see
+    /// [`Registry::for_the_process`].
+    pub die_with_thread: bool,
 }
 
 /// A running registry.
@@ -49,6 +52,25 @@ impl Registry {
     /// A plain-HTTP registry without auth.
     pub fn start() -> Registry {
         Registry::start_with(RegistryConfig::default())
+    }
+
+    /// A registry for a `static`, shared by the tests of one process: a static is never dropped,
+    /// so nothing would stop the registry when the test binary exits. It is started from a
+    /// thread that never ends, with a parent-death signal (the kernel sends it when the thread
+    /// that forked the child exits, which for this one is when the process does).
+    pub fn for_the_process() -> Registry {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("registry-owner".into())
+            .spawn(move || {
+                let config = RegistryConfig { die_with_thread: true, ..RegistryConfig::default() };
+                tx.send(Registry::start_with(config)).expect("the starting test waits");
+                loop {
+                    std::thread::park();
+                }
+            })
+            .expect("spawn the registry's owner thread");
+        rx.recv().expect("the registry started (see the panic above)")
     }
 
     pub fn start_with(config: RegistryConfig) -> Registry {
@@ -128,14 +150,21 @@ impl Registry {
         let log = dir.path().join("registry.log");
         // Append mode, so that `mark` lines and the registry's own lines interleave.
         let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
-        let child = Command::new(REGISTRY_BIN)
-            .arg("serve")
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().unwrap())
-            .stderr(log_file)
-            .spawn()
-            .expect("spawn docker-registry");
+        let mut cmd = Command::new(REGISTRY_BIN);
+        cmd.arg("serve").arg(&cfg).stdin(Stdio::null()).stdout(log_file.try_clone().unwrap()).stderr(log_file);
+        if config.die_with_thread {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: prctl is async-signal-safe and touches only the child being set up.
+            unsafe {
+                cmd.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = cmd.spawn().expect("spawn docker-registry");
         let mut registry = Registry { child, port, dir, log };
         registry.wait_ready();
         registry
