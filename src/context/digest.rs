@@ -9,8 +9,10 @@
 //! Extended attributes of files and directories are hashed (not those of overlayfs nor
 //! `security.selinux`, which are never copied). Sockets are left out, as `copy` skips them.
 //!
-//! The walk is sequential (cheap: `getdents` + `lstat`); file contents are hashed in parallel
-//! with rayon, streaming (1 MiB buffer), after the stat cache has answered what it can.
+//! The walk is sequential (cheap: `getdents` + `lstat`; `lstat`s of one directory in parallel
+//! cost more than they saved); when only directories are selected, the stat cache's rows below
+//! them are read on a second thread meanwhile. File contents are hashed in parallel with rayon,
+//! streaming, after the stat cache has answered what it can.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -126,22 +128,36 @@ pub fn digest(
     let excludes = compile_excludes(excludes)?;
     let (root, root_real) = src.open()?;
     let walk = Walk { src, root: root.as_fd(), excludes: excludes.as_ref() };
+    let root_key = root_real.to_string_lossy().into_owned();
     let mut per_item = Vec::with_capacity(selection.items.len());
     let mut collector = Collector { root: root.as_fd(), entries: Vec::new(), inodes: HashMap::new() };
-    for item in &selection.items {
-        let start = collector.entries.len();
-        walk.run(item, &mut collector)?;
-        per_item.push(start..collector.entries.len());
-    }
+    // When only directories are selected, the stat cache's rows under them are read on another
+    // thread while the walk runs (the walk and that read are most of a no-op rebuild).
+    let dirs: Option<Vec<&[u8]>> =
+        selection.items.iter().map(|item| item.is_dir.then_some(item.path.as_bytes())).collect();
+    let root_key_ref = root_key.as_str();
+    let (walked, prefetched) = std::thread::scope(|scope| {
+        let prefetch = stat
+            .zip(dirs.filter(|d| !d.is_empty()))
+            .map(|(cache, dirs)| scope.spawn(move || cache.rows_under(root_key_ref, &dirs)));
+        let walked = selection.items.iter().try_for_each(|item| {
+            let start = collector.entries.len();
+            walk.run(item, &mut collector)?;
+            per_item.push(start..collector.entries.len());
+            Ok::<_, ContextError>(())
+        });
+        (walked, prefetch.map(|t| t.join().expect("the stat cache read does not panic")))
+    });
+    walked?;
+    let prefetched = prefetched.transpose()?;
     let entries = collector.entries;
 
     // Content digests: from the stat cache where it can answer, else read (in parallel).
     let files: Vec<usize> = (0..entries.len()).filter(|&i| entries[i].kind == Kind::File).collect();
-    let root_key = root_real.to_string_lossy().into_owned();
     let keys: Vec<(&[u8], StatKey)> =
         files.iter().map(|&i| (entries[i].src_rel.as_slice(), StatKey::of(&entries[i].st))).collect();
     let cached = match stat {
-        Some(cache) => cache.lookup(&root_key, &keys)?,
+        Some(cache) => cache.lookup_with(&root_key, &keys, prefetched)?,
         None => vec![None; files.len()],
     };
     let read_started = now_ns();

@@ -63,6 +63,9 @@ impl Row {
     }
 }
 
+/// Rows read ahead by [`StatCache::rows_under`], by path.
+pub(super) struct Prefetched(std::collections::HashMap<Vec<u8>, Row>);
+
 /// The stat fields a row is valid for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct StatKey {
@@ -141,12 +144,27 @@ impl StatCache {
     /// reads the root's rows in one scan (a point query per file costs a B-tree descent and a
     /// statement step each: most of a no-op rebuild of a big context); a small one queries
     /// each file.
+    #[cfg(test)]
     pub(super) fn lookup(&self, root: &str, files: &[(&[u8], StatKey)]) -> Result<Vec<Option<Digest>>, ContextError> {
+        self.lookup_with(root, files, None)
+    }
+
+    /// [`StatCache::lookup`], with the rows of [`StatCache::rows_under`] read beforehand (while
+    /// the walk ran): every file asked for must lie under the directories they were read for.
+    pub(super) fn lookup_with(
+        &self,
+        root: &str,
+        files: &[(&[u8], StatKey)],
+        prefetched: Option<Prefetched>,
+    ) -> Result<Vec<Option<Digest>>, ContextError> {
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let tx = conn.transaction().map_err(self.err("begin a lookup"))?;
         let now = now_ns();
-        let rows =
-            if files.len() >= SCAN_AT { self.scan(&tx, root, files)? } else { self.point_queries(&tx, root, files)? };
+        let rows = match prefetched {
+            Some(mut rows) => files.iter().map(|(path, _)| rows.0.remove(*path)).collect(),
+            None if files.len() >= SCAN_AT => self.scan(&tx, root, files)?,
+            None => self.point_queries(&tx, root, files)?,
+        };
         let mut out = Vec::with_capacity(files.len());
         {
             let mut touch = tx
@@ -212,6 +230,34 @@ impl StatCache {
         }
         Ok(out)
     }
+    /// Every row of `root` whose path lies below one of `dirs` (paths relative to the root; ""
+    /// is the whole root), in one range scan of the primary key per directory. A big no-op
+    /// rebuild reads these on a second core while the context is walked.
+    pub(super) fn rows_under(&self, root: &str, dirs: &[&[u8]]) -> Result<Prefetched, ContextError> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = std::collections::HashMap::new();
+        let select = format!("SELECT path, {COLUMNS} FROM stat_cache WHERE root = ?1");
+        let mut whole = conn.prepare_cached(&select).map_err(self.err("look up"))?;
+        let mut range =
+            conn.prepare_cached(&format!("{select} AND path >= ?2 AND path < ?3")).map_err(self.err("look up"))?;
+        for dir in dirs {
+            // Below `dir`: from `dir/` up to, not including, `dir0` ('0' follows '/').
+            let mut rows = if dir.is_empty() {
+                whole.query(params![root])
+            } else {
+                range.query(params![root, [dir, &b"/"[..]].concat(), [dir, &b"0"[..]].concat()])
+            }
+            .map_err(self.err("look up"))?;
+            while let Some(r) = rows.next().map_err(self.err("look up"))? {
+                let path: Vec<u8> = r.get(0).map_err(self.err("look up"))?;
+                if let Some(row) = Row::read(r, 1).map_err(self.err("look up"))? {
+                    out.insert(path, row);
+                }
+            }
+        }
+        Ok(Prefetched(out))
+    }
+
     /// Records files whose content was read at `read_ns` (before the reads began).
     pub(super) fn store(
         &self,
@@ -329,5 +375,32 @@ mod tests {
         let expected: Vec<Option<Digest>> =
             (0..names.len()).map(|i| (i % 5 != 0 && i % 7 != 0 && i % 11 != 0).then(|| digest(i))).collect();
         assert_eq!(scanned, expected);
+    }
+
+    /// Rows read ahead for a directory are exactly that directory's (not `d0/…` nor `d-x` for
+    /// `d`, nor another root's), and answer as the lookups without them do.
+    #[test]
+    fn rows_read_ahead_are_those_below_the_directories_and_answer_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = StatCache::open(&dir.path().join("db")).unwrap();
+        let t = 1_000_000_000_000;
+        let names: [&[u8]; 6] = [b"d/a", b"d/sub/b", b"d0/c", b"d-x", b"e/f", b"top"];
+        let rows: Vec<(&[u8], StatKey, Digest)> = names.iter().map(|n| (*n, key(t), Digest::of(n))).collect();
+        cache.store("/ctx", &rows, t + RACY_WINDOW_NS).unwrap();
+        cache.store("/other", &[(b"d/z", key(t), Digest::of(b"z"))], t + RACY_WINDOW_NS).unwrap();
+        let below = |dirs: &[&[u8]]| {
+            let mut got: Vec<Vec<u8>> = cache.rows_under("/ctx", dirs).unwrap().0.into_keys().collect();
+            got.sort();
+            got
+        };
+        assert_eq!(below(&[b"d"]), [b"d/a".to_vec(), b"d/sub/b".to_vec()]);
+        assert_eq!(below(&[b"d", b"e"]).len(), 3);
+        assert_eq!(below(&[b""]).len(), names.len(), "\"\" is the whole root");
+        let mut changed = key(t);
+        changed.size = 7;
+        let asked: [(&[u8], StatKey); 3] = [(b"d/a", key(t)), (b"d/sub/b", changed), (b"d/missing", key(t))];
+        let ahead = cache.rows_under("/ctx", &[b"d"]).unwrap();
+        assert_eq!(cache.lookup_with("/ctx", &asked, Some(ahead)).unwrap(), cache.lookup("/ctx", &asked).unwrap());
+        assert_eq!(cache.lookup("/ctx", &asked).unwrap(), [Some(Digest::of(b"d/a")), None, None]);
     }
 }
