@@ -51,12 +51,15 @@ use rustix::io::Errno;
 
 use super::ignore::clean_path;
 use super::walk::{At, Kind, Node, Visitor, Walk, check_name};
-use super::{COPIED_XATTRS, Chmod, ContextError, Selection, SourceRoot, compile_excludes};
+use super::{COPIED_XATTRS, Chmod, ContextError, Selected, Selection, SourceRoot, compile_excludes};
 use crate::dirfd;
 use crate::layer::{ApplyOptions, decompress};
 
 mod archive;
 use archive::{is_archive, unpack};
+
+mod layer;
+pub use layer::{LayerPlan, plan_layer};
 
 /// How `copy` and `write_inline` behave.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -297,6 +300,60 @@ impl Rules<'_> {
     }
 }
 
+/// What `copy` and [`plan_layer`] share: the destination checked and resolved in a rootfs, the
+/// source root opened, the exclude patterns compiled.
+struct Prepared {
+    comps: Vec<Vec<u8>>,
+    forced_dir: bool,
+    excludes: Option<super::ignore::IgnoreFile>,
+    root: OwnedFd,
+    out: Dest,
+}
+
+impl Prepared {
+    fn new(
+        src: &SourceRoot,
+        selection: &Selection,
+        dest_root: &Path,
+        dest: &str,
+        opts: &CopyOptions,
+    ) -> Result<Prepared, ContextError> {
+        let (comps, trailing) = dest_comps(dest);
+        let mut patterns: Vec<&str> = selection.items.iter().map(|i| i.pattern.as_str()).collect();
+        patterns.dedup();
+        let forced_dir = opts.dest_is_dir || trailing || opts.parents;
+        if patterns.len() > 1 && !forced_dir {
+            return Err(ContextError::DestNotDir { dest: dest.to_owned() });
+        }
+        for (i, c) in comps.iter().enumerate() {
+            check_name(c, &comps[..=i].join(&b'/'))?;
+        }
+        let excludes = compile_excludes(&opts.excludes)?;
+        let (root, _) = src.open()?;
+        let out = Dest::open(dest_root, opts)?;
+        let comps = out.resolve(&comps)?;
+        Ok(Prepared { comps, forced_dir, excludes, root, out })
+    }
+
+    /// Whether file items go into the destination as `dest/<name>` (else a file item is `dest`).
+    fn files_go_into_dir(&self, selection: &Selection) -> Result<bool, ContextError> {
+        let comps = &self.comps;
+        Ok(self.forced_dir || selection.items.len() > 1 || comps.is_empty() || self.out.is_dir(comps)?)
+    }
+
+    /// Where an item goes (not an archive ADD unpacks): a directory item's contents into the
+    /// destination, a file to `dest/<name>` or `dest`, a `--parents` item below its kept path.
+    fn item_base(&self, item: &Selected, into_dir: bool, parents: bool) -> Vec<Vec<u8>> {
+        let mut base = self.comps.clone();
+        if parents {
+            base.extend(item.keep.split('/').filter(|c| !c.is_empty()).map(|c| c.as_bytes().to_vec()));
+        } else if !item.is_dir && into_dir {
+            base.push(item.name.as_bytes().to_vec());
+        }
+        base
+    }
+}
+
 /// Copies the selection into the rootfs at `dest_root`, destination `dest` (absolute inside the rootfs,
 /// already joined with WORKDIR by the caller), with Docker/BuildKit's rules (module doc). Every write
 /// is confined to `dest_root`.
@@ -307,29 +364,17 @@ pub fn copy(
     dest: &str,
     opts: &CopyOptions,
 ) -> Result<CopyReport, ContextError> {
-    let (comps, trailing) = dest_comps(dest);
-    let mut patterns: Vec<&str> = selection.items.iter().map(|i| i.pattern.as_str()).collect();
-    patterns.dedup();
-    let forced_dir = opts.dest_is_dir || trailing || opts.parents;
-    if patterns.len() > 1 && !forced_dir {
-        return Err(ContextError::DestNotDir { dest: dest.to_owned() });
-    }
-    for (i, c) in comps.iter().enumerate() {
-        check_name(c, &comps[..=i].join(&b'/'))?;
-    }
-    let excludes = compile_excludes(&opts.excludes)?;
-    let (root, _) = src.open()?;
-    let out = Dest::open(dest_root, opts)?;
-    let comps = out.resolve(&comps)?;
+    let prepared = Prepared::new(src, selection, dest_root, dest, opts)?;
+    let Prepared { comps, excludes, root, out, .. } = &prepared;
     if selection.items.is_empty() {
         // `--exclude` hid every match: BuildKit still creates the destination directory.
-        out.open_or_create_dir(&comps)?;
+        out.open_or_create_dir(comps)?;
         return Ok(CopyReport::default());
     }
-    let into_dir = forced_dir || selection.items.len() > 1 || comps.is_empty() || out.is_dir(&comps)?;
+    let into_dir = prepared.files_go_into_dir(selection)?;
     let rules = Rules { chown: opts.chown, chmod: opts.chmod.as_ref(), from_context: opts.from_context };
     let mut copier = Copier {
-        dest: &out,
+        dest: out,
         src_root: root.as_fd(),
         rules,
         base: Vec::new(),
@@ -339,26 +384,11 @@ pub fn copy(
     };
     let walk = Walk { src, root: root.as_fd(), excludes: excludes.as_ref() };
     for item in &selection.items {
-        if opts.parents {
-            copier.base = comps.clone();
-            copier.base.extend(item.keep.split('/').filter(|c| !c.is_empty()).map(|c| c.as_bytes().to_vec()));
-            walk.run(item, &mut copier)?;
+        if !opts.parents && !item.is_dir && opts.unpack_archives && is_archive(root.as_fd(), item.path.as_bytes())? {
+            unpack(root.as_fd(), &item.path, out, comps, opts.chown, &mut copier.report)?;
             continue;
         }
-        if item.is_dir {
-            copier.base = comps.clone();
-            walk.run(item, &mut copier)?;
-            continue;
-        }
-        if opts.unpack_archives && is_archive(root.as_fd(), item.path.as_bytes())? {
-            unpack(root.as_fd(), &item.path, &out, &comps, opts.chown, &mut copier.report)?;
-            continue;
-        }
-        let mut target = comps.clone();
-        if into_dir {
-            target.push(item.name.as_bytes().to_vec());
-        }
-        copier.base = target;
+        copier.base = prepared.item_base(item, into_dir, opts.parents);
         walk.run(item, &mut copier)?;
     }
     Ok(copier.report)

@@ -94,6 +94,13 @@ pub enum ContextError {
         #[source]
         source: LayerError,
     },
+    /// A copy's layer entry could not be written.
+    #[error("failed to write /{path} into the layer")]
+    Layer {
+        path: String,
+        #[source]
+        source: LayerError,
+    },
     /// The tar stream given as the context could not be extracted.
     #[error("failed to extract the build context archive into {path}")]
     Extract {

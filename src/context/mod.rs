@@ -42,7 +42,7 @@ use rustix::io::Errno;
 
 pub use self::chmod::{Chmod, ChmodError};
 pub use self::chown::resolve_chown;
-pub use self::copy::{CopyOptions, CopyReport, copy, make_dir, write_inline};
+pub use self::copy::{CopyOptions, CopyReport, LayerPlan, copy, make_dir, plan_layer, write_inline};
 pub use self::digest::{SourceDigest, digest};
 pub use self::error::ContextError;
 use self::ignore::IgnoreFile;

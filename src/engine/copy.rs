@@ -204,7 +204,15 @@ pub(crate) fn copy(sc: &StepCtx<'_>, state: &mut State, spec: &CopySpec<'_>) -> 
     inputs.add("platform", state.platform.to_string());
 
     let step = LayerStep { inputs, files, title: sc.title(state, &shown), created_by: shown, independent: spec.link };
-    layers::layer_step(sc, state, step, |_run, rootfs| {
+    let inline = x.srcs.iter().any(|s| matches!(s, Src::Inline { .. }));
+    let direct: Option<layers::Direct<'_>> = match (&from, &selection) {
+        (From::Context | From::Dir { .. }, Some(selection)) if !ctx.options.copy_in_snapshot && !inline => {
+            let direct = DirectCopy { sc, spec, from: &from, selection, x: &x, opts: opts.clone() };
+            Some(Box::new(move |lower: Option<&Path>, out: &mut dyn std::io::Write| direct.write(lower, out)))
+        }
+        _ => None,
+    };
+    layers::layer_step_direct(sc, state, step, direct, |_run, rootfs| {
         let mut opts = opts;
         if let Some(chown) = &x.chown {
             let chown = if spec.link { link_chown(chown) } else { chown.clone() };
@@ -233,6 +241,48 @@ pub(crate) fn copy(sc: &StepCtx<'_>, state: &mut State, spec: &CopySpec<'_>) -> 
             }),
         }
     })
+}
+
+/// A COPY from local sources, to be written straight into its layer.
+struct DirectCopy<'a, 'b> {
+    sc: &'a StepCtx<'b>,
+    spec: &'a CopySpec<'a>,
+    from: &'a From<'a>,
+    selection: &'a context::Selection,
+    x: &'a Expanded,
+    opts: CopyOptions,
+}
+
+impl DirectCopy<'_, '_> {
+    /// Writes the layer when [`context::plan_layer`] can (the destination's paths are new to
+    /// `lower`); `None` otherwise, having written nothing.
+    fn write(self, lower: Option<&Path>, out: &mut dyn std::io::Write) -> Result<Option<u64>, BuildError> {
+        let DirectCopy { sc, spec, from, selection, x, mut opts } = self;
+        let ctx = sc.build;
+        // `--chown` names are looked up in the tree under the step, as the copy in a snapshot does.
+        let empty;
+        let rootfs = match lower {
+            Some(l) => l,
+            None => {
+                empty = crate::snapshot::temp_dir(ctx.builder.snapshotter.dir(), "empty")?;
+                empty.path()
+            }
+        };
+        if let Some(chown) = &x.chown {
+            let chown = if spec.link { link_chown(chown) } else { chown.clone() };
+            opts.chown = Some(super::owners::resolve(rootfs, &chown, sc.span(), &format!("--chown={chown}"))?);
+        }
+        let src = from.local(ctx).expect("a local source");
+        let now = crate::image::timestamp(None);
+        let Some(plan) = context::plan_layer(&src, selection, lower, &x.dest, &opts, now)? else {
+            return Ok(None);
+        };
+        let wopts = crate::layer::WriteOptions { source_date_epoch: ctx.options.source_date_epoch };
+        let mut tw = crate::layer::TarWriter::new(out, &wopts);
+        let entries = plan.write(&mut tw)?;
+        tw.finish().map_err(|source| context::ContextError::Layer { path: x.dest.clone(), source })?;
+        Ok(Some(entries))
+    }
 }
 
 /// Expands the sources, destination, `--chown`, `--chmod` and `--exclude` words against the
@@ -398,19 +448,32 @@ pub(crate) fn with_layers_guard<'a>(
     super::layers::ensure_local(ctx, layers)?;
     let label = crate::oci::Digest::of(b"copy --from");
     let top = unpack_layers(ctx.builder.store, sn, &label, diff_ids, layers)?.top;
-    let dir = crate::snapshot::temp_dir(sn.dir(), "from")?;
-    let path = dir.path().to_path_buf();
-    let mut view = LayersView { sn, key: None, mounted: None, dir, path };
-    // An image or stage without layers: the empty directory.
-    let Some(top) = top else { return Ok(view) };
-    let key = format!("view-{}-{}", std::process::id(), super::layers::unique_nanos());
-    let mounts = sn.view(&key, Some(&top))?;
-    view.key = Some(key);
-    match mounts.plain_dir() {
-        Some(plain) => view.path = plain.to_path_buf(),
-        None => view.mounted = Some(mounts.mount(&view.path)?),
+    match top {
+        Some(top) => LayersView::of(sn, &top),
+        // An image or stage without layers: the empty directory.
+        None => {
+            let dir = crate::snapshot::temp_dir(sn.dir(), "from")?;
+            let path = dir.path().to_path_buf();
+            Ok(LayersView { sn, key: None, mounted: None, dir, path })
+        }
     }
-    Ok(view)
+}
+
+impl<'a> LayersView<'a> {
+    /// A read-only view of the committed snapshot `top`.
+    pub(crate) fn of(sn: &'a dyn Snapshotter, top: &str) -> Result<LayersView<'a>, BuildError> {
+        let dir = crate::snapshot::temp_dir(sn.dir(), "from")?;
+        let path = dir.path().to_path_buf();
+        let mut view = LayersView { sn, key: None, mounted: None, dir, path };
+        let key = format!("view-{}-{}", std::process::id(), super::layers::unique_nanos());
+        let mounts = sn.view(&key, Some(top))?;
+        view.key = Some(key);
+        match mounts.plain_dir() {
+            Some(plain) => view.path = plain.to_path_buf(),
+            None => view.mounted = Some(mounts.mount(&view.path)?),
+        }
+        Ok(view)
+    }
 }
 
 /// `COPY --chown=1:1 a b /dest/` with expanded values, for the task, history and key.

@@ -4,6 +4,7 @@
 //! record. The active snapshot and its mount are gone when this returns, whatever happened.
 
 use std::fs::File;
+use std::io::Write;
 use std::path::Path;
 
 use super::BuildError;
@@ -93,6 +94,24 @@ pub(crate) fn layer_step(
     step: LayerStep,
     work: impl FnOnce(&StepRun<'_>, &Path) -> Result<(), BuildError>,
 ) -> Result<(), BuildError> {
+    layer_step_direct(sc, state, step, None, work)
+}
+
+/// Writes a step's layer straight from its sources, with no snapshot: given the tree the step
+/// goes on (none for an independent step; mounted read-only), it writes the layer to the sink
+/// and returns how many entries it holds — or `None`, having written nothing, when only running
+/// the work in a snapshot gives the layer.
+pub(crate) type Direct<'a> = Box<dyn FnOnce(Option<&Path>, &mut dyn Write) -> Result<Option<u64>, BuildError> + 'a>;
+
+/// [`layer_step`], trying `direct` first on a miss: a layer it writes is the step's layer and
+/// no snapshot is made for it (one is extracted from the layer when a later step needs it).
+pub(crate) fn layer_step_direct(
+    sc: &StepCtx<'_>,
+    state: &mut State,
+    step: LayerStep,
+    direct: Option<Direct<'_>>,
+    work: impl FnOnce(&StepRun<'_>, &Path) -> Result<(), BuildError>,
+) -> Result<(), BuildError> {
     let ctx = sc.build;
     let task = ctx.builder.reporter.start(|| step.title.clone());
     let entry = ctx.record.step_started(&state.name, &step.title);
@@ -101,7 +120,7 @@ pub(crate) fn layer_step(
     let slot = slot(ctx, state, sc.index);
     let keyed = Keyed { inputs: remembered(step.inputs), files: step.files, key, slot, independent: step.independent };
     let portable = portable_slot(&ctx.options.dockerfile_name, &state.name, sc.index);
-    match look_up_or_run(ctx, state, &keyed, &portable, &run, work) {
+    match look_up_or_run(ctx, state, &keyed, &portable, &run, direct, work) {
         Ok(record) => {
             apply(ctx, state, &record);
             ctx.steps.push(CacheStep {
@@ -131,6 +150,7 @@ fn look_up_or_run(
     keyed: &Keyed,
     portable: &Slot,
     run: &StepRun<'_>,
+    direct: Option<Direct<'_>>,
     work: impl FnOnce(&StepRun<'_>, &Path) -> Result<(), BuildError>,
 ) -> Result<Record, BuildError> {
     // One step, built once: whoever builds this key (another stage, another process on the
@@ -145,7 +165,14 @@ fn look_up_or_run(
         state.stats.cached += 1;
         return Ok(*record);
     }
-    let made = run_in_snapshot(ctx, state, keyed.independent, |rootfs| work(run, rootfs))?;
+    let written = match direct {
+        Some(direct) => write_direct(ctx, state, keyed.independent, direct)?,
+        None => None,
+    };
+    let made = match written {
+        Some(made) => made,
+        None => run_in_snapshot(ctx, state, keyed.independent, |rootfs| work(run, rootfs))?,
+    };
     if let Some(layer) = &made.layer {
         state.stats.bytes += layer.blob.size;
     }
@@ -298,6 +325,38 @@ fn run_in_snapshot(
     let active = Active { sn, key: &key, live: true };
     with_tree(sn, &mounts, work)?;
     commit(ctx, state, active, independent)
+}
+
+/// Writes a step's layer with `direct` (its tree mounted read-only for it); `None` when it
+/// declined. The layer is recorded as an independent step's is: a blob, no snapshot.
+fn write_direct(
+    ctx: &BuildCtx<'_>,
+    state: &State,
+    independent: bool,
+    direct: Direct<'_>,
+) -> Result<Option<Record>, BuildError> {
+    let store = ctx.builder.store;
+    let parent = if independent { None } else { parent_snapshot(ctx, state)? };
+    let view = match &parent {
+        Some(top) => Some(super::copy::LayersView::of(ctx.builder.snapshotter, top)?),
+        None => None,
+    };
+    let created = ctx.created();
+    let mut ingest = store.ingest()?;
+    let Some(entries) = direct(view.as_ref().map(|v| v.path()), &mut ingest)? else {
+        tracing::debug!(stage = %state.name, "the layer is made in a snapshot");
+        return Ok(None);
+    };
+    drop(view);
+    tracing::debug!(stage = %state.name, entries, "the layer was written straight from the sources");
+    if entries == 0 {
+        return Ok(Some(Record { layer: None, created }));
+    }
+    let (digest, size) = ingest.commit(None, Some(ctx.lease))?;
+    let diff_id = DiffId(digest);
+    let blob = Descriptor::new(MediaType::OciLayer, digest, size);
+    store.record_layer_blob(diff_id, &blob)?;
+    Ok(Some(Record { layer: Some(LayerRecord { diff_id, blob }), created }))
 }
 
 /// Runs `f` on a snapshot's tree: its plain directory (copy snapshotter), or a temporary mount

@@ -106,6 +106,9 @@ pub struct BuildOptions {
     pub jobs: usize,
     /// `SOURCE_DATE_EPOCH`: clamps config, history and new layer timestamps.
     pub source_date_epoch: Option<i64>,
+    /// Every COPY/ADD is done in a snapshot and diffed, never written straight into its layer
+    /// (the reference path the direct one is checked against; `SLIPWAY_COPY_IN_SNAPSHOT=1`).
+    pub copy_in_snapshot: bool,
     /// `rewrite-timestamp=true` (BuildKit's exporter option): every layer of the image, its
     /// base's too, gets its files' mtimes later than `source_date_epoch` clamped to it, and the
     /// history's times as well, so the manifest does not depend on when RUN steps or the base
@@ -198,6 +201,7 @@ impl Default for BuildOptions {
             allow_security_insecure: false,
             jobs: std::thread::available_parallelism().map_or(2, usize::from),
             source_date_epoch: None,
+            copy_in_snapshot: false,
             rewrite_timestamp: false,
             tags: Vec::new(),
             dockerfile_name: "Dockerfile".to_string(),

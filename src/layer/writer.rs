@@ -136,12 +136,18 @@ impl<W: Write> TarWriter<W> {
     /// Adds the object at `abs` (read with lstat, never followed) under the name `rel`.
     /// Sockets are skipped (they cannot be archived).
     pub fn add_path(&mut self, rel: &Path, abs: &Path) -> Result<(), LayerError> {
+        self.add_path_with_mtime(rel, abs, None)
+    }
+
+    /// [`add_path`](Self::add_path), with the mtime `mtime` instead of the object's when given
+    /// (a directory a copy changes, written before it is changed).
+    pub fn add_path_with_mtime(&mut self, rel: &Path, abs: &Path, mtime: Option<i64>) -> Result<(), LayerError> {
         let rel = check_rel(rel)?;
         let read_err = |source| LayerError::ReadSource { path: abs.to_path_buf(), source };
         let md = fs::symlink_metadata(abs).map_err(read_err)?;
         let ft = md.file_type();
         let xattrs = read_xattrs(abs).map_err(read_err)?;
-        let mtime = self.clamp(md.mtime());
+        let mtime = self.clamp(mtime.unwrap_or(md.mtime()));
         let mut path = rel.to_vec();
         let mut meta = Meta {
             path: &[],

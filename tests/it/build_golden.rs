@@ -120,21 +120,87 @@ fn layers(env: &BuildEnv, image: &str, layout: &Path) -> String {
 #[test]
 fn a_fixed_build_makes_the_same_layers_on_both_snapshotters() {
     let mut seen = Vec::new();
-    for snapshotter in ["overlay", "copy"] {
+    // The COPYs from the context are written straight into their layers unless
+    // SLIPWAY_COPY_IN_SNAPSHOT=1 makes them in a snapshot (the path the golden bytes came from).
+    for (snapshotter, in_snapshot) in [("overlay", false), ("copy", false), ("overlay", true)] {
         let env = BuildEnv::with_epoch("1600000000");
         context(&env.ctx());
         env.dockerfile(DOCKERFILE);
         let layout = env.tc.path().join("layout");
         let output = format!("type=oci,dest={},tar=false", layout.display());
         let mut cmd = env.tc.cmd();
+        cmd.env("SLIPWAY_LOG", "slipway::engine::layers=debug");
+        if in_snapshot {
+            cmd.env("SLIPWAY_COPY_IN_SNAPSHOT", "1");
+        }
         cmd.args(["--snapshotter", snapshotter, "build", "-t", "golden", "--source-date-epoch", "1700000000"]);
         let out = cmd.args(["-o", &output]).arg(env.ctx()).output().unwrap();
-        assert!(out.status.success(), "{snapshotter}: {}", crate::support::describe(&out));
+        let label = format!("{snapshotter}, in a snapshot: {in_snapshot}");
+        assert!(out.status.success(), "{label}: {}", crate::support::describe(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let direct = stderr.matches("written straight from the sources").count();
+        // COPY tree/, COPY --chmod/--chown one.txt and COPY --link big.bin; not ADD pack.tar
+        // (an archive), not COPY --from.
+        assert_eq!(direct, if in_snapshot { 0 } else { 3 }, "{label}: direct layers\n{stderr}");
         let got = layers(&env, "golden", &layout);
-        assert_eq!(got.lines().count(), 6, "{snapshotter}: six layers after the base:\n{got}");
-        seen.push((snapshotter, got));
+        assert_eq!(got.lines().count(), 6, "{label}: six layers after the base:\n{got}");
+        seen.push((label, got));
     }
-    for (snapshotter, got) in &seen {
-        assert_eq!(got, GOLDEN, "{snapshotter}: the layers of the fixed build changed");
+    for (label, got) in &seen {
+        assert_eq!(got, GOLDEN, "{label}: the layers of the fixed build changed");
     }
+}
+
+/// COPYs whose destinations meet what the lower tree has: directories it has (changed or not),
+/// a symlink on the way, a WORKDIR, created parents with `--chown`/`--chmod`, `--exclude`,
+/// `--parents`, several sources, hard links, an ADD of a plain file; and ones that replace what is there or copy into
+/// the root, which are made in a snapshot. The lower directories are older than the epoch, so a
+/// wrong mtime on one shows.
+const SHAPES: &str = "\
+FROM bb
+RUN mkdir -p /usr/local/bin /srv/data && echo old > /srv/data/old && ln -s /srv/data /lnk \\
+ && touch -t 201701010000 /usr /usr/local /usr/local/bin /srv /srv/data
+COPY one.txt /usr/local/bin/tool
+COPY tree /srv/data/tree
+COPY one.txt two.txt /srv/new/deep/
+COPY one.txt /lnk/via-link
+COPY --chmod=u+x,g-r tree/d0 /sym/
+COPY --chmod=0700 --chown=7:8 tree/d1/ /oct/a/b/
+COPY --exclude=*.txt --exclude=f1* tree /ex/
+COPY --parents tree/d0/f01 tree/d1/f02 /par/
+WORKDIR /w
+COPY one.txt ./
+COPY tree/d1/f02 tree/d1/f02-again /links/
+COPY one.txt /srv/data/old
+COPY tree/d2 /
+COPY two.txt /usr/local/bin/tool
+COPY --link --chown=3:4 tree /linked/
+ADD two.txt /added/
+RUN cat /srv/data/old /usr/local/bin/tool /w/one.txt > /check
+";
+
+#[test]
+fn copies_written_straight_into_layers_equal_copies_in_snapshots() {
+    let mut seen = Vec::new();
+    for in_snapshot in [false, true] {
+        let env = BuildEnv::with_epoch("1600000000");
+        context(&env.ctx());
+        file(&env.ctx().join("two.txt"), b"two\n", 0o640);
+        env.dockerfile(SHAPES);
+        let mut cmd = env.tc.cmd();
+        cmd.env("SLIPWAY_LOG", "slipway::engine::layers=debug");
+        if in_snapshot {
+            cmd.env("SLIPWAY_COPY_IN_SNAPSHOT", "1");
+        }
+        let out =
+            cmd.args(["build", "-t", "shapes", "--source-date-epoch", "1700000000"]).arg(env.ctx()).output().unwrap();
+        assert!(out.status.success(), "in a snapshot: {in_snapshot}: {}", crate::support::describe(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let direct = stderr.matches("written straight from the sources").count();
+        // Every COPY and the ADD of a plain file, but the three that replace or write into the root.
+        assert_eq!(direct, if in_snapshot { 0 } else { 12 }, "in a snapshot: {in_snapshot}: direct layers\n{stderr}");
+        let inspect: Value = serde_json::from_slice(&env.tc.ok(&["inspect", "shapes"]).stdout).unwrap();
+        seen.push(inspect[0]["Config"]["rootfs"]["diff_ids"].clone());
+    }
+    assert_eq!(seen[0], seen[1], "the same layers, written straight or diffed from a snapshot");
 }

@@ -243,6 +243,7 @@ fn build_options(
         allow_network_host: args.allow.iter().any(|a| a == "network.host"),
         allow_security_insecure: args.allow.iter().any(|a| a == "security.insecure"),
         source_date_epoch: args.source_date_epoch,
+        copy_in_snapshot: std::env::var_os("SLIPWAY_COPY_IN_SNAPSHOT").is_some_and(|v| v == "1"),
         tags: args.tags.iter().map(|t| parse_name(t)).collect::<Result<_, _>>()?,
         dockerfile_name: name.to_string(),
         identity: identity(&args.context, dockerfile_id),

@@ -223,12 +223,13 @@ fn d9_hostile_passwd_and_group() {
     };
     assert_eq!(with_user("user").ok(), "1000\n");
     // /etc/passwd pointing at a host file: resolved inside the rootfs, where it dangles.
-    std::fs::write(canary.dir.join("passwd"), "hostonly:x:4444:4444::/:/bin/sh\n").unwrap();
+    // (Not in the canary's directory: writing there changes its mtime, which the check reads.)
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("passwd"), "hostonly:x:4444:4444::/:/bin/sh\n").unwrap();
     let etc = sb.rootfs.join("etc");
     std::fs::rename(etc.join("passwd"), etc.join("passwd.real")).unwrap();
-    std::os::unix::fs::symlink(canary.dir.join("passwd"), etc.join("passwd")).unwrap();
+    std::os::unix::fs::symlink(host.path().join("passwd"), etc.join("passwd")).unwrap();
     assert!(matches!(with_user("hostonly").status, Err(ExecError::UnknownUser { .. })));
-    std::fs::remove_file(canary.dir.join("passwd")).unwrap();
     // /etc/passwd -> /dev/zero and /etc/group a FIFO: prompt, clear errors.
     std::fs::remove_file(etc.join("passwd")).unwrap();
     std::os::unix::fs::symlink("/dev/zero", etc.join("passwd")).unwrap();
