@@ -360,14 +360,4 @@ impl LayerPlan {
         }
         Ok(File::from(fd))
     }
-
-    /// Entries planned.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// Whether nothing is planned.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
 }
