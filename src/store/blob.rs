@@ -2,16 +2,22 @@
 //!
 //! An [`Ingest`] is a temp file in `<root>/ingest/` (same filesystem as `blobs/`, so `TMPDIR`
 //! never matters and the rename is atomic), flocked by its writer while alive so fsck can tell
-//! residue from live work, hashed while written. [`Ingest::commit`] verifies size and digest,
+//! residue from live work, hashed while written. Past its first MiB, a big blob is hashed on a
+//! second thread while its writer writes and makes the next chunk (a layer's tar, a compressor's
+//! output), and the kernel is asked to start writing it to disk as it goes, so the fsync at
+//! commit finds little left to do. [`Ingest::commit`] verifies size and digest,
 //! fsyncs, renames to `blobs/sha256/<hex>` (0444) and fsyncs the directory (containerd's
 //! `Writer.Commit`). Reads open `O_NOFOLLOW` and insist on a regular file. Knows nothing of what
 //! the bytes mean (manifests are the GC's business).
 
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
 
 use rustix::fs::{Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
@@ -26,18 +32,49 @@ use crate::oci::{Digest, Hasher};
 /// Bytes after which the `blob.write` failpoint is evaluated (once).
 const FAILPOINT_AFTER: u64 = 1 << 20;
 
+/// Bytes an [`Ingest`] gathers before it writes them and hands them to its hasher.
+const CHUNK: usize = 1 << 20;
+
+/// Chunks in flight between an [`Ingest`] and its hashing thread (bounds the memory to a few
+/// MiB per blob being written).
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// Bytes written to the file after which the kernel is asked to start writing them to disk.
+const WRITEBACK_EVERY: u64 = 16 << 20;
+
 /// A blob being written. Dropping it without [`Ingest::commit`] removes its temp file.
 pub struct Ingest {
     inner: Arc<Inner>,
-    file: BufWriter<File>,
     path: TempPath,
-    hasher: Hasher,
-    failpoint_evaluated: bool,
+    file: File,
+    /// Bytes given but not yet written.
+    buf: Vec<u8>,
+    hashing: Hashing,
+    /// Bytes given so far (in `buf` or written).
+    len: u64,
+    /// Bytes written to `file`.
+    written: u64,
+    /// Bytes written but not yet handed to the kernel's writeback.
+    unflushed_from: u64,
+}
+
+/// Who hashes an [`Ingest`]'s bytes: the writing thread until [`FAILPOINT_AFTER`] bytes are
+/// written, then a thread of its own, chunk by chunk, while the writer makes the next one.
+enum Hashing {
+    Inline(Hasher),
+    Thread {
+        /// Written chunks go out here; hashed (emptied) ones come back on `empty`.
+        chunks: mpsc::SyncSender<Vec<u8>>,
+        empty: mpsc::Receiver<Vec<u8>>,
+        thread: JoinHandle<Hasher>,
+    },
+    /// Only while switching from one to the other.
+    Switching,
 }
 
 impl std::fmt::Debug for Ingest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ingest").field("path", &self.path).field("len", &self.hasher.len()).finish()
+        f.debug_struct("Ingest").field("path", &self.path).field("len", &self.len).finish()
     }
 }
 
@@ -59,10 +96,13 @@ impl Store {
         }
         Ok(Ingest {
             inner: Arc::clone(&self.inner),
-            file: BufWriter::with_capacity(256 * 1024, file),
             path,
-            hasher: Hasher::new(),
-            failpoint_evaluated: false,
+            file,
+            buf: Vec::new(),
+            hashing: Hashing::Inline(Hasher::new()),
+            len: 0,
+            written: 0,
+            unflushed_from: 0,
         })
     }
 
@@ -139,12 +179,47 @@ impl Ingest {
 
     /// Bytes written so far.
     pub fn len(&self) -> u64 {
-        self.hasher.len()
+        self.len
     }
 
     /// Whether nothing has been written yet.
     pub fn is_empty(&self) -> bool {
-        self.hasher.is_empty()
+        self.len == 0
+    }
+
+    /// Writes the gathered bytes and has them hashed: on this thread until
+    /// [`FAILPOINT_AFTER`] bytes are in the file (then the `blob.write` failpoint), on the
+    /// hashing thread after that.
+    fn send_buf(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.file.write_all(&self.buf)?;
+        self.written += self.buf.len() as u64;
+        if self.written - self.unflushed_from >= WRITEBACK_EVERY {
+            start_writeback(&self.file, self.unflushed_from, self.written - self.unflushed_from);
+            self.unflushed_from = self.written;
+        }
+        match &mut self.hashing {
+            Hashing::Inline(hasher) => {
+                hasher.update(&self.buf);
+                self.buf.clear();
+                if self.written > FAILPOINT_AFTER {
+                    failpoint::io("blob.write")?;
+                    let Hashing::Inline(hasher) = std::mem::replace(&mut self.hashing, Hashing::Switching) else {
+                        unreachable!("matched above")
+                    };
+                    self.hashing = Hashing::start(hasher)?;
+                }
+            }
+            Hashing::Thread { chunks, empty, .. } => {
+                let next = empty.try_recv().unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+                let full = std::mem::replace(&mut self.buf, next);
+                chunks.send(full).map_err(|_| io::Error::other("the blob hashing thread stopped"))?;
+            }
+            Hashing::Switching => return Err(io::Error::other("the blob hashing thread did not start")),
+        }
+        Ok(())
     }
 
     /// Verifies `expected` (digest, size) if given, makes the blob durable and visible under its
@@ -152,8 +227,10 @@ impl Ingest {
     /// rename. A blob that already exists is success: the temp file is discarded. On any error
     /// the temp file is removed and nothing appears under `blobs/`.
     pub fn commit(self, expected: Option<(Digest, u64)>, lease: Option<&Lease>) -> Result<(Digest, u64), StoreError> {
-        let Ingest { inner, file, path, hasher, .. } = self;
-        let file = file.into_inner().map_err(|e| StoreError::io("write", &*path, e.into_error()))?;
+        let mut ingest = self;
+        ingest.send_buf().map_err(|e| StoreError::io("write", &*ingest.path, e))?;
+        let Ingest { inner, file, path, hashing, .. } = ingest;
+        let hasher = hashing.finish().map_err(|e| StoreError::io("hash", &*path, e))?;
         file.sync_all().map_err(|e| StoreError::io("fsync", &*path, e))?;
         let size = hasher.len();
         let digest = hasher.finish();
@@ -221,18 +298,61 @@ fn rename_noreplace(from: &Path, to: &Path) -> Result<(), StoreError> {
 
 impl Write for Ingest {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        if !self.failpoint_evaluated && self.hasher.len() > FAILPOINT_AFTER {
-            self.failpoint_evaluated = true;
-            self.file.flush()?;
-            failpoint::io("blob.write")?;
+        if self.buf.capacity() == 0 {
+            self.buf.reserve_exact(CHUNK);
+        }
+        let n = buf.len().min(CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&buf[..n]);
+        self.len += n as u64;
+        if self.buf.len() == CHUNK {
+            self.send_buf()?;
         }
         Ok(n)
     }
 
+    /// Writes what is gathered to the file (its hashing may still be under way).
     fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
+        self.send_buf()
+    }
+}
+
+impl Hashing {
+    /// Starts the hashing thread on `hasher`.
+    fn start(hasher: Hasher) -> io::Result<Hashing> {
+        let (chunks, full) = mpsc::sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
+        let (emptied, empty) = mpsc::sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT + 1);
+        let thread = std::thread::Builder::new().name("blob-hasher".into()).spawn(move || {
+            let mut hasher = hasher;
+            for mut chunk in full {
+                hasher.update(&chunk);
+                chunk.clear();
+                let _ = emptied.try_send(chunk);
+            }
+            hasher
+        })?;
+        Ok(Hashing::Thread { chunks, empty, thread })
+    }
+
+    /// The hash of everything written, once the hashing thread has caught up.
+    fn finish(self) -> io::Result<Hasher> {
+        match self {
+            Hashing::Inline(hasher) => Ok(hasher),
+            Hashing::Thread { chunks, thread, .. } => {
+                drop(chunks);
+                thread.join().map_err(|_| io::Error::other("the blob hashing thread panicked"))
+            }
+            Hashing::Switching => Err(io::Error::other("the blob hashing thread did not start")),
+        }
+    }
+}
+
+/// Asks the kernel to start writing `len` bytes of `file` from `offset` to disk, without
+/// waiting: the fsync at commit then finds them written or on their way. Only a hint; an
+/// error (a filesystem without it) changes nothing.
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    // SAFETY: sync_file_range reads no memory of ours; the fd is open for the call's duration.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset as i64, len as i64, libc::SYNC_FILE_RANGE_WRITE);
     }
 }
 
@@ -272,6 +392,42 @@ mod tests {
         assert_eq!(mode, 0o444);
         assert_eq!(ingest_entries(&s), 0);
         assert!(matches!(s.read_blob(&d, 4), Err(StoreError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn a_big_blob_hashed_on_its_own_thread_has_the_digest_of_its_bytes() {
+        let (_d, s) = store();
+        // Past the inline first MiB, over several chunks, in writes of odd sizes that straddle
+        // the chunk boundaries, and a total that is no multiple of a chunk.
+        let bytes: Vec<u8> = (0..(5 * CHUNK + 12_345)).map(|i| (i * 7 % 251) as u8).collect();
+        let mut i = s.ingest().unwrap();
+        for (n, piece) in bytes.chunks(CHUNK / 3 + 17).enumerate() {
+            i.write_all(piece).unwrap();
+            if n == 4 {
+                i.flush().unwrap();
+            }
+        }
+        assert_eq!(i.len(), bytes.len() as u64);
+        assert!(matches!(i.hashing, Hashing::Thread { .. }), "a blob past the first MiB is hashed on a thread");
+        let (d, n) = i.commit(Some((Digest::of(&bytes), bytes.len() as u64)), None).unwrap();
+        assert_eq!(n, bytes.len() as u64);
+        assert_eq!(fs::read(s.blob_path(&d)).unwrap(), bytes);
+        // Exactly the first MiB: hashed inline, and one byte more than that.
+        for len in [FAILPOINT_AFTER as usize, FAILPOINT_AFTER as usize + 1] {
+            let mut i = s.ingest().unwrap();
+            i.write_all(&bytes[..len]).unwrap();
+            assert_eq!(i.commit(None, None).unwrap().0, Digest::of(&bytes[..len]));
+        }
+        assert_eq!(ingest_entries(&s), 0);
+    }
+
+    #[test]
+    fn a_dropped_big_ingest_leaves_no_temp() {
+        let (_d, s) = store();
+        let mut i = s.ingest().unwrap();
+        i.write_all(&vec![1u8; 3 * CHUNK]).unwrap();
+        drop(i);
+        assert_eq!(ingest_entries(&s), 0);
     }
 
     #[test]
