@@ -25,8 +25,8 @@ pub use resolve::{Image, ImageSummary, list, load_image, resolve, resolve_for, r
 pub use rewrite::{Rewritten, TimestampRewrite};
 pub use rootfs::{write_rootfs_dir, write_rootfs_tar};
 pub use save::{
-    Distributable, IndexToSave, LayerOptions, SaveFormat, SaveOptions, SaveTarget, distributable, distributable_with,
-    save, save_images, save_index,
+    CopyLayers, Distributable, IndexToSave, LayerCopy, LayerOptions, SaveFormat, SaveOptions, SaveTarget,
+    distributable, distributable_copied, distributable_with, save, save_images, save_index,
 };
 pub use unpack::{
     LAYER_SNAPSHOT_PREFIX, SnapshotPruneReport, Unpacked, chain_ids, layer_snapshot_name, layer_snapshot_names,

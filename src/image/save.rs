@@ -57,6 +57,18 @@ pub struct LayerOptions {
     pub absent_ok: bool,
 }
 
+/// A second place a layer's compressed bytes go while [`distributable_copied`] makes them: a
+/// push uploading the layer as it is compressed. Writing to it never fails the compression (an
+/// implementation drops what it cannot use).
+pub trait LayerCopy: Write + Send {
+    /// All bytes are written: `blob` is the layer blob they make, `None` when compressing
+    /// failed (the copy is worthless).
+    fn done(self: Box<Self>, blob: Option<&Descriptor>);
+}
+
+/// Starts a [`LayerCopy`] for each layer compressed now (`None`: no copy of this one).
+pub type CopyLayers<'r, 'c> = &'r (dyn Fn() -> Option<Box<dyn LayerCopy + 'c>> + Sync);
+
 /// Where `save` writes.
 pub enum SaveTarget {
     /// For `oci-dir`.
@@ -112,7 +124,7 @@ pub fn save_images(
         SaveFormat::DockerArchive => LayerCompression::None,
         _ => opts.compression,
     };
-    let exporter = Exporter { store, lease: &lease, progress, layers: opts.layers };
+    let exporter = Exporter { store, lease: &lease, progress, layers: opts.layers, copies: None };
     let mut index = ImageIndex::new();
     let mut docker_manifest = Vec::new();
     for (image, names) in images {
@@ -168,7 +180,7 @@ pub fn save_index(
             });
         }
     };
-    let exporter = Exporter { store, lease: &lease, progress, layers: opts.layers };
+    let exporter = Exporter { store, lease: &lease, progress, layers: opts.layers, copies: None };
     let mut platform_index = ImageIndex::new();
     platform_index.annotations.clone_from(&index.annotations);
     for (entry, image) in &index.members {
@@ -253,19 +265,33 @@ pub fn distributable_with(
     lease: &Lease,
     progress: &Reporter,
 ) -> Result<Distributable, ImageError> {
-    Exporter { store, lease, progress, layers: *layers }.distributable(image, compression)
+    Exporter { store, lease, progress, layers: *layers, copies: None }.distributable(image, compression)
+}
+
+/// [`distributable_with`], with a copy of each layer compressed now going to a [`LayerCopy`]
+/// from `copies` while it is made.
+pub fn distributable_copied(
+    store: &Store,
+    image: &Image,
+    (compression, layers): (LayerCompression, &LayerOptions),
+    lease: &Lease,
+    progress: &Reporter,
+    copies: CopyLayers<'_, '_>,
+) -> Result<Distributable, ImageError> {
+    Exporter { store, lease, progress, layers: *layers, copies: Some(copies) }.distributable(image, compression)
 }
 
 /// What exporting layers needs at hand: the store, the lease that keeps new blobs, progress,
 /// how layers leave.
-struct Exporter<'a> {
+struct Exporter<'a, 'c> {
     store: &'a Store,
     lease: &'a Lease,
     progress: &'a Reporter,
     layers: LayerOptions,
+    copies: Option<CopyLayers<'a, 'c>>,
 }
 
-impl Exporter<'_> {
+impl Exporter<'_, '_> {
     /// Writes one image's blobs; returns its (possibly re-compressed) manifest descriptor and layers.
     fn write_image(
         &self,
@@ -344,25 +370,33 @@ impl Exporter<'_> {
             LayerCompression::Zstd => "zstd",
         };
         let task = progress.start(|| format!("compress layer {} ({how})", diff_id.digest().short()));
-        let compressed = compress_layer(store, diff_id, source, (algorithm, self.layers.level), &task);
-        let (ingest, read) = task.finish(compressed)?;
-        if read != diff_id {
-            return Err(ImageError::DiffIdMismatch { config: image.id(), index, expected: diff_id, actual: read });
+        let mut copy = self.copies.and_then(|start| start());
+        let copy_to = copy.as_mut().map(|c| c.as_mut() as &mut (dyn Write + Send));
+        let compressed = compress_layer(store, diff_id, source, (algorithm, self.layers.level), copy_to, &task);
+        let committed = task.finish(compressed).and_then(|(ingest, read)| {
+            if read != diff_id {
+                return Err(ImageError::DiffIdMismatch { config: image.id(), index, expected: diff_id, actual: read });
+            }
+            let (digest, size) = ingest.commit(None, Some(lease))?;
+            Ok(Descriptor::new(MediaType::oci_layer(compression), digest, size))
+        });
+        if let Some(copy) = copy {
+            copy.done(committed.as_ref().ok());
         }
-        let (digest, size) = ingest.commit(None, Some(lease))?;
-        let descriptor = Descriptor::new(MediaType::oci_layer(compression), digest, size);
+        let descriptor = committed?;
         store.record_layer_blob(diff_id, &descriptor)?;
         Ok(descriptor)
     }
 }
 
 /// Compresses layer `diff_id` (from its uncompressed blob, or by decompressing `source`) into a
-/// new ingest, counting the uncompressed bytes read for `task`.
+/// new ingest (and `copy`), counting the uncompressed bytes read for `task`.
 fn compress_layer(
     store: &Store,
     diff_id: DiffId,
     source: &Descriptor,
     (algorithm, level): (Compression, Option<u32>),
+    copy: Option<&mut (dyn Write + Send)>,
     task: &Task,
 ) -> Result<(Ingest, DiffId), ImageError> {
     let uncompressed: Box<dyn Read> = if store.has_blob(&diff_id.digest()) {
@@ -375,8 +409,29 @@ fn compress_layer(
     };
     let mut ingest = store.ingest()?;
     // The ingest hashes the compressed bytes itself (and verifies them on commit).
-    let (diff_id, _) = layer::compress_into(uncompressed, algorithm, level, &mut ingest)?;
+    let (diff_id, _) = match copy {
+        None => layer::compress_into(uncompressed, algorithm, level, &mut ingest)?,
+        Some(copy) => layer::compress_into(uncompressed, algorithm, level, &mut Tee { ingest: &mut ingest, copy })?,
+    };
     Ok((ingest, diff_id))
+}
+
+/// Writes to the ingest, and the same bytes to a [`LayerCopy`] (which takes all it is given).
+struct Tee<'a> {
+    ingest: &'a mut Ingest,
+    copy: &'a mut (dyn Write + Send),
+}
+
+impl Write for Tee<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.ingest.write(buf)?;
+        self.copy.write_all(&buf[..n])?;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.ingest.flush()
+    }
 }
 
 /// The OCI `manifest` with Docker schema2 media types (`oci-mediatypes=false`): Docker has no

@@ -366,7 +366,7 @@ impl Client {
                 }
                 let mut request = Request::new(Method::POST, url);
                 request.headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
-                request.body = Body::Bytes(form.finish().into_bytes());
+                request.body = Body::Bytes(form.finish().into_bytes().into());
                 request
             }
             credentials => {

@@ -69,7 +69,7 @@ pub fn body_bytes(body: &Body) -> Vec<u8> {
     use std::io::{Read, Seek, SeekFrom};
     match body {
         Body::Empty => Vec::new(),
-        Body::Bytes(b) => b.clone(),
+        Body::Bytes(b) => b.to_vec(),
         Body::File { path, offset, len } => {
             let mut file = std::fs::File::open(path).unwrap();
             file.seek(SeekFrom::Start(*offset)).unwrap();

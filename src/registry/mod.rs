@@ -10,6 +10,7 @@
 //! commits it, and the digest a registry claims is never used as a store key; `Authorization` is
 //! only sent to the registry's own host (and Basic credentials to its token realm).
 
+mod ahead;
 mod auth;
 mod client;
 mod config;
@@ -30,12 +31,13 @@ pub use auth::Credentials;
 pub mod fuzzing {
     pub use super::auth::{Challenge, parse_challenge};
 }
+pub use ahead::{UploadAhead, UploadedAhead};
 pub use client::{Client, ClientOptions};
 pub use config::{AuthFile, auth_file_path, helper_erase, helper_store};
 pub use pull::{
     Fetcher, PullOptions, PullReport, RemoteImage, pull, pull_leased, pull_leased_with_mirrors, pull_with_mirrors,
 };
-pub use push::{IndexEntry, IndexPush, PushOptions, PushReport, push, push_index};
+pub use push::{IndexEntry, IndexPush, PushOptions, PushReport, push, push_after, push_index};
 pub use settings::{Settings, settings_path};
 pub use transport::{Body, HttpTransport, Request, Response, Transport, TransportError};
 

@@ -10,6 +10,7 @@
 //! must equal ours. A multi-platform image (`push_index`) sends every platform's blobs and
 //! manifest (by digest) before the index that names them.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -17,6 +18,7 @@ use reqwest::Method;
 use reqwest::Url;
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
 
+use super::ahead::{Parked, UploadedAhead, cancel_upload};
 use super::auth::repository_scope;
 use super::client::Client;
 use super::transport::{Body, Request};
@@ -93,6 +95,8 @@ struct Pusher<'a> {
     store: &'a Store,
     options: &'a PushOptions,
     progress: &'a Reporter,
+    /// Uploads that went while their blob was compressed, waiting for their closing `PUT`.
+    ahead: Mutex<HashMap<Digest, Parked>>,
 }
 
 impl<'a> Pusher<'a> {
@@ -111,6 +115,7 @@ impl<'a> Pusher<'a> {
             store,
             options,
             progress,
+            ahead: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -124,7 +129,22 @@ pub fn push(
     options: &PushOptions,
     progress: &Reporter,
 ) -> Result<PushReport, RegistryError> {
-    let pusher = Pusher::new(client, store, destination, options, progress);
+    push_after(client, store, image, destination, options, progress, UploadedAhead::default())
+}
+
+/// [`push`], closing the uploads `ahead` holds (made by an `UploadAhead` to the same
+/// destination while `image`'s layers were compressed) instead of uploading those blobs again.
+pub fn push_after(
+    client: &Client,
+    store: &Store,
+    image: &Distributable,
+    destination: &Reference,
+    options: &PushOptions,
+    progress: &Reporter,
+    ahead: UploadedAhead,
+) -> Result<PushReport, RegistryError> {
+    let mut pusher = Pusher::new(client, store, destination, options, progress);
+    pusher.ahead = Mutex::new(ahead.0);
     let blobs = unique_blobs([image]);
     let counts = pusher.push_blobs(&blobs)?;
     pusher.checked(&blobs, || pusher.put_manifest(&image.manifest, &image.manifest_descriptor, &pusher.target()))?;
@@ -275,6 +295,10 @@ impl Pusher<'_> {
     fn push_blob(&self, d: &Descriptor) -> Result<Outcome, RegistryError> {
         let trust = self.trust_head.load(Ordering::SeqCst);
         let outcome = if trust && self.exists(d).map_err(self.wrap(d.digest))? {
+            if let Some(parked) = self.take_parked(d) {
+                // Made here but already there (another push of the same bytes): drop ours.
+                cancel_upload(self.client, &self.scope, parked.location);
+            }
             Outcome::Existing
         } else {
             let task = self.progress.start(|| format!("push blob sha256:{}", d.digest.short()));
@@ -319,6 +343,14 @@ impl Pusher<'_> {
                 registry: self.registry(),
                 reason: format!("blob {} in the store does not have size {}", d.digest, d.size),
             });
+        }
+        if let Some(parked) = self.take_parked(d) {
+            match self.finish_upload(parked.location, d, Body::Empty) {
+                Ok(()) => return Ok(Outcome::Uploaded),
+                Err(err) => {
+                    tracing::warn!(digest = %d.digest, error = %err, "closing the upload made while compressing failed; uploading again")
+                }
+            }
         }
         let chunked = d.size > self.options.monolithic_limit;
         let mut resumed = if chunked { self.resume(d)? } else { None };
@@ -558,6 +590,12 @@ impl Pusher<'_> {
         }
     }
 
+    /// The upload made while `d` was compressed, if one holds all of it.
+    fn take_parked(&self, d: &Descriptor) -> Option<Parked> {
+        let parked = self.ahead.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&d.digest)?;
+        (parked.size == d.size).then_some(parked)
+    }
+
     /// The tag (or digest) the destination names.
     fn target(&self) -> String {
         match (self.destination.tag(), self.destination.digest()) {
@@ -573,7 +611,7 @@ impl Pusher<'_> {
         let url = self.client.url(&format!("v2/{}/manifests/{target}", self.repository()))?;
         let mut request = Request::new(Method::PUT, url);
         request.headers.insert(CONTENT_TYPE, header(&self.registry(), "Content-Type", descriptor.media_type.as_str())?);
-        request.body = Body::Bytes(bytes.to_vec());
+        request.body = Body::Bytes(bytes::Bytes::copy_from_slice(bytes));
         let mut response = self.client.send(request.clone(), &self.scope)?;
         if !matches!(response.status, 200 | 201) {
             return Err(self.client.status_error(&request, &mut response));
@@ -698,6 +736,58 @@ mod tests {
 
     fn options() -> PushOptions {
         PushOptions { parallel: 1, monolithic_limit: 1000, chunk_size: 4096 }
+    }
+
+    /// Uploads made while compressing: one whose closing `PUT` is refused falls back to a plain
+    /// upload; one for a blob the registry already has is cancelled (`DELETE`).
+    #[test]
+    fn uploads_made_while_compressing_are_closed_cancelled_or_done_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("root")).unwrap();
+        let image = image(&store);
+        let (layer, config) = (image.layers[0].clone(), image.config.clone());
+        let uploaded: Uploads = Arc::new(Mutex::new(Vec::new()));
+        let done = uploaded.clone();
+        let (client, fake) = client(None, move |req, _| {
+            let (method, path) = route(req);
+            let digest = req.url.query_pairs().find(|(k, _)| k == "digest").map(|(_, v)| v.to_string());
+            match (method.as_str(), path.as_str()) {
+                ("HEAD", p) if p.ends_with(&config.digest.to_string()) => response(200, &[], ""),
+                ("HEAD", _) => response(404, &[], ""),
+                ("DELETE", "/v2/r/blobs/uploads/parked-config") => response(204, &[], ""),
+                ("PUT", "/v2/r/blobs/uploads/parked-layer") => {
+                    response(400, &[], "{\"errors\":[{\"code\":\"DIGEST_INVALID\"}]}")
+                }
+                ("POST", _) => response(202, &[("location", "/v2/r/blobs/uploads/fresh")], ""),
+                ("PUT", "/v2/r/blobs/uploads/fresh") => {
+                    done.lock().unwrap().push((digest.unwrap().parse().unwrap(), body_bytes(&req.body)));
+                    response(201, &[], "")
+                }
+                ("PUT", p) if p.contains("/manifests/") => {
+                    let ours = Digest::of(&body_bytes(&req.body)).to_string();
+                    response(201, &[("docker-content-digest", &ours)], "")
+                }
+                (m, p) => panic!("unexpected {m} {p}"),
+            }
+        });
+        let parked = |name: &str, size| Parked {
+            location: Url::parse(&format!("https://reg.test/v2/r/blobs/uploads/{name}")).unwrap(),
+            size,
+        };
+        let ahead = UploadedAhead(HashMap::from([
+            (layer.digest, parked("parked-layer", layer.size)),
+            (image.config.digest, parked("parked-config", image.config.size)),
+        ]));
+        let dest = Reference::parse("reg.test/r:1").unwrap();
+        let options = PushOptions { parallel: 1, ..PushOptions::default() };
+        let report = push_after(&client, &store, &image, &dest, &options, &Reporter::silent(), ahead).unwrap();
+        assert_eq!((report.uploaded, report.existing), (1, 1));
+        let uploaded = uploaded.lock().unwrap();
+        assert_eq!(uploaded.len(), 1);
+        assert_eq!(uploaded[0], (layer.digest, store.read_blob(&layer.digest, 1 << 20).unwrap()));
+        let log = fake.log.lock().unwrap();
+        assert!(log.iter().any(|(m, u, _)| m == "DELETE" && u.ends_with("parked-config")), "{log:?}");
+        assert!(log.iter().any(|(m, u, _)| m == "PUT" && u.contains("parked-layer?digest=")), "{log:?}");
     }
 
     #[test]

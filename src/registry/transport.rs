@@ -18,7 +18,8 @@ use super::RegistryError;
 #[derive(Debug, Clone)]
 pub enum Body {
     Empty,
-    Bytes(Vec<u8>),
+    /// Bytes in memory (shared, so a retry or a second send copies nothing).
+    Bytes(bytes::Bytes),
     /// `len` bytes of a file from `offset`: reopened for every attempt, never held in memory.
     File {
         path: PathBuf,

@@ -224,6 +224,10 @@ fn push_resumes_a_chunk_cut_by_a_dropped_connection() {
     let proxy = Proxy::start(registry.port);
     proxy.rule(Rule::new("PATCH", "/blobs/uploads/", Action::CutRequest { after_total: 700_000, hook: None }));
     let (ctx, id) = imported("example/busybox:1");
+    // The gzip layer made beforehand (by `save`, which keeps it): the push uploads it from the
+    // store, not while compressing it.
+    let layout = ctx.path().join("layout");
+    ctx.ok(&["save", "example/busybox:1", "--format", "oci-dir", "-o", layout.to_str().unwrap()]);
     let dest = format!("{}/example/cut:1", proxy.host());
     let out =
         ctx.cmd().args(["push", "example/busybox:1", &dest]).env("SLIPWAY_PUSH_CHUNK_SIZE", "524288").output().unwrap();
@@ -234,6 +238,61 @@ fn push_resumes_a_chunk_cut_by_a_dropped_connection() {
     assert_eq!(proxy.count("POST", "/blobs/uploads/"), proxy.count("HEAD", "/blobs/"), "{}", proxy.dump());
     let other = TestContext::new();
     assert_eq!(stdout(&other.ok(&["pull", &format!("{}/example/cut:1", registry.host())])).trim(), id);
+}
+
+/// A layer compressed during the push goes up while it is compressed, each chunk as it is made,
+/// and is uploaded once.
+#[test]
+fn layers_compressed_by_a_push_are_uploaded_while_compressed() {
+    let registry = Registry::start();
+    let (ctx, id) = imported("example/busybox:1");
+    let dest = format!("{}/example/ahead:1", registry.host());
+    let out = ctx
+        .cmd()
+        .args(["push", "--compression", "zstd", "example/busybox:1", &dest])
+        .env("SLIPWAY_PUSH_CHUNK_SIZE", "65536")
+        .env("SLIPWAY_LOG", "slipway::registry=debug")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("uploaded while compressing"), "{stderr}");
+    let log = registry.log();
+    // The layer (about 1 MiB of zstd) in 64 KiB PATCHes, one session per blob, each closed once.
+    assert!(registry.count_since("", "PATCH", "/blobs/uploads/") > 2, "{log}");
+    assert_eq!(registry.count_since("", "POST", "/blobs/uploads/"), 2, "{log}");
+    assert_eq!(registry.count_since("", "PUT", "/blobs/uploads/"), 2, "{log}");
+    assert_eq!(registry.count_since("", "DELETE", "/blobs/uploads/"), 0, "{log}");
+    let layout = ctx.path().join("copied");
+    skopeo(&["copy", "--src-tls-verify=false", &format!("docker://{dest}"), &format!("oci:{}:c", layout.display())]);
+    assert_eq!(stdout(&TestContext::new().ok(&["pull", &dest])).trim(), id);
+}
+
+/// An upload made while compressing that breaks off is dropped, and the layer goes up from the
+/// store after it is made.
+#[test]
+fn a_broken_upload_while_compressing_falls_back_to_uploading_from_the_store() {
+    let registry = Registry::start();
+    let proxy = Proxy::start(registry.port);
+    proxy.rule(Rule::new("PATCH", "/blobs/uploads/", Action::CutRequest { after_total: 200_000, hook: None }));
+    let (ctx, id) = imported("example/busybox:1");
+    let dest = format!("{}/example/broken:1", proxy.host());
+    let out = ctx
+        .cmd()
+        .args(["push", "example/busybox:1", &dest])
+        .env("SLIPWAY_PUSH_CHUNK_SIZE", "65536")
+        .env("SLIPWAY_LOG", "slipway::registry=debug")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(proxy.rules_left(), 0, "the proxy cut nothing");
+    assert!(stderr.contains("uploading while compressing failed"), "{stderr}");
+    assert!(!stderr.contains("uploaded while compressing"), "{stderr}");
+    // The broken session and a new one for the layer, one for the config.
+    assert_eq!(proxy.count("POST", "/blobs/uploads/"), 3, "{}", proxy.dump());
+    let other = TestContext::new();
+    assert_eq!(stdout(&other.ok(&["pull", &format!("{}/example/broken:1", registry.host())])).trim(), id);
 }
 
 #[test]

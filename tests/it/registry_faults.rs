@@ -36,7 +36,17 @@ fn big_image(size: u64) -> (TestContext, String) {
     }
     drop(file);
     let out = ctx.ok(&["import", rootfs.to_str().unwrap(), "example/big:1"]);
+    compress_beforehand(&ctx, "example/big:1");
     (ctx, stdout(&out).trim().to_string())
+}
+
+/// Makes the gzip layers of `image` now (`save` keeps them in the store), so that a push
+/// uploads them from the store, in chunks it can resume — not while compressing them (an upload
+/// made while compressing is not resumed: it is dropped and done again from the store).
+fn compress_beforehand(ctx: &TestContext, image: &str) {
+    let layout = ctx.path().join("compressed-beforehand");
+    ctx.ok(&["save", image, "--format", "oci-dir", "-o", layout.to_str().unwrap()]);
+    std::fs::remove_dir_all(layout).unwrap();
 }
 
 /// G1: a `PATCH` cut at half of a big layer is resumed at the registry's offset in the same
@@ -122,6 +132,7 @@ fn push_survives_a_416_and_repeated_drops() {
     proxy.rule(Rule::new("GET", "/blobs/uploads/", respond(204, &[("Range", "bytes=lots")], b"")));
     proxy.rule(Rule::new("PATCH", "/blobs/uploads/", Action::CutRequest { after_total: 300_000, hook: None }).times(3));
     let (ctx, id) = busybox();
+    compress_beforehand(&ctx, "example/busybox:1");
     let dest = format!("{}/example/drops:1", proxy.host());
     ok(push_cmd(&ctx, "example/busybox:1", &dest, 128 << 10));
     assert_eq!(proxy.rules_left(), 0, "{}", proxy.dump());

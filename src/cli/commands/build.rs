@@ -451,19 +451,40 @@ impl Pusher<'_> {
             absent_ok |= self.imports.prepare_push(store, &lease, progress, layers, push)?;
         }
         let layer_options = crate::image::LayerOptions { absent_ok, ..out.layers };
-        let plan =
-            crate::image::distributable_with(store, &output.image, out.compression, &layer_options, &lease, progress)?;
-        for destination in &out.destinations(tags) {
-            let client = super::registry::connect(&self.args.registry, self.settings, destination.registry())?;
-            let report = crate::registry::push(
-                &client,
-                store,
-                &plan,
-                destination,
-                &crate::registry::PushOptions::default(),
-                progress,
-            )
-            .with_context(|| format!("pushing the built image to {destination}"))?;
+        let destinations = out.destinations(tags);
+        let options = crate::registry::PushOptions::default();
+        let connect = |d: &Reference| super::registry::connect(&self.args.registry, self.settings, d.registry());
+        let mut first_client = match destinations.first() {
+            Some(first) => Some(connect(first)?),
+            None => None,
+        };
+        // Layers compressed now go to the first destination while they are made.
+        let layers = (out.compression, &layer_options);
+        let (plan, mut ahead) = match (&first_client, destinations.first()) {
+            (Some(client), Some(first)) => {
+                let to = (client, first, &options);
+                super::registry::distributable_ahead(store, &output.image, layers, &lease, progress, to)?
+            }
+            _ => (
+                crate::image::distributable_with(
+                    store,
+                    &output.image,
+                    out.compression,
+                    &layer_options,
+                    &lease,
+                    progress,
+                )?,
+                Default::default(),
+            ),
+        };
+        for destination in &destinations {
+            let client = match first_client.take() {
+                Some(client) => client,
+                None => connect(destination)?,
+            };
+            let ahead = std::mem::take(&mut ahead);
+            let report = crate::registry::push_after(&client, store, &plan, destination, &options, progress, ahead)
+                .with_context(|| format!("pushing the built image to {destination}"))?;
             if !progress.is_silent() {
                 eprintln!("pushed {}@{}", destination.name(), report.digest);
             }

@@ -12,6 +12,7 @@ use crate::progress::Reporter;
 use crate::registry::{
     self, AuthFile, Client, ClientOptions, PullOptions, PushOptions, Settings, auth_file_path, settings_path,
 };
+use crate::store::{Lease, Store};
 
 /// Env var overriding the `PATCH` chunk size and the single-`PUT` limit of pushes (bytes; tests).
 const CHUNK_SIZE_ENV: &str = "SLIPWAY_PUSH_CHUNK_SIZE";
@@ -116,10 +117,21 @@ pub fn push(global: &GlobalArgs, args: &PushArgs, progress: &Reporter) -> Result
     };
     let settings = settings()?;
     let lease = store.lease("push")?;
+    let connect_to = |destination: &Reference| {
+        connect(&args.registry, &settings, destination.registry())
+            .with_context(|| format!("connecting to {}", destination.registry()))
+    };
+    let mut first_client = Some(connect_to(&destinations[0])?);
+    let mut ahead = registry::UploadedAhead::default();
     let plan = match index {
         None => {
             let img = image::resolve(&store, &args.image)?;
-            Plan::Image(Box::new(image::distributable(&store, &img, compression, &lease, progress)?))
+            let client = first_client.as_ref().expect("connected above");
+            let layers = (compression, &image::LayerOptions::default());
+            let to = (client, &destinations[0], &options);
+            let (image, uploaded) = distributable_ahead(&store, &img, layers, &lease, progress, to)?;
+            ahead = uploaded;
+            Plan::Image(Box::new(image))
         }
         Some(index) => {
             let mut entries = Vec::new();
@@ -146,10 +158,15 @@ pub fn push(global: &GlobalArgs, args: &PushArgs, progress: &Reporter) -> Result
     };
     let mut digest = None;
     for destination in &destinations {
-        let client = connect(&args.registry, &settings, destination.registry())
-            .with_context(|| format!("connecting to {}", destination.registry()))?;
+        let client = match first_client.take() {
+            Some(client) => client,
+            None => connect_to(destination)?,
+        };
         let report = match &plan {
-            Plan::Image(image) => registry::push(&client, &store, image, destination, &options, progress),
+            Plan::Image(image) => {
+                let ahead = std::mem::take(&mut ahead);
+                registry::push_after(&client, &store, image, destination, &options, progress, ahead)
+            }
             Plan::Index(index) => registry::push_index(&client, &store, index, destination, &options, progress),
         }
         .with_context(|| format!("pushing {} to {destination}", args.image))?;
@@ -160,6 +177,25 @@ pub fn push(global: &GlobalArgs, args: &PushArgs, progress: &Reporter) -> Result
         super::write_output_file(path, digest.to_string().as_bytes())?;
     }
     Ok(0)
+}
+
+/// `image::distributable_with`, the layers compressed now going to the registry of
+/// `destination` while they are made (closed by `registry::push_after` to that destination).
+pub(super) fn distributable_ahead(
+    store: &Store,
+    img: &image::Image,
+    layers: (LayerCompression, &image::LayerOptions),
+    lease: &Lease,
+    progress: &Reporter,
+    (client, destination, options): (&Client, &Reference, &PushOptions),
+) -> Result<(image::Distributable, registry::UploadedAhead)> {
+    std::thread::scope(|scope| {
+        let uploads = registry::UploadAhead::new(scope, client, destination, options);
+        let start = || uploads.start();
+        let image = image::distributable_copied(store, img, layers, lease, progress, &start);
+        let ahead = uploads.finish();
+        Ok((image?, ahead))
+    })
 }
 
 pub fn login(args: &LoginArgs) -> Result<u8> {
