@@ -205,13 +205,18 @@ pub(crate) fn copy(sc: &StepCtx<'_>, state: &mut State, spec: &CopySpec<'_>) -> 
 
     let step = LayerStep { inputs, files, title: sc.title(state, &shown), created_by: shown, independent: spec.link };
     let inline = x.srcs.iter().any(|s| matches!(s, Src::Inline { .. }));
-    let direct: Option<layers::Direct<'_>> = match (&from, &selection) {
-        (From::Context | From::Dir { .. }, Some(selection)) if !ctx.options.copy_in_snapshot && !inline => {
-            let direct = DirectCopy { sc, spec, from: &from, selection, x: &x, opts: opts.clone() };
-            Some(Box::new(move |lower: Option<&Path>, out: &mut dyn std::io::Write| direct.write(lower, out)))
+    let sources = match (&from, &selection) {
+        _ if ctx.options.copy_in_snapshot || inline => None,
+        (From::Context | From::Dir { .. }, Some(selection)) => Some(DirectSources::Local(selection)),
+        (From::Layers { diff_ids, layers, .. }, None) if !paths.is_empty() => {
+            Some(DirectSources::Layers { diff_ids, layers, select, paths: &paths })
         }
         _ => None,
     };
+    let direct: Option<layers::Direct<'_>> = sources.map(|sources| -> layers::Direct<'_> {
+        let direct = DirectCopy { sc, spec, from: &from, sources, x: &x, opts: opts.clone() };
+        Box::new(move |lower: Option<&Path>, out: &mut dyn std::io::Write| direct.write(lower, out))
+    });
     layers::layer_step_direct(sc, state, step, direct, |_run, rootfs| {
         let mut opts = opts;
         if let Some(chown) = &x.chown {
@@ -243,21 +248,33 @@ pub(crate) fn copy(sc: &StepCtx<'_>, state: &mut State, spec: &CopySpec<'_>) -> 
     })
 }
 
-/// A COPY from local sources, to be written straight into its layer.
+/// A COPY to be written straight into its layer.
 struct DirectCopy<'a, 'b> {
     sc: &'a StepCtx<'b>,
     spec: &'a CopySpec<'a>,
     from: &'a From<'a>,
-    selection: &'a context::Selection,
+    sources: DirectSources<'a>,
     x: &'a Expanded,
     opts: CopyOptions,
 }
+
+/// Where a [`DirectCopy`] reads.
+enum DirectSources<'a> {
+    /// Files of the context or of a local named context, selected (and keyed) already.
+    Local(&'a context::Selection),
+    /// A stage's or an image's layers, viewed read-only while the layer is written; `paths`
+    /// selected there by `select`.
+    Layers { diff_ids: &'a [DiffId], layers: &'a [Descriptor], select: SelectFn, paths: &'a [String] },
+}
+
+/// `context::select` or `context::select_parents`.
+type SelectFn = fn(&SourceRoot<'_>, &[String], &[String]) -> Result<context::Selection, context::ContextError>;
 
 impl DirectCopy<'_, '_> {
     /// Writes the layer when [`context::plan_layer`] can (the destination's paths are new to
     /// `lower`); `None` otherwise, having written nothing.
     fn write(self, lower: Option<&Path>, out: &mut dyn std::io::Write) -> Result<Option<u64>, BuildError> {
-        let DirectCopy { sc, spec, from, selection, x, mut opts } = self;
+        let DirectCopy { sc, spec, from, sources, x, mut opts } = self;
         let ctx = sc.build;
         // `--chown` names are looked up in the tree under the step, as the copy in a snapshot does.
         let empty;
@@ -272,8 +289,17 @@ impl DirectCopy<'_, '_> {
             let chown = if spec.link { link_chown(chown) } else { chown.clone() };
             opts.chown = Some(super::owners::resolve(rootfs, &chown, sc.span(), &format!("--chown={chown}"))?);
         }
-        let src = from.local(ctx).expect("a local source");
         let now = crate::image::timestamp(None);
+        let (view, selected);
+        let (src, selection) = match sources {
+            DirectSources::Local(selection) => (from.local(ctx).expect("a local source"), selection),
+            DirectSources::Layers { diff_ids, layers, select, paths } => {
+                view = with_layers_guard(ctx, diff_ids, layers)?;
+                let src = SourceRoot::dir(view.path());
+                selected = select(&src, paths, &x.excludes)?;
+                (src, &selected)
+            }
+        };
         let Some(plan) = context::plan_layer(&src, selection, lower, &x.dest, &opts, now)? else {
             return Ok(None);
         };

@@ -139,9 +139,9 @@ fn a_fixed_build_makes_the_same_layers_on_both_snapshotters() {
         assert!(out.status.success(), "{label}: {}", crate::support::describe(&out));
         let stderr = String::from_utf8_lossy(&out.stderr);
         let direct = stderr.matches("written straight from the sources").count();
-        // COPY tree/, COPY --chmod/--chown one.txt and COPY --link big.bin; not ADD pack.tar
-        // (an archive), not COPY --from.
-        assert_eq!(direct, if in_snapshot { 0 } else { 3 }, "{label}: direct layers\n{stderr}");
+        // COPY tree/, COPY --chmod/--chown one.txt, COPY --link big.bin and COPY --from=gen;
+        // not ADD pack.tar (an archive).
+        assert_eq!(direct, if in_snapshot { 0 } else { 4 }, "{label}: direct layers\n{stderr}");
         let got = layers(&env, "golden", &layout);
         assert_eq!(got.lines().count(), 6, "{label}: six layers after the base:\n{got}");
         seen.push((label, got));
@@ -157,6 +157,10 @@ fn a_fixed_build_makes_the_same_layers_on_both_snapshotters() {
 /// the root, which are made in a snapshot. The lower directories are older than the epoch, so a
 /// wrong mtime on one shows.
 const SHAPES: &str = "\
+FROM bb AS src
+RUN mkdir -p /opt/a/b && echo x > /opt/a/b/f && chown 5:6 /opt/a/b/f && chmod 4755 /opt/a/b/f \\
+ && ln -s f /opt/a/b/l && ln /opt/a/b/f /opt/a/b/hard && chmod 0751 /opt/a \\
+ && touch -t 201501010000 /opt/a/b/f /opt/a/b /opt/a
 FROM bb
 RUN mkdir -p /usr/local/bin /srv/data && echo old > /srv/data/old && ln -s /srv/data /lnk \\
  && touch -t 201701010000 /usr /usr/local /usr/local/bin /srv /srv/data
@@ -176,6 +180,10 @@ COPY tree/d2 /
 COPY two.txt /usr/local/bin/tool
 COPY --link --chown=3:4 tree /linked/
 ADD two.txt /added/
+COPY --from=src /opt/a /froma/
+COPY --from=src /opt/a/b/f /opt/a/b/l /fromfiles/
+COPY --from=src --chown=9:9 /opt /fromopt
+COPY --from=src --parents /opt/a/b/hard /frompar/
 RUN cat /srv/data/old /usr/local/bin/tool /w/one.txt > /check
 ";
 
@@ -197,8 +205,9 @@ fn copies_written_straight_into_layers_equal_copies_in_snapshots() {
         assert!(out.status.success(), "in a snapshot: {in_snapshot}: {}", crate::support::describe(&out));
         let stderr = String::from_utf8_lossy(&out.stderr);
         let direct = stderr.matches("written straight from the sources").count();
-        // Every COPY and the ADD of a plain file, but the three that replace or write into the root.
-        assert_eq!(direct, if in_snapshot { 0 } else { 12 }, "in a snapshot: {in_snapshot}: direct layers\n{stderr}");
+        // Every COPY (from the context or a stage) and the ADD of a plain file, but the three that
+        // replace or write into the root.
+        assert_eq!(direct, if in_snapshot { 0 } else { 16 }, "in a snapshot: {in_snapshot}: direct layers\n{stderr}");
         let inspect: Value = serde_json::from_slice(&env.tc.ok(&["inspect", "shapes"]).stdout).unwrap();
         seen.push(inspect[0]["Config"]["rootfs"]["diff_ids"].clone());
     }

@@ -168,7 +168,10 @@ fn f5_signals_at_any_point_leave_nothing_behind() {
         unsafe { libc::kill(child.id() as i32, signal) };
         let out = child.wait_with_output().unwrap();
         let code = out.status.code();
-        assert!(code == Some(expected) || code == Some(0), "{why}: {}", describe(&out));
+        // A signal that lands before the handlers are installed (the first milliseconds) kills
+        // the process outright; nothing has started then, and the checks below hold all the same.
+        let killed_early = std::os::unix::process::ExitStatusExt::signal(&out.status) == Some(signal);
+        assert!(code == Some(expected) || code == Some(0) || killed_early, "{why}: {}", describe(&out));
         assert!(procs_with(&marker).is_empty(), "{why}: a sandbox process survived");
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         assert!(!mounts.contains(store.path().to_str().unwrap()), "{why}: a mount survived");
