@@ -38,7 +38,7 @@ pub struct Parked {
 }
 
 /// The uploads an [`UploadAhead`] left open, by the digest of the blob they hold.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct UploadedAhead(pub(super) HashMap<Digest, Parked>);
 
 impl UploadedAhead {

@@ -37,7 +37,7 @@ pub use config::{AuthFile, auth_file_path, helper_erase, helper_store};
 pub use pull::{
     Fetcher, PullOptions, PullReport, RemoteImage, pull, pull_leased, pull_leased_with_mirrors, pull_with_mirrors,
 };
-pub use push::{IndexEntry, IndexPush, PushOptions, PushReport, push, push_after, push_index};
+pub use push::{IndexEntry, IndexPush, PushOptions, PushReport, push, push_index};
 pub use settings::{Settings, settings_path};
 pub use transport::{Body, HttpTransport, Request, Response, Transport, TransportError};
 

@@ -42,11 +42,14 @@ pub struct PushOptions {
     pub monolithic_limit: u64,
     /// Size of one `PATCH` chunk.
     pub chunk_size: u64,
+    /// Uploads an `UploadAhead` made to this destination while the image's layers were
+    /// compressed: closed with their digests instead of uploading those blobs again.
+    pub ahead: UploadedAhead,
 }
 
 impl Default for PushOptions {
     fn default() -> PushOptions {
-        PushOptions { parallel: 4, monolithic_limit: 16 << 20, chunk_size: 16 << 20 }
+        PushOptions { parallel: 4, monolithic_limit: 16 << 20, chunk_size: 16 << 20, ahead: UploadedAhead::default() }
     }
 }
 
@@ -115,7 +118,7 @@ impl<'a> Pusher<'a> {
             store,
             options,
             progress,
-            ahead: Mutex::new(HashMap::new()),
+            ahead: Mutex::new(options.ahead.0.clone()),
         }
     }
 }
@@ -129,22 +132,7 @@ pub fn push(
     options: &PushOptions,
     progress: &Reporter,
 ) -> Result<PushReport, RegistryError> {
-    push_after(client, store, image, destination, options, progress, UploadedAhead::default())
-}
-
-/// [`push`], closing the uploads `ahead` holds (made by an `UploadAhead` to the same
-/// destination while `image`'s layers were compressed) instead of uploading those blobs again.
-pub fn push_after(
-    client: &Client,
-    store: &Store,
-    image: &Distributable,
-    destination: &Reference,
-    options: &PushOptions,
-    progress: &Reporter,
-    ahead: UploadedAhead,
-) -> Result<PushReport, RegistryError> {
-    let mut pusher = Pusher::new(client, store, destination, options, progress);
-    pusher.ahead = Mutex::new(ahead.0);
+    let pusher = Pusher::new(client, store, destination, options, progress);
     let blobs = unique_blobs([image]);
     let counts = pusher.push_blobs(&blobs)?;
     pusher.checked(&blobs, || pusher.put_manifest(&image.manifest, &image.manifest_descriptor, &pusher.target()))?;
@@ -735,7 +723,7 @@ mod tests {
     }
 
     fn options() -> PushOptions {
-        PushOptions { parallel: 1, monolithic_limit: 1000, chunk_size: 4096 }
+        PushOptions { parallel: 1, monolithic_limit: 1000, chunk_size: 4096, ..PushOptions::default() }
     }
 
     /// Uploads made while compressing: one whose closing `PUT` is refused falls back to a plain
@@ -779,8 +767,8 @@ mod tests {
             (image.config.digest, parked("parked-config", image.config.size)),
         ]));
         let dest = Reference::parse("reg.test/r:1").unwrap();
-        let options = PushOptions { parallel: 1, ..PushOptions::default() };
-        let report = push_after(&client, &store, &image, &dest, &options, &Reporter::silent(), ahead).unwrap();
+        let options = PushOptions { parallel: 1, ahead, ..PushOptions::default() };
+        let report = push(&client, &store, &image, &dest, &options, &Reporter::silent()).unwrap();
         assert_eq!((report.uploaded, report.existing), (1, 1));
         let uploaded = uploaded.lock().unwrap();
         assert_eq!(uploaded.len(), 1);
@@ -854,7 +842,8 @@ mod tests {
         let store = Store::open(&dir.path().join("root")).unwrap();
         let image = image(&store);
         let dest = Reference::parse("reg.test/r:1").unwrap();
-        let opts = PushOptions { parallel: 1, monolithic_limit: 1 << 20, chunk_size: 1 << 20 };
+        let opts =
+            PushOptions { parallel: 1, monolithic_limit: 1 << 20, chunk_size: 1 << 20, ..PushOptions::default() };
         let (kept, _) = client(None, answer_204(true));
         push(&kept, &store, &image, &dest, &opts, &Reporter::silent()).unwrap();
         let (lost, _) = client(None, answer_204(false));

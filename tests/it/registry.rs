@@ -240,6 +240,21 @@ fn push_resumes_a_chunk_cut_by_a_dropped_connection() {
     assert_eq!(stdout(&other.ok(&["pull", &format!("{}/example/cut:1", registry.host())])).trim(), id);
 }
 
+/// `push ARGS` in 64 KiB chunks with the registry module's debug log; returns its stderr.
+fn push_in_64k_chunks(ctx: &TestContext, args: &[&str]) -> String {
+    let out = ctx
+        .cmd()
+        .arg("push")
+        .args(args)
+        .env("SLIPWAY_PUSH_CHUNK_SIZE", "65536")
+        .env("SLIPWAY_LOG", "slipway::registry=debug")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    stderr
+}
+
 /// A layer compressed during the push goes up while it is compressed, each chunk as it is made,
 /// and is uploaded once.
 #[test]
@@ -247,15 +262,7 @@ fn layers_compressed_by_a_push_are_uploaded_while_compressed() {
     let registry = Registry::start();
     let (ctx, id) = imported("example/busybox:1");
     let dest = format!("{}/example/ahead:1", registry.host());
-    let out = ctx
-        .cmd()
-        .args(["push", "--compression", "zstd", "example/busybox:1", &dest])
-        .env("SLIPWAY_PUSH_CHUNK_SIZE", "65536")
-        .env("SLIPWAY_LOG", "slipway::registry=debug")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let stderr = push_in_64k_chunks(&ctx, &["--compression", "zstd", "example/busybox:1", &dest]);
     assert!(stderr.contains("uploaded while compressing"), "{stderr}");
     let log = registry.log();
     // The layer (about 1 MiB of zstd) in 64 KiB PATCHes, one session per blob, each closed once.
@@ -277,15 +284,7 @@ fn a_broken_upload_while_compressing_falls_back_to_uploading_from_the_store() {
     proxy.rule(Rule::new("PATCH", "/blobs/uploads/", Action::CutRequest { after_total: 200_000, hook: None }));
     let (ctx, id) = imported("example/busybox:1");
     let dest = format!("{}/example/broken:1", proxy.host());
-    let out = ctx
-        .cmd()
-        .args(["push", "example/busybox:1", &dest])
-        .env("SLIPWAY_PUSH_CHUNK_SIZE", "65536")
-        .env("SLIPWAY_LOG", "slipway::registry=debug")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let stderr = push_in_64k_chunks(&ctx, &["example/busybox:1", &dest]);
     assert_eq!(proxy.rules_left(), 0, "the proxy cut nothing");
     assert!(stderr.contains("uploading while compressing failed"), "{stderr}");
     assert!(!stderr.contains("uploaded while compressing"), "{stderr}");

@@ -482,8 +482,8 @@ impl Pusher<'_> {
                 Some(client) => client,
                 None => connect(destination)?,
             };
-            let ahead = std::mem::take(&mut ahead);
-            let report = crate::registry::push_after(&client, store, &plan, destination, &options, progress, ahead)
+            let options = crate::registry::PushOptions { ahead: std::mem::take(&mut ahead), ..options.clone() };
+            let report = crate::registry::push(&client, store, &plan, destination, &options, progress)
                 .with_context(|| format!("pushing the built image to {destination}"))?;
             if !progress.is_silent() {
                 eprintln!("pushed {}@{}", destination.name(), report.digest);

@@ -164,8 +164,8 @@ pub fn push(global: &GlobalArgs, args: &PushArgs, progress: &Reporter) -> Result
         };
         let report = match &plan {
             Plan::Image(image) => {
-                let ahead = std::mem::take(&mut ahead);
-                registry::push_after(&client, &store, image, destination, &options, progress, ahead)
+                let options = PushOptions { ahead: std::mem::take(&mut ahead), ..options.clone() };
+                registry::push(&client, &store, image, destination, &options, progress)
             }
             Plan::Index(index) => registry::push_index(&client, &store, index, destination, &options, progress),
         }
@@ -180,7 +180,7 @@ pub fn push(global: &GlobalArgs, args: &PushArgs, progress: &Reporter) -> Result
 }
 
 /// `image::distributable_with`, the layers compressed now going to the registry of
-/// `destination` while they are made (closed by `registry::push_after` to that destination).
+/// `destination` while they are made (closed by `registry::push` to that destination, given them in `PushOptions::ahead`).
 pub(super) fn distributable_ahead(
     store: &Store,
     img: &image::Image,
