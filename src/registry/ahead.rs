@@ -12,14 +12,14 @@ use std::sync::Mutex;
 use std::sync::mpsc;
 use std::thread::{Scope, ScopedJoinHandle};
 
-use reqwest::header::{CONTENT_TYPE, HeaderValue};
-use reqwest::{Method, Url};
+use reqwest::Url;
 
 use super::RegistryError;
 use super::auth::repository_scope;
 use super::client::Client;
 use super::push::PushOptions;
-use super::transport::{Body, Request};
+use super::push::{cancel_upload, open_upload, patch_request};
+use super::transport::Body;
 use crate::image::LayerCopy;
 use crate::oci::{Descriptor, Digest, Reference};
 
@@ -40,17 +40,6 @@ pub struct Parked {
 /// The uploads an [`UploadAhead`] left open, by the digest of the blob they hold.
 #[derive(Debug, Clone, Default)]
 pub struct UploadedAhead(pub(super) HashMap<Digest, Parked>);
-
-impl UploadedAhead {
-    /// How many blobs went ahead.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
 
 /// Starts one upload per layer being compressed, each on a thread of `scope`.
 pub struct UploadAhead<'scope, 'env> {
@@ -204,27 +193,13 @@ impl Target<'_> {
         tracing::debug!(error = %err, "uploading while compressing failed; the blob goes after it is made");
     }
 
-    /// `POST /v2/<name>/blobs/uploads/` → the upload URL.
     fn open(&self) -> Result<Url, RegistryError> {
-        let url = self.client.url(&format!("v2/{}/blobs/uploads/", self.repository))?;
-        let request = Request::new(Method::POST, url);
-        let mut response = self.client.send(request.clone(), &self.scope)?;
-        if response.status != 202 {
-            return Err(self.client.status_error(&request, &mut response));
-        }
-        self.client.location(&request.url, &response)
+        open_upload(self.client, &self.repository, &self.scope)
     }
 
     /// One `PATCH` of `bytes` at `offset`; returns the upload URL to go on with.
     fn patch(&self, location: &Url, offset: u64, bytes: Vec<u8>) -> Result<Url, RegistryError> {
-        let end = offset + bytes.len() as u64;
-        let mut request = Request::new(Method::PATCH, location.clone());
-        request.headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
-        let range = HeaderValue::from_str(&format!("{offset}-{}", end.saturating_sub(1))).map_err(|source| {
-            RegistryError::Header { registry: self.client.registry().to_string(), header: "Content-Range", source }
-        })?;
-        request.headers.insert("content-range", range);
-        request.body = Body::Bytes(bytes.into());
+        let request = patch_request(self.client, location, offset, Body::Bytes(bytes.into()))?;
         let mut response = self.client.send_once(&request, &self.scope)?;
         if response.status != 202 {
             return Err(self.client.status_error(&request, &mut response));
@@ -234,13 +209,5 @@ impl Target<'_> {
 
     fn cancel(&self, location: Url) {
         cancel_upload(self.client, &self.scope, location);
-    }
-}
-
-/// Best effort: `DELETE` an upload that will not be finished (a registry forgets it anyway).
-pub(super) fn cancel_upload(client: &Client, scope: &str, location: Url) {
-    let request = Request::new(Method::DELETE, location);
-    if let Err(err) = client.send_once(&request, scope) {
-        tracing::debug!(error = %err, "cannot cancel an unfinished upload");
     }
 }
